@@ -1,0 +1,125 @@
+/**
+ * Sealed-secret codecs: how one secret is stored as text in a database column.
+ *
+ * - `v1` (default for new schemas): `mk1:<key id>:<base64url(nonce || ciphertext || tag)>`,
+ *   with the header `mk1:<key id>:` bound as AES-GCM additional data. The format
+ *   is specified byte for byte in the README.
+ * - `act` (what ACT stores today): `Base64(nonce(12) || ciphertext || tag(16))`,
+ *   no key id, no additional data.
+ */
+import { randomBytes } from 'node:crypto';
+import { MasterKeyError } from '../errors';
+import { Aead, NONCE_BYTES, TAG_BYTES, nodeAead } from './aead';
+import { KEY_ID_BYTES, MasterKey } from './key';
+
+export type CodecName = 'v1' | 'act';
+export const CODEC_NAMES: readonly CodecName[] = ['v1', 'act'];
+
+export const V1_PREFIX = 'mk1';
+const V1_HEADER_LENGTH = V1_PREFIX.length + 1 + KEY_ID_BYTES * 2 + 1;
+const V1_RE = /^mk1:([0-9a-f]{12}):([A-Za-z0-9_-]*)$/;
+const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const EMPTY = new Uint8Array(0);
+
+export interface Opened {
+  readonly plaintext: Uint8Array;
+  /** The id of the key that opened it. */
+  readonly keyId: string;
+}
+
+/** Something that can give the keys to try for a sealed value. */
+export interface KeySource {
+  byId(id: string): MasterKey | undefined;
+  all(): readonly MasterKey[];
+}
+
+export interface SecretCodec {
+  readonly name: CodecName;
+  /** Seals plaintext under key; a fresh random nonce unless one is given (tests only). */
+  seal(key: MasterKey, plaintext: Uint8Array, nonce?: Uint8Array): string;
+  /** Opens a sealed value with one of the keys; throws a typed SEALED_* error. */
+  open(keys: KeySource, sealed: string): Opened;
+  /** Cheap check whether text has this codec's shape (no decryption). */
+  looksSealed(text: string): boolean;
+}
+
+function b64urlDecode(s: string): Buffer {
+  return Buffer.from(s, 'base64url');
+}
+
+export function v1Codec(aead: Aead = nodeAead): SecretCodec {
+  return {
+    name: 'v1',
+    seal(key, plaintext, nonce = randomBytes(NONCE_BYTES)) {
+      const header = `${V1_PREFIX}:${key.id}:`;
+      const body = aead.seal(key.bytes(), nonce, plaintext, Buffer.from(header, 'ascii'));
+      return header + Buffer.concat([nonce, body]).toString('base64url');
+    },
+    open(keys, sealed) {
+      const m = V1_RE.exec(sealed);
+      if (!m) {
+        if (sealed.startsWith('mk') && /^mk\d+:/.test(sealed) && !sealed.startsWith(`${V1_PREFIX}:`)) {
+          throw new MasterKeyError('SEALED_MALFORMED', 'The sealed value has an unsupported format version; upgrade cdktf-master-key.');
+        }
+        throw new MasterKeyError('SEALED_MALFORMED', 'The value is not a v1 sealed secret (expected mk1:<key id>:<base64url>); check the inventory codec for this column.');
+      }
+      const raw = b64urlDecode(m[2]);
+      if (raw.length < NONCE_BYTES + TAG_BYTES || m[2].length % 4 === 1) {
+        throw new MasterKeyError('SEALED_TRUNCATED', `The sealed value is truncated (${raw.length} bytes after the header, at least ${NONCE_BYTES + TAG_BYTES} needed); restore it from a backup.`);
+      }
+      const keyId = m[1];
+      const key = keys.byId(keyId);
+      if (!key) {
+        throw new MasterKeyError('SEALED_UNKNOWN_KEY', `The value is sealed under key mk:${keyId}, which is not in the keyring; supply that key.`, { keyId: `mk:${keyId}` });
+      }
+      const pt = aead.open(key.bytes(), raw.subarray(0, NONCE_BYTES), raw.subarray(NONCE_BYTES), Buffer.from(sealed.slice(0, V1_HEADER_LENGTH), 'ascii'));
+      if (!pt) {
+        throw new MasterKeyError('SEALED_TAMPERED', `The value sealed under mk:${keyId} fails authentication (it was altered or corrupted); restore it from a backup.`, { keyId: `mk:${keyId}` });
+      }
+      return { plaintext: pt, keyId };
+    },
+    looksSealed(text) {
+      return V1_RE.test(text);
+    },
+  };
+}
+
+export function actCodec(aead: Aead = nodeAead): SecretCodec {
+  return {
+    name: 'act',
+    seal(key, plaintext, nonce = randomBytes(NONCE_BYTES)) {
+      const body = aead.seal(key.bytes(), nonce, plaintext, EMPTY);
+      return Buffer.concat([nonce, body]).toString('base64');
+    },
+    open(keys, sealed) {
+      if (!B64_RE.test(sealed)) {
+        throw new MasterKeyError('SEALED_MALFORMED', 'The value is not base64 (ACT format: Base64(nonce || ciphertext || tag)); check the inventory codec for this column.');
+      }
+      const raw = Buffer.from(sealed, 'base64');
+      if (raw.length < NONCE_BYTES + TAG_BYTES) {
+        throw new MasterKeyError('SEALED_TRUNCATED', `The sealed value is truncated (${raw.length} bytes, at least ${NONCE_BYTES + TAG_BYTES} needed); restore it from a backup.`);
+      }
+      const nonce = raw.subarray(0, NONCE_BYTES);
+      const body = raw.subarray(NONCE_BYTES);
+      for (const key of keys.all()) {
+        const pt = aead.open(key.bytes(), nonce, body, EMPTY);
+        if (pt) return { plaintext: pt, keyId: key.id };
+      }
+      throw new MasterKeyError('SEALED_WRONG_KEY', 'No key in the keyring opens the value (wrong key, or the value was altered); supply the key it was sealed under.');
+    },
+    looksSealed(text) {
+      return B64_RE.test(text) && text.length >= 40;
+    },
+  };
+}
+
+export function codecByName(name: CodecName, aead: Aead = nodeAead): SecretCodec {
+  switch (name) {
+    case 'v1':
+      return v1Codec(aead);
+    case 'act':
+      return actCodec(aead);
+    default:
+      throw new MasterKeyError('INVENTORY_INVALID', `Unknown codec "${String(name)}"; use one of: ${CODEC_NAMES.join(', ')}.`);
+  }
+}
