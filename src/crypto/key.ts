@@ -83,11 +83,12 @@ export function keyIdOf(bytes: Uint8Array): string {
  * @param source words naming where the text came from, e.g. "the key in /etc/act/act.env"
  */
 export function parseKey(text: string, source = 'the key'): MasterKey {
-  let t = text;
-  if (t.charCodeAt(0) === 0xfeff) {
-    throw new MasterKeyError('KEY_MALFORMED', `${cap(source)} starts with a byte-order mark; save it as plain ASCII (64 hex characters, as \`openssl rand -hex 32\` prints).`);
+  // Checked before trimming: String#trim() silently strips U+FEFF, so a mark
+  // after leading whitespace or at the end would otherwise be accepted.
+  if (text.includes('\uFEFF')) {
+    throw new MasterKeyError('KEY_MALFORMED', `${cap(source)} contains a byte-order mark; save it as plain ASCII (64 hex characters, as \`openssl rand -hex 32\` prints).`);
   }
-  t = t.trim();
+  const t = text.trim();
   if (t.length === 0) {
     throw new MasterKeyError('KEY_MALFORMED', `${cap(source)} is empty; it must be 64 hex characters (generate one with \`openssl rand -hex 32\`).`);
   }
