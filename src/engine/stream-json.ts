@@ -1,0 +1,177 @@
+/**
+ * Sealed values inside jsonb documents: a lossless JSON reader/writer and the
+ * walk that finds the string values an inventory entry's `jsonPath` (with its
+ * optional `where`) designates.
+ *
+ * The reader keeps numbers as their source text, so rewriting a document
+ * never changes a non-secret value (jsonb numbers are arbitrary precision,
+ * JavaScript numbers are not). Objects are `Map`s (order kept, no prototype
+ * keys).
+ */
+import { MasterKeyError } from '../errors';
+import type { InventoryEntry, JsonWhere } from '../inventory/inventory';
+
+/** A JSON number kept as written. */
+export class JsonNumber {
+  constructor(readonly raw: string) {}
+}
+
+export type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | JsonObject;
+export type JsonObject = Map<string, JsonValue>;
+
+const STRING_RE = /"(?:[^"\\]|\\.)*"/y;
+const NUMBER_RE = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+const SPACE_RE = /[ \t\n\r]*/y;
+
+/** Parses JSON text (as PostgreSQL prints jsonb) without losing number precision. */
+export function parseJsonLossless(text: string): JsonValue {
+  let pos = 0;
+  const fail = (): never => {
+    throw new MasterKeyError('INVENTORY_INVALID', `A jsonb document could not be read at offset ${pos}; check that the inventory's jsonPath column is a json or jsonb column.`);
+  };
+  const skip = () => {
+    SPACE_RE.lastIndex = pos;
+    SPACE_RE.exec(text);
+    pos = SPACE_RE.lastIndex;
+  };
+  const token = (re: RegExp): string => {
+    re.lastIndex = pos;
+    const m = re.exec(text);
+    if (!m) return fail();
+    pos = re.lastIndex;
+    return m[0];
+  };
+  const expect = (ch: string) => {
+    skip();
+    if (text[pos] !== ch) fail();
+    pos++;
+  };
+  const value = (): JsonValue => {
+    skip();
+    const c = text[pos];
+    if (c === '"') return JSON.parse(token(STRING_RE)) as string;
+    if (c === '{') {
+      pos++;
+      const obj: JsonObject = new Map();
+      skip();
+      if (text[pos] === '}') return pos++, obj;
+      for (;;) {
+        skip();
+        const key = JSON.parse(token(STRING_RE)) as string;
+        expect(':');
+        obj.set(key, value());
+        skip();
+        if (text[pos] === ',') pos++;
+        else return expect('}'), obj;
+      }
+    }
+    if (c === '[') {
+      pos++;
+      const arr: JsonValue[] = [];
+      skip();
+      if (text[pos] === ']') return pos++, arr;
+      for (;;) {
+        arr.push(value());
+        skip();
+        if (text[pos] === ',') pos++;
+        else return expect(']'), arr;
+      }
+    }
+    for (const [word, v] of [['true', true], ['false', false], ['null', null]] as const) {
+      if (text.startsWith(word, pos)) return (pos += word.length), v;
+    }
+    return new JsonNumber(token(NUMBER_RE));
+  };
+  const v = value();
+  skip();
+  if (pos !== text.length) fail();
+  return v;
+}
+
+/** Writes a value read by `parseJsonLossless` back as compact JSON text. */
+export function stringifyJsonLossless(v: JsonValue): string {
+  if (v === null || typeof v === 'boolean' || typeof v === 'string') return JSON.stringify(v);
+  if (v instanceof JsonNumber) return v.raw;
+  if (Array.isArray(v)) return `[${v.map(stringifyJsonLossless).join(',')}]`;
+  const parts: string[] = [];
+  for (const [k, x] of v) parts.push(`${JSON.stringify(k)}:${stringifyJsonLossless(x)}`);
+  return `{${parts.join(',')}}`;
+}
+
+/** One string value found in a document: where it is and how to replace it. */
+export interface JsonSlot {
+  /** Dotted path of concrete keys/indices, e.g. "env.2.value". */
+  readonly path: string;
+  /** The same path as segments (unambiguous when keys contain dots). */
+  readonly segments: readonly string[];
+  readonly value: string;
+  /** Replaces the value in the parsed document. */
+  set(next: string): void;
+}
+
+type Container = JsonValue[] | JsonObject;
+
+function isContainer(v: JsonValue | undefined): v is Container {
+  return Array.isArray(v) || v instanceof Map;
+}
+
+function children(c: Container, segment: string): Array<[string, JsonValue]> {
+  if (Array.isArray(c)) {
+    if (segment === '*') return c.map((v, i) => [String(i), v]);
+    const i = /^(0|[1-9]\d*)$/.test(segment) ? Number(segment) : -1;
+    return i >= 0 && i < c.length ? [[segment, c[i]]] : [];
+  }
+  if (segment === '*') return [...c.entries()];
+  const v = c.get(segment);
+  return v === undefined ? [] : [[segment, v]];
+}
+
+function whereHolds(holder: Container, where: JsonWhere | undefined): boolean {
+  if (!where) return true;
+  if (!(holder instanceof Map)) return false;
+  const v = holder.get(where.key);
+  if (v instanceof JsonNumber) return typeof where.equals === 'number' && Number(v.raw) === where.equals;
+  return v === where.equals;
+}
+
+function setIn(holder: Container, key: string, next: string): void {
+  if (Array.isArray(holder)) holder[Number(key)] = next;
+  else holder.set(key, next);
+}
+
+/**
+ * The string values at `path` in `doc` whose holding object satisfies `where`.
+ * Absent members and non-string values are not secrets and are skipped.
+ */
+export function findSlots(doc: JsonValue, path: readonly string[], where?: JsonWhere): JsonSlot[] {
+  const out: JsonSlot[] = [];
+  const walk = (node: Container, depth: number, trail: string[]) => {
+    for (const [key, child] of children(node, path[depth])) {
+      if (depth === path.length - 1) {
+        if (typeof child === 'string' && whereHolds(node, where)) {
+          const segments = [...trail, key];
+          out.push({ path: segments.join('.'), segments, value: child, set: (next) => setIn(node, key, next) });
+        }
+      } else if (isContainer(child)) {
+        walk(child, depth + 1, [...trail, key]);
+      }
+    }
+  };
+  if (isContainer(doc) && path.length > 0) walk(doc, 0, []);
+  return out;
+}
+
+/** Slots of several entries on one document; a location claimed by two entries counts once (first entry wins). */
+export function findEntrySlots(doc: JsonValue, entries: readonly InventoryEntry[]): Array<{ entry: InventoryEntry; slot: JsonSlot }> {
+  const seen = new Set<string>();
+  const out: Array<{ entry: InventoryEntry; slot: JsonSlot }> = [];
+  for (const entry of entries) {
+    for (const slot of findSlots(doc, entry.jsonPath ?? [], entry.where)) {
+      const id = JSON.stringify(slot.segments);
+      if (seen.has(id)) continue;
+      seen.add(id);
+      out.push({ entry, slot });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,269 @@
+import { Client } from 'pg';
+import { actCodec, v1Codec } from '../src/crypto/codec';
+import { MasterKey } from '../src/crypto/key';
+import { Keyring } from '../src/crypto/keyring';
+import { isMasterKeyError } from '../src/errors';
+import { ACT_PRESET, ACT_SCHEMA_SQL } from '../src/inventory/act-preset';
+import type { Inventory } from '../src/inventory/inventory';
+import { reencryptInventory, scanInventory } from '../src/engine/stream';
+import { dropDatabase, freshDatabase } from './support/db';
+
+const act = actCodec();
+const v1 = v1Codec();
+const BIG = '12345678901234567890.1234567890';
+
+/** Every plaintext we sealed, by where it lives, to compare after re-encryption. */
+type Expected = Map<string, string>;
+
+async function seedAct(c: Client, key: MasterKey, expected: Expected): Promise<void> {
+  const seal = (p: string) => act.seal(key, Buffer.from(p, 'utf8'));
+  await c.query(ACT_SCHEMA_SQL);
+  for (let i = 1; i <= 3; i++) {
+    const pk = `-----BEGIN KEY-----\nserver ${i} ✓\n-----END KEY-----`;
+    const pass = i === 2 ? null : `pass-${i}`;
+    await c.query('INSERT INTO servers (id, name, host, ssh_private_key, ssh_passphrase) VALUES ($1, $2, $3, $4, $5)', [i, `s${i}`, `h${i}`, seal(pk), pass === null ? null : seal(pass)]);
+    expected.set(`servers.ssh_private_key.${i}`, pk);
+    if (pass !== null) expected.set(`servers.ssh_passphrase.${i}`, pass);
+  }
+  for (let i = 1; i <= 2; i++) {
+    const spec = {
+      image: `img${i}`,
+      replicas: BIG,
+      env: [
+        { name: 'DB_PASSWORD', value: seal(`db-pw-${i}`), secret: true },
+        { name: 'LOG_LEVEL', value: 'debug', secret: false },
+        { name: 'API_TOKEN', value: seal(`api-${i}`), secret: true },
+        { name: 'NUMERIC', value: 5, secret: true },
+      ],
+    };
+    // Keep an exact big number in the document (JSON.stringify would make it a string).
+    const text = JSON.stringify(spec).replace(`"${BIG}"`, BIG);
+    await c.query('INSERT INTO services (id, name, spec) VALUES ($1, $2, $3::jsonb)', [i, `svc${i}`, text]);
+    expected.set(`services.spec.${i}.env.0.value`, `db-pw-${i}`);
+    expected.set(`services.spec.${i}.env.2.value`, `api-${i}`);
+    await c.query('INSERT INTO service_env_vars (id, service_id, name, value) VALUES ($1, $2, $3, $4)', [i, i, 'SECRET', seal(`sev-${i}`)]);
+    expected.set(`service_env_vars.value.${i}`, `sev-${i}`);
+  }
+  await c.query(`INSERT INTO services (id, name) VALUES (3, 'empty-spec')`);
+  await c.query(`INSERT INTO environments (id, name) VALUES (1, 'prod')`);
+  for (let i = 1; i <= 4; i++) {
+    await c.query('INSERT INTO environment_variables (id, environment_id, name, value) VALUES ($1, 1, $2, $3)', [i, `V${i}`, seal(`env-${i}`)]);
+    expected.set(`environment_variables.value.${i}`, `env-${i}`);
+  }
+  await c.query('INSERT INTO git_credentials (id, provider, access_token) VALUES (1, $1, $2)', ['github', seal('ghp_token')]);
+  expected.set('git_credentials.access_token.1', 'ghp_token');
+  await c.query('INSERT INTO registry_credentials (id, registry, username, password) VALUES (1, $1, $2, $3)', ['docker.io', 'me', seal('reg-pw')]);
+  expected.set('registry_credentials.password.1', 'reg-pw');
+  const settings = { region: 'eu', credentials: { aws: seal('aws-secret'), gcp: seal('gcp-secret'), note: 42 } };
+  await c.query('INSERT INTO storage_providers (id, name, secret_access_key, settings) VALUES (1, $1, $2, $3::jsonb)', ['s3', seal('s3-key'), JSON.stringify(settings)]);
+  await c.query(`INSERT INTO storage_providers (id, name, secret_access_key) VALUES (2, 'local', NULL)`);
+  expected.set('storage_providers.secret_access_key.1', 's3-key');
+  expected.set('storage_providers.settings.1.credentials.aws', 'aws-secret');
+  expected.set('storage_providers.settings.1.credentials.gcp', 'gcp-secret');
+}
+
+const EXPECTED_KINDS = {
+  'server SSH private key': 3,
+  'server SSH passphrase': 2,
+  'service environment variable': 6,
+  'environment variable': 4,
+  'git access token': 1,
+  'registry credential': 1,
+  'storage provider secret': 3,
+};
+
+/** Every stored column of every ACT table as text, to compare states exactly. */
+async function dump(c: Client): Promise<string> {
+  const tables = ['servers', 'services', 'service_env_vars', 'environment_variables', 'git_credentials', 'registry_credentials', 'storage_providers'];
+  const parts: string[] = [];
+  for (const t of tables) {
+    const r = await c.query(`SELECT to_jsonb(x)::text AS j FROM "${t}" x ORDER BY id`);
+    parts.push(`${t}:${r.rows.map((x) => x.j).join('|')}`);
+  }
+  return parts.join('\n');
+}
+
+/** Opens every expected value with `ring` and returns plaintexts by location. */
+async function openAll(c: Client, ring: Keyring, expected: Expected): Promise<Map<string, string>> {
+  const got = new Map<string, string>();
+  for (const loc of expected.keys()) {
+    const [table, column, id, ...path] = loc.split('.');
+    const r = await c.query(`SELECT "${column}"::text AS v FROM "${table}" WHERE id = $1`, [id]);
+    let v: unknown = r.rows[0].v;
+    if (path.length) {
+      v = JSON.parse(v as string);
+      for (const p of path) v = (v as Record<string, unknown>)[p];
+    }
+    got.set(loc, ring.openText(act, v as string));
+  }
+  return got;
+}
+
+describe('streaming scan and re-encryption (ACT schema, real PostgreSQL)', () => {
+  let url: string;
+  let c: Client;
+  const oldKey = MasterKey.generate();
+  const newKey = MasterKey.generate();
+  const expected: Expected = new Map();
+
+  beforeAll(async () => {
+    url = await freshDatabase('stream');
+    c = new Client({ connectionString: url });
+    await c.connect();
+    await seedAct(c, oldKey, expected);
+  });
+  afterAll(async () => {
+    await c.end();
+    await dropDatabase(url);
+  });
+
+  it('scans every kind, including values inside jsonb documents, outside a transaction', async () => {
+    const progress: number[] = [];
+    const r = await scanInventory(c, ACT_PRESET, new Keyring([oldKey]), { batchSize: 2, onProgress: (n) => progress.push(n) });
+    expect(r.byKind).toEqual(EXPECTED_KINDS);
+    expect(r.total).toBe(20);
+    expect(r.failureCount).toBe(0);
+    expect(r.failures).toEqual([]);
+    expect(r.storedBytes).toBeGreaterThan(20 * 40);
+    expect(progress.length).toBeGreaterThan(5);
+    expect(progress).toEqual([...progress].sort((a, b) => a - b));
+    expect(progress[progress.length - 1]).toBe(20);
+    expect(c.getTransactionStatus()).toBe('I');
+  });
+
+  it('lists tampered, malformed and foreign-key values with table, id, kind and code, and never throws for them', async () => {
+    const other = MasterKey.generate();
+    const good = act.seal(oldKey, Buffer.from('x'));
+    const raw = Buffer.from(good, 'base64');
+    raw[raw.length - 1] ^= 1;
+    await c.query('BEGIN');
+    try {
+      await c.query('UPDATE git_credentials SET access_token = $1 WHERE id = 1', [raw.toString('base64')]);
+      await c.query(`UPDATE registry_credentials SET password = 'not a sealed value!' WHERE id = 1`);
+      await c.query('UPDATE environment_variables SET value = $1 WHERE id = 3', [act.seal(other, Buffer.from('y'))]);
+      await c.query(`UPDATE services SET spec = jsonb_set(spec, '{env,2,value}', to_jsonb($1::text)) WHERE id = 2`, ['AAAA']);
+      const r = await scanInventory(c, ACT_PRESET, new Keyring([oldKey]));
+      expect(r.total).toBe(20);
+      expect(r.failureCount).toBe(4);
+      const sorted = [...r.failures].sort((a, b) => a.table.localeCompare(b.table));
+      expect(sorted).toEqual([
+        { table: 'environment_variables', column: 'value', id: '3', kind: 'environment variable', code: 'SEALED_WRONG_KEY' },
+        { table: 'git_credentials', column: 'access_token', id: '1', kind: 'git access token', code: 'SEALED_WRONG_KEY' },
+        { table: 'registry_credentials', column: 'password', id: '1', kind: 'registry credential', code: 'SEALED_MALFORMED' },
+        { table: 'services', column: 'spec', id: '2', kind: 'service environment variable', path: 'env.2.value', code: 'SEALED_TRUNCATED' },
+      ]);
+      // A scan inside the caller's transaction leaves it open.
+      expect(c.getTransactionStatus()).toBe('T');
+
+      const before = await dump(c);
+      await c.query('SAVEPOINT s');
+      const err = await reencryptInventory(c, ACT_PRESET, new Keyring([oldKey]), newKey).catch((e: unknown) => e);
+      expect(isMasterKeyError(err, 'UNDECRYPTABLE_ROWS')).toBe(true);
+      const msg = (err as Error).message;
+      expect(msg).toMatch(/environment_variables|git_credentials|registry_credentials|services/);
+      expect(msg).toMatch(/id \d/);
+      expect(msg).not.toContain('not a sealed value');
+      expect(msg).not.toContain(oldKey.toHex());
+      await c.query('ROLLBACK TO SAVEPOINT s');
+      expect(await dump(c)).toBe(before);
+    } finally {
+      await c.query('ROLLBACK');
+    }
+  });
+
+  it('a rolled-back re-encryption leaves every row exactly as it was', async () => {
+    const before = await dump(c);
+    await c.query('BEGIN');
+    const r = await reencryptInventory(c, ACT_PRESET, new Keyring([oldKey]), newKey, { batchSize: 3 });
+    expect(r.total).toBe(20);
+    expect(await dump(c)).not.toBe(before);
+    await c.query('ROLLBACK');
+    expect(await dump(c)).toBe(before);
+  });
+
+  it('re-encrypts every value so it opens with the new key only and equals its original plaintext', async () => {
+    const before = await dump(c);
+    const progress: number[] = [];
+    await c.query('BEGIN');
+    const r = await reencryptInventory(c, ACT_PRESET, new Keyring([oldKey]), newKey, { batchSize: 2, onProgress: (n) => progress.push(n) });
+    await c.query('COMMIT');
+    expect(r.total).toBe(20);
+    expect(r.byKind).toEqual(EXPECTED_KINDS);
+    // servers 3, services 2 (the empty spec holds none), service_env_vars 2, environment_variables 4, git 1, registry 1, storage 1
+    expect(r.updated).toBe(14);
+    expect(progress[progress.length - 1]).toBe(20);
+
+    const got = await openAll(c, new Keyring([newKey]), expected);
+    expect(got).toEqual(expected);
+    await expect(openAll(c, new Keyring([oldKey]), expected)).rejects.toMatchObject({ code: 'SEALED_WRONG_KEY' });
+
+    const scanNew = await scanInventory(c, ACT_PRESET, new Keyring([newKey]));
+    expect(scanNew).toMatchObject({ total: 20, failureCount: 0 });
+    const scanOld = await scanInventory(c, ACT_PRESET, new Keyring([oldKey]));
+    expect(scanOld.failureCount).toBe(20);
+
+    // Non-secret data is untouched: names, plain env values, exact big numbers, rows without secrets.
+    const after = await dump(c);
+    expect(after).not.toBe(before);
+    const spec = await c.query(`SELECT spec->>'replicas' AS n, spec->'env'->1->>'value' AS plain, spec->'env'->3->'value' AS num FROM services WHERE id = 1`);
+    expect(spec.rows[0]).toEqual({ n: BIG, plain: 'debug', num: 5 });
+    const empty = await c.query(`SELECT spec::text AS s FROM services WHERE id = 3`);
+    expect(empty.rows[0].s).toBe('{}');
+    const sp = await c.query(`SELECT settings->'credentials'->'note' AS note, settings->>'region' AS region FROM storage_providers WHERE id = 1`);
+    expect(sp.rows[0]).toEqual({ note: 42, region: 'eu' });
+    const nulls = await c.query(`SELECT ssh_passphrase FROM servers WHERE id = 2 UNION ALL SELECT secret_access_key FROM storage_providers WHERE id = 2`);
+    expect(nulls.rows).toEqual([{ ssh_passphrase: null }, { ssh_passphrase: null }]);
+  });
+
+  it('refuses to re-encrypt outside a transaction', async () => {
+    await expect(reencryptInventory(c, ACT_PRESET, new Keyring([newKey]), oldKey)).rejects.toMatchObject({ code: 'INTERNAL' });
+  });
+
+  it('names a missing table or a mistyped column as an inventory error', async () => {
+    const missing: Inventory = { name: 'x', entries: [{ kind: 'k', table: 'nope', idColumn: 'id', column: 'v', codec: 'act' }] };
+    await expect(scanInventory(c, missing, new Keyring([newKey]))).rejects.toMatchObject({ code: 'INVENTORY_INVALID' });
+    const wrongType: Inventory = { name: 'x', entries: [{ kind: 'k', table: 'servers', idColumn: 'id', column: 'id', codec: 'act' }] };
+    await expect(scanInventory(c, wrongType, new Keyring([newKey]))).rejects.toMatchObject({ code: 'INVENTORY_INVALID' });
+  });
+});
+
+describe('v1 codec, text primary keys with awkward characters', () => {
+  let url: string;
+  let c: Client;
+  const oldKey = MasterKey.generate();
+  const newKey = MasterKey.generate();
+  const inv: Inventory = { name: 'custom', entries: [{ kind: 'token', table: 'app.vault', idColumn: 'name', column: 'secret', codec: 'v1' }] };
+  const ids = ['plain', 'tab\there', 'new\nline', 'back\\slash', 'quote"s', "apo'strophe", 'ünï', '{brace}', 'comma,', ' spaced ', 'NULL'];
+
+  beforeAll(async () => {
+    url = await freshDatabase('stream_v1');
+    c = new Client({ connectionString: url });
+    await c.connect();
+    await c.query('CREATE SCHEMA app; CREATE TABLE app.vault (name text PRIMARY KEY, secret varchar(400))');
+    for (const id of ids) await c.query('INSERT INTO app.vault VALUES ($1, $2)', [id, v1.seal(oldKey, Buffer.from(`pt:${id}`))]);
+    await c.query('INSERT INTO app.vault VALUES ($1, NULL)', ['no-secret']);
+  });
+  afterAll(async () => {
+    await c.end();
+    await dropDatabase(url);
+  });
+
+  it('re-encrypts rows whatever their key text and reports unknown key ids', async () => {
+    await c.query('BEGIN');
+    const r = await reencryptInventory(c, inv, new Keyring([oldKey]), newKey, { batchSize: 4 });
+    await c.query('COMMIT');
+    expect(r).toEqual({ total: ids.length, byKind: { token: ids.length }, updated: ids.length });
+    const rows = await c.query<{ name: string; secret: string | null }>('SELECT name, secret FROM app.vault');
+    for (const row of rows.rows) {
+      if (row.name === 'no-secret') expect(row.secret).toBeNull();
+      else {
+        expect(row.secret!.startsWith(`mk1:${newKey.id}:`)).toBe(true);
+        expect(new Keyring([newKey]).openText(v1, row.secret!)).toBe(`pt:${row.name}`);
+      }
+    }
+    const scan = await scanInventory(c, inv, new Keyring([oldKey]));
+    expect(scan.failureCount).toBe(ids.length);
+    expect(new Set(scan.failures.map((f) => f.code))).toEqual(new Set(['SEALED_UNKNOWN_KEY']));
+    expect(new Set(scan.failures.map((f) => f.id))).toEqual(new Set(ids));
+  });
+});
