@@ -3,7 +3,7 @@
  *
  * - `v1` (default for new schemas): `mk1:<key id>:<base64url(nonce || ciphertext || tag)>`,
  *   with the header `mk1:<key id>:` bound as AES-GCM additional data. The format
- *   is specified byte for byte in the README.
+ *   is specified byte for byte in docs/sealed-secret-format.md.
  * - `act` (what ACT stores today): `Base64(nonce(12) || ciphertext || tag(16))`,
  *   no key id, no additional data.
  */
@@ -19,6 +19,8 @@ export const V1_PREFIX = 'mk1';
 const V1_HEADER_LENGTH = V1_PREFIX.length + 1 + KEY_ID_BYTES * 2 + 1;
 const V1_RE = /^mk1:([0-9a-f]{12}):([A-Za-z0-9_-]*)$/;
 const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** Base64 that ends part-way through a 4-character group (padding missing or cut): a cut-off ACT value. */
+const B64_CUT_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{1,3}|[A-Za-z0-9+/]{2}=)$/;
 const EMPTY = new Uint8Array(0);
 
 export interface Opened {
@@ -43,8 +45,26 @@ export interface SecretCodec {
   looksSealed(text: string): boolean;
 }
 
-function b64urlDecode(s: string): Buffer {
-  return Buffer.from(s, 'base64url');
+/**
+ * Decodes the base64 or base64url payload of a sealed value: nonce || ciphertext || tag.
+ * Refuses a payload too short to hold a nonce and a tag, and one that is not
+ * the canonical encoding of its bytes: Node's decoder ignores the unused low
+ * bits of the last character, so without this check several different strings
+ * would open to the same plaintext and an altered value would go unnoticed.
+ */
+function decodePayload(text: string, encoding: 'base64' | 'base64url'): Buffer {
+  const raw = Buffer.from(text, encoding);
+  if (raw.length < NONCE_BYTES + TAG_BYTES) {
+    throw new MasterKeyError('SEALED_TRUNCATED', `The sealed value is truncated (its payload is ${raw.length} bytes, at least ${NONCE_BYTES + TAG_BYTES} needed); restore it from a backup.`);
+  }
+  if (raw.toString(encoding) !== text) {
+    throw new MasterKeyError('SEALED_TAMPERED', 'The sealed value was altered (its base64 text is not in canonical form); restore it from a backup.');
+  }
+  return raw;
+}
+
+function partialGroup(chars: number): MasterKeyError {
+  return new MasterKeyError('SEALED_TRUNCATED', `The sealed value is truncated (its ${chars}-character payload ends part-way through a base64 group); restore it from a backup.`);
 }
 
 export function v1Codec(aead: Aead = nodeAead): SecretCodec {
@@ -63,11 +83,9 @@ export function v1Codec(aead: Aead = nodeAead): SecretCodec {
         }
         throw new MasterKeyError('SEALED_MALFORMED', 'The value is not a v1 sealed secret (expected mk1:<key id>:<base64url>); check the inventory codec for this column.');
       }
-      const raw = b64urlDecode(m[2]);
-      if (raw.length < NONCE_BYTES + TAG_BYTES || m[2].length % 4 === 1) {
-        throw new MasterKeyError('SEALED_TRUNCATED', `The sealed value is truncated (${raw.length} bytes after the header, at least ${NONCE_BYTES + TAG_BYTES} needed); restore it from a backup.`);
-      }
       const keyId = m[1];
+      if (m[2].length % 4 === 1) throw partialGroup(m[2].length);
+      const raw = decodePayload(m[2], 'base64url');
       const key = keys.byId(keyId);
       if (!key) {
         throw new MasterKeyError('SEALED_UNKNOWN_KEY', `The value is sealed under key mk:${keyId}, which is not in the keyring; supply that key.`, { keyId: `mk:${keyId}` });
@@ -93,12 +111,10 @@ export function actCodec(aead: Aead = nodeAead): SecretCodec {
     },
     open(keys, sealed) {
       if (!B64_RE.test(sealed)) {
+        if (B64_CUT_RE.test(sealed)) throw partialGroup(sealed.length);
         throw new MasterKeyError('SEALED_MALFORMED', 'The value is not base64 (ACT format: Base64(nonce || ciphertext || tag)); check the inventory codec for this column.');
       }
-      const raw = Buffer.from(sealed, 'base64');
-      if (raw.length < NONCE_BYTES + TAG_BYTES) {
-        throw new MasterKeyError('SEALED_TRUNCATED', `The sealed value is truncated (${raw.length} bytes, at least ${NONCE_BYTES + TAG_BYTES} needed); restore it from a backup.`);
-      }
+      const raw = decodePayload(sealed, 'base64');
       const nonce = raw.subarray(0, NONCE_BYTES);
       const body = raw.subarray(NONCE_BYTES);
       for (const key of keys.all()) {
