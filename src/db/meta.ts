@@ -1,0 +1,265 @@
+/**
+ * Metadata the tool keeps in the server's database, in schema `master_key`:
+ * the integrity canary (a known value sealed under the current key, with its
+ * fingerprint and generation) and the rotation history for auditors.
+ */
+import { ClientBase } from 'pg';
+import { v1Codec } from '../crypto/codec';
+import { MasterKey } from '../crypto/key';
+import { Keyring } from '../crypto/keyring';
+import { MasterKeyError, isMasterKeyError } from '../errors';
+import { translatePgError } from './pg';
+
+export const META_SCHEMA = 'master_key';
+/** The known plaintext sealed in the canary. */
+export const CANARY_PLAINTEXT = 'cdktf-master-key integrity canary v1';
+
+export const META_SQL = `
+CREATE SCHEMA IF NOT EXISTS ${META_SCHEMA};
+CREATE TABLE IF NOT EXISTS ${META_SCHEMA}.canary (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  key_entry text NOT NULL,
+  fingerprint text NOT NULL,
+  generation integer NOT NULL CHECK (generation >= 1),
+  sealed text NOT NULL,
+  key_created_at timestamptz NOT NULL,
+  updated_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ${META_SCHEMA}.history (
+  id bigserial PRIMARY KEY,
+  rotation_id uuid NOT NULL UNIQUE,
+  started_at timestamptz NOT NULL,
+  committed_at timestamptz NOT NULL,
+  verified_at timestamptz,
+  from_generation integer NOT NULL,
+  to_generation integer NOT NULL,
+  old_fingerprint text NOT NULL,
+  new_fingerprint text NOT NULL,
+  reason text NOT NULL,
+  processed integer NOT NULL,
+  updated integer NOT NULL,
+  unchanged_due_to_errors integer NOT NULL,
+  by_kind jsonb NOT NULL,
+  backup_path text,
+  backup_sha256 text,
+  actor text NOT NULL,
+  outcome text NOT NULL
+);
+`;
+
+export interface CanaryRow {
+  readonly keyEntry: string;
+  readonly fingerprint: string;
+  readonly generation: number;
+  readonly sealed: string;
+  readonly keyCreatedAt: Date;
+  readonly updatedAt: Date;
+}
+
+export function sealCanary(key: MasterKey): string {
+  return v1Codec().seal(key, Buffer.from(CANARY_PLAINTEXT, 'utf8'));
+}
+
+/** True when the key opens the canary to the known plaintext. */
+export function canaryOpensWith(canary: CanaryRow, key: MasterKey): boolean {
+  try {
+    return new Keyring([key]).openText(v1Codec(), canary.sealed) === CANARY_PLAINTEXT;
+  } catch (e) {
+    if (isMasterKeyError(e)) return false;
+    throw e;
+  }
+}
+
+/** Reads the canary, or undefined when the metadata tables or the row are missing. */
+export async function readCanary(c: ClientBase, forUpdate = false): Promise<CanaryRow | undefined> {
+  try {
+    const exists = await c.query<{ t: string | null }>(`SELECT to_regclass('${META_SCHEMA}.canary')::text AS t`);
+    if (!exists.rows[0].t) return undefined;
+    const r = await c.query<{ key_entry: string; fingerprint: string; generation: number; sealed: string; key_created_at: Date; updated_at: Date }>(
+      `SELECT key_entry, fingerprint, generation, sealed, key_created_at, updated_at FROM ${META_SCHEMA}.canary${forUpdate ? ' FOR UPDATE' : ''}`,
+    );
+    if (r.rows.length === 0) return undefined;
+    const row = r.rows[0];
+    return { keyEntry: row.key_entry, fingerprint: row.fingerprint, generation: row.generation, sealed: row.sealed, keyCreatedAt: row.key_created_at, updatedAt: row.updated_at };
+  } catch (e) {
+    throw translatePgError(e, 'reading the integrity canary');
+  }
+}
+
+/** The canary, or CANARY_NOT_FOUND with what to do. */
+export async function requireCanary(c: ClientBase, forUpdate = false): Promise<CanaryRow> {
+  const canary = await readCanary(c, forUpdate);
+  if (!canary) {
+    throw new MasterKeyError('CANARY_NOT_FOUND', 'Integrity canary not found: this database was never initialised by `master-key init`, or the URL points at the wrong database; check the database URL, or run `master-key init` on a new installation.');
+  }
+  return canary;
+}
+
+/** Proves that `key` is the database's current key (ACT's "Old master key incorrect"). */
+export function assertKeyOpensCanary(canary: CanaryRow, key: MasterKey, source: string): void {
+  if (!canaryOpensWith(canary, key)) {
+    throw new MasterKeyError(
+      'OLD_KEY_INCORRECT',
+      `Old master key incorrect: ${source} (${key.fingerprint}) does not open the integrity canary, which is sealed under ${canary.fingerprint} (generation ${canary.generation}); put the database's current key in the config file (see \`master-key recover\` if a rotation was interrupted).`,
+      { configured: key.fingerprint, database: canary.fingerprint },
+    );
+  }
+}
+
+export async function createMetadata(c: ClientBase): Promise<void> {
+  await c.query(META_SQL);
+}
+
+export async function insertCanary(c: ClientBase, key: MasterKey, keyEntry: string, generation: number, now: Date): Promise<void> {
+  await c.query(
+    `INSERT INTO ${META_SCHEMA}.canary (key_entry, fingerprint, generation, sealed, key_created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)`,
+    [keyEntry, key.fingerprint, generation, sealCanary(key), now],
+  );
+}
+
+export async function replaceCanary(c: ClientBase, key: MasterKey, generation: number, now: Date): Promise<void> {
+  const r = await c.query(`UPDATE ${META_SCHEMA}.canary SET fingerprint = $1, generation = $2, sealed = $3, key_created_at = $4, updated_at = $4`, [
+    key.fingerprint,
+    generation,
+    sealCanary(key),
+    now,
+  ]);
+  if (r.rowCount !== 1) throw new MasterKeyError('CANARY_NOT_FOUND', 'Integrity canary not found while updating it; nothing was committed.');
+}
+
+export interface HistoryRow {
+  readonly rotationId: string;
+  readonly startedAt: Date;
+  readonly committedAt: Date;
+  readonly fromGeneration: number;
+  readonly toGeneration: number;
+  readonly oldFingerprint: string;
+  readonly newFingerprint: string;
+  readonly reason: string;
+  readonly processed: number;
+  readonly updated: number;
+  readonly unchangedDueToErrors: number;
+  readonly byKind: Readonly<Record<string, number>>;
+  readonly backupPath?: string;
+  readonly backupSha256?: string;
+  readonly actor: string;
+  readonly outcome: string;
+  readonly verifiedAt?: Date;
+}
+
+export async function insertHistory(c: ClientBase, h: HistoryRow): Promise<void> {
+  await c.query(
+    `INSERT INTO ${META_SCHEMA}.history (rotation_id, started_at, committed_at, from_generation, to_generation, old_fingerprint, new_fingerprint, reason,
+       processed, updated, unchanged_due_to_errors, by_kind, backup_path, backup_sha256, actor, outcome)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)`,
+    [
+      h.rotationId,
+      h.startedAt,
+      h.committedAt,
+      h.fromGeneration,
+      h.toGeneration,
+      h.oldFingerprint,
+      h.newFingerprint,
+      h.reason,
+      h.processed,
+      h.updated,
+      h.unchangedDueToErrors,
+      JSON.stringify(h.byKind),
+      h.backupPath ?? null,
+      h.backupSha256 ?? null,
+      h.actor,
+      h.outcome,
+    ],
+  );
+}
+
+export async function setHistoryOutcome(c: ClientBase, rotationId: string, outcome: string, verifiedAt?: Date): Promise<void> {
+  await c.query(`UPDATE ${META_SCHEMA}.history SET outcome = $2, verified_at = COALESCE($3, verified_at) WHERE rotation_id = $1`, [rotationId, outcome, verifiedAt ?? null]);
+}
+
+export async function lastHistory(c: ClientBase): Promise<HistoryRow | undefined> {
+  const exists = await c.query<{ t: string | null }>(`SELECT to_regclass('${META_SCHEMA}.history')::text AS t`);
+  if (!exists.rows[0].t) return undefined;
+  const r = await c.query(`SELECT * FROM ${META_SCHEMA}.history ORDER BY committed_at DESC, id DESC LIMIT 1`);
+  const x = r.rows[0];
+  if (!x) return undefined;
+  return {
+    rotationId: x.rotation_id,
+    startedAt: x.started_at,
+    committedAt: x.committed_at,
+    verifiedAt: x.verified_at ?? undefined,
+    fromGeneration: x.from_generation,
+    toGeneration: x.to_generation,
+    oldFingerprint: x.old_fingerprint,
+    newFingerprint: x.new_fingerprint,
+    reason: x.reason,
+    processed: x.processed,
+    updated: x.updated,
+    unchangedDueToErrors: x.unchanged_due_to_errors,
+    byKind: x.by_kind,
+    backupPath: x.backup_path ?? undefined,
+    backupSha256: x.backup_sha256 ?? undefined,
+    actor: x.actor,
+    outcome: x.outcome,
+  };
+}
+
+/** Two-int advisory lock key: 'mk' and 'rot'. */
+const LOCK_A = 0x6d6b;
+const LOCK_B = 0x726f74;
+
+export interface LockHolder {
+  readonly pid: number;
+  readonly startedAt?: Date;
+  readonly applicationName?: string;
+}
+
+/** Session-level advisory lock: one rotation at a time per database. */
+export async function tryLock(c: ClientBase): Promise<boolean> {
+  const r = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_A, LOCK_B]);
+  return r.rows[0].ok;
+}
+
+export async function unlock(c: ClientBase): Promise<void> {
+  await c.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_A, LOCK_B]);
+}
+
+export async function lockHolder(c: ClientBase): Promise<LockHolder | undefined> {
+  const r = await c.query<{ pid: number; backend_start: Date | null; application_name: string | null }>(
+    `SELECT l.pid, a.backend_start, a.application_name
+       FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      LIMIT 1`,
+    [LOCK_A, LOCK_B],
+  );
+  const row = r.rows[0];
+  if (!row) return undefined;
+  return { pid: row.pid, startedAt: row.backend_start ?? undefined, applicationName: row.application_name ?? undefined };
+}
+
+/** Takes the rotation lock or fails with LOCKED naming the holder's start time. */
+export async function acquireRotationLock(c: ClientBase): Promise<void> {
+  if (await tryLock(c)) return;
+  const h = await lockHolder(c);
+  const since = h?.startedAt ? ` started ${h.startedAt.toISOString()}` : '';
+  const who = h ? ` (PostgreSQL pid ${h.pid}${h.applicationName ? `, "${h.applicationName}"` : ''})` : '';
+  throw new MasterKeyError(
+    'LOCKED',
+    `Another rotation${since}${who} holds the lock on this database; wait for it to finish and run the command again (a rotation that died releases the lock; then run \`master-key recover\`).`,
+    { holderStartedAt: h?.startedAt?.toISOString(), holderPid: h?.pid },
+  );
+}
+
+/** Identity of the database, recorded in pending files and backups so they are not applied elsewhere. */
+export async function databaseIdentity(c: ClientBase): Promise<{ name: string; systemIdentifier: string }> {
+  const name = (await c.query<{ name: string }>('SELECT current_database() AS name')).rows[0].name;
+  let systemIdentifier = 'unknown';
+  try {
+    // Needs pg_monitor-like rights on some servers; the name alone still identifies the database then.
+    systemIdentifier = (await c.query<{ sysid: string }>('SELECT system_identifier::text AS sysid FROM pg_control_system()')).rows[0].sysid;
+  } catch {
+    // keep 'unknown'
+  }
+  return { name, systemIdentifier };
+}

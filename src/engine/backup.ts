@@ -1,0 +1,220 @@
+/**
+ * Backups taken before a rotation: every inventory value exactly as stored,
+ * the canary row, and a copy of each config file, with SHA-256 checksums in a
+ * manifest. Directory 0700, files 0600 (config copies hold the old key).
+ * The "backup checksum" quoted in reports is the SHA-256 of manifest.json.
+ */
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, writeSync, chmodSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { ClientBase } from 'pg';
+import { ConfigTarget } from '../config/config-file';
+import { CanaryRow } from '../db/meta';
+import { distinctLocations, forEachValueBatch, Location } from '../db/rows';
+import { MasterKeyError } from '../errors';
+import { atomicWriteFile, sha256File } from '../fsutil';
+import { Inventory } from '../inventory/inventory';
+
+export const BACKUP_FORMAT = 'cdktf-master-key/backup/v1';
+export const SECRETS_FILE = 'secrets.jsonl';
+export const MANIFEST_FILE = 'manifest.json';
+
+export interface BackupFile {
+  readonly name: string;
+  readonly sha256: string;
+  readonly bytes: number;
+}
+
+export interface BackupConfig {
+  /** Where the config file lives. */
+  readonly path: string;
+  /** Its copy inside the backup. */
+  readonly file: string;
+  readonly format: string;
+  readonly entry: string;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export interface BackupManifest {
+  readonly format: typeof BACKUP_FORMAT;
+  readonly rotationId: string;
+  readonly createdAt: string;
+  readonly database: { readonly name: string; readonly systemIdentifier: string };
+  readonly fingerprint: string;
+  readonly generation: number;
+  readonly canary: { readonly keyEntry: string; readonly fingerprint: string; readonly generation: number; readonly sealed: string; readonly keyCreatedAt: string };
+  readonly locations: readonly Location[];
+  readonly values: number;
+  readonly files: readonly BackupFile[];
+  readonly configs: readonly BackupConfig[];
+}
+
+export interface BackupResult {
+  readonly path: string;
+  readonly manifestSha256: string;
+  readonly values: number;
+  readonly bytes: number;
+}
+
+function fileError(e: unknown, path: string): MasterKeyError {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new MasterKeyError('DISK_FULL', `The backup location ${path} is full; free space or choose another --backup-dir, then run the command again.`);
+  }
+  return new MasterKeyError('BACKUP_UNWRITABLE', `Cannot write the backup at ${path} (${code ?? 'error'}); make --backup-dir writable or choose another, then run the command again.`);
+}
+
+/** `20261123T233127Z-gen3-mk_3f9a1c02e4b7`: sortable, names the key by fingerprint only. */
+export function backupDirName(now: Date, generation: number, fingerprint: string): string {
+  const ts = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${ts}-gen${generation}-${fingerprint.replace(':', '_')}`;
+}
+
+/** Streams every stored value (inside a read-only snapshot) and copies the config files. */
+export async function writeBackup(
+  c: ClientBase,
+  args: {
+    dir: string;
+    rotationId: string;
+    now: Date;
+    database: { name: string; systemIdentifier: string };
+    canary: CanaryRow;
+    inventory: Inventory;
+    targets: readonly ConfigTarget[];
+    batchSize?: number;
+  },
+): Promise<BackupResult> {
+  const path = join(args.dir, backupDirName(args.now, args.canary.generation, args.canary.fingerprint));
+  try {
+    mkdirSync(path, { recursive: true, mode: 0o700 });
+    chmodSync(path, 0o700);
+  } catch (e) {
+    throw fileError(e, path);
+  }
+  const locations = distinctLocations(args.inventory.entries);
+  const secretsPath = join(path, SECRETS_FILE);
+  let values = 0;
+  let fd: number;
+  try {
+    fd = openSync(secretsPath, 'wx', 0o600);
+  } catch (e) {
+    throw fileError(e, secretsPath);
+  }
+  try {
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+      for (const loc of locations) {
+        await forEachValueBatch(c, loc, args.batchSize ?? 5000, (rows) => {
+          let chunk = '';
+          for (const [id, v] of rows) chunk += JSON.stringify({ t: loc.table, c: loc.column, id, v }) + '\n';
+          try {
+            writeSync(fd, chunk);
+          } catch (e) {
+            throw fileError(e, secretsPath);
+          }
+          values += rows.length;
+        });
+      }
+    } finally {
+      await c.query('COMMIT').catch(() => undefined);
+    }
+    try {
+      fsyncSync(fd);
+    } catch (e) {
+      throw fileError(e, secretsPath);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  const configs: BackupConfig[] = [];
+  args.targets.forEach((t, i) => {
+    const st = statSync(t.path);
+    const file = `config-${i + 1}-${basename(t.path)}`;
+    try {
+      atomicWriteFile(join(path, file), readFileSync(t.path), { mode: 0o600, errorCode: 'BACKUP_UNWRITABLE' });
+    } catch (e) {
+      throw e instanceof MasterKeyError ? e : fileError(e, join(path, file));
+    }
+    configs.push({ path: t.path, file, format: t.format, entry: t.entry, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid });
+  });
+  const files: BackupFile[] = [SECRETS_FILE, ...configs.map((x) => x.file)].map((name) => ({
+    name,
+    sha256: sha256File(join(path, name)),
+    bytes: statSync(join(path, name)).size,
+  }));
+  const manifest: BackupManifest = {
+    format: BACKUP_FORMAT,
+    rotationId: args.rotationId,
+    createdAt: args.now.toISOString(),
+    database: args.database,
+    fingerprint: args.canary.fingerprint,
+    generation: args.canary.generation,
+    canary: {
+      keyEntry: args.canary.keyEntry,
+      fingerprint: args.canary.fingerprint,
+      generation: args.canary.generation,
+      sealed: args.canary.sealed,
+      keyCreatedAt: args.canary.keyCreatedAt.toISOString(),
+    },
+    locations,
+    values,
+    files,
+    configs,
+  };
+  atomicWriteFile(join(path, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600, errorCode: 'BACKUP_UNWRITABLE' });
+  return { path, manifestSha256: sha256File(join(path, MANIFEST_FILE)), values, bytes: files.reduce((a, f) => a + f.bytes, 0) };
+}
+
+/** Reads a backup and checks every checksum; BACKUP_CORRUPT when anything differs. */
+export function readBackup(path: string): BackupManifest {
+  let manifest: BackupManifest;
+  try {
+    manifest = JSON.parse(readFileSync(join(path, MANIFEST_FILE), 'utf8')) as BackupManifest;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new MasterKeyError('BACKUP_CORRUPT', `${path} is not a readable backup (${code ?? 'manifest.json is not valid JSON'}); pass the backup directory that a rotation printed.`);
+  }
+  if (manifest.format !== BACKUP_FORMAT) {
+    throw new MasterKeyError('BACKUP_CORRUPT', `${path} is not a backup of this tool (unknown format); pass the backup directory that a rotation printed.`);
+  }
+  const present = new Set(readdirSync(path));
+  for (const f of manifest.files) {
+    if (!present.has(f.name)) throw new MasterKeyError('BACKUP_CORRUPT', `The backup ${path} is missing ${f.name}; it cannot be restored.`);
+    if (sha256File(join(path, f.name)) !== f.sha256) {
+      throw new MasterKeyError('BACKUP_CORRUPT', `The backup file ${join(path, f.name)} fails its SHA-256 checksum (it was altered or damaged); it cannot be restored.`);
+    }
+  }
+  return manifest;
+}
+
+/** Iterates the stored values of a backup in batches (bounded memory). */
+export async function forEachBackupBatch(
+  path: string,
+  batchSize: number,
+  fn: (loc: { table: string; column: string }, rows: Array<[string, string]>) => Promise<void>,
+): Promise<number> {
+  const { createReadStream } = await import('node:fs');
+  const { createInterface } = await import('node:readline');
+  const rl = createInterface({ input: createReadStream(join(path, SECRETS_FILE), 'utf8'), crlfDelay: Infinity });
+  let cur: { table: string; column: string } | undefined;
+  let rows: Array<[string, string]> = [];
+  let n = 0;
+  const flush = async () => {
+    if (cur && rows.length) await fn(cur, rows);
+    rows = [];
+  };
+  for await (const line of rl) {
+    if (!line) continue;
+    const o = JSON.parse(line) as { t: string; c: string; id: string; v: string };
+    if (!cur || cur.table !== o.t || cur.column !== o.c) {
+      await flush();
+      cur = { table: o.t, column: o.c };
+    }
+    rows.push([o.id, o.v]);
+    n++;
+    if (rows.length >= batchSize) await flush();
+  }
+  await flush();
+  return n;
+}

@@ -1,0 +1,34 @@
+/**
+ * Everything a command needs, resolved from the command line once: config
+ * targets, database URL, inventory, file locations, hooks, output sinks.
+ */
+import { ConfigTarget } from '../config/config-file';
+import { Inventory } from '../inventory/inventory';
+import { Hooks } from './hooks';
+
+/** Receives progress of long work; quiet implementations for CI and --json. */
+export interface Progress {
+  start(label: string, total?: number): void;
+  tick(n: number): void;
+  stop(): void;
+}
+
+export const quietProgress: Progress = { start: () => undefined, tick: () => undefined, stop: () => undefined };
+
+export type NewKeySource = { readonly kind: 'generate' } | { readonly kind: 'file'; readonly path: string } | { readonly kind: 'stdin' } | { readonly kind: 'env'; readonly name: string };
+
+export interface Context {
+  /** Config files holding the key; the first is the primary. */
+  readonly targets: readonly ConfigTarget[];
+  readonly databaseUrl: string;
+  readonly inventory: Inventory;
+  readonly pendingPath: string;
+  readonly backupDir: string;
+  readonly reportDir: string;
+  readonly hooks: Hooks;
+  /** Human-readable lines (stderr when --json, else stdout). */
+  readonly log: (line: string) => void;
+  readonly progress: Progress;
+  readonly now: () => Date;
+  readonly batchSize?: number;
+}

@@ -1,0 +1,162 @@
+/**
+ * The rotation plan: what `plan` prints and what `apply` executes. Facts are
+ * gathered through the adapters (config files, PostgreSQL, file system);
+ * `buildPlan` turns them into a plan in pure code, and `renderPlan` into text.
+ */
+import { createHash } from 'node:crypto';
+import { ConfigTarget } from '../config/config-file';
+import { CanaryRow } from '../db/meta';
+import { Decision } from './decide';
+import { Hooks } from './hooks';
+import type { ScanResult, SecretFailure } from './stream';
+
+export const PLAN_FORMAT = 'cdktf-master-key/plan/v1';
+export const GENERATED_AT_APPLY = 'generated at apply';
+
+export interface ConfigFact {
+  readonly target: ConfigTarget;
+  readonly fingerprint: string;
+}
+
+export interface PreflightFact {
+  readonly problem: string;
+}
+
+export interface PlanFacts {
+  readonly now: Date;
+  readonly database: string;
+  readonly databaseIdentity: { readonly name: string; readonly systemIdentifier: string };
+  readonly canary: CanaryRow;
+  readonly oldFingerprint: string;
+  readonly newFingerprint?: string;
+  readonly decision: Decision;
+  readonly inventory: { readonly name: string; readonly digest: string };
+  readonly scan?: ScanResult;
+  readonly configs: readonly ConfigFact[];
+  readonly backupDir: string;
+  readonly backupEstimateBytes: number;
+  readonly backupFreeBytes?: number;
+  readonly hooks: Hooks;
+  readonly preflight: readonly PreflightFact[];
+}
+
+export interface RotationPlan {
+  readonly format: typeof PLAN_FORMAT;
+  readonly createdAt: string;
+  readonly database: string;
+  readonly action: 'rotate' | 'none';
+  readonly reason: string;
+  readonly oldFingerprint: string;
+  readonly newFingerprint: string;
+  readonly fromGeneration: number;
+  readonly toGeneration: number;
+  readonly keySetAt: string;
+  readonly inventory: { readonly name: string; readonly digest: string };
+  readonly secrets: { readonly total: number; readonly byKind: Readonly<Record<string, number>> };
+  readonly undecryptable: { readonly count: number; readonly rows: readonly SecretFailure[] };
+  readonly configs: ReadonlyArray<{ readonly path: string; readonly format: string; readonly entry: string; readonly fingerprint: string; readonly change: string }>;
+  readonly backup: { readonly dir: string; readonly estimatedBytes: number; readonly freeBytes?: number };
+  readonly hooks: Hooks;
+  /** Reasons the plan cannot be applied (undecryptable rows, unwritable files, …). */
+  readonly blockers: readonly string[];
+  /** Digest of the facts apply re-checks: a saved plan is stale when it differs. */
+  readonly digest: string;
+}
+
+/** `ACT_MASTER_KEY=<mk:old…> -> <mk:new…>`: the change to a config file, redacted. */
+export function redactedChange(entry: string, before: string, after: string): string {
+  return `${entry}=<${before}…> -> <${after === GENERATED_AT_APPLY ? 'new key' : after}…>`;
+}
+
+export function planDigest(f: Pick<PlanFacts, 'databaseIdentity' | 'canary' | 'decision' | 'inventory' | 'configs'> & { secrets: { total: number; byKind: Record<string, number> } }): string {
+  const canon = JSON.stringify({
+    db: f.databaseIdentity,
+    canary: [f.canary.fingerprint, f.canary.generation, f.canary.updatedAt.toISOString()],
+    decision: [f.decision.rotate, f.decision.fromGeneration, f.decision.toGeneration],
+    inventory: f.inventory.digest,
+    secrets: [f.secrets.total, Object.entries(f.secrets.byKind).sort()],
+    configs: f.configs.map((c) => [c.target.path, c.target.format, c.target.entry, c.fingerprint]),
+  });
+  return `sha256:${createHash('sha256').update(canon).digest('hex')}`;
+}
+
+export function buildPlan(f: PlanFacts): RotationPlan {
+  const secrets = { total: f.scan?.total ?? 0, byKind: { ...(f.scan?.byKind ?? {}) } };
+  const newFp = f.decision.rotate ? (f.newFingerprint ?? GENERATED_AT_APPLY) : f.oldFingerprint;
+  const blockers: string[] = [];
+  if (f.scan && f.scan.failureCount > 0) {
+    blockers.push(`${f.scan.failureCount} stored value(s) do not open with the old key ${f.oldFingerprint}; fix or restore them before rotating (listed above).`);
+  }
+  if (f.decision.rotate && f.newFingerprint && f.newFingerprint === f.oldFingerprint) {
+    blockers.push('The new key is the same as the old key; supply a different key or let apply generate one.');
+  }
+  if (f.decision.rotate) blockers.push(...f.preflight.map((p) => p.problem));
+  return {
+    format: PLAN_FORMAT,
+    createdAt: f.now.toISOString(),
+    database: f.database,
+    action: f.decision.rotate ? 'rotate' : 'none',
+    reason: f.decision.reason,
+    oldFingerprint: f.oldFingerprint,
+    newFingerprint: newFp,
+    fromGeneration: f.decision.fromGeneration,
+    toGeneration: f.decision.toGeneration,
+    keySetAt: f.canary.keyCreatedAt.toISOString(),
+    inventory: f.inventory,
+    secrets,
+    undecryptable: { count: f.scan?.failureCount ?? 0, rows: f.scan?.failures ?? [] },
+    configs: f.configs.map((c) => ({
+      path: c.target.path,
+      format: c.target.format,
+      entry: c.target.entry,
+      fingerprint: c.fingerprint,
+      change: f.decision.rotate ? redactedChange(c.target.entry, c.fingerprint, newFp) : 'no change',
+    })),
+    backup: { dir: f.backupDir, estimatedBytes: f.backupEstimateBytes, freeBytes: f.backupFreeBytes },
+    hooks: f.hooks,
+    blockers,
+    digest: planDigest({ ...f, secrets }),
+  };
+}
+
+const num = (x: number) => x.toLocaleString('en-US');
+
+function bytes(x: number): string {
+  if (x < 1024) return `${x} B`;
+  if (x < 1024 ** 2) return `${(x / 1024).toFixed(1)} KiB`;
+  if (x < 1024 ** 3) return `${(x / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(x / 1024 ** 3).toFixed(1)} GiB`;
+}
+
+export function renderPlan(p: RotationPlan): string {
+  const out: string[] = [];
+  const row = (k: string, v: string) => out.push(`  ${k.padEnd(15)} ${v}`);
+  out.push('cdktf-master-key rotation plan', '');
+  row('database', `${p.database} (key ${p.oldFingerprint}, generation ${p.fromGeneration}, set ${p.keySetAt})`);
+  row('action', p.action === 'rotate' ? `ROTATE: ${p.reason}` : `nothing to do: ${p.reason}`);
+  if (p.action === 'rotate') {
+    row('old key', p.oldFingerprint);
+    row('new key', p.newFingerprint);
+    row('generation', `${p.fromGeneration} -> ${p.toGeneration}`);
+    row('secrets', `${num(p.secrets.total)} to re-encrypt in one transaction (inventory ${p.inventory.name}, ${p.inventory.digest})`);
+    for (const [k, v] of Object.entries(p.secrets.byKind)) out.push(`      ${k.padEnd(34)} ${num(v).padStart(10)}`);
+    row('undecryptable', `${num(p.undecryptable.count)}`);
+    for (const r of p.undecryptable.rows) out.push(`      ${r.table}.${r.column}${r.path ? `#${r.path}` : ''} id=${r.id} (${r.kind}): ${r.code}`);
+    if (p.undecryptable.count > p.undecryptable.rows.length) out.push(`      … and ${num(p.undecryptable.count - p.undecryptable.rows.length)} more`);
+    row('config files', '');
+    for (const c of p.configs) out.push(`      ${c.path} (${c.format}): ${c.change}`);
+    row('backup', `under ${p.backup.dir} (about ${bytes(p.backup.estimatedBytes)}${p.backup.freeBytes !== undefined ? `; ${bytes(p.backup.freeBytes)} free` : ''})`);
+    const hooks = (['stop', 'start', 'health'] as const).filter((h) => p.hooks[h]).map((h) => `${h}: ${p.hooks[h]}`);
+    row('hooks', hooks.length ? hooks.join('; ') : 'none');
+  }
+  out.push('');
+  if (p.blockers.length) {
+    out.push('Blocked: apply would refuse to run:');
+    for (const b of p.blockers) out.push(`  - ${b}`);
+  } else if (p.action === 'rotate') {
+    out.push(`Plan: 1 key to rotate, ${num(p.secrets.total)} secrets to re-encrypt, ${p.configs.length} config file${p.configs.length === 1 ? '' : 's'} to update.`);
+  } else {
+    out.push('No changes. The master key is up to date.');
+  }
+  return out.join('\n');
+}

@@ -1,0 +1,105 @@
+/**
+ * `master-key recover`: decides from the canary, the config files and the
+ * rotation's pending-key file what an interrupted rotation had done, and
+ * finishes it (database committed under the new key: write the config files)
+ * or undoes it (not committed: discard the pending key). Every step is
+ * atomic and the pending file goes last, so recovery itself can be
+ * interrupted and run again.
+ */
+import { unlinkSync } from 'node:fs';
+import { readConfigKey, writeConfigKey } from '../config/config-file';
+import { MasterKey } from '../crypto/key';
+import { acquireRotationLock, canaryOpensWith, databaseIdentity, requireCanary, setHistoryOutcome } from '../db/meta';
+import { translatePgError, withClient } from '../db/pg';
+import { MasterKeyError } from '../errors';
+import { leftoverTempFiles } from '../fsutil';
+import { Context } from './context';
+import { reached } from './faults';
+import { readPending, removePending } from './pending';
+
+export interface RecoverResult {
+  readonly action: 'none' | 'finished' | 'undone';
+  readonly message: string;
+  readonly fingerprint: string;
+  readonly configsWritten: readonly string[];
+  readonly tempFilesRemoved: readonly string[];
+}
+
+function removeLeftovers(paths: readonly string[]): string[] {
+  const removed: string[] = [];
+  for (const p of paths) {
+    for (const tmp of leftoverTempFiles(p)) {
+      unlinkSync(tmp);
+      removed.push(tmp);
+    }
+  }
+  return removed;
+}
+
+export async function runRecover(ctx: Context): Promise<RecoverResult> {
+  const p = readPending(ctx.pendingPath);
+  const targets = p ? p.pending.targets : ctx.targets;
+  return withClient(
+    ctx.databaseUrl,
+    async (c) => {
+      try {
+        await acquireRotationLock(c);
+        const tempFilesRemoved = removeLeftovers([...targets.map((t) => t.path), ctx.pendingPath]);
+        const canary = await requireCanary(c);
+        if (!p) {
+          const msg = `Nothing to recover: no interrupted rotation at ${ctx.pendingPath}; the database key is ${canary.fingerprint} (generation ${canary.generation}).`;
+          ctx.log(msg);
+          return { action: 'none' as const, message: msg, fingerprint: canary.fingerprint, configsWritten: [], tempFilesRemoved };
+        }
+        const id = await databaseIdentity(c);
+        if (id.name !== p.pending.database.name || (id.systemIdentifier !== 'unknown' && p.pending.database.systemIdentifier !== 'unknown' && id.systemIdentifier !== p.pending.database.systemIdentifier)) {
+          throw new MasterKeyError('KEY_NOT_FOR_DATABASE', `The interrupted rotation in ${ctx.pendingPath} belongs to database "${p.pending.database.name}", not this one ("${id.name}"); point the database URL at the database it rotated and run recover again.`);
+        }
+        const configsWritten: string[] = [];
+        if (canaryOpensWith(canary, p.newKey)) {
+          // Committed: every config file must hold the new key.
+          for (const t of targets) {
+            let current: MasterKey | undefined;
+            try {
+              current = readConfigKey(t);
+            } catch (e) {
+              if (!(e instanceof MasterKeyError) || e.code !== 'KEY_MALFORMED') throw e;
+            }
+            if (!current || !current.equals(p.newKey)) {
+              writeConfigKey(t, p.newKey);
+              configsWritten.push(t.path);
+              reached('recover-config-written');
+            }
+          }
+          await setHistoryOutcome(c, p.pending.rotationId, 'committed (config finished by recover)');
+          removePending(ctx.pendingPath);
+          const msg = `Finished the interrupted rotation ${p.pending.oldFingerprint} -> ${p.pending.newFingerprint}: the database was committed under the new key; ${configsWritten.length} config file(s) updated. Run \`master-key verify\` and back up the new key.`;
+          ctx.log(msg);
+          return { action: 'finished' as const, message: msg, fingerprint: p.newKey.fingerprint, configsWritten, tempFilesRemoved };
+        }
+        // Not committed: the database is still under the old key. Configs are only written after commit, but check.
+        const holders = targets.map((t) => ({ t, key: readConfigKey(t) }));
+        const oldKey = holders.find((h) => canaryOpensWith(canary, h.key))?.key;
+        if (!oldKey) {
+          throw new MasterKeyError(
+            'OLD_KEY_INCORRECT',
+            `Neither the pending key (${p.pending.newFingerprint}) nor any config file's key opens the integrity canary (${canary.fingerprint}); nothing was changed: restore the config from the rotation's backup with \`master-key restore\`.`,
+          );
+        }
+        for (const h of holders) {
+          if (!h.key.equals(oldKey)) {
+            writeConfigKey(h.t, oldKey);
+            configsWritten.push(h.t.path);
+          }
+        }
+        removePending(ctx.pendingPath);
+        const msg = `Undid the interrupted rotation ${p.pending.oldFingerprint} -> ${p.pending.newFingerprint}: it never committed, so the database and config files keep ${oldKey.fingerprint}; the pending key was discarded. Run apply again when ready.`;
+        ctx.log(msg);
+        return { action: 'undone' as const, message: msg, fingerprint: oldKey.fingerprint, configsWritten, tempFilesRemoved };
+      } catch (e) {
+        throw translatePgError(e, 'recovering the rotation', ctx.databaseUrl);
+      }
+    },
+    { applicationName: `master-key recover ${ctx.now().toISOString()}` },
+  );
+}
