@@ -1,0 +1,118 @@
+/**
+ * The example CDKTF app: one stack with one `MasterKey`, configured from the
+ * environment (MK_* variables), else from `cdktf.json` context, else from
+ * defaults that keep everything under `.mk-work/` in this checkout.
+ *
+ * | setting          | environment          | cdktf.json context  | default                         |
+ * | ---------------- | -------------------- | ------------------- | ------------------------------- |
+ * | stack name       | MK_STACK             | stackName           | master-key                      |
+ * | key name         | MK_NAME              | keyLabel            | act                             |
+ * | config file(s)   | MK_CONFIG (a,b,...)  | configPath          | <root>/.mk-work/act.env         |
+ * | config format    | MK_FORMAT            | configFormat        | dotenv                          |
+ * | key entry        | MK_KEY_NAME          | keyName             | ACT_MASTER_KEY                  |
+ * | generation       | MK_GENERATION        | generation          | 1                               |
+ * | policy (days)    | MK_POLICY_DAYS       | rotationPeriodDays  | 90 (`none` for no schedule)     |
+ * | inventory        | MK_INVENTORY         | inventory           | act (or an inventory JSON path) |
+ * | backup dir       | MK_BACKUP_DIR        | backupDir           | <root>/.mk-work/backups         |
+ * | report dir       | MK_REPORT_DIR        | reportDir           | <root>/.mk-work/reports         |
+ * | URL variable     | MK_DATABASE_URL_ENV  | databaseUrlEnv      | DATABASE_URL                    |
+ * | resource type    | MK_RESOURCE          | resourceType        | terraform_data                  |
+ * | state file       | MK_STATE_FILE        | stateFile           | <cwd>/terraform.<stack>.tfstate |
+ */
+import { App, LocalBackend, TerraformStack } from 'cdktf';
+import { Construct } from 'constructs';
+import { resolve } from 'node:path';
+import { MasterKey, MasterKeyInventory, MasterKeyProps } from './constructs';
+import { MasterKeyError } from './src/errors';
+
+/** The project root (main.ts sits there; main.js sits in dist/). */
+export const PROJECT_ROOT = resolve(__dirname, __dirname.endsWith(`${'/'}dist`) ? '..' : '.');
+
+/** Each setting: its environment variable and its cdktf.json context key. */
+const SOURCES = {
+  stackName: ['MK_STACK', 'stackName'],
+  name: ['MK_NAME', 'keyLabel'],
+  configPath: ['MK_CONFIG', 'configPath'],
+  configFormat: ['MK_FORMAT', 'configFormat'],
+  keyName: ['MK_KEY_NAME', 'keyName'],
+  generation: ['MK_GENERATION', 'generation'],
+  rotationPeriodDays: ['MK_POLICY_DAYS', 'rotationPeriodDays'],
+  inventory: ['MK_INVENTORY', 'inventory'],
+  backupDir: ['MK_BACKUP_DIR', 'backupDir'],
+  reportDir: ['MK_REPORT_DIR', 'reportDir'],
+  databaseUrlEnv: ['MK_DATABASE_URL_ENV', 'databaseUrlEnv'],
+  resourceType: ['MK_RESOURCE', 'resourceType'],
+  stateFile: ['MK_STATE_FILE', 'stateFile'],
+} as const;
+
+/** The example stack's settings. */
+export interface ExampleSettings {
+  readonly stackName: string;
+  /** Where terraform keeps its local state; undefined for cdktf's default. */
+  readonly stateFile?: string;
+  readonly props: MasterKeyProps;
+}
+
+/**
+ * Reads the example's settings: environment first, then context, then
+ * defaults. Pure apart from loading a custom inventory file.
+ */
+export function exampleSettings(context: (key: string) => unknown, env: NodeJS.ProcessEnv, root: string = PROJECT_ROOT): ExampleSettings {
+  const get = (s: keyof typeof SOURCES): string | undefined => {
+    const [envName, ctxKey] = SOURCES[s];
+    const v = env[envName] ?? context(ctxKey);
+    return v === undefined || v === null || v === '' ? undefined : String(v);
+  };
+  const work = resolve(root, '.mk-work');
+  const generationText = get('generation') ?? '1';
+  const generation = Number(generationText);
+  if (!/^\d+$/.test(generationText)) {
+    throw new MasterKeyError('USAGE', `The generation "${generationText}" (MK_GENERATION or cdktf.json "generation") is not a whole number; set it to the key generation, e.g. 1.`);
+  }
+  const policy = get('rotationPeriodDays') ?? '90';
+  const inventory = get('inventory') ?? 'act';
+  return {
+    stackName: get('stackName') ?? 'master-key',
+    stateFile: get('stateFile'),
+    props: {
+      name: get('name') ?? 'act',
+      generation,
+      ...(policy === 'none' ? {} : { rotationPolicy: { periodDays: Number(policy) } }),
+      configFiles: (get('configPath') ?? resolve(work, 'act.env')).split(',').map((p) => p.trim()),
+      configFormat: (get('configFormat') ?? 'dotenv') as MasterKeyProps['configFormat'],
+      keyName: get('keyName'),
+      databaseUrlEnv: get('databaseUrlEnv'),
+      inventory: inventory === 'act' ? MasterKeyInventory.act() : MasterKeyInventory.fromFile(inventory),
+      backupDir: get('backupDir') ?? resolve(work, 'backups'),
+      reportDir: get('reportDir') ?? resolve(work, 'reports'),
+      resourceType: (get('resourceType') ?? 'terraform_data') as MasterKeyProps['resourceType'],
+    },
+  };
+}
+
+/** The example stack: one master key. */
+export class MasterKeyStack extends TerraformStack {
+  readonly key: MasterKey;
+
+  constructor(scope: Construct, id: string, props: MasterKeyProps, stateFile?: string) {
+    super(scope, id);
+    if (stateFile !== undefined) new LocalBackend(this, { path: resolve(stateFile) });
+    this.key = new MasterKey(this, 'master-key', props);
+  }
+}
+
+/** Builds the example app (context comes from cdktf.json through the App). */
+export function buildApp(app: App = new App(), env: NodeJS.ProcessEnv = process.env): App {
+  const settings = exampleSettings((k) => app.node.tryGetContext(k), env);
+  new MasterKeyStack(app, settings.stackName, settings.props, settings.stateFile);
+  return app;
+}
+
+if (require.main === module) {
+  try {
+    buildApp().synth();
+  } catch (e) {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = e instanceof MasterKeyError ? e.exitCode : 1;
+  }
+}
