@@ -32,7 +32,7 @@ export interface WriteOptions {
   readonly mode?: number;
   readonly uid?: number;
   readonly gid?: number;
-  /** Code for permission and read-only failures (default FILE_ERROR); a full disk is always DISK_FULL. */
+  /** Code for failures (default FILE_ERROR); atomicWriteFile reports a full disk as DISK_FULL instead. */
   readonly errorCode?: ErrorCode;
 }
 

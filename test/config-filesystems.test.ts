@@ -53,31 +53,41 @@ function writeConfig(dir: string, mode = 0o600, uid = 0): string {
   return path;
 }
 
-describe('a read-only file system', () => {
-  const mnt = (): string => join(base, 'ro');
-  let path: string;
+/**
+ * Mounts a fresh tmpfs at base/name for the enclosing describe, writes the
+ * config into it, then lets `spoil` make it read-only or full. Returns the
+ * mount point and the config path.
+ */
+function useTmpfs(name: string, size: string, spoil: (mnt: string) => void): { mnt: () => string; path: () => string } {
+  const mnt = (): string => join(base, name);
+  const path = (): string => join(mnt(), 'act.env');
   beforeAll(() => {
     mkdirSync(mnt());
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0755', 'tmpfs', mnt()]);
-    path = writeConfig(mnt());
-    execFileSync('mount', ['-o', 'remount,ro', mnt()]);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', mnt()]);
+    writeConfig(mnt());
+    spoil(mnt());
   });
   afterAll(() => {
     execFileSync('umount', ['-l', mnt()]);
   });
+  return { mnt, path };
+}
+
+describe('a read-only file system', () => {
+  const { mnt, path } = useTmpfs('ro', '1m', (m) => execFileSync('mount', ['-o', 'remount,ro', m]));
 
   it('fails the preflight with CONFIG_UNWRITABLE, saying why', () => {
-    const err = errorOf(() => checkConfigWritable(configTarget(path, ENTRY)));
+    const err = errorOf(() => checkConfigWritable(configTarget(path(), ENTRY)));
     expect(err.code).toBe('CONFIG_UNWRITABLE');
-    expect(err.message).toContain(path);
+    expect(err.message).toContain(path());
     expect(err.message).toContain('read-only');
-    expectUntouched(path, configText(OLD));
+    expectUntouched(path(), configText(OLD));
   });
 
   it('refuses the write and keeps the original', () => {
-    expect(errorOf(() => writeConfigKey(configTarget(path, ENTRY), NEW)).code).toBe('CONFIG_UNWRITABLE');
-    expectUntouched(path, configText(OLD));
-    expect(readConfigKey(configTarget(path, ENTRY)).equals(OLD)).toBe(true);
+    expect(errorOf(() => writeConfigKey(configTarget(path(), ENTRY), NEW)).code).toBe('CONFIG_UNWRITABLE');
+    expectUntouched(path(), configText(OLD));
+    expect(readConfigKey(configTarget(path(), ENTRY)).equals(OLD)).toBe(true);
   });
 
   it('fails the directory check with the caller’s code', () => {
@@ -88,20 +98,12 @@ describe('a read-only file system', () => {
 });
 
 describe('a full file system', () => {
-  const mnt = (): string => join(base, 'full');
-  let path: string;
-  beforeAll(() => {
-    mkdirSync(mnt());
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=128k,mode=0755', 'tmpfs', mnt()]);
-    path = writeConfig(mnt());
+  const { mnt, path } = useTmpfs('full', '128k', (m) => {
     try {
-      writeFileSync(join(mnt(), 'filler'), Buffer.alloc(1 << 20));
+      writeFileSync(join(m, 'filler'), Buffer.alloc(1 << 20));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
     }
-  });
-  afterAll(() => {
-    execFileSync('umount', ['-l', mnt()]);
   });
 
   it('reports no free bytes', () => {
@@ -109,17 +111,17 @@ describe('a full file system', () => {
   });
 
   it('fails the preflight with CONFIG_UNWRITABLE, saying the disk is full', () => {
-    const err = errorOf(() => checkConfigWritable(configTarget(path, ENTRY)));
+    const err = errorOf(() => checkConfigWritable(configTarget(path(), ENTRY)));
     expect(err.code).toBe('CONFIG_UNWRITABLE');
     expect(err.message).toContain('disk is full');
-    expectUntouched(path, configText(OLD));
+    expectUntouched(path(), configText(OLD));
   });
 
   it('fails the write with DISK_FULL, removing its partial temp file', () => {
-    const err = errorOf(() => writeConfigKey(configTarget(path, ENTRY), NEW));
+    const err = errorOf(() => writeConfigKey(configTarget(path(), ENTRY), NEW));
     expect(err.code).toBe('DISK_FULL');
     expect(err.message).toContain('free some space');
-    expectUntouched(path, configText(OLD));
+    expectUntouched(path(), configText(OLD));
   });
 
   it('fails the directory check with the caller’s code', () => {
