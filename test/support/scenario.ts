@@ -190,3 +190,26 @@ export function keyLeaks(text: string, keys: readonly MasterKey[]): string[] {
   }
   return hits;
 }
+
+const SNAPSHOT_TABLES = ['servers', 'services', 'service_env_vars', 'environment_variables', 'git_credentials', 'registry_credentials', 'storage_providers', 'master_key.canary', 'master_key.history'];
+
+/** Every row of the ACT tables and the metadata tables, as text: equal snapshots mean nothing changed. */
+export async function dbSnapshot(url: string): Promise<string> {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    const parts: string[] = [];
+    for (const t of SNAPSHOT_TABLES) {
+      const exists = await c.query<{ r: string | null }>('SELECT to_regclass($1)::text AS r', [t]);
+      if (!exists.rows[0].r) {
+        parts.push(`${t}: (absent)`);
+        continue;
+      }
+      const r = await c.query<{ j: unknown }>(`SELECT coalesce(json_agg(x ORDER BY x::text), '[]'::json) AS j FROM ${t} x`);
+      parts.push(`${t}: ${JSON.stringify(r.rows[0].j)}`);
+    }
+    return parts.join('\n');
+  } finally {
+    await c.end();
+  }
+}
