@@ -2,7 +2,7 @@
  * cdktf-master-key's CDKTF construct library: the `MasterKey` construct, its
  * inventory helper and the `MasterKeyPolicy` Aspect with its pure rules.
  */
-export { MasterKey, ROTATION_RESOURCE_ID, defaultCliCommand } from './master-key';
+export { MasterKey, ROTATION_RESOURCE_ID, defaultCliCommand, rotationLogicalId } from './master-key';
 export { MasterKeyInventory } from './inventory-source';
 export {
   CONFIG_FORMATS,

@@ -12,6 +12,7 @@ import { Aspects, DataResource, LocalExecProvisioner, TerraformProvider, Terrafo
 import { Construct } from 'constructs';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { MasterKeyError } from '../src/errors';
 import { MasterKeyPolicy, markCheckable } from './policy';
 import { escapeTerraformTemplate, localExecCommand } from './shell';
 import { MasterKeyProps, MasterKeySettings, resolveSettings, rotationArgv, rotationTriggers } from './settings';
@@ -46,27 +47,47 @@ export class MasterKey extends Construct {
     super(scope, id);
     this.props = props;
     this.settings = resolveSettings(props, { id, path: this.node.path, now: new Date(), defaultCliCommand: defaultCliCommand() });
+    const twin = TerraformStack.of(this)
+      .node.findAll()
+      .find((c) => c instanceof MasterKey && c !== this && rotationLogicalId(c.settings.name) === rotationLogicalId(this.settings.name));
+    if (twin) {
+      throw new MasterKeyError('USAGE', `MasterKey ${this.node.path}: name "${this.settings.name}" is already used by ${twin.node.path} in the same stack; give each key its own name.`);
+    }
     this.triggers = rotationTriggers(this.settings);
     this.argv = rotationArgv(this.settings);
     const provisioner: LocalExecProvisioner = {
       type: 'local-exec',
       command: localExecCommand(this.argv),
       ...(Object.keys(this.settings.environment).length > 0
-        ? { environment: Object.fromEntries(Object.entries(this.settings.environment).map(([k, v]) => [k, escapeTerraformTemplate(v)])) }
+        ? { environment: escapeValues(this.settings.environment) }
         : {}),
     };
     if (this.settings.resourceType === 'null_resource') {
       this.resource = new nullResource.Resource(this, ROTATION_RESOURCE_ID, {
         provider: ensureNullProvider(TerraformStack.of(this)),
-        triggers: { ...this.triggers },
+        triggers: escapeValues(this.triggers),
         provisioners: [provisioner],
       });
     } else {
-      this.resource = new DataResource(this, ROTATION_RESOURCE_ID, { triggersReplace: { ...this.triggers }, provisioners: [provisioner] });
+      this.resource = new DataResource(this, ROTATION_RESOURCE_ID, { triggersReplace: escapeValues(this.triggers), provisioners: [provisioner] });
     }
+    this.resource.overrideLogicalId(rotationLogicalId(this.settings.name));
     markCheckable(this);
     Aspects.of(this).add(new MasterKeyPolicy(props.checks));
   }
+}
+
+/**
+ * The rotation resource's terraform name, from the key's name, so that the
+ * plan says which key it is about: `terraform_data.master_key_act`.
+ */
+export function rotationLogicalId(name: string): string {
+  return `master_key_${name.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+}
+
+/** A string map as terraform must be given it: every value is a template, so `${` and `%{` are escaped. */
+function escapeValues(map: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(map).map(([k, v]) => [k, escapeTerraformTemplate(v)]));
 }
 
 /** The stack's hashicorp/null provider, created (once per stack) if missing. */

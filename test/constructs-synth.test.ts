@@ -78,6 +78,14 @@ describe('MasterKey synth (terraform_data, the default)', () => {
     expect(Object.keys(synthJson(stack).resource.terraform_data)).toHaveLength(1);
   });
 
+  it('names the rotation resource after the key, so the plan says which key it is about', () => {
+    const { stack } = stackWith(goodProps({ name: 'billing db' }));
+    expect(Object.keys(synthJson(stack).resource.terraform_data)).toEqual(['master_key_billing_db']);
+    expect(() => new MasterKey(stack, 'again', goodProps({ name: 'billing db' }))).toThrow(
+      'MasterKey stack/again: name "billing db" is already used by stack/key in the same stack; give each key its own name.',
+    );
+  });
+
   it('needs no provider: nothing to download, works air-gapped', () => {
     const { stack } = stackWith(goodProps());
     const json = synthJson(stack);
