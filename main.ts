@@ -102,7 +102,7 @@ export class MasterKeyStack extends TerraformStack {
 }
 
 /** Builds the example app (context comes from cdktf.json through the App). */
-export function buildApp(app: App = new App(), env: NodeJS.ProcessEnv = process.env): App {
+export function buildApp(app: App = new App({ stackTraces: false }), env: NodeJS.ProcessEnv = process.env): App {
   const settings = exampleSettings((k) => app.node.tryGetContext(k), env);
   new MasterKeyStack(app, settings.stackName, settings.props, settings.stateFile);
   return app;

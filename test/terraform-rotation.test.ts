@@ -59,13 +59,14 @@ class Workspace {
     return key;
   }
 
+  /** The environment terraform runs in: the test's, an empty CLI config, no checkpoint calls. */
+  env(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
+    return { ...process.env, TF_CLI_CONFIG_FILE: this.cliConfig, TF_IN_AUTOMATION: '1', CHECKPOINT_DISABLE: '1', ...extra };
+  }
+
   /** Runs terraform in the stack directory with the test's environment. */
   tf(args: string[], env: Record<string, string | undefined>): { code: number; out: string } {
-    const r = spawnSync('terraform', [...args, '-input=false', '-no-color'], {
-      cwd: this.stackDir,
-      encoding: 'utf8',
-      env: { ...process.env, TF_CLI_CONFIG_FILE: this.cliConfig, TF_IN_AUTOMATION: '1', CHECKPOINT_DISABLE: '1', ...env },
-    });
+    const r = spawnSync('terraform', [...args, '-input=false', '-no-color'], { cwd: this.stackDir, encoding: 'utf8', env: this.env(env) });
     const out = `${r.stdout}${r.stderr}`;
     this.transcript.push(`$ terraform ${args.join(' ')}\n${out}`);
     return { code: r.status ?? -1, out };
@@ -371,5 +372,45 @@ describeTf('terraform end to end with the rotation CLI and PostgreSQL', () => {
     expect(leaks(haystack, [...keys.map((k) => k.toHex()), password])).toEqual([]);
     // Fingerprints are the only form in which keys show up.
     expect(haystack).toContain(keys[1].fingerprint);
+  });
+});
+
+describeTf('npm run plan (scripts/tf.ts): synth with the example app, then terraform in the stack directory', () => {
+  const ws = new Workspace();
+  const script = join(REPO, 'dist/scripts/tf.js');
+  const run = (extra: Record<string, string>) =>
+    spawnSync(process.execPath, [script, 'plan', '-no-color'], {
+      encoding: 'utf8',
+      env: ws.env({
+        CDKTF_OUTDIR: ws.outdir,
+        MK_STACK: STACK,
+        MK_STATE_FILE: ws.stateFile,
+        MK_CONFIG: join(ws.dir, 'act.env'),
+        MK_BACKUP_DIR: join(ws.dir, 'backups'),
+        MK_GENERATION: '4',
+        ...extra,
+      }),
+    });
+  afterAll(() => ws.remove());
+
+  it('synthesizes, prints policy warnings, inits and plans the rotation resource', () => {
+    if (!existsSync(script)) throw new Error(`${script} is missing: run \`npm run build\` first.`);
+    const r = run({ MK_POLICY_DAYS: 'none' });
+    expect(r.stderr).toContain('[warn] rotation/master-key: [MasterKey-RotationPolicy]');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`== stack ${STACK} (${ws.stackDir}) ==`);
+    expect(r.stdout).toContain('Terraform has been successfully initialized!');
+    expect(r.stdout).toContain('# terraform_data.master_key_act will be created');
+    expect(r.stdout).toMatch(/generation\s+= "4"/);
+    expect(r.stdout).toMatch(/policy_window\s+= "none"/);
+    expect(readFileSync(join(ws.stackDir, 'cdk.tf.json'), 'utf8')).toContain(ws.stateFile);
+  });
+
+  it('stops before terraform when a policy error fails synth, naming the construct, the rule and the fix', () => {
+    const r = run({ MK_CONFIG: 'etc/act.env' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('Synth failed');
+    expect(r.stderr).toContain('[rotation/master-key] [MasterKey-AbsolutePaths] configFiles[0] "etc/act.env" is a relative path');
+    expect(r.stdout).not.toContain('terraform_data');
   });
 });
