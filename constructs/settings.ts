@@ -177,8 +177,11 @@ export interface MasterKeyProps {
   readonly checks?: MasterKeyChecksOptions;
 }
 
+/** The optional text props, passed on as they are (reportDir defaults to backupDir). */
+type PassedThrough = Pick<MasterKeyProps, 'backupDir' | 'reportDir' | 'stopCommand' | 'startCommand' | 'healthCommand' | 'newKeyFile'>;
+
 /** Validated, defaulted props: what the construct synthesizes from. */
-export interface MasterKeySettings {
+export interface MasterKeySettings extends PassedThrough {
   readonly name: string;
   readonly generation: number;
   /** The policy's current window; undefined without a policy. */
@@ -188,12 +191,6 @@ export interface MasterKeySettings {
   readonly keyName: string;
   readonly databaseUrl: { readonly env: string } | { readonly entry: string };
   readonly inventory: MasterKeyInventory;
-  readonly backupDir?: string;
-  readonly reportDir?: string;
-  readonly stopCommand?: string;
-  readonly startCommand?: string;
-  readonly healthCommand?: string;
-  readonly newKeyFile?: string;
   readonly resourceType: RotationResourceType;
   readonly cliCommand: readonly string[];
   readonly environment: Readonly<Record<string, string>>;
