@@ -19,6 +19,11 @@ import { exampleSettings } from '../main';
 
 Testing.setupJest();
 
+/** One output folder for every Testing.app() here (Testing.synth writes nothing into it). */
+const OUT = mkdtempSync(join(tmpdir(), 'mk-cdktf-'));
+afterAll(() => rmSync(OUT, { recursive: true, force: true }));
+const testApp = (context?: Record<string, unknown>) => Testing.app({ outdir: OUT, ...(context ? { context } : {}) });
+
 const CLI = ['/opt/node/bin/node', '/opt/master-key/dist/src/cli/main.js'];
 const AT = '2026-03-10T12:00:00Z';
 
@@ -37,7 +42,7 @@ function goodProps(over: Partial<MasterKeyProps> = {}): MasterKeyProps {
 }
 
 function stackWith(props: MasterKeyProps, build?: (stack: TerraformStack) => void): { stack: TerraformStack; key: MasterKey } {
-  const stack = new TerraformStack(Testing.app(), 'stack');
+  const stack = new TerraformStack(testApp(), 'stack');
   build?.(stack);
   const key = new MasterKey(stack, 'key', props);
   return { stack, key };
@@ -218,7 +223,7 @@ describe('MasterKey synth (null_resource option)', () => {
   });
 
   it('shares one null provider between keys, and reuses one the stack already has', () => {
-    const stack = new TerraformStack(Testing.app(), 'stack');
+    const stack = new TerraformStack(testApp(), 'stack');
     new nullProvider.NullProvider(stack, 'mine', {});
     new MasterKey(stack, 'a', goodProps({ name: 'a', resourceType: 'null_resource' }));
     new MasterKey(stack, 'b', goodProps({ name: 'b', resourceType: 'null_resource', configFiles: ['/etc/b.env'] }));
@@ -350,7 +355,7 @@ describe('the example app (main.ts)', () => {
   it('synthesizes with the committed cdktf.json context and passes the policy checks', () => {
     const cdktfJson = JSON.parse(readFileSync(join(__dirname, '..', 'cdktf.json'), 'utf8'));
     expect(cdktfJson.app).toBe('node dist/main.js');
-    const app = Testing.app({ context: cdktfJson.context });
+    const app = testApp(cdktfJson.context);
     const { buildApp } = require('../main') as typeof import('../main');
     buildApp(app, {});
     const stack = app.node.findChild('master-key') as TerraformStack;
