@@ -105,9 +105,9 @@ function newKeySource(o: { newKeyFile?: string; newKeyStdin?: boolean; newKeyEnv
   return { kind: 'generate' };
 }
 
-function positiveInt(name: string, v: string | undefined): number | undefined {
+function positiveInt(name: string, v: string | undefined, min = 1): number | undefined {
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < 1) throw new MasterKeyError('USAGE', `${name} must be a whole number of at least 1, got "${v}".`);
+  if (!/^\d+$/.test(v) || Number(v) < min) throw new MasterKeyError('USAGE', `${name} must be a whole number of at least ${min}, got "${v}".`);
   return Number(v);
 }
 
@@ -160,7 +160,7 @@ function program(): Command {
   planCmd.action(async (o: CommonOpts & { generation?: string; policyDays?: string; windowStart?: string; detailedExitcode?: boolean; out?: string }) => {
     const ctx = makeContext(o, !!o.json);
     const plan = await runPlan(ctx, {
-      targetGeneration: positiveInt('--generation', o.generation),
+      targetGeneration: positiveInt('--generation', o.generation, 0),
       windowStart: parseInstant('--window-start', o.windowStart),
       policyDays: positiveInt('--policy-days', o.policyDays),
     });
@@ -192,7 +192,7 @@ function program(): Command {
         }
       }
       const r = await runApply(ctx, {
-        targetGeneration: positiveInt('--generation', o.generation),
+        targetGeneration: positiveInt('--generation', o.generation, 0),
         windowStart: parseInstant('--window-start', o.windowStart),
         policyDays: positiveInt('--policy-days', o.policyDays),
         newKey: newKeySource(o),
