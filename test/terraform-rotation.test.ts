@@ -16,7 +16,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { App, LocalBackend, TerraformStack } from 'cdktf';
@@ -34,9 +34,13 @@ const REPO = resolve(__dirname, '..');
 const CLI = join(REPO, 'dist/src/cli/main.js');
 const STACK = 'rotation';
 
-/** A scratch folder with an empty terraform CLI config; collects every terraform output. */
+/**
+ * A scratch folder with an empty terraform CLI config; collects every
+ * terraform output. Created by `create()` in a beforeAll, so that skipped or
+ * filtered-out tests leave nothing behind.
+ */
 class Workspace {
-  readonly dir = mkdtempSync(join(tmpdir(), 'mk-tf-'));
+  readonly dir = join(tmpdir(), `mk-tf-${randomBytes(6).toString('hex')}`);
   readonly outdir = join(this.dir, 'cdktf.out');
   readonly stateFile = join(this.dir, 'terraform.tfstate');
   readonly stackDir = join(this.outdir, 'stacks', STACK);
@@ -44,7 +48,8 @@ class Workspace {
   readonly synthesized: string[] = [];
   private readonly cliConfig = join(this.dir, 'empty.tfrc');
 
-  constructor() {
+  create(): void {
+    mkdirSync(this.dir, { mode: 0o700 });
     writeFileSync(this.cliConfig, '');
   }
 
@@ -126,6 +131,7 @@ describeTf('terraform with a recording stand-in for the CLI (no engine)', () => 
     existsSync(record) ? readFileSync(record, 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : [];
 
   beforeAll(() => {
+    ws.create();
     writeFileSync(
       recorder,
       [
@@ -252,6 +258,7 @@ describeTf('terraform end to end with the rotation CLI and PostgreSQL', () => {
 
   beforeAll(async () => {
     if (!existsSync(CLI)) throw new Error(`The rotation CLI is not built (${CLI} is missing): run \`npm run build\` first.`);
+    ws.create();
     url = await freshDatabase('tf_e2e');
     env = { DATABASE_URL: url };
     mkdirSync(etc, { recursive: true });
@@ -391,6 +398,7 @@ describeTf('npm run plan (scripts/tf.ts): synth with the example app, then terra
         ...extra,
       }),
     });
+  beforeAll(() => ws.create());
   afterAll(() => ws.remove());
 
   it('synthesizes, prints policy warnings, inits and plans the rotation resource', () => {
