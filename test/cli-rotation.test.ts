@@ -298,3 +298,26 @@ describe('errors leave database and files exactly as they were', () => {
     expect(r.stderr).toContain('The environment variable DATABASE_URL is not set');
   });
 });
+
+describe('a new HA node declared with a placeholder entry', () => {
+  it('plan shows the node to set; apply without a rotation writes the database key into it; then nothing is left to do', async () => {
+    const s = await actScenario({ perKind: 1 });
+    const node2 = join(s.dir, 'node2.env');
+    writeFileSync(node2, '# node 2\nACT_MASTER_KEY=\n');
+    chmodSync(node2, 0o600);
+    const args = ['--config', s.configPath, '--config', node2, '--generation', '1'];
+    const before = await dbSnapshot(s.url);
+    const p = s.cli(['plan', ...args, '--detailed-exitcode']);
+    expect(p.code).toBe(ExitCode.CHANGES);
+    expect(p.stdout).toContain(`${node2} (dotenv): ACT_MASTER_KEY=<no key…> -> <${s.key.fingerprint}…>`);
+    expect(p.stdout).toContain("Plan: 0 keys to rotate, 1 config file to set to the database's key.");
+    const a = s.cli(['apply', ...args]);
+    expect(a.code).toBe(0);
+    expect(s.configKey(node2).equals(s.key)).toBe(true);
+    expect(readFileSync(node2, 'utf8')).toBe(`# node 2\n${keyLine(s.key)}\n`);
+    expect(statSync(node2).mode & 0o777).toBe(0o600);
+    expect(keyLeaks(a.stdout + a.stderr, [s.key])).toEqual([]);
+    expect(await dbSnapshot(s.url)).toBe(before);
+    expect(s.cli(['plan', ...args, '--detailed-exitcode']).code).toBe(0);
+  });
+});

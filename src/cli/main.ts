@@ -169,7 +169,7 @@ function program(): Command {
     }
     emit(o.json, plan, renderPlan(plan));
     if (plan.blockers.length) exitCode = plan.undecryptable.count ? ExitCode.UNDECRYPTABLE : ExitCode.FILES;
-    else if (o.detailedExitcode && plan.action === 'rotate') exitCode = ExitCode.CHANGES;
+    else if (o.detailedExitcode && plan.action !== 'none') exitCode = ExitCode.CHANGES;
   });
 
   withRotationDirs(withCommon(prog.command('apply').description('rotate: preflight, backup, re-encrypt in one transaction, config update, verify, report')))

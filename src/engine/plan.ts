@@ -44,7 +44,8 @@ export interface RotationPlan {
   readonly format: typeof PLAN_FORMAT;
   readonly createdAt: string;
   readonly database: string;
-  readonly action: 'rotate' | 'none';
+  /** rotate; sync-config: no rotation, but some node's config does not hold the database key; none. */
+  readonly action: 'rotate' | 'sync-config' | 'none';
   readonly reason: string;
   readonly oldFingerprint: string;
   readonly newFingerprint: string;
@@ -84,6 +85,7 @@ export function buildPlan(f: PlanFacts): RotationPlan {
   const secrets = { total: f.scan?.total ?? 0, byKind: { ...(f.scan?.byKind ?? {}) } };
   const newFp = f.decision.rotate ? (f.newFingerprint ?? GENERATED_AT_APPLY) : f.oldFingerprint;
   const blockers: string[] = [];
+  const outOfStep = f.configs.filter((c) => c.fingerprint !== f.oldFingerprint);
   if (f.scan && f.scan.failureCount > 0) {
     blockers.push(`${f.scan.failureCount} stored value(s) do not open with the old key ${f.oldFingerprint}; fix or restore them before rotating (listed above).`);
   }
@@ -95,7 +97,7 @@ export function buildPlan(f: PlanFacts): RotationPlan {
     format: PLAN_FORMAT,
     createdAt: f.now.toISOString(),
     database: f.database,
-    action: f.decision.rotate ? 'rotate' : 'none',
+    action: f.decision.rotate ? 'rotate' : outOfStep.length ? 'sync-config' : 'none',
     reason: f.decision.reason,
     oldFingerprint: f.oldFingerprint,
     newFingerprint: newFp,
@@ -110,7 +112,7 @@ export function buildPlan(f: PlanFacts): RotationPlan {
       format: c.target.format,
       entry: c.target.entry,
       fingerprint: c.fingerprint,
-      change: f.decision.rotate ? redactedChange(c.target.entry, c.fingerprint, newFp) : 'no change',
+      change: f.decision.rotate || c.fingerprint !== f.oldFingerprint ? redactedChange(c.target.entry, c.fingerprint, newFp) : 'no change',
     })),
     backup: { dir: f.backupDir, estimatedBytes: f.backupEstimateBytes, freeBytes: f.backupFreeBytes },
     hooks: f.hooks,
@@ -133,7 +135,10 @@ export function renderPlan(p: RotationPlan): string {
   const row = (k: string, v: string) => out.push(`  ${k.padEnd(15)} ${v}`);
   out.push('cdktf-master-key rotation plan', '');
   row('database', `${p.database} (key ${p.oldFingerprint}, generation ${p.fromGeneration}, set ${p.keySetAt})`);
-  row('action', p.action === 'rotate' ? `ROTATE: ${p.reason}` : `nothing to do: ${p.reason}`);
+  row('action', p.action === 'rotate' ? `ROTATE: ${p.reason}` : p.action === 'sync-config' ? `SET NODE CONFIG: no rotation (${p.reason}), but some config files do not hold the database's key` : `nothing to do: ${p.reason}`);
+  if (p.action === 'sync-config') {
+    for (const c of p.configs.filter((x) => x.change !== 'no change')) out.push(`      ${c.path} (${c.format}): ${c.change}`);
+  }
   if (p.action === 'rotate') {
     row('old key', p.oldFingerprint);
     row('new key', p.newFingerprint);
@@ -153,6 +158,9 @@ export function renderPlan(p: RotationPlan): string {
   if (p.blockers.length) {
     out.push('Blocked: apply would refuse to run:');
     for (const b of p.blockers) out.push(`  - ${b}`);
+  } else if (p.action === 'sync-config') {
+    const n = p.configs.filter((x) => x.change !== 'no change').length;
+    out.push(`Plan: 0 keys to rotate, ${n} config file${n === 1 ? '' : 's'} to set to the database's key.`);
   } else if (p.action === 'rotate') {
     out.push(`Plan: 1 key to rotate, ${num(p.secrets.total)} secrets to re-encrypt, ${p.configs.length} config file${p.configs.length === 1 ? '' : 's'} to update.`);
   } else {

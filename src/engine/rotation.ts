@@ -58,6 +58,28 @@ export function readConfiguredKey(ctx: Pick<Context, 'targets'>): { key: MasterK
   return { key: primary.key, facts: keys.map((k) => ({ target: k.target, fingerprint: k.key.fingerprint })) };
 }
 
+/** Marks a node whose config entry holds no usable key (e.g. a placeholder for a new HA node). */
+export const NO_KEY = 'no key';
+
+/**
+ * The primary config's key, and what every node holds. Unlike
+ * readConfiguredKey, another node may hold a different key or a placeholder:
+ * apply sets it (the primary's key must open the canary, which gather proves).
+ */
+export function readNodeKeys(ctx: Pick<Context, 'targets'>): { key: MasterKey; facts: ConfigFact[] } {
+  const primary = readConfigKey(ctx.targets[0]);
+  const facts = ctx.targets.map((t, i) => {
+    if (i === 0) return { target: t, fingerprint: primary.fingerprint };
+    try {
+      return { target: t, fingerprint: readConfigKey(t).fingerprint };
+    } catch (e) {
+      if (e instanceof MasterKeyError && e.code === 'KEY_MALFORMED') return { target: t, fingerprint: NO_KEY };
+      throw e;
+    }
+  });
+  return { key: primary, facts };
+}
+
 /** Refuses to go on while an interrupted rotation's pending file exists. */
 export function assertNoPending(ctx: Pick<Context, 'pendingPath'>): void {
   const p = readPending(ctx.pendingPath);
@@ -145,7 +167,7 @@ interface Gathered {
 }
 
 async function gather(ctx: Context, c: Client, declared: Declared, newKey?: MasterKey): Promise<Gathered> {
-  const { key: oldKey, facts: configFacts } = readConfiguredKey(ctx);
+  const { key: oldKey, facts: configFacts } = readNodeKeys(ctx);
   const canary = await requireCanary(c);
   assertKeyOpensCanary(canary, oldKey, `the key in ${ctx.targets[0].path}`);
   const decision = decideRotation(canary, declared);
@@ -240,6 +262,11 @@ export async function runApply(ctx: Context, opts: ApplyOptions): Promise<ApplyR
       }
       if (!g.decision.rotate) {
         ctx.log(`Nothing to do: ${g.decision.reason}.`);
+        for (const f of g.facts.configs) {
+          if (f.fingerprint === g.oldKey.fingerprint) continue;
+          writeConfigKey(f.target, g.oldKey);
+          ctx.log(`Set ${f.target.path} to the database's key: ${f.target.entry}=<${f.fingerprint}…> -> <${g.oldKey.fingerprint}…> (this node was out of step).`);
+        }
         return { action: 'none' as const, plan: g.plan };
       }
       if (newKey.equals(g.oldKey)) {
