@@ -3,6 +3,7 @@
  * replacement keeping mode, owner and every other byte, and refusals
  * (symlinks, missing files, directories, FIFOs, non-UTF-8 text).
  */
+import { caught } from './support/errors';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,7 @@ import { join, relative } from 'node:path';
 import { checkConfigWritable, configTarget, ConfigTarget, readConfigEntry, readConfigKey, readConfigText, writeConfigKey } from '../src/config/config-file';
 import { ConfigFormat } from '../src/config/formats';
 import { MasterKey } from '../src/crypto/key';
-import { ErrorCode, isMasterKeyError } from '../src/errors';
+import { ErrorCode } from '../src/errors';
 
 const OLD = MasterKey.generate();
 const NEW = MasterKey.generate();
@@ -25,15 +26,10 @@ afterEach(() => {
 
 /** Runs fn and returns its MasterKeyError, checking that no key appears in the message. */
 function errorOf(fn: () => unknown, code: ErrorCode): string {
-  try {
-    fn();
-  } catch (e) {
-    if (!isMasterKeyError(e)) throw e;
-    expect(e.code).toBe(code);
+  const e = caught(fn);
+  expect(e.code).toBe(code);
     for (const k of [OLD, NEW]) expect(e.message.toLowerCase()).not.toContain(k.toHex());
-    return e.message;
-  }
-  throw new Error(`expected ${code}, nothing was thrown`);
+  return e.message;
 }
 
 const SAMPLES: Record<ConfigFormat, { file: string; entry: string; text: (hex: string) => string }> = {

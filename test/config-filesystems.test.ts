@@ -5,13 +5,13 @@
  * whom permission bits are real). Every failure must leave the original
  * file byte for byte and no temp file behind.
  */
+import { caught } from './support/errors';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { checkConfigWritable, configTarget, readConfigKey, writeConfigKey } from '../src/config/config-file';
 import { MasterKey } from '../src/crypto/key';
-import { ErrorCode, isMasterKeyError } from '../src/errors';
 import { checkDirWritable, freeBytes, leftoverTempFiles } from '../src/fsutil';
 
 const OLD = MasterKey.generate();
@@ -29,15 +29,7 @@ afterAll(() => {
   rmSync(base, { recursive: true, force: true });
 });
 
-function errorOf(fn: () => unknown): { code: ErrorCode; message: string } {
-  try {
-    fn();
-  } catch (e) {
-    if (isMasterKeyError(e)) return { code: e.code, message: e.message };
-    throw e;
-  }
-  throw new Error('expected a MasterKeyError, nothing was thrown');
-}
+const errorOf = caught;
 
 /** Asserts the config still holds exactly its original bytes, with no temp files next to it. */
 function expectUntouched(path: string, original: string): void {

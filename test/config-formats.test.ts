@@ -3,9 +3,10 @@
  * errors for missing, duplicate and invalid files. Property tests check that
  * a replacement reads back and leaves every other character unchanged.
  */
+import { caught } from './support/errors';
 import fc from 'fast-check';
 import { ConfigFormat, CONFIG_FORMATS, formatFromPath, readEntry, replaceEntry } from '../src/config/formats';
-import { ErrorCode, isMasterKeyError } from '../src/errors';
+import { ErrorCode } from '../src/errors';
 
 const OLD = 'a'.repeat(64);
 const NEW = '0123456789abcdef'.repeat(4);
@@ -13,16 +14,11 @@ const LABEL = '/etc/app/server.conf';
 
 /** Runs fn, expects a MasterKeyError with that code whose message names the file and leaks no key. */
 function errorOf(fn: () => unknown, code: ErrorCode): string {
-  try {
-    fn();
-  } catch (e) {
-    if (!isMasterKeyError(e)) throw e;
-    expect(e.code).toBe(code);
+  const e = caught(fn);
+  expect(e.code).toBe(code);
     expect(e.message).not.toContain(OLD);
     expect(e.message).not.toContain(NEW);
-    return e.message;
-  }
-  throw new Error(`expected ${code}, nothing was thrown`);
+  return e.message;
 }
 
 /** Replaces OLD by NEW and checks that exactly that span changed. */

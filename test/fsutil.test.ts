@@ -2,11 +2,11 @@
  * Safe file writes on real files in a temp directory. Read-only and full
  * file systems, and unprivileged users, are in config-filesystems.test.ts.
  */
+import { caught } from './support/errors';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ErrorCode, isMasterKeyError } from '../src/errors';
 import { atomicWriteFile, checkDirWritable, checkReplaceable, freeBytes, leftoverTempFiles, sha256File, TEMP_INFIX } from '../src/fsutil';
 
 let dir: string;
@@ -17,15 +17,7 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function errorOf(fn: () => unknown): { code: ErrorCode; message: string } {
-  try {
-    fn();
-  } catch (e) {
-    if (isMasterKeyError(e)) return { code: e.code, message: e.message };
-    throw e;
-  }
-  throw new Error('expected a MasterKeyError, nothing was thrown');
-}
+const errorOf = caught;
 
 const modeOf = (p: string): number => statSync(p).mode & 0o7777;
 
