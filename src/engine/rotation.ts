@@ -21,6 +21,7 @@ import {
   CanaryRow,
   acquireRotationLock,
   assertKeyOpensCanary,
+  canaryOpensWith,
   databaseIdentity,
   insertHistory,
   replaceCanary,
@@ -308,6 +309,8 @@ export async function runApply(ctx: Context, opts: ApplyOptions): Promise<ApplyR
       reached('pending-written');
       lap('pending key');
       let committed = false;
+      // Set just before withTransaction sends COMMIT: from then on a lost connection leaves the outcome unknown.
+      let commitSent = false;
       try {
         ctx.log(`Backing up ${g.scan?.total ?? 0} stored values and ${ctx.targets.length} config file(s) under ${ctx.backupDir} ...`);
         reached('backup-started');
@@ -374,6 +377,7 @@ export async function runApply(ctx: Context, opts: ApplyOptions): Promise<ApplyR
             outcome: 'committed',
           });
           reached('canary-updated');
+          commitSent = true;
           return r;
         });
         committed = true;
@@ -442,6 +446,15 @@ export async function runApply(ctx: Context, opts: ApplyOptions): Promise<ApplyR
         return { action: 'rotated' as const, plan: g.plan, report, reportFiles };
       } catch (e) {
         if (!committed) {
+          if (commitSent && !(await provenNotCommitted(ctx, g.oldKey))) {
+            // The COMMIT may have been applied (e.g. its reply was lost): keep the new key on disk.
+            throw new MasterKeyError(
+              'ROTATION_INTERRUPTED',
+              `The connection to the database was lost during the COMMIT, so the database may already use ${newKey.fingerprint}; the new key is kept in ${ctx.pendingPath}: run \`master-key recover\` (once the database is reachable) to finish or undo the rotation.`,
+              { pendingFile: ctx.pendingPath, newFingerprint: newKey.fingerprint },
+              { cause: e },
+            );
+          }
           // Nothing changed in the database: the pending key is not needed.
           removePending(ctx.pendingPath);
         }
@@ -452,6 +465,22 @@ export async function runApply(ctx: Context, opts: ApplyOptions): Promise<ApplyR
   ).catch((e: unknown) => {
     throw translatePgError(e, 'rotating the master key', ctx.databaseUrl);
   });
+}
+
+/**
+ * After a failure during COMMIT: true only when a fresh connection shows the
+ * canary still under the old key. Reading it FOR UPDATE waits until the
+ * interrupted transaction has really ended (committed or rolled back).
+ */
+async function provenNotCommitted(ctx: Context, oldKey: MasterKey): Promise<boolean> {
+  try {
+    return await withClient(ctx.databaseUrl, async (c) => {
+      await c.query("SET lock_timeout = '30s'");
+      return canaryOpensWith(await requireCanary(c, true), oldKey);
+    });
+  } catch {
+    return false;
+  }
 }
 
 /** Blocks writers to the inventory's tables for the transaction (readers go on). */
