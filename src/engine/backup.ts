@@ -5,7 +5,7 @@
  * The "backup checksum" quoted in reports is the SHA-256 of manifest.json.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, writeSync, chmodSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { ClientBase } from 'pg';
 import { ConfigTarget } from '../config/config-file';
 import { CanaryRow } from '../db/meta';
@@ -71,6 +71,29 @@ export function backupDirName(now: Date, generation: number, fingerprint: string
   return `${ts}-gen${generation}-${fingerprint.replace(':', '_')}`;
 }
 
+/**
+ * Creates a new, empty backup directory (0700) at `base`, or at `base-2`,
+ * `base-3`, … when an earlier attempt in the same second (e.g. an apply
+ * that was interrupted and run again) already used the name.
+ */
+function newBackupDir(base: string): string {
+  try {
+    mkdirSync(dirname(base), { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw fileError(e, base);
+  }
+  for (let n = 1; ; n++) {
+    const path = n === 1 ? base : `${base}-${n}`;
+    try {
+      mkdirSync(path, { mode: 0o700 });
+      chmodSync(path, 0o700);
+      return path;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(e, path);
+    }
+  }
+}
+
 /** Streams every stored value (inside a read-only snapshot) and copies the config files. */
 export async function writeBackup(
   c: ClientBase,
@@ -85,13 +108,7 @@ export async function writeBackup(
     batchSize?: number;
   },
 ): Promise<BackupResult> {
-  const path = join(args.dir, backupDirName(args.now, args.canary.generation, args.canary.fingerprint));
-  try {
-    mkdirSync(path, { recursive: true, mode: 0o700 });
-    chmodSync(path, 0o700);
-  } catch (e) {
-    throw fileError(e, path);
-  }
+  const path = newBackupDir(join(args.dir, backupDirName(args.now, args.canary.generation, args.canary.fingerprint)));
   const locations = distinctLocations(args.inventory.entries);
   const secretsPath = join(path, SECRETS_FILE);
   let values = 0;
