@@ -37,13 +37,14 @@ function removeLeftovers(paths: readonly string[]): string[] {
 }
 
 export async function runRecover(ctx: Context): Promise<RecoverResult> {
-  const p = readPending(ctx.pendingPath);
-  const targets = p ? p.pending.targets : ctx.targets;
   return withClient(
     ctx.databaseUrl,
     async (c) => {
       try {
         await acquireRotationLock(c);
+        // Read only under the lock: a rotation that held it may have created or removed the file meanwhile.
+        const p = readPending(ctx.pendingPath);
+        const targets = p ? p.pending.targets : ctx.targets;
         const tempFilesRemoved = removeLeftovers([...targets.map((t) => t.path), ctx.pendingPath]);
         const canary = await requireCanary(c);
         if (!p) {
