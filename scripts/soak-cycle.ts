@@ -33,6 +33,8 @@ export interface CycleResult {
   readonly recover: RecoverOutcome;
   readonly violations: readonly string[];
   readonly ms: number;
+  /** How long the unkilled apply after recovery took (for drawing random kill moments). */
+  readonly nextApplyMs?: number;
 }
 
 function fingerprint(k: MasterKey | undefined): string {
@@ -63,14 +65,16 @@ export async function faultCycle(inst: Installation, opts: CycleOptions): Promis
   if (after.generation !== expectedGeneration) violations.push(`after recover the generation is ${after.generation}, expected ${expectedGeneration}`);
   if (!killed && apply.code === 0 && !committed) violations.push('apply exited 0 but the database key did not change');
   let lost = after.lost;
+  let nextApplyMs: number | undefined;
 
   if (opts.applyAfter !== false) {
     const next = await runCli(inst, ['apply', ...batch]);
+    nextApplyMs = next.ms;
     if (next.code !== 0) violations.push(`the next apply exited ${next.code}: ${next.stderr.trim()}`);
     const final = await checkInvariant(inst);
     violations.push(...final.violations.map((v) => `after the next apply: ${v}`));
     if (final.generation !== expectedGeneration + 1) violations.push(`after the next apply the generation is ${final.generation}, expected ${expectedGeneration + 1}`);
     lost = Math.max(lost, final.lost);
   }
-  return { kill: describeKill(opts.kill), killed, applyExit: apply.code, committed, lostAfterKill, lost: Math.max(lost, lostAfterKill), recover, violations, ms: Date.now() - started };
+  return { kill: describeKill(opts.kill), killed, applyExit: apply.code, committed, lostAfterKill, lost: Math.max(lost, lostAfterKill), recover, violations, ms: Date.now() - started, nextApplyMs };
 }

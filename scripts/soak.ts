@@ -49,6 +49,11 @@ export function parseSoakArgs(argv: readonly string[]): SoakOptions {
   return o;
 }
 
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
 /** mulberry32: a small seeded PRNG, so a failing soak can be replayed with --seed. */
 export function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -115,7 +120,7 @@ function tally(s: SoakSummary, worker: number, run: number, r: CycleResult): voi
   s.recoverRuns += r.recover.runs;
   s.recoverKilled += r.recover.killed;
   s.secretsLost += r.lost;
-  const point = r.kill.replace(/@\d+$/, '@n').replace(/after \d+ ms/, 'random moment');
+  const point = r.kill.replace(/@\d+$/, '').replace(/after \d+ ms/, 'random moment');
   s.killPoints[point] = (s.killPoints[point] ?? 0) + 1;
   if (r.violations.length) {
     s.violations += r.violations.length;
@@ -153,9 +158,11 @@ export async function soak(opts: SoakOptions, createDb: (name: string) => Promis
       if (apply.code !== 0) throw new Error(`the measuring apply failed (${apply.code}): ${apply.stderr}`);
       const recover = await runCli(inst, ['recover']);
       log(`worker ${w}: ${inst.plaintexts.size} secrets, ${inst.configs.length} config file(s); an apply takes ${apply.ms} ms, a recover ${recover.ms} ms`);
+      // Random moments are drawn across a typical recent apply (the median of the last 20 unkilled ones).
+      const recent = [apply.ms];
       while (next < opts.runs) {
         const run = ++next;
-        const cycle = drawCycle(rand, inst, apply.ms, recover.ms);
+        const cycle = drawCycle(rand, inst, median(recent), recover.ms);
         let r: CycleResult;
         try {
           r = await faultCycle(inst, cycle);
@@ -166,6 +173,7 @@ export async function soak(opts: SoakOptions, createDb: (name: string) => Promis
           return;
         }
         tally(s, w, run, r);
+        if (r.nextApplyMs !== undefined && recent.push(r.nextApplyMs) > 20) recent.shift();
         if (opts.verbose || r.violations.length) {
           log(`run ${run} (worker ${w}): kill ${r.kill}${r.killed ? '' : ' (finished first)'}, batch ${cycle.batchSize}, recover ${r.recover.action}${r.recover.killed ? ' after a killed recover' : ''}, ${r.lost} lost, ${r.ms} ms${r.violations.length ? `: ${r.violations.join('; ')}` : ''}`);
         } else if (run % 50 === 0) {
