@@ -6,11 +6,10 @@
  * re-encryption and the crypto worker threads.
  */
 import type { ClientBase } from 'pg';
-import { KeySource, SecretCodec, codecByName } from '../crypto/codec';
-import type { MasterKey } from '../crypto/key';
-import { ErrorCode, MasterKeyError, isMasterKeyError } from '../errors';
+import { ErrorCode, MasterKeyError } from '../errors';
 import { Inventory, InventoryEntry, quoteIdent } from '../inventory/inventory';
-import { findEntrySlots, parseJsonLossless, stringifyJsonLossless } from './stream-json';
+import type { BatchCrypto, CryptoResult } from './stream-crypto';
+import { JsonValue, findEntrySlots, parseJsonLossless, stringifyJsonLossless } from './stream-json';
 
 /** One column of a table and the inventory entries that read it. */
 export interface ColumnPlan {
@@ -113,70 +112,126 @@ export interface RowFailure {
   readonly code: ErrorCode;
 }
 
-/** What processing one row gives. */
-export interface RowOutcome {
-  /** Sealed values found, by kind. */
-  readonly kinds: string[];
-  readonly failures: RowFailure[];
+/** What processing a batch of rows gives. */
+export interface BatchOutcome {
+  /** Sealed values found (a jsonb document can hold several). */
+  readonly total: number;
+  readonly byKind: ReadonlyMap<string, number>;
   /** Bytes of sealed text read. */
   readonly bytes: number;
-  /** Per column: the new stored text, or null when unchanged (re-encryption only). */
-  readonly next?: Array<string | null>;
+  /** Values that do not open, with the index of their row in the batch. */
+  readonly failures: ReadonlyArray<RowFailure & { readonly row: number }>;
+  /** Indices of the rows holding at least one sealed value, ascending. */
+  readonly rows: readonly number[];
+  /** Re-encryption: per column, the new stored text of each row of `rows` (null = unchanged). */
+  readonly next?: ReadonlyArray<ReadonlyArray<string | null>>;
 }
 
-/** The keys a row is processed with: open with `from`, and when `to` is set, seal again under it. */
-export interface RowKeys {
-  readonly from: KeySource;
-  readonly to?: MasterKey;
+/** A sealed value inside a jsonb document of the batch. */
+interface JsonSlot {
+  readonly row: number;
+  readonly entry: InventoryEntry;
+  readonly path: string;
+  readonly sealed: string;
+  readonly set: (next: string) => void;
 }
 
-const codecs = new Map<string, SecretCodec>();
-function codecOf(e: InventoryEntry): SecretCodec {
-  let c = codecs.get(e.codec);
-  if (!c) codecs.set(e.codec, (c = codecByName(e.codec)));
-  return c;
+/** Accumulates a batch's outcome. */
+class Outcome {
+  total = 0;
+  bytes = 0;
+  readonly byKind = new Map<string, number>();
+  readonly failures: Array<RowFailure & { row: number }> = [];
+  readonly has: Uint8Array;
+  constructor(rows: number) {
+    this.has = new Uint8Array(rows);
+  }
+  /** Counts one value of `kind` in `row`; lists it when `r` says it does not open. */
+  add(row: number, column: string, kind: string, sealed: string, r: CryptoResult, path?: string): void {
+    this.total++;
+    this.bytes += sealed.length;
+    this.has[row] = 1;
+    this.byKind.set(kind, (this.byKind.get(kind) ?? 0) + 1);
+    if (r.code) this.failures.push({ row, column, kind, code: r.code, ...(path !== undefined ? { path } : {}) });
+  }
+}
+
+/** Runs `crypto` over values grouped by codec; results in input order. */
+function processByCodec(crypto: BatchCrypto, codecs: readonly InventoryEntry['codec'][], sealed: readonly string[]): CryptoResult[] {
+  const results = new Array<CryptoResult>(sealed.length);
+  for (const codec of new Set(codecs)) {
+    const idx: number[] = [];
+    for (let i = 0; i < codecs.length; i++) if (codecs[i] === codec) idx.push(i);
+    const r = crypto.process(
+      codec,
+      idx.map((i) => sealed[i]),
+    );
+    idx.forEach((i, j) => (results[i] = r[j]));
+  }
+  return results;
 }
 
 /**
- * Opens (and with `keys.to`, seals again) every sealed value of one row.
- * `values` are the row's columns in plan order (null = SQL NULL). Pure apart
- * from the random nonces; never throws for a bad value (it is listed).
+ * Opens (and with `reseal`, seals again under the crypto's new key) every
+ * sealed value of a batch of rows; row i's columns, in plan order, start at
+ * `rows[i][first]` (null = SQL NULL). Works a column at a time so each
+ * codec sees the whole batch at once. Never throws for a bad value (it is
+ * listed in the outcome).
  */
-export function processRow(columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], values: ReadonlyArray<string | null>, keys: RowKeys): RowOutcome {
-  const kinds: string[] = [];
-  const failures: RowFailure[] = [];
-  const next: Array<string | null> | undefined = keys.to ? [] : undefined;
-  let bytes = 0;
-  const reseal = (entry: InventoryEntry, column: string, sealed: string, path?: string): string | undefined => {
-    kinds.push(entry.kind);
-    bytes += sealed.length;
-    const codec = codecOf(entry);
-    try {
-      const opened = codec.open(keys.from, sealed);
-      return keys.to ? codec.seal(keys.to, opened.plaintext) : undefined;
-    } catch (e) {
-      if (!isMasterKeyError(e)) throw e;
-      failures.push({ column, kind: entry.kind, code: e.code, ...(path !== undefined ? { path } : {}) });
-      return undefined;
-    }
-  };
-  columns.forEach((col, i) => {
-    const v = values[i];
-    let out: string | null = null;
-    if (v !== null && v !== undefined) {
-      if (!col.json) {
-        out = reseal(col.entries[0], col.column, v) ?? null;
-      } else {
-        const doc = parseJsonLossless(v);
-        const slots = findEntrySlots(doc, col.entries);
-        for (const { entry, slot } of slots) {
-          const s = reseal(entry, col.column, slot.value, slot.path);
-          if (s !== undefined) slot.set(s);
+export function processBatch(columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: ReadonlyArray<ReadonlyArray<string | null>>, first: number, crypto: BatchCrypto, reseal: boolean): BatchOutcome {
+  const o = new Outcome(rows.length);
+  const next: Array<Array<string | null>> | undefined = reseal ? columns.map(() => new Array<string | null>(rows.length).fill(null)) : undefined;
+  columns.forEach((c, k) => {
+    if (!c.json) {
+      const entry = c.entries[0];
+      const idx: number[] = [];
+      const sealed: string[] = [];
+      for (let i = 0; i < rows.length; i++) {
+        const v = rows[i][first + k];
+        if (v !== null && v !== undefined) {
+          idx.push(i);
+          sealed.push(v);
         }
-        if (keys.to && slots.length > 0) out = stringifyJsonLossless(doc);
       }
+      const results = crypto.process(entry.codec, sealed);
+      idx.forEach((row, j) => {
+        o.add(row, c.column, entry.kind, sealed[j], results[j]);
+        if (next && results[j].next !== undefined) next[k][row] = results[j].next!;
+      });
+      return;
     }
-    next?.push(out);
+    const docs = new Map<number, JsonValue>();
+    const slots: JsonSlot[] = [];
+    for (let i = 0; i < rows.length; i++) {
+      const v = rows[i][first + k];
+      if (v === null || v === undefined) continue;
+      const doc = parseJsonLossless(v);
+      docs.set(i, doc);
+      for (const { entry, slot } of findEntrySlots(doc, c.entries)) slots.push({ row: i, entry, path: slot.path, sealed: slot.value, set: slot.set });
+    }
+    const results = processByCodec(
+      crypto,
+      slots.map((s) => s.entry.codec),
+      slots.map((s) => s.sealed),
+    );
+    const touched = new Set<number>();
+    slots.forEach((s, j) => {
+      o.add(s.row, c.column, s.entry.kind, s.sealed, results[j], s.path);
+      if (results[j].next !== undefined) {
+        s.set(results[j].next!);
+        touched.add(s.row);
+      }
+    });
+    if (next) for (const row of touched) next[k][row] = stringifyJsonLossless(docs.get(row)!);
   });
-  return { kinds, failures, bytes, ...(next ? { next } : {}) };
+  const held: number[] = [];
+  for (let i = 0; i < rows.length; i++) if (o.has[i]) held.push(i);
+  return {
+    total: o.total,
+    byKind: o.byKind,
+    bytes: o.bytes,
+    failures: o.failures,
+    rows: held,
+    ...(next ? { next: next.map((col) => held.map((i) => col[i])) } : {}),
+  };
 }

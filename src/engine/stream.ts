@@ -8,8 +8,11 @@ import type { KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
 import { ErrorCode, MasterKeyError } from '../errors';
 import type { Inventory } from '../inventory/inventory';
-import { inventoryKinds, quoteIdent } from '../inventory/inventory';
-import { TablePlan, dbError, planInventory, processRow } from './stream-plan';
+import { inventoryKinds } from '../inventory/inventory';
+import { BatchCrypto } from './stream-crypto';
+import { TablePlan, dbError, planInventory, processBatch } from './stream-plan';
+import { Row, copyBatches, cursorBatches, openReader } from './stream-source';
+import { binaryTextArray, lockTables, pgArray, selectSql, steerPlanner, updateSql } from './stream-sql';
 
 /** A sealed value that does not open with the supplied keys (never the value itself). */
 export interface SecretFailure {
@@ -57,29 +60,6 @@ export interface StreamOptions {
 export const DEFAULT_BATCH_SIZE = 5000;
 export const MAX_LISTED_FAILURES = 1000;
 
-let cursorSeq = 0;
-
-function selectSql(plan: TablePlan): string {
-  const cols = plan.columns.map((c) => `${quoteIdent(c.column)}::text`);
-  const notNull = plan.columns.map((c) => `${quoteIdent(c.column)} IS NOT NULL`).join(' OR ');
-  return `SELECT ${quoteIdent(plan.idColumn)}::text, ${cols.join(', ')} FROM ${quoteIdent(plan.table)} WHERE ${notNull}`;
-}
-
-/** Streams a query's rows in batches through a server-side cursor (the client must be in a transaction). */
-async function* cursorBatches(client: ClientBase, sql: string, batchSize: number): AsyncGenerator<Array<Array<string | null>>> {
-  const name = `mk_stream_${++cursorSeq}`;
-  await client.query(`DECLARE ${name} NO SCROLL CURSOR FOR ${sql}`);
-  try {
-    for (;;) {
-      const r = await client.query<Array<string | null>>({ text: `FETCH FORWARD ${batchSize} FROM ${name}`, rowMode: 'array' });
-      if (r.rows.length > 0) yield r.rows;
-      if (r.rows.length < batchSize) break;
-    }
-  } finally {
-    if (client.getTransactionStatus() === 'T') await client.query(`CLOSE ${name}`);
-  }
-}
-
 /** Counts per kind, in a plain record. */
 class KindCounter {
   readonly byKind: Record<string, number> = {};
@@ -88,9 +68,11 @@ class KindCounter {
   constructor(inv: Inventory) {
     for (const k of inventoryKinds(inv)) this.byKind[k] = 0;
   }
-  add(kinds: readonly string[]): void {
-    for (const k of kinds) this.byKind[k] = (this.byKind[k] ?? 0) + 1;
-    this.total += kinds.length;
+  add(counts: ReadonlyMap<string, number>): void {
+    for (const [k, n] of counts) {
+      this.byKind[k] = (this.byKind[k] ?? 0) + n;
+      this.total += n;
+    }
   }
 }
 
@@ -118,6 +100,7 @@ async function inReadTransaction<T>(client: ClientBase, fn: () => Promise<T>): P
 export async function scanInventory(client: ClientBase, inv: Inventory, keys: KeySource, opts: StreamOptions = {}): Promise<ScanResult> {
   const batchSize = batchSizeOf(opts);
   const plans = await planInventory(client, inv);
+  const crypto = new BatchCrypto(keys);
   const counter = new KindCounter(inv);
   const failures: SecretFailure[] = [];
   let failureCount = 0;
@@ -126,15 +109,11 @@ export async function scanInventory(client: ClientBase, inv: Inventory, keys: Ke
     for (const plan of plans) {
       try {
         for await (const rows of cursorBatches(client, selectSql(plan), batchSize)) {
-          for (const row of rows) {
-            const out = processRow(plan.columns, row.slice(1), { from: keys });
-            counter.add(out.kinds);
-            storedBytes += out.bytes;
-            failureCount += out.failures.length;
-            for (const f of out.failures) {
-              if (failures.length < MAX_LISTED_FAILURES) failures.push({ table: plan.table, id: row[0] ?? '', ...f });
-            }
-          }
+          const out = processBatch(plan.columns, rows, FIRST_VALUE, crypto, false);
+          counter.add(out.byKind);
+          storedBytes += out.bytes;
+          failureCount += out.failures.length;
+          for (const { row, ...f } of out.failures.slice(0, MAX_LISTED_FAILURES - failures.length)) failures.push({ table: plan.table, id: rows[row][ID] ?? '', ...f });
           opts.onProgress?.(counter.total);
         }
       } catch (e) {
@@ -145,13 +124,10 @@ export async function scanInventory(client: ClientBase, inv: Inventory, keys: Ke
   return { total: counter.total, byKind: counter.byKind, failures, failureCount, storedBytes };
 }
 
-function updateSql(plan: TablePlan): string {
-  const t = quoteIdent(plan.table);
-  const sets = plan.columns.map((c, i) => `${quoteIdent(c.column)} = COALESCE(v.c${i}::${c.type}, t.${quoteIdent(c.column)})`);
-  const arrays = plan.columns.map((_, i) => `$${i + 2}::text[]`);
-  const names = plan.columns.map((_, i) => `c${i}`);
-  return `UPDATE ${t} AS t SET ${sets.join(', ')} FROM unnest($1::${plan.idType}[], ${arrays.join(', ')}) AS v(id, ${names.join(', ')}) WHERE t.${quoteIdent(plan.idColumn)} = v.id`;
-}
+/** Positions in a selected row (see selectSql): ctid, id, then the columns. */
+const CTID = 0;
+const ID = 1;
+const FIRST_VALUE = 2;
 
 function undecryptable(table: string, id: string, f: { column: string; kind: string; path?: string; code: ErrorCode }, more: number): MasterKeyError {
   const where = `${table}.${f.column}${f.path ? ` at ${f.path}` : ''}`;
@@ -182,34 +158,86 @@ export async function reencryptInventory(
     throw new MasterKeyError('INTERNAL', 'Re-encryption must run inside an open transaction; this is a bug in the caller.');
   }
   const plans = await planInventory(client, inv);
+  const crypto = new BatchCrypto(from, to);
   const counter = new KindCounter(inv);
   let updated = 0;
-  for (const plan of plans) {
-    const sql = updateSql(plan);
-    try {
-      for await (const rows of cursorBatches(client, selectSql(plan), batchSize)) {
-        const ids: string[] = [];
-        const cols: Array<Array<string | null>> = plan.columns.map(() => []);
-        for (const row of rows) {
-          const out = processRow(plan.columns, row.slice(1), { from, to });
-          if (out.failures.length > 0) throw undecryptable(plan.table, row[0] ?? '', out.failures[0], out.failures.length - 1);
-          if (out.kinds.length === 0) continue;
-          counter.add(out.kinds);
-          ids.push(row[0] as string);
-          out.next!.forEach((v, i) => cols[i].push(v));
-        }
-        if (ids.length > 0) {
-          const r = await client.query(sql, [ids, ...cols]);
-          if (r.rowCount !== ids.length) {
-            throw new MasterKeyError('DB_ERROR', `${plan.table}: ${ids.length} rows were read but ${r.rowCount ?? 0} updated (rows changed meanwhile); stop the server's writers and run the rotation again.`);
-          }
-          updated += ids.length;
-        }
-        opts.onProgress?.(counter.total);
+  try {
+    await lockTables(client, plans);
+  } catch (e) {
+    throw dbError(e, 'locking the secret tables');
+  }
+  const reader = opts.readerUrl ? await openReader(client, opts.readerUrl) : undefined;
+  let ok = false;
+  try {
+    for (const plan of plans) {
+      try {
+        const rows = reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize);
+        updated += await reencryptTable(
+          client,
+          rows,
+          plan,
+          crypto,
+          (kinds) => counter.add(kinds),
+          () => opts.onProgress?.(counter.total),
+        );
+      } catch (e) {
+        throw dbError(e, `re-encrypting ${plan.table}`);
       }
-    } catch (e) {
-      throw dbError(e, `re-encrypting ${plan.table}`);
     }
+    ok = true;
+  } finally {
+    await (ok ? reader?.close() : reader?.abort());
   }
   return { total: counter.total, byKind: counter.byKind, updated };
+}
+
+/**
+ * One table: read batches (from `source`), open and re-seal each, and write it
+ * back on `writer` while the next batch is read and sealed. At most one write
+ * is in flight. Returns the rows written.
+ */
+async function reencryptTable(
+  writer: ClientBase,
+  source: AsyncIterable<Row[]>,
+  plan: TablePlan,
+  crypto: BatchCrypto,
+  count: (kinds: ReadonlyMap<string, number>) => void,
+  progress: () => void,
+): Promise<number> {
+  const sql = updateSql(plan);
+  let inFlight: Promise<void> | undefined;
+  let written = 0;
+  // Steered only for our writes: set after the read (a cursor on this connection) is planned, reset at the end.
+  let restore: (() => Promise<void>) | undefined;
+  const write = async (params: unknown[], rows: number): Promise<void> => {
+    const r = await writer.query(sql, params);
+    if (r.rowCount !== rows) {
+      throw new MasterKeyError('DB_ERROR', `${plan.table}: ${rows} rows were read but ${r.rowCount ?? 0} updated (they changed meanwhile); run the rotation again with the server's writers stopped.`);
+    }
+    written += rows;
+    progress();
+  };
+  try {
+    for await (const rows of source) {
+      const out = processBatch(plan.columns, rows, FIRST_VALUE, crypto, true);
+      if (out.failures.length > 0) {
+        const { row, ...f } = out.failures[0];
+        throw undecryptable(plan.table, rows[row][ID] ?? '', f, out.failures.length - 1);
+      }
+      count(out.byKind);
+      // Parameters are built now, so the batch's strings can go before the previous write ends.
+      const n = out.rows.length;
+      const params = n > 0 ? [pgArray(out.rows.map((i) => rows[i][CTID]!)), pgArray(out.rows.map((i) => rows[i][ID]!)), ...out.next!.map(binaryTextArray)] : [];
+      await inFlight;
+      if (n > 0) restore ??= await steerPlanner(writer);
+      inFlight = n > 0 ? write(params, n) : undefined;
+      // A failed write is reported by the next await; keep it from being unhandled meanwhile.
+      inFlight?.catch(() => undefined);
+    }
+    await inFlight;
+  } finally {
+    await inFlight?.catch(() => undefined);
+    await restore?.();
+  }
+  return written;
 }

@@ -1,0 +1,90 @@
+/**
+ * One client-side benchmark run in its own process, so its peak RSS is its
+ * own. Reads a job as JSON on stdin (the keys and the database URL travel
+ * there, never in argv), runs it in one transaction, and prints one JSON
+ * line: { seconds, rows, maxRssBytes }.
+ *
+ * Methods:
+ * - `ours`: `reencryptInventory` on the benchmark inventory.
+ * - `naive`: what a quick script does: SELECT every row into memory, then
+ *   open and seal each and send one UPDATE per row.
+ */
+import { Client } from 'pg';
+import { actCodec } from '../src/crypto/codec';
+import { MasterKey, parseKey } from '../src/crypto/key';
+import { Keyring } from '../src/crypto/keyring';
+import { reencryptInventory } from '../src/engine/stream';
+import { BENCH_INVENTORY, BENCH_TABLE } from './bench-data';
+
+/** What the parent sends on stdin. */
+export interface ChildJob {
+  readonly method: 'ours' | 'naive';
+  readonly url: string;
+  readonly oldKey: string;
+  readonly newKey: string;
+  readonly batchSize?: number;
+  /** ours: give reencryptInventory a second (reader) connection. */
+  readonly useReader?: boolean;
+}
+
+/** What the child prints. */
+export interface ChildResult {
+  readonly seconds: number;
+  readonly rows: number;
+  readonly maxRssBytes: number;
+}
+
+async function naive(c: Client, from: MasterKey, to: MasterKey): Promise<number> {
+  const codec = actCodec();
+  const ring = new Keyring([from]);
+  const all = await c.query<{ id: string; value: string }>(`SELECT id, value FROM ${BENCH_TABLE}`);
+  for (const row of all.rows) {
+    const pt = codec.open(ring, row.value).plaintext;
+    await c.query(`UPDATE ${BENCH_TABLE} SET value = $1 WHERE id = $2`, [codec.seal(to, pt), row.id]);
+  }
+  return all.rows.length;
+}
+
+async function run(job: ChildJob): Promise<ChildResult> {
+  const from = parseKey(job.oldKey);
+  const to = parseKey(job.newKey);
+  const c = new Client({ connectionString: job.url });
+  await c.connect();
+  try {
+    const t0 = process.hrtime.bigint();
+    await c.query('BEGIN');
+    let rows: number;
+    if (job.method === 'naive') {
+      rows = await naive(c, from, to);
+    } else {
+      const r = await reencryptInventory(c, BENCH_INVENTORY, new Keyring([from]), to, {
+        ...(job.batchSize ? { batchSize: job.batchSize } : {}),
+        ...(job.useReader ? { readerUrl: job.url } : {}),
+      });
+      rows = r.updated;
+    }
+    await c.query('COMMIT');
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    return { seconds, rows, maxRssBytes: process.resourceUsage().maxRSS * 1024 };
+  } finally {
+    await c.end();
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const chunk of process.stdin) parts.push(chunk as Buffer);
+  return Buffer.concat(parts).toString('utf8');
+}
+
+if (require.main === module) {
+  readStdin()
+    .then((text) => run(JSON.parse(text) as ChildJob))
+    .then((r) => {
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    })
+    .catch((e: unknown) => {
+      process.stderr.write(`bench child failed: ${(e as Error).message}\n`);
+      process.exit(1);
+    });
+}

@@ -1,0 +1,220 @@
+/**
+ * `npm run bench -- [--rows N] [--reps 3] [--json] [--naive-rows N] [--methods floor,pgcrypto,naive,ours,apply]`
+ *
+ * Measures, in one run on one PostgreSQL server, how fast every secret of a
+ * table can be re-encrypted: PostgreSQL rewriting every row by itself (the
+ * floor), an in-database pgcrypto rewrap, a naive row-by-row script, ours
+ * (`reencryptInventory`) and, when the CLI supports it, the full
+ * `master-key apply`. Every measurement starts from the same pristine table,
+ * runs in one transaction, and is repeated; the median counts. Client-side
+ * methods run in child processes so their peak RSS is their own.
+ *
+ * Starts its own embedded PostgreSQL unless DATABASE_URL is set (then it
+ * creates its tables in that database).
+ */
+import { spawn } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { MasterKey } from '../src/crypto/key';
+import { EmbeddedServer, removeEmbeddedData, startEmbeddedPostgres } from '../src/db/embedded';
+import { BENCH_TABLE, restoreBench, seedBench, verifyBench } from './bench-data';
+import type { ChildJob, ChildResult } from './bench-child';
+import { measureApply } from './bench-apply';
+import { BenchReport, MethodResult, formatReport, median, summarise } from './bench-report';
+
+export const METHODS = ['floor', 'pgcrypto', 'naive', 'ours', 'apply'] as const;
+export type Method = (typeof METHODS)[number];
+
+/** Command-line options. */
+export interface BenchOptions {
+  readonly rows: number;
+  readonly reps: number;
+  readonly json: boolean;
+  /** Rows the naive script runs on (default: all; it is slow). */
+  readonly naiveRows?: number;
+  readonly methods: readonly Method[];
+  readonly batchSize?: number;
+  readonly useReader: boolean;
+}
+
+/** Server settings of the embedded server: large WAL so checkpoints do not land inside measurements. */
+const SERVER_SETTINGS = { max_wal_size: '8GB', checkpoint_timeout: '30min' };
+/** Above this many rows the naive script runs once, not `reps` times (it takes minutes). */
+const NAIVE_SINGLE_RUN_ABOVE = 200_000;
+
+function positiveInt(name: string, v: string | undefined): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} needs a positive integer, got ${v ?? 'nothing'}`);
+  return n;
+}
+
+export function parseArgs(argv: readonly string[]): BenchOptions {
+  let rows = 100_000;
+  let reps = 3;
+  let json = false;
+  let naiveRows: number | undefined;
+  let methods: Method[] = [...METHODS];
+  let batchSize: number | undefined;
+  let useReader = true;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--rows') rows = positiveInt(a, argv[++i]);
+    else if (a === '--reps') reps = positiveInt(a, argv[++i]);
+    else if (a === '--json') json = true;
+    else if (a === '--naive-rows') naiveRows = positiveInt(a, argv[++i]);
+    else if (a === '--batch-size') batchSize = positiveInt(a, argv[++i]);
+    else if (a === '--no-reader') useReader = false;
+    else if (a === '--methods') {
+      methods = (argv[++i] ?? '').split(',').map((m) => {
+        if (!(METHODS as readonly string[]).includes(m)) throw new Error(`unknown method "${m}"; use ${METHODS.join(', ')}`);
+        return m as Method;
+      });
+    } else throw new Error(`unknown option ${a}; usage: bench [--rows N] [--reps N] [--json] [--naive-rows N] [--methods ${METHODS.join(',')}] [--batch-size N] [--no-reader]`);
+  }
+  return { rows, reps, json, naiveRows: naiveRows !== undefined ? Math.min(naiveRows, rows) : undefined, methods, batchSize, useReader };
+}
+
+/** Runs one client-side job in a child process and returns what it printed. */
+export function runChild(job: ChildJob): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(__dirname, 'bench-child.js')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) reject(new Error(`the ${job.method} run exited with code ${code}`));
+      else resolve(JSON.parse(out) as ChildResult);
+    });
+    child.stdin.end(JSON.stringify(job));
+  });
+}
+
+async function timeSql(c: Client, sql: string, params: unknown[] = []): Promise<{ seconds: number; rows: number }> {
+  const t0 = process.hrtime.bigint();
+  await c.query('BEGIN');
+  const r = await c.query(sql, params);
+  await c.query('COMMIT');
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, rows: r.rowCount ?? 0 };
+}
+
+const FLOOR_SQL = `UPDATE ${BENCH_TABLE} SET value = value || ''`;
+/** Decrypts each AES-CBC value with the old key and encrypts it with the new one (IV kept: the key changes). */
+const PGCRYPTO_SQL = `UPDATE ${BENCH_TABLE} SET value = encode(
+  substr(decode(value, 'base64'), 1, 16) ||
+  encrypt_iv(decrypt_iv(substr(decode(value, 'base64'), 17), $1::bytea, substr(decode(value, 'base64'), 1, 16), 'aes-cbc'),
+             $2::bytea, substr(decode(value, 'base64'), 1, 16), 'aes-cbc'), 'base64')`;
+
+interface Run {
+  seconds: number;
+  rows: number;
+  maxRssBytes?: number;
+}
+
+async function measure(o: BenchOptions, url: string, c: Client, progress: (s: string) => void): Promise<BenchReport> {
+  const oldKey = MasterKey.generate();
+  const newKey = MasterKey.generate();
+  progress(`seeding ${o.rows} secrets`);
+  const tSeed = process.hrtime.bigint();
+  await seedBench(c, o.rows, oldKey);
+  const seedSeconds = Number(process.hrtime.bigint() - tSeed) / 1e9;
+  const results: MethodResult[] = [];
+  let verification: BenchReport['verification'];
+  const keyBytes = [Buffer.from(oldKey.bytes()), Buffer.from(newKey.bytes())];
+  const childJob = (method: 'ours' | 'naive'): ChildJob => ({
+    method,
+    url,
+    oldKey: oldKey.toHex(),
+    newKey: newKey.toHex(),
+    ...(o.batchSize ? { batchSize: o.batchSize } : {}),
+    useReader: o.useReader,
+  });
+
+  for (const method of o.methods) {
+    const runs: Run[] = [];
+    let note: string | undefined;
+    let reps = o.reps;
+    let limit: number | undefined;
+    if (method === 'naive') {
+      limit = o.naiveRows;
+      if ((limit ?? o.rows) > NAIVE_SINGLE_RUN_ABOVE && reps > 1) {
+        reps = 1;
+        note = 'one run (it takes minutes)';
+      }
+      if (limit !== undefined && limit < o.rows) note = `measured on ${limit} rows, not ${o.rows}${note ? `; ${note}` : ''}`;
+    }
+    for (let i = 0; i < reps; i++) {
+      if (method === 'apply') {
+        await restoreBench(c, 'gcm');
+        progress(`${method} run ${i + 1}/${reps}`);
+        const r = await measureApply({ url, oldKey, newKey, rows: o.rows });
+        if (!r) {
+          note = 'not measured: `master-key apply` is not available yet (see scripts/bench-apply.ts)';
+          break;
+        }
+        runs.push(r);
+        continue;
+      }
+      const rows = await restoreBench(c, method === 'pgcrypto' ? 'cbc' : 'gcm', limit);
+      progress(`${method} run ${i + 1}/${reps} on ${rows} rows`);
+      if (method === 'floor') runs.push(await timeSql(c, FLOOR_SQL));
+      else if (method === 'pgcrypto') runs.push(await timeSql(c, PGCRYPTO_SQL, keyBytes));
+      else runs.push(await runChild(childJob(method)));
+      if (method === 'ours' && i === reps - 1) {
+        progress('verifying that every row opens with the new key only and equals its plaintext');
+        verification = await verifyBench(c, newKey);
+      }
+    }
+    results.push({
+      method,
+      rows: runs[0]?.rows ?? limit ?? o.rows,
+      runs: runs.map((r) => r.seconds),
+      seconds: runs.length ? median(runs.map((r) => r.seconds)) : undefined,
+      peakRssBytes: runs.some((r) => r.maxRssBytes !== undefined) ? Math.max(...runs.map((r) => r.maxRssBytes ?? 0)) : undefined,
+      ...(note ? { note } : {}),
+    });
+  }
+  const ver = await c.query<{ server_version: string }>('SHOW server_version');
+  return summarise({
+    rows: o.rows,
+    reps: o.reps,
+    seedSeconds,
+    versions: { node: process.version, postgres: ver.rows[0].server_version },
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryBytes: totalmem(), platform: `${process.platform}-${process.arch}` },
+    server: process.env.DATABASE_URL ? 'DATABASE_URL' : `embedded PostgreSQL (${Object.entries(SERVER_SETTINGS).map(([k, v]) => `${k}=${v}`).join(', ')})`,
+    results,
+    verification,
+  });
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const progress = o.json ? () => undefined : (s: string) => process.stderr.write(`bench: ${s}\n`);
+  let server: EmbeddedServer | undefined;
+  let url = process.env.DATABASE_URL;
+  if (!url) {
+    progress('starting an embedded PostgreSQL');
+    server = await startEmbeddedPostgres({ settings: SERVER_SETTINGS });
+    url = await server.createDatabase('bench');
+  }
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    const report = await measure(o, url, c, progress);
+    process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+    if (report.verification && report.verification.failures > 0) process.exitCode = 1;
+  } finally {
+    await c.end();
+    if (server) {
+      await server.stop();
+      removeEmbeddedData(server);
+    }
+  }
+}
+
+if (require.main === module) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`bench failed: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  });
+}

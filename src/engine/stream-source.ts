@@ -1,0 +1,113 @@
+/**
+ * Where the hot path reads rows from: a server-side cursor, one batch ahead
+ * of the consumer, either on the caller's connection or on a second
+ * "reader" connection that imports the caller's snapshot (so reading runs
+ * in another server process, alongside the writes).
+ */
+import { Client, ClientBase } from 'pg';
+import { MasterKeyError } from '../errors';
+import { copyOut, copyRow } from './stream-copy';
+import { dbError } from './stream-plan';
+
+export type Row = Array<string | null>;
+
+let cursorSeq = 0;
+
+/**
+ * Yields a query's rows in batches through a cursor (the client must be in
+ * a transaction). The FETCH of the next batch is sent before the current one
+ * is handed out, so the server reads while the caller works.
+ */
+export async function* cursorBatches(client: ClientBase, sql: string, batchSize: number): AsyncGenerator<Row[]> {
+  const name = `mk_stream_${++cursorSeq}`;
+  await client.query(`DECLARE ${name} NO SCROLL CURSOR FOR ${sql}`);
+  const fetch = (): Promise<Row[]> => client.query<Row>({ text: `FETCH FORWARD ${batchSize} FROM ${name}`, rowMode: 'array' }).then((r) => r.rows);
+  let pending: Promise<Row[]> | undefined = fetch();
+  // Rejections are seen when awaited below; keep one that is never awaited (early exit) from being unhandled.
+  pending.catch(() => undefined);
+  try {
+    while (pending) {
+      const rows: Row[] = await pending;
+      pending = rows.length === batchSize ? fetch() : undefined;
+      pending?.catch(() => undefined);
+      if (rows.length > 0) yield rows;
+    }
+  } finally {
+    // Let an outstanding FETCH finish (it is ours), then close unless the transaction failed.
+    await pending?.catch(() => undefined);
+    if (client.getTransactionStatus() === 'T') await client.query(`CLOSE ${name}`);
+  }
+}
+
+/**
+ * Yields a query's rows in batches through `COPY (query) TO STDOUT` (about
+ * three times cheaper for the client than FETCH, and faster on the server).
+ * It occupies the connection until the end, so it is for the reader
+ * connection only; rows arrive while the consumer works, up to a bounded
+ * buffer.
+ */
+export async function* copyBatches(client: ClientBase, sql: string, batchSize: number): AsyncGenerator<Row[]> {
+  let batch: Row[] = [];
+  for await (const lines of copyOut(client, `COPY (${sql}) TO STDOUT`, batchSize)) {
+    for (const line of lines) {
+      batch.push(copyRow(line.endsWith('\n') ? line.slice(0, -1) : line));
+      if (batch.length === batchSize) {
+        yield batch;
+        batch = [];
+      }
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+(?:-[0-9A-F]+)?$/i;
+
+/** A second connection reading in the writer's snapshot. */
+export interface Reader {
+  readonly client: Client;
+  /** Ends the read-only transaction and the connection. */
+  close(): Promise<void>;
+  /** Drops the connection at once (a COPY may still be streaming). */
+  abort(): Promise<void>;
+}
+
+/**
+ * Opens a reader on `url` that sees exactly what `writer` sees now, or
+ * returns undefined when it cannot: the writer's transaction already wrote
+ * something (a reader never sees uncommitted changes, so it could miss
+ * them); then the caller reads on the writer itself.
+ */
+export async function openReader(writer: ClientBase, url: string): Promise<Reader | undefined> {
+  const state = await writer.query<{ wrote: boolean; snapshot: string | null }>(
+    `SELECT pg_current_xact_id_if_assigned() IS NOT NULL AS wrote,
+            CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN pg_export_snapshot() END AS snapshot`,
+  );
+  const { wrote, snapshot } = state.rows[0];
+  if (wrote || !snapshot) return undefined;
+  if (!SNAPSHOT_ID.test(snapshot)) throw new MasterKeyError('INTERNAL', 'PostgreSQL returned an unexpected snapshot id; this is a bug.');
+  const client = new Client({ connectionString: url, application_name: 'master-key reader' });
+  try {
+    await client.connect();
+  } catch (e) {
+    throw new MasterKeyError('DB_UNREACHABLE', `The reader connection could not reach the database (${(e as Error).message}); check readerUrl.`, {}, { cause: e });
+  }
+  client.on('error', () => undefined);
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await client.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
+  } catch (e) {
+    await client.end().catch(() => undefined);
+    throw dbError(e, 'opening the reader connection');
+  }
+  return {
+    client,
+    async close() {
+      await client.query('ROLLBACK').catch(() => undefined);
+      await client.end().catch(() => undefined);
+    },
+    async abort() {
+      (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      await client.end().catch(() => undefined);
+    },
+  };
+}
