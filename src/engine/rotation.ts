@@ -12,7 +12,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { Client } from 'pg';
 import { checkConfigWritable, readConfigKey, writeConfigKey } from '../config/config-file';
 import { parseKey, MasterKey } from '../crypto/key';
@@ -124,6 +125,17 @@ export function obtainNewKey(src: NewKeySource): MasterKey {
   }
 }
 
+/**
+ * Where to probe a directory without creating it (plan and a refused apply
+ * must leave no trace): the directory itself, or, when it does not exist
+ * yet, the nearest existing folder above it, where apply will create it.
+ */
+function probeDir(dir: string): { path: string; what: (name: string) => string } {
+  let d = dir;
+  while (!existsSync(d) && dirname(d) !== d) d = dirname(d);
+  return d === dir ? { path: d, what: (name) => name } : { path: d, what: (name) => `${name} ${dir} (not created yet), that is in` };
+}
+
 /** Config files, backup and report directories writable, and room for the backup. */
 export function preflight(ctx: Context, estimateBytes: number): { problems: PreflightFact[]; free?: number } {
   const problems: PreflightFact[] = [];
@@ -136,8 +148,9 @@ export function preflight(ctx: Context, estimateBytes: number): { problems: Pref
   }
   let free: number | undefined;
   try {
-    checkDirWritable(ctx.backupDir, 'BACKUP_UNWRITABLE', 'backup directory');
-    free = freeBytes(ctx.backupDir);
+    const dir = probeDir(ctx.backupDir);
+    checkDirWritable(dir.path, 'BACKUP_UNWRITABLE', dir.what('backup directory'));
+    free = freeBytes(dir.path);
     if (free < estimateBytes) {
       problems.push({ problem: `The backup directory ${ctx.backupDir} has ${free} bytes free but the backup needs about ${estimateBytes}; free space or choose another --backup-dir.` });
     }
@@ -145,7 +158,8 @@ export function preflight(ctx: Context, estimateBytes: number): { problems: Pref
     problems.push({ problem: (e as Error).message });
   }
   try {
-    checkDirWritable(ctx.reportDir, 'FILE_ERROR', 'report directory');
+    const dir = probeDir(ctx.reportDir);
+    checkDirWritable(dir.path, 'FILE_ERROR', dir.what('report directory'));
   } catch (e) {
     problems.push({ problem: (e as Error).message });
   }
