@@ -36,8 +36,8 @@ interface Format {
   keyId(s: string): string | undefined;
   /**
    * Bytes the encoded part decodes to when the codec itself would accept
-   * its shape (the same pattern and length rules), else -1. Decoding is then
-   * node's, as in the codec, so both see the same bytes.
+   * its shape (the same pattern, length and canonical-form rules), else -1.
+   * Decoding is then node's, as in the codec, so both see the same bytes.
    */
   decodedLength(body: string): number;
 }
@@ -46,12 +46,35 @@ interface Format {
 const B64_BODY = /^[A-Za-z0-9+/]*={0,2}$/;
 const B64URL_BODY = /^[A-Za-z0-9_-]*$/;
 
+/** The 6-bit value of a base64 or base64url character (after the pattern check). */
+function sextet(c: number): number {
+  if (c >= 97) return c - 71; // a-z
+  if (c >= 65) return c - 65; // A-Z
+  if (c >= 48) return c + 4; // 0-9
+  return 62 + (c === 47 || c === 95 ? 1 : 0); // + - / _
+}
+
+/**
+ * Whether the last character of an encoding with `tail` characters in its
+ * final group (2 or 3; 0 = none) leaves the unused low bits zero, i.e. the
+ * text is the canonical encoding of its bytes, as the codecs require.
+ */
+function canonical(body: string, dataEnd: number, tail: number): boolean {
+  if (tail === 0) return true;
+  const v = sextet(body.charCodeAt(dataEnd - 1));
+  return (v & (tail === 2 ? 0x0f : 0x03)) === 0;
+}
+
 const FORMATS: Record<CodecName, Format> = {
   act: {
     encoding: 'base64',
     headerLength: 0,
     keyId: () => '',
-    decodedLength: (b) => (b.length % 4 === 0 && B64_BODY.test(b) ? (b.length / 4) * 3 - (b.endsWith('==') ? 2 : b.endsWith('=') ? 1 : 0) : -1),
+    decodedLength(b) {
+      if (b.length % 4 !== 0 || !B64_BODY.test(b)) return -1;
+      const pad = b.endsWith('==') ? 2 : b.endsWith('=') ? 1 : 0;
+      return canonical(b, b.length - pad, pad === 0 ? 0 : 4 - pad) ? (b.length / 4) * 3 - pad : -1;
+    },
   },
   v1: {
     encoding: 'base64url',
@@ -61,7 +84,7 @@ const FORMATS: Record<CodecName, Format> = {
       const id = s.slice(V1_PREFIX.length + 1, V1_HEADER - 1);
       return KEY_ID_RE.test(id) ? id : undefined;
     },
-    decodedLength: (b) => (b.length % 4 !== 1 && B64URL_BODY.test(b) ? Math.floor((b.length * 3) / 4) : -1),
+    decodedLength: (b) => (b.length % 4 !== 1 && B64URL_BODY.test(b) && canonical(b, b.length, b.length % 4) ? Math.floor((b.length * 3) / 4) : -1),
   },
 };
 

@@ -27,11 +27,13 @@ export interface TablePlan {
   readonly idColumn: string;
   /** SQL type of the id column, e.g. `bigint` (filled from the catalog). */
   readonly idType: string;
+  /** Whether a unique btree index is on the id column alone (then writes find rows by id, else by ctid). */
+  readonly idIndexed: boolean;
   readonly columns: readonly ColumnPlan[];
 }
 
 /** Groups entries by table and column, keeping inventory order. Pure. */
-export function groupInventory(inv: Inventory): Array<Omit<TablePlan, 'idType' | 'columns'> & { columns: Array<Omit<ColumnPlan, 'type'>> }> {
+export function groupInventory(inv: Inventory): Array<Omit<TablePlan, 'idType' | 'idIndexed' | 'columns'> & { columns: Array<Omit<ColumnPlan, 'type'>> }> {
   const tables = new Map<string, { table: string; idColumn: string; columns: Array<{ column: string; json: boolean; entries: InventoryEntry[] }> }>();
   for (const e of inv.entries) {
     const key = `${e.table}\u0000${e.idColumn}`;
@@ -60,10 +62,14 @@ export async function planInventory(client: ClientBase, inv: Inventory): Promise
   const out: TablePlan[] = [];
   for (const g of groupInventory(inv)) {
     const names = [g.idColumn, ...g.columns.map((c) => c.column)];
-    let rows: Array<{ attname: string; type: string }>;
+    let rows: Array<{ attname: string; type: string; indexed: boolean }>;
     try {
-      ({ rows } = await client.query<{ attname: string; type: string }>(
-        `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
+      ({ rows } = await client.query<{ attname: string; type: string; indexed: boolean }>(
+        `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type,
+                EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
+                         WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indnkeyatts = 1 AND i.indisunique AND am.amname = 'btree'
+                           AND i.indisvalid AND i.indpred IS NULL) AS indexed
+           FROM pg_attribute a
           WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY($2::text[])`,
         [quoteIdent(g.table), names],
       ));
@@ -85,7 +91,8 @@ export async function planInventory(client: ClientBase, inv: Inventory): Promise
       }
       return { ...c, type };
     });
-    out.push({ table: g.table, idColumn: g.idColumn, idType, columns });
+    const idIndexed = rows.some((r) => r.attname === g.idColumn && r.indexed);
+    out.push({ table: g.table, idColumn: g.idColumn, idType, idIndexed, columns });
   }
   return out;
 }

@@ -73,17 +73,22 @@ export interface Reader {
 
 /**
  * Opens a reader on `url` that sees exactly what `writer` sees now, or
- * returns undefined when it cannot: the writer's transaction already wrote
- * something (a reader never sees uncommitted changes, so it could miss
- * them); then the caller reads on the writer itself.
+ * returns undefined when it cannot be sure to: a reader never sees the
+ * writer's uncommitted changes, so when the writer's transaction already
+ * wrote to one of `tables` (or PostgreSQL does not count writes), the
+ * caller reads on the writer itself.
  */
-export async function openReader(writer: ClientBase, url: string): Promise<Reader | undefined> {
-  const state = await writer.query<{ wrote: boolean; snapshot: string | null }>(
-    `SELECT pg_current_xact_id_if_assigned() IS NOT NULL AS wrote,
-            CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN pg_export_snapshot() END AS snapshot`,
+export async function openReader(writer: ClientBase, url: string, tables: readonly string[]): Promise<Reader | undefined> {
+  const state = await writer.query<{ safe: boolean; snapshot: string | null }>(
+    `WITH s AS (
+       SELECT pg_current_xact_id_if_assigned() IS NULL
+           OR (current_setting('track_counts')::boolean
+               AND coalesce((SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_xact_all_tables WHERE relid = ANY($1::regclass[])), 0) = 0) AS safe)
+     SELECT safe, CASE WHEN safe THEN pg_export_snapshot() END AS snapshot FROM s`,
+    [tables],
   );
-  const { wrote, snapshot } = state.rows[0];
-  if (wrote || !snapshot) return undefined;
+  const { safe, snapshot } = state.rows[0];
+  if (!safe || !snapshot) return undefined;
   if (!SNAPSHOT_ID.test(snapshot)) throw new MasterKeyError('INTERNAL', 'PostgreSQL returned an unexpected snapshot id; this is a bug.');
   const client = new Client({ connectionString: url, application_name: 'master-key reader' });
   try {

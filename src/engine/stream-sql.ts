@@ -6,32 +6,38 @@ import type { ClientBase } from 'pg';
 import { quoteIdent } from '../inventory/inventory';
 import type { TablePlan } from './stream-plan';
 
-/**
- * Reads `ctid, id, col...` (all as text) of every row holding at least one
- * value. The ctid lets the write find the row version without an index.
- */
+/** Where things are in a row read by `selectSql`: the id, the ctid when writes use it, then the columns. */
+export interface RowLayout {
+  readonly id: 0;
+  readonly ctid?: 1;
+  readonly first: number;
+}
+
+export function rowLayout(plan: TablePlan): RowLayout {
+  return plan.idIndexed ? { id: 0, first: 1 } : { id: 0, ctid: 1, first: 2 };
+}
+
+/** Reads `id, [ctid,] col...` (all as text) of every row holding at least one value. */
 export function selectSql(plan: TablePlan): string {
   const cols = plan.columns.map((c) => `${quoteIdent(c.column)}::text`);
   const notNull = plan.columns.map((c) => `${quoteIdent(c.column)} IS NOT NULL`).join(' OR ');
-  return `SELECT ctid::text, ${quoteIdent(plan.idColumn)}::text, ${cols.join(', ')} FROM ${quoteIdent(plan.table)} WHERE ${notNull}`;
+  const key = plan.idIndexed ? '' : 'ctid::text, ';
+  return `SELECT ${quoteIdent(plan.idColumn)}::text, ${key}${cols.join(', ')} FROM ${quoteIdent(plan.table)} WHERE ${notNull}`;
 }
 
 /**
- * Writes a batch: parameters are arrays of ctids, ids (in the id column's
- * own type) and one array per column of new texts (NULL = unchanged). Each
- * row is found by its ctid (a TID scan, no index lookup) and must still have
- * its id, so a row that changed since it was read is not written (the caller
- * compares the row count).
+ * Writes a batch. Parameters: an array of the rows' ids (in the id
+ * column's own type) or, when no index leads with the id column, of their
+ * ctids; then one text[] per column with the new texts (NULL = unchanged).
+ * With the planner steered (`steerPlanner`) each row is one index lookup or
+ * one TID fetch, whatever the table size.
  */
 export function updateSql(plan: TablePlan): string {
   const sets = plan.columns.map((c, i) => `${quoteIdent(c.column)} = COALESCE(v.c${i}::${c.type}, t.${quoteIdent(c.column)})`);
-  const arrays = plan.columns.map((_, i) => `$${i + 3}::text[]`);
+  const arrays = plan.columns.map((_, i) => `$${i + 2}::text[]`);
   const names = plan.columns.map((_, i) => `c${i}`);
-  return (
-    `UPDATE ${quoteIdent(plan.table)} AS t SET ${sets.join(', ')} ` +
-    `FROM unnest($1::tid[], $2::${plan.idType}[], ${arrays.join(', ')}) AS v(ct, id, ${names.join(', ')}) ` +
-    `WHERE t.ctid = v.ct AND t.${quoteIdent(plan.idColumn)} = v.id`
-  );
+  const [keyType, match] = plan.idIndexed ? [plan.idType, `t.${quoteIdent(plan.idColumn)} = v.k`] : ['tid', 't.ctid = v.k'];
+  return `UPDATE ${quoteIdent(plan.table)} AS t SET ${sets.join(', ')} FROM unnest($1::${keyType}[], ${arrays.join(', ')}) AS v(k, ${names.join(', ')}) WHERE ${match}`;
 }
 
 const QUOTE_NEEDED = /["\\]/g;
@@ -84,9 +90,9 @@ export function binaryTextArray(values: ReadonlyArray<string | null>): Buffer {
 
 /**
  * Planner settings for the batch UPDATE: a nested loop over the batch with
- * a TID scan per row. Left alone, the planner hash- or merge-joins the batch
- * against the whole table (a full scan per batch) on tables up to a few
- * hundred thousand rows.
+ * an index lookup (or TID fetch) per row. Left alone, the planner hash- or
+ * merge-joins the batch against the whole table (a full scan per batch) on
+ * tables up to a few hundred thousand rows.
  */
 const STEER = { enable_hashjoin: 'off', enable_mergejoin: 'off', enable_seqscan: 'off' } as const;
 

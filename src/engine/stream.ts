@@ -8,11 +8,11 @@ import type { KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
 import { ErrorCode, MasterKeyError } from '../errors';
 import type { Inventory } from '../inventory/inventory';
-import { inventoryKinds } from '../inventory/inventory';
+import { inventoryKinds, quoteIdent } from '../inventory/inventory';
 import { BatchCrypto } from './stream-crypto';
 import { TablePlan, dbError, planInventory, processBatch } from './stream-plan';
 import { Row, copyBatches, cursorBatches, openReader } from './stream-source';
-import { binaryTextArray, lockTables, pgArray, selectSql, steerPlanner, updateSql } from './stream-sql';
+import { binaryTextArray, lockTables, pgArray, rowLayout, selectSql, steerPlanner, updateSql } from './stream-sql';
 
 /** A sealed value that does not open with the supplied keys (never the value itself). */
 export interface SecretFailure {
@@ -108,12 +108,13 @@ export async function scanInventory(client: ClientBase, inv: Inventory, keys: Ke
   await inReadTransaction(client, async () => {
     for (const plan of plans) {
       try {
+        const at = rowLayout(plan);
         for await (const rows of cursorBatches(client, selectSql(plan), batchSize)) {
-          const out = processBatch(plan.columns, rows, FIRST_VALUE, crypto, false);
+          const out = processBatch(plan.columns, rows, at.first, crypto, false);
           counter.add(out.byKind);
           storedBytes += out.bytes;
           failureCount += out.failures.length;
-          for (const { row, ...f } of out.failures.slice(0, MAX_LISTED_FAILURES - failures.length)) failures.push({ table: plan.table, id: rows[row][ID] ?? '', ...f });
+          for (const { row, ...f } of out.failures.slice(0, MAX_LISTED_FAILURES - failures.length)) failures.push({ table: plan.table, id: rows[row][at.id] ?? '', ...f });
           opts.onProgress?.(counter.total);
         }
       } catch (e) {
@@ -124,10 +125,6 @@ export async function scanInventory(client: ClientBase, inv: Inventory, keys: Ke
   return { total: counter.total, byKind: counter.byKind, failures, failureCount, storedBytes };
 }
 
-/** Positions in a selected row (see selectSql): ctid, id, then the columns. */
-const CTID = 0;
-const ID = 1;
-const FIRST_VALUE = 2;
 
 function undecryptable(table: string, id: string, f: { column: string; kind: string; path?: string; code: ErrorCode }, more: number): MasterKeyError {
   const where = `${table}.${f.column}${f.path ? ` at ${f.path}` : ''}`;
@@ -166,7 +163,7 @@ export async function reencryptInventory(
   } catch (e) {
     throw dbError(e, 'locking the secret tables');
   }
-  const reader = opts.readerUrl ? await openReader(client, opts.readerUrl) : undefined;
+  const reader = opts.readerUrl ? await openReader(client, opts.readerUrl, plans.map((p) => quoteIdent(p.table))) : undefined;
   let ok = false;
   try {
     for (const plan of plans) {
@@ -205,6 +202,8 @@ async function reencryptTable(
   progress: () => void,
 ): Promise<number> {
   const sql = updateSql(plan);
+  const at = rowLayout(plan);
+  const key = at.ctid ?? at.id;
   let inFlight: Promise<void> | undefined;
   let written = 0;
   // Steered only for our writes: set after the read (a cursor on this connection) is planned, reset at the end.
@@ -219,15 +218,15 @@ async function reencryptTable(
   };
   try {
     for await (const rows of source) {
-      const out = processBatch(plan.columns, rows, FIRST_VALUE, crypto, true);
+      const out = processBatch(plan.columns, rows, at.first, crypto, true);
       if (out.failures.length > 0) {
         const { row, ...f } = out.failures[0];
-        throw undecryptable(plan.table, rows[row][ID] ?? '', f, out.failures.length - 1);
+        throw undecryptable(plan.table, rows[row][at.id] ?? '', f, out.failures.length - 1);
       }
       count(out.byKind);
       // Parameters are built now, so the batch's strings can go before the previous write ends.
       const n = out.rows.length;
-      const params = n > 0 ? [pgArray(out.rows.map((i) => rows[i][CTID]!)), pgArray(out.rows.map((i) => rows[i][ID]!)), ...out.next!.map(binaryTextArray)] : [];
+      const params = n > 0 ? [pgArray(out.rows.map((i) => rows[i][key]!)), ...out.next!.map(binaryTextArray)] : [];
       await inFlight;
       if (n > 0) restore ??= await steerPlanner(writer);
       inFlight = n > 0 ? write(params, n) : undefined;
