@@ -6,6 +6,8 @@ import { isMasterKeyError } from '../src/errors';
 import { ACT_PRESET, ACT_SCHEMA_SQL } from '../src/inventory/act-preset';
 import type { Inventory } from '../src/inventory/inventory';
 import { reencryptInventory, scanInventory } from '../src/engine/stream';
+import { planInventory } from '../src/engine/stream-plan';
+import { binaryTextArray, pgArray, rowLayout, selectSql, steerPlanner, updateSql } from '../src/engine/stream-sql';
 import { dropDatabase, freshDatabase } from './support/db';
 
 const act = actCodec();
@@ -265,5 +267,167 @@ describe('v1 codec, text primary keys with awkward characters', () => {
     expect(scan.failureCount).toBe(ids.length);
     expect(new Set(scan.failures.map((f) => f.code))).toEqual(new Set(['SEALED_UNKNOWN_KEY']));
     expect(new Set(scan.failures.map((f) => f.id))).toEqual(new Set(ids));
+  });
+});
+
+describe('reader connection, larger tables, planner steering', () => {
+  let url: string;
+  let c: Client;
+  let watcher: Client;
+  const oldKey = MasterKey.generate();
+  const plain = new Map<string, string>();
+  const inv: Inventory = {
+    name: 'big',
+    entries: [
+      { kind: 'token', table: 'big', idColumn: 'id', column: 'v', codec: 'act' },
+      { kind: 'note', table: 'nokey', idColumn: 'name', column: 'v', codec: 'v1' },
+    ],
+  };
+
+  async function seed(): Promise<void> {
+    await c.query('DROP TABLE IF EXISTS big, nokey, other');
+    await c.query('CREATE TABLE big (id bigint PRIMARY KEY, v text); CREATE TABLE nokey (name text, v text); CREATE TABLE other (id int PRIMARY KEY)');
+    await c.query('INSERT INTO other VALUES (1)');
+    const ids: string[] = [];
+    const vals: string[] = [];
+    for (let i = 1; i <= 3000; i++) {
+      const p = `big-${i}-${'x'.repeat(i % 50)}`;
+      plain.set(`big:${i}`, p);
+      ids.push(String(i));
+      vals.push(act.seal(oldKey, Buffer.from(p)));
+    }
+    await c.query('INSERT INTO big SELECT * FROM unnest($1::bigint[], $2::text[])', [ids, vals]);
+    const names: string[] = [];
+    const notes: string[] = [];
+    for (let i = 1; i <= 1200; i++) {
+      plain.set(`nokey:n${i}`, `note ${i}`);
+      names.push(`n${i}`);
+      notes.push(v1.seal(oldKey, Buffer.from(`note ${i}`)));
+    }
+    await c.query('INSERT INTO nokey SELECT * FROM unnest($1::text[], $2::text[])', [names, notes]);
+    await c.query('ANALYZE big; ANALYZE nokey');
+  }
+
+  /** Every value opens with `key` alone and equals what was sealed. */
+  async function expectAllUnder(key: MasterKey, overrides: Record<string, string> = {}): Promise<void> {
+    const ring = new Keyring([key]);
+    const big = await c.query<{ id: string; v: string }>('SELECT id, v FROM big ORDER BY id');
+    expect(big.rows.length).toBe(3000);
+    for (const r of big.rows) expect(ring.openText(act, r.v)).toBe(overrides[`big:${r.id}`] ?? plain.get(`big:${r.id}`));
+    const nk = await c.query<{ name: string; v: string }>('SELECT name, v FROM nokey');
+    expect(nk.rows.length).toBe(1200);
+    for (const r of nk.rows) expect(ring.openText(v1, r.v)).toBe(plain.get(`nokey:${r.name}`));
+  }
+
+  /** Runs a re-encryption in a transaction, noting whether a reader session was seen during it. */
+  async function rotate(from: MasterKey, to: MasterKey, before?: () => Promise<void>, batchSize = 500): Promise<{ readerSeen: boolean; result: Awaited<ReturnType<typeof reencryptInventory>> }> {
+    let readerSeen = false;
+    await c.query('BEGIN');
+    try {
+      await before?.();
+      const result = await reencryptInventory(c, inv, new Keyring([from]), to, {
+        batchSize,
+        readerUrl: url,
+        onProgress: () => {
+          // Checked from a third session (synchronously queued; awaited below).
+          pending.push(watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader'`).then((r) => (readerSeen ||= r.rows[0].n > 0)));
+        },
+      });
+      await Promise.all(pending.splice(0));
+      expect((await c.query('SHOW enable_hashjoin')).rows[0].enable_hashjoin).toBe('on');
+      await c.query('COMMIT');
+      return { readerSeen, result };
+    } catch (e) {
+      await c.query('ROLLBACK');
+      throw e;
+    }
+  }
+  const pending: Array<Promise<unknown>> = [];
+
+  beforeAll(async () => {
+    url = await freshDatabase('stream_reader');
+    c = new Client({ connectionString: url });
+    watcher = new Client({ connectionString: url });
+    await c.connect();
+    await watcher.connect();
+    await seed();
+  });
+  afterAll(async () => {
+    await c.end();
+    await watcher.end();
+    await dropDatabase(url);
+  });
+
+  it('reads through a second connection in the same snapshot, and writes every row (by id, or by ctid without a unique index)', async () => {
+    const k2 = MasterKey.generate();
+    const { readerSeen, result } = await rotate(oldKey, k2);
+    expect(readerSeen).toBe(true);
+    expect(result).toEqual({ total: 4200, byKind: { token: 3000, note: 1200 }, updated: 4200 });
+    await expectAllUnder(k2);
+    // Back to the old key for the next tests, this time after a row lock elsewhere (the transaction has an xid).
+    const again = await rotate(k2, oldKey, async () => {
+      await c.query('SELECT * FROM other FOR UPDATE');
+    });
+    expect(again.readerSeen).toBe(true);
+    await expectAllUnder(oldKey);
+  });
+
+  it('reads on the writer itself when the transaction already changed a secret table, and re-encrypts that change too', async () => {
+    const k3 = MasterKey.generate();
+    const { readerSeen } = await rotate(oldKey, k3, async () => {
+      await c.query('UPDATE big SET v = $1 WHERE id = 1234', [act.seal(oldKey, Buffer.from('changed in this transaction'))]);
+    });
+    expect(readerSeen).toBe(false);
+    await expectAllUnder(k3, { 'big:1234': 'changed in this transaction' });
+    await c.query('UPDATE big SET v = $1 WHERE id = 1234', [act.seal(k3, Buffer.from(plain.get('big:1234')!))]);
+    await rotate(k3, oldKey, undefined, 7);
+    await expectAllUnder(oldKey);
+  });
+
+  it('stops at a value that does not open, drops the reader, and leaves the writer usable', async () => {
+    await c.query('UPDATE big SET v = $1 WHERE id = 2999', [act.seal(MasterKey.generate(), Buffer.from('foreign'))]);
+    const before = await c.query('SELECT md5(string_agg(v, \',\' ORDER BY id)) AS h FROM big');
+    const err = await rotate(oldKey, MasterKey.generate()).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'UNDECRYPTABLE_ROWS', details: { table: 'big', id: '2999', kind: 'token', reason: 'SEALED_WRONG_KEY' } });
+    const after = await c.query('SELECT md5(string_agg(v, \',\' ORDER BY id)) AS h FROM big');
+    expect(after.rows[0].h).toBe(before.rows[0].h);
+    const readers = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader'`);
+    expect(readers.rows[0].n).toBe(0);
+    await c.query('UPDATE big SET v = $1 WHERE id = 2999', [act.seal(oldKey, Buffer.from(plain.get('big:2999')!))]);
+  });
+
+  it('steers each batch UPDATE to index lookups or TID fetches, never a scan of the table', async () => {
+    const plans = await planInventory(c, inv);
+    expect(plans.map((p) => [p.table, p.idIndexed])).toEqual([
+      ['big', true],
+      ['nokey', false],
+    ]);
+    await c.query('BEGIN');
+    try {
+      await steerPlanner(c);
+      for (const p of plans) {
+        const rows = (await c.query(selectSql(p) + ' LIMIT 2000')).rows.map((r) => Object.values(r) as string[]);
+        const at = rowLayout(p);
+        const params = [pgArray(rows.map((r) => r[at.ctid ?? at.id])), binaryTextArray(rows.map((r) => r[at.first]))];
+        const plan = (await c.query(`EXPLAIN ${updateSql(p)}`, params)).rows.map((r) => r['QUERY PLAN']).join('\n');
+        expect(plan).toContain(p.idIndexed ? 'Index Scan' : 'Tid Scan');
+        expect(plan).not.toMatch(/Seq Scan|Hash Join|Merge Join/);
+      }
+    } finally {
+      await c.query('ROLLBACK');
+    }
+  });
+
+  it('gives the same result whatever the batch size, with or without a reader', async () => {
+    let key = oldKey;
+    for (const batchSize of [1, 999, 3000, 10000]) {
+      const next = MasterKey.generate();
+      await c.query('BEGIN');
+      const r = await reencryptInventory(c, inv, new Keyring([key]), next, { batchSize, ...(batchSize % 2 ? { readerUrl: url } : {}) });
+      await c.query('COMMIT');
+      expect(r.updated).toBe(4200);
+      key = next;
+    }
+    await expectAllUnder(key);
   });
 });

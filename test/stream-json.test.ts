@@ -1,0 +1,77 @@
+import fc from 'fast-check';
+import { JsonNumber, findEntrySlots, findSlots, parseJsonLossless, stringifyJsonLossless } from '../src/engine/stream-json';
+import type { InventoryEntry } from '../src/inventory/inventory';
+
+describe('lossless JSON for jsonb documents', () => {
+  it('round-trips any JSON document to an equal value', () => {
+    fc.assert(
+      fc.property(fc.json(), (text) => {
+        const back = stringifyJsonLossless(parseJsonLossless(text));
+        expect(JSON.parse(back)).toEqual(JSON.parse(text));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('keeps numbers exactly as written (jsonb numbers are arbitrary precision)', () => {
+    const text = '{"big": 12345678901234567890.1234567890, "tiny": 1e-400, "neg": -0.0, "arr": [1.10, 2E+5]}';
+    const doc = parseJsonLossless(text);
+    expect(stringifyJsonLossless(doc)).toBe('{"big":12345678901234567890.1234567890,"tiny":1e-400,"neg":-0.0,"arr":[1.10,2E+5]}');
+    expect((doc as Map<string, unknown>).get('big')).toEqual(new JsonNumber('12345678901234567890.1234567890'));
+  });
+
+  it('reads escapes, unicode and "__proto__" keys as plain data', () => {
+    const text = '{"__proto__": {"x": "a\\"b\\\\c\\u00e9\\ud83d\\ude00"}, "constructor": null}';
+    const doc = parseJsonLossless(text);
+    expect(doc).toBeInstanceOf(Map);
+    expect(JSON.parse(stringifyJsonLossless(doc))).toEqual(JSON.parse(text));
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+
+  it('refuses text that is not JSON', () => {
+    for (const bad of ['', '{', '{"a" 1}', '[1,]', 'tru', '{"a":1} x', "{'a':1}"]) {
+      expect(() => parseJsonLossless(bad)).toThrow(expect.objectContaining({ code: 'INVENTORY_INVALID' }));
+    }
+  });
+});
+
+describe('finding sealed values in a document', () => {
+  const doc = () =>
+    parseJsonLossless(
+      JSON.stringify({
+        env: [
+          { name: 'A', value: 'sealed-a', secret: true },
+          { name: 'B', value: 'plain', secret: false },
+          { name: 'C', value: 7, secret: true },
+          { name: 'D', secret: true },
+          { name: 'E', value: 'sealed-e', secret: 1 },
+        ],
+        credentials: { aws: 'sealed-aws', 'dotted.key': 'sealed-dot', nested: { x: 'no' }, n: 3 },
+      }),
+    );
+
+  it('follows * through arrays and objects, honours where, skips absent and non-string values', () => {
+    expect(findSlots(doc(), ['env', '*', 'value'], { key: 'secret', equals: true }).map((s) => [s.path, s.value])).toEqual([['env.0.value', 'sealed-a']]);
+    expect(findSlots(doc(), ['env', '*', 'value'], { key: 'secret', equals: 1 }).map((s) => s.path)).toEqual(['env.4.value']);
+    expect(findSlots(doc(), ['env', '*', 'value']).map((s) => s.path)).toEqual(['env.0.value', 'env.1.value', 'env.4.value']);
+    expect(findSlots(doc(), ['credentials', '*']).map((s) => s.value)).toEqual(['sealed-aws', 'sealed-dot']);
+    expect(findSlots(doc(), ['env', '1', 'value']).map((s) => s.value)).toEqual(['plain']);
+    expect(findSlots(doc(), ['missing', '*'])).toEqual([]);
+    expect(findSlots(parseJsonLossless('"top"'), ['*'])).toEqual([]);
+  });
+
+  it('replaces values in place, and a location claimed by two entries counts once', () => {
+    const d = doc();
+    const e = (jsonPath: string[]): InventoryEntry => ({ kind: jsonPath.join('/'), table: 't', idColumn: 'id', column: 'c', codec: 'act', jsonPath });
+    const slots = findEntrySlots(d, [e(['credentials', '*']), e(['credentials', 'aws'])]);
+    expect(slots.map((s) => [s.entry.kind, s.slot.path])).toEqual([
+      ['credentials/*', 'credentials.aws'],
+      ['credentials/*', 'credentials.dotted.key'],
+    ]);
+    for (const s of slots) s.slot.set(`new-${s.slot.value}`);
+    findSlots(d, ['env', '0', 'value'])[0].set('new-a');
+    const back = JSON.parse(stringifyJsonLossless(d));
+    expect(back.credentials).toEqual({ aws: 'new-sealed-aws', 'dotted.key': 'new-sealed-dot', nested: { x: 'no' }, n: 3 });
+    expect(back.env[0].value).toBe('new-a');
+  });
+});
