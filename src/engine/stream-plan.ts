@@ -6,6 +6,7 @@
  * re-encryption and the crypto worker threads.
  */
 import type { ClientBase } from 'pg';
+import { translatePgError } from '../db/pg';
 import { ErrorCode, MasterKeyError } from '../errors';
 import { Inventory, InventoryEntry, quoteIdent } from '../inventory/inventory';
 import type { BatchCrypto, CryptoResult } from './stream-crypto';
@@ -100,6 +101,9 @@ export async function planInventory(client: ClientBase, inv: Inventory): Promise
 /** Wraps an unexpected PostgreSQL error in a typed one (no values in the message). */
 export function dbError(e: unknown, doing: string): MasterKeyError {
   if (e instanceof MasterKeyError) return e;
+  // A lost connection or a server shutting down: say so, as every other command does.
+  const lost = translatePgError(e, doing);
+  if (lost.code === 'DB_UNREACHABLE') return lost;
   const pgCode = (e as { code?: string }).code;
   const readOnly = pgCode === '25006';
   const msg = (e as Error).message ?? String(e);
