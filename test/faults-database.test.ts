@@ -101,7 +101,7 @@ describe('the backend terminated mid-transaction (pg_terminate_backend)', () => 
     await withTestClient(inst.url, (c) => c.query('SELECT pg_terminate_backend($1)', [pid]));
     const r = await run;
     expect(r.code).toBe(ExitCode.DATABASE);
-    expect(r.stderr).toMatch(/^master-key: .*(connection .* was lost|57P01).*\n$/);
+    expect(r.stderr).toMatch(/^master-key: The database connection.* was lost while .*; nothing was committed: check the server and run the command again\. \[DB_UNREACHABLE\]\n$/);
     expect(r.stderr).not.toMatch(/recover/);
     await removeStall(inst.url);
     await expectNothingChangedThenApply(inst, before);
@@ -178,7 +178,7 @@ describe('the server stopped mid-transaction', () => {
     await server.send('stop');
     const r = await run;
     expect(r.code).toBe(ExitCode.DATABASE);
-    expect(r.stderr).toMatch(/^master-key: .*(connection .* was lost|57P01).*\n$/);
+    expect(r.stderr).toMatch(/^master-key: The database connection.* was lost while .*; nothing was committed: check the server and run the command again\. \[DB_UNREACHABLE\]\n$/);
     // While the server is down, a retry fails at once with a clear error and changes no file.
     const down = await runCli(inst, ['apply']);
     expect(down.code).toBe(ExitCode.DATABASE);
