@@ -18,7 +18,6 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Client } from 'pg';
 import { configTarget, readConfigKey } from '../src/config/config-file';
 import { MasterKey } from '../src/crypto/key';
 import { CANARY_PLAINTEXT, META_SCHEMA, canaryOpensWith, readCanary } from '../src/db/meta';
@@ -26,6 +25,7 @@ import { PHASES, Phase } from '../src/engine/faults';
 import { defaultPendingPath, readPending } from '../src/engine/pending';
 import { ExitCode } from '../src/errors';
 import { leftoverTempFiles } from '../src/fsutil';
+import { withTestClient } from '../test/support/db';
 import { readPlaintexts, seedAct } from '../test/support/scenario';
 
 /** The config entry every node file holds the key in. */
@@ -83,14 +83,7 @@ export async function createInstallation(url: string, opts: InstallationOptions 
   const dir = mkdtempSync(join(tmpdir(), 'mk-soak-'));
   const key = MasterKey.generate();
   const configs = writeNodeConfigs(dir, key, Math.min(Math.max(opts.nodes ?? 1, 1), NODE_FILES.length));
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  let plaintexts: Map<string, string>;
-  try {
-    plaintexts = await seedAct(c, key, { perKind: opts.perKind ?? 3 });
-  } finally {
-    await c.end();
-  }
+  const plaintexts = await withTestClient(url, (c) => seedAct(c, key, { perKind: opts.perKind ?? 3 }));
   const inst: Installation = {
     dir,
     url,
@@ -169,16 +162,6 @@ export function runCliRaw(args: readonly string[], env: NodeJS.ProcessEnv, opts:
 /** The apply phases a kill can target (recover's own phase excluded). */
 export const APPLY_PHASES: readonly Phase[] = PHASES.filter((p) => !p.startsWith('recover'));
 
-async function withDb<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
 /** The key each node config holds, or the reason it cannot be read. */
 export function configKeys(inst: Installation): Array<MasterKey | Error> {
   return inst.configs.map((p) => {
@@ -233,7 +216,7 @@ export async function diskState(inst: Installation): Promise<DiskState> {
       opened = n;
     }
   }
-  const canary = await withDb(inst.url, (c) => readCanary(c));
+  const canary = await withTestClient(inst.url, (c) => readCanary(c));
   return { configKeys: keys, pendingKey, best, opened, total: inst.plaintexts.size, canaryOpensWithBest: !!(best && canary && canaryOpensWith(canary, best)) };
 }
 
@@ -276,7 +259,7 @@ export async function checkInvariant(inst: Installation): Promise<InvariantResul
     const tmp = leftoverTempFiles(p);
     if (tmp.length) violations.push(`temp files left next to ${p}: ${tmp.join(', ')}`);
   }
-  const { canary, history } = await withDb(inst.url, async (c) => ({
+  const { canary, history } = await withTestClient(inst.url, async (c) => ({
     canary: await readCanary(c),
     history: (await c.query<HistoryFacts>(`SELECT old_fingerprint, new_fingerprint, from_generation, to_generation, outcome FROM ${META_SCHEMA}.history ORDER BY id`)).rows,
   }));
