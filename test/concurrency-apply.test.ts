@@ -132,7 +132,8 @@ describe('recover reads the pending file under the lock', () => {
   beforeAll(async () => {
     inst = await createInstallation(await freshDatabase('concrec'), { perKind: 2 });
     const u = new URL(inst.url);
-    slow = new SlowConnect({ host: u.hostname, port: Number(u.port) }, 2500);
+    // Long enough for a rotation to finish (or reach its commit) on a busy CI machine while recover waits.
+    slow = new SlowConnect({ host: u.hostname, port: Number(u.port) }, 5000);
     slowUrl = await slow.url(inst.url);
   });
   afterAll(async () => {
