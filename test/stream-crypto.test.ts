@@ -61,6 +61,15 @@ function valueArb(name: CodecName, inRing: MasterKey, other: MasterKey): fc.Arbi
     { arbitrary: sealedBy(inRing).map((s) => s.replace(/[AQgw]==$/, 'B==').replace(/([A-Za-z0-9])=$/, 'z=')), weight: 1 },
     { arbitrary: sealedBy(inRing).map((s) => `${s.slice(0, 10)}\n${s.slice(10)}`), weight: 1 },
     { arbitrary: bytes(0, 50).map((pt) => codecByName(name === 'act' ? 'v1' : 'act').seal(inRing, pt)), weight: 1 },
+    // any ASCII character put in, over or out at any place ('=' inside, '-' or '_' in base64, '+' in base64url, ...)
+    {
+      arbitrary: fc.tuple(sealedBy(inRing), fc.nat(), fc.integer({ min: 0, max: 127 }), fc.constantFrom('replace', 'insert', 'delete')).map(([s, i, c, op]) => {
+        const at = i % (s.length + 1);
+        const ch = String.fromCharCode(c);
+        return op === 'replace' ? s.slice(0, at) + ch + s.slice(at + 1) : op === 'insert' ? s.slice(0, at) + ch + s.slice(at) : s.slice(0, at) + s.slice(at + 1);
+      }),
+      weight: 3,
+    },
   );
 }
 

@@ -7,7 +7,8 @@ import { ACT_PRESET, ACT_SCHEMA_SQL } from '../src/inventory/act-preset';
 import type { Inventory } from '../src/inventory/inventory';
 import { reencryptInventory, scanInventory } from '../src/engine/stream';
 import { planInventory } from '../src/engine/stream-plan';
-import { binaryTextArray, pgArray, rowLayout, selectSql, steerPlanner, updateSql } from '../src/engine/stream-sql';
+import { pgArray, rowLayout, selectSql, steerPlanner, updateSql } from '../src/engine/stream-sql';
+import { binaryTextArray } from '../src/engine/stream-wire';
 import { dropDatabase, freshDatabase } from './support/db';
 
 const act = actCodec();

@@ -42,9 +42,9 @@ interface Format {
   decodedLength(body: string): number;
 }
 
-/** The codec's act pattern, stated as: alphabet, at most two '=' at the end, length a multiple of 4. */
-const B64_BODY = /^[A-Za-z0-9+/]*={0,2}$/;
-const B64URL_BODY = /^[A-Za-z0-9_-]*$/;
+/** Any character outside the alphabets (a negated class is scanned several times faster than an anchored pattern). */
+const NOT_B64 = /[^A-Za-z0-9+/=]/;
+const NOT_B64URL = /[^A-Za-z0-9_-]/;
 
 /** The 6-bit value of a base64 or base64url character (after the pattern check). */
 function sextet(c: number): number {
@@ -71,8 +71,11 @@ const FORMATS: Record<CodecName, Format> = {
     headerLength: 0,
     keyId: () => '',
     decodedLength(b) {
-      if (b.length % 4 !== 0 || !B64_BODY.test(b)) return -1;
-      const pad = b.endsWith('==') ? 2 : b.endsWith('=') ? 1 : 0;
+      // The codec's pattern: alphabet, then at most two '=' that end the text, length a multiple of 4.
+      if (b.length % 4 !== 0 || NOT_B64.test(b)) return -1;
+      const eq = b.indexOf('=');
+      const pad = eq < 0 ? 0 : b.length - eq;
+      if (pad > 2 || (pad === 2 && b.charCodeAt(b.length - 1) !== 61)) return -1;
       return canonical(b, b.length - pad, pad === 0 ? 0 : 4 - pad) ? (b.length / 4) * 3 - pad : -1;
     },
   },
@@ -84,7 +87,7 @@ const FORMATS: Record<CodecName, Format> = {
       const id = s.slice(V1_PREFIX.length + 1, V1_HEADER - 1);
       return KEY_ID_RE.test(id) ? id : undefined;
     },
-    decodedLength: (b) => (b.length % 4 !== 1 && B64URL_BODY.test(b) && canonical(b, b.length, b.length % 4) ? Math.floor((b.length * 3) / 4) : -1),
+    decodedLength: (b) => (b.length % 4 !== 1 && !NOT_B64URL.test(b) && canonical(b, b.length, b.length % 4) ? Math.floor((b.length * 3) / 4) : -1),
   },
 };
 

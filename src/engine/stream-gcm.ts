@@ -255,17 +255,32 @@ export function verifyBatch(key: GcmKey, m: Messages, aad: (i: number) => Uint8A
   return { ks, ksAt, ok };
 }
 
+/** Word views of buffers, made once per batch (a view per message would cost more than the XOR). */
+class Views {
+  private readonly views = new Map<Uint8Array, Int32Array | null>();
+  /** An Int32Array over all of b, or null when b is not 4-byte aligned. */
+  of(b: Uint8Array): Int32Array | null {
+    let v = this.views.get(b);
+    if (v === undefined) this.views.set(b, (v = b.byteOffset % 4 === 0 ? new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2) : null));
+    return v;
+  }
+}
+
 /** dst[d..d+n] = a[x..x+n] ^ b[y..y+n] ^ c[z..z+n], a word at a time where all four are aligned. */
-function xor3(dst: Uint8Array, d: number, a: Uint8Array, x: number, b: Uint8Array, y: number, c: Uint8Array, z: number, n: number): void {
+function xor3(views: Views, dst: Uint8Array, d: number, a: Uint8Array, x: number, b: Uint8Array, y: number, c: Uint8Array, z: number, n: number): void {
   let j = 0;
-  const aligned = ((dst.byteOffset + d) | (a.byteOffset + x) | (b.byteOffset + y) | (c.byteOffset + z)) % 4 === 0;
-  if (aligned && n >= 4) {
-    const W = new Int32Array(dst.buffer, dst.byteOffset + d, n >> 2);
-    const A = new Int32Array(a.buffer, a.byteOffset + x, n >> 2);
-    const B = new Int32Array(b.buffer, b.byteOffset + y, n >> 2);
-    const C = new Int32Array(c.buffer, c.byteOffset + z, n >> 2);
-    for (let q = 0; q < W.length; q++) W[q] = A[q] ^ B[q] ^ C[q];
-    j = W.length * 4;
+  const W = views.of(dst);
+  const A = views.of(a);
+  const B = views.of(b);
+  const C = views.of(c);
+  if (W && A && B && C && ((d | x | y | z) & 3) === 0) {
+    const words = n >> 2;
+    const wd = d >> 2;
+    const wx = x >> 2;
+    const wy = y >> 2;
+    const wz = z >> 2;
+    for (let q = 0; q < words; q++) W[wd + q] = A[wx + q] ^ B[wy + q] ^ C[wz + q];
+    j = words * 4;
   }
   for (; j < n; j++) dst[d + j] = a[x + j] ^ b[y + j] ^ c[z + j];
 }
@@ -278,12 +293,13 @@ function xor3(dst: Uint8Array, d: number, a: Uint8Array, x: number, b: Uint8Arra
  */
 export function sealBatch(key: GcmKey, out: Messages, aad: Uint8Array, src: Messages, srcKs: (i: number) => { ks: Uint8Array; at: number }, selected: (i: number) => boolean, into?: Buffer): Buffer {
   const { ks, ksAt } = key.keystream(out, selected, into);
+  const views = new Views();
   for (let i = 0; i < out.count; i++) {
     if (ksAt[i] < 0) continue;
     const n = out.len[i];
     const o = out.at[i] + NONCE_BYTES;
     const old = srcKs(i);
-    xor3(out.buf, o, src.buf, src.at[i] + NONCE_BYTES, old.ks, old.at + BLOCK, ks, ksAt[i] + BLOCK, n);
+    xor3(views, out.buf, o, src.buf, src.at[i] + NONCE_BYTES, old.ks, old.at + BLOCK, ks, ksAt[i] + BLOCK, n);
     key.ghash.tag(aad, out.buf, o, n, ks, ksAt[i], out.buf, o + n);
   }
   return ks;

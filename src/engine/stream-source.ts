@@ -72,13 +72,13 @@ export interface Reader {
 }
 
 /**
- * Opens a reader on `url` that sees exactly what `writer` sees now, or
- * returns undefined when it cannot be sure to: a reader never sees the
+ * Exports the writer's snapshot for a reader, or returns undefined when a
+ * reader could not see what the writer sees: a reader never sees the
  * writer's uncommitted changes, so when the writer's transaction already
- * wrote to one of `tables` (or PostgreSQL does not count writes), the
- * caller reads on the writer itself.
+ * wrote to one of `tables` (or PostgreSQL does not count writes), the caller
+ * reads on the writer itself.
  */
-export async function openReader(writer: ClientBase, url: string, tables: readonly string[]): Promise<Reader | undefined> {
+export async function exportSnapshot(writer: ClientBase, tables: readonly string[]): Promise<string | undefined> {
   const state = await writer.query<{ safe: boolean; snapshot: string | null }>(
     `WITH s AS (
        SELECT pg_current_xact_id_if_assigned() IS NULL
@@ -90,6 +90,12 @@ export async function openReader(writer: ClientBase, url: string, tables: readon
   const { safe, snapshot } = state.rows[0];
   if (!safe || !snapshot) return undefined;
   if (!SNAPSHOT_ID.test(snapshot)) throw new MasterKeyError('INTERNAL', 'PostgreSQL returned an unexpected snapshot id; this is a bug.');
+  return snapshot;
+}
+
+/** Connects a reader on `url` in a read-only transaction on `snapshot` (from `exportSnapshot`). */
+export async function connectReader(url: string, snapshot: string): Promise<Reader> {
+  if (!SNAPSHOT_ID.test(snapshot)) throw new MasterKeyError('INTERNAL', 'Unexpected snapshot id; this is a bug.');
   const client = new Client({ connectionString: url, application_name: 'master-key reader' });
   try {
     await client.connect();

@@ -52,42 +52,6 @@ export function pgArray(values: ReadonlyArray<string | null>): string {
   return `{${parts.join(',')}}`;
 }
 
-/** PostgreSQL's OID of `text`, the element type in a binary text[] parameter. */
-const TEXT_OID = 25;
-
-/**
- * A text[] parameter in PostgreSQL's binary array format (pg sends Buffer
- * parameters as binary): no quoting or escaping on our side, no array-literal
- * parsing on the server's.
- */
-export function binaryTextArray(values: ReadonlyArray<string | null>): Buffer {
-  let size = 20;
-  let hasNull = 0;
-  for (const v of values) {
-    size += 4;
-    if (v === null) hasNull = 1;
-    else size += Buffer.byteLength(v, 'utf8');
-  }
-  const b = Buffer.allocUnsafe(size);
-  b.writeInt32BE(1, 0); // dimensions
-  b.writeInt32BE(hasNull, 4);
-  b.writeInt32BE(TEXT_OID, 8);
-  b.writeInt32BE(values.length, 12);
-  b.writeInt32BE(1, 16); // lower bound
-  let o = 20;
-  for (const v of values) {
-    if (v === null) {
-      b.writeInt32BE(-1, o);
-      o += 4;
-    } else {
-      const n = b.write(v, o + 4, 'utf8');
-      b.writeInt32BE(n, o);
-      o += 4 + n;
-    }
-  }
-  return b;
-}
-
 /**
  * Planner settings for the batch UPDATE: a nested loop over the batch with
  * an index lookup (or TID fetch) per row. Left alone, the planner hash- or

@@ -11,8 +11,10 @@ import type { Inventory } from '../inventory/inventory';
 import { inventoryKinds, quoteIdent } from '../inventory/inventory';
 import { BatchCrypto } from './stream-crypto';
 import { TablePlan, dbError, planInventory, processBatch } from './stream-plan';
-import { Row, copyBatches, cursorBatches, openReader } from './stream-source';
-import { binaryTextArray, lockTables, pgArray, rowLayout, selectSql, steerPlanner, updateSql } from './stream-sql';
+import { prepareBatches, writeBatches } from './stream-batch';
+import { connectReader, copyBatches, cursorBatches, exportSnapshot } from './stream-source';
+import { lockTables, rowLayout, selectSql } from './stream-sql';
+import { ReencryptWorker, workerScript } from './stream-worker';
 
 /** A sealed value that does not open with the supplied keys (never the value itself). */
 export interface SecretFailure {
@@ -57,7 +59,19 @@ export interface StreamOptions {
   readonly batchSize?: number;
 }
 
-export const DEFAULT_BATCH_SIZE = 5000;
+/** Options of `reencryptInventory`. */
+export interface ReencryptOptions extends StreamOptions {
+  /**
+   * URL of the same database for a second, read-only connection that reads
+   * in this transaction's snapshot while this connection writes (faster).
+   * Used only when this transaction has not yet written to a secret table.
+   */
+  readonly readerUrl?: string;
+  /** With `readerUrl`: read and re-seal in a worker thread (default: when the compiled worker is present). */
+  readonly worker?: boolean;
+}
+
+export const DEFAULT_BATCH_SIZE = 2000;
 export const MAX_LISTED_FAILURES = 1000;
 
 /** Counts per kind, in a plain record. */
@@ -126,15 +140,6 @@ export async function scanInventory(client: ClientBase, inv: Inventory, keys: Ke
 }
 
 
-function undecryptable(table: string, id: string, f: { column: string; kind: string; path?: string; code: ErrorCode }, more: number): MasterKeyError {
-  const where = `${table}.${f.column}${f.path ? ` at ${f.path}` : ''}`;
-  return new MasterKeyError(
-    'UNDECRYPTABLE_ROWS',
-    `A ${f.kind} in ${where} (id ${id}) does not open with the old key (${f.code})${more > 0 ? ` and ${more} more in the same batch` : ''}; nothing was changed: run \`master-key verify\` to list every such value, then fix or remove them.`,
-    { table, column: f.column, id, kind: f.kind, ...(f.path ? { path: f.path } : {}), reason: f.code },
-  );
-}
-
 /**
  * Runs INSIDE the caller's open transaction on `client` (the caller did
  * BEGIN, holds the advisory lock, and will COMMIT or ROLLBACK). Re-seals
@@ -148,95 +153,59 @@ export async function reencryptInventory(
   inv: Inventory,
   from: KeySource,
   to: MasterKey,
-  opts: StreamOptions & { readerUrl?: string } = {},
+  opts: ReencryptOptions = {},
 ): Promise<ReencryptResult> {
   const batchSize = batchSizeOf(opts);
   if (client.getTransactionStatus() !== 'T') {
     throw new MasterKeyError('INTERNAL', 'Re-encryption must run inside an open transaction; this is a bug in the caller.');
   }
   const plans = await planInventory(client, inv);
-  const crypto = new BatchCrypto(from, to);
   const counter = new KindCounter(inv);
-  let updated = 0;
+  const count = (byKind: ReadonlyArray<readonly [string, number]>) => counter.add(new Map(byKind));
+  const progress = () => opts.onProgress?.(counter.total);
   try {
     await lockTables(client, plans);
   } catch (e) {
     throw dbError(e, 'locking the secret tables');
   }
-  const reader = opts.readerUrl ? await openReader(client, opts.readerUrl, plans.map((p) => quoteIdent(p.table))) : undefined;
-  let ok = false;
-  try {
-    for (const plan of plans) {
-      try {
-        const rows = reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize);
-        updated += await reencryptTable(
-          client,
-          rows,
-          plan,
-          crypto,
-          (kinds) => counter.add(kinds),
-          () => opts.onProgress?.(counter.total),
-        );
-      } catch (e) {
-        throw dbError(e, `re-encrypting ${plan.table}`);
+  const snapshot = opts.readerUrl ? await exportSnapshot(client, plans.map((p) => quoteIdent(p.table))) : undefined;
+  const script = opts.worker === false ? undefined : workerScript();
+  let updated = 0;
+  if (snapshot && script) {
+    // Reading and crypto in a worker thread; this thread writes.
+    const worker = new ReencryptWorker(script, { url: opts.readerUrl!, snapshot, plans, batchSize }, from, to);
+    let ok = false;
+    try {
+      for (const [i, plan] of plans.entries()) {
+        updated += await inTable(plan, () => writeBatches(client, plan, worker.table(i), count, progress));
       }
+      await worker.end();
+      ok = true;
+    } finally {
+      if (!ok) await worker.abort();
     }
-    ok = true;
-  } finally {
-    await (ok ? reader?.close() : reader?.abort());
+  } else {
+    const crypto = new BatchCrypto(from, to);
+    const reader = snapshot ? await connectReader(opts.readerUrl!, snapshot) : undefined;
+    let ok = false;
+    try {
+      for (const plan of plans) {
+        const rows = reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize);
+        updated += await inTable(plan, () => writeBatches(client, plan, prepareBatches(rows, plan, crypto), count, progress));
+      }
+      ok = true;
+    } finally {
+      await (ok ? reader?.close() : reader?.abort());
+    }
   }
   return { total: counter.total, byKind: counter.byKind, updated };
 }
 
-/**
- * One table: read batches (from `source`), open and re-seal each, and write it
- * back on `writer` while the next batch is read and sealed. At most one write
- * is in flight. Returns the rows written.
- */
-async function reencryptTable(
-  writer: ClientBase,
-  source: AsyncIterable<Row[]>,
-  plan: TablePlan,
-  crypto: BatchCrypto,
-  count: (kinds: ReadonlyMap<string, number>) => void,
-  progress: () => void,
-): Promise<number> {
-  const sql = updateSql(plan);
-  const at = rowLayout(plan);
-  const key = at.ctid ?? at.id;
-  let inFlight: Promise<void> | undefined;
-  let written = 0;
-  // Steered only for our writes: set after the read (a cursor on this connection) is planned, reset at the end.
-  let restore: (() => Promise<void>) | undefined;
-  const write = async (params: unknown[], rows: number): Promise<void> => {
-    const r = await writer.query(sql, params);
-    if (r.rowCount !== rows) {
-      throw new MasterKeyError('DB_ERROR', `${plan.table}: ${rows} rows were read but ${r.rowCount ?? 0} updated (they changed meanwhile); run the rotation again with the server's writers stopped.`);
-    }
-    written += rows;
-    progress();
-  };
+/** Runs one table's work, naming the table in an unexpected database error. */
+async function inTable<T>(plan: TablePlan, fn: () => Promise<T>): Promise<T> {
   try {
-    for await (const rows of source) {
-      const out = processBatch(plan.columns, rows, at.first, crypto, true);
-      if (out.failures.length > 0) {
-        const { row, ...f } = out.failures[0];
-        throw undecryptable(plan.table, rows[row][at.id] ?? '', f, out.failures.length - 1);
-      }
-      count(out.byKind);
-      // Parameters are built now, so the batch's strings can go before the previous write ends.
-      const n = out.rows.length;
-      const params = n > 0 ? [pgArray(out.rows.map((i) => rows[i][key]!)), ...out.next!.map(binaryTextArray)] : [];
-      await inFlight;
-      if (n > 0) restore ??= await steerPlanner(writer);
-      inFlight = n > 0 ? write(params, n) : undefined;
-      // A failed write is reported by the next await; keep it from being unhandled meanwhile.
-      inFlight?.catch(() => undefined);
-    }
-    await inFlight;
-  } finally {
-    await inFlight?.catch(() => undefined);
-    await restore?.();
+    return await fn();
+  } catch (e) {
+    throw dbError(e, `re-encrypting ${plan.table}`);
   }
-  return written;
 }
