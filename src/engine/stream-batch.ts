@@ -1,9 +1,13 @@
 /**
- * The two halves of re-encrypting a table, split so the first can run in a
- * worker thread: `prepareBatches` turns rows into ready-to-send UPDATE
- * messages (all the crypto and serialisation), `writeBatches` sends them on
- * the caller's connection, one write in flight while the next batch is
- * prepared.
+ * The two halves of re-encrypting a table: `prepareBatches` turns rows into
+ * ready-to-send UPDATE messages (all the crypto and serialisation),
+ * `writeBatches` sends them on the caller's connection, one write in flight
+ * while the next batch is prepared, so the client and the server work at
+ * the same time.
+ *
+ * (Preparing in a worker thread was measured and dropped: on two cores the
+ * writing server process is the bottleneck, and the thread's own overhead
+ * made the whole slower.)
  */
 import type { ClientBase } from 'pg';
 import { ErrorCode, MasterKeyError } from '../errors';
@@ -11,13 +15,13 @@ import type { BatchCrypto } from './stream-crypto';
 import { RowFailure, TablePlan, processBatch } from './stream-plan';
 import type { Row } from './stream-source';
 import { pgArray, rowLayout, steerPlanner, updateSql } from './stream-sql';
-import { sendUpdate, updateMessage } from './stream-wire';
+import { binaryTidArray, sendUpdate, updateMessage } from './stream-wire';
 
 /** A batch ready to write: the UPDATE as wire messages, and what it holds. */
 export interface PreparedBatch {
   /** Rows the UPDATE must change (0: nothing to write). */
   readonly rows: number;
-  /** Parse/Bind/Execute/Sync of the batch UPDATE (see stream-wire), in a buffer of its own. */
+  /** Parse/Bind/Execute/Sync of the batch UPDATE (see stream-wire). */
   readonly message: Uint8Array;
   readonly byKind: ReadonlyArray<readonly [string, number]>;
   /** The first value of the batch that does not open (then the batch is not to be written). */
@@ -26,14 +30,8 @@ export interface PreparedBatch {
 
 const EMPTY = new Uint8Array(0);
 
-/** A buffer on an ArrayBuffer of its own (so it can be transferred to another thread). */
-const ownBuffer = (n: number) => Buffer.from(new ArrayBuffer(n));
-
-/**
- * Opens and re-seals each batch of rows and builds its UPDATE. Stops after
- * a batch with a failure. With `transferable`, each message owns its memory.
- */
-export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TablePlan, crypto: BatchCrypto, transferable = false): AsyncGenerator<PreparedBatch> {
+/** Opens and re-seals each batch of rows and builds its UPDATE. Stops after a batch with a failure. */
+export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TablePlan, crypto: BatchCrypto): AsyncGenerator<PreparedBatch> {
   const at = rowLayout(plan);
   const key = at.ctid ?? at.id;
   const sql = updateSql(plan);
@@ -46,7 +44,8 @@ export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TableP
       return;
     }
     const n = out.rows.length;
-    const message = n > 0 ? updateMessage(sql, pgArray(out.rows.map((i) => rows[i][key]!)), out.next!, transferable ? ownBuffer : undefined) : EMPTY;
+    const keys = out.rows.map((i) => rows[i][key]!);
+    const message = n > 0 ? updateMessage(sql, at.ctid ? binaryTidArray(keys) : pgArray(keys), out.next!) : EMPTY;
     yield { rows: n, message, byKind };
   }
 }

@@ -5,9 +5,8 @@
  * `pg` client as it is.
  *
  * Why: a batch carries a megabyte or so of parameters; going through pg's
- * serializer copies them several times into growing buffers on the thread
- * that writes. Built here (in the worker thread when there is one), the
- * writing thread only hands the buffer to the socket.
+ * serializer copies them several times into growing buffers. Built here in
+ * one piece, the buffer goes to the socket as it is.
  *
  * Parameters: the first as text (the row keys, an array literal), the
  * others as binary text[] arrays (no quoting, no parsing on the server).
@@ -53,17 +52,43 @@ export function binaryTextArray(values: ReadonlyArray<string | null>): Buffer {
   return b;
 }
 
-/** Builds Parse + Bind + Execute + Sync for `sql` with a text first parameter and binary text[] columns. */
-export function updateMessage(sql: string, keys: string, cols: ReadonlyArray<ReadonlyArray<string | null>>, alloc: (n: number) => Buffer = Buffer.allocUnsafe): Buffer {
+/** PostgreSQL's OID of `tid`. */
+const TID_OID = 27;
+const TID_TEXT = /^\((\d+),(\d+)\)$/;
+
+/** A tid[] in binary format, from ctids as PostgreSQL prints them ("(block,offset)"). */
+export function binaryTidArray(ctids: readonly string[]): Buffer {
+  const b = Buffer.allocUnsafe(20 + ctids.length * 10);
+  let o = b.writeInt32BE(1, 0);
+  o = b.writeInt32BE(0, o);
+  o = b.writeInt32BE(TID_OID, o);
+  o = b.writeInt32BE(ctids.length, o);
+  o = b.writeInt32BE(1, o);
+  for (const t of ctids) {
+    const m = TID_TEXT.exec(t);
+    if (!m) throw new Error(`unexpected ctid ${JSON.stringify(t)}`);
+    o = b.writeInt32BE(6, o);
+    o = b.writeUInt32BE(Number(m[1]), o);
+    o = b.writeUInt16BE(Number(m[2]), o);
+  }
+  return b;
+}
+
+/**
+ * Builds Parse + Bind + Execute + Sync for `sql`. The first parameter (row
+ * keys) goes as text when a string, as binary when bytes; then binary text[]
+ * columns.
+ */
+export function updateMessage(sql: string, keys: string | Uint8Array, cols: ReadonlyArray<ReadonlyArray<string | null>>): Buffer {
   const sqlLen = Buffer.byteLength(sql, 'utf8');
-  const keysLen = Buffer.byteLength(keys, 'utf8');
+  const keysLen = typeof keys === 'string' ? Buffer.byteLength(keys, 'utf8') : keys.length;
   const colLens = cols.map(textArraySize);
   const nParams = 1 + cols.length;
   const parse = 1 + 4 + 1 + sqlLen + 1 + 2;
   const bind = 1 + 4 + 1 + 1 + 2 + 2 * nParams + 2 + 4 + keysLen + colLens.reduce((a, n) => a + 4 + n, 0) + 2;
   const execute = 1 + 4 + 1 + 4;
   const sync = 1 + 4;
-  const b = alloc(parse + bind + execute + sync);
+  const b = Buffer.allocUnsafe(parse + bind + execute + sync);
   let o = 0;
   const byte = (v: number) => (b[o++] = v);
   const i16 = (v: number) => (o = b.writeInt16BE(v, o));
@@ -82,11 +107,15 @@ export function updateMessage(sql: string, keys: string, cols: ReadonlyArray<Rea
   byte(0);
   byte(0);
   i16(nParams);
-  i16(0);
+  i16(typeof keys === 'string' ? 0 : 1);
   for (let i = 1; i < nParams; i++) i16(1);
   i16(nParams);
   i32(keysLen);
-  str(keys);
+  if (typeof keys === 'string') str(keys);
+  else {
+    b.set(keys, o);
+    o += keysLen;
+  }
   cols.forEach((c, k) => {
     i32(colLens[k]);
     o = writeTextArray(b, o, c);

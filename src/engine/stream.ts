@@ -14,7 +14,6 @@ import { TablePlan, dbError, planInventory, processBatch } from './stream-plan';
 import { prepareBatches, writeBatches } from './stream-batch';
 import { connectReader, copyBatches, cursorBatches, exportSnapshot } from './stream-source';
 import { lockTables, rowLayout, selectSql } from './stream-sql';
-import { ReencryptWorker, workerScript } from './stream-worker';
 
 /** A sealed value that does not open with the supplied keys (never the value itself). */
 export interface SecretFailure {
@@ -67,8 +66,6 @@ export interface ReencryptOptions extends StreamOptions {
    * Used only when this transaction has not yet written to a secret table.
    */
   readonly readerUrl?: string;
-  /** With `readerUrl`: read and re-seal in a worker thread (default: when the compiled worker is present). */
-  readonly worker?: boolean;
 }
 
 export const DEFAULT_BATCH_SIZE = 2000;
@@ -169,34 +166,18 @@ export async function reencryptInventory(
     throw dbError(e, 'locking the secret tables');
   }
   const snapshot = opts.readerUrl ? await exportSnapshot(client, plans.map((p) => quoteIdent(p.table))) : undefined;
-  const script = opts.worker === false ? undefined : workerScript();
+  const reader = snapshot ? await connectReader(opts.readerUrl!, snapshot) : undefined;
+  const crypto = new BatchCrypto(from, to);
   let updated = 0;
-  if (snapshot && script) {
-    // Reading and crypto in a worker thread; this thread writes.
-    const worker = new ReencryptWorker(script, { url: opts.readerUrl!, snapshot, plans, batchSize }, from, to);
-    let ok = false;
-    try {
-      for (const [i, plan] of plans.entries()) {
-        updated += await inTable(plan, () => writeBatches(client, plan, worker.table(i), count, progress));
-      }
-      await worker.end();
-      ok = true;
-    } finally {
-      if (!ok) await worker.abort();
+  let ok = false;
+  try {
+    for (const plan of plans) {
+      const rows = reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize);
+      updated += await inTable(plan, () => writeBatches(client, plan, prepareBatches(rows, plan, crypto), count, progress));
     }
-  } else {
-    const crypto = new BatchCrypto(from, to);
-    const reader = snapshot ? await connectReader(opts.readerUrl!, snapshot) : undefined;
-    let ok = false;
-    try {
-      for (const plan of plans) {
-        const rows = reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize);
-        updated += await inTable(plan, () => writeBatches(client, plan, prepareBatches(rows, plan, crypto), count, progress));
-      }
-      ok = true;
-    } finally {
-      await (ok ? reader?.close() : reader?.abort());
-    }
+    ok = true;
+  } finally {
+    await (ok ? reader?.close() : reader?.abort());
   }
   return { total: counter.total, byKind: counter.byKind, updated };
 }
