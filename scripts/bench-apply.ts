@@ -1,45 +1,77 @@
 /**
- * The benchmark's last method: the full `master-key apply` as a child
+ * The benchmark's last method: the full `master-key apply` (preflight,
+ * backup, re-encryption, config update, verification, report) as a child
  * process, on the same freshly restored table the other methods get.
  */
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ClientBase } from 'pg';
 import type { MasterKey } from '../src/crypto/key';
+import { BENCH_INVENTORY } from './bench-data';
 import type { ChildResult } from './bench-child';
 
 /** What the apply measurement gets from the benchmark. */
 export interface ApplyContext {
-  /** Database holding `bench_secrets` (restored, sealed under `oldKey`, canary not yet created). */
+  /** Database holding `bench_secrets` (restored, sealed under `oldKey`). */
   readonly url: string;
+  /** A connection to it (to reset the tool's metadata between runs). */
+  readonly client: ClientBase;
   readonly oldKey: MasterKey;
-  readonly newKey: MasterKey;
-  /** Rows in `bench_secrets`; the inventory is `BENCH_INVENTORY` from ./bench-data. */
   readonly rows: number;
 }
 
-/** The CLI entry point in the build output, if it was built. */
+/** The CLI entry point in the build output. */
 export function cliPath(): string {
   return join(__dirname, '..', 'src', 'cli', 'main.js');
 }
 
+/** The environment variable the CLI reads the database URL from (never argv). */
+const URL_ENV = 'MK_BENCH_DATABASE_URL';
+
+/** Runs the CLI through bench-rss (which reports its peak RSS on fd 3); resolves with exit code, seconds and RSS. */
+function runCli(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code: number; seconds: number; maxRssBytes: number; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(process.execPath, [join(__dirname, 'bench-rss.js'), ...args], { env, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let rss = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    (child.stdio[3] as NodeJS.ReadableStream).setEncoding('utf8').on('data', (d: string) => (rss += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      const maxRssBytes = rss ? (JSON.parse(rss) as { maxRssBytes: number }).maxRssBytes : 0;
+      resolve({ code: code ?? -1, seconds, maxRssBytes, stderr });
+    });
+  });
+}
+
 /**
- * Measures one `master-key apply` run, or returns undefined when the CLI
- * cannot do it yet (the report then says "not measured").
- *
- * TODO(orchestrator): fill this in once `master-key init`/`apply` exist:
- *  1. write a 0600 config file in a temp dir holding `oldKey` (e.g.
- *     `ACT_MASTER_KEY=<hex>` in act.env) and `BENCH_INVENTORY` as an inventory
- *     JSON file;
- *  2. run `master-key init` for ctx.url (database URL through an environment
- *     variable, never argv) to create the canary under `oldKey`;
- *  3. time `node <cliPath()> apply ...` (new key generated at apply or given
- *     through a file, never argv), from spawn to exit;
- *  4. return { seconds, rows: ctx.rows, maxRssBytes } where maxRssBytes is
- *     the child's peak RSS (e.g. have the CLI report
- *     `process.resourceUsage().maxRSS`, or read it from the report file).
+ * Measures one `master-key apply` run (spawn to exit), or returns undefined
+ * when the CLI has not been built. Each run starts clean: the tool's
+ * metadata schema is dropped, `init` seals a canary under the old key, and
+ * a fresh 0600 config file holds the old key.
  */
 export async function measureApply(ctx: ApplyContext): Promise<ChildResult | undefined> {
   if (!existsSync(cliPath())) return undefined;
-  void ctx;
-  return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'mk-bench-apply-'));
+  chmodSync(dir, 0o700);
+  try {
+    const config = join(dir, 'act.env');
+    writeFileSync(config, `ACT_MASTER_KEY=${ctx.oldKey.toHex()}\n`, { mode: 0o600 });
+    const inventory = join(dir, 'inventory.json');
+    writeFileSync(inventory, JSON.stringify(BENCH_INVENTORY));
+    const common = ['--config', config, '--inventory', inventory, '--database-url-env', URL_ENV];
+    const env = { ...process.env, [URL_ENV]: ctx.url };
+    await ctx.client.query('DROP SCHEMA IF EXISTS master_key CASCADE');
+    const init = await runCli(['init', ...common], env);
+    if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
+    const apply = await runCli(['apply', ...common, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
+    if (apply.code !== 0) throw new Error(`master-key apply failed (exit ${apply.code}): ${apply.stderr.trim()}`);
+    return { seconds: apply.seconds, rows: ctx.rows, maxRssBytes: apply.maxRssBytes };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -147,11 +147,12 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
       if (method === 'apply') {
         await restoreBench(c, 'gcm');
         progress(`${method} run ${i + 1}/${reps}`);
-        const r = await measureApply({ url, oldKey, newKey, rows: o.rows });
+        const r = await measureApply({ url, client: c, oldKey, rows: o.rows });
         if (!r) {
-          note = 'not measured: `master-key apply` is not available yet (see scripts/bench-apply.ts)';
+          note = 'not measured: the CLI is not built (dist/src/cli/main.js)';
           break;
         }
+        note = 'spawn to exit, with backup, verification and report';
         runs.push(r);
         continue;
       }

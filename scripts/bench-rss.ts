@@ -1,0 +1,27 @@
+/**
+ * Runs the `master-key` CLI in this process and, when it is done, writes
+ * this process's peak RSS (bytes, as JSON) to file descriptor 3, so the
+ * benchmark can report the full apply's memory. Usage (by bench-apply):
+ * `node bench-rss.js <cli args...>` with fd 3 a pipe.
+ */
+import { writeSync } from 'node:fs';
+import { cliPath } from './bench-apply';
+
+process.on('exit', () => {
+  try {
+    writeSync(3, JSON.stringify({ maxRssBytes: process.resourceUsage().maxRSS * 1024 }));
+  } catch {
+    // fd 3 not open: run by hand; nothing to report to.
+  }
+});
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const cli = require(cliPath()) as { main(argv: string[]): Promise<number> };
+cli.main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  () => {
+    process.exitCode = 1;
+  },
+);
