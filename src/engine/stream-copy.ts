@@ -49,6 +49,8 @@ abstract class CopyQuery implements Submittable {
   handleError(err: Error): void {
     this.error ??= err;
     this.onError(err);
+    // A lost connection never sends ReadyForQuery: settle now (settling again later changes nothing).
+    this.settle!.reject(this.error);
   }
 
   handleReadyForQuery(): void {

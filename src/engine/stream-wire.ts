@@ -158,6 +158,8 @@ class WireQuery implements Submittable {
 
   handleError(err: Error): void {
     this.error ??= err;
+    // A lost connection never sends ReadyForQuery: settle now (settling again later changes nothing).
+    this.settle.reject(this.error);
   }
 
   handleReadyForQuery(): void {
