@@ -28,13 +28,11 @@ const PHASE_KILLS: ReadonlyArray<[string, Phase, number, 'undone' | 'finished' |
   ['after the pending key is written', 'pending-written', 1, 'undone', true],
   ['when the backup starts', 'backup-started', 1, 'undone', false],
   ['right after the backup', 'backup-written', 1, 'undone', false],
-  ['when the transaction has begun', 'transaction-begun', 1, 'undone', false],
   ['mid-transaction, after the 3rd re-encrypted batch', 'reencrypt-batch', 3, 'undone', true],
   ['with the canary updated but not committed', 'canary-updated', 1, 'undone', false],
   ['right after the commit', 'committed', 1, 'finished', true],
   ['mid-config-write (1 of 3 node configs written)', 'config-written', 1, 'finished', false],
   ['mid-config-write (2 of 3 node configs written)', 'config-written', 2, 'finished', true],
-  ['after the pending file is removed', 'pending-removed', 1, 'none', false],
   ['before the report', 'verified', 1, 'none', true],
 ];
 
@@ -69,7 +67,7 @@ describe('apply killed at random moments', () => {
     applyMs = (await runCli(inst, ['apply'])).ms;
   });
 
-  it.each([1, 2, 3, 4])('random kill %i: the invariant holds', async (i) => {
+  it.each([1, 2, 3])('random kill %i: the invariant holds', async (i) => {
     const kill: KillPoint = { afterMs: Math.round(Math.random() * applyMs) };
     const r = await faultCycle(inst, { kill, batchSize: 1 + Math.floor(Math.random() * 4), applyAfter: i % 2 === 0 });
     expect({ kill: r.kill, violations: r.violations }).toEqual({ kill: r.kill, violations: [] });
