@@ -415,3 +415,10 @@ describe('properties: replaceEntry then readEntry returns the new value and only
   it('json', () => property(jsonCases));
   it('xml', () => property(xmlCases));
 });
+
+describe('dotenv values keep a byte-order mark for parseKey to refuse', () => {
+  it('trims only spaces and tabs around a value', () => {
+    expect(readEntry('ACT_MASTER_KEY= \uFEFFabc \t\n', 'dotenv', 'ACT_MASTER_KEY', LABEL)).toBe('\uFEFFabc');
+    expect(readEntry('ACT_MASTER_KEY=\t abc\uFEFF # note\n', 'dotenv', 'ACT_MASTER_KEY', LABEL)).toBe('abc\uFEFF');
+  });
+});

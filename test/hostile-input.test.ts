@@ -73,12 +73,12 @@ const MALFORMED: ReadonlyArray<[string, (k: MasterKey) => string, RegExp]> = [
 ];
 
 describe('malformed keys', () => {
-  // The byte-order mark goes in a JSON config: the dotenv reader trims U+FEFF around values (see the report).
-  it.each(MALFORMED)('in the config file: %s', async (what, make, msg) => {
+  it.each(MALFORMED)('in the config file: %s', async (_what, make, msg) => {
     const bad = make(s.key);
-    const path = what.includes('byte-order') ? configWith('bad.json', `{ "ACT_MASTER_KEY": "${bad}" }\n`) : configWith('bad.env', `ACT_MASTER_KEY=${bad}\n`);
-    const r = await expectRefused(() => s.cli(['apply', '--config', path]), ExitCode.BAD_KEY, 'KEY_MALFORMED', msg);
-    if (bad.length > 8) expect(r.stderr).not.toContain(bad.replace('\uFEFF', '').slice(0, 16));
+    for (const path of [configWith('bad.env', `ACT_MASTER_KEY=${bad}\n`), configWith('bad.json', `{ "ACT_MASTER_KEY": "${bad}" }\n`)]) {
+      const r = await expectRefused(() => s.cli(['apply', '--config', path]), ExitCode.BAD_KEY, 'KEY_MALFORMED', msg);
+      if (bad.length > 8) expect(r.stderr).not.toContain(bad.replace('\uFEFF', '').slice(0, 16));
+    }
   });
 
   it.each(MALFORMED)('as the new key: %s', async (_what, make, msg) => {

@@ -52,12 +52,22 @@ function quoted(line: Line, at: number, label: string, entry: string): Located {
   };
 }
 
+/**
+ * Length of the leading spaces and tabs. Only these surround a value: JavaScript's
+ * trim() would also drop a byte-order mark (U+FEFF), silently accepting a key
+ * that parseKey must refuse.
+ */
+function blanks(s: string): number {
+  return s.length - s.replace(/^[ \t]+/, '').length;
+}
+
 function unquoted(line: Line, at: number, label: string, entry: string): Located {
   const raw = line.content.slice(at);
   const comment = raw.search(/[ \t]#/);
   const body = comment === -1 ? raw : raw.slice(0, comment);
-  const value = body.trim();
-  const start = line.start + at + (body.length - body.trimStart().length);
+  const lead = blanks(body);
+  const value = body.slice(lead).replace(/[ \t]+$/, '');
+  const start = line.start + at + lead;
   return {
     start,
     end: start + value.length,
@@ -70,7 +80,7 @@ function unquoted(line: Line, at: number, label: string, entry: string): Located
 }
 
 function valueOf(line: Line, afterEquals: number, label: string, entry: string): Located {
-  const at = afterEquals + (line.content.slice(afterEquals).length - line.content.slice(afterEquals).trimStart().length);
+  const at = afterEquals + blanks(line.content.slice(afterEquals));
   const c = line.content[at];
   return c === '"' || c === "'" ? quoted(line, at, label, entry) : unquoted(line, afterEquals, label, entry);
 }
