@@ -23,7 +23,8 @@ export interface PreparedBatch {
   readonly rows: number;
   /** Parse/Bind/Execute/Sync of the batch UPDATE (see stream-wire). */
   readonly message: Uint8Array;
-  readonly byKind: ReadonlyArray<readonly [string, number]>;
+  /** Sealed values in the batch, by kind. */
+  readonly byKind: ReadonlyMap<string, number>;
   /** The first value of the batch that does not open (then the batch is not to be written). */
   readonly failure?: RowFailure & { readonly id: string; readonly more: number };
 }
@@ -37,7 +38,7 @@ export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TableP
   const sql = updateSql(plan);
   for await (const rows of source) {
     const out = processBatch(plan.columns, rows, at.first, crypto, true);
-    const byKind = [...out.byKind.entries()];
+    const byKind = out.byKind;
     if (out.failures.length > 0) {
       const { row, ...f } = out.failures[0];
       yield { rows: 0, message: EMPTY, byKind, failure: { ...f, id: rows[row][at.id] ?? '', more: out.failures.length - 1 } };
@@ -62,46 +63,50 @@ export function undecryptable(table: string, f: { id: string; column: string; ki
 
 /**
  * Writes prepared batches of one table on `writer` (in its transaction),
- * awaiting each write only when the next batch is ready, so preparing and
- * writing overlap. Throws UNDECRYPTABLE_ROWS at a batch with a failure.
- * Returns the rows written.
+ * with up to `depth` writes outstanding (the next one queued on the
+ * connection, so the server goes straight on to it), while the following
+ * batch is prepared. Use depth 1 when the connection also reads (a cursor).
+ * Throws UNDECRYPTABLE_ROWS at a batch with a failure.
+ * `count` sees each batch's values as it is prepared, `progress` the number
+ * of values of each batch once written. Returns the rows written.
  */
 export async function writeBatches(
   writer: ClientBase,
   plan: TablePlan,
   batches: AsyncIterable<PreparedBatch>,
-  count: (byKind: ReadonlyArray<readonly [string, number]>) => void,
-  progress: () => void,
+  count: (byKind: ReadonlyMap<string, number>) => void,
+  progress: (values: number) => void,
+  depth = 1,
 ): Promise<number> {
-  let inFlight: Promise<void> | undefined;
+  const inFlight: Array<Promise<void>> = [];
   let written = 0;
   // Steered only for our writes: set after a read on this connection (a cursor) is planned, reset at the end.
   let restore: (() => Promise<void>) | undefined;
-  const write = async (message: Uint8Array, rows: number): Promise<void> => {
-    const changed = await sendUpdate(writer, message);
-    if (changed !== rows) {
-      throw new MasterKeyError('DB_ERROR', `${plan.table}: ${rows} rows were read but ${changed} updated (they changed meanwhile); run the rotation again with the server's writers stopped.`);
+  const write = async (b: PreparedBatch): Promise<void> => {
+    const changed = await sendUpdate(writer, b.message);
+    if (changed !== b.rows) {
+      throw new MasterKeyError('DB_ERROR', `${plan.table}: ${b.rows} rows were read but ${changed} updated (they changed meanwhile); run the rotation again with the server's writers stopped.`);
     }
-    written += rows;
-    progress();
+    written += b.rows;
+    let values = 0;
+    for (const n of b.byKind.values()) values += n;
+    progress(values);
   };
   try {
     for await (const b of batches) {
       if (b.failure) throw undecryptable(plan.table, b.failure);
       count(b.byKind);
-      await inFlight;
-      if (b.rows === 0) {
-        inFlight = undefined;
-        continue;
-      }
+      if (b.rows === 0) continue;
+      while (inFlight.length >= depth) await inFlight.shift();
       restore ??= await steerPlanner(writer);
-      inFlight = write(b.message, b.rows);
-      // A failed write is reported by the next await; keep it from being unhandled meanwhile.
-      inFlight.catch(() => undefined);
+      const w = write(b);
+      // A failed write is reported when awaited; keep it from being unhandled meanwhile.
+      w.catch(() => undefined);
+      inFlight.push(w);
     }
-    await inFlight;
+    while (inFlight.length > 0) await inFlight.shift();
   } finally {
-    await inFlight?.catch(() => undefined);
+    await Promise.all(inFlight.map((w) => w.catch(() => undefined)));
     await restore?.();
   }
   return written;

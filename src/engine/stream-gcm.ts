@@ -119,8 +119,51 @@ export class Ghash {
     const end = at + len;
     let o = at;
     const v = len >= BLOCK && at % 4 === 0 ? this.words(d) : undefined;
-    if (v) for (let q = at >> 2; o + BLOCK <= end; o += BLOCK, q += 4) this.block(v[q], v[q + 1], v[q + 2], v[q + 3]);
+    if (v) {
+      const blocks = (end - o) >> 4;
+      this.run(v, at >> 2, blocks);
+      o += blocks * BLOCK;
+    }
     for (; o < end; o += BLOCK) this.block(readLE(d, o, end), readLE(d, o + 4, end), readLE(d, o + 8, end), readLE(d, o + 12, end));
+  }
+
+  /** `block` over `blocks` whole blocks of words starting at v[q], with the state in locals (the hot loop). */
+  private run(v: Int32Array, q: number, blocks: number): void {
+    const t = this.t;
+    let s0 = this.s0;
+    let s1 = this.s1;
+    let s2 = this.s2;
+    let s3 = this.s3;
+    for (let b = 0; b < blocks; b++, q += 4) {
+      const x0 = s0 ^ v[q];
+      const x1 = s1 ^ v[q + 1];
+      const x2 = s2 ^ v[q + 2];
+      const x3 = s3 ^ v[q + 3];
+      let j = (x0 & 0xff) << 2;
+      s0 = t[j];
+      s1 = t[j + 1];
+      s2 = t[j + 2];
+      s3 = t[j + 3];
+      j = 1024 + (((x0 >>> 8) & 0xff) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 2048 + (((x0 >>> 16) & 0xff) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 3072 + ((x0 >>> 24) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 4096 + ((x1 & 0xff) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 5120 + (((x1 >>> 8) & 0xff) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 6144 + (((x1 >>> 16) & 0xff) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 7168 + ((x1 >>> 24) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 8192 + ((x2 & 0xff) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 9216 + (((x2 >>> 8) & 0xff) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 10240 + (((x2 >>> 16) & 0xff) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 11264 + ((x2 >>> 24) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 12288 + ((x3 & 0xff) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 13312 + (((x3 >>> 8) & 0xff) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 14336 + (((x3 >>> 16) & 0xff) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+      j = 15360 + ((x3 >>> 24) << 2); s0 ^= t[j]; s1 ^= t[j + 1]; s2 ^= t[j + 2]; s3 ^= t[j + 3];
+    }
+    this.s0 = s0;
+    this.s1 = s1;
+    this.s2 = s2;
+    this.s3 = s3;
   }
 
   /** Y = (Y xor X)·H: one table lookup per byte of Y xor X (byte p is bits 8(p%4).. of word p/4). */

@@ -2,8 +2,8 @@
  * How the hot path walks an inventory: entries grouped by table (so a row
  * holding several secrets is read and written once), with the column types
  * looked up in the catalog, and the pure per-row work (find every sealed
- * value of a row, open it, seal it again) shared by the scanner, the
- * re-encryption and the crypto worker threads.
+ * value of a batch of rows, open it, seal it again) shared by the scanner
+ * and the re-encryption.
  */
 import type { ClientBase } from 'pg';
 import { translatePgError } from '../db/pg';
@@ -75,7 +75,7 @@ export async function planInventory(client: ClientBase, inv: Inventory): Promise
         [quoteIdent(g.table), names],
       ));
     } catch (e) {
-      throw dbError(e, `reading the columns of ${g.table}`);
+      throw translatePgError(e, `reading the columns of ${g.table}`);
     }
     const types = new Map(rows.map((r) => [r.attname, r.type]));
     const typeOf = (col: string) => {
@@ -96,23 +96,6 @@ export async function planInventory(client: ClientBase, inv: Inventory): Promise
     out.push({ table: g.table, idColumn: g.idColumn, idType, idIndexed, columns });
   }
   return out;
-}
-
-/** Wraps an unexpected PostgreSQL error in a typed one (no values in the message). */
-export function dbError(e: unknown, doing: string): MasterKeyError {
-  if (e instanceof MasterKeyError) return e;
-  // A lost connection or a server shutting down: say so, as every other command does.
-  const lost = translatePgError(e, doing);
-  if (lost.code === 'DB_UNREACHABLE') return lost;
-  const pgCode = (e as { code?: string }).code;
-  const readOnly = pgCode === '25006';
-  const msg = (e as Error).message ?? String(e);
-  return new MasterKeyError(
-    readOnly ? 'DB_READ_ONLY' : 'DB_ERROR',
-    readOnly ? `The database is read-only while ${doing}; connect to the primary server.` : `PostgreSQL failed while ${doing} (${pgCode ?? 'no code'}: ${msg}); check the database and try again.`,
-    { pgCode },
-    { cause: e },
-  );
 }
 
 /** A sealed value that does not open, with where it is (never the value). */

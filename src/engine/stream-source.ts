@@ -1,13 +1,13 @@
 /**
- * Where the hot path reads rows from: a server-side cursor, one batch ahead
- * of the consumer, either on the caller's connection or on a second
- * "reader" connection that imports the caller's snapshot (so reading runs
- * in another server process, alongside the writes).
+ * Where the hot path reads rows from: a server-side cursor on the caller's
+ * connection (one batch ahead of the consumer), or COPY on a second "reader"
+ * connection that imports the caller's snapshot, so reading runs in another
+ * server process alongside the writes and sees exactly the same rows.
  */
 import { Client, ClientBase } from 'pg';
+import { translatePgError } from '../db/pg';
 import { MasterKeyError } from '../errors';
 import { copyOut, copyRow } from './stream-copy';
-import { dbError } from './stream-plan';
 
 export type Row = Array<string | null>;
 
@@ -100,7 +100,8 @@ export async function connectReader(url: string, snapshot: string): Promise<Read
   try {
     await client.connect();
   } catch (e) {
-    throw new MasterKeyError('DB_UNREACHABLE', `The reader connection could not reach the database (${(e as Error).message}); check readerUrl.`, {}, { cause: e });
+    await client.end().catch(() => undefined);
+    throw translatePgError(e, 'connecting the second (reader) connection', url);
   }
   client.on('error', () => undefined);
   try {
@@ -108,7 +109,7 @@ export async function connectReader(url: string, snapshot: string): Promise<Read
     await client.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
   } catch (e) {
     await client.end().catch(() => undefined);
-    throw dbError(e, 'opening the reader connection');
+    throw translatePgError(e, 'opening the reader connection');
   }
   return {
     client,

@@ -6,11 +6,11 @@
 import type { ClientBase } from 'pg';
 import type { KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
+import { translatePgError } from '../db/pg';
 import { ErrorCode, MasterKeyError } from '../errors';
-import type { Inventory } from '../inventory/inventory';
-import { inventoryKinds, quoteIdent } from '../inventory/inventory';
+import { Inventory, inventoryKinds, quoteIdent } from '../inventory/inventory';
 import { BatchCrypto } from './stream-crypto';
-import { TablePlan, dbError, planInventory, processBatch } from './stream-plan';
+import { TablePlan, planInventory, processBatch } from './stream-plan';
 import { prepareBatches, writeBatches } from './stream-batch';
 import { connectReader, copyBatches, cursorBatches, exportSnapshot } from './stream-source';
 import { lockTables, rowLayout, selectSql } from './stream-sql';
@@ -52,7 +52,7 @@ export interface ReencryptResult {
 
 /** Options shared by scan and re-encryption. */
 export interface StreamOptions {
-  /** Called after each batch with the number of sealed values processed so far. */
+  /** Called after each batch with the number of sealed values done so far (for re-encryption: written). */
   readonly onProgress?: (done: number) => void;
   /** Rows fetched and written per round trip. @default DEFAULT_BATCH_SIZE */
   readonly batchSize?: number;
@@ -118,7 +118,7 @@ export async function scanInventory(client: ClientBase, inv: Inventory, keys: Ke
   let storedBytes = 0;
   await inReadTransaction(client, async () => {
     for (const plan of plans) {
-      try {
+      await naming(plan, 'reading', async () => {
         const at = rowLayout(plan);
         for await (const rows of cursorBatches(client, selectSql(plan), batchSize)) {
           const out = processBatch(plan.columns, rows, at.first, crypto, false);
@@ -128,14 +128,11 @@ export async function scanInventory(client: ClientBase, inv: Inventory, keys: Ke
           for (const { row, ...f } of out.failures.slice(0, MAX_LISTED_FAILURES - failures.length)) failures.push({ table: plan.table, id: rows[row][at.id] ?? '', ...f });
           opts.onProgress?.(counter.total);
         }
-      } catch (e) {
-        throw dbError(e, `reading ${plan.table}`);
-      }
+      });
     }
   });
   return { total: counter.total, byKind: counter.byKind, failures, failureCount, storedBytes };
 }
-
 
 /**
  * Runs INSIDE the caller's open transaction on `client` (the caller did
@@ -158,12 +155,12 @@ export async function reencryptInventory(
   }
   const plans = await planInventory(client, inv);
   const counter = new KindCounter(inv);
-  const count = (byKind: ReadonlyArray<readonly [string, number]>) => counter.add(new Map(byKind));
-  const progress = () => opts.onProgress?.(counter.total);
+  let written = 0;
+  const progress = (values: number) => opts.onProgress?.((written += values));
   try {
     await lockTables(client, plans);
   } catch (e) {
-    throw dbError(e, 'locking the secret tables');
+    throw translatePgError(e, 'locking the secret tables');
   }
   const snapshot = opts.readerUrl ? await exportSnapshot(client, plans.map((p) => quoteIdent(p.table))) : undefined;
   const reader = snapshot ? await connectReader(opts.readerUrl!, snapshot) : undefined;
@@ -173,7 +170,8 @@ export async function reencryptInventory(
   try {
     for (const plan of plans) {
       const rows = reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize);
-      updated += await inTable(plan, () => writeBatches(client, plan, prepareBatches(rows, plan, crypto), count, progress));
+      const depth = reader ? 2 : 1;
+      updated += await naming(plan, 're-encrypting', () => writeBatches(client, plan, prepareBatches(rows, plan, crypto), (byKind) => counter.add(byKind), progress, depth));
     }
     ok = true;
   } finally {
@@ -183,10 +181,10 @@ export async function reencryptInventory(
 }
 
 /** Runs one table's work, naming the table in an unexpected database error. */
-async function inTable<T>(plan: TablePlan, fn: () => Promise<T>): Promise<T> {
+async function naming<T>(plan: TablePlan, doing: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    throw dbError(e, `re-encrypting ${plan.table}`);
+    throw translatePgError(e, `${doing} ${plan.table}`);
   }
 }
