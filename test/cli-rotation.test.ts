@@ -321,3 +321,35 @@ describe('a new HA node declared with a placeholder entry', () => {
     expect(s.cli(['plan', ...args, '--detailed-exitcode']).code).toBe(0);
   });
 });
+
+describe('recover after a kill between the config update and the verification', () => {
+  it('verifies the never-verified rotation, records it, and runs the start command', async () => {
+    const s = await actScenario({ perKind: 2 });
+    const killed = s.cli(['apply'], { env: { MASTER_KEY_TEST_KILL_AT: 'pending-removed' } });
+    expect(killed.code).toBe(-1); // SIGKILL
+    const newKey = s.configKey();
+    expect(newKey.equals(s.key)).toBe(false);
+    expect(await query<{ outcome: string }>(s.url, 'SELECT outcome FROM master_key.history')).toEqual([{ outcome: 'committed' }]);
+    const marker = join(s.dir, 'started');
+    const r = s.cli(['recover', '--start-command', `touch ${marker}`]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Verified the last rotation, which was never verified: all ${s.plaintexts.size} secrets open with ${newKey.fingerprint}.`);
+    expect(await query<{ outcome: string }>(s.url, 'SELECT outcome FROM master_key.history')).toEqual([{ outcome: 'verified (by recover)' }]);
+    expect(existsSync(marker)).toBe(false); // nothing was interrupted: no restart needed
+    expect(await readPlaintexts(s.url, newKey, s.plaintexts.keys())).toEqual(s.plaintexts);
+  });
+
+  it('starts the server again after undoing a rotation killed after its stop command', async () => {
+    const s = await actScenario({ perKind: 1 });
+    const stopped = join(s.dir, 'stopped');
+    const started = join(s.dir, 'started');
+    const killed = s.cli(['apply', '--stop-command', `touch ${stopped}`], { env: { MASTER_KEY_TEST_KILL_AT: 'stop-hook-done' } });
+    expect(killed.code).toBe(-1);
+    expect(existsSync(stopped)).toBe(true);
+    const r = s.cli(['recover', '--start-command', `touch ${started}`]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('Undid the interrupted rotation');
+    expect(existsSync(started)).toBe(true);
+    expect(s.configKey().equals(s.key)).toBe(true);
+  });
+});

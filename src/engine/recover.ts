@@ -9,12 +9,16 @@
 import { unlinkSync } from 'node:fs';
 import { readConfigKey, writeConfigKey } from '../config/config-file';
 import { MasterKey } from '../crypto/key';
-import { acquireRotationLock, canaryOpensWith, databaseIdentity, requireCanary, setHistoryOutcome } from '../db/meta';
-import { translatePgError, withClient } from '../db/pg';
+import { Client } from 'pg';
+import { Keyring } from '../crypto/keyring';
+import { CanaryRow, acquireRotationLock, canaryOpensWith, databaseIdentity, lastHistory, requireCanary, setHistoryOutcome } from '../db/meta';
+import { translatePgError, withClient, withTransaction } from '../db/pg';
 import { MasterKeyError } from '../errors';
 import { leftoverTempFiles } from '../fsutil';
 import { Context } from './context';
 import { reached } from './faults';
+import { runHook } from './hooks';
+import { scanInventory } from './stream';
 import { readPending, removePending } from './pending';
 
 export interface RecoverResult {
@@ -36,6 +40,30 @@ function removeLeftovers(paths: readonly string[]): string[] {
   return removed;
 }
 
+/** The server may have been stopped by the interrupted rotation: start it again when asked to. */
+function runStartHooks(ctx: Context): void {
+  if (ctx.hooks.start) runHook('start', ctx.hooks.start, ctx.log);
+  if (ctx.hooks.health) runHook('health', ctx.hooks.health, ctx.log);
+}
+
+/**
+ * A rotation killed after its commit but before its verification leaves its
+ * history row at "committed": open every secret with the database's key from
+ * the primary config now, and record the outcome.
+ */
+async function verifyUnverifiedRotation(ctx: Context, c: Client, canary: CanaryRow): Promise<string> {
+  const last = await lastHistory(c);
+  if (!last || !last.outcome.startsWith('committed') || last.newFingerprint !== canary.fingerprint) return '';
+  const key = readConfigKey(ctx.targets[0]);
+  if (!canaryOpensWith(canary, key)) return '';
+  const scan = await withTransaction(c, () => scanInventory(c, ctx.inventory, new Keyring([key]), { batchSize: ctx.batchSize }), 'read only');
+  const ok = scan.failureCount === 0;
+  await setHistoryOutcome(c, last.rotationId, ok ? 'verified (by recover)' : 'verify-failed', ctx.now());
+  return ok
+    ? ` Verified the last rotation, which was never verified: all ${scan.total} secrets open with ${key.fingerprint}.`
+    : ` The last rotation was never verified and ${scan.failureCount} of ${scan.total} secrets do NOT open with ${key.fingerprint}: run \`master-key verify\` and restore from its backup (${last.backupPath ?? 'see the history table'}).`;
+}
+
 export async function runRecover(ctx: Context): Promise<RecoverResult> {
   return withClient(
     ctx.databaseUrl,
@@ -48,7 +76,8 @@ export async function runRecover(ctx: Context): Promise<RecoverResult> {
         const tempFilesRemoved = removeLeftovers([...targets.map((t) => t.path), ctx.pendingPath]);
         const canary = await requireCanary(c);
         if (!p) {
-          const msg = `Nothing to recover: no interrupted rotation at ${ctx.pendingPath}; the database key is ${canary.fingerprint} (generation ${canary.generation}).`;
+          const verified = await verifyUnverifiedRotation(ctx, c, canary);
+          const msg = `Nothing to recover: no interrupted rotation at ${ctx.pendingPath}; the database key is ${canary.fingerprint} (generation ${canary.generation}).${verified}`;
           ctx.log(msg);
           return { action: 'none' as const, message: msg, fingerprint: canary.fingerprint, configsWritten: [], tempFilesRemoved };
         }
@@ -74,7 +103,9 @@ export async function runRecover(ctx: Context): Promise<RecoverResult> {
           }
           await setHistoryOutcome(c, p.pending.rotationId, 'committed (config finished by recover)');
           removePending(ctx.pendingPath);
-          const msg = `Finished the interrupted rotation ${p.pending.oldFingerprint} -> ${p.pending.newFingerprint}: the database was committed under the new key; ${configsWritten.length} config file(s) updated. Run \`master-key verify\` and back up the new key.`;
+          const verified = await verifyUnverifiedRotation(ctx, c, canary);
+          runStartHooks(ctx);
+          const msg = `Finished the interrupted rotation ${p.pending.oldFingerprint} -> ${p.pending.newFingerprint}: the database was committed under the new key; ${configsWritten.length} config file(s) updated.${verified} Back up the new key.`;
           ctx.log(msg);
           return { action: 'finished' as const, message: msg, fingerprint: p.newKey.fingerprint, configsWritten, tempFilesRemoved };
         }
@@ -94,6 +125,7 @@ export async function runRecover(ctx: Context): Promise<RecoverResult> {
           }
         }
         removePending(ctx.pendingPath);
+        runStartHooks(ctx);
         const msg = `Undid the interrupted rotation ${p.pending.oldFingerprint} -> ${p.pending.newFingerprint}: it never committed, so the database and config files keep ${oldKey.fingerprint}; the pending key was discarded. Run apply again when ready.`;
         ctx.log(msg);
         return { action: 'undone' as const, message: msg, fingerprint: oldKey.fingerprint, configsWritten, tempFilesRemoved };
