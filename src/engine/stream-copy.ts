@@ -24,8 +24,12 @@ function pgc(c: Connection): PgConnection {
   return c as unknown as PgConnection;
 }
 
-/** Base for the query objects: tracks the command's row count and error. */
-abstract class CopyQuery implements Submittable {
+/**
+ * Base for hand-made query objects (pg's "submittable"): sends `text` as a
+ * simple query unless `submit` is overridden, tracks the command's row
+ * count, and settles `done` with it, or with the error.
+ */
+export abstract class ProtocolQuery implements Submittable {
   protected rowCount = 0;
   protected error: Error | undefined;
   protected settle: { resolve: (n: number) => void; reject: (e: Error) => void } | undefined;
@@ -69,7 +73,7 @@ abstract class CopyQuery implements Submittable {
   handleCopyData(_msg: { chunk: Buffer }, _connection: Connection): void {}
 }
 
-class CopyInQuery extends CopyQuery {
+class CopyInQuery extends ProtocolQuery {
   constructor(
     text: string,
     private readonly source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
@@ -107,7 +111,7 @@ export function copyIn(client: ClientBase, sql: string, chunks: AsyncIterable<Bu
   return q.done;
 }
 
-class CopyOutQuery extends CopyQuery {
+class CopyOutQuery extends ProtocolQuery {
   private queue: string[] = [];
   private wake: (() => void) | undefined;
   private finished = false;

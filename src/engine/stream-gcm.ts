@@ -127,7 +127,11 @@ export class Ghash {
     for (; o < end; o += BLOCK) this.block(readLE(d, o, end), readLE(d, o + 4, end), readLE(d, o + 8, end), readLE(d, o + 12, end));
   }
 
-  /** `block` over `blocks` whole blocks of words starting at v[q], with the state in locals (the hot loop). */
+  /**
+   * Y = (Y xor X)·H for `blocks` blocks of words starting at v[q]: one
+   * table lookup per byte of Y xor X (byte p is bits 8(p%4).. of word p/4),
+   * with the state in locals (the hot loop).
+   */
   private run(v: Int32Array, q: number, blocks: number): void {
     const t = this.t;
     let s0 = this.s0;
@@ -166,38 +170,16 @@ export class Ghash {
     this.s3 = s3;
   }
 
-  /** Y = (Y xor X)·H: one table lookup per byte of Y xor X (byte p is bits 8(p%4).. of word p/4). */
+  private readonly one = new Int32Array(4);
+
+  /** Y = (Y xor X)·H for one block given as words. */
   private block(b0: number, b1: number, b2: number, b3: number): void {
-    const t = this.t;
-    const x0 = this.s0 ^ b0;
-    const x1 = this.s1 ^ b1;
-    const x2 = this.s2 ^ b2;
-    const x3 = this.s3 ^ b3;
-    let j = (x0 & 0xff) << 2;
-    let z0 = t[j];
-    let z1 = t[j + 1];
-    let z2 = t[j + 2];
-    let z3 = t[j + 3];
-    // Table p starts at word p * 1024.
-    j = 1024 + (((x0 >>> 8) & 0xff) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 2048 + (((x0 >>> 16) & 0xff) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 3072 + ((x0 >>> 24) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 4096 + ((x1 & 0xff) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 5120 + (((x1 >>> 8) & 0xff) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 6144 + (((x1 >>> 16) & 0xff) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 7168 + ((x1 >>> 24) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 8192 + ((x2 & 0xff) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 9216 + (((x2 >>> 8) & 0xff) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 10240 + (((x2 >>> 16) & 0xff) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 11264 + ((x2 >>> 24) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 12288 + ((x3 & 0xff) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 13312 + (((x3 >>> 8) & 0xff) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 14336 + (((x3 >>> 16) & 0xff) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    j = 15360 + ((x3 >>> 24) << 2); z0 ^= t[j]; z1 ^= t[j + 1]; z2 ^= t[j + 2]; z3 ^= t[j + 3];
-    this.s0 = z0;
-    this.s1 = z1;
-    this.s2 = z2;
-    this.s3 = z3;
+    const one = this.one;
+    one[0] = b0;
+    one[1] = b1;
+    one[2] = b2;
+    one[3] = b3;
+    this.run(one, 0, 1);
   }
 }
 

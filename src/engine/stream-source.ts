@@ -73,10 +73,12 @@ export interface Reader {
 
 /**
  * Exports the writer's snapshot for a reader, or returns undefined when a
- * reader could not see what the writer sees: a reader never sees the
- * writer's uncommitted changes, so when the writer's transaction already
- * wrote to one of `tables` (or PostgreSQL does not count writes), the caller
- * reads on the writer itself.
+ * reader might not see what the writer sees: a reader never sees the
+ * writer's uncommitted changes, so when the writer's transaction has written
+ * to one of `tables`, the caller reads on the writer itself. The test errs
+ * on the safe side: PostgreSQL's per-transaction counters also include this
+ * session's writes of the last second or so (statistics are flushed at most
+ * once a second), and without `track_counts` any write disqualifies.
  */
 export async function exportSnapshot(writer: ClientBase, tables: readonly string[]): Promise<string | undefined> {
   const state = await writer.query<{ safe: boolean; snapshot: string | null }>(

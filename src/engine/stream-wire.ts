@@ -11,7 +11,8 @@
  * Parameters: the first as text (the row keys, an array literal), the
  * others as binary text[] arrays (no quoting, no parsing on the server).
  */
-import type { ClientBase, Connection, Submittable } from 'pg';
+import type { ClientBase, Connection } from 'pg';
+import { ProtocolQuery } from './stream-copy';
 
 /** PostgreSQL's OID of `text`, the element type of a binary text[] parameter. */
 const TEXT_OID = 25;
@@ -131,48 +132,15 @@ export function updateMessage(sql: string, keys: string | Uint8Array, cols: Read
   return b;
 }
 
-interface PgConnectionStream {
-  stream: { write(b: Uint8Array): boolean };
-}
-
-/** Sends a buffer from `updateMessage` on the client's connection and settles with the command's row count. */
-class WireQuery implements Submittable {
-  private rowCount = 0;
-  private error: Error | undefined;
-  readonly done: Promise<number>;
-  private settle!: { resolve: (n: number) => void; reject: (e: Error) => void };
-
+/** Sends a buffer from `updateMessage` as it is; settles with the command's row count. */
+class WireQuery extends ProtocolQuery {
   constructor(private readonly message: Uint8Array) {
-    this.done = new Promise<number>((resolve, reject) => (this.settle = { resolve, reject }));
-    this.done.catch(() => undefined);
+    super('');
   }
 
-  submit(connection: Connection): void {
-    (connection as unknown as PgConnectionStream).stream.write(this.message);
+  override submit(connection: Connection): void {
+    (connection as unknown as { stream: { write(b: Uint8Array): boolean } }).stream.write(this.message);
   }
-
-  handleCommandComplete(msg: { text?: string }): void {
-    const m = /(\d+)$/.exec(msg.text ?? '');
-    this.rowCount = m ? Number(m[1]) : 0;
-  }
-
-  handleError(err: Error): void {
-    this.error ??= err;
-    // A lost connection never sends ReadyForQuery: settle now (settling again later changes nothing).
-    this.settle.reject(this.error);
-  }
-
-  handleReadyForQuery(): void {
-    if (this.error) this.settle.reject(this.error);
-    else this.settle.resolve(this.rowCount);
-  }
-
-  handleRowDescription(): void {}
-  handleDataRow(): void {}
-  handleEmptyQuery(): void {}
-  handlePortalSuspended(): void {}
-  handleCopyInResponse(): void {}
-  handleCopyData(): void {}
 }
 
 /** Runs a prepared `updateMessage` on `client`; resolves with the rows it changed. */

@@ -6,7 +6,7 @@
 import type { ClientBase } from 'pg';
 import type { KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
-import { translatePgError } from '../db/pg';
+import { translatePgError, withTransaction } from '../db/pg';
 import { ErrorCode, MasterKeyError } from '../errors';
 import { Inventory, inventoryKinds, quoteIdent } from '../inventory/inventory';
 import { BatchCrypto } from './stream-crypto';
@@ -94,17 +94,8 @@ function batchSizeOf(opts: StreamOptions): number {
 }
 
 /** Runs fn in a read-only repeatable-read transaction unless the client is already in one. */
-async function inReadTransaction<T>(client: ClientBase, fn: () => Promise<T>): Promise<T> {
-  if (client.getTransactionStatus() !== 'I') return fn();
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
-    const r = await fn();
-    await client.query('COMMIT');
-    return r;
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
+function inReadTransaction<T>(client: ClientBase, fn: () => Promise<T>): Promise<T> {
+  return client.getTransactionStatus() === 'I' ? withTransaction(client, fn, 'read only') : fn();
 }
 
 /** Read-only: open every sealed value of every inventory entry with `keys`; never throws for bad values (lists them). */
