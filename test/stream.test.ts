@@ -218,6 +218,20 @@ describe('streaming scan and re-encryption (ACT schema, real PostgreSQL)', () =>
     expect(nulls.rows).toEqual([{ ssh_passphrase: null }, { ssh_passphrase: null }]);
   });
 
+  it('leaves the connection usable when a scan stops early (its COPY is drained)', async () => {
+    await c.query('BEGIN');
+    const err = await scanInventory(c, ACT_PRESET, new Keyring([oldKey]), {
+      batchSize: 1,
+      onProgress: () => {
+        throw new Error('stop here');
+      },
+    }).catch((e: unknown) => e);
+    expect((err as Error).message).toBe('stop here');
+    expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    await c.query('ROLLBACK');
+    expect(c.getTransactionStatus()).toBe('I');
+  });
+
   it('refuses to re-encrypt outside a transaction', async () => {
     await expect(reencryptInventory(c, ACT_PRESET, new Keyring([newKey]), oldKey)).rejects.toMatchObject({ code: 'INTERNAL' });
   });

@@ -5,7 +5,9 @@
  * - `copyIn(client, sql, chunks)` sends `COPY ... FROM STDIN` data, honouring
  *   socket back-pressure, and resolves with the row count.
  * - `copyOut(client, sql)` yields `COPY ... TO STDOUT` data one row (one
- *   CopyData message) at a time, pausing the socket when the consumer lags.
+ *   CopyData message) at a time, pausing the socket when the consumer lags;
+ *   a consumer that stops early lets the rest drain, so the connection stays
+ *   usable.
  *
  * Plus the COPY text-format escaping both directions need.
  */
@@ -117,6 +119,7 @@ class CopyOutQuery extends ProtocolQuery {
   private finished = false;
   private con: PgConnection | undefined;
   private paused = false;
+  private discarding = false;
   constructor(
     text: string,
     private readonly highWater: number,
@@ -141,6 +144,7 @@ class CopyOutQuery extends ProtocolQuery {
 
   override handleCopyData(msg: { chunk: Buffer }, connection: Connection): void {
     this.con = pgc(connection);
+    if (this.discarding) return;
     // The parser reuses its buffer: decode (copy) now.
     this.queue.push(msg.chunk.toString('utf8'));
     if (this.queue.length >= this.highWater && !this.paused) {
@@ -162,6 +166,17 @@ class CopyOutQuery extends ProtocolQuery {
     if (q.length === 0) await this.done;
     return q;
   }
+
+  /** The consumer stopped early: drop the rest of the data and wait for the COPY to end, so the connection is usable again. */
+  async discard(): Promise<void> {
+    this.discarding = true;
+    this.queue = [];
+    if (this.paused) {
+      this.paused = false;
+      this.con!.stream.resume();
+    }
+    await this.done.catch(() => undefined);
+  }
 }
 
 /**
@@ -172,10 +187,18 @@ class CopyOutQuery extends ProtocolQuery {
 export async function* copyOut(client: ClientBase, sql: string, highWater = 4096): AsyncGenerator<string[]> {
   const q = new CopyOutQuery(sql, highWater);
   client.query(q);
-  for (;;) {
-    const chunk = await q.take();
-    if (chunk.length === 0) return;
-    yield chunk;
+  let ended = false;
+  try {
+    for (;;) {
+      const chunk = await q.take();
+      if (chunk.length === 0) {
+        ended = true;
+        return;
+      }
+      yield chunk;
+    }
+  } finally {
+    if (!ended) await q.discard();
   }
 }
 
