@@ -37,7 +37,7 @@ export interface KeySource {
 
 export interface SecretCodec {
   readonly name: CodecName;
-  /** Seals plaintext under key; a fresh random nonce unless one is given (tests only). */
+  /** Seals plaintext under key with a fresh random nonce, or with `nonce` when the caller draws it (the hot path, from its CSPRNG pool; tests, for fixed vectors). A nonce must never repeat under one key. */
   seal(key: MasterKey, plaintext: Uint8Array, nonce?: Uint8Array): string;
   /** Opens a sealed value with one of the keys; throws a typed SEALED_* error. */
   open(keys: KeySource, sealed: string): Opened;
