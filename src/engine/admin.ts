@@ -5,7 +5,6 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigTarget, readConfigKey, writeConfigKey } from '../config/config-file';
 import { MasterKey } from '../crypto/key';
-import { parseKey } from '../crypto/key';
 import {
   META_SCHEMA,
   acquireRotationLock,
@@ -234,8 +233,8 @@ export async function runRestore(ctx: Context, backupPath: string): Promise<{ va
           configs.push(cf.path);
         }
         const canary = await requireCanary(c);
-        const check = parseKey(readConfigKey(copies[0].target).toHex());
-        assertKeyOpensCanary(canary, check, `the restored key in ${copies[0].cf.path}`);
+        const restored = copies[0].cf;
+        assertKeyOpensCanary(canary, readConfigKey({ path: restored.path, format: restored.format, entry: restored.entry } as ConfigTarget), `the restored key in ${restored.path}`);
         ctx.log(`Restored ${values} stored values, the canary (${manifest.canary.fingerprint}, generation ${manifest.canary.generation}) and ${configs.length} config file(s) from ${backupPath}. Restart the server.`);
         return { values, fingerprint: manifest.canary.fingerprint, generation: manifest.canary.generation, configs };
       } catch (e) {

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { ConfigTarget } from '../config/config-file';
 import { CanaryRow } from '../db/meta';
+import type { ErrorCode } from '../errors';
 import { Decision } from './decide';
 import { Hooks } from './hooks';
 import type { ScanResult, SecretFailure } from './stream';
@@ -20,6 +21,8 @@ export interface ConfigFact {
 
 export interface PreflightFact {
   readonly problem: string;
+  /** The error apply fails with for this problem. */
+  readonly code: ErrorCode;
 }
 
 export interface PlanFacts {

@@ -136,6 +136,13 @@ function probeDir(dir: string): { path: string; what: (name: string) => string }
   return d === dir ? { path: d, what: (name) => name } : { path: d, what: (name) => `${name} ${dir} (not created yet), that is in` };
 }
 
+/** A failed preflight check as a plan fact; a full disk is DISK_FULL whichever check met it. */
+function problemOf(e: unknown): PreflightFact {
+  const err = e instanceof MasterKeyError ? e : undefined;
+  const errno = err?.details.errno;
+  return { problem: (e as Error).message, code: errno === 'ENOSPC' || errno === 'EDQUOT' ? 'DISK_FULL' : (err?.code ?? 'FILE_ERROR') };
+}
+
 /** Config files, backup and report directories writable, and room for the backup. */
 export function preflight(ctx: Context, estimateBytes: number): { problems: PreflightFact[]; free?: number } {
   const problems: PreflightFact[] = [];
@@ -143,7 +150,7 @@ export function preflight(ctx: Context, estimateBytes: number): { problems: Pref
     try {
       checkConfigWritable(t);
     } catch (e) {
-      problems.push({ problem: (e as Error).message });
+      problems.push(problemOf(e));
     }
   }
   let free: number | undefined;
@@ -152,16 +159,16 @@ export function preflight(ctx: Context, estimateBytes: number): { problems: Pref
     checkDirWritable(dir.path, 'BACKUP_UNWRITABLE', dir.what('backup directory'));
     free = freeBytes(dir.path);
     if (free < estimateBytes) {
-      problems.push({ problem: `The backup directory ${ctx.backupDir} has ${free} bytes free but the backup needs about ${estimateBytes}; free space or choose another --backup-dir.` });
+      problems.push({ problem: `The backup directory ${ctx.backupDir} has ${free} bytes free but the backup needs about ${estimateBytes}; free space or choose another --backup-dir.`, code: 'DISK_FULL' });
     }
   } catch (e) {
-    problems.push({ problem: (e as Error).message });
+    problems.push(problemOf(e));
   }
   try {
     const dir = probeDir(ctx.reportDir);
     checkDirWritable(dir.path, 'FILE_ERROR', dir.what('report directory'));
   } catch (e) {
-    problems.push({ problem: (e as Error).message });
+    problems.push(problemOf(e));
   }
   return { problems, free };
 }
@@ -296,9 +303,8 @@ export async function runApply(ctx: Context, opts: ApplyOptions): Promise<ApplyR
         );
       }
       if (g.plan.blockers.length) {
-        const first = g.facts.preflight[0]?.problem ?? g.plan.blockers[0];
-        const code = /full|free/.test(first) ? 'DISK_FULL' : /backup/i.test(first) ? 'BACKUP_UNWRITABLE' : /report/i.test(first) ? 'FILE_ERROR' : 'CONFIG_UNWRITABLE';
-        throw new MasterKeyError(code, `${first} Nothing was changed.`, { blockers: g.plan.blockers });
+        const first = g.facts.preflight[0] ?? { problem: g.plan.blockers[0], code: 'CONFIG_UNWRITABLE' as const };
+        throw new MasterKeyError(first.code, `${first.problem} Nothing was changed.`, { blockers: g.plan.blockers });
       }
       reached('preflight-done');
       ctx.log(`Rotating ${g.oldKey.fingerprint} -> ${newKey.fingerprint} (generation ${g.decision.fromGeneration} -> ${g.decision.toGeneration}): ${g.decision.reason}.`);
