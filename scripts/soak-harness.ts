@@ -20,9 +20,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { configTarget, readConfigKey } from '../src/config/config-file';
 import { MasterKey } from '../src/crypto/key';
-import { CANARY_PLAINTEXT, META_SCHEMA, canaryOpensWith, readCanary } from '../src/db/meta';
-import { PHASES, Phase } from '../src/engine/faults';
-import { defaultPendingPath, readPending } from '../src/engine/pending';
+import { CANARY_PLAINTEXT, canaryOpensWith } from '../src/rotation/canary';
+import { META_SCHEMA, readCanary } from '../src/store/postgres/meta';
+import { FAULT_POINTS, FaultPoint } from '../src/rotation/faults';
+import { defaultPendingPath, readPending } from '../src/rotation/pending';
 import { ExitCode } from '../src/errors';
 import { leftoverTempFiles } from '../src/fsutil';
 import { withTestClient } from '../test/support/db';
@@ -111,7 +112,7 @@ export interface CliRun {
 }
 
 /** Where to SIGKILL a child: at the n-th time it reaches a phase, or after a delay. */
-export type KillPoint = { readonly phase: Phase; readonly n: number } | { readonly afterMs: number };
+export type KillPoint = { readonly phase: FaultPoint; readonly n: number } | { readonly afterMs: number };
 
 export function describeKill(k: KillPoint | undefined): string {
   if (!k) return 'no kill';
@@ -160,7 +161,7 @@ export function runCliRaw(args: readonly string[], env: NodeJS.ProcessEnv, opts:
 }
 
 /** The apply phases a kill can target (recover's own phase excluded). */
-export const APPLY_PHASES: readonly Phase[] = PHASES.filter((p) => !p.startsWith('recover'));
+export const APPLY_PHASES: readonly FaultPoint[] = FAULT_POINTS.filter((p) => !p.startsWith('recover'));
 
 /** The key each node config holds, or the reason it cannot be read. */
 export function configKeys(inst: Installation): Array<MasterKey | Error> {

@@ -15,7 +15,7 @@
  */
 import { rmSync } from 'node:fs';
 import { removeEmbeddedData, startEmbeddedPostgres } from '../src/db/embedded';
-import { Phase } from '../src/engine/faults';
+import { FaultPoint } from '../src/rotation/faults';
 import { CycleOptions, CycleResult, faultCycle } from './soak-cycle';
 import { APPLY_PHASES, Installation, KillPoint, createInstallation, runCli } from './soak-harness';
 
@@ -69,7 +69,7 @@ export function prng(seed: number): () => number {
 const BATCH_SIZES = [1, 2, 5, 1000];
 
 /** How many times each phase can be reached in one apply, for `@n` draws. */
-function maxReached(phase: Phase, inst: Installation, secrets: number, batch: number): number {
+function maxReached(phase: FaultPoint, inst: Installation, secrets: number, batch: number): number {
   if (phase === 'reencrypt-batch') return Math.max(1, Math.ceil(secrets / batch));
   if (phase === 'config-written') return inst.configs.length;
   return 1;

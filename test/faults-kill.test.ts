@@ -8,7 +8,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { Phase } from '../src/engine/faults';
+import type { FaultPoint as Phase } from '../src/rotation/faults';
 import { ExitCode } from '../src/errors';
 import { faultCycle } from '../scripts/soak-cycle';
 import { Installation, KillPoint, checkInvariant, configKeys, createInstallation, diskState, runCli } from '../scripts/soak-harness';

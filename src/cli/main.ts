@@ -11,13 +11,20 @@ import { CONFIG_FORMATS, ConfigFormat } from '../config/formats';
 import { configTarget, readConfigEntry } from '../config/config-file';
 import { ExitCode, MasterKeyError, isMasterKeyError } from '../errors';
 import { loadInventory } from '../inventory/inventory';
-import { Context, NewKeySource } from '../engine/context';
-import { parseDuration } from '../engine/decide';
-import { defaultPendingPath, runApply, runPlan, runVerify } from '../engine/rotation';
-import { renderPlan, RotationPlan } from '../engine/plan';
-import { runRecover } from '../engine/recover';
-import { renderStatus, runInit, runRestore, runSet, runShow, runStatus } from '../engine/admin';
-import { summaryLine } from '../engine/report';
+import { Context, NewKeySource } from '../rotation/context';
+import { parseDuration } from '../rotation/decide';
+import { FaultPoints } from '../rotation/faults';
+import { runInit } from '../rotation/init';
+import { runSet, runShow } from '../rotation/keys';
+import { defaultPendingPath } from '../rotation/pending';
+import { runApply } from '../rotation/phases';
+import { renderPlan, RotationPlan } from '../rotation/plan';
+import { runPlan } from '../rotation/preflight';
+import { runRecover } from '../rotation/recover';
+import { runRestore } from '../rotation/restore';
+import { renderStatus, runStatus } from '../rotation/status';
+import { summaryLine } from '../rotation/report';
+import { runVerify } from '../rotation/verify';
 import { atomicWriteFile } from '../fsutil';
 import { terminalProgress } from './progress';
 
@@ -88,6 +95,7 @@ function makeContext(o: CommonOpts, logToStderr: boolean): Context {
     hooks: { stop: o.stopCommand, start: o.startCommand, health: o.healthCommand },
     log,
     progress: terminalProgress(!o.json),
+    faults: new FaultPoints(process.env.MASTER_KEY_TEST_KILL_AT),
     now: () => new Date(),
     batchSize,
   };

@@ -3,7 +3,7 @@
  * when stderr is not a terminal, in CI, or with --json.
  */
 import { SingleBar, Presets } from 'cli-progress';
-import { Progress, quietProgress } from '../engine/context';
+import { Progress, quietProgress } from '../rotation/context';
 
 export function terminalProgress(enabled: boolean): Progress {
   if (!enabled || !process.stderr.isTTY || process.env.CI) return quietProgress;

@@ -10,6 +10,7 @@ import { ConfigTarget } from '../config/config-file';
 import { parseKey, MasterKey } from '../crypto/key';
 import { MasterKeyError } from '../errors';
 import { atomicWriteFile } from '../fsutil';
+import { StoreIdentity } from '../store/store';
 
 export const PENDING_FORMAT = 'cdktf-master-key/pending/v1';
 
@@ -17,7 +18,7 @@ export interface PendingRotation {
   readonly format: typeof PENDING_FORMAT;
   readonly rotationId: string;
   readonly startedAt: string;
-  readonly database: { readonly name: string; readonly systemIdentifier: string };
+  readonly database: StoreIdentity;
   readonly oldFingerprint: string;
   readonly newFingerprint: string;
   readonly fromGeneration: number;

@@ -1,21 +1,18 @@
 /**
- * Backups taken before a rotation: every inventory value exactly as stored,
- * the canary row, and a copy of each config file, with SHA-256 checksums in a
+ * Backups taken by a rotation: the store's copy of every value the
+ * rotation rewrites (`ReadTx.backup`; PostgreSQL writes secrets.jsonl), the
+ * canary row, and a copy of each config file, with SHA-256 checksums in a
  * manifest. Directory 0700, files 0600 (config copies hold the old key).
  * The "backup checksum" quoted in reports is the SHA-256 of manifest.json.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, writeSync, chmodSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync, chmodSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { ClientBase } from 'pg';
 import { ConfigTarget } from '../config/config-file';
-import { CanaryRow } from '../db/meta';
-import { distinctLocations, forEachValueBatch, Location } from '../db/rows';
 import { MasterKeyError } from '../errors';
 import { atomicWriteFile, sha256File } from '../fsutil';
-import { Inventory } from '../inventory/inventory';
+import { BackupPart, BackupToRestore, CanaryRow, Location, StoreIdentity, backupFileError } from '../store/store';
 
 export const BACKUP_FORMAT = 'cdktf-master-key/backup/v1';
-export const SECRETS_FILE = 'secrets.jsonl';
 export const MANIFEST_FILE = 'manifest.json';
 
 export interface BackupFile {
@@ -40,7 +37,7 @@ export interface BackupManifest {
   readonly format: typeof BACKUP_FORMAT;
   readonly rotationId: string;
   readonly createdAt: string;
-  readonly database: { readonly name: string; readonly systemIdentifier: string };
+  readonly database: StoreIdentity;
   readonly fingerprint: string;
   readonly generation: number;
   readonly canary: { readonly keyEntry: string; readonly fingerprint: string; readonly generation: number; readonly sealed: string; readonly keyCreatedAt: string };
@@ -55,14 +52,6 @@ export interface BackupResult {
   readonly manifestSha256: string;
   readonly values: number;
   readonly bytes: number;
-}
-
-function fileError(e: unknown, path: string): MasterKeyError {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new MasterKeyError('DISK_FULL', `The backup location ${path} is full; free space or choose another --backup-dir, then run the command again.`);
-  }
-  return new MasterKeyError('BACKUP_UNWRITABLE', `Cannot write the backup at ${path} (${code ?? 'error'}); make --backup-dir writable or choose another, then run the command again.`);
 }
 
 /** `20261123T233127Z-gen3-mk_3f9a1c02e4b7`: sortable, names the key by fingerprint only. */
@@ -80,7 +69,7 @@ function newBackupDir(base: string): string {
   try {
     mkdirSync(dirname(base), { recursive: true, mode: 0o700 });
   } catch (e) {
-    throw fileError(e, base);
+    throw backupFileError(e, base);
   }
   for (let n = 1; ; n++) {
     const path = n === 1 ? base : `${base}-${n}`;
@@ -89,61 +78,29 @@ function newBackupDir(base: string): string {
       chmodSync(path, 0o700);
       return path;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(e, path);
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw backupFileError(e, path);
     }
   }
 }
 
-/** Streams every stored value (inside a read-only snapshot) and copies the config files. */
+/**
+ * Creates a new backup directory under `args.dir`, has the store write its
+ * copy of the values there (`storePart`), copies the config files, and
+ * writes the manifest with every file's checksum.
+ */
 export async function writeBackup(
-  c: ClientBase,
   args: {
     dir: string;
     rotationId: string;
     now: Date;
-    database: { name: string; systemIdentifier: string };
+    database: StoreIdentity;
     canary: CanaryRow;
-    inventory: Inventory;
     targets: readonly ConfigTarget[];
-    batchSize?: number;
   },
+  storePart: (dir: string) => Promise<BackupPart>,
 ): Promise<BackupResult> {
   const path = newBackupDir(join(args.dir, backupDirName(args.now, args.canary.generation, args.canary.fingerprint)));
-  const locations = distinctLocations(args.inventory.entries);
-  const secretsPath = join(path, SECRETS_FILE);
-  let values = 0;
-  let fd: number;
-  try {
-    fd = openSync(secretsPath, 'wx', 0o600);
-  } catch (e) {
-    throw fileError(e, secretsPath);
-  }
-  try {
-    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    try {
-      for (const loc of locations) {
-        await forEachValueBatch(c, loc, args.batchSize ?? 5000, (rows) => {
-          let chunk = '';
-          for (const [id, v] of rows) chunk += JSON.stringify({ t: loc.table, c: loc.column, id, v }) + '\n';
-          try {
-            writeSync(fd, chunk);
-          } catch (e) {
-            throw fileError(e, secretsPath);
-          }
-          values += rows.length;
-        });
-      }
-    } finally {
-      await c.query('COMMIT').catch(() => undefined);
-    }
-    try {
-      fsyncSync(fd);
-    } catch (e) {
-      throw fileError(e, secretsPath);
-    }
-  } finally {
-    closeSync(fd);
-  }
+  const { files: stored, values, locations } = await storePart(path);
   const configs: BackupConfig[] = [];
   args.targets.forEach((t, i) => {
     const st = statSync(t.path);
@@ -151,11 +108,11 @@ export async function writeBackup(
     try {
       atomicWriteFile(join(path, file), readFileSync(t.path), { mode: 0o600, errorCode: 'BACKUP_UNWRITABLE' });
     } catch (e) {
-      throw e instanceof MasterKeyError ? e : fileError(e, join(path, file));
+      throw e instanceof MasterKeyError ? e : backupFileError(e, join(path, file));
     }
     configs.push({ path: t.path, file, format: t.format, entry: t.entry, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid });
   });
-  const files: BackupFile[] = [SECRETS_FILE, ...configs.map((x) => x.file)].map((name) => ({
+  const files: BackupFile[] = [...stored, ...configs.map((x) => x.file)].map((name) => ({
     name,
     sha256: sha256File(join(path, name)),
     bytes: statSync(join(path, name)).size,
@@ -205,33 +162,12 @@ export function readBackup(path: string): BackupManifest {
   return manifest;
 }
 
-/** Iterates the stored values of a backup in batches (bounded memory). */
-export async function forEachBackupBatch(
-  path: string,
-  batchSize: number,
-  fn: (loc: { table: string; column: string }, rows: Array<[string, string]>) => Promise<void>,
-): Promise<number> {
-  const { createReadStream } = await import('node:fs');
-  const { createInterface } = await import('node:readline');
-  const rl = createInterface({ input: createReadStream(join(path, SECRETS_FILE), 'utf8'), crlfDelay: Infinity });
-  let cur: { table: string; column: string } | undefined;
-  let rows: Array<[string, string]> = [];
-  let n = 0;
-  const flush = async () => {
-    if (cur && rows.length) await fn(cur, rows);
-    rows = [];
+/** What the store needs to put a verified backup back. */
+export function toRestore(path: string, manifest: BackupManifest): BackupToRestore {
+  const c = manifest.canary;
+  return {
+    dir: path,
+    part: { values: manifest.values, locations: manifest.locations },
+    canary: { fingerprint: c.fingerprint, generation: c.generation, sealed: c.sealed, keyCreatedAt: new Date(c.keyCreatedAt) },
   };
-  for await (const line of rl) {
-    if (!line) continue;
-    const o = JSON.parse(line) as { t: string; c: string; id: string; v: string };
-    if (!cur || cur.table !== o.t || cur.column !== o.c) {
-      await flush();
-      cur = { table: o.t, column: o.c };
-    }
-    rows.push([o.id, o.v]);
-    n++;
-    if (rows.length >= batchSize) await flush();
-  }
-  await flush();
-  return n;
 }

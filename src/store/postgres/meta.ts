@@ -1,18 +1,14 @@
 /**
- * Metadata the tool keeps in the server's database, in schema `master_key`:
- * the integrity canary (a known value sealed under the current key, with its
- * fingerprint and generation) and the rotation history for auditors.
+ * The PostgreSQL store's metadata, in schema `master_key`: the integrity
+ * canary (one row) and the rotation history, the rotation lock (a
+ * session-level advisory lock) and the database's identity.
  */
 import { ClientBase } from 'pg';
-import { v1Codec } from '../crypto/codec';
-import { MasterKey } from '../crypto/key';
-import { Keyring } from '../crypto/keyring';
-import { MasterKeyError, isMasterKeyError } from '../errors';
-import { translatePgError } from './pg';
+import { MasterKeyError } from '../../errors';
+import { CanaryRow, CanaryUpdate, HistoryRow, LockHolder, StoreIdentity } from '../store';
+import { translatePgError } from './client';
 
 export const META_SCHEMA = 'master_key';
-/** The known plaintext sealed in the canary. */
-export const CANARY_PLAINTEXT = 'cdktf-master-key integrity canary v1';
 
 export const META_SQL = `
 CREATE SCHEMA IF NOT EXISTS ${META_SCHEMA};
@@ -47,29 +43,6 @@ CREATE TABLE IF NOT EXISTS ${META_SCHEMA}.history (
 );
 `;
 
-export interface CanaryRow {
-  readonly keyEntry: string;
-  readonly fingerprint: string;
-  readonly generation: number;
-  readonly sealed: string;
-  readonly keyCreatedAt: Date;
-  readonly updatedAt: Date;
-}
-
-export function sealCanary(key: MasterKey): string {
-  return v1Codec().seal(key, Buffer.from(CANARY_PLAINTEXT, 'utf8'));
-}
-
-/** True when the key opens the canary to the known plaintext. */
-export function canaryOpensWith(canary: CanaryRow, key: MasterKey): boolean {
-  try {
-    return new Keyring([key]).openText(v1Codec(), canary.sealed) === CANARY_PLAINTEXT;
-  } catch (e) {
-    if (isMasterKeyError(e)) return false;
-    throw e;
-  }
-}
-
 /** Reads the canary, or undefined when the metadata tables or the row are missing. */
 export async function readCanary(c: ClientBase, forUpdate = false): Promise<CanaryRow | undefined> {
   try {
@@ -86,65 +59,26 @@ export async function readCanary(c: ClientBase, forUpdate = false): Promise<Cana
   }
 }
 
-/** The canary, or CANARY_NOT_FOUND with what to do. */
-export async function requireCanary(c: ClientBase, forUpdate = false): Promise<CanaryRow> {
-  const canary = await readCanary(c, forUpdate);
-  if (!canary) {
-    throw new MasterKeyError('CANARY_NOT_FOUND', 'Integrity canary not found: this database was never initialised by `master-key init`, or the URL points at the wrong database; check the database URL, or run `master-key init` on a new installation.');
-  }
-  return canary;
-}
-
-/** Proves that `key` is the database's current key (ACT's "Old master key incorrect"). */
-export function assertKeyOpensCanary(canary: CanaryRow, key: MasterKey, source: string): void {
-  if (!canaryOpensWith(canary, key)) {
-    throw new MasterKeyError(
-      'OLD_KEY_INCORRECT',
-      `Old master key incorrect: ${source} (${key.fingerprint}) does not open the integrity canary, which is sealed under ${canary.fingerprint} (generation ${canary.generation}); put the database's current key in the config file (see \`master-key recover\` if a rotation was interrupted).`,
-      { configured: key.fingerprint, database: canary.fingerprint },
-    );
-  }
-}
-
 export async function createMetadata(c: ClientBase): Promise<void> {
   await c.query(META_SQL);
 }
 
-export async function insertCanary(c: ClientBase, key: MasterKey, keyEntry: string, generation: number, now: Date): Promise<void> {
+export async function insertCanary(c: ClientBase, canary: CanaryRow): Promise<void> {
   await c.query(
-    `INSERT INTO ${META_SCHEMA}.canary (key_entry, fingerprint, generation, sealed, key_created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)`,
-    [keyEntry, key.fingerprint, generation, sealCanary(key), now],
+    `INSERT INTO ${META_SCHEMA}.canary (key_entry, fingerprint, generation, sealed, key_created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+    [canary.keyEntry, canary.fingerprint, canary.generation, canary.sealed, canary.keyCreatedAt, canary.updatedAt],
   );
 }
 
-export async function replaceCanary(c: ClientBase, key: MasterKey, generation: number, now: Date): Promise<void> {
-  const r = await c.query(`UPDATE ${META_SCHEMA}.canary SET fingerprint = $1, generation = $2, sealed = $3, key_created_at = $4, updated_at = $4`, [
-    key.fingerprint,
-    generation,
-    sealCanary(key),
-    now,
+export async function replaceCanary(c: ClientBase, canary: CanaryUpdate): Promise<void> {
+  const r = await c.query(`UPDATE ${META_SCHEMA}.canary SET fingerprint = $1, generation = $2, sealed = $3, key_created_at = $4, updated_at = $5`, [
+    canary.fingerprint,
+    canary.generation,
+    canary.sealed,
+    canary.keyCreatedAt,
+    canary.updatedAt,
   ]);
   if (r.rowCount !== 1) throw new MasterKeyError('CANARY_NOT_FOUND', 'Integrity canary not found while updating it; nothing was committed.');
-}
-
-export interface HistoryRow {
-  readonly rotationId: string;
-  readonly startedAt: Date;
-  readonly committedAt: Date;
-  readonly fromGeneration: number;
-  readonly toGeneration: number;
-  readonly oldFingerprint: string;
-  readonly newFingerprint: string;
-  readonly reason: string;
-  readonly processed: number;
-  readonly updated: number;
-  readonly unchangedDueToErrors: number;
-  readonly byKind: Readonly<Record<string, number>>;
-  readonly backupPath?: string;
-  readonly backupSha256?: string;
-  readonly actor: string;
-  readonly outcome: string;
-  readonly verifiedAt?: Date;
 }
 
 export async function insertHistory(c: ClientBase, h: HistoryRow): Promise<void> {
@@ -208,20 +142,10 @@ export async function lastHistory(c: ClientBase): Promise<HistoryRow | undefined
 const LOCK_A = 0x6d6b;
 const LOCK_B = 0x726f74;
 
-export interface LockHolder {
-  readonly pid: number;
-  readonly startedAt?: Date;
-  readonly applicationName?: string;
-}
-
-/** Session-level advisory lock: one rotation at a time per database. */
-export async function tryLock(c: ClientBase): Promise<boolean> {
+/** Session-level advisory lock: one rotation at a time per database, released when the session ends. */
+async function tryLock(c: ClientBase): Promise<boolean> {
   const r = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_A, LOCK_B]);
   return r.rows[0].ok;
-}
-
-export async function unlock(c: ClientBase): Promise<void> {
-  await c.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_A, LOCK_B]);
 }
 
 export async function lockHolder(c: ClientBase): Promise<LockHolder | undefined> {
@@ -235,7 +159,7 @@ export async function lockHolder(c: ClientBase): Promise<LockHolder | undefined>
   );
   const row = r.rows[0];
   if (!row) return undefined;
-  return { pid: row.pid, startedAt: row.backend_start ?? undefined, applicationName: row.application_name ?? undefined };
+  return { pid: row.pid, startedAt: row.backend_start ?? undefined, label: row.application_name ?? undefined };
 }
 
 /** Takes the rotation lock or fails with LOCKED naming the holder's start time. */
@@ -243,7 +167,7 @@ export async function acquireRotationLock(c: ClientBase): Promise<void> {
   if (await tryLock(c)) return;
   const h = await lockHolder(c);
   const since = h?.startedAt ? ` started ${h.startedAt.toISOString()}` : '';
-  const who = h ? ` (PostgreSQL pid ${h.pid}${h.applicationName ? `, "${h.applicationName}"` : ''})` : '';
+  const who = h ? ` (PostgreSQL pid ${h.pid}${h.label ? `, "${h.label}"` : ''})` : '';
   throw new MasterKeyError(
     'LOCKED',
     `Another rotation${since}${who} holds the lock on this database; wait for it to finish and run the command again (a rotation that died releases the lock; then run \`master-key recover\`).`,
@@ -252,7 +176,7 @@ export async function acquireRotationLock(c: ClientBase): Promise<void> {
 }
 
 /** Identity of the database, recorded in pending files and backups so they are not applied elsewhere. */
-export async function databaseIdentity(c: ClientBase): Promise<{ name: string; systemIdentifier: string }> {
+export async function databaseIdentity(c: ClientBase): Promise<StoreIdentity> {
   const name = (await c.query<{ name: string }>('SELECT current_database() AS name')).rows[0].name;
   let systemIdentifier = 'unknown';
   try {

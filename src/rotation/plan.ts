@@ -1,15 +1,14 @@
 /**
  * The rotation plan: what `plan` prints and what `apply` executes. Facts are
- * gathered through the adapters (config files, PostgreSQL, file system);
+ * gathered through the adapters (config files, the store, file system);
  * `buildPlan` turns them into a plan in pure code, and `renderPlan` into text.
  */
 import { createHash } from 'node:crypto';
 import { ConfigTarget } from '../config/config-file';
-import { CanaryRow } from '../db/meta';
 import type { ErrorCode } from '../errors';
+import type { CanaryRow, ScanResult, SecretFailure, StoreIdentity } from '../store/store';
 import { Decision } from './decide';
 import { Hooks } from './hooks';
-import type { ScanResult, SecretFailure } from './stream';
 
 export const PLAN_FORMAT = 'cdktf-master-key/plan/v1';
 export const GENERATED_AT_APPLY = 'generated at apply';
@@ -28,7 +27,7 @@ export interface PreflightFact {
 export interface PlanFacts {
   readonly now: Date;
   readonly database: string;
-  readonly databaseIdentity: { readonly name: string; readonly systemIdentifier: string };
+  readonly databaseIdentity: StoreIdentity;
   readonly canary: CanaryRow;
   readonly oldFingerprint: string;
   readonly newFingerprint?: string;

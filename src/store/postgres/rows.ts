@@ -4,13 +4,8 @@
  * write values back by id in batches.
  */
 import { ClientBase } from 'pg';
-import { quoteIdent } from '../inventory/inventory';
-
-export interface Location {
-  readonly table: string;
-  readonly idColumn: string;
-  readonly column: string;
-}
+import { quoteIdent } from '../../inventory/inventory';
+import { Location } from '../store';
 
 let cursorSeq = 0;
 
@@ -56,14 +51,4 @@ export async function valueWriter(c: ClientBase, loc: Location): Promise<(rows: 
     const r = await c.query(sql, [rows.map((x) => x[0]), rows.map((x) => x[1])]);
     return r.rowCount ?? 0;
   };
-}
-
-/** Distinct (table, idColumn, column) locations of an inventory, in order. */
-export function distinctLocations(entries: readonly Location[]): Location[] {
-  const seen = new Map<string, Location>();
-  for (const e of entries) {
-    const k = `${e.table}\0${e.column}`;
-    if (!seen.has(k)) seen.set(k, { table: e.table, idColumn: e.idColumn, column: e.column });
-  }
-  return [...seen.values()];
 }

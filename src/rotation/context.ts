@@ -4,6 +4,7 @@
  */
 import { ConfigTarget } from '../config/config-file';
 import { Inventory } from '../inventory/inventory';
+import { FaultPoints } from './faults';
 import { Hooks } from './hooks';
 
 /** Receives progress of long work; quiet implementations for CI and --json. */
@@ -14,6 +15,16 @@ export interface Progress {
 }
 
 export const quietProgress: Progress = { start: () => undefined, tick: () => undefined, stop: () => undefined };
+
+/** Shows progress of fn's work under `label` (`total` when known); fn reports how much is done. */
+export async function withProgress<T>(progress: Progress, label: string, total: number | undefined, fn: (tick: (done: number) => void) => Promise<T>): Promise<T> {
+  progress.start(label, total);
+  try {
+    return await fn((done) => progress.tick(done));
+  } finally {
+    progress.stop();
+  }
+}
 
 export type NewKeySource = { readonly kind: 'generate' } | { readonly kind: 'file'; readonly path: string } | { readonly kind: 'stdin' } | { readonly kind: 'env'; readonly name: string };
 
@@ -29,6 +40,8 @@ export interface Context {
   /** Human-readable lines (stderr when --json, else stdout). */
   readonly log: (line: string) => void;
   readonly progress: Progress;
+  /** Where a crash test kills this run (MASTER_KEY_TEST_KILL_AT). */
+  readonly faults: FaultPoints;
   readonly now: () => Date;
   readonly batchSize?: number;
 }

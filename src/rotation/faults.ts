@@ -1,0 +1,51 @@
+/**
+ * Named fault points of a rotation, reported as they are reached. Tests of
+ * crash safety set MASTER_KEY_TEST_KILL_AT=<point>[@<n>] to make the
+ * process SIGKILL itself the n-th time (default 1st) that point is reached:
+ * a real kill -9 at an exact place. The variable does nothing else, and is
+ * ignored unless it names a point. The runner reaches most of them as its
+ * phases start and end (see `phases.ts`).
+ */
+export const FAULT_POINTS = [
+  'locked',
+  'preflight-done',
+  'pending-written',
+  'backup-started',
+  'backup-written',
+  'stop-hook-done',
+  'transaction-begun',
+  'reencrypt-batch',
+  'reencrypted',
+  'canary-updated',
+  'committed',
+  'config-written',
+  'pending-removed',
+  'start-hook-done',
+  'verified',
+  'report-written',
+  'recover-config-written',
+] as const;
+
+export type FaultPoint = (typeof FAULT_POINTS)[number];
+
+/** Where one run dies, if a test asked for it; counts the points it reaches. */
+export class FaultPoints {
+  private readonly target?: { readonly point: string; readonly n: number };
+  private count = 0;
+
+  /** `spec` is MASTER_KEY_TEST_KILL_AT's value: `<point>[@<n>]`. */
+  constructor(spec: string | undefined) {
+    if (!spec) return;
+    const [point, n] = spec.split('@');
+    if ((FAULT_POINTS as readonly string[]).includes(point)) this.target = { point, n: n ? Math.max(1, Number.parseInt(n, 10) || 1) : 1 };
+  }
+
+  /** Marks that a point was reached (and dies there if a test asked for it). */
+  reached(point: FaultPoint): void {
+    if (this.target?.point !== point) return;
+    if (++this.count === this.target.n) process.kill(process.pid, 'SIGKILL');
+  }
+}
+
+/** No fault points (library callers, tests of the engine). */
+export const NO_FAULTS = new FaultPoints(undefined);

@@ -1,0 +1,358 @@
+/**
+ * `master-key apply`: the runbook, phase by phase (`APPLY`), run by the
+ * runner (`runner.ts`), which reaches each phase's fault points, times it
+ * for the report, and on failure asks the phases with an `undo`, latest
+ * first, to secure what they did.
+ *
+ * At every instant some key on disk (config or pending file) opens every
+ * secret; `recover` finishes or undoes a rotation interrupted at any point,
+ * reusing the phases it shares with apply (config files, start hooks,
+ * verification).
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname, userInfo } from 'node:os';
+import { ConfigTarget, writeConfigKey } from '../config/config-file';
+import { MasterKey } from '../crypto/key';
+import { Keyring } from '../crypto/keyring';
+import { MasterKeyError } from '../errors';
+import { atomicWriteFile } from '../fsutil';
+import { withStore } from '../store/open';
+import { ReencryptResult, Store } from '../store/store';
+import { BackupResult, writeBackup } from './backup';
+import { canaryFor, canaryOpensWith, requireCanary } from './canary';
+import { Context, NewKeySource, withProgress } from './context';
+import { Declared } from './decide';
+import { runHook } from './hooks';
+import { assertNoPending, obtainNewKey } from './keys';
+import { removePending, writePending } from './pending';
+import { RotationPlan } from './plan';
+import { Gathered, gather, refuseUnlessReady } from './preflight';
+import { RotationReport, REPORT_FORMAT, writeReport } from './report';
+import { Phase, Runner, Runtime } from './runner';
+import { verifyAfterRotation } from './verify';
+
+/** What apply does, in order. */
+export const APPLY: readonly Phase<ApplyState>[] = [
+  { name: 'lock the database for this rotation', timing: 'preflight', done: 'locked', run: lock },
+  { name: 'preflight: what plan checks, or set out-of-step nodes and stop', timing: 'preflight', done: 'preflight-done', run: preflight },
+  { name: 'write the new key to the pending file (0600)', timing: 'pending key', done: 'pending-written', run: writePendingKey, undo: discardPendingKey },
+  { name: 'back up the values and config files', timing: 'backup', starts: 'backup-started', done: 'backup-written', run: backup },
+  { name: 'stop the server', timing: 'stop hook', done: 'stop-hook-done', run: stopServer },
+  { name: 're-encrypt everything, replace the canary, add history: one transaction', timing: 're-encrypt (transaction)', done: 'committed', run: rotateInOneTransaction, undo: proveCommitOrKeepKey },
+  { name: 'write the new key into every config file, drop the pending file', timing: 'config files', done: 'pending-removed', run: writeConfigFiles },
+  { name: 'start the server and check its health', timing: 'start hooks', done: 'start-hook-done', run: startServerPhase },
+  { name: 'verify every secret opens with the new key', timing: 'verify', done: 'verified', run: verify },
+  { name: 'record the outcome, write the report', done: 'report-written', run: report },
+  { name: 'fail unless verified', run: failUnlessVerified },
+];
+
+export interface ApplyOptions extends Declared {
+  readonly newKey: NewKeySource;
+  /** Also write the new key to this file (0600), as Octopus does. */
+  readonly newKeyOut?: string;
+  /** A plan saved by `plan --out`: refuse when the facts changed since. */
+  readonly savedPlan?: RotationPlan;
+}
+
+export type ApplyResult =
+  | { readonly action: 'none'; readonly plan: RotationPlan }
+  | { readonly action: 'rotated'; readonly plan: RotationPlan; readonly report: RotationReport; readonly reportFiles: { markdown: string; json: string } };
+
+/** A hook that ran, for the report. */
+type HookRun = RotationReport['hooks'][number];
+
+/** What the phases of one apply share; each fills in what it found or did. */
+export interface ApplyState {
+  readonly ctx: Context;
+  readonly opts: ApplyOptions;
+  readonly store: Store;
+  readonly rotationId: string;
+  readonly startedAt: Date;
+  /** Known from preflight on. */
+  rotation?: Gathered & { readonly newKey: MasterKey };
+  pendingKeyWritten: boolean;
+  backup?: BackupResult;
+  readonly hooks: HookRun[];
+  /** 'sent' from the moment COMMIT may reach the database: a lost connection leaves the outcome unknown. */
+  commit: 'none' | 'sent' | 'done';
+  reencrypted?: ReencryptResult;
+  verification?: RotationReport['verification'];
+  result?: ApplyResult;
+}
+
+/** `master-key apply`. */
+export async function runApply(ctx: Context, opts: ApplyOptions): Promise<ApplyResult> {
+  const startedAt = ctx.now();
+  const runner = new Runner(ctx);
+  const session = { label: `master-key apply ${startedAt.toISOString()}`, doing: 'rotating the master key' };
+  return withStore(ctx.databaseUrl, session, async (store) => {
+    const s: ApplyState = { ctx, opts, store, rotationId: randomUUID(), startedAt, pendingKeyWritten: false, hooks: [], commit: 'none' };
+    await runner.run(APPLY, s);
+    return s.result!;
+  });
+}
+
+/** The rotation preflight decided on (an INTERNAL error if a phase runs before it). */
+function rotation(s: ApplyState): NonNullable<ApplyState['rotation']> {
+  if (!s.rotation) throw new MasterKeyError('INTERNAL', 'A rotation phase ran before preflight; this is a bug.');
+  return s.rotation;
+}
+
+async function lock(s: ApplyState): Promise<void> {
+  await s.store.assertWritable();
+  await s.store.lockRotation();
+}
+
+async function preflight(s: ApplyState): Promise<void | 'stop'> {
+  const { ctx, opts } = s;
+  assertNoPending(ctx);
+  const newKey = obtainNewKey(opts.newKey);
+  const g = await gather(ctx, s.store, opts, newKey);
+  if (opts.savedPlan && opts.savedPlan.digest !== g.plan.digest) {
+    throw new MasterKeyError('PLAN_STALE', `The saved plan (${opts.savedPlan.createdAt}) no longer matches the database or config files; run \`master-key plan\` again and review it.`);
+  }
+  if (!g.decision.rotate) {
+    ctx.log(`Nothing to do: ${g.decision.reason}.`);
+    for (const f of g.facts.configs) {
+      if (f.fingerprint === g.oldKey.fingerprint) continue;
+      writeConfigKey(f.target, g.oldKey);
+      ctx.log(`Set ${f.target.path} to the database's key: ${f.target.entry}=<${f.fingerprint}…> -> <${g.oldKey.fingerprint}…> (this node was out of step).`);
+    }
+    s.result = { action: 'none', plan: g.plan };
+    return 'stop';
+  }
+  refuseUnlessReady(g, newKey);
+  s.rotation = { ...g, newKey };
+}
+
+function writePendingKey(s: ApplyState): void {
+  const { ctx } = s;
+  const { oldKey, newKey, decision, facts } = rotation(s);
+  ctx.log(`Rotating ${oldKey.fingerprint} -> ${newKey.fingerprint} (generation ${decision.fromGeneration} -> ${decision.toGeneration}): ${decision.reason}.`);
+  writePending(
+    ctx.pendingPath,
+    {
+      format: 'cdktf-master-key/pending/v1',
+      rotationId: s.rotationId,
+      startedAt: s.startedAt.toISOString(),
+      database: facts.databaseIdentity,
+      oldFingerprint: oldKey.fingerprint,
+      newFingerprint: newKey.fingerprint,
+      fromGeneration: decision.fromGeneration,
+      toGeneration: decision.toGeneration,
+      reason: decision.reason,
+      targets: ctx.targets,
+    },
+    newKey,
+  );
+  s.pendingKeyWritten = true;
+}
+
+/** Nothing changed in the database (or that was proven): the pending key is not needed. */
+function discardPendingKey(s: ApplyState, e: unknown): unknown {
+  if (s.pendingKeyWritten && s.commit === 'none') removePending(s.ctx.pendingPath);
+  return e;
+}
+
+async function backup(s: ApplyState): Promise<void> {
+  const { ctx, store } = s;
+  const { canary, facts, scan } = rotation(s);
+  ctx.log(`Backing up ${scan?.total ?? 0} stored values and ${ctx.targets.length} config file(s) under ${ctx.backupDir} ...`);
+  const args = { dir: ctx.backupDir, rotationId: s.rotationId, now: s.startedAt, database: facts.databaseIdentity, canary, targets: ctx.targets };
+  s.backup = await writeBackup(args, (dir) => store.read((tx) => tx.backup(ctx.inventory, dir, { batchSize: ctx.batchSize })));
+  ctx.log(`Backup: ${s.backup.path} (manifest sha256 ${s.backup.manifestSha256}).`);
+}
+
+function stopServer(s: ApplyState): void {
+  if (s.ctx.hooks.stop) s.hooks.push({ which: 'stop', command: s.ctx.hooks.stop, ms: runHook('stop', s.ctx.hooks.stop, s.ctx.log) });
+}
+
+async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void> {
+  const { ctx } = s;
+  const { oldKey, newKey, decision, canary: planned, scan } = rotation(s);
+  const total = scan?.total ?? 0;
+  ctx.log(`Re-encrypting ${total} secrets in one transaction ...`);
+  const re = await s.store.write(async (tx) => {
+    rt.reached('transaction-begun');
+    const canary = requireCanary(await tx.canaryForUpdate());
+    if (canary.fingerprint !== planned.fingerprint || canary.generation !== planned.generation) {
+      throw new MasterKeyError('PLAN_STALE', 'The database key changed while this rotation was being prepared; nothing was changed: run the command again.');
+    }
+    await tx.lockSecretTables(ctx.inventory);
+    const r = await withProgress(ctx.progress, 're-encrypting', total, (tick) =>
+      tx.reencrypt(ctx.inventory, new Keyring([oldKey]), newKey, {
+        batchSize: ctx.batchSize,
+        onProgress: (done) => {
+          tick(done);
+          rt.reached('reencrypt-batch');
+        },
+      }),
+    );
+    rt.reached('reencrypted');
+    const committedAt = ctx.now();
+    await tx.replaceCanary(canaryFor(newKey, decision.toGeneration, committedAt));
+    await tx.insertHistory({
+      rotationId: s.rotationId,
+      startedAt: s.startedAt,
+      committedAt,
+      fromGeneration: decision.fromGeneration,
+      toGeneration: decision.toGeneration,
+      oldFingerprint: oldKey.fingerprint,
+      newFingerprint: newKey.fingerprint,
+      reason: decision.reason,
+      processed: total,
+      updated: r.total,
+      unchangedDueToErrors: total - r.total,
+      byKind: r.byKind,
+      backupPath: s.backup?.path,
+      backupSha256: s.backup?.manifestSha256,
+      actor: actor(),
+      outcome: 'committed',
+    });
+    rt.reached('canary-updated');
+    s.commit = 'sent';
+    return r;
+  });
+  s.commit = 'done';
+  s.reencrypted = re;
+  ctx.log(`Committed: ${re.total} secrets (${re.updated} rows) now sealed under ${newKey.fingerprint}.`);
+}
+
+/**
+ * A failure after COMMIT was sent: unless a fresh session proves the canary
+ * still under the old key (the COMMIT did not apply), the database may use
+ * the new key, which must then stay on disk for `recover`.
+ */
+async function proveCommitOrKeepKey(s: ApplyState, e: unknown): Promise<unknown> {
+  if (s.commit !== 'sent') return e;
+  const { oldKey, newKey } = rotation(s);
+  if (await provenNotCommitted(s.ctx, oldKey)) {
+    s.commit = 'none';
+    return e;
+  }
+  return new MasterKeyError(
+    'ROTATION_INTERRUPTED',
+    `The connection to the database was lost during the COMMIT, so the database may already use ${newKey.fingerprint}; the new key is kept in ${s.ctx.pendingPath}: run \`master-key recover\` (once the database is reachable) to finish or undo the rotation.`,
+    { pendingFile: s.ctx.pendingPath, newFingerprint: newKey.fingerprint },
+    { cause: e },
+  );
+}
+
+/** True only when a fresh session shows the committed canary still opening with the old key. */
+async function provenNotCommitted(ctx: Context, oldKey: MasterKey): Promise<boolean> {
+  try {
+    return await withStore(ctx.databaseUrl, { doing: 'checking whether the COMMIT applied' }, async (store) => canaryOpensWith(requireCanary(await store.readCommittedCanary()), oldKey));
+  } catch {
+    return false;
+  }
+}
+
+function writeConfigFiles(s: ApplyState, rt: Runtime): void {
+  const { ctx, opts } = s;
+  const { oldKey, newKey } = rotation(s);
+  writeKeyInto(ctx.targets, newKey, {
+    written: (t) => {
+      rt.reached('config-written');
+      ctx.log(`Updated ${t.path}: ${t.entry}=<${oldKey.fingerprint}…> -> <${newKey.fingerprint}…>`);
+    },
+    failed: (t, e) =>
+      new MasterKeyError(
+        'ROTATION_INTERRUPTED',
+        `The database now uses ${newKey.fingerprint} but writing ${t.path} failed (${(e as Error).message}); the new key is safe in ${ctx.pendingPath}: fix the file and run \`master-key recover\`.`,
+      ),
+  });
+  if (opts.newKeyOut) {
+    atomicWriteFile(opts.newKeyOut, newKey.toHex() + '\n', { mode: 0o600 });
+    ctx.log(`New key also written to ${opts.newKeyOut} (0600). Back it up now.`);
+  }
+  removePending(ctx.pendingPath);
+}
+
+/** Writes `key` into each target in order (atomically, keeping mode and owner); shared with recover. */
+export function writeKeyInto(
+  targets: readonly ConfigTarget[],
+  key: MasterKey,
+  on: { readonly written?: (t: ConfigTarget) => void; readonly failed?: (t: ConfigTarget, e: unknown) => Error } = {},
+): string[] {
+  for (const t of targets) {
+    try {
+      writeConfigKey(t, key);
+    } catch (e) {
+      throw on.failed ? on.failed(t, e) : e;
+    }
+    on.written?.(t);
+  }
+  return targets.map((t) => t.path);
+}
+
+/** Runs the start and health commands, if any; shared with recover. */
+export function startServer(ctx: Context): HookRun[] {
+  const ran: HookRun[] = [];
+  if (ctx.hooks.start) ran.push({ which: 'start', command: ctx.hooks.start, ms: runHook('start', ctx.hooks.start, ctx.log) });
+  if (ctx.hooks.health) ran.push({ which: 'health', command: ctx.hooks.health, ms: runHook('health', ctx.hooks.health, ctx.log) });
+  return ran;
+}
+
+function startServerPhase(s: ApplyState): void {
+  s.hooks.push(...startServer(s.ctx));
+}
+
+async function verify(s: ApplyState): Promise<void> {
+  const { newKey, oldKey } = rotation(s);
+  s.verification = await verifyAfterRotation(s.ctx, s.store, newKey, oldKey);
+}
+
+async function report(s: ApplyState, rt: Runtime): Promise<void> {
+  const { ctx, opts } = s;
+  const { oldKey, newKey, decision, plan, scan } = rotation(s);
+  const verification = s.verification!;
+  const re = s.reencrypted!;
+  const backup = s.backup!;
+  const outcome = verification.ok ? 'verified' : 'verify-failed';
+  await s.store.setHistoryOutcome(s.rotationId, outcome, ctx.now());
+  const total = scan?.total ?? 0;
+  const report: RotationReport = {
+    format: REPORT_FORMAT,
+    rotationId: s.rotationId,
+    startedAt: s.startedAt.toISOString(),
+    finishedAt: ctx.now().toISOString(),
+    database: s.store.description,
+    reason: decision.reason,
+    fromGeneration: decision.fromGeneration,
+    toGeneration: decision.toGeneration,
+    oldFingerprint: oldKey.fingerprint,
+    newFingerprint: newKey.fingerprint,
+    processed: total,
+    updated: re.total,
+    unchangedDueToErrors: total - re.total,
+    rowsUpdated: re.updated,
+    byKind: re.byKind,
+    backup: { path: backup.path, manifestSha256: backup.manifestSha256, values: backup.values, bytes: backup.bytes },
+    configs: ctx.targets.map((x) => ({ path: x.path, before: oldKey.fingerprint, after: newKey.fingerprint })),
+    newKeyFile: opts.newKeyOut,
+    hooks: s.hooks,
+    phases: { ...rt.timings },
+    verification,
+    outcome,
+  };
+  s.result = { action: 'rotated', plan, report, reportFiles: writeReport(ctx.reportDir, report) };
+}
+
+function failUnlessVerified(s: ApplyState): void {
+  if (s.result?.action !== 'rotated' || s.result.report.verification.ok) return;
+  const { report, reportFiles } = s.result;
+  throw new MasterKeyError(
+    'VERIFY_FAILED',
+    `${report.verification.failures} secrets do not open with the new key after the rotation; see ${reportFiles.markdown}, run \`master-key verify\`, and restore from ${report.backup.path} if needed.`,
+  );
+}
+
+function actor(): string {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry
+  }
+  return `${user}@${hostname()}`;
+}

@@ -1,0 +1,148 @@
+/**
+ * The facts `plan` shows and `apply` checks before it changes anything:
+ * the keys in the config files, the canary, whether a rotation is due,
+ * whether every secret opens with the old key, whether files and
+ * directories are writable and the backup fits. Gathered through the store
+ * and the file system; the plan itself is built in pure code (`plan.ts`).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { checkConfigWritable } from '../config/config-file';
+import { MasterKey } from '../crypto/key';
+import { Keyring } from '../crypto/keyring';
+import { MasterKeyError } from '../errors';
+import { checkDirWritable, freeBytes } from '../fsutil';
+import { inventoryDigest } from '../inventory/inventory';
+import { withStore } from '../store/open';
+import { CanaryRow, ScanResult, Store } from '../store/store';
+import { assertKeyOpensCanary, requireCanary } from './canary';
+import { Context, withProgress } from './context';
+import { Declared, Decision, decideRotation } from './decide';
+import { assertNoPending, readNodeKeys } from './keys';
+import { PlanFacts, PreflightFact, RotationPlan, buildPlan } from './plan';
+
+/**
+ * Where to probe a directory without creating it (plan and a refused apply
+ * must leave no trace): the directory itself, or, when it does not exist
+ * yet, the nearest existing folder above it, where apply will create it.
+ */
+function probeDir(dir: string): { path: string; what: (name: string) => string } {
+  let d = dir;
+  while (!existsSync(d) && dirname(d) !== d) d = dirname(d);
+  return d === dir ? { path: d, what: (name) => name } : { path: d, what: (name) => `${name} ${dir} (not created yet), that is in` };
+}
+
+/** A failed preflight check as a plan fact; a full disk is DISK_FULL whichever check met it. */
+function problemOf(e: unknown): PreflightFact {
+  const err = e instanceof MasterKeyError ? e : undefined;
+  const errno = err?.details.errno;
+  return { problem: (e as Error).message, code: errno === 'ENOSPC' || errno === 'EDQUOT' ? 'DISK_FULL' : (err?.code ?? 'FILE_ERROR') };
+}
+
+/** Config files, backup and report directories writable, and room for the backup. */
+export function preflight(ctx: Context, estimateBytes: number): { problems: PreflightFact[]; free?: number } {
+  const problems: PreflightFact[] = [];
+  for (const t of ctx.targets) {
+    try {
+      checkConfigWritable(t);
+    } catch (e) {
+      problems.push(problemOf(e));
+    }
+  }
+  let free: number | undefined;
+  try {
+    const dir = probeDir(ctx.backupDir);
+    checkDirWritable(dir.path, 'BACKUP_UNWRITABLE', dir.what('backup directory'));
+    free = freeBytes(dir.path);
+    if (free < estimateBytes) {
+      problems.push({ problem: `The backup directory ${ctx.backupDir} has ${free} bytes free but the backup needs about ${estimateBytes}; free space or choose another --backup-dir.`, code: 'DISK_FULL' });
+    }
+  } catch (e) {
+    problems.push(problemOf(e));
+  }
+  try {
+    const dir = probeDir(ctx.reportDir);
+    checkDirWritable(dir.path, 'FILE_ERROR', dir.what('report directory'));
+  } catch (e) {
+    problems.push(problemOf(e));
+  }
+  return { problems, free };
+}
+
+/** Backup size estimate: stored bytes plus JSON framing, plus the config copies. */
+function backupEstimate(scan: ScanResult | undefined, ctx: Context): number {
+  const cfg = ctx.targets.reduce((a, t) => a + readFileSync(t.path).length, 0);
+  return Math.ceil((scan?.storedBytes ?? 0) * 1.2 + (scan?.total ?? 0) * 64 + cfg + 65536);
+}
+
+/** What preflight found, and the plan built from it. */
+export interface Gathered {
+  readonly oldKey: MasterKey;
+  readonly canary: CanaryRow;
+  readonly decision: Decision;
+  readonly scan?: ScanResult;
+  readonly facts: PlanFacts;
+  readonly plan: RotationPlan;
+}
+
+/** Gathers the plan's facts in one read-only snapshot; changes nothing, creates nothing. */
+export async function gather(ctx: Context, store: Store, declared: Declared, newKey?: MasterKey): Promise<Gathered> {
+  const g = await store.read(async (tx) => {
+    const { key: oldKey, facts: configFacts } = readNodeKeys(ctx);
+    const canary = requireCanary(await tx.canary());
+    assertKeyOpensCanary(canary, oldKey, `the key in ${ctx.targets[0].path}`);
+    const decision = decideRotation(canary, declared);
+    const scan = decision.rotate
+      ? await withProgress(ctx.progress, 'checking every secret opens with the old key', undefined, (tick) =>
+          tx.scan(ctx.inventory, new Keyring([oldKey]), { onProgress: tick, batchSize: ctx.batchSize }),
+        )
+      : undefined;
+    return { oldKey, configFacts, canary, decision, scan };
+  });
+  const { oldKey, canary, decision, scan } = g;
+  const estimate = backupEstimate(scan, ctx);
+  const pre = decision.rotate ? preflight(ctx, estimate) : { problems: [], free: undefined };
+  const facts: PlanFacts = {
+    now: ctx.now(),
+    database: store.description,
+    databaseIdentity: await store.identity(),
+    canary,
+    oldFingerprint: oldKey.fingerprint,
+    newFingerprint: newKey?.fingerprint,
+    decision,
+    inventory: { name: ctx.inventory.name, digest: inventoryDigest(ctx.inventory) },
+    scan,
+    configs: g.configFacts,
+    backupDir: ctx.backupDir,
+    backupEstimateBytes: estimate,
+    backupFreeBytes: pre.free,
+    hooks: ctx.hooks,
+    preflight: pre.problems,
+  };
+  return { oldKey, canary, decision, scan, facts, plan: buildPlan(facts) };
+}
+
+/** Refuses, naming the first reason, a rotation that must not start; changes nothing. */
+export function refuseUnlessReady(g: Gathered, newKey: MasterKey): void {
+  if (newKey.equals(g.oldKey)) {
+    throw new MasterKeyError('KEY_SAME', `The new key is the same as the old key (${g.oldKey.fingerprint}); supply a different key, or omit the new-key option to generate one.`);
+  }
+  if (g.scan && g.scan.failureCount > 0) {
+    const first = g.scan.failures.slice(0, 5).map((f) => `${f.table}.${f.column}${f.path ? `#${f.path}` : ''} id=${f.id} (${f.kind}, ${f.code})`);
+    throw new MasterKeyError(
+      'UNDECRYPTABLE_ROWS',
+      `${g.scan.failureCount} stored value(s) do not open with the old key ${g.oldKey.fingerprint} (${first.join('; ')}${g.scan.failureCount > first.length ? '; …' : ''}); nothing was changed: restore or fix those rows (see \`master-key plan\`), then run apply again.`,
+      { failures: g.scan.failures },
+    );
+  }
+  if (g.plan.blockers.length) {
+    const first = g.facts.preflight[0] ?? { problem: g.plan.blockers[0], code: 'CONFIG_UNWRITABLE' as const };
+    throw new MasterKeyError(first.code, `${first.problem} Nothing was changed.`, { blockers: g.plan.blockers });
+  }
+}
+
+/** `master-key plan`: read-only; returns the plan. */
+export async function runPlan(ctx: Context, declared: Declared): Promise<RotationPlan> {
+  assertNoPending(ctx);
+  return withStore(ctx.databaseUrl, { doing: 'planning the rotation' }, async (store) => (await gather(ctx, store, declared)).plan);
+}

@@ -1,0 +1,102 @@
+/**
+ * `master-key status`: the database's key, its generation and age against
+ * the policy, every node's key, the last rotation, an interrupted one.
+ */
+import { readConfigKey } from '../config/config-file';
+import { ExitCode, ExitCodeValue } from '../errors';
+import { withStore } from '../store/open';
+import { HistoryRow } from '../store/store';
+import { canaryOpensWith, requireCanary } from './canary';
+import { Context } from './context';
+import { readPending } from './pending';
+
+export interface NodeStatus {
+  readonly path: string;
+  readonly fingerprint?: string;
+  readonly error?: string;
+  readonly matchesDatabase: boolean;
+}
+
+export interface StatusResult {
+  readonly database: string;
+  readonly fingerprint: string;
+  readonly generation: number;
+  readonly keySetAt: string;
+  readonly keyAgeDays: number;
+  readonly maxAgeDays?: number;
+  readonly overdue: boolean;
+  readonly nodes: readonly NodeStatus[];
+  readonly mismatchedNodes: number;
+  readonly lastRotation?: Omit<HistoryRow, 'byKind'> & { byKind: Readonly<Record<string, number>> };
+  readonly interruptedRotation?: { readonly pendingFile: string; readonly startedAt: string; readonly oldFingerprint: string; readonly newFingerprint: string; readonly inProgress: boolean };
+  readonly exitCode: ExitCodeValue;
+}
+
+/** `master-key status`: key, generation, age vs policy, every node's key, interrupted rotations. */
+export async function runStatus(ctx: Context, opts: { maxAgeMs?: number }): Promise<StatusResult> {
+  const pending = readPending(ctx.pendingPath);
+  return withStore(ctx.databaseUrl, { doing: 'reading the key status' }, async (store) => {
+    const canary = requireCanary(await store.readCanary());
+    const nodes: NodeStatus[] = ctx.targets.map((t) => {
+      try {
+        const k = readConfigKey(t);
+        return { path: t.path, fingerprint: k.fingerprint, matchesDatabase: canaryOpensWith(canary, k) };
+      } catch (e) {
+        return { path: t.path, error: (e as Error).message, matchesDatabase: false };
+      }
+    });
+    const ageMs = ctx.now().getTime() - canary.keyCreatedAt.getTime();
+    const overdue = opts.maxAgeMs !== undefined && ageMs > opts.maxAgeMs;
+    const last = await store.lastHistory();
+    const holder = pending ? await store.lockHolder() : undefined;
+    const mismatched = nodes.filter((n) => !n.matchesDatabase).length;
+    const exitCode = pending ? ExitCode.INTERRUPTED : mismatched ? ExitCode.NODE_MISMATCH : overdue ? ExitCode.OVERDUE : ExitCode.OK;
+    return {
+      database: store.description,
+      fingerprint: canary.fingerprint,
+      generation: canary.generation,
+      keySetAt: canary.keyCreatedAt.toISOString(),
+      keyAgeDays: Math.floor(ageMs / 86_400_000),
+      maxAgeDays: opts.maxAgeMs !== undefined ? opts.maxAgeMs / 86_400_000 : undefined,
+      overdue,
+      nodes,
+      mismatchedNodes: mismatched,
+      lastRotation: last,
+      interruptedRotation: pending
+        ? {
+            pendingFile: ctx.pendingPath,
+            startedAt: pending.pending.startedAt,
+            oldFingerprint: pending.pending.oldFingerprint,
+            newFingerprint: pending.pending.newFingerprint,
+            inProgress: holder !== undefined,
+          }
+        : undefined,
+      exitCode,
+    };
+  });
+}
+
+export function renderStatus(s: StatusResult): string {
+  const out: string[] = [];
+  out.push(`database      ${s.database}`);
+  out.push(`key           ${s.fingerprint} (generation ${s.generation})`);
+  out.push(`set at        ${s.keySetAt} (${s.keyAgeDays} days ago)${s.maxAgeDays !== undefined ? `; policy allows ${s.maxAgeDays} days: ${s.overdue ? 'OVERDUE, rotate now' : 'ok'}` : ''}`);
+  if (s.lastRotation) {
+    const r = s.lastRotation;
+    out.push(`last rotation ${r.committedAt.toISOString?.() ?? String(r.committedAt)}: ${r.oldFingerprint} -> ${r.newFingerprint}, ${r.updated} secrets, ${r.outcome}`);
+  } else {
+    out.push('last rotation none recorded');
+  }
+  for (const n of s.nodes) {
+    out.push(`config        ${n.path}: ${n.error ? `unreadable: ${n.error}` : `${n.fingerprint} ${n.matchesDatabase ? '(matches the database)' : '(DIFFERS from the database: run `master-key set --config ' + n.path + '` with the current key, or `master-key recover`)'}`}`);
+  }
+  if (s.interruptedRotation) {
+    const i = s.interruptedRotation;
+    out.push(
+      i.inProgress
+        ? `rotation      in progress since ${i.startedAt} (${i.oldFingerprint} -> ${i.newFingerprint})`
+        : `rotation      INTERRUPTED (started ${i.startedAt}, ${i.oldFingerprint} -> ${i.newFingerprint}): run \`master-key recover\``,
+    );
+  }
+  return out.join('\n');
+}

@@ -1,0 +1,42 @@
+/**
+ * Opens the store a database URL names. The one place that knows which
+ * stores exist: a new store adds a driver here (before PostgreSQL, which
+ * takes every URL no other driver claims, as the pg driver always has).
+ */
+import { MasterKeyError } from '../errors';
+import { openPostgres } from './postgres/store';
+import { OpenOptions, Store } from './store';
+
+interface StoreDriver {
+  /** Whether this driver opens `url`. */
+  handles(url: string): boolean;
+  open(url: string, opts: OpenOptions): Promise<Store>;
+}
+
+const DRIVERS: readonly StoreDriver[] = [{ handles: () => true, open: openPostgres }];
+
+/** Opens a store on the database `url` names; the caller closes it. */
+export function openStore(url: string, opts: OpenOptions = {}): Promise<Store> {
+  if (!url) {
+    throw new MasterKeyError('DB_UNREACHABLE', 'No database URL was given; set the environment variable named by --database-url-env (default DATABASE_URL).');
+  }
+  const driver = DRIVERS.find((d) => d.handles(url))!;
+  return driver.open(url, opts);
+}
+
+export interface SessionOptions extends OpenOptions {
+  /** What the command does, for error messages: "… was lost while <doing>". */
+  readonly doing: string;
+}
+
+/** Opens a store, runs fn, and always closes it; the store explains any driver error fn lets through. */
+export async function withStore<T>(url: string, opts: SessionOptions, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openStore(url, opts);
+  try {
+    return await fn(store);
+  } catch (e) {
+    throw store.explain(e, opts.doing);
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The PostgreSQL connection: connecting, scoped transactions, and
+ * translation of driver errors into typed errors that never show the URL's
+ * password.
+ */
+import { Client, ClientBase, DatabaseError } from 'pg';
+import { MasterKeyError, isMasterKeyError } from '../../errors';
+
+/** `user@host:port/db` (no password), for messages and reports. */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    const user = u.username ? `${decodeURIComponent(u.username)}@` : '';
+    return `${user}${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname}`;
+  } catch {
+    return 'the database (its URL does not parse)';
+  }
+}
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'EAI_AGAIN', 'EPIPE']);
+
+/** Maps a driver error to a MasterKeyError. `what` says what we were doing ("reading the canary"). */
+export function translatePgError(e: unknown, what: string, url?: string): MasterKeyError {
+  if (isMasterKeyError(e)) return e;
+  const where = url ? ` on ${describeUrl(url)}` : '';
+  const err = e as Partial<DatabaseError> & NodeJS.ErrnoException;
+  if (err && err.code && CONNECT_CODES.has(err.code)) {
+    return new MasterKeyError('DB_UNREACHABLE', `Cannot reach the database${where} while ${what} (${err.code}); check that PostgreSQL is running and the database URL is right, then run the command again.`, {}, { cause: e });
+  }
+  if (err && typeof err.code === 'string') {
+    if (err.code === '25006') {
+      return new MasterKeyError('DB_READ_ONLY', `The database${where} is read-only (${what}); run against the primary, writable server.`, {}, { cause: e });
+    }
+    if (err.code === '3D000' || err.code === '28P01' || err.code === '28000') {
+      return new MasterKeyError('DB_UNREACHABLE', `Cannot log in to the database${where} (${err.message}); check the database URL.`, {}, { cause: e });
+    }
+    if (err.code === '57P01' || err.code === '57P02' || err.code === '57P03' || err.code.startsWith('08')) {
+      return new MasterKeyError('DB_UNREACHABLE', `The database connection${where} was lost while ${what} (${err.code}); nothing was committed: check the server and run the command again.`, {}, { cause: e });
+    }
+    return new MasterKeyError('DB_ERROR', `The database${where} reported an error while ${what}: ${err.message} (SQLSTATE ${err.code}).`, {}, { cause: e });
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  if (/Connection terminated|connection.*closed|not queryable/i.test(msg)) {
+    return new MasterKeyError('DB_UNREACHABLE', `The database connection${where} was lost while ${what}; nothing was committed: check the server and run the command again.`, {}, { cause: e });
+  }
+  return new MasterKeyError('DB_ERROR', `Unexpected database failure${where} while ${what}: ${msg}.`, {}, { cause: e });
+}
+
+export interface ClientOptions {
+  /** Shown in pg_stat_activity; used to name a lock holder. */
+  readonly applicationName?: string;
+}
+
+/** A connected client; the caller ends it. */
+export async function connect(url: string, opts: ClientOptions = {}): Promise<Client> {
+  const client = new Client({ connectionString: url, application_name: opts.applicationName ?? 'master-key', connectionTimeoutMillis: 15000 });
+  // A dropped connection emits 'error' on the client; the pending query rejects too, so only keep the process alive here.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (e) {
+    await client.end().catch(() => undefined);
+    throw translatePgError(e, 'connecting', url);
+  }
+  return client;
+}
+
+/** BEGIN … COMMIT around fn; ROLLBACK on any error (rethrown). */
+export async function withTransaction<T>(client: ClientBase, fn: () => Promise<T>, mode: 'read write' | 'read only' = 'read write'): Promise<T> {
+  await client.query(mode === 'read only' ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN');
+  try {
+    const r = await fn();
+    await client.query('COMMIT');
+    return r;
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Fails with DB_READ_ONLY when connected to a standby or a read-only session. */
+export async function assertWritable(client: ClientBase, url: string): Promise<void> {
+  const r = await client.query<{ ro: string; rec: boolean }>("SELECT current_setting('transaction_read_only') AS ro, pg_is_in_recovery() AS rec");
+  if (r.rows[0].ro === 'on' || r.rows[0].rec) {
+    throw new MasterKeyError('DB_READ_ONLY', `The database ${describeUrl(url)} is read-only; run against the primary, writable server.`);
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * The PostgreSQL store: one connection (a session) per store. The rotation
+ * lock is a session-level advisory lock; the write transaction is a plain
+ * BEGIN … COMMIT; reads run in REPEATABLE READ READ ONLY snapshots; the hot
+ * path (`src/engine/stream.ts`) scans and re-encrypts.
+ */
+import { Client } from 'pg';
+import type { KeySource } from '../../crypto/codec';
+import type { MasterKey } from '../../crypto/key';
+import { MasterKeyError, isMasterKeyError } from '../../errors';
+import { reencryptInventory, scanInventory } from '../../engine/stream';
+import { ACT_SCHEMA_SQL } from '../../inventory/act-preset';
+import { Inventory, quoteIdent } from '../../inventory/inventory';
+import {
+  BackupToRestore,
+  CanaryRow,
+  CanaryUpdate,
+  HistoryRow,
+  InventoryCounts,
+  OpenOptions,
+  ReadTx,
+  Store,
+  StreamOptions,
+  WriteTx,
+  canaryNotFound,
+  inventoryLocations,
+} from '../store';
+import { backupValues, restoreValues } from './backup';
+import { assertWritable, connect, describeUrl, translatePgError, withTransaction } from './client';
+import {
+  META_SCHEMA,
+  acquireRotationLock,
+  createMetadata,
+  databaseIdentity,
+  insertCanary,
+  insertHistory,
+  lastHistory,
+  lockHolder,
+  readCanary,
+  replaceCanary,
+  setHistoryOutcome,
+} from './meta';
+
+/** Opens a PostgreSQL store on `url` (a `postgres://` or `postgresql://` connection string). */
+export async function openPostgres(url: string, opts: OpenOptions = {}): Promise<Store> {
+  return new PostgresStore(await connect(url, { applicationName: opts.label }), url);
+}
+
+/** Reads and writes on the store's connection, inside the transaction `read`/`write` opened. */
+class PostgresTx implements WriteTx {
+  constructor(
+    private readonly c: Client,
+    private readonly url: string,
+  ) {}
+
+  canary(): Promise<CanaryRow | undefined> {
+    return readCanary(this.c);
+  }
+
+  canaryForUpdate(): Promise<CanaryRow | undefined> {
+    return readCanary(this.c, true);
+  }
+
+  scan(inv: Inventory, keys: KeySource, opts?: StreamOptions) {
+    return scanInventory(this.c, inv, keys, opts);
+  }
+
+  backup(inv: Inventory, dir: string, opts: Pick<StreamOptions, 'batchSize'> = {}) {
+    return backupValues(this.c, inv, dir, opts.batchSize);
+  }
+
+  /** SHARE ROW EXCLUSIVE: blocks writers, not readers (the hot path's EXCLUSIVE lock goes further while it rewrites). */
+  async lockSecretTables(inv: Inventory): Promise<void> {
+    const tables = [...new Set(inv.entries.map((e) => e.table))].map(quoteIdent);
+    if (tables.length) await this.c.query(`LOCK TABLE ${tables.join(', ')} IN SHARE ROW EXCLUSIVE MODE`);
+  }
+
+  /** A second connection reads the rows in this transaction's snapshot while this one writes. */
+  reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}) {
+    return reencryptInventory(this.c, inv, from, to, { ...opts, readerUrl: this.url });
+  }
+
+  replaceCanary(canary: CanaryUpdate): Promise<void> {
+    return replaceCanary(this.c, canary);
+  }
+
+  insertHistory(row: HistoryRow): Promise<void> {
+    return insertHistory(this.c, row);
+  }
+}
+
+class PostgresStore implements Store {
+  readonly description: string;
+  private readonly tx: PostgresTx;
+
+  constructor(
+    private readonly c: Client,
+    private readonly url: string,
+  ) {
+    this.description = describeUrl(url);
+    this.tx = new PostgresTx(c, url);
+  }
+
+  identity() {
+    return databaseIdentity(this.c);
+  }
+
+  assertWritable(): Promise<void> {
+    return assertWritable(this.c, this.url);
+  }
+
+  lockRotation(): Promise<void> {
+    return acquireRotationLock(this.c);
+  }
+
+  lockHolder() {
+    return lockHolder(this.c);
+  }
+
+  readCanary(): Promise<CanaryRow | undefined> {
+    return readCanary(this.c);
+  }
+
+  /** FOR UPDATE waits until a transaction that locked the canary (an interrupted rotation's) has really ended. */
+  async readCommittedCanary(): Promise<CanaryRow | undefined> {
+    await this.c.query("SET lock_timeout = '30s'");
+    return readCanary(this.c, true);
+  }
+
+  lastHistory(): Promise<HistoryRow | undefined> {
+    return lastHistory(this.c);
+  }
+
+  setHistoryOutcome(rotationId: string, outcome: string, verifiedAt?: Date): Promise<void> {
+    return setHistoryOutcome(this.c, rotationId, outcome, verifiedAt);
+  }
+
+  async initialise(canary: CanaryRow, opts: { readonly createActSchema: boolean }): Promise<void> {
+    try {
+      await withTransaction(this.c, async () => {
+        if (opts.createActSchema) await this.c.query(ACT_SCHEMA_SQL);
+        await createMetadata(this.c);
+        await insertCanary(this.c, canary);
+      });
+    } catch (e) {
+      // A concurrent init may have won the race on the canary's primary key.
+      if (!isMasterKeyError(e) && (e as { code?: string }).code === '23505') {
+        throw new MasterKeyError('CANARY_EXISTS', 'This database was initialised by another process just now; nothing was changed: use `master-key status`.');
+      }
+      throw e;
+    }
+  }
+
+  async count(inv: Inventory): Promise<InventoryCounts> {
+    const tables = new Map<string, string[]>();
+    for (const loc of inventoryLocations(inv)) tables.set(loc.table, [...(tables.get(loc.table) ?? []), quoteIdent(loc.column)]);
+    let rows = 0;
+    let storedBytes = 0;
+    for (const [table, cols] of tables) {
+      const bytes = cols.map((c) => `coalesce(octet_length(${c}::text), 0)`).join(' + ');
+      const r = await this.c.query<{ n: string; bytes: string }>(
+        `SELECT count(*)::text AS n, coalesce(sum(${bytes}), 0)::text AS bytes FROM ${quoteIdent(table)} WHERE ${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}`,
+      );
+      rows += Number(r.rows[0].n);
+      storedBytes += Number(r.rows[0].bytes);
+    }
+    return { rows, storedBytes };
+  }
+
+  read<T>(fn: (tx: ReadTx) => Promise<T>): Promise<T> {
+    return withTransaction(this.c, () => fn(this.tx), 'read only');
+  }
+
+  write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+    return withTransaction(this.c, () => fn(this.tx));
+  }
+
+  restore(backup: BackupToRestore, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<number> {
+    return withTransaction(this.c, async () => {
+      if (!(await readCanary(this.c, true))) throw canaryNotFound();
+      const values = await restoreValues(this.c, backup, opts.batchSize);
+      const cn = backup.canary;
+      await this.c.query(`UPDATE ${META_SCHEMA}.canary SET fingerprint = $1, generation = $2, sealed = $3, key_created_at = $4, updated_at = now()`, [
+        cn.fingerprint,
+        cn.generation,
+        cn.sealed,
+        cn.keyCreatedAt,
+      ]);
+      return values;
+    });
+  }
+
+  explain(e: unknown, doing: string): MasterKeyError {
+    return translatePgError(e, doing, this.url);
+  }
+
+  async close(): Promise<void> {
+    await this.c.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * The store seam: everything the runbook needs from the database that holds
+ * the secrets, and nothing more. PostgreSQL implements it (`./postgres`);
+ * a second store (SQLite) implements the same interface and is registered
+ * in `./open.ts`, without touching the runbook.
+ *
+ * A `Store` is one session on one database, opened from a URL by
+ * `openStore`/`withStore`. It never sees a config file, a pending file or
+ * a master key except the keys handed to `scan` and `reencrypt`. Each
+ * method's comment states the guarantee every implementation must give;
+ * the contract tests (`test/store.test.ts`) check them on every store.
+ */
+import type { KeySource } from '../crypto/codec';
+import type { MasterKey } from '../crypto/key';
+import type { ReencryptResult, ScanResult, StreamOptions } from '../engine/stream';
+import { MasterKeyError } from '../errors';
+import type { Inventory } from '../inventory/inventory';
+
+export type { ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../engine/stream';
+
+/** Which database this is: recorded in pending files and backups so they are never applied to another one. */
+export interface StoreIdentity {
+  /** PostgreSQL: the database name; a file store: the file. */
+  readonly name: string;
+  /** Tells two databases of the same name apart (PostgreSQL: the cluster's system identifier), or 'unknown'. */
+  readonly systemIdentifier: string;
+}
+
+/** True unless the two identities name different databases (an unknown system identifier matches any). */
+export function sameDatabase(a: StoreIdentity, b: StoreIdentity): boolean {
+  return a.name === b.name && (a.systemIdentifier === 'unknown' || b.systemIdentifier === 'unknown' || a.systemIdentifier === b.systemIdentifier);
+}
+
+/** The integrity canary: a known text sealed under the current key, with that key's fingerprint and generation. */
+export interface CanaryRow {
+  /** The config entry the key lives in (e.g. ACT_MASTER_KEY), for people reading the table. */
+  readonly keyEntry: string;
+  readonly fingerprint: string;
+  readonly generation: number;
+  readonly sealed: string;
+  readonly keyCreatedAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** A new canary for `WriteTx.replaceCanary` (the key entry is kept). */
+export type CanaryUpdate = Omit<CanaryRow, 'keyEntry'>;
+
+/** One row of the rotation history, for auditors. */
+export interface HistoryRow {
+  readonly rotationId: string;
+  readonly startedAt: Date;
+  readonly committedAt: Date;
+  readonly fromGeneration: number;
+  readonly toGeneration: number;
+  readonly oldFingerprint: string;
+  readonly newFingerprint: string;
+  readonly reason: string;
+  readonly processed: number;
+  readonly updated: number;
+  readonly unchangedDueToErrors: number;
+  readonly byKind: Readonly<Record<string, number>>;
+  readonly backupPath?: string;
+  readonly backupSha256?: string;
+  readonly actor: string;
+  readonly outcome: string;
+  readonly verifiedAt?: Date;
+}
+
+/** Who holds the rotation lock. */
+export interface LockHolder {
+  /** The holder's process (PostgreSQL: its backend), when known. */
+  readonly pid?: number;
+  /** Since when it holds the lock (PostgreSQL: its session start). */
+  readonly startedAt?: Date;
+  /** The holder's label (`OpenOptions.label`), e.g. "master-key apply 2026-…". */
+  readonly label?: string;
+}
+
+/** A place in the database that holds sealed values: a column of a table, rows found by an id column. */
+export interface Location {
+  readonly table: string;
+  readonly idColumn: string;
+  readonly column: string;
+}
+
+/** The distinct (table, column) locations of an inventory, in inventory order. */
+export function inventoryLocations(inv: Pick<Inventory, 'entries'>): Location[] {
+  const seen = new Map<string, Location>();
+  for (const e of inv.entries) {
+    const k = `${e.table}\0${e.column}`;
+    if (!seen.has(k)) seen.set(k, { table: e.table, idColumn: e.idColumn, column: e.column });
+  }
+  return [...seen.values()];
+}
+
+/** What an inventory holds, counted without opening anything. */
+export interface InventoryCounts {
+  /** Rows holding at least one non-NULL inventory column (a row can hold several values). */
+  readonly rows: number;
+  /** Bytes of those columns as stored text (whole documents for JSON columns): a backup's size, roughly. */
+  readonly storedBytes: number;
+}
+
+/** What a store wrote into a backup directory (`ReadTx.backup`). */
+export interface BackupPart {
+  /** The files it wrote there, by name; the caller checksums them into the backup's manifest. */
+  readonly files: readonly string[];
+  /** Stored values the backup holds (reported to auditors). */
+  readonly values: number;
+  /** The locations it covers (recorded in the manifest, handed back to `restore`). */
+  readonly locations: readonly Location[];
+}
+
+/** A backup to put back, as its manifest describes it; the caller has verified every checksum. */
+export interface BackupToRestore {
+  /** The backup directory holding the files `backup` wrote. */
+  readonly dir: string;
+  /** What `backup` returned then (from the manifest). */
+  readonly part: Pick<BackupPart, 'values' | 'locations'>;
+  /** The canary as it was when the backup was taken. */
+  readonly canary: Pick<CanaryRow, 'fingerprint' | 'generation' | 'sealed' | 'keyCreatedAt'>;
+}
+
+/** Reads in one consistent snapshot of the database. */
+export interface ReadTx {
+  /** The canary as this transaction sees it; undefined when the database was never initialised. */
+  canary(): Promise<CanaryRow | undefined>;
+  /**
+   * Opens every sealed value of the inventory with `keys`, all in this
+   * transaction's snapshot, in bounded memory. Never throws for a value
+   * that does not open: it is counted and listed (up to a limit), never shown.
+   */
+  scan(inv: Inventory, keys: KeySource, opts?: StreamOptions): Promise<ScanResult>;
+  /**
+   * Writes into `dir` (it exists, is empty and 0700) a copy of every value
+   * the inventory covers, exactly as this transaction sees it, in files
+   * created 0600 and flushed to disk before this resolves. Inside a write
+   * transaction after `lockSecretTables`, that is exactly what `reencrypt`
+   * rewrites. Fails with DISK_FULL or BACKUP_UNWRITABLE (see
+   * `backupFileError`) when the files cannot be written.
+   */
+  backup(inv: Inventory, dir: string, opts?: Pick<StreamOptions, 'batchSize'>): Promise<BackupPart>;
+}
+
+/** The one write transaction of a rotation (or a restore). */
+export interface WriteTx extends ReadTx {
+  /** The canary, locked against other writers until this transaction ends; undefined when missing. */
+  canaryForUpdate(): Promise<CanaryRow | undefined>;
+  /**
+   * Blocks every other writer of the inventory's tables until this
+   * transaction ends (readers may go on), so no value can appear or change
+   * between what this transaction reads, backs up and rewrites.
+   */
+  lockSecretTables(inv: Inventory): Promise<void>;
+  /**
+   * Re-seals every value of the inventory from `from` to `to`, with each
+   * entry's codec, in this transaction and in bounded memory. Throws
+   * UNDECRYPTABLE_ROWS (naming table, id and kind, never a value) when a
+   * value does not open; the caller's transaction then rolls back.
+   */
+  reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts?: StreamOptions): Promise<ReencryptResult>;
+  /** Replaces the canary (keeping its key entry); CANARY_NOT_FOUND when there is none. */
+  replaceCanary(canary: CanaryUpdate): Promise<void>;
+  /** Adds a row to the rotation history. */
+  insertHistory(row: HistoryRow): Promise<void>;
+}
+
+/** How a store is opened. */
+export interface OpenOptions {
+  /** Names this session to other sessions, e.g. as the lock holder ("master-key apply 2026-…"). @default "master-key" */
+  readonly label?: string;
+}
+
+/** One session on the database that holds the secrets. */
+export interface Store {
+  /** The database for messages and reports, without credentials (`user@host:5432/db`, a file path). */
+  readonly description: string;
+  /** The database's identity (stable across sessions). */
+  identity(): Promise<StoreIdentity>;
+  /** Fails with DB_READ_ONLY, changing nothing, unless this session can write (not a standby, not a read-only file). */
+  assertWritable(): Promise<void>;
+  /**
+   * Takes the rotation lock for the life of this session: released by
+   * `close()`, and by the store itself when the process dies. One holder
+   * per database: when another session holds it, fails at once (never
+   * waits) with LOCKED, naming the holder and since when it holds it.
+   */
+  lockRotation(): Promise<void>;
+  /** Who holds the rotation lock now, without taking it. */
+  lockHolder(): Promise<LockHolder | undefined>;
+  /** The committed canary; undefined when the database was never initialised. */
+  readCanary(): Promise<CanaryRow | undefined>;
+  /**
+   * The canary as committed, after waiting (bounded, about 30 s) for any
+   * transaction that holds it to end. On a fresh store after a COMMIT whose
+   * outcome is unknown (its reply was lost), this tells whether it applied.
+   */
+  readCommittedCanary(): Promise<CanaryRow | undefined>;
+  /** The latest rotation history row, or undefined (none yet, or no metadata). */
+  lastHistory(): Promise<HistoryRow | undefined>;
+  /** Sets a rotation's outcome (and when it was verified), committed at once. */
+  setHistoryOutcome(rotationId: string, outcome: string, verifiedAt?: Date): Promise<void>;
+  /**
+   * In one transaction: creates the canary and history tables (and, when
+   * asked, the ACT preset's tables, if missing) and inserts `canary`.
+   * CANARY_EXISTS, changing nothing, when a canary exists (also when a
+   * concurrent initialisation won the race).
+   */
+  initialise(canary: CanaryRow, opts: { readonly createActSchema: boolean }): Promise<void>;
+  /** Counts what the inventory holds without opening or locking anything. */
+  count(inv: Inventory): Promise<InventoryCounts>;
+  /** Runs fn in one read-only, consistent snapshot. */
+  read<T>(fn: (tx: ReadTx) => Promise<T>): Promise<T>;
+  /**
+   * Runs fn in ONE write transaction: when fn resolves, commits; when it
+   * rejects, rolls back and changes nothing. If fn resolved but `write`
+   * rejects, the COMMIT's outcome is unknown: prove it with
+   * `readCommittedCanary` on a fresh store before assuming either.
+   */
+  write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T>;
+  /**
+   * Puts a backup back, all or nothing: every backed-up value and the
+   * canary as they were. The caller holds the rotation lock and has checked
+   * the backup's checksums and identity. BACKUP_CORRUPT, changing nothing,
+   * when the backup's files do not match what its manifest says. Resolves
+   * to the number of values put back.
+   */
+  restore(backup: BackupToRestore, opts?: Pick<StreamOptions, 'batchSize'>): Promise<number>;
+  /** A typed error for what the driver threw while `doing` (e.g. "rotating the master key"); a MasterKeyError passes unchanged. */
+  explain(e: unknown, doing: string): MasterKeyError;
+  /** Ends the session (and releases the rotation lock). Never throws. */
+  close(): Promise<void>;
+}
+
+/** The error for a database without a canary: never initialised, or the wrong database. */
+export function canaryNotFound(): MasterKeyError {
+  return new MasterKeyError(
+    'CANARY_NOT_FOUND',
+    'Integrity canary not found: this database was never initialised by `master-key init`, or the URL points at the wrong database; check the database URL, or run `master-key init` on a new installation.',
+  );
+}
+
+/** The error for a backup file that cannot be written at `path`: DISK_FULL when the disk is full, else BACKUP_UNWRITABLE. */
+export function backupFileError(e: unknown, path: string): MasterKeyError {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new MasterKeyError('DISK_FULL', `The backup location ${path} is full; free space or choose another --backup-dir, then run the command again.`);
+  }
+  return new MasterKeyError('BACKUP_UNWRITABLE', `Cannot write the backup at ${path} (${code ?? 'error'}); make --backup-dir writable or choose another, then run the command again.`);
+}
