@@ -1,0 +1,25 @@
+/** `master-key verify`: open every secret with the configured key and report failures. */
+import { Command } from 'commander';
+import { ExitCode, ExitCodeValue } from '../../errors';
+import { runVerify } from '../../rotation/verify';
+import { CliCommand, CommonOpts, Io, emit, makeContext, withCommon } from '../options';
+
+export const verify = {
+  define: (program: Command) => withCommon(program.command('verify').description('open every secret with the configured key and report failures')),
+
+  async run(o: CommonOpts, io: Io): Promise<ExitCodeValue> {
+    const ctx = makeContext(o, io);
+    const r = await runVerify(ctx);
+    const ok = r.scan.failureCount === 0;
+    emit(
+      io,
+      o.json,
+      { ok, fingerprint: r.fingerprint, checked: r.scan.total, byKind: r.scan.byKind, failures: r.scan.failures, failureCount: r.scan.failureCount },
+      [
+        `${ok ? 'OK' : 'FAILED'}: ${r.scan.total - r.scan.failureCount} of ${r.scan.total} secrets open with ${r.fingerprint}.`,
+        ...r.scan.failures.map((f) => `  ${f.table}.${f.column}${f.path ? `#${f.path}` : ''} id=${f.id} (${f.kind}): ${f.code}`),
+      ].join('\n'),
+    );
+    return ok ? ExitCode.OK : ExitCode.UNDECRYPTABLE;
+  },
+} satisfies CliCommand;

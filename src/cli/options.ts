@@ -1,0 +1,161 @@
+/**
+ * What every command shares: its output sinks (`Io`), the options common to
+ * commands that reach the database, and turning them into a `Context`.
+ * Key material is never accepted on argv.
+ */
+import { resolve, dirname, join } from 'node:path';
+import { Command, Option } from 'commander';
+import { CONFIG_FORMATS, ConfigFormat } from '../config/formats';
+import { configTarget, readConfigEntry } from '../config/config-file';
+import { ExitCodeValue, MasterKeyError } from '../errors';
+import { loadInventory } from '../inventory/inventory';
+import { Context, NewKeySource } from '../rotation/context';
+import { FaultPoints } from '../rotation/faults';
+import { defaultPendingPath } from '../rotation/pending';
+import { terminalProgress } from './progress';
+
+/** Where a command writes, and the environment it reads. */
+export interface Io {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** One `master-key` command: its options, and the typed function that runs it. */
+export interface CliCommand {
+  /** Declares the command and its options on the program. */
+  define(program: Command): Command;
+  /** Runs the command with the options commander parsed; resolves to the exit code. (A method: each command narrows `opts` to its own options.) */
+  run(opts: object, io: Io): Promise<ExitCodeValue>;
+}
+
+export interface CommonOpts {
+  config: string[];
+  format?: ConfigFormat;
+  keyName: string;
+  databaseUrlEnv: string;
+  databaseUrlEntry?: string;
+  inventory: string;
+  pendingFile?: string;
+  backupDir?: string;
+  reportDir?: string;
+  stopCommand?: string;
+  startCommand?: string;
+  healthCommand?: string;
+  batchSize?: string;
+  json?: boolean;
+}
+
+export const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** Options of every command that reaches the database. */
+export function withCommon(cmd: Command): Command {
+  return cmd
+    .option('--config <path>', 'config file holding the master key; repeat once per server node (the first is the primary)', collect, [])
+    .addOption(new Option('--format <format>', 'config file format (default: from the extension: .json, .xml/.config, else dotenv)').choices(CONFIG_FORMATS as string[]))
+    .option('--key-name <entry>', 'config entry holding the key: dotenv variable, JSON dotted path or XML key', 'ACT_MASTER_KEY')
+    .option('--database-url-env <NAME>', 'environment variable holding the database URL', 'DATABASE_URL')
+    .option('--database-url-entry <entry>', 'read the database URL from this entry of the primary config file instead')
+    .option('--inventory <act|file>', 'secret inventory: the built-in ACT preset or an inventory JSON file', 'act')
+    .option('--pending-file <path>', "the rotation's pending-key file (default: .<config name>.mk-pending beside the primary config)")
+    .option('--json', 'print stable JSON on stdout (human text goes to stderr)');
+}
+
+/** Options of the commands that rotate (plan, apply, recover). */
+export function withRotationDirs(cmd: Command): Command {
+  return cmd
+    .option('--backup-dir <dir>', 'where backups go (default: master-key-backups beside the primary config)')
+    .option('--report-dir <dir>', 'where reports go (default: master-key-reports beside the primary config)')
+    .option('--stop-command <cmd>', 'shell command that stops the server before re-encryption')
+    .option('--start-command <cmd>', 'shell command that starts the server after the config files are updated')
+    .option('--health-command <cmd>', 'shell command that checks the server after it started')
+    .option('--batch-size <n>', 'rows per batch (tuning)');
+}
+
+/** Options of the commands that take a policy (plan, apply). */
+export function withDeclared(cmd: Command, generationHelp: string): Command {
+  return cmd
+    .option('--generation <n>', generationHelp)
+    .option('--policy-days <d>', 'rotation policy period in days (with --window-start)')
+    .option('--window-start <iso>', 'start of the current policy window: rotate keys set before it');
+}
+
+export interface DeclaredOpts {
+  generation?: string;
+  policyDays?: string;
+  windowStart?: string;
+}
+
+/** The declared generation and policy window. */
+export function declared(o: DeclaredOpts): { targetGeneration?: number; windowStart?: Date; policyDays?: number } {
+  return {
+    targetGeneration: positiveInt('--generation', o.generation, 0),
+    windowStart: parseInstant('--window-start', o.windowStart),
+    policyDays: positiveInt('--policy-days', o.policyDays),
+  };
+}
+
+/** Resolves the options once into what the engine needs. */
+export function makeContext(o: CommonOpts, io: Io): Context {
+  const paths = o.config.length ? o.config : ['act.env'];
+  const targets = paths.map((p) => configTarget(p, o.keyName, o.format));
+  const primary = targets[0].path;
+  let databaseUrl: string;
+  if (o.databaseUrlEntry) {
+    databaseUrl = readConfigEntry(targets[0], o.databaseUrlEntry);
+  } else {
+    databaseUrl = io.env[o.databaseUrlEnv] ?? '';
+    if (!databaseUrl) {
+      throw new MasterKeyError('USAGE', `The environment variable ${o.databaseUrlEnv} is not set; export the database URL in it (or name another with --database-url-env, or use --database-url-entry).`);
+    }
+  }
+  const log = (line: string) => (o.json ? io.err : io.out)(line + '\n');
+  const batchSize = o.batchSize ? Number.parseInt(o.batchSize, 10) : undefined;
+  if (batchSize !== undefined && !(batchSize > 0)) throw new MasterKeyError('USAGE', `--batch-size must be a positive whole number, got "${o.batchSize}".`);
+  return {
+    targets,
+    databaseUrl,
+    inventory: loadInventory(o.inventory),
+    pendingPath: o.pendingFile ? resolve(o.pendingFile) : defaultPendingPath(primary),
+    backupDir: resolve(o.backupDir ?? join(dirname(primary), 'master-key-backups')),
+    reportDir: resolve(o.reportDir ?? join(dirname(primary), 'master-key-reports')),
+    hooks: { stop: o.stopCommand, start: o.startCommand, health: o.healthCommand },
+    log,
+    progress: terminalProgress(!o.json),
+    faults: new FaultPoints(io.env.MASTER_KEY_TEST_KILL_AT),
+    now: () => new Date(),
+    batchSize,
+  };
+}
+
+/** Where a key comes from: one of a file, standard input or an environment variable; else generated. */
+export function newKeySource(o: { newKeyFile?: string; newKeyStdin?: boolean; newKeyEnv?: string; keyFile?: string; keyStdin?: boolean; keyEnv?: string }): NewKeySource {
+  const file = o.newKeyFile ?? o.keyFile;
+  const stdin = o.newKeyStdin ?? o.keyStdin;
+  const env = o.newKeyEnv ?? o.keyEnv;
+  const given = [file !== undefined, !!stdin, env !== undefined].filter(Boolean).length;
+  if (given > 1) throw new MasterKeyError('USAGE', 'Give the key one way only: a file, standard input or an environment variable.');
+  if (file !== undefined) return { kind: 'file', path: resolve(file) };
+  if (stdin) return { kind: 'stdin' };
+  if (env !== undefined) return { kind: 'env', name: env };
+  return { kind: 'generate' };
+}
+
+export function positiveInt(name: string, v: string | undefined, min = 1): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min) throw new MasterKeyError('USAGE', `${name} must be a whole number of at least ${min}, got "${v}".`);
+  return Number(v);
+}
+
+function parseInstant(name: string, v: string | undefined): Date | undefined {
+  if (v === undefined) return undefined;
+  const d = new Date(v);
+  if (Number.isNaN(d.getTime())) throw new MasterKeyError('USAGE', `${name} must be an ISO-8601 date and time such as 2026-01-01T00:00:00Z, got "${v}".`);
+  return d;
+}
+
+/** Prints `value` as JSON with --json, else the human text (if any). */
+export function emit(io: Io, json: boolean | undefined, value: unknown, human: string): void {
+  if (json) io.out(JSON.stringify(value, null, 2) + '\n');
+  else if (human) io.out(human + '\n');
+}
