@@ -48,6 +48,8 @@ describe('two applies at once', () => {
         )
       ).rows,
     );
+    // The winner may still be in its preflight (a loaded machine): its pending file appears before its stop hook.
+    await waitUntil(() => existsSync(inst.pendingPath), 'the winner\'s pending file');
     const pendingWhileRunning = readFileSync(inst.pendingPath, 'utf8');
     const [ra, rb] = await Promise.all([a, b]);
     const winner = ra.code === 0 ? ra : rb;
