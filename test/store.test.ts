@@ -1,0 +1,210 @@
+/**
+ * The store contract (`src/store/store.ts`): what every store must
+ * guarantee, checked on each real store through the factory that opens it
+ * from a URL. The CLI suites test the same behaviour end to end.
+ */
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MasterKey } from '../src/crypto/key';
+import { MasterKeyError } from '../src/errors';
+import { Keyring } from '../src/crypto/keyring';
+import { ACT_PRESET } from '../src/inventory/act-preset';
+import { canaryFor, canaryOpensWith } from '../src/rotation/canary';
+import { openStore, withStore } from '../src/store/open';
+import { BackupPart, HistoryRow, Store, sameDatabase } from '../src/store/store';
+import { STORES } from './support/stores';
+
+const PER_KIND = 3;
+/** Rows holding a value: one per kind's table and row (servers, services, env vars, environment variables, git, registry, storage). */
+const ROWS = 7 * PER_KIND;
+/** Stored values: every non-NULL inventory column (servers hold a passphrase in odd rows only). */
+const VALUES = 8 * PER_KIND + Math.ceil(PER_KIND / 2);
+
+function history(rotationId: string, oldKey: MasterKey, newKey: MasterKey, backup: string): HistoryRow {
+  const at = new Date();
+  return {
+    rotationId,
+    startedAt: at,
+    committedAt: at,
+    fromGeneration: 1,
+    toGeneration: 2,
+    oldFingerprint: oldKey.fingerprint,
+    newFingerprint: newKey.fingerprint,
+    reason: 'store contract test',
+    processed: 1,
+    updated: 1,
+    unchangedDueToErrors: 0,
+    byKind: { 'git access token': 1 },
+    backupPath: backup,
+    actor: 'test@store',
+    outcome: 'committed',
+  };
+}
+
+/** Takes the lock, retrying while a closed session's lock is still being released (the server ends it just after the client). */
+async function lockOnceReleased(s: Store): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      return await s.lockRotation();
+    } catch (e) {
+      if ((e as MasterKeyError).code !== 'LOCKED' || i >= 100) throw e;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+}
+
+describe.each(STORES)('the $name store', (fixture) => {
+  let url: string;
+  let dir: string;
+  const key = MasterKey.generate();
+  const sessions: Store[] = [];
+  const open = async (label?: string) => {
+    const s = await openStore(url, { label });
+    sessions.push(s);
+    return s;
+  };
+  const close = (s: Store) => {
+    sessions.splice(sessions.indexOf(s), 1);
+    return s.close();
+  };
+
+  beforeAll(async () => {
+    url = await fixture.create();
+    dir = mkdtempSync(join(tmpdir(), 'mk-store-'));
+  });
+  afterAll(async () => {
+    await Promise.all(sessions.map((s) => s.close()));
+    rmSync(dir, { recursive: true, force: true });
+    await fixture.drop(url);
+  });
+
+  it('describes the database without credentials and has a stable identity', async () => {
+    const a = await open();
+    const b = await open();
+    const pw = new URL(url).password;
+    if (pw) expect(a.description).not.toContain(pw);
+    const [ia, ib] = [await a.identity(), await b.identity()];
+    expect(ia).toEqual(ib);
+    expect(sameDatabase(ia, ib)).toBe(true);
+    expect(sameDatabase(ia, { ...ia, name: `${ia.name}_other` })).toBe(false);
+    await a.assertWritable();
+  });
+
+  it('has no canary and no history before initialise, then exactly the canary it was given; a second initialise is refused', async () => {
+    const s = await open();
+    expect(await s.readCanary()).toBeUndefined();
+    expect(await s.lastHistory()).toBeUndefined();
+    const canary = { keyEntry: 'ACT_MASTER_KEY', ...canaryFor(key, 1, new Date('2026-01-02T03:04:05Z')) };
+    await s.initialise(canary, { createActSchema: true });
+    expect(await s.readCanary()).toEqual(canary);
+    await expect(s.initialise({ ...canary, generation: 7 }, { createActSchema: false })).rejects.toMatchObject({ code: 'CANARY_EXISTS' });
+    expect(await s.readCanary()).toEqual(canary);
+  });
+
+  it('holds the rotation lock for one session at a time, names its holder, and frees it on close', async () => {
+    const a = await openStore(url, { label: 'master-key apply contract' });
+    const b = await open();
+    try {
+      await a.lockRotation();
+      expect((await b.lockHolder())?.label).toBe('master-key apply contract');
+      const refused = await b.lockRotation().catch((e: unknown) => e);
+      expect(refused).toMatchObject({ code: 'LOCKED' });
+      expect((refused as Error).message).toContain('master-key apply contract');
+    } finally {
+      await a.close();
+    }
+    await lockOnceReleased(b);
+    expect((await (await open()).lockHolder())?.label).toBe('master-key');
+    await close(b);
+  });
+
+  describe('with secrets', () => {
+    let plaintexts: Map<string, string>;
+    beforeAll(async () => {
+      plaintexts = await fixture.seed(url, key, PER_KIND);
+    });
+
+    it('counts rows and stored bytes without opening anything', async () => {
+      const counts = await (await open()).count(ACT_PRESET);
+      expect(counts.rows).toBe(ROWS);
+      const sealedBytes = [...plaintexts.values()].reduce((a, p) => a + Buffer.byteLength(p), 0);
+      expect(counts.storedBytes).toBeGreaterThan(sealedBytes);
+    });
+
+    it('scans every value in one snapshot, listing (never throwing for) values that do not open', async () => {
+      const s = await open();
+      const { canary, good, bad } = await s.read(async (tx) => ({
+        canary: await tx.canary(),
+        good: await tx.scan(ACT_PRESET, new Keyring([key])),
+        bad: await tx.scan(ACT_PRESET, new Keyring([MasterKey.generate()])),
+      }));
+      expect(canary).toEqual(await s.readCanary());
+      expect(good).toMatchObject({ total: plaintexts.size, failureCount: 0, failures: [] });
+      expect(bad.failureCount).toBe(plaintexts.size);
+      expect(bad.failures[0]).toMatchObject({ code: 'SEALED_WRONG_KEY' });
+    });
+
+    it('rolls the write transaction back when its function fails: nothing changes', async () => {
+      const s = await open();
+      const before = await s.readCanary();
+      const boom = new Error('fail inside the transaction');
+      await expect(
+        s.write(async (tx) => {
+          await tx.lockSecretTables(ACT_PRESET);
+          await tx.reencrypt(ACT_PRESET, new Keyring([key]), MasterKey.generate());
+          await tx.replaceCanary(canaryFor(MasterKey.generate(), 9, new Date()));
+          throw boom;
+        }),
+      ).rejects.toBe(boom);
+      expect(await s.readCanary()).toEqual(before);
+      expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).failureCount).toBe(0);
+    });
+
+    it('in one transaction: backs up exactly what it rewrites, re-encrypts, replaces the canary, adds history; restore puts it all back', async () => {
+      const s = await open();
+      const newKey = MasterKey.generate();
+      const backupDir = mkdtempSync(join(dir, 'backup-'));
+      const old = (await s.readCanary())!;
+      let part: BackupPart | undefined;
+      const re = await s.write(async (tx) => {
+        expect(await tx.canaryForUpdate()).toEqual(old);
+        await tx.lockSecretTables(ACT_PRESET);
+        part = await tx.backup(ACT_PRESET, backupDir);
+        const r = await tx.reencrypt(ACT_PRESET, new Keyring([key]), newKey);
+        await tx.replaceCanary(canaryFor(newKey, 2, new Date()));
+        await tx.insertHistory(history('00000000-0000-4000-8000-000000000001', key, newKey, backupDir));
+        return r;
+      });
+      expect(re.total).toBe(plaintexts.size);
+      expect(part!.values).toBe(VALUES);
+      for (const f of part!.files) expect(statSync(join(backupDir, f)).mode & 0o777).toBe(0o600);
+      expect(part!.files.map((f) => readFileSync(join(backupDir, f), 'utf8')).join('')).not.toContain(plaintexts.values().next().value!);
+
+      const now = (await s.readCommittedCanary())!;
+      expect(canaryOpensWith(now, newKey)).toBe(true);
+      expect(now).toMatchObject({ keyEntry: old.keyEntry, fingerprint: newKey.fingerprint, generation: 2 });
+      expect(await s.lastHistory()).toMatchObject({ rotationId: '00000000-0000-4000-8000-000000000001', outcome: 'committed', backupPath: backupDir });
+      await s.setHistoryOutcome('00000000-0000-4000-8000-000000000001', 'verified', new Date());
+      expect(await s.lastHistory()).toMatchObject({ outcome: 'verified', verifiedAt: expect.any(Date) });
+      expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])))).failureCount).toBe(0);
+
+      const backup = { dir: backupDir, part: part!, canary: old };
+      await expect(s.restore({ ...backup, part: { ...part!, values: part!.values + 1 } })).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
+      expect((await s.readCanary())!.fingerprint).toBe(newKey.fingerprint);
+      expect(await s.restore(backup)).toBe(VALUES);
+      expect(await s.readCanary()).toMatchObject({ fingerprint: old.fingerprint, generation: old.generation, sealed: old.sealed, keyCreatedAt: old.keyCreatedAt });
+      expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).failureCount).toBe(0);
+    });
+
+    it('withStore always closes its session (releasing the lock) and passes typed errors through unchanged', async () => {
+      const stop = new MasterKeyError('PLAN_STALE', 'stop here');
+      const thrown = await withStore(url, { doing: 'testing the seam' }, async (s) => {
+        await s.lockRotation();
+        throw stop;
+      }).catch((e: unknown) => e);
+      expect(thrown).toBe(stop);
+      await lockOnceReleased(await open());
+    });
+  });
+});
