@@ -23,3 +23,18 @@ export function runHook(which: keyof Hooks, command: string, log: (line: string)
   }
   return ms;
 }
+
+/** A hook that ran, for the report. */
+export interface HookRun {
+  readonly which: string;
+  readonly command: string;
+  readonly ms: number;
+}
+
+/** Runs the start and then the health command, if any. */
+export function startServer(hooks: Hooks, log: (line: string) => void): HookRun[] {
+  const ran: HookRun[] = [];
+  if (hooks.start) ran.push({ which: 'start', command: hooks.start, ms: runHook('start', hooks.start, log) });
+  if (hooks.health) ran.push({ which: 'health', command: hooks.health, ms: runHook('health', hooks.health, log) });
+  return ran;
+}

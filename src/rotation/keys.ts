@@ -56,6 +56,23 @@ export function targetsWithout(targets: readonly ConfigTarget[], key: MasterKey)
   return targets.filter((t) => !keyOrNone(t)?.equals(key));
 }
 
+/** Writes `key` into each target in order (atomically, keeping mode and owner); returns their paths. */
+export function writeKeyInto(
+  targets: readonly ConfigTarget[],
+  key: MasterKey,
+  on: { readonly written?: (t: ConfigTarget) => void; readonly failed?: (t: ConfigTarget, e: unknown) => Error } = {},
+): string[] {
+  for (const t of targets) {
+    try {
+      writeConfigKey(t, key);
+    } catch (e) {
+      throw on.failed ? on.failed(t, e) : e;
+    }
+    on.written?.(t);
+  }
+  return targets.map((t) => t.path);
+}
+
 /** Refuses to go on while an interrupted rotation's pending file exists. */
 export function assertNoPending(ctx: Pick<Context, 'pendingPath'>): void {
   const p = readPending(ctx.pendingPath);

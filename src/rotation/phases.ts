@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import { ConfigTarget, writeConfigKey } from '../config/config-file';
+import { writeConfigKey } from '../config/config-file';
 import { MasterKey } from '../crypto/key';
 import { Keyring } from '../crypto/keyring';
 import { MasterKeyError } from '../errors';
@@ -22,8 +22,8 @@ import { BackupResult, writeBackup } from './backup';
 import { canaryFor, canaryOpensWith, requireCanary } from './canary';
 import { Context, NewKeySource, withProgress } from './context';
 import { Declared } from './decide';
-import { runHook } from './hooks';
-import { assertNoPending, obtainNewKey } from './keys';
+import { HookRun, runHook, startServer } from './hooks';
+import { assertNoPending, obtainNewKey, writeKeyInto } from './keys';
 import { removePending, writePending } from './pending';
 import { RotationPlan } from './plan';
 import { Gathered, gather, refuseUnlessReady } from './preflight';
@@ -57,9 +57,6 @@ export interface ApplyOptions extends Declared {
 export type ApplyResult =
   | { readonly action: 'none'; readonly plan: RotationPlan }
   | { readonly action: 'rotated'; readonly plan: RotationPlan; readonly report: RotationReport; readonly reportFiles: { markdown: string; json: string } };
-
-/** A hook that ran, for the report. */
-type HookRun = RotationReport['hooks'][number];
 
 /** What the phases of one apply share; each fills in what it found or did. */
 export interface ApplyState {
@@ -268,33 +265,8 @@ function writeConfigFiles(s: ApplyState, rt: Runtime): void {
   removePending(ctx.pendingPath);
 }
 
-/** Writes `key` into each target in order (atomically, keeping mode and owner); shared with recover. */
-export function writeKeyInto(
-  targets: readonly ConfigTarget[],
-  key: MasterKey,
-  on: { readonly written?: (t: ConfigTarget) => void; readonly failed?: (t: ConfigTarget, e: unknown) => Error } = {},
-): string[] {
-  for (const t of targets) {
-    try {
-      writeConfigKey(t, key);
-    } catch (e) {
-      throw on.failed ? on.failed(t, e) : e;
-    }
-    on.written?.(t);
-  }
-  return targets.map((t) => t.path);
-}
-
-/** Runs the start and health commands, if any; shared with recover. */
-export function startServer(ctx: Context): HookRun[] {
-  const ran: HookRun[] = [];
-  if (ctx.hooks.start) ran.push({ which: 'start', command: ctx.hooks.start, ms: runHook('start', ctx.hooks.start, ctx.log) });
-  if (ctx.hooks.health) ran.push({ which: 'health', command: ctx.hooks.health, ms: runHook('health', ctx.hooks.health, ctx.log) });
-  return ran;
-}
-
 function startServerPhase(s: ApplyState): void {
-  s.hooks.push(...startServer(s.ctx));
+  s.hooks.push(...startServer(s.ctx.hooks, s.ctx.log));
 }
 
 async function verify(s: ApplyState): Promise<void> {

@@ -15,9 +15,9 @@ import { withStore } from '../store/open';
 import { CanaryRow, Store, sameDatabase } from '../store/store';
 import { canaryOpensWith, requireCanary } from './canary';
 import { Context } from './context';
-import { targetsWithout } from './keys';
+import { startServer } from './hooks';
+import { targetsWithout, writeKeyInto } from './keys';
 import { readPending, removePending } from './pending';
-import { startServer, writeKeyInto } from './phases';
 import { scanWith } from './verify';
 
 export interface RecoverResult {
@@ -82,7 +82,7 @@ export async function runRecover(ctx: Context): Promise<RecoverResult> {
       await store.setHistoryOutcome(p.pending.rotationId, 'committed (config finished by recover)');
       removePending(ctx.pendingPath);
       const verified = await verifyUnverifiedRotation(ctx, store, canary);
-      startServer(ctx);
+      startServer(ctx.hooks, ctx.log);
       const msg = `Finished the interrupted rotation ${p.pending.oldFingerprint} -> ${p.pending.newFingerprint}: the database was committed under the new key; ${configsWritten.length} config file(s) updated.${verified} Back up the new key.`;
       ctx.log(msg);
       return { action: 'finished' as const, message: msg, fingerprint: p.newKey.fingerprint, configsWritten, tempFilesRemoved };
@@ -97,7 +97,7 @@ export async function runRecover(ctx: Context): Promise<RecoverResult> {
     }
     const configsWritten = writeKeyInto(targetsWithout(targets, oldKey), oldKey);
     removePending(ctx.pendingPath);
-    startServer(ctx);
+    startServer(ctx.hooks, ctx.log);
     const msg = `Undid the interrupted rotation ${p.pending.oldFingerprint} -> ${p.pending.newFingerprint}: it never committed, so the database and config files keep ${oldKey.fingerprint}; the pending key was discarded. Run apply again when ready.`;
     ctx.log(msg);
     return { action: 'undone' as const, message: msg, fingerprint: oldKey.fingerprint, configsWritten, tempFilesRemoved };
