@@ -46,6 +46,3 @@ export class FaultPoints {
     if (++this.count === this.target.n) process.kill(process.pid, 'SIGKILL');
   }
 }
-
-/** No fault points (library callers, tests of the engine). */
-export const NO_FAULTS = new FaultPoints(undefined);

@@ -181,9 +181,10 @@ export interface Store {
   assertWritable(): Promise<void>;
   /**
    * Takes the rotation lock for the life of this session: released by
-   * `close()`, and by the store itself when the process dies. One holder
-   * per database: when another session holds it, fails at once (never
-   * waits) with LOCKED, naming the holder and since when it holds it.
+   * `close()`, and never kept by a holder that died (PostgreSQL ends the
+   * dead session's advisory lock; a lock row or file must be recognised as
+   * stale). One holder per database: when another session holds it, fails
+   * at once (never waits) with LOCKED, naming the holder and since when.
    */
   lockRotation(): Promise<void>;
   /** Who holds the rotation lock now, without taking it. */
