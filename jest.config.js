@@ -7,8 +7,11 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.(t|j)s$': swc },
   transformIgnorePatterns: ['/node_modules/(?!@noble/)'],
+  // In the checkout, not in /tmp: the run must leave nothing new in the temp directory (test/support/tmp-guard.ts).
+  cacheDirectory: '<rootDir>/node_modules/.cache/jest',
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',
+  setupFilesAfterEnv: ['<rootDir>/test/support/scratch-cleanup.ts'],
   testTimeout: 60000,
   maxWorkers: 2,
 };

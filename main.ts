@@ -1,7 +1,10 @@
 /**
- * The example CDKTF app: one stack with one `MasterKey`, configured from the
+ * The example app: one stack with one `MasterKey`, configured from the
  * environment (MK_* variables), else from `cdktf.json` context, else from
- * defaults that keep everything under `.mk-work/` in this checkout.
+ * defaults that keep everything under `.mk-work/` in this checkout (or
+ * `MK_WORK_DIR`). It runs on cdktf or on CDK Terrain (cdktn): `MK_CDK`
+ * (or the context key `cdk`) picks one, else the one installed (cdktf when
+ * both are).
  *
  * | setting          | environment          | cdktf.json context  | default                         |
  * | ---------------- | -------------------- | ------------------- | ------------------------------- |
@@ -18,11 +21,14 @@
  * | URL variable     | MK_DATABASE_URL_ENV  | databaseUrlEnv      | DATABASE_URL                    |
  * | resource type    | MK_RESOURCE          | resourceType        | terraform_data                  |
  * | state file       | MK_STATE_FILE        | stateFile           | <cwd>/terraform.<stack>.tfstate |
+ * | policy evaluated | MK_POLICY_AT         | policyEvaluatedAt   | the time of synth               |
+ * | library          | MK_CDK               | cdk                 | cdktf if installed, else cdktn  |
  */
-import { App, LocalBackend, TerraformStack } from 'cdktf';
-import { Construct } from 'constructs';
+import type { App, TerraformStack } from 'cdktf';
+import type { IConstruct } from 'constructs';
 import { resolve } from 'node:path';
 import { MasterKey, MasterKeyInventory, MasterKeyProps } from './constructs';
+import { chooseFramework, frameworkOf } from './constructs/framework';
 import { MasterKeyError } from './src/errors';
 
 /** The project root (main.ts sits there; main.js sits in dist/). */
@@ -43,6 +49,7 @@ const SOURCES = {
   databaseUrlEnv: ['MK_DATABASE_URL_ENV', 'databaseUrlEnv'],
   resourceType: ['MK_RESOURCE', 'resourceType'],
   stateFile: ['MK_STATE_FILE', 'stateFile'],
+  policyEvaluatedAt: ['MK_POLICY_AT', 'policyEvaluatedAt'],
 } as const;
 
 /** The example stack's settings. */
@@ -63,13 +70,14 @@ export function exampleSettings(context: (key: string) => unknown, env: NodeJS.P
     const v = env[envName] ?? context(ctxKey);
     return v === undefined || v === null || v === '' ? undefined : String(v);
   };
-  const work = resolve(root, '.mk-work');
+  const work = resolve(root, env.MK_WORK_DIR ?? '.mk-work');
   const generationText = get('generation') ?? '1';
   const generation = Number(generationText);
   if (!/^\d+$/.test(generationText)) {
     throw new MasterKeyError('USAGE', `The generation "${generationText}" (MK_GENERATION or cdktf.json "generation") is not a whole number; set it to the key generation, e.g. 1.`);
   }
   const policy = get('rotationPeriodDays') ?? '90';
+  const evaluatedAt = get('policyEvaluatedAt');
   const inventory = get('inventory') ?? 'act';
   return {
     stackName: get('stackName') ?? 'master-key',
@@ -77,7 +85,7 @@ export function exampleSettings(context: (key: string) => unknown, env: NodeJS.P
     props: {
       name: get('name') ?? 'act',
       generation,
-      ...(policy === 'none' ? {} : { rotationPolicy: { periodDays: Number(policy) } }),
+      ...(policy === 'none' ? {} : { rotationPolicy: { periodDays: Number(policy), ...(evaluatedAt ? { evaluatedAt } : {}) } }),
       configFiles: (get('configPath') ?? resolve(work, 'act.env')).split(',').map((p) => p.trim()),
       configFormat: (get('configFormat') ?? 'dotenv') as MasterKeyProps['configFormat'],
       keyName: get('keyName'),
@@ -90,21 +98,36 @@ export function exampleSettings(context: (key: string) => unknown, env: NodeJS.P
   };
 }
 
-/** The example stack: one master key. */
-export class MasterKeyStack extends TerraformStack {
+/** The example stack and its key. */
+export interface ExampleStack {
+  readonly stack: TerraformStack;
   readonly key: MasterKey;
+}
 
-  constructor(scope: Construct, id: string, props: MasterKeyProps, stateFile?: string) {
-    super(scope, id);
-    if (stateFile !== undefined) new LocalBackend(this, { path: resolve(stateFile) });
-    this.key = new MasterKey(this, 'master-key', props);
-  }
+/** Adds the example stack (one master key, optionally a local state file) to an app of either library. */
+export function exampleStack(app: IConstruct, settings: ExampleSettings): ExampleStack {
+  const { lib } = frameworkOf(app, 'The example app');
+  const stack = new lib.TerraformStack(app, settings.stackName);
+  if (settings.stateFile !== undefined) new lib.LocalBackend(stack, { path: resolve(settings.stateFile) });
+  return { stack, key: new MasterKey(stack, 'master-key', settings.props) };
+}
+
+/** App options the example passes through. */
+export interface ExampleAppOptions {
+  readonly outdir?: string;
+  readonly context?: Record<string, unknown>;
+}
+
+/** A new App of the library chosen by MK_CDK, the `cdk` context key, or what is installed. */
+export function newApp(opts: ExampleAppOptions = {}, env: NodeJS.ProcessEnv = process.env): App {
+  const fromCli = env.CDKTF_CONTEXT_JSON ? (JSON.parse(env.CDKTF_CONTEXT_JSON) as Record<string, unknown>) : {};
+  const fw = chooseFramework(env.MK_CDK ?? ((opts.context?.cdk ?? fromCli.cdk) as string | undefined));
+  return new fw.lib.App({ stackTraces: false, ...opts });
 }
 
 /** Builds the example app (context comes from cdktf.json through the App). */
-export function buildApp(app: App = new App({ stackTraces: false }), env: NodeJS.ProcessEnv = process.env): App {
-  const settings = exampleSettings((k) => app.node.tryGetContext(k), env);
-  new MasterKeyStack(app, settings.stackName, settings.props, settings.stateFile);
+export function buildApp(app: App = newApp(), env: NodeJS.ProcessEnv = process.env): App {
+  exampleStack(app, exampleSettings((k) => app.node.tryGetContext(k), env));
   return app;
 }
 

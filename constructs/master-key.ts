@@ -7,13 +7,12 @@
  * rotation script; the database URL reaches it through the environment of
  * the terraform process. Nothing secret is ever part of the configuration.
  */
-import { provider as nullProvider, resource as nullResource } from '@cdktf/provider-null';
-import { Aspects, DataResource, LocalExecProvisioner, TerraformProvider, TerraformResource, TerraformStack } from 'cdktf';
-import { Construct } from 'constructs';
+import { Construct, IConstruct } from 'constructs';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { MasterKeyError } from '../src/errors';
-import { MasterKeyPolicy, markCheckable } from './policy';
+import { Framework, FrameworkName, frameworkOf } from './framework';
+import { DEFAULT_MAX_ROTATION_DAYS, MasterKeyPolicy, formatFinding, markCheckable, noCredentialsRule } from './policy';
 import { escapeTerraformTemplate, localExecCommand } from './shell';
 import { MasterKeyProps, MasterKeySettings, resolveSettings, rotationArgv, rotationTriggers } from './settings';
 
@@ -30,7 +29,21 @@ export function defaultCliCommand(here: string = __dirname, exists: (p: string) 
   return [process.execPath, resolve(here, fromSources ? '../dist/src/cli/main.js' : '../src/cli/main.js')];
 }
 
-/** A master key declared as infrastructure; see `MasterKeyProps`. */
+/** The rotation resource as the construct exposes it (a cdktf or cdktn `TerraformResource`). */
+export interface RotationResource extends IConstruct {
+  /** `terraform_data` or `null_resource`. */
+  readonly terraformResourceType: string;
+  /** The resource's terraform address part, e.g. `master_key_act`. */
+  readonly friendlyUniqueId: string;
+  /** A terraform reference to an attribute, e.g. `getStringAttribute('id')`. */
+  getStringAttribute(attribute: string): string;
+}
+
+/**
+ * A master key declared as infrastructure; see `MasterKeyProps`. Works in a
+ * cdktf app and in a CDK Terrain (cdktn) app: it uses the library of the
+ * stack it is added to.
+ */
 export class MasterKey extends Construct {
   /** The props as given (kept for the policy checks). */
   readonly props: MasterKeyProps;
@@ -41,13 +54,20 @@ export class MasterKey extends Construct {
   /** The rotation's argument vector (non-secret). */
   readonly argv: readonly string[];
   /** The `terraform_data` or `null_resource` that runs the rotation. */
-  readonly resource: TerraformResource;
+  readonly resource: RotationResource;
+  /** The library the stack was built with: `cdktf` or `cdktn`. */
+  readonly framework: FrameworkName;
 
   constructor(scope: Construct, id: string, props: MasterKeyProps) {
     super(scope, id);
+    const fw = frameworkOf(this);
+    this.framework = fw.name;
     this.props = props;
     this.settings = resolveSettings(props, { id, path: this.node.path, now: new Date(), defaultCliCommand: defaultCliCommand() });
-    const twin = TerraformStack.of(this)
+    refuseCredentials(this.settings, props, this.node.path);
+    const { TerraformStack, DataResource, TerraformResource, Aspects } = fw.lib;
+    const stack = TerraformStack.of(this);
+    const twin = stack
       .node.findAll()
       .find((c) => c instanceof MasterKey && c !== this && rotationLogicalId(c.settings.name) === rotationLogicalId(this.settings.name));
     if (twin) {
@@ -55,26 +75,43 @@ export class MasterKey extends Construct {
     }
     this.triggers = rotationTriggers(this.settings);
     this.argv = rotationArgv(this.settings);
-    const provisioner: LocalExecProvisioner = {
-      type: 'local-exec',
+    const provisioner = {
+      type: 'local-exec' as const,
       command: localExecCommand(this.argv),
       ...(Object.keys(this.settings.environment).length > 0
         ? { environment: escapeValues(this.settings.environment) }
         : {}),
     };
+    let resource: InstanceType<typeof TerraformResource>;
     if (this.settings.resourceType === 'null_resource') {
-      this.resource = new nullResource.Resource(this, ROTATION_RESOURCE_ID, {
-        provider: ensureNullProvider(TerraformStack.of(this)),
-        triggers: escapeValues(this.triggers),
+      // hashicorp/null's null_resource, as @cdktf/provider-null synthesizes it (no cdktn build of that package exists).
+      resource = new TerraformResource(this, ROTATION_RESOURCE_ID, {
+        terraformResourceType: 'null_resource',
+        terraformGeneratorMetadata: NULL_PROVIDER_METADATA,
+        provider: ensureNullProvider(fw, stack),
         provisioners: [provisioner],
       });
+      resource.addOverride('triggers', escapeValues(this.triggers));
     } else {
-      this.resource = new DataResource(this, ROTATION_RESOURCE_ID, { triggersReplace: escapeValues(this.triggers), provisioners: [provisioner] });
+      resource = new DataResource(this, ROTATION_RESOURCE_ID, { triggersReplace: escapeValues(this.triggers), provisioners: [provisioner] });
     }
-    this.resource.overrideLogicalId(rotationLogicalId(this.settings.name));
+    resource.overrideLogicalId(rotationLogicalId(this.settings.name));
+    this.resource = resource;
     markCheckable(this);
     Aspects.of(this).add(new MasterKeyPolicy(props.checks));
   }
+}
+
+/**
+ * Refuses props holding something that looks like a credential before
+ * anything is built, so nothing can synthesize it: `cdktf synth` (which sets
+ * CDKTF_CONTINUE_SYNTH_ON_ERROR_ANNOTATIONS) would otherwise still write
+ * cdk.tf.json after the `MasterKey-NoCredentials` error annotation. This rule
+ * cannot be suppressed.
+ */
+function refuseCredentials(settings: MasterKeySettings, props: MasterKeyProps, path: string): void {
+  const findings = noCredentialsRule.check({ settings, props, maxRotationDays: DEFAULT_MAX_ROTATION_DAYS });
+  if (findings.length > 0) throw new MasterKeyError('USAGE', `MasterKey ${path}: ${findings.map(formatFinding).join(' ')}`);
 }
 
 /**
@@ -90,8 +127,28 @@ function escapeValues(map: Readonly<Record<string, string>>): Record<string, str
   return Object.fromEntries(Object.entries(map).map(([k, v]) => [k, escapeTerraformTemplate(v)]));
 }
 
-/** The stack's hashicorp/null provider, created (once per stack) if missing. */
-function ensureNullProvider(stack: TerraformStack): TerraformProvider {
-  const existing = stack.node.findAll().find((c): c is TerraformProvider => c instanceof TerraformProvider && c.terraformResourceType === 'null');
-  return existing ?? new nullProvider.NullProvider(stack, 'master-key-null-provider', {});
+/** hashicorp/null as @cdktf/provider-null 11 declares it. */
+const NULL_PROVIDER_METADATA = { providerName: 'null', providerVersion: '3.2.4', providerVersionConstraint: '~> 3.0' };
+
+type Provider = InstanceType<Framework['lib']['TerraformProvider']>;
+const nullProviders = new WeakMap<Framework['lib'], new (scope: Construct, id: string) => Provider>();
+
+/** A `provider "null" {}` block of the given library (TerraformProvider is abstract). */
+function nullProviderClass(lib: Framework['lib']): new (scope: Construct, id: string) => Provider {
+  let cls = nullProviders.get(lib);
+  if (!cls) {
+    cls = class NullProvider extends lib.TerraformProvider {
+      constructor(scope: Construct, id: string) {
+        super(scope, id, { terraformResourceType: 'null', terraformGeneratorMetadata: NULL_PROVIDER_METADATA, terraformProviderSource: 'null' });
+      }
+    };
+    nullProviders.set(lib, cls);
+  }
+  return cls;
+}
+
+/** The stack's hashicorp/null provider (one a stack already has, e.g. from @cdktf/provider-null), created once per stack if missing. */
+function ensureNullProvider({ lib }: Framework, stack: IConstruct): Provider {
+  const existing = stack.node.findAll().find((c): c is Provider => lib.TerraformProvider.isTerraformProvider(c) && c.terraformResourceType === 'null');
+  return existing ?? new (nullProviderClass(lib))(stack, 'master-key-null-provider');
 }

@@ -5,10 +5,10 @@
  * into annotations. Errors fail `cdktf synth` (cdktf prints the construct
  * path with each message); warnings are shown and the synth goes on.
  */
-import { Annotations, IAspect } from 'cdktf';
 import { IConstruct } from 'constructs';
 import { isAbsolute } from 'node:path';
 import { findCredentials, quotable } from './credentials';
+import { frameworkOf } from './framework';
 import type { MasterKeyChecksOptions, MasterKeyProps, MasterKeySettings, PolicySuppression } from './settings';
 
 /** The longest rotation period allowed unless the checks say otherwise. */
@@ -128,6 +128,7 @@ export function checkSuppressions(suppressions: readonly PolicySuppression[], ru
   const ids = new Set(rules.map((r) => r.id));
   return suppressions.flatMap((s) => {
     if (!ids.has(s.id)) return [`[MasterKey-Suppression] "${s.id}" is not a rule id. Fix: use one of ${[...ids].join(', ')}.`];
+    if (s.id === noCredentialsRule.id) return [`[MasterKey-Suppression] ${s.id} cannot be suppressed: a credential in props would be written to cdk.tf.json and the terraform state. Fix: remove the suppression and the credential.`];
     if (typeof s.reason !== 'string' || s.reason.trim().length < 10) return [`[MasterKey-Suppression] the suppression of ${s.id} has no reason. Fix: say why the rule does not apply (at least 10 characters).`];
     return [];
   });
@@ -151,13 +152,18 @@ function isCheckable(c: IConstruct): c is CheckableMasterKey {
   return (c as unknown as Record<symbol, unknown>)[CHECKABLE] === true;
 }
 
+/** What cdktf and cdktn call an `IAspect` (the same shape in both). */
+export interface MasterKeyAspect {
+  visit(node: IConstruct): void;
+}
+
 /**
  * The policy Aspect. Add it to an app or stack to enforce an organisation's
  * rules (`Aspects.of(app).add(new MasterKeyPolicy({ maxRotationDays: 90 }))`);
  * every `MasterKey` also checks itself with its own `checks` options. Each key
  * is checked once, by the outermost policy.
  */
-export class MasterKeyPolicy implements IAspect {
+export class MasterKeyPolicy implements MasterKeyAspect {
   private readonly maxRotationDays: number;
   private readonly suppressions: readonly PolicySuppression[];
 
@@ -172,7 +178,7 @@ export class MasterKeyPolicy implements IAspect {
   visit(node: IConstruct): void {
     if (!isCheckable(node) || checkedBy.has(node)) return;
     checkedBy.set(node, this);
-    const annotations = Annotations.of(node);
+    const annotations = frameworkOf(node, `MasterKeyPolicy on ${node.node.path}`).lib.Annotations.of(node);
     for (const m of checkSuppressions(this.suppressions)) annotations.addError(m);
     for (const s of this.suppressions) annotations.addInfo(`[${s.id}] suppressed: ${s.reason}`);
     const findings = evaluatePolicy({ settings: node.settings, props: node.props, maxRotationDays: this.maxRotationDays }, POLICY_RULES, new Set(this.suppressions.map((s) => s.id)));

@@ -4,13 +4,13 @@
  * process, on the same freshly restored table the other methods get.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClientBase } from 'pg';
 import type { MasterKey } from '../src/crypto/key';
 import { BENCH_INVENTORY } from './bench-data';
 import type { ChildResult } from './bench-child';
+import { removeScratch, scratchDir } from './scratch';
 
 /** What the apply measurement gets from the benchmark. */
 export interface ApplyContext {
@@ -56,8 +56,7 @@ function runCli(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code
  */
 export async function measureApply(ctx: ApplyContext): Promise<ChildResult | undefined> {
   if (!existsSync(cliPath())) return undefined;
-  const dir = mkdtempSync(join(tmpdir(), 'mk-bench-apply-'));
-  chmodSync(dir, 0o700);
+  const dir = scratchDir('mk-bench-apply-');
   try {
     const config = join(dir, 'act.env');
     writeFileSync(config, `ACT_MASTER_KEY=${ctx.oldKey.toHex()}\n`, { mode: 0o600 });
@@ -72,6 +71,6 @@ export async function measureApply(ctx: ApplyContext): Promise<ChildResult | und
     if (apply.code !== 0) throw new Error(`master-key apply failed (exit ${apply.code}): ${apply.stderr.trim()}`);
     return { seconds: apply.seconds, rows: ctx.rows, maxRssBytes: apply.maxRssBytes };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    removeScratch(dir);
   }
 }

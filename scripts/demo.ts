@@ -14,15 +14,13 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { App } from 'cdktf';
 import { Client } from 'pg';
-import { actCodec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { startEmbeddedPostgres, removeEmbeddedData, EmbeddedServer } from '../src/db/embedded';
-import { ACT_SCHEMA_SQL } from '../src/inventory/act-preset';
-import { exampleSettings, MasterKeyStack } from '../main';
+import { cliEntry, pgpassLine, seedActSecrets } from './local-act';
+import { exampleSettings, exampleStack, newApp } from '../main';
 
-const CLI = resolve(__dirname, '..', 'src', 'cli', 'main.js');
+const CLI = cliEntry();
 
 const HELP = `npm start -- [options]
 
@@ -79,63 +77,6 @@ function hasTerraform(): boolean {
   return spawnSync('terraform', ['version'], { stdio: 'ignore' }).status === 0;
 }
 
-/** Inserts exactly `total` secrets spread over every ACT kind, in batches (jsonb ones included). */
-async function seed(c: Client, key: MasterKey, total: number): Promise<Record<string, number>> {
-  const codec = actCodec();
-  const seal = (s: string) => codec.seal(key, Buffer.from(s, 'utf8'));
-  // servers and storage providers hold two sealed values per row; registry credentials take the remainder.
-  const share = Math.max(1, Math.floor(total / 9));
-  await c.query(ACT_SCHEMA_SQL);
-  await c.query("INSERT INTO environments (name) VALUES ('production')");
-  const batches = async (n: number, fn: (from: number, to: number) => Promise<void>) => {
-    for (let i = 0; i < n; i += 1000) await fn(i, Math.min(n, i + 1000));
-  };
-  const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
-  const servers = share;
-  await batches(servers, async (a, b) => {
-    const ids = range(a, b);
-    await c.query('INSERT INTO servers (name, host, ssh_private_key, ssh_passphrase) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])', [
-      ids.map((i) => `server-${i}`),
-      ids.map((i) => `10.0.${i >> 8}.${i & 255}`),
-      ids.map((i) => seal(`-----BEGIN OPENSSH PRIVATE KEY-----\nkey-of-server-${i}\n-----END OPENSSH PRIVATE KEY-----\n`)),
-      ids.map((i) => seal(`passphrase-${i}`)),
-    ]);
-  });
-  const services = share;
-  await batches(services, async (a, b) => {
-    const ids = range(a, b);
-    await c.query('INSERT INTO services (name, spec) SELECT * FROM unnest($1::text[], $2::jsonb[])', [
-      ids.map((i) => `service-${i}`),
-      ids.map((i) => JSON.stringify({ image: `app:${i}`, env: [{ name: 'DB_PASSWORD', secret: true, value: seal(`db-password-${i}`) }, { name: 'LOG_LEVEL', secret: false, value: 'info' }] })),
-    ]);
-  });
-  await batches(share, async (a, b) => {
-    const ids = range(a, b);
-    await c.query('INSERT INTO service_env_vars (service_id, name, value) SELECT 1, n, v FROM unnest($1::text[], $2::text[]) AS x(n, v)', [ids.map((i) => `VAR_${i}`), ids.map((i) => seal(`service-value-${i}`))]);
-    await c.query('INSERT INTO environment_variables (environment_id, name, value) SELECT 1, n, v FROM unnest($1::text[], $2::text[]) AS x(n, v)', [ids.map((i) => `ENV_${i}`), ids.map((i) => seal(`env-value-${i}`))]);
-    await c.query("INSERT INTO git_credentials (provider, access_token) SELECT 'github', v FROM unnest($1::text[]) AS x(v)", [ids.map((i) => seal(`ghp_token_${i}`))]);
-  });
-  await batches(total - 8 * share, async (a, b) => {
-    const ids = range(a, b);
-    await c.query("INSERT INTO registry_credentials (registry, username, password) SELECT 'ghcr.io', 'bot', v FROM unnest($1::text[]) AS x(v)", [ids.map((i) => seal(`registry-password-${i}`))]);
-  });
-  const storage = share;
-  await batches(storage, async (a, b) => {
-    const ids = range(a, b);
-    await c.query('INSERT INTO storage_providers (name, secret_access_key, settings) SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])', [
-      ids.map((i) => `bucket-${i}`),
-      ids.map((i) => seal(`secret-access-key-${i}`)),
-      ids.map((i) => JSON.stringify({ region: 'eu-west-1', credentials: { sessionToken: seal(`session-${i}`) } })),
-    ]);
-  });
-  const r = await c.query<{ k: string; n: string }>(`
-    SELECT 'servers' AS k, count(*) * 2 AS n FROM servers UNION ALL SELECT 'services (jsonb)', count(*) FROM services
-    UNION ALL SELECT 'service_env_vars', count(*) FROM service_env_vars UNION ALL SELECT 'environment_variables', count(*) FROM environment_variables
-    UNION ALL SELECT 'git_credentials', count(*) FROM git_credentials UNION ALL SELECT 'registry_credentials', count(*) FROM registry_credentials
-    UNION ALL SELECT 'storage_providers (column + jsonb)', count(*) * 2 FROM storage_providers`);
-  return Object.fromEntries(r.rows.map((x) => [x.k, Number(x.n)]));
-}
-
 async function main(): Promise<number> {
   let opts: Options | undefined;
   try {
@@ -150,9 +91,7 @@ async function main(): Promise<number> {
   }
   const t0 = Date.now();
   const dir = opts.dir ? resolve(opts.dir) : mkdtempSync(join(tmpdir(), 'master-key-demo-'));
-  mkdirSync(dir, { recursive: true });
-  // As root the embedded server runs as `postgres`, which must pass through this folder (nothing here is world-readable).
-  chmodSync(dir, 0o711);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   process.stdout.write(`${bold('cdktf-master-key demo')}: working directory ${dir}\n`);
 
   step(1, 'PostgreSQL');
@@ -163,7 +102,7 @@ async function main(): Promise<number> {
     url = process.env.DATABASE_URL;
     process.stdout.write('Using the database in $DATABASE_URL.\n');
   } else {
-    server = await startEmbeddedPostgres({ parentDir: dir });
+    server = await startEmbeddedPostgres();
     url = await server.createDatabase('act');
     process.stdout.write(`Started an embedded PostgreSQL on 127.0.0.1:${server.port} (data in ${server.dataDir}) and created database "act".\n`);
   }
@@ -176,7 +115,7 @@ async function main(): Promise<number> {
     try {
       const used = await c.query<{ r: string | null }>("SELECT to_regclass('servers')::text AS r");
       if (used.rows[0].r) throw new Error('The database already has ACT tables; the demo only seeds an empty database. Point DATABASE_URL at a new one.');
-      const counts = await seed(c, key, opts.secrets);
+      const counts = await seedActSecrets(c, key, opts.secrets);
       for (const [k, v] of Object.entries(counts)) process.stdout.write(`  ${k.padEnd(36)} ${String(v).padStart(8)} sealed values\n`);
     } finally {
       await c.end();
@@ -199,8 +138,8 @@ async function main(): Promise<number> {
       MK_REPORT_DIR: join(dir, 'reports'),
       MK_STATE_FILE: join(dir, 'terraform.tfstate'),
     });
-    const app = new App({ outdir, stackTraces: false });
-    const stack = new MasterKeyStack(app, settings.stackName, settings.props, settings.stateFile);
+    const app = newApp({ outdir });
+    const stack = exampleStack(app, settings);
     app.synth();
     const stackDir = join(outdir, 'stacks', settings.stackName);
     process.stdout.write(`Synthesized ${join(stackDir, 'cdk.tf.json')}; replacement triggers of the rotation resource:\n`);
@@ -242,8 +181,9 @@ async function main(): Promise<number> {
     process.stdout.write(`\n${bold('Done')} in ${((Date.now() - t0) / 1000).toFixed(1)} s. Look around in ${dir}:\n`);
     process.stdout.write(`  act.env (the new key, 0600), backups/ (0700), reports/, cdktf.out/ (the synthesized stack)${useTf ? ', terraform.tfstate (no key in it)' : ''}\n`);
     if (opts.keep && server) {
-      process.stdout.write(`The database stays up: DATABASE_URL is the embedded server on 127.0.0.1:${server.port} (password in ${dir}/.pgpass-demo, 0600). Ctrl-C stops it.\n`);
-      writeFileSync(join(dir, '.pgpass-demo'), url + '\n', { mode: 0o600 });
+      const pgpass = join(dir, '.pgpass-demo');
+      writeFileSync(pgpass, `${pgpassLine(url)}\n`, { mode: 0o600 });
+      process.stdout.write(`The database stays up until Ctrl-C (data in ${server.dataDir}); its password is in ${pgpass} (a pgpass line, 0600):\n  PGPASSFILE=${pgpass} psql -h 127.0.0.1 -p ${server.port} -U postgres act\n`);
       await new Promise<void>((res) => process.once('SIGINT', () => res()));
     }
     return 0;

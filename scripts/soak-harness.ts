@@ -15,9 +15,8 @@
  * checks read the database and the files directly.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { configTarget, readConfigKey } from '../src/config/config-file';
 import { MasterKey } from '../src/crypto/key';
 import { CANARY_PLAINTEXT, canaryOpensWith } from '../src/rotation/canary';
@@ -27,16 +26,15 @@ import { defaultPendingPath, readPending } from '../src/rotation/pending';
 import { ExitCode } from '../src/errors';
 import { leftoverTempFiles } from '../src/fsutil';
 import { withTestClient } from '../test/support/db';
-import { readPlaintexts, seedAct } from '../test/support/scenario';
+import { childEnv, readPlaintexts, seedAct } from '../test/support/scenario';
+import { cliEntry } from './local-act';
+import { scratchDir } from './scratch';
+
+export { cliEntry };
 
 /** The config entry every node file holds the key in. */
 export const KEY_ENTRY = 'ACT_MASTER_KEY';
 
-/** The CLI in the build output (from dist/scripts or from the sources under jest). */
-export function cliEntry(): string {
-  const inDist = resolve(__dirname, '..', 'src', 'cli', 'main.js');
-  return existsSync(inDist) ? inDist : resolve(__dirname, '..', 'dist', 'src', 'cli', 'main.js');
-}
 
 /** One config file per node, in the three formats, so one rotation updates all of them. */
 const NODE_FILES: ReadonlyArray<{ name: string; text: (hex: string) => string; mode: number }> = [
@@ -56,7 +54,7 @@ export interface Installation {
   readonly reportDir: string;
   /** Expected plaintext of every secret, by location (see test/support/scenario). */
   readonly plaintexts: ReadonlyMap<string, string>;
-  /** Child environment: PATH, HOME and DATABASE_URL only. */
+  /** Child environment: PATH, HOME, TMPDIR and DATABASE_URL only. */
   readonly env: NodeJS.ProcessEnv;
   /** The key the installation was seeded with. */
   readonly firstKey: MasterKey;
@@ -81,7 +79,7 @@ export function writeNodeConfigs(dir: string, key: MasterKey, nodes: number): st
 
 /** Seeds an empty database with ACT secrets, writes the node configs and runs `master-key init`. */
 export async function createInstallation(url: string, opts: InstallationOptions = {}): Promise<Installation> {
-  const dir = mkdtempSync(join(tmpdir(), 'mk-soak-'));
+  const dir = scratchDir('mk-soak-');
   const key = MasterKey.generate();
   const configs = writeNodeConfigs(dir, key, Math.min(Math.max(opts.nodes ?? 1, 1), NODE_FILES.length));
   const plaintexts = await withTestClient(url, (c) => seedAct(c, key, { perKind: opts.perKind ?? 3 }));
@@ -93,7 +91,7 @@ export async function createInstallation(url: string, opts: InstallationOptions 
     backupDir: join(dir, 'backups'),
     reportDir: join(dir, 'reports'),
     plaintexts,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: url },
+    env: childEnv({ DATABASE_URL: url }),
     firstKey: key,
   };
   const init = await runCli(inst, ['init']);

@@ -13,10 +13,10 @@
  * Options: --runs N (500), --workers W (2), --per-kind K (3 rows per ACT
  * kind), --seed S (random), --json (only the JSON on stdout), --verbose.
  */
-import { rmSync } from 'node:fs';
 import { removeEmbeddedData, startEmbeddedPostgres } from '../src/db/embedded';
 import { FaultPoint } from '../src/rotation/faults';
 import { CycleOptions, CycleResult, faultCycle } from './soak-cycle';
+import { removeScratch } from './scratch';
 import { APPLY_PHASES, Installation, KillPoint, createInstallation, runCli } from './soak-harness';
 
 export interface SoakOptions {
@@ -181,7 +181,7 @@ export async function soak(opts: SoakOptions, createDb: (name: string) => Promis
         }
       }
     } finally {
-      rmSync(inst.dir, { recursive: true, force: true });
+      removeScratch(inst.dir);
     }
   };
   await Promise.all(Array.from({ length: opts.workers }, (_, w) => worker(w)));

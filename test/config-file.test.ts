@@ -3,10 +3,10 @@
  * replacement keeping mode, owner and every other byte, and refusals
  * (symlinks, missing files, directories, FIFOs, non-UTF-8 text).
  */
+import { removeScratch, scratchDir } from '../scripts/scratch';
 import { caught } from './support/errors';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { checkConfigWritable, configTarget, ConfigTarget, readConfigEntry, readConfigKey, readConfigText, writeConfigKey } from '../src/config/config-file';
 import { ConfigFormat } from '../src/config/formats';
@@ -18,10 +18,10 @@ const NEW = MasterKey.generate();
 
 let dir: string;
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'mk-config-'));
+  dir = scratchDir('mk-config-');
 });
 afterEach(() => {
-  rmSync(dir, { recursive: true, force: true });
+  removeScratch(dir);
 });
 
 /** Runs fn and returns its MasterKeyError, checking that no key appears in the message. */

@@ -5,10 +5,10 @@
  * whom permission bits are real). Every failure must leave the original
  * file byte for byte and no temp file behind.
  */
+import { removeScratch, scratchDir } from '../scripts/scratch';
 import { caught } from './support/errors';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { checkConfigWritable, configTarget, readConfigKey, writeConfigKey } from '../src/config/config-file';
 import { MasterKey } from '../src/crypto/key';
@@ -22,11 +22,11 @@ const configText = (key: MasterKey): string => `DATABASE_URL=postgres://act@db/a
 
 let base: string;
 beforeAll(() => {
-  base = mkdtempSync(join(tmpdir(), 'mk-fs-'));
+  base = scratchDir('mk-fs-');
   chmodSync(base, 0o755);
 });
 afterAll(() => {
-  rmSync(base, { recursive: true, force: true });
+  removeScratch(base);
 });
 
 const errorOf = caught;

@@ -3,11 +3,11 @@
  * jest matchers: the rotation resource, its triggers and command, the
  * null_resource option, props validation and the policy Aspect at synth.
  */
+import { removeScratch, scratchDir } from '../scripts/scratch';
 import 'cdktf/lib/testing/adapters/jest';
 import { provider as nullProvider, resource as nullResource } from '@cdktf/provider-null';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App, Aspects, DataResource, TerraformStack, Testing } from 'cdktf';
 import { IConstruct } from 'constructs';
@@ -20,8 +20,8 @@ import { exampleSettings } from '../main';
 Testing.setupJest();
 
 /** One output folder for every Testing.app() here (Testing.synth writes nothing into it). */
-const OUT = mkdtempSync(join(tmpdir(), 'mk-cdktf-'));
-afterAll(() => rmSync(OUT, { recursive: true, force: true }));
+const OUT = scratchDir('mk-cdktf-');
+afterAll(() => removeScratch(OUT));
 const testApp = (context?: Record<string, unknown>) => Testing.app({ outdir: OUT, ...(context ? { context } : {}) });
 
 const CLI = ['/opt/node/bin/node', '/opt/master-key/dist/src/cli/main.js'];
@@ -153,7 +153,7 @@ describe('MasterKey synth (terraform_data, the default)', () => {
   });
 
   it('shows a custom inventory by name, path and digest, and passes its path', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mk-inv-'));
+    const dir = scratchDir('mk-inv-');
     try {
       const file = join(dir, 'inventory.json');
       const inv = { name: 'billing', entries: [{ kind: 'api token', table: 'tokens', idColumn: 'id', column: 'secret', codec: 'v1' }] };
@@ -162,7 +162,7 @@ describe('MasterKey synth (terraform_data, the default)', () => {
       expect(key.triggers.inventory).toBe(`billing (${file}) ${inventoryDigest(inv as never)} (1 location, 1 kind)`);
       expect(key.argv.join(' ')).toContain(`--inventory ${file}`);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      removeScratch(dir);
     }
   });
 
@@ -273,7 +273,7 @@ describe('MasterKey props validation (at construction)', () => {
 
 describe('MasterKeyPolicy at synth', () => {
   function synthToDisk(build: (stack: TerraformStack) => void): { outdir: string; error?: Error } {
-    const outdir = mkdtempSync(join(tmpdir(), 'mk-synth-'));
+    const outdir = scratchDir('mk-synth-');
     const app = new App({ outdir, stackTraces: false });
     build(new TerraformStack(app, 'stack'));
     try {
@@ -292,7 +292,7 @@ describe('MasterKeyPolicy at synth', () => {
       expect(error?.message).toContain('[stack/key] [MasterKey-BackupDir]');
       expect(() => readFileSync(join(outdir, 'stacks/stack/cdk.tf.json'))).toThrow();
     } finally {
-      rmSync(outdir, { recursive: true, force: true });
+      removeScratch(outdir);
     }
   });
 
@@ -308,7 +308,7 @@ describe('MasterKeyPolicy at synth', () => {
       ]);
       expect(readFileSync(join(outdir, 'stacks/stack/cdk.tf.json'), 'utf8')).toContain('terraform_data');
     } finally {
-      rmSync(outdir, { recursive: true, force: true });
+      removeScratch(outdir);
     }
   });
 

@@ -3,23 +3,26 @@
  * terraform binary the rotation runs through terraform's local-exec; without
  * one the demo says so and the CLI runs it.
  */
+import { removeScratch, scratchDir } from '../scripts/scratch';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseKey } from '../src/crypto/key';
+import { childEnv } from './support/scenario';
+import { HAS_TERRAFORM, terraformGate } from './support/terraform';
 
 const DEMO = resolve(__dirname, '..', 'dist', 'scripts', 'demo.js');
-const hasTerraform = spawnSync('terraform', ['version'], { stdio: 'ignore' }).status === 0;
+const hasTerraform = HAS_TERRAFORM;
 
 describe('npm start (scripts/demo.ts)', () => {
   let dir: string;
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => removeScratch(dir));
 
   it('runs the whole story and leaves a rotated key, a report and a backup', () => {
+    if (terraformGate(HAS_TERRAFORM, !!process.env.CI) === 'fail') throw new Error('CI is set and there is no terraform binary on PATH: the demo would skip terraform; install it in CI.');
     if (!hasTerraform) console.warn('terraform is not on PATH: the demo runs the rotation through the CLI directly');
-    dir = mkdtempSync(join(tmpdir(), 'mk-demo-test-'));
-    const env = { PATH: process.env.PATH, HOME: process.env.HOME };
+    dir = scratchDir('mk-demo-test-');
+    const env = childEnv();
     const r = spawnSync(process.execPath, [DEMO, '--secrets', '400', '--dir', dir], { env, encoding: 'utf8', timeout: 170_000 });
     const out = r.stdout + r.stderr;
     expect(r.stderr).toBe('');

@@ -2,19 +2,19 @@
  * Safe file writes on real files in a temp directory. Read-only and full
  * file systems, and unprivileged users, are in config-filesystems.test.ts.
  */
+import { removeScratch, scratchDir } from '../scripts/scratch';
 import { caught } from './support/errors';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWriteFile, checkDirWritable, checkReplaceable, freeBytes, leftoverTempFiles, sha256File, TEMP_INFIX } from '../src/fsutil';
 
 let dir: string;
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'mk-fsutil-'));
+  dir = scratchDir('mk-fsutil-');
 });
 afterEach(() => {
-  rmSync(dir, { recursive: true, force: true });
+  removeScratch(dir);
 });
 
 const errorOf = caught;

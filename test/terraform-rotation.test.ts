@@ -24,11 +24,11 @@ import { MasterKey, MasterKeyProps } from '../constructs';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey as Key, parseKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
+import { removeScratch } from '../scripts/scratch';
+import { describeTerraform } from './support/terraform';
 import { adminUrl, dropDatabase, freshDatabase, withTestClient } from './support/db';
 
-const HAS_TERRAFORM = spawnSync('terraform', ['version'], { stdio: 'ignore' }).status === 0;
-const describeTf = HAS_TERRAFORM ? describe : describe.skip;
-if (!HAS_TERRAFORM) console.warn('Skipping the terraform tests: no `terraform` binary on PATH (install Terraform >= 1.4 to run them).');
+const describeTf = describeTerraform;
 
 const REPO = resolve(__dirname, '..');
 const CLI = join(REPO, 'dist/src/cli/main.js');
@@ -100,7 +100,7 @@ class Workspace {
   }
 
   remove(): void {
-    rmSync(this.dir, { recursive: true, force: true });
+    removeScratch(this.dir);
   }
 }
 

@@ -5,14 +5,14 @@
  * real CLI (`dist/src/cli/main.js`, built by `npm test`).
  */
 import { spawn, spawnSync, SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Client } from 'pg';
 import { actCodec } from '../../src/crypto/codec';
 import { MasterKey, parseKey } from '../../src/crypto/key';
 import { Keyring } from '../../src/crypto/keyring';
 import { ACT_SCHEMA_SQL } from '../../src/inventory/act-preset';
+import { scratchDir } from '../../scripts/scratch';
 import { freshDatabase } from './db';
 
 export const CLI = resolve(__dirname, '..', '..', 'dist', 'src', 'cli', 'main.js');
@@ -36,6 +36,13 @@ export interface Scenario {
   cli(args: readonly string[], opts?: { env?: NodeJS.ProcessEnv; input?: string; noConfig?: boolean }): CliResult;
   /** The key currently in act.env. */
   configKey(path?: string): MasterKey;
+}
+
+/** A minimal environment for a child process: PATH, HOME and TMPDIR (the run's temp folder) plus `extra`. */
+export function childEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
+  if (process.env.TMPDIR) env.TMPDIR = process.env.TMPDIR;
+  return { ...env, ...extra };
 }
 
 export function runCli(args: readonly string[], env: NodeJS.ProcessEnv, input?: string): CliResult {
@@ -140,7 +147,8 @@ export async function readPlaintexts(url: string, key: MasterKey, locations: Ite
 
 /** A fresh ACT installation: database, seeded secrets, act.env (0600), `master-key init` done. */
 export async function actScenario(opts: SeedOptions & { init?: boolean } = {}): Promise<Scenario> {
-  const dir = mkdtempSync(join(tmpdir(), 'mk-scn-'));
+  // Removed after the test file (test/support/scratch-cleanup.ts), also when it fails.
+  const dir = scratchDir('mk-scn-');
   const url = await freshDatabase('act');
   const key = MasterKey.generate();
   const configPath = join(dir, 'act.env');
@@ -154,7 +162,7 @@ export async function actScenario(opts: SeedOptions & { init?: boolean } = {}): 
   } finally {
     await c.end();
   }
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: url };
+  const env: NodeJS.ProcessEnv = childEnv({ DATABASE_URL: url });
   const scn: Scenario = {
     dir,
     url,
