@@ -6,7 +6,8 @@
  */
 import fc from 'fast-check';
 import { ErrorCode, MasterKeyError } from '../src/errors';
-import { NONCE_BYTES, nobleAead, nodeAead } from '../src/crypto/aead';
+import { NONCE_BYTES, nodeAead } from '../src/crypto/aead';
+import { nobleAead } from './support/noble-aead';
 import { SecretCodec, actCodec, codecByName, v1Codec } from '../src/crypto/codec';
 import { MasterKey, parseKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';

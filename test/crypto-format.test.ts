@@ -7,7 +7,8 @@
 import { createDecipheriv, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nobleAead, nodeAead } from '../src/crypto/aead';
+import { nodeAead } from '../src/crypto/aead';
+import { nobleAead } from './support/noble-aead';
 import { actCodec, v1Codec } from '../src/crypto/codec';
 import { parseKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
-import { nobleAead, nodeAead } from '../src/crypto/aead';
+import { nodeAead } from '../src/crypto/aead';
+import { nobleAead } from './support/noble-aead';
 import { CodecName, actCodec, codecByName, v1Codec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';

@@ -1,36 +1,22 @@
 /**
- * AES-256-GCM with a 12-byte nonce and a 16-byte tag, in two implementations
- * that produce identical bytes: @noble/ciphers (the audited reference) and
- * node:crypto (OpenSSL, about three times faster; used on the hot path).
- * A test cross-checks both on random inputs.
+ * AES-256-GCM with a 12-byte nonce and a 16-byte tag, from node:crypto
+ * (OpenSSL). The tests cross-check it on random inputs against the audited
+ * @noble/ciphers implementation (test/support/noble-aead.ts), which is a
+ * development dependency only: nothing here imports it at run time.
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import { gcm } from '@noble/ciphers/aes.js';
 
 export const NONCE_BYTES = 12;
 export const TAG_BYTES = 16;
 
 export interface Aead {
+  /** `node` here; `noble` for the reference the tests compare against. */
   readonly name: 'noble' | 'node';
   /** Returns ciphertext || tag. */
   seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array;
   /** Returns the plaintext, or undefined when the tag does not verify. */
   open(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | undefined;
 }
-
-export const nobleAead: Aead = {
-  name: 'noble',
-  seal(key, nonce, plaintext, aad) {
-    return gcm(key, nonce, aad).encrypt(plaintext);
-  },
-  open(key, nonce, sealed, aad) {
-    try {
-      return gcm(key, nonce, aad).decrypt(sealed);
-    } catch {
-      return undefined;
-    }
-  },
-};
 
 export const nodeAead: Aead = {
   name: 'node',
@@ -55,7 +41,3 @@ export const nodeAead: Aead = {
     }
   },
 };
-
-export function aeadByName(name: 'noble' | 'node'): Aead {
-  return name === 'noble' ? nobleAead : nodeAead;
-}

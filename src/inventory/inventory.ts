@@ -3,9 +3,11 @@
  * kind of secret each is. Plain data, validated once, digested for the
  * CDKTF trigger (a change of inventory shows up in `terraform plan`).
  */
+import Ajv2020, { ErrorObject, ValidateFunction } from 'ajv/dist/2020';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { CODEC_NAMES, CodecName } from '../crypto/codec';
+import inventorySchema from '../../docs/schemas/inventory.schema.json';
+import { CodecName } from '../crypto/codec';
 import { MasterKeyError } from '../errors';
 import { ACT_PRESET } from './act-preset';
 
@@ -53,55 +55,98 @@ export function quoteIdent(name: string): string {
     .join('.');
 }
 
+/** The JSON Schema every inventory file is validated against (docs/schemas/inventory.schema.json). */
+export const INVENTORY_SCHEMA = inventorySchema;
+
+let validator: ValidateFunction | undefined;
+function schemaValidator(): ValidateFunction {
+  validator ??= new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true }).compile(inventorySchema);
+  return validator;
+}
+
+/** `entry 2 "table"`, `"name"`, `the inventory` : where in the document a schema error is. */
+function where(instancePath: string): string {
+  const parts = instancePath.split('/').slice(1);
+  if (parts.length === 0) return 'it';
+  const [top, index, ...rest] = parts;
+  if (top === 'entries' && index !== undefined) {
+    const field = rest.length ? ` "${rest.join('.')}"` : '';
+    return `entry ${index}${field}`;
+  }
+  return `"${parts.join('.')}"`;
+}
+
+const TYPE_WORDS: Record<string, string> = { object: 'an object', array: 'an array', string: 'a string', number: 'a number', integer: 'a whole number', boolean: 'true or false' };
+
+/** One schema error as the clause of a sentence, naming where and what (inventory values are not secret). */
+export function schemaErrorText(e: ErrorObject): string {
+  const at = where(e.instancePath);
+  const p = e.params as Record<string, unknown>;
+  const got = (v: unknown) => (typeof v === 'string' ? `"${v.length > 60 ? `${v.slice(0, 60)}…` : v}"` : JSON.stringify(v));
+  switch (e.keyword) {
+    case 'required':
+      return `${at} needs "${String(p.missingProperty)}"`;
+    case 'additionalProperties':
+      return `${at} has an unknown member "${String(p.additionalProperty)}" (check its spelling)`;
+    case 'dependentRequired':
+      return `${at} "${String(p.property)}" only applies with "${String(p.missingProperty)}"`;
+    case 'type':
+      return `${at} must be ${String(p.type).split(',').map((t) => TYPE_WORDS[t] ?? t).join(' or ')}, got ${got(e.data)}`;
+    case 'minLength':
+    case 'minItems':
+      return `${at} must not be empty`;
+    case 'pattern':
+      return `${at} must be a plain SQL identifier (letters, digits, underscores), got ${got(e.data)}`;
+    case 'enum':
+      return `${at} must be one of ${(p.allowedValues as unknown[]).join(', ')}, got ${got(e.data)}`;
+    default:
+      return `${at} ${e.message ?? 'is not valid'}`;
+  }
+}
+
+/**
+ * Validates an inventory against docs/schemas/inventory.schema.json (and that
+ * no location is listed twice, which a schema cannot say). Throws
+ * INVENTORY_INVALID with one sentence naming the first problem.
+ */
 export function validateInventory(inv: unknown, source = 'the inventory'): Inventory {
   const bad = (what: string): never => {
-    throw new MasterKeyError('INVENTORY_INVALID', `${source} is invalid: ${what}.`);
+    throw new MasterKeyError('INVENTORY_INVALID', `${source} is invalid: ${what}; fix it (docs/schemas/inventory.schema.json describes the format).`);
   };
-  if (!inv || typeof inv !== 'object') bad('it must be an object with "name" and "entries"');
-  const o = inv as Record<string, unknown>;
-  if (typeof o.name !== 'string' || o.name.length === 0) bad('"name" must be a non-empty string');
-  if (!Array.isArray(o.entries)) bad('"entries" must be an array');
-  const entries = (o.entries as unknown[]).map((e, i): InventoryEntry => {
-    if (!e || typeof e !== 'object') bad(`entry ${i} must be an object`);
-    const r = e as Record<string, unknown>;
-    for (const f of ['kind', 'table', 'idColumn', 'column', 'codec']) {
-      if (typeof r[f] !== 'string' || (r[f] as string).length === 0) bad(`entry ${i} needs a non-empty string "${f}"`);
-    }
-    for (const f of ['table', 'idColumn', 'column']) {
-      for (const part of (r[f] as string).split('.')) if (!IDENT.test(part)) bad(`entry ${i} "${f}" must be a plain SQL identifier (letters, digits, underscores), got "${r[f] as string}"`);
-    }
-    if (!CODEC_NAMES.includes(r.codec as CodecName)) bad(`entry ${i} "codec" must be one of ${CODEC_NAMES.join(', ')}, got "${String(r.codec)}"`);
-    let jsonPath: string[] | undefined;
-    if (r.jsonPath !== undefined) {
-      if (!Array.isArray(r.jsonPath) || r.jsonPath.length === 0 || !r.jsonPath.every((s) => typeof s === 'string' && s.length > 0)) {
-        bad(`entry ${i} "jsonPath" must be a non-empty array of non-empty strings`);
-      }
-      jsonPath = [...(r.jsonPath as string[])];
-    }
-    let where: JsonWhere | undefined;
-    if (r.where !== undefined) {
-      const w = r.where as Record<string, unknown>;
-      if (!jsonPath) bad(`entry ${i} "where" only applies with "jsonPath"`);
-      if (!w || typeof w.key !== 'string' || !['string', 'number', 'boolean'].includes(typeof w.equals)) bad(`entry ${i} "where" must be { "key": string, "equals": string | number | boolean }`);
-      where = { key: w.key as string, equals: w.equals as string | number | boolean };
-    }
-    return {
-      kind: r.kind as string,
-      table: r.table as string,
-      idColumn: r.idColumn as string,
-      column: r.column as string,
-      codec: r.codec as CodecName,
-      ...(jsonPath ? { jsonPath } : {}),
-      ...(where ? { where } : {}),
-    };
-  });
+  const validate = schemaValidator();
+  if (!validate(inv)) {
+    // A misspelt member explains a "missing" one: report it first.
+    const errors = [...(validate.errors ?? [])].sort((a, b) => Number(b.keyword === 'additionalProperties') - Number(a.keyword === 'additionalProperties'));
+    const e = errors[0];
+    bad(e ? schemaErrorText({ ...e, data: e.data ?? valueAt(inv, e.instancePath) }) : 'it does not match the inventory schema');
+  }
+  const o = inv as { name: string; entries: InventoryEntry[] };
+  const entries = o.entries.map(
+    (r): InventoryEntry => ({
+      kind: r.kind,
+      table: r.table,
+      idColumn: r.idColumn,
+      column: r.column,
+      codec: r.codec,
+      ...(r.jsonPath ? { jsonPath: [...r.jsonPath] } : {}),
+      ...(r.where ? { where: { key: r.where.key, equals: r.where.equals } } : {}),
+    }),
+  );
   const seen = new Set<string>();
   for (const e of entries) {
     const k = `${e.table}.${e.column}${e.jsonPath ? `#${e.jsonPath.join('.')}` : ''}`;
     if (seen.has(k)) bad(`the location ${k} is listed twice`);
     seen.add(k);
   }
-  return { name: o.name as string, entries };
+  return { name: o.name, entries };
+}
+
+/** The value at a JSON pointer (for error messages). */
+function valueAt(doc: unknown, pointer: string): unknown {
+  return pointer
+    .split('/')
+    .slice(1)
+    .reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k.replace(/~1/g, '/').replace(/~0/g, '~')] : undefined), doc);
 }
 
 /** `act` for the built-in ACT preset, otherwise a path to an inventory JSON file. */
