@@ -1,367 +1,523 @@
 /**
- * Synth tests of the MasterKey construct with cdktf's Testing helpers and
- * jest matchers: the rotation resource, its triggers and command, the
- * null_resource option, props validation and the policy Aspect at synth.
+ * Synth tests of the MasterKey construct with the Testing helpers and jest
+ * matchers, run once with cdktf 0.21 and once with CDK Terrain (cdktn)
+ * 0.24, from the same construct source: the rotation resource, its triggers
+ * and command, the null_resource option, props validation (a credential is
+ * refused before anything is built, so no synth can write it), the policy
+ * Aspect at synth, and the example app (main.ts) synthesized with app.synth().
  */
 import { removeScratch, scratchDir } from '../scripts/scratch';
 import 'cdktf/lib/testing/adapters/jest';
 import { provider as nullProvider, resource as nullResource } from '@cdktf/provider-null';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { App, Aspects, DataResource, TerraformStack, Testing } from 'cdktf';
+import * as cdktf from 'cdktf';
+import * as cdktn from 'cdktn';
 import { IConstruct } from 'constructs';
 import { MasterKey, MasterKeyInventory, MasterKeyPolicy, MasterKeyProps, defaultCliCommand, localExecCommand, shellQuote } from '../constructs';
 import { ACT_PRESET } from '../src/inventory/act-preset';
 import { inventoryDigest } from '../src/inventory/inventory';
 import { isMasterKeyError } from '../src/errors';
-import { exampleSettings } from '../main';
+import { buildApp, exampleSettings, newApp } from '../main';
 
-Testing.setupJest();
+type Stack = cdktf.TerraformStack;
+/** Both libraries, typed as cdktf (cdktn has the same API). */
+const LIBRARIES: ReadonlyArray<[string, typeof cdktf]> = [
+  ['cdktf', cdktf],
+  ['cdktn', cdktn as unknown as typeof cdktf],
+];
 
-/** One output folder for every Testing.app() here (Testing.synth writes nothing into it). */
-const OUT = scratchDir('mk-cdktf-');
-afterAll(() => removeScratch(OUT));
-const testApp = (context?: Record<string, unknown>) => Testing.app({ outdir: OUT, ...(context ? { context } : {}) });
+cdktf.Testing.setupJest();
 
-const CLI = ['/opt/node/bin/node', '/opt/master-key/dist/src/cli/main.js'];
-const AT = '2026-03-10T12:00:00Z';
+describe.each(LIBRARIES)('with %s', (libName, lib) => {
+  const { App, Aspects, DataResource, TerraformStack, Testing } = lib;
 
-/** Props that pass every policy rule. */
-function goodProps(over: Partial<MasterKeyProps> = {}): MasterKeyProps {
-  return {
-    name: 'act',
-    generation: 3,
-    rotationPolicy: { periodDays: 90, evaluatedAt: AT },
-    configFiles: ['/etc/act/act.env', '/etc/act/node2.env'],
-    backupDir: '/var/backups/act',
-    reportDir: '/var/log/act-rotation',
-    cliCommand: CLI,
-    ...over,
-  };
-}
+  /** One output folder for every Testing.app() here (Testing.synth writes nothing into it). */
+  const OUT = scratchDir('mk-cdktf-');
+  afterAll(() => removeScratch(OUT));
+  const testApp = (context?: Record<string, unknown>) => Testing.app({ outdir: OUT, ...(context ? { context } : {}) });
 
-function stackWith(props: MasterKeyProps, build?: (stack: TerraformStack) => void): { stack: TerraformStack; key: MasterKey } {
-  const stack = new TerraformStack(testApp(), 'stack');
-  build?.(stack);
-  const key = new MasterKey(stack, 'key', props);
-  return { stack, key };
-}
+  const CLI = ['/opt/node/bin/node', '/opt/master-key/dist/src/cli/main.js'];
+  const AT = '2026-03-10T12:00:00Z';
 
-function synthJson(stack: TerraformStack): { resource: Record<string, Record<string, Record<string, unknown>>>; provider?: unknown; terraform?: Record<string, unknown> } {
-  return JSON.parse(Testing.synth(stack));
-}
-
-function annotations(scope: IConstruct, level: 'warn' | 'error' | 'info'): string[] {
-  return scope.node
-    .findAll()
-    .flatMap((c) => c.node.metadata.filter((m) => m.type === `@cdktf/${level}`).map((m) => `[${c.node.path}] ${String(m.data)}`));
-}
-
-function localExec(stack: TerraformStack, type = 'terraform_data'): { command: string; environment?: Record<string, string> } {
-  const res = Object.values(synthJson(stack).resource[type])[0] as { provisioner: Array<{ 'local-exec': { command: string; environment?: Record<string, string> } }> };
-  expect(res.provisioner).toHaveLength(1);
-  return res.provisioner[0]['local-exec'];
-}
-
-describe('MasterKey synth (terraform_data, the default)', () => {
-  it('synthesizes one terraform_data whose readable triggers name the key, generation, window, inventory and config targets', () => {
-    const { stack } = stackWith(goodProps());
-    const out = Testing.synth(stack);
-    expect(out).toHaveResource(DataResource);
-    expect(out).toHaveResourceWithProperties(DataResource, {
-      triggers_replace: {
-        key: 'act',
-        generation: '3',
-        // 2026-03-10 is in window #228 of 90 days since 1970-01-01 (day 20522; 228 * 90 = 20520 = 2026-03-08).
-        policy_window: '90d #228 from 2026-03-08',
-        inventory: `act ${inventoryDigest(ACT_PRESET)} (9 locations, 7 kinds)`,
-        config_targets: 'dotenv ACT_MASTER_KEY: /etc/act/act.env, /etc/act/node2.env',
-      },
-    });
-    expect(Object.keys(synthJson(stack).resource)).toEqual(['terraform_data']);
-    expect(Object.keys(synthJson(stack).resource.terraform_data)).toHaveLength(1);
-  });
-
-  it('names the rotation resource after the key, so the plan says which key it is about', () => {
-    const { stack } = stackWith(goodProps({ name: 'billing db' }));
-    expect(Object.keys(synthJson(stack).resource.terraform_data)).toEqual(['master_key_billing_db']);
-    expect(() => new MasterKey(stack, 'again', goodProps({ name: 'billing db' }))).toThrow(
-      'MasterKey stack/again: name "billing db" is already used by stack/key in the same stack; give each key its own name.',
-    );
-  });
-
-  it('needs no provider: nothing to download, works air-gapped', () => {
-    const { stack } = stackWith(goodProps());
-    const json = synthJson(stack);
-    expect(json.provider).toBeUndefined();
-    expect(JSON.stringify(json.terraform ?? {})).not.toContain('required_providers');
-    expect(Testing.synth(stack)).not.toHaveProvider(nullProvider.NullProvider);
-  });
-
-  it('runs `master-key apply` with only non-secret settings, one --config per node, in a fixed order', () => {
-    const { stack, key } = stackWith(goodProps({ stopCommand: 'systemctl stop act', startCommand: 'systemctl start act', healthCommand: 'curl -fsS http://127.0.0.1:8080/health', newKeyFile: '/mnt/vault/act.key' }));
-    expect(key.argv).toEqual([
-      ...CLI,
-      'apply',
-      '--generation', '3',
-      '--policy-days', '90',
-      '--window-start', '2026-03-08T00:00:00Z',
-      '--config', '/etc/act/act.env',
-      '--config', '/etc/act/node2.env',
-      '--format', 'dotenv',
-      '--key-name', 'ACT_MASTER_KEY',
-      '--database-url-env', 'DATABASE_URL',
-      '--inventory', 'act',
-      '--backup-dir', '/var/backups/act',
-      '--report-dir', '/var/log/act-rotation',
-      '--stop-command', 'systemctl stop act',
-      '--start-command', 'systemctl start act',
-      '--health-command', 'curl -fsS http://127.0.0.1:8080/health',
-      '--new-key-out', '/mnt/vault/act.key',
-    ]);
-    const le = localExec(stack);
-    expect(le.command).toBe(localExecCommand(key.argv));
-    expect(le.command).toContain("--stop-command 'systemctl stop act'");
-    // No environment block: the database URL comes from terraform's own environment.
-    expect(le.environment).toBeUndefined();
-  });
-
-  it('passes the database URL source by name only, and supports a config entry instead', () => {
-    const viaEnv = stackWith(goodProps({ databaseUrlEnv: 'ACT_DB_URL' })).key;
-    expect(viaEnv.argv.join(' ')).toContain('--database-url-env ACT_DB_URL');
-    const viaEntry = stackWith(goodProps({ databaseUrlEntry: 'DATABASE_URL' })).key;
-    expect(viaEntry.argv.join(' ')).toContain('--database-url-entry DATABASE_URL');
-    expect(viaEntry.argv).not.toContain('--database-url-env');
-  });
-
-  it('omits the policy flags without a policy and shows policy_window = "none"', () => {
-    const { stack, key } = stackWith(goodProps({ rotationPolicy: undefined, checks: { suppressions: [{ id: 'MasterKey-RotationPolicy', reason: 'rotated by hand on audit request' }] } }));
-    expect(key.argv).not.toContain('--policy-days');
-    expect(key.argv).not.toContain('--window-start');
-    expect(Testing.synth(stack)).toHaveResourceWithProperties(DataResource, { triggers_replace: expect.objectContaining({ policy_window: 'none' }) });
-  });
-
-  it('keeps the trigger the same inside a window and changes it on the day the next window starts', () => {
-    const trigger = (at: string) => stackWith(goodProps({ rotationPolicy: { periodDays: 90, evaluatedAt: at } })).key.triggers.policy_window;
-    expect(trigger('2026-03-08T00:00:00Z')).toBe('90d #228 from 2026-03-08');
-    expect(trigger('2026-06-05T23:59:59Z')).toBe('90d #228 from 2026-03-08');
-    expect(trigger('2026-06-06T00:00:00Z')).toBe('90d #229 from 2026-06-06');
-    const custom = stackWith(goodProps({ rotationPolicy: { periodDays: 30, epoch: '2026-01-01', evaluatedAt: '2026-02-15T08:00:00Z' } })).key;
-    expect(custom.triggers.policy_window).toBe('30d #1 from 2026-01-31');
-    expect(custom.argv.join(' ')).toContain('--policy-days 30 --window-start 2026-01-31T00:00:00Z');
-  });
-
-  it('shows a custom inventory by name, path and digest, and passes its path', () => {
-    const dir = scratchDir('mk-inv-');
-    try {
-      const file = join(dir, 'inventory.json');
-      const inv = { name: 'billing', entries: [{ kind: 'api token', table: 'tokens', idColumn: 'id', column: 'secret', codec: 'v1' }] };
-      writeFileSync(file, JSON.stringify(inv));
-      const { key } = stackWith(goodProps({ inventory: MasterKeyInventory.fromFile(file) }));
-      expect(key.triggers.inventory).toBe(`billing (${file}) ${inventoryDigest(inv as never)} (1 location, 1 kind)`);
-      expect(key.argv.join(' ')).toContain(`--inventory ${file}`);
-    } finally {
-      removeScratch(dir);
-    }
-  });
-
-  it('escapes terraform templates and quotes for the shell, so odd paths reach the script unchanged', () => {
-    const odd = ["/srv/it's here/act.env", '/srv/${HOME}/%{ if x }/act.env', '/srv/a b/$(touch pwned)/`x`.env'];
-    const { stack, key } = stackWith(goodProps({ configFiles: odd }));
-    const command = localExec(stack).command;
-    expect(command).toContain('$${HOME}');
-    expect(command).toContain('%%{ if x }');
-    // What terraform hands to /bin/sh after undoing its template escapes:
-    const shellLine = command.replace(/\$\$\{/g, '${').replace(/%%\{/g, '%{');
-    const printed = spawnSync('/bin/sh', ['-c', `printf '%s\\n' ${shellLine.slice(shellLine.indexOf(' apply '))}`], { encoding: 'utf8' });
-    expect(printed.status).toBe(0);
-    const args = printed.stdout.split('\n').slice(0, -1);
-    expect(args).toEqual(key.argv.slice(CLI.length));
-    expect(odd.every((p) => args.includes(p))).toBe(true);
-  });
-
-  it('quotes only what needs quoting', () => {
-    expect(shellQuote('/etc/act/act.env')).toBe('/etc/act/act.env');
-    expect(shellQuote('')).toBe("''");
-    expect(shellQuote("it's")).toBe("'it'\\''s'");
-    expect(shellQuote('a b')).toBe("'a b'");
-  });
-
-  it('passes extra non-secret environment variables, escaped for terraform', () => {
-    const { stack } = stackWith(goodProps({ environment: { PGSSLMODE: 'require', NOTE: 'cost ${x}' } }));
-    expect(localExec(stack).environment).toEqual({ PGSSLMODE: 'require', NOTE: 'cost $${x}' });
-  });
-
-  it('finds the built CLI from the library and from the sources', () => {
-    const fromDist = defaultCliCommand('/pkg/dist/constructs', () => false);
-    expect(fromDist).toEqual([process.execPath, '/pkg/dist/src/cli/main.js']);
-    const fromSources = defaultCliCommand('/repo/constructs', (p) => p === '/repo/constructs/index.ts');
-    expect(fromSources).toEqual([process.execPath, '/repo/dist/src/cli/main.js']);
-    const { key } = stackWith(goodProps({ cliCommand: undefined }));
-    expect(key.settings.cliCommand[0]).toBe(process.execPath);
-    expect(key.settings.cliCommand[1]).toMatch(/\/dist\/src\/cli\/main\.js$/);
-  });
-
-  it('synthesizes nothing secret: no 64-hex string and no URL with a password', () => {
-    const { stack } = stackWith(goodProps());
-    const out = Testing.synth(stack);
-    expect(out).not.toMatch(/[0-9a-f]{64}/i);
-    expect(out).not.toMatch(/:\/\/[^/\s]*:[^/\s]*@/);
-  });
-});
-
-describe('MasterKey synth (null_resource option)', () => {
-  it('synthesizes a null_resource with the same triggers and a null provider', () => {
-    const { stack, key } = stackWith(goodProps({ resourceType: 'null_resource' }));
-    const out = Testing.synth(stack);
-    expect(out).toHaveResourceWithProperties(nullResource.Resource, { triggers: key.triggers });
-    expect(out).toHaveProvider(nullProvider.NullProvider);
-    expect(out).not.toHaveResource(DataResource);
-    expect(localExec(stack, 'null_resource').command).toBe(localExecCommand(key.argv));
-    expect(synthJson(stack).terraform).toEqual(expect.objectContaining({ required_providers: { null: expect.objectContaining({ source: 'null' }) } }));
-  });
-
-  it('shares one null provider between keys, and reuses one the stack already has', () => {
-    const stack = new TerraformStack(testApp(), 'stack');
-    new nullProvider.NullProvider(stack, 'mine', {});
-    new MasterKey(stack, 'a', goodProps({ name: 'a', resourceType: 'null_resource' }));
-    new MasterKey(stack, 'b', goodProps({ name: 'b', resourceType: 'null_resource', configFiles: ['/etc/b.env'] }));
-    const json = synthJson(stack) as { provider: { null: unknown[] }; resource: { null_resource: Record<string, unknown> } };
-    expect(json.provider.null).toHaveLength(1);
-    expect(Object.keys(json.resource.null_resource)).toHaveLength(2);
-  });
-});
-
-describe('MasterKey props validation (at construction)', () => {
-  const rejects = (over: Partial<MasterKeyProps>, ...parts: Array<string | RegExp>) => {
-    let err: unknown;
-    try {
-      stackWith(goodProps(over));
-    } catch (e) {
-      err = e;
-    }
-    expect(isMasterKeyError(err, 'USAGE')).toBe(true);
-    const msg = (err as Error).message;
-    expect(msg).toContain('MasterKey stack/key');
-    for (const p of parts) expect(msg).toMatch(p);
-    return msg;
-  };
-
-  it('names the bad value and the fix', () => {
-    rejects({ generation: -1 }, 'generation -1 is not a whole number', 'raise it by one to rotate');
-    rejects({ generation: 1.5 }, 'generation 1.5');
-    rejects({ configFiles: [] }, 'configFiles is empty');
-    rejects({ configFiles: ['/a', '/a'] }, 'the same file twice');
-    rejects({ configFormat: 'yaml' as never }, /configFormat "yaml" .*dotenv, json, xml/);
-    rejects({ resourceType: 'local_file' as never }, /terraform_data, null_resource/);
-    rejects({ databaseUrlEnv: 'A', databaseUrlEntry: 'B' }, 'set only one');
-    rejects({ rotationPolicy: { periodDays: 0 } }, 'rotationPolicy.periodDays is 0');
-    rejects({ rotationPolicy: { periodDays: 90, epoch: 'yesterday' } }, 'rotationPolicy.epoch "yesterday" is not a UTC date');
-    rejects({ cliCommand: [] }, 'cliCommand');
-    rejects({ environment: { DATABASE_URL: 'x' } }, 'export DATABASE_URL in the shell that runs terraform');
-  });
-
-  it('never echoes a credential given where a name was expected', () => {
-    const url = 'postgres://act:S3cretPw@db.internal:5432/act';
-    const msg = rejects({ databaseUrlEnv: url }, 'is not an environment variable name', 'not shown');
-    expect(msg).not.toContain('S3cretPw');
-    const msg2 = rejects({ databaseUrlEntry: url }, 'is not a config entry name', 'not shown');
-    expect(msg2).not.toContain('S3cretPw');
-  });
-});
-
-describe('MasterKeyPolicy at synth', () => {
-  function synthToDisk(build: (stack: TerraformStack) => void): { outdir: string; error?: Error } {
-    const outdir = scratchDir('mk-synth-');
-    const app = new App({ outdir, stackTraces: false });
-    build(new TerraformStack(app, 'stack'));
-    try {
-      app.synth();
-      return { outdir };
-    } catch (e) {
-      return { outdir, error: e as Error };
-    }
+  /** Props that pass every policy rule. */
+  function goodProps(over: Partial<MasterKeyProps> = {}): MasterKeyProps {
+    return {
+      name: 'act',
+      generation: 3,
+      rotationPolicy: { periodDays: 90, evaluatedAt: AT },
+      configFiles: ['/etc/act/act.env', '/etc/act/node2.env'],
+      backupDir: '/var/backups/act',
+      reportDir: '/var/log/act-rotation',
+      cliCommand: CLI,
+      ...over,
+    };
   }
 
-  it('fails synth on an error with the construct path, the rule and the fix, and writes no terraform config', () => {
-    const { outdir, error } = synthToDisk((s) => new MasterKey(s, 'key', goodProps({ configFiles: ['etc/act.env'], backupDir: undefined })));
-    try {
-      expect(error?.message).toContain('[stack/key] [MasterKey-AbsolutePaths] configFiles[0] "etc/act.env" is a relative path');
-      expect(error?.message).toContain('Fix: give an absolute path');
-      expect(error?.message).toContain('[stack/key] [MasterKey-BackupDir]');
-      expect(() => readFileSync(join(outdir, 'stacks/stack/cdk.tf.json'))).toThrow();
-    } finally {
-      removeScratch(outdir);
-    }
-  });
+  function stackWith(props: MasterKeyProps, build?: (stack: Stack) => void): { stack: Stack; key: MasterKey } {
+    const stack = new TerraformStack(testApp(), 'stack');
+    build?.(stack);
+    const key = new MasterKey(stack, 'key', props);
+    return { stack, key };
+  }
 
-  it('shows warnings and still synthesizes', () => {
-    const { outdir, error } = synthToDisk((s) => new MasterKey(s, 'key', goodProps({ rotationPolicy: undefined, startCommand: 'systemctl start act' })));
-    try {
-      expect(error).toBeUndefined();
-      const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8'));
-      const msgs = manifest.stacks.stack.annotations.map((a: { level: string; constructPath: string; message: string }) => `${a.level} ${a.constructPath} ${a.message}`);
-      expect(msgs).toEqual([
-        expect.stringMatching(/^@cdktf\/warn stack\/key \[MasterKey-RotationPolicy\] .*Fix: set rotationPolicy/),
-        expect.stringMatching(/^@cdktf\/warn stack\/key \[MasterKey-HealthCheck\] .*Fix: set healthCommand/),
+  function synthJson(stack: Stack): { resource: Record<string, Record<string, Record<string, unknown>>>; provider?: unknown; terraform?: Record<string, unknown> } {
+    return JSON.parse(Testing.synth(stack));
+  }
+
+  function annotations(scope: IConstruct, level: 'warn' | 'error' | 'info'): string[] {
+    return scope.node
+      .findAll()
+      .flatMap((c) => c.node.metadata.filter((m) => m.type === `@cdktf/${level}`).map((m) => `[${c.node.path}] ${String(m.data)}`));
+  }
+
+  function localExec(stack: Stack, type = 'terraform_data'): { command: string; environment?: Record<string, string> } {
+    const res = Object.values(synthJson(stack).resource[type])[0] as { provisioner: Array<{ 'local-exec': { command: string; environment?: Record<string, string> } }> };
+    expect(res.provisioner).toHaveLength(1);
+    return res.provisioner[0]['local-exec'];
+  }
+
+  describe('MasterKey synth (terraform_data, the default)', () => {
+    it('synthesizes one terraform_data whose readable triggers name the key, generation, window, inventory and config targets', () => {
+      const { stack } = stackWith(goodProps());
+      const out = Testing.synth(stack);
+      expect(out).toHaveResource(DataResource);
+      expect(out).toHaveResourceWithProperties(DataResource, {
+        triggers_replace: {
+          key: 'act',
+          generation: '3',
+          // 2026-03-10 is in window #228 of 90 days since 1970-01-01 (day 20522; 228 * 90 = 20520 = 2026-03-08).
+          policy_window: '90d #228 from 2026-03-08',
+          inventory: `act ${inventoryDigest(ACT_PRESET)} (9 locations, 7 kinds)`,
+          config_targets: 'dotenv ACT_MASTER_KEY: /etc/act/act.env, /etc/act/node2.env',
+        },
+      });
+      expect(Object.keys(synthJson(stack).resource)).toEqual(['terraform_data']);
+      expect(Object.keys(synthJson(stack).resource.terraform_data)).toHaveLength(1);
+    });
+
+    it('names the rotation resource after the key, so the plan says which key it is about', () => {
+      const { stack } = stackWith(goodProps({ name: 'billing db' }));
+      expect(Object.keys(synthJson(stack).resource.terraform_data)).toEqual(['master_key_billing_db']);
+      expect(() => new MasterKey(stack, 'again', goodProps({ name: 'billing db' }))).toThrow(
+        'MasterKey stack/again: name "billing db" is already used by stack/key in the same stack; give each key its own name.',
+      );
+    });
+
+    it('needs no provider: nothing to download, works air-gapped', () => {
+      const { stack } = stackWith(goodProps());
+      const json = synthJson(stack);
+      expect(json.provider).toBeUndefined();
+      expect(JSON.stringify(json.terraform ?? {})).not.toContain('required_providers');
+      expect(Testing.synth(stack)).not.toHaveProvider(nullProvider.NullProvider);
+    });
+
+    it('runs `master-key apply` with only non-secret settings, one --config per node, in a fixed order', () => {
+      const { stack, key } = stackWith(goodProps({ stopCommand: 'systemctl stop act', startCommand: 'systemctl start act', healthCommand: 'curl -fsS http://127.0.0.1:8080/health', newKeyFile: '/mnt/vault/act.key' }));
+      expect(key.argv).toEqual([
+        ...CLI,
+        'apply',
+        '--generation', '3',
+        '--policy-days', '90',
+        '--window-start', '2026-03-08T00:00:00Z',
+        '--config', '/etc/act/act.env',
+        '--config', '/etc/act/node2.env',
+        '--format', 'dotenv',
+        '--key-name', 'ACT_MASTER_KEY',
+        '--database-url-env', 'DATABASE_URL',
+        '--inventory', 'act',
+        '--backup-dir', '/var/backups/act',
+        '--report-dir', '/var/log/act-rotation',
+        '--stop-command', 'systemctl stop act',
+        '--start-command', 'systemctl start act',
+        '--health-command', 'curl -fsS http://127.0.0.1:8080/health',
+        '--new-key-out', '/mnt/vault/act.key',
       ]);
-      expect(readFileSync(join(outdir, 'stacks/stack/cdk.tf.json'), 'utf8')).toContain('terraform_data');
-    } finally {
-      removeScratch(outdir);
+      const le = localExec(stack);
+      expect(le.command).toBe(localExecCommand(key.argv));
+      expect(le.command).toContain("--stop-command 'systemctl stop act'");
+      // No environment block: the database URL comes from terraform's own environment.
+      expect(le.environment).toBeUndefined();
+    });
+
+    it('passes the database URL source by name only, and supports a config entry instead', () => {
+      const viaEnv = stackWith(goodProps({ databaseUrlEnv: 'ACT_DB_URL' })).key;
+      expect(viaEnv.argv.join(' ')).toContain('--database-url-env ACT_DB_URL');
+      const viaEntry = stackWith(goodProps({ databaseUrlEntry: 'DATABASE_URL' })).key;
+      expect(viaEntry.argv.join(' ')).toContain('--database-url-entry DATABASE_URL');
+      expect(viaEntry.argv).not.toContain('--database-url-env');
+    });
+
+    it('omits the policy flags without a policy and shows policy_window = "none"', () => {
+      const { stack, key } = stackWith(goodProps({ rotationPolicy: undefined, checks: { suppressions: [{ id: 'MasterKey-RotationPolicy', reason: 'rotated by hand on audit request' }] } }));
+      expect(key.argv).not.toContain('--policy-days');
+      expect(key.argv).not.toContain('--window-start');
+      expect(Testing.synth(stack)).toHaveResourceWithProperties(DataResource, { triggers_replace: expect.objectContaining({ policy_window: 'none' }) });
+    });
+
+    it('keeps the trigger the same inside a window and changes it on the day the next window starts', () => {
+      const trigger = (at: string) => stackWith(goodProps({ rotationPolicy: { periodDays: 90, evaluatedAt: at } })).key.triggers.policy_window;
+      expect(trigger('2026-03-08T00:00:00Z')).toBe('90d #228 from 2026-03-08');
+      expect(trigger('2026-06-05T23:59:59Z')).toBe('90d #228 from 2026-03-08');
+      expect(trigger('2026-06-06T00:00:00Z')).toBe('90d #229 from 2026-06-06');
+      const custom = stackWith(goodProps({ rotationPolicy: { periodDays: 30, epoch: '2026-01-01', evaluatedAt: '2026-02-15T08:00:00Z' } })).key;
+      expect(custom.triggers.policy_window).toBe('30d #1 from 2026-01-31');
+      expect(custom.argv.join(' ')).toContain('--policy-days 30 --window-start 2026-01-31T00:00:00Z');
+    });
+
+    it('shows a custom inventory by name, path and digest, and passes its path', () => {
+      const dir = scratchDir('mk-inv-');
+      try {
+        const file = join(dir, 'inventory.json');
+        const inv = { name: 'billing', entries: [{ kind: 'api token', table: 'tokens', idColumn: 'id', column: 'secret', codec: 'v1' }] };
+        writeFileSync(file, JSON.stringify(inv));
+        const { key } = stackWith(goodProps({ inventory: MasterKeyInventory.fromFile(file) }));
+        expect(key.triggers.inventory).toBe(`billing (${file}) ${inventoryDigest(inv as never)} (1 location, 1 kind)`);
+        expect(key.argv.join(' ')).toContain(`--inventory ${file}`);
+      } finally {
+        removeScratch(dir);
+      }
+    });
+
+    it('escapes terraform templates and quotes for the shell, so odd paths reach the script unchanged', () => {
+      const odd = ["/srv/it's here/act.env", '/srv/${HOME}/%{ if x }/act.env', '/srv/a b/$(touch pwned)/`x`.env'];
+      const { stack, key } = stackWith(goodProps({ configFiles: odd }));
+      const command = localExec(stack).command;
+      expect(command).toContain('$${HOME}');
+      expect(command).toContain('%%{ if x }');
+      // What terraform hands to /bin/sh after undoing its template escapes:
+      const shellLine = command.replace(/\$\$\{/g, '${').replace(/%%\{/g, '%{');
+      const printed = spawnSync('/bin/sh', ['-c', `printf '%s\\n' ${shellLine.slice(shellLine.indexOf(' apply '))}`], { encoding: 'utf8' });
+      expect(printed.status).toBe(0);
+      const args = printed.stdout.split('\n').slice(0, -1);
+      expect(args).toEqual(key.argv.slice(CLI.length));
+      expect(odd.every((p) => args.includes(p))).toBe(true);
+    });
+
+    it('quotes only what needs quoting', () => {
+      expect(shellQuote('/etc/act/act.env')).toBe('/etc/act/act.env');
+      expect(shellQuote('')).toBe("''");
+      expect(shellQuote("it's")).toBe("'it'\\''s'");
+      expect(shellQuote('a b')).toBe("'a b'");
+    });
+
+    it('passes extra non-secret environment variables, escaped for terraform', () => {
+      const { stack } = stackWith(goodProps({ environment: { PGSSLMODE: 'require', NOTE: 'cost ${x}' } }));
+      expect(localExec(stack).environment).toEqual({ PGSSLMODE: 'require', NOTE: 'cost $${x}' });
+    });
+
+    it('finds the built CLI from the library and from the sources', () => {
+      const fromDist = defaultCliCommand('/pkg/dist/constructs', () => false);
+      expect(fromDist).toEqual([process.execPath, '/pkg/dist/src/cli/main.js']);
+      const fromSources = defaultCliCommand('/repo/constructs', (p) => p === '/repo/constructs/index.ts');
+      expect(fromSources).toEqual([process.execPath, '/repo/dist/src/cli/main.js']);
+      const { key } = stackWith(goodProps({ cliCommand: undefined }));
+      expect(key.settings.cliCommand[0]).toBe(process.execPath);
+      expect(key.settings.cliCommand[1]).toMatch(/\/dist\/src\/cli\/main\.js$/);
+    });
+
+    it('synthesizes nothing secret: no 64-hex string and no URL with a password', () => {
+      const { stack } = stackWith(goodProps());
+      const out = Testing.synth(stack);
+      expect(out).not.toMatch(/[0-9a-f]{64}/i);
+      expect(out).not.toMatch(/:\/\/[^/\s]*:[^/\s]*@/);
+    });
+  });
+
+  describe('MasterKey synth (null_resource option)', () => {
+    it('synthesizes a null_resource with the same triggers and a null provider', () => {
+      const { stack, key } = stackWith(goodProps({ resourceType: 'null_resource' }));
+      const out = Testing.synth(stack);
+      expect(out).toHaveResourceWithProperties(nullResource.Resource, { triggers: key.triggers });
+      expect(out).toHaveProvider(nullProvider.NullProvider);
+      expect(out).not.toHaveResource(DataResource);
+      expect(localExec(stack, 'null_resource').command).toBe(localExecCommand(key.argv));
+      expect(synthJson(stack).terraform).toEqual(expect.objectContaining({ required_providers: { null: expect.objectContaining({ source: 'null' }) } }));
+    });
+
+    it('shares one null provider between keys', () => {
+      const stack = new TerraformStack(testApp(), 'stack');
+      new MasterKey(stack, 'a', goodProps({ name: 'a', resourceType: 'null_resource' }));
+      new MasterKey(stack, 'b', goodProps({ name: 'b', resourceType: 'null_resource', configFiles: ['/etc/b.env'] }));
+      const json = synthJson(stack) as { provider: { null: unknown[] }; resource: { null_resource: Record<string, unknown> } };
+      expect(json.provider.null).toHaveLength(1);
+      expect(Object.keys(json.resource.null_resource)).toHaveLength(2);
+    });
+
+    if (libName === 'cdktf') {
+      it('synthesizes what @cdktf/provider-null would, and reuses a NullProvider the stack already has', () => {
+        const ours = stackWith(goodProps({ resourceType: 'null_resource' }));
+        const theirs = new TerraformStack(testApp(), 'stack');
+        const provider = new nullProvider.NullProvider(theirs, 'master-key-null-provider', {});
+        const res = new nullResource.Resource(theirs, 'rotation', {
+          provider,
+          triggers: ours.key.triggers as Record<string, string>,
+          provisioners: [{ type: 'local-exec', command: localExecCommand(ours.key.argv) }],
+        });
+        res.overrideLogicalId('master_key_act');
+        expect(synthJson(ours.stack)).toEqual(synthJson(theirs));
+
+        const mixed = new TerraformStack(testApp(), 'stack');
+        new nullProvider.NullProvider(mixed, 'mine', {});
+        new MasterKey(mixed, 'a', goodProps({ name: 'a', resourceType: 'null_resource' }));
+        expect((synthJson(mixed) as { provider: { null: unknown[] } }).provider.null).toHaveLength(1);
+      });
     }
   });
 
-  it('checks each key once; a stack-level policy wins over the construct default', () => {
-    const { stack } = stackWith(goodProps({ rotationPolicy: { periodDays: 180, evaluatedAt: AT } }));
-    Testing.synth(stack);
-    expect(annotations(stack, 'error')).toEqual([]);
-    const strict = stackWith(goodProps({ rotationPolicy: { periodDays: 180, evaluatedAt: AT } }), (s) => Aspects.of(s).add(new MasterKeyPolicy({ maxRotationDays: 90 })));
-    Testing.synth(strict.stack);
-    expect(annotations(strict.stack, 'error')).toEqual([
-      '[stack/key] [MasterKey-MaxRotationPeriod] rotationPolicy.periodDays is 180 days, longer than the 90 days the policy allows. Fix: set rotationPolicy.periodDays to 90 or less.',
-    ]);
+  describe('MasterKey props validation (at construction)', () => {
+    const rejects = (over: Partial<MasterKeyProps>, ...parts: Array<string | RegExp>) => {
+      let err: unknown;
+      try {
+        stackWith(goodProps(over));
+      } catch (e) {
+        err = e;
+      }
+      expect(isMasterKeyError(err, 'USAGE')).toBe(true);
+      const msg = (err as Error).message;
+      expect(msg).toContain('MasterKey stack/key');
+      for (const p of parts) expect(msg).toMatch(p);
+      return msg;
+    };
+
+    it('names the bad value and the fix', () => {
+      rejects({ generation: -1 }, 'generation -1 is not a whole number', 'raise it by one to rotate');
+      rejects({ generation: 1.5 }, 'generation 1.5');
+      rejects({ configFiles: [] }, 'configFiles is empty');
+      rejects({ configFiles: ['/a', '/a'] }, 'the same file twice');
+      rejects({ configFormat: 'yaml' as never }, /configFormat "yaml" .*dotenv, json, xml/);
+      rejects({ resourceType: 'local_file' as never }, /terraform_data, null_resource/);
+      rejects({ databaseUrlEnv: 'A', databaseUrlEntry: 'B' }, 'set only one');
+      rejects({ rotationPolicy: { periodDays: 0 } }, 'rotationPolicy.periodDays is 0');
+      rejects({ rotationPolicy: { periodDays: 90, epoch: 'yesterday' } }, 'rotationPolicy.epoch "yesterday" is not a UTC date');
+      rejects({ cliCommand: [] }, 'cliCommand');
+      rejects({ environment: { DATABASE_URL: 'x' } }, 'export DATABASE_URL in the shell that runs terraform');
+    });
+
+    it('never echoes a credential given where a name was expected', () => {
+      const url = 'postgres://act:S3cretPw@db.internal:5432/act';
+      const msg = rejects({ databaseUrlEnv: url }, 'is not an environment variable name', 'not shown');
+      expect(msg).not.toContain('S3cretPw');
+      const msg2 = rejects({ databaseUrlEntry: url }, 'is not a config entry name', 'not shown');
+      expect(msg2).not.toContain('S3cretPw');
+    });
   });
 
-  it('records suppressions with their reason and rejects unknown or unexplained ones', () => {
-    const ok = stackWith(goodProps({ rotationPolicy: undefined, checks: { suppressions: [{ id: 'MasterKey-RotationPolicy', reason: 'rotated on every release' }] } }));
-    Testing.synth(ok.stack);
-    expect(annotations(ok.stack, 'warn')).toEqual([]);
-    expect(annotations(ok.stack, 'info')).toEqual(['[stack/key] [MasterKey-RotationPolicy] suppressed: rotated on every release']);
-    const bad = stackWith(goodProps({ checks: { suppressions: [{ id: 'MasterKey-Nope', reason: 'because I said so' }, { id: 'MasterKey-BackupDir', reason: '' }] } }));
-    Testing.synth(bad.stack);
-    expect(annotations(bad.stack, 'error')).toEqual([
-      expect.stringContaining('"MasterKey-Nope" is not a rule id'),
-      expect.stringContaining('the suppression of MasterKey-BackupDir has no reason'),
-    ]);
+  describe('a key typed into props never reaches disk', () => {
+    const HEX = 'c0ffee'.repeat(10) + 'abcd';
+
+    it('is refused when the construct is built, in any prop, naming where but never the value', () => {
+      const cases: Array<[Partial<MasterKeyProps>, string]> = [
+        [{ configFiles: [`/etc/act/${HEX}.env`] }, 'configFiles[0] looks like it contains a 64-hex-character string'],
+        [{ healthCommand: `curl -H 'X-Key: ${HEX}' http://127.0.0.1:8080/health` }, 'healthCommand looks like it contains a 64-hex-character string'],
+        [{ environment: { ACT_SECRET: HEX } }, 'environment.ACT_SECRET looks like it contains a 64-hex-character string'],
+        [{ stopCommand: 'psql postgres://act:hunter2@db/act -c stop' }, 'stopCommand looks like it contains a URL with a password'],
+      ];
+      for (const [over, where] of cases) {
+        const app = testApp();
+        const stack = new TerraformStack(app, 'stack');
+        let err: unknown;
+        try {
+          new MasterKey(stack, 'key', goodProps(over));
+        } catch (e) {
+          err = e;
+        }
+        expect(isMasterKeyError(err, 'USAGE')).toBe(true);
+        const msg = (err as Error).message;
+        expect(msg).toContain(`MasterKey stack/key: [MasterKey-NoCredentials] ${where}`);
+        expect(msg).toContain('(value not shown)');
+        expect(msg).not.toContain(HEX);
+        expect(msg).not.toContain('hunter2');
+        expect(stack.node.findAll().some((c) => c.node.id === 'rotation')).toBe(false);
+      }
+    });
+
+    it('cannot be suppressed', () => {
+      const checks = { suppressions: [{ id: 'MasterKey-NoCredentials', reason: 'we know what we are doing here' }] };
+      expect(() => stackWith(goodProps({ backupDir: `/backups/${HEX}`, checks }))).toThrow('[MasterKey-NoCredentials] backupDir');
+      const { stack } = stackWith(goodProps({ checks }));
+      Testing.synth(stack);
+      expect(annotations(stack, 'error')).toEqual([expect.stringContaining('MasterKey-NoCredentials cannot be suppressed')]);
+    });
+
+    it(`the example app run as \`${libName} synth\` runs it (CDKTF_CONTINUE_SYNTH_ON_ERROR_ANNOTATIONS set) exits non-zero and writes no cdk.tf.json`, () => {
+      const out = join(scratchDir('mk-synth-key-'), 'out');
+      const r = spawnSync(process.execPath, [join(__dirname, '..', 'dist', 'main.js')], {
+        encoding: 'utf8',
+        env: { ...process.env, CDKTF_CONTINUE_SYNTH_ON_ERROR_ANNOTATIONS: 'true', CDKTF_OUTDIR: out, MK_CDK: libName, MK_CONFIG: `/etc/act/${HEX}/act.env` },
+      });
+      expect(r.status).toBe(3);
+      expect(r.stderr).toContain('[MasterKey-NoCredentials] configFiles[0]');
+      expect(`${r.stdout}${r.stderr}`).not.toContain(HEX);
+      expect(filesUnder(out).filter((f) => f.endsWith('cdk.tf.json'))).toEqual([]);
+      for (const f of filesUnder(out)) expect(readFileSync(f, 'utf8')).not.toContain(HEX);
+    });
+  });
+
+  describe('MasterKeyPolicy at synth', () => {
+    function synthToDisk(build: (stack: Stack) => void): { outdir: string; error?: Error } {
+      const outdir = scratchDir('mk-synth-');
+      const app = new App({ outdir, stackTraces: false });
+      build(new TerraformStack(app, 'stack'));
+      try {
+        app.synth();
+        return { outdir };
+      } catch (e) {
+        return { outdir, error: e as Error };
+      }
+    }
+
+    it('fails synth on an error with the construct path, the rule and the fix, and writes no terraform config', () => {
+      const { outdir, error } = synthToDisk((s) => new MasterKey(s, 'key', goodProps({ configFiles: ['etc/act.env'], backupDir: undefined })));
+      try {
+        expect(error?.message).toContain('[stack/key] [MasterKey-AbsolutePaths] configFiles[0] "etc/act.env" is a relative path');
+        expect(error?.message).toContain('Fix: give an absolute path');
+        expect(error?.message).toContain('[stack/key] [MasterKey-BackupDir]');
+        expect(() => readFileSync(join(outdir, 'stacks/stack/cdk.tf.json'))).toThrow();
+      } finally {
+        removeScratch(outdir);
+      }
+    });
+
+    it('shows warnings and still synthesizes', () => {
+      const { outdir, error } = synthToDisk((s) => new MasterKey(s, 'key', goodProps({ rotationPolicy: undefined, startCommand: 'systemctl start act' })));
+      try {
+        expect(error).toBeUndefined();
+        const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8'));
+        const msgs = manifest.stacks.stack.annotations.map((a: { level: string; constructPath: string; message: string }) => `${a.level} ${a.constructPath} ${a.message}`);
+        expect(msgs).toEqual([
+          expect.stringMatching(/^@cdktf\/warn stack\/key \[MasterKey-RotationPolicy\] .*Fix: set rotationPolicy/),
+          expect.stringMatching(/^@cdktf\/warn stack\/key \[MasterKey-HealthCheck\] .*Fix: set healthCommand/),
+        ]);
+        expect(readFileSync(join(outdir, 'stacks/stack/cdk.tf.json'), 'utf8')).toContain('terraform_data');
+      } finally {
+        removeScratch(outdir);
+      }
+    });
+
+    it('checks each key once; a stack-level policy wins over the construct default', () => {
+      const { stack } = stackWith(goodProps({ rotationPolicy: { periodDays: 180, evaluatedAt: AT } }));
+      Testing.synth(stack);
+      expect(annotations(stack, 'error')).toEqual([]);
+      const strict = stackWith(goodProps({ rotationPolicy: { periodDays: 180, evaluatedAt: AT } }), (s) => Aspects.of(s).add(new MasterKeyPolicy({ maxRotationDays: 90 })));
+      Testing.synth(strict.stack);
+      expect(annotations(strict.stack, 'error')).toEqual([
+        '[stack/key] [MasterKey-MaxRotationPeriod] rotationPolicy.periodDays is 180 days, longer than the 90 days the policy allows. Fix: set rotationPolicy.periodDays to 90 or less.',
+      ]);
+    });
+
+    it('records suppressions with their reason and rejects unknown or unexplained ones', () => {
+      const ok = stackWith(goodProps({ rotationPolicy: undefined, checks: { suppressions: [{ id: 'MasterKey-RotationPolicy', reason: 'rotated on every release' }] } }));
+      Testing.synth(ok.stack);
+      expect(annotations(ok.stack, 'warn')).toEqual([]);
+      expect(annotations(ok.stack, 'info')).toEqual(['[stack/key] [MasterKey-RotationPolicy] suppressed: rotated on every release']);
+      const bad = stackWith(goodProps({ checks: { suppressions: [{ id: 'MasterKey-Nope', reason: 'because I said so' }, { id: 'MasterKey-BackupDir', reason: '' }] } }));
+      Testing.synth(bad.stack);
+      expect(annotations(bad.stack, 'error')).toEqual([
+        expect.stringContaining('"MasterKey-Nope" is not a rule id'),
+        expect.stringContaining('the suppression of MasterKey-BackupDir has no reason'),
+      ]);
+    });
+  });
+
+  describe('the example app (main.ts)', () => {
+    it('reads environment over cdktf.json context over defaults', () => {
+      const ctx: Record<string, unknown> = { generation: 4, rotationPeriodDays: 30, configPath: '/ctx/act.env' };
+      const s = exampleSettings((k) => ctx[k], { MK_GENERATION: '7', MK_CONFIG: '/env/a.env,/env/b.env' }, '/root/project');
+      expect(s.stackName).toBe('master-key');
+      expect(s.props.generation).toBe(7);
+      expect(s.props.configFiles).toEqual(['/env/a.env', '/env/b.env']);
+      expect(s.props.rotationPolicy).toEqual({ periodDays: 30 });
+      expect(s.props.backupDir).toBe('/root/project/.mk-work/backups');
+      const none = exampleSettings(() => undefined, { MK_POLICY_DAYS: 'none' }, '/p');
+      expect(none.props.rotationPolicy).toBeUndefined();
+      expect(none.props.configFiles).toEqual(['/p/.mk-work/act.env']);
+      expect(() => exampleSettings(() => undefined, { MK_GENERATION: 'two' }, '/p')).toThrow(/generation "two".*whole number/);
+    });
+
+    it('synthesizes with the committed cdktf.json context and passes the policy checks', () => {
+      const cdktfJson = JSON.parse(readFileSync(join(__dirname, '..', 'cdktf.json'), 'utf8'));
+      expect(cdktfJson.app).toBe('node dist/main.js');
+      const app = testApp(cdktfJson.context);
+      const { buildApp } = require('../main') as typeof import('../main');
+      buildApp(app, {});
+      const stack = app.node.findChild('master-key') as Stack;
+      const out = Testing.synth(stack);
+      expect(out).toHaveResourceWithProperties(DataResource, { triggers_replace: expect.objectContaining({ key: 'act', generation: '1', policy_window: expect.stringMatching(/^90d #\d+ from \d{4}-\d{2}-\d{2}$/) }) });
+      expect(annotations(stack, 'error')).toEqual([]);
+      expect(annotations(stack, 'warn')).toEqual([]);
+    });
+
+    it(`synthesizes to disk with app.synth() on ${libName} (MK_CDK=${libName}), as the ${libName} CLI would run it`, () => {
+      const outdir = scratchDir('mk-example-');
+      const { context } = JSON.parse(readFileSync(join(__dirname, '..', 'cdktf.json'), 'utf8'));
+      const env = { MK_CDK: libName, MK_POLICY_AT: AT, MK_WORK_DIR: '/srv/act' };
+      const app = buildApp(newApp({ outdir, context }, env), env);
+      expect(app).toBeInstanceOf(App);
+      app.synth();
+      const json = readFileSync(join(outdir, 'stacks', 'master-key', 'cdk.tf.json'), 'utf8');
+      EXAMPLE_JSON.set(libName, JSON.parse(json));
+      expect(JSON.parse(json).resource.terraform_data.master_key_act.triggers_replace).toEqual(
+        expect.objectContaining({ config_targets: 'dotenv ACT_MASTER_KEY: /srv/act/act.env', policy_window: '90d #228 from 2026-03-08' }),
+      );
+      const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8'));
+      expect(manifest.stacks['master-key'].annotations).toEqual([]);
+      const key = app.node.findAll().find((c): c is MasterKey => c instanceof MasterKey)!;
+      expect(key.framework).toBe(libName);
+    });
   });
 });
 
-describe('the example app (main.ts)', () => {
-  it('reads environment over cdktf.json context over defaults', () => {
-    const ctx: Record<string, unknown> = { generation: 4, rotationPeriodDays: 30, configPath: '/ctx/act.env' };
-    const s = exampleSettings((k) => ctx[k], { MK_GENERATION: '7', MK_CONFIG: '/env/a.env,/env/b.env' }, '/root/project');
-    expect(s.stackName).toBe('master-key');
-    expect(s.props.generation).toBe(7);
-    expect(s.props.configFiles).toEqual(['/env/a.env', '/env/b.env']);
-    expect(s.props.rotationPolicy).toEqual({ periodDays: 30 });
-    expect(s.props.backupDir).toBe('/root/project/.mk-work/backups');
-    const none = exampleSettings(() => undefined, { MK_POLICY_DAYS: 'none' }, '/p');
-    expect(none.props.rotationPolicy).toBeUndefined();
-    expect(none.props.configFiles).toEqual(['/p/.mk-work/act.env']);
-    expect(() => exampleSettings(() => undefined, { MK_GENERATION: 'two' }, '/p')).toThrow(/generation "two".*whole number/);
+/** The example's cdk.tf.json per library, filled by the tests above. */
+const EXAMPLE_JSON = new Map<string, Record<string, unknown>>();
+
+describe('cdktf and cdktn', () => {
+  it('synthesize the same example configuration (logical ids, triggers and command unchanged; only the version stamp differs)', () => {
+    expect([...EXAMPLE_JSON.keys()].sort()).toEqual(['cdktf', 'cdktn']);
+    const strip = (j: Record<string, unknown>) => {
+      const { ['//']: stamp, ...rest } = j as { '//'?: { metadata?: { version?: string } } };
+      expect(stamp?.metadata?.version).toMatch(/^0\.2[14]\.\d+$/);
+      return rest;
+    };
+    expect(strip(EXAMPLE_JSON.get('cdktn')!)).toEqual(strip(EXAMPLE_JSON.get('cdktf')!));
   });
 
-  it('synthesizes with the committed cdktf.json context and passes the policy checks', () => {
-    const cdktfJson = JSON.parse(readFileSync(join(__dirname, '..', 'cdktf.json'), 'utf8'));
-    expect(cdktfJson.app).toBe('node dist/main.js');
-    const app = testApp(cdktfJson.context);
-    const { buildApp } = require('../main') as typeof import('../main');
-    buildApp(app, {});
-    const stack = app.node.findChild('master-key') as TerraformStack;
-    const out = Testing.synth(stack);
-    expect(out).toHaveResourceWithProperties(DataResource, { triggers_replace: expect.objectContaining({ key: 'act', generation: '1', policy_window: expect.stringMatching(/^90d #\d+ from \d{4}-\d{2}-\d{2}$/) }) });
-    expect(annotations(stack, 'error')).toEqual([]);
-    expect(annotations(stack, 'warn')).toEqual([]);
+  it('`npx cdktf synth` (the real cdktf CLI, which sets CDKTF_CONTINUE_SYNTH_ON_ERROR_ANNOTATIONS) fails on a key in props and writes no cdk.tf.json', () => {
+    const hex = '5eed'.repeat(16);
+    const out = join(scratchDir('mk-cdktf-cli-'), 'out');
+    const cli = join(__dirname, '..', 'node_modules', 'cdktf-cli', 'bundle', 'bin', 'cdktf');
+    const r = spawnSync(process.execPath, [cli, 'synth', '--output', out], {
+      cwd: join(__dirname, '..'),
+      encoding: 'utf8',
+      timeout: 150_000,
+      env: { ...process.env, CI: '1', CHECKPOINT_DISABLE: '1', MK_CDK: 'cdktf', MK_CONFIG: `/etc/act/${hex}/act.env` },
+    });
+    expect(r.status).not.toBe(0);
+    expect(`${r.stdout}${r.stderr}`).toContain('[MasterKey-NoCredentials] configFiles[0]');
+    expect(`${r.stdout}${r.stderr}`).not.toContain(hex);
+    expect(filesUnder(out).filter((f) => f.endsWith('cdk.tf.json'))).toEqual([]);
+    for (const f of filesUnder(out)) expect(readFileSync(f, 'utf8')).not.toContain(hex);
+  }, 180_000);
+
+  it('the construct refuses a scope outside any app of an installed library, saying what to do', () => {
+    const { Construct } = require('constructs') as typeof import('constructs');
+    const root = new Construct(undefined as never, 'bare');
+    expect(() => new MasterKey(root, 'key', goodPropsOutside())).toThrow(/is not inside an App or TerraformStack of cdktf or cdktn; build the app and its stacks with the classes of one library/);
   });
 });
+
+function goodPropsOutside(): MasterKeyProps {
+  return { generation: 1, configFiles: ['/etc/act/act.env'], backupDir: '/var/backups/act' };
+}
+
+/** Every file under a directory (none when it does not exist). */
+function filesUnder(dir: string): string[] {
+  try {
+    return readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter((d) => d.isFile())
+      .map((d) => join(d.parentPath, d.name));
+  } catch {
+    return [];
+  }
+}
