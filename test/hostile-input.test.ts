@@ -4,6 +4,8 @@
  * as it was: the database row for row and every file under the
  * installation's folder byte for byte (with its mode), no pending file.
  */
+import { scratchDir } from '../scripts/scratch';
+import { runtimeCopy } from './support/runtime-copy';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +13,7 @@ import { actCodec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { ExitCode } from '../src/errors';
 import { freshDatabase, withTestClient } from './support/db';
-import { CLI, CliResult, Scenario, actScenario, dbSnapshot, keyLeaks, keyLine } from './support/scenario';
+import { CliResult, Scenario, actScenario, dbSnapshot, keyLeaks, keyLine } from './support/scenario';
 
 /** Every path under dir with its type, mode and bytes (or link target). */
 function treeSnapshot(dir: string): Record<string, string> {
@@ -116,7 +118,9 @@ describe('config files', () => {
     chmodSync(path, 0o600);
     await expectRefused(
       () => {
-        const r = spawnSync(process.execPath, [CLI, 'apply', '--config', path], { env: s.env, encoding: 'utf8', uid: 65534, gid: 65534 });
+        // The package as installed, in a folder nobody can read (the checkout may be private).
+        const { cli } = runtimeCopy(scratchDir('mk-runtime-', 0o755));
+        const r = spawnSync(process.execPath, [cli, 'apply', '--config', path], { env: s.env, encoding: 'utf8', uid: 65534, gid: 65534 });
         return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
       },
       ExitCode.FILES,
