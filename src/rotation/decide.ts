@@ -44,13 +44,17 @@ export function decideRotation(db: { generation: number; keyCreatedAt: Date }, d
   return { rotate: false, fromGeneration: from, toGeneration: from, reason: `the database is already at generation ${from}${ahead}${fresh}` };
 }
 
-/** Parses `365d`, `12w`, `48h` or a plain number of days into milliseconds; undefined when malformed. */
+/**
+ * Parses `365d`, `12w`, `48h`, `1y` (365 days) or a plain number of days into
+ * milliseconds; undefined when malformed. There is no `m`: readers take it
+ * for minutes as often as for months, so `3m` is refused rather than guessed.
+ */
 export function parseDuration(text: string): number | undefined {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([dhwmy]?)\s*$/i.exec(text);
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([dhwy]?)\s*$/i.exec(text);
   if (!m) return undefined;
   const n = Number(m[1]);
   const unit = (m[2] || 'd').toLowerCase();
   const day = 86_400_000;
-  const mult: Record<string, number> = { h: 3_600_000, d: day, w: 7 * day, m: 30 * day, y: 365 * day };
+  const mult: Record<string, number> = { h: 3_600_000, d: day, w: 7 * day, y: 365 * day };
   return n * mult[unit];
 }

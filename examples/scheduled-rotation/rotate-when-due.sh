@@ -1,0 +1,38 @@
+#!/bin/sh
+# Scheduled master-key rotation, as a CI job runs it (see github-actions.yml):
+#
+#   1. terraform plan of the declared key (`npm run plan`, i.e. node dist/scripts/tf.js plan)
+#      with -detailed-exitcode: 0 = nothing changed, 2 = a change (a new rotation-policy
+#      window started, the generation was raised, or there is no state yet);
+#   2. on a change, terraform apply: its local-exec runs `master-key apply`, which rotates
+#      only when the key is due (set before the current window, or below the generation);
+#   3. the gate: `master-key status --max-age` fails the job (exit 11) if the key is still
+#      older than the policy allows, and (exit 10) if a rotation was interrupted.
+#
+# Needs node and terraform on PATH, the project built (npm ci && npm run build), and:
+#   DATABASE_URL  the server's database (from the pipeline's secrets; never printed)
+#   MK_CONFIG     the server's config file(s), comma-separated (the example app's setting)
+#   MAX_AGE       the oldest key the gate allows (default 90d; d, w, h or y)
+# plus any other MK_* setting of the example app (main.ts), e.g. MK_POLICY_DAYS, MK_STATE_FILE.
+# Keep terraform's state between runs (MK_STATE_FILE on storage the runs share, or a remote
+# backend): without it every run applies, which is still safe, since the rotation script
+# itself decides whether a rotation is due.
+set -eu
+cd "$(dirname "$0")/../.."
+
+rc=0
+node dist/scripts/tf.js plan -detailed-exitcode || rc=$?
+case "$rc" in
+  0) echo "scheduled rotation: the plan shows no change; nothing to apply." ;;
+  2) echo "scheduled rotation: the plan shows a change; applying (the rotation script rotates only when due)."
+     node dist/scripts/tf.js apply -auto-approve ;;
+  *) echo "scheduled rotation: terraform plan failed (exit $rc)." >&2
+     exit "$rc" ;;
+esac
+
+set --
+old_ifs=$IFS
+IFS=,
+for config in ${MK_CONFIG:-.mk-work/act.env}; do set -- "$@" --config "$config"; done
+IFS=$old_ifs
+node dist/src/cli/main.js status --max-age "${MAX_AGE:-90d}" "$@"
