@@ -3,9 +3,11 @@
  * exit-code table matches src/errors.ts, and the documents it embeds (the
  * sealed-secret format, checked by crypto-format.test.ts) are copied verbatim.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExitCode, errorCodeTable } from '../src/errors';
+import { CANARY_PLAINTEXT, META_SCHEMA, META_SQL } from '../src/db/meta';
+import { ACT_PRESET } from '../src/inventory/act-preset';
 
 const root = join(__dirname, '..');
 const README = readFileSync(join(root, 'README.md'), 'utf8');
@@ -43,5 +45,60 @@ describe('README', () => {
 
   it.each(['docs/sealed-secret-format.md', 'docs/constructs.md', 'docs/failure-and-recovery.md'])('embeds %s verbatim', (path) => {
     expect(block(path)).toBe(embedded(readFileSync(join(root, path), 'utf8')));
+  });
+});
+
+describe('README: what the database holds and what the JSON looks like', () => {
+  /** The rows of the first Markdown table after a heading line, as arrays of cells. */
+  function tableAfter(heading: string): string[][] {
+    const at = README.indexOf(`\n${heading}\n`);
+    expect(at).toBeGreaterThanOrEqual(0);
+    const lines = README.slice(at).split('\n');
+    const start = lines.findIndex((l) => l.startsWith('| '));
+    const rows: string[][] = [];
+    for (const l of lines.slice(start + 2)) {
+      if (!l.startsWith('|')) break;
+      rows.push(l.slice(1, -1).split(' | ').map((c) => c.trim()));
+    }
+    return rows;
+  }
+  const code = (cell: string) => /^`([^`]*)`$/.exec(cell)?.[1] ?? cell;
+
+  it('documents the ACT preset exactly: tables, columns, kinds, JSON paths and codec', () => {
+    const rows = tableAfter('#### The ACT preset (`--inventory act`)');
+    const documented = rows.map(([kind, table, idColumn, column, what, codec]) => {
+      const m = /^jsonb: `([^`]+)`(?: where `(\w+)` is `true`)?$/.exec(what);
+      if (!m) expect(what).toBe('the whole value');
+      return {
+        kind,
+        table: code(table),
+        idColumn: code(idColumn),
+        column: code(column),
+        codec: code(codec),
+        ...(m ? { jsonPath: m[1].split('.') } : {}),
+        ...(m?.[2] ? { where: { key: m[2], equals: true } } : {}),
+      };
+    });
+    expect(documented).toEqual(ACT_PRESET.entries);
+  });
+
+  it('documents the canary table column by column, its sealed text, and every history column', () => {
+    const columnsOf = (table: string) => {
+      const body = new RegExp(`CREATE TABLE IF NOT EXISTS ${META_SCHEMA}\\.${table} \\(([\\s\\S]*?)\\n\\);`).exec(META_SQL)![1];
+      return body.split('\n').map((l) => l.trim().split(' ')[0]).filter(Boolean);
+    };
+    expect(tableAfter('#### The integrity canary and the rotation history').map((r) => code(r[0]))).toEqual(columnsOf('canary'));
+    expect(README).toContain(`the text \`${CANARY_PLAINTEXT}\` sealed under the current key in the \`v1\` format`);
+    const history = columnsOf('history').filter((c) => c !== 'id');
+    const section = README.slice(README.indexOf('**History**, `master_key.history`'), README.indexOf('### What a rotation does, in order'));
+    for (const c of history) expect(section).toContain(`\`${c}\``);
+    expect(META_SCHEMA).toBe('master_key');
+  });
+
+  it('lists every JSON Schema file, and links only files that exist', () => {
+    const schemas = readdirSync(join(root, 'docs', 'schemas')).sort();
+    const listed = tableAfter('## JSON outputs and files').map((r) => /\(docs\/schemas\/([^)]+)\)/.exec(r[1])![1]);
+    expect([...listed].sort()).toEqual(schemas);
+    for (const m of README.matchAll(/\]\(((?:docs|examples)\/[^)#]*)\)/g)) expect(existsSync(join(root, m[1]))).toBe(true);
   });
 });
