@@ -33,8 +33,8 @@ function bareRequires(entries: readonly string[]): Map<string, string> {
   const visit = (file: string) => {
     if (seen.has(file)) return;
     seen.add(file);
-    for (const m of readFileSync(file, 'utf8').matchAll(/require\("([^"]+)"\)/g)) {
-      const spec = m[1];
+    for (const m of readFileSync(file, 'utf8').matchAll(/require\((["'])([^"']+)\1\)/g)) {
+      const spec = m[2];
       if (spec.startsWith('.')) {
         const target = resolve(dirname(file), spec);
         const candidates = [target, `${target}.js`, join(target, 'index.js')];

@@ -3,7 +3,7 @@
  * kind of secret each is. Plain data, validated once, digested for the
  * CDKTF trigger (a change of inventory shows up in `terraform plan`).
  */
-import Ajv2020, { ErrorObject, ValidateFunction } from 'ajv/dist/2020';
+import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import inventorySchema from '../../docs/schemas/inventory.schema.json';
@@ -59,8 +59,13 @@ export function quoteIdent(name: string): string {
 export const INVENTORY_SCHEMA = inventorySchema;
 
 let validator: ValidateFunction | undefined;
+/** The compiled schema; ajv is loaded on first use only (the ACT preset needs no validation, and the CLI starts faster). */
 function schemaValidator(): ValidateFunction {
-  validator ??= new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true }).compile(inventorySchema);
+  if (!validator) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { default: Ajv2020 } = require('ajv/dist/2020') as typeof import('ajv/dist/2020');
+    validator = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true }).compile(inventorySchema);
+  }
   return validator;
 }
 
