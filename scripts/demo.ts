@@ -30,7 +30,7 @@ the auditor's report and the verification.
 
 Options:
   --secrets <n>          how many secrets to create (default 10000)
-  --keep                 keep the embedded database running (until Ctrl-C) and its files
+  --keep                 keep the embedded database running until Ctrl-C (then it is stopped and removed)
   --use-database-url     use the (empty) database in $DATABASE_URL instead of an embedded one
   --dir <path>           working directory (default: a new folder under ${tmpdir()})
   --no-terraform         skip terraform even when a terraform binary is present
@@ -184,13 +184,17 @@ async function main(): Promise<number> {
       const pgpass = join(dir, '.pgpass-demo');
       writeFileSync(pgpass, `${pgpassLine(url)}\n`, { mode: 0o600 });
       process.stdout.write(`The database stays up until Ctrl-C (data in ${server.dataDir}); its password is in ${pgpass} (a pgpass line, 0600):\n  PGPASSFILE=${pgpass} psql -h 127.0.0.1 -p ${server.port} -U postgres act\n`);
+      // Nothing else keeps node running while it waits (the server is pg_ctl's daemon).
+      const alive = setInterval(() => undefined, 1 << 30);
       await new Promise<void>((res) => process.once('SIGINT', () => res()));
+      clearInterval(alive);
+      process.stdout.write('Stopping the database.\n');
     }
     return 0;
   } finally {
     if (server) {
       await server.stop();
-      if (!opts.keep) removeEmbeddedData(server);
+      removeEmbeddedData(server);
     }
   }
 }

@@ -4,9 +4,11 @@
  * one the demo says so and the CLI runs it.
  */
 import { removeScratch, scratchDir } from '../scripts/scratch';
-import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { Client } from 'pg';
+import { pgpassLine } from '../scripts/local-act';
 import { parseKey } from '../src/crypto/key';
 import { childEnv } from './support/scenario';
 import { HAS_TERRAFORM, terraformGate } from './support/terraform';
@@ -53,6 +55,69 @@ describe('npm start (scripts/demo.ts)', () => {
       expect(readFileSync(join(dir, 'cdktf.out', 'stacks', 'master-key', 'cdk.tf.json'), 'utf8')).not.toContain(key.toHex());
     }
   }, 180_000);
+
+  it('--keep keeps the database up until Ctrl-C, with its password in .pgpass-demo as a real pgpass line', async () => {
+    const keepDir = scratchDir('mk-demo-keep-');
+    const child = spawn(process.execPath, [DEMO, '--secrets', '8', '--no-terraform', '--keep', '--dir', keepDir], { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    let dataDir = '';
+    try {
+      await new Promise<void>((res, rej) => {
+        const t = setInterval(() => {
+          if (out.includes('Ctrl-C')) {
+            clearInterval(t);
+            res();
+          } else if (child.exitCode !== null) {
+            clearInterval(t);
+            rej(new Error(`the demo exited early:\n${out}`));
+          }
+        }, 100);
+      });
+      dataDir = /data in (\S+)\)/.exec(out)![1];
+      const pgpass = join(keepDir, '.pgpass-demo');
+      expect(statSync(pgpass).mode & 0o777).toBe(0o600);
+      const line = readFileSync(pgpass, 'utf8');
+      const m = /^127\.0\.0\.1:(\d+):act:postgres:([0-9a-f]+)\n$/.exec(line);
+      expect(m).not.toBeNull();
+      expect(out).toContain(`PGPASSFILE=${pgpass} psql -h 127.0.0.1 -p ${m![1]} -U postgres act`);
+      expect(out).not.toContain(m![2]);
+      // The password as a pgpass reader finds it in the file PGPASSFILE names (the parser node-postgres uses), then a real login.
+      const conn = { host: '127.0.0.1', port: m![1], database: 'act', user: 'postgres' };
+      const saved = process.env.PGPASSFILE;
+      process.env.PGPASSFILE = pgpass;
+      let password: string | undefined;
+      try {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const readPgpass = require('pgpass') as (c: typeof conn, cb: (pw?: string) => void) => void;
+        password = await new Promise<string | undefined>((res) => readPgpass(conn, res));
+      } finally {
+        if (saved === undefined) delete process.env.PGPASSFILE;
+        else process.env.PGPASSFILE = saved;
+      }
+      expect(password).toBe(m![2]);
+      const c = new Client({ ...conn, port: Number(conn.port), password });
+      await c.connect();
+      const n = await c.query<{ n: string }>('SELECT count(*) AS n FROM servers');
+      await c.end();
+      expect(Number(n.rows[0].n)).toBeGreaterThan(0);
+    } finally {
+      child.kill('SIGINT');
+      const code = await exited;
+      if (dataDir && existsSync(dataDir)) removeScratch(dirname(dataDir));
+      expect(code).toBe(0);
+    }
+    // Ctrl-C stopped the database and removed its folder.
+    expect(out).toContain('Stopping the database.');
+    expect(existsSync(dataDir)).toBe(false);
+  }, 180_000);
+
+  it('pgpassLine escapes the separators', () => {
+    expect(pgpassLine('postgresql://us%3Aer:p%5Cw%3Ad@127.0.0.1:5433/my%3Adb')).toBe('127.0.0.1:5433:my\\:db:us\\:er:p\\\\w\\:d');
+    expect(pgpassLine('postgresql://postgres:secret@db.internal/act')).toBe('db.internal:5432:act:postgres:secret');
+  });
 
   it('--help explains the options', () => {
     const r = spawnSync(process.execPath, [DEMO, '--help'], { encoding: 'utf8' });

@@ -136,16 +136,32 @@ function serverUser(): Ids | undefined {
   return made;
 }
 
-/** Stops servers this process started (not detached ones) when it exits. */
+/**
+ * Stops the servers this process started (not detached ones) when it exits,
+ * also when it is ended by SIGINT, SIGTERM or SIGHUP that nothing else
+ * handles (the server is a daemon of pg_ctl and would otherwise outlive it).
+ */
 const toStopOnExit = new Set<() => void>();
 let exitHookInstalled = false;
+function stopAll(): void {
+  for (const s of toStopOnExit) s();
+  toStopOnExit.clear();
+}
 function stopOnExit(stop: () => void): () => void {
   toStopOnExit.add(stop);
   if (!exitHookInstalled) {
     exitHookInstalled = true;
-    process.on('exit', () => {
-      for (const s of toStopOnExit) s();
-    });
+    process.on('exit', stopAll);
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      const onSignal = (): void => {
+        // Someone else handles this signal (e.g. the demo waiting for Ctrl-C): they end the process, and 'exit' stops the servers.
+        if (process.listenerCount(sig) > 1) return;
+        stopAll();
+        process.removeListener(sig, onSignal);
+        process.kill(process.pid, sig);
+      };
+      process.on(sig, onSignal);
+    }
   }
   return () => toStopOnExit.delete(stop);
 }
