@@ -2,7 +2,7 @@
  * Durations (`status --max-age`): days, weeks, hours and years; `m` is
  * refused, since readers take it for minutes as often as for months.
  */
-import { parseDuration } from '../src/engine/decide';
+import { parseDuration } from '../src/rotation/decide';
 import { ExitCode } from '../src/errors';
 import { actScenario } from './support/scenario';
 

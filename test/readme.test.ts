@@ -6,7 +6,8 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExitCode, errorCodeTable } from '../src/errors';
-import { CANARY_PLAINTEXT, META_SCHEMA, META_SQL } from '../src/db/meta';
+import { META_SCHEMA, META_SQL } from '../src/store/postgres/meta';
+import { CANARY_PLAINTEXT } from '../src/rotation/canary';
 import { ACT_PRESET } from '../src/inventory/act-preset';
 
 const root = join(__dirname, '..');

@@ -3,8 +3,8 @@
  * guarantee, checked on each real store through the factory that opens it
  * from a URL. The CLI suites test the same behaviour end to end.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { removeScratch, scratchDir } from '../scripts/scratch';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MasterKey } from '../src/crypto/key';
 import { MasterKeyError } from '../src/errors';
@@ -71,11 +71,11 @@ describe.each(STORES)('the $name store', (fixture) => {
 
   beforeAll(async () => {
     url = await fixture.create();
-    dir = mkdtempSync(join(tmpdir(), 'mk-store-'));
+    dir = scratchDir('mk-store-');
   });
   afterAll(async () => {
     await Promise.all(sessions.map((s) => s.close()));
-    rmSync(dir, { recursive: true, force: true });
+    removeScratch(dir);
     await fixture.drop(url);
   });
 
