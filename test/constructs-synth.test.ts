@@ -20,6 +20,7 @@ import { ACT_PRESET } from '../src/inventory/act-preset';
 import { inventoryDigest } from '../src/inventory/inventory';
 import { isMasterKeyError } from '../src/errors';
 import { buildApp, exampleSettings, newApp } from '../main';
+import { chooseFramework } from '../constructs/framework';
 
 type Stack = cdktf.TerraformStack;
 /** Both libraries, typed as cdktf (cdktn has the same API). */
@@ -499,6 +500,16 @@ describe('cdktf and cdktn', () => {
     expect(filesUnder(out).filter((f) => f.endsWith('cdk.tf.json'))).toEqual([]);
     for (const f of filesUnder(out)) expect(readFileSync(f, 'utf8')).not.toContain(hex);
   }, 180_000);
+
+  it('the example app picks its library from MK_CDK or the `cdk` context key, else cdktf when both are installed', () => {
+    expect(chooseFramework('cdktn').name).toBe('cdktn');
+    expect(chooseFramework('cdktf').name).toBe('cdktf');
+    expect(chooseFramework(undefined).name).toBe('cdktf');
+    expect(() => chooseFramework('cdk8s')).toThrow('"cdk8s" is not a supported CDK for Terraform library; use one of cdktf, cdktn.');
+    expect(newApp({ outdir: scratchDir('mk-app-'), context: { cdk: 'cdktn' } }, {})).toBeInstanceOf(cdktn.App);
+    expect(newApp({ outdir: scratchDir('mk-app-') }, { MK_CDK: 'cdktn' })).toBeInstanceOf(cdktn.App);
+    expect(newApp({ outdir: scratchDir('mk-app-') }, {})).toBeInstanceOf(cdktf.App);
+  });
 
   it('the construct refuses a scope outside any app of an installed library, saying what to do', () => {
     const { Construct } = require('constructs') as typeof import('constructs');
