@@ -122,6 +122,8 @@ export class BatchCrypto {
   private readonly keys: readonly MasterKey[];
   private readonly engine: GcmEngine | undefined;
   private readonly pool: GcmPool | undefined;
+  /** The last job's buffer, reused when large enough (one batch at a time on this thread; the pool moves buffers). */
+  private scratch: ArrayBuffer | undefined;
   /** Which engine runs the AES-GCM work. */
   readonly mode: CryptoMode;
 
@@ -159,22 +161,24 @@ export class BatchCrypto {
     const fmt = FORMATS[codec];
     const job = this.buildJob(fmt, sealed, aad);
     const done = job ? await this.runJob(job) : undefined;
+    const resealed = done?.out ? Buffer.from(done.out.buffer, done.out.byteOffset, done.out.length) : undefined;
+    const header = fmt.headerLength && this.to ? `${V1_PREFIX}:${this.to.id}:` : '';
     try {
       for (let i = 0; i < sealed.length; i++) {
         if (done && done.status[i] >= 0) {
-          if (!done.out) out[i] = {};
-          else {
-            const off = done.offs[2 * i];
-            const header = fmt.headerLength ? `${V1_PREFIX}:${this.to!.id}:` : '';
-            out[i] = { next: header + Buffer.from(done.out.buffer, done.out.byteOffset + off, done.offs[2 * i + 1]).toString(fmt.encoding) };
-          }
+          const off = done.offs[2 * i];
+          out[i] = resealed ? { next: header + resealed.toString(fmt.encoding, off, off + done.offs[2 * i + 1]) } : {};
           continue;
         }
         // Whatever the batch did not open, the codec judges (exact error codes) and, rarely, opens.
         out[i] = this.slow(codec, sealed[i], aad?.[i]);
       }
     } finally {
-      if (done) wipeKeys(done);
+      if (done) {
+        wipeKeys(done);
+        // Reused for the next batch on this thread (a worker's job came back in a buffer of its own).
+        this.scratch = done.buffer;
+      }
     }
     return out;
   }
@@ -226,7 +230,9 @@ export class BatchCrypto {
       any = true;
     }
     if (!any) return undefined;
-    const job = packJob({ count: n, keys: this.keys.length * KEY_BYTES, data, aad: aadBytes, reseal: this.to !== undefined });
+    const scratch = this.pool ? undefined : this.scratch;
+    this.scratch = undefined;
+    const job = packJob({ count: n, keys: this.keys.length * KEY_BYTES, data, aad: aadBytes, reseal: this.to !== undefined }, scratch);
     this.keys.forEach((k, i) => job.keys.set(k.bytes(), i * KEY_BYTES));
     if (this.to) {
       job.newKey!.set(this.to.bytes());

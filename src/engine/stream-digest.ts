@@ -28,35 +28,37 @@ export interface InventoryDigest {
 
 /** Items buffered before they are hashed in one call. */
 const FLUSH_AT = 4096;
+const SCRATCH_BYTES = 1 << 20;
 
 export class ValueDigest {
   private readonly acc = new Uint8Array(32);
   private readonly engine = defaultEngine();
-  private items: string[] = [];
+  /** Items waiting to be hashed, written one after the other; `offs` holds (start, length) pairs. */
+  private scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
+  private readonly offs = new Int32Array(FLUSH_AT * 2);
+  private items = 0;
+  private at = 0;
   private count = 0;
 
   add(table: string, column: string, path: string | undefined, id: string, text: string): void {
-    this.items.push(`${table}\u0000${column}\u0000${path ?? ''}\u0000${id}\u0000${text}`);
+    const head = `${table}\u0000${column}\u0000${path ?? ''}\u0000${id}\u0000`;
+    // At most 3 bytes per UTF-16 unit.
+    const most = 3 * (head.length + text.length);
+    if (this.items === FLUSH_AT || this.at + most > this.scratch.length) this.flush();
+    if (most > this.scratch.length) this.scratch = Buffer.allocUnsafe(most);
+    const start = this.at;
+    this.at += this.scratch.write(head, this.at, 'utf8');
+    this.at += this.scratch.write(text, this.at, 'utf8');
+    this.offs[2 * this.items] = start;
+    this.offs[2 * this.items + 1] = this.at - start;
+    this.items++;
     this.count++;
-    if (this.items.length >= FLUSH_AT) this.flush();
   }
 
   private flush(): void {
-    const items = this.items;
-    if (items.length === 0) return;
-    this.items = [];
-    let size = 0;
-    for (const s of items) size += Buffer.byteLength(s, 'utf8');
-    const data = Buffer.allocUnsafe(size);
-    const offs = new Int32Array(items.length * 2);
-    let o = 0;
-    items.forEach((s, i) => {
-      const n = data.write(s, o, 'utf8');
-      offs[2 * i] = o;
-      offs[2 * i + 1] = n;
-      o += n;
-    });
-    this.engine.sumSha256(data, offs, this.acc);
+    if (this.items > 0) this.engine.sumSha256(this.scratch.subarray(0, this.at), this.offs.subarray(0, 2 * this.items), this.acc);
+    this.items = 0;
+    this.at = 0;
   }
 
   result(): InventoryDigest {
