@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Client } from 'pg';
 import { actCodec, v1Codec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
@@ -574,5 +576,19 @@ describe('reader connection, larger tables, planner steering', () => {
       key = next;
     }
     await expectAllUnder(key);
+  });
+});
+
+describe("pg's public API only", () => {
+  /** Every TypeScript file under dir. */
+  const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+
+  it('no source file imports, casts into or submits to pg\'s private Connection', () => {
+    const files = walk(join(__dirname, '..', 'src'));
+    expect(files.length).toBeGreaterThan(20);
+    for (const f of files) {
+      const text = readFileSync(f, 'utf8');
+      expect(`${f}: ${/import[^;]*\bConnection\b[^;]*from 'pg'|\.connection\b|Submittable|handleCopyData|handleCommandComplete/.exec(text)?.[0] ?? 'clean'}`).toBe(`${f}: clean`);
+    }
   });
 });
