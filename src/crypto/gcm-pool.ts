@@ -45,7 +45,8 @@ export class GcmPool {
       const worker = new Worker(WORKER_SOURCE, { eval: true });
       const slot: Slot = { worker, busy: 0 };
       worker.on('message', (m: { id: number; job: PackedJob; error?: string }) => {
-        slot.busy--;
+        // An idle worker does not keep the process alive; a busy one does (its reply is awaited).
+        if (--slot.busy === 0) worker.unref();
         const p = this.pending.get(m.id);
         this.pending.delete(m.id);
         if (m.error) p?.reject(new MasterKeyError('INTERNAL', `A crypto worker failed: ${m.error}.`));
@@ -68,7 +69,7 @@ export class GcmPool {
     if (this.failed) return Promise.reject(this.failed);
     const slot = this.slots.reduce((a, b) => (b.busy < a.busy ? b : a));
     const id = ++this.seq;
-    slot.busy++;
+    if (slot.busy++ === 0) slot.worker.ref();
     return new Promise<PackedJob>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       slot.worker.postMessage({ id, job }, [job.buffer]);
