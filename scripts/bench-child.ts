@@ -5,26 +5,34 @@
  * line: { seconds, rows, maxRssBytes }.
  *
  * Methods:
+ * - `crypto`: crypto alone: every value of the table is first read into
+ *   memory (not timed), then opened and re-sealed in batches by the
+ *   production crypto module (`BatchCrypto`), nothing written.
  * - `ours`: `reencryptInventory` on the benchmark inventory.
  * - `naive`: what a quick script does: SELECT every row into memory, then
  *   open and seal each and send one UPDATE per row.
  */
 import { Client } from 'pg';
+import { BatchCrypto, CryptoMode } from '../src/crypto/batch';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey, parseKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
-import { reencryptInventory } from '../src/engine/stream';
+import { mapAhead } from '../src/engine/stream-batch';
+import { DEFAULT_BATCH_SIZE, reencryptInventory } from '../src/engine/stream';
+import { copyLines } from '../src/engine/stream-copy';
 import { BENCH_INVENTORY, BENCH_TABLE } from './bench-data';
 
 /** What the parent sends on stdin. */
 export interface ChildJob {
-  readonly method: 'ours' | 'naive';
+  readonly method: 'ours' | 'naive' | 'crypto';
   readonly url: string;
   readonly oldKey: string;
   readonly newKey: string;
   readonly batchSize?: number;
   /** ours: give reencryptInventory a second (reader) connection. */
   readonly useReader?: boolean;
+  /** ours, crypto: where the AES-GCM work runs (default: what production uses). */
+  readonly crypto?: CryptoMode;
 }
 
 /** What the child prints. */
@@ -32,6 +40,30 @@ export interface ChildResult {
   readonly seconds: number;
   readonly rows: number;
   readonly maxRssBytes: number;
+  /** ours, crypto: where the AES-GCM work ran. */
+  readonly crypto?: CryptoMode;
+}
+
+/** Crypto alone: reads every value (untimed), then times opening and re-sealing them all in memory. */
+async function cryptoAlone(c: Client, from: MasterKey, to: MasterKey, job: ChildJob): Promise<{ seconds: number; rows: number; mode: CryptoMode }> {
+  const values: string[] = [];
+  for await (const lines of copyLines(c, `COPY (SELECT value FROM ${BENCH_TABLE}) TO STDOUT`)) for (const l of lines) values.push(l);
+  const size = job.batchSize ?? DEFAULT_BATCH_SIZE;
+  const crypto = new BatchCrypto(new Keyring([from]), to, job.crypto ? { mode: job.crypto } : {});
+  try {
+    const batches = (async function* () {
+      for (let i = 0; i < values.length; i += size) yield values.slice(i, i + size);
+    })();
+    const t0 = process.hrtime.bigint();
+    let done = 0;
+    for await (const r of mapAhead(batches, (b) => crypto.process('act', b), crypto.mode === 'workers' ? 4 : 1)) {
+      if (r.some((x) => x.next === undefined)) throw new Error('a value did not re-seal');
+      done += r.length;
+    }
+    return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, rows: done, mode: crypto.mode };
+  } finally {
+    await crypto.close();
+  }
 }
 
 async function naive(c: Client, from: MasterKey, to: MasterKey): Promise<number> {
@@ -51,21 +83,28 @@ async function run(job: ChildJob): Promise<ChildResult> {
   const c = new Client({ connectionString: job.url });
   await c.connect();
   try {
+    if (job.method === 'crypto') {
+      const r = await cryptoAlone(c, from, to, job);
+      return { seconds: r.seconds, rows: r.rows, maxRssBytes: process.resourceUsage().maxRSS * 1024, crypto: r.mode };
+    }
     const t0 = process.hrtime.bigint();
     await c.query('BEGIN');
     let rows: number;
+    let crypto: CryptoMode | undefined;
     if (job.method === 'naive') {
       rows = await naive(c, from, to);
     } else {
       const r = await reencryptInventory(c, BENCH_INVENTORY, new Keyring([from]), to, {
         ...(job.batchSize ? { batchSize: job.batchSize } : {}),
         ...(job.useReader ? { readerUrl: job.url } : {}),
+        ...(job.crypto ? { crypto: job.crypto } : {}),
       });
       rows = r.updated;
+      crypto = r.crypto;
     }
     await c.query('COMMIT');
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    return { seconds, rows, maxRssBytes: process.resourceUsage().maxRSS * 1024 };
+    return { seconds, rows, maxRssBytes: process.resourceUsage().maxRSS * 1024, ...(crypto ? { crypto } : {}) };
   } finally {
     await c.end();
   }

@@ -31,6 +31,8 @@ export interface BenchReport {
   readonly results: readonly MethodResult[];
   /** After our last run: rows that open with the new key only and equal their plaintext. */
   readonly verification?: { readonly rows: number; readonly ok: number; readonly failures: number };
+  /** The goals checked against this run (added by `summarise`). */
+  readonly goals?: readonly Goal[];
 }
 
 export function median(xs: readonly number[]): number {
@@ -58,7 +60,8 @@ export function summarise(report: BenchReport): BenchReport {
       ...(rps !== undefined && naiveRate ? { speedupOverNaive: round2(rps / naiveRate) } : {}),
     };
   });
-  return { ...report, results };
+  const out = { ...report, results };
+  return { ...out, goals: goals(out) };
 }
 
 function round2(x: number): number {
@@ -76,9 +79,32 @@ const LABELS: Record<string, string> = {
   floor: "PostgreSQL floor (SET value = value || '')",
   pgcrypto: 'pgcrypto in-database rewrap (AES-CBC)',
   naive: 'naive script (row-by-row UPDATE)',
+  crypto: 'crypto alone (open + re-seal in memory)',
   ours: 'ours: reencryptInventory',
   apply: 'ours: master-key apply (full CLI)',
 };
+
+/** The issue's goals, each checked against this run's figures. */
+export interface Goal {
+  readonly what: string;
+  readonly measured?: string;
+  readonly met?: boolean;
+}
+
+const MB_LIMIT = 256;
+
+export function goals(r: BenchReport): Goal[] {
+  const by = (m: string) => r.results.find((x) => x.method === m);
+  const ratio = (m: string, max: number): Goal => {
+    const x = by(m)?.vsFloor;
+    return { what: `${LABELS[m]} ≤ ${max.toFixed(1)}x the floor's time`, ...(x !== undefined ? { measured: `${x.toFixed(2)}x`, met: x <= max } : {}) };
+  };
+  const rss: Goal[] = ['ours', 'apply'].map((m) => {
+    const b = by(m)?.peakRssBytes;
+    return { what: `${LABELS[m]} peak RSS < ${MB_LIMIT} MB`, ...(b !== undefined ? { measured: `${(b / MB).toFixed(0)} MB`, met: b < MB_LIMIT * MB } : {}) };
+  });
+  return [ratio('ours', 2.0), ratio('apply', 3.0), ...rss];
+}
 
 /** The human-readable report. */
 export function formatReport(r: BenchReport): string {
@@ -101,6 +127,9 @@ export function formatReport(r: BenchReport): string {
     table([head, ...body]),
     '',
     ...(notes.length ? ['Notes:', ...notes, ''] : []),
+    'Goals:',
+    ...(r.goals ?? goals(r)).map((g) => `  ${g.met === undefined ? '-' : g.met ? 'met' : 'MISSED'}: ${g.what}${g.measured ? ` (measured ${g.measured})` : ' (not measured)'}`),
+    '',
     ...(r.verification ? [`Verification after ours: ${r.verification.ok}/${r.verification.rows} rows open with the new key only and equal their plaintext.`, ''] : []),
   ];
   return `${lines.join('\n')}\n`;

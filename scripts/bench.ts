@@ -1,10 +1,12 @@
 /**
- * `npm run bench -- [--rows N] [--reps 3] [--json] [--naive-rows N] [--methods floor,pgcrypto,naive,ours,apply]`
+ * `npm run bench -- [--rows N] [--reps 3] [--json] [--naive-rows N] [--methods floor,pgcrypto,naive,crypto,ours,apply] [--crypto native|node|workers]`
  *
  * Measures, in one run on one PostgreSQL server, how fast every secret of a
  * table can be re-encrypted: PostgreSQL rewriting every row by itself (the
- * floor), an in-database pgcrypto rewrap, a naive row-by-row script, ours
- * (`reencryptInventory`) and, when the CLI supports it, the full
+ * floor), an in-database pgcrypto rewrap, a naive row-by-row script, the
+ * crypto alone (every value opened and re-sealed in memory by the
+ * production crypto module), ours (`reencryptInventory`) and, when the CLI
+ * is built, the full
  * `master-key apply`. Every measurement starts from the same pristine table,
  * runs in one transaction, and is repeated; the median counts. Client-side
  * methods run in child processes so their peak RSS is their own.
@@ -16,6 +18,7 @@ import { spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
+import type { CryptoMode } from '../src/crypto/batch';
 import { MasterKey } from '../src/crypto/key';
 import { EmbeddedServer, removeEmbeddedData, startEmbeddedPostgres } from '../src/db/embedded';
 import { BENCH_TABLE, restoreBench, seedBench, verifyBench } from './bench-data';
@@ -23,7 +26,8 @@ import type { ChildJob, ChildResult } from './bench-child';
 import { measureApply } from './bench-apply';
 import { BenchReport, MethodResult, formatReport, median, summarise } from './bench-report';
 
-export const METHODS = ['floor', 'pgcrypto', 'naive', 'ours', 'apply'] as const;
+export const METHODS = ['floor', 'pgcrypto', 'naive', 'crypto', 'ours', 'apply'] as const;
+const CRYPTO_MODES: readonly CryptoMode[] = ['native', 'node', 'workers'];
 export type Method = (typeof METHODS)[number];
 
 /** Command-line options. */
@@ -36,6 +40,8 @@ export interface BenchOptions {
   readonly methods: readonly Method[];
   readonly batchSize?: number;
   readonly useReader: boolean;
+  /** Where crypto and ours run the AES-GCM work (default: what production uses). */
+  readonly crypto?: CryptoMode;
 }
 
 /** Server settings of the embedded server: large WAL so checkpoints do not land inside measurements. */
@@ -57,6 +63,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
   let methods: Method[] = [...METHODS];
   let batchSize: number | undefined;
   let useReader = true;
+  let crypto: CryptoMode | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--rows') rows = positiveInt(a, argv[++i]);
@@ -65,14 +72,19 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     else if (a === '--naive-rows') naiveRows = positiveInt(a, argv[++i]);
     else if (a === '--batch-size') batchSize = positiveInt(a, argv[++i]);
     else if (a === '--no-reader') useReader = false;
+    else if (a === '--crypto') {
+      const m = argv[++i] as CryptoMode;
+      if (!CRYPTO_MODES.includes(m)) throw new Error(`--crypto needs one of ${CRYPTO_MODES.join(', ')}, got ${m ?? 'nothing'}`);
+      crypto = m;
+    }
     else if (a === '--methods') {
       methods = (argv[++i] ?? '').split(',').map((m) => {
         if (!(METHODS as readonly string[]).includes(m)) throw new Error(`unknown method "${m}"; use ${METHODS.join(', ')}`);
         return m as Method;
       });
-    } else throw new Error(`unknown option ${a}; usage: bench [--rows N] [--reps N] [--json] [--naive-rows N] [--methods ${METHODS.join(',')}] [--batch-size N] [--no-reader]`);
+    } else throw new Error(`unknown option ${a}; usage: bench [--rows N] [--reps N] [--json] [--naive-rows N] [--methods ${METHODS.join(',')}] [--batch-size N] [--no-reader] [--crypto ${CRYPTO_MODES.join('|')}]`);
   }
-  return { rows, reps, json, naiveRows: naiveRows !== undefined ? Math.min(naiveRows, rows) : undefined, methods, batchSize, useReader };
+  return { rows, reps, json, naiveRows: naiveRows !== undefined ? Math.min(naiveRows, rows) : undefined, methods, batchSize, useReader, ...(crypto ? { crypto } : {}) };
 }
 
 /** Runs one client-side job in a child process and returns what it printed. */
@@ -109,6 +121,7 @@ interface Run {
   seconds: number;
   rows: number;
   maxRssBytes?: number;
+  crypto?: CryptoMode;
 }
 
 async function measure(o: BenchOptions, url: string, c: Client, progress: (s: string) => void): Promise<BenchReport> {
@@ -121,13 +134,14 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
   const results: MethodResult[] = [];
   let verification: BenchReport['verification'];
   const keyBytes = [Buffer.from(oldKey.bytes()), Buffer.from(newKey.bytes())];
-  const childJob = (method: 'ours' | 'naive'): ChildJob => ({
+  const childJob = (method: ChildJob['method']): ChildJob => ({
     method,
     url,
     oldKey: oldKey.toHex(),
     newKey: newKey.toHex(),
     ...(o.batchSize ? { batchSize: o.batchSize } : {}),
     useReader: o.useReader,
+    ...(o.crypto ? { crypto: o.crypto } : {}),
   });
 
   for (const method of o.methods) {
@@ -143,6 +157,7 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
       }
       if (limit !== undefined && limit < o.rows) note = `measured on ${limit} rows, not ${o.rows}${note ? `; ${note}` : ''}`;
     }
+    if (method === 'crypto') note = 'every value held in memory first (its RSS includes them), then opened and re-sealed, nothing written';
     for (let i = 0; i < reps; i++) {
       if (method === 'apply') {
         await restoreBench(c, 'gcm');
@@ -166,6 +181,8 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
         verification = await verifyBench(c, newKey);
       }
     }
+    const engine = runs.find((r) => r.crypto)?.crypto;
+    if (engine) note = `${note ? `${note}; ` : ''}AES-GCM engine: ${engine}`;
     results.push({
       method,
       rows: runs[0]?.rows ?? limit ?? o.rows,

@@ -177,6 +177,61 @@ describe.each(CODECS)('%s', (_, codec) => {
   });
 });
 
+describe.each(['v1', 'act'] as const)('%s with additional authenticated data per value', (name) => {
+  const node = codecByName(name, nodeAead);
+  const noble = codecByName(name, nobleAead);
+  const ring = new Keyring([NEW]);
+  const aadArb = fc.uint8Array({ minLength: 1, maxLength: 64 });
+  const tamperedCode: ErrorCode = name === 'v1' ? 'SEALED_TAMPERED' : 'SEALED_WRONG_KEY';
+
+  it('node and noble give identical bytes for the same nonce and data, and each opens what the other seals', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), aadArb, fc.uint8Array({ minLength: NONCE_BYTES, maxLength: NONCE_BYTES }), (pt, aad, nonce) => {
+        const a = node.seal(NEW, pt, nonce, aad);
+        expect(noble.seal(NEW, pt, nonce, aad)).toBe(a);
+        expect(Buffer.from(noble.open(ring, node.seal(NEW, pt, undefined, aad), aad).plaintext).equals(Buffer.from(pt))).toBe(true);
+        expect(Buffer.from(node.open(ring, noble.seal(NEW, pt, undefined, aad), aad).plaintext).equals(Buffer.from(pt))).toBe(true);
+        // Without the data, the value is exactly what the codec wrote before additional data existed.
+        expect(node.seal(NEW, pt, nonce)).toBe(node.seal(NEW, pt, nonce, new Uint8Array()));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('binds the data as documented: v1 authenticates header || data, act the data alone', () => {
+    const nonce = new Uint8Array(NONCE_BYTES).fill(5);
+    const aad = Buffer.from('user 42');
+    const sealed = node.seal(NEW, utf8(SECRET), nonce, aad);
+    const header = headerOf(node, sealed);
+    const expected = nodeAead.seal(NEW.bytes(), nonce, utf8(SECRET), Buffer.concat([Buffer.from(header, 'ascii'), aad]));
+    expect(decode(node, sealed).subarray(NONCE_BYTES).equals(Buffer.from(expected))).toBe(true);
+  });
+
+  it('opens only with the same data: none, other data, or one flipped bit fails', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 40 }), aadArb, fc.nat(), (text, aad, r) => {
+        for (const impl of [node, noble]) {
+          const sealed = impl.seal(NEW, utf8(text), undefined, aad);
+          const flipped = Uint8Array.from(aad);
+          flipped[(r >> 3) % aad.length] ^= 1 << (r & 7);
+          expectCode(ring, impl, sealed, tamperedCode, text);
+          for (const wrong of [flipped, Buffer.concat([aad, Buffer.from([0])])]) {
+            let code: string | undefined;
+            try {
+              impl.open(ring, sealed, wrong);
+            } catch (e) {
+              code = (e as MasterKeyError).code;
+            }
+            expect(code).toBe(tamperedCode);
+          }
+          expect(ring.openText(impl, sealed, aad)).toBe(text);
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
+
 describe('v1 specifics', () => {
   const v1 = v1Codec();
 

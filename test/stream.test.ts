@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Client } from 'pg';
 import { actCodec, v1Codec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
@@ -5,10 +7,9 @@ import { Keyring } from '../src/crypto/keyring';
 import { isMasterKeyError } from '../src/errors';
 import { ACT_PRESET, ACT_SCHEMA_SQL } from '../src/inventory/act-preset';
 import type { Inventory } from '../src/inventory/inventory';
-import { reencryptInventory, scanInventory } from '../src/engine/stream';
+import { reencryptInventory, scanInventory, verifyInventory } from '../src/engine/stream';
 import { planInventory } from '../src/engine/stream-plan';
-import { pgArray, rowLayout, selectSql, steerPlanner, updateSql } from '../src/engine/stream-sql';
-import { binaryTextArray } from '../src/engine/stream-wire';
+import { binaryTextArray, pgArray, rowLayout, selectSql, steerPlanner, updateSql } from '../src/engine/stream-sql';
 import { dropDatabase, freshDatabase } from './support/db';
 
 const act = actCodec();
@@ -192,6 +193,7 @@ describe('streaming scan and re-encryption (ACT schema, real PostgreSQL)', () =>
     await c.query('COMMIT');
     expect(r.total).toBe(20);
     expect(r.byKind).toEqual(EXPECTED_KINDS);
+    expect(r.crypto).toBe('native');
     // servers 3, services 2 (the empty spec holds none), service_env_vars 2, environment_variables 4, git 1, registry 1, storage 1
     expect(r.updated).toBe(14);
     expect(progress[progress.length - 1]).toBe(20);
@@ -216,6 +218,44 @@ describe('streaming scan and re-encryption (ACT schema, real PostgreSQL)', () =>
     expect(sp.rows[0]).toEqual({ note: 42, region: 'eu' });
     const nulls = await c.query(`SELECT ssh_passphrase FROM servers WHERE id = 2 UNION ALL SELECT secret_access_key FROM storage_providers WHERE id = 2`);
     expect(nulls.rows).toEqual([{ ssh_passphrase: null }, { ssh_passphrase: null }]);
+  });
+
+  it('verifies without decrypting everything: the stored values are exactly those written (jsonb included), a random sample opens', async () => {
+    const k2 = MasterKey.generate();
+    await c.query('BEGIN');
+    const r = await reencryptInventory(c, ACT_PRESET, new Keyring([newKey]), k2, { batchSize: 3 });
+    await c.query('COMMIT');
+    expect(r.digest).toMatchObject({ algorithm: 'sha256-sum', count: 20, sum: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    const v = await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 5, batchSize: 2 });
+    expect(v).toMatchObject({ total: 20, byKind: EXPECTED_KINDS, digest: r.digest, digestMatches: true, sampled: 5, sampleFailures: [], ok: true });
+    expect(v.proved).toBe(`The database stores exactly the 20 values the re-encryption wrote, each at the place it was written (equal order-independent SHA-256 sums over table, column, row id, path and text). 5 values chosen at random open with ${k2.fingerprint}.`);
+    expect(c.getTransactionStatus()).toBe('I');
+    // A sample as large as the inventory opens every value; with the wrong key none opens.
+    expect((await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 100 })).proved).toContain(`All 20 values open with ${k2.fingerprint}.`);
+    const wrong = await verifyInventory(c, ACT_PRESET, newKey, { expected: r.digest, sampleSize: 100 });
+    expect(wrong).toMatchObject({ ok: false, digestMatches: true, sampled: 20 });
+    expect(wrong.sampleFailures).toHaveLength(20);
+    expect(wrong.proved).toContain(`20 of 20 values do not open with ${newKey.fingerprint}.`);
+
+    // Two values swapped between rows: each still opens with the key, but they are not where they were written.
+    await c.query('BEGIN');
+    try {
+      await c.query(`UPDATE environment_variables e SET value = o.value FROM environment_variables o WHERE (e.id, o.id) IN ((1, 2), (2, 1))`);
+      const swapped = await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 100 });
+      expect(swapped).toMatchObject({ ok: false, digestMatches: false, sampleFailures: [] });
+      expect(swapped.proved).toMatch(/^The stored values differ from what the re-encryption wrote \(20 values stored, 20 written; the sums differ\)\./);
+      // A value inside a jsonb document changed.
+      await c.query('ROLLBACK');
+      await c.query('BEGIN');
+      await c.query(`UPDATE services SET spec = jsonb_set(spec, '{env,0,value}', to_jsonb($1::text)) WHERE id = 1`, [act.seal(k2, Buffer.from('db-pw-1'))]);
+      expect(await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 0 })).toMatchObject({ ok: false, digestMatches: false, sampled: 0 });
+    } finally {
+      await c.query('ROLLBACK');
+    }
+    // Back to the key the other tests expect.
+    await c.query('BEGIN');
+    await reencryptInventory(c, ACT_PRESET, new Keyring([k2]), newKey);
+    await c.query('COMMIT');
   });
 
   it('leaves the connection usable when a scan stops early (its COPY is drained)', async () => {
@@ -269,7 +309,7 @@ describe('v1 codec, text primary keys with awkward characters', () => {
     await c.query('BEGIN');
     const r = await reencryptInventory(c, inv, new Keyring([oldKey]), newKey, { batchSize: 4 });
     await c.query('COMMIT');
-    expect(r).toEqual({ total: ids.length, byKind: { token: ids.length }, updated: ids.length });
+    expect(r).toMatchObject({ total: ids.length, byKind: { token: ids.length }, updated: ids.length, digest: { count: ids.length } });
     const rows = await c.query<{ name: string; secret: string | null }>('SELECT name, secret FROM app.vault');
     for (const row of rows.rows) {
       if (row.name === 'no-secret') expect(row.secret).toBeNull();
@@ -376,7 +416,7 @@ describe('reader connection, larger tables, planner steering', () => {
     const k2 = MasterKey.generate();
     const { readerSeen, result } = await rotate(oldKey, k2);
     expect(readerSeen).toBe(true);
-    expect(result).toEqual({ total: 4200, byKind: { token: 3000, note: 1200 }, updated: 4200 });
+    expect(result).toMatchObject({ total: 4200, byKind: { token: 3000, note: 1200 }, updated: 4200 });
     await expectAllUnder(k2);
     // Back to the old key for the next tests, this time after a row lock elsewhere (the transaction has an xid).
     // A fresh session: PostgreSQL counts a session's writes of the last second as its own for a while (its
@@ -415,6 +455,94 @@ describe('reader connection, larger tables, planner steering', () => {
     await c.query('UPDATE big SET v = $1 WHERE id = 2999', [act.seal(oldKey, Buffer.from(plain.get('big:2999')!))]);
   });
 
+  describe('with a COPY still streaming megabytes', () => {
+    const bulk: Inventory = { name: 'bulk', entries: [{ kind: 'blob', table: 'bulk', idColumn: 'id', column: 'v', codec: 'act' }] };
+    beforeAll(async () => {
+      // 20 MB of values that are not sealed (a scan lists them, a re-encryption stops at the first).
+      await c.query(`CREATE TABLE bulk AS SELECT g AS id, repeat('x', 1000) AS v FROM generate_series(1, 20000) g; ALTER TABLE bulk ADD PRIMARY KEY (id)`);
+    });
+    afterAll(async () => {
+      await c.query('DROP TABLE bulk');
+    });
+
+    it('a scan that stops at its first batch leaves the connection usable', async () => {
+      await c.query('BEGIN');
+      try {
+        const err = await scanInventory(c, bulk, new Keyring([oldKey]), {
+          onProgress: () => {
+            throw new Error('stop here');
+          },
+        }).catch((e: unknown) => e);
+        expect((err as Error).message).toBe('stop here');
+        expect((await c.query('SELECT count(*)::int AS n FROM bulk')).rows).toEqual([{ n: 20000 }]);
+      } finally {
+        await c.query('ROLLBACK');
+      }
+    });
+
+    it('a re-encryption that stops at its first batch drops the streaming reader at once', async () => {
+      await c.query('BEGIN');
+      try {
+        const err = await reencryptInventory(c, bulk, new Keyring([oldKey]), MasterKey.generate(), { readerUrl: url }).catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: 'UNDECRYPTABLE_ROWS', details: { table: 'bulk' } });
+        expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      } finally {
+        await c.query('ROLLBACK');
+      }
+      for (let i = 0; i < 100; i++) {
+        const r = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader'`);
+        if (r.rows[0].n === 0) return;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      throw new Error('the reader session is still there');
+    });
+
+    it('a scan whose connection is lost mid-COPY fails with DB_UNREACHABLE (and settles)', async () => {
+      const victim = new Client({ connectionString: url });
+      victim.on('error', () => undefined);
+      await victim.connect();
+      try {
+        const pid = (await victim.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+        let killed = false;
+        const err = await scanInventory(victim, bulk, new Keyring([oldKey]), {
+          batchSize: 500,
+          onProgress: () => {
+            if (!killed) void watcher.query('SELECT pg_terminate_backend($1)', [pid]);
+            killed = true;
+          },
+        }).catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: 'DB_UNREACHABLE' });
+      } finally {
+        await victim.end().catch(() => undefined);
+      }
+    });
+
+    it('a re-encryption whose reader is lost mid-COPY fails with DB_UNREACHABLE; the writer stays usable', async () => {
+      await c.query('UPDATE bulk SET v = $1', [act.seal(oldKey, Buffer.from('x'.repeat(700)))]);
+      await c.end();
+      c = new Client({ connectionString: url });
+      await c.connect();
+      await c.query('BEGIN');
+      try {
+        let killed = false;
+        const err = await reencryptInventory(c, bulk, new Keyring([oldKey]), MasterKey.generate(), {
+          readerUrl: url,
+          batchSize: 500,
+          onProgress: () => {
+            if (!killed) void watcher.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'master-key reader'`);
+            killed = true;
+          },
+        }).catch((e: unknown) => e);
+        expect(killed).toBe(true);
+        expect(err).toMatchObject({ code: 'DB_UNREACHABLE' });
+        expect(c.getTransactionStatus()).toBe('T');
+        expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      } finally {
+        await c.query('ROLLBACK');
+      }
+    });
+  });
+
   it('steers each batch UPDATE to index lookups or TID fetches, never a scan of the table', async () => {
     const plans = await planInventory(c, inv);
     expect(plans.map((p) => [p.table, p.idIndexed])).toEqual([
@@ -448,5 +576,19 @@ describe('reader connection, larger tables, planner steering', () => {
       key = next;
     }
     await expectAllUnder(key);
+  });
+});
+
+describe("pg's public API only", () => {
+  /** Every TypeScript file under dir. */
+  const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+
+  it('no source file imports, casts into or submits to pg\'s private Connection', () => {
+    const files = walk(join(__dirname, '..', 'src'));
+    expect(files.length).toBeGreaterThan(20);
+    for (const f of files) {
+      const text = readFileSync(f, 'utf8');
+      expect(`${f}: ${/import[^;]*\bConnection\b[^;]*from 'pg'|\.connection\b|Submittable|handleCopyData|handleCommandComplete/.exec(text)?.[0] ?? 'clean'}`).toBe(`${f}: clean`);
+    }
   });
 });

@@ -6,6 +6,10 @@
  *   is specified byte for byte in docs/sealed-secret-format.md.
  * - `act` (what ACT stores today): `Base64(nonce(12) || ciphertext || tag(16))`,
  *   no key id, no additional data.
+ *
+ * Both take optional additional authenticated data per value (`aad`, e.g. a
+ * column of the value's row): `v1` authenticates `header || aad`, `act`
+ * authenticates `aad` alone. Opening needs exactly the bytes sealing used.
  */
 import { randomBytes } from 'node:crypto';
 import { MasterKeyError } from '../errors';
@@ -37,10 +41,14 @@ export interface KeySource {
 
 export interface SecretCodec {
   readonly name: CodecName;
-  /** Seals plaintext under key with a fresh random nonce, or with `nonce` when the caller draws it (the hot path, from its CSPRNG pool; tests, for fixed vectors). A nonce must never repeat under one key. */
-  seal(key: MasterKey, plaintext: Uint8Array, nonce?: Uint8Array): string;
-  /** Opens a sealed value with one of the keys; throws a typed SEALED_* error. */
-  open(keys: KeySource, sealed: string): Opened;
+  /**
+   * Seals plaintext under key with a fresh random nonce, or with `nonce` when
+   * the caller draws it (tests, for fixed vectors). A nonce must never repeat
+   * under one key. `aad`: the value's own additional authenticated data.
+   */
+  seal(key: MasterKey, plaintext: Uint8Array, nonce?: Uint8Array, aad?: Uint8Array): string;
+  /** Opens a sealed value with one of the keys (and the `aad` it was sealed with); throws a typed SEALED_* error. */
+  open(keys: KeySource, sealed: string, aad?: Uint8Array): Opened;
   /** Cheap check whether text has this codec's shape (no decryption). */
   looksSealed(text: string): boolean;
 }
@@ -67,15 +75,21 @@ function partialGroup(chars: number): MasterKeyError {
   return new MasterKeyError('SEALED_TRUNCATED', `The sealed value is truncated (its ${chars}-character payload ends part-way through a base64 group); restore it from a backup.`);
 }
 
+/** What `v1` authenticates: the ASCII header, then the value's own additional data. */
+function v1Aad(header: string, aad: Uint8Array): Uint8Array {
+  const h = Buffer.from(header, 'ascii');
+  return aad.length === 0 ? h : Buffer.concat([h, aad]);
+}
+
 export function v1Codec(aead: Aead = nodeAead): SecretCodec {
   return {
     name: 'v1',
-    seal(key, plaintext, nonce = randomBytes(NONCE_BYTES)) {
+    seal(key, plaintext, nonce = randomBytes(NONCE_BYTES), aad = EMPTY) {
       const header = `${V1_PREFIX}:${key.id}:`;
-      const body = aead.seal(key.bytes(), nonce, plaintext, Buffer.from(header, 'ascii'));
+      const body = aead.seal(key.bytes(), nonce, plaintext, v1Aad(header, aad));
       return header + Buffer.concat([nonce, body]).toString('base64url');
     },
-    open(keys, sealed) {
+    open(keys, sealed, aad = EMPTY) {
       const m = V1_RE.exec(sealed);
       if (!m) {
         if (sealed.startsWith('mk') && /^mk\d+:/.test(sealed) && !sealed.startsWith(`${V1_PREFIX}:`)) {
@@ -90,7 +104,7 @@ export function v1Codec(aead: Aead = nodeAead): SecretCodec {
       if (!key) {
         throw new MasterKeyError('SEALED_UNKNOWN_KEY', `The value is sealed under key mk:${keyId}, which is not in the keyring; supply that key.`, { keyId: `mk:${keyId}` });
       }
-      const pt = aead.open(key.bytes(), raw.subarray(0, NONCE_BYTES), raw.subarray(NONCE_BYTES), Buffer.from(sealed.slice(0, V1_HEADER_LENGTH), 'ascii'));
+      const pt = aead.open(key.bytes(), raw.subarray(0, NONCE_BYTES), raw.subarray(NONCE_BYTES), v1Aad(sealed.slice(0, V1_HEADER_LENGTH), aad));
       if (!pt) {
         throw new MasterKeyError('SEALED_TAMPERED', `The value sealed under mk:${keyId} fails authentication (it was altered or corrupted); restore it from a backup.`, { keyId: `mk:${keyId}` });
       }
@@ -105,11 +119,11 @@ export function v1Codec(aead: Aead = nodeAead): SecretCodec {
 export function actCodec(aead: Aead = nodeAead): SecretCodec {
   return {
     name: 'act',
-    seal(key, plaintext, nonce = randomBytes(NONCE_BYTES)) {
-      const body = aead.seal(key.bytes(), nonce, plaintext, EMPTY);
+    seal(key, plaintext, nonce = randomBytes(NONCE_BYTES), aad = EMPTY) {
+      const body = aead.seal(key.bytes(), nonce, plaintext, aad);
       return Buffer.concat([nonce, body]).toString('base64');
     },
-    open(keys, sealed) {
+    open(keys, sealed, aad = EMPTY) {
       if (!B64_RE.test(sealed)) {
         if (B64_CUT_RE.test(sealed)) throw partialGroup(sealed.length);
         throw new MasterKeyError('SEALED_MALFORMED', 'The value is not base64 (ACT format: Base64(nonce || ciphertext || tag)); check the inventory codec for this column.');
@@ -118,7 +132,7 @@ export function actCodec(aead: Aead = nodeAead): SecretCodec {
       const nonce = raw.subarray(0, NONCE_BYTES);
       const body = raw.subarray(NONCE_BYTES);
       for (const key of keys.all()) {
-        const pt = aead.open(key.bytes(), nonce, body, EMPTY);
+        const pt = aead.open(key.bytes(), nonce, body, aad);
         if (pt) return { plaintext: pt, keyId: key.id };
       }
       throw new MasterKeyError('SEALED_WRONG_KEY', 'No key in the keyring opens the value (wrong key, or the value was altered); supply the key it was sealed under.');

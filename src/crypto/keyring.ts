@@ -29,14 +29,14 @@ export class Keyring implements KeySource {
     return this.keys.size;
   }
 
-  /** Opens a sealed value with the codec; throws a typed SEALED_* error. */
-  open(codec: SecretCodec, sealed: string): Opened {
-    return codec.open(this, sealed);
+  /** Opens a sealed value with the codec (and the value's own additional data, if it has any); throws a typed SEALED_* error. */
+  open(codec: SecretCodec, sealed: string, aad?: Uint8Array): Opened {
+    return codec.open(this, sealed, aad);
   }
 
   /** Opens a sealed value and decodes the plaintext as UTF-8. */
-  openText(codec: SecretCodec, sealed: string): string {
-    return Buffer.from(codec.open(this, sealed).plaintext).toString('utf8');
+  openText(codec: SecretCodec, sealed: string, aad?: Uint8Array): string {
+    return Buffer.from(codec.open(this, sealed, aad).plaintext).toString('utf8');
   }
 
   toJSON(): string[] {

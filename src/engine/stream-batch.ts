@@ -1,53 +1,88 @@
 /**
  * The two halves of re-encrypting a table: `prepareBatches` turns rows into
- * ready-to-send UPDATE messages (all the crypto and serialisation),
- * `writeBatches` sends them on the caller's connection, one write in flight
- * while the next batch is prepared, so the client and the server work at
+ * ready-to-send UPDATE parameters (all the crypto and serialisation, with
+ * a few batches in flight when the crypto runs in worker threads),
+ * `writeBatches` sends them on the caller's connection with pg's
+ * `client.query` (binary array parameters), the next write queued while
+ * the following batch is prepared, so the client and the server work at
  * the same time.
- *
- * (Preparing in a worker thread was measured and dropped: on two cores the
- * writing server process is the bottleneck, and the thread's own overhead
- * made the whole slower.)
  */
 import type { ClientBase } from 'pg';
+import type { BatchCrypto } from '../crypto/batch';
 import { ErrorCode, MasterKeyError } from '../errors';
-import type { BatchCrypto } from './stream-crypto';
+import type { ValueDigest } from './stream-digest';
 import { RowFailure, TablePlan, processBatch } from './stream-plan';
 import type { Row } from './stream-source';
-import { pgArray, rowLayout, steerPlanner, updateSql } from './stream-sql';
-import { binaryTidArray, sendUpdate, updateMessage } from './stream-wire';
+import { binaryTextArray, binaryTidArray, pgArray, rowLayout, steerPlanner, updateSql } from './stream-sql';
 
-/** A batch ready to write: the UPDATE as wire messages, and what it holds. */
+/** A batch ready to write: the UPDATE's parameters, and what it holds. */
 export interface PreparedBatch {
   /** Rows the UPDATE must change (0: nothing to write). */
   readonly rows: number;
-  /** Parse/Bind/Execute/Sync of the batch UPDATE (see stream-wire). */
-  readonly message: Uint8Array;
+  /** The batch UPDATE's parameters (`updateSql`): row keys, then one binary text[] per column. */
+  readonly params: ReadonlyArray<string | Buffer>;
   /** Sealed values in the batch, by kind. */
   readonly byKind: ReadonlyMap<string, number>;
   /** The first value of the batch that does not open (then the batch is not to be written). */
   readonly failure?: RowFailure & { readonly id: string; readonly more: number };
 }
 
-const EMPTY = new Uint8Array(0);
+/**
+ * Yields fn(item) for each item of `source`, in order, with up to `ahead`
+ * calls running at once (the source is read that far ahead). A consumer
+ * that stops early ends the source; calls still running are awaited.
+ */
+export async function* mapAhead<T, U>(source: AsyncIterable<T>, fn: (item: T) => Promise<U>, ahead: number): AsyncGenerator<U> {
+  const it = source[Symbol.asyncIterator]();
+  const queue: Array<Promise<U>> = [];
+  let done = false;
+  try {
+    for (;;) {
+      while (!done && queue.length < ahead) {
+        const r = await it.next();
+        if (r.done) done = true;
+        else {
+          const p = fn(r.value);
+          // Seen when awaited below; keep one never awaited (early exit) from being unhandled.
+          p.catch(() => undefined);
+          queue.push(p);
+        }
+      }
+      const next = queue.shift();
+      if (!next) return;
+      yield await next;
+    }
+  } finally {
+    await Promise.allSettled(queue);
+    if (!done) await it.return?.();
+  }
+}
 
-/** Opens and re-seals each batch of rows and builds its UPDATE. Stops after a batch with a failure. */
-export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TablePlan, crypto: BatchCrypto): AsyncGenerator<PreparedBatch> {
+/**
+ * Opens and re-seals each batch of rows and builds its UPDATE parameters;
+ * adds every new value to `digest`. Stops after a batch with a failure.
+ * `ahead`: batches prepared at once (more than 1 only helps when the crypto
+ * runs off this thread).
+ */
+export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TablePlan, crypto: BatchCrypto, digest?: ValueDigest, ahead = 1): AsyncGenerator<PreparedBatch> {
   const at = rowLayout(plan);
   const key = at.ctid ?? at.id;
-  const sql = updateSql(plan);
-  for await (const rows of source) {
-    const out = processBatch(plan.columns, rows, at.first, crypto, true);
+  const prepare = async (rows: Row[]): Promise<PreparedBatch> => {
+    const visit = digest ? (row: number, column: string, path: string | undefined, text: string) => digest.add(plan.table, column, path, rows[row][at.id] ?? '', text) : undefined;
+    const out = await processBatch(plan.columns, rows, at.first, crypto, true, visit);
     const byKind = out.byKind;
     if (out.failures.length > 0) {
       const { row, ...f } = out.failures[0];
-      yield { rows: 0, message: EMPTY, byKind, failure: { ...f, id: rows[row][at.id] ?? '', more: out.failures.length - 1 } };
-      return;
+      return { rows: 0, params: [], byKind, failure: { ...f, id: rows[row][at.id] ?? '', more: out.failures.length - 1 } };
     }
     const n = out.rows.length;
+    if (n === 0) return { rows: 0, params: [], byKind };
     const keys = out.rows.map((i) => rows[i][key]!);
-    const message = n > 0 ? updateMessage(sql, at.ctid ? binaryTidArray(keys) : pgArray(keys), out.next!) : EMPTY;
-    yield { rows: n, message, byKind };
+    return { rows: n, params: [at.ctid ? binaryTidArray(keys) : pgArray(keys), ...out.next!.map(binaryTextArray)], byKind };
+  };
+  for await (const b of mapAhead(source, prepare, ahead)) {
+    yield b;
+    if (b.failure) return;
   }
 }
 
@@ -63,9 +98,9 @@ function undecryptable(table: string, f: { id: string; column: string; kind: str
 
 /**
  * Writes prepared batches of one table on `writer` (in its transaction),
- * with up to `depth` writes outstanding (the next one queued on the
- * connection, so the server goes straight on to it), while the following
- * batch is prepared. Use depth 1 when the connection also reads (a cursor).
+ * with up to `depth` writes outstanding (the next one queued in pg's
+ * client, which sends it as soon as the server is ready, so the server goes
+ * straight on to it), while the following batch is prepared. Use depth 1 when the connection also reads (a cursor).
  * Throws UNDECRYPTABLE_ROWS at a batch with a failure.
  * `count` sees each batch's values as it is prepared, `progress` the number
  * of values of each batch once written. Returns the rows written.
@@ -82,8 +117,9 @@ export async function writeBatches(
   let written = 0;
   // Steered only for our writes: set after a read on this connection (a cursor) is planned, reset at the end.
   let restore: (() => Promise<void>) | undefined;
+  const sql = updateSql(plan);
   const write = async (b: PreparedBatch): Promise<void> => {
-    const changed = await sendUpdate(writer, b.message);
+    const changed = (await writer.query({ text: sql, values: b.params as Array<string | Buffer> })).rowCount ?? 0;
     if (changed !== b.rows) {
       throw new MasterKeyError('DB_ERROR', `${plan.table}: ${b.rows} rows were read but ${changed} updated (they changed meanwhile); run the rotation again with the server's writers stopped.`);
     }

@@ -1,204 +1,59 @@
 /**
- * COPY over the `pg` connection, without pg-copy-streams: two small query
- * objects that `client.query()` accepts (pg's "submittable" protocol).
+ * COPY through pg-copy-streams (pg's public `client.query(submittable)`):
  *
- * - `copyIn(client, sql, chunks)` sends `COPY ... FROM STDIN` data, honouring
- *   socket back-pressure, and resolves with the row count.
- * - `copyOut(client, sql)` yields `COPY ... TO STDOUT` data one row (one
- *   CopyData message) at a time, pausing the socket when the consumer lags;
- *   a consumer that stops early lets the rest drain, so the connection stays
- *   usable.
+ * - `copyIn(client, sql, chunks)` sends `COPY ... FROM STDIN` data and
+ *   resolves with the row count;
+ * - `copyLines(client, sql)` yields the lines of `COPY ... TO STDOUT` a
+ *   chunk at a time; the socket is read only as fast as the consumer takes
+ *   lines (bounded memory), and a consumer that stops early lets the rest
+ *   drain, so the connection stays usable.
  *
  * Plus the COPY text-format escaping both directions need.
  */
-import type { ClientBase, Connection, Submittable } from 'pg';
-
-/** The parts of pg's (untyped) Connection the COPY sub-protocol uses. */
-interface PgConnection {
-  query(text: string): void;
-  stream: { writableNeedDrain?: boolean; pause(): void; resume(): void; once(ev: 'drain', fn: () => void): void };
-  sendCopyFromChunk(chunk: Buffer): void;
-  endCopyFrom(): void;
-  sendCopyFail(msg: string): void;
-}
-
-function pgc(c: Connection): PgConnection {
-  return c as unknown as PgConnection;
-}
-
-/**
- * Base for hand-made query objects (pg's "submittable"): sends `text` as a
- * simple query unless `submit` is overridden, tracks the command's row
- * count, and settles `done` with it, or with the error.
- */
-export abstract class ProtocolQuery implements Submittable {
-  protected rowCount = 0;
-  protected error: Error | undefined;
-  protected settle: { resolve: (n: number) => void; reject: (e: Error) => void } | undefined;
-  readonly done: Promise<number>;
-
-  constructor(readonly text: string) {
-    this.done = new Promise<number>((resolve, reject) => (this.settle = { resolve, reject }));
-    // A failure is reported to whoever awaits `done`; never an unhandled rejection here.
-    this.done.catch(() => undefined);
-  }
-
-  submit(connection: Connection): void {
-    pgc(connection).query(this.text);
-  }
-
-  handleCommandComplete(msg: { text?: string }): void {
-    const m = /(\d+)$/.exec(msg.text ?? '');
-    this.rowCount = m ? Number(m[1]) : 0;
-  }
-
-  handleError(err: Error): void {
-    this.error ??= err;
-    this.onError(err);
-    // A lost connection never sends ReadyForQuery: settle now (settling again later changes nothing).
-    this.settle!.reject(this.error);
-  }
-
-  handleReadyForQuery(): void {
-    if (this.error) this.settle!.reject(this.error);
-    else this.settle!.resolve(this.rowCount);
-  }
-
-  protected onError(_err: Error): void {}
-  handleRowDescription(): void {}
-  handleDataRow(): void {}
-  handleEmptyQuery(): void {}
-  handlePortalSuspended(): void {}
-  handleCopyInResponse(connection: Connection): void {
-    pgc(connection).sendCopyFail('unexpected COPY FROM');
-  }
-  handleCopyData(_msg: { chunk: Buffer }, _connection: Connection): void {}
-}
-
-class CopyInQuery extends ProtocolQuery {
-  constructor(
-    text: string,
-    private readonly source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
-  ) {
-    super(text);
-  }
-
-  override handleCopyInResponse(connection: Connection): void {
-    void this.pump(pgc(connection));
-  }
-
-  private async pump(con: PgConnection): Promise<void> {
-    try {
-      for await (const chunk of this.source) {
-        if (this.error) return;
-        const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
-        if (buf.length === 0) continue;
-        con.sendCopyFromChunk(buf);
-        if (con.stream.writableNeedDrain) {
-          await new Promise<void>((r) => con.stream.once('drain', r));
-        }
-      }
-      con.endCopyFrom();
-    } catch (e) {
-      this.error ??= e as Error;
-      con.sendCopyFail('the data source failed');
-    }
-  }
-}
+import { Readable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import type { ClientBase } from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 
 /** Runs `COPY ... FROM STDIN` with data from `chunks` (COPY text or CSV); resolves with the rows copied. */
-export function copyIn(client: ClientBase, sql: string, chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>): Promise<number> {
-  const q = new CopyInQuery(sql, chunks);
-  client.query(q);
-  return q.done;
+export async function copyIn(client: ClientBase, sql: string, chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>): Promise<number> {
+  const sink = client.query(copyFrom(sql));
+  await pipeline(Readable.from(chunks), sink);
+  return sink.rowCount;
 }
 
-class CopyOutQuery extends ProtocolQuery {
-  private queue: string[] = [];
-  private wake: (() => void) | undefined;
-  private finished = false;
-  private con: PgConnection | undefined;
-  private paused = false;
-  private discarding = false;
-  constructor(
-    text: string,
-    private readonly highWater: number,
-  ) {
-    super(text);
-    void this.done.then(
-      () => this.finish(),
-      () => this.finish(),
-    );
-  }
-
-  private finish(): void {
-    this.finished = true;
-    this.poke();
-  }
-
-  private poke(): void {
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
-  }
-
-  override handleCopyData(msg: { chunk: Buffer }, connection: Connection): void {
-    this.con = pgc(connection);
-    if (this.discarding) return;
-    // The parser reuses its buffer: decode (copy) now.
-    this.queue.push(msg.chunk.toString('utf8'));
-    if (this.queue.length >= this.highWater && !this.paused) {
-      this.paused = true;
-      this.con.stream.pause();
-    }
-    this.poke();
-  }
-
-  /** Takes everything received so far (waits when nothing is there); empty when the COPY is over. */
-  async take(): Promise<string[]> {
-    while (this.queue.length === 0 && !this.finished) await new Promise<void>((r) => (this.wake = r));
-    const q = this.queue;
-    this.queue = [];
-    if (this.paused) {
-      this.paused = false;
-      this.con!.stream.resume();
-    }
-    if (q.length === 0) await this.done;
-    return q;
-  }
-
-  /** The consumer stopped early: drop the rest of the data and wait for the COPY to end, so the connection is usable again. */
-  async discard(): Promise<void> {
-    this.discarding = true;
-    this.queue = [];
-    if (this.paused) {
-      this.paused = false;
-      this.con!.stream.resume();
-    }
-    await this.done.catch(() => undefined);
-  }
-}
+const NEWLINE = 0x0a;
 
 /**
- * Runs `COPY ... TO STDOUT` and yields the data as arrays of CopyData
- * messages decoded as UTF-8 (one row each in text format, newline included). At most about `highWater`
- * messages are buffered before the socket is paused.
+ * Runs `COPY ... TO STDOUT` and yields its lines (without their newline),
+ * decoded as UTF-8, in arrays as they arrive.
  */
-export async function* copyOut(client: ClientBase, sql: string, highWater = 4096): AsyncGenerator<string[]> {
-  const q = new CopyOutQuery(sql, highWater);
-  client.query(q);
+export async function* copyLines(client: ClientBase, sql: string): AsyncGenerator<string[]> {
+  const stream = client.query(copyTo(sql));
+  let rest: Buffer | undefined;
   let ended = false;
   try {
-    for (;;) {
-      const chunk = await q.take();
-      if (chunk.length === 0) {
-        ended = true;
-        return;
+    for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+      const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
+      rest = undefined;
+      const lines: string[] = [];
+      let start = 0;
+      // A newline byte never occurs inside a multi-byte UTF-8 character, so lines split safely on bytes.
+      for (let nl = buf.indexOf(NEWLINE, start); nl >= 0; nl = buf.indexOf(NEWLINE, start)) {
+        lines.push(buf.toString('utf8', start, nl));
+        start = nl + 1;
       }
-      yield chunk;
+      if (start < buf.length) rest = Buffer.from(buf.subarray(start));
+      if (lines.length > 0) yield lines;
     }
+    if (rest) yield [rest.toString('utf8')];
+    ended = true;
   } finally {
-    if (!ended) await q.discard();
+    if (!ended && !stream.destroyed) {
+      // The consumer stopped early: let the rest of the COPY flow to nowhere, so pg sees its end and the connection is usable again.
+      stream.resume();
+      await finished(stream).catch(() => undefined);
+    }
   }
 }
 

@@ -9,7 +9,7 @@ import type { ClientBase } from 'pg';
 import { translatePgError } from '../db/pg';
 import { ErrorCode, MasterKeyError } from '../errors';
 import { Inventory, InventoryEntry, quoteIdent } from '../inventory/inventory';
-import type { BatchCrypto, CryptoResult } from './stream-crypto';
+import type { BatchCrypto, CryptoResult } from '../crypto/batch';
 import { JsonValue, findEntrySlots, parseJsonLossless, stringifyJsonLossless } from './stream-json';
 
 /** One column of a table and the inventory entries that read it. */
@@ -151,12 +151,12 @@ class Outcome {
 }
 
 /** Runs `crypto` over values grouped by codec; results in input order. */
-function processByCodec(crypto: BatchCrypto, codecs: readonly InventoryEntry['codec'][], sealed: readonly string[]): CryptoResult[] {
+async function processByCodec(crypto: BatchCrypto, codecs: readonly InventoryEntry['codec'][], sealed: readonly string[]): Promise<CryptoResult[]> {
   const results = new Array<CryptoResult>(sealed.length);
   for (const codec of new Set(codecs)) {
     const idx: number[] = [];
     for (let i = 0; i < codecs.length; i++) if (codecs[i] === codec) idx.push(i);
-    const r = crypto.process(
+    const r = await crypto.process(
       codec,
       idx.map((i) => sealed[i]),
     );
@@ -166,16 +166,54 @@ function processByCodec(crypto: BatchCrypto, codecs: readonly InventoryEntry['co
 }
 
 /**
+ * Sees every value of a batch once it is processed: where it is and its
+ * stored text (re-encryption: the new text; scan: the text read).
+ */
+export type ValueVisitor = (row: number, column: string, path: string | undefined, text: string) => void;
+
+/** One sealed value found in a batch of rows. */
+export interface FoundValue {
+  readonly row: number;
+  readonly column: string;
+  readonly entry: InventoryEntry;
+  readonly path?: string;
+  readonly sealed: string;
+}
+
+/**
+ * Calls `fn` for every sealed value of a batch of rows (laid out as for
+ * `processBatch`), without any crypto: what verification digests.
+ */
+export function eachValue(columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: ReadonlyArray<ReadonlyArray<string | null>>, first: number, fn: (v: FoundValue) => void): void {
+  columns.forEach((c, k) => {
+    for (let i = 0; i < rows.length; i++) {
+      const v = rows[i][first + k];
+      if (v === null || v === undefined) continue;
+      if (!c.json) fn({ row: i, column: c.column, entry: c.entries[0], sealed: v });
+      else for (const { entry, slot } of findEntrySlots(parseJsonLossless(v), c.entries)) fn({ row: i, column: c.column, entry, path: slot.path, sealed: slot.value });
+    }
+  });
+}
+
+/**
  * Opens (and with `reseal`, seals again under the crypto's new key) every
  * sealed value of a batch of rows; row i's columns, in plan order, start at
  * `rows[i][first]` (null = SQL NULL). Works a column at a time so each
  * codec sees the whole batch at once. Never throws for a bad value (it is
- * listed in the outcome).
+ * listed in the outcome). `visit`, when given, sees each value that opened.
  */
-export function processBatch(columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: ReadonlyArray<ReadonlyArray<string | null>>, first: number, crypto: BatchCrypto, reseal: boolean): BatchOutcome {
+export async function processBatch(
+  columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[],
+  rows: ReadonlyArray<ReadonlyArray<string | null>>,
+  first: number,
+  crypto: BatchCrypto,
+  reseal: boolean,
+  visit?: ValueVisitor,
+): Promise<BatchOutcome> {
   const o = new Outcome(rows.length);
   const next: Array<Array<string | null>> | undefined = reseal ? columns.map(() => new Array<string | null>(rows.length).fill(null)) : undefined;
-  columns.forEach((c, k) => {
+  for (let k = 0; k < columns.length; k++) {
+    const c = columns[k];
     if (!c.json) {
       const entry = c.entries[0];
       const idx: number[] = [];
@@ -187,12 +225,14 @@ export function processBatch(columns: readonly Pick<ColumnPlan, 'column' | 'json
           sealed.push(v);
         }
       }
-      const results = crypto.process(entry.codec, sealed);
+      const results = await crypto.process(entry.codec, sealed);
       idx.forEach((row, j) => {
-        o.add(row, c.column, entry.kind, sealed[j], results[j]);
-        if (next && results[j].next !== undefined) next[k][row] = results[j].next!;
+        const r = results[j];
+        o.add(row, c.column, entry.kind, sealed[j], r);
+        if (next && r.next !== undefined) next[k][row] = r.next;
+        if (visit && !r.code) visit(row, c.column, undefined, r.next ?? sealed[j]);
       });
-      return;
+      continue;
     }
     const docs = new Map<number, JsonValue>();
     const slots: JsonSlot[] = [];
@@ -203,21 +243,23 @@ export function processBatch(columns: readonly Pick<ColumnPlan, 'column' | 'json
       docs.set(i, doc);
       for (const { entry, slot } of findEntrySlots(doc, c.entries)) slots.push({ row: i, entry, path: slot.path, sealed: slot.value, set: slot.set });
     }
-    const results = processByCodec(
+    const results = await processByCodec(
       crypto,
       slots.map((s) => s.entry.codec),
       slots.map((s) => s.sealed),
     );
     const touched = new Set<number>();
     slots.forEach((s, j) => {
-      o.add(s.row, c.column, s.entry.kind, s.sealed, results[j], s.path);
-      if (results[j].next !== undefined) {
-        s.set(results[j].next!);
+      const r = results[j];
+      o.add(s.row, c.column, s.entry.kind, s.sealed, r, s.path);
+      if (r.next !== undefined) {
+        s.set(r.next);
         touched.add(s.row);
       }
+      if (visit && !r.code) visit(s.row, c.column, s.path, r.next ?? s.sealed);
     });
     if (next) for (const row of touched) next[k][row] = stringifyJsonLossless(docs.get(row)!);
-  });
+  }
   const held: number[] = [];
   for (let i = 0; i < rows.length; i++) if (o.has[i]) held.push(i);
   return {

@@ -4,10 +4,11 @@
  * connection that imports the caller's snapshot, so reading runs in another
  * server process alongside the writes and sees exactly the same rows.
  */
+import { Socket } from 'node:net';
 import { Client, ClientBase } from 'pg';
 import { translatePgError } from '../db/pg';
 import { MasterKeyError } from '../errors';
-import { copyOut, copyRow } from './stream-copy';
+import { copyLines, copyRow } from './stream-copy';
 
 export type Row = Array<string | null>;
 
@@ -42,15 +43,14 @@ export async function* cursorBatches(client: ClientBase, sql: string, batchSize:
 /**
  * Yields a query's rows in batches through `COPY (query) TO STDOUT` (about
  * three times cheaper for the client than FETCH, and faster on the server).
- * It occupies the connection until the end, so it is for the reader
- * connection only; rows arrive while the consumer works, up to a bounded
- * buffer.
+ * It occupies the connection until the end (nothing else can run on it
+ * meanwhile); rows arrive while the consumer works, up to a bounded buffer.
  */
 export async function* copyBatches(client: ClientBase, sql: string, batchSize: number): AsyncGenerator<Row[]> {
   let batch: Row[] = [];
-  for await (const lines of copyOut(client, `COPY (${sql}) TO STDOUT`, batchSize)) {
+  for await (const lines of copyLines(client, `COPY (${sql}) TO STDOUT`)) {
     for (const line of lines) {
-      batch.push(copyRow(line.endsWith('\n') ? line.slice(0, -1) : line));
+      batch.push(copyRow(line));
       if (batch.length === batchSize) {
         yield batch;
         batch = [];
@@ -67,7 +67,7 @@ export interface Reader {
   readonly client: Client;
   /** Ends the read-only transaction and the connection. */
   close(): Promise<void>;
-  /** Drops the connection at once (a COPY may still be streaming). */
+  /** Ends the connection at once, even while a COPY is still streaming (the server ends the read-only transaction). */
   abort(): Promise<void>;
 }
 
@@ -98,7 +98,9 @@ export async function exportSnapshot(writer: ClientBase, tables: readonly string
 /** Connects a reader on `url` in a read-only transaction on `snapshot` (from `exportSnapshot`). */
 export async function connectReader(url: string, snapshot: string): Promise<Reader> {
   if (!SNAPSHOT_ID.test(snapshot)) throw new MasterKeyError('INTERNAL', 'Unexpected snapshot id; this is a bug.');
-  const client = new Client({ connectionString: url, application_name: 'master-key reader' });
+  // The socket is ours (pg's documented `stream` option), so abort() can close it at once.
+  const socket = new Socket();
+  const client = new Client({ connectionString: url, application_name: 'master-key reader', stream: () => socket });
   try {
     await client.connect();
   } catch (e) {
@@ -120,7 +122,8 @@ export async function connectReader(url: string, snapshot: string): Promise<Read
       await client.end().catch(() => undefined);
     },
     async abort() {
-      (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      // A server busy sending COPY data reads nothing from us (not even Terminate), so close the socket itself.
+      socket.destroy();
       await client.end().catch(() => undefined);
     },
   };

@@ -3,14 +3,17 @@
  * re-encrypt them all inside the caller's transaction, streaming rows in
  * batches so memory stays bounded whatever the table size.
  */
+import { randomBytes } from 'node:crypto';
 import type { ClientBase } from 'pg';
-import type { KeySource } from '../crypto/codec';
+import { BatchCrypto, CryptoMode } from '../crypto/batch';
+import type { CodecName, KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
+import { Keyring } from '../crypto/keyring';
 import { translatePgError, withTransaction } from '../db/pg';
 import { ErrorCode, MasterKeyError } from '../errors';
 import { Inventory, inventoryKinds, quoteIdent } from '../inventory/inventory';
-import { BatchCrypto } from './stream-crypto';
-import { TablePlan, planInventory, processBatch } from './stream-plan';
+import { InventoryDigest, ValueDigest, sameDigest } from './stream-digest';
+import { FoundValue, TablePlan, eachValue, planInventory, processBatch } from './stream-plan';
 import { prepareBatches, writeBatches } from './stream-batch';
 import { connectReader, copyBatches, cursorBatches, exportSnapshot } from './stream-source';
 import { lockTables, rowLayout, selectSql } from './stream-sql';
@@ -48,6 +51,10 @@ export interface ReencryptResult {
   readonly byKind: Readonly<Record<string, number>>;
   /** Table rows rewritten (a row can hold several values). */
   readonly updated: number;
+  /** Order-independent digest of every value written, where it was written (for `verifyInventory`). */
+  readonly digest: InventoryDigest;
+  /** Where the AES-GCM work ran (`native`: the OpenSSL EVP addon; `node`/`workers`: node:crypto). */
+  readonly crypto: CryptoMode;
 }
 
 /** Options shared by scan and re-encryption. */
@@ -56,6 +63,14 @@ export interface StreamOptions {
   readonly onProgress?: (done: number) => void;
   /** Rows fetched and written per round trip. @default DEFAULT_BATCH_SIZE */
   readonly batchSize?: number;
+  /** Where the AES-GCM work runs. @default `native` when the addon is built, else `node` */
+  readonly crypto?: CryptoMode;
+  /** Worker threads when `crypto` is `workers`. @default 2 */
+  readonly workers?: number;
+}
+
+function cryptoFor(from: KeySource, to: MasterKey | undefined, opts: StreamOptions): BatchCrypto {
+  return new BatchCrypto(from, to, { ...(opts.crypto ? { mode: opts.crypto } : {}), ...(opts.workers ? { workers: opts.workers } : {}) });
 }
 
 /** Options of `reencryptInventory`. */
@@ -102,7 +117,7 @@ function inReadTransaction<T>(client: ClientBase, fn: () => Promise<T>): Promise
 export async function scanInventory(client: ClientBase, inv: Inventory, keys: KeySource, opts: StreamOptions = {}): Promise<ScanResult> {
   const batchSize = batchSizeOf(opts);
   const plans = await planInventory(client, inv);
-  const crypto = new BatchCrypto(keys);
+  const crypto = cryptoFor(keys, undefined, opts);
   const counter = new KindCounter(inv);
   const failures: SecretFailure[] = [];
   let failureCount = 0;
@@ -113,7 +128,7 @@ export async function scanInventory(client: ClientBase, inv: Inventory, keys: Ke
         const at = rowLayout(plan);
         // Nothing else runs on the connection meanwhile, so COPY can stream the rows (cheaper than FETCH).
         for await (const rows of copyBatches(client, selectSql(plan), batchSize)) {
-          const out = processBatch(plan.columns, rows, at.first, crypto, false);
+          const out = await processBatch(plan.columns, rows, at.first, crypto, false);
           counter.add(out.byKind);
           storedBytes += out.bytes;
           failureCount += out.failures.length;
@@ -122,7 +137,7 @@ export async function scanInventory(client: ClientBase, inv: Inventory, keys: Ke
         }
       });
     }
-  });
+  }).finally(() => crypto.close());
   return { total: counter.total, byKind: counter.byKind, failures, failureCount, storedBytes };
 }
 
@@ -156,20 +171,180 @@ export async function reencryptInventory(
   }
   const snapshot = opts.readerUrl ? await exportSnapshot(client, plans.map((p) => quoteIdent(p.table))) : undefined;
   const reader = snapshot ? await connectReader(opts.readerUrl!, snapshot) : undefined;
-  const crypto = new BatchCrypto(from, to);
+  const crypto = cryptoFor(from, to, opts);
+  const digest = new ValueDigest();
+  // Worker threads need several batches in flight to keep busy.
+  const ahead = crypto.mode === 'workers' ? 2 * (opts.workers ?? 2) : 1;
   let updated = 0;
   let ok = false;
   try {
     for (const plan of plans) {
       const rows = reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize);
       const depth = reader ? 2 : 1;
-      updated += await naming(plan, 're-encrypting', () => writeBatches(client, plan, prepareBatches(rows, plan, crypto), (byKind) => counter.add(byKind), progress, depth));
+      const batches = prepareBatches(rows, plan, crypto, digest, ahead);
+      updated += await naming(plan, 're-encrypting', () => writeBatches(client, plan, batches, (byKind) => counter.add(byKind), progress, depth));
     }
     ok = true;
   } finally {
     await (ok ? reader?.close() : reader?.abort());
+    await crypto.close();
   }
-  return { total: counter.total, byKind: counter.byKind, updated };
+  return { total: counter.total, byKind: counter.byKind, updated, digest: digest.result(), crypto: crypto.mode };
+}
+
+/** Options of `verifyInventory`. */
+export interface VerifyOptions extends StreamOptions {
+  /** The digest `reencryptInventory` returned; the stored values are compared with it. */
+  readonly expected?: InventoryDigest;
+  /** Values chosen at random (CSPRNG) and opened with the key. @default DEFAULT_SAMPLE_SIZE */
+  readonly sampleSize?: number;
+}
+
+/** What a verification found, and what that proves. */
+export interface VerifyResult {
+  /** Sealed values stored now. */
+  readonly total: number;
+  readonly byKind: Readonly<Record<string, number>>;
+  /** The digest of the stored values. */
+  readonly digest: InventoryDigest;
+  /** Whether it equals `expected` (absent when none was given). */
+  readonly digestMatches?: boolean;
+  /** Values opened with the key (all of them when the sample size is at least the total). */
+  readonly sampled: number;
+  /** Sampled values that do not open with the key (at most `MAX_LISTED_FAILURES`). */
+  readonly sampleFailures: readonly SecretFailure[];
+  /** The digest matches (when expected) and every sampled value opens. */
+  readonly ok: boolean;
+  /** What was proved, as a sentence or two for the report (names only the key's fingerprint). */
+  readonly proved: string;
+}
+
+export const DEFAULT_SAMPLE_SIZE = 1000;
+
+/** A value kept for the sample. */
+interface Sampled extends Omit<FoundValue, 'row'> {
+  readonly table: string;
+  readonly id: string;
+}
+
+/** A uniform double in [0, 1) from the CSPRNG. */
+function uniform(): number {
+  const b = randomBytes(7);
+  return (b.readUIntBE(0, 6) * 32 + (b[6] >> 3)) / 2 ** 53;
+}
+
+/**
+ * A uniform random sample of at most k items of a stream of unknown length
+ * (reservoir sampling, Li's algorithm L: a few random draws per kept item,
+ * not one per item seen), drawn from the CSPRNG.
+ */
+class Reservoir<T> {
+  readonly items: T[] = [];
+  private w = 0;
+  private skip = 0;
+  constructor(private readonly k: number) {
+    this.next();
+  }
+  private next(): void {
+    if (this.k === 0) return;
+    this.w = (this.w || 1) * Math.exp(Math.log(uniform() || Number.MIN_VALUE) / this.k);
+    this.skip = Math.floor(Math.log(uniform() || Number.MIN_VALUE) / Math.log(1 - this.w));
+  }
+  /** Offers the next item; `make` builds it only when it is kept. */
+  offer(make: () => T): void {
+    if (this.items.length < this.k) {
+      this.items.push(make());
+      return;
+    }
+    if (this.k === 0) return;
+    if (this.skip > 0) {
+      this.skip--;
+      return;
+    }
+    this.items[Math.floor(uniform() * this.k)] = make();
+    this.next();
+  }
+}
+
+/**
+ * Read-only: proves the database stores what a re-encryption wrote,
+ * without decrypting every value again. Reads every sealed value in one
+ * snapshot (a read-only repeatable-read transaction unless the caller is in
+ * one), computes the digest of what is stored (see stream-digest) and
+ * compares it with `opts.expected`, and opens a random sample of
+ * `opts.sampleSize` values with `key`. Never throws for a bad value: the
+ * result says what holds (`ok`, `proved`).
+ */
+export async function verifyInventory(client: ClientBase, inv: Inventory, key: MasterKey, opts: VerifyOptions = {}): Promise<VerifyResult> {
+  const batchSize = batchSizeOf(opts);
+  const sampleSize = opts.sampleSize ?? DEFAULT_SAMPLE_SIZE;
+  if (!Number.isInteger(sampleSize) || sampleSize < 0) throw new MasterKeyError('USAGE', `The sample size must be a non-negative integer, got ${sampleSize}.`);
+  const plans = await planInventory(client, inv);
+  const digest = new ValueDigest();
+  const counter = new KindCounter(inv);
+  const sample = new Reservoir<Sampled>(sampleSize);
+  await inReadTransaction(client, async () => {
+    for (const plan of plans) {
+      await naming(plan, 'verifying', async () => {
+        const at = rowLayout(plan);
+        for await (const rows of copyBatches(client, selectSql(plan), batchSize)) {
+          const byKind = new Map<string, number>();
+          eachValue(plan.columns, rows, at.first, (v) => {
+            const id = rows[v.row][at.id] ?? '';
+            digest.add(plan.table, v.column, v.path, id, v.sealed);
+            byKind.set(v.entry.kind, (byKind.get(v.entry.kind) ?? 0) + 1);
+            sample.offer(() => ({ table: plan.table, id, column: v.column, entry: v.entry, sealed: v.sealed, ...(v.path !== undefined ? { path: v.path } : {}) }));
+          });
+          counter.add(byKind);
+          opts.onProgress?.(counter.total);
+        }
+      });
+    }
+  });
+  const sampleFailures = await openSample(sample.items, key, opts);
+  const stored = digest.result();
+  const digestMatches = opts.expected ? sameDigest(stored, opts.expected) : undefined;
+  const sampled = sample.items.length;
+  const ok = digestMatches !== false && sampleFailures.length === 0;
+  return { total: counter.total, byKind: counter.byKind, digest: stored, ...(digestMatches !== undefined ? { digestMatches } : {}), sampled, sampleFailures, ok, proved: provedText(stored, opts.expected, sampled, sampleFailures.length, key) };
+}
+
+/** Opens the sampled values with `key`; returns those that do not open. */
+async function openSample(items: readonly Sampled[], key: MasterKey, opts: StreamOptions): Promise<SecretFailure[]> {
+  const crypto = cryptoFor(new Keyring([key]), undefined, opts);
+  const failures: SecretFailure[] = [];
+  try {
+    for (const codec of new Set<CodecName>(items.map((s) => s.entry.codec))) {
+      const group = items.filter((s) => s.entry.codec === codec);
+      const results = await crypto.process(
+        codec,
+        group.map((s) => s.sealed),
+      );
+      results.forEach((r, i) => {
+        const s = group[i];
+        if (r.code && failures.length < MAX_LISTED_FAILURES) failures.push({ table: s.table, column: s.column, id: s.id, kind: s.entry.kind, ...(s.path !== undefined ? { path: s.path } : {}), code: r.code });
+      });
+    }
+  } finally {
+    await crypto.close();
+  }
+  return failures;
+}
+
+function provedText(stored: InventoryDigest, expected: InventoryDigest | undefined, sampled: number, failed: number, key: MasterKey): string {
+  const parts: string[] = [];
+  if (expected && sameDigest(stored, expected)) {
+    parts.push(`The database stores exactly the ${expected.count} values the re-encryption wrote, each at the place it was written (equal order-independent SHA-256 sums over table, column, row id, path and text).`);
+  } else if (expected) {
+    parts.push(`The stored values differ from what the re-encryption wrote (${stored.count} values stored, ${expected.count} written; the sums ${stored.sum === expected.sum ? 'are equal' : 'differ'}).`);
+  } else {
+    parts.push(`Read ${stored.count} stored values (digest ${stored.sum.slice(0, 16)}…); no digest of a re-encryption was given to compare with.`);
+  }
+  const all = sampled === stored.count;
+  if (sampled === 0) parts.push('No value was decrypted.');
+  else if (failed === 0) parts.push(`${all ? `All ${sampled} values` : `${sampled} values chosen at random`} open with ${key.fingerprint}.`);
+  else parts.push(`${failed} of ${sampled} ${all ? '' : 'randomly chosen '}values do not open with ${key.fingerprint}.`);
+  return parts.join(' ');
 }
 
 /** Whether an error comes from the database driver (not from our code or a caller's callback). */

@@ -1,0 +1,298 @@
+/**
+ * Batch AES-GCM (src/crypto/gcm-batch, gcm-pool, batch): every engine is
+ * OpenSSL and agrees byte for byte with @noble/ciphers (the independent
+ * reference), each opens what the other seals, additional data per value is
+ * bound exactly as the codecs bind it, and BatchCrypto gives the codec's own
+ * outcome for every value, whatever its shape.
+ */
+import fc from 'fast-check';
+import { randomBytes } from 'node:crypto';
+import { NONCE_BYTES, nodeAead } from '../src/crypto/aead';
+import { nobleAead } from './support/noble-aead';
+import { BatchCrypto, CryptoMode } from '../src/crypto/batch';
+import { CodecName, actCodec, codecByName, v1Codec } from '../src/crypto/codec';
+import { GcmEngine, KEY_BYTES, nativeAddonPath, nativeEngine, nodeEngine, packJob } from '../src/crypto/gcm-batch';
+import { GcmPool } from '../src/crypto/gcm-pool';
+import { MasterKey } from '../src/crypto/key';
+import { Keyring } from '../src/crypto/keyring';
+
+const bytes = (min: number, max: number) => fc.uint8Array({ minLength: min, maxLength: max });
+
+describe('the native addon', () => {
+  it('is built by `npm run build` and passes its self-test against node:crypto (required under CI)', () => {
+    if (!nativeAddonPath() && !process.env.CI) {
+      console.warn('native/build/Release/gcm_batch.node is not built here (run `npm run build`); the native engine is not tested.');
+      return;
+    }
+    expect(nativeEngine()?.name).toBe('native');
+  });
+});
+
+const ENGINES: Array<[string, GcmEngine]> = [['node', nodeEngine], ...(nativeEngine() ? [['native', nativeEngine()!] as [string, GcmEngine]] : [])];
+
+/** A message as the engines see it: one value per entry, sealed by noble under `key` with `aadOld`. */
+interface Case {
+  readonly pt: Uint8Array;
+  readonly nonce: Uint8Array;
+  readonly aadOld: Uint8Array;
+  readonly aadNew: Uint8Array;
+  /** Which of the two old keys sealed it. */
+  readonly sealer: 0 | 1;
+}
+
+const caseArb = fc.record({ pt: bytes(0, 300), nonce: bytes(12, 12), aadOld: bytes(0, 40), aadNew: bytes(0, 40), sealer: fc.constantFrom(0 as const, 1 as const) });
+
+/** Builds a job re-sealing every case from keys[sealer] to `to` with fresh random nonces. */
+function jobFor(cases: readonly Case[], keys: readonly Uint8Array[], to: Uint8Array, keyIdx: (c: Case) => number) {
+  const sealed = cases.map((c) => Buffer.concat([c.nonce, nobleAead.seal(keys[c.sealer], c.nonce, c.pt, c.aadOld)]));
+  const job = packJob({ count: cases.length, keys: keys.length * KEY_BYTES, data: sealed.reduce((a, b) => a + b.length, 0), aad: cases.reduce((a, c) => a + c.aadOld.length + c.aadNew.length, 0), reseal: true });
+  keys.forEach((k, i) => job.keys.set(k, i * KEY_BYTES));
+  job.newKey!.set(to);
+  job.nonces!.set(randomBytes(NONCE_BYTES * cases.length));
+  let d = 0;
+  let a = 0;
+  cases.forEach((c, i) => {
+    job.data.set(sealed[i], d);
+    job.offs[2 * i] = d;
+    job.offs[2 * i + 1] = sealed[i].length;
+    d += sealed[i].length;
+    job.aad.set(c.aadOld, a);
+    job.aad.set(c.aadNew, a + c.aadOld.length);
+    job.aadOffs.set([a, c.aadOld.length, a + c.aadOld.length, c.aadNew.length], 4 * i);
+    a += c.aadOld.length + c.aadNew.length;
+    job.keyIdx[i] = keyIdx(c);
+  });
+  return job;
+}
+
+describe.each(ENGINES)('%s engine', (_, engine) => {
+  it('re-seals exactly as @noble/ciphers seals, with any additional data, and noble opens the result', () => {
+    fc.assert(
+      fc.property(fc.array(caseArb, { minLength: 1, maxLength: 12 }), bytes(32, 32), bytes(32, 32), bytes(32, 32), (cases, k0, k1, to) => {
+        fc.pre(Buffer.compare(k0, k1) !== 0);
+        const job = jobFor(cases, [k0, k1], to, () => -1);
+        expect(engine.run(job)).toBe(cases.length);
+        cases.forEach((c, i) => {
+          expect(job.status[i]).toBe(c.sealer);
+          const nonce = job.nonces!.subarray(NONCE_BYTES * i, NONCE_BYTES * (i + 1));
+          const out = job.out!.subarray(job.offs[2 * i], job.offs[2 * i] + job.offs[2 * i + 1]);
+          expect(Buffer.from(out).equals(Buffer.concat([nonce, nobleAead.seal(to, nonce, c.pt, c.aadNew)]))).toBe(true);
+          expect(Buffer.from(nobleAead.open(to, nonce, out.subarray(NONCE_BYTES), c.aadNew)!).equals(Buffer.from(c.pt))).toBe(true);
+        });
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('opens a value only with the key it names, its own additional data and an intact message', () => {
+    fc.assert(
+      fc.property(caseArb, bytes(32, 32), bytes(32, 32), fc.nat(), fc.constantFrom('bit', 'aad', 'key', 'short'), (c, k0, k1, r, how) => {
+        fc.pre(Buffer.compare(k0, k1) !== 0);
+        const job = jobFor([c], [k0, k1], k0, () => (how === 'key' ? 1 - c.sealer : -1));
+        fc.pre(how !== 'aad' || c.aadOld.length > 0);
+        if (how === 'bit') job.data[r % job.offs[1]] ^= 1 << (r % 8);
+        else if (how === 'aad') job.aad[r % c.aadOld.length] ^= 1;
+        else if (how === 'short') job.offs[1] = r % 28;
+        expect(engine.run(job)).toBe(0);
+        expect(job.status[0]).toBe(how === 'short' ? -2 : -1);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('scans (no new key): opens without writing anything', () => {
+    const k = randomBytes(32);
+    const nonce = randomBytes(12);
+    const sealed = Buffer.concat([nonce, nodeAead.seal(k, nonce, Buffer.from('hello'), new Uint8Array())]);
+    const job = packJob({ count: 1, keys: 32, data: sealed.length, aad: 0, reseal: false });
+    job.keys.set(k);
+    job.data.set(sealed);
+    job.offs.set([0, sealed.length]);
+    job.keyIdx[0] = -1;
+    expect(engine.run(job)).toBe(1);
+    expect(job.status[0]).toBe(0);
+    expect(job.out).toBeUndefined();
+  });
+
+  it('sums SHA-256 digests as node:crypto does (order-independent)', () => {
+    const items = Array.from({ length: 50 }, (_, i) => Buffer.from(`item ${i} ${'x'.repeat(i)}`));
+    const data = Buffer.concat(items);
+    const offs = new Int32Array(items.length * 2);
+    let o = 0;
+    items.forEach((b, i) => {
+      offs.set([o, b.length], 2 * i);
+      o += b.length;
+    });
+    const a = new Uint8Array(32);
+    engine.sumSha256(data, offs, a);
+    const reversed = new Int32Array(offs.length);
+    for (let i = 0; i < items.length; i++) reversed.set(offs.subarray(2 * (items.length - 1 - i), 2 * (items.length - i)), 2 * i);
+    const b = new Uint8Array(32);
+    nodeEngine.sumSha256(data, reversed, b);
+    expect(Buffer.from(a).toString('hex')).toBe(Buffer.from(b).toString('hex'));
+    expect(Buffer.from(a).equals(Buffer.alloc(32))).toBe(false);
+  });
+});
+
+describe('worker pool', () => {
+  it('runs jobs in worker threads with several in flight, moving each as one ArrayBuffer, with the same result as noble', async () => {
+    const pool = new GcmPool(2);
+    try {
+      const keys = [randomBytes(32), randomBytes(32)];
+      const to = randomBytes(32);
+      const all = Array.from({ length: 6 }, (_, j) =>
+        Array.from({ length: 50 }, (__, i): Case => ({ pt: randomBytes((i * 7 + j) % 200), nonce: randomBytes(12), aadOld: randomBytes(i % 5), aadNew: randomBytes(j % 3), sealer: (i % 2) as 0 | 1 })),
+      );
+      const jobs = all.map((cases) => jobFor(cases, keys, to, () => -1));
+      const done = await Promise.all(jobs.map((j) => pool.run(j)));
+      // The buffers moved: the originals are detached.
+      expect(jobs.every((j) => j.buffer.byteLength === 0)).toBe(true);
+      done.forEach((job, j) =>
+        all[j].forEach((c, i) => {
+          const nonce = job.nonces!.subarray(NONCE_BYTES * i, NONCE_BYTES * (i + 1));
+          expect(Buffer.from(job.out!.subarray(job.offs[2 * i], job.offs[2 * i] + job.offs[2 * i + 1])).equals(Buffer.concat([nonce, nobleAead.seal(to, nonce, c.pt, c.aadNew)]))).toBe(true);
+        }),
+      );
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+/** Values of every shape a column may hold, for codec `name`. */
+function valueArb(name: CodecName, inRing: MasterKey, other: MasterKey, aad: Uint8Array | undefined): fc.Arbitrary<string> {
+  const codec = codecByName(name);
+  const sealedBy = (k: MasterKey, a = aad) => bytes(0, 300).map((pt) => codec.seal(k, pt, undefined, a));
+  return fc.oneof(
+    { arbitrary: sealedBy(inRing), weight: 6 },
+    { arbitrary: sealedBy(other), weight: 1 },
+    // sealed with other additional data than the value comes with
+    { arbitrary: sealedBy(inRing, Buffer.from('other additional data')), weight: 1 },
+    // tampered
+    { arbitrary: fc.tuple(sealedBy(inRing), fc.nat()).map(([s, i]) => flipChar(s, name === 'v1' ? 17 + (i % (s.length - 17)) : i % s.length)), weight: 1 },
+    // truncated, empty, junk, near-misses of the format
+    { arbitrary: sealedBy(inRing).map((s) => s.slice(0, Math.max(0, s.length - 8))), weight: 1 },
+    { arbitrary: fc.constantFrom('', 'AAAA', '====', 'not base64!', 'mk1:', 'mk2:abcdefabcdef:AAAA', 'mk1:ABCDEFABCDEF:AAAA', `mk1:${inRing.id}:`, ' '), weight: 1 },
+    { arbitrary: fc.string({ maxLength: 60 }), weight: 1 },
+    // non-canonical padding bits, whitespace inside, the other codec's format
+    { arbitrary: sealedBy(inRing).map((s) => s.replace(/[AQgw]==$/, 'B==').replace(/([A-Za-z0-9])=$/, 'z=')), weight: 1 },
+    { arbitrary: sealedBy(inRing).map((s) => `${s.slice(0, 10)}\n${s.slice(10)}`), weight: 1 },
+    { arbitrary: bytes(0, 50).map((pt) => codecByName(name === 'act' ? 'v1' : 'act').seal(inRing, pt, undefined, aad)), weight: 1 },
+    // any ASCII character put in, over or out at any place ('=' inside, '-' or '_' in base64, '+' in base64url, ...)
+    {
+      arbitrary: fc.tuple(sealedBy(inRing), fc.nat(), fc.integer({ min: 0, max: 127 }), fc.constantFrom('replace', 'insert', 'delete')).map(([s, i, c, op]) => {
+        const at = i % (s.length + 1);
+        const ch = String.fromCharCode(c);
+        return op === 'replace' ? s.slice(0, at) + ch + s.slice(at + 1) : op === 'insert' ? s.slice(0, at) + ch + s.slice(at) : s.slice(0, at) + s.slice(at + 1);
+      }),
+      weight: 3,
+    },
+  );
+}
+
+function flipChar(s: string, i: number): string {
+  const c = s[i];
+  const r = c === 'A' ? 'B' : 'A';
+  return s.slice(0, i) + r + s.slice(i + 1);
+}
+
+const MODES: CryptoMode[] = ['node', 'workers', ...(nativeEngine() ? ['native' as const] : [])];
+
+describe.each(MODES)('BatchCrypto (%s) gives the codec’s own outcome on every value', (mode) => {
+  const k1 = MasterKey.generate();
+  const k2 = MasterKey.generate();
+  const other = MasterKey.generate();
+  const to = MasterKey.generate();
+  const ring = new Keyring([k1, k2]);
+  let crypto: BatchCrypto;
+  beforeAll(() => {
+    crypto = new BatchCrypto(ring, to, { mode, workers: 2 });
+  });
+  afterAll(() => crypto.close());
+
+  for (const name of ['act', 'v1'] as const) {
+    it(`${name}: same error code or plaintext as the codec (with and without additional data); re-sealed values open with the codec under the new key only`, async () => {
+      const codec = codecByName(name);
+      expect(crypto.mode).toBe(mode);
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(
+            fc.option(bytes(0, 30), { nil: undefined }).chain((aad) => fc.tuple(fc.oneof(valueArb(name, k1, other, aad), valueArb(name, k2, other, aad)), fc.constant(aad))),
+            { maxLength: 30 },
+          ),
+          async (pairs) => {
+            const values = pairs.map(([v]) => v);
+            const aads = pairs.map(([, a]) => a);
+            const got = await crypto.process(name, values, aads);
+            values.forEach((v, i) => {
+              let expected: Uint8Array | undefined;
+              let code: string | undefined;
+              try {
+                expected = codec.open(ring, v, aads[i]).plaintext;
+              } catch (e) {
+                code = (e as { code: string }).code;
+              }
+              expect(got[i].code).toBe(code);
+              if (code) return;
+              const opened = codec.open(new Keyring([to]), got[i].next!, aads[i]);
+              expect(Buffer.from(opened.plaintext).equals(Buffer.from(expected!))).toBe(true);
+              expect(opened.keyId).toBe(to.id);
+              expect(() => codec.open(ring, got[i].next!, aads[i])).toThrow();
+              if (aads[i]?.length) expect(() => codec.open(new Keyring([to]), got[i].next!)).toThrow();
+            });
+          },
+        ),
+        { numRuns: mode === 'workers' ? 60 : 150 },
+      );
+    });
+  }
+
+  it('re-sealed values open with @noble/ciphers through the codec, and the batch opens what noble sealed', async () => {
+    const noble = actCodec(nobleAead);
+    const aad = Buffer.from('row 42');
+    const pts = Array.from({ length: 200 }, (_, i) => randomBytes(i));
+    const out = await crypto.process(
+      'act',
+      pts.map((p) => noble.seal(k1, p, undefined, aad)),
+      pts.map(() => aad),
+    );
+    out.forEach((r, i) => expect(Buffer.from(noble.open(new Keyring([to]), r.next!, aad).plaintext).equals(pts[i])).toBe(true));
+  });
+
+  it('writes v1 headers with the new key id and fresh nonces (no two outputs share one)', async () => {
+    const values = Array.from({ length: 2000 }, () => v1Codec().seal(k1, randomBytes(64)));
+    const out = await crypto.process('v1', values);
+    const nonces = new Set(out.map((r) => Buffer.from(r.next!.slice(17), 'base64url').subarray(0, 12).toString('hex')));
+    expect(nonces.size).toBe(values.length);
+    expect(out.every((r) => r.next!.startsWith(`mk1:${to.id}:`))).toBe(true);
+  });
+});
+
+describe('BatchCrypto scan (no new key)', () => {
+  it('gives the same error codes as the codec on large batches, in every mode', async () => {
+    const k1 = MasterKey.generate();
+    const other = MasterKey.generate();
+    const ring = new Keyring([k1]);
+    const values = Array.from({ length: 3000 }, (_, i) => {
+      const s = actCodec().seal(i % 7 === 0 ? other : k1, randomBytes(100 + (i % 200)));
+      return i % 11 === 0 ? flipChar(s, 20) : s;
+    });
+    const expected = values.map((v) => {
+      try {
+        actCodec().open(ring, v);
+        return {};
+      } catch (e) {
+        return { code: (e as { code: string }).code };
+      }
+    });
+    for (const mode of MODES) {
+      const c = new BatchCrypto(ring, undefined, { mode });
+      try {
+        expect(await c.process('act', values)).toEqual(expected);
+      } finally {
+        await c.close();
+      }
+    }
+    expect(expected.filter((r) => r.code).length).toBeGreaterThan(500);
+  });
+});

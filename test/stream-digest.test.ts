@@ -1,0 +1,65 @@
+/**
+ * The order-independent digest of sealed values (src/engine/stream-digest):
+ * the same values give the same digest in any order and batching, any
+ * change of a value or of where it is changes it, and it is the documented
+ * sum of SHA-256 digests, computed independently here.
+ */
+import fc from 'fast-check';
+import { createHash } from 'node:crypto';
+import { ValueDigest, sameDigest } from '../src/engine/stream-digest';
+
+type Item = [table: string, column: string, path: string | undefined, id: string, text: string];
+
+function digestOf(items: readonly Item[]): ReturnType<ValueDigest['result']> {
+  const d = new ValueDigest();
+  for (const it of items) d.add(...it);
+  return d.result();
+}
+
+/** The documented definition, with BigInt: sum of SHA-256(table NUL column NUL path NUL id NUL text) mod 2^256. */
+function reference(items: readonly Item[]): string {
+  let sum = 0n;
+  for (const [t, c, p, id, text] of items) sum += BigInt(`0x${createHash('sha256').update(`${t}\0${c}\0${p ?? ''}\0${id}\0${text}`, 'utf8').digest('hex')}`);
+  return (sum % 2n ** 256n).toString(16).padStart(64, '0');
+}
+
+const itemArb = fc.tuple(
+  fc.constantFrom('servers', 'app.vault'),
+  fc.constantFrom('value', 'spec'),
+  fc.option(fc.string({ maxLength: 8 }), { nil: undefined }),
+  fc.string({ unit: 'grapheme', maxLength: 12 }),
+  fc.string({ maxLength: 80 }),
+);
+
+describe('ValueDigest', () => {
+  it('is the documented sum of SHA-256 digests, whatever the order', () => {
+    fc.assert(
+      fc.property(fc.array(itemArb, { maxLength: 60 }), fc.nat(), (items, seed) => {
+        const shuffled = [...items].sort((a, b) => ((JSON.stringify(a).length * 31 + seed) % 7) - ((JSON.stringify(b).length * 31 + seed) % 7));
+        const a = digestOf(items);
+        expect(a).toEqual({ algorithm: 'sha256-sum', count: items.length, sum: reference(items) });
+        expect(sameDigest(a, digestOf(shuffled))).toBe(true);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('changes when any value, or where it is, changes', () => {
+    const base: Item[] = Array.from({ length: 10 }, (_, i) => ['t', 'c', undefined, String(i), `value-${i}`]);
+    const d = digestOf(base);
+    const variants: Item[][] = [
+      base.map((x, i) => (i === 3 ? [x[0], x[1], x[2], x[3], 'value-x'] : x)),
+      base.map((x, i) => (i === 3 ? [x[0], x[1], x[2], '4', x[4]] : i === 4 ? [x[0], x[1], x[2], '3', x[4]] : x)),
+      base.map((x, i) => (i === 3 ? [x[0], 'other', x[2], x[3], x[4]] : x)),
+      base.map((x, i) => (i === 3 ? [x[0], x[1], 'a.b', x[3], x[4]] : x)),
+      base.slice(1),
+      [...base, base[0]],
+    ];
+    for (const v of variants) expect(sameDigest(d, digestOf(v))).toBe(false);
+  });
+
+  it('handles many items, values larger than its scratch buffer, and non-ASCII text', () => {
+    const items: Item[] = Array.from({ length: 10_000 }, (_, i) => ['t', 'c', undefined, `ïd-${i}`, i === 5000 ? 'x'.repeat(2_000_000) : `v✓${i}`]);
+    expect(digestOf(items)).toEqual({ algorithm: 'sha256-sum', count: 10_000, sum: reference(items) });
+  });
+});
