@@ -19,8 +19,9 @@ import { show } from './commands/show';
 import { status } from './commands/status';
 import { verify } from './commands/verify';
 import { CliCommand, Io } from './options';
+import { provider } from '../provider/command';
 
-const COMMANDS: readonly CliCommand[] = [init, plan, apply, status, verify, show, set, recover, restore];
+const COMMANDS: readonly CliCommand[] = [init, plan, apply, status, verify, show, set, recover, restore, provider];
 
 /** This package's version (from its package.json, found above this file in src/ or dist/). */
 function packageVersion(): string {

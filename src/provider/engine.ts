@@ -1,0 +1,233 @@
+/**
+ * The provider's one seam to the rotation engine: everything the provider
+ * does to a database or a config file goes through the functions here, which
+ * call the same engine code as the CLI (`runApply`, `runStatus`, `runPlan`,
+ * the plan builder and its preflight) in this process: no shell, no argv.
+ * When the engine's entry points move, this is the file to re-point.
+ *
+ * Refresh and plan must stay fast on a large database, so they count sealed
+ * values by query (./counts) and prove the key with the canary instead of
+ * opening every row; `verify` asks for the full scan (the CLI's plan).
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { configTarget, readConfigEntry } from '../config/config-file';
+import { ConfigFormat } from '../config/formats';
+import { assertKeyOpensCanary, databaseIdentity, requireCanary } from '../db/meta';
+import { describeUrl, translatePgError, withClient, withTransaction } from '../db/pg';
+import { renderStatus, runStatus, StatusResult } from '../engine/admin';
+import { Context, quietProgress } from '../engine/context';
+import { Declared, decideRotation } from '../engine/decide';
+import { buildPlan, PlanFacts, RotationPlan } from '../engine/plan';
+import { runRecover } from '../engine/recover';
+import { assertNoPending, defaultPendingPath, preflight, readNodeKeys, runApply, runPlan, runVerify } from '../engine/rotation';
+import { ErrorCode, MasterKeyError } from '../errors';
+import { inventoryDigest, loadInventory } from '../inventory/inventory';
+import { countSecrets, SecretCounts } from './counts';
+
+export { renderStatus, runRecover };
+export type { StatusResult };
+
+/** Where an installation is and how to rotate it: the resource's and data source's arguments. */
+export interface Installation {
+  readonly configFiles: readonly string[];
+  readonly configFormat?: ConfigFormat;
+  readonly keyName?: string;
+  readonly databaseUrlEnv?: string;
+  readonly databaseUrlEntry?: string;
+  readonly inventory?: string;
+  readonly backupDir?: string;
+  readonly reportDir?: string;
+  readonly stopCommand?: string;
+  readonly startCommand?: string;
+  readonly healthCommand?: string;
+}
+
+/** Builds the engine's context as the CLI does from the same options. */
+export function installationContext(a: Installation, log: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Context {
+  const keyName = a.keyName ?? 'ACT_MASTER_KEY';
+  const targets = a.configFiles.map((p) => configTarget(p, keyName, a.configFormat));
+  const primary = targets[0].path;
+  let databaseUrl: string;
+  if (a.databaseUrlEntry !== undefined) {
+    databaseUrl = readConfigEntry(targets[0], a.databaseUrlEntry);
+  } else {
+    const name = a.databaseUrlEnv ?? 'DATABASE_URL';
+    databaseUrl = env[name] ?? '';
+    if (!databaseUrl) {
+      throw new MasterKeyError('USAGE', `The environment variable ${name} is not set; export the database URL in it in the shell that runs terraform (or name another with database_url_env, or use database_url_entry).`);
+    }
+  }
+  const backupDir = a.backupDir ?? join(dirname(primary), 'master-key-backups');
+  return {
+    targets,
+    databaseUrl,
+    inventory: loadInventory(a.inventory ?? 'act'),
+    pendingPath: defaultPendingPath(primary),
+    backupDir,
+    reportDir: a.reportDir ?? (a.backupDir !== undefined ? backupDir : join(dirname(primary), 'master-key-reports')),
+    hooks: { stop: a.stopCommand, start: a.startCommand, health: a.healthCommand },
+    log,
+    progress: quietProgress,
+    now: () => new Date(),
+  };
+}
+
+/** The key's real state, as terraform's refresh reads it. */
+export interface KeyFacts {
+  readonly database: string;
+  readonly fingerprint: string;
+  readonly generation: number;
+  readonly keySetAt: string;
+  readonly keyAgeDays: number;
+  readonly secrets: SecretCounts;
+  readonly nodesInSync: boolean;
+  readonly lastRotationAt?: string;
+  /** The last rotation's Markdown report, when it is in the report directory. */
+  readonly lastReport?: string;
+  readonly status: StatusResult;
+  /** Stored values that do not open with the database's key (only when verified). */
+  readonly undecryptable?: number;
+}
+
+/** The report files of a rotation in `dir` (matched by rotation id), if any. */
+function reportOf(dir: string, rotationId: string, toGeneration: number): string | undefined {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return undefined;
+  }
+  for (const n of names.filter((x) => x.startsWith('rotation-') && x.endsWith(`-gen${toGeneration}.json`))) {
+    try {
+      const r = JSON.parse(readFileSync(join(dir, n), 'utf8')) as { rotationId?: string };
+      if (r.rotationId === rotationId) return join(dir, n.replace(/\.json$/, '.md'));
+    } catch {
+      // not a report of ours
+    }
+  }
+  return undefined;
+}
+
+async function counted(ctx: Context): Promise<SecretCounts> {
+  return withClient(ctx.databaseUrl, (c) => withTransaction(c, () => countSecrets(c, ctx.inventory), 'read only'), { applicationName: 'terraform-provider-masterkey' });
+}
+
+/**
+ * Refresh: the canary, every node's key, the last rotation and interrupted
+ * rotations (`master-key status`), and the secrets counted by query. With
+ * `verify`, every secret is opened with the configured key as well
+ * (`master-key verify`); with `refusePending`, an interrupted rotation is the
+ * CLI's ROTATION_INTERRUPTED error.
+ */
+export async function readKey(ctx: Context, opts: { verify?: boolean; maxAgeMs?: number; refusePending?: boolean } = {}): Promise<KeyFacts> {
+  if (opts.refusePending) assertNoPending(ctx);
+  const status = await runStatus(ctx, { maxAgeMs: opts.maxAgeMs });
+  const secrets = await counted(ctx);
+  let undecryptable: number | undefined;
+  if (opts.verify) undecryptable = (await runVerify(ctx)).scan.failureCount;
+  const last = status.lastRotation;
+  return {
+    database: status.database,
+    fingerprint: status.fingerprint,
+    generation: status.generation,
+    keySetAt: status.keySetAt,
+    keyAgeDays: status.keyAgeDays,
+    secrets,
+    nodesInSync: status.mismatchedNodes === 0,
+    lastRotationAt: last ? new Date(last.committedAt).toISOString() : undefined,
+    lastReport: last ? reportOf(ctx.reportDir, last.rotationId, last.toGeneration) : undefined,
+    status,
+    undecryptable,
+  };
+}
+
+/** A problem that makes apply refuse: the CLI's sentence and error code. */
+export interface Problem {
+  readonly message: string;
+  readonly code: ErrorCode;
+}
+
+/** What terraform's plan shows: the engine's rotation plan, with its blockers as coded problems. */
+export interface KeyPlan {
+  readonly plan: RotationPlan;
+  readonly secrets: SecretCounts;
+  readonly problems: readonly Problem[];
+}
+
+/** The backup size apply will estimate from the same numbers. */
+function backupEstimate(secrets: SecretCounts, ctx: Context): number {
+  const cfg = ctx.targets.reduce((a, t) => a + readFileSync(t.path).length, 0);
+  return Math.ceil(secrets.storedBytes * 1.2 + secrets.total * 64 + cfg + 65536);
+}
+
+/**
+ * The data-level dry run. Fast: the facts `master-key plan` gathers, with the
+ * secrets counted instead of opened. With `verify` it is `master-key plan`
+ * itself (every secret opened with the old key). Throws the CLI's errors for
+ * what stops a plan (pending rotation, wrong key, missing canary, ...).
+ */
+export async function planKey(ctx: Context, declared: Declared, opts: { verify?: boolean } = {}): Promise<KeyPlan> {
+  assertNoPending(ctx);
+  if (opts.verify) {
+    const plan = await runPlan(ctx, declared);
+    const secrets = { total: plan.secrets.total, byKind: plan.secrets.byKind, storedBytes: 0 };
+    if (plan.action !== 'rotate') return { plan, secrets, problems: [] };
+    // The plan's blockers in order: undecryptable rows first, then the preflight problems (re-checked here for their codes).
+    const problems: Problem[] = plan.undecryptable.count > 0 ? [{ message: plan.blockers[0], code: 'UNDECRYPTABLE_ROWS' }] : [];
+    for (const p of preflight(ctx, plan.backup.estimatedBytes).problems) problems.push({ message: p.problem, code: p.code });
+    return { plan, secrets, problems };
+  }
+  const { key: oldKey, facts: configs } = readNodeKeys(ctx);
+  return withClient(
+    ctx.databaseUrl,
+    async (c) => {
+      try {
+        return await withTransaction(
+          c,
+          async () => {
+            const canary = await requireCanary(c);
+            assertKeyOpensCanary(canary, oldKey, `the key in ${ctx.targets[0].path}`);
+            const decision = decideRotation(canary, declared);
+            const secrets = await countSecrets(c, ctx.inventory);
+            const estimate = backupEstimate(secrets, ctx);
+            const pre = decision.rotate ? preflight(ctx, estimate) : { problems: [], free: undefined };
+            const facts: PlanFacts = {
+              now: ctx.now(),
+              database: describeUrl(ctx.databaseUrl),
+              databaseIdentity: await databaseIdentity(c),
+              canary,
+              oldFingerprint: oldKey.fingerprint,
+              decision,
+              inventory: { name: ctx.inventory.name, digest: inventoryDigest(ctx.inventory) },
+              scan: { total: secrets.total, byKind: secrets.byKind, failures: [], failureCount: 0, storedBytes: secrets.storedBytes },
+              configs,
+              backupDir: ctx.backupDir,
+              backupEstimateBytes: estimate,
+              backupFreeBytes: pre.free,
+              hooks: ctx.hooks,
+              preflight: pre.problems,
+            };
+            return { plan: buildPlan(facts), secrets, problems: pre.problems.map((p) => ({ message: p.problem, code: p.code })) };
+          },
+          'read only',
+        );
+      } catch (e) {
+        throw translatePgError(e, 'planning the rotation', ctx.databaseUrl);
+      }
+    },
+    { applicationName: 'terraform-provider-masterkey' },
+  );
+}
+
+/** Apply: `master-key apply` (generating the new key), in this process. */
+export async function applyKey(ctx: Context, declared: Declared, newKeyOut?: string): Promise<{ rotated: boolean; reportMarkdown?: string; verificationFailures?: number }> {
+  const r = await runApply(ctx, { ...declared, newKey: { kind: 'generate' }, newKeyOut });
+  if (r.action === 'none') return { rotated: false };
+  return { rotated: true, reportMarkdown: r.reportFiles.markdown, verificationFailures: r.report.verification.failures };
+}
+
+/** Counts the secrets now (apply checks them against the plan's before it rotates). */
+export function countNow(ctx: Context): Promise<SecretCounts> {
+  return counted(ctx);
+}

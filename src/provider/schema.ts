@@ -1,0 +1,115 @@
+/**
+ * The provider's schemas: resource `masterkey_key`, data source
+ * `masterkey_status` and the (empty) provider block, declared once as data
+ * and turned into tfplugin6 `Schema` messages. Nothing here is secret: the
+ * key itself is never an attribute, only its fingerprint.
+ */
+import { CtyType, ObjectValue, Value } from './cty';
+
+export interface AttributeSpec {
+  readonly name: string;
+  readonly type: CtyType;
+  readonly description: string;
+  /** required: set in configuration; optional: may be; computed: set by the provider. */
+  readonly use: 'required' | 'optional' | 'computed';
+}
+
+export interface BlockSpec {
+  readonly description: string;
+  readonly attributes: readonly AttributeSpec[];
+}
+
+const arg = (name: string, type: CtyType, description: string, use: 'required' | 'optional' = 'optional'): AttributeSpec => ({ name, type, description, use });
+const out = (name: string, type: CtyType, description: string): AttributeSpec => ({ name, type, description, use: 'computed' });
+
+/** Where an installation is: shared by the resource and the data source. */
+const INSTALLATION: readonly AttributeSpec[] = [
+  arg('config_files', ['list', 'string'], 'Absolute paths of the server config file(s) holding the key; the first is the primary, one more per node of a highly available server.', 'required'),
+  arg('config_format', 'string', 'Format of the config files: dotenv, json or xml (default: from the file extension, else dotenv).'),
+  arg('key_name', 'string', 'The config entry holding the key (default ACT_MASTER_KEY).'),
+  arg('database_url_env', 'string', "The name of the environment variable of terraform's process holding the database URL (default DATABASE_URL); never the URL itself."),
+  arg('database_url_entry', 'string', 'Instead of database_url_env: the entry of the primary config file holding the database URL.'),
+  arg('inventory', 'string', 'Which secrets the key protects: "act" (the built-in ACT preset, default) or the absolute path of an inventory JSON file.'),
+];
+
+const KEY_STATE: readonly AttributeSpec[] = [
+  out('id', 'string', 'The key\'s name.'),
+  out('fingerprint', 'string', "Fingerprint of the database's current key (mk:xxxxxxxxxxxx); never the key."),
+  out('key_set_at', 'string', 'When the current key was set (RFC 3339).'),
+  out('key_age_days', 'number', 'Whole days since the current key was set.'),
+  out('secrets', 'number', 'Sealed values the inventory finds in the database (counted, not decrypted).'),
+  out('secrets_by_kind', ['map', 'number'], 'The sealed values per kind of secret.'),
+  out('nodes_in_sync', 'bool', "Whether every config file holds the database's key."),
+];
+
+export const KEY_RESOURCE: BlockSpec = {
+  description:
+    "A server's master key as managed infrastructure. Read refreshes the key's real state from the database and config files; plan is the data-level dry run; apply rotates the key (re-encrypting every secret in one transaction); destroy only forgets.",
+  attributes: [
+    arg('name', 'string', "The key's name as shown in plans (a label, not the config entry).", 'required'),
+    arg('generation', 'number', "The key generation the database must be at: raising it rotates the key once.", 'required'),
+    ...INSTALLATION,
+    arg('rotation_period_days', 'number', 'A scheduled rotation: a key set before the start of the current window of this many days is rotated.'),
+    arg('rotation_epoch', 'string', 'The instant policy windows are counted from (ISO-8601 UTC; default 1970-01-01T00:00:00Z).'),
+    arg('rotation_evaluated_at', 'string', 'Evaluate the policy window at this instant instead of now (ISO-8601 UTC); for previews and tests.'),
+    arg('backup_dir', 'string', 'Absolute path of the directory for backups taken before each rotation (default: master-key-backups beside the primary config).'),
+    arg('report_dir', 'string', "Absolute path of the directory for the auditor's reports (default: the backup directory, else master-key-reports beside the primary config)."),
+    arg('stop_command', 'string', 'Shell command that stops the server before the rotation.'),
+    arg('start_command', 'string', 'Shell command that starts the server after the rotation.'),
+    arg('health_command', 'string', 'Shell command that checks the server after it started.'),
+    arg('new_key_file', 'string', 'Absolute path of a file (created 0600) that receives a copy of each new key.'),
+    arg('verify_secrets', 'bool', 'Open every secret during refresh and plan (slow on large databases), not just count them; apply always does.'),
+    ...KEY_STATE,
+    out('database_generation', 'number', "The database's key generation."),
+    out('undecryptable', 'number', 'Stored values that did not open at the last full check (apply, or refresh with verify_secrets); null before any.'),
+    out('last_report', 'string', "Path of the last rotation's report (Markdown), when it is in report_dir."),
+  ],
+};
+
+export const STATUS_DATA_SOURCE: BlockSpec = {
+  description: "The master key's status, for pipelines: fail a plan with a check block or a postcondition when the key is overdue or a node is out of step.",
+  attributes: [
+    ...INSTALLATION,
+    arg('max_age_days', 'number', 'The policy: the key is overdue when it is older than this many days.'),
+    ...KEY_STATE,
+    out('generation', 'number', "The database's key generation."),
+    out('overdue', 'bool', 'Whether the key is older than max_age_days (false without max_age_days).'),
+    out('interrupted_rotation', 'bool', 'Whether an interrupted rotation waits for `master-key recover`.'),
+    out('last_rotation_at', 'string', 'When the last rotation committed (RFC 3339), null when none is recorded.'),
+  ],
+};
+
+export const PROVIDER_BLOCK: BlockSpec = { description: 'cdktf-master-key: master-key rotation as infrastructure. The provider block takes no arguments.', attributes: [] };
+
+/** The tfplugin6 `Schema` message of a block. */
+export function schemaMessage(b: BlockSpec, version = 0): Record<string, unknown> {
+  return {
+    version,
+    block: {
+      version,
+      description: b.description,
+      description_kind: 'PLAIN',
+      attributes: b.attributes.map((a) => ({
+        name: a.name,
+        type: Buffer.from(JSON.stringify(a.type)),
+        description: a.description,
+        description_kind: 'PLAIN',
+        required: a.use === 'required',
+        optional: a.use === 'optional',
+        computed: a.use === 'computed',
+      })),
+    },
+  };
+}
+
+/** An object of the block's shape: every attribute present, null unless given. */
+export function objectOf(b: BlockSpec, values: Readonly<Record<string, Value>>): ObjectValue {
+  const o: ObjectValue = {};
+  for (const a of b.attributes) o[a.name] = values[a.name] ?? null;
+  return o;
+}
+
+/** The names of the block's computed attributes. */
+export function computedNames(b: BlockSpec): string[] {
+  return b.attributes.filter((a) => a.use === 'computed').map((a) => a.name);
+}
