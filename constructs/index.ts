@@ -4,6 +4,8 @@
  */
 export { MasterKey, ROTATION_RESOURCE_ID, defaultCliCommand, rotationLogicalId } from './master-key';
 export { MasterKeyInventory } from './inventory-source';
+export { ensureMasterkeyProvider, masterkeyKey, masterkeyProvider, masterkeyStatus } from './provider-binding';
+export type { DataMasterkeyStatus, DataMasterkeyStatusConfig, MasterkeyInstallationConfig, MasterkeyKey, MasterkeyKeyConfig, MasterkeyProvider } from './provider-binding';
 export {
   CONFIG_FORMATS,
   DEFAULT_DATABASE_URL_ENV,

@@ -13,6 +13,7 @@ import { resolve } from 'node:path';
 import { MasterKeyError } from '../src/errors';
 import { Framework, FrameworkName, frameworkOf } from './framework';
 import { DEFAULT_MAX_ROTATION_DAYS, MasterKeyPolicy, formatFinding, markCheckable, noCredentialsRule } from './policy';
+import { MasterkeyKey, ensureMasterkeyProvider, masterkeyKey } from './provider-binding';
 import { escapeTerraformTemplate, localExecCommand } from './shell';
 import { MasterKeyProps, MasterKeySettings, resolveSettings, rotationArgv, rotationTriggers } from './settings';
 
@@ -31,7 +32,7 @@ export function defaultCliCommand(here: string = __dirname, exists: (p: string) 
 
 /** The rotation resource as the construct exposes it (a cdktf or cdktn `TerraformResource`). */
 export interface RotationResource extends IConstruct {
-  /** `terraform_data` or `null_resource`. */
+  /** `terraform_data`, `null_resource` or `masterkey_key`. */
   readonly terraformResourceType: string;
   /** The resource's terraform address part, e.g. `master_key_act`. */
   readonly friendlyUniqueId: string;
@@ -53,8 +54,16 @@ export class MasterKey extends Construct {
   readonly triggers: Readonly<Record<string, string>>;
   /** The rotation's argument vector (non-secret). */
   readonly argv: readonly string[];
-  /** The `terraform_data` or `null_resource` that runs the rotation. */
+  /** The `terraform_data` or `null_resource` that runs the rotation, or the provider's `masterkey_key`. */
   readonly resource: RotationResource;
+  /** With `resourceType: 'provider'`: the `masterkey_key` with its typed attributes. */
+  readonly key?: MasterkeyKey;
+  /**
+   * With `resourceType: 'provider'`: an output of the key's fingerprint,
+   * generation and node agreement, so that a key rotated or a node edited
+   * outside terraform shows in `terraform plan` as changed outside of Terraform.
+   */
+  readonly output?: IConstruct;
   /** The library the stack was built with: `cdktf` or `cdktn`. */
   readonly framework: FrameworkName;
 
@@ -65,7 +74,7 @@ export class MasterKey extends Construct {
     this.props = props;
     this.settings = resolveSettings(props, { id, path: this.node.path, now: new Date(), defaultCliCommand: defaultCliCommand() });
     refuseCredentials(this.settings, props, this.node.path);
-    const { TerraformStack, DataResource, TerraformResource, Aspects } = fw.lib;
+    const { TerraformStack, DataResource, TerraformResource, TerraformOutput, Aspects } = fw.lib;
     const stack = TerraformStack.of(this);
     const twin = stack
       .node.findAll()
@@ -82,20 +91,29 @@ export class MasterKey extends Construct {
         ? { environment: escapeValues(this.settings.environment) }
         : {}),
     };
-    let resource: InstanceType<typeof TerraformResource>;
-    if (this.settings.resourceType === 'null_resource') {
+    let resource: RotationResource & { overrideLogicalId(id: string): void };
+    if (this.settings.resourceType === 'provider') {
+      const key = providerKey(this, stack, this.settings, props);
+      key.overrideLogicalId(rotationLogicalId(this.settings.name));
+      this.key = key;
+      const output = new TerraformOutput(this, 'key', { value: { fingerprint: key.fingerprint, generation: key.databaseGeneration, nodes_in_sync: key.nodesInSync } });
+      output.overrideLogicalId(rotationLogicalId(this.settings.name));
+      this.output = output;
+      resource = key;
+    } else if (this.settings.resourceType === 'null_resource') {
       // hashicorp/null's null_resource, as @cdktf/provider-null synthesizes it (no cdktn build of that package exists).
-      resource = new TerraformResource(this, ROTATION_RESOURCE_ID, {
+      const nullResource = new TerraformResource(this, ROTATION_RESOURCE_ID, {
         terraformResourceType: 'null_resource',
         terraformGeneratorMetadata: NULL_PROVIDER_METADATA,
         provider: ensureNullProvider(fw, stack),
         provisioners: [provisioner],
       });
-      resource.addOverride('triggers', escapeValues(this.triggers));
+      nullResource.addOverride('triggers', escapeValues(this.triggers));
+      resource = nullResource;
     } else {
       resource = new DataResource(this, ROTATION_RESOURCE_ID, { triggersReplace: escapeValues(this.triggers), provisioners: [provisioner] });
     }
-    resource.overrideLogicalId(rotationLogicalId(this.settings.name));
+    if (resource !== this.key) resource.overrideLogicalId(rotationLogicalId(this.settings.name));
     this.resource = resource;
     markCheckable(this);
     Aspects.of(this).add(new MasterKeyPolicy(props.checks));
@@ -125,6 +143,35 @@ export function rotationLogicalId(name: string): string {
 /** A string map as terraform must be given it: every value is a template, so `${` and `%{` are escaped. */
 function escapeValues(map: Readonly<Record<string, string>>): Record<string, string> {
   return Object.fromEntries(Object.entries(map).map(([k, v]) => [k, escapeTerraformTemplate(v)]));
+}
+
+/** The provider's `masterkey_key` for the settings (the policy window is evaluated by the provider at plan time). */
+function providerKey(scope: MasterKey, stack: Construct, s: MasterKeySettings, props: MasterKeyProps): MasterkeyKey {
+  const evaluatedAt = props.rotationPolicy?.evaluatedAt;
+  return masterkeyKey(scope, ROTATION_RESOURCE_ID, {
+    provider: ensureMasterkeyProvider(stack) as never,
+    name: s.name,
+    generation: s.generation,
+    configFiles: [...s.configFiles],
+    configFormat: s.configFormat,
+    keyName: s.keyName,
+    ...('env' in s.databaseUrl ? { databaseUrlEnv: s.databaseUrl.env } : { databaseUrlEntry: s.databaseUrl.entry }),
+    inventory: s.inventory.spec,
+    ...(s.window
+      ? {
+          rotationPeriodDays: s.window.periodDays,
+          ...(props.rotationPolicy?.epoch !== undefined ? { rotationEpoch: props.rotationPolicy.epoch } : {}),
+          ...(evaluatedAt !== undefined ? { rotationEvaluatedAt: typeof evaluatedAt === 'string' ? evaluatedAt : evaluatedAt.toISOString() } : {}),
+        }
+      : {}),
+    backupDir: s.backupDir,
+    reportDir: s.reportDir,
+    stopCommand: s.stopCommand,
+    startCommand: s.startCommand,
+    healthCommand: s.healthCommand,
+    newKeyFile: s.newKeyFile,
+    ...(s.verifySecrets ? { verifySecrets: true } : {}),
+  });
 }
 
 /** hashicorp/null as @cdktf/provider-null 11 declares it. */

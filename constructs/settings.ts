@@ -14,10 +14,14 @@ export type ConfigFormat = 'dotenv' | 'json' | 'xml';
 /** Every config format, for validation and docs. */
 export const CONFIG_FORMATS: readonly ConfigFormat[] = ['dotenv', 'json', 'xml'];
 
-/** The terraform resource that carries the rotation. */
-export type RotationResourceType = 'terraform_data' | 'null_resource';
+/**
+ * The terraform resource that carries the rotation: `terraform_data` or
+ * `null_resource` running the CLI through `local-exec`, or `provider`: the
+ * `masterkey_key` resource of terraform-provider-masterkey.
+ */
+export type RotationResourceType = 'terraform_data' | 'null_resource' | 'provider';
 /** Every rotation resource type, for validation and docs. */
-export const ROTATION_RESOURCE_TYPES: readonly RotationResourceType[] = ['terraform_data', 'null_resource'];
+export const ROTATION_RESOURCE_TYPES: readonly RotationResourceType[] = ['terraform_data', 'null_resource', 'provider'];
 
 /** The config entry that holds the key unless `keyName` says otherwise. */
 export const DEFAULT_KEY_NAME = 'ACT_MASTER_KEY';
@@ -151,8 +155,12 @@ export interface MasterKeyProps {
   readonly newKeyFile?: string;
   /**
    * The terraform resource that carries the rotation: the built-in
-   * `terraform_data` (no provider download, works air-gapped) or
-   * `null_resource` from the hashicorp/null provider.
+   * `terraform_data` (no provider download, works air-gapped),
+   * `null_resource` from the hashicorp/null provider, or `provider`: the
+   * `masterkey_key` resource of this package's own terraform provider
+   * (`cdktf-master-key/masterkey`; install it offline with
+   * `npx master-key provider install`), which reads the key's real state,
+   * plans the data-level change, sees drift and can import an installation.
    * @default 'terraform_data'
    */
   readonly resourceType?: RotationResourceType;
@@ -282,6 +290,10 @@ export function resolveSettings(props: MasterKeyProps, ctx: ResolveContext): Mas
   const resourceType = props.resourceType ?? 'terraform_data';
   if (!ROTATION_RESOURCE_TYPES.includes(resourceType)) fail('resourceType', `${quotable(resourceType)} is not supported`, `use one of ${ROTATION_RESOURCE_TYPES.join(', ')}`);
 
+  if (resourceType === 'provider') {
+    if (props.cliCommand !== undefined) fail('cliCommand', 'is not used with resourceType "provider"', 'leave it out: the provider runs the rotation inside terraform');
+    if (props.environment !== undefined) fail('environment', 'is not used with resourceType "provider"', "leave it out: the provider runs the rotation in terraform's own environment, so export variables in the shell that runs terraform");
+  }
   const cliCommand = props.cliCommand ?? ctx.defaultCliCommand;
   if (!Array.isArray(cliCommand) || cliCommand.length === 0 || !cliCommand.every((a) => typeof a === 'string' && a.length > 0)) {
     fail('cliCommand', 'is not a non-empty list of non-empty strings', 'give the program and its leading arguments, e.g. ["/usr/bin/node", "/opt/master-key/dist/src/cli/main.js"]');

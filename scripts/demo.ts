@@ -6,7 +6,8 @@
  * 3. `master-key init` (the integrity canary),
  * 4. synthesizes the example CDKTF stack with generation 2 (the database is at 1),
  * 5. shows the plan: terraform's (when a terraform binary is present) and ours,
- * 6. applies it: terraform runs the rotation through local-exec (or the CLI directly without terraform),
+ * 6. applies it: terraform runs the rotation in terraform-provider-masterkey, installed offline into the
+ *    stack's implicit local mirror (or the CLI directly without terraform),
  * 7. shows the report, `master-key verify` and `master-key status`,
  * and says where its working directory is.
  */
@@ -19,6 +20,7 @@ import { MasterKey } from '../src/crypto/key';
 import { startEmbeddedPostgres, removeEmbeddedData, EmbeddedServer } from '../src/db/embedded';
 import { cliEntry, pgpassLine, seedActSecrets } from './local-act';
 import { exampleSettings, exampleStack, newApp } from '../main';
+import { describeInstall, installProvider } from '../src/provider/install';
 
 const CLI = cliEntry();
 
@@ -137,13 +139,13 @@ async function main(): Promise<number> {
       MK_BACKUP_DIR: join(dir, 'backups'),
       MK_REPORT_DIR: join(dir, 'reports'),
       MK_STATE_FILE: join(dir, 'terraform.tfstate'),
+      MK_RESOURCE: 'provider',
     });
     const app = newApp({ outdir });
     const stack = exampleStack(app, settings);
     app.synth();
     const stackDir = join(outdir, 'stacks', settings.stackName);
-    process.stdout.write(`Synthesized ${join(stackDir, 'cdk.tf.json')}; replacement triggers of the rotation resource:\n`);
-    for (const [k, v] of Object.entries(stack.key.triggers)) process.stdout.write(`  ${k.padEnd(16)} ${v}\n`);
+    process.stdout.write(`Synthesized ${join(stackDir, 'cdk.tf.json')}: ${stack.key.resource.terraformResourceType}.${stack.key.resource.friendlyUniqueId} declares generation 2 of key "act".\n`);
 
     const useTf = opts.terraform && hasTerraform();
     const tfEnv: NodeJS.ProcessEnv = { ...env, TF_IN_AUTOMATION: '1', CHECKPOINT_DISABLE: '1' };
@@ -155,6 +157,7 @@ async function main(): Promise<number> {
 
     step(5, 'The plan, before anything runs');
     if (useTf) {
+      process.stdout.write(`${describeInstall(installProvider({ pluginsDir: join(stackDir, 'terraform.d', 'plugins') }))}\n`);
       if (run('terraform', ['init', '-input=false', '-no-color'], tfEnv, stackDir) !== 0) return 1;
       if (run('terraform', ['plan', '-input=false', '-no-color', '-out=rotation.tfplan'], tfEnv, stackDir) !== 0) return 1;
     } else {
@@ -163,7 +166,7 @@ async function main(): Promise<number> {
     const common = ['--config', configPath, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')];
     if (run(process.execPath, [CLI, 'plan', '--generation', '2', ...common], env) !== 0) return 1;
 
-    step(6, useTf ? 'terraform apply: the rotation runs through local-exec' : 'master-key apply: the rotation');
+    step(6, useTf ? 'terraform apply: terraform-provider-masterkey runs the rotation' : 'master-key apply: the rotation');
     const applied = useTf ? run('terraform', ['apply', '-input=false', '-no-color', 'rotation.tfplan'], tfEnv, stackDir) : run(process.execPath, [CLI, 'apply', '--generation', '2', ...common], env);
     if (applied !== 0) return applied;
     if (useTf) {

@@ -25,6 +25,7 @@ import { homedir, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MasterKey } from '../constructs';
 import { buildApp, newApp, PROJECT_ROOT } from '../main';
+import { PROVIDER_SOURCE, installProvider } from '../src/provider/install';
 
 /** A synth annotation as cdktf writes it to manifest.json. */
 interface ManifestAnnotation {
@@ -151,6 +152,8 @@ export function main(argv: readonly string[]): number {
   for (const s of synth.stacks) {
     const dir = join(outdir, s.workingDirectory);
     process.stdout.write(`\n== stack ${s.name} (${dir}) ==\n`);
+    // A stack using our provider gets it in its own implicit local mirror, so init finds it offline.
+    if (readFileSync(join(dir, 'cdk.tf.json'), 'utf8').includes(`"${PROVIDER_SOURCE}"`)) installProvider({ pluginsDir: join(dir, 'terraform.d', 'plugins') });
     const init = terraform(terraformArgs('init', [], colour), dir, env);
     if (init !== 0) return init;
     const code = terraform(terraformArgs(command, rest, colour), dir, env);
