@@ -19,6 +19,8 @@ import { MasterKey, MasterKeyInventory, MasterKeyPolicy, MasterKeyProps, default
 import { ACT_PRESET } from '../src/inventory/act-preset';
 import { inventoryDigest } from '../src/inventory/inventory';
 import { isMasterKeyError } from '../src/errors';
+import { masterkeyStatus } from '../constructs';
+import { providerVersion } from '../src/provider/install';
 import { buildApp, exampleSettings, newApp } from '../main';
 import { chooseFramework } from '../constructs/framework';
 
@@ -267,6 +269,73 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
     }
   });
 
+  describe("MasterKey synth (resourceType 'provider')", () => {
+    const providerProps = (over: Partial<MasterKeyProps> = {}) => goodProps({ resourceType: 'provider', cliCommand: undefined, ...over });
+    type Json = ReturnType<typeof synthJson> & { provider: { masterkey: unknown[] }; output: Record<string, { value: unknown }>; data?: Record<string, Record<string, Record<string, unknown>>> };
+
+    it('synthesizes required_providers, one masterkey provider, a masterkey_key with the declared arguments, and an output', () => {
+      const inventoryFile = join(OUT, 'inventory.json');
+      writeFileSync(inventoryFile, JSON.stringify(ACT_PRESET));
+      const { stack, key } = stackWith(providerProps({ inventory: MasterKeyInventory.fromFile(inventoryFile), startCommand: 'systemctl start act', healthCommand: 'curl -f localhost' }));
+      const json = synthJson(stack) as Json;
+      expect(json.provider.masterkey).toHaveLength(1);
+      expect(Object.keys(json.resource)).toEqual(['masterkey_key']);
+      expect(json.resource.masterkey_key.master_key_act).toEqual(
+        expect.objectContaining({
+          name: 'act',
+          generation: 3,
+          config_files: ['/etc/act/act.env', '/etc/act/node2.env'],
+          config_format: 'dotenv',
+          key_name: 'ACT_MASTER_KEY',
+          database_url_env: 'DATABASE_URL',
+          inventory: inventoryFile,
+          rotation_period_days: 90,
+          rotation_evaluated_at: AT,
+          backup_dir: '/var/backups/act',
+          report_dir: '/var/log/act-rotation',
+          start_command: 'systemctl start act',
+          health_command: 'curl -f localhost',
+        }),
+      );
+      expect(json.terraform).toEqual(expect.objectContaining({ required_providers: { masterkey: { source: 'cdktf-master-key/masterkey', version: providerVersion() } } }));
+      expect(json.output.master_key_act.value).toEqual({
+        fingerprint: '${masterkey_key.master_key_act.fingerprint}',
+        generation: '${masterkey_key.master_key_act.database_generation}',
+        nodes_in_sync: '${masterkey_key.master_key_act.nodes_in_sync}',
+      });
+      expect(key.key).toBe(key.resource);
+      expect(key.resource.terraformResourceType).toBe('masterkey_key');
+      expect(Testing.synth(stack)).not.toMatch(/[0-9a-f]{64}/i);
+    });
+
+    it('lets the provider evaluate the policy window at plan time unless evaluatedAt is given, and passes a config entry for the URL', () => {
+      const { stack } = stackWith(providerProps({ rotationPolicy: { periodDays: 30, epoch: '2026-01-01' }, databaseUrlEnv: undefined, databaseUrlEntry: 'DATABASE_URL' }));
+      const attrs = Object.values(synthJson(stack).resource.masterkey_key)[0];
+      expect(attrs).toEqual(expect.objectContaining({ rotation_period_days: 30, rotation_epoch: '2026-01-01', database_url_entry: 'DATABASE_URL' }));
+      expect(attrs).not.toHaveProperty('rotation_evaluated_at');
+      expect(attrs).not.toHaveProperty('database_url_env');
+    });
+
+    it('shares one provider between keys; the data source binding synthesizes masterkey_status', () => {
+      const stack = new TerraformStack(testApp(), 'stack');
+      new MasterKey(stack, 'a', providerProps({ name: 'a' }));
+      new MasterKey(stack, 'b', providerProps({ name: 'b', configFiles: ['/etc/b.env'] }));
+      masterkeyStatus(stack, 'status', { configFiles: ['/etc/b.env'], maxAgeDays: 90 });
+      const json = synthJson(stack) as Json;
+      expect(json.provider.masterkey).toHaveLength(1);
+      expect(Object.keys(json.resource.masterkey_key)).toEqual(['master_key_a', 'master_key_b']);
+      expect(Object.values(json.data!.masterkey_status)[0]).toEqual(expect.objectContaining({ config_files: ['/etc/b.env'], max_age_days: 90 }));
+    });
+
+    it('passes verifySecrets to the provider, and refuses it and the local-exec props where they mean nothing', () => {
+      const { stack } = stackWith(providerProps({ verifySecrets: true }));
+      expect(Object.values(synthJson(stack).resource.masterkey_key)[0]).toEqual(expect.objectContaining({ verify_secrets: true }));
+      expect(() => stackWith(goodProps({ verifySecrets: true }))).toThrow(/verifySecrets is only used with resourceType "provider", not "terraform_data"/);
+      expect(() => stackWith(providerProps({ cliCommand: CLI }))).toThrow(/cliCommand is not used with resourceType "provider"/);
+      expect(() => stackWith(providerProps({ environment: { PGSSLMODE: 'require' } }))).toThrow(/environment is not used with resourceType "provider".*export variables in the shell/);
+    });
+  });
+
   describe('MasterKey props validation (at construction)', () => {
     const rejects = (over: Partial<MasterKeyProps>, ...parts: Array<string | RegExp>) => {
       let err: unknown;
@@ -288,7 +357,7 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       rejects({ configFiles: [] }, 'configFiles is empty');
       rejects({ configFiles: ['/a', '/a'] }, 'the same file twice');
       rejects({ configFormat: 'yaml' as never }, /configFormat "yaml" .*dotenv, json, xml/);
-      rejects({ resourceType: 'local_file' as never }, /terraform_data, null_resource/);
+      rejects({ resourceType: 'local_file' as never }, /terraform_data, null_resource, provider/);
       rejects({ databaseUrlEnv: 'A', databaseUrlEntry: 'B' }, 'set only one');
       rejects({ rotationPolicy: { periodDays: 0 } }, 'rotationPolicy.periodDays is 0');
       rejects({ rotationPolicy: { periodDays: 90, epoch: 'yesterday' } }, 'rotationPolicy.epoch "yesterday" is not a UTC date');

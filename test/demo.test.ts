@@ -34,7 +34,9 @@ describe('npm start (scripts/demo.ts)', () => {
     expect(out).toMatch(/Processed (\d+) secrets, \1 updated, 0 left unchanged due to errors\./);
     expect(out).toMatch(/OK: (\d+) of \1 secrets open with mk:[0-9a-f]{12}/);
     if (hasTerraform) {
-      expect(out).toContain('terraform_data.master_key_act will be created');
+      expect(out).toContain('Installed terraform-provider-masterkey');
+      expect(out).toContain('masterkey_key.master_key_act will be created');
+      expect(out).toMatch(/\+ secrets\s+= 400/);
       expect(out).toMatch(/No changes\. Your infrastructure matches the configuration\./);
     }
     expect(out).toContain(`Look around in ${dir}`);
@@ -42,7 +44,7 @@ describe('npm start (scripts/demo.ts)', () => {
     const key = parseKey(/^ACT_MASTER_KEY=(.*)$/m.exec(readFileSync(join(dir, 'act.env'), 'utf8'))![1]);
     expect(out).not.toContain(key.toHex());
     expect(statSync(join(dir, 'act.env')).mode & 0o777).toBe(0o600);
-    expect(out).toContain(`generation 1 -> 2`);
+    expect(out).toMatch(/generation\s+1 -> 2/);
     expect(readdirSync(join(dir, 'reports')).some((f) => f.endsWith('.md'))).toBe(true);
     const backups = readdirSync(join(dir, 'backups'));
     expect(backups).toHaveLength(1);

@@ -395,6 +395,7 @@ describeTf('npm run plan (scripts/tf.ts): synth with the example app, then terra
         MK_CONFIG: join(ws.dir, 'act.env'),
         MK_BACKUP_DIR: join(ws.dir, 'backups'),
         MK_GENERATION: '4',
+        MK_RESOURCE: 'terraform_data',
         ...extra,
       }),
     });

@@ -76,6 +76,14 @@ export async function servePlugin(provider: grpc.UntypedServiceImplementation, e
     server.forceShutdown();
     rmSync(dir, { recursive: true, force: true });
   };
+  /** The long-lived stdio and broker streams, ended on shutdown. */
+  const streams = new Set<grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>>();
+  const keep = (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
+    streams.add(call);
+    const drop = () => streams.delete(call);
+    call.on('cancelled', drop);
+    call.on('close', drop);
+  };
 
   server.addService(tf.Provider.service, provider);
   server.addService(health.Health.service, {
@@ -83,23 +91,31 @@ export async function servePlugin(provider: grpc.UntypedServiceImplementation, e
   });
   server.addService(gp.GRPCController.service, {
     Shutdown: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
-      cb(null, {});
       log('debug', 'shutdown requested by terraform');
+      cb(null, {});
+      // Let the reply go out, end our streams, then stop once the calls are done (or after a second at most).
       setImmediate(() => {
-        stop();
-        process.exit(0);
+        for (const s of streams) s.end();
+        const exit = () => {
+          stop();
+          process.exit(0);
+        };
+        setTimeout(exit, 1000).unref();
+        server.tryShutdown(exit);
       });
     },
   });
   server.addService(gp.GRPCStdio.service, {
     // Our output goes to stderr as hclog lines, which go-plugin reads directly; the stream stays open and empty.
     StreamStdio: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      keep(call);
       call.on('cancelled', () => call.end());
     },
   });
   server.addService(gp.GRPCBroker.service, {
     // No sub-plugins are brokered; keep the stream open until Terraform closes it.
     StartStream: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+      keep(call);
       call.on('data', () => undefined);
       call.on('end', () => call.end());
       call.on('error', () => undefined);

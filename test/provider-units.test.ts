@@ -1,0 +1,202 @@
+/**
+ * The provider's parts without terraform: msgpack values as the wire format
+ * describes them, counting by query against the engine's own scan (real
+ * PostgreSQL, awkward jsonb documents), arguments and import ids, the
+ * per-launch certificate, and the plugin process itself spoken to over gRPC
+ * with mutual TLS exactly as go-plugin does (handshake line, health, schema,
+ * shutdown), plus its refusal to run without the magic cookie.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { Client } from 'pg';
+import { actCodec } from '../src/crypto/codec';
+import { MasterKey } from '../src/crypto/key';
+import { Keyring } from '../src/crypto/keyring';
+import { scanInventory } from '../src/engine/stream';
+import { Inventory } from '../src/inventory/inventory';
+import { validateKey } from '../src/provider/arguments';
+import { makeIdentity } from '../src/provider/certificate';
+import { countSecrets } from '../src/provider/counts';
+import { UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from '../src/provider/cty';
+import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, loadProto } from '../src/provider/plugin-server';
+import { parseImportId } from '../src/provider/provider';
+import { KEY_RESOURCE, objectOf } from '../src/provider/schema';
+import { caught } from './support/errors';
+import { dropDatabase, freshDatabase, withTestClient } from './support/db';
+
+const MAIN = join(__dirname, '..', 'dist', 'src', 'provider', 'main.js');
+
+describe('msgpack DynamicValues', () => {
+  it('encodes an unknown as cty does (fixext1, type 0) and decodes refined (type 12) and other extensions as unknown', () => {
+    expect([...encodeDynamic(UNKNOWN).msgpack]).toEqual([0xd4, 0x00, 0x00]);
+    // [refined unknown, "x"]: fixext4 of type 12 holding the refinement map {1: false} (not null) and a pad byte.
+    expect(decodeDynamic({ msgpack: Buffer.from([0x92, 0xd6, 0x0c, 0x81, 0x01, 0xc2, 0x00, 0xa1, 0x78]) })).toEqual([UNKNOWN, 'x']);
+    expect(decodeDynamic({ msgpack: Buffer.from([0xd4, 0x05, 0x00]) })).toBe(UNKNOWN);
+  });
+
+  it('round-trips objects, lists, maps, numbers, booleans and nulls; JSON is the fallback', () => {
+    const v: Value = { name: 'act', generation: 3, files: ['/a', '/b'], by_kind: { 'git access token': 5 }, ok: true, none: null, later: UNKNOWN };
+    const back = decodeDynamic(encodeDynamic(v));
+    expect(back).toEqual(v);
+    expect(hasUnknown(back)).toBe(true);
+    expect(decodeDynamic({ json: Buffer.from('{"a":[1,2.5,"x"]}') })).toEqual({ a: [1, 2.5, 'x'] });
+    expect(decodeDynamic(null)).toBeNull();
+  });
+});
+
+describe('arguments and import ids', () => {
+  const base = objectOf(KEY_RESOURCE, { name: 'act', generation: 1, config_files: ['/etc/act.env'] });
+
+  it('accepts good arguments and names each bad one with the fix', () => {
+    expect(validateKey(base)).toEqual([]);
+    const bad = validateKey({ ...base, generation: -1, config_files: ['etc/act.env', 'etc/act.env'], config_format: 'yaml', database_url_env: 'postgres://u:p@h/db', database_url_entry: 'X', rotation_epoch: 'yesterday', backup_dir: 'backups' });
+    const text = bad.map((d) => d.summary).join('\n');
+    expect(text).toContain('generation -1 is not a whole number');
+    expect(text).toContain('config_files[0] "etc/act.env" is not an absolute path');
+    expect(text).toContain('lists the same file twice');
+    expect(text).toContain('config_format "yaml" is not a known format');
+    expect(text).toContain('database_url_env and database_url_entry are both set');
+    expect(text).toContain('database_url_env is not an environment variable name');
+    expect(text).not.toContain('u:p@h');
+    expect(text).toContain('rotation_epoch "yesterday" is not a UTC date');
+    expect(text).toContain('backup_dir "backups" is not an absolute path');
+    expect(bad.every((d) => d.severity === 'ERROR' && d.attribute)).toBe(true);
+    expect(validateKey({ ...base, generation: UNKNOWN, config_files: UNKNOWN })).toEqual([]);
+  });
+
+  it('parses NAME:PATH[,PATH] and JSON import ids, refusing unknown arguments', () => {
+    expect(parseImportId('act:/etc/a.env,/etc/b.env')).toEqual(expect.objectContaining({ name: 'act', config_files: ['/etc/a.env', '/etc/b.env'], generation: null }));
+    expect(parseImportId('{"name":"x","config_files":["/c.json"],"config_format":"json","generation":4}')).toEqual(expect.objectContaining({ name: 'x', config_format: 'json', generation: 4 }));
+    expect(caught(() => parseImportId('/etc/a.env')).message).toContain('is not NAME:PATH[,PATH...] nor a JSON object');
+    expect(caught(() => parseImportId('{"name":"x","fingerprint":"mk:1"}')).message).toContain('names fingerprint, which masterkey_key does not take');
+    expect(caught(() => parseImportId('{nope')).message).toContain('not valid JSON');
+  });
+});
+
+describe('counting by query agrees with the engine scan', () => {
+  let url = '';
+  beforeAll(async () => {
+    url = await freshDatabase('counts');
+  });
+  afterAll(() => dropDatabase(url));
+
+  it('counts text columns, jsonb paths with * over arrays and objects, where filters, and a location two entries name once', async () => {
+    const key = MasterKey.generate();
+    const seal = (s: string) => actCodec().seal(key, Buffer.from(s));
+    const inv: Inventory = {
+      name: 'odd',
+      entries: [
+        { kind: 'token', table: 'a', idColumn: 'id', column: 'tok', codec: 'act' },
+        { kind: 'token', table: 'a', idColumn: 'id', column: 'tok2', codec: 'act' },
+        { kind: 'env', table: 'b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['env', '*', 'value'], where: { key: 'secret', equals: true } },
+        { kind: 'level', table: 'b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['env', '*', 'value'], where: { key: 'level', equals: 2 } },
+        { kind: 'creds', table: 'b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['creds', '*'] },
+        { kind: 'first', table: 'b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['list', '0'] },
+        { kind: 'named', table: 'c', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['a.b', 'x'], where: { key: 'k', equals: 'yes' } },
+      ],
+    };
+    await withTestClient(url, async (c) => {
+      await c.query('CREATE TABLE a (id int PRIMARY KEY, tok text, tok2 varchar(2000)); CREATE TABLE b (id int PRIMARY KEY, doc jsonb); CREATE TABLE c (id int PRIMARY KEY, doc json)');
+      await c.query('INSERT INTO a VALUES (1, $1, NULL), (2, NULL, $2), (3, $3, $4), (4, NULL, NULL)', [seal('1'), seal('2'), seal('3'), seal('4')]);
+      const docs = [
+        { env: [{ value: seal('s'), secret: true }, { value: 'plain', secret: false }, { value: seal('both'), secret: true, level: 2 }, { value: seal('lvl'), level: 2.0 }, { value: 7, secret: true }], creds: { x: seal('x'), y: seal('y'), n: 5 }, list: [seal('l0'), seal('l1')] },
+        { env: { first: { value: seal('obj'), secret: true } }, creds: [seal('c0'), null], list: 'not a list' },
+        { other: true },
+        null,
+      ];
+      for (let i = 0; i < docs.length; i++) await c.query('INSERT INTO b VALUES ($1, $2)', [i + 1, docs[i] === null ? null : JSON.stringify(docs[i])]);
+      await c.query('INSERT INTO c VALUES (1, $1), (2, $2)', [JSON.stringify({ 'a.b': { x: seal('dotted'), k: 'yes' } }), JSON.stringify({ 'a.b': { x: seal('no'), k: 'no' } })]);
+    });
+    const [counted, scanned] = await withTestClient(url, async (c: Client) => [await countSecrets(c, inv), await scanInventory(c, inv, new Keyring([key]))] as const);
+    expect(scanned.failureCount).toBe(0);
+    expect(counted.byKind).toEqual(scanned.byKind);
+    expect(counted.total).toBe(scanned.total);
+    expect(counted.byKind).toEqual({ token: 4, env: 3, level: 1, creds: 3, first: 1, named: 1 });
+    expect(counted.storedBytes).toBe(scanned.storedBytes);
+  });
+});
+
+describe('the certificate made at each launch', () => {
+  it('is a fresh self-signed ECDSA certificate for localhost whose key matches', async () => {
+    const [a, b] = [await makeIdentity(), await makeIdentity()];
+    const cert = new X509Certificate(a.certPem);
+    expect(cert.subjectAltName).toContain('DNS:localhost');
+    expect(cert.ca).toBe(true);
+    expect(cert.checkPrivateKey(createPrivateKey(a.keyPem))).toBe(true);
+    expect(cert.verify(cert.publicKey)).toBe(true);
+    expect(cert.raw.equals(a.certDer)).toBe(true);
+    expect(cert.publicKey.asymmetricKeyType).toBe('ec');
+    expect(new Date(cert.validTo).getTime()).toBeGreaterThan(Date.now());
+    expect(a.certDer.equals(b.certDer)).toBe(false);
+  });
+});
+
+describe('the plugin process, spoken to as go-plugin does', () => {
+  beforeAll(() => {
+    if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first (npm test does).`);
+  });
+
+  it('refuses to run without the magic cookie, saying it is a plugin', () => {
+    const r = spawnSync(process.execPath, [MAIN], { encoding: 'utf8', env: { PATH: process.env.PATH }, timeout: 30_000 });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('This binary is a plugin');
+  });
+
+  it('prints the handshake line with its certificate, serves health, schema and shutdown over mutual TLS, and trusts only the given client', async () => {
+    const client = await makeIdentity();
+    const stranger = await makeIdentity();
+    const child = spawn(process.execPath, [MAIN], {
+      env: { PATH: process.env.PATH, [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE, PLUGIN_PROTOCOL_VERSIONS: '5,6', PLUGIN_CLIENT_CERT: client.certPem },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: child.stdout! }).once('line', resolve);
+        child.once('exit', () => reject(new Error('the plugin exited before its handshake')));
+      });
+      const [core, app, network, address, protocol, cert] = line.split('|');
+      expect([core, app, network, protocol]).toEqual(['1', '6', 'unix', 'grpc']);
+      expect(cert).not.toMatch(/=$/);
+      const serverCert = new X509Certificate(Buffer.from(cert, 'base64'));
+      expect(serverCert.subjectAltName).toContain('DNS:localhost');
+      const creds = (id: typeof client) =>
+        grpc.credentials.createSsl(Buffer.from(serverCert.toString()), Buffer.from(id.keyPem), Buffer.from(id.certPem));
+      const opts = { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' };
+      const tf = loadProto('tfplugin6.proto').tfplugin6;
+      const health = loadProto('health.proto').grpc.health.v1;
+      const gp = loadProto('go-plugin.proto').plugin;
+      const call = <T>(svc: grpc.Client, method: string, req: unknown): Promise<T> =>
+        new Promise((resolve, reject) => (svc as unknown as Record<string, (r: unknown, cb: (e: Error | null, v: T) => void) => void>)[method](req, (e, v) => (e ? reject(e) : resolve(v))));
+
+      const h = new health.Health(`unix:${address}`, creds(client), opts);
+      expect(await call(h, 'Check', { service: 'plugin' })).toEqual({ status: 'SERVING' });
+      const p = new tf.Provider(`unix:${address}`, creds(client), opts);
+      const schema = await call<{ resource_schemas: Record<string, { block: { attributes: Array<{ name: string; computed: boolean; sensitive: boolean }> } }> }>(p, 'GetProviderSchema', {});
+      const attrs = schema.resource_schemas.masterkey_key.block.attributes;
+      expect(attrs.find((a) => a.name === 'fingerprint')?.computed).toBe(true);
+      expect(attrs.map((a) => a.name)).toEqual(expect.arrayContaining(['secrets_by_kind', 'nodes_in_sync', 'undecryptable', 'last_report', 'database_generation']));
+      const meta = await call<{ resources: Array<{ type_name: string }>; data_sources: Array<{ type_name: string }> }>(p, 'GetMetadata', {});
+      expect(meta.resources).toEqual([{ type_name: 'masterkey_key' }]);
+      expect(meta.data_sources).toEqual([{ type_name: 'masterkey_status' }]);
+      // A client whose certificate is not the one Terraform passed is refused.
+      const other = new health.Health(`unix:${address}`, creds(stranger), { ...opts, 'grpc.initial_reconnect_backoff_ms': 100 });
+      await expect(call(other, 'Check', { service: 'plugin' })).rejects.toThrow();
+      other.close();
+      h.close();
+      p.close();
+      const ctl = new gp.GRPCController(`unix:${address}`, creds(client), opts);
+      await call(ctl, 'Shutdown', {});
+      ctl.close();
+      expect(await exited).toBe(0);
+      expect(existsSync(address)).toBe(false);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
