@@ -9,7 +9,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { MasterKeyError, isMasterKeyError } from '../errors';
 import { Diagnostic, INSTALLATION_ARGUMENTS, declaredOf, installationOf, validateKey, validateStatus } from './arguments';
 import { ObjectValue, UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from './cty';
-import { KeyFacts, applyKey, countNow, installationContext, planKey, readKey } from './engine';
+import type { KeyFacts } from './engine';
 import { KEY_RESOURCE, PROVIDER_BLOCK, STATUS_DATA_SOURCE, computedNames, objectOf, schemaMessage } from './schema';
 import { log } from './plugin-server';
 
@@ -20,6 +20,14 @@ const DAY_MS = 86_400_000;
 
 type Req = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 type Res = Record<string, unknown>;
+
+/**
+ * The engine adapter, loaded on first use: Terraform launches the provider
+ * several times per command, mostly for schemas and validation, which need
+ * neither the engine nor the PostgreSQL driver.
+ */
+let engineModule: typeof import('./engine') | undefined;
+const engine = (): typeof import('./engine') => (engineModule ??= require('./engine') as typeof import('./engine'));
 
 /** RPCs running now (the process waits for them before it exits on its own). */
 let inFlight = 0;
@@ -53,7 +61,7 @@ export function errorDiagnostic(e: unknown): Diagnostic {
 const warning = (summary: string, detail = ''): Diagnostic => ({ severity: 'WARNING', summary, detail });
 
 function contextOf(o: ObjectValue) {
-  return installationContext(installationOf(o), (line) => log('info', line));
+  return engine().installationContext(installationOf(o), (line) => log('info', line));
 }
 
 const ageDays = (keySetAt: string, at: Date): number => Math.max(0, Math.floor((at.getTime() - new Date(keySetAt).getTime()) / DAY_MS));
@@ -95,7 +103,7 @@ async function readResource(req: Req): Promise<Res> {
   if (!prior) return { new_state: encodeDynamic(null), private: req.private };
   try {
     const ctx = contextOf(prior);
-    const f = await readKey(ctx, { verify: prior.verify_secrets === true, refusePending: true });
+    const f = await engine().readKey(ctx, { verify: prior.verify_secrets === true, refusePending: true });
     const state: ObjectValue = { ...prior, ...keyComputed(prior, f, new Date()), undecryptable: f.undecryptable ?? prior.undecryptable ?? null };
     return { new_state: encodeDynamic(state), private: req.private };
   } catch (e) {
@@ -123,7 +131,7 @@ async function planResourceChange(req: Req): Promise<Res> {
   try {
     const ctx = contextOf(proposed);
     const declared = declaredOf(proposed, at);
-    const kp = await planKey(ctx, declared, { verify: proposed.verify_secrets === true });
+    const kp = await engine().planKey(ctx, declared, { verify: proposed.verify_secrets === true });
     const p = kp.plan;
     const rotate = p.action === 'rotate';
     if (rotate) for (const x of kp.problems) diagnostics.push({ severity: 'ERROR', summary: x.message, detail: `Error code ${x.code} (\`master-key apply\` refuses the same way).` });
@@ -180,13 +188,13 @@ async function applyResourceChange(req: Req): Promise<Res> {
       ? { targetGeneration: planned.generation as number, windowStart: priv.windowStart ? new Date(priv.windowStart) : undefined, policyDays: priv.policyDays }
       : declaredOf(planned, at);
     if (priv?.rotate && typeof planned.secrets === 'number') {
-      const now = await countNow(ctx);
+      const now = await engine().countNow(ctx);
       if (now.total !== planned.secrets) {
         throw new MasterKeyError('PLAN_STALE', `The database holds ${now.total} secrets now but the plan counted ${planned.secrets}; nothing was changed: run terraform plan again and review it.`);
       }
     }
-    const r = await applyKey(ctx, declared, typeof planned.new_key_file === 'string' ? planned.new_key_file : undefined);
-    const f = await readKey(ctx);
+    const r = await engine().applyKey(ctx, declared, typeof planned.new_key_file === 'string' ? planned.new_key_file : undefined);
+    const f = await engine().readKey(ctx);
     const state: ObjectValue = { ...planned, ...keyComputed(planned, f, r.rotated ? new Date() : at) };
     state.undecryptable = r.rotated ? (r.verificationFailures ?? 0) : planned.undecryptable === UNKNOWN ? null : planned.undecryptable;
     if (r.rotated) state.last_report = r.reportMarkdown ?? null;
@@ -228,7 +236,7 @@ async function importResourceState(req: Req): Promise<Res> {
     if (args.name === null) args.name = 'act';
     const bad = validateKey(args);
     if (bad.length) return { diagnostics: bad };
-    const f = await readKey(contextOf(args), { refusePending: true });
+    const f = await engine().readKey(contextOf(args), { refusePending: true });
     if (args.generation === null) args.generation = f.generation;
     const state: ObjectValue = { ...args, ...keyComputed(args, f, new Date()), undecryptable: null };
     return { imported_resources: [{ type_name: RESOURCE_TYPE, state: encodeDynamic(state), private: Buffer.alloc(0) }] };
@@ -241,7 +249,7 @@ async function readDataSource(req: Req): Promise<Res> {
   const config = decodeDynamic(req.config) as ObjectValue;
   try {
     const maxAge = typeof config.max_age_days === 'number' ? config.max_age_days : undefined;
-    const f = await readKey(contextOf(config), { maxAgeMs: maxAge !== undefined ? maxAge * DAY_MS : undefined });
+    const f = await engine().readKey(contextOf(config), { maxAgeMs: maxAge !== undefined ? maxAge * DAY_MS : undefined });
     const state: ObjectValue = {
       ...config,
       id: f.database,
@@ -269,7 +277,8 @@ function upgradeResourceState(req: Req): Res {
   return { upgraded_state: encodeDynamic(objectOf(schema, JSON.parse(raw.toString('utf8')) as Record<string, Value>)) };
 }
 
-const CAPABILITIES = { plan_destroy: false, get_provider_schema_optional: false, move_resource_state: false };
+/** The schema never changes within a version, so Terraform may use a copy it already has. */
+const CAPABILITIES = { plan_destroy: false, get_provider_schema_optional: true, move_resource_state: false };
 
 /** The `tfplugin6.Provider` implementation. */
 export function providerService(): grpc.UntypedServiceImplementation {
