@@ -44,7 +44,7 @@ describe('README', () => {
     }
   });
 
-  it.each(['docs/sealed-secret-format.md', 'docs/constructs.md', 'docs/failure-and-recovery.md'])('embeds %s verbatim', (path) => {
+  it.each(['docs/sealed-secret-format.md', 'docs/constructs.md', 'docs/failure-and-recovery.md', 'docs/provider.md'])('embeds %s verbatim', (path) => {
     expect(block(path)).toBe(embedded(readFileSync(join(root, path), 'utf8')));
   });
 });
