@@ -26,7 +26,7 @@ import { Client } from 'pg';
 import { MasterKey as MasterKeyConstruct, MasterKeyInventory, RotationResourceType } from '../constructs';
 import { MasterKey } from '../src/crypto/key';
 import { removeEmbeddedData, startEmbeddedPostgres, EmbeddedServer } from '../src/db/embedded';
-import { runInit } from '../src/engine/admin';
+import { runInit } from '../src/rotation/init';
 import { installationContext } from '../src/provider/engine';
 import { installProvider } from '../src/provider/install';
 import { BENCH_INVENTORY, restoreBench, seedBench } from './bench-data';

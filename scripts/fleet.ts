@@ -13,7 +13,7 @@ import { TerraformStack } from 'cdktf';
 import { MasterKey as MasterKeyConstruct, RotationResourceType } from '../constructs';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
-import { runInit } from '../src/engine/admin';
+import { runInit } from '../src/rotation/init';
 import { ACT_SCHEMA_SQL } from '../src/inventory/act-preset';
 import { installationContext } from '../src/provider/engine';
 

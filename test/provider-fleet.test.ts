@@ -17,6 +17,8 @@ import { actCodec } from '../src/crypto/codec';
 import { adminUrl, withTestClient } from './support/db';
 
 const SIZE = 20;
+
+jest.setTimeout(900_000);
 const BROKEN = 7;
 
 describeTerraform('a fleet of 20 installations through the provider', () => {
@@ -38,7 +40,7 @@ describeTerraform('a fleet of 20 installations through the provider', () => {
     ws.create();
     fleet = await createFleet(adminUrl(), root, SIZE, { secrets: 12 });
     env = fleetEnv(fleet);
-  }, 180_000);
+  });
 
   afterAll(async () => {
     await dropFleet(adminUrl(), fleet);

@@ -18,6 +18,9 @@ import { TfWorkspace, allCommandLines, describeTerraform, descendants, waitFor }
 
 const ADDRESS = 'masterkey_key.master_key_act';
 
+// Every step runs terraform several times, and a loaded machine makes each run slow.
+jest.setTimeout(600_000);
+
 describeTerraform('terraform-provider-masterkey on real terraform and PostgreSQL', () => {
   const ws = new TfWorkspace('keys');
   let scn: Scenario;
@@ -213,7 +216,13 @@ describeTerraform('terraform-provider-masterkey on real terraform and PostgreSQL
       await waitFor('the stop hook', () => existsSync(ready));
       processArgs.push(allCommandLines());
       killed = [tf.pid!, ...descendants(tf.pid!)];
-      for (const pid of killed) process.kill(pid, 'SIGKILL');
+      for (const pid of killed) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone (e.g. the hook's sleep)
+        }
+      }
       await exited;
       await waitFor('every killed process to be gone', () => killed.every((p) => !existsSync(`/proc/${p}/stat`) || readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z')));
     } finally {

@@ -8,7 +8,7 @@
  * the first).
  */
 import type { ClientBase } from 'pg';
-import { translatePgError } from '../db/pg';
+import { translatePgError } from '../store/postgres/client';
 import { Inventory, InventoryEntry, inventoryKinds, quoteIdent } from '../inventory/inventory';
 
 export interface SecretCounts {

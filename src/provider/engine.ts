@@ -13,16 +13,22 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { configTarget, readConfigEntry } from '../config/config-file';
 import { ConfigFormat } from '../config/formats';
-import { assertKeyOpensCanary, databaseIdentity, requireCanary } from '../db/meta';
-import { describeUrl, translatePgError, withClient, withTransaction } from '../db/pg';
-import { renderStatus, runStatus, StatusResult } from '../engine/admin';
-import { Context, quietProgress } from '../engine/context';
-import { Declared, decideRotation } from '../engine/decide';
-import { buildPlan, PlanFacts, RotationPlan } from '../engine/plan';
-import { runRecover } from '../engine/recover';
-import { assertNoPending, defaultPendingPath, preflight, readNodeKeys, runApply, runPlan, runVerify } from '../engine/rotation';
 import { ErrorCode, MasterKeyError } from '../errors';
 import { inventoryDigest, loadInventory } from '../inventory/inventory';
+import { assertKeyOpensCanary, requireCanary } from '../rotation/canary';
+import { Context, quietProgress } from '../rotation/context';
+import { Declared, decideRotation } from '../rotation/decide';
+import { FaultPoints } from '../rotation/faults';
+import { assertNoPending, readNodeKeys } from '../rotation/keys';
+import { defaultPendingPath } from '../rotation/pending';
+import { runApply } from '../rotation/phases';
+import { buildPlan, PlanFacts, RotationPlan } from '../rotation/plan';
+import { preflight, runPlan } from '../rotation/preflight';
+import { runRecover } from '../rotation/recover';
+import { renderStatus, runStatus, StatusResult } from '../rotation/status';
+import { runVerify } from '../rotation/verify';
+import { withStore } from '../store/open';
+import { connect, withTransaction } from '../store/postgres/client';
 import { countSecrets, SecretCounts } from './counts';
 
 export { renderStatus, runRecover };
@@ -69,6 +75,7 @@ export function installationContext(a: Installation, log: (line: string) => void
     hooks: { stop: a.stopCommand, start: a.startCommand, health: a.healthCommand },
     log,
     progress: quietProgress,
+    faults: new FaultPoints(env.MASTER_KEY_TEST_KILL_AT),
     now: () => new Date(),
   };
 }
@@ -109,8 +116,18 @@ function reportOf(dir: string, rotationId: string, toGeneration: number): string
   return undefined;
 }
 
+/**
+ * The secrets per kind, counted by query on a connection of our own (the
+ * store counts rows, not values by kind). PostgreSQL only, as every store
+ * is today; a second store needs a counting query of its own here.
+ */
 async function counted(ctx: Context): Promise<SecretCounts> {
-  return withClient(ctx.databaseUrl, (c) => withTransaction(c, () => countSecrets(c, ctx.inventory), 'read only'), { applicationName: 'terraform-provider-masterkey' });
+  const c = await connect(ctx.databaseUrl, { applicationName: 'terraform-provider-masterkey' });
+  try {
+    return await withTransaction(c, () => countSecrets(c, ctx.inventory), 'read only');
+  } finally {
+    await c.end().catch(() => undefined);
+  }
 }
 
 /**
@@ -179,45 +196,31 @@ export async function planKey(ctx: Context, declared: Declared, opts: { verify?:
     return { plan, secrets, problems };
   }
   const { key: oldKey, facts: configs } = readNodeKeys(ctx);
-  return withClient(
-    ctx.databaseUrl,
-    async (c) => {
-      try {
-        return await withTransaction(
-          c,
-          async () => {
-            const canary = await requireCanary(c);
-            assertKeyOpensCanary(canary, oldKey, `the key in ${ctx.targets[0].path}`);
-            const decision = decideRotation(canary, declared);
-            const secrets = await countSecrets(c, ctx.inventory);
-            const estimate = backupEstimate(secrets, ctx);
-            const pre = decision.rotate ? preflight(ctx, estimate) : { problems: [], free: undefined };
-            const facts: PlanFacts = {
-              now: ctx.now(),
-              database: describeUrl(ctx.databaseUrl),
-              databaseIdentity: await databaseIdentity(c),
-              canary,
-              oldFingerprint: oldKey.fingerprint,
-              decision,
-              inventory: { name: ctx.inventory.name, digest: inventoryDigest(ctx.inventory) },
-              scan: { total: secrets.total, byKind: secrets.byKind, failures: [], failureCount: 0, storedBytes: secrets.storedBytes },
-              configs,
-              backupDir: ctx.backupDir,
-              backupEstimateBytes: estimate,
-              backupFreeBytes: pre.free,
-              hooks: ctx.hooks,
-              preflight: pre.problems,
-            };
-            return { plan: buildPlan(facts), secrets, problems: pre.problems.map((p) => ({ message: p.problem, code: p.code })) };
-          },
-          'read only',
-        );
-      } catch (e) {
-        throw translatePgError(e, 'planning the rotation', ctx.databaseUrl);
-      }
-    },
-    { applicationName: 'terraform-provider-masterkey' },
-  );
+  return withStore(ctx.databaseUrl, { doing: 'planning the rotation', label: 'terraform-provider-masterkey' }, async (store) => {
+    const canary = requireCanary(await store.readCanary());
+    assertKeyOpensCanary(canary, oldKey, `the key in ${ctx.targets[0].path}`);
+    const decision = decideRotation(canary, declared);
+    const secrets = await counted(ctx);
+    const estimate = backupEstimate(secrets, ctx);
+    const pre = decision.rotate ? preflight(ctx, estimate) : { problems: [], free: undefined };
+    const facts: PlanFacts = {
+      now: ctx.now(),
+      database: store.description,
+      databaseIdentity: await store.identity(),
+      canary,
+      oldFingerprint: oldKey.fingerprint,
+      decision,
+      inventory: { name: ctx.inventory.name, digest: inventoryDigest(ctx.inventory) },
+      scan: { total: secrets.total, byKind: secrets.byKind, failures: [], failureCount: 0, storedBytes: secrets.storedBytes },
+      configs,
+      backupDir: ctx.backupDir,
+      backupEstimateBytes: estimate,
+      backupFreeBytes: pre.free,
+      hooks: ctx.hooks,
+      preflight: pre.problems,
+    };
+    return { plan: buildPlan(facts), secrets, problems: pre.problems.map((p) => ({ message: p.problem, code: p.code })) };
+  });
 }
 
 /** Apply: `master-key apply` (generating the new key), in this process. */
