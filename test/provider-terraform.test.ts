@@ -10,7 +10,7 @@
  */
 import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MasterKey as MasterKeyConstruct, MasterKeyProps } from '../constructs';
+import { DataMasterkeyStatus, MasterKey as MasterKeyConstruct, MasterKeyProps } from '../constructs';
 import { MasterKey, parseKey } from '../src/crypto/key';
 import { dropDatabase } from './support/db';
 import { Scenario, actScenario, dbSnapshot, keyLeaks, keyLine, readPlaintexts } from './support/scenario';
@@ -252,6 +252,22 @@ describeTerraform('terraform-provider-masterkey on real terraform and PostgreSQL
     expect(plan).toMatch(/~ database_generation\s+= 3 -> 4/);
     ws.ok(['apply', '-auto-approve'], env);
     expect(ws.ok(['plan', '-detailed-exitcode'], env, 0)).toContain('No changes.');
+  });
+
+  it('masterkey_status fails the plan through a postcondition once the key is older than max_age_days', () => {
+    const status = (maxAgeDays: number) => (k: MasterKeyConstruct) =>
+      new DataMasterkeyStatus(k, 'status', {
+        configFiles: [scn.configPath, node2],
+        maxAgeDays,
+        lifecycle: { postcondition: [{ condition: '${!self.overdue && self.nodes_in_sync}', errorMessage: 'The ACT master key is overdue or a node is out of step: rotate it.' }] },
+      });
+    synth(4, {}, status(365));
+    expect(ws.ok(['plan', '-detailed-exitcode'], env, 0)).toContain('No changes.');
+    synth(4, {}, status(0.00001)); // under a second: the key is older than that by now
+    const overdue = ws.tf(['plan'], env);
+    expect(overdue.code).toBe(1);
+    expect(overdue.out).toContain('The ACT master key is overdue or a node is out of step: rotate it.');
+    synth(4);
   });
 
   it('no key and no database password in state, plan JSON, trace logs, outputs or any process arguments', () => {

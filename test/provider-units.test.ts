@@ -24,7 +24,7 @@ import { countSecrets } from '../src/provider/counts';
 import { UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from '../src/provider/cty';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, loadProto } from '../src/provider/plugin-server';
 import { parseImportId } from '../src/provider/provider';
-import { KEY_RESOURCE, objectOf } from '../src/provider/schema';
+import { KEY_RESOURCE, objectOf, typed } from '../src/provider/schema';
 import { caught } from './support/errors';
 import { dropDatabase, freshDatabase, withTestClient } from './support/db';
 
@@ -45,6 +45,11 @@ describe('msgpack DynamicValues', () => {
     expect(hasUnknown(back)).toBe(true);
     expect(decodeDynamic({ json: Buffer.from('{"a":[1,2.5,"x"]}') })).toEqual({ a: [1, 2.5, 'x'] });
     expect(decodeDynamic(null)).toBeNull();
+  });
+
+  it('types numbers cty sends as decimal strings (when float64 cannot hold them exactly) by the schema', () => {
+    const v = typed(KEY_RESOURCE, { ...objectOf(KEY_RESOURCE, {}), generation: '3', rotation_period_days: '0.1', secrets_by_kind: { a: '2' }, name: '42' });
+    expect(v).toEqual(expect.objectContaining({ generation: 3, rotation_period_days: 0.1, secrets_by_kind: { a: 2 }, name: '42' }));
   });
 });
 

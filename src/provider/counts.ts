@@ -56,8 +56,12 @@ function slotsSql(e: InventoryEntry, order: number, params: unknown[]): string {
            WHERE t.${quoteIdent(e.column)} IS NOT NULL AND ${where}`;
 }
 
-/** Counts per kind (every kind of the inventory listed, 0 when absent). */
-export async function countSecrets(c: ClientBase, inv: Inventory): Promise<SecretCounts> {
+/**
+ * Counts per kind (every kind of the inventory listed, 0 when absent); with
+ * `bytes: false` the plain columns are only counted, not measured (cheaper).
+ */
+export async function countSecrets(c: ClientBase, inv: Inventory, opts: { bytes?: boolean } = {}): Promise<SecretCounts> {
+  const measure = opts.bytes !== false;
   const byKind: Record<string, number> = {};
   for (const k of inventoryKinds(inv)) byKind[k] = 0;
   let total = 0;
@@ -79,7 +83,7 @@ export async function countSecrets(c: ClientBase, inv: Inventory): Promise<Secre
     for (const entries of plain.values()) {
       // A column listed twice as plain text counts once (the first entry's kind), as the scan does.
       const cols = entries.filter((e, i) => entries.findIndex((x) => x.column === e.column) === i);
-      const sel = cols.map((e, i) => `count(${quoteIdent(e.column)}) AS n${i}, coalesce(sum(length(${quoteIdent(e.column)}::text)), 0) AS b${i}`);
+      const sel = cols.map((e, i) => `count(${quoteIdent(e.column)}) AS n${i}, ${measure ? `coalesce(sum(length(${quoteIdent(e.column)}::text)), 0)` : '0'} AS b${i}`);
       const r = await c.query<Record<string, string>>(`SELECT ${sel.join(', ')} FROM ${quoteIdent(cols[0].table)}`);
       cols.forEach((e, i) => add(e.kind, Number(r.rows[0][`n${i}`]), Number(r.rows[0][`b${i}`])));
     }

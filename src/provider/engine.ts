@@ -121,10 +121,10 @@ function reportOf(dir: string, rotationId: string, toGeneration: number): string
  * store counts rows, not values by kind). PostgreSQL only, as every store
  * is today; a second store needs a counting query of its own here.
  */
-async function counted(ctx: Context): Promise<SecretCounts> {
+async function counted(ctx: Context, bytes = true): Promise<SecretCounts> {
   const c = await connect(ctx.databaseUrl, { applicationName: 'terraform-provider-masterkey' });
   try {
-    return await withTransaction(c, () => countSecrets(c, ctx.inventory), 'read only');
+    return await withTransaction(c, () => countSecrets(c, ctx.inventory, { bytes }), 'read only');
   } finally {
     await c.end().catch(() => undefined);
   }
@@ -140,7 +140,7 @@ async function counted(ctx: Context): Promise<SecretCounts> {
 export async function readKey(ctx: Context, opts: { verify?: boolean; maxAgeMs?: number; refusePending?: boolean } = {}): Promise<KeyFacts> {
   if (opts.refusePending) assertNoPending(ctx);
   const status = await runStatus(ctx, { maxAgeMs: opts.maxAgeMs });
-  const secrets = await counted(ctx);
+  const secrets = await counted(ctx, false);
   let undecryptable: number | undefined;
   if (opts.verify) undecryptable = (await runVerify(ctx)).scan.failureCount;
   const last = status.lastRotation;
@@ -180,11 +180,12 @@ function backupEstimate(secrets: SecretCounts, ctx: Context): number {
 
 /**
  * The data-level dry run. Fast: the facts `master-key plan` gathers, with the
- * secrets counted instead of opened. With `verify` it is `master-key plan`
+ * secrets counted instead of opened (and, when nothing is due, the counts
+ * the caller `known` from its refresh). With `verify` it is `master-key plan`
  * itself (every secret opened with the old key). Throws the CLI's errors for
  * what stops a plan (pending rotation, wrong key, missing canary, ...).
  */
-export async function planKey(ctx: Context, declared: Declared, opts: { verify?: boolean } = {}): Promise<KeyPlan> {
+export async function planKey(ctx: Context, declared: Declared, opts: { verify?: boolean; known?: Pick<SecretCounts, 'total' | 'byKind'> } = {}): Promise<KeyPlan> {
   assertNoPending(ctx);
   if (opts.verify) {
     const plan = await runPlan(ctx, declared);
@@ -200,7 +201,8 @@ export async function planKey(ctx: Context, declared: Declared, opts: { verify?:
     const canary = requireCanary(await store.readCanary());
     assertKeyOpensCanary(canary, oldKey, `the key in ${ctx.targets[0].path}`);
     const decision = decideRotation(canary, declared);
-    const secrets = await counted(ctx);
+    // Nothing to rotate: the counts terraform's refresh just read will do (a rotation counts afresh, with sizes for the backup).
+    const secrets = !decision.rotate && opts.known ? { ...opts.known, storedBytes: 0 } : await counted(ctx);
     const estimate = backupEstimate(secrets, ctx);
     const pre = decision.rotate ? preflight(ctx, estimate) : { problems: [], free: undefined };
     const facts: PlanFacts = {

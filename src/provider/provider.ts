@@ -10,7 +10,7 @@ import { MasterKeyError, isMasterKeyError } from '../errors';
 import { Diagnostic, INSTALLATION_ARGUMENTS, declaredOf, installationOf, validateKey, validateStatus } from './arguments';
 import { ObjectValue, UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from './cty';
 import type { KeyFacts } from './engine';
-import { KEY_RESOURCE, PROVIDER_BLOCK, STATUS_DATA_SOURCE, computedNames, objectOf, schemaMessage } from './schema';
+import { KEY_RESOURCE, PROVIDER_BLOCK, STATUS_DATA_SOURCE, computedNames, objectOf, schemaMessage, typed } from './schema';
 import { log } from './plugin-server';
 
 export const RESOURCE_TYPE = 'masterkey_key';
@@ -50,6 +50,9 @@ function unary(name: string, fn: (req: Req) => Promise<Res> | Res): grpc.handleU
       });
   };
 }
+
+/** A resource value from the wire, typed by the resource's schema. */
+const keyValue = (dv: unknown): ObjectValue | null => typed(KEY_RESOURCE, decodeDynamic(dv as Parameters<typeof decodeDynamic>[0]) as ObjectValue | null);
 
 /** The CLI's sentence as the summary, its code in the detail. */
 export function errorDiagnostic(e: unknown): Diagnostic {
@@ -99,7 +102,7 @@ function readPrivate(b: Buffer | undefined): PlannedPrivate | undefined {
 }
 
 async function readResource(req: Req): Promise<Res> {
-  const prior = decodeDynamic(req.current_state) as ObjectValue | null;
+  const prior = keyValue(req.current_state);
   if (!prior) return { new_state: encodeDynamic(null), private: req.private };
   try {
     const ctx = contextOf(prior);
@@ -117,8 +120,8 @@ function lookable(o: ObjectValue): boolean {
 }
 
 async function planResourceChange(req: Req): Promise<Res> {
-  const prior = decodeDynamic(req.prior_state) as ObjectValue | null;
-  const proposed = decodeDynamic(req.proposed_new_state) as ObjectValue | null;
+  const prior = keyValue(req.prior_state);
+  const proposed = keyValue(req.proposed_new_state);
   if (!proposed) return { planned_state: encodeDynamic(null) };
   const planned: ObjectValue = { ...proposed, id: proposed.name };
   if (!lookable(proposed)) {
@@ -131,7 +134,10 @@ async function planResourceChange(req: Req): Promise<Res> {
   try {
     const ctx = contextOf(proposed);
     const declared = declaredOf(proposed, at);
-    const kp = await engine().planKey(ctx, declared, { verify: proposed.verify_secrets === true });
+    const known = prior && typeof prior.secrets === 'number' && prior.secrets_by_kind !== null && typeof prior.secrets_by_kind === 'object' && !Array.isArray(prior.secrets_by_kind)
+      ? { total: prior.secrets, byKind: prior.secrets_by_kind as Record<string, number> }
+      : undefined;
+    const kp = await engine().planKey(ctx, declared, { verify: proposed.verify_secrets === true, known });
     const p = kp.plan;
     const rotate = p.action === 'rotate';
     if (rotate) for (const x of kp.problems) diagnostics.push({ severity: 'ERROR', summary: x.message, detail: `Error code ${x.code} (\`master-key apply\` refuses the same way).` });
@@ -166,8 +172,8 @@ async function planResourceChange(req: Req): Promise<Res> {
 }
 
 async function applyResourceChange(req: Req): Promise<Res> {
-  const prior = decodeDynamic(req.prior_state) as ObjectValue | null;
-  const planned = decodeDynamic(req.planned_state) as ObjectValue | null;
+  const prior = keyValue(req.prior_state);
+  const planned = keyValue(req.planned_state);
   if (!planned) {
     return {
       new_state: encodeDynamic(null),
@@ -246,7 +252,7 @@ async function importResourceState(req: Req): Promise<Res> {
 }
 
 async function readDataSource(req: Req): Promise<Res> {
-  const config = decodeDynamic(req.config) as ObjectValue;
+  const config = typed(STATUS_DATA_SOURCE, decodeDynamic(req.config) as ObjectValue)!;
   try {
     const maxAge = typeof config.max_age_days === 'number' ? config.max_age_days : undefined;
     const f = await engine().readKey(contextOf(config), { maxAgeMs: maxAge !== undefined ? maxAge * DAY_MS : undefined });
@@ -291,8 +297,8 @@ export function providerService(): grpc.UntypedServiceImplementation {
       server_capabilities: CAPABILITIES,
     })),
     ValidateProviderConfig: unary('ValidateProviderConfig', () => ({})),
-    ValidateResourceConfig: unary('ValidateResourceConfig', (req) => ({ diagnostics: validateKey(decodeDynamic(req.config) as ObjectValue) })),
-    ValidateDataResourceConfig: unary('ValidateDataResourceConfig', (req) => ({ diagnostics: validateStatus(decodeDynamic(req.config) as ObjectValue) })),
+    ValidateResourceConfig: unary('ValidateResourceConfig', (req) => ({ diagnostics: validateKey(keyValue(req.config)!) })),
+    ValidateDataResourceConfig: unary('ValidateDataResourceConfig', (req) => ({ diagnostics: validateStatus(typed(STATUS_DATA_SOURCE, decodeDynamic(req.config) as ObjectValue)!) })),
     UpgradeResourceState: unary('UpgradeResourceState', upgradeResourceState),
     ConfigureProvider: unary('ConfigureProvider', () => ({})),
     ReadResource: unary('ReadResource', readResource),

@@ -109,6 +109,25 @@ export function objectOf(b: BlockSpec, values: Readonly<Record<string, Value>>):
   return o;
 }
 
+/** A number as cty may send it: msgpack int or float, or a decimal string when float64 cannot hold it exactly. */
+function asNumber(v: Value): Value {
+  return typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
+}
+
+/** Decoded values as the schema types them: numbers sent as decimal strings become numbers. */
+export function typed(b: BlockSpec, o: ObjectValue | null): ObjectValue | null {
+  if (!o) return o;
+  const out: ObjectValue = { ...o };
+  for (const a of b.attributes) {
+    const v = out[a.name];
+    if (a.type === 'number') out[a.name] = asNumber(v);
+    else if (Array.isArray(a.type) && a.type[1] === 'number' && v !== null && typeof v === 'object') {
+      out[a.name] = Array.isArray(v) ? v.map(asNumber) : Object.fromEntries(Object.entries(v).map(([k, x]) => [k, asNumber(x)]));
+    }
+  }
+  return out;
+}
+
 /** The names of the block's computed attributes. */
 export function computedNames(b: BlockSpec): string[] {
   return b.attributes.filter((a) => a.use === 'computed').map((a) => a.name);
