@@ -1,13 +1,14 @@
 /**
  * The plugin process as go-plugin (inside Terraform) expects it: check the
- * magic cookie, serve gRPC on a Unix socket (TLS with a fresh certificate
- * when Terraform asks for AutoMTLS by passing `PLUGIN_CLIENT_CERT`, trusting
- * only that client certificate), add go-plugin's health, controller, stdio
- * and broker services, and print the handshake line
- * `1|6|unix|<socket>|grpc|<base64 DER certificate>` on stdout.
+ * magic cookie, serve gRPC on a loopback TCP port (within PLUGIN_MIN_PORT ..
+ * PLUGIN_MAX_PORT when Terraform sets them; TCP rather than a Unix socket so
+ * that a provider killed with -9 leaves no file behind), with TLS and a
+ * fresh certificate when Terraform asks for AutoMTLS by passing
+ * `PLUGIN_CLIENT_CERT` (trusting only that client certificate), add
+ * go-plugin's health, controller, stdio and broker services, and print the
+ * handshake line `1|6|tcp|127.0.0.1:<port>|grpc|<base64 DER certificate>`.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -44,9 +45,25 @@ export function log(level: LogLevel, message: string, fields: Record<string, unk
   process.stderr.write(JSON.stringify({ '@level': level, '@message': message, '@module': 'masterkey', '@timestamp': new Date().toISOString().replace(/Z$/, '000Z'), ...fields }) + '\n');
 }
 
+/** Binds 127.0.0.1 on a free port (in PLUGIN_MIN_PORT..PLUGIN_MAX_PORT when both are set); resolves to host:port. */
+async function bindLoopback(server: grpc.Server, creds: grpc.ServerCredentials, env: NodeJS.ProcessEnv): Promise<string> {
+  const bind = (port: number) => new Promise<number>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p))));
+  const min = Number(env.PLUGIN_MIN_PORT);
+  const max = Number(env.PLUGIN_MAX_PORT);
+  if (!(Number.isInteger(min) && Number.isInteger(max) && min > 0 && min <= max)) return `127.0.0.1:${await bind(0)}`;
+  for (let port = min; port <= max; port++) {
+    try {
+      return `127.0.0.1:${await bind(port)}`;
+    } catch {
+      // taken: try the next one
+    }
+  }
+  throw new Error(`Couldn't bind plugin TCP listener in PLUGIN_MIN_PORT..PLUGIN_MAX_PORT (${min}..${max})`);
+}
+
 export interface Served {
   readonly server: grpc.Server;
-  /** Stops serving and removes the socket. */
+  /** Stops serving. */
   stop(): void;
 }
 
@@ -67,14 +84,11 @@ export async function servePlugin(provider: grpc.UntypedServiceImplementation, e
   const health = loadProto('health.proto').grpc.health.v1;
 
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
-  const dir = mkdtempSync(join(env.PLUGIN_UNIX_SOCKET_DIR || tmpdir(), 'plugin-masterkey-'));
-  const socket = join(dir, 'plugin.sock');
   let stopped = false;
   const stop = () => {
     if (stopped) return;
     stopped = true;
     server.forceShutdown();
-    rmSync(dir, { recursive: true, force: true });
   };
   /** The long-lived stdio and broker streams, ended on shutdown. */
   const streams = new Set<grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>>();
@@ -134,9 +148,9 @@ export async function servePlugin(provider: grpc.UntypedServiceImplementation, e
   } else {
     creds = grpc.ServerCredentials.createInsecure();
   }
-  await new Promise<void>((resolve, reject) => server.bindAsync(`unix:${socket}`, creds, (err) => (err ? reject(err) : resolve())));
-  process.stdout.write(`${CORE_PROTOCOL_VERSION}|${APP_PROTOCOL_VERSION}|unix|${socket}|grpc|${certField}\n`);
-  log('debug', 'plugin address', { network: 'unix', address: socket });
+  const address = await bindLoopback(server, creds, env);
+  process.stdout.write(`${CORE_PROTOCOL_VERSION}|${APP_PROTOCOL_VERSION}|tcp|${address}|grpc|${certField}\n`);
+  log('debug', 'plugin address', { network: 'tcp', address });
   // Terraform forwards Ctrl-C to the process group and then asks the provider to stop; a rotation in progress must not die half-way.
   process.on('SIGINT', () => log('trace', 'plugin received interrupt signal, ignoring'));
   for (const sig of ['SIGTERM', 'SIGHUP'] as const) {
