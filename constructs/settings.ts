@@ -165,6 +165,13 @@ export interface MasterKeyProps {
    */
   readonly resourceType?: RotationResourceType;
   /**
+   * With `resourceType: 'provider'`: open every secret at refresh and plan
+   * (slow on large databases) instead of counting them, so rows that do not
+   * open fail the plan rather than the apply.
+   * @default false
+   */
+  readonly verifySecrets?: boolean;
+  /**
    * The command that runs the rotation CLI, as an argument vector; the
    * construct appends `apply --generation N ...`.
    * @default [the node binary running synth, this package's dist/src/cli/main.js]
@@ -200,6 +207,7 @@ export interface MasterKeySettings extends PassedThrough {
   readonly databaseUrl: { readonly env: string } | { readonly entry: string };
   readonly inventory: MasterKeyInventory;
   readonly resourceType: RotationResourceType;
+  readonly verifySecrets: boolean;
   readonly cliCommand: readonly string[];
   readonly environment: Readonly<Record<string, string>>;
 }
@@ -290,6 +298,8 @@ export function resolveSettings(props: MasterKeyProps, ctx: ResolveContext): Mas
   const resourceType = props.resourceType ?? 'terraform_data';
   if (!ROTATION_RESOURCE_TYPES.includes(resourceType)) fail('resourceType', `${quotable(resourceType)} is not supported`, `use one of ${ROTATION_RESOURCE_TYPES.join(', ')}`);
 
+  if (props.verifySecrets !== undefined && typeof props.verifySecrets !== 'boolean') fail('verifySecrets', `is ${quotable(props.verifySecrets)}`, 'give true or false');
+  if (props.verifySecrets !== undefined && resourceType !== 'provider') fail('verifySecrets', `is only used with resourceType "provider", not "${resourceType}"`, 'leave it out, or use the provider');
   if (resourceType === 'provider') {
     if (props.cliCommand !== undefined) fail('cliCommand', 'is not used with resourceType "provider"', 'leave it out: the provider runs the rotation inside terraform');
     if (props.environment !== undefined) fail('environment', 'is not used with resourceType "provider"', "leave it out: the provider runs the rotation in terraform's own environment, so export variables in the shell that runs terraform");
@@ -325,6 +335,7 @@ export function resolveSettings(props: MasterKeyProps, ctx: ResolveContext): Mas
     healthCommand: optionalText('healthCommand'),
     newKeyFile: optionalText('newKeyFile'),
     resourceType,
+    verifySecrets: props.verifySecrets ?? false,
     cliCommand: [...cliCommand],
     environment: { ...environment },
   };

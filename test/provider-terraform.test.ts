@@ -12,7 +12,8 @@ import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, writeFileS
 import { join } from 'node:path';
 import { DataMasterkeyStatus, MasterKey as MasterKeyConstruct, MasterKeyProps } from '../constructs';
 import { MasterKey, parseKey } from '../src/crypto/key';
-import { dropDatabase } from './support/db';
+import { actCodec } from '../src/crypto/codec';
+import { dropDatabase, withTestClient } from './support/db';
 import { Scenario, actScenario, dbSnapshot, keyLeaks, keyLine, readPlaintexts } from './support/scenario';
 import { TfWorkspace, allCommandLines, describeTerraform, descendants, waitFor } from './support/terraform';
 
@@ -251,6 +252,36 @@ describeTerraform('terraform-provider-masterkey on real terraform and PostgreSQL
     const plan = ws.ok(['plan', '-detailed-exitcode'], env, 2);
     expect(plan).toMatch(/~ database_generation\s+= 3 -> 4/);
     ws.ok(['apply', '-auto-approve'], env);
+    expect(ws.ok(['plan', '-detailed-exitcode'], env, 0)).toContain('No changes.');
+  });
+
+  it('a stored value that does not open is a plan-time error with verifySecrets, and without it an apply-time diagnostic that taints nothing', async () => {
+    const row = await withTestClient(scn.url, async (c) => (await c.query<{ id: string; v: string }>('SELECT id::text AS id, access_token AS v FROM git_credentials ORDER BY id LIMIT 1')).rows[0]);
+    const stranger = actCodec().seal(MasterKey.generate(), Buffer.from('sealed under another key'));
+    await withTestClient(scn.url, (c) => c.query('UPDATE git_credentials SET access_token = $2 WHERE id = $1', [row.id, stranger]));
+    try {
+      const before = await dbSnapshot(scn.url);
+      const configsBefore = configs().map((b) => b.toString('hex'));
+      synth(5, { verifySecrets: true });
+      const planned = ws.tf(['plan'], env);
+      expect(planned.code).toBe(1);
+      expect(planned.out).toContain('1 stored value(s) do not open with the old key');
+      expect(planned.out).toContain('UNDECRYPTABLE_ROWS');
+      synth(5);
+      ws.ok(['plan', '-detailed-exitcode'], env, 2);
+      const applied = ws.tf(['apply', '-auto-approve'], env);
+      expect(applied.code).toBe(1);
+      expect(applied.out).toContain(`git_credentials.access_token id=${row.id}`);
+      expect(applied.out).toContain('UNDECRYPTABLE_ROWS');
+      expect(await dbSnapshot(scn.url)).toBe(before);
+      expect(configs().map((b) => b.toString('hex'))).toEqual(configsBefore);
+      const again = ws.ok(['plan'], env);
+      expect(again).toContain(`# ${ADDRESS} will be updated in-place`);
+      expect(again).not.toMatch(/tainted|must be replaced/);
+    } finally {
+      await withTestClient(scn.url, (c) => c.query('UPDATE git_credentials SET access_token = $2 WHERE id = $1', [row.id, row.v]));
+    }
+    synth(4);
     expect(ws.ok(['plan', '-detailed-exitcode'], env, 0)).toContain('No changes.');
   });
 
