@@ -10,7 +10,7 @@
  */
 import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DataMasterkeyStatus, MasterKey as MasterKeyConstruct, MasterKeyProps } from '../constructs';
+import { MasterKey as MasterKeyConstruct, MasterKeyProps, masterkeyStatus } from '../constructs';
 import { MasterKey, parseKey } from '../src/crypto/key';
 import { actCodec } from '../src/crypto/codec';
 import { dropDatabase, withTestClient } from './support/db';
@@ -195,7 +195,7 @@ describeTerraform('terraform-provider-masterkey on real terraform and PostgreSQL
     expect(ws.ok(['plan'], env)).not.toMatch(/will be (updated|created|destroyed|replaced)/);
     ws.ok(['state', 'rm', ADDRESS]);
     // The short id names only the key and its config files: the other arguments of the configuration show as an update.
-    synth(3, {}, (k) => k.resource.importFrom(`act:${scn.configPath},${node2}`));
+    synth(3, {}, (k) => k.key!.importFrom(`act:${scn.configPath},${node2}`));
     const plan = ws.ok(['plan'], env);
     expect(plan).toContain(`# (imported from "act:${scn.configPath},${node2}")`);
     expect(plan).toMatch(new RegExp(`  fingerprint\\s+= "${keys[2].fingerprint}"`));
@@ -287,7 +287,7 @@ describeTerraform('terraform-provider-masterkey on real terraform and PostgreSQL
 
   it('masterkey_status fails the plan through a postcondition once the key is older than max_age_days', () => {
     const status = (maxAgeDays: number) => (k: MasterKeyConstruct) =>
-      new DataMasterkeyStatus(k, 'status', {
+      masterkeyStatus(k, 'status', {
         configFiles: [scn.configPath, node2],
         maxAgeDays,
         lifecycle: { postcondition: [{ condition: '${!self.overdue && self.nodes_in_sync}', errorMessage: 'The ACT master key is overdue or a node is out of step: rotate it.' }] },
