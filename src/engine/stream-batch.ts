@@ -87,7 +87,7 @@ export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TableP
 }
 
 /** The error for a value that does not open (names where it is, never the value). */
-function undecryptable(table: string, f: { id: string; column: string; kind: string; path?: string; code: ErrorCode; more: number }): MasterKeyError {
+export function undecryptable(table: string, f: { id: string; column: string; kind: string; path?: string; code: ErrorCode; more: number }): MasterKeyError {
   const where = `${table}.${f.column}${f.path ? ` at ${f.path}` : ''}`;
   return new MasterKeyError(
     'UNDECRYPTABLE_ROWS',
