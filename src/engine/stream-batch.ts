@@ -69,7 +69,7 @@ export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TableP
   const key = at.ctid ?? at.id;
   const prepare = async (rows: Row[]): Promise<PreparedBatch> => {
     const visit = digest ? (row: number, column: string, path: string | undefined, text: string) => digest.add(plan.table, column, path, rows[row][at.id] ?? '', text) : undefined;
-    const out = await processBatch(plan.columns, rows, at.first, crypto, true, visit);
+    const out = await processBatch(plan.columns, rows, at.first, crypto, true, visit, at.aad);
     const byKind = out.byKind;
     if (out.failures.length > 0) {
       const { row, ...f } = out.failures[0];

@@ -9,10 +9,10 @@
  * recovery is the path a crash takes there). The soak runs both at length
  * (`npm run soak -- --store sqlite --journal wal|delete`).
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { MasterKey } from '../../src/crypto/key';
+import { scratchDir } from '../../scripts/scratch';
 import { sqliteModule } from '../../src/store/sqlite/driver';
 import { sqliteFile } from '../../src/store/sqlite/url';
 import { seedAct } from './act-data';
@@ -38,7 +38,7 @@ export type SqliteJournal = 'wal' | 'delete';
 
 /** An empty SQLite database file `act.db` in `dir` (or a new temp directory) in the given journal mode; its URL. */
 export function createSqliteDatabase(journal: SqliteJournal, dir?: string): string {
-  const where = dir ?? mkdtempSync(join(tmpdir(), 'mk-sqlite-'));
+  const where = dir ?? scratchDir('mk-sqlite-');
   mkdirSync(where, { recursive: true, mode: 0o700 });
   const path = join(where, 'act.db');
   const Database = sqliteModule();

@@ -17,7 +17,7 @@ import { MasterKeyError } from '../../errors';
 import { undecryptable } from '../../engine/stream-batch';
 import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES } from '../../engine/stream';
 import { ValueDigest } from '../../engine/stream-digest';
-import { ColumnPlan, groupInventory, processBatch } from '../../engine/stream-plan';
+import { AadLayout, ColumnPlan, aadLayout, groupInventory, processBatch } from '../../engine/stream-plan';
 import { Inventory, inventoryKinds, quoteIdent } from '../../inventory/inventory';
 import type { InventoryCounts, ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../store';
 import { closeCrypto, valueCrypto } from './crypto';
@@ -30,6 +30,10 @@ export interface SqliteTable {
   /** The quoted key rows are read and written by: `rowid`, or the primary key of a WITHOUT ROWID table. */
   readonly key: string;
   readonly columns: ReadonlyArray<Pick<ColumnPlan, 'column' | 'json' | 'entries'>>;
+  /** Columns whose text is some entries' additional authenticated data (read after the columns). */
+  readonly aadColumns: readonly string[];
+  /** Where they are in a batch's rows. */
+  readonly aad: AadLayout;
 }
 
 /** Splits `schema.table` (an inventory may qualify a table with an attached database's name). */
@@ -45,10 +49,10 @@ export function planTables(db: Db, inv: Inventory): SqliteTable[] {
     const listed = db.prepare('SELECT wr FROM pragma_table_list WHERE schema = ? AND name = ? AND type = ?').get(schema, table, 'table') as { wr: number } | undefined;
     if (!listed) throw new MasterKeyError('INVENTORY_INVALID', `The inventory names the table ${g.table}, which does not exist in this database; fix the inventory or the schema.`);
     const names = new Set((db.prepare('SELECT name FROM pragma_table_xinfo(?, ?)').all(table, schema) as Array<{ name: string }>).map((r) => r.name));
-    for (const col of [g.idColumn, ...g.columns.map((c) => c.column)]) {
+    for (const col of [g.idColumn, ...g.columns.map((c) => c.column), ...g.aadColumns]) {
       if (!names.has(col)) throw new MasterKeyError('INVENTORY_INVALID', `The inventory names ${g.table}.${col}, which does not exist in this database; fix the inventory or the schema.`);
     }
-    return { table: g.table, idColumn: g.idColumn, key: listed.wr ? quoteIdent(g.idColumn) : 'rowid', columns: g.columns };
+    return { table: g.table, idColumn: g.idColumn, key: listed.wr ? quoteIdent(g.idColumn) : 'rowid', columns: g.columns, aadColumns: g.aadColumns, aad: aadLayout(g.aadColumns, 1, g.columns.length) };
   });
 }
 
@@ -58,7 +62,7 @@ export function planTables(db: Db, inv: Inventory): SqliteTable[] {
  */
 const NOT_TEXT = '\u0000';
 
-/** One batch of rows: their keys, and rows laid out as `processBatch` reads them (id, then the columns). */
+/** One batch of rows: their keys, and rows laid out as `processBatch` reads them (id, the columns, then the AAD columns as text). */
 interface Batch {
   readonly keys: unknown[];
   readonly rows: Array<Array<string | null>>;
@@ -67,9 +71,11 @@ interface Batch {
 /** The rows of a table holding at least one value, a batch at a time in key order. */
 function* batches(db: Db, t: SqliteTable, batchSize: number): Generator<Batch> {
   const cols = t.columns.map((c) => quoteIdent(c.column));
+  // AAD as text, as PostgreSQL's ::text gives it (an integer user id becomes its digits).
+  const aad = t.aadColumns.map((c) => `, CAST(${quoteIdent(c)} AS TEXT)`).join('');
   const select = (after: string) =>
     db
-      .prepare(`SELECT ${t.key}, ${quoteIdent(t.idColumn)}, ${cols.join(', ')} FROM ${quoteIdent(t.table)} WHERE ${after}(${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}) ORDER BY ${t.key} LIMIT ?`)
+      .prepare(`SELECT ${t.key}, ${quoteIdent(t.idColumn)}, ${cols.join(', ')}${aad} FROM ${quoteIdent(t.table)} WHERE ${after}(${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}) ORDER BY ${t.key} LIMIT ?`)
       .raw(true)
       .safeIntegers(true);
   const firstBatch = select('');
@@ -123,7 +129,7 @@ export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: 
   try {
     for (const t of tables) {
       for (const { rows } of batches(db, t, batchSize)) {
-        const out = await processBatch(t.columns, rows, 1, crypto, false);
+        const out = await processBatch(t.columns, rows, 1, crypto, false, undefined, t.aad);
         total += kinds.add(out.byKind);
         storedBytes += out.bytes;
         failureCount += out.failures.length;
@@ -156,7 +162,7 @@ export async function reencryptValues(db: Db, inv: Inventory, from: KeySource, t
       const sets = t.columns.map((c) => `${quoteIdent(c.column)} = coalesce(?, ${quoteIdent(c.column)})`);
       const update = db.prepare(`UPDATE ${quoteIdent(t.table)} SET ${sets.join(', ')} WHERE ${t.key} = ?`).safeIntegers(true);
       for (const { keys, rows } of batches(db, t, batchSize)) {
-        const out = await processBatch(t.columns, rows, 1, crypto, true, (row, column, path, text) => digest.add(t.table, column, path, rows[row][0] ?? '', text));
+        const out = await processBatch(t.columns, rows, 1, crypto, true, (row, column, path, text) => digest.add(t.table, column, path, rows[row][0] ?? '', text), t.aad);
         if (out.failures.length > 0) {
           const { row, ...f } = out.failures[0];
           throw undecryptable(t.table, { ...f, id: rows[row][0] ?? '', more: out.failures.length - 1 });
