@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- --store sqlite [--rows N] [--reps 3] [--journal wal|delete] [--json]`
+ * `npm run bench -- --store sqlite [--rows N] [--reps 3] [--journal wal|delete] [--crypto native|node|workers] [--json]`
  *
  * The benchmark on a SQLite file, in one run: SQLite's own floor (every row
  * rewritten by `UPDATE t SET value = value || ''` in one transaction),
@@ -15,6 +15,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { CryptoMode, defaultCryptoMode } from '../src/crypto/batch';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey, parseKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
@@ -34,6 +35,8 @@ export interface SqliteBenchOptions {
   readonly journal: 'wal' | 'delete';
   readonly json: boolean;
   readonly methods: readonly Method[];
+  /** Where the AES-GCM work runs (crypto alone, ours and apply). @default the production default */
+  readonly crypto?: CryptoMode;
   /** Above this many rows the naive script runs once. */
   readonly naiveSingleRunAbove?: number;
 }
@@ -106,16 +109,19 @@ function floor(path: string): Run {
 }
 
 /** Every value opened and re-sealed in memory, in batches (the values are read first, untimed). */
-async function cryptoAlone(path: string, oldKey: MasterKey, newKey: MasterKey): Promise<Run> {
+async function cryptoAlone(path: string, oldKey: MasterKey, newKey: MasterKey, mode?: CryptoMode): Promise<Run> {
   const db = open(path);
   const values = db.prepare(`SELECT value FROM ${BENCH_TABLE}`).pluck().all() as string[];
   db.close();
-  const crypto = valueCrypto(new Keyring([oldKey]), newKey);
+  const crypto = valueCrypto(new Keyring([oldKey]), newKey, mode ? { crypto: mode } : {});
   const t0 = process.hrtime.bigint();
   try {
-    for (let i = 0; i < values.length; i += CRYPTO_BATCH) {
-      const out = await crypto.process('act', values.slice(i, i + CRYPTO_BATCH));
-      if (out.some((r) => r.next === undefined)) throw new Error('crypto alone: a value did not open');
+    // As ours has them: several batches in flight when workers do the work.
+    const ahead = crypto.mode === 'workers' ? 4 : 1;
+    const starts = Array.from({ length: Math.ceil(values.length / CRYPTO_BATCH) }, (_, k) => k * CRYPTO_BATCH);
+    for (let k = 0; k < starts.length; k += ahead) {
+      const outs = await Promise.all(starts.slice(k, k + ahead).map((i) => crypto.process('act', values.slice(i, i + CRYPTO_BATCH))));
+      if (outs.some((out) => out.some((r) => r.next === undefined))) throw new Error('crypto alone: a value did not open');
     }
   } finally {
     await closeCrypto(crypto);
@@ -129,6 +135,7 @@ interface ChildJob {
   readonly path: string;
   readonly oldKey: string;
   readonly newKey: string;
+  readonly crypto?: CryptoMode;
 }
 
 /** What a quick script does: every row into memory, then open, seal and UPDATE one row at a time, in one transaction. */
@@ -158,7 +165,7 @@ async function child(job: ChildJob): Promise<Run> {
     rows = await withStore(`sqlite:${job.path}`, { doing: 'benchmarking' }, (store) =>
       store.write(async (tx) => {
         await tx.lockSecretTables(BENCH_INVENTORY);
-        return (await tx.reencrypt(BENCH_INVENTORY, new Keyring([from]), to)).updated;
+        return (await tx.reencrypt(BENCH_INVENTORY, new Keyring([from]), to, job.crypto ? { crypto: job.crypto } : {})).updated;
       }),
     );
   }
@@ -244,6 +251,8 @@ export interface SqliteBenchReport {
   readonly rows: number;
   readonly reps: number;
   readonly journal: string;
+  /** Where the AES-GCM work ran. */
+  readonly crypto: string;
   readonly seedSeconds: number;
   readonly versions: { readonly node: string; readonly sqlite: string };
   readonly machine: { readonly cpus: number; readonly cpuModel: string; readonly memoryBytes: number; readonly load: string };
@@ -293,7 +302,7 @@ export function formatSqliteReport(r: SqliteBenchReport): string {
     m.peakRssBytes === undefined ? '-' : `${(m.peakRssBytes / MB).toFixed(0)} MB`,
   ]);
   return [
-    `SQLite re-encryption benchmark: ${r.rows} secrets (100-300 byte plaintexts, act codec, one table), journal_mode ${r.journal}, median of ${r.reps} runs, one transaction each`,
+    `SQLite re-encryption benchmark (AES-GCM: ${r.crypto}): ${r.rows} secrets (100-300 byte plaintexts, act codec, one table), journal_mode ${r.journal}, median of ${r.reps} runs, one transaction each`,
     `node ${r.versions.node}, SQLite ${r.versions.sqlite}; ${r.machine.cpus} cores (${r.machine.cpuModel}), ${(r.machine.memoryBytes / MB / 1024).toFixed(1)} GB RAM, load average ${r.machine.load}; seeded in ${r.seedSeconds.toFixed(1)} s`,
     '',
     table([['method', 'rows', 'seconds', 'rows/s', 'x (floor + crypto)', 'x floor', 'peak RSS'], ...body]),
@@ -325,9 +334,9 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
         const path = fresh(dir, pristine);
         progress(`${method} run ${i + 1}/${reps}`);
         if (method === 'floor') runs.push(floor(path));
-        else if (method === 'crypto') runs.push(await cryptoAlone(path, oldKey, newKey));
+        else if (method === 'crypto') runs.push(await cryptoAlone(path, oldKey, newKey, o.crypto));
         else if (method === 'apply') runs.push(await apply(dir, path, oldKey, o.rows));
-        else runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex() }));
+        else runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
         if (method === 'ours' && i === reps - 1) verification = verify(path, plain, newKey);
       }
       results.push({
@@ -347,6 +356,7 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
       rows: o.rows,
       reps: o.reps,
       journal: o.journal,
+      crypto: o.crypto ?? defaultCryptoMode(),
       seedSeconds,
       versions: { node: process.version, sqlite },
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryBytes: totalmem(), load: loadavg().map((x) => x.toFixed(1)).join(' ') },
@@ -365,6 +375,7 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
   let journal: 'wal' | 'delete' = 'wal';
   let json = false;
   let methods: Method[] = [...SQLITE_METHODS];
+  let crypto: CryptoMode | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const n = () => {
@@ -376,7 +387,11 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
     else if (a === '--rows') rows = n();
     else if (a === '--reps') reps = n();
     else if (a === '--json') json = true;
-    else if (a === '--journal') {
+    else if (a === '--crypto') {
+      const m = argv[++i];
+      if (m !== 'native' && m !== 'node' && m !== 'workers') throw new Error(`--crypto must be native, node or workers, got ${m ?? 'nothing'}`);
+      crypto = m;
+    } else if (a === '--journal') {
       const j = argv[++i];
       if (j !== 'wal' && j !== 'delete') throw new Error(`--journal must be wal or delete, got ${j ?? 'nothing'}`);
       journal = j;
@@ -385,9 +400,9 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
         if (!(SQLITE_METHODS as readonly string[]).includes(m)) throw new Error(`unknown method "${m}"; use ${SQLITE_METHODS.join(', ')}`);
         return m as Method;
       });
-    } else throw new Error(`unknown option ${a}; usage: bench --store sqlite [--rows N] [--reps N] [--journal wal|delete] [--methods ${SQLITE_METHODS.join(',')}] [--json]`);
+    } else throw new Error(`unknown option ${a}; usage: bench --store sqlite [--rows N] [--reps N] [--journal wal|delete] [--crypto native|node|workers] [--methods ${SQLITE_METHODS.join(',')}] [--json]`);
   }
-  return { rows, reps, journal, json, methods };
+  return { rows, reps, journal, json, methods, ...(crypto ? { crypto } : {}) };
 }
 
 /** `bench --store sqlite ...`: prints the table (or JSON); exit code 1 when verification failed. */

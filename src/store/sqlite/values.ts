@@ -14,7 +14,7 @@
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError } from '../../errors';
-import { undecryptable } from '../../engine/stream-batch';
+import { mapAhead, undecryptable } from '../../engine/stream-batch';
 import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES } from '../../engine/stream';
 import { ValueDigest } from '../../engine/stream-digest';
 import { AadLayout, ColumnPlan, aadLayout, groupInventory, processBatch } from '../../engine/stream-plan';
@@ -94,6 +94,10 @@ function* batches(db: Db, t: SqliteTable, batchSize: number): Generator<Batch> {
   }
 }
 
+async function* asAsync<T>(it: Iterable<T>): AsyncGenerator<T> {
+  yield* it;
+}
+
 function batchSizeOf(opts: StreamOptions): number {
   const n = opts.batchSize ?? DEFAULT_BATCH_SIZE;
   if (!Number.isInteger(n) || n < 1) throw new MasterKeyError('USAGE', `The batch size must be a positive integer, got ${n}.`);
@@ -155,14 +159,21 @@ export async function reencryptValues(db: Db, inv: Inventory, from: KeySource, t
   const crypto = valueCrypto(from, to, opts);
   const kinds = kindCounts(inv);
   const digest = new ValueDigest();
+  // Worker threads need several batches in flight; SQLite reads and writes on this thread meanwhile.
+  const ahead = crypto.mode === 'workers' ? 2 * (opts.workers ?? 2) : 1;
   let total = 0;
   let updated = 0;
   try {
     for (const t of tables) {
       const sets = t.columns.map((c) => `${quoteIdent(c.column)} = coalesce(?, ${quoteIdent(c.column)})`);
       const update = db.prepare(`UPDATE ${quoteIdent(t.table)} SET ${sets.join(', ')} WHERE ${t.key} = ?`).safeIntegers(true);
-      for (const { keys, rows } of batches(db, t, batchSize)) {
-        const out = await processBatch(t.columns, rows, 1, crypto, true, (row, column, path, text) => digest.add(t.table, column, path, rows[row][0] ?? '', text), t.aad);
+      const reseal = async ({ keys, rows }: Batch) => ({
+        keys,
+        rows,
+        out: await processBatch(t.columns, rows, 1, crypto, true, (row, column, path, text) => digest.add(t.table, column, path, rows[row][0] ?? '', text), t.aad),
+      });
+      // Keys only grow, so reading the next batch never meets a row this loop rewrote.
+      for await (const { keys, rows, out } of mapAhead(asAsync(batches(db, t, batchSize)), reseal, ahead)) {
         if (out.failures.length > 0) {
           const { row, ...f } = out.failures[0];
           throw undecryptable(t.table, { ...f, id: rows[row][0] ?? '', more: out.failures.length - 1 });
