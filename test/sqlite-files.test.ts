@@ -22,7 +22,12 @@ import { SQLITE_ROLLBACK, SQLITE_WAL, createSqliteDatabase } from './support/sto
 const BETTER_SQLITE3 = resolve(__dirname, '..', 'node_modules', 'better-sqlite3');
 const STORE_OPEN = resolve(__dirname, '..', 'dist', 'src', 'store', 'open.js');
 
-/** A process standing in for a running server: runs `script` (with `Database` and `path` in scope), prints "ready", then waits to be killed. */
+/**
+ * A process standing in for a running server: runs `script` (with
+ * `Database` and `path` in scope; what it must keep open it stores in
+ * `globalThis.held`, or garbage collection would close it), prints
+ * "ready", then waits to be killed.
+ */
 async function server(path: string, script: string): Promise<ChildProcess> {
   const code = `const Database = require(${JSON.stringify(BETTER_SQLITE3)}); const path = ${JSON.stringify(path)};
     (async () => { ${script}; process.stdout.write('ready\\n'); setInterval(() => undefined, 1000); })().catch((e) => { console.error(e); process.exit(2); });`;
@@ -143,7 +148,7 @@ describe('the SQLite file', () => {
   });
 
   it('locked by a running server: DB_BUSY after the bounded busy timeout, nothing changed; plan still reads (WAL)', async () => {
-    const busy = await server(path, "const db = new Database(path); db.exec('BEGIN IMMEDIATE')");
+    const busy = await server(path, "globalThis.held = new Database(path); globalThis.held.exec('BEGIN IMMEDIATE')");
     try {
       expect(s.cli(['plan']).code).toBe(0);
       await refused(() => s.cli(['apply']), ExitCode.DATABASE, 'DB_BUSY', /The SQLite database .*act\.db stayed locked by another process for 5 s while .* \(SQLITE_BUSY\); nothing was changed: stop the server/);
@@ -153,7 +158,7 @@ describe('the SQLite file', () => {
   });
 
   it('the rotation lock held by another process is named; when that process dies the lock is free at once', async () => {
-    const holder = await server(path, `const { openStore } = require(${JSON.stringify(STORE_OPEN)}); const st = await openStore('sqlite:' + path, { label: 'master-key apply (stand-in)' }); await st.lockRotation()`);
+    const holder = await server(path, `const { openStore } = require(${JSON.stringify(STORE_OPEN)}); globalThis.held = await openStore('sqlite:' + path, { label: 'master-key apply (stand-in)' }); await globalThis.held.lockRotation()`);
     try {
       await refused(() => s.cli(['apply']), ExitCode.LOCKED, 'LOCKED', new RegExp(`Another rotation \\(pid ${holder.pid} on \\S+, "master-key apply \\(stand-in\\)"\\) holds the lock on the SQLite database .*act\\.db since \\S+; wait for it to finish`));
       const st = JSON.parse(s.cli(['status', '--json']).stdout);
