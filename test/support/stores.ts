@@ -11,13 +11,14 @@
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { actCodec } from '../../src/crypto/codec';
 import { MasterKey } from '../../src/crypto/key';
 import { scratchDir } from '../../scripts/scratch';
 import { sqliteModule } from '../../src/store/sqlite/driver';
 import { sqliteFile } from '../../src/store/sqlite/url';
 import { seedAct } from './act-data';
 import { dropDatabase, freshDatabase } from './db';
-import { withTestSql } from './sql';
+import { sqlQuery, withTestSql } from './sql';
 
 export interface StoreFixture {
   readonly name: string;
@@ -26,13 +27,30 @@ export interface StoreFixture {
   create(dir?: string): Promise<string>;
   /** Creates the ACT preset's tables with `perKind` rows of every kind sealed under `key`; the plaintexts by location. */
   seed(url: string, key: MasterKey, perKind: number): Promise<Map<string, string>>;
+  /** Stores one more secret (a git access token) sealed under `key`, as a running server would; its place, `table.column:id`. */
+  addSecret(url: string, key: MasterKey, plaintext: string): Promise<string>;
+  /** Deletes one secret's row (a git access token), as a running server would; its place, `table.column:id`. */
+  removeSecret(url: string): Promise<string>;
   /** Removes the database (a SQLite file: with the directory it is in). */
   drop(url: string): Promise<void>;
 }
 
 const seed = (url: string, key: MasterKey, perKind: number) => withTestSql(url, (db) => seedAct(db, key, { perKind }));
 
-export const POSTGRES: StoreFixture = { name: 'PostgreSQL', kind: 'postgres', create: () => freshDatabase('store'), seed, drop: dropDatabase };
+/** What a running server does to the data, the same SQL on either store. */
+const serverWrites = {
+  addSecret: async (url: string, key: MasterKey, plaintext: string) => {
+    const sealed = actCodec().seal(key, Buffer.from(plaintext, 'utf8'));
+    const [row] = await sqlQuery<{ id: unknown }>(url, "INSERT INTO git_credentials (provider, access_token) VALUES ('gitlab', $1) RETURNING id", [sealed]);
+    return `git_credentials.access_token:${String(row.id)}`;
+  },
+  removeSecret: async (url: string) => {
+    const [row] = await sqlQuery<{ id: unknown }>(url, 'DELETE FROM git_credentials WHERE id = (SELECT min(id) FROM git_credentials) RETURNING id');
+    return `git_credentials.access_token:${String(row.id)}`;
+  },
+};
+
+export const POSTGRES: StoreFixture = { name: 'PostgreSQL', kind: 'postgres', create: () => freshDatabase('store'), seed, ...serverWrites, drop: dropDatabase };
 
 export type SqliteJournal = 'wal' | 'delete';
 
@@ -54,6 +72,7 @@ function sqlite(journal: SqliteJournal): StoreFixture {
     kind: 'sqlite',
     create: async (dir) => createSqliteDatabase(journal, dir),
     seed,
+    ...serverWrites,
     drop: async (url) => rmSync(dirname(sqliteFile(url)), { recursive: true, force: true }),
   };
 }
