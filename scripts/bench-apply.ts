@@ -31,7 +31,7 @@ export function cliPath(): string {
 const URL_ENV = 'MK_BENCH_DATABASE_URL';
 
 /** Runs the CLI through bench-rss (which reports its peak RSS on fd 3); resolves with exit code, seconds and RSS. */
-function runCli(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code: number; seconds: number; maxRssBytes: number; stderr: string }> {
+export function runCliMeasured(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code: number; seconds: number; maxRssBytes: number; stderr: string }> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const child = spawn(process.execPath, [join(__dirname, 'bench-rss.js'), ...args], { env, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
@@ -65,9 +65,9 @@ export async function measureApply(ctx: ApplyContext): Promise<ChildResult | und
     const common = ['--config', config, '--inventory', inventory, '--database-url-env', URL_ENV];
     const env = { ...process.env, [URL_ENV]: ctx.url };
     await ctx.client.query('DROP SCHEMA IF EXISTS master_key CASCADE');
-    const init = await runCli(['init', ...common], env);
+    const init = await runCliMeasured(['init', ...common], env);
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
-    const apply = await runCli(['apply', ...common, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
+    const apply = await runCliMeasured(['apply', ...common, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
     if (apply.code !== 0) throw new Error(`master-key apply failed (exit ${apply.code}): ${apply.stderr.trim()}`);
     return { seconds: apply.seconds, rows: ctx.rows, maxRssBytes: apply.maxRssBytes };
   } finally {

@@ -23,7 +23,8 @@ export const BENCH_INVENTORY: Inventory = {
 
 const SEED_CHUNK = 10_000;
 
-function plaintext(): string {
+/** A random 100-300 character plaintext. */
+export function plaintext(): string {
   const len = randomInt(100, 301);
   return randomBytes(len).toString('base64').slice(0, len);
 }

@@ -1,5 +1,6 @@
 /**
  * `npm run bench -- [--rows N] [--reps 3] [--json] [--naive-rows N] [--methods floor,pgcrypto,naive,crypto,ours,apply] [--crypto native|node|workers]`
+ * (`--store sqlite`: the same on a SQLite file, see bench-sqlite.ts)
  *
  * Measures, in one run on one PostgreSQL server, how fast every secret of a
  * table can be re-encrypted: PostgreSQL rewriting every row by itself (the
@@ -25,6 +26,7 @@ import { BENCH_TABLE, restoreBench, seedBench, verifyBench } from './bench-data'
 import type { ChildJob, ChildResult } from './bench-child';
 import { measureApply } from './bench-apply';
 import { BenchReport, MethodResult, formatReport, median, summarise } from './bench-report';
+import { mainSqlite } from './bench-sqlite';
 
 export const METHODS = ['floor', 'pgcrypto', 'naive', 'crypto', 'ours', 'apply'] as const;
 const CRYPTO_MODES: readonly CryptoMode[] = ['native', 'node', 'workers'];
@@ -206,7 +208,13 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  const store = argv[argv.indexOf('--store') + 1];
+  if (argv.includes('--store') && store !== 'postgres') {
+    if (store !== 'sqlite') throw new Error(`--store must be postgres or sqlite, got ${store ?? 'nothing'}`);
+    return mainSqlite(argv);
+  }
+  const o = parseArgs(argv.filter((a, i) => a !== '--store' && argv[i - 1] !== '--store'));
   const progress = o.json ? () => undefined : (s: string) => process.stderr.write(`bench: ${s}\n`);
   let server: EmbeddedServer | undefined;
   let url = process.env.DATABASE_URL;

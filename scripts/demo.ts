@@ -1,8 +1,10 @@
 /**
  * `npm start`: the whole story on a fresh machine, end to end.
  *
- * 1. starts an embedded PostgreSQL (or uses the database named by --use-database-url),
- * 2. creates an ACT-shaped database with secrets of every kind sealed under a fresh key, and `act.env`,
+ * 1. starts an embedded PostgreSQL (or uses the database named by --use-database-url), or with
+ *    `--store sqlite` makes ACT's own kind of database: an act.db file beside act.env,
+ * 2. creates an ACT-shaped database with secrets of every kind sealed under a fresh key, and `act.env`
+ *    (for SQLite it names the file as ACT does: `ACT_DATABASE_URL=sqlite:data/act.db`),
  * 3. `master-key init` (the integrity canary),
  * 4. synthesizes the example CDKTF stack with generation 2 (the database is at 1),
  * 5. shows the plan: terraform's (when a terraform binary is present) and ours,
@@ -15,10 +17,12 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Client } from 'pg';
 import { MasterKey } from '../src/crypto/key';
 import { startEmbeddedPostgres, removeEmbeddedData, EmbeddedServer } from '../src/db/embedded';
 import { cliEntry, pgpassLine, seedActSecrets } from './local-act';
+import { sqliteFile } from '../src/store/sqlite/url';
+import { withTestSql } from '../test/support/sql';
+import { createSqliteDatabase } from '../test/support/stores';
 import { exampleSettings, exampleStack, newApp } from '../main';
 import { describeInstall, installProvider } from '../src/provider/install';
 
@@ -33,6 +37,7 @@ the auditor's report and the verification.
 Options:
   --secrets <n>          how many secrets to create (default 10000)
   --keep                 keep the embedded database running until Ctrl-C (then it is stopped and removed)
+  --store <kind>         postgres (default: an embedded PostgreSQL) or sqlite (ACT's act.db: a SQLite file)
   --use-database-url     use the (empty) database in $DATABASE_URL instead of an embedded one
   --dir <path>           working directory (default: a new folder under ${tmpdir()})
   --no-terraform         skip terraform even when a terraform binary is present
@@ -40,6 +45,7 @@ Options:
 `;
 
 interface Options {
+  store: 'postgres' | 'sqlite';
   secrets: number;
   keep: boolean;
   useDatabaseUrl: boolean;
@@ -48,7 +54,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options | undefined {
-  const o: Options = { secrets: 10_000, keep: false, useDatabaseUrl: false, terraform: true };
+  const o: Options = { store: 'postgres', secrets: 10_000, keep: false, useDatabaseUrl: false, terraform: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--help' || a === '-h') return undefined;
@@ -56,6 +62,11 @@ function parseArgs(argv: string[]): Options | undefined {
     else if (a === '--use-database-url') o.useDatabaseUrl = true;
     else if (a === '--no-terraform') o.terraform = false;
     else if (a === '--dir') o.dir = argv[++i];
+    else if (a === '--store') {
+      const v = argv[++i];
+      if (v !== 'postgres' && v !== 'sqlite') throw new Error(`--store must be postgres or sqlite, got "${v ?? ''}".`);
+      o.store = v;
+    }
     else if (a === '--secrets') {
       o.secrets = Number(argv[++i]);
       if (!Number.isInteger(o.secrets) || o.secrets < 8) throw new Error(`--secrets must be a whole number of at least 8, got "${argv[i]}".`);
@@ -96,14 +107,22 @@ async function main(): Promise<number> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   process.stdout.write(`${bold('cdktf-master-key demo')}: working directory ${dir}\n`);
 
-  step(1, 'PostgreSQL');
   let server: EmbeddedServer | undefined;
   let url: string;
-  if (opts.useDatabaseUrl) {
+  /** The database URL line of act.env (ACT names a SQLite file relative to it). */
+  let urlLine = '';
+  if (opts.store === 'sqlite') {
+    step(1, "SQLite: ACT's own act.db");
+    url = createSqliteDatabase('wal', join(dir, 'data'));
+    urlLine = 'ACT_DATABASE_URL=sqlite:data/act.db\n';
+    process.stdout.write(`Created an empty SQLite database ${sqliteFile(url)} (journal_mode WAL), as a fresh ACT installation has.\n`);
+  } else if (opts.useDatabaseUrl) {
+    step(1, 'PostgreSQL');
     if (!process.env.DATABASE_URL) throw new Error('--use-database-url needs DATABASE_URL to be set.');
     url = process.env.DATABASE_URL;
     process.stdout.write('Using the database in $DATABASE_URL.\n');
   } else {
+    step(1, 'PostgreSQL');
     server = await startEmbeddedPostgres();
     url = await server.createDatabase('act');
     process.stdout.write(`Started an embedded PostgreSQL on 127.0.0.1:${server.port} (data in ${server.dataDir}) and created database "act".\n`);
@@ -112,17 +131,14 @@ async function main(): Promise<number> {
     const key = MasterKey.generate();
     const configPath = join(dir, 'act.env');
     step(2, `An ACT-shaped database with ${opts.secrets} secrets and its config file`);
-    const c = new Client({ connectionString: url });
-    await c.connect();
-    try {
-      const used = await c.query<{ r: string | null }>("SELECT to_regclass('servers')::text AS r");
-      if (used.rows[0].r) throw new Error('The database already has ACT tables; the demo only seeds an empty database. Point DATABASE_URL at a new one.');
-      const counts = await seedActSecrets(c, key, opts.secrets);
+    await withTestSql(url, async (db) => {
+      if ((await db.tables()).some((t) => t === 'servers' || t.endsWith('.servers'))) {
+        throw new Error('The database already has ACT tables; the demo only seeds an empty database. Point DATABASE_URL at a new one.');
+      }
+      const counts = await seedActSecrets(db, key, opts.secrets);
       for (const [k, v] of Object.entries(counts)) process.stdout.write(`  ${k.padEnd(36)} ${String(v).padStart(8)} sealed values\n`);
-    } finally {
-      await c.end();
-    }
-    writeFileSync(configPath, `# ACT server configuration (demo)\nACT_LISTEN=127.0.0.1:8080\nACT_MASTER_KEY=${key.toHex()}\nACT_LOG_LEVEL=info\n`, { mode: 0o600 });
+    });
+    writeFileSync(configPath, `# ACT server configuration (demo)\nACT_LISTEN=127.0.0.1:8080\n${urlLine}ACT_MASTER_KEY=${key.toHex()}\nACT_LOG_LEVEL=info\n`, { mode: 0o600 });
     chmodSync(configPath, 0o600);
     process.stdout.write(`Wrote ${configPath} (mode 0600) holding key ${key.fingerprint}. Only fingerprints are ever printed.\n`);
 
@@ -182,7 +198,9 @@ async function main(): Promise<number> {
     if (run(process.execPath, [CLI, 'status', '--config', configPath, '--max-age', '90d'], env) !== 0) return 1;
 
     process.stdout.write(`\n${bold('Done')} in ${((Date.now() - t0) / 1000).toFixed(1)} s. Look around in ${dir}:\n`);
-    process.stdout.write(`  act.env (the new key, 0600), backups/ (0700), reports/, cdktf.out/ (the synthesized stack)${useTf ? ', terraform.tfstate (no key in it)' : ''}\n`);
+    process.stdout.write(
+      `  act.env (the new key, 0600), ${opts.store === 'sqlite' ? 'data/act.db (the database), ' : ''}backups/ (0700), reports/, cdktf.out/ (the synthesized stack)${useTf ? ', terraform.tfstate (no key in it)' : ''}\n`,
+    );
     if (opts.keep && server) {
       const pgpass = join(dir, '.pgpass-demo');
       writeFileSync(pgpass, `${pgpassLine(url)}\n`, { mode: 0o600 });

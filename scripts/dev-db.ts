@@ -19,11 +19,11 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Client } from 'pg';
 import { MasterKey } from '../src/crypto/key';
 import { DetachedServer, detachedRunning, startEmbeddedPostgres, stopDetached } from '../src/db/embedded';
 import { PROJECT_ROOT } from '../main';
 import { cliEntry, seedActSecrets } from './local-act';
+import { withTestSql } from '../test/support/sql';
 
 /** What dev-db remembers between runs (`<work>/dev-db.json`, 0600). */
 export interface DevDbState extends DetachedServer {
@@ -60,13 +60,7 @@ async function start(work: string, secrets: number): Promise<DevDbState> {
   try {
     await server.createDatabase('act');
     const key = MasterKey.generate();
-    const c = new Client({ connectionString: state.url });
-    await c.connect();
-    try {
-      await seedActSecrets(c, key, secrets);
-    } finally {
-      await c.end();
-    }
+    await withTestSql(state.url, (db) => seedActSecrets(db, key, secrets));
     writeFileSync(configPath, `# ACT server configuration (npm run dev-db)\nACT_LISTEN=127.0.0.1:8080\nACT_MASTER_KEY=${key.toHex()}\n`, { mode: 0o600 });
     const init = spawnSync(process.execPath, [cliEntry(), 'init', '--config', configPath], { env: { ...process.env, DATABASE_URL: state.url }, encoding: 'utf8' });
     if (init.status !== 0) throw new Error(`master-key init failed: ${init.stderr.trim()}`);

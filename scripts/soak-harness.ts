@@ -20,13 +20,13 @@ import { join } from 'node:path';
 import { configTarget, readConfigKey } from '../src/config/config-file';
 import { MasterKey } from '../src/crypto/key';
 import { CANARY_PLAINTEXT, canaryOpensWith } from '../src/rotation/canary';
-import { META_SCHEMA, readCanary } from '../src/store/postgres/meta';
 import { FAULT_POINTS, FaultPoint } from '../src/rotation/faults';
 import { defaultPendingPath, readPending } from '../src/rotation/pending';
 import { ExitCode } from '../src/errors';
 import { leftoverTempFiles } from '../src/fsutil';
-import { withTestClient } from '../test/support/db';
-import { childEnv, readPlaintexts, seedAct } from '../test/support/scenario';
+import { readPlaintexts, seedAct } from '../test/support/act-data';
+import { childEnv } from '../test/support/scenario';
+import { TestSql, withTestSql } from '../test/support/sql';
 import { cliEntry } from './local-act';
 import { scratchDir } from './scratch';
 
@@ -82,7 +82,7 @@ export async function createInstallation(url: string, opts: InstallationOptions 
   const dir = scratchDir('mk-soak-');
   const key = MasterKey.generate();
   const configs = writeNodeConfigs(dir, key, Math.min(Math.max(opts.nodes ?? 1, 1), NODE_FILES.length));
-  const plaintexts = await withTestClient(url, (c) => seedAct(c, key, { perKind: opts.perKind ?? 3 }));
+  const plaintexts = await withTestSql(url, (db) => seedAct(db, key, { perKind: opts.perKind ?? 3 }));
   const inst: Installation = {
     dir,
     url,
@@ -215,8 +215,14 @@ export async function diskState(inst: Installation): Promise<DiskState> {
       opened = n;
     }
   }
-  const canary = await withTestClient(inst.url, (c) => readCanary(c));
+  const canary = await withTestSql(inst.url, readCanary);
   return { configKeys: keys, pendingKey, best, opened, total: inst.plaintexts.size, canaryOpensWithBest: !!(best && canary && canaryOpensWith(canary, best)) };
+}
+
+/** The canary as the checks need it, read directly (undefined when it is gone). */
+async function readCanary(db: TestSql): Promise<{ fingerprint: string; generation: number; sealed: string } | undefined> {
+  const [row] = await db.query<{ fingerprint: string; generation: number; sealed: string }>(`SELECT fingerprint, generation, sealed FROM ${db.meta.canary}`);
+  return row;
 }
 
 /** One history row as the checks need it. */
@@ -258,9 +264,9 @@ export async function checkInvariant(inst: Installation): Promise<InvariantResul
     const tmp = leftoverTempFiles(p);
     if (tmp.length) violations.push(`temp files left next to ${p}: ${tmp.join(', ')}`);
   }
-  const { canary, history } = await withTestClient(inst.url, async (c) => ({
-    canary: await readCanary(c),
-    history: (await c.query<HistoryFacts>(`SELECT old_fingerprint, new_fingerprint, from_generation, to_generation, outcome FROM ${META_SCHEMA}.history ORDER BY id`)).rows,
+  const { canary, history } = await withTestSql(inst.url, async (db) => ({
+    canary: await readCanary(db),
+    history: await db.query<HistoryFacts>(`SELECT old_fingerprint, new_fingerprint, from_generation, to_generation, outcome FROM ${db.meta.history} ORDER BY id`),
   }));
   if (!canary) violations.push('the integrity canary is gone');
   if (canary && key && !canaryOpensWith(canary, key)) violations.push(`the configured key ${key.fingerprint} does not open the canary (${canary.fingerprint}, "${CANARY_PLAINTEXT}")`);

@@ -3,34 +3,45 @@
  * random points (random named phases and random moments across an apply's
  * measured duration), sometimes kills the `recover` that follows too, and
  * after each run checks the crash invariant and that the next apply
- * succeeds. One embedded PostgreSQL for the whole soak; each worker rotates
- * its own installation again and again (one with a single config file, one
- * with three node configs in dotenv, JSON and XML).
+ * succeeds. One embedded PostgreSQL for the whole soak (or, with --store
+ * sqlite, one SQLite file per worker in the --journal mode); each worker
+ * rotates its own installation again and again (one with a single config
+ * file, one with three node configs in dotenv, JSON and XML).
  *
  * Prints a summary line (runs, recoveries, secrets lost) and the JSON
  * summary; exits 1 when any secret was lost or any invariant broke.
  *
  * Options: --runs N (500), --workers W (2), --per-kind K (3 rows per ACT
- * kind), --seed S (random), --json (only the JSON on stdout), --verbose.
+ * kind), --seed S (random), --store postgres|sqlite (postgres), --journal
+ * wal|delete (SQLite's journal mode: wal), --json (only the JSON on
+ * stdout), --verbose.
  */
+import { join } from 'node:path';
 import { removeEmbeddedData, startEmbeddedPostgres } from '../src/db/embedded';
 import { FaultPoint } from '../src/rotation/faults';
 import { CycleOptions, CycleResult, faultCycle } from './soak-cycle';
-import { removeScratch } from './scratch';
+import { removeScratch, scratchDir } from './scratch';
 import { APPLY_PHASES, Installation, KillPoint, createInstallation, runCli } from './soak-harness';
+import { SqliteJournal, createSqliteDatabase } from '../test/support/stores';
 
 export interface SoakOptions {
   readonly runs: number;
   readonly workers: number;
   readonly perKind: number;
   readonly seed: number;
+  readonly store: 'postgres' | 'sqlite';
+  readonly journal: SqliteJournal;
   readonly json: boolean;
   readonly verbose: boolean;
 }
 
 /** Parses the command line; throws with a usage sentence on anything unknown. */
 export function parseSoakArgs(argv: readonly string[]): SoakOptions {
-  const o = { runs: 500, workers: 2, perKind: 3, seed: Date.now() % 2 ** 31, json: false, verbose: false };
+  const o: { -readonly [K in keyof SoakOptions]: SoakOptions[K] } = { runs: 500, workers: 2, perKind: 3, seed: Date.now() % 2 ** 31, store: 'postgres', journal: 'wal', json: false, verbose: false };
+  const oneOf = <T extends string>(a: string, v: string | undefined, allowed: readonly T[]): T => {
+    if (!allowed.includes(v as T)) throw new Error(`${a} must be one of ${allowed.join(', ')}, got "${v}"`);
+    return v as T;
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = (): number => {
@@ -42,9 +53,11 @@ export function parseSoakArgs(argv: readonly string[]): SoakOptions {
     else if (a === '--workers') o.workers = Math.max(1, num());
     else if (a === '--per-kind') o.perKind = Math.max(1, num());
     else if (a === '--seed') o.seed = num();
+    else if (a === '--store') o.store = oneOf(a, argv[++i], ['postgres', 'sqlite'] as const);
+    else if (a === '--journal') o.journal = oneOf(a, argv[++i], ['wal', 'delete'] as const);
     else if (a === '--json') o.json = true;
     else if (a === '--verbose') o.verbose = true;
-    else throw new Error(`unknown option ${a}; use --runs N, --workers W, --per-kind K, --seed S, --json, --verbose`);
+    else throw new Error(`unknown option ${a}; use --runs N, --workers W, --per-kind K, --seed S, --store postgres|sqlite, --journal wal|delete, --json, --verbose`);
   }
   return o;
 }
@@ -108,6 +121,8 @@ export interface SoakSummary {
   failedRuns: Array<{ worker: number; run: number; kill: string; violations: readonly string[] }>;
   killPoints: Record<string, number>;
   seed: number;
+  /** The store soaked: PostgreSQL, or SQLite and its journal mode. */
+  store: string;
   seconds: number;
 }
 
@@ -145,6 +160,7 @@ export async function soak(opts: SoakOptions, createDb: (name: string) => Promis
     failedRuns: [],
     killPoints: {},
     seed: opts.seed,
+    store: opts.store === 'sqlite' ? `SQLite (journal_mode ${opts.journal})` : 'PostgreSQL',
     seconds: 0,
   };
   let next = 0;
@@ -193,7 +209,7 @@ export function summaryLine(s: SoakSummary): string {
   const actions = Object.entries(s.recoverActions)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
-  return `soak: ${s.runs} runs, ${s.applyKilled} applies killed (${s.committedBeforeKill} after commit), ${s.recoveries} recoveries (${actions}), ${s.recoverKilled} recovers killed, ${s.secretsLost} secrets lost, ${s.violations} invariant violations, ${s.seconds} s (seed ${s.seed})`;
+  return `soak (${s.store}): ${s.runs} runs, ${s.applyKilled} applies killed (${s.committedBeforeKill} after commit), ${s.recoveries} recoveries (${actions}), ${s.recoverKilled} recovers killed, ${s.secretsLost} secrets lost, ${s.violations} invariant violations, ${s.seconds} s (seed ${s.seed})`;
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -205,12 +221,22 @@ async function main(argv: readonly string[]): Promise<number> {
     return 3;
   }
   const log = (line: string) => process.stderr.write(line + '\n');
-  const server = await startEmbeddedPostgres({ settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' } });
-  try {
-    const s = await soak(opts, (name) => server.createDatabase(name), log);
+  const report = (s: SoakSummary): number => {
     if (!opts.json) process.stdout.write(summaryLine(s) + '\n');
     process.stdout.write(JSON.stringify(s, null, 2) + '\n');
     return s.secretsLost === 0 && s.violations === 0 && s.runs >= opts.runs ? 0 : 1;
+  };
+  if (opts.store === 'sqlite') {
+    const root = scratchDir('mk-soak-sqlite-');
+    try {
+      return report(await soak(opts, async (name) => createSqliteDatabase(opts.journal, join(root, name)), log));
+    } finally {
+      removeScratch(root);
+    }
+  }
+  const server = await startEmbeddedPostgres({ settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' } });
+  try {
+    return report(await soak(opts, (name) => server.createDatabase(name), log));
   } finally {
     await server.stop();
     removeEmbeddedData(server);

@@ -19,7 +19,7 @@ export const ExitCode = {
   KEY_MISMATCH: 5,
   /** Stored secrets do not open (before a rotation) or verification failed. */
   UNDECRYPTABLE: 6,
-  /** The database cannot be reached, is read-only, or failed. */
+  /** The database cannot be reached, is read-only or busy (a SQLite file held by another process), or failed. */
   DATABASE: 7,
   /** A config, backup, report or pending file cannot be read or written. */
   FILES: 8,
@@ -56,6 +56,7 @@ const CODES = {
   VERIFY_FAILED: ExitCode.UNDECRYPTABLE,
   DB_UNREACHABLE: ExitCode.DATABASE,
   DB_READ_ONLY: ExitCode.DATABASE,
+  DB_BUSY: ExitCode.DATABASE,
   DB_ERROR: ExitCode.DATABASE,
   INVENTORY_INVALID: ExitCode.DATABASE,
   CONFIG_MISSING: ExitCode.FILES,

@@ -133,3 +133,49 @@ describe('docs/sealed-secret-format.md constants', () => {
     expect(v1Codec().seal(key, new Uint8Array())).toMatch(/^mk1:[0-9a-f]{12}:[A-Za-z0-9_-]*$/);
   });
 });
+
+describe('docs/sealed-secret-format.md additional data from the row (section 8)', () => {
+  const aadRows = new Map<string, string>();
+  for (const m of section('8. Additional authenticated data').matchAll(/^\| ([^|`]+?) \| `([^`]+)` \|$/gm)) aadRows.set(m[1], m[2]);
+  const aadRow = (name: string) => {
+    const v = aadRows.get(name);
+    if (v === undefined) throw new Error(`section 8 has no row "${name}"`);
+    return v;
+  };
+  const key = fromHex('key (hex)');
+  const nonce = fromHex('nonce (hex)');
+  const plaintext = row('plaintext');
+  const user = Buffer.from(aadRow('row AAD (text)'), 'utf8');
+
+  it('states the row bytes and the v1 AAD as header then row bytes', () => {
+    expect(user.toString('hex')).toBe(aadRow('row AAD (hex)'));
+    expect(Buffer.concat([Buffer.from(row('v1 header = AAD (ASCII)'), 'ascii'), user]).toString('hex')).toBe(aadRow('v1 AAD with row (hex)'));
+  });
+
+  it.each([
+    ['node', nodeAead],
+    ['noble', nobleAead],
+  ])('our codecs (%s AES-GCM) produce exactly the documented strings with the row AAD, and open them only with it', (_, aead) => {
+    const mk = parseKey(row('key (hex)'));
+    const pt = new Uint8Array(Buffer.from(plaintext, 'utf8'));
+    expect(v1Codec(aead).seal(mk, pt, nonce, user)).toBe(aadRow('v1 sealed value with row AAD'));
+    expect(actCodec(aead).seal(mk, pt, nonce, user)).toBe(aadRow('act sealed value with row AAD'));
+    const ring = new Keyring([mk]);
+    expect(ring.openText(v1Codec(aead), aadRow('v1 sealed value with row AAD'), user)).toBe(plaintext);
+    expect(ring.openText(actCodec(aead), aadRow('act sealed value with row AAD'), user)).toBe(plaintext);
+    expect(() => ring.openText(v1Codec(aead), aadRow('v1 sealed value with row AAD'))).toThrow(expect.objectContaining({ code: 'SEALED_TAMPERED' }));
+    expect(() => ring.openText(actCodec(aead), aadRow('act sealed value with row AAD'), Buffer.from('43'))).toThrow(expect.objectContaining({ code: 'SEALED_WRONG_KEY' }));
+  });
+
+  it('an independent node:crypto reader decrypts both with the documented AAD', () => {
+    const v1 = aadRow('v1 sealed value with row AAD');
+    const p1 = split(Buffer.from(v1.slice(17), 'base64url'));
+    expect(p1.ct.toString('hex')).toBe(aadRow('v1 ciphertext with row AAD (hex)'));
+    expect(p1.tag.toString('hex')).toBe(aadRow('v1 tag with row AAD (hex)'));
+    expect(gcmDecrypt(key, p1.nonce, p1.ct, p1.tag, Buffer.from(aadRow('v1 AAD with row (hex)'), 'hex')).toString('utf8')).toBe(plaintext);
+    const pa = split(Buffer.from(aadRow('act sealed value with row AAD'), 'base64'));
+    expect(pa.tag.toString('hex')).toBe(aadRow('act tag with row AAD (hex)'));
+    expect(gcmDecrypt(key, pa.nonce, pa.ct, pa.tag, user).toString('utf8')).toBe(plaintext);
+    expect(() => gcmDecrypt(key, pa.nonce, pa.ct, pa.tag, Buffer.alloc(0))).toThrow();
+  });
+});

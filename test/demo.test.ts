@@ -58,6 +58,25 @@ describe('npm start (scripts/demo.ts)', () => {
     }
   }, 180_000);
 
+  it('--store sqlite tells the same story on an act.db beside act.env (named by ACT_DATABASE_URL)', () => {
+    const sqliteDir = scratchDir('mk-demo-sqlite-');
+    try {
+      const r = spawnSync(process.execPath, [DEMO, '--store', 'sqlite', '--secrets', '200', '--no-terraform', '--dir', sqliteDir], { env: childEnv(), encoding: 'utf8', timeout: 170_000 });
+      const out = r.stdout + r.stderr;
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(out).toContain(`Initialised ${join(sqliteDir, 'data', 'act.db')}`);
+      expect(readFileSync(join(sqliteDir, 'act.env'), 'utf8')).toContain('ACT_DATABASE_URL=sqlite:data/act.db\n');
+      expect(out).toMatch(/Processed (\d+) secrets, \1 updated, 0 left unchanged due to errors\./);
+      expect(out).toMatch(/OK: (\d+) of \1 secrets open with mk:[0-9a-f]{12}/);
+      expect(out).toContain(`database      ${join(sqliteDir, 'data', 'act.db')}`);
+      const backups = readdirSync(join(sqliteDir, 'backups'));
+      expect(readdirSync(join(sqliteDir, 'backups', backups[0])).sort()).toEqual(['config-1-act.env', 'database.sqlite', 'manifest.json']);
+    } finally {
+      removeScratch(sqliteDir);
+    }
+  }, 180_000);
+
   it('--keep keeps the database up until Ctrl-C, with its password in .pgpass-demo as a real pgpass line', async () => {
     const keepDir = scratchDir('mk-demo-keep-');
     const child = spawn(process.execPath, [DEMO, '--secrets', '8', '--no-terraform', '--keep', '--dir', keepDir], { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });

@@ -9,17 +9,19 @@
  *   holds only the runtime dependency closure (test/support/runtime-copy.ts).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { scratchDir } from '../scripts/scratch';
 import { runtimeClosure, runtimeCopy } from './support/runtime-copy';
 import { actScenario, childEnv, Scenario } from './support/scenario';
+import { createSqliteDatabase } from './support/stores';
 
 const REPO = resolve(__dirname, '..');
 const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as {
   dependencies: Record<string, string>;
   peerDependencies: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
   devDependencies: Record<string, string>;
 };
 
@@ -51,8 +53,9 @@ function bareRequires(entries: readonly string[]): Map<string, string> {
 describe('the built package requires only runtime dependencies', () => {
   const entries = [join(REPO, 'dist/src/cli/main.js'), join(REPO, 'dist/constructs/index.js')];
 
-  it('statically: builtins, dependencies and peer dependencies only', () => {
-    const allowed = new Set([...Object.keys(pkg.dependencies), ...Object.keys(pkg.peerDependencies)]);
+  it('statically: builtins, dependencies, optional and peer dependencies only', () => {
+    // Optional dependencies (better-sqlite3, for sqlite: URLs) are required only where used, with one sentence when absent.
+    const allowed = new Set([...Object.keys(pkg.dependencies), ...Object.keys(pkg.optionalDependencies ?? {}), ...Object.keys(pkg.peerDependencies)]);
     const builtins = new Set(builtinModules);
     const bad = [...bareRequires(entries)].filter(([spec]) => !spec.startsWith('node:') && !builtins.has(spec) && !allowed.has(packageOf(spec)));
     expect(bad).toEqual([]);
@@ -114,5 +117,16 @@ describe('the package with only its runtime dependencies', () => {
     expect(r.stdout).toBe(lib);
     const json = JSON.parse(readFileSync(join(outdir, 'stacks', 'stack', 'cdk.tf.json'), 'utf8'));
     expect(json.resource.terraform_data.master_key_key.triggers_replace.generation).toBe('2');
+  });
+  it('with better-sqlite3 installed (it built), opens a sqlite: URL; without it (an optional dependency), says in one sentence what to install', () => {
+    const url = createSqliteDatabase('wal', join(s.dir, 'sqlite'));
+    const status = (root: string) => spawnSync(process.execPath, [join(root, 'dist/src/cli/main.js'), 'status', '--config', s.configPath], { encoding: 'utf8', env: { ...s.env, DATABASE_URL: url } });
+    const withIt = status(copy.root);
+    expect(withIt.stderr).toMatch(/Integrity canary not found/);
+    const without = runtimeCopy(scratchDir('mk-installed-'));
+    rmSync(join(without.root, 'node_modules', 'better-sqlite3'), { recursive: true, force: true });
+    const r = status(without.root);
+    expect(r.status).toBe(7);
+    expect(r.stderr).toMatch(/^master-key: SQLite support needs the optional package better-sqlite3 \(12\.x\), which is not installed or did not build; run `npm install better-sqlite3@12` .* \[DB_UNREACHABLE\]\n$/);
   });
 });

@@ -6,10 +6,11 @@
 import { resolve, dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { CONFIG_FORMATS, ConfigFormat } from '../config/formats';
-import { configTarget, readConfigEntry } from '../config/config-file';
-import { ExitCodeValue, MasterKeyError } from '../errors';
+import { ConfigTarget, configTarget, readConfigEntry } from '../config/config-file';
+import { ExitCodeValue, MasterKeyError, isMasterKeyError } from '../errors';
 import { loadInventory } from '../inventory/inventory';
 import { Context, NewKeySource } from '../rotation/context';
+import { resolveStoreUrl } from '../store/open';
 import { FaultPoints } from '../rotation/faults';
 import { defaultPendingPath } from '../rotation/pending';
 import { terminalProgress } from './progress';
@@ -33,7 +34,7 @@ export interface CommonOpts {
   config: string[];
   format?: ConfigFormat;
   keyName: string;
-  databaseUrlEnv: string;
+  databaseUrlEnv?: string;
   databaseUrlEntry?: string;
   inventory: string;
   pendingFile?: string;
@@ -54,8 +55,8 @@ export function withCommon(cmd: Command): Command {
     .option('--config <path>', 'config file holding the master key; repeat once per server node (the first is the primary)', collect, [])
     .addOption(new Option('--format <format>', 'config file format (default: from the extension: .json, .xml/.config, else dotenv)').choices(CONFIG_FORMATS as string[]))
     .option('--key-name <entry>', 'config entry holding the key: dotenv variable, JSON dotted path or XML key', 'ACT_MASTER_KEY')
-    .option('--database-url-env <NAME>', 'environment variable holding the database URL', 'DATABASE_URL')
-    .option('--database-url-entry <entry>', 'read the database URL from this entry of the primary config file instead')
+    .option('--database-url-env <NAME>', 'environment variable holding the database URL (default: DATABASE_URL, unless the ACT preset finds ACT_DATABASE_URL in the primary config)')
+    .option('--database-url-entry <entry>', 'read the database URL from this entry of the primary config file instead (default with --inventory act: ACT_DATABASE_URL when the file holds it)')
     .option('--inventory <act|file>', 'secret inventory: the built-in ACT preset or an inventory JSON file', 'act')
     .option('--pending-file <path>', "the rotation's pending-key file (default: .<config name>.mk-pending beside the primary config)")
     .option('--json', 'print stable JSON on stdout (human text goes to stderr)');
@@ -100,15 +101,7 @@ export function makeContext(o: CommonOpts, io: Io): Context {
   const paths = o.config.length ? o.config : ['act.env'];
   const targets = paths.map((p) => configTarget(p, o.keyName, o.format));
   const primary = targets[0].path;
-  let databaseUrl: string;
-  if (o.databaseUrlEntry) {
-    databaseUrl = readConfigEntry(targets[0], o.databaseUrlEntry);
-  } else {
-    databaseUrl = io.env[o.databaseUrlEnv] ?? '';
-    if (!databaseUrl) {
-      throw new MasterKeyError('USAGE', `The environment variable ${o.databaseUrlEnv} is not set; export the database URL in it (or name another with --database-url-env, or use --database-url-entry).`);
-    }
-  }
+  const databaseUrl = resolveStoreUrl(databaseUrlOf(o, targets[0], io.env), dirname(primary));
   const log = (line: string) => (o.json ? io.err : io.out)(line + '\n');
   const batchSize = o.batchSize ? Number.parseInt(o.batchSize, 10) : undefined;
   if (batchSize !== undefined && !(batchSize > 0)) throw new MasterKeyError('USAGE', `--batch-size must be a positive whole number, got "${o.batchSize}".`);
@@ -126,6 +119,47 @@ export function makeContext(o: CommonOpts, io: Io): Context {
     now: () => new Date(),
     batchSize,
   };
+}
+
+/** The entry of ACT's config that names its database (`sqlite:/var/lib/act/act.db` by default). */
+export const ACT_DATABASE_URL_ENTRY = 'ACT_DATABASE_URL';
+const DEFAULT_DATABASE_URL_ENV = 'DATABASE_URL';
+
+/** The entry's value, or undefined when the file does not have it. */
+function optionalEntry(t: ConfigTarget, entry: string): string | undefined {
+  try {
+    return readConfigEntry(t, entry);
+  } catch (e) {
+    if (isMasterKeyError(e, 'CONFIG_KEY_MISSING')) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The database URL as given (a SQLite path may still be relative): from
+ * --database-url-entry, from --database-url-env, or by default from
+ * ACT_DATABASE_URL in the primary config (ACT preset, when the file holds
+ * it) or else $DATABASE_URL. When the default finds both and they differ,
+ * the user must choose.
+ */
+function databaseUrlOf(o: CommonOpts, primary: ConfigTarget, env: NodeJS.ProcessEnv): string {
+  if (o.databaseUrlEntry) return readConfigEntry(primary, o.databaseUrlEntry);
+  const fromEnv = (name: string) => {
+    const url = env[name] ?? '';
+    if (!url) throw new MasterKeyError('USAGE', `The environment variable ${name} is not set; export the database URL in it (or name another with --database-url-env, or use --database-url-entry).`);
+    return url;
+  };
+  if (o.databaseUrlEnv) return fromEnv(o.databaseUrlEnv);
+  const actUrl = o.inventory === 'act' ? optionalEntry(primary, ACT_DATABASE_URL_ENTRY) : undefined;
+  if (actUrl === undefined) return fromEnv(DEFAULT_DATABASE_URL_ENV);
+  const envUrl = env[DEFAULT_DATABASE_URL_ENV];
+  if (envUrl && resolveStoreUrl(envUrl, dirname(primary.path)) !== resolveStoreUrl(actUrl, dirname(primary.path))) {
+    throw new MasterKeyError(
+      'USAGE',
+      `${primary.path} sets ${ACT_DATABASE_URL_ENTRY} and the environment sets ${DEFAULT_DATABASE_URL_ENV} to a different database; choose one with --database-url-entry ${ACT_DATABASE_URL_ENTRY} or --database-url-env ${DEFAULT_DATABASE_URL_ENV}.`,
+    );
+  }
+  return actUrl;
 }
 
 /** Where a key comes from: one of a file, standard input or an environment variable; else generated. */

@@ -69,7 +69,7 @@ export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TableP
   const key = at.ctid ?? at.id;
   const prepare = async (rows: Row[]): Promise<PreparedBatch> => {
     const visit = digest ? (row: number, column: string, path: string | undefined, text: string) => digest.add(plan.table, column, path, rows[row][at.id] ?? '', text) : undefined;
-    const out = await processBatch(plan.columns, rows, at.first, crypto, true, visit);
+    const out = await processBatch(plan.columns, rows, at.first, crypto, true, visit, at.aad);
     const byKind = out.byKind;
     if (out.failures.length > 0) {
       const { row, ...f } = out.failures[0];
@@ -87,7 +87,7 @@ export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TableP
 }
 
 /** The error for a value that does not open (names where it is, never the value). */
-function undecryptable(table: string, f: { id: string; column: string; kind: string; path?: string; code: ErrorCode; more: number }): MasterKeyError {
+export function undecryptable(table: string, f: { id: string; column: string; kind: string; path?: string; code: ErrorCode; more: number }): MasterKeyError {
   const where = `${table}.${f.column}${f.path ? ` at ${f.path}` : ''}`;
   return new MasterKeyError(
     'UNDECRYPTABLE_ROWS',

@@ -31,15 +31,18 @@ export interface TablePlan {
   /** Whether a unique btree index is on the id column alone (then writes find rows by id, else by ctid). */
   readonly idIndexed: boolean;
   readonly columns: readonly ColumnPlan[];
+  /** Columns whose text is some entries' additional authenticated data (read after `columns`). */
+  readonly aadColumns: readonly string[];
 }
 
-/** Groups entries by table and column, keeping inventory order. Pure. */
+/** Groups entries by table and column, keeping inventory order, with the AAD columns each table's entries name. Pure. */
 export function groupInventory(inv: Inventory): Array<Omit<TablePlan, 'idType' | 'idIndexed' | 'columns'> & { columns: Array<Omit<ColumnPlan, 'type'>> }> {
-  const tables = new Map<string, { table: string; idColumn: string; columns: Array<{ column: string; json: boolean; entries: InventoryEntry[] }> }>();
+  const tables = new Map<string, { table: string; idColumn: string; columns: Array<{ column: string; json: boolean; entries: InventoryEntry[] }>; aadColumns: string[] }>();
   for (const e of inv.entries) {
     const key = `${e.table}\u0000${e.idColumn}`;
     let t = tables.get(key);
-    if (!t) tables.set(key, (t = { table: e.table, idColumn: e.idColumn, columns: [] }));
+    if (!t) tables.set(key, (t = { table: e.table, idColumn: e.idColumn, columns: [], aadColumns: [] }));
+    if (e.aad && !t.aadColumns.includes(e.aad.column)) t.aadColumns.push(e.aad.column);
     const json = e.jsonPath !== undefined;
     let c = t.columns.find((x) => x.column === e.column);
     if (!c) t.columns.push((c = { column: e.column, json, entries: [] }));
@@ -62,7 +65,7 @@ function baseType(type: string): string {
 export async function planInventory(client: ClientBase, inv: Inventory): Promise<TablePlan[]> {
   const out: TablePlan[] = [];
   for (const g of groupInventory(inv)) {
-    const names = [g.idColumn, ...g.columns.map((c) => c.column)];
+    const names = [g.idColumn, ...g.columns.map((c) => c.column), ...g.aadColumns];
     let rows: Array<{ attname: string; type: string; indexed: boolean }>;
     try {
       ({ rows } = await client.query<{ attname: string; type: string; indexed: boolean }>(
@@ -92,8 +95,9 @@ export async function planInventory(client: ClientBase, inv: Inventory): Promise
       }
       return { ...c, type };
     });
+    g.aadColumns.forEach(typeOf);
     const idIndexed = rows.some((r) => r.attname === g.idColumn && r.indexed);
-    out.push({ table: g.table, idColumn: g.idColumn, idType, idIndexed, columns });
+    out.push({ table: g.table, idColumn: g.idColumn, idType, idIndexed, columns, aadColumns: g.aadColumns });
   }
   return out;
 }
@@ -150,15 +154,37 @@ class Outcome {
   }
 }
 
-/** Runs `crypto` over values grouped by codec; results in input order. */
-async function processByCodec(crypto: BatchCrypto, codecs: readonly InventoryEntry['codec'][], sealed: readonly string[]): Promise<CryptoResult[]> {
+/** Where each AAD column's text is in a row (after the value columns): column name → index. */
+export type AadLayout = ReadonlyMap<string, number>;
+
+/** The AAD layout of rows whose `count` value columns start at `first`, followed by `aadColumns`. Pure. */
+export function aadLayout(aadColumns: readonly string[], first: number, count: number): AadLayout {
+  return new Map(aadColumns.map((c, j) => [c, first + count + j]));
+}
+
+/**
+ * A value's additional authenticated data: the UTF-8 text of its entry's
+ * AAD column in the same row (NULL: none), or undefined for an entry without one.
+ */
+export function aadOf(entry: InventoryEntry, row: ReadonlyArray<string | null>, aadAt: AadLayout | undefined): Uint8Array | undefined {
+  if (!entry.aad) return undefined;
+  const at = aadAt?.get(entry.aad.column);
+  if (at === undefined) throw new MasterKeyError('INTERNAL', `The AAD column ${entry.aad.column} was not read with the row; this is a bug.`);
+  const v = row[at];
+  return v === null || v === undefined ? undefined : Buffer.from(v, 'utf8');
+}
+
+/** Runs `crypto` over values grouped by codec (each with its own AAD, if any); results in input order. */
+async function processByCodec(crypto: BatchCrypto, codecs: readonly InventoryEntry['codec'][], sealed: readonly string[], aad: ReadonlyArray<Uint8Array | undefined>): Promise<CryptoResult[]> {
   const results = new Array<CryptoResult>(sealed.length);
+  const anyAad = aad.some((a) => a !== undefined);
   for (const codec of new Set(codecs)) {
     const idx: number[] = [];
     for (let i = 0; i < codecs.length; i++) if (codecs[i] === codec) idx.push(i);
     const r = await crypto.process(
       codec,
       idx.map((i) => sealed[i]),
+      anyAad ? idx.map((i) => aad[i]) : undefined,
     );
     idx.forEach((i, j) => (results[i] = r[j]));
   }
@@ -178,19 +204,31 @@ export interface FoundValue {
   readonly entry: InventoryEntry;
   readonly path?: string;
   readonly sealed: string;
+  /** Its additional authenticated data (entries with `aad`). */
+  readonly aad?: Uint8Array;
 }
 
 /**
  * Calls `fn` for every sealed value of a batch of rows (laid out as for
  * `processBatch`), without any crypto: what verification digests.
  */
-export function eachValue(columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: ReadonlyArray<ReadonlyArray<string | null>>, first: number, fn: (v: FoundValue) => void): void {
+export function eachValue(
+  columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[],
+  rows: ReadonlyArray<ReadonlyArray<string | null>>,
+  first: number,
+  fn: (v: FoundValue) => void,
+  aadAt?: AadLayout,
+): void {
   columns.forEach((c, k) => {
     for (let i = 0; i < rows.length; i++) {
       const v = rows[i][first + k];
       if (v === null || v === undefined) continue;
-      if (!c.json) fn({ row: i, column: c.column, entry: c.entries[0], sealed: v });
-      else for (const { entry, slot } of findEntrySlots(parseJsonLossless(v), c.entries)) fn({ row: i, column: c.column, entry, path: slot.path, sealed: slot.value });
+      const withAad = (entry: InventoryEntry) => {
+        const aad = aadOf(entry, rows[i], aadAt);
+        return aad ? { aad } : {};
+      };
+      if (!c.json) fn({ row: i, column: c.column, entry: c.entries[0], sealed: v, ...withAad(c.entries[0]) });
+      else for (const { entry, slot } of findEntrySlots(parseJsonLossless(v), c.entries)) fn({ row: i, column: c.column, entry, path: slot.path, sealed: slot.value, ...withAad(entry) });
     }
   });
 }
@@ -201,6 +239,8 @@ export function eachValue(columns: readonly Pick<ColumnPlan, 'column' | 'json' |
  * `rows[i][first]` (null = SQL NULL). Works a column at a time so each
  * codec sees the whole batch at once. Never throws for a bad value (it is
  * listed in the outcome). `visit`, when given, sees each value that opened.
+ * `aadAt` says where the AAD columns are, for entries with `aad`: each
+ * value is opened and re-sealed with its own row's AAD.
  */
 export async function processBatch(
   columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[],
@@ -209,6 +249,7 @@ export async function processBatch(
   crypto: BatchCrypto,
   reseal: boolean,
   visit?: ValueVisitor,
+  aadAt?: AadLayout,
 ): Promise<BatchOutcome> {
   const o = new Outcome(rows.length);
   const next: Array<Array<string | null>> | undefined = reseal ? columns.map(() => new Array<string | null>(rows.length).fill(null)) : undefined;
@@ -225,7 +266,7 @@ export async function processBatch(
           sealed.push(v);
         }
       }
-      const results = await crypto.process(entry.codec, sealed);
+      const results = await crypto.process(entry.codec, sealed, entry.aad ? idx.map((row) => aadOf(entry, rows[row], aadAt)) : undefined);
       idx.forEach((row, j) => {
         const r = results[j];
         o.add(row, c.column, entry.kind, sealed[j], r);
@@ -247,6 +288,7 @@ export async function processBatch(
       crypto,
       slots.map((s) => s.entry.codec),
       slots.map((s) => s.sealed),
+      slots.map((s) => aadOf(s.entry, rows[s.row], aadAt)),
     );
     const touched = new Set<number>();
     slots.forEach((s, j) => {

@@ -4,22 +4,24 @@
  */
 import type { ClientBase } from 'pg';
 import { quoteIdent } from '../inventory/inventory';
-import type { TablePlan } from './stream-plan';
+import { AadLayout, TablePlan, aadLayout } from './stream-plan';
 
-/** Where things are in a row read by `selectSql`: the id, the ctid when writes use it, then the columns. */
+/** Where things are in a row read by `selectSql`: the id, the ctid when writes use it, then the columns, then the AAD columns. */
 export interface RowLayout {
   readonly id: 0;
   readonly ctid?: 1;
   readonly first: number;
+  readonly aad: AadLayout;
 }
 
 export function rowLayout(plan: TablePlan): RowLayout {
-  return plan.idIndexed ? { id: 0, first: 1 } : { id: 0, ctid: 1, first: 2 };
+  const first = plan.idIndexed ? 1 : 2;
+  return { id: 0, ...(plan.idIndexed ? {} : { ctid: 1 as const }), first, aad: aadLayout(plan.aadColumns, first, plan.columns.length) };
 }
 
-/** Reads `id, [ctid,] col...` (all as text) of every row holding at least one value. */
+/** Reads `id, [ctid,] col..., aad col...` (all as text) of every row holding at least one value. */
 export function selectSql(plan: TablePlan): string {
-  const cols = plan.columns.map((c) => `${quoteIdent(c.column)}::text`);
+  const cols = [...plan.columns.map((c) => c.column), ...plan.aadColumns].map((c) => `${quoteIdent(c)}::text`);
   const notNull = plan.columns.map((c) => `${quoteIdent(c.column)} IS NOT NULL`).join(' OR ');
   const key = plan.idIndexed ? '' : 'ctid::text, ';
   return `SELECT ${quoteIdent(plan.idColumn)}::text, ${key}${cols.join(', ')} FROM ${quoteIdent(plan.table)} WHERE ${notNull}`;

@@ -128,7 +128,7 @@ export async function scanInventory(client: ClientBase, inv: Inventory, keys: Ke
         const at = rowLayout(plan);
         // Nothing else runs on the connection meanwhile, so COPY can stream the rows (cheaper than FETCH).
         for await (const rows of copyBatches(client, selectSql(plan), batchSize)) {
-          const out = await processBatch(plan.columns, rows, at.first, crypto, false);
+          const out = await processBatch(plan.columns, rows, at.first, crypto, false, undefined, at.aad);
           counter.add(out.byKind);
           storedBytes += out.bytes;
           failureCount += out.failures.length;
@@ -293,8 +293,8 @@ export async function verifyInventory(client: ClientBase, inv: Inventory, key: M
             const id = rows[v.row][at.id] ?? '';
             digest.add(plan.table, v.column, v.path, id, v.sealed);
             byKind.set(v.entry.kind, (byKind.get(v.entry.kind) ?? 0) + 1);
-            sample.offer(() => ({ table: plan.table, id, column: v.column, entry: v.entry, sealed: v.sealed, ...(v.path !== undefined ? { path: v.path } : {}) }));
-          });
+            sample.offer(() => ({ table: plan.table, id, column: v.column, entry: v.entry, sealed: v.sealed, ...(v.path !== undefined ? { path: v.path } : {}), ...(v.aad ? { aad: v.aad } : {}) }));
+          }, at.aad);
           counter.add(byKind);
           opts.onProgress?.(counter.total);
         }
@@ -319,6 +319,7 @@ async function openSample(items: readonly Sampled[], key: MasterKey, opts: Strea
       const results = await crypto.process(
         codec,
         group.map((s) => s.sealed),
+        group.some((s) => s.aad) ? group.map((s) => s.aad) : undefined,
       );
       results.forEach((r, i) => {
         const s = group[i];

@@ -35,6 +35,12 @@ export interface InventoryEntry {
   readonly jsonPath?: readonly string[];
   /** For jsonb columns: only values whose parent object has `key` equal to `equals`. */
   readonly where?: JsonWhere;
+  /**
+   * Additional authenticated data: each value is sealed with the text
+   * (UTF-8) of this column of its own row as AAD (e.g. `user_id`); a NULL
+   * column means none. Opening and re-sealing use the same bytes.
+   */
+  readonly aad?: { readonly column: string };
 }
 
 export interface Inventory {
@@ -135,6 +141,7 @@ export function validateInventory(inv: unknown, source = 'the inventory'): Inven
       codec: r.codec,
       ...(r.jsonPath ? { jsonPath: [...r.jsonPath] } : {}),
       ...(r.where ? { where: { key: r.where.key, equals: r.where.equals } } : {}),
+      ...(r.aad ? { aad: { column: r.aad.column } } : {}),
     }),
   );
   const seen = new Set<string>();
@@ -175,7 +182,7 @@ export function loadInventory(spec: string): Inventory {
 /** Stable digest of an inventory (what it covers, not its name), for triggers. */
 export function inventoryDigest(inv: Inventory): string {
   const canon = inv.entries
-    .map((e) => JSON.stringify([e.table, e.idColumn, e.column, e.codec, e.jsonPath ?? null, e.where ?? null, e.kind]))
+    .map((e) => JSON.stringify([e.table, e.idColumn, e.column, e.codec, e.jsonPath ?? null, e.where ?? null, e.kind, ...(e.aad ? [{ aad: e.aad.column }] : [])]))
     .sort()
     .join('\n');
   return `sha256:${createHash('sha256').update(canon).digest('hex').slice(0, 16)}`;

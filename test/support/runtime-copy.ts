@@ -1,8 +1,9 @@
 /**
  * The package as someone who installed it would have it: the built CLI and
  * constructs (dist/src, dist/constructs, the JSON Schemas they load) plus
- * ONLY the runtime dependency closure of package.json (`dependencies`, plus
- * the peer dependencies named in `peers`), copied into a folder of its own.
+ * ONLY the runtime dependency closure of package.json (`dependencies` and the
+ * `optionalDependencies` that are installed, plus the peer dependencies named
+ * in `peers`), copied into a folder of its own.
  * Nothing from devDependencies is there, so running from the copy proves the
  * CLI and the constructs do not need them; and the copy is readable by other
  * users even when the checkout sits in a private directory.
@@ -52,6 +53,8 @@ export function runtimeClosure(opts: { peers?: readonly string[] } = {}): string
     }
   };
   visit(root.dependencies, REPO, false);
+  // Installed when it built (better-sqlite3 for sqlite: URLs); the package works without it otherwise.
+  visit(root.optionalDependencies, REPO, true);
   const peers = Object.fromEntries(Object.entries(root.peerDependencies ?? {}).filter(([name]) => opts.peers?.includes(name)));
   visit(peers, REPO, false);
   return [...found].sort();

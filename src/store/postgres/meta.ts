@@ -7,6 +7,7 @@ import { ClientBase } from 'pg';
 import { MasterKeyError } from '../../errors';
 import { CanaryRow, CanaryUpdate, HistoryRow, LockHolder, StoreIdentity } from '../store';
 import { translatePgError } from './client';
+import { HISTORY_COLUMNS, historyFromStored, historyValues } from '../history';
 
 export const META_SCHEMA = 'master_key';
 
@@ -83,27 +84,8 @@ export async function replaceCanary(c: ClientBase, canary: CanaryUpdate): Promis
 
 export async function insertHistory(c: ClientBase, h: HistoryRow): Promise<void> {
   await c.query(
-    `INSERT INTO ${META_SCHEMA}.history (rotation_id, started_at, committed_at, from_generation, to_generation, old_fingerprint, new_fingerprint, reason,
-       processed, updated, unchanged_due_to_errors, by_kind, backup_path, backup_sha256, actor, outcome)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)`,
-    [
-      h.rotationId,
-      h.startedAt,
-      h.committedAt,
-      h.fromGeneration,
-      h.toGeneration,
-      h.oldFingerprint,
-      h.newFingerprint,
-      h.reason,
-      h.processed,
-      h.updated,
-      h.unchangedDueToErrors,
-      JSON.stringify(h.byKind),
-      h.backupPath ?? null,
-      h.backupSha256 ?? null,
-      h.actor,
-      h.outcome,
-    ],
+    `INSERT INTO ${META_SCHEMA}.history (${HISTORY_COLUMNS.join(', ')}) VALUES (${HISTORY_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
+    historyValues(h, (d) => d),
   );
 }
 
@@ -116,26 +98,7 @@ export async function lastHistory(c: ClientBase): Promise<HistoryRow | undefined
   if (!exists.rows[0].t) return undefined;
   const r = await c.query(`SELECT * FROM ${META_SCHEMA}.history ORDER BY committed_at DESC, id DESC LIMIT 1`);
   const x = r.rows[0];
-  if (!x) return undefined;
-  return {
-    rotationId: x.rotation_id,
-    startedAt: x.started_at,
-    committedAt: x.committed_at,
-    verifiedAt: x.verified_at ?? undefined,
-    fromGeneration: x.from_generation,
-    toGeneration: x.to_generation,
-    oldFingerprint: x.old_fingerprint,
-    newFingerprint: x.new_fingerprint,
-    reason: x.reason,
-    processed: x.processed,
-    updated: x.updated,
-    unchangedDueToErrors: x.unchanged_due_to_errors,
-    byKind: x.by_kind,
-    backupPath: x.backup_path ?? undefined,
-    backupSha256: x.backup_sha256 ?? undefined,
-    actor: x.actor,
-    outcome: x.outcome,
-  };
+  return x ? historyFromStored(x, (v) => v as Date) : undefined;
 }
 
 /** Two-int advisory lock key: 'mk' and 'rot'. */

@@ -1,0 +1,431 @@
+/**
+ * `npm run bench -- --store sqlite [--rows N] [--reps 3] [--journal wal|delete] [--crypto native|node|workers] [--json]`
+ *
+ * The benchmark on a SQLite file, in one run: SQLite's own floor (every row
+ * rewritten by `UPDATE t SET value = value || ''` in one transaction),
+ * crypto alone (every value opened and re-sealed in memory by the crypto
+ * the SQLite store uses), a naive row-by-row script, ours (the store's
+ * re-encryption in one write transaction) and the full `master-key apply`.
+ * SQLite rewrites in-process, so the yardstick is floor + crypto: ours
+ * should need no more (reading and batching overlapped), the full apply at
+ * most 1.6x that. Every method starts from a fresh copy of the same seeded
+ * file; client methods run in child processes so their peak RSS is their own.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { CryptoMode, defaultCryptoMode } from '../src/crypto/batch';
+import { actCodec } from '../src/crypto/codec';
+import { MasterKey, parseKey } from '../src/crypto/key';
+import { Keyring } from '../src/crypto/keyring';
+import { withStore } from '../src/store/open';
+import { closeCrypto, valueCrypto } from '../src/store/sqlite/crypto';
+import { Db, sqliteModule } from '../src/store/sqlite/driver';
+import { BENCH_INVENTORY, BENCH_TABLE, plaintext } from './bench-data';
+import { median } from './bench-report';
+import { cliPath, runCliMeasured } from './bench-apply';
+
+export const SQLITE_METHODS = ['floor', 'crypto', 'naive', 'ours', 'apply'] as const;
+type Method = (typeof SQLITE_METHODS)[number];
+
+export interface SqliteBenchOptions {
+  readonly rows: number;
+  readonly reps: number;
+  readonly journal: 'wal' | 'delete';
+  readonly json: boolean;
+  readonly methods: readonly Method[];
+  /** Where the AES-GCM work runs (crypto alone, ours and apply). @default the production default */
+  readonly crypto?: CryptoMode;
+  /** Above this many rows the naive script runs once. */
+  readonly naiveSingleRunAbove?: number;
+}
+
+const SEED_CHUNK = 10_000;
+const CRYPTO_BATCH = 2000;
+
+function open(path: string): Db {
+  const Database = sqliteModule();
+  return new Database(path, { fileMustExist: true });
+}
+
+/** The pristine file (`bench_secrets` sealed under `oldKey`) and the plaintexts (another file, for verification). */
+function seed(dir: string, rows: number, oldKey: MasterKey, journal: 'wal' | 'delete'): { pristine: string; plain: string } {
+  const Database = sqliteModule();
+  const pristine = join(dir, 'pristine.db');
+  const plain = join(dir, 'plain.db');
+  const db = new Database(pristine);
+  const pdb = new Database(plain);
+  db.pragma(`journal_mode = ${journal}`);
+  db.exec(`CREATE TABLE ${BENCH_TABLE} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, value TEXT NOT NULL)`);
+  pdb.exec('CREATE TABLE bench_plain (id INTEGER PRIMARY KEY, plaintext TEXT NOT NULL)');
+  const codec = actCodec();
+  const ins = db.prepare(`INSERT INTO ${BENCH_TABLE} (id, name, value) VALUES (?, ?, ?)`);
+  const pins = pdb.prepare('INSERT INTO bench_plain (id, plaintext) VALUES (?, ?)');
+  for (let start = 1; start <= rows; start += SEED_CHUNK) {
+    db.exec('BEGIN');
+    pdb.exec('BEGIN');
+    for (let id = start; id < start + SEED_CHUNK && id <= rows; id++) {
+      const pt = plaintext();
+      ins.run(id, `secret-${id}`, codec.seal(oldKey, Buffer.from(pt, 'utf8')));
+      pins.run(id, pt);
+    }
+    db.exec('COMMIT');
+    pdb.exec('COMMIT');
+  }
+  // Checkpointed and closed: the file alone is the database, ready to copy.
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+  pdb.close();
+  return { pristine, plain };
+}
+
+/** A fresh copy of the pristine file at `dir/act.db`. */
+function fresh(dir: string, pristine: string): string {
+  const path = join(dir, 'act.db');
+  for (const f of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) rmSync(f, { force: true });
+  copyFileSync(pristine, path);
+  return path;
+}
+
+interface Run {
+  readonly seconds: number;
+  readonly rows: number;
+  readonly maxRssBytes?: number;
+}
+
+function floor(path: string): Run {
+  const db = open(path);
+  try {
+    db.pragma('synchronous = FULL');
+    const t0 = process.hrtime.bigint();
+    db.exec('BEGIN IMMEDIATE');
+    const r = db.prepare(`UPDATE ${BENCH_TABLE} SET value = value || ''`).run();
+    db.exec('COMMIT');
+    return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, rows: r.changes };
+  } finally {
+    db.close();
+  }
+}
+
+/** Every value opened and re-sealed in memory, in batches (the values are read first, untimed). */
+async function cryptoAlone(path: string, oldKey: MasterKey, newKey: MasterKey, mode?: CryptoMode): Promise<Run> {
+  const db = open(path);
+  const values = db.prepare(`SELECT value FROM ${BENCH_TABLE}`).pluck().all() as string[];
+  db.close();
+  const crypto = valueCrypto(new Keyring([oldKey]), newKey, mode ? { crypto: mode } : {});
+  const t0 = process.hrtime.bigint();
+  try {
+    // As ours has them: several batches in flight when workers do the work.
+    const ahead = crypto.mode === 'workers' ? 4 : 1;
+    const starts = Array.from({ length: Math.ceil(values.length / CRYPTO_BATCH) }, (_, k) => k * CRYPTO_BATCH);
+    for (let k = 0; k < starts.length; k += ahead) {
+      const outs = await Promise.all(starts.slice(k, k + ahead).map((i) => crypto.process('act', values.slice(i, i + CRYPTO_BATCH))));
+      if (outs.some((out) => out.some((r) => r.next === undefined))) throw new Error('crypto alone: a value did not open');
+    }
+  } finally {
+    await closeCrypto(crypto);
+  }
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, rows: values.length };
+}
+
+/** A child job: the keys travel on stdin, never in argv. */
+interface ChildJob {
+  readonly method: 'naive' | 'ours';
+  readonly path: string;
+  readonly oldKey: string;
+  readonly newKey: string;
+  readonly crypto?: CryptoMode;
+}
+
+/** What a quick script does: every row into memory, then open, seal and UPDATE one row at a time, in one transaction. */
+function naive(path: string, from: MasterKey, to: MasterKey): number {
+  const db = open(path);
+  try {
+    const codec = actCodec();
+    const ring = new Keyring([from]);
+    db.exec('BEGIN IMMEDIATE');
+    const all = db.prepare(`SELECT id, value FROM ${BENCH_TABLE}`).all() as Array<{ id: number; value: string }>;
+    const upd = db.prepare(`UPDATE ${BENCH_TABLE} SET value = ? WHERE id = ?`);
+    for (const row of all) upd.run(codec.seal(to, codec.open(ring, row.value).plaintext), row.id);
+    db.exec('COMMIT');
+    return all.length;
+  } finally {
+    db.close();
+  }
+}
+
+async function child(job: ChildJob): Promise<Run> {
+  const from = parseKey(job.oldKey);
+  const to = parseKey(job.newKey);
+  const t0 = process.hrtime.bigint();
+  let rows: number;
+  if (job.method === 'naive') rows = naive(job.path, from, to);
+  else {
+    rows = await withStore(`sqlite:${job.path}`, { doing: 'benchmarking' }, (store) =>
+      store.write(async (tx) => {
+        await tx.lockSecretTables(BENCH_INVENTORY);
+        return (await tx.reencrypt(BENCH_INVENTORY, new Keyring([from]), to, job.crypto ? { crypto: job.crypto } : {})).updated;
+      }),
+    );
+  }
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, rows, maxRssBytes: process.resourceUsage().maxRSS * 1024 };
+}
+
+function runChild(job: ChildJob): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [__filename, '--child'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    c.on('error', reject);
+    c.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as Run) : reject(new Error(`the ${job.method} run exited with code ${code}`))));
+    c.stdin.end(JSON.stringify(job));
+  });
+}
+
+/** The full CLI: `init` on the fresh copy, then `apply` (spawn to exit, with backup, verification and report). */
+async function apply(dir: string, path: string, oldKey: MasterKey, rows: number): Promise<Run> {
+  const work = mkdtempSync(join(dir, 'apply-'));
+  chmodSync(work, 0o700);
+  try {
+    const config = join(work, 'act.env');
+    writeFileSync(config, `ACT_MASTER_KEY=${oldKey.toHex()}\nACT_DATABASE_URL=sqlite:${path}\n`, { mode: 0o600 });
+    const inventory = join(work, 'inventory.json');
+    writeFileSync(inventory, JSON.stringify(BENCH_INVENTORY));
+    const common = ['--config', config, '--inventory', inventory, '--database-url-entry', 'ACT_DATABASE_URL'];
+    const init = await runCliMeasured(['init', ...common], process.env);
+    if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
+    const r = await runCliMeasured(['apply', ...common, '--backup-dir', join(work, 'backups'), '--report-dir', join(work, 'reports')], process.env);
+    if (r.code !== 0) throw new Error(`master-key apply failed (exit ${r.code}): ${r.stderr.trim()}`);
+    return { seconds: r.seconds, rows, maxRssBytes: r.maxRssBytes };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Rows of `act.db` that open with `newKey` alone and equal their plaintext. */
+function verify(path: string, plain: string, newKey: MasterKey): { rows: number; ok: number; failures: number } {
+  const db = open(path);
+  try {
+    db.prepare('ATTACH DATABASE ? AS p').run(plain);
+    const ring = new Keyring([newKey]);
+    const codec = actCodec();
+    let rows = 0;
+    let ok = 0;
+    for (const r of db.prepare(`SELECT s.value AS v, p.plaintext AS pt FROM ${BENCH_TABLE} s LEFT JOIN p.bench_plain p USING (id)`).iterate() as IterableIterator<{ v: string; pt: string | null }>) {
+      rows++;
+      try {
+        if (r.pt !== null && ring.openText(codec, r.v) === r.pt) ok++;
+      } catch {
+        // a failure
+      }
+    }
+    return { rows, ok, failures: rows - ok };
+  } finally {
+    db.close();
+  }
+}
+
+const LABELS: Record<Method, string> = {
+  floor: "SQLite floor (SET value = value || '')",
+  crypto: 'crypto alone (open + re-seal in memory)',
+  naive: 'naive script (row-by-row UPDATE)',
+  ours: 'ours: store re-encryption (one transaction)',
+  apply: 'ours: master-key apply (full CLI)',
+};
+
+export interface SqliteBenchResult {
+  readonly method: Method;
+  readonly rows: number;
+  readonly runs: readonly number[];
+  readonly seconds?: number;
+  readonly rowsPerSecond?: number;
+  /** Time relative to floor + crypto alone (the yardstick). */
+  readonly vsFloorPlusCrypto?: number;
+  readonly vsFloor?: number;
+  readonly peakRssBytes?: number;
+  readonly note?: string;
+}
+
+export interface SqliteBenchReport {
+  readonly rows: number;
+  readonly reps: number;
+  readonly journal: string;
+  /** Where the AES-GCM work ran. */
+  readonly crypto: string;
+  readonly seedSeconds: number;
+  readonly versions: { readonly node: string; readonly sqlite: string };
+  readonly machine: { readonly cpus: number; readonly cpuModel: string; readonly memoryBytes: number; readonly load: string };
+  readonly results: readonly SqliteBenchResult[];
+  readonly verification?: { readonly rows: number; readonly ok: number; readonly failures: number };
+  readonly goals: ReadonlyArray<{ readonly what: string; readonly measured?: string; readonly met?: boolean }>;
+}
+
+const MB = 1024 * 1024;
+
+/** Rates, ratios and the goals (pure). */
+export function summariseSqlite(r: Omit<SqliteBenchReport, 'goals'>): SqliteBenchReport {
+  const secs = (m: Method) => r.results.find((x) => x.method === m)?.seconds;
+  const floorS = secs('floor');
+  const yard = floorS !== undefined && secs('crypto') !== undefined ? floorS + secs('crypto')! : undefined;
+  const results = r.results.map((x) => ({
+    ...x,
+    ...(x.seconds ? { rowsPerSecond: Math.round(x.rows / x.seconds) } : {}),
+    ...(x.seconds !== undefined && yard ? { vsFloorPlusCrypto: Math.round((x.seconds / yard) * 100) / 100 } : {}),
+    ...(x.seconds !== undefined && floorS ? { vsFloor: Math.round((x.seconds / floorS) * 100) / 100 } : {}),
+  }));
+  const ratio = (m: Method, max: number) => {
+    const v = results.find((x) => x.method === m)?.vsFloorPlusCrypto;
+    return { what: `${LABELS[m]} ≤ ${max.toFixed(1)}x (floor + crypto alone)`, ...(v !== undefined ? { measured: `${v.toFixed(2)}x`, met: v <= max } : {}) };
+  };
+  const rss = (['ours', 'apply'] as const).map((m) => {
+    const b = results.find((x) => x.method === m)?.peakRssBytes;
+    return { what: `${LABELS[m]} peak RSS < 256 MB`, ...(b !== undefined ? { measured: `${(b / MB).toFixed(0)} MB`, met: b < 256 * MB } : {}) };
+  });
+  return { ...r, results, goals: [ratio('ours', 1.0), ratio('apply', 1.6), ...rss] };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')).join('\n');
+}
+
+export function formatSqliteReport(r: SqliteBenchReport): string {
+  const fmt = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(2));
+  const body = r.results.map((m) => [
+    LABELS[m.method],
+    String(m.rows),
+    fmt(m.seconds),
+    m.rowsPerSecond === undefined ? '-' : String(m.rowsPerSecond),
+    fmt(m.vsFloorPlusCrypto),
+    fmt(m.vsFloor),
+    m.peakRssBytes === undefined ? '-' : `${(m.peakRssBytes / MB).toFixed(0)} MB`,
+  ]);
+  return [
+    `SQLite re-encryption benchmark (AES-GCM: ${r.crypto}): ${r.rows} secrets (100-300 byte plaintexts, act codec, one table), journal_mode ${r.journal}, median of ${r.reps} runs, one transaction each`,
+    `node ${r.versions.node}, SQLite ${r.versions.sqlite}; ${r.machine.cpus} cores (${r.machine.cpuModel}), ${(r.machine.memoryBytes / MB / 1024).toFixed(1)} GB RAM, load average ${r.machine.load}; seeded in ${r.seedSeconds.toFixed(1)} s`,
+    '',
+    table([['method', 'rows', 'seconds', 'rows/s', 'x (floor + crypto)', 'x floor', 'peak RSS'], ...body]),
+    '',
+    ...r.results.filter((m) => m.note).map((m) => `  ${m.method}: ${m.note}`),
+    'Goals:',
+    ...r.goals.map((g) => `  ${g.met === undefined ? '-' : g.met ? 'met' : 'MISSED'}: ${g.what}${g.measured ? ` (measured ${g.measured})` : ' (not measured)'}`),
+    ...(r.verification ? ['', `Verification after ours: ${r.verification.ok}/${r.verification.rows} rows open with the new key only and equal their plaintext.`] : []),
+    '',
+  ].join('\n');
+}
+
+/** Runs the SQLite benchmark in a temp directory it removes; returns the report. */
+export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) => void): Promise<SqliteBenchReport> {
+  const dir = mkdtempSync(join(tmpdir(), 'mk-bench-sqlite-'));
+  try {
+    const oldKey = MasterKey.generate();
+    const newKey = MasterKey.generate();
+    progress(`seeding ${o.rows} secrets`);
+    const t0 = process.hrtime.bigint();
+    const { pristine, plain } = seed(dir, o.rows, oldKey, o.journal);
+    const seedSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const results: SqliteBenchResult[] = [];
+    let verification: SqliteBenchReport['verification'];
+    for (const method of o.methods) {
+      const reps = method === 'naive' && o.rows > (o.naiveSingleRunAbove ?? 200_000) ? 1 : o.reps;
+      const runs: Run[] = [];
+      for (let i = 0; i < reps; i++) {
+        const path = fresh(dir, pristine);
+        progress(`${method} run ${i + 1}/${reps}`);
+        if (method === 'floor') runs.push(floor(path));
+        else if (method === 'crypto') runs.push(await cryptoAlone(path, oldKey, newKey, o.crypto));
+        else if (method === 'apply') runs.push(await apply(dir, path, oldKey, o.rows));
+        else runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
+        if (method === 'ours' && i === reps - 1) verification = verify(path, plain, newKey);
+      }
+      results.push({
+        method,
+        rows: runs[0]?.rows ?? o.rows,
+        runs: runs.map((r) => r.seconds),
+        seconds: median(runs.map((r) => r.seconds)),
+        ...(runs.some((r) => r.maxRssBytes !== undefined) ? { peakRssBytes: Math.max(...runs.map((r) => r.maxRssBytes ?? 0)) } : {}),
+        ...(reps < o.reps ? { note: 'one run (it takes minutes)' } : method === 'apply' ? { note: 'spawn to exit: init not counted; preflight, backup of the whole file, re-encryption, config, verification, report' } : {}),
+      });
+    }
+    const Database = sqliteModule();
+    const mem = new Database(':memory:');
+    const sqlite = (mem.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v;
+    mem.close();
+    return summariseSqlite({
+      rows: o.rows,
+      reps: o.reps,
+      journal: o.journal,
+      crypto: o.crypto ?? defaultCryptoMode(),
+      seedSeconds,
+      versions: { node: process.version, sqlite },
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryBytes: totalmem(), load: loadavg().map((x) => x.toFixed(1)).join(' ') },
+      results,
+      verification,
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Parses `--store sqlite` options (the rest of bench's command line). */
+export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
+  let rows = 100_000;
+  let reps = 3;
+  let journal: 'wal' | 'delete' = 'wal';
+  let json = false;
+  let methods: Method[] = [...SQLITE_METHODS];
+  let crypto: CryptoMode | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const n = () => {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 1) throw new Error(`${a} needs a positive integer, got ${argv[i] ?? 'nothing'}`);
+      return v;
+    };
+    if (a === '--store') i++;
+    else if (a === '--rows') rows = n();
+    else if (a === '--reps') reps = n();
+    else if (a === '--json') json = true;
+    else if (a === '--crypto') {
+      const m = argv[++i];
+      if (m !== 'native' && m !== 'node' && m !== 'workers') throw new Error(`--crypto must be native, node or workers, got ${m ?? 'nothing'}`);
+      crypto = m;
+    } else if (a === '--journal') {
+      const j = argv[++i];
+      if (j !== 'wal' && j !== 'delete') throw new Error(`--journal must be wal or delete, got ${j ?? 'nothing'}`);
+      journal = j;
+    } else if (a === '--methods') {
+      methods = (argv[++i] ?? '').split(',').map((m) => {
+        if (!(SQLITE_METHODS as readonly string[]).includes(m)) throw new Error(`unknown method "${m}"; use ${SQLITE_METHODS.join(', ')}`);
+        return m as Method;
+      });
+    } else throw new Error(`unknown option ${a}; usage: bench --store sqlite [--rows N] [--reps N] [--journal wal|delete] [--crypto native|node|workers] [--methods ${SQLITE_METHODS.join(',')}] [--json]`);
+  }
+  return { rows, reps, journal, json, methods, ...(crypto ? { crypto } : {}) };
+}
+
+/** `bench --store sqlite ...`: prints the table (or JSON); exit code 1 when verification failed. */
+export async function mainSqlite(argv: readonly string[]): Promise<void> {
+  const o = parseSqliteArgs(argv);
+  if (!existsSync(cliPath()) && o.methods.includes('apply')) throw new Error('the CLI is not built: run npm run build');
+  const progress = o.json ? () => undefined : (s: string) => process.stderr.write(`bench: ${s}\n`);
+  const report = await benchSqlite(o, progress);
+  process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatSqliteReport(report));
+  if (report.verification && report.verification.failures > 0) process.exitCode = 1;
+}
+
+async function readStdin(): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const chunk of process.stdin) parts.push(chunk as Buffer);
+  return Buffer.concat(parts).toString('utf8');
+}
+
+if (require.main === module && process.argv[2] === '--child') {
+  readStdin()
+    .then(async (text) => process.stdout.write(`${JSON.stringify(await child(JSON.parse(text) as ChildJob))}\n`))
+    .catch((e: unknown) => {
+      process.stderr.write(`bench child failed: ${(e as Error).message}\n`);
+      process.exit(1);
+    });
+}

@@ -1,0 +1,212 @@
+/**
+ * The SQLite store (ACT's default: `ACT_DATABASE_URL=sqlite:/var/lib/act/act.db`):
+ * one connection to an existing database file per store. Reads run in one
+ * deferred transaction (one snapshot), the rotation in one `BEGIN IMMEDIATE`
+ * transaction (the write lock first, so every other writer waits or fails
+ * and nothing changes between what it reads, backs up and rewrites). The
+ * rotation lock is a lock file beside the database (`./lock.ts`); backups
+ * are the whole file (`./backup.ts`).
+ */
+import { realpathSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { KeySource } from '../../crypto/codec';
+import type { MasterKey } from '../../crypto/key';
+import { MasterKeyError, isMasterKeyError } from '../../errors';
+import { checkDirWritable } from '../../fsutil';
+import { Inventory } from '../../inventory/inventory';
+import {
+  BackupToRestore,
+  CanaryRow,
+  CanaryUpdate,
+  HistoryRow,
+  InventoryCounts,
+  LockHolder,
+  OpenOptions,
+  ReadTx,
+  Store,
+  StoreIdentity,
+  StreamOptions,
+  WriteTx,
+  canaryNotFound,
+} from '../store';
+import { ACT_SCHEMA_SQLITE } from './act-schema';
+import { backupBesideWriter, backupDatabase, restoreDatabase } from './backup';
+import { Db, connect, fileWritable, translateSqliteError, withTransaction } from './driver';
+import { RotationLock } from './lock';
+import { CANARY_TABLE, databaseId, insertCanary, insertHistory, lastHistory, readCanary, replaceCanary, setHistoryOutcome, tableExists } from './meta';
+import { sqliteFile } from './url';
+import { countValues, planTables, reencryptValues, scanValues } from './values';
+
+/** Opens a SQLite store on `url` (`sqlite:/absolute/path`; a relative path against the working directory). */
+export async function openSqlite(url: string, opts: OpenOptions = {}): Promise<Store> {
+  const file = sqliteFile(url);
+  const db = connect(file);
+  return new SqliteStore(db, realpathSync(file), opts.label ?? 'master-key');
+}
+
+/** Reads and writes on the store's connection, inside the transaction `read`/`write` opened. */
+class SqliteTx implements WriteTx {
+  /** What the open transaction is, and whether it has written yet. */
+  state: 'read' | 'write' | 'written' = 'read';
+
+  constructor(
+    private readonly db: Db,
+    private readonly path: string,
+  ) {}
+
+  private writing(): void {
+    if (this.state === 'write') this.state = 'written';
+  }
+
+  async canary(): Promise<CanaryRow | undefined> {
+    return readCanary(this.db);
+  }
+
+  /** The write transaction already holds the database's write lock. */
+  async canaryForUpdate(): Promise<CanaryRow | undefined> {
+    return readCanary(this.db);
+  }
+
+  scan(inv: Inventory, keys: KeySource, opts?: StreamOptions) {
+    return scanValues(this.db, inv, keys, opts);
+  }
+
+  /** In a read transaction: its snapshot; in the write transaction before it writes: the committed database, which is what it sees. */
+  backup(inv: Inventory, dir: string) {
+    if (this.state === 'read') return backupDatabase(this.db, inv, dir);
+    if (this.state === 'written') throw new MasterKeyError('INTERNAL', 'The backup must be taken before the write transaction writes; this is a bug in the caller.');
+    return backupBesideWriter(this.path, inv, dir);
+  }
+
+  /** `BEGIN IMMEDIATE` took the database's write lock: every other writer already waits; this checks the tables. */
+  async lockSecretTables(inv: Inventory): Promise<void> {
+    if (!this.db.inTransaction) throw new MasterKeyError('INTERNAL', 'The secret tables can only be locked inside the write transaction; this is a bug in the caller.');
+    planTables(this.db, inv);
+  }
+
+  reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts?: StreamOptions) {
+    this.writing();
+    return reencryptValues(this.db, inv, from, to, opts);
+  }
+
+  async replaceCanary(canary: CanaryUpdate): Promise<void> {
+    this.writing();
+    replaceCanary(this.db, canary);
+  }
+
+  async insertHistory(row: HistoryRow): Promise<void> {
+    this.writing();
+    insertHistory(this.db, row);
+  }
+}
+
+class SqliteStore implements Store {
+  private readonly tx: SqliteTx;
+  private readonly lock: RotationLock;
+
+  constructor(
+    private readonly db: Db,
+    private readonly path: string,
+    label: string,
+  ) {
+    this.tx = new SqliteTx(db, path);
+    this.lock = new RotationLock(path, label);
+  }
+
+  get description(): string {
+    return this.path;
+  }
+
+  async identity(): Promise<StoreIdentity> {
+    return { name: this.path, systemIdentifier: databaseId(this.db) };
+  }
+
+  /** The file and its directory (where SQLite writes its journal) must be writable: really tried, as permission bits say nothing to root. */
+  async assertWritable(): Promise<void> {
+    const file = fileWritable(this.path);
+    if (!file.ok) {
+      throw new MasterKeyError('DB_READ_ONLY', `The SQLite database ${this.path} cannot be written by this user (${file.reason}); nothing was changed: run as the user that owns it, or make it writable.`);
+    }
+    try {
+      checkDirWritable(dirname(this.path), 'DB_READ_ONLY', "the SQLite database's directory (SQLite writes its journal there)");
+    } catch (e) {
+      throw isMasterKeyError(e) ? new MasterKeyError('DB_READ_ONLY', `${e.message.replace(/\.$/, '')}; nothing was changed.`, e.details, { cause: e }) : e;
+    }
+  }
+
+  /** A database never initialised has no rotation to lock: CANARY_NOT_FOUND, and no lock file is made beside it. */
+  async lockRotation(): Promise<void> {
+    if (!tableExists(this.db, CANARY_TABLE)) throw canaryNotFound();
+    this.lock.acquire();
+  }
+
+  async lockHolder(): Promise<LockHolder | undefined> {
+    return this.lock.holder();
+  }
+
+  async readCanary(): Promise<CanaryRow | undefined> {
+    return readCanary(this.db);
+  }
+
+  /** A fresh read: a transaction that was interrupted was rolled back when this connection first read the file. */
+  async readCommittedCanary(): Promise<CanaryRow | undefined> {
+    return readCanary(this.db);
+  }
+
+  async lastHistory(): Promise<HistoryRow | undefined> {
+    return lastHistory(this.db);
+  }
+
+  async setHistoryOutcome(rotationId: string, outcome: string, verifiedAt?: Date): Promise<void> {
+    await withTransaction(this.db, async () => setHistoryOutcome(this.db, rotationId, outcome, verifiedAt), 'write');
+  }
+
+  async initialise(canary: CanaryRow, opts: { readonly createActSchema: boolean }): Promise<void> {
+    try {
+      await withTransaction(
+        this.db,
+        async () => {
+          if (opts.createActSchema) this.db.exec(ACT_SCHEMA_SQLITE);
+          insertCanary(this.db, canary);
+        },
+        'write',
+      );
+    } catch (e) {
+      // A concurrent init may have won the race for the canary's row.
+      if (String((e as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT')) {
+        throw new MasterKeyError('CANARY_EXISTS', 'This database was initialised by another process just now; nothing was changed: use `master-key status`.');
+      }
+      throw e;
+    }
+  }
+
+  async count(inv: Inventory): Promise<InventoryCounts> {
+    return countValues(this.db, inv);
+  }
+
+  read<T>(fn: (tx: ReadTx) => Promise<T>): Promise<T> {
+    return withTransaction(this.db, () => ((this.tx.state = 'read'), fn(this.tx)), 'read');
+  }
+
+  write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+    return withTransaction(this.db, () => ((this.tx.state = 'write'), fn(this.tx)), 'write');
+  }
+
+  async restore(backup: BackupToRestore): Promise<number> {
+    if (!readCanary(this.db)) throw canaryNotFound();
+    return restoreDatabase(this.path, backup);
+  }
+
+  explain(e: unknown, doing: string): MasterKeyError {
+    return translateSqliteError(e, doing, this.path);
+  }
+
+  async close(): Promise<void> {
+    this.lock.release();
+    try {
+      this.db.close();
+    } catch {
+      // already closed
+    }
+  }
+}

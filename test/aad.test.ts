@@ -1,0 +1,104 @@
+/**
+ * Inventory entries whose values carry their row's additional
+ * authenticated data (`"aad": {"column": "user_id"}`), on every store, with
+ * both codecs and in a JSON document: scan opens them only with their own
+ * row's bytes (a value moved to another user's row is listed), and a
+ * re-encryption re-seals each with the same bytes under the new key.
+ */
+import { actCodec, codecByName } from '../src/crypto/codec';
+import { MasterKey } from '../src/crypto/key';
+import { Keyring } from '../src/crypto/keyring';
+import { Inventory, validateInventory } from '../src/inventory/inventory';
+import { canaryFor } from '../src/rotation/canary';
+import { openStore } from '../src/store/open';
+import { withTestSql } from './support/sql';
+import { STORES } from './support/stores';
+
+const INVENTORY: Inventory = validateInventory({
+  name: 'backend tokens',
+  entries: [
+    { kind: 'backend token', table: 'api_tokens', idColumn: 'id', column: 'token', codec: 'act', aad: { column: 'user_id' } },
+    { kind: 'backend token (v1)', table: 'api_tokens', idColumn: 'id', column: 'token_v1', codec: 'v1', aad: { column: 'user_id' } },
+    { kind: 'backend setting', table: 'api_tokens', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['secret'], aad: { column: 'user_id' } },
+  ],
+});
+
+const ROWS = 4;
+
+describe.each(STORES)('additional data from the row on $name', (fixture) => {
+  let url: string;
+  const key = MasterKey.generate();
+  const aad = (user: number) => Buffer.from(String(user), 'utf8');
+  const seal = (codec: 'act' | 'v1', k: MasterKey, text: string, user: number) => codecByName(codec).seal(k, Buffer.from(text, 'utf8'), undefined, aad(user));
+  const open = (codec: 'act' | 'v1', k: MasterKey, sealed: string, user: number) => new Keyring([k]).openText(codecByName(codec), sealed, aad(user));
+
+  beforeAll(async () => {
+    url = await fixture.create();
+    await withTestSql(url, async (db) => {
+      await db.exec(
+        db.kind === 'sqlite'
+          ? 'CREATE TABLE api_tokens (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, token TEXT, token_v1 TEXT, doc TEXT)'
+          : 'CREATE TABLE api_tokens (id bigint PRIMARY KEY, user_id bigint NOT NULL, token text, token_v1 text, doc jsonb)',
+      );
+      for (let i = 1; i <= ROWS; i++) {
+        const user = 40 + i;
+        await db.query('INSERT INTO api_tokens (id, user_id, token, token_v1, doc) VALUES ($1, $2, $3, $4, $5)', [
+          i,
+          user,
+          seal('act', key, `token-${i}`, user),
+          seal('v1', key, `token-v1-${i}`, user),
+          JSON.stringify({ name: `setting-${i}`, secret: seal('act', key, `setting-${i}`, user) }),
+        ]);
+      }
+    });
+    const s = await openStore(url);
+    try {
+      await s.initialise({ keyEntry: 'ACT_MASTER_KEY', ...canaryFor(key, 1, new Date()) }, { createActSchema: false });
+    } finally {
+      await s.close();
+    }
+  });
+  afterAll(() => fixture.drop(url));
+
+  it('opens every value only with its own row; a token moved to another user is listed, never opened', async () => {
+    const s = await openStore(url);
+    try {
+      const ok = await s.read((tx) => tx.scan(INVENTORY, new Keyring([key])));
+      expect(ok).toMatchObject({ total: 3 * ROWS, failureCount: 0 });
+      const [first] = await withTestSql(url, (db) => db.query<{ token: string }>('SELECT token FROM api_tokens WHERE id = 1'));
+      await withTestSql(url, (db) => db.query('UPDATE api_tokens SET token = $1 WHERE id = 2', [first.token]));
+      const moved = await s.read((tx) => tx.scan(INVENTORY, new Keyring([key])));
+      expect(moved.failureCount).toBe(1);
+      expect(moved.failures[0]).toMatchObject({ table: 'api_tokens', column: 'token', id: '2', code: 'SEALED_WRONG_KEY' });
+      await withTestSql(url, (db) => db.query('UPDATE api_tokens SET token = $1 WHERE id = 2', [seal('act', key, 'token-2', 42)]));
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('re-encrypts every value with its own row bytes under the new key, in one transaction', async () => {
+    const s = await openStore(url);
+    const newKey = MasterKey.generate();
+    try {
+      const r = await s.write(async (tx) => {
+        await tx.lockSecretTables(INVENTORY);
+        return tx.reencrypt(INVENTORY, new Keyring([key]), newKey, { batchSize: 3 });
+      });
+      expect(r.total).toBe(3 * ROWS);
+    } finally {
+      await s.close();
+    }
+    const rows = await withTestSql(url, (db) => db.query<{ id: unknown; user_id: unknown; token: string; token_v1: string; doc: unknown }>('SELECT id, user_id, token, token_v1, doc FROM api_tokens ORDER BY id'));
+    for (const row of rows) {
+      const i = Number(row.id);
+      const user = Number(row.user_id);
+      const doc = (typeof row.doc === 'string' ? JSON.parse(row.doc) : row.doc) as { name: string; secret: string };
+      expect(open('act', newKey, row.token, user)).toBe(`token-${i}`);
+      expect(open('v1', newKey, row.token_v1, user)).toBe(`token-v1-${i}`);
+      expect(open('act', newKey, doc.secret, user)).toBe(`setting-${i}`);
+      expect(doc.name).toBe(`setting-${i}`);
+      expect(() => open('act', newKey, row.token, user + 1)).toThrow();
+      expect(() => new Keyring([newKey]).openText(actCodec(), row.token)).toThrow();
+    }
+  });
+});
