@@ -119,6 +119,16 @@ describe.each(STORES)('the $name store', (fixture) => {
     await close(b);
   });
 
+  /** A backup of the values as they are now, taken as apply takes it: in a write transaction with the secret tables locked. */
+  const backUp = async (s: Store) => {
+    const backupDir = mkdtempSync(join(dir, 'backup-'));
+    const part = await s.write(async (tx) => {
+      await tx.lockSecretTables(ACT_PRESET);
+      return tx.backup(ACT_PRESET, backupDir);
+    });
+    return { backupDir, part };
+  };
+
   describe('with secrets', () => {
     let plaintexts: Map<string, string>;
     beforeAll(async () => {
@@ -189,12 +199,78 @@ describe.each(STORES)('the $name store', (fixture) => {
       expect(await s.lastHistory()).toMatchObject({ outcome: 'verified', verifiedAt: expect.any(Date) });
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])))).failureCount).toBe(0);
 
-      const backup = { dir: backupDir, part: part!, canary: old };
-      await expect(s.restore({ ...backup, part: { ...part!, values: part!.values + 1 } })).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
+      // Restore, store side: every backed-up value paired with the live one at its place; what the decision returns is written.
+      const backup = { dir: backupDir, part: part! };
+      const corrupt = await s.write((tx) => tx.restoreFrom({ ...backup, part: { ...part!, values: part!.values + 1 } }, (_l, pairs) => pairs.map((p) => p.backup))).catch((e: unknown) => e);
+      expect(corrupt).toMatchObject({ code: 'BACKUP_CORRUPT' });
       expect((await s.readCanary())!.fingerprint).toBe(newKey.fingerprint);
-      expect(await s.restore(backup)).toBe(VALUES);
+      const seen: string[] = [];
+      const counts = await s.write(async (tx) => {
+        await tx.lockSecretTables(ACT_PRESET);
+        const c = await tx.restoreFrom(backup, (loc, pairs) => {
+          for (const p of pairs) {
+            expect(p.live).toBeDefined();
+            expect(p.backup).toBeDefined();
+            expect(p.live).not.toBe(p.backup);
+            seen.push(`${loc.table}.${loc.column}:${p.id}`);
+          }
+          return pairs.map((p) => p.backup);
+        });
+        await tx.replaceCanary({ ...old, updatedAt: new Date() });
+        return c;
+      });
+      expect(counts).toEqual({ backupValues: VALUES, pairs: VALUES, written: VALUES });
+      expect(new Set(seen).size).toBe(VALUES);
       expect(await s.readCanary()).toMatchObject({ fingerprint: old.fingerprint, generation: old.generation, sealed: old.sealed, keyCreatedAt: old.keyCreatedAt });
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).failureCount).toBe(0);
+    });
+
+    it('pairs values added and removed since the backup (live or backup undefined), and a failed restore changes nothing', async () => {
+      const s = await open();
+      const { backupDir, part } = await backUp(s);
+      const added = await fixture.addSecret(url, key, 'added after the backup');
+      const removed = await fixture.removeSecret(url);
+      const before = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])));
+      const pairs = new Map<string, { live?: string; backup?: string }>();
+      const refused = new Error('decided not to restore');
+      await expect(
+        s.write(async (tx) => {
+          await tx.lockSecretTables(ACT_PRESET);
+          await tx.restoreFrom({ dir: backupDir, part }, (loc, batch) => {
+            for (const p of batch) pairs.set(`${loc.table}.${loc.column}:${p.id}`, { live: p.live, backup: p.backup });
+            // Overwrites every live value (documents with a document); the rollback must undo all of it.
+            return batch.map((p) => (p.live === undefined ? undefined : ACT_PRESET.entries.some((e) => e.column === loc.column && e.jsonPath) ? '{"overwritten": true}' : 'not a sealed value'));
+          });
+          throw refused;
+        }),
+      ).rejects.toBe(refused);
+      expect(pairs.size).toBe(VALUES + 1);
+      expect(pairs.get(added)).toEqual({ live: expect.any(String), backup: undefined });
+      expect(pairs.get(removed)).toEqual({ live: undefined, backup: expect.any(String) });
+      expect([...pairs.values()].filter((p) => p.live !== undefined && p.backup !== undefined).every((p) => p.live === p.backup)).toBe(true);
+      expect(await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).toEqual(before);
+    });
+
+    it('drills a restore into a scratch copy that opens with the backup key, leaving the live rows untouched', async () => {
+      const s = await open();
+      const { backupDir, part } = await backUp(s);
+      const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])));
+      const canary = await s.readCanary();
+      const { copy, scan, wrong } = await s.drill({ dir: backupDir, part }, ACT_PRESET, async (tx, copy) => ({
+        copy,
+        scan: await tx.scan(copy.inventory, new Keyring([key])),
+        wrong: await tx.scan(copy.inventory, new Keyring([MasterKey.generate()])),
+      }));
+      expect(copy.values).toBe(part.values);
+      expect(copy.inventory.entries.map((e) => e.kind)).toEqual(ACT_PRESET.entries.map((e) => e.kind));
+      expect(new Set(copy.inventory.entries.map((e) => copy.liveTable(e.table)))).toEqual(new Set(ACT_PRESET.entries.map((e) => e.table)));
+      expect(scan).toMatchObject({ total: live.total, byKind: live.byKind, failureCount: 0 });
+      expect(wrong.failureCount).toBe(live.total);
+      // Nothing of the copy is left, and the live rows are as they were.
+      expect(await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).toEqual(live);
+      expect(await s.readCanary()).toEqual(canary);
+      await expect(s.read((tx) => tx.scan(copy.inventory, new Keyring([key])))).rejects.toMatchObject({ code: 'INVENTORY_INVALID' });
+      await expect(s.drill({ dir: backupDir, part: { ...part, values: part.values - 1 } }, ACT_PRESET, async () => 'ran')).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
     });
 
     it('withStore always closes its session (releasing the lock) and passes typed errors through unchanged', async () => {

@@ -9,7 +9,8 @@ import { ScanResult, Store } from '../store/store';
 import { assertKeyOpensCanary, requireCanary } from './canary';
 import { Context, withProgress } from './context';
 import { readConfiguredKey } from './keys';
-import { RotationReport } from './report';
+import { count } from './format';
+import { Verification } from './report';
 
 /** Opens every secret with `key` in one read-only snapshot; `label` shows progress. */
 export function scanWith(ctx: Context, store: Store, key: MasterKey, label?: string): Promise<ScanResult> {
@@ -17,11 +18,19 @@ export function scanWith(ctx: Context, store: Store, key: MasterKey, label?: str
   return label ? withProgress(ctx.progress, label, undefined, scan) : scan();
 }
 
-/** After a rotation: every secret opens with the new key; how many the old key still opens (it should be none). */
-export async function verifyAfterRotation(ctx: Context, store: Store, newKey: MasterKey, oldKey: MasterKey): Promise<RotationReport['verification']> {
-  const withNew = await scanWith(ctx, store, newKey, 'verifying with the new key');
-  const withOld = await scanWith(ctx, store, oldKey);
-  return { ok: withNew.failureCount === 0, checked: withNew.total, failures: withNew.failureCount, openWithOldKey: withOld.total - withOld.failureCount };
+/**
+ * After a rotation (or a restore): one scan, after the commit, opening every
+ * stored value with the key now in the config. (With AES-GCM a value that
+ * opens under the new key cannot also open under the old one, so no second
+ * scan is needed.)
+ */
+export async function verifyAfterCommit(ctx: Context, store: Store, newKey: MasterKey): Promise<Verification> {
+  const scan = await scanWith(ctx, store, newKey, 'verifying with the new key');
+  const ok = scan.failureCount === 0;
+  const proved = ok
+    ? `Every one of the ${count(scan.total)} stored values was read back after the commit and opens with ${newKey.fingerprint} (AES-GCM: each is authentic and sealed under that key).`
+    : `${count(scan.failureCount)} of the ${count(scan.total)} stored values read back after the commit do not open with ${newKey.fingerprint}.`;
+  return { ok, checked: scan.total, failures: scan.failureCount, proved };
 }
 
 /** `master-key verify`: opens every secret with the configured key. */

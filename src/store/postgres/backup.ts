@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ClientBase } from 'pg';
 import { MasterKeyError } from '../../errors';
-import { Inventory } from '../../inventory/inventory';
-import { BackupPart, BackupToRestore, backupFileError, inventoryLocations } from '../store';
+import { steerPlanner } from '../../engine/stream-sql';
+import { Inventory, quoteIdent } from '../../inventory/inventory';
+import { BackupPart, BackupToRestore, RestoreCounts, RestoreDecision, ScratchCopy, ValuePair, backupFileError, inventoryLocations } from '../store';
 import { forEachValueBatch, valueWriter } from './rows';
 
 export const SECRETS_FILE = 'secrets.jsonl';
@@ -62,7 +63,12 @@ async function forEachBackupBatch(dir: string, batchSize: number, fn: (loc: { ta
   };
   for await (const line of rl) {
     if (!line) continue;
-    const o = JSON.parse(line) as { t: string; c: string; id: string; v: string };
+    let o: { t: string; c: string; id: string; v: string };
+    try {
+      o = JSON.parse(line) as typeof o;
+    } catch {
+      throw new MasterKeyError('BACKUP_CORRUPT', `Line ${n + 1} of ${join(dir, SECRETS_FILE)} is not valid JSON; the backup cannot be restored.`);
+    }
     if (!cur || cur.table !== o.t || cur.column !== o.c) {
       await flush();
       cur = { table: o.t, column: o.c };
@@ -75,17 +81,120 @@ async function forEachBackupBatch(dir: string, batchSize: number, fn: (loc: { ta
   return n;
 }
 
-/** Writes a backup's values back by id, inside the client's open transaction; returns how many. */
-export async function restoreValues(c: ClientBase, backup: BackupToRestore, batchSize = DEFAULT_BATCH): Promise<number> {
-  const writers = new Map<string, (rows: ReadonlyArray<readonly [string, string]>) => Promise<number>>();
-  for (const loc of backup.part.locations) writers.set(`${loc.table}\0${loc.column}`, await valueWriter(c, loc));
+const locKey = (loc: { table: string; column: string }) => `${loc.table}\0${loc.column}`;
+
+/** The temporary table a restore or drill loads the backup into: private to the session, dropped when the transaction ends. */
+const LOADED = 'pg_temp.mk_backup_values';
+
+/**
+ * Loads the backup's values into a temporary table (dropped at the end of
+ * the client's open transaction), checking them against the manifest:
+ * BACKUP_CORRUPT when it holds a location the manifest does not list or
+ * another number of values. Returns how many.
+ */
+async function loadBackup(c: ClientBase, backup: BackupToRestore, batchSize: number): Promise<number> {
+  const known = new Set(backup.part.locations.map(locKey));
+  await c.query(`CREATE TEMPORARY TABLE mk_backup_values (t text NOT NULL, c text NOT NULL, id text NOT NULL, v text NOT NULL) ON COMMIT DROP`);
   const values = await forEachBackupBatch(backup.dir, batchSize, async (loc, rows) => {
-    const w = writers.get(`${loc.table}\0${loc.column}`);
-    if (!w) throw new MasterKeyError('BACKUP_CORRUPT', `The backup holds values for ${loc.table}.${loc.column}, which its manifest does not list; it cannot be restored.`);
-    await w(rows);
+    if (!known.has(locKey(loc))) throw new MasterKeyError('BACKUP_CORRUPT', `The backup holds values for ${loc.table}.${loc.column}, which its manifest does not list; it cannot be restored.`);
+    await c.query(`INSERT INTO ${LOADED} (t, c, id, v) SELECT $1, $2, i, v FROM unnest($3::text[], $4::text[]) AS x(i, v)`, [loc.table, loc.column, rows.map((r) => r[0]), rows.map((r) => r[1])]);
   });
   if (values !== backup.part.values) {
     throw new MasterKeyError('BACKUP_CORRUPT', `The backup lists ${backup.part.values} values but holds ${values}; it cannot be restored.`);
   }
+  await c.query(`CREATE INDEX ON ${LOADED} (t, c, id)`);
+  await c.query(`ANALYZE ${LOADED}`);
   return values;
+}
+
+/** A SQL string literal of an identifier-like name (inventory names are plain identifiers, see quoteIdent). */
+function literal(name: string): string {
+  quoteIdent(name);
+  return `'${name}'`;
+}
+
+let cursorSeq = 0;
+
+/**
+ * Restore, store side (`WriteTx.restoreFrom`), inside the client's open
+ * transaction: loads the backup, then for each location pairs backed-up and
+ * live values by row id (a full join), hands them to `decide` in batches and
+ * writes back what it returns.
+ */
+export async function restoreFrom(c: ClientBase, backup: BackupToRestore, decide: RestoreDecision, batchSize = DEFAULT_BATCH): Promise<RestoreCounts> {
+  const backupValues = await loadBackup(c, backup, batchSize);
+  let pairs = 0;
+  let written = 0;
+  for (const loc of backup.part.locations) {
+    const write = await valueWriter(c, loc);
+    const cur = `mk_restore_${++cursorSeq}`;
+    const id = quoteIdent(loc.idColumn);
+    const col = quoteIdent(loc.column);
+    await c.query(
+      `DECLARE ${cur} NO SCROLL CURSOR FOR
+         SELECT coalesce(l.id, b.id) AS id, l.v AS live, b.v AS backup
+           FROM (SELECT ${id}::text AS id, ${col}::text AS v FROM ${quoteIdent(loc.table)} WHERE ${col} IS NOT NULL) l
+           FULL JOIN (SELECT id, v FROM ${LOADED} WHERE t = ${literal(loc.table)} AND c = ${literal(loc.column)}) b ON b.id = l.id`,
+    );
+    // Planned; now steer the batch UPDATEs to one index lookup per row (see steerPlanner).
+    const unsteer = await steerPlanner(c);
+    try {
+      for (;;) {
+        const r = await c.query<{ id: string; live: string | null; backup: string | null }>(`FETCH ${batchSize} FROM ${cur}`);
+        if (r.rows.length === 0) break;
+        const batch: ValuePair[] = r.rows.map((x) => ({ id: x.id, ...(x.live !== null ? { live: x.live } : {}), ...(x.backup !== null ? { backup: x.backup } : {}) }));
+        pairs += batch.length;
+        const next = await decide(loc, batch);
+        const rows: Array<[string, string]> = [];
+        next.forEach((text, i) => {
+          if (text !== undefined) rows.push([batch[i].id, text]);
+        });
+        written += await write(rows);
+        if (r.rows.length < batchSize) break;
+      }
+    } finally {
+      await c.query(`CLOSE ${cur}`).catch(() => undefined);
+      await unsteer();
+    }
+  }
+  return { backupValues, pairs, written };
+}
+
+/**
+ * A restore drill (`Store.drill`) inside the client's open transaction,
+ * which the caller always rolls back: loads the backup, and copies each
+ * backed-up table's values into a temporary table of its own (id text
+ * primary key; each column text, or jsonb when the inventory reads JSON
+ * documents from it, so a document that is not valid JSON fails here as it
+ * would in the live table).
+ */
+export async function scratchCopy(c: ClientBase, backup: BackupToRestore, inv: Inventory, batchSize = DEFAULT_BATCH): Promise<ScratchCopy> {
+  const values = await loadBackup(c, backup, batchSize);
+  const byTable = new Map<string, { scratch: string; columns: Map<string, string> }>();
+  for (const loc of backup.part.locations) {
+    let t = byTable.get(loc.table);
+    if (!t) byTable.set(loc.table, (t = { scratch: `pg_temp.mk_drill_${byTable.size + 1}`, columns: new Map() }));
+    const json = inv.entries.some((e) => e.table === loc.table && e.column === loc.column && e.jsonPath !== undefined);
+    t.columns.set(loc.column, json ? 'jsonb' : 'text');
+  }
+  for (const [table, t] of byTable) {
+    const cols = [...t.columns].map(([name, type]) => `${quoteIdent(name)} ${type}`);
+    await c.query(`CREATE TEMPORARY TABLE ${t.scratch.slice('pg_temp.'.length)} (id text PRIMARY KEY, ${cols.join(', ')}) ON COMMIT DROP`);
+    for (const [name, type] of t.columns) {
+      const col = quoteIdent(name);
+      await c.query(
+        `INSERT INTO ${t.scratch} (id, ${col}) SELECT id, v::${type} FROM ${LOADED} WHERE t = ${literal(table)} AND c = ${literal(name)}
+           ON CONFLICT (id) DO UPDATE SET ${col} = EXCLUDED.${col}`,
+      );
+    }
+  }
+  const live = new Map([...byTable].map(([table, t]) => [t.scratch, table]));
+  return {
+    inventory: {
+      name: `${inv.name} (scratch copy of a backup)`,
+      entries: inv.entries.filter((e) => byTable.has(e.table)).map((e) => ({ ...e, table: byTable.get(e.table)!.scratch, idColumn: 'id' })),
+    },
+    liveTable: (scratch) => live.get(scratch) ?? scratch,
+    values,
+  };
 }

@@ -19,16 +19,17 @@ import {
   InventoryCounts,
   OpenOptions,
   ReadTx,
+  RestoreCounts,
+  RestoreDecision,
+  ScratchCopy,
   Store,
   StreamOptions,
   WriteTx,
-  canaryNotFound,
   inventoryLocations,
 } from '../store';
-import { backupValues, restoreValues } from './backup';
+import { backupValues, restoreFrom, scratchCopy } from './backup';
 import { assertWritable, connect, describeUrl, translatePgError, withTransaction } from './client';
 import {
-  META_SCHEMA,
   acquireRotationLock,
   createMetadata,
   databaseIdentity,
@@ -78,6 +79,10 @@ class PostgresTx implements WriteTx {
   /** A second connection reads the rows in this transaction's snapshot while this one writes. */
   reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}) {
     return reencryptInventory(this.c, inv, from, to, { ...opts, readerUrl: this.url });
+  }
+
+  restoreFrom(backup: BackupToRestore, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
+    return restoreFrom(this.c, backup, decide, opts.batchSize);
   }
 
   replaceCanary(canary: CanaryUpdate): Promise<void> {
@@ -175,19 +180,14 @@ class PostgresStore implements Store {
     return withTransaction(this.c, () => fn(this.tx));
   }
 
-  restore(backup: BackupToRestore, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<number> {
-    return withTransaction(this.c, async () => {
-      if (!(await readCanary(this.c, true))) throw canaryNotFound();
-      const values = await restoreValues(this.c, backup, opts.batchSize);
-      const cn = backup.canary;
-      await this.c.query(`UPDATE ${META_SCHEMA}.canary SET fingerprint = $1, generation = $2, sealed = $3, key_created_at = $4, updated_at = now()`, [
-        cn.fingerprint,
-        cn.generation,
-        cn.sealed,
-        cn.keyCreatedAt,
-      ]);
-      return values;
-    });
+  /** Temporary tables in a transaction that always rolls back (CREATE TEMPORARY needs a read-write transaction, but touches no live table). */
+  async drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<T> {
+    await this.c.query('BEGIN');
+    try {
+      return await fn(this.tx, await scratchCopy(this.c, backup, inv, opts.batchSize));
+    } finally {
+      await this.c.query('ROLLBACK').catch(() => undefined);
+    }
   }
 
   explain(e: unknown, doing: string): MasterKeyError {
