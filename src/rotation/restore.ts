@@ -152,9 +152,14 @@ export async function runRestore(ctx: Context, backupPath: string): Promise<Rest
     const verification = await verifyAfterCommit(ctx, store, nowKey);
     const t = rec.tally;
     ctx.log(
-      `Restored from ${backupPath}: the canary (${c0Text(manifest)}) and ${configs.length} config file(s); of the stored values, ${count(t.unchanged)} were as backed up, ` +
-        `${count(t.changed)} changed and ${count(t.added)} added after the backup were re-sealed under ${key.fingerprint}, ${count(t.putBack)} that no key on disk opened were put back from the backup, ` +
-        `${count(t.removed)} removed since were left removed. ${verification.proved} Restart the server.`,
+      [
+        `Restored ${backupPath}: the canary (${c0Text(manifest)}) and ${configs.length} config file(s).`,
+        `Stored values: ${count(t.unchanged)} as backed up; ${count(t.changed)} changed and ${count(t.added)} added since the backup, re-sealed under ${key.fingerprint} and kept; ` +
+          `${count(t.putBack)} that no key on disk opened, put back from the backup; ${count(t.removed)} removed since, left removed.`,
+        `Live key: ${live.info.note}${live.info.used ? '; used to open values written since the backup' : ''}.`,
+        `Verification: ${verification.proved}`,
+        'Restart the server.',
+      ].join('\n'),
     );
     return {
       action: 'restored' as const,
