@@ -30,7 +30,7 @@ import { Gathered, gather, refuseUnlessReady, undecryptableRows } from './prefli
 import { RotationReport, REPORT_FORMAT, timingSummary, writeReport } from './report';
 import { Phase, Runner, Runtime } from './runner';
 import { scanWith, verifyAfterCommit } from './verify';
-import { count } from './format';
+import { count } from '../format';
 
 const STOP_HOOK = 'stop hook';
 const START_HOOKS = 'start hooks';

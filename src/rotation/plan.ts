@@ -8,7 +8,7 @@ import { ConfigTarget } from '../config/config-file';
 import type { ErrorCode } from '../errors';
 import type { CanaryRow, InventoryCounts, ScanResult, SecretFailure, StoreIdentity } from '../store/store';
 import { Decision } from './decide';
-import { bytes, count } from './format';
+import { bytes, count } from '../format';
 import { Hooks } from './hooks';
 
 export const PLAN_FORMAT = 'cdktf-master-key/plan/v1';
@@ -104,7 +104,7 @@ export function buildPlan(f: PlanFacts): RotationPlan {
   const blockers: string[] = [];
   const outOfStep = f.configs.filter((c) => c.fingerprint !== f.oldFingerprint);
   if (f.scan && f.scan.failureCount > 0) {
-    blockers.push(`${f.scan.failureCount} stored value(s) do not open with the old key ${f.oldFingerprint}; fix or restore them before rotating (listed above).`);
+    blockers.push(`${count(f.scan.failureCount)} stored value(s) do not open with the old key ${f.oldFingerprint}; fix or restore them before rotating (listed above).`);
   }
   if (f.decision.rotate && f.newFingerprint && f.newFingerprint === f.oldFingerprint) {
     blockers.push('The new key is the same as the old key; supply a different key or let apply generate one.');

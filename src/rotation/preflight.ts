@@ -17,6 +17,7 @@ import { withStore } from '../store/open';
 import { CanaryRow, InventoryCounts, ScanResult, Store } from '../store/store';
 import { assertKeyOpensCanary, requireCanary } from './canary';
 import { Context, withProgress } from './context';
+import { bytes, count } from '../format';
 import { Declared, Decision, decideRotation } from './decide';
 import { assertNoPending, readNodeKeys } from './keys';
 import { PlanFacts, PreflightFact, RotationPlan, buildPlan } from './plan';
@@ -55,7 +56,7 @@ export function preflight(ctx: Context, estimateBytes: number): { problems: Pref
     checkDirWritable(dir.path, 'BACKUP_UNWRITABLE', dir.what('backup directory'));
     free = freeBytes(dir.path);
     if (free < estimateBytes) {
-      problems.push({ problem: `The backup directory ${ctx.backupDir} has ${free} bytes free but the backup needs about ${estimateBytes}; free space or choose another --backup-dir.`, code: 'DISK_FULL' });
+      problems.push({ problem: `The backup directory ${ctx.backupDir} has ${bytes(free)} free but the backup needs about ${bytes(estimateBytes)}; free space or choose another --backup-dir.`, code: 'DISK_FULL' });
     }
   } catch (e) {
     problems.push(problemOf(e));
@@ -152,7 +153,7 @@ export function undecryptableRows(scan: Pick<ScanResult, 'failures' | 'failureCo
   const first = scan.failures.slice(0, 5).map((f) => `${f.table}.${f.column}${f.path ? `#${f.path}` : ''} id=${f.id} (${f.kind}, ${f.code})`);
   return new MasterKeyError(
     'UNDECRYPTABLE_ROWS',
-    `${scan.failureCount} stored value(s) do not open with the old key ${oldKey.fingerprint} (${first.join('; ')}${scan.failureCount > first.length ? '; …' : ''}); nothing was changed: restore or fix those rows (see \`master-key plan\`), then run apply again.`,
+    `${count(scan.failureCount)} stored value(s) do not open with the old key ${oldKey.fingerprint} (${first.join('; ')}${scan.failureCount > first.length ? '; …' : ''}); nothing was changed: restore or fix those rows (see \`master-key plan\`), then run apply again.`,
     { failures: scan.failures },
   );
 }

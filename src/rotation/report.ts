@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { atomicWriteFile } from '../fsutil';
 import { MasterKeyError } from '../errors';
-import { count, share } from './format';
+import { count, share } from '../format';
 
 export const REPORT_FORMAT = 'cdktf-master-key/report/v1';
 

@@ -22,7 +22,7 @@ import { CanaryRow, SecretFailure, inventoryLocations, sameDatabase } from '../s
 import { BackupManifest, readBackup, toRestore } from './backup';
 import { assertKeyOpensCanary, canaryOpensWith, requireCanary } from './canary';
 import { Context, withProgress } from './context';
-import { count } from './format';
+import { count } from '../format';
 import { assertNoPending } from './keys';
 import { ReconcileTally, Reconciler } from './reconcile';
 import { Verification } from './report';

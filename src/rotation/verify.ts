@@ -9,7 +9,7 @@ import { ScanResult, Store } from '../store/store';
 import { assertKeyOpensCanary, requireCanary } from './canary';
 import { Context, withProgress } from './context';
 import { readConfiguredKey } from './keys';
-import { count } from './format';
+import { count } from '../format';
 import { Verification } from './report';
 
 /** Opens every secret with `key` in one read-only snapshot; `label` shows progress. */

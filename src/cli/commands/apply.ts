@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { ExitCode, ExitCodeValue, MasterKeyError } from '../../errors';
 import { runApply } from '../../rotation/phases';
 import { RotationPlan } from '../../rotation/plan';
-import { count } from '../../rotation/format';
+import { count } from '../../format';
 import { summaryLine } from '../../rotation/report';
 import { CliCommand, CommonOpts, DeclaredOpts, Io, declared, emit, makeContext, newKeySource, withCommon, withDeclared, withBatchSize, withDirs, withHooks } from '../options';
 

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ClientBase } from 'pg';
 import { MasterKeyError } from '../../errors';
+import { count } from '../../format';
 import { steerPlanner } from '../../engine/stream-sql';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { BackupPart, BackupToRestore, RestoreCounts, RestoreDecision, ScratchCopy, ValuePair, backupFileError, inventoryLocations } from '../store';
@@ -100,7 +101,7 @@ async function loadBackup(c: ClientBase, backup: BackupToRestore, batchSize: num
     await c.query(`INSERT INTO ${LOADED} (t, c, id, v) SELECT $1, $2, i, v FROM unnest($3::text[], $4::text[]) AS x(i, v)`, [loc.table, loc.column, rows.map((r) => r[0]), rows.map((r) => r[1])]);
   });
   if (values !== backup.part.values) {
-    throw new MasterKeyError('BACKUP_CORRUPT', `The backup lists ${backup.part.values} values but holds ${values}; it cannot be restored.`);
+    throw new MasterKeyError('BACKUP_CORRUPT', `The backup lists ${count(backup.part.values)} values but holds ${count(values)}; it cannot be restored.`);
   }
   await c.query(`CREATE INDEX ON ${LOADED} (t, c, id)`);
   await c.query(`ANALYZE ${LOADED}`);
