@@ -10,7 +10,8 @@ import { Client } from 'pg';
 import { actCodec } from '../src/crypto/codec';
 import { ACT_PRESET } from '../src/inventory/act-preset';
 import { backupCells, checksum, liveCells, plaintextsOf } from './support/cells';
-import { Scenario, scenarioForBlock, startCli } from './support/scenario';
+import { Scenario, startCli } from './support/scenario';
+import { scenarioForBlock } from './support/block';
 
 let s: Scenario;
 scenarioForBlock({ perKind: 4 }, (made) => {

@@ -7,7 +7,8 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExitCode } from '../src/errors';
-import { runCli, scenarioForBlock } from './support/scenario';
+import { runCli } from './support/scenario';
+import { scenarioForBlock } from './support/block';
 
 const env = { PATH: process.env.PATH, HOME: process.env.HOME };
 

@@ -14,7 +14,8 @@ import { ExitCode } from '../src/errors';
 import { ACT_PRESET } from '../src/inventory/act-preset';
 import { liveCells, plaintextsOf } from './support/cells';
 import { withTestClient } from './support/db';
-import { Scenario, dbSnapshot, keyLeaks, keyLine, readPlaintexts, scenarioForBlock } from './support/scenario';
+import { Scenario, dbSnapshot, keyLeaks, keyLine, readPlaintexts } from './support/scenario';
+import { scenarioForBlock } from './support/block';
 
 interface RestoreJson {
   ok: boolean;

@@ -1,0 +1,27 @@
+/**
+ * Jest helpers for a describe block (kept apart from scenario.ts, which the
+ * soak and bench scripts compile without jest's globals).
+ */
+import { removeScratch } from '../../scripts/scratch';
+import { dropDatabase } from './db';
+import { Scenario, SeedOptions, actScenario } from './scenario';
+
+/**
+ * A fresh installation for the enclosing `describe` block (`setup` runs
+ * once it exists), removed with its database after the block; the getter
+ * gives it to the tests.
+ */
+export function scenarioForBlock(opts: SeedOptions = {}, setup?: (s: Scenario) => Promise<void> | void): () => Scenario {
+  let s: Scenario | undefined;
+  beforeAll(async () => {
+    s = await actScenario(opts);
+    await setup?.(s);
+  });
+  afterAll(async () => {
+    if (!s) return;
+    removeScratch(s.dir);
+    await dropDatabase(s.url);
+  });
+  return () => s!;
+}
+
