@@ -98,7 +98,6 @@ export interface GatherOptions {
 
 /** Gathers the plan's facts; changes nothing, creates nothing. */
 export async function gather(ctx: Context, store: Store, declared: Declared, opts: GatherOptions): Promise<Gathered> {
-  const counts = await store.count(ctx.inventory);
   const g = await store.read(async (tx) => {
     const { key: oldKey, facts: configFacts } = readNodeKeys(ctx);
     const canary = requireCanary(await tx.canary());
@@ -113,6 +112,8 @@ export async function gather(ctx: Context, store: Store, declared: Declared, opt
     return { oldKey, configFacts, canary, decision, scan };
   });
   const { oldKey, canary, decision, scan } = g;
+  // Counted once the canary proved this is the right database (a wrong one may lack the inventory's tables).
+  const counts = await store.count(ctx.inventory);
   const estimate = backupEstimate(counts, ctx);
   const pre = decision.rotate ? preflight(ctx, estimate) : { problems: [], free: undefined };
   const facts: PlanFacts = {
