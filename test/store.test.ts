@@ -180,8 +180,10 @@ describe.each(STORES)('the $name store', (fixture) => {
       const re = await s.write(async (tx) => {
         expect(await tx.canaryForUpdate()).toEqual(old);
         await tx.lockSecretTables(ACT_PRESET);
-        part = await tx.backup(ACT_PRESET, backupDir);
+        // As apply does: the re-encryption starts without waiting for the backup, which must still hold the values as they were.
+        const backingUp = tx.backup(ACT_PRESET, backupDir);
         const r = await tx.reencrypt(ACT_PRESET, new Keyring([key]), newKey);
+        part = await backingUp;
         await tx.replaceCanary(canaryFor(newKey, 2, new Date()));
         await tx.insertHistory(history('00000000-0000-4000-8000-000000000001', key, newKey, backupDir));
         return r;
@@ -190,6 +192,10 @@ describe.each(STORES)('the $name store', (fixture) => {
       expect(part!.values).toBe(VALUES);
       for (const f of part!.files) expect(statSync(join(backupDir, f)).mode & 0o777).toBe(0o600);
       expect(part!.files.map((f) => readFileSync(join(backupDir, f), 'utf8')).join('')).not.toContain(plaintexts.values().next().value!);
+      // The values as they were before the rewrite: every backed-up value opens with the old key, as many of each kind as the new key opens now.
+      const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])));
+      const drilled = await s.drill({ dir: backupDir, part: part! }, ACT_PRESET, (dtx, copy) => dtx.scan(copy.inventory, new Keyring([key])));
+      expect(drilled).toMatchObject({ total: live.total, byKind: live.byKind, failureCount: 0 });
 
       const now = (await s.readCommittedCanary())!;
       expect(canaryOpensWith(now, newKey)).toBe(true);

@@ -34,9 +34,9 @@ import { count } from '../format';
 
 const STOP_HOOK = 'stop hook';
 const START_HOOKS = 'start hooks';
-const BACKUP = 'backup (in the transaction)';
+const TRANSACTION = 'transaction: back up and re-encrypt';
 /** The timing rows from the stop hook to the start hooks: while they run, the server is down. */
-const SERVER_DOWN = [STOP_HOOK, BACKUP, 're-encrypt (transaction)', 'config files', START_HOOKS];
+const SERVER_DOWN = [STOP_HOOK, TRANSACTION, 'config files', START_HOOKS];
 
 /**
  * What apply does, in order. The backup is taken inside the one write
@@ -51,7 +51,7 @@ export const APPLY: readonly Phase<ApplyState>[] = [
   { name: 'stop the server', timing: STOP_HOOK, done: 'stop-hook-done', run: stopServer, undo: restartIfNothingChanged },
   {
     name: 'one transaction: lock the secret tables, back up, re-encrypt, replace the canary, add history',
-    timing: 're-encrypt (transaction)',
+    timing: TRANSACTION,
     done: 'committed',
     run: rotateInOneTransaction,
     undo: settleTransaction,
@@ -90,6 +90,8 @@ export interface ApplyState {
   /** The backup directory, from the moment it exists. */
   backupDir?: NewBackup;
   backup?: BackupResult;
+  /** How long the backup took (alongside the re-encryption). */
+  backupMs?: number;
   readonly hooks: HookRun[];
   /** 'sent' from the moment COMMIT may reach the database: a lost connection leaves the outcome unknown. */
   commit: 'none' | 'sent' | 'done';
@@ -203,9 +205,9 @@ async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void>
         throw new MasterKeyError('PLAN_STALE', 'The database key changed while this rotation was being prepared; nothing was changed: run the command again.');
       }
       await tx.lockSecretTables(ctx.inventory);
-      await backupInTransaction(s, rt, tx, canary);
-      rt.split(BACKUP);
-      const r = await withProgress(ctx.progress, 're-encrypting', undefined, (tick) =>
+      // The backup reads in this transaction's snapshot as it is now, before anything is rewritten, while the re-encryption runs alongside.
+      const backingUp = backupInTransaction(s, rt, tx, canary);
+      const reencrypting = withProgress(ctx.progress, 're-encrypting', undefined, (tick) =>
         tx.reencrypt(ctx.inventory, new Keyring([oldKey]), newKey, {
           batchSize: ctx.batchSize,
           onProgress: (done) => {
@@ -214,6 +216,7 @@ async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void>
           },
         }),
       );
+      const r = await both(reencrypting, backingUp);
       rt.reached('reencrypted');
       const committedAt = ctx.now();
       await tx.replaceCanary(canaryFor(newKey, decision.toGeneration, committedAt));
@@ -249,18 +252,29 @@ async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void>
   ctx.log(`Committed: ${count(re.total)} secrets (${count(re.updated)} rows) now sealed under ${newKey.fingerprint}.`);
 }
 
+/** Waits for both; throws the first one's error, then the second's (never leaving one running). */
+async function both<A>(first: Promise<A>, second: Promise<unknown>): Promise<A> {
+  const [a, b] = await Promise.allSettled([first, second]);
+  if (a.status === 'rejected') throw a.reason;
+  if (b.status === 'rejected') throw b.reason;
+  return a.value;
+}
+
 /**
  * The backup, inside the transaction after the secret tables are locked:
- * exactly the values the transaction is about to re-encrypt, with the
- * config files, on disk (fsynced) before anything is rewritten.
+ * exactly the values the transaction re-encrypts (the snapshot is taken by
+ * the store's first statement, before this returns to the caller), with
+ * the config files, on disk (fsynced) before the COMMIT.
  */
 async function backupInTransaction(s: ApplyState, rt: Runtime, tx: WriteTx, canary: CanaryRow): Promise<void> {
   const { ctx } = s;
+  const t0 = Date.now();
   rt.reached('backup-started');
   s.backupDir = createBackupDir(ctx.backupDir, s.startedAt, canary);
   ctx.log(`Backing up the stored values and ${ctx.targets.length} config file(s) into ${s.backupDir.path} ...`);
   const args = { rotationId: s.rotationId, now: s.startedAt, database: rotation(s).facts.databaseIdentity, canary, targets: ctx.targets };
   s.backup = await writeBackup(s.backupDir, args, (dir) => tx.backup(ctx.inventory, dir, { batchSize: ctx.batchSize }));
+  s.backupMs = Date.now() - t0;
   rt.reached('backup-written');
   ctx.log(`Backup: ${s.backup.path} (${count(s.backup.values)} stored values; manifest sha256 ${s.backup.manifestSha256}).`);
 }
@@ -368,7 +382,7 @@ async function report(s: ApplyState, rt: Runtime): Promise<void> {
     unchangedDueToErrors: 0,
     rowsUpdated: re.updated,
     byKind: re.byKind,
-    backup: { path: backup.path, manifestSha256: backup.manifestSha256, values: backup.values, bytes: backup.bytes },
+    backup: { path: backup.path, manifestSha256: backup.manifestSha256, values: backup.values, bytes: backup.bytes, ms: s.backupMs ?? 0 },
     configs: ctx.targets.map((x) => ({ path: x.path, before: oldKey.fingerprint, after: newKey.fingerprint })),
     newKeyFile: opts.newKeyOut,
     hooks: s.hooks,

@@ -30,7 +30,8 @@ export interface RotationReport {
   /** Database rows rewritten (a row can hold several secrets). */
   readonly rowsUpdated: number;
   readonly byKind: Readonly<Record<string, number>>;
-  readonly backup: { readonly path: string; readonly manifestSha256: string; readonly values: number; readonly bytes: number };
+  /** The backup the transaction took before rewriting anything; `ms`: how long it took, alongside the re-encryption. */
+  readonly backup: { readonly path: string; readonly manifestSha256: string; readonly values: number; readonly bytes: number; readonly ms: number };
   readonly configs: ReadonlyArray<{ readonly path: string; readonly before: string; readonly after: string }>;
   readonly newKeyFile?: string;
   readonly hooks: ReadonlyArray<{ readonly which: string; readonly command: string; readonly ms: number }>;
@@ -96,7 +97,8 @@ export function renderMarkdown(r: RotationReport): string {
   lines.push('', `## Backup`, '');
   lines.push(`- location: \`${r.backup.path}\``);
   lines.push(`- manifest SHA-256: \`${r.backup.manifestSha256}\``);
-  lines.push(`- ${count(r.backup.values)} stored values, ${count(r.backup.bytes)} bytes (the config copies hold the old key: keep the backup as safe as the key)`, '');
+  lines.push(`- ${count(r.backup.values)} stored values, ${count(r.backup.bytes)} bytes (the config copies hold the old key: keep the backup as safe as the key)`);
+  lines.push(`- taken inside the rotation's transaction, in its snapshot, alongside the re-encryption: ${count(r.backup.ms)} ms`, '');
   lines.push(`## Verification`, '');
   lines.push(
     r.verification.ok

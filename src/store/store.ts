@@ -12,7 +12,9 @@
  *
  * Changes since the seam was introduced (stage 1 of issue 9):
  * - `ReadTx.backup` is called inside the rotation's write transaction, after
- *   `lockSecretTables`, and must be durable (fsynced) before it resolves.
+ *   `lockSecretTables`, must be durable (fsynced) before it resolves, and
+ *   must hold the values as they were when it was called even though
+ *   `reencrypt` is called right after it without waiting.
  * - `Store.restore(backup)` (put every backed-up value back) is replaced by
  *   `WriteTx.restoreFrom(backup, decide)`: the store pairs backed-up and live
  *   values and writes what the runbook decides, so a restore re-seals values
@@ -177,10 +179,14 @@ export interface ReadTx {
   scan(inv: Inventory, keys: KeySource, opts?: StreamOptions): Promise<ScanResult>;
   /**
    * Writes into `dir` (it exists, is empty and 0700) a copy of every value
-   * the inventory covers, exactly as this transaction sees it, in files
-   * created 0600 and flushed to disk before this resolves. Inside a write
-   * transaction after `lockSecretTables`, that is exactly what `reencrypt`
-   * rewrites. Fails with DISK_FULL or BACKUP_UNWRITABLE (see
+   * the inventory covers, exactly as this transaction sees it when `backup`
+   * is called, in files created 0600 and flushed to disk before this
+   * resolves. Inside a write transaction after `lockSecretTables`, that is
+   * exactly what `reencrypt` rewrites, and apply calls `reencrypt` right
+   * after `backup`, without waiting: the backup must still hold the values
+   * as they were before (PostgreSQL reads them on a second connection in
+   * this transaction's snapshot; a store with one connection may simply
+   * finish the backup first). Fails with DISK_FULL or BACKUP_UNWRITABLE (see
    * `backupFileError`) when the files cannot be written.
    */
   backup(inv: Inventory, dir: string, opts?: Pick<StreamOptions, 'batchSize'>): Promise<BackupPart>;

@@ -9,10 +9,11 @@ import { createInterface } from 'node:readline';
 import { ClientBase } from 'pg';
 import { MasterKeyError } from '../../errors';
 import { count } from '../../format';
+import { copyBatches } from '../../engine/stream-source';
 import { steerPlanner } from '../../engine/stream-sql';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { BackupPart, BackupToRestore, RestoreCounts, RestoreDecision, ScratchCopy, ValuePair, backupFileError, inventoryLocations } from '../store';
-import { forEachValueBatch, valueWriter } from './rows';
+import { valueWriter } from './rows';
 
 export const SECRETS_FILE = 'secrets.jsonl';
 const DEFAULT_BATCH = 5000;
@@ -30,16 +31,19 @@ export async function backupValues(c: ClientBase, inv: Inventory, dir: string, b
   }
   try {
     for (const loc of locations) {
-      await forEachValueBatch(c, loc, batchSize, (rows) => {
+      const col = quoteIdent(loc.column);
+      const head = `{"t":${JSON.stringify(loc.table)},"c":${JSON.stringify(loc.column)},"id":`;
+      // Streamed with COPY (nothing else runs on the connection meanwhile); one write per batch.
+      for await (const rows of copyBatches(c, `SELECT ${quoteIdent(loc.idColumn)}::text, ${col}::text FROM ${quoteIdent(loc.table)} WHERE ${col} IS NOT NULL`, batchSize)) {
         let chunk = '';
-        for (const [id, v] of rows) chunk += JSON.stringify({ t: loc.table, c: loc.column, id, v }) + '\n';
+        for (const [id, v] of rows) chunk += `${head}${JSON.stringify(id)},"v":${JSON.stringify(v)}}\n`;
         try {
           writeSync(fd, chunk);
         } catch (e) {
           throw backupFileError(e, path);
         }
         values += rows.length;
-      });
+      }
     }
     try {
       fsyncSync(fd);

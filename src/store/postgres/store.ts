@@ -9,6 +9,7 @@ import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError, isMasterKeyError } from '../../errors';
 import { reencryptInventory, scanInventory } from '../../engine/stream';
+import { connectReader, exportSnapshot } from '../../engine/stream-source';
 import { ACT_SCHEMA_SQL } from '../../inventory/act-preset';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import {
@@ -66,8 +67,25 @@ class PostgresTx implements WriteTx {
     return scanInventory(this.c, inv, keys, opts);
   }
 
-  backup(inv: Inventory, dir: string, opts: Pick<StreamOptions, 'batchSize'> = {}) {
-    return backupValues(this.c, inv, dir, opts.batchSize);
+  /**
+   * Reads on a second connection in this transaction's snapshot, exported
+   * by the call's first statement (before anything the caller does next),
+   * so the backup can run while `reencrypt` writes on this connection. When
+   * the snapshot cannot be shared (this transaction already wrote to a
+   * secret table), reads on this connection instead.
+   */
+  async backup(inv: Inventory, dir: string, opts: Pick<StreamOptions, 'batchSize'> = {}) {
+    const snapshot = await exportSnapshot(this.c, [...new Set(inv.entries.map((e) => quoteIdent(e.table)))]);
+    if (!snapshot) return backupValues(this.c, inv, dir, opts.batchSize);
+    const reader = await connectReader(this.url, snapshot);
+    let ok = false;
+    try {
+      const part = await backupValues(reader.client, inv, dir, opts.batchSize);
+      ok = true;
+      return part;
+    } finally {
+      await (ok ? reader.close() : reader.abort());
+    }
   }
 
   /** SHARE ROW EXCLUSIVE: blocks writers, not readers (the hot path's EXCLUSIVE lock goes further while it rewrites). */
