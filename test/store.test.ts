@@ -193,6 +193,15 @@ describe.each(STORES)('the $name store', (fixture) => {
       for (const f of part!.files) expect(statSync(join(backupDir, f)).mode & 0o777).toBe(0o600);
       expect(part!.files.map((f) => readFileSync(join(backupDir, f), 'utf8')).join('')).not.toContain(plaintexts.values().next().value!);
       // The values as they were before the rewrite: every backed-up value opens with the old key, as many of each kind as the new key opens now.
+      // Verification: the database stores exactly what the re-encryption wrote, and the (here: whole) sample opens with the new key only.
+      const verified = await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest }));
+      expect(verified).toMatchObject({ ok: true, total: plaintexts.size, digestMatches: true, sampled: plaintexts.size, sampleFailures: [] });
+      const withOld = await s.read((tx) => tx.verify(ACT_PRESET, key, { expected: re.digest, sampleSize: 3 }));
+      expect(withOld).toMatchObject({ ok: false, digestMatches: true, sampled: 3 });
+      expect(withOld.sampleFailures).toHaveLength(3);
+      const added = await fixture.addSecret(url, newKey, 'written after the rotation');
+      expect(await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, sampleSize: 0 }))).toMatchObject({ ok: false, digestMatches: false, total: plaintexts.size + 1 });
+      await fixture.removeSecretAt(url, added);
       const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])));
       const drilled = await s.drill({ dir: backupDir, part: part! }, ACT_PRESET, (dtx, copy) => dtx.scan(copy.inventory, new Keyring([key])));
       expect(drilled).toMatchObject({ total: live.total, byKind: live.byKind, failureCount: 0 });

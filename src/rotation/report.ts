@@ -39,19 +39,32 @@ export interface RotationReport {
   readonly phases: Readonly<Record<string, number>>;
   /** The phases' total, and the server-down window: the phases from the stop hook to the start hooks (whether or not hooks were given). */
   readonly timing: TimingSummary;
-  readonly verification: Verification;
+  readonly verification: RotationVerification;
   readonly outcome: 'verified' | 'verify-failed';
 }
 
-/** What the verification after a rotation checked and what that proves. */
+/** What a verification checked and what that proves. */
 export interface Verification {
   readonly ok: boolean;
   /** Stored values checked. */
   readonly checked: number;
-  /** Values that do not open with the new key. */
+  /** Values that do not open with the key. */
   readonly failures: number;
   /** What was proved, in a sentence or two for auditors (names only fingerprints). */
   readonly proved: string;
+}
+
+/**
+ * The verification after a rotation: one scan comparing the digest of what
+ * the database stores with the digest of what the re-encryption wrote, and
+ * a random sample opened with the new key (`failures` counts the sampled
+ * values that do not open).
+ */
+export interface RotationVerification extends Verification {
+  /** The stored values are exactly the values the re-encryption wrote, at the places it wrote them. */
+  readonly digestMatches: boolean;
+  /** Values chosen at random and opened with the new key. */
+  readonly sampled: number;
 }
 
 export interface TimingSummary {
@@ -103,7 +116,7 @@ export function renderMarkdown(r: RotationReport): string {
   lines.push(
     r.verification.ok
       ? r.verification.proved
-      : `**${count(r.verification.failures)} of ${count(r.verification.checked)} secrets do not open with the new key**: run \`master-key verify\` and restore from the backup above. ${r.verification.proved}`,
+      : `**Verification failed.** ${r.verification.proved} Run \`master-key verify\`, and restore from the backup above if needed.`,
     '',
   );
   if (r.hooks.length) {

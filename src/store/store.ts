@@ -22,14 +22,18 @@
  *   the canary itself (`replaceCanary`).
  * - `Store.drill(backup, inv, fn)`: a scratch copy of a backup to verify,
  *   leaving the live database untouched (`restore --drill`).
+ * - `ReadTx.verify(inv, key, { expected })`: apply's one verification scan
+ *   (digest of what is stored against what `reencrypt` wrote, plus a random
+ *   sample opened), replacing a full decryption.
  */
 import type { KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
-import type { ReencryptResult, ScanResult, StreamOptions } from '../engine/stream';
+import type { ReencryptResult, ScanResult, StreamOptions, VerifyOptions, VerifyResult } from '../engine/stream';
 import { MasterKeyError } from '../errors';
 import type { Inventory } from '../inventory/inventory';
 
-export type { ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../engine/stream';
+export type { ReencryptResult, ScanResult, SecretFailure, StreamOptions, VerifyOptions, VerifyResult } from '../engine/stream';
+export type { InventoryDigest } from '../engine/stream-digest';
 
 /** Which database this is: recorded in pending files and backups so they are never applied to another one. */
 export interface StoreIdentity {
@@ -177,6 +181,16 @@ export interface ReadTx {
    * that does not open: it is counted and listed (up to a limit), never shown.
    */
   scan(inv: Inventory, keys: KeySource, opts?: StreamOptions): Promise<ScanResult>;
+  /**
+   * Proves the database stores what a re-encryption wrote without opening
+   * every value again: reads every stored value of the inventory in this
+   * snapshot, compares their order-independent digest (`stream-digest.ts`:
+   * table, column, row id, path and text of each) with `opts.expected`
+   * (what `reencrypt` returned), and opens a random sample (CSPRNG) with
+   * `key`. Never throws for a value that differs or does not open: the
+   * result says what holds and what that proves.
+   */
+  verify(inv: Inventory, key: MasterKey, opts?: VerifyOptions): Promise<VerifyResult>;
   /**
    * Writes into `dir` (it exists, is empty and 0700) a copy of every value
    * the inventory covers, exactly as this transaction sees it when `backup`

@@ -8,7 +8,7 @@ import { Client } from 'pg';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError, isMasterKeyError } from '../../errors';
-import { reencryptInventory, scanInventory } from '../../engine/stream';
+import { VerifyOptions, reencryptInventory, scanInventory, verifyInventory } from '../../engine/stream';
 import { connectReader, exportSnapshot } from '../../engine/stream-source';
 import { ACT_SCHEMA_SQL } from '../../inventory/act-preset';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
@@ -65,6 +65,10 @@ class PostgresTx implements WriteTx {
 
   scan(inv: Inventory, keys: KeySource, opts?: StreamOptions) {
     return scanInventory(this.c, inv, keys, opts);
+  }
+
+  verify(inv: Inventory, key: MasterKey, opts?: VerifyOptions) {
+    return verifyInventory(this.c, inv, key, opts);
   }
 
   /**
