@@ -11,6 +11,7 @@ import type { MasterKey } from '../crypto/key';
 import { Keyring } from '../crypto/keyring';
 import { translatePgError, withTransaction } from '../db/pg';
 import { ErrorCode, MasterKeyError } from '../errors';
+import { count } from '../format';
 import { Inventory, inventoryKinds, quoteIdent } from '../inventory/inventory';
 import { InventoryDigest, ValueDigest, sameDigest } from './stream-digest';
 import { FoundValue, TablePlan, eachValue, planInventory, processBatch } from './stream-plan';
@@ -335,16 +336,16 @@ async function openSample(items: readonly Sampled[], key: MasterKey, opts: Strea
 function provedText(stored: InventoryDigest, expected: InventoryDigest | undefined, sampled: number, failed: number, key: MasterKey): string {
   const parts: string[] = [];
   if (expected && sameDigest(stored, expected)) {
-    parts.push(`The database stores exactly the ${expected.count} values the re-encryption wrote, each at the place it was written (equal order-independent SHA-256 sums over table, column, row id, path and text).`);
+    parts.push(`The database stores exactly the ${count(expected.count)} values the re-encryption wrote, each at the place it was written (equal order-independent SHA-256 sums over table, column, row id, path and text).`);
   } else if (expected) {
-    parts.push(`The stored values differ from what the re-encryption wrote (${stored.count} values stored, ${expected.count} written; the sums ${stored.sum === expected.sum ? 'are equal' : 'differ'}).`);
+    parts.push(`The stored values differ from what the re-encryption wrote (${count(stored.count)} values stored, ${count(expected.count)} written; the sums ${stored.sum === expected.sum ? 'are equal' : 'differ'}).`);
   } else {
-    parts.push(`Read ${stored.count} stored values (digest ${stored.sum.slice(0, 16)}…); no digest of a re-encryption was given to compare with.`);
+    parts.push(`Read ${count(stored.count)} stored values (digest ${stored.sum.slice(0, 16)}…); no digest of a re-encryption was given to compare with.`);
   }
   const all = sampled === stored.count;
   if (sampled === 0) parts.push('No value was decrypted.');
-  else if (failed === 0) parts.push(`${all ? `All ${sampled} values` : `${sampled} values chosen at random`} open with ${key.fingerprint}.`);
-  else parts.push(`${failed} of ${sampled} ${all ? '' : 'randomly chosen '}values do not open with ${key.fingerprint}.`);
+  else if (failed === 0) parts.push(`${all ? `All ${count(sampled)} values` : `${count(sampled)} values chosen at random`} open with ${key.fingerprint}.`);
+  else parts.push(`${count(failed)} of ${count(sampled)} ${all ? '' : 'randomly chosen '}values do not open with ${key.fingerprint}.`);
   return parts.join(' ');
 }
 
