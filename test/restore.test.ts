@@ -134,7 +134,7 @@ describe('restore --drill', () => {
     const file = join(backup, 'secrets.jsonl');
     const original = readFileSync(file, 'utf8');
     const lines = original.split('\n');
-    const i = lines.findIndex((l) => l.includes('"t":"git_credentials"'));
+    const i = lines.findIndex((l) => l !== '' && (JSON.parse(l) as { t: string }).t === 'git_credentials');
     const line = JSON.parse(lines[i]) as { id: string; v: string };
     lines[i] = JSON.stringify({ ...JSON.parse(lines[i]), v: seal(MasterKey.generate(), 'not under the backup key') });
     const manifestPath = join(backup, 'manifest.json');

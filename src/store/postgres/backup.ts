@@ -6,20 +6,40 @@
 import { closeSync, createReadStream, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { finished } from 'node:stream/promises';
 import { ClientBase } from 'pg';
 import { MasterKeyError } from '../../errors';
 import { count } from '../../format';
-import { copyBatches } from '../../engine/stream-source';
+import { to as copyTo } from 'pg-copy-streams';
 import { steerPlanner } from '../../engine/stream-sql';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
-import { BackupPart, BackupToRestore, RestoreCounts, RestoreDecision, ScratchCopy, ValuePair, backupFileError, inventoryLocations } from '../store';
+import { BackupPart, BackupToRestore, Location, RestoreCounts, RestoreDecision, ScratchCopy, ValuePair, backupFileError, inventoryLocations } from '../store';
 import { valueWriter } from './rows';
 
 export const SECRETS_FILE = 'secrets.jsonl';
 const DEFAULT_BATCH = 5000;
 
-/** Writes every value of the inventory's locations, as the client's open transaction sees them, to `dir/secrets.jsonl` (0600, fsynced). */
-export async function backupValues(c: ClientBase, inv: Inventory, dir: string, batchSize = DEFAULT_BATCH): Promise<BackupPart> {
+/**
+ * One JSON line per stored value, built by PostgreSQL and copied out as it
+ * is: CSV with a quote and a delimiter that JSON text never holds (it
+ * escapes every control character), so no field is ever quoted and each
+ * output line is exactly one JSON document.
+ */
+function backupCopySql(loc: Location): string {
+  const col = quoteIdent(loc.column);
+  const line = `json_build_object('t', ${literal(loc.table)}, 'c', ${literal(loc.column)}, 'id', ${quoteIdent(loc.idColumn)}::text, 'v', ${col}::text)::text`;
+  return `COPY (SELECT ${line} FROM ${quoteIdent(loc.table)} WHERE ${col} IS NOT NULL) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')`;
+}
+
+const NEWLINE = 0x0a;
+
+/**
+ * Writes every value of the inventory's locations, as the client's open
+ * transaction sees them, to `dir/secrets.jsonl` (0600, fsynced): one line
+ * per value, `{"t": table, "c": column, "id": id, "v": value}`, streamed
+ * from COPY straight to the file.
+ */
+export async function backupValues(c: ClientBase, inv: Inventory, dir: string): Promise<BackupPart> {
   const locations = inventoryLocations(inv);
   const path = join(dir, SECRETS_FILE);
   let values = 0;
@@ -31,18 +51,22 @@ export async function backupValues(c: ClientBase, inv: Inventory, dir: string, b
   }
   try {
     for (const loc of locations) {
-      const col = quoteIdent(loc.column);
-      const head = `{"t":${JSON.stringify(loc.table)},"c":${JSON.stringify(loc.column)},"id":`;
-      // Streamed with COPY (nothing else runs on the connection meanwhile); one write per batch.
-      for await (const rows of copyBatches(c, `SELECT ${quoteIdent(loc.idColumn)}::text, ${col}::text FROM ${quoteIdent(loc.table)} WHERE ${col} IS NOT NULL`, batchSize)) {
-        let chunk = '';
-        for (const [id, v] of rows) chunk += `${head}${JSON.stringify(id)},"v":${JSON.stringify(v)}}\n`;
+      const stream = c.query(copyTo(backupCopySql(loc)));
+      let failed: unknown;
+      for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+        for (let nl = chunk.indexOf(NEWLINE); nl >= 0; nl = chunk.indexOf(NEWLINE, nl + 1)) values++;
         try {
           writeSync(fd, chunk);
         } catch (e) {
-          throw backupFileError(e, path);
+          failed = backupFileError(e, path);
+          break;
         }
-        values += rows.length;
+      }
+      if (failed) {
+        // Let the rest of the COPY flow to nowhere, so the connection sees its end and stays usable for the rollback.
+        stream.resume();
+        await finished(stream).catch(() => undefined);
+        throw failed;
       }
     }
     try {

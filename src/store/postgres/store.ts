@@ -78,13 +78,13 @@ class PostgresTx implements WriteTx {
    * the snapshot cannot be shared (this transaction already wrote to a
    * secret table), reads on this connection instead.
    */
-  async backup(inv: Inventory, dir: string, opts: Pick<StreamOptions, 'batchSize'> = {}) {
+  async backup(inv: Inventory, dir: string) {
     const snapshot = await exportSnapshot(this.c, [...new Set(inv.entries.map((e) => quoteIdent(e.table)))]);
-    if (!snapshot) return backupValues(this.c, inv, dir, opts.batchSize);
+    if (!snapshot) return backupValues(this.c, inv, dir);
     const reader = await connectReader(this.url, snapshot);
     let ok = false;
     try {
-      const part = await backupValues(reader.client, inv, dir, opts.batchSize);
+      const part = await backupValues(reader.client, inv, dir);
       ok = true;
       return part;
     } finally {
