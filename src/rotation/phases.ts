@@ -195,7 +195,7 @@ function restartIfNothingChanged(s: ApplyState, e: unknown): unknown {
 async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void> {
   const { ctx } = s;
   const { oldKey, newKey, decision, canary: planned, counts } = rotation(s);
-  ctx.log(`Re-encrypting the secrets of ${count(counts.rows)} rows in one transaction, after backing them up in it ...`);
+  ctx.log(`Backing up and re-encrypting the secrets of ${count(counts.rows)} rows in one transaction ...`);
   let re: ReencryptResult;
   try {
     re = await s.store.write(async (tx) => {

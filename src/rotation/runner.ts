@@ -33,12 +33,6 @@ export interface Phase<S> {
 export interface Runtime {
   /** Marks a fault point inside a phase (a crash test may kill the process there). */
   reached(point: FaultPoint): void;
-  /**
-   * Splits a phase's time: the time since the last lap (the phase's start,
-   * or the previous split) adds to `timing`; the rest of the phase still
-   * adds to the phase's own row.
-   */
-  split(timing: string): void;
   /** Milliseconds per timing row so far, in the order first timed. */
   readonly timings: Readonly<Record<string, number>>;
 }
@@ -56,10 +50,6 @@ export class Runner implements Runtime {
 
   reached(point: FaultPoint): void {
     this.ctx.faults.reached(point);
-  }
-
-  split(timing: string): void {
-    this.lap(timing);
   }
 
   /** Runs the phases in order; on failure, runs the undo of the failed phase and of every earlier one, latest first, and throws what they return. */
