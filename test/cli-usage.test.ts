@@ -74,7 +74,11 @@ describe('with a database', () => {
     const gone = join(s.dir, 'gone.env');
     const r = s.cli(['status', '--config', gone]);
     expect(r.code).toBe(ExitCode.FILES);
-    expect(r.stdout).toMatch(/gone\.env: unreadable: The config file .*gone\.env does not exist/);
+    expect(r.stderr).toMatch(/^master-key: The config file .*gone\.env does not exist.*\[CONFIG_MISSING\]\n$/);
+    // A node's file missing: status still shows everything, and exits 8.
+    const node = s.cli(['status', '--config', s.configPath, '--config', gone]);
+    expect(node.code).toBe(ExitCode.FILES);
+    expect(node.stdout).toMatch(/gone\.env: unreadable: The config file .*gone\.env does not exist/);
     // A node whose file holds no usable key is still a node out of step.
     writeFileSync(join(s.dir, 'placeholder.env'), 'ACT_MASTER_KEY=CHANGE_ME\n', { mode: 0o600 });
     expect(s.cli(['status', '--config', s.configPath, '--config', join(s.dir, 'placeholder.env')]).code).toBe(ExitCode.NODE_MISMATCH);

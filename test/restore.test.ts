@@ -13,7 +13,8 @@ import { MasterKey } from '../src/crypto/key';
 import { ExitCode } from '../src/errors';
 import { ACT_PRESET } from '../src/inventory/act-preset';
 import { liveCells, plaintextsOf } from './support/cells';
-import { withTestClient } from './support/db';
+import { sqlQuery } from './support/sql';
+import { CLI_STORES } from './support/stores';
 import { Scenario, dbSnapshot, keyLeaks, keyLine, readPlaintexts } from './support/scenario';
 import { scenarioForBlock } from './support/block';
 
@@ -35,79 +36,81 @@ function rotate(s: Scenario): { backup: string; newKey: MasterKey } {
   return { backup: (JSON.parse(r.stdout) as { report: { backup: { path: string } } }).report.backup.path, newKey: s.configKey() };
 }
 
-describe('the user story: apply, the server writes under the new key, restore', () => {
-  const scenario = scenarioForBlock({ perKind: 3 });
+describe.each(CLI_STORES)('on $name', (store) => {
+  describe('the user story: apply, the server writes under the new key, restore', () => {
+    const scenario = scenarioForBlock({ perKind: 3, store });
 
-  it('re-seals the new and the changed secret under the restored key; every secret opens with the key now in the config, verified and reported', async () => {
-    const s = scenario();
-    const { backup, newKey } = rotate(s);
-    // The server, running again under the new key, stores one new secret and changes one.
-    const { added, changed } = await withTestClient(s.url, async (c) => {
-      const a = await c.query<{ id: string }>("INSERT INTO registry_credentials (registry, username, password) VALUES ('quay.io', 'bot', $1) RETURNING id::text AS id", [seal(newKey, 'stored after the rotation')]);
-      const ch = await c.query<{ id: string }>('UPDATE git_credentials SET access_token = $1 WHERE id = (SELECT min(id) FROM git_credentials) RETURNING id::text AS id', [seal(newKey, 'changed after the rotation')]);
-      return { added: `registry_credentials.password:${a.rows[0].id}`, changed: `git_credentials.access_token:${ch.rows[0].id}` };
+    it('re-seals the new and the changed secret under the restored key; every secret opens with the key now in the config, verified and reported', async () => {
+      const s = scenario();
+      const { backup, newKey } = rotate(s);
+      // The server, running again under the new key, stores one new secret and changes one.
+      const [a] = await sqlQuery<{ id: unknown }>(s.url, "INSERT INTO registry_credentials (registry, username, password) VALUES ('quay.io', 'bot', $1) RETURNING id", [seal(newKey, 'stored after the rotation')]);
+      const [ch] = await sqlQuery<{ id: unknown }>(s.url, 'UPDATE git_credentials SET access_token = $1 WHERE id = (SELECT min(id) FROM git_credentials) RETURNING id', [seal(newKey, 'changed after the rotation')]);
+      const added = `registry_credentials.password:${String(a.id)}`;
+      const changed = `git_credentials.access_token:${String(ch.id)}`;
+      const r = s.cli(['restore', '--json', '--backup', backup]);
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout) as RestoreJson;
+      const inBackup = out.values.inBackup;
+      expect(out).toMatchObject({ ok: true, action: 'restored', fingerprint: s.key.fingerprint, liveKey: { fingerprint: newKey.fingerprint, used: true } });
+      expect(out.values).toEqual({ inBackup, unchanged: inBackup - 1, changed: 1, added: 1, putBack: 0, removed: 0 });
+      expect(out.verification).toMatchObject({ ok: true, checked: s.plaintexts.size + 1, failures: 0 });
+      expect(out.verification.proved).toContain(`opens with ${s.key.fingerprint}`);
+      expect(r.stderr).toMatch(/^Stored values: [\d,]+ as backed up; 1 changed and 1 added since the backup, re-sealed under mk:[0-9a-f]{12} and kept;/m);
+      expect(keyLeaks(r.stdout + r.stderr, [s.key, newKey])).toEqual([]);
+
+      // The key in the config is the backup's, and it opens every secret, the new and the changed one with their newest plaintexts.
+      expect(s.configKey().equals(s.key)).toBe(true);
+      const expected = new Map(s.plaintexts);
+      expected.set(changed, 'changed after the rotation');
+      expected.set(added, 'stored after the rotation');
+      expect(await readPlaintexts(s.url, s.key, expected.keys())).toEqual(expected);
+      const verify = s.cli(['verify']);
+      expect(verify.code).toBe(0);
+      expect(verify.stdout).toContain(`OK: ${s.plaintexts.size + 1} of ${s.plaintexts.size + 1} secrets open with ${s.key.fingerprint}`);
+      // The next rotation works from here.
+      expect(s.cli(['apply']).code).toBe(0);
     });
-    const r = s.cli(['restore', '--json', '--backup', backup]);
-    expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout) as RestoreJson;
-    const inBackup = out.values.inBackup;
-    expect(out).toMatchObject({ ok: true, action: 'restored', fingerprint: s.key.fingerprint, liveKey: { fingerprint: newKey.fingerprint, used: true } });
-    expect(out.values).toEqual({ inBackup, unchanged: inBackup - 1, changed: 1, added: 1, putBack: 0, removed: 0 });
-    expect(out.verification).toMatchObject({ ok: true, checked: s.plaintexts.size + 1, failures: 0 });
-    expect(out.verification.proved).toContain(`opens with ${s.key.fingerprint}`);
-    expect(r.stderr).toMatch(/^Stored values: [\d,]+ as backed up; 1 changed and 1 added since the backup, re-sealed under mk:[0-9a-f]{12} and kept;/m);
-    expect(keyLeaks(r.stdout + r.stderr, [s.key, newKey])).toEqual([]);
-
-    // The key in the config is the backup's, and it opens every secret, the new and the changed one with their newest plaintexts.
-    expect(s.configKey().equals(s.key)).toBe(true);
-    const expected = new Map(s.plaintexts);
-    expected.set(changed, 'changed after the rotation');
-    expected.set(added, 'stored after the rotation');
-    expect(await readPlaintexts(s.url, s.key, expected.keys())).toEqual(expected);
-    const verify = s.cli(['verify']);
-    expect(verify.code).toBe(0);
-    expect(verify.stdout).toContain(`OK: ${s.plaintexts.size + 1} of ${s.plaintexts.size + 1} secrets open with ${s.key.fingerprint}`);
-    // The next rotation works from here.
-    expect(s.cli(['apply']).code).toBe(0);
   });
+
+  describe('when the live key is lost', () => {
+    let s: Scenario;
+    let backup: string;
+    let newKey: MasterKey;
+    scenarioForBlock({ perKind: 2, store }, (made) => {
+      s = made;
+      ({ backup, newKey } = rotate(s));
+      // The config file now holds a key that is not the database's (the new key was lost).
+      writeFileSync(s.configPath, keyLine(MasterKey.generate()) + '\n', { mode: 0o600 });
+    });
+
+    it('refuses, naming it and changing nothing, when a secret added since opens with no key on disk', async () => {
+      const id = String((await sqlQuery<{ id: unknown }>(s.url, "INSERT INTO git_credentials (provider, access_token) VALUES ('gitlab', $1) RETURNING id", [seal(newKey, 'only the lost key opens me')]))[0].id);
+      const db = await dbSnapshot(s.url);
+      const cfg = readFileSync(s.configPath, 'utf8');
+      const r = s.cli(['restore', '--backup', backup]);
+      expect(r.code).toBe(ExitCode.UNDECRYPTABLE);
+      expect(r.stderr).toMatch(new RegExp(`^master-key: 1 stored value\\(s\\) open with no key on disk \\(the key in .*act\\.env \\(mk:[0-9a-f]{12}\\) does not open the database's canary .*git_credentials\\.access_token id=${id} \\(git access token, SEALED_WRONG_KEY\\).*nothing was changed.* \\[UNDECRYPTABLE_ROWS\\]\\n$`));
+      expect(await dbSnapshot(s.url)).toBe(db);
+      expect(readFileSync(s.configPath, 'utf8')).toBe(cfg);
+      await sqlQuery(s.url, 'DELETE FROM git_credentials WHERE id = $1', [Number(id)]);
+    });
+
+    it('puts back from the backup every value no key on disk opens, and verifies', async () => {
+      const r = s.cli(['restore', '--json', '--backup', backup]);
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout) as RestoreJson;
+      expect(out.liveKey.used).toBe(false);
+      expect(out.values).toEqual({ inBackup: out.values.inBackup, unchanged: 0, changed: 0, added: 0, putBack: out.values.inBackup, removed: 0 });
+      expect(out.verification).toMatchObject({ ok: true, checked: s.plaintexts.size });
+      expect(s.configKey().equals(s.key)).toBe(true);
+      expect(await readPlaintexts(s.url, s.key, s.plaintexts.keys())).toEqual(s.plaintexts);
+    });
+  });
+
 });
 
-describe('when the live key is lost', () => {
-  let s: Scenario;
-  let backup: string;
-  let newKey: MasterKey;
-  scenarioForBlock({ perKind: 2 }, (made) => {
-    s = made;
-    ({ backup, newKey } = rotate(s));
-    // The config file now holds a key that is not the database's (the new key was lost).
-    writeFileSync(s.configPath, keyLine(MasterKey.generate()) + '\n', { mode: 0o600 });
-  });
-
-  it('refuses, naming it and changing nothing, when a secret added since opens with no key on disk', async () => {
-    const id = await withTestClient(s.url, async (c) => (await c.query<{ id: string }>("INSERT INTO git_credentials (provider, access_token) VALUES ('gitlab', $1) RETURNING id::text AS id", [seal(newKey, 'only the lost key opens me')])).rows[0].id);
-    const db = await dbSnapshot(s.url);
-    const cfg = readFileSync(s.configPath, 'utf8');
-    const r = s.cli(['restore', '--backup', backup]);
-    expect(r.code).toBe(ExitCode.UNDECRYPTABLE);
-    expect(r.stderr).toMatch(new RegExp(`^master-key: 1 stored value\\(s\\) open with no key on disk \\(the key in .*act\\.env \\(mk:[0-9a-f]{12}\\) does not open the database's canary .*git_credentials\\.access_token id=${id} \\(git access token, SEALED_WRONG_KEY\\).*nothing was changed.* \\[UNDECRYPTABLE_ROWS\\]\\n$`));
-    expect(await dbSnapshot(s.url)).toBe(db);
-    expect(readFileSync(s.configPath, 'utf8')).toBe(cfg);
-    await withTestClient(s.url, (c) => c.query('DELETE FROM git_credentials WHERE id = $1', [id]));
-  });
-
-  it('puts back from the backup every value no key on disk opens, and verifies', async () => {
-    const r = s.cli(['restore', '--json', '--backup', backup]);
-    expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout) as RestoreJson;
-    expect(out.liveKey.used).toBe(false);
-    expect(out.values).toEqual({ inBackup: out.values.inBackup, unchanged: 0, changed: 0, added: 0, putBack: out.values.inBackup, removed: 0 });
-    expect(out.verification).toMatchObject({ ok: true, checked: s.plaintexts.size });
-    expect(s.configKey().equals(s.key)).toBe(true);
-    expect(await readPlaintexts(s.url, s.key, s.plaintexts.keys())).toEqual(s.plaintexts);
-  });
-});
-
-describe('restore --drill', () => {
+describe('restore --drill (PostgreSQL: its backup is a JSON-lines file the test can alter)', () => {
   let s: Scenario;
   let backup: string;
   scenarioForBlock({ perKind: 2 }, (made) => {
@@ -162,7 +165,7 @@ describe('restore --drill', () => {
   });
 
   it('the live rows were never read into the copy: a drill of a backup whose rows were deleted since still opens everything', async () => {
-    await withTestClient(s.url, (c) => c.query('DELETE FROM git_credentials'));
+    await sqlQuery(s.url, 'DELETE FROM git_credentials');
     const r = s.cli(['restore', '--drill', '--json', '--backup', backup]);
     expect(r.code).toBe(0);
     expect((JSON.parse(r.stdout) as RestoreJson).verification).toMatchObject({ ok: true, checked: s.plaintexts.size });

@@ -14,7 +14,7 @@ import { ErrorCode, MasterKeyError } from '../errors';
 import { count } from '../format';
 import { Inventory, inventoryKinds, quoteIdent } from '../inventory/inventory';
 import { InventoryDigest, ValueDigest, sameDigest } from './stream-digest';
-import { FoundValue, TablePlan, eachValue, planInventory, processBatch } from './stream-plan';
+import { AadLayout, ColumnPlan, FoundValue, TablePlan, eachValue, planInventory, processBatch } from './stream-plan';
 import { prepareBatches, writeBatches } from './stream-batch';
 import { connectReader, copyBatches, cursorBatches, exportSnapshot } from './stream-source';
 import { lockTables, rowLayout, selectSql } from './stream-sql';
@@ -268,6 +268,67 @@ class Reservoir<T> {
 }
 
 /**
+ * What verification gathers as a store reads the stored rows, whatever
+ * reads them (PostgreSQL's COPY, SQLite's batches): the digest of every
+ * value and its place, counts per kind, and a uniform random sample.
+ * `finish` opens the sample with the key and says what was proved.
+ */
+export class VerifyScan {
+  private readonly digest = new ValueDigest();
+  private readonly counter: KindCounter;
+  private readonly sample: Reservoir<Sampled>;
+
+  constructor(
+    inv: Inventory,
+    private readonly opts: VerifyOptions = {},
+  ) {
+    const sampleSize = opts.sampleSize ?? DEFAULT_SAMPLE_SIZE;
+    if (!Number.isInteger(sampleSize) || sampleSize < 0) throw new MasterKeyError('USAGE', `The sample size must be a non-negative integer, got ${sampleSize}.`);
+    this.counter = new KindCounter(inv);
+    this.sample = new Reservoir<Sampled>(sampleSize);
+  }
+
+  /** One batch of a table's rows, laid out as `processBatch` reads them (the id at `idAt`, the columns from `first`). */
+  add(table: string, columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: ReadonlyArray<ReadonlyArray<string | null>>, first: number, idAt: number, aadAt?: AadLayout): void {
+    const byKind = new Map<string, number>();
+    eachValue(
+      columns,
+      rows,
+      first,
+      (v) => {
+        const id = rows[v.row][idAt] ?? '';
+        this.digest.add(table, v.column, v.path, id, v.sealed);
+        byKind.set(v.entry.kind, (byKind.get(v.entry.kind) ?? 0) + 1);
+        this.sample.offer(() => ({ table, id, column: v.column, entry: v.entry, sealed: v.sealed, ...(v.path !== undefined ? { path: v.path } : {}), ...(v.aad ? { aad: v.aad } : {}) }));
+      },
+      aadAt,
+    );
+    this.counter.add(byKind);
+    this.opts.onProgress?.(this.counter.total);
+  }
+
+  /** Opens the sample with `key` and compares the digest with `opts.expected`. */
+  async finish(key: MasterKey): Promise<VerifyResult> {
+    const { opts } = this;
+    const sampleFailures = await openSample(this.sample.items, key, opts);
+    const stored = this.digest.result();
+    const digestMatches = opts.expected ? sameDigest(stored, opts.expected) : undefined;
+    const sampled = this.sample.items.length;
+    const ok = digestMatches !== false && sampleFailures.length === 0;
+    return {
+      total: this.counter.total,
+      byKind: this.counter.byKind,
+      digest: stored,
+      ...(digestMatches !== undefined ? { digestMatches } : {}),
+      sampled,
+      sampleFailures,
+      ok,
+      proved: provedText(stored, opts.expected, sampled, sampleFailures.length, key),
+    };
+  }
+}
+
+/**
  * Read-only: proves the database stores what a re-encryption wrote,
  * without decrypting every value again. Reads every sealed value in one
  * snapshot (a read-only repeatable-read transaction unless the caller is in
@@ -278,36 +339,17 @@ class Reservoir<T> {
  */
 export async function verifyInventory(client: ClientBase, inv: Inventory, key: MasterKey, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const batchSize = batchSizeOf(opts);
-  const sampleSize = opts.sampleSize ?? DEFAULT_SAMPLE_SIZE;
-  if (!Number.isInteger(sampleSize) || sampleSize < 0) throw new MasterKeyError('USAGE', `The sample size must be a non-negative integer, got ${sampleSize}.`);
+  const scan = new VerifyScan(inv, opts);
   const plans = await planInventory(client, inv);
-  const digest = new ValueDigest();
-  const counter = new KindCounter(inv);
-  const sample = new Reservoir<Sampled>(sampleSize);
   await inReadTransaction(client, async () => {
     for (const plan of plans) {
       await naming(plan, 'verifying', async () => {
         const at = rowLayout(plan);
-        for await (const rows of copyBatches(client, selectSql(plan), batchSize)) {
-          const byKind = new Map<string, number>();
-          eachValue(plan.columns, rows, at.first, (v) => {
-            const id = rows[v.row][at.id] ?? '';
-            digest.add(plan.table, v.column, v.path, id, v.sealed);
-            byKind.set(v.entry.kind, (byKind.get(v.entry.kind) ?? 0) + 1);
-            sample.offer(() => ({ table: plan.table, id, column: v.column, entry: v.entry, sealed: v.sealed, ...(v.path !== undefined ? { path: v.path } : {}), ...(v.aad ? { aad: v.aad } : {}) }));
-          }, at.aad);
-          counter.add(byKind);
-          opts.onProgress?.(counter.total);
-        }
+        for await (const rows of copyBatches(client, selectSql(plan), batchSize)) scan.add(plan.table, plan.columns, rows, at.first, at.id, at.aad);
       });
     }
   });
-  const sampleFailures = await openSample(sample.items, key, opts);
-  const stored = digest.result();
-  const digestMatches = opts.expected ? sameDigest(stored, opts.expected) : undefined;
-  const sampled = sample.items.length;
-  const ok = digestMatches !== false && sampleFailures.length === 0;
-  return { total: counter.total, byKind: counter.byKind, digest: stored, ...(digestMatches !== undefined ? { digestMatches } : {}), sampled, sampleFailures, ok, proved: provedText(stored, opts.expected, sampled, sampleFailures.length, key) };
+  return scan.finish(key);
 }
 
 /** Opens the sampled values with `key`; returns those that do not open. */

@@ -200,5 +200,10 @@ export function readBackup(path: string): BackupManifest {
 
 /** What the store needs to put a verified backup back. */
 export function toRestore(path: string, manifest: BackupManifest): BackupToRestore {
-  return { dir: path, part: { values: manifest.values, locations: manifest.locations } };
+  const c = manifest.canary;
+  return {
+    dir: path,
+    part: { values: manifest.values, locations: manifest.locations },
+    canary: { fingerprint: c.fingerprint, generation: c.generation, sealed: c.sealed, keyCreatedAt: new Date(c.keyCreatedAt) },
+  };
 }

@@ -17,7 +17,9 @@
  * - only in the backup (the row or value was removed since): left as it is.
  *
  * A JSON document is one stored value: it is unchanged when its non-secret
- * parts and the plaintexts of its sealed members are.
+ * parts and the plaintexts of its sealed members are. Values whose entry
+ * names an additional-data column are opened and sealed with the live
+ * row's text of that column.
  */
 import { codecByName } from '../crypto/codec';
 import { MasterKey } from '../crypto/key';
@@ -57,15 +59,29 @@ function codeOf(e: unknown): ErrorCode {
   throw e;
 }
 
-/** Opens every sealed value of a stored text with `ring`. */
-function openStored(text: string, rule: ColumnRule, ring: Keyring): Opened {
+/** A value's additional authenticated data: the text of its entry's AAD column in the live row (none when the entry names none, or it is NULL). */
+function aadFor(entry: InventoryEntry, aad: ValuePair['aad']): Uint8Array | undefined {
+  if (!entry.aad) return undefined;
+  const v = aad?.[entry.aad.column];
+  return v === null || v === undefined ? undefined : Buffer.from(v, 'utf8');
+}
+
+/**
+ * Opens every sealed value of a stored text with `ring`, each with its
+ * entry's additional data from the live row (`aad`; a backed-up value was
+ * sealed with the same, unless that column changed since: then it does not
+ * open, and counts as changed or put back like any other).
+ */
+function openStored(text: string, rule: ColumnRule, ring: Keyring, aad: ValuePair['aad']): Opened {
   if (!rule.json) {
-    const codec = codecByName(rule.entries[0].codec);
+    const entry = rule.entries[0];
+    const codec = codecByName(entry.codec);
+    const ad = aadFor(entry, aad);
     try {
-      const pt = ring.open(codec, text).plaintext;
-      return { ok: true, plain: Buffer.from(pt).toString('base64'), reseal: (key) => codec.seal(key, pt) };
+      const pt = ring.open(codec, text, ad).plaintext;
+      return { ok: true, plain: Buffer.from(pt).toString('base64'), reseal: (key) => codec.seal(key, pt, undefined, ad) };
     } catch (e) {
-      return { ok: false, kind: rule.entries[0].kind, code: codeOf(e) };
+      return { ok: false, kind: entry.kind, code: codeOf(e) };
     }
   }
   let doc;
@@ -75,11 +91,12 @@ function openStored(text: string, rule: ColumnRule, ring: Keyring): Opened {
     return { ok: false, kind: rule.entries[0].kind, code: codeOf(e) };
   }
   const slots = findEntrySlots(doc, rule.entries);
-  const opened: Array<{ pt: Uint8Array; set: (v: string) => void; codec: ReturnType<typeof codecByName> }> = [];
+  const opened: Array<{ pt: Uint8Array; set: (v: string) => void; codec: ReturnType<typeof codecByName>; ad?: Uint8Array }> = [];
   for (const { entry, slot } of slots) {
     const codec = codecByName(entry.codec);
+    const ad = aadFor(entry, aad);
     try {
-      opened.push({ pt: ring.open(codec, slot.value).plaintext, set: (v) => slot.set(v), codec });
+      opened.push({ pt: ring.open(codec, slot.value, ad).plaintext, set: (v) => slot.set(v), codec, ad });
     } catch (e) {
       return { ok: false, kind: entry.kind, path: slot.path, code: codeOf(e) };
     }
@@ -91,7 +108,7 @@ function openStored(text: string, rule: ColumnRule, ring: Keyring): Opened {
     ok: true,
     plain,
     reseal(key) {
-      for (const o of opened) o.set(o.codec.seal(key, o.pt));
+      for (const o of opened) o.set(o.codec.seal(key, o.pt, undefined, o.ad));
       return stringifyJsonLossless(doc);
     },
   };
@@ -146,8 +163,8 @@ export class Reconciler {
       this.tally.unchanged++;
       return undefined;
     }
-    const live = openStored(p.live, rule, this.live);
-    const saved = p.backup !== undefined ? openStored(p.backup, rule, this.backup) : undefined;
+    const live = openStored(p.live, rule, this.live, p.aad);
+    const saved = p.backup !== undefined ? openStored(p.backup, rule, this.backup, p.aad) : undefined;
     if (live.ok) {
       if (saved?.ok && saved.plain === live.plain) {
         this.tally.unchanged++;

@@ -128,7 +128,7 @@ export async function runRestore(ctx: Context, backupPath: string): Promise<Rest
       const canary = requireCanary(await tx.canaryForUpdate());
       if (live.key && !canaryOpensWith(canary, live.key)) throw new MasterKeyError('PLAN_STALE', 'The database key changed while the restore was being prepared; nothing was changed: run the command again.');
       await tx.lockSecretTables(ctx.inventory);
-      const c = await withProgress(ctx.progress, 'comparing live values with the backup', undefined, () => tx.restoreFrom(toRestore(backupPath, manifest), rec.decide, { batchSize: ctx.batchSize }));
+      const c = await withProgress(ctx.progress, 'comparing live values with the backup', undefined, () => tx.restoreFrom(toRestore(backupPath, manifest), ctx.inventory, rec.decide, { batchSize: ctx.batchSize }));
       if (rec.refusedCount > 0) {
         const first = rec.refused.slice(0, 5).map(place);
         throw new MasterKeyError(

@@ -16,7 +16,7 @@
  *   must hold the values as they were when it was called even though
  *   `reencrypt` is called right after it without waiting.
  * - `Store.restore(backup)` (put every backed-up value back) is replaced by
- *   `WriteTx.restoreFrom(backup, decide)`: the store pairs backed-up and live
+ *   `WriteTx.restoreFrom(backup, inv, decide)`: the store pairs backed-up and live
  *   values and writes what the runbook decides, so a restore re-seals values
  *   written after the backup instead of stranding them; the runbook replaces
  *   the canary itself (`replaceCanary`).
@@ -110,6 +110,11 @@ export function inventoryLocations(inv: Pick<Inventory, 'entries'>): Location[] 
   return [...seen.values()];
 }
 
+/** The additional-data columns the entries at a location name (`InventoryEntry.aad`), each once. */
+export function aadColumnsAt(inv: Pick<Inventory, 'entries'>, loc: Pick<Location, 'table' | 'column'>): string[] {
+  return [...new Set(inv.entries.filter((e) => e.table === loc.table && e.column === loc.column && e.aad).map((e) => e.aad!.column))];
+}
+
 /** What an inventory holds, counted without opening anything. */
 export interface InventoryCounts {
   /** Rows holding at least one non-NULL inventory column (a row can hold several values). */
@@ -134,6 +139,8 @@ export interface BackupToRestore {
   readonly dir: string;
   /** What `backup` returned then (from the manifest). */
   readonly part: Pick<BackupPart, 'values' | 'locations'>;
+  /** The canary as it was when the backup was taken (a store whose backup holds the canary too checks it). */
+  readonly canary: Pick<CanaryRow, 'fingerprint' | 'generation' | 'sealed' | 'keyCreatedAt'>;
 }
 
 /** A stored value's place in a backup and in the live rows: its row id, the live text, the backed-up text (undefined where absent). */
@@ -143,6 +150,12 @@ export interface ValuePair {
   readonly live?: string;
   /** The value the backup holds for the same row. */
   readonly backup?: string;
+  /**
+   * The live row's additional-data columns as text (NULL: null), by column
+   * name, when the location's entries name any (`InventoryEntry.aad`);
+   * absent when the row is gone.
+   */
+  readonly aad?: Readonly<Record<string, string | null>>;
 }
 
 /**
@@ -228,12 +241,13 @@ export interface WriteTx extends ReadTx {
    * live value at the same place (location and row id), as this transaction
    * sees the rows (call it after `lockSecretTables`): values only live come
    * with `backup` undefined, values only in the backup with `live`
-   * undefined. Hands the pairs to `decide` in bounded batches and writes
+   * undefined; each live one with its row's additional-data columns when
+   * `inv` names any there. Hands the pairs to `decide` in bounded batches and writes
    * back, by row id in this transaction, each text it returns. Fails with
    * BACKUP_CORRUPT, before writing anything, when the backup's files do not
    * hold what its manifest says.
    */
-  restoreFrom(backup: BackupToRestore, decide: RestoreDecision, opts?: Pick<StreamOptions, 'batchSize'>): Promise<RestoreCounts>;
+  restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts?: Pick<StreamOptions, 'batchSize'>): Promise<RestoreCounts>;
   /** Replaces the canary (keeping its key entry); CANARY_NOT_FOUND when there is none. */
   replaceCanary(canary: CanaryUpdate): Promise<void>;
   /** Adds a row to the rotation history. */

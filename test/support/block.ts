@@ -3,15 +3,16 @@
  * soak and bench scripts compile without jest's globals).
  */
 import { removeScratch } from '../../scripts/scratch';
-import { dropDatabase } from './db';
-import { Scenario, SeedOptions, actScenario } from './scenario';
+import { Scenario, ScenarioOptions, actScenario } from './scenario';
+import { POSTGRES } from './stores';
 
 /**
  * A fresh installation for the enclosing `describe` block (`setup` runs
- * once it exists), removed with its database after the block; the getter
+ * once it exists), removed with its database after the block (on the
+ * store `opts.store` names, PostgreSQL by default); the getter
  * gives it to the tests.
  */
-export function scenarioForBlock(opts: SeedOptions = {}, setup?: (s: Scenario) => Promise<void> | void): () => Scenario {
+export function scenarioForBlock(opts: ScenarioOptions = {}, setup?: (s: Scenario) => Promise<void> | void): () => Scenario {
   let s: Scenario | undefined;
   beforeAll(async () => {
     s = await actScenario(opts);
@@ -20,7 +21,7 @@ export function scenarioForBlock(opts: SeedOptions = {}, setup?: (s: Scenario) =
   afterAll(async () => {
     if (!s) return;
     removeScratch(s.dir);
-    await dropDatabase(s.url);
+    await (opts.store ?? POSTGRES).drop(s.url);
   });
   return () => s!;
 }

@@ -103,8 +103,8 @@ class PostgresTx implements WriteTx {
     return reencryptInventory(this.c, inv, from, to, { ...opts, readerUrl: this.url });
   }
 
-  restoreFrom(backup: BackupToRestore, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
-    return restoreFrom(this.c, backup, decide, opts.batchSize);
+  restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
+    return restoreFrom(this.c, backup, inv, decide, opts.batchSize);
   }
 
   replaceCanary(canary: CanaryUpdate): Promise<void> {
