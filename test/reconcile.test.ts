@@ -3,7 +3,7 @@
  * in pure code: plain columns and JSON documents, each rule of the README's
  * "Restore" section.
  */
-import { actCodec } from '../src/crypto/codec';
+import { actCodec, codecByName } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
 import { ACT_PRESET } from '../src/inventory/act-preset';
@@ -99,5 +99,23 @@ describe('a restore decides each stored value', () => {
 
   it('a location the inventory does not list is refused (INVENTORY_INVALID)', () => {
     expect(() => rec().decide({ table: 'elsewhere', idColumn: 'id', column: 'v' }, [{ id: '1', live: 'x' }])).toThrow(expect.objectContaining({ code: 'INVENTORY_INVALID' }));
+  });
+
+  it("values bound to a row column (additional data) are opened and re-sealed with the live row's text of it", () => {
+    const inv = { name: 'tokens', entries: [{ kind: 'api token', table: 'tokens', idColumn: 'id', column: 'secret', codec: 'v1' as const, aad: { column: 'user_id' } }] };
+    const loc: Location = { table: 'tokens', idColumn: 'id', column: 'secret' };
+    const v1 = codecByName('v1');
+    const ad = (t: string) => Buffer.from(t, 'utf8');
+    const sealAd = (k: MasterKey, p: string, a: string) => v1.seal(k, Buffer.from(p, 'utf8'), undefined, ad(a));
+    const r = new Reconciler(inv, [liveKey], backupKey);
+    const saved = sealAd(backupKey, 'same', 'user-7');
+    const out = r.decide(loc, [
+      { id: '1', live: sealAd(liveKey, 'same', 'user-7'), backup: saved, aad: { user_id: 'user-7' } },
+      { id: '2', live: sealAd(liveKey, 'added', 'user-8'), aad: { user_id: 'user-8' } },
+    ]);
+    expect(out[0]).toBe(saved);
+    expect(new Keyring([backupKey]).openText(v1, out[1]!, ad('user-8'))).toBe('added');
+    expect(() => new Keyring([backupKey]).openText(v1, out[1]!)).toThrow();
+    expect(r.tally).toMatchObject({ unchanged: 1, added: 1 });
   });
 });
