@@ -4,7 +4,7 @@
  * process, on the same freshly restored table the other methods get.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClientBase } from 'pg';
 import type { MasterKey } from '../src/crypto/key';
@@ -69,7 +69,9 @@ export async function measureApply(ctx: ApplyContext): Promise<ChildResult | und
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
     const apply = await runCliMeasured(['apply', ...common, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
     if (apply.code !== 0) throw new Error(`master-key apply failed (exit ${apply.code}): ${apply.stderr.trim()}`);
-    return { seconds: apply.seconds, rows: ctx.rows, maxRssBytes: apply.maxRssBytes };
+    const reports = join(dir, 'reports');
+    const report = JSON.parse(readFileSync(join(reports, readdirSync(reports).find((f) => f.endsWith('.json'))!), 'utf8')) as { phases: Record<string, number>; timing: { serverDownMs: number } };
+    return { seconds: apply.seconds, rows: ctx.rows, maxRssBytes: apply.maxRssBytes, phases: report.phases, serverDownMs: report.timing.serverDownMs };
   } finally {
     removeScratch(dir);
   }

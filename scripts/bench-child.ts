@@ -42,6 +42,9 @@ export interface ChildResult {
   readonly maxRssBytes: number;
   /** ours, crypto: where the AES-GCM work ran. */
   readonly crypto?: CryptoMode;
+  /** apply: the report's milliseconds per phase, and its server-down window (stop hook to start hooks). */
+  readonly phases?: Readonly<Record<string, number>>;
+  readonly serverDownMs?: number;
 }
 
 /** Crypto alone: reads every value (untimed), then times opening and re-sealing them all in memory. */

@@ -19,6 +19,9 @@ export interface MethodResult {
   readonly vsFloor?: number;
   /** Rows per second relative to the naive script's. */
   readonly speedupOverNaive?: number;
+  /** apply, its median run: milliseconds per phase (from its report) and the server-down window (stop hook to start hooks). */
+  readonly phases?: Readonly<Record<string, number>>;
+  readonly serverDownMs?: number;
 }
 
 export interface BenchReport {
@@ -106,6 +109,20 @@ export function goals(r: BenchReport): Goal[] {
   return [ratio('ours', 2.0), ratio('apply', 3.0), ...rss];
 }
 
+/** The full apply's median run, phase by phase with its share, and the server-down window. */
+function applyPhases(r: BenchReport): string[] {
+  const a = r.results.find((m) => m.method === 'apply');
+  if (!a?.phases) return [];
+  const total = Object.values(a.phases).reduce((x, y) => x + y, 0);
+  const pct = (ms: number) => (total > 0 ? `${((100 * ms) / total).toFixed(1)}%` : '-');
+  const rows = Object.entries(a.phases).map(([k, ms]) => [`  ${k}`, (ms / 1000).toFixed(2), pct(ms)]);
+  return [
+    `Full apply, median run, by phase (from its report; the rest of the spawn-to-exit time is process start and the report itself):`,
+    table([['  phase', 'seconds', 'share'], ...rows, ['  server down (stop hook to start hooks)', ((a.serverDownMs ?? 0) / 1000).toFixed(2), pct(a.serverDownMs ?? 0)]]),
+    '',
+  ];
+}
+
 /** The human-readable report. */
 export function formatReport(r: BenchReport): string {
   const fmt = (x: number | undefined, digits = 2) => (x === undefined ? '-' : x.toFixed(digits));
@@ -127,6 +144,7 @@ export function formatReport(r: BenchReport): string {
     table([head, ...body]),
     '',
     ...(notes.length ? ['Notes:', ...notes, ''] : []),
+    ...applyPhases(r),
     'Goals:',
     ...(r.goals ?? goals(r)).map((g) => `  ${g.met === undefined ? '-' : g.met ? 'met' : 'MISSED'}: ${g.what}${g.measured ? ` (measured ${g.measured})` : ' (not measured)'}`),
     '',

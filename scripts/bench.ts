@@ -124,6 +124,8 @@ interface Run {
   rows: number;
   maxRssBytes?: number;
   crypto?: CryptoMode;
+  phases?: Readonly<Record<string, number>>;
+  serverDownMs?: number;
 }
 
 async function measure(o: BenchOptions, url: string, c: Client, progress: (s: string) => void): Promise<BenchReport> {
@@ -185,11 +187,14 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
     }
     const engine = runs.find((r) => r.crypto)?.crypto;
     if (engine) note = `${note ? `${note}; ` : ''}AES-GCM engine: ${engine}`;
+    // The full apply's phases: those of its median run.
+    const mid = runs.length ? [...runs].sort((a, b) => a.seconds - b.seconds)[(runs.length - 1) >> 1] : undefined;
     results.push({
       method,
       rows: runs[0]?.rows ?? limit ?? o.rows,
       runs: runs.map((r) => r.seconds),
       seconds: runs.length ? median(runs.map((r) => r.seconds)) : undefined,
+      ...(mid?.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
       peakRssBytes: runs.some((r) => r.maxRssBytes !== undefined) ? Math.max(...runs.map((r) => r.maxRssBytes ?? 0)) : undefined,
       ...(note ? { note } : {}),
     });

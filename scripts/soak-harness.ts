@@ -133,7 +133,7 @@ export function commonArgs(inst: Installation): string[] {
 /** Runs `master-key <cmd> <common args> <extra>` as a child process; resolves when it exits. */
 export function runCli(inst: Installation, args: readonly string[], opts: RunOptions = {}): Promise<CliRun> {
   const [cmd, ...rest] = args;
-  const dirs = cmd === 'apply' || cmd === 'recover' || cmd === 'plan' ? ['--backup-dir', inst.backupDir, '--report-dir', inst.reportDir] : [];
+  const dirs = cmd === 'apply' || cmd === 'plan' ? ['--backup-dir', inst.backupDir, '--report-dir', inst.reportDir] : [];
   return runCliRaw([cmd, ...commonArgs(inst), ...dirs, ...rest], { ...inst.env, ...(opts.env ?? {}) }, opts);
 }
 

@@ -133,8 +133,8 @@ function writeTemp(path: string, data: string | Uint8Array, opts: WriteOptions):
   return tmp;
 }
 
-/** fsync a directory so a rename in it survives a crash. */
-function fsyncDir(dir: string): void {
+/** fsync a directory so a rename (or a new entry) in it survives a crash. */
+export function fsyncDir(dir: string): void {
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     fsyncSync(fd);

@@ -11,6 +11,8 @@ import { Keyring } from '../src/crypto/keyring';
 import { Inventory, validateInventory } from '../src/inventory/inventory';
 import { canaryFor } from '../src/rotation/canary';
 import { openStore } from '../src/store/open';
+import { Reconciler } from '../src/rotation/reconcile';
+import { removeScratch, scratchDir } from '../scripts/scratch';
 import { withTestSql } from './support/sql';
 import { STORES } from './support/stores';
 
@@ -31,6 +33,9 @@ describe.each(STORES)('additional data from the row on $name', (fixture) => {
   const aad = (user: number) => Buffer.from(String(user), 'utf8');
   const seal = (codec: 'act' | 'v1', k: MasterKey, text: string, user: number) => codecByName(codec).seal(k, Buffer.from(text, 'utf8'), undefined, aad(user));
   const open = (codec: 'act' | 'v1', k: MasterKey, sealed: string, user: number) => new Keyring([k]).openText(codecByName(codec), sealed, aad(user));
+
+  /** The key the values are sealed under now (each test that rotates moves it on). */
+  let current = key;
 
   beforeAll(async () => {
     url = await fixture.create();
@@ -99,6 +104,54 @@ describe.each(STORES)('additional data from the row on $name', (fixture) => {
       expect(doc.name).toBe(`setting-${i}`);
       expect(() => open('act', newKey, row.token, user + 1)).toThrow();
       expect(() => new Keyring([newKey]).openText(actCodec(), row.token)).toThrow();
+    }
+    current = newKey;
+  });
+
+  it("backs up with the rotation, drills the backup and restores it: values bound to their rows open and are re-sealed with their own row's data", async () => {
+    const s = await openStore(url);
+    const dir = scratchDir('mk-aad-backup-');
+    const backupKey = current;
+    const liveKey = MasterKey.generate();
+    try {
+      const canary = (await s.readCanary())!;
+      // As apply does: the backup inside the rotation's transaction, then the re-encryption.
+      const part = await s.write(async (tx) => {
+        await tx.lockSecretTables(INVENTORY);
+        const backingUp = tx.backup(INVENTORY, dir);
+        await tx.reencrypt(INVENTORY, new Keyring([backupKey]), liveKey);
+        await tx.replaceCanary(canaryFor(liveKey, canary.generation + 1, new Date()));
+        return backingUp;
+      });
+      const backup = { dir, part, canary };
+      const drilled = await s.drill(backup, INVENTORY, (tx, copy) => tx.scan(copy.inventory, new Keyring([backupKey])));
+      expect(drilled).toMatchObject({ total: 3 * ROWS, failureCount: 0 });
+      // The server adds a row under the live key, bound to its user.
+      await withTestSql(url, (db) =>
+        db.query('INSERT INTO api_tokens (id, user_id, token, token_v1, doc) VALUES ($1, $2, $3, $4, $5)', [
+          99,
+          77,
+          seal('act', liveKey, 'token-99', 77),
+          seal('v1', liveKey, 'token-v1-99', 77),
+          JSON.stringify({ name: 'setting-99', secret: seal('act', liveKey, 'setting-99', 77) }),
+        ]),
+      );
+      const rec = new Reconciler(INVENTORY, [liveKey], backupKey);
+      await s.write(async (tx) => {
+        await tx.lockSecretTables(INVENTORY);
+        await tx.restoreFrom(backup, INVENTORY, rec.decide);
+        await tx.replaceCanary({ ...canary, updatedAt: new Date() });
+      });
+      expect(rec.refusedCount).toBe(0);
+      expect(rec.tally).toEqual({ unchanged: 3 * ROWS, changed: 0, added: 3, putBack: 0, removed: 0 });
+      expect(await s.read((tx) => tx.scan(INVENTORY, new Keyring([backupKey])))).toMatchObject({ total: 3 * ROWS + 3, failureCount: 0 });
+      const [row] = await withTestSql(url, (db) => db.query<{ token: string }>('SELECT token FROM api_tokens WHERE id = 99'));
+      expect(open('act', backupKey, row.token, 77)).toBe('token-99');
+      expect(() => open('act', backupKey, row.token, 78)).toThrow();
+      current = backupKey;
+    } finally {
+      await s.close();
+      removeScratch(dir);
     }
   });
 });

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { BenchReport } from '../scripts/bench-report';
+import { BenchReport, formatReport, summarise } from '../scripts/bench-report';
 import { dropDatabase, freshDatabase } from './support/db';
 
 const run = promisify(execFile);
@@ -82,5 +82,27 @@ describe('npm run bench (small)', () => {
   it('refuses unknown options with a usage line', async () => {
     const err = await run(process.execPath, [join(out, 'scripts', 'bench.js'), '--rowz', '5'], { cwd: root, env: { ...process.env, DATABASE_URL: url } }).catch((e: { code: number; stderr: string }) => e);
     expect(err).toMatchObject({ code: 1, stderr: expect.stringContaining('usage: bench') });
+  });
+
+  it("prints the full apply's median run phase by phase, with shares and the server-down window", () => {
+    const phases = { preflight: 500, 'pending key': 10, 'stop hook': 0, 'transaction: back up and re-encrypt': 7000, 'config files': 20, 'start hooks': 0, verify: 2470 };
+    const text = formatReport(
+      summarise({
+        rows: 1000,
+        reps: 3,
+        seedSeconds: 1,
+        versions: { node: process.version, postgres: '18' },
+        machine: { cpus: 2, cpuModel: 'test', memoryBytes: 1 << 30, platform: 'linux-x64' },
+        server: 'test',
+        results: [
+          { method: 'floor', rows: 1000, runs: [2, 2, 2], seconds: 2 },
+          { method: 'apply', rows: 1000, runs: [11, 10.5, 12], seconds: 11, phases, serverDownMs: 7020 },
+        ],
+      }),
+    );
+    expect(text).toMatch(/^ {2}transaction: back up and re-encrypt +7\.00 +70\.0%$/m);
+    expect(text).toMatch(/^ {2}verify +2\.47 +24\.7%$/m);
+    expect(text).toMatch(/^ {2}server down \(stop hook to start hooks\) +7\.02 +70\.2%$/m);
+    expect(text).toContain('ours: master-key apply (full CLI) ≤ 3.0x the floor\'s time (measured 5.50x)');
   });
 });

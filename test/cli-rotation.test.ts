@@ -3,7 +3,7 @@
  * on each store (the embedded PostgreSQL, a SQLite file), real files.
  * Checks database contents and files, not only exit codes.
  */
-import { readdirSync, readFileSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { MasterKey } from '../src/crypto/key';
 import { ExitCode } from '../src/errors';
@@ -127,7 +127,9 @@ describe.each(CLI_STORES)('on $name', (store) => {
 
       const total = s.plaintexts.size;
       expect(r.stdout).toContain(`Processed ${total} secrets, ${total} updated, 0 left unchanged due to errors.`);
-      expect(r.stdout).toContain(`Verification: ${total} secrets open with the new key, 0 fail; the old key opens 0.`);
+      expect(r.stdout).toContain(`Verification: The database stores exactly the ${total} values the re-encryption wrote, each at the place it was written`);
+      expect(r.stdout).toContain(`All ${total} values open with ${newKey.fingerprint}.`);
+      expect(r.stdout).toMatch(/^Server down: [\d,]+ ms of [\d,]+ ms \(stop hook to start hooks\)\.$/m);
 
       const withNew = await readPlaintexts(s.url, newKey, s.plaintexts.keys());
       expect(withNew).toEqual(s.plaintexts);
@@ -140,7 +142,7 @@ describe.each(CLI_STORES)('on $name', (store) => {
       expect(hist).toHaveLength(1);
       expect(hist[0]).toMatchObject({ from_generation: 1, to_generation: 2, old_fingerprint: s.key.fingerprint, new_fingerprint: newKey.fingerprint, processed: total, updated: total, unchanged_due_to_errors: 0, outcome: 'verified' });
 
-      backupPath = /Backup: (\S+)/.exec(r.stdout)![1];
+      backupPath = /^Backup: (\S+) \(manifest/m.exec(r.stdout)![1];
       expect(statSync(backupPath).mode & 0o777).toBe(0o700);
       for (const f of readdirSync(backupPath)) expect(statSync(join(backupPath, f)).mode & 0o777).toBe(0o600);
       expect(readdirSync(backupPath).sort()).toEqual(['config-1-act.env', 'manifest.json', STORE_FILE[store.kind]].sort());
@@ -150,11 +152,19 @@ describe.each(CLI_STORES)('on $name', (store) => {
       expect(reports.map((p) => p.slice(-3)).sort()).toEqual(['.md', 'son']);
       const rep = JSON.parse(readFileSync(reports.find((p) => p.endsWith('.json'))!, 'utf8'));
       expect(rep).toMatchObject({ processed: total, updated: total, unchangedDueToErrors: 0, oldFingerprint: s.key.fingerprint, newFingerprint: newKey.fingerprint, outcome: 'verified' });
-      expect(rep.verification).toEqual({ ok: true, checked: total, failures: 0, openWithOldKey: 0 });
+      expect(rep.verification).toEqual({ ok: true, checked: total, digestMatches: true, sampled: total, failures: 0, proved: expect.stringContaining(`open with ${newKey.fingerprint}`) });
+      // The phases' shares and the server-down window: the phases from the stop hook to the start hooks.
+      const down = ['stop hook', 'transaction: back up and re-encrypt', 'config files', 'start hooks'];
+      expect(Object.keys(rep.phases)).toEqual(['preflight', 'pending key', ...down, 'verify']);
+      const sum = (ks: string[]) => ks.reduce((a, k) => a + (rep.phases as Record<string, number>)[k], 0);
+      expect(rep.timing).toEqual({ totalMs: sum(Object.keys(rep.phases)), serverDownMs: sum(down), serverDownPhases: down });
       expect(Object.values(rep.byKind as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(total);
       const md = readFileSync(reports.find((p) => p.endsWith('.md'))!, 'utf8');
       expect(md).toContain(`Processed ${total} secrets, ${total} updated, 0 left unchanged due to errors.`);
       expect(md).toContain(backupPath);
+      expect(md).toMatch(/^\| transaction: back up and re-encrypt \| [\d,]+ \| \d+\.\d% \|$/m);
+      expect(md).toMatch(/^Server down \(from the stop hook to the start hooks: stop hook, transaction: back up and re-encrypt, .*\): \*\*[\d,]+ ms\*\*, \d+\.\d% of the run\.$/m);
+      expect(md).toMatch(/^- taken inside the rotation's transaction, in its snapshot, alongside the re-encryption: [\d,]+ ms$/m);
       expect(existsSync(join(s.dir, '.act.env.mk-pending'))).toBe(false);
     });
 
@@ -275,10 +285,17 @@ describe.each(CLI_STORES)('on $name', (store) => {
         const p = s.cli(['plan']);
         expect(p.code).toBe(ExitCode.UNDECRYPTABLE);
         expect(p.stdout).toContain(`registry_credentials.password id=${row.id} (registry credential)`);
-        const r = s.cli(['apply']);
+        // Apply finds it inside its transaction (after the stop hook): it rolls back, removes its backup, and starts the server again.
+        const hooksLog = join(s.dir, 'hooks.log');
+        const r = s.cli(['apply', '--stop-command', `echo stopped >> '${hooksLog}'`, '--start-command', `echo started >> '${hooksLog}'`]);
         expect(r.code).toBe(ExitCode.UNDECRYPTABLE);
-        expect(r.stderr).toContain(`registry_credentials.password id=${row.id} (registry credential`);
+        expect(r.stderr).toMatch(new RegExp(`^master-key: 1 stored value\\(s\\) do not open with the old key mk:[0-9a-f]{12} \\(registry_credentials\\.password id=${row.id} \\(registry credential, SEALED_\\w+\\)\\); nothing was changed`));
         expectOneSentence(r.stderr, 'UNDECRYPTABLE_ROWS');
+        expect(r.stdout).toContain('Nothing was changed; starting the server again.');
+        expect(readFileSync(hooksLog, 'utf8')).toBe('stopped\nstarted\n');
+        rmSync(hooksLog);
+        expect(existsSync(join(s.dir, 'master-key-backups'))).toBe(false);
+        expect(existsSync(join(s.dir, 'master-key-reports'))).toBe(false);
       } finally {
         await query(s.url, 'UPDATE registry_credentials SET password = $2 WHERE id = $1', [row.id, original]);
       }

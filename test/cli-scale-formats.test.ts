@@ -15,9 +15,20 @@ describe('an ACT database with thousands of secrets', () => {
 
   it('rotates all of them; each opens with the new key from the config file and equals its plaintext; the old key opens none', async () => {
     expect(s.plaintexts.size).toBeGreaterThan(3000);
+    const n = s.plaintexts.size.toLocaleString('en-US');
+    const plan = s.cli(['plan', '--generation', '2']);
+    expect(plan.stdout).toContain(`Plan: 1 key to rotate, ${n} secrets to re-encrypt`);
     const r = s.cli(['apply', '--generation', '2', '--batch-size', '700']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Processed ${n} secrets, ${n} updated, 0 left unchanged due to errors.`);
+    expect(r.stdout).toContain(`Committed: ${n} secrets`);
+    const verify = s.cli(['verify']);
+    expect(verify.stdout).toContain(`OK: ${n} of ${n} secrets open`);
+    const status = s.cli(['status']);
+    expect(status.stdout).toContain(`${n} secrets, verified`);
+    // Every count in human output has thousands separators (fingerprints, hashes, paths and times aside).
+    for (const out of [plan.stdout, r.stdout, verify.stdout, status.stdout]) expect(out.match(/(?<![\w:/.,-])\d{4,}(?![\w:/.,-])/g)).toBeNull();
     const newKey = s.configKey();
     expect(newKey.equals(s.key)).toBe(false);
     expect(await readPlaintexts(s.url, newKey, s.plaintexts.keys())).toEqual(s.plaintexts);

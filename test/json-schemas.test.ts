@@ -3,7 +3,8 @@
  * ACT installation: plan --json (and --out), status --json (healthy, with
  * --max-age, interrupted, after a rotation), recover --json, the report
  * JSON, the pending-key file of a killed apply, the backup manifest, the
- * --json error shape, and inventory files. Each output names its schema
+ * --json error shape, restore --json and restore --drill --json, and
+ * inventory files. Each output names its schema
  * file in OUTPUTS, so a change of shape is one schema file and one line here.
  */
 import Ajv2020, { ValidateFunction } from 'ajv/dist/2020';
@@ -23,6 +24,7 @@ const OUTPUTS = {
   plan: 'plan.schema.json',
   status: 'status.schema.json',
   recover: 'recover.schema.json',
+  restore: 'restore.schema.json',
   report: 'report.schema.json',
   pending: 'pending.schema.json',
   backupManifest: 'backup-manifest.schema.json',
@@ -138,6 +140,19 @@ describe('real outputs match their schemas', () => {
     const after = s.cli(['status', '--json']);
     expect(json(after.stdout)).toHaveProperty('lastRotation');
     expectValid('status', json(after.stdout));
+  });
+
+  it('restore --drill --json and restore --json of that backup', () => {
+    const reportFile = readdirSync(reports()).find((f) => f.endsWith('.json'))!;
+    const backup = (json(readFileSync(join(reports(), reportFile), 'utf8')) as { backup: { path: string } }).backup.path;
+    const drill = s.cli(['restore', '--drill', '--json', '--backup', backup]);
+    expect(drill.code).toBe(0);
+    expect(json(drill.stdout)).toMatchObject({ ok: true, action: 'drill' });
+    expectValid('restore', json(drill.stdout));
+    const restored = s.cli(['restore', '--json', '--backup', backup]);
+    expect(restored.code).toBe(0);
+    expect(json(restored.stdout)).toMatchObject({ ok: true, action: 'restored' });
+    expectValid('restore', json(restored.stdout));
   });
 
   it('the --json error of a failed command', () => {

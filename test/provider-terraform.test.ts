@@ -46,7 +46,9 @@ describeTerraform('terraform-provider-masterkey on real terraform and PostgreSQL
       const k = new MasterKeyConstruct(stack, 'master-key', props(generation, extra));
       more?.(k);
     });
-  const cli = (args: string[]) => scn.cli([...args, '--config', scn.configPath, '--config', node2, '--backup-dir', join(scn.dir, 'backups'), '--report-dir', join(scn.dir, 'reports')]);
+  // Backup and report directories for the commands that take them (recover takes neither).
+  const cli = (args: string[]) =>
+    scn.cli([...args, '--config', scn.configPath, '--config', node2, ...(args[0] === 'recover' ? [] : ['--backup-dir', join(scn.dir, 'backups'), '--report-dir', join(scn.dir, 'reports')])]);
   const configs = () => [readFileSync(scn.configPath), readFileSync(node2)];
   const allOpenWith = async (k: MasterKey) => expect(await readPlaintexts(scn.url, k, scn.plaintexts.keys())).toEqual(scn.plaintexts);
   const current = () => scn.configKey();

@@ -119,6 +119,17 @@ describe.each(STORES)('the $name store', (fixture) => {
     await close(b);
   });
 
+  /** A backup of the values as they are now, taken as apply takes it: in a write transaction with the secret tables locked. */
+  const backUp = async (s: Store) => {
+    const backupDir = mkdtempSync(join(dir, 'backup-'));
+    const canary = (await s.readCanary())!;
+    const part = await s.write(async (tx) => {
+      await tx.lockSecretTables(ACT_PRESET);
+      return tx.backup(ACT_PRESET, backupDir);
+    });
+    return { backupDir, part, canary };
+  };
+
   describe('with secrets', () => {
     let plaintexts: Map<string, string>;
     beforeAll(async () => {
@@ -170,8 +181,10 @@ describe.each(STORES)('the $name store', (fixture) => {
       const re = await s.write(async (tx) => {
         expect(await tx.canaryForUpdate()).toEqual(old);
         await tx.lockSecretTables(ACT_PRESET);
-        part = await tx.backup(ACT_PRESET, backupDir);
+        // As apply does: the re-encryption starts without waiting for the backup, which must still hold the values as they were.
+        const backingUp = tx.backup(ACT_PRESET, backupDir);
         const r = await tx.reencrypt(ACT_PRESET, new Keyring([key]), newKey);
+        part = await backingUp;
         await tx.replaceCanary(canaryFor(newKey, 2, new Date()));
         await tx.insertHistory(history('00000000-0000-4000-8000-000000000001', key, newKey, backupDir));
         return r;
@@ -180,6 +193,19 @@ describe.each(STORES)('the $name store', (fixture) => {
       expect(part!.values).toBe(VALUES);
       for (const f of part!.files) expect(statSync(join(backupDir, f)).mode & 0o777).toBe(0o600);
       expect(part!.files.map((f) => readFileSync(join(backupDir, f), 'utf8')).join('')).not.toContain(plaintexts.values().next().value!);
+      // Verification: the database stores exactly what the re-encryption wrote, and the (here: whole) sample opens with the new key only.
+      const verified = await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest }));
+      expect(verified).toMatchObject({ ok: true, total: plaintexts.size, digestMatches: true, sampled: plaintexts.size, sampleFailures: [] });
+      const withOld = await s.read((tx) => tx.verify(ACT_PRESET, key, { expected: re.digest, sampleSize: 3 }));
+      expect(withOld).toMatchObject({ ok: false, digestMatches: true, sampled: 3 });
+      expect(withOld.sampleFailures).toHaveLength(3);
+      const added = await fixture.addSecret(url, newKey, 'written after the rotation');
+      expect(await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, sampleSize: 0 }))).toMatchObject({ ok: false, digestMatches: false, total: plaintexts.size + 1 });
+      await fixture.removeSecretAt(url, added);
+      // The values as they were before the rewrite: every backed-up value opens with the old key, as many of each kind as the new key opens now.
+      const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])));
+      const drilled = await s.drill({ dir: backupDir, part: part!, canary: old }, ACT_PRESET, (dtx, copy) => dtx.scan(copy.inventory, new Keyring([key])));
+      expect(drilled).toMatchObject({ total: live.total, byKind: live.byKind, failureCount: 0 });
 
       const now = (await s.readCommittedCanary())!;
       expect(canaryOpensWith(now, newKey)).toBe(true);
@@ -189,12 +215,80 @@ describe.each(STORES)('the $name store', (fixture) => {
       expect(await s.lastHistory()).toMatchObject({ outcome: 'verified', verifiedAt: expect.any(Date) });
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])))).failureCount).toBe(0);
 
+      // Restore, store side: every backed-up value paired with the live one at its place; what the decision returns is written.
       const backup = { dir: backupDir, part: part!, canary: old };
-      await expect(s.restore({ ...backup, part: { ...part!, values: part!.values + 1 } })).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
+      const corrupt = await s.write((tx) => tx.restoreFrom({ ...backup, part: { ...part!, values: part!.values + 1 } }, ACT_PRESET, (_l, pairs) => pairs.map((p) => p.backup))).catch((e: unknown) => e);
+      expect(corrupt).toMatchObject({ code: 'BACKUP_CORRUPT' });
       expect((await s.readCanary())!.fingerprint).toBe(newKey.fingerprint);
-      expect(await s.restore(backup)).toBe(VALUES);
+      const seen: string[] = [];
+      const counts = await s.write(async (tx) => {
+        await tx.lockSecretTables(ACT_PRESET);
+        const c = await tx.restoreFrom(backup, ACT_PRESET, (loc, pairs) => {
+          for (const p of pairs) {
+            expect(p.live).toBeDefined();
+            expect(p.backup).toBeDefined();
+            expect(p.live).not.toBe(p.backup);
+            seen.push(`${loc.table}.${loc.column}:${p.id}`);
+          }
+          return pairs.map((p) => p.backup);
+        });
+        await tx.replaceCanary({ ...old, updatedAt: new Date() });
+        return c;
+      });
+      expect(counts).toEqual({ backupValues: VALUES, pairs: VALUES, written: VALUES });
+      expect(new Set(seen).size).toBe(VALUES);
       expect(await s.readCanary()).toMatchObject({ fingerprint: old.fingerprint, generation: old.generation, sealed: old.sealed, keyCreatedAt: old.keyCreatedAt });
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).failureCount).toBe(0);
+    });
+
+    it('pairs values added and removed since the backup (live or backup undefined), and a failed restore changes nothing', async () => {
+      const s = await open();
+      const { backupDir, part, canary } = await backUp(s);
+      const added = await fixture.addSecret(url, key, 'added after the backup');
+      const removed = await fixture.removeSecret(url);
+      const before = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])));
+      const pairs = new Map<string, { live?: string; backup?: string }>();
+      const refused = new Error('decided not to restore');
+      await expect(
+        s.write(async (tx) => {
+          await tx.lockSecretTables(ACT_PRESET);
+          await tx.restoreFrom({ dir: backupDir, part, canary }, ACT_PRESET, (loc, batch) => {
+            for (const p of batch) pairs.set(`${loc.table}.${loc.column}:${p.id}`, { live: p.live, backup: p.backup });
+            // Overwrites every live value (documents with a document); the rollback must undo all of it.
+            return batch.map((p) => (p.live === undefined ? undefined : ACT_PRESET.entries.some((e) => e.column === loc.column && e.jsonPath) ? '{"overwritten": true}' : 'not a sealed value'));
+          });
+          throw refused;
+        }),
+      ).rejects.toBe(refused);
+      expect(pairs.size).toBe(VALUES + 1);
+      expect(pairs.get(added)).toEqual({ live: expect.any(String), backup: undefined });
+      expect(pairs.get(removed)).toEqual({ live: undefined, backup: expect.any(String) });
+      expect([...pairs.values()].filter((p) => p.live !== undefined && p.backup !== undefined).every((p) => p.live === p.backup)).toBe(true);
+      expect(await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).toEqual(before);
+    });
+
+    it('drills a restore into a scratch copy that opens with the backup key, leaving the live rows untouched', async () => {
+      const s = await open();
+      const { backupDir, part, canary } = await backUp(s);
+      const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])));
+      const { copy, scan, wrong } = await s.drill({ dir: backupDir, part, canary }, ACT_PRESET, async (tx, copy) => ({
+        copy,
+        scan: await tx.scan(copy.inventory, new Keyring([key])),
+        wrong: await tx.scan(copy.inventory, new Keyring([MasterKey.generate()])),
+      }));
+      expect(copy.values).toBe(part.values);
+      expect(copy.inventory.entries.map((e) => e.kind)).toEqual(ACT_PRESET.entries.map((e) => e.kind));
+      expect(new Set(copy.inventory.entries.map((e) => copy.liveTable(e.table)))).toEqual(new Set(ACT_PRESET.entries.map((e) => e.table)));
+      expect(scan).toMatchObject({ total: live.total, byKind: live.byKind, failureCount: 0 });
+      expect(wrong.failureCount).toBe(live.total);
+      // Nothing of the copy is left, and the live rows are as they were.
+      expect(await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).toEqual(live);
+      expect(await s.readCanary()).toEqual(canary);
+      // A copy in tables of its own (PostgreSQL: temporary tables) is gone with the drill's transaction.
+      if (copy.inventory.entries.some((e, i) => e.table !== ACT_PRESET.entries[i].table)) {
+        await expect(s.read((tx) => tx.scan(copy.inventory, new Keyring([key])))).rejects.toMatchObject({ code: 'INVENTORY_INVALID' });
+      }
+      await expect(s.drill({ dir: backupDir, part: { ...part, values: part.values - 1 }, canary }, ACT_PRESET, async () => 'ran')).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
     });
 
     it('withStore always closes its session (releasing the lock) and passes typed errors through unchanged', async () => {

@@ -37,7 +37,8 @@ function program(io: Io, exit: (code: number) => void): Command {
   const prog = new Command('master-key')
     .description("Rotate the master key that seals secrets in a PostgreSQL database, crash-safely, with a plan and an auditor's report.")
     .version(packageVersion())
-    .showHelpAfterError('(run with --help for usage)')
+    // Parse errors are reported like every other error (one line, `--json`), by `main`.
+    .configureOutput({ outputError: () => undefined })
     .addHelpText('after', '\nKeys are never read from arguments: use files, standard input or environment variables.\nExit codes: see the README ("Exit codes").');
   prog.exitOverride();
   for (const cmd of COMMANDS) cmd.define(prog).action(async (o: object) => exit(await cmd.run(o, io)));
@@ -50,22 +51,36 @@ const processIo: Io = {
   env: process.env,
 };
 
+/** A parse error as one sentence saying what to do (commander's own text, e.g. "error: unknown option '--x'"). */
+function usageError(e: CommanderError, argv: readonly string[], prog: Command): MasterKeyError {
+  const what = e.message.replace(/^error: /, '').replace(/\.$/, '');
+  const cmd = prog.commands.some((c) => c.name() === argv[0]) ? ` ${argv[0]}` : '';
+  return new MasterKeyError('USAGE', `${what[0].toUpperCase()}${what.slice(1)}; run \`master-key${cmd} --help\` for usage.`);
+}
+
+/**
+ * `plan --detailed-exitcode` exits as terraform's does: 0 nothing to do, 2
+ * changes, 1 on any error (the specific code stays in the message and in
+ * `--json`).
+ */
+function detailedExitcode(argv: readonly string[]): boolean {
+  return argv[0] === 'plan' && argv.includes('--detailed-exitcode');
+}
+
 /** Runs the command line `argv` (without node and the script); resolves to the process exit code. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   let exitCode: number = ExitCode.OK;
+  const prog = program(io, (code) => (exitCode = code));
   try {
-    await program(io, (code) => (exitCode = code)).parseAsync(argv, { from: 'user' });
-    return exitCode;
+    await prog.parseAsync(argv, { from: 'user' });
+    return detailedExitcode(argv) && exitCode !== ExitCode.OK && exitCode !== ExitCode.CHANGES ? ExitCode.INTERNAL : exitCode;
   } catch (e) {
-    if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return ExitCode.OK;
-      return ExitCode.USAGE;
-    }
-    const err = isMasterKeyError(e) ? e : new MasterKeyError('INTERNAL', `Internal error: ${(e as Error)?.message ?? String(e)}; please report it.`);
+    if (e instanceof CommanderError && (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')) return ExitCode.OK;
+    const err = e instanceof CommanderError ? usageError(e, argv, prog) : isMasterKeyError(e) ? e : new MasterKeyError('INTERNAL', `Internal error: ${(e as Error)?.message ?? String(e)}; please report it.`);
     io.err(`master-key: ${err.message} [${err.code}]\n`);
     if (argv.includes('--json')) io.out(JSON.stringify({ ok: false, error: { code: err.code, exitCode: err.exitCode, message: err.message, ...err.details } }, null, 2) + '\n');
     if (err.code === 'INTERNAL' && io.env.MASTER_KEY_DEBUG) io.err(String((e as Error).stack) + '\n');
-    return err.exitCode;
+    return detailedExitcode(argv) ? ExitCode.INTERNAL : err.exitCode;
   }
 }
 

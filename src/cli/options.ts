@@ -49,10 +49,13 @@ export interface CommonOpts {
 
 export const collect = (v: string, prev: string[]) => [...prev, v];
 
+/** The config file when no --config is given. */
+export const DEFAULT_CONFIG = './act.env';
+
 /** Options of every command that reaches the database. */
 export function withCommon(cmd: Command): Command {
   return cmd
-    .option('--config <path>', 'config file holding the master key; repeat once per server node (the first is the primary)', collect, [])
+    .addOption(configOption('config file holding the master key; repeat once per server node (the first is the primary)'))
     .addOption(new Option('--format <format>', 'config file format (default: from the extension: .json, .xml/.config, else dotenv)').choices(CONFIG_FORMATS as string[]))
     .option('--key-name <entry>', 'config entry holding the key: dotenv variable, JSON dotted path or XML key', 'ACT_MASTER_KEY')
     .option('--database-url-env <NAME>', 'environment variable holding the database URL (default: DATABASE_URL, unless the ACT preset finds ACT_DATABASE_URL in the primary config)')
@@ -62,15 +65,33 @@ export function withCommon(cmd: Command): Command {
     .option('--json', 'print stable JSON on stdout (human text goes to stderr)');
 }
 
-/** Options of the commands that rotate (plan, apply, recover). */
-export function withRotationDirs(cmd: Command): Command {
+/** The config file option: repeatable, `./act.env` when not given (shown as such in --help). */
+export function configOption(help: string): Option {
+  return new Option('--config <path>', help).argParser(collect).default([], DEFAULT_CONFIG);
+}
+
+/** Where backups and reports go (plan, apply). */
+export function withDirs(cmd: Command): Command {
   return cmd
     .option('--backup-dir <dir>', 'where backups go (default: master-key-backups beside the primary config)')
-    .option('--report-dir <dir>', 'where reports go (default: master-key-reports beside the primary config)')
-    .option('--stop-command <cmd>', 'shell command that stops the server before re-encryption')
-    .option('--start-command <cmd>', 'shell command that starts the server after the config files are updated')
-    .option('--health-command <cmd>', 'shell command that checks the server after it started')
-    .option('--batch-size <n>', 'rows per batch (tuning)');
+    .option('--report-dir <dir>', 'where reports go (default: master-key-reports beside the primary config)');
+}
+
+const HOOK_HELP = {
+  stop: 'shell command that stops the server before re-encryption',
+  start: 'shell command that starts the server after the config files are updated',
+  health: 'shell command that checks the server after it started',
+} as const;
+
+/** The server hooks a command runs (apply and plan: all three; recover: start and health). */
+export function withHooks(cmd: Command, hooks: ReadonlyArray<keyof typeof HOOK_HELP> = ['stop', 'start', 'health']): Command {
+  for (const h of hooks) cmd.option(`--${h}-command <cmd>`, HOOK_HELP[h]);
+  return cmd;
+}
+
+/** Rows per batch, for commands that read or write every secret. */
+export function withBatchSize(cmd: Command): Command {
+  return cmd.option('--batch-size <n>', 'rows per batch (tuning)');
 }
 
 /** Options of the commands that take a policy (plan, apply). */
@@ -98,7 +119,7 @@ export function declared(o: DeclaredOpts): { targetGeneration?: number; windowSt
 
 /** Resolves the options once into what the engine needs. */
 export function makeContext(o: CommonOpts, io: Io): Context {
-  const paths = o.config.length ? o.config : ['act.env'];
+  const paths = o.config.length ? o.config : [DEFAULT_CONFIG];
   const targets = paths.map((p) => configTarget(p, o.keyName, o.format));
   const primary = targets[0].path;
   const databaseUrl = resolveStoreUrl(databaseUrlOf(o, targets[0], io.env), dirname(primary));

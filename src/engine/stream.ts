@@ -11,9 +11,10 @@ import type { MasterKey } from '../crypto/key';
 import { Keyring } from '../crypto/keyring';
 import { translatePgError, withTransaction } from '../db/pg';
 import { ErrorCode, MasterKeyError } from '../errors';
+import { count } from '../format';
 import { Inventory, inventoryKinds, quoteIdent } from '../inventory/inventory';
 import { InventoryDigest, ValueDigest, sameDigest } from './stream-digest';
-import { FoundValue, TablePlan, eachValue, planInventory, processBatch } from './stream-plan';
+import { AadLayout, ColumnPlan, FoundValue, TablePlan, eachValue, planInventory, processBatch } from './stream-plan';
 import { prepareBatches, writeBatches } from './stream-batch';
 import { connectReader, copyBatches, cursorBatches, exportSnapshot } from './stream-source';
 import { lockTables, rowLayout, selectSql } from './stream-sql';
@@ -267,6 +268,67 @@ class Reservoir<T> {
 }
 
 /**
+ * What verification gathers as a store reads the stored rows, whatever
+ * reads them (PostgreSQL's COPY, SQLite's batches): the digest of every
+ * value and its place, counts per kind, and a uniform random sample.
+ * `finish` opens the sample with the key and says what was proved.
+ */
+export class VerifyScan {
+  private readonly digest = new ValueDigest();
+  private readonly counter: KindCounter;
+  private readonly sample: Reservoir<Sampled>;
+
+  constructor(
+    inv: Inventory,
+    private readonly opts: VerifyOptions = {},
+  ) {
+    const sampleSize = opts.sampleSize ?? DEFAULT_SAMPLE_SIZE;
+    if (!Number.isInteger(sampleSize) || sampleSize < 0) throw new MasterKeyError('USAGE', `The sample size must be a non-negative integer, got ${sampleSize}.`);
+    this.counter = new KindCounter(inv);
+    this.sample = new Reservoir<Sampled>(sampleSize);
+  }
+
+  /** One batch of a table's rows, laid out as `processBatch` reads them (the id at `idAt`, the columns from `first`). */
+  add(table: string, columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: ReadonlyArray<ReadonlyArray<string | null>>, first: number, idAt: number, aadAt?: AadLayout): void {
+    const byKind = new Map<string, number>();
+    eachValue(
+      columns,
+      rows,
+      first,
+      (v) => {
+        const id = rows[v.row][idAt] ?? '';
+        this.digest.add(table, v.column, v.path, id, v.sealed);
+        byKind.set(v.entry.kind, (byKind.get(v.entry.kind) ?? 0) + 1);
+        this.sample.offer(() => ({ table, id, column: v.column, entry: v.entry, sealed: v.sealed, ...(v.path !== undefined ? { path: v.path } : {}), ...(v.aad ? { aad: v.aad } : {}) }));
+      },
+      aadAt,
+    );
+    this.counter.add(byKind);
+    this.opts.onProgress?.(this.counter.total);
+  }
+
+  /** Opens the sample with `key` and compares the digest with `opts.expected`. */
+  async finish(key: MasterKey): Promise<VerifyResult> {
+    const { opts } = this;
+    const sampleFailures = await openSample(this.sample.items, key, opts);
+    const stored = this.digest.result();
+    const digestMatches = opts.expected ? sameDigest(stored, opts.expected) : undefined;
+    const sampled = this.sample.items.length;
+    const ok = digestMatches !== false && sampleFailures.length === 0;
+    return {
+      total: this.counter.total,
+      byKind: this.counter.byKind,
+      digest: stored,
+      ...(digestMatches !== undefined ? { digestMatches } : {}),
+      sampled,
+      sampleFailures,
+      ok,
+      proved: provedText(stored, opts.expected, sampled, sampleFailures.length, key),
+    };
+  }
+}
+
+/**
  * Read-only: proves the database stores what a re-encryption wrote,
  * without decrypting every value again. Reads every sealed value in one
  * snapshot (a read-only repeatable-read transaction unless the caller is in
@@ -277,36 +339,17 @@ class Reservoir<T> {
  */
 export async function verifyInventory(client: ClientBase, inv: Inventory, key: MasterKey, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const batchSize = batchSizeOf(opts);
-  const sampleSize = opts.sampleSize ?? DEFAULT_SAMPLE_SIZE;
-  if (!Number.isInteger(sampleSize) || sampleSize < 0) throw new MasterKeyError('USAGE', `The sample size must be a non-negative integer, got ${sampleSize}.`);
+  const scan = new VerifyScan(inv, opts);
   const plans = await planInventory(client, inv);
-  const digest = new ValueDigest();
-  const counter = new KindCounter(inv);
-  const sample = new Reservoir<Sampled>(sampleSize);
   await inReadTransaction(client, async () => {
     for (const plan of plans) {
       await naming(plan, 'verifying', async () => {
         const at = rowLayout(plan);
-        for await (const rows of copyBatches(client, selectSql(plan), batchSize)) {
-          const byKind = new Map<string, number>();
-          eachValue(plan.columns, rows, at.first, (v) => {
-            const id = rows[v.row][at.id] ?? '';
-            digest.add(plan.table, v.column, v.path, id, v.sealed);
-            byKind.set(v.entry.kind, (byKind.get(v.entry.kind) ?? 0) + 1);
-            sample.offer(() => ({ table: plan.table, id, column: v.column, entry: v.entry, sealed: v.sealed, ...(v.path !== undefined ? { path: v.path } : {}), ...(v.aad ? { aad: v.aad } : {}) }));
-          }, at.aad);
-          counter.add(byKind);
-          opts.onProgress?.(counter.total);
-        }
+        for await (const rows of copyBatches(client, selectSql(plan), batchSize)) scan.add(plan.table, plan.columns, rows, at.first, at.id, at.aad);
       });
     }
   });
-  const sampleFailures = await openSample(sample.items, key, opts);
-  const stored = digest.result();
-  const digestMatches = opts.expected ? sameDigest(stored, opts.expected) : undefined;
-  const sampled = sample.items.length;
-  const ok = digestMatches !== false && sampleFailures.length === 0;
-  return { total: counter.total, byKind: counter.byKind, digest: stored, ...(digestMatches !== undefined ? { digestMatches } : {}), sampled, sampleFailures, ok, proved: provedText(stored, opts.expected, sampled, sampleFailures.length, key) };
+  return scan.finish(key);
 }
 
 /** Opens the sampled values with `key`; returns those that do not open. */
@@ -335,16 +378,16 @@ async function openSample(items: readonly Sampled[], key: MasterKey, opts: Strea
 function provedText(stored: InventoryDigest, expected: InventoryDigest | undefined, sampled: number, failed: number, key: MasterKey): string {
   const parts: string[] = [];
   if (expected && sameDigest(stored, expected)) {
-    parts.push(`The database stores exactly the ${expected.count} values the re-encryption wrote, each at the place it was written (equal order-independent SHA-256 sums over table, column, row id, path and text).`);
+    parts.push(`The database stores exactly the ${count(expected.count)} values the re-encryption wrote, each at the place it was written (equal order-independent SHA-256 sums over table, column, row id, path and text).`);
   } else if (expected) {
-    parts.push(`The stored values differ from what the re-encryption wrote (${stored.count} values stored, ${expected.count} written; the sums ${stored.sum === expected.sum ? 'are equal' : 'differ'}).`);
+    parts.push(`The stored values differ from what the re-encryption wrote (${count(stored.count)} values stored, ${count(expected.count)} written; the sums ${stored.sum === expected.sum ? 'are equal' : 'differ'}).`);
   } else {
-    parts.push(`Read ${stored.count} stored values (digest ${stored.sum.slice(0, 16)}…); no digest of a re-encryption was given to compare with.`);
+    parts.push(`Read ${count(stored.count)} stored values (digest ${stored.sum.slice(0, 16)}…); no digest of a re-encryption was given to compare with.`);
   }
   const all = sampled === stored.count;
   if (sampled === 0) parts.push('No value was decrypted.');
-  else if (failed === 0) parts.push(`${all ? `All ${sampled} values` : `${sampled} values chosen at random`} open with ${key.fingerprint}.`);
-  else parts.push(`${failed} of ${sampled} ${all ? '' : 'randomly chosen '}values do not open with ${key.fingerprint}.`);
+  else if (failed === 0) parts.push(`${all ? `All ${count(sampled)} values` : `${count(sampled)} values chosen at random`} open with ${key.fingerprint}.`);
+  else parts.push(`${count(failed)} of ${count(sampled)} ${all ? '' : 'randomly chosen '}values do not open with ${key.fingerprint}.`);
   return parts.join(' ');
 }
 

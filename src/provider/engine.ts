@@ -213,6 +213,8 @@ export async function planKey(ctx: Context, declared: Declared, opts: { verify?:
       oldFingerprint: oldKey.fingerprint,
       decision,
       inventory: { name: ctx.inventory.name, digest: inventoryDigest(ctx.inventory) },
+      // The rows counted by query: what the plan's digest is made of, as for `master-key plan`.
+      counts: await store.count(ctx.inventory),
       scan: { total: secrets.total, byKind: secrets.byKind, failures: [], failureCount: 0, storedBytes: secrets.storedBytes },
       configs,
       backupDir: ctx.backupDir,

@@ -5,11 +5,11 @@
  * manifest. Directory 0700, files 0600 (config copies hold the old key).
  * The "backup checksum" quoted in reports is the SHA-256 of manifest.json.
  */
-import { mkdirSync, readFileSync, readdirSync, statSync, chmodSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ConfigTarget } from '../config/config-file';
 import { MasterKeyError } from '../errors';
-import { atomicWriteFile, sha256File } from '../fsutil';
+import { atomicWriteFile, fsyncDir, sha256File } from '../fsutil';
 import { BackupPart, BackupToRestore, CanaryRow, Location, StoreIdentity, backupFileError } from '../store/store';
 
 export const BACKUP_FORMAT = 'cdktf-master-key/backup/v1';
@@ -60,23 +60,36 @@ export function backupDirName(now: Date, generation: number, fingerprint: string
   return `${ts}-gen${generation}-${fingerprint.replace(':', '_')}`;
 }
 
+/** A backup directory created for one rotation, before anything is in it. */
+export interface NewBackup {
+  /** The backup directory (0700, empty). */
+  readonly path: string;
+  /** Directories created for it, outermost first (the backup directory last): what `removeBackup` takes away. */
+  readonly created: readonly string[];
+}
+
 /**
- * Creates a new, empty backup directory (0700) at `base`, or at `base-2`,
- * `base-3`, … when an earlier attempt in the same second (e.g. an apply
- * that was interrupted and run again) already used the name.
+ * Creates a new, empty backup directory (0700) under `dir`, named after the
+ * time and the backed-up key (`backupDirName`), or with a suffix `-2`,
+ * `-3`, … when an earlier attempt in the same second (e.g. an apply that
+ * was interrupted and run again) already used the name.
  */
-function newBackupDir(base: string): string {
+export function createBackupDir(dir: string, now: Date, canary: Pick<CanaryRow, 'generation' | 'fingerprint'>): NewBackup {
+  const base = join(dir, backupDirName(now, canary.generation, canary.fingerprint));
+  let first: string | undefined;
   try {
-    mkdirSync(dirname(base), { recursive: true, mode: 0o700 });
+    first = mkdirSync(dirname(base), { recursive: true, mode: 0o700 });
   } catch (e) {
     throw backupFileError(e, base);
   }
+  const parents: string[] = [];
+  if (first) for (let d = dirname(base); d.length >= first.length; d = dirname(d)) parents.unshift(d);
   for (let n = 1; ; n++) {
     const path = n === 1 ? base : `${base}-${n}`;
     try {
       mkdirSync(path, { mode: 0o700 });
       chmodSync(path, 0o700);
-      return path;
+      return { path, created: [...parents, path] };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw backupFileError(e, path);
     }
@@ -84,13 +97,31 @@ function newBackupDir(base: string): string {
 }
 
 /**
- * Creates a new backup directory under `args.dir`, has the store write its
- * copy of the values there (`storePart`), copies the config files, and
- * writes the manifest with every file's checksum.
+ * Removes a backup that is no longer needed (its rotation rolled back:
+ * nothing it saved was ever changed), with the directories created for it
+ * when they are empty then. Never throws: what it cannot remove stays.
+ */
+export function removeBackup(b: NewBackup): void {
+  rmSync(b.path, { recursive: true, force: true, maxRetries: 2 });
+  for (const d of [...b.created].reverse().slice(1)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return; // not empty (another backup is there) or already gone
+    }
+  }
+}
+
+/**
+ * Fills a new backup directory: has the store write its copy of the values
+ * there (`storePart`), copies the config files, and writes the manifest with
+ * every file's checksum. Every file is fsynced, and the directory entries
+ * too, before this resolves: a rotation that commits after it has a backup
+ * on disk.
  */
 export async function writeBackup(
+  backup: NewBackup,
   args: {
-    dir: string;
     rotationId: string;
     now: Date;
     database: StoreIdentity;
@@ -99,7 +130,7 @@ export async function writeBackup(
   },
   storePart: (dir: string) => Promise<BackupPart>,
 ): Promise<BackupResult> {
-  const path = newBackupDir(join(args.dir, backupDirName(args.now, args.canary.generation, args.canary.fingerprint)));
+  const { path } = backup;
   const { files: stored, values, locations } = await storePart(path);
   const configs: BackupConfig[] = [];
   args.targets.forEach((t, i) => {
@@ -137,6 +168,11 @@ export async function writeBackup(
     configs,
   };
   atomicWriteFile(join(path, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600, errorCode: 'BACKUP_UNWRITABLE' });
+  try {
+    for (const d of [...backup.created].reverse()) fsyncDir(dirname(d));
+  } catch (e) {
+    throw backupFileError(e, path);
+  }
   return { path, manifestSha256: sha256File(join(path, MANIFEST_FILE)), values, bytes: files.reduce((a, f) => a + f.bytes, 0) };
 }
 

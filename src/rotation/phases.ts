@@ -14,11 +14,11 @@ import { hostname, userInfo } from 'node:os';
 import { writeConfigKey } from '../config/config-file';
 import { MasterKey } from '../crypto/key';
 import { Keyring } from '../crypto/keyring';
-import { MasterKeyError } from '../errors';
+import { MasterKeyError, isMasterKeyError } from '../errors';
 import { atomicWriteFile } from '../fsutil';
 import { withStore } from '../store/open';
-import { ReencryptResult, Store } from '../store/store';
-import { BackupResult, writeBackup } from './backup';
+import { CanaryRow, ReencryptResult, Store, WriteTx } from '../store/store';
+import { BackupResult, NewBackup, createBackupDir, removeBackup, writeBackup } from './backup';
 import { canaryFor, canaryOpensWith, requireCanary } from './canary';
 import { Context, NewKeySource, withProgress } from './context';
 import { Declared } from './decide';
@@ -26,22 +26,39 @@ import { HookRun, runHook, startServer } from './hooks';
 import { assertNoPending, obtainNewKey, writeKeyInto } from './keys';
 import { removePending, writePending } from './pending';
 import { RotationPlan } from './plan';
-import { Gathered, gather, refuseUnlessReady } from './preflight';
-import { RotationReport, REPORT_FORMAT, writeReport } from './report';
+import { Gathered, gather, refuseUnlessReady, undecryptableRows } from './preflight';
+import { RotationReport, REPORT_FORMAT, timingSummary, writeReport } from './report';
 import { Phase, Runner, Runtime } from './runner';
-import { verifyAfterRotation } from './verify';
+import { scanWith, verifyRotation } from './verify';
+import { count } from '../format';
 
-/** What apply does, in order. */
+const STOP_HOOK = 'stop hook';
+const START_HOOKS = 'start hooks';
+const TRANSACTION = 'transaction: back up and re-encrypt';
+/** The timing rows from the stop hook to the start hooks: while they run, the server is down. */
+const SERVER_DOWN = [STOP_HOOK, TRANSACTION, 'config files', START_HOOKS];
+
+/**
+ * What apply does, in order. The backup is taken inside the one write
+ * transaction, after the secret tables are locked against writers, so it
+ * holds exactly the values the transaction re-encrypts; the values are
+ * opened there too (a value that does not open rolls everything back).
+ */
 export const APPLY: readonly Phase<ApplyState>[] = [
   { name: 'lock the database for this rotation', timing: 'preflight', done: 'locked', run: lock },
-  { name: 'preflight: what plan checks, or set out-of-step nodes and stop', timing: 'preflight', done: 'preflight-done', run: preflight },
+  { name: 'preflight: what plan checks (counting, not opening, the secrets), or set out-of-step nodes and stop', timing: 'preflight', done: 'preflight-done', run: preflight },
   { name: 'write the new key to the pending file (0600)', timing: 'pending key', done: 'pending-written', run: writePendingKey, undo: discardPendingKey },
-  { name: 'back up the values and config files', timing: 'backup', starts: 'backup-started', done: 'backup-written', run: backup },
-  { name: 'stop the server', timing: 'stop hook', done: 'stop-hook-done', run: stopServer },
-  { name: 're-encrypt everything, replace the canary, add history: one transaction', timing: 're-encrypt (transaction)', done: 'committed', run: rotateInOneTransaction, undo: proveCommitOrKeepKey },
+  { name: 'stop the server', timing: STOP_HOOK, done: 'stop-hook-done', run: stopServer, undo: restartIfNothingChanged },
+  {
+    name: 'one transaction: lock the secret tables, back up, re-encrypt, replace the canary, add history',
+    timing: TRANSACTION,
+    done: 'committed',
+    run: rotateInOneTransaction,
+    undo: settleTransaction,
+  },
   { name: 'write the new key into every config file, drop the pending file', timing: 'config files', done: 'pending-removed', run: writeConfigFiles },
-  { name: 'start the server and check its health', timing: 'start hooks', done: 'start-hook-done', run: startServerPhase },
-  { name: 'verify every secret opens with the new key', timing: 'verify', done: 'verified', run: verify },
+  { name: 'start the server and check its health', timing: START_HOOKS, done: 'start-hook-done', run: startServerPhase },
+  { name: 'verify: the database stores exactly what was written, and a random sample opens with the new key', timing: 'verify', done: 'verified', run: verify },
   { name: 'record the outcome, write the report', done: 'report-written', run: report },
   { name: 'fail unless verified', run: failUnlessVerified },
 ];
@@ -68,7 +85,13 @@ export interface ApplyState {
   /** Known from preflight on. */
   rotation?: Gathered & { readonly newKey: MasterKey };
   pendingKeyWritten: boolean;
+  /** The stop hook ran (the server is down). */
+  stopped: boolean;
+  /** The backup directory, from the moment it exists. */
+  backupDir?: NewBackup;
   backup?: BackupResult;
+  /** How long the backup took (alongside the re-encryption). */
+  backupMs?: number;
   readonly hooks: HookRun[];
   /** 'sent' from the moment COMMIT may reach the database: a lost connection leaves the outcome unknown. */
   commit: 'none' | 'sent' | 'done';
@@ -83,7 +106,7 @@ export async function runApply(ctx: Context, opts: ApplyOptions): Promise<ApplyR
   const runner = new Runner(ctx);
   const session = { label: `master-key apply ${startedAt.toISOString()}`, doing: 'rotating the master key' };
   return withStore(ctx.databaseUrl, session, async (store) => {
-    const s: ApplyState = { ctx, opts, store, rotationId: randomUUID(), startedAt, pendingKeyWritten: false, hooks: [], commit: 'none' };
+    const s: ApplyState = { ctx, opts, store, rotationId: randomUUID(), startedAt, pendingKeyWritten: false, stopped: false, hooks: [], commit: 'none' };
     await runner.run(APPLY, s);
     return s.result!;
   });
@@ -104,7 +127,7 @@ async function preflight(s: ApplyState): Promise<void | 'stop'> {
   const { ctx, opts } = s;
   assertNoPending(ctx);
   const newKey = obtainNewKey(opts.newKey);
-  const g = await gather(ctx, s.store, opts, newKey);
+  const g = await gather(ctx, s.store, opts, { newKey, open: false });
   if (opts.savedPlan && opts.savedPlan.digest !== g.plan.digest) {
     throw new MasterKeyError('PLAN_STALE', `The saved plan (${opts.savedPlan.createdAt}) no longer matches the database or config files; run \`master-key plan\` again and review it.`);
   }
@@ -151,68 +174,130 @@ function discardPendingKey(s: ApplyState, e: unknown): unknown {
   return e;
 }
 
-async function backup(s: ApplyState): Promise<void> {
-  const { ctx, store } = s;
-  const { canary, facts, scan } = rotation(s);
-  ctx.log(`Backing up ${scan?.total ?? 0} stored values and ${ctx.targets.length} config file(s) under ${ctx.backupDir} ...`);
-  const args = { dir: ctx.backupDir, rotationId: s.rotationId, now: s.startedAt, database: facts.databaseIdentity, canary, targets: ctx.targets };
-  s.backup = await writeBackup(args, (dir) => store.read((tx) => tx.backup(ctx.inventory, dir, { batchSize: ctx.batchSize })));
-  ctx.log(`Backup: ${s.backup.path} (manifest sha256 ${s.backup.manifestSha256}).`);
+function stopServer(s: ApplyState): void {
+  if (!s.ctx.hooks.stop) return;
+  s.stopped = true;
+  s.hooks.push({ which: 'stop', command: s.ctx.hooks.stop, ms: runHook('stop', s.ctx.hooks.stop, s.ctx.log) });
 }
 
-function stopServer(s: ApplyState): void {
-  if (s.ctx.hooks.stop) s.hooks.push({ which: 'stop', command: s.ctx.hooks.stop, ms: runHook('stop', s.ctx.hooks.stop, s.ctx.log) });
+/** The transaction rolled back (or never began): the server was stopped for nothing, so start it again when apply knows how. */
+function restartIfNothingChanged(s: ApplyState, e: unknown): unknown {
+  if (!s.stopped || s.commit !== 'none' || !s.ctx.hooks.start) return e;
+  s.ctx.log('Nothing was changed; starting the server again.');
+  try {
+    s.hooks.push(...startServer(s.ctx.hooks, s.ctx.log));
+  } catch (started) {
+    s.ctx.log(`${(started as Error).message} Start the server yourself.`);
+  }
+  return e;
 }
 
 async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void> {
   const { ctx } = s;
-  const { oldKey, newKey, decision, canary: planned, scan } = rotation(s);
-  const total = scan?.total ?? 0;
-  ctx.log(`Re-encrypting ${total} secrets in one transaction ...`);
-  const re = await s.store.write(async (tx) => {
-    rt.reached('transaction-begun');
-    const canary = requireCanary(await tx.canaryForUpdate());
-    if (canary.fingerprint !== planned.fingerprint || canary.generation !== planned.generation) {
-      throw new MasterKeyError('PLAN_STALE', 'The database key changed while this rotation was being prepared; nothing was changed: run the command again.');
-    }
-    await tx.lockSecretTables(ctx.inventory);
-    const r = await withProgress(ctx.progress, 're-encrypting', total, (tick) =>
-      tx.reencrypt(ctx.inventory, new Keyring([oldKey]), newKey, {
-        batchSize: ctx.batchSize,
-        onProgress: (done) => {
-          tick(done);
-          rt.reached('reencrypt-batch');
-        },
-      }),
-    );
-    rt.reached('reencrypted');
-    const committedAt = ctx.now();
-    await tx.replaceCanary(canaryFor(newKey, decision.toGeneration, committedAt));
-    await tx.insertHistory({
-      rotationId: s.rotationId,
-      startedAt: s.startedAt,
-      committedAt,
-      fromGeneration: decision.fromGeneration,
-      toGeneration: decision.toGeneration,
-      oldFingerprint: oldKey.fingerprint,
-      newFingerprint: newKey.fingerprint,
-      reason: decision.reason,
-      processed: total,
-      updated: r.total,
-      unchangedDueToErrors: total - r.total,
-      byKind: r.byKind,
-      backupPath: s.backup?.path,
-      backupSha256: s.backup?.manifestSha256,
-      actor: actor(),
-      outcome: 'committed',
+  const { oldKey, newKey, decision, canary: planned, counts } = rotation(s);
+  ctx.log(`Backing up and re-encrypting the secrets of ${count(counts.rows)} rows in one transaction ...`);
+  let re: ReencryptResult;
+  try {
+    re = await s.store.write(async (tx) => {
+      rt.reached('transaction-begun');
+      const canary = requireCanary(await tx.canaryForUpdate());
+      if (canary.fingerprint !== planned.fingerprint || canary.generation !== planned.generation) {
+        throw new MasterKeyError('PLAN_STALE', 'The database key changed while this rotation was being prepared; nothing was changed: run the command again.');
+      }
+      await tx.lockSecretTables(ctx.inventory);
+      // The backup reads in this transaction's snapshot as it is now, before anything is rewritten, while the re-encryption runs alongside.
+      const backingUp = backupInTransaction(s, rt, tx, canary);
+      const reencrypting = withProgress(ctx.progress, 're-encrypting', undefined, (tick) =>
+        tx.reencrypt(ctx.inventory, new Keyring([oldKey]), newKey, {
+          batchSize: ctx.batchSize,
+          onProgress: (done) => {
+            tick(done);
+            rt.reached('reencrypt-batch');
+          },
+        }),
+      );
+      const r = await both(reencrypting, backingUp);
+      rt.reached('reencrypted');
+      const committedAt = ctx.now();
+      await tx.replaceCanary(canaryFor(newKey, decision.toGeneration, committedAt));
+      await tx.insertHistory({
+        rotationId: s.rotationId,
+        startedAt: s.startedAt,
+        committedAt,
+        fromGeneration: decision.fromGeneration,
+        toGeneration: decision.toGeneration,
+        oldFingerprint: oldKey.fingerprint,
+        newFingerprint: newKey.fingerprint,
+        reason: decision.reason,
+        processed: r.total,
+        updated: r.total,
+        unchangedDueToErrors: 0,
+        byKind: r.byKind,
+        backupPath: s.backup?.path,
+        backupSha256: s.backup?.manifestSha256,
+        actor: actor(),
+        outcome: 'committed',
+      });
+      rt.reached('canary-updated');
+      s.commit = 'sent';
+      return r;
     });
-    rt.reached('canary-updated');
-    s.commit = 'sent';
-    return r;
-  });
+  } catch (e) {
+    // Rolled back at a value that does not open: list every such value, as plan does.
+    if (isMasterKeyError(e, 'UNDECRYPTABLE_ROWS') && s.commit === 'none') throw await everyUndecryptable(s, oldKey, e);
+    throw e;
+  }
   s.commit = 'done';
   s.reencrypted = re;
-  ctx.log(`Committed: ${re.total} secrets (${re.updated} rows) now sealed under ${newKey.fingerprint}.`);
+  ctx.log(`Committed: ${count(re.total)} secrets (${count(re.updated)} rows) now sealed under ${newKey.fingerprint}.`);
+}
+
+/** Waits for both; throws the first one's error, then the second's (never leaving one running). */
+async function both<A>(first: Promise<A>, second: Promise<unknown>): Promise<A> {
+  const [a, b] = await Promise.allSettled([first, second]);
+  if (a.status === 'rejected') throw a.reason;
+  if (b.status === 'rejected') throw b.reason;
+  return a.value;
+}
+
+/**
+ * The backup, inside the transaction after the secret tables are locked:
+ * exactly the values the transaction re-encrypts (the snapshot is taken by
+ * the store's first statement, before this returns to the caller), with
+ * the config files, on disk (fsynced) before the COMMIT.
+ */
+async function backupInTransaction(s: ApplyState, rt: Runtime, tx: WriteTx, canary: CanaryRow): Promise<void> {
+  const { ctx } = s;
+  const t0 = Date.now();
+  rt.reached('backup-started');
+  s.backupDir = createBackupDir(ctx.backupDir, s.startedAt, canary);
+  ctx.log(`Backing up the stored values and ${ctx.targets.length} config file(s) into ${s.backupDir.path} ...`);
+  const args = { rotationId: s.rotationId, now: s.startedAt, database: rotation(s).facts.databaseIdentity, canary, targets: ctx.targets };
+  s.backup = await writeBackup(s.backupDir, args, (dir) => tx.backup(ctx.inventory, dir, { batchSize: ctx.batchSize }));
+  s.backupMs = Date.now() - t0;
+  rt.reached('backup-written');
+  ctx.log(`Backup: ${s.backup.path} (${count(s.backup.values)} stored values; manifest sha256 ${s.backup.manifestSha256}).`);
+}
+
+/** After a rollback at an undecryptable value: the same refusal plan gives, listing every such value (one read-only scan with the old key). */
+async function everyUndecryptable(s: ApplyState, oldKey: MasterKey, first: MasterKeyError): Promise<MasterKeyError> {
+  try {
+    const scan = await scanWith(s.ctx, s.store, oldKey, 'listing the values that do not open');
+    return scan.failureCount > 0 ? undecryptableRows(scan, oldKey) : first;
+  } catch {
+    return first;
+  }
+}
+
+/** A failed transaction: proves whether it committed; if it did not, its backup saved nothing that changed and is removed. */
+async function settleTransaction(s: ApplyState, e: unknown): Promise<unknown> {
+  const err = await proveCommitOrKeepKey(s, e);
+  if (s.commit === 'none' && s.backupDir) {
+    removeBackup(s.backupDir);
+    s.backupDir = undefined;
+    s.backup = undefined;
+  }
+  return err;
 }
 
 /**
@@ -270,19 +355,17 @@ function startServerPhase(s: ApplyState): void {
 }
 
 async function verify(s: ApplyState): Promise<void> {
-  const { newKey, oldKey } = rotation(s);
-  s.verification = await verifyAfterRotation(s.ctx, s.store, newKey, oldKey);
+  s.verification = await verifyRotation(s.ctx, s.store, rotation(s).newKey, s.reencrypted!.digest);
 }
 
 async function report(s: ApplyState, rt: Runtime): Promise<void> {
   const { ctx, opts } = s;
-  const { oldKey, newKey, decision, plan, scan } = rotation(s);
+  const { oldKey, newKey, decision, plan } = rotation(s);
   const verification = s.verification!;
   const re = s.reencrypted!;
   const backup = s.backup!;
   const outcome = verification.ok ? 'verified' : 'verify-failed';
   await s.store.setHistoryOutcome(s.rotationId, outcome, ctx.now());
-  const total = scan?.total ?? 0;
   const report: RotationReport = {
     format: REPORT_FORMAT,
     rotationId: s.rotationId,
@@ -294,16 +377,17 @@ async function report(s: ApplyState, rt: Runtime): Promise<void> {
     toGeneration: decision.toGeneration,
     oldFingerprint: oldKey.fingerprint,
     newFingerprint: newKey.fingerprint,
-    processed: total,
+    processed: re.total,
     updated: re.total,
-    unchangedDueToErrors: total - re.total,
+    unchangedDueToErrors: 0,
     rowsUpdated: re.updated,
     byKind: re.byKind,
-    backup: { path: backup.path, manifestSha256: backup.manifestSha256, values: backup.values, bytes: backup.bytes },
+    backup: { path: backup.path, manifestSha256: backup.manifestSha256, values: backup.values, bytes: backup.bytes, ms: s.backupMs ?? 0 },
     configs: ctx.targets.map((x) => ({ path: x.path, before: oldKey.fingerprint, after: newKey.fingerprint })),
     newKeyFile: opts.newKeyOut,
     hooks: s.hooks,
     phases: { ...rt.timings },
+    timing: timingSummary(rt.timings, SERVER_DOWN),
     verification,
     outcome,
   };
@@ -315,7 +399,7 @@ function failUnlessVerified(s: ApplyState): void {
   const { report, reportFiles } = s.result;
   throw new MasterKeyError(
     'VERIFY_FAILED',
-    `${report.verification.failures} secrets do not open with the new key after the rotation; see ${reportFiles.markdown}, run \`master-key verify\`, and restore from ${report.backup.path} if needed.`,
+    `The verification after the rotation failed: ${report.verification.proved} See ${reportFiles.markdown}, run \`master-key verify\`, and restore from ${report.backup.path} if needed.`,
   );
 }
 

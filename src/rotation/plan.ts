@@ -6,8 +6,9 @@
 import { createHash } from 'node:crypto';
 import { ConfigTarget } from '../config/config-file';
 import type { ErrorCode } from '../errors';
-import type { CanaryRow, ScanResult, SecretFailure, StoreIdentity } from '../store/store';
+import type { CanaryRow, InventoryCounts, ScanResult, SecretFailure, StoreIdentity } from '../store/store';
 import { Decision } from './decide';
+import { bytes, count } from '../format';
 import { Hooks } from './hooks';
 
 export const PLAN_FORMAT = 'cdktf-master-key/plan/v1';
@@ -33,6 +34,9 @@ export interface PlanFacts {
   readonly newFingerprint?: string;
   readonly decision: Decision;
   readonly inventory: { readonly name: string; readonly digest: string };
+  /** What the inventory holds, counted by query: known to plan and apply alike. */
+  readonly counts: InventoryCounts;
+  /** Every value opened with the old key (`plan` only). */
   readonly scan?: ScanResult;
   readonly configs: readonly ConfigFact[];
   readonly backupDir: string;
@@ -55,7 +59,11 @@ export interface RotationPlan {
   readonly toGeneration: number;
   readonly keySetAt: string;
   readonly inventory: { readonly name: string; readonly digest: string };
-  readonly secrets: { readonly total: number; readonly byKind: Readonly<Record<string, number>> };
+  /**
+   * Sealed values to re-encrypt, by kind (what `plan` opened; 0 when nothing
+   * was opened), and the rows holding them, counted by query.
+   */
+  readonly secrets: { readonly total: number; readonly byKind: Readonly<Record<string, number>>; readonly rows: number };
   readonly undecryptable: { readonly count: number; readonly rows: readonly SecretFailure[] };
   readonly configs: ReadonlyArray<{ readonly path: string; readonly format: string; readonly entry: string; readonly fingerprint: string; readonly change: string }>;
   readonly backup: { readonly dir: string; readonly estimatedBytes: number; readonly freeBytes?: number };
@@ -71,25 +79,32 @@ export function redactedChange(entry: string, before: string, after: string): st
   return `${entry}=<${before}…> -> <${after === GENERATED_AT_APPLY ? 'new key' : after}…>`;
 }
 
-export function planDigest(f: Pick<PlanFacts, 'databaseIdentity' | 'canary' | 'decision' | 'inventory' | 'configs'> & { secrets: { total: number; byKind: Record<string, number> } }): string {
+/**
+ * Digest of the facts apply re-checks against a saved plan, computed only
+ * from what plan and apply both know without opening a value: the
+ * database, its canary, the decision, the inventory, the rows holding
+ * secrets (counted by query) and every config file's key. Apply opens the
+ * values inside its transaction, which refuses any that do not open.
+ */
+export function planDigest(f: Pick<PlanFacts, 'databaseIdentity' | 'canary' | 'decision' | 'inventory' | 'configs' | 'counts'>): string {
   const canon = JSON.stringify({
     db: f.databaseIdentity,
     canary: [f.canary.fingerprint, f.canary.generation, f.canary.updatedAt.toISOString()],
     decision: [f.decision.rotate, f.decision.fromGeneration, f.decision.toGeneration],
     inventory: f.inventory.digest,
-    secrets: [f.secrets.total, Object.entries(f.secrets.byKind).sort()],
+    rows: f.counts.rows,
     configs: f.configs.map((c) => [c.target.path, c.target.format, c.target.entry, c.fingerprint]),
   });
   return `sha256:${createHash('sha256').update(canon).digest('hex')}`;
 }
 
 export function buildPlan(f: PlanFacts): RotationPlan {
-  const secrets = { total: f.scan?.total ?? 0, byKind: { ...(f.scan?.byKind ?? {}) } };
+  const secrets = { total: f.scan?.total ?? 0, byKind: { ...(f.scan?.byKind ?? {}) }, rows: f.counts.rows };
   const newFp = f.decision.rotate ? (f.newFingerprint ?? GENERATED_AT_APPLY) : f.oldFingerprint;
   const blockers: string[] = [];
   const outOfStep = f.configs.filter((c) => c.fingerprint !== f.oldFingerprint);
   if (f.scan && f.scan.failureCount > 0) {
-    blockers.push(`${f.scan.failureCount} stored value(s) do not open with the old key ${f.oldFingerprint}; fix or restore them before rotating (listed above).`);
+    blockers.push(`${count(f.scan.failureCount)} stored value(s) do not open with the old key ${f.oldFingerprint}; fix or restore them before rotating (listed above).`);
   }
   if (f.decision.rotate && f.newFingerprint && f.newFingerprint === f.oldFingerprint) {
     blockers.push('The new key is the same as the old key; supply a different key or let apply generate one.');
@@ -119,17 +134,8 @@ export function buildPlan(f: PlanFacts): RotationPlan {
     backup: { dir: f.backupDir, estimatedBytes: f.backupEstimateBytes, freeBytes: f.backupFreeBytes },
     hooks: f.hooks,
     blockers,
-    digest: planDigest({ ...f, secrets }),
+    digest: planDigest(f),
   };
-}
-
-const num = (x: number) => x.toLocaleString('en-US');
-
-function bytes(x: number): string {
-  if (x < 1024) return `${x} B`;
-  if (x < 1024 ** 2) return `${(x / 1024).toFixed(1)} KiB`;
-  if (x < 1024 ** 3) return `${(x / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(x / 1024 ** 3).toFixed(1)} GiB`;
 }
 
 export function renderPlan(p: RotationPlan): string {
@@ -145,11 +151,11 @@ export function renderPlan(p: RotationPlan): string {
     row('old key', p.oldFingerprint);
     row('new key', p.newFingerprint);
     row('generation', `${p.fromGeneration} -> ${p.toGeneration}`);
-    row('secrets', `${num(p.secrets.total)} to re-encrypt in one transaction (inventory ${p.inventory.name}, ${p.inventory.digest})`);
-    for (const [k, v] of Object.entries(p.secrets.byKind)) out.push(`      ${k.padEnd(34)} ${num(v).padStart(10)}`);
-    row('undecryptable', `${num(p.undecryptable.count)}`);
+    row('secrets', `${count(p.secrets.total)} to re-encrypt in one transaction, in ${count(p.secrets.rows)} rows (inventory ${p.inventory.name}, ${p.inventory.digest})`);
+    for (const [k, v] of Object.entries(p.secrets.byKind)) out.push(`      ${k.padEnd(34)} ${count(v).padStart(10)}`);
+    row('undecryptable', `${count(p.undecryptable.count)}`);
     for (const r of p.undecryptable.rows) out.push(`      ${r.table}.${r.column}${r.path ? `#${r.path}` : ''} id=${r.id} (${r.kind}): ${r.code}`);
-    if (p.undecryptable.count > p.undecryptable.rows.length) out.push(`      … and ${num(p.undecryptable.count - p.undecryptable.rows.length)} more`);
+    if (p.undecryptable.count > p.undecryptable.rows.length) out.push(`      … and ${count(p.undecryptable.count - p.undecryptable.rows.length)} more`);
     row('config files', '');
     for (const c of p.configs) out.push(`      ${c.path} (${c.format}): ${c.change}`);
     row('backup', `under ${p.backup.dir} (about ${bytes(p.backup.estimatedBytes)}${p.backup.freeBytes !== undefined ? `; ${bytes(p.backup.freeBytes)} free` : ''})`);
@@ -164,7 +170,7 @@ export function renderPlan(p: RotationPlan): string {
     const n = p.configs.filter((x) => x.change !== 'no change').length;
     out.push(`Plan: 0 keys to rotate, ${n} config file${n === 1 ? '' : 's'} to set to the database's key.`);
   } else if (p.action === 'rotate') {
-    out.push(`Plan: 1 key to rotate, ${num(p.secrets.total)} secrets to re-encrypt, ${p.configs.length} config file${p.configs.length === 1 ? '' : 's'} to update.`);
+    out.push(`Plan: 1 key to rotate, ${count(p.secrets.total)} secrets to re-encrypt, ${p.configs.length} config file${p.configs.length === 1 ? '' : 's'} to update.`);
   } else {
     out.push('No changes. The master key is up to date.');
   }

@@ -14,9 +14,10 @@ import { MasterKeyError } from '../errors';
 import { checkDirWritable, freeBytes } from '../fsutil';
 import { inventoryDigest } from '../inventory/inventory';
 import { withStore } from '../store/open';
-import { CanaryRow, ScanResult, Store } from '../store/store';
+import { CanaryRow, InventoryCounts, ScanResult, Store } from '../store/store';
 import { assertKeyOpensCanary, requireCanary } from './canary';
 import { Context, withProgress } from './context';
+import { bytes, count } from '../format';
 import { Declared, Decision, decideRotation } from './decide';
 import { assertNoPending, readNodeKeys } from './keys';
 import { PlanFacts, PreflightFact, RotationPlan, buildPlan } from './plan';
@@ -55,7 +56,7 @@ export function preflight(ctx: Context, estimateBytes: number): { problems: Pref
     checkDirWritable(dir.path, 'BACKUP_UNWRITABLE', dir.what('backup directory'));
     free = freeBytes(dir.path);
     if (free < estimateBytes) {
-      problems.push({ problem: `The backup directory ${ctx.backupDir} has ${free} bytes free but the backup needs about ${estimateBytes}; free space or choose another --backup-dir.`, code: 'DISK_FULL' });
+      problems.push({ problem: `The backup directory ${ctx.backupDir} has ${bytes(free)} free but the backup needs about ${bytes(estimateBytes)}; free space or choose another --backup-dir.`, code: 'DISK_FULL' });
     }
   } catch (e) {
     problems.push(problemOf(e));
@@ -69,10 +70,10 @@ export function preflight(ctx: Context, estimateBytes: number): { problems: Pref
   return { problems, free };
 }
 
-/** Backup size estimate: stored bytes plus JSON framing, plus the config copies. */
-function backupEstimate(scan: ScanResult | undefined, ctx: Context): number {
+/** Backup size estimate: the stored text (whole documents for JSON columns) plus JSON framing, plus the config copies. */
+function backupEstimate(counts: InventoryCounts, ctx: Context): number {
   const cfg = ctx.targets.reduce((a, t) => a + readFileSync(t.path).length, 0);
-  return Math.ceil((scan?.storedBytes ?? 0) * 1.2 + (scan?.total ?? 0) * 64 + cfg + 65536);
+  return Math.ceil(counts.storedBytes * 1.2 + counts.rows * 64 + cfg + 65536);
 }
 
 /** What preflight found, and the plan built from it. */
@@ -80,27 +81,40 @@ export interface Gathered {
   readonly oldKey: MasterKey;
   readonly canary: CanaryRow;
   readonly decision: Decision;
+  /** What the inventory holds, counted by query (plan and apply both know it). */
+  readonly counts: InventoryCounts;
+  /** Every value opened with the old key (plan only: apply opens them inside its transaction). */
   readonly scan?: ScanResult;
   readonly facts: PlanFacts;
   readonly plan: RotationPlan;
 }
 
-/** Gathers the plan's facts in one read-only snapshot; changes nothing, creates nothing. */
-export async function gather(ctx: Context, store: Store, declared: Declared, newKey?: MasterKey): Promise<Gathered> {
+/** How much preflight reads: `plan` opens every value with the old key; `apply` only counts (it opens them in its transaction). */
+export interface GatherOptions {
+  readonly newKey?: MasterKey;
+  /** Open every value with the old key (the zero-downtime dry run). */
+  readonly open: boolean;
+}
+
+/** Gathers the plan's facts; changes nothing, creates nothing. */
+export async function gather(ctx: Context, store: Store, declared: Declared, opts: GatherOptions): Promise<Gathered> {
   const g = await store.read(async (tx) => {
     const { key: oldKey, facts: configFacts } = readNodeKeys(ctx);
     const canary = requireCanary(await tx.canary());
     assertKeyOpensCanary(canary, oldKey, `the key in ${ctx.targets[0].path}`);
     const decision = decideRotation(canary, declared);
-    const scan = decision.rotate
-      ? await withProgress(ctx.progress, 'checking every secret opens with the old key', undefined, (tick) =>
-          tx.scan(ctx.inventory, new Keyring([oldKey]), { onProgress: tick, batchSize: ctx.batchSize }),
-        )
-      : undefined;
+    const scan =
+      decision.rotate && opts.open
+        ? await withProgress(ctx.progress, 'checking every secret opens with the old key', undefined, (tick) =>
+            tx.scan(ctx.inventory, new Keyring([oldKey]), { onProgress: tick, batchSize: ctx.batchSize }),
+          )
+        : undefined;
     return { oldKey, configFacts, canary, decision, scan };
   });
   const { oldKey, canary, decision, scan } = g;
-  const estimate = backupEstimate(scan, ctx);
+  // Counted once the canary proved this is the right database (a wrong one may lack the inventory's tables).
+  const counts = await store.count(ctx.inventory);
+  const estimate = backupEstimate(counts, ctx);
   const pre = decision.rotate ? preflight(ctx, estimate) : { problems: [], free: undefined };
   const facts: PlanFacts = {
     now: ctx.now(),
@@ -108,9 +122,10 @@ export async function gather(ctx: Context, store: Store, declared: Declared, new
     databaseIdentity: await store.identity(),
     canary,
     oldFingerprint: oldKey.fingerprint,
-    newFingerprint: newKey?.fingerprint,
+    newFingerprint: opts.newKey?.fingerprint,
     decision,
     inventory: { name: ctx.inventory.name, digest: inventoryDigest(ctx.inventory) },
+    counts,
     scan,
     configs: g.configFacts,
     backupDir: ctx.backupDir,
@@ -119,7 +134,7 @@ export async function gather(ctx: Context, store: Store, declared: Declared, new
     hooks: ctx.hooks,
     preflight: pre.problems,
   };
-  return { oldKey, canary, decision, scan, facts, plan: buildPlan(facts) };
+  return { oldKey, canary, decision, counts, scan, facts, plan: buildPlan(facts) };
 }
 
 /** Refuses, naming the first reason, a rotation that must not start; changes nothing. */
@@ -127,22 +142,25 @@ export function refuseUnlessReady(g: Gathered, newKey: MasterKey): void {
   if (newKey.equals(g.oldKey)) {
     throw new MasterKeyError('KEY_SAME', `The new key is the same as the old key (${g.oldKey.fingerprint}); supply a different key, or omit the new-key option to generate one.`);
   }
-  if (g.scan && g.scan.failureCount > 0) {
-    const first = g.scan.failures.slice(0, 5).map((f) => `${f.table}.${f.column}${f.path ? `#${f.path}` : ''} id=${f.id} (${f.kind}, ${f.code})`);
-    throw new MasterKeyError(
-      'UNDECRYPTABLE_ROWS',
-      `${g.scan.failureCount} stored value(s) do not open with the old key ${g.oldKey.fingerprint} (${first.join('; ')}${g.scan.failureCount > first.length ? '; …' : ''}); nothing was changed: restore or fix those rows (see \`master-key plan\`), then run apply again.`,
-      { failures: g.scan.failures },
-    );
-  }
+  if (g.scan && g.scan.failureCount > 0) throw undecryptableRows(g.scan, g.oldKey);
   if (g.plan.blockers.length) {
     const first = g.facts.preflight[0] ?? { problem: g.plan.blockers[0], code: 'CONFIG_UNWRITABLE' as const };
     throw new MasterKeyError(first.code, `${first.problem} Nothing was changed.`, { blockers: g.plan.blockers });
   }
 }
 
+/** The refusal for values that do not open with the old key, naming the first few (never a value). */
+export function undecryptableRows(scan: Pick<ScanResult, 'failures' | 'failureCount'>, oldKey: MasterKey): MasterKeyError {
+  const first = scan.failures.slice(0, 5).map((f) => `${f.table}.${f.column}${f.path ? `#${f.path}` : ''} id=${f.id} (${f.kind}, ${f.code})`);
+  return new MasterKeyError(
+    'UNDECRYPTABLE_ROWS',
+    `${count(scan.failureCount)} stored value(s) do not open with the old key ${oldKey.fingerprint} (${first.join('; ')}${scan.failureCount > first.length ? '; …' : ''}); nothing was changed: restore or fix those rows (see \`master-key plan\`), then run apply again.`,
+    { failures: scan.failures },
+  );
+}
+
 /** `master-key plan`: read-only; returns the plan. */
 export async function runPlan(ctx: Context, declared: Declared): Promise<RotationPlan> {
   assertNoPending(ctx);
-  return withStore(ctx.databaseUrl, { doing: 'planning the rotation' }, async (store) => (await gather(ctx, store, declared)).plan);
+  return withStore(ctx.databaseUrl, { doing: 'planning the rotation' }, async (store) => (await gather(ctx, store, declared, { open: true })).plan);
 }

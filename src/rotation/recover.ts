@@ -15,6 +15,7 @@ import { withStore } from '../store/open';
 import { CanaryRow, Store, sameDatabase } from '../store/store';
 import { canaryOpensWith, requireCanary } from './canary';
 import { Context } from './context';
+import { count } from '../format';
 import { startServer } from './hooks';
 import { targetsWithout, writeKeyInto } from './keys';
 import { readPending, removePending } from './pending';
@@ -53,8 +54,8 @@ async function verifyUnverifiedRotation(ctx: Context, store: Store, canary: Cana
   const ok = scan.failureCount === 0;
   await store.setHistoryOutcome(last.rotationId, ok ? 'verified (by recover)' : 'verify-failed', ctx.now());
   return ok
-    ? ` Verified the last rotation, which was never verified: all ${scan.total} secrets open with ${key.fingerprint}.`
-    : ` The last rotation was never verified and ${scan.failureCount} of ${scan.total} secrets do NOT open with ${key.fingerprint}: run \`master-key verify\` and restore from its backup (${last.backupPath ?? 'see the history table'}).`;
+    ? ` Verified the last rotation, which was never verified: all ${count(scan.total)} secrets open with ${key.fingerprint}.`
+    : ` The last rotation was never verified and ${count(scan.failureCount)} of ${count(scan.total)} secrets do NOT open with ${key.fingerprint}: run \`master-key verify\` and restore from its backup (${last.backupPath ?? 'see the history table'}).`;
 }
 
 export async function runRecover(ctx: Context): Promise<RecoverResult> {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { atomicWriteFile } from '../fsutil';
 import { MasterKeyError } from '../errors';
+import { count, share } from '../format';
 
 export const REPORT_FORMAT = 'cdktf-master-key/report/v1';
 
@@ -29,20 +30,61 @@ export interface RotationReport {
   /** Database rows rewritten (a row can hold several secrets). */
   readonly rowsUpdated: number;
   readonly byKind: Readonly<Record<string, number>>;
-  readonly backup: { readonly path: string; readonly manifestSha256: string; readonly values: number; readonly bytes: number };
+  /** The backup the transaction took before rewriting anything; `ms`: how long it took, alongside the re-encryption. */
+  readonly backup: { readonly path: string; readonly manifestSha256: string; readonly values: number; readonly bytes: number; readonly ms: number };
   readonly configs: ReadonlyArray<{ readonly path: string; readonly before: string; readonly after: string }>;
   readonly newKeyFile?: string;
   readonly hooks: ReadonlyArray<{ readonly which: string; readonly command: string; readonly ms: number }>;
   /** Milliseconds per phase, in order. */
   readonly phases: Readonly<Record<string, number>>;
-  readonly verification: { readonly ok: boolean; readonly checked: number; readonly failures: number; readonly openWithOldKey: number };
+  /** The phases' total, and the server-down window: the phases from the stop hook to the start hooks (whether or not hooks were given). */
+  readonly timing: TimingSummary;
+  readonly verification: RotationVerification;
   readonly outcome: 'verified' | 'verify-failed';
 }
 
-const n = (x: number) => x.toLocaleString('en-US');
+/** What a verification checked and what that proves. */
+export interface Verification {
+  readonly ok: boolean;
+  /** Stored values checked. */
+  readonly checked: number;
+  /** Values that do not open with the key. */
+  readonly failures: number;
+  /** What was proved, in a sentence or two for auditors (names only fingerprints). */
+  readonly proved: string;
+}
+
+/**
+ * The verification after a rotation: one scan comparing the digest of what
+ * the database stores with the digest of what the re-encryption wrote, and
+ * a random sample opened with the new key (`failures` counts the sampled
+ * values that do not open).
+ */
+export interface RotationVerification extends Verification {
+  /** The stored values are exactly the values the re-encryption wrote, at the places it wrote them. */
+  readonly digestMatches: boolean;
+  /** Values chosen at random and opened with the new key. */
+  readonly sampled: number;
+}
+
+export interface TimingSummary {
+  /** Sum of the phases' milliseconds. */
+  readonly totalMs: number;
+  /** Milliseconds from the stop hook to the start hooks, both included. */
+  readonly serverDownMs: number;
+  /** The phases that make up the server-down window, in order. */
+  readonly serverDownPhases: readonly string[];
+}
+
+/** The total and the server-down window (the sum of the `down` phases) of a run's timings. */
+export function timingSummary(phases: Readonly<Record<string, number>>, down: readonly string[]): TimingSummary {
+  const sum = (names: readonly string[]) => names.reduce((a, k) => a + (phases[k] ?? 0), 0);
+  return { totalMs: sum(Object.keys(phases)), serverDownMs: sum(down), serverDownPhases: down.filter((k) => k in phases) };
+}
+
 
 export function summaryLine(r: RotationReport): string {
-  return `Processed ${n(r.processed)} secrets, ${n(r.updated)} updated, ${n(r.unchangedDueToErrors)} left unchanged due to errors.`;
+  return `Processed ${count(r.processed)} secrets, ${count(r.updated)} updated, ${count(r.unchangedDueToErrors)} left unchanged due to errors.`;
 }
 
 export function renderMarkdown(r: RotationReport): string {
@@ -58,31 +100,35 @@ export function renderMarkdown(r: RotationReport): string {
   lines.push(`| Old key | \`${r.oldFingerprint}\` |`);
   lines.push(`| New key | \`${r.newFingerprint}\` |`);
   lines.push(`| Outcome | **${r.outcome}** |`, '');
-  lines.push(`## Secrets`, '', `${summaryLine(r)} (${n(r.rowsUpdated)} database rows rewritten.)`, '');
+  lines.push(`## Secrets`, '', `${summaryLine(r)} (${count(r.rowsUpdated)} database rows rewritten.)`, '');
   lines.push(`| Kind | Re-encrypted |`, `|---|---:|`);
-  for (const [k, v] of Object.entries(r.byKind)) lines.push(`| ${k} | ${n(v)} |`);
-  lines.push(`| **total** | **${n(r.updated)}** |`, '');
+  for (const [k, v] of Object.entries(r.byKind)) lines.push(`| ${k} | ${count(v)} |`);
+  lines.push(`| **total** | **${count(r.updated)}** |`, '');
   lines.push(`## Config files`, '');
   for (const c of r.configs) lines.push(`- \`${c.path}\`: \`${c.before}\` → \`${c.after}\``);
   if (r.newKeyFile) lines.push(`- new key also written to \`${r.newKeyFile}\` (mode 0600)`);
   lines.push('', `## Backup`, '');
   lines.push(`- location: \`${r.backup.path}\``);
   lines.push(`- manifest SHA-256: \`${r.backup.manifestSha256}\``);
-  lines.push(`- ${n(r.backup.values)} stored values, ${n(r.backup.bytes)} bytes (the config copies hold the old key: keep the backup as safe as the key)`, '');
+  lines.push(`- ${count(r.backup.values)} stored values, ${count(r.backup.bytes)} bytes (the config copies hold the old key: keep the backup as safe as the key)`);
+  lines.push(`- taken inside the rotation's transaction, in its snapshot, alongside the re-encryption: ${count(r.backup.ms)} ms`, '');
   lines.push(`## Verification`, '');
   lines.push(
     r.verification.ok
-      ? `Every one of ${n(r.verification.checked)} secrets opens with the new key; the old key opens ${n(r.verification.openWithOldKey)} of them.`
-      : `**${n(r.verification.failures)} of ${n(r.verification.checked)} secrets do not open with the new key**: run \`master-key verify\` and restore from the backup above.`,
+      ? r.verification.proved
+      : `**Verification failed.** ${r.verification.proved} Run \`master-key verify\`, and restore from the backup above if needed.`,
     '',
   );
   if (r.hooks.length) {
     lines.push(`## Hooks`, '');
-    for (const h of r.hooks) lines.push(`- ${h.which}: \`${h.command}\` (${n(h.ms)} ms)`);
+    for (const h of r.hooks) lines.push(`- ${h.which}: \`${h.command}\` (${count(h.ms)} ms)`);
     lines.push('');
   }
-  lines.push(`## Timings`, '', `| Phase | ms |`, `|---|---:|`);
-  for (const [k, v] of Object.entries(r.phases)) lines.push(`| ${k} | ${n(v)} |`);
+  const t = r.timing;
+  lines.push(`## Timings`, '', `| Phase | ms | share |`, `|---|---:|---:|`);
+  for (const [k, v] of Object.entries(r.phases)) lines.push(`| ${k} | ${count(v)} | ${share(v, t.totalMs)} |`);
+  lines.push(`| **total** | **${count(t.totalMs)}** | 100% |`, '');
+  lines.push(`Server down (from the stop hook to the start hooks: ${t.serverDownPhases.join(', ')}): **${count(t.serverDownMs)} ms**, ${share(t.serverDownMs, t.totalMs)} of the run.`);
   lines.push('', 'Back up the new master key now, and test that the backup restores.', '');
   return lines.join('\n');
 }

@@ -3,11 +3,12 @@
  * the policy, every node's key, the last rotation, an interrupted one.
  */
 import { readConfigKey } from '../config/config-file';
-import { ExitCode, ExitCodeValue } from '../errors';
+import { ExitCode, ExitCodeValue, isMasterKeyError } from '../errors';
 import { withStore } from '../store/open';
 import { HistoryRow } from '../store/store';
 import { canaryOpensWith, requireCanary } from './canary';
 import { Context } from './context';
+import { count } from '../format';
 import { readPending } from './pending';
 
 export interface NodeStatus {
@@ -37,11 +38,14 @@ export async function runStatus(ctx: Context, opts: { maxAgeMs?: number }): Prom
   const pending = readPending(ctx.pendingPath);
   return withStore(ctx.databaseUrl, { doing: 'reading the key status' }, async (store) => {
     const canary = requireCanary(await store.readCanary());
+    let fileProblem = false;
     const nodes: NodeStatus[] = ctx.targets.map((t) => {
       try {
         const k = readConfigKey(t);
         return { path: t.path, fingerprint: k.fingerprint, matchesDatabase: canaryOpensWith(canary, k) };
       } catch (e) {
+        // A config file that is missing or cannot be read is a file problem (exit 8); one holding no usable key is a node out of step (13).
+        if (isMasterKeyError(e, 'CONFIG_MISSING') || isMasterKeyError(e, 'CONFIG_UNREADABLE')) fileProblem = true;
         return { path: t.path, error: (e as Error).message, matchesDatabase: false };
       }
     });
@@ -50,7 +54,7 @@ export async function runStatus(ctx: Context, opts: { maxAgeMs?: number }): Prom
     const last = await store.lastHistory();
     const holder = pending ? await store.lockHolder() : undefined;
     const mismatched = nodes.filter((n) => !n.matchesDatabase).length;
-    const exitCode = pending ? ExitCode.INTERRUPTED : mismatched ? ExitCode.NODE_MISMATCH : overdue ? ExitCode.OVERDUE : ExitCode.OK;
+    const exitCode = pending ? ExitCode.INTERRUPTED : fileProblem ? ExitCode.FILES : mismatched ? ExitCode.NODE_MISMATCH : overdue ? ExitCode.OVERDUE : ExitCode.OK;
     return {
       database: store.description,
       fingerprint: canary.fingerprint,
@@ -80,10 +84,10 @@ export function renderStatus(s: StatusResult): string {
   const out: string[] = [];
   out.push(`database      ${s.database}`);
   out.push(`key           ${s.fingerprint} (generation ${s.generation})`);
-  out.push(`set at        ${s.keySetAt} (${s.keyAgeDays} days ago)${s.maxAgeDays !== undefined ? `; policy allows ${s.maxAgeDays} days: ${s.overdue ? 'OVERDUE, rotate now' : 'ok'}` : ''}`);
+  out.push(`set at        ${s.keySetAt} (${count(s.keyAgeDays)} days ago)${s.maxAgeDays !== undefined ? `; policy allows ${s.maxAgeDays} days: ${s.overdue ? 'OVERDUE, rotate now' : 'ok'}` : ''}`);
   if (s.lastRotation) {
     const r = s.lastRotation;
-    out.push(`last rotation ${r.committedAt.toISOString?.() ?? String(r.committedAt)}: ${r.oldFingerprint} -> ${r.newFingerprint}, ${r.updated} secrets, ${r.outcome}`);
+    out.push(`last rotation ${r.committedAt.toISOString?.() ?? String(r.committedAt)}: ${r.oldFingerprint} -> ${r.newFingerprint}, ${count(r.updated)} secrets, ${r.outcome}`);
   } else {
     out.push('last rotation none recorded');
   }

@@ -9,14 +9,31 @@
  * a master key except the keys handed to `scan` and `reencrypt`. Each
  * method's comment states the guarantee every implementation must give;
  * the contract tests (`test/store.test.ts`) check them on every store.
+ *
+ * Changes since the seam was introduced (stage 1 of issue 9):
+ * - `ReadTx.backup` is called inside the rotation's write transaction, after
+ *   `lockSecretTables`, must be durable (fsynced) before it resolves, and
+ *   must hold the values as they were when it was called even though
+ *   `reencrypt` is called right after it without waiting.
+ * - `Store.restore(backup)` (put every backed-up value back) is replaced by
+ *   `WriteTx.restoreFrom(backup, inv, decide)`: the store pairs backed-up and live
+ *   values and writes what the runbook decides, so a restore re-seals values
+ *   written after the backup instead of stranding them; the runbook replaces
+ *   the canary itself (`replaceCanary`).
+ * - `Store.drill(backup, inv, fn)`: a scratch copy of a backup to verify,
+ *   leaving the live database untouched (`restore --drill`).
+ * - `ReadTx.verify(inv, key, { expected })`: apply's one verification scan
+ *   (digest of what is stored against what `reencrypt` wrote, plus a random
+ *   sample opened), replacing a full decryption.
  */
 import type { KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
-import type { ReencryptResult, ScanResult, StreamOptions } from '../engine/stream';
+import type { ReencryptResult, ScanResult, StreamOptions, VerifyOptions, VerifyResult } from '../engine/stream';
 import { MasterKeyError } from '../errors';
 import type { Inventory } from '../inventory/inventory';
 
-export type { ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../engine/stream';
+export type { ReencryptResult, ScanResult, SecretFailure, StreamOptions, VerifyOptions, VerifyResult } from '../engine/stream';
+export type { InventoryDigest } from '../engine/stream-digest';
 
 /** Which database this is: recorded in pending files and backups so they are never applied to another one. */
 export interface StoreIdentity {
@@ -93,6 +110,11 @@ export function inventoryLocations(inv: Pick<Inventory, 'entries'>): Location[] 
   return [...seen.values()];
 }
 
+/** The additional-data columns the entries at a location name (`InventoryEntry.aad`), each once. */
+export function aadColumnsAt(inv: Pick<Inventory, 'entries'>, loc: Pick<Location, 'table' | 'column'>): string[] {
+  return [...new Set(inv.entries.filter((e) => e.table === loc.table && e.column === loc.column && e.aad).map((e) => e.aad!.column))];
+}
+
 /** What an inventory holds, counted without opening anything. */
 export interface InventoryCounts {
   /** Rows holding at least one non-NULL inventory column (a row can hold several values). */
@@ -117,8 +139,49 @@ export interface BackupToRestore {
   readonly dir: string;
   /** What `backup` returned then (from the manifest). */
   readonly part: Pick<BackupPart, 'values' | 'locations'>;
-  /** The canary as it was when the backup was taken. */
+  /** The canary as it was when the backup was taken (a store whose backup holds the canary too checks it). */
   readonly canary: Pick<CanaryRow, 'fingerprint' | 'generation' | 'sealed' | 'keyCreatedAt'>;
+}
+
+/** A stored value's place in a backup and in the live rows: its row id, the live text, the backed-up text (undefined where absent). */
+export interface ValuePair {
+  readonly id: string;
+  /** The value stored now (a column's text; a whole document for JSON columns). */
+  readonly live?: string;
+  /** The value the backup holds for the same row. */
+  readonly backup?: string;
+  /**
+   * The live row's additional-data columns as text (NULL: null), by column
+   * name, when the location's entries name any (`InventoryEntry.aad`);
+   * absent when the row is gone.
+   */
+  readonly aad?: Readonly<Record<string, string | null>>;
+}
+
+/**
+ * Restore's decision for one batch of pairs of a location: the text to
+ * store for each pair (same order), or undefined to leave that row as it is.
+ */
+export type RestoreDecision = (loc: Location, pairs: readonly ValuePair[]) => ReadonlyArray<string | undefined> | Promise<ReadonlyArray<string | undefined>>;
+
+/** What `WriteTx.restoreFrom` went through. */
+export interface RestoreCounts {
+  /** Values the backup holds (equal to its manifest's count). */
+  readonly backupValues: number;
+  /** Pairs handed to the decision (every place holding a value live, in the backup, or both). */
+  readonly pairs: number;
+  /** Rows written. */
+  readonly written: number;
+}
+
+/** A scratch copy of a backup (`Store.drill`): where its values are, and the inventory pointing there. */
+export interface ScratchCopy {
+  /** The caller's inventory with every table re-pointed at the copy (same kinds, codecs, columns, paths). */
+  readonly inventory: Inventory;
+  /** The live table each scratch table stands for (to name places in what a scan finds). */
+  readonly liveTable: (scratchTable: string) => string;
+  /** Values loaded from the backup (equal to its manifest's count). */
+  readonly values: number;
 }
 
 /** Reads in one consistent snapshot of the database. */
@@ -132,11 +195,25 @@ export interface ReadTx {
    */
   scan(inv: Inventory, keys: KeySource, opts?: StreamOptions): Promise<ScanResult>;
   /**
+   * Proves the database stores what a re-encryption wrote without opening
+   * every value again: reads every stored value of the inventory in this
+   * snapshot, compares their order-independent digest (`stream-digest.ts`:
+   * table, column, row id, path and text of each) with `opts.expected`
+   * (what `reencrypt` returned), and opens a random sample (CSPRNG) with
+   * `key`. Never throws for a value that differs or does not open: the
+   * result says what holds and what that proves.
+   */
+  verify(inv: Inventory, key: MasterKey, opts?: VerifyOptions): Promise<VerifyResult>;
+  /**
    * Writes into `dir` (it exists, is empty and 0700) a copy of every value
-   * the inventory covers, exactly as this transaction sees it, in files
-   * created 0600 and flushed to disk before this resolves. Inside a write
-   * transaction after `lockSecretTables`, that is exactly what `reencrypt`
-   * rewrites. Fails with DISK_FULL or BACKUP_UNWRITABLE (see
+   * the inventory covers, exactly as this transaction sees it when `backup`
+   * is called, in files created 0600 and flushed to disk before this
+   * resolves. Inside a write transaction after `lockSecretTables`, that is
+   * exactly what `reencrypt` rewrites, and apply calls `reencrypt` right
+   * after `backup`, without waiting: the backup must still hold the values
+   * as they were before (PostgreSQL reads them on a second connection in
+   * this transaction's snapshot; a store with one connection may simply
+   * finish the backup first). Fails with DISK_FULL or BACKUP_UNWRITABLE (see
    * `backupFileError`) when the files cannot be written.
    */
   backup(inv: Inventory, dir: string, opts?: Pick<StreamOptions, 'batchSize'>): Promise<BackupPart>;
@@ -159,6 +236,18 @@ export interface WriteTx extends ReadTx {
    * value does not open; the caller's transaction then rolls back.
    */
   reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts?: StreamOptions): Promise<ReencryptResult>;
+  /**
+   * The store's part of a restore. Pairs every value of the backup with the
+   * live value at the same place (location and row id), as this transaction
+   * sees the rows (call it after `lockSecretTables`): values only live come
+   * with `backup` undefined, values only in the backup with `live`
+   * undefined; each live one with its row's additional-data columns when
+   * `inv` names any there. Hands the pairs to `decide` in bounded batches and writes
+   * back, by row id in this transaction, each text it returns. Fails with
+   * BACKUP_CORRUPT, before writing anything, when the backup's files do not
+   * hold what its manifest says.
+   */
+  restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts?: Pick<StreamOptions, 'batchSize'>): Promise<RestoreCounts>;
   /** Replaces the canary (keeping its key entry); CANARY_NOT_FOUND when there is none. */
   replaceCanary(canary: CanaryUpdate): Promise<void>;
   /** Adds a row to the rotation history. */
@@ -220,13 +309,15 @@ export interface Store {
    */
   write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T>;
   /**
-   * Puts a backup back, all or nothing: every backed-up value and the
-   * canary as they were. The caller holds the rotation lock and has checked
-   * the backup's checksums and identity. BACKUP_CORRUPT, changing nothing,
-   * when the backup's files do not match what its manifest says. Resolves
-   * to the number of values put back.
+   * A restore drill: puts the backup's values into a scratch copy that only
+   * this call sees (PostgreSQL: temporary tables in a transaction that is
+   * always rolled back) and runs fn on a read view of it. The live tables
+   * are not read, locked or written, and nothing of the copy outlives the
+   * call. BACKUP_CORRUPT when the backup's files do not hold what its
+   * manifest says. `inv` says how each backed-up column is read (text, or
+   * a JSON document).
    */
-  restore(backup: BackupToRestore, opts?: Pick<StreamOptions, 'batchSize'>): Promise<number>;
+  drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>, opts?: Pick<StreamOptions, 'batchSize'>): Promise<T>;
   /** A typed error for what the driver threw while `doing` (e.g. "rotating the master key"); a MasterKeyError passes unchanged. */
   explain(e: unknown, doing: string): MasterKeyError;
   /** Ends the session (and releases the rotation lock). Never throws. */

@@ -31,6 +31,8 @@ export interface StoreFixture {
   addSecret(url: string, key: MasterKey, plaintext: string): Promise<string>;
   /** Deletes one secret's row (a git access token), as a running server would; its place, `table.column:id`. */
   removeSecret(url: string): Promise<string>;
+  /** Deletes the row of a secret `addSecret` stored (its place). */
+  removeSecretAt(url: string, place: string): Promise<void>;
   /** Removes the database (a SQLite file: with the directory it is in). */
   drop(url: string): Promise<void>;
 }
@@ -43,6 +45,9 @@ const serverWrites = {
     const sealed = actCodec().seal(key, Buffer.from(plaintext, 'utf8'));
     const [row] = await sqlQuery<{ id: unknown }>(url, "INSERT INTO git_credentials (provider, access_token) VALUES ('gitlab', $1) RETURNING id", [sealed]);
     return `git_credentials.access_token:${String(row.id)}`;
+  },
+  removeSecretAt: async (url: string, place: string) => {
+    await sqlQuery(url, 'DELETE FROM git_credentials WHERE id = $1', [Number(place.split(':')[1])]);
   },
   removeSecret: async (url: string) => {
     const [row] = await sqlQuery<{ id: unknown }>(url, 'DELETE FROM git_credentials WHERE id = (SELECT min(id) FROM git_credentials) RETURNING id');

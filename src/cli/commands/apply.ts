@@ -5,8 +5,9 @@ import { Command } from 'commander';
 import { ExitCode, ExitCodeValue, MasterKeyError } from '../../errors';
 import { runApply } from '../../rotation/phases';
 import { RotationPlan } from '../../rotation/plan';
+import { count } from '../../format';
 import { summaryLine } from '../../rotation/report';
-import { CliCommand, CommonOpts, DeclaredOpts, Io, declared, emit, makeContext, newKeySource, withCommon, withDeclared, withRotationDirs } from '../options';
+import { CliCommand, CommonOpts, DeclaredOpts, Io, declared, emit, makeContext, newKeySource, withCommon, withDeclared, withBatchSize, withDirs, withHooks } from '../options';
 
 export interface ApplyCliOptions extends CommonOpts, DeclaredOpts {
   newKeyFile?: string;
@@ -27,7 +28,7 @@ function readSavedPlan(path: string): RotationPlan {
 export const apply = {
   define: (program: Command) =>
     withDeclared(
-      withRotationDirs(withCommon(program.command('apply').description('rotate: preflight, backup, re-encrypt in one transaction, config update, verify, report'))),
+      withBatchSize(withHooks(withDirs(withCommon(program.command('apply').description('rotate: preflight, backup, re-encrypt in one transaction, config update, verify, report'))))),
       'declared generation: rotate only when the database is below it (idempotent)',
     )
       .option('--new-key-file <path>', 'read the new key from this file (default: generate one)')
@@ -53,8 +54,9 @@ export const apply = {
         '',
         `Rotation complete: ${rep.oldFingerprint} -> ${rep.newFingerprint} (generation ${rep.fromGeneration} -> ${rep.toGeneration}).`,
         summaryLine(rep),
-        ...Object.entries(rep.byKind).map(([k, v]) => `  ${k.padEnd(34)} ${String(v).padStart(10)}`),
-        `Verification: ${rep.verification.checked} secrets open with the new key, ${rep.verification.failures} fail; the old key opens ${rep.verification.openWithOldKey}.`,
+        ...Object.entries(rep.byKind).map(([k, v]) => `  ${k.padEnd(34)} ${count(v).padStart(10)}`),
+        `Verification: ${rep.verification.proved}`,
+        `Server down: ${count(rep.timing.serverDownMs)} ms of ${count(rep.timing.totalMs)} ms (stop hook to start hooks).`,
         `Backup: ${rep.backup.path} (manifest sha256 ${rep.backup.manifestSha256})`,
         `Report: ${r.reportFiles.markdown}`,
         'Back up the new master key now.',

@@ -1,21 +1,31 @@
-/** `master-key restore`: put a backup back (stored values, canary and config files). */
+/** `master-key restore`: put a backup back without stranding a secret, or `--drill`: restore it into a scratch copy and prove it opens. */
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { ExitCode, ExitCodeValue } from '../../errors';
-import { runRestore } from '../../rotation/restore';
-import { CliCommand, CommonOpts, Io, emit, makeContext, withCommon } from '../options';
+import { runDrill, runRestore } from '../../rotation/restore';
+import { CliCommand, CommonOpts, Io, emit, makeContext, withBatchSize, withCommon } from '../options';
 
 export interface RestoreOptions extends CommonOpts {
   backup: string;
+  drill?: boolean;
 }
 
 export const restore = {
   define: (program: Command) =>
-    withCommon(program.command('restore').description('put a backup back: stored values, canary and config files')).requiredOption('--backup <dir>', 'backup directory printed by apply'),
+    withBatchSize(
+      withCommon(
+        program
+          .command('restore')
+          .description('put a backup back (values, canary, config files), re-sealing values written since under its key; or --drill: restore it into a scratch copy and check it'),
+      ),
+    )
+      .requiredOption('--backup <dir>', 'backup directory printed by apply')
+      .option('--drill', 'restore into a scratch copy and open every value with the backup\'s key; the live database and config files are not touched'),
 
   async run(o: RestoreOptions, io: Io): Promise<ExitCodeValue> {
-    const r = await runRestore(makeContext(o, io), resolve(o.backup));
-    emit(io, o.json, { ok: true, ...r }, '');
-    return ExitCode.OK;
+    const ctx = makeContext(o, io);
+    const r = o.drill ? await runDrill(ctx, resolve(o.backup)) : await runRestore(ctx, resolve(o.backup));
+    emit(io, o.json, { ok: r.verification.ok, ...r }, '');
+    return r.verification.ok ? ExitCode.OK : ExitCode.UNDECRYPTABLE;
   },
 } satisfies CliCommand;

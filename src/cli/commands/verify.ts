@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { ExitCode, ExitCodeValue } from '../../errors';
 import { runVerify } from '../../rotation/verify';
+import { count } from '../../format';
 import { CliCommand, CommonOpts, Io, emit, makeContext, withCommon } from '../options';
 
 export const verify = {
@@ -16,7 +17,7 @@ export const verify = {
       o.json,
       { ok, fingerprint: r.fingerprint, checked: r.scan.total, byKind: r.scan.byKind, failures: r.scan.failures, failureCount: r.scan.failureCount },
       [
-        `${ok ? 'OK' : 'FAILED'}: ${r.scan.total - r.scan.failureCount} of ${r.scan.total} secrets open with ${r.fingerprint}.`,
+        `${ok ? 'OK' : 'FAILED'}: ${count(r.scan.total - r.scan.failureCount)} of ${count(r.scan.total)} secrets open with ${r.fingerprint}.`,
         ...r.scan.failures.map((f) => `  ${f.table}.${f.column}${f.path ? `#${f.path}` : ''} id=${f.id} (${f.kind}): ${f.code}`),
       ].join('\n'),
     );

@@ -1,34 +1,10 @@
 /**
- * Small row-level helpers shared by backup and restore: stream a table's
- * (id, value) pairs through a server-side cursor in bounded batches, and
- * write values back by id in batches.
+ * Small row-level helpers of restore: a column's type, and writing values
+ * back by id in batches.
  */
 import { ClientBase } from 'pg';
 import { quoteIdent } from '../../inventory/inventory';
 import { Location } from '../store';
-
-let cursorSeq = 0;
-
-/**
- * Calls fn with batches of [id, value-as-text] for every non-NULL value.
- * Must run inside a transaction (cursors live in one).
- */
-export async function forEachValueBatch(c: ClientBase, loc: Location, batchSize: number, fn: (rows: Array<[string, string]>) => Promise<void> | void): Promise<void> {
-  const cur = `mk_cur_${++cursorSeq}`;
-  const id = quoteIdent(loc.idColumn);
-  const col = quoteIdent(loc.column);
-  await c.query(`DECLARE ${cur} NO SCROLL CURSOR FOR SELECT ${id}::text AS id, ${col}::text AS v FROM ${quoteIdent(loc.table)} WHERE ${col} IS NOT NULL ORDER BY ${id}`);
-  try {
-    for (;;) {
-      const r = await c.query({ text: `FETCH ${batchSize} FROM ${cur}`, rowMode: 'array' });
-      if (r.rows.length === 0) break;
-      await fn(r.rows as Array<[string, string]>);
-      if (r.rows.length < batchSize) break;
-    }
-  } finally {
-    await c.query(`CLOSE ${cur}`).catch(() => undefined);
-  }
-}
 
 /** The SQL type of a column, e.g. `text`, `jsonb`, `bigint`. */
 export async function columnType(c: ClientBase, table: string, column: string): Promise<string> {

@@ -8,7 +8,8 @@ import { Client } from 'pg';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError, isMasterKeyError } from '../../errors';
-import { reencryptInventory, scanInventory } from '../../engine/stream';
+import { VerifyOptions, reencryptInventory, scanInventory, verifyInventory } from '../../engine/stream';
+import { connectReader, exportSnapshot } from '../../engine/stream-source';
 import { ACT_SCHEMA_SQL } from '../../inventory/act-preset';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import {
@@ -19,16 +20,17 @@ import {
   InventoryCounts,
   OpenOptions,
   ReadTx,
+  RestoreCounts,
+  RestoreDecision,
+  ScratchCopy,
   Store,
   StreamOptions,
   WriteTx,
-  canaryNotFound,
   inventoryLocations,
 } from '../store';
-import { backupValues, restoreValues } from './backup';
+import { backupValues, restoreFrom, scratchCopy } from './backup';
 import { assertWritable, connect, describeUrl, translatePgError, withTransaction } from './client';
 import {
-  META_SCHEMA,
   acquireRotationLock,
   createMetadata,
   databaseIdentity,
@@ -65,8 +67,29 @@ class PostgresTx implements WriteTx {
     return scanInventory(this.c, inv, keys, opts);
   }
 
-  backup(inv: Inventory, dir: string, opts: Pick<StreamOptions, 'batchSize'> = {}) {
-    return backupValues(this.c, inv, dir, opts.batchSize);
+  verify(inv: Inventory, key: MasterKey, opts?: VerifyOptions) {
+    return verifyInventory(this.c, inv, key, opts);
+  }
+
+  /**
+   * Reads on a second connection in this transaction's snapshot, exported
+   * by the call's first statement (before anything the caller does next),
+   * so the backup can run while `reencrypt` writes on this connection. When
+   * the snapshot cannot be shared (this transaction already wrote to a
+   * secret table), reads on this connection instead.
+   */
+  async backup(inv: Inventory, dir: string) {
+    const snapshot = await exportSnapshot(this.c, [...new Set(inv.entries.map((e) => quoteIdent(e.table)))]);
+    if (!snapshot) return backupValues(this.c, inv, dir);
+    const reader = await connectReader(this.url, snapshot);
+    let ok = false;
+    try {
+      const part = await backupValues(reader.client, inv, dir);
+      ok = true;
+      return part;
+    } finally {
+      await (ok ? reader.close() : reader.abort());
+    }
   }
 
   /** SHARE ROW EXCLUSIVE: blocks writers, not readers (the hot path's EXCLUSIVE lock goes further while it rewrites). */
@@ -78,6 +101,10 @@ class PostgresTx implements WriteTx {
   /** A second connection reads the rows in this transaction's snapshot while this one writes. */
   reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}) {
     return reencryptInventory(this.c, inv, from, to, { ...opts, readerUrl: this.url });
+  }
+
+  restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
+    return restoreFrom(this.c, backup, inv, decide, opts.batchSize);
   }
 
   replaceCanary(canary: CanaryUpdate): Promise<void> {
@@ -175,19 +202,14 @@ class PostgresStore implements Store {
     return withTransaction(this.c, () => fn(this.tx));
   }
 
-  restore(backup: BackupToRestore, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<number> {
-    return withTransaction(this.c, async () => {
-      if (!(await readCanary(this.c, true))) throw canaryNotFound();
-      const values = await restoreValues(this.c, backup, opts.batchSize);
-      const cn = backup.canary;
-      await this.c.query(`UPDATE ${META_SCHEMA}.canary SET fingerprint = $1, generation = $2, sealed = $3, key_created_at = $4, updated_at = now()`, [
-        cn.fingerprint,
-        cn.generation,
-        cn.sealed,
-        cn.keyCreatedAt,
-      ]);
-      return values;
-    });
+  /** Temporary tables in a transaction that always rolls back (CREATE TEMPORARY needs a read-write transaction, but touches no live table). */
+  async drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<T> {
+    await this.c.query('BEGIN');
+    try {
+      return await fn(this.tx, await scratchCopy(this.c, backup, inv, opts.batchSize));
+    } finally {
+      await this.c.query('ROLLBACK').catch(() => undefined);
+    }
   }
 
   explain(e: unknown, doing: string): MasterKeyError {

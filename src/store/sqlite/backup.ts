@@ -3,18 +3,19 @@
  * through SQLite's online backup API in the caller's transaction (a
  * consistent copy even while the server runs, including what a WAL file
  * holds), then switched to a rollback journal so the copy is one
- * self-contained file that opens anywhere, read-only too. Restore puts it
- * back through the same API (all or nothing: a crash mid-restore leaves a
- * journal that rolls the live file back), only while no other process has
- * the live file open.
+ * self-contained file that opens anywhere, read-only too. Restore reads
+ * the backed-up values from that copy and writes, in the caller's write
+ * transaction, what the runbook decides for each (`restoreValuesFrom`); a
+ * drill restores the copy into a scratch database through the same API
+ * (`drillCopy`).
  */
-import { closeSync, constants, fsyncSync, openSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fsyncSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MasterKeyError } from '../../errors';
-import { fsReason } from '../../fsutil';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
-import { BackupPart, BackupToRestore, Location, backupFileError, inventoryLocations } from '../store';
-import { BUSY_TIMEOUT_MS, Db, connect, sqliteModule, translateSqliteError, withTransaction } from './driver';
+import { BackupPart, BackupToRestore, Location, RestoreCounts, RestoreDecision, ScratchCopy, ValuePair, aadColumnsAt, backupFileError, inventoryLocations } from '../store';
+import { Db, connect, translateSqliteError, withTransaction } from './driver';
 import { readCanary } from './meta';
 
 /** The database's copy inside a backup directory. */
@@ -106,51 +107,6 @@ function sqliteFileError(e: unknown, path: string, doing: string): MasterKeyErro
   return translateSqliteError(e, doing, path);
 }
 
-/** Other processes that have `path` (or its -wal, -shm or -journal file) open, as `pid (command)`; processes this user may not inspect are not seen. */
-export function otherProcessesWithFileOpen(path: string): string[] {
-  const targets = new Set<string>();
-  for (const p of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) {
-    try {
-      const st = statSync(p);
-      targets.add(`${st.dev}:${st.ino}`);
-    } catch {
-      // absent
-    }
-  }
-  let pids: string[];
-  try {
-    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d) && Number(d) !== process.pid);
-  } catch (e) {
-    throw new MasterKeyError('DB_BUSY', `Cannot tell whether another process has ${path} open (/proc: ${fsReason(e)}); stop the server and restore with its files copied by hand.`);
-  }
-  const holders: string[] = [];
-  for (const pid of pids) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue; // gone, or not ours to inspect
-    }
-    for (const fd of fds) {
-      try {
-        const st = statSync(`/proc/${pid}/fd/${fd}`);
-        if (!targets.has(`${st.dev}:${st.ino}`)) continue;
-      } catch {
-        continue;
-      }
-      let cmd = '';
-      try {
-        cmd = readlinkSync(`/proc/${pid}/exe`);
-      } catch {
-        cmd = '?';
-      }
-      holders.push(`pid ${pid} (${cmd})`);
-      break;
-    }
-  }
-  return holders;
-}
-
 /**
  * Checks a backup's copy before it is put back: a sound SQLite file whose
  * canary and value count are what the manifest says. BACKUP_CORRUPT otherwise.
@@ -179,50 +135,125 @@ export function checkBackupCopy(backup: BackupToRestore): string {
   return path;
 }
 
+/** A value as restore hands it on: text, or a stand-in no codec accepts for a value that is not text (a number or a blob). */
+function asText(v: unknown): string | undefined {
+  if (v === null || v === undefined) return undefined;
+  return typeof v === 'string' ? v : '\u0000';
+}
+
+/** Identity of a key value for maps (an integer 1 and a text '1' are different rows). */
+const keyOf = (v: unknown) => `${typeof v}:${String(v)}`;
+
 /**
- * Puts the backup's database file back over the live one at `livePath`,
- * through the backup API into the live file (its journal mode is kept),
- * after checking that no other process has it open. Resolves to the
- * number of values the restored file holds.
+ * Restore, store side (`WriteTx.restoreFrom`), inside the caller's write
+ * transaction: checks the backup's database copy (BACKUP_CORRUPT before
+ * anything is written), loads its values of the backed-up locations into a
+ * temporary table, then for each location walks every row id that holds a
+ * value live or in the backup, in key order a batch at a time, hands the
+ * pairs (with the live row's additional-data columns) to `decide`, and
+ * writes back what it returns, by id.
  */
-export async function restoreDatabase(livePath: string, backup: BackupToRestore): Promise<number> {
+export async function restoreValuesFrom(db: Db, backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, batchSize = 2000): Promise<RestoreCounts> {
   const copyPath = checkBackupCopy(backup);
-  const holders = otherProcessesWithFileOpen(livePath);
-  if (holders.length > 0) {
-    throw new MasterKeyError(
-      'DB_BUSY',
-      `Another process has the SQLite database ${livePath} open (${holders.join(', ')}); nothing was changed: stop the server and run restore again.`,
-      { holders },
-    );
-  }
-  const busy = () =>
-    new MasterKeyError('DB_BUSY', `The SQLite database ${livePath} stayed locked by another process while the backup was put back; nothing was changed: stop the server and run restore again.`);
-  const Database = sqliteModule();
-  const copy = new Database(copyPath, { readonly: true, fileMustExist: true });
-  let since = Date.now();
-  let left = Infinity;
-  let pages = 0;
+  const copy = connect(copyPath, { readonly: true });
+  db.exec('CREATE TEMP TABLE IF NOT EXISTS mk_backup_values (t TEXT NOT NULL, c TEXT NOT NULL, id NOT NULL, v NOT NULL)');
+  db.exec('DELETE FROM temp.mk_backup_values');
+  let backupValues = 0;
+  let pairs = 0;
+  let written = 0;
   try {
-    ({ totalPages: pages } = await copy.backup(livePath, {
-      // The driver retries a step that found the live file locked without end: give up after the busy timeout.
-      progress: ({ remainingPages }) => {
-        if (remainingPages < left) [left, since] = [remainingPages, Date.now()];
-        else if (Date.now() - since > BUSY_TIMEOUT_MS) throw busy();
-        return PAGES_PER_STEP;
-      },
-    }));
-  } catch (e) {
-    throw translateSqliteError(e, 'putting the backup back', livePath);
+    const load = db.prepare('INSERT INTO temp.mk_backup_values (t, c, id, v) VALUES (?, ?, ?, ?)');
+    for (const loc of backup.part.locations) {
+      const col = quoteIdent(loc.column);
+      for (const row of copy.prepare(`SELECT ${quoteIdent(loc.idColumn)} AS id, ${col} AS v FROM ${quoteIdent(loc.table)} WHERE ${col} IS NOT NULL`).safeIntegers(true).iterate() as Iterable<{ id: unknown; v: unknown }>) {
+        load.run(loc.table, loc.column, row.id, row.v);
+        backupValues++;
+      }
+    }
+    db.exec('CREATE INDEX IF NOT EXISTS temp.mk_backup_values_at ON mk_backup_values (t, c, id)');
+    for (const loc of backup.part.locations) {
+      const id = quoteIdent(loc.idColumn);
+      const col = quoteIdent(loc.column);
+      const table = quoteIdent(loc.table);
+      const aad = aadColumnsAt(inv, loc);
+      const ids = (after: boolean) =>
+        db
+          .prepare(
+            `SELECT id FROM (SELECT ${id} AS id FROM ${table} WHERE ${col} IS NOT NULL${after ? ` AND ${id} > ?` : ''}
+                 UNION SELECT id FROM temp.mk_backup_values WHERE t = ? AND c = ?${after ? ' AND id > ?' : ''}) ORDER BY id LIMIT ?`,
+          )
+          .pluck()
+          .safeIntegers(true);
+      const first = ids(false);
+      const next = ids(true);
+      const live = (n: number) =>
+        db.prepare(`SELECT ${id} AS id, ${col} AS v${aad.map((a, i) => `, CAST(${quoteIdent(a)} AS TEXT) AS a${i}`).join('')} FROM ${table} WHERE ${col} IS NOT NULL AND ${id} IN (${new Array(n).fill('?').join(', ')})`).safeIntegers(true);
+      const saved = (n: number) => db.prepare(`SELECT id, v FROM temp.mk_backup_values WHERE t = ? AND c = ? AND id IN (${new Array(n).fill('?').join(', ')})`).safeIntegers(true);
+      const update = db.prepare(`UPDATE ${table} SET ${col} = ? WHERE ${id} = ?`).safeIntegers(true);
+      let after: unknown;
+      for (;;) {
+        const keys = (after === undefined ? first.all(loc.table, loc.column, batchSize) : next.all(after, loc.table, loc.column, after, batchSize)) as unknown[];
+        if (keys.length === 0) break;
+        const liveRows = new Map((live(keys.length).all(...keys) as Array<Record<string, unknown>>).map((r) => [keyOf(r.id), r]));
+        const savedRows = new Map((saved(keys.length).all(loc.table, loc.column, ...keys) as Array<{ id: unknown; v: unknown }>).map((r) => [keyOf(r.id), r.v]));
+        const batch: ValuePair[] = keys.map((k) => {
+          const l = liveRows.get(keyOf(k));
+          const lv = asText(l?.v);
+          const bv = asText(savedRows.get(keyOf(k)));
+          return {
+            id: String(k),
+            ...(lv !== undefined ? { live: lv } : {}),
+            ...(bv !== undefined ? { backup: bv } : {}),
+            ...(aad.length && l ? { aad: Object.fromEntries(aad.map((a, i) => [a, (l[`a${i}`] as string | null) ?? null])) } : {}),
+          };
+        });
+        pairs += batch.length;
+        const texts = await decide(loc, batch);
+        texts.forEach((text, i) => {
+          if (text !== undefined) written += update.run(text, keys[i]).changes;
+        });
+        if (keys.length < batchSize) break;
+        after = keys[keys.length - 1];
+      }
+    }
   } finally {
     copy.close();
+    db.exec('DROP TABLE IF EXISTS temp.mk_backup_values');
   }
-  // The driver also reports a copy refused at the first step as finished: the live file must now hold the backup's canary.
-  const live = connect(livePath, { readonly: true });
+  if (backupValues !== backup.part.values) {
+    throw new MasterKeyError('BACKUP_CORRUPT', `The backup lists ${backup.part.values} values but its database holds ${backupValues}; it cannot be restored.`);
+  }
+  return { backupValues, pairs, written };
+}
+
+/**
+ * A restore drill (`Store.drill`): checks the backup's database copy,
+ * restores it through SQLite's backup API into a scratch database in a new
+ * temporary directory (0700), and runs `fn` on a read transaction there; the
+ * scratch database is removed afterwards, whatever happens. The live file is
+ * not opened.
+ */
+export async function drillCopy<T>(backup: BackupToRestore, inv: Inventory, fn: (db: Db, path: string, copy: ScratchCopy) => Promise<T>): Promise<T> {
+  const copyPath = checkBackupCopy(backup);
+  const dir = mkdtempSync(join(tmpdir(), 'mk-drill-'));
   try {
-    const canary = readCanary(live);
-    if (pages === 0 || !canary || canary.sealed !== backup.canary.sealed) throw busy();
+    chmodSync(dir, 0o700);
+    const scratch = join(dir, 'drill.sqlite');
+    const source = connect(copyPath, { readonly: true });
+    try {
+      await source.backup(scratch);
+    } catch (e) {
+      throw translateSqliteError(e, 'restoring the backup into a scratch database', scratch);
+    } finally {
+      source.close();
+    }
+    const db = connect(scratch);
+    try {
+      return await withTransaction(db, () => fn(db, scratch, { inventory: inv, liveTable: (t) => t, values: backup.part.values }), 'read');
+    } finally {
+      db.close();
+    }
   } finally {
-    live.close();
+    rmSync(dir, { recursive: true, force: true });
   }
-  return backup.part.values;
 }

@@ -23,19 +23,23 @@ import {
   LockHolder,
   OpenOptions,
   ReadTx,
+  RestoreCounts,
+  RestoreDecision,
+  ScratchCopy,
   Store,
   StoreIdentity,
   StreamOptions,
+  VerifyOptions,
   WriteTx,
   canaryNotFound,
 } from '../store';
 import { ACT_SCHEMA_SQLITE } from './act-schema';
-import { backupBesideWriter, backupDatabase, restoreDatabase } from './backup';
+import { backupBesideWriter, backupDatabase, drillCopy, restoreValuesFrom } from './backup';
 import { Db, connect, fileWritable, translateSqliteError, withTransaction } from './driver';
 import { RotationLock } from './lock';
 import { CANARY_TABLE, databaseId, insertCanary, insertHistory, lastHistory, readCanary, replaceCanary, setHistoryOutcome, tableExists } from './meta';
 import { sqliteFile } from './url';
-import { countValues, planTables, reencryptValues, scanValues } from './values';
+import { countValues, planTables, reencryptValues, scanValues, verifyValues } from './values';
 
 /** Opens a SQLite store on `url` (`sqlite:/absolute/path`; a relative path against the working directory). */
 export async function openSqlite(url: string, opts: OpenOptions = {}): Promise<Store> {
@@ -71,11 +75,37 @@ class SqliteTx implements WriteTx {
     return scanValues(this.db, inv, keys, opts);
   }
 
-  /** In a read transaction: its snapshot; in the write transaction before it writes: the committed database, which is what it sees. */
+  /**
+   * In a read transaction: its snapshot; in the write transaction before it
+   * writes: the committed database, which is what it sees. The write
+   * transaction's writes wait until the backup is done (`settled`), so a
+   * re-encryption started right after still finds it complete first.
+   */
   backup(inv: Inventory, dir: string) {
     if (this.state === 'read') return backupDatabase(this.db, inv, dir);
     if (this.state === 'written') throw new MasterKeyError('INTERNAL', 'The backup must be taken before the write transaction writes; this is a bug in the caller.');
-    return backupBesideWriter(this.path, inv, dir);
+    const done = backupBesideWriter(this.path, inv, dir);
+    this.backingUp = done.catch(() => undefined);
+    return done;
+  }
+
+  /** A backup this transaction started, until it is done. */
+  private backingUp?: Promise<unknown>;
+
+  /** Waits for a backup in progress (the transaction must not write before it is done). */
+  private async settled(): Promise<void> {
+    await this.backingUp;
+    this.backingUp = undefined;
+  }
+
+  verify(inv: Inventory, key: MasterKey, opts?: VerifyOptions) {
+    return verifyValues(this.db, inv, key, opts);
+  }
+
+  async restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
+    await this.settled();
+    this.writing();
+    return restoreValuesFrom(this.db, backup, inv, decide, opts.batchSize);
   }
 
   /** `BEGIN IMMEDIATE` took the database's write lock: every other writer already waits; this checks the tables. */
@@ -84,7 +114,8 @@ class SqliteTx implements WriteTx {
     planTables(this.db, inv);
   }
 
-  reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts?: StreamOptions) {
+  async reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts?: StreamOptions) {
+    await this.settled();
     this.writing();
     return reencryptValues(this.db, inv, from, to, opts);
   }
@@ -192,9 +223,13 @@ class SqliteStore implements Store {
     return withTransaction(this.db, () => ((this.tx.state = 'write'), fn(this.tx)), 'write');
   }
 
-  async restore(backup: BackupToRestore): Promise<number> {
-    if (!readCanary(this.db)) throw canaryNotFound();
-    return restoreDatabase(this.path, backup);
+  /** Restores the backup's database into a scratch file of its own and reads it there; the live file is not opened. */
+  drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>): Promise<T> {
+    return drillCopy(backup, inv, (db, path, copy) => {
+      const tx = new SqliteTx(db, path);
+      tx.state = 'read';
+      return fn(tx, copy);
+    });
   }
 
   explain(e: unknown, doing: string): MasterKeyError {

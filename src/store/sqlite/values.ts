@@ -15,7 +15,7 @@ import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError } from '../../errors';
 import { mapAhead, undecryptable } from '../../engine/stream-batch';
-import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES } from '../../engine/stream';
+import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES, VerifyOptions, VerifyResult, VerifyScan } from '../../engine/stream';
 import { ValueDigest } from '../../engine/stream-digest';
 import { AadLayout, ColumnPlan, aadLayout, groupInventory, processBatch } from '../../engine/stream-plan';
 import { Inventory, inventoryKinds, quoteIdent } from '../../inventory/inventory';
@@ -192,6 +192,18 @@ export async function reencryptValues(db: Db, inv: Inventory, from: KeySource, t
     await closeCrypto(crypto);
   }
   return { total, byKind: kinds.byKind, updated, digest: digest.result(), crypto: crypto.mode };
+}
+
+/**
+ * Verification (`ReadTx.verify`), in the caller's read transaction: every
+ * stored value digested with its place and counted, a random sample opened
+ * with `key` (the engine's `VerifyScan`, as on PostgreSQL).
+ */
+export async function verifyValues(db: Db, inv: Inventory, key: MasterKey, opts: VerifyOptions = {}): Promise<VerifyResult> {
+  const batchSize = batchSizeOf(opts);
+  const scan = new VerifyScan(inv, opts);
+  for (const t of planTables(db, inv)) for (const { rows } of batches(db, t, batchSize)) scan.add(t.table, t.columns, rows, 1, 0, t.aad);
+  return scan.finish(key);
 }
 
 /** Counts rows holding values and their stored bytes, opening nothing. */
