@@ -116,7 +116,7 @@ function reportOf(dir: string, rotationId: string, toGeneration: number): string
   return undefined;
 }
 
-/** The secrets per kind, counted by the store (aggregate queries: nothing opened, nothing locked). */
+/** The secrets per kind, counted by the store (aggregate queries: nothing opened, no rotation or write lock taken). */
 function counted(ctx: Context): Promise<InventoryCounts> {
   return withStore(ctx.databaseUrl, { doing: 'counting the stored secrets', label: 'terraform-provider-masterkey' }, (store) => store.count(ctx.inventory));
 }
