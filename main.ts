@@ -6,6 +6,14 @@
  * (or the context key `cdk`) picks one, else the one installed (cdktf when
  * both are).
  *
+ * The key is this package's own terraform provider (`masterkey_key`), which
+ * reads the database and the config files at plan time; `MK_RESOURCE=terraform_data`
+ * (or the context key `resourceType`) declares it as `terraform_data` +
+ * `local-exec` instead. Run as a program (`node dist/main.js`, as the cdktf
+ * CLI does), it synthesizes and installs the provider into the implicit
+ * local mirror of every stack that uses it, so an offline `terraform init`
+ * there finds it.
+ *
  * | setting          | environment          | cdktf.json context  | default                         |
  * | ---------------- | -------------------- | ------------------- | ------------------------------- |
  * | stack name       | MK_STACK             | stackName           | master-key                      |
@@ -19,17 +27,19 @@
  * | backup dir       | MK_BACKUP_DIR        | backupDir           | <root>/.mk-work/backups         |
  * | report dir       | MK_REPORT_DIR        | reportDir           | <root>/.mk-work/reports         |
  * | URL variable     | MK_DATABASE_URL_ENV  | databaseUrlEnv      | DATABASE_URL                    |
- * | resource type    | MK_RESOURCE          | resourceType        | terraform_data                  |
+ * | resource type    | MK_RESOURCE          | resourceType        | provider                        |
  * | state file       | MK_STATE_FILE        | stateFile           | <cwd>/terraform.<stack>.tfstate |
  * | policy evaluated | MK_POLICY_AT         | policyEvaluatedAt   | the time of synth               |
  * | library          | MK_CDK               | cdk                 | cdktf if installed, else cdktn  |
  */
 import type { App, TerraformStack } from 'cdktf';
 import type { IConstruct } from 'constructs';
-import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { MasterKey, MasterKeyInventory, MasterKeyProps } from './constructs';
 import { chooseFramework, frameworkOf } from './constructs/framework';
 import { MasterKeyError } from './src/errors';
+import { PROVIDER_SOURCE, installProvider } from './src/provider/install';
 
 /** The project root (main.ts sits there; main.js sits in dist/). */
 export const PROJECT_ROOT = resolve(__dirname, __dirname.endsWith(`${'/'}dist`) ? '..' : '.');
@@ -93,7 +103,7 @@ export function exampleSettings(context: (key: string) => unknown, env: NodeJS.P
       inventory: inventory === 'act' ? MasterKeyInventory.act() : MasterKeyInventory.fromFile(inventory),
       backupDir: get('backupDir') ?? resolve(work, 'backups'),
       reportDir: get('reportDir') ?? resolve(work, 'reports'),
-      resourceType: (get('resourceType') ?? 'terraform_data') as MasterKeyProps['resourceType'],
+      resourceType: (get('resourceType') ?? 'provider') as MasterKeyProps['resourceType'],
     },
   };
 }
@@ -131,9 +141,37 @@ export function buildApp(app: App = newApp(), env: NodeJS.ProcessEnv = process.e
   return app;
 }
 
+/** A synthesized stack as cdktf's manifest.json lists it. */
+export interface ManifestStack {
+  readonly name: string;
+  readonly workingDirectory: string;
+  readonly annotations?: ReadonlyArray<{ readonly constructPath: string; readonly level: string; readonly message: string }>;
+}
+
+/** The stacks synthesized into `outdir` (from its manifest.json). */
+export function synthesizedStacks(outdir: string): ManifestStack[] {
+  const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8')) as { stacks: Record<string, ManifestStack> };
+  return Object.values(manifest.stacks);
+}
+
+/**
+ * Installs terraform-provider-masterkey into the implicit local mirror
+ * (`terraform.d/plugins`) of every stack synthesized into `outdir` that
+ * requires it, so `terraform init` there finds it offline with no CLI
+ * configuration; the stacks' directories, for messages.
+ */
+export function installProviderBesideStacks(outdir: string): string[] {
+  const dirs = synthesizedStacks(outdir).map((s) => join(outdir, s.workingDirectory));
+  const using = dirs.filter((dir) => readFileSync(join(dir, 'cdk.tf.json'), 'utf8').includes(`"${PROVIDER_SOURCE}"`));
+  for (const dir of using) installProvider({ pluginsDir: join(dir, 'terraform.d', 'plugins') });
+  return using;
+}
+
 if (require.main === module) {
   try {
-    buildApp().synth();
+    const app = buildApp();
+    app.synth();
+    installProviderBesideStacks(app.outdir);
   } catch (e) {
     process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
     process.exitCode = e instanceof MasterKeyError ? e.exitCode : 1;

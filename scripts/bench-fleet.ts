@@ -1,5 +1,5 @@
 /**
- * `npm run bench:fleet -- [--size 20] [--secrets 1000] [--parallelism 5] [--rows N] [--json]`
+ * `npm run bench:fleet -- [--size 20] [--secrets 1000] [--parallelism 5] [--rows N [--store postgres|sqlite] [--inventory bench|act]] [--json]`
  *
  * Terraform wall times, measured in one run on one PostgreSQL server:
  *
@@ -12,10 +12,13 @@
  *   timed: the refresh-and-plan (`terraform plan`) with nothing to do and the
  *   plan of a rotation, with the provider's own ReadResource and
  *   PlanResourceChange times from its log; the full CLI `master-key plan`
- *   (which opens every secret) is timed beside them.
+ *   (which opens every secret) is timed beside them. `--store sqlite` puts
+ *   that installation in a SQLite file (WAL, as ACT runs act.db) instead;
+ *   `--inventory act` seeds the ACT preset's tables (secrets spread over
+ *   every kind, JSON documents included) instead of the bench's one column.
  *
- * Starts its own embedded PostgreSQL unless DATABASE_URL is set. Needs
- * terraform on PATH.
+ * Starts its own embedded PostgreSQL unless DATABASE_URL is set (not needed
+ * with `--store sqlite`). Needs terraform on PATH.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,7 +32,12 @@ import { removeEmbeddedData, startEmbeddedPostgres, EmbeddedServer } from '../sr
 import { runInit } from '../src/rotation/init';
 import { installationContext } from '../src/provider/engine';
 import { installProvider } from '../src/provider/install';
-import { BENCH_INVENTORY, restoreBench, seedBench } from './bench-data';
+import { actCodec } from '../src/crypto/codec';
+import { sqliteModule } from '../src/store/sqlite/driver';
+import { isSqliteUrl, sqliteFile } from '../src/store/sqlite/url';
+import { withTestSql } from '../test/support/sql';
+import { seedActSecrets } from './local-act';
+import { BENCH_INVENTORY, BENCH_TABLE, plaintext, restoreBench, seedBench } from './bench-data';
 import { Installation, createFleet, declareFleet, dropFleet, fleetEnv } from './fleet';
 
 interface Options {
@@ -37,11 +45,15 @@ interface Options {
   readonly secrets: number;
   readonly parallelism: number;
   readonly rows?: number;
+  /** The store of the `--rows` installation. */
+  readonly store: 'postgres' | 'sqlite';
+  /** Its secrets: the bench's one text column, or the ACT preset's tables (JSON documents included). */
+  readonly inventory: 'bench' | 'act';
   readonly json: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const o = { size: 20, secrets: 1000, parallelism: 5, rows: undefined as number | undefined, json: false };
+  const o = { size: 20, secrets: 1000, parallelism: 5, rows: undefined as number | undefined, store: 'postgres' as Options['store'], inventory: 'bench' as Options['inventory'], json: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = () => {
@@ -54,8 +66,11 @@ function parseArgs(argv: readonly string[]): Options {
     else if (a === '--parallelism') o.parallelism = num();
     else if (a === '--rows') o.rows = num();
     else if (a === '--json') o.json = true;
-    else throw new Error(`unknown option ${a}`);
+    else if (a === '--store' && (argv[i + 1] === 'postgres' || argv[i + 1] === 'sqlite')) o.store = argv[++i] as Options['store'];
+    else if (a === '--inventory' && (argv[i + 1] === 'bench' || argv[i + 1] === 'act')) o.inventory = argv[++i] as Options['inventory'];
+    else throw new Error(`unknown option ${a}${a === '--store' ? ' (give postgres or sqlite)' : a === '--inventory' ? ' (give bench or act)' : ''}`);
   }
+  if ((o.store === 'sqlite' || o.inventory === 'act') && o.rows === undefined) throw new Error('--store and --inventory time one installation: give --rows N too (the fleet runs on one PostgreSQL server)');
   return o;
 }
 
@@ -121,6 +136,8 @@ async function benchFleet(mode: RotationResourceType, fleet: Installation[], dir
 
 interface LargeTimes {
   readonly rows: number;
+  readonly store: Options['store'];
+  readonly inventory: Options['inventory'];
   readonly refreshPlanSeconds: number;
   readonly readResourceMs: number;
   readonly planResourceChangeMs: number;
@@ -136,35 +153,70 @@ function rpcMs(log: string, rpc: string): number {
   return Math.max(...all);
 }
 
-async function benchLarge(adminUrl: string, dir: string, rows: number): Promise<LargeTimes> {
-  const database = `bench_large_${process.pid}`;
+/** A new, empty database for the large installation: on the server `adminUrl` names, or a SQLite file in `dir` (WAL, as ACT runs act.db); its URL. */
+async function emptyDatabase(store: Options['store'], adminUrl: string, dir: string): Promise<string> {
+  if (store === 'sqlite') {
+    const path = join(dir, 'large.db');
+    const db = new (sqliteModule())(path);
+    db.pragma('journal_mode = wal');
+    db.close();
+    return `sqlite:${path}`;
+  }
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
-  await admin.query(`CREATE DATABASE "${database}"`);
+  await admin.query(`CREATE DATABASE "bench_large_${process.pid}"`);
   await admin.end();
   const u = new URL(adminUrl);
-  u.pathname = `/${database}`;
-  const url = u.toString();
-  const key = MasterKey.generate();
-  const configPath = join(dir, 'large.env');
-  const inventoryPath = join(dir, 'bench-inventory.json');
-  writeFileSync(configPath, `ACT_MASTER_KEY=${key.toHex()}\n`, { mode: 0o600 });
-  writeFileSync(inventoryPath, JSON.stringify(BENCH_INVENTORY));
+  u.pathname = `/bench_large_${process.pid}`;
+  return u.toString();
+}
+
+/** The bench's table of `rows` secrets under `key` (one plain column) in the database `url` names. */
+async function seedBenchTable(url: string, rows: number, key: MasterKey): Promise<void> {
+  if (isSqliteUrl(url)) {
+    const db = new (sqliteModule())(sqliteFile(url));
+    try {
+      db.exec(`CREATE TABLE ${BENCH_TABLE} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, value TEXT NOT NULL)`);
+      const insert = db.prepare(`INSERT INTO ${BENCH_TABLE} (id, name, value) VALUES (?, ?, ?)`);
+      const codec = actCodec();
+      const chunk = db.transaction((from: number, to: number) => {
+        for (let id = from; id <= to; id++) insert.run(id, `secret-${id}`, codec.seal(key, Buffer.from(plaintext(), 'utf8')));
+      });
+      for (let from = 1; from <= rows; from += 10_000) chunk(from, Math.min(rows, from + 9_999));
+      db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      db.close();
+    }
+    return;
+  }
   const c = new Client({ connectionString: url });
   await c.connect();
   try {
-    process.stderr.write(`seeding ${rows} secrets ...\n`);
     await seedBench(c, rows, key);
     await restoreBench(c, 'gcm');
     await c.query('DROP TABLE bench_seed, bench_seed_cbc, bench_plain');
   } finally {
     await c.end();
   }
+}
+
+async function benchLarge(adminUrl: string, dir: string, o: Options & { rows: number }): Promise<LargeTimes> {
+  const { rows, store } = o;
+  const key = MasterKey.generate();
+  const configPath = join(dir, 'large.env');
+  writeFileSync(configPath, `ACT_MASTER_KEY=${key.toHex()}\n`, { mode: 0o600 });
+  const inventoryPath = join(dir, 'bench-inventory.json');
+  if (o.inventory === 'bench') writeFileSync(inventoryPath, JSON.stringify(BENCH_INVENTORY));
+  const inventory = o.inventory === 'act' ? 'act' : inventoryPath;
+  process.stderr.write(`seeding ${rows} secrets (${store}, ${o.inventory} inventory) ...\n`);
+  const url = await emptyDatabase(store, adminUrl, dir);
+  if (o.inventory === 'act') await withTestSql(url, (db) => seedActSecrets(db, key, rows));
+  else await seedBenchTable(url, rows, key);
   const env = { MK_LARGE_URL: url };
-  await runInit(installationContext({ configFiles: [configPath], databaseUrlEnv: 'MK_LARGE_URL', inventory: inventoryPath }, () => undefined, env), { generation: 1, createActSchema: false });
+  await runInit(installationContext({ configFiles: [configPath], databaseUrlEnv: 'MK_LARGE_URL', inventory }, () => undefined, env), { generation: 1, createActSchema: false });
   const st = new Stack(dir, 'large');
   const keyAt = (generation: number) => (s: TerraformStack) =>
-    new MasterKeyConstruct(s, 'large', { name: 'large', generation, configFiles: [configPath], databaseUrlEnv: 'MK_LARGE_URL', inventory: MasterKeyInventory.fromFile(inventoryPath), backupDir: join(dir, 'large-backups'), resourceType: 'provider' });
+    new MasterKeyConstruct(s, 'large', { name: 'large', generation, configFiles: [configPath], databaseUrlEnv: 'MK_LARGE_URL', inventory: o.inventory === 'act' ? MasterKeyInventory.act() : MasterKeyInventory.fromFile(inventoryPath), backupDir: join(dir, 'large-backups'), resourceType: 'provider' });
   st.synth(keyAt(1));
   st.tf(['init'], env);
   st.tf(['apply', '-auto-approve'], env);
@@ -176,11 +228,13 @@ async function benchLarge(adminUrl: string, dir: string, rows: number): Promise<
   const rotation = st.tf(['plan', '-detailed-exitcode'], { ...env, TF_LOG: 'debug', TF_LOG_PATH: logPath }, [2]);
   const log2 = readFileSync(logPath, 'utf8');
   const t0 = process.hrtime.bigint();
-  const cli = spawnSync(process.execPath, [CLI, 'plan', '--generation', '2', '--config', configPath, '--database-url-env', 'MK_LARGE_URL', '--inventory', inventoryPath, '--json'], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const cli = spawnSync(process.execPath, [CLI, 'plan', '--generation', '2', '--config', configPath, '--database-url-env', 'MK_LARGE_URL', '--inventory', inventory, '--json'], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   const cliSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (cli.status !== 0) throw new Error(`master-key plan failed: ${cli.stderr}`);
   return {
     rows,
+    store,
+    inventory: o.inventory,
     refreshPlanSeconds: refresh.seconds,
     readResourceMs: rpcMs(log1, 'ReadResource'),
     planResourceChangeMs: rpcMs(log1, 'PlanResourceChange'),
@@ -197,13 +251,13 @@ async function main(): Promise<number> {
   const fleets: Installation[][] = [];
   let adminUrl = process.env.DATABASE_URL ?? '';
   try {
-    if (!adminUrl) {
+    if (!adminUrl && o.store === 'postgres') {
       server = await startEmbeddedPostgres({ settings: { max_wal_size: '8GB', checkpoint_timeout: '30min' } });
       adminUrl = server.adminUrl;
     }
     const report: { fleet?: FleetTimes[]; large?: LargeTimes; size: number; secrets: number; parallelism: number } = { size: o.size, secrets: o.secrets, parallelism: o.parallelism };
     if (o.rows !== undefined) {
-      report.large = await benchLarge(adminUrl, dir, o.rows);
+      report.large = await benchLarge(adminUrl, dir, { ...o, rows: o.rows });
     } else {
       report.fleet = [];
       for (const mode of ['provider', 'terraform_data'] as const) {
@@ -222,7 +276,7 @@ async function main(): Promise<number> {
       for (const f of report.fleet) process.stdout.write(`| ${f.resource} | ${f.planSeconds.toFixed(1)} | ${f.applySeconds.toFixed(1)} | ${f.noChangePlanSeconds.toFixed(1)} |\n`);
     } else if (report.large) {
       const l = report.large;
-      process.stdout.write(`One installation of ${l.rows.toLocaleString('en-US')} secrets through the provider (one run):\n\n`);
+      process.stdout.write(`One installation of ${l.rows.toLocaleString('en-US')} secrets (${l.store === 'sqlite' ? 'SQLite, WAL' : 'PostgreSQL'}; ${l.inventory === 'act' ? 'the ACT preset, JSON documents included' : 'one text column'}) through the provider (one run):\n\n`);
       process.stdout.write(`  terraform plan, nothing to do (refresh + plan):  ${l.refreshPlanSeconds.toFixed(1)} s wall; provider ReadResource ${l.readResourceMs} ms, PlanResourceChange ${l.planResourceChangeMs} ms\n`);
       process.stdout.write(`  terraform plan of a rotation:                    ${l.rotationPlanSeconds.toFixed(1)} s wall; provider PlanResourceChange ${l.rotationPlanResourceChangeMs} ms\n`);
       process.stdout.write(`  master-key plan (opens every secret):            ${l.cliFullPlanSeconds.toFixed(1)} s wall\n`);
@@ -233,7 +287,7 @@ async function main(): Promise<number> {
     if (server) {
       await server.stop();
       removeEmbeddedData(server);
-    } else if (o.rows !== undefined) {
+    } else if (o.rows !== undefined && o.store === 'postgres') {
       const admin = new Client({ connectionString: adminUrl });
       await admin.connect();
       await admin.query(`DROP DATABASE IF EXISTS "bench_large_${process.pid}" WITH (FORCE)`).catch(() => undefined);

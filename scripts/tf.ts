@@ -1,16 +1,19 @@
 /**
  * `npm run plan` / `npm run deploy`: synthesizes the example app (main.ts)
- * with the context from cdktf.json, prints the policy warnings, then runs
- * `terraform init` and `terraform plan` or `terraform apply` in the
- * synthesized stack directory. Extra arguments go to terraform
- * (`npm run deploy -- -auto-approve`). The database URL is read by the
- * rotation script from the environment this runs in, never from the config.
+ * with the context from cdktf.json, prints the policy warnings, installs
+ * terraform-provider-masterkey into the implicit local mirror of each stack
+ * that uses it (so `terraform init` finds it offline, with no CLI
+ * configuration), then runs `terraform init` and `terraform plan` or
+ * `terraform apply` in the synthesized stack directory. Extra arguments go
+ * to terraform (`npm run deploy -- -auto-approve`). The database URL is read
+ * from the environment this runs in, never from the config.
  *
- * Before terraform runs, an apply is refused (nothing started, nothing
- * tainted) when the rotation could not work: no database URL in the
- * environment, a missing config file, or no terminal to confirm on without
- * -auto-approve. A plan only warns. On a fresh checkout `npm run dev-db`
- * provides the database and the config file.
+ * Before terraform runs, what could not work is refused (nothing started,
+ * nothing tainted): no database URL in the environment or a missing config
+ * file (for an apply; for a plan too when the provider declares the key,
+ * since it reads both at plan time; a `terraform_data` plan only warns), and
+ * an apply with no terminal to confirm on without -auto-approve. On a fresh
+ * checkout `npm run dev-db` provides the database and the config file.
  *
  * Terraform runs with CHECKPOINT_DISABLE (no update check), with this
  * checkout's empty `.terraformrc` unless you have a CLI configuration of your
@@ -24,21 +27,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MasterKey } from '../constructs';
-import { buildApp, newApp, PROJECT_ROOT } from '../main';
-import { PROVIDER_SOURCE, installProvider } from '../src/provider/install';
+import { ManifestStack, buildApp, installProviderBesideStacks, newApp, PROJECT_ROOT, synthesizedStacks } from '../main';
 
 /** A synth annotation as cdktf writes it to manifest.json. */
-interface ManifestAnnotation {
-  readonly constructPath: string;
-  readonly level: string;
-  readonly message: string;
-}
-
-interface ManifestStack {
-  readonly name: string;
-  readonly workingDirectory: string;
-  readonly annotations?: readonly ManifestAnnotation[];
-}
+type ManifestAnnotation = NonNullable<ManifestStack['annotations']>[number];
 
 /** What cdktf.json says: the output folder and the app's context. */
 export function readCdktfJson(root: string): { output: string; context: Record<string, unknown> } {
@@ -58,27 +50,38 @@ export function synthesize(root: string, outdir: string): { stacks: ManifestStac
   const { context } = readCdktfJson(root);
   const app = buildApp(newApp({ outdir, context }));
   app.synth();
-  const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8')) as { stacks: Record<string, ManifestStack> };
-  return { stacks: Object.values(manifest.stacks), keys: app.node.findAll().filter((c): c is MasterKey => c instanceof MasterKey) };
+  return { stacks: synthesizedStacks(outdir), keys: app.node.findAll().filter((c): c is MasterKey => c instanceof MasterKey) };
+}
+
+/** What would make terraform fail: one sentence, and whether the plan fails too or only the apply. */
+export interface RotationProblem {
+  readonly text: string;
+  /** The provider reads the database and the config files at plan time; terraform_data only at apply. */
+  readonly failsPlan: boolean;
 }
 
 /**
- * What would make the rotation fail at apply, in one sentence each: the
- * database URL variable unset, a config file missing. Pure apart from
- * `exists`.
+ * What would make the rotation fail, in one sentence per key and cause: the
+ * database URL variable unset (the sentence names `npm run dev-db`, which
+ * also writes the example's config file, and the export line it prints), a
+ * config file missing. Pure apart from `exists`.
  */
-export function rotationProblems(keys: readonly MasterKey[], env: NodeJS.ProcessEnv, exists: (p: string) => boolean = existsSync): string[] {
-  const problems: string[] = [];
+export function rotationProblems(keys: readonly MasterKey[], env: NodeJS.ProcessEnv, exists: (p: string) => boolean = existsSync): RotationProblem[] {
+  const problems = new Map<string, RotationProblem>();
   for (const k of keys) {
     const s = k.settings;
+    const failsPlan = s.resourceType === 'provider';
+    const add = (text: string) => problems.set(text, { text, failsPlan: failsPlan || (problems.get(text)?.failsPlan ?? false) });
+    const missing = s.configFiles.filter((f) => !exists(f));
     if ('env' in s.databaseUrl && !env[s.databaseUrl.env]) {
-      problems.push(`${s.databaseUrl.env} is not set, so the rotation of "${s.name}" could not reach the database: run \`npm run dev-db\` for a local one and run the export line it prints, or export the URL of your database`);
+      const name = s.databaseUrl.env;
+      const then = name === 'DATABASE_URL' ? 'then run the `export DATABASE_URL=…` line it prints' : `export the URL it prints as ${name}`;
+      add(`${name} is not set, so terraform cannot reach the database of "${s.name}": run \`npm run dev-db\` for a local one${missing.length ? ' (it writes the example\'s config file too)' : ''} and ${then}, or export the URL of your database`);
+      continue;
     }
-    for (const f of s.configFiles) {
-      if (!exists(f)) problems.push(`the config file ${f} of "${s.name}" does not exist: \`npm run dev-db\` creates the example's, or point MK_CONFIG at your server's config file`);
-    }
+    for (const f of missing) add(`the config file ${f} of "${s.name}" does not exist: \`npm run dev-db\` creates the example's, or point MK_CONFIG at your server's config file`);
   }
-  return [...new Set(problems)];
+  return [...problems.values()];
 }
 
 /**
@@ -139,21 +142,20 @@ export function main(argv: readonly string[]): number {
   }
   for (const s of synth.stacks) for (const line of formatAnnotations(s.annotations ?? [])) process.stderr.write(`${line}\n`);
   const problems = rotationProblems(synth.keys, process.env);
-  if (problems.length > 0) {
-    const text = problems.map((p) => `${p.charAt(0).toUpperCase()}${p.slice(1)}.`).join('\n');
-    if (command === 'apply') {
-      process.stderr.write(`Not applying (terraform was not run, nothing changed):\n${text}\n`);
-      return 3;
-    }
-    process.stderr.write(`Warning: the plan is shown, but an apply would fail:\n${text}\n`);
+  const sentences = (ps: readonly RotationProblem[]) => ps.map((p) => `${p.text.charAt(0).toUpperCase()}${p.text.slice(1)}.`).join('\n');
+  const fatal = command === 'apply' ? problems : problems.filter((p) => p.failsPlan);
+  if (fatal.length > 0) {
+    process.stderr.write(`Not ${command === 'apply' ? 'applying' : 'planning'} (terraform was not run, nothing changed):\n${sentences(fatal)}\n`);
+    return 3;
   }
+  if (problems.length > 0) process.stderr.write(`Warning: the plan is shown, but an apply would fail:\n${sentences(problems)}\n`);
+  // A stack using our provider gets it in its own implicit local mirror, so init finds it offline.
+  installProviderBesideStacks(outdir);
   const env = terraformEnv(process.env, root, interactive);
   const colour = !!process.stdout.isTTY;
   for (const s of synth.stacks) {
     const dir = join(outdir, s.workingDirectory);
     process.stdout.write(`\n== stack ${s.name} (${dir}) ==\n`);
-    // A stack using our provider gets it in its own implicit local mirror, so init finds it offline.
-    if (readFileSync(join(dir, 'cdk.tf.json'), 'utf8').includes(`"${PROVIDER_SOURCE}"`)) installProvider({ pluginsDir: join(dir, 'terraform.d', 'plugins') });
     const init = terraform(terraformArgs('init', [], colour), dir, env);
     if (init !== 0) return init;
     const code = terraform(terraformArgs(command, rest, colour), dir, env);

@@ -10,7 +10,7 @@ import { removeScratch, scratchDir } from '../scripts/scratch';
 import 'cdktf/lib/testing/adapters/jest';
 import { provider as nullProvider, resource as nullResource } from '@cdktf/provider-null';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as cdktf from 'cdktf';
 import * as cdktn from 'cdktn';
@@ -20,7 +20,7 @@ import { ACT_PRESET } from '../src/inventory/act-preset';
 import { inventoryDigest } from '../src/inventory/inventory';
 import { isMasterKeyError } from '../src/errors';
 import { masterkeyStatus } from '../constructs';
-import { providerVersion } from '../src/provider/install';
+import { providerVersion, terraformPlatform } from '../src/provider/install';
 import { buildApp, exampleSettings, newApp } from '../main';
 import { chooseFramework } from '../constructs/framework';
 
@@ -506,17 +506,24 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       expect(() => exampleSettings(() => undefined, { MK_GENERATION: 'two' }, '/p')).toThrow(/generation "two".*whole number/);
     });
 
-    it('synthesizes with the committed cdktf.json context and passes the policy checks', () => {
+    it('synthesizes with the committed cdktf.json context through the provider and passes the policy checks; MK_RESOURCE=terraform_data still declares terraform_data', () => {
       const cdktfJson = JSON.parse(readFileSync(join(__dirname, '..', 'cdktf.json'), 'utf8'));
       expect(cdktfJson.app).toBe('node dist/main.js');
-      const app = testApp(cdktfJson.context);
+      expect(cdktfJson.context.resourceType).toBe('provider');
       const { buildApp } = require('../main') as typeof import('../main');
-      buildApp(app, {});
-      const stack = app.node.findChild('master-key') as Stack;
-      const out = Testing.synth(stack);
+      const example = (env: NodeJS.ProcessEnv) => {
+        const app = buildApp(testApp(cdktfJson.context), env);
+        const stack = app.node.findChild('master-key') as Stack;
+        expect(annotations(stack, 'error')).toEqual([]);
+        expect(annotations(stack, 'warn')).toEqual([]);
+        return stack;
+      };
+      const json = synthJson(example({}));
+      expect(Object.keys(json.resource)).toEqual(['masterkey_key']);
+      expect(json.resource.masterkey_key.master_key_act).toEqual(expect.objectContaining({ name: 'act', generation: 1, rotation_period_days: 90, database_url_env: 'DATABASE_URL', inventory: 'act' }));
+      expect(json.terraform).toEqual(expect.objectContaining({ required_providers: { masterkey: expect.objectContaining({ source: 'cdktf-master-key/masterkey' }) } }));
+      const out = Testing.synth(example({ MK_RESOURCE: 'terraform_data' }));
       expect(out).toHaveResourceWithProperties(DataResource, { triggers_replace: expect.objectContaining({ key: 'act', generation: '1', policy_window: expect.stringMatching(/^90d #\d+ from \d{4}-\d{2}-\d{2}$/) }) });
-      expect(annotations(stack, 'error')).toEqual([]);
-      expect(annotations(stack, 'warn')).toEqual([]);
     });
 
     it(`synthesizes to disk with app.synth() on ${libName} (MK_CDK=${libName}), as the ${libName} CLI would run it`, () => {
@@ -528,8 +535,8 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       app.synth();
       const json = readFileSync(join(outdir, 'stacks', 'master-key', 'cdk.tf.json'), 'utf8');
       EXAMPLE_JSON.set(libName, JSON.parse(json));
-      expect(JSON.parse(json).resource.terraform_data.master_key_act.triggers_replace).toEqual(
-        expect.objectContaining({ config_targets: 'dotenv ACT_MASTER_KEY: /srv/act/act.env', policy_window: '90d #228 from 2026-03-08' }),
+      expect(JSON.parse(json).resource.masterkey_key.master_key_act).toEqual(
+        expect.objectContaining({ config_files: ['/srv/act/act.env'], config_format: 'dotenv', key_name: 'ACT_MASTER_KEY', rotation_period_days: 90, rotation_evaluated_at: AT, backup_dir: '/srv/act/backups' }),
       );
       const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8'));
       expect(manifest.stacks['master-key'].annotations).toEqual([]);
@@ -543,7 +550,7 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
 const EXAMPLE_JSON = new Map<string, Record<string, unknown>>();
 
 describe('cdktf and cdktn', () => {
-  it('synthesize the same example configuration (logical ids, triggers and command unchanged; only the version stamp differs)', () => {
+  it('synthesize the same example configuration (logical ids, provider and arguments unchanged; only the version stamp differs)', () => {
     expect([...EXAMPLE_JSON.keys()].sort()).toEqual(['cdktf', 'cdktn']);
     const strip = (j: Record<string, unknown>) => {
       const { ['//']: stamp, ...rest } = j as { '//'?: { metadata?: { version?: string } } };
@@ -568,6 +575,22 @@ describe('cdktf and cdktn', () => {
     expect(`${r.stdout}${r.stderr}`).not.toContain(hex);
     expect(filesUnder(out).filter((f) => f.endsWith('cdk.tf.json'))).toEqual([]);
     for (const f of filesUnder(out)) expect(readFileSync(f, 'utf8')).not.toContain(hex);
+  }, 180_000);
+
+  it('`npx cdktf synth` of the example (the real cdktf CLI) writes masterkey_key and installs the provider into the implicit local mirror of the stack (terraform.d/plugins)', () => {
+    const dir = scratchDir('mk-cdktf-cli-');
+    const cli = join(__dirname, '..', 'node_modules', 'cdktf-cli', 'bundle', 'bin', 'cdktf');
+    const r = spawnSync(process.execPath, [cli, 'synth', '--output', join(dir, 'out')], {
+      cwd: join(__dirname, '..'),
+      encoding: 'utf8',
+      timeout: 150_000,
+      env: { ...process.env, CI: '1', CHECKPOINT_DISABLE: '1', MK_CDK: 'cdktf', MK_WORK_DIR: join(dir, 'work') },
+    });
+    expect(r.status).toBe(0);
+    const stackDir = join(dir, 'out', 'stacks', 'master-key');
+    expect(Object.keys(JSON.parse(readFileSync(join(stackDir, 'cdk.tf.json'), 'utf8')).resource)).toEqual(['masterkey_key']);
+    const launcher = join(stackDir, 'terraform.d', 'plugins', 'registry.terraform.io', 'cdktf-master-key', 'masterkey', providerVersion(), terraformPlatform(), `terraform-provider-masterkey_v${providerVersion()}`);
+    expect(statSync(launcher).mode & 0o111).toBe(0o111);
   }, 180_000);
 
   it('the example app picks its library from MK_CDK or the `cdk` context key, else cdktf when both are installed', () => {

@@ -1,10 +1,14 @@
 /**
  * `npm run plan` / `npm run deploy` on a fresh checkout, as the README says:
  * `npm run dev-db` starts a local ACT installation and prints exactly the
- * export line; the plan then runs, the deploy rotates; an apply that could
- * not work (no terminal to confirm on, no DATABASE_URL) is refused before
- * terraform runs; terraform's output has no colour codes off a terminal and
- * no CLI-configuration warning; `dev-db --stop` removes the installation.
+ * export line; the plan then shows the provider's view of the key (offline
+ * init from the implicit local mirror tf.js installs into, with no CLI
+ * configuration), the deploy rotates and the next plan has no changes; what
+ * could not work (no terminal to confirm an apply on; no DATABASE_URL, which
+ * the provider needs at plan time already) is refused before terraform
+ * runs, in one sentence naming `npm run dev-db` and its export line;
+ * terraform's output has no colour codes off a terminal and no
+ * CLI-configuration warning; `dev-db --stop` removes the installation.
  * MK_WORK_DIR and CDKTF_OUTDIR keep it all in a scratch folder instead of
  * the checkout's .mk-work/ and cdktf.out/.
  */
@@ -12,8 +16,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Client } from 'pg';
+import { exampleSettings, exampleStack, newApp } from '../main';
 import { parseKey } from '../src/crypto/key';
 import { scratchDir } from '../scripts/scratch';
+import { rotationProblems } from '../scripts/tf';
 import { describeTerraform } from './support/terraform';
 
 const REPO = resolve(__dirname, '..');
@@ -59,12 +65,20 @@ describe('npm run dev-db, then npm run plan / npm run deploy', () => {
       expect(out).not.toContain('Unable to open CLI configuration file');
     };
 
-    it('npm run plan shows the rotation resource, without colour codes or CLI-config warnings', () => {
+    const state = () => JSON.parse(readFileSync(join(work, 'terraform.tfstate'), 'utf8')).resources[0].instances[0].attributes;
+    const configKey = () => parseKey(/^ACT_MASTER_KEY=(.*)$/m.exec(readFileSync(join(work, 'act.env'), 'utf8'))![1]);
+
+    it("npm run plan installs the provider where an offline init finds it and shows the provider's plan: fingerprint and secrets by kind, without colour codes or CLI-config warnings", () => {
       // This machine's environment may name a missing TF_CLI_CONFIG_FILE: tf.js then uses the checkout's .terraformrc.
       const r = afterExport('node dist/scripts/tf.js plan', { TF_CLI_CONFIG_FILE: join(work, 'no-such.tfrc') });
       expect(r.stderr).not.toContain('Warning: the plan is shown, but an apply would fail');
       expect(r.status).toBe(0);
-      expect(r.stdout).toContain('# terraform_data.master_key_act will be created');
+      expect(r.stdout).toContain('Installed cdktf-master-key/masterkey v');
+      expect(r.stdout).toContain('# masterkey_key.master_key_act will be created');
+      expect(r.stdout).toMatch(new RegExp(`\\+ fingerprint\\s+= "${configKey().fingerprint}"`));
+      expect(r.stdout).toMatch(/\+ secrets\s+= 16\b/);
+      expect(r.stdout).toMatch(/"git access token"\s+= \d+/);
+      expect(existsSync(join(work, 'cdktf.out', 'stacks', 'master-key', '.terraform.lock.hcl'))).toBe(true);
       noise(r.stdout + r.stderr);
     });
 
@@ -76,26 +90,42 @@ describe('npm run dev-db, then npm run plan / npm run deploy', () => {
       expect(existsSync(join(work, 'terraform.tfstate'))).toBe(false);
     });
 
-    it('npm run deploy without DATABASE_URL is refused before terraform runs, pointing at npm run dev-db', () => {
-      const r = node('tf.js', ['apply', '-auto-approve']);
-      expect(r.status).toBe(3);
-      expect(r.stderr).toContain('Not applying (terraform was not run, nothing changed):');
-      expect(r.stderr).toContain('DATABASE_URL is not set, so the rotation of "act" could not reach the database: run `npm run dev-db`');
+    it('npm run plan and npm run deploy without DATABASE_URL are refused before terraform runs, in one sentence naming npm run dev-db and its export line', () => {
+      const sentence =
+        'DATABASE_URL is not set, so terraform cannot reach the database of "act": run `npm run dev-db` for a local one and then run the `export DATABASE_URL=…` line it prints, or export the URL of your database.';
+      for (const [args, header] of [
+        [['apply', '-auto-approve'], 'Not applying (terraform was not run, nothing changed):'],
+        [['plan'], 'Not planning (terraform was not run, nothing changed):'],
+      ] as const) {
+        const r = node('tf.js', [...args]);
+        expect(r.status).toBe(3);
+        expect(r.stderr).toContain(`${header}\n${sentence}\n`);
+        expect(r.stdout).not.toContain('Terraform');
+      }
       expect(existsSync(join(work, 'terraform.tfstate'))).toBe(false);
-      const plan = node('tf.js', ['plan']);
+      // Declared as terraform_data, the key is only needed at apply: the plan runs, with the warning.
+      const plan = node('tf.js', ['plan'], { MK_RESOURCE: 'terraform_data' });
       expect(plan.status).toBe(0);
-      expect(plan.stderr).toContain('Warning: the plan is shown, but an apply would fail:');
+      expect(plan.stderr).toContain(`Warning: the plan is shown, but an apply would fail:\n${sentence}\n`);
+      expect(plan.stdout).toContain('# terraform_data.master_key_act will be created');
     });
 
-    it('npm run deploy -- -auto-approve at generation 2 rotates every secret and the config file', () => {
-      const before = readFileSync(join(work, 'act.env'), 'utf8');
+    it('npm run deploy -- -auto-approve at generation 2 rotates every secret and the config file through the provider; the next plan has no changes', () => {
+      const before = configKey();
       const r = afterExport('node dist/scripts/tf.js apply -auto-approve', { MK_GENERATION: '2' });
       expect(r.status).toBe(0);
-      expect(r.stdout).toMatch(/Processed 16 secrets, 16 updated, 0 left unchanged due to errors\./);
+      expect(r.stdout).toContain('masterkey_key.master_key_act: Creation complete');
       expect(r.stdout).toContain('Apply complete! Resources: 1 added');
       noise(r.stdout + r.stderr);
-      expect(readFileSync(join(work, 'act.env'), 'utf8')).not.toBe(before);
-      expect(r.stdout).not.toContain(new URL(url).password);
+      const after = configKey();
+      expect(after.equals(before)).toBe(false);
+      expect(state()).toEqual(expect.objectContaining({ fingerprint: after.fingerprint, database_generation: 2, secrets: 16, undecryptable: 0, nodes_in_sync: true }));
+      expect(readFileSync(state().last_report, 'utf8')).toMatch(/Processed 16 secrets, 16 updated, 0 left unchanged due to errors\./);
+      expect(r.stdout + r.stderr).not.toContain(new URL(url).password);
+      expect(r.stdout + r.stderr).not.toContain(after.toHex());
+      const again = afterExport('node dist/scripts/tf.js plan -detailed-exitcode', { MK_GENERATION: '2' });
+      expect(again.status).toBe(0);
+      expect(again.stdout).toContain('No changes.');
     });
   });
 
@@ -107,5 +137,28 @@ describe('npm run dev-db, then npm run plan / npm run deploy', () => {
     const c = new Client({ connectionString: url });
     await expect(c.connect()).rejects.toThrow(/ECONNREFUSED/);
     expect(node('dev-db.js', ['--stop']).stderr).toContain('nothing to stop');
+  });
+});
+
+describe('what tf.js refuses before terraform runs (rotationProblems)', () => {
+  const keyOf = (env: NodeJS.ProcessEnv) => exampleStack(newApp({ outdir: scratchDir('mk-app-') }, {}), exampleSettings(() => undefined, env, '/srv/checkout')).key;
+
+  it('a fresh checkout (no URL, no config file) gets one sentence per key, naming npm run dev-db, which writes the config file too, and its export line; it fails the plan of a provider key only', () => {
+    const nothing = () => false;
+    expect(rotationProblems([keyOf({})], {}, nothing)).toEqual([
+      {
+        text: 'DATABASE_URL is not set, so terraform cannot reach the database of "act": run `npm run dev-db` for a local one (it writes the example\'s config file too) and then run the `export DATABASE_URL=…` line it prints, or export the URL of your database',
+        failsPlan: true,
+      },
+    ]);
+    expect(rotationProblems([keyOf({ MK_RESOURCE: 'terraform_data' })], {}, nothing)).toEqual([expect.objectContaining({ failsPlan: false })]);
+    expect(rotationProblems([keyOf({ MK_DATABASE_URL_ENV: 'ACT_DB' })], {}, () => true)[0].text).toContain('run `npm run dev-db` for a local one and export the URL it prints as ACT_DB, or export');
+  });
+
+  it('with the URL set, a missing config file is its own sentence; with both there, nothing', () => {
+    expect(rotationProblems([keyOf({})], { DATABASE_URL: 'postgresql://u@h/db' }, () => false)).toEqual([
+      { text: 'the config file /srv/checkout/.mk-work/act.env of "act" does not exist: `npm run dev-db` creates the example\'s, or point MK_CONFIG at your server\'s config file', failsPlan: true },
+    ]);
+    expect(rotationProblems([keyOf({})], { DATABASE_URL: 'postgresql://u@h/db' }, () => true)).toEqual([]);
   });
 });

@@ -4,10 +4,12 @@
  * by a test database), executed as the scheduled job would, day after day,
  * against a real ACT installation with real terraform:
  *
- * 1. no state yet: the plan shows the resource; apply adopts the key (not due);
+ * 1. no state yet: the plan shows the resource (through the provider, with
+ *    the key's fingerprint); apply adopts the key (not due);
  * 2. the next day: no change, nothing applied, the age gate passes;
- * 3. a new 90-day window starts: the plan shows it, apply rotates every
- *    secret and the config file;
+ * 3. a new 90-day window starts: the plan shows the rotation (the new
+ *    fingerprint known after apply), apply rotates every secret and the
+ *    config file;
  * 4. a key older than MAX_AGE that the plan does not rotate fails the job
  *    at the gate (exit 11).
  */
@@ -85,11 +87,12 @@ describeTerraform('the scheduled job, run after run', () => {
     return { code: 0, out };
   }
 
-  it('first run: no state, so the plan shows the resource; apply adopts the key without rotating', () => {
+  it("first run: no state, so the plan shows the resource with the key's fingerprint; apply adopts the key without rotating", () => {
     const r = runJob();
     expect(r.out).toContain('the plan shows a change; applying');
-    expect(r.out).toContain('terraform_data.master_key_act: Creation complete');
-    expect(r.out).toMatch(/Nothing to do: the database is already at generation 1 and the key was set within the current policy window/);
+    expect(r.out).toContain('# masterkey_key.master_key_act will be created');
+    expect(r.out).toMatch(new RegExp(`\\+ fingerprint\\s+= "${s.key.fingerprint}"`));
+    expect(r.out).toContain('masterkey_key.master_key_act: Creation complete');
     expect(r.out).toMatch(/policy allows 91 days: ok/);
     expect(r.code).toBe(0);
     expect(s.configKey().equals(s.key)).toBe(true);
@@ -106,8 +109,9 @@ describeTerraform('the scheduled job, run after run', () => {
     const in91Days = new Date(Date.now() + 91 * 86_400_000).toISOString().replace(/\.\d+Z$/, 'Z');
     const r = runJob({ MK_POLICY_AT: in91Days });
     expect(r.out).toContain('the plan shows a change; applying');
-    expect(r.out).toMatch(/policy_window\s+= "90d #\d+ from \d{4}-\d{2}-\d{2}" -> "90d #\d+ from/);
-    expect(r.out).toMatch(/Processed (\d+) secrets, \1 updated, 0 left unchanged due to errors\./);
+    expect(r.out).toContain('# masterkey_key.master_key_act will be updated in-place');
+    expect(r.out).toMatch(new RegExp(`~ fingerprint\\s+= "${s.key.fingerprint}" -> \\(known after apply\\)`));
+    expect(r.out).toContain('Apply complete! Resources: 0 added, 1 changed, 0 destroyed.');
     expect(r.code).toBe(0);
     const newKey = s.configKey();
     expect(newKey.equals(s.key)).toBe(false);
@@ -115,7 +119,9 @@ describeTerraform('the scheduled job, run after run', () => {
     expect(r.out).not.toContain(s.key.toHex());
     expect(r.out).not.toContain(new URL(s.url).password);
     expect(await readPlaintexts(s.url, newKey, s.plaintexts.keys())).toEqual(s.plaintexts);
-    expect(readdirSync(join(work, 'reports')).filter((f) => f.endsWith('.json'))).toHaveLength(1);
+    const reports = readdirSync(join(work, 'reports'));
+    expect(reports.filter((f) => f.endsWith('.json'))).toHaveLength(1);
+    expect(readFileSync(join(work, 'reports', reports.find((f) => f.endsWith('.md'))!), 'utf8')).toContain(`Processed ${s.plaintexts.size} secrets, ${s.plaintexts.size} updated, 0 left unchanged due to errors.`);
   }, 240_000);
 
   it('a key older than MAX_AGE that no plan rotates fails the job at the gate', async () => {

@@ -1,7 +1,7 @@
 /**
  * The provider's parts without terraform: msgpack values as the wire format
- * describes them, counting by query against the engine's own scan (real
- * PostgreSQL, awkward jsonb documents), arguments and import ids, the
+ * describes them (counting by query is the store contract's, in
+ * test/store.test.ts, on every store), arguments and import ids, the
  * per-launch certificate, and the plugin process itself spoken to over gRPC
  * with mutual TLS exactly as go-plugin does (handshake line, health, schema,
  * shutdown), plus its refusal to run without the magic cookie.
@@ -12,21 +12,13 @@ import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { Client } from 'pg';
-import { actCodec } from '../src/crypto/codec';
-import { MasterKey } from '../src/crypto/key';
-import { Keyring } from '../src/crypto/keyring';
-import { scanInventory } from '../src/engine/stream';
-import { Inventory } from '../src/inventory/inventory';
 import { validateKey } from '../src/provider/arguments';
 import { makeIdentity } from '../src/provider/certificate';
-import { countSecrets } from '../src/provider/counts';
 import { UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from '../src/provider/cty';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, loadProto } from '../src/provider/plugin-server';
 import { parseImportId } from '../src/provider/provider';
 import { KEY_RESOURCE, objectOf, typed } from '../src/provider/schema';
 import { caught } from './support/errors';
-import { dropDatabase, freshDatabase, withTestClient } from './support/db';
 
 const MAIN = join(__dirname, '..', 'dist', 'src', 'provider', 'main.js');
 
@@ -79,49 +71,6 @@ describe('arguments and import ids', () => {
     expect(caught(() => parseImportId('/etc/a.env')).message).toContain('is not NAME:PATH[,PATH...] nor a JSON object');
     expect(caught(() => parseImportId('{"name":"x","fingerprint":"mk:1"}')).message).toContain('names fingerprint, which masterkey_key does not take');
     expect(caught(() => parseImportId('{nope')).message).toContain('not valid JSON');
-  });
-});
-
-describe('counting by query agrees with the engine scan', () => {
-  let url = '';
-  beforeAll(async () => {
-    url = await freshDatabase('counts');
-  });
-  afterAll(() => dropDatabase(url));
-
-  it('counts text columns, jsonb paths with * over arrays and objects, where filters, and a location two entries name once', async () => {
-    const key = MasterKey.generate();
-    const seal = (s: string) => actCodec().seal(key, Buffer.from(s));
-    const inv: Inventory = {
-      name: 'odd',
-      entries: [
-        { kind: 'token', table: 'a', idColumn: 'id', column: 'tok', codec: 'act' },
-        { kind: 'token', table: 'a', idColumn: 'id', column: 'tok2', codec: 'act' },
-        { kind: 'env', table: 'b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['env', '*', 'value'], where: { key: 'secret', equals: true } },
-        { kind: 'level', table: 'b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['env', '*', 'value'], where: { key: 'level', equals: 2 } },
-        { kind: 'creds', table: 'b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['creds', '*'] },
-        { kind: 'first', table: 'b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['list', '0'] },
-        { kind: 'named', table: 'c', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['a.b', 'x'], where: { key: 'k', equals: 'yes' } },
-      ],
-    };
-    await withTestClient(url, async (c) => {
-      await c.query('CREATE TABLE a (id int PRIMARY KEY, tok text, tok2 varchar(2000)); CREATE TABLE b (id int PRIMARY KEY, doc jsonb); CREATE TABLE c (id int PRIMARY KEY, doc json)');
-      await c.query('INSERT INTO a VALUES (1, $1, NULL), (2, NULL, $2), (3, $3, $4), (4, NULL, NULL)', [seal('1'), seal('2'), seal('3'), seal('4')]);
-      const docs = [
-        { env: [{ value: seal('s'), secret: true }, { value: 'plain', secret: false }, { value: seal('both'), secret: true, level: 2 }, { value: seal('lvl'), level: 2.0 }, { value: 7, secret: true }], creds: { x: seal('x'), y: seal('y'), n: 5 }, list: [seal('l0'), seal('l1')] },
-        { env: { first: { value: seal('obj'), secret: true } }, creds: [seal('c0'), null], list: 'not a list' },
-        { other: true },
-        null,
-      ];
-      for (let i = 0; i < docs.length; i++) await c.query('INSERT INTO b VALUES ($1, $2)', [i + 1, docs[i] === null ? null : JSON.stringify(docs[i])]);
-      await c.query('INSERT INTO c VALUES (1, $1), (2, $2)', [JSON.stringify({ 'a.b': { x: seal('dotted'), k: 'yes' } }), JSON.stringify({ 'a.b': { x: seal('no'), k: 'no' } })]);
-    });
-    const [counted, scanned] = await withTestClient(url, async (c: Client) => [await countSecrets(c, inv), await scanInventory(c, inv, new Keyring([key]))] as const);
-    expect(scanned.failureCount).toBe(0);
-    expect(counted.byKind).toEqual(scanned.byKind);
-    expect(counted.total).toBe(scanned.total);
-    expect(counted.byKind).toEqual({ token: 4, env: 3, level: 1, creds: 3, first: 1, named: 1 });
-    expect(counted.storedBytes).toBe(scanned.storedBytes);
   });
 });
 

@@ -3,16 +3,20 @@
  * guarantee, checked on each real store through the factory that opens it
  * from a URL. The CLI suites test the same behaviour end to end.
  */
+import { randomUUID } from 'node:crypto';
 import { removeScratch, scratchDir } from '../scripts/scratch';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { actCodec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { MasterKeyError } from '../src/errors';
 import { Keyring } from '../src/crypto/keyring';
 import { ACT_PRESET } from '../src/inventory/act-preset';
+import { Inventory } from '../src/inventory/inventory';
 import { canaryFor, canaryOpensWith } from '../src/rotation/canary';
 import { openStore, withStore } from '../src/store/open';
 import { BackupPart, HistoryRow, Store, sameDatabase } from '../src/store/store';
+import { withTestSql } from './support/sql';
 import { STORES } from './support/stores';
 
 const PER_KIND = 3;
@@ -136,11 +140,15 @@ describe.each(STORES)('the $name store', (fixture) => {
       plaintexts = await fixture.seed(url, key, PER_KIND);
     });
 
-    it('counts rows and stored bytes without opening anything', async () => {
-      const counts = await (await open()).count(ACT_PRESET);
+    it('counts rows, values per kind and stored bytes without opening anything: what the scan finds', async () => {
+      const s = await open();
+      const counts = await s.count(ACT_PRESET);
       expect(counts.rows).toBe(ROWS);
       const sealedBytes = [...plaintexts.values()].reduce((a, p) => a + Buffer.byteLength(p), 0);
       expect(counts.storedBytes).toBeGreaterThan(sealedBytes);
+      const scan = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])));
+      expect(counts).toMatchObject({ values: scan.total, byKind: scan.byKind });
+      expect(counts.values).toBe(plaintexts.size);
     });
 
     it('scans every value in one snapshot, listing (never throwing for) values that do not open', async () => {
@@ -300,5 +308,70 @@ describe.each(STORES)('the $name store', (fixture) => {
       expect(thrown).toBe(stop);
       await lockOnceReleased(await open());
     });
+  });
+  it('counts by query exactly what the scan finds: plain columns, JSON paths with *, indexes and where, places two entries name, NULLs and values that are not strings', async () => {
+    const seal = (t: string) => actCodec().seal(key, Buffer.from(t));
+    const S = () => seal(randomUUID());
+    const inv: Inventory = {
+      name: 'odd',
+      entries: [
+        { kind: 'token', table: 'count_a', idColumn: 'id', column: 'tok', codec: 'act' },
+        { kind: 'token', table: 'count_a', idColumn: 'id', column: 'tok2', codec: 'act' },
+        // The same column again: its values are the first entry's.
+        { kind: 'token again', table: 'count_a', idColumn: 'id', column: 'tok', codec: 'act' },
+        { kind: 'env', table: 'count_b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['env', '*', 'value'], where: { key: 'secret', equals: true } },
+        { kind: 'level', table: 'count_b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['env', '*', 'value'], where: { key: 'level', equals: 2 } },
+        { kind: 'any env', table: 'count_b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['env', '*', 'value'] },
+        { kind: 'creds', table: 'count_b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['creds', '*'] },
+        { kind: 'first', table: 'count_b', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['list', '0'] },
+        { kind: 'named', table: 'count_c', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['a.b', 'x'], where: { key: 'k', equals: 'yes' } },
+        { kind: 'numbered', table: 'count_c', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['n', '*'], where: { key: 'v', equals: 2 } },
+      ],
+    };
+    const b = [
+      // env: secret, not secret, secret and level 2, level 2 only, a number, "true" as a string
+      {
+        env: [{ value: S(), secret: true }, { value: S(), secret: false }, { value: S(), secret: true, level: 2 }, { value: S(), level: 2 }, { value: 7, secret: true }, { value: S(), secret: 'true' }],
+        creds: { x: S(), y: S(), n: 5 },
+        list: [S(), S()],
+      },
+      // env an object, creds an array holding a null, list an object whose member is named "0"
+      { env: { first: { value: S(), secret: true } }, creds: [S(), null], list: { '0': S(), '1': S() } },
+      // env a string that reads as JSON, creds a string, an empty list: nothing to walk into
+      { env: JSON.stringify([{ value: S(), secret: true }]), creds: 'not a container', list: [] },
+      null,
+      S(),
+      5,
+    ];
+    const c = [
+      { 'a.b': { x: S(), k: 'yes' } },
+      { 'a.b': { x: S(), k: 'no' } },
+      { 'a.b': [{ x: S(), k: 'yes' }] },
+      { n: { v: 2, s: S() } },
+      { n: { v: '2', s: S() } },
+      { n: { v: 2.5, s: S() } },
+    ];
+    const pg = fixture.kind === 'postgres';
+    await withTestSql(url, async (db) => {
+      await db.exec(`CREATE TABLE count_a (id int PRIMARY KEY, tok text, tok2 varchar(2000));
+                     CREATE TABLE count_b (id int PRIMARY KEY, doc ${pg ? 'jsonb' : 'text'});
+                     CREATE TABLE count_c (id int PRIMARY KEY, doc ${pg ? 'json' : 'text'})`);
+      await db.query('INSERT INTO count_a VALUES (1, $1, NULL), (2, NULL, $2), (3, $3, $4), (4, NULL, NULL)', [S(), S(), S(), S()]);
+      for (const [table, docs] of [['count_b', b], ['count_c', c]] as const) {
+        for (let i = 0; i < docs.length; i++) await db.query(`INSERT INTO ${table} VALUES ($1, $2)`, [i + 1, docs[i] === null ? null : JSON.stringify(docs[i])]);
+      }
+    });
+    const s = await open();
+    const counts = await s.count(inv);
+    const scan = await s.read((tx) => tx.scan(inv, new Keyring([key])));
+    expect(scan.failureCount).toBe(0);
+    expect(counts.byKind).toEqual(scan.byKind);
+    expect(counts.values).toBe(scan.total);
+    expect(counts.byKind).toEqual({ token: 4, 'token again': 0, env: 3, level: 1, 'any env': 2, creds: 3, first: 2, named: 1, numbered: 1 });
+    // Rows with any non-NULL inventory column: 3 of count_a, 5 of count_b, 6 of count_c.
+    expect(counts.rows).toBe(14);
+    expect(counts.storedBytes).toBeGreaterThan(scan.storedBytes);
+    const missing: Inventory = { name: 'missing', entries: [{ kind: 'x', table: 'count_nowhere', idColumn: 'id', column: 'v', codec: 'act' }] };
+    await expect(s.count(missing)).rejects.toMatchObject({ code: 'INVENTORY_INVALID' });
   });
 });

@@ -2,10 +2,12 @@
 # Scheduled master-key rotation, as a CI job runs it (see github-actions.yml):
 #
 #   1. terraform plan of the declared key (`npm run plan`, i.e. node dist/scripts/tf.js plan)
-#      with -detailed-exitcode: 0 = nothing changed, 2 = a change (a new rotation-policy
-#      window started, the generation was raised, or there is no state yet);
-#   2. on a change, terraform apply: its local-exec runs `master-key apply`, which rotates
-#      only when the key is due (set before the current window, or below the generation);
+#      with -detailed-exitcode: 0 = nothing changed, 2 = a change. The example app declares
+#      the key through terraform-provider-masterkey, which reads the database and the config
+#      files at plan time: a change is a rotation due (a new rotation-policy window started,
+#      or the generation was raised), a node's config out of step, or no state yet;
+#   2. on a change, terraform apply: the provider rotates in-process (the same engine as
+#      `master-key apply`), only when the key is due;
 #   3. the gate: `master-key status --max-age` fails the job (exit 11) if the key is still
 #      older than the policy allows, and (exit 10) if a rotation was interrupted.
 #
@@ -15,8 +17,10 @@
 #   MAX_AGE       the oldest key the gate allows (default 90d; d, w, h or y)
 # plus any other MK_* setting of the example app (main.ts), e.g. MK_POLICY_DAYS, MK_STATE_FILE.
 # Keep terraform's state between runs (MK_STATE_FILE on storage the runs share, or a remote
-# backend): without it every run applies, which is still safe, since the rotation script
-# itself decides whether a rotation is due.
+# backend): without it every run applies, which is still safe, since the provider itself
+# rotates only when the key is due. (MK_RESOURCE=terraform_data declares the key as
+# terraform_data + local-exec running `master-key apply` instead; the plan then only sees
+# the declared generation and policy window.)
 set -eu
 cd "$(dirname "$0")/../.."
 

@@ -1,35 +1,35 @@
 /**
  * The provider's one seam to the rotation engine: everything the provider
  * does to a database or a config file goes through the functions here, which
- * call the same engine code as the CLI (`runApply`, `runStatus`, `runPlan`,
- * the plan builder and its preflight) in this process: no shell, no argv.
+ * call the same engine code as the CLI (`runApply`, `runStatus`, `runVerify`,
+ * and the facts `master-key plan` gathers, `gather`) in this process, on
+ * either store: no shell, no argv.
  * When the engine's entry points move, this is the file to re-point.
  *
  * Refresh and plan must stay fast on a large database, so they count sealed
- * values by query (./counts) and prove the key with the canary instead of
- * opening every row; `verify` asks for the full scan (the CLI's plan).
+ * values by query (`Store.count`, on either store) and prove the key with
+ * the canary instead of opening every row; `verify` asks for the full scan
+ * (the CLI's plan).
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { configTarget, readConfigEntry } from '../config/config-file';
 import { ConfigFormat } from '../config/formats';
 import { ErrorCode, MasterKeyError } from '../errors';
-import { inventoryDigest, loadInventory } from '../inventory/inventory';
-import { assertKeyOpensCanary, requireCanary } from '../rotation/canary';
+import { loadInventory } from '../inventory/inventory';
 import { Context, quietProgress } from '../rotation/context';
-import { Declared, decideRotation } from '../rotation/decide';
+import { Declared } from '../rotation/decide';
 import { FaultPoints } from '../rotation/faults';
-import { assertNoPending, readNodeKeys } from '../rotation/keys';
+import { assertNoPending } from '../rotation/keys';
 import { defaultPendingPath } from '../rotation/pending';
 import { runApply } from '../rotation/phases';
-import { buildPlan, PlanFacts, RotationPlan } from '../rotation/plan';
-import { preflight, runPlan } from '../rotation/preflight';
+import { RotationPlan } from '../rotation/plan';
+import { gather } from '../rotation/preflight';
 import { runRecover } from '../rotation/recover';
 import { renderStatus, runStatus, StatusResult } from '../rotation/status';
 import { runVerify } from '../rotation/verify';
 import { withStore } from '../store/open';
-import { connect, withTransaction } from '../store/postgres/client';
-import { countSecrets, SecretCounts } from './counts';
+import type { InventoryCounts } from '../store/store';
 
 export { renderStatus, runRecover };
 export type { StatusResult };
@@ -87,7 +87,7 @@ export interface KeyFacts {
   readonly generation: number;
   readonly keySetAt: string;
   readonly keyAgeDays: number;
-  readonly secrets: SecretCounts;
+  readonly secrets: InventoryCounts;
   readonly nodesInSync: boolean;
   readonly lastRotationAt?: string;
   /** The last rotation's Markdown report, when it is in the report directory. */
@@ -116,18 +116,9 @@ function reportOf(dir: string, rotationId: string, toGeneration: number): string
   return undefined;
 }
 
-/**
- * The secrets per kind, counted by query on a connection of our own (the
- * store counts rows, not values by kind). PostgreSQL only, as every store
- * is today; a second store needs a counting query of its own here.
- */
-async function counted(ctx: Context, bytes = true): Promise<SecretCounts> {
-  const c = await connect(ctx.databaseUrl, { applicationName: 'terraform-provider-masterkey' });
-  try {
-    return await withTransaction(c, () => countSecrets(c, ctx.inventory, { bytes }), 'read only');
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+/** The secrets per kind, counted by the store (aggregate queries: nothing opened, no rotation or write lock taken). */
+function counted(ctx: Context): Promise<InventoryCounts> {
+  return withStore(ctx.databaseUrl, { doing: 'counting the stored secrets', label: 'terraform-provider-masterkey' }, (store) => store.count(ctx.inventory));
 }
 
 /**
@@ -140,7 +131,7 @@ async function counted(ctx: Context, bytes = true): Promise<SecretCounts> {
 export async function readKey(ctx: Context, opts: { verify?: boolean; maxAgeMs?: number; refusePending?: boolean } = {}): Promise<KeyFacts> {
   if (opts.refusePending) assertNoPending(ctx);
   const status = await runStatus(ctx, { maxAgeMs: opts.maxAgeMs });
-  const secrets = await counted(ctx, false);
+  const secrets = await counted(ctx);
   let undecryptable: number | undefined;
   if (opts.verify) undecryptable = (await runVerify(ctx)).scan.failureCount;
   const last = status.lastRotation;
@@ -165,65 +156,27 @@ export interface Problem {
   readonly code: ErrorCode;
 }
 
-/** What terraform's plan shows: the engine's rotation plan, with its blockers as coded problems. */
+/** What terraform's plan shows: the engine's rotation plan (its secrets counted, or opened with `verify`), with its blockers as coded problems. */
 export interface KeyPlan {
   readonly plan: RotationPlan;
-  readonly secrets: SecretCounts;
   readonly problems: readonly Problem[];
 }
 
-/** The backup size apply will estimate from the same numbers. */
-function backupEstimate(secrets: SecretCounts, ctx: Context): number {
-  const cfg = ctx.targets.reduce((a, t) => a + readFileSync(t.path).length, 0);
-  return Math.ceil(secrets.storedBytes * 1.2 + secrets.total * 64 + cfg + 65536);
-}
-
 /**
- * The data-level dry run. Fast: the facts `master-key plan` gathers, with the
- * secrets counted instead of opened (and, when nothing is due, the counts
- * the caller `known` from its refresh). With `verify` it is `master-key plan`
- * itself (every secret opened with the old key). Throws the CLI's errors for
- * what stops a plan (pending rotation, wrong key, missing canary, ...).
+ * The data-level dry run: the facts `master-key plan` gathers, with the
+ * secrets counted by the store instead of opened (fast). With `verify` it
+ * is `master-key plan` itself (every secret opened with the old key).
+ * Throws the CLI's errors for what stops a plan (pending rotation, wrong
+ * key, missing canary, ...).
  */
-export async function planKey(ctx: Context, declared: Declared, opts: { verify?: boolean; known?: Pick<SecretCounts, 'total' | 'byKind'> } = {}): Promise<KeyPlan> {
+export async function planKey(ctx: Context, declared: Declared, opts: { verify?: boolean } = {}): Promise<KeyPlan> {
   assertNoPending(ctx);
-  if (opts.verify) {
-    const plan = await runPlan(ctx, declared);
-    const secrets = { total: plan.secrets.total, byKind: plan.secrets.byKind, storedBytes: 0 };
-    if (plan.action !== 'rotate') return { plan, secrets, problems: [] };
-    // The plan's blockers in order: undecryptable rows first, then the preflight problems (re-checked here for their codes).
-    const problems: Problem[] = plan.undecryptable.count > 0 ? [{ message: plan.blockers[0], code: 'UNDECRYPTABLE_ROWS' }] : [];
-    for (const p of preflight(ctx, plan.backup.estimatedBytes).problems) problems.push({ message: p.problem, code: p.code });
-    return { plan, secrets, problems };
-  }
-  const { key: oldKey, facts: configs } = readNodeKeys(ctx);
   return withStore(ctx.databaseUrl, { doing: 'planning the rotation', label: 'terraform-provider-masterkey' }, async (store) => {
-    const canary = requireCanary(await store.readCanary());
-    assertKeyOpensCanary(canary, oldKey, `the key in ${ctx.targets[0].path}`);
-    const decision = decideRotation(canary, declared);
-    // Nothing to rotate: the counts terraform's refresh just read will do (a rotation counts afresh, with sizes for the backup).
-    const secrets = !decision.rotate && opts.known ? { ...opts.known, storedBytes: 0 } : await counted(ctx);
-    const estimate = backupEstimate(secrets, ctx);
-    const pre = decision.rotate ? preflight(ctx, estimate) : { problems: [], free: undefined };
-    const facts: PlanFacts = {
-      now: ctx.now(),
-      database: store.description,
-      databaseIdentity: await store.identity(),
-      canary,
-      oldFingerprint: oldKey.fingerprint,
-      decision,
-      inventory: { name: ctx.inventory.name, digest: inventoryDigest(ctx.inventory) },
-      // The rows counted by query: what the plan's digest is made of, as for `master-key plan`.
-      counts: await store.count(ctx.inventory),
-      scan: { total: secrets.total, byKind: secrets.byKind, failures: [], failureCount: 0, storedBytes: secrets.storedBytes },
-      configs,
-      backupDir: ctx.backupDir,
-      backupEstimateBytes: estimate,
-      backupFreeBytes: pre.free,
-      hooks: ctx.hooks,
-      preflight: pre.problems,
-    };
-    return { plan: buildPlan(facts), secrets, problems: pre.problems.map((p) => ({ message: p.problem, code: p.code })) };
+    const g = await gather(ctx, store, declared, { open: opts.verify === true });
+    // The plan's blockers in order: undecryptable rows first, then the preflight problems.
+    const problems: Problem[] = g.scan && g.scan.failureCount > 0 ? [{ message: g.plan.blockers[0], code: 'UNDECRYPTABLE_ROWS' }] : [];
+    for (const p of g.facts.preflight) problems.push({ message: p.problem, code: p.code });
+    return { plan: g.plan, problems };
   });
 }
 
@@ -235,6 +188,6 @@ export async function applyKey(ctx: Context, declared: Declared, newKeyOut?: str
 }
 
 /** Counts the secrets now (apply checks them against the plan's before it rotates). */
-export function countNow(ctx: Context): Promise<SecretCounts> {
+export function countNow(ctx: Context): Promise<InventoryCounts> {
   return counted(ctx);
 }

@@ -76,7 +76,7 @@ function keyComputed(o: ObjectValue, f: KeyFacts, at: Date): ObjectValue {
     fingerprint: f.fingerprint,
     key_set_at: f.keySetAt,
     key_age_days: ageDays(f.keySetAt, at),
-    secrets: f.secrets.total,
+    secrets: f.secrets.values,
     secrets_by_kind: { ...f.secrets.byKind },
     nodes_in_sync: f.nodesInSync,
     database_generation: f.generation,
@@ -134,16 +134,13 @@ async function planResourceChange(req: Req): Promise<Res> {
   try {
     const ctx = contextOf(proposed);
     const declared = declaredOf(proposed, at);
-    const known = prior && typeof prior.secrets === 'number' && prior.secrets_by_kind !== null && typeof prior.secrets_by_kind === 'object' && !Array.isArray(prior.secrets_by_kind)
-      ? { total: prior.secrets, byKind: prior.secrets_by_kind as Record<string, number> }
-      : undefined;
-    const kp = await engine().planKey(ctx, declared, { verify: proposed.verify_secrets === true, known });
+    const kp = await engine().planKey(ctx, declared, { verify: proposed.verify_secrets === true });
     const p = kp.plan;
     const rotate = p.action === 'rotate';
     if (rotate) for (const x of kp.problems) diagnostics.push({ severity: 'ERROR', summary: x.message, detail: `Error code ${x.code} (\`master-key apply\` refuses the same way).` });
     Object.assign(planned, {
-      secrets: kp.secrets.total,
-      secrets_by_kind: { ...kp.secrets.byKind },
+      secrets: p.secrets.total,
+      secrets_by_kind: { ...p.secrets.byKind },
       nodes_in_sync: true,
       database_generation: p.toGeneration,
       ...(rotate
@@ -195,8 +192,8 @@ async function applyResourceChange(req: Req): Promise<Res> {
       : declaredOf(planned, at);
     if (priv?.rotate && typeof planned.secrets === 'number') {
       const now = await engine().countNow(ctx);
-      if (now.total !== planned.secrets) {
-        throw new MasterKeyError('PLAN_STALE', `The database holds ${now.total} secrets now but the plan counted ${planned.secrets}; nothing was changed: run terraform plan again and review it.`);
+      if (now.values !== planned.secrets) {
+        throw new MasterKeyError('PLAN_STALE', `The database holds ${now.values} secrets now but the plan counted ${planned.secrets}; nothing was changed: run terraform plan again and review it.`);
       }
     }
     const r = await engine().applyKey(ctx, declared, typeof planned.new_key_file === 'string' ? planned.new_key_file : undefined);
@@ -263,7 +260,7 @@ async function readDataSource(req: Req): Promise<Res> {
       generation: f.generation,
       key_set_at: f.keySetAt,
       key_age_days: f.keyAgeDays,
-      secrets: f.secrets.total,
+      secrets: f.secrets.values,
       secrets_by_kind: { ...f.secrets.byKind },
       nodes_in_sync: f.nodesInSync,
       overdue: f.status.overdue,

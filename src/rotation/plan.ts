@@ -60,8 +60,8 @@ export interface RotationPlan {
   readonly keySetAt: string;
   readonly inventory: { readonly name: string; readonly digest: string };
   /**
-   * Sealed values to re-encrypt, by kind (what `plan` opened; 0 when nothing
-   * was opened), and the rows holding them, counted by query.
+   * Sealed values to re-encrypt, by kind (what `plan` opened; counted by
+   * query when nothing was opened), and the rows holding them, counted by query.
    */
   readonly secrets: { readonly total: number; readonly byKind: Readonly<Record<string, number>>; readonly rows: number };
   readonly undecryptable: { readonly count: number; readonly rows: readonly SecretFailure[] };
@@ -99,7 +99,7 @@ export function planDigest(f: Pick<PlanFacts, 'databaseIdentity' | 'canary' | 'd
 }
 
 export function buildPlan(f: PlanFacts): RotationPlan {
-  const secrets = { total: f.scan?.total ?? 0, byKind: { ...(f.scan?.byKind ?? {}) }, rows: f.counts.rows };
+  const secrets = { total: f.scan?.total ?? f.counts.values, byKind: { ...(f.scan?.byKind ?? f.counts.byKind) }, rows: f.counts.rows };
   const newFp = f.decision.rotate ? (f.newFingerprint ?? GENERATED_AT_APPLY) : f.oldFingerprint;
   const blockers: string[] = [];
   const outOfStep = f.configs.filter((c) => c.fingerprint !== f.oldFingerprint);

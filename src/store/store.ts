@@ -30,7 +30,7 @@ import type { KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
 import type { ReencryptResult, ScanResult, StreamOptions, VerifyOptions, VerifyResult } from '../engine/stream';
 import { MasterKeyError } from '../errors';
-import type { Inventory } from '../inventory/inventory';
+import { Inventory, inventoryKinds } from '../inventory/inventory';
 
 export type { ReencryptResult, ScanResult, SecretFailure, StreamOptions, VerifyOptions, VerifyResult } from '../engine/stream';
 export type { InventoryDigest } from '../engine/stream-digest';
@@ -115,12 +115,53 @@ export function aadColumnsAt(inv: Pick<Inventory, 'entries'>, loc: Pick<Location
   return [...new Set(inv.entries.filter((e) => e.table === loc.table && e.column === loc.column && e.aad).map((e) => e.aad!.column))];
 }
 
-/** What an inventory holds, counted without opening anything. */
+/**
+ * What an inventory holds, counted by aggregate queries without opening,
+ * decrypting or locking anything: what terraform's refresh and plan show
+ * on every run, so it stays fast on millions of rows.
+ */
 export interface InventoryCounts {
   /** Rows holding at least one non-NULL inventory column (a row can hold several values). */
   readonly rows: number;
+  /**
+   * Stored values, exactly the ones `ReadTx.scan` would open: every non-NULL
+   * value of a plain column, and every string at an entry's jsonPath whose
+   * holding object satisfies its `where`. A place two entries name (the
+   * same column, or the same member of a document) counts once, for the first.
+   */
+  readonly values: number;
+  /** `values` per kind, every kind of the inventory listed (0 when it holds none). */
+  readonly byKind: Readonly<Record<string, number>>;
   /** Bytes of those columns as stored text (whole documents for JSON columns): a backup's size, roughly. */
   readonly storedBytes: number;
+}
+
+/** Adds up what a store's aggregate queries count (`Store.count`), every kind of the inventory listed. */
+export class CountTally {
+  private rows = 0;
+  private values = 0;
+  private storedBytes = 0;
+  private readonly byKind: Record<string, number>;
+
+  constructor(inv: Inventory) {
+    this.byKind = Object.fromEntries(inventoryKinds(inv).map((k) => [k, 0]));
+  }
+
+  /** One table's rows holding values, and their stored bytes. */
+  addRows(rows: number, storedBytes: number): void {
+    this.rows += rows;
+    this.storedBytes += storedBytes;
+  }
+
+  /** `n` values of `kind`. */
+  addValues(kind: string, n: number): void {
+    this.byKind[kind] += n;
+    this.values += n;
+  }
+
+  result(): InventoryCounts {
+    return { rows: this.rows, values: this.values, byKind: this.byKind, storedBytes: this.storedBytes };
+  }
 }
 
 /** What a store wrote into a backup directory (`ReadTx.backup`). */
@@ -297,7 +338,13 @@ export interface Store {
    * concurrent initialisation won the race).
    */
   initialise(canary: CanaryRow, opts: { readonly createActSchema: boolean }): Promise<void>;
-  /** Counts what the inventory holds without opening or locking anything. */
+  /**
+   * Counts what the inventory holds (rows, values per kind, stored bytes)
+   * in one read snapshot, by aggregate queries: nothing is opened or
+   * decrypted, and neither the rotation lock nor a write lock is taken.
+   * INVENTORY_INVALID when the inventory names a
+   * table or column the database lacks. Not inside `read` or `write`.
+   */
   count(inv: Inventory): Promise<InventoryCounts>;
   /** Runs fn in one read-only, consistent snapshot. */
   read<T>(fn: (tx: ReadTx) => Promise<T>): Promise<T>;

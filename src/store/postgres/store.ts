@@ -26,9 +26,9 @@ import {
   Store,
   StreamOptions,
   WriteTx,
-  inventoryLocations,
 } from '../store';
 import { backupValues, restoreFrom, scratchCopy } from './backup';
+import { countInventory } from './counts';
 import { assertWritable, connect, describeUrl, translatePgError, withTransaction } from './client';
 import {
   acquireRotationLock,
@@ -178,20 +178,9 @@ class PostgresStore implements Store {
     }
   }
 
-  async count(inv: Inventory): Promise<InventoryCounts> {
-    const tables = new Map<string, string[]>();
-    for (const loc of inventoryLocations(inv)) tables.set(loc.table, [...(tables.get(loc.table) ?? []), quoteIdent(loc.column)]);
-    let rows = 0;
-    let storedBytes = 0;
-    for (const [table, cols] of tables) {
-      const bytes = cols.map((c) => `coalesce(octet_length(${c}::text), 0)`).join(' + ');
-      const r = await this.c.query<{ n: string; bytes: string }>(
-        `SELECT count(*)::text AS n, coalesce(sum(${bytes}), 0)::text AS bytes FROM ${quoteIdent(table)} WHERE ${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}`,
-      );
-      rows += Number(r.rows[0].n);
-      storedBytes += Number(r.rows[0].bytes);
-    }
-    return { rows, storedBytes };
+  /** In one REPEATABLE READ, read-only transaction (`./counts`). */
+  count(inv: Inventory): Promise<InventoryCounts> {
+    return withTransaction(this.c, () => countInventory(this.c, inv), 'read only');
   }
 
   read<T>(fn: (tx: ReadTx) => Promise<T>): Promise<T> {

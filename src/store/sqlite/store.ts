@@ -34,12 +34,13 @@ import {
   canaryNotFound,
 } from '../store';
 import { ACT_SCHEMA_SQLITE } from './act-schema';
+import { countInventory } from './counts';
 import { backupBesideWriter, backupDatabase, drillCopy, restoreValuesFrom } from './backup';
 import { Db, connect, fileWritable, translateSqliteError, withTransaction } from './driver';
 import { RotationLock } from './lock';
 import { CANARY_TABLE, databaseId, insertCanary, insertHistory, lastHistory, readCanary, replaceCanary, setHistoryOutcome, tableExists } from './meta';
 import { sqliteFile } from './url';
-import { countValues, planTables, reencryptValues, scanValues, verifyValues } from './values';
+import { planTables, reencryptValues, scanValues, verifyValues } from './values';
 
 /** Opens a SQLite store on `url` (`sqlite:/absolute/path`; a relative path against the working directory). */
 export async function openSqlite(url: string, opts: OpenOptions = {}): Promise<Store> {
@@ -211,8 +212,9 @@ class SqliteStore implements Store {
     }
   }
 
-  async count(inv: Inventory): Promise<InventoryCounts> {
-    return countValues(this.db, inv);
+  /** In one read transaction (`./counts`). */
+  count(inv: Inventory): Promise<InventoryCounts> {
+    return withTransaction(this.db, async () => countInventory(this.db, inv), 'read');
   }
 
   read<T>(fn: (tx: ReadTx) => Promise<T>): Promise<T> {

@@ -19,7 +19,7 @@ import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES, VerifyOptions, VerifyResult, V
 import { ValueDigest } from '../../engine/stream-digest';
 import { AadLayout, ColumnPlan, aadLayout, groupInventory, processBatch } from '../../engine/stream-plan';
 import { Inventory, inventoryKinds, quoteIdent } from '../../inventory/inventory';
-import type { InventoryCounts, ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../store';
+import type { ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../store';
 import { closeCrypto, valueCrypto } from './crypto';
 import { Db } from './driver';
 
@@ -204,19 +204,4 @@ export async function verifyValues(db: Db, inv: Inventory, key: MasterKey, opts:
   const scan = new VerifyScan(inv, opts);
   for (const t of planTables(db, inv)) for (const { rows } of batches(db, t, batchSize)) scan.add(t.table, t.columns, rows, 1, 0, t.aad);
   return scan.finish(key);
-}
-
-/** Counts rows holding values and their stored bytes, opening nothing. */
-export function countValues(db: Db, inv: Inventory): InventoryCounts {
-  let rows = 0;
-  let storedBytes = 0;
-  for (const t of planTables(db, inv)) {
-    const cols = t.columns.map((c) => quoteIdent(c.column));
-    const r = db
-      .prepare(`SELECT count(*) AS n, coalesce(sum(${cols.map((c) => `coalesce(octet_length(${c}), 0)`).join(' + ')}), 0) AS bytes FROM ${quoteIdent(t.table)} WHERE ${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}`)
-      .get() as { n: number; bytes: number };
-    rows += r.n;
-    storedBytes += r.bytes;
-  }
-  return { rows, storedBytes };
 }
