@@ -20,6 +20,8 @@ export interface ApplyContext {
   readonly client: ClientBase;
   readonly oldKey: MasterKey;
   readonly rows: number;
+  /** Another build's CLI entry point to run instead of this one (`--baseline-cli`). */
+  readonly cli?: string;
 }
 
 /** The CLI entry point in the build output. */
@@ -55,7 +57,7 @@ export function runCliMeasured(args: readonly string[], env: NodeJS.ProcessEnv):
  * a fresh 0600 config file holds the old key.
  */
 export async function measureApply(ctx: ApplyContext): Promise<ChildResult | undefined> {
-  if (!existsSync(cliPath())) return undefined;
+  if (!existsSync(ctx.cli ?? cliPath())) return undefined;
   const dir = scratchDir('mk-bench-apply-');
   try {
     const config = join(dir, 'act.env');
@@ -63,7 +65,7 @@ export async function measureApply(ctx: ApplyContext): Promise<ChildResult | und
     const inventory = join(dir, 'inventory.json');
     writeFileSync(inventory, JSON.stringify(BENCH_INVENTORY));
     const common = ['--config', config, '--inventory', inventory, '--database-url-env', URL_ENV];
-    const env = { ...process.env, [URL_ENV]: ctx.url };
+    const env = { ...process.env, [URL_ENV]: ctx.url, ...(ctx.cli ? { MK_BENCH_CLI: ctx.cli } : {}) };
     await ctx.client.query('DROP SCHEMA IF EXISTS master_key CASCADE');
     const init = await runCliMeasured(['init', ...common], env);
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);

@@ -110,14 +110,14 @@ export function goals(r: BenchReport): Goal[] {
 }
 
 /** The full apply's median run, phase by phase with its share, and the server-down window. */
-function applyPhases(r: BenchReport): string[] {
-  const a = r.results.find((m) => m.method === 'apply');
+function applyPhases(r: BenchReport, method: string): string[] {
+  const a = r.results.find((m) => m.method === method);
   if (!a?.phases) return [];
   const total = Object.values(a.phases).reduce((x, y) => x + y, 0);
   const pct = (ms: number) => (total > 0 ? `${((100 * ms) / total).toFixed(1)}%` : '-');
   const rows = Object.entries(a.phases).map(([k, ms]) => [`  ${k}`, (ms / 1000).toFixed(2), pct(ms)]);
   return [
-    `Full apply, median run, by phase (from its report; the rest of the spawn-to-exit time is process start and the report itself):`,
+    `Full apply${method === 'apply' ? '' : ` (${method})`}, median run, by phase (from its report; the rest of the spawn-to-exit time is process start and the report itself):`,
     table([['  phase', 'seconds', 'share'], ...rows, ['  server down (stop hook to start hooks)', ((a.serverDownMs ?? 0) / 1000).toFixed(2), pct(a.serverDownMs ?? 0)]]),
     '',
   ];
@@ -144,7 +144,8 @@ export function formatReport(r: BenchReport): string {
     table([head, ...body]),
     '',
     ...(notes.length ? ['Notes:', ...notes, ''] : []),
-    ...applyPhases(r),
+    ...applyPhases(r, 'apply-baseline'),
+    ...applyPhases(r, 'apply'),
     'Goals:',
     ...(r.goals ?? goals(r)).map((g) => `  ${g.met === undefined ? '-' : g.met ? 'met' : 'MISSED'}: ${g.what}${g.measured ? ` (measured ${g.measured})` : ' (not measured)'}`),
     '',

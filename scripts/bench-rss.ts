@@ -2,7 +2,8 @@
  * Runs the `master-key` CLI in this process and, when it is done, writes
  * this process's peak RSS (bytes, as JSON) to file descriptor 3, so the
  * benchmark can report the full apply's memory. Usage (by bench-apply):
- * `node bench-rss.js <cli args...>` with fd 3 a pipe.
+ * `node bench-rss.js <cli args...>` with fd 3 a pipe; `MK_BENCH_CLI` names
+ * another build's CLI entry point (the benchmark's `--baseline-cli`).
  */
 import { writeSync } from 'node:fs';
 import { cliPath } from './bench-apply';
@@ -16,7 +17,7 @@ process.on('exit', () => {
 });
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const cli = require(cliPath()) as { main(argv: string[]): Promise<number> };
+const cli = require(process.env.MK_BENCH_CLI ?? cliPath()) as { main(argv: string[]): Promise<number> };
 cli.main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--rows N] [--reps 3] [--json] [--naive-rows N] [--methods floor,pgcrypto,naive,crypto,ours,apply] [--crypto native|node|workers]`
+ * `npm run bench -- [--rows N] [--reps 3] [--json] [--naive-rows N] [--methods floor,pgcrypto,naive,crypto,ours,apply] [--crypto native|node|workers] [--baseline-cli PATH]`
  * (`--store sqlite`: the same on a SQLite file, see bench-sqlite.ts)
  *
  * Measures, in one run on one PostgreSQL server, how fast every secret of a
@@ -11,13 +11,17 @@
  * `master-key apply`. Every measurement starts from the same pristine table,
  * runs in one transaction, and is repeated; the median counts. Client-side
  * methods run in child processes so their peak RSS is their own.
+ * `--baseline-cli` names another build's `dist/src/cli/main.js`: the full
+ * apply then runs that build and this one in turn (baseline, this,
+ * baseline, this, ...), an A/B under the same load, reported as
+ * `apply-baseline` and `apply`.
  *
  * Starts its own embedded PostgreSQL unless DATABASE_URL is set (then it
  * creates its tables in that database).
  */
 import { spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Client } from 'pg';
 import type { CryptoMode } from '../src/crypto/batch';
 import { MasterKey } from '../src/crypto/key';
@@ -44,6 +48,8 @@ export interface BenchOptions {
   readonly useReader: boolean;
   /** Where crypto and ours run the AES-GCM work (default: what production uses). */
   readonly crypto?: CryptoMode;
+  /** Another build's CLI entry point, whose full apply runs in turn with this build's (A/B in one run). */
+  readonly baselineCli?: string;
 }
 
 /** Server settings of the embedded server: large WAL so checkpoints do not land inside measurements. */
@@ -66,6 +72,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
   let batchSize: number | undefined;
   let useReader = true;
   let crypto: CryptoMode | undefined;
+  let baselineCli: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--rows') rows = positiveInt(a, argv[++i]);
@@ -74,6 +81,10 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     else if (a === '--naive-rows') naiveRows = positiveInt(a, argv[++i]);
     else if (a === '--batch-size') batchSize = positiveInt(a, argv[++i]);
     else if (a === '--no-reader') useReader = false;
+    else if (a === '--baseline-cli') {
+      baselineCli = argv[++i];
+      if (!baselineCli) throw new Error('--baseline-cli needs the path of another build\'s dist/src/cli/main.js');
+    }
     else if (a === '--crypto') {
       const m = argv[++i] as CryptoMode;
       if (!CRYPTO_MODES.includes(m)) throw new Error(`--crypto needs one of ${CRYPTO_MODES.join(', ')}, got ${m ?? 'nothing'}`);
@@ -84,9 +95,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         if (!(METHODS as readonly string[]).includes(m)) throw new Error(`unknown method "${m}"; use ${METHODS.join(', ')}`);
         return m as Method;
       });
-    } else throw new Error(`unknown option ${a}; usage: bench [--rows N] [--reps N] [--json] [--naive-rows N] [--methods ${METHODS.join(',')}] [--batch-size N] [--no-reader] [--crypto ${CRYPTO_MODES.join('|')}]`);
+    } else throw new Error(`unknown option ${a}; usage: bench [--rows N] [--reps N] [--json] [--naive-rows N] [--methods ${METHODS.join(',')}] [--batch-size N] [--no-reader] [--crypto ${CRYPTO_MODES.join('|')}] [--baseline-cli PATH]`);
   }
-  return { rows, reps, json, naiveRows: naiveRows !== undefined ? Math.min(naiveRows, rows) : undefined, methods, batchSize, useReader, ...(crypto ? { crypto } : {}) };
+  return { rows, reps, json, naiveRows: naiveRows !== undefined ? Math.min(naiveRows, rows) : undefined, methods, batchSize, useReader, ...(crypto ? { crypto } : {}), ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}) };
 }
 
 /** Runs one client-side job in a child process and returns what it printed. */
@@ -128,6 +139,20 @@ interface Run {
   serverDownMs?: number;
 }
 
+/** One method's result from its runs (the full apply's phases: those of its median run). */
+function methodResult(method: string, runs: readonly Run[], rows: number, note: string | undefined): MethodResult {
+  const mid = runs.length ? [...runs].sort((a, b) => a.seconds - b.seconds)[(runs.length - 1) >> 1] : undefined;
+  return {
+    method,
+    rows: runs[0]?.rows ?? rows,
+    runs: runs.map((r) => r.seconds),
+    seconds: runs.length ? median(runs.map((r) => r.seconds)) : undefined,
+    ...(mid?.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
+    peakRssBytes: runs.some((r) => r.maxRssBytes !== undefined) ? Math.max(...runs.map((r) => r.maxRssBytes ?? 0)) : undefined,
+    ...(note ? { note } : {}),
+  };
+}
+
 async function measure(o: BenchOptions, url: string, c: Client, progress: (s: string) => void): Promise<BenchReport> {
   const oldKey = MasterKey.generate();
   const newKey = MasterKey.generate();
@@ -150,6 +175,7 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
 
   for (const method of o.methods) {
     const runs: Run[] = [];
+    const baseline: Run[] = [];
     let note: string | undefined;
     let reps = o.reps;
     let limit: number | undefined;
@@ -164,6 +190,13 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
     if (method === 'crypto') note = 'every value held in memory first (its RSS includes them), then opened and re-sealed, nothing written';
     for (let i = 0; i < reps; i++) {
       if (method === 'apply') {
+        if (o.baselineCli) {
+          await restoreBench(c, 'gcm');
+          progress(`${method} run ${i + 1}/${reps} of the baseline build`);
+          const b = await measureApply({ url, client: c, oldKey, rows: o.rows, cli: o.baselineCli });
+          if (!b) throw new Error(`--baseline-cli: ${o.baselineCli} does not exist`);
+          baseline.push(b);
+        }
         await restoreBench(c, 'gcm');
         progress(`${method} run ${i + 1}/${reps}`);
         const r = await measureApply({ url, client: c, oldKey, rows: o.rows });
@@ -187,17 +220,8 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
     }
     const engine = runs.find((r) => r.crypto)?.crypto;
     if (engine) note = `${note ? `${note}; ` : ''}AES-GCM engine: ${engine}`;
-    // The full apply's phases: those of its median run.
-    const mid = runs.length ? [...runs].sort((a, b) => a.seconds - b.seconds)[(runs.length - 1) >> 1] : undefined;
-    results.push({
-      method,
-      rows: runs[0]?.rows ?? limit ?? o.rows,
-      runs: runs.map((r) => r.seconds),
-      seconds: runs.length ? median(runs.map((r) => r.seconds)) : undefined,
-      ...(mid?.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
-      peakRssBytes: runs.some((r) => r.maxRssBytes !== undefined) ? Math.max(...runs.map((r) => r.maxRssBytes ?? 0)) : undefined,
-      ...(note ? { note } : {}),
-    });
+    if (baseline.length) results.push(methodResult('apply-baseline', baseline, o.rows, `${note}; the build at ${o.baselineCli}, run in turn with this one`));
+    results.push(methodResult(method, runs, limit ?? o.rows, note));
   }
   const ver = await c.query<{ server_version: string }>('SHOW server_version');
   return summarise({

@@ -14,6 +14,7 @@ import { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import type { ClientBase } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { MasterKeyError } from '../errors';
 
 /** Runs `COPY ... FROM STDIN` with data from `chunks` (COPY text or CSV); resolves with the rows copied. */
 export async function copyIn(client: ClientBase, sql: string, chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>): Promise<number> {
@@ -25,28 +26,14 @@ export async function copyIn(client: ClientBase, sql: string, chunks: AsyncItera
 const NEWLINE = 0x0a;
 
 /**
- * Runs `COPY ... TO STDOUT` and yields its lines (without their newline),
- * decoded as UTF-8, in arrays as they arrive.
+ * Runs `COPY ... TO STDOUT` and yields its data as it arrives, in chunks
+ * that split anywhere.
  */
-export async function* copyLines(client: ClientBase, sql: string): AsyncGenerator<string[]> {
+async function* copyChunks(client: ClientBase, sql: string): AsyncGenerator<Buffer> {
   const stream = client.query(copyTo(sql));
-  let rest: Buffer | undefined;
   let ended = false;
   try {
-    for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-      const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
-      rest = undefined;
-      const lines: string[] = [];
-      let start = 0;
-      // A newline byte never occurs inside a multi-byte UTF-8 character, so lines split safely on bytes.
-      for (let nl = buf.indexOf(NEWLINE, start); nl >= 0; nl = buf.indexOf(NEWLINE, start)) {
-        lines.push(buf.toString('utf8', start, nl));
-        start = nl + 1;
-      }
-      if (start < buf.length) rest = Buffer.from(buf.subarray(start));
-      if (lines.length > 0) yield lines;
-    }
-    if (rest) yield [rest.toString('utf8')];
+    yield* stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
     ended = true;
   } finally {
     if (!ended && !stream.destroyed) {
@@ -55,6 +42,111 @@ export async function* copyLines(client: ClientBase, sql: string): AsyncGenerato
       await finished(stream).catch(() => undefined);
     }
   }
+}
+
+/**
+ * Runs `COPY ... TO STDOUT` and yields its lines (without their newline),
+ * decoded as UTF-8, in arrays as they arrive.
+ */
+export async function* copyLines(client: ClientBase, sql: string): AsyncGenerator<string[]> {
+  let rest: Buffer | undefined;
+  for await (const chunk of copyChunks(client, sql)) {
+    const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
+    rest = undefined;
+    const lines: string[] = [];
+    let start = 0;
+    // A newline byte never occurs inside a multi-byte UTF-8 character, so lines split safely on bytes.
+    for (let nl = buf.indexOf(NEWLINE, start); nl >= 0; nl = buf.indexOf(NEWLINE, start)) {
+      lines.push(buf.toString('utf8', start, nl));
+      start = nl + 1;
+    }
+    if (start < buf.length) rest = Buffer.from(buf.subarray(start));
+    if (lines.length > 0) yield lines;
+  }
+  if (rest) yield [rest.toString('utf8')];
+}
+
+/**
+ * Rows of `COPY ... TO STDOUT (FORMAT binary)`, undecoded: where each
+ * field's bytes are in `buf` (for a text field: its UTF-8 text, exactly).
+ */
+export interface RawRows {
+  readonly buf: Buffer;
+  readonly count: number;
+  readonly fields: number;
+  /** Row r's field f starts at `at[2 * (r * fields + f)]`, its length follows (-1: NULL). */
+  readonly at: Int32Array;
+}
+
+/** The text of a raw row's field (null for NULL). */
+export function rawText(rows: RawRows, row: number, field: number): string | null {
+  const i = 2 * (row * rows.fields + field);
+  const n = rows.at[i + 1];
+  return n < 0 ? null : rows.buf.toString('utf8', rows.at[i], rows.at[i] + n);
+}
+
+/** The file header of COPY's binary format: signature, flags, header-extension length (PostgreSQL documents it in "COPY", "Binary Format"). */
+const BINARY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+const BINARY_HEADER = BINARY_SIGNATURE.length + 8;
+
+/**
+ * Runs `COPY (query) TO STDOUT (FORMAT binary)` of a query returning
+ * `fields` columns, and yields its rows as they arrive, without decoding
+ * them (no escapes to undo, no strings made): for a consumer that hashes
+ * text as bytes and decodes only what it keeps.
+ */
+export async function* copyRawRows(client: ClientBase, query: string, fields: number): AsyncGenerator<RawRows> {
+  let rest: Buffer | undefined;
+  let header = false;
+  let trailer = false;
+  const bad = (what: string) => new MasterKeyError('INTERNAL', `COPY's binary output ${what}; this is a bug.`);
+  for await (const chunk of copyChunks(client, `COPY (${query}) TO STDOUT (FORMAT binary)`)) {
+    const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
+    rest = undefined;
+    let pos = 0;
+    if (!header) {
+      if (buf.length < BINARY_HEADER) {
+        rest = Buffer.from(buf);
+        continue;
+      }
+      if (!buf.subarray(0, BINARY_SIGNATURE.length).equals(BINARY_SIGNATURE)) throw bad('has no signature');
+      const ext = buf.readUInt32BE(BINARY_SIGNATURE.length + 4);
+      if (buf.length < BINARY_HEADER + ext) {
+        rest = Buffer.from(buf);
+        continue;
+      }
+      pos = BINARY_HEADER + ext;
+      header = true;
+    }
+    // Each row takes at least 2 bytes (field count) and 4 per field (its length).
+    const at = new Int32Array(2 * fields * Math.floor((buf.length - pos) / (2 + 4 * fields)));
+    let count = 0;
+    while (!trailer && pos + 2 <= buf.length) {
+      const n = buf.readInt16BE(pos);
+      if (n === -1) {
+        trailer = true;
+        break;
+      }
+      if (n !== fields) throw bad(`has ${n} fields in a row, not ${fields}`);
+      let p = pos + 2;
+      let f = 0;
+      for (; f < fields && p + 4 <= buf.length; f++) {
+        const len = buf.readInt32BE(p);
+        p += 4;
+        if (len > 0 && p + len > buf.length) break;
+        const i = 2 * (count * fields + f);
+        at[i] = p;
+        at[i + 1] = len;
+        if (len > 0) p += len;
+      }
+      if (f < fields) break;
+      count++;
+      pos = p;
+    }
+    if (pos < buf.length && !trailer) rest = Buffer.from(buf.subarray(pos));
+    if (count > 0) yield { buf, count, fields, at };
+  }
+  if (rest || !trailer) throw bad('ended in the middle of a row');
 }
 
 const NEEDS_ESCAPE = /[\\\t\n\r\b\f\v]/;

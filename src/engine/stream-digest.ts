@@ -55,6 +55,26 @@ export class ValueDigest {
     this.count++;
   }
 
+  /**
+   * The same as `add(table, column, undefined, id, text)` with `head` the
+   * UTF-8 of `table NUL column NUL NUL`, and the id's and text's UTF-8
+   * bytes taken from `src` where they are.
+   */
+  addBytes(head: Buffer, src: Buffer, idStart: number, idLength: number, textStart: number, textLength: number): void {
+    const size = head.length + idLength + 1 + textLength;
+    if (this.items === FLUSH_AT || this.at + size > this.scratch.length) this.flush();
+    if (size > this.scratch.length) this.scratch = Buffer.allocUnsafe(size);
+    const start = this.at;
+    this.at += head.copy(this.scratch, this.at);
+    this.at += src.copy(this.scratch, this.at, idStart, idStart + idLength);
+    this.scratch[this.at++] = 0;
+    this.at += src.copy(this.scratch, this.at, textStart, textStart + textLength);
+    this.offs[2 * this.items] = start;
+    this.offs[2 * this.items + 1] = size;
+    this.items++;
+    this.count++;
+  }
+
   private flush(): void {
     if (this.items > 0) this.engine.sumSha256(this.scratch.subarray(0, this.at), this.offs.subarray(0, 2 * this.items), this.acc);
     this.items = 0;

@@ -14,9 +14,10 @@ import { ErrorCode, MasterKeyError } from '../errors';
 import { count } from '../format';
 import { Inventory, inventoryKinds, quoteIdent } from '../inventory/inventory';
 import { InventoryDigest, ValueDigest, sameDigest } from './stream-digest';
-import { AadLayout, ColumnPlan, FoundValue, TablePlan, eachValue, planInventory, processBatch } from './stream-plan';
+import { AadLayout, ColumnPlan, FoundValue, TablePlan, aadOf, eachValue, planInventory, processBatch } from './stream-plan';
+import { RawRows, copyRawRows, rawText } from './stream-copy';
 import { prepareBatches, writeBatches } from './stream-batch';
-import { connectReader, copyBatches, cursorBatches, exportSnapshot } from './stream-source';
+import { Row, connectReader, copyBatches, cursorBatches, exportSnapshot } from './stream-source';
 import { lockTables, rowLayout, selectSql } from './stream-sql';
 
 /** A sealed value that does not open with the supplied keys (never the value itself). */
@@ -82,6 +83,13 @@ export interface ReencryptOptions extends StreamOptions {
    * Used only when this transaction has not yet written to a secret table.
    */
   readonly readerUrl?: string;
+  /**
+   * Sees each batch of rows as it is read, before it is re-sealed (laid
+   * out as `rowLayout(plan)` says), and may write them somewhere (a
+   * backup of exactly what this transaction rewrites). Awaited before the
+   * batch goes on; an error ends the re-encryption with it.
+   */
+  readonly onRead?: (plan: TablePlan, rows: readonly Row[]) => void | Promise<void>;
 }
 
 export const DEFAULT_BATCH_SIZE = 2000;
@@ -180,7 +188,8 @@ export async function reencryptInventory(
   let ok = false;
   try {
     for (const plan of plans) {
-      const rows = reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize);
+      const read = reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize);
+      const rows = opts.onRead ? observed(read, (batch) => opts.onRead!(plan, batch)) : read;
       const depth = reader ? 2 : 1;
       const batches = prepareBatches(rows, plan, crypto, digest, ahead);
       updated += await naming(plan, 're-encrypting', () => writeBatches(client, plan, batches, (byKind) => counter.add(byKind), progress, depth));
@@ -191,6 +200,14 @@ export async function reencryptInventory(
     await crypto.close();
   }
   return { total: counter.total, byKind: counter.byKind, updated, digest: digest.result(), crypto: crypto.mode };
+}
+
+/** Passes each item of `source` on after `fn` has seen it. */
+async function* observed<T>(source: AsyncIterable<T>, fn: (item: T) => void | Promise<void>): AsyncGenerator<T> {
+  for await (const item of source) {
+    await fn(item);
+    yield item;
+  }
 }
 
 /** Options of `verifyInventory`. */
@@ -307,6 +324,38 @@ export class VerifyScan {
     this.opts.onProgress?.(this.counter.total);
   }
 
+  /**
+   * The same as `add` for rows read undecoded (`copyRawRows`) of a table
+   * whose columns are all plain text (no JSON documents): hashes the bytes
+   * where they are, and decodes only the values the sample keeps.
+   */
+  addRaw(table: string, columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: RawRows, first: number, idAt: number, aadAt?: AadLayout): void {
+    const { buf, at, fields } = rows;
+    const byKind = new Map<string, number>();
+    columns.forEach((c, k) => {
+      if (c.json) throw new MasterKeyError('INTERNAL', `${table}.${c.column} holds JSON documents, which verification cannot read undecoded; this is a bug.`);
+      const entry = c.entries[0];
+      const head = Buffer.from(`${table}\u0000${c.column}\u0000\u0000`, 'utf8');
+      let n = 0;
+      for (let r = 0; r < rows.count; r++) {
+        const v = 2 * (r * fields + first + k);
+        if (at[v + 1] < 0) continue;
+        const id = 2 * (r * fields + idAt);
+        // A NULL id hashes as the empty text, as `add` has it.
+        this.digest.addBytes(head, buf, at[id], Math.max(at[id + 1], 0), at[v], at[v + 1]);
+        n++;
+        this.sample.offer(() => {
+          const row = Array.from({ length: fields }, (_, f) => rawText(rows, r, f));
+          const aad = aadOf(entry, row, aadAt);
+          return { table, id: row[idAt] ?? '', column: c.column, entry, sealed: row[first + k]!, ...(aad ? { aad } : {}) };
+        });
+      }
+      if (n > 0) byKind.set(entry.kind, (byKind.get(entry.kind) ?? 0) + n);
+    });
+    this.counter.add(byKind);
+    this.opts.onProgress?.(this.counter.total);
+  }
+
   /** Opens the sample with `key` and compares the digest with `opts.expected`. */
   async finish(key: MasterKey): Promise<VerifyResult> {
     const { opts } = this;
@@ -345,7 +394,13 @@ export async function verifyInventory(client: ClientBase, inv: Inventory, key: M
     for (const plan of plans) {
       await naming(plan, 'verifying', async () => {
         const at = rowLayout(plan);
-        for await (const rows of copyBatches(client, selectSql(plan), batchSize)) scan.add(plan.table, plan.columns, rows, at.first, at.id, at.aad);
+        if (plan.columns.some((c) => c.json)) {
+          for await (const rows of copyBatches(client, selectSql(plan), batchSize)) scan.add(plan.table, plan.columns, rows, at.first, at.id, at.aad);
+          return;
+        }
+        // Plain text columns: hashed as the bytes COPY sends, undecoded.
+        const fields = at.first + plan.columns.length + plan.aadColumns.length;
+        for await (const rows of copyRawRows(client, selectSql(plan), fields)) scan.addRaw(plan.table, plan.columns, rows, at.first, at.id, at.aad);
       });
     }
   });

@@ -252,9 +252,10 @@ export interface ReadTx {
    * resolves. Inside a write transaction after `lockSecretTables`, that is
    * exactly what `reencrypt` rewrites, and apply calls `reencrypt` right
    * after `backup`, without waiting: the backup must still hold the values
-   * as they were before (PostgreSQL reads them on a second connection in
-   * this transaction's snapshot; a store with one connection may simply
-   * finish the backup first). Fails with DISK_FULL or BACKUP_UNWRITABLE (see
+   * as they were before (PostgreSQL writes them from the old values the
+   * re-encryption reads, or, with no re-encryption right after, reads them
+   * on a second connection in this transaction's snapshot; a store with
+   * one connection may simply finish the backup first). Fails with DISK_FULL or BACKUP_UNWRITABLE (see
    * `backupFileError`) when the files cannot be written.
    */
   backup(inv: Inventory, dir: string, opts?: Pick<StreamOptions, 'batchSize'>): Promise<BackupPart>;

@@ -6,6 +6,7 @@
  * name any), and putting them back.
  */
 import { closeSync, createReadStream, fsyncSync, openSync, writeSync } from 'node:fs';
+import { FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
@@ -13,7 +14,9 @@ import { ClientBase } from 'pg';
 import { MasterKeyError } from '../../errors';
 import { count } from '../../format';
 import { to as copyTo } from 'pg-copy-streams';
-import { steerPlanner } from '../../engine/stream-sql';
+import type { TablePlan } from '../../engine/stream-plan';
+import type { Row } from '../../engine/stream-source';
+import { rowLayout, steerPlanner } from '../../engine/stream-sql';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { BackupPart, BackupToRestore, Location, RestoreCounts, RestoreDecision, aadColumnsAt, ScratchCopy, ValuePair, backupFileError, inventoryLocations } from '../store';
 import { valueWriter } from './rows';
@@ -81,6 +84,171 @@ export async function backupValues(c: ClientBase, inv: Inventory, dir: string): 
     closeSync(fd);
   }
   return { files: [SECRETS_FILE], values, locations };
+}
+
+/** A JSON string as PostgreSQL's json functions write it (for valid UTF-8 text, the same escapes as JSON.stringify). */
+const jsonText = (v: string | null): string => (v === null ? 'null' : JSON.stringify(v));
+
+/** Characters a JSON string escapes. */
+const JSON_ESCAPED = /["\\\u0000-\u001f]/;
+const QUOTE = 0x22;
+
+/**
+ * Bytes built up for one write, in a buffer that grows (no string per
+ * line: at a million values, building and joining strings costs seconds).
+ */
+class LineBuffer {
+  buf = Buffer.allocUnsafe(1 << 18);
+  at = 0;
+  private room(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.at + n));
+    this.buf.copy(next, 0, 0, this.at);
+    this.buf = next;
+  }
+  /** Appends `text` as UTF-8 (trusted: already JSON). */
+  raw(text: string): void {
+    this.room(3 * text.length);
+    this.at += this.buf.write(text, this.at, 'utf8');
+  }
+  /** Appends `v` as a JSON string (null: `null`). */
+  json(v: string | null): void {
+    if (v === null || JSON_ESCAPED.test(v)) return this.raw(jsonText(v));
+    this.room(3 * v.length + 2);
+    this.buf[this.at++] = QUOTE;
+    this.at += this.buf.write(v, this.at, 'utf8');
+    this.buf[this.at++] = QUOTE;
+  }
+}
+
+/** Where a location's value and additional data are in the rows the re-encryption reads, and its lines' start. */
+interface TeeColumn {
+  /** `{"t" : …, "c" : …, "id" : ` */
+  readonly head: string;
+  readonly id: number;
+  readonly at: number;
+  readonly aad: ReadonlyArray<readonly [name: string, at: number]>;
+}
+
+/** Bytes written between two flushes to disk started in the background, so the last one before COMMIT has little left to do. */
+const SYNC_EVERY = 64 * 1024 * 1024;
+
+/**
+ * The backup written from the rows the re-encryption reads, as it reads
+ * them (`ReencryptOptions.onRead`), instead of a second scan: the same
+ * secrets.jsonl, line for line what `backupCopySql` makes (each batch's
+ * values grouped by column, so a reader's batches stay large), and by
+ * construction exactly the values the transaction rewrites. One write in
+ * flight at a time (the reading waits for the previous batch's write, so
+ * memory stays bounded), a background flush to disk now and then, and an
+ * fsync in `finish`, which the re-encryption awaits before it returns.
+ */
+export class BackupTee {
+  /** Resolves with the backup's part once `finish` has flushed the file to disk; rejects with the first error. */
+  readonly done: Promise<BackupPart>;
+  private readonly path: string;
+  private readonly file: Promise<FileHandle>;
+  private readonly columns = new Map<TablePlan, TeeColumn[]>();
+  private writing: Promise<void> = Promise.resolve();
+  private syncing: Promise<void> = Promise.resolve();
+  private unsynced = 0;
+  private values = 0;
+  private settle!: { resolve: (p: BackupPart) => void; reject: (e: unknown) => void };
+
+  constructor(
+    private readonly inv: Inventory,
+    dir: string,
+  ) {
+    this.path = join(dir, SECRETS_FILE);
+    this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
+    this.done.catch(() => undefined);
+    this.file = open(this.path, 'wx', 0o600).catch((e: unknown) => {
+      throw backupFileError(e, this.path);
+    });
+    this.file.catch(() => undefined);
+  }
+
+  /** Appends the values of a batch of `plan`'s rows (as `selectSql(plan)` reads them). */
+  readonly add = async (plan: TablePlan, rows: readonly Row[]): Promise<void> => {
+    const out = new LineBuffer();
+    let n = 0;
+    for (const col of this.layout(plan)) {
+      for (const row of rows) {
+        const v = row[col.at];
+        if (v === null) continue;
+        out.raw(col.head);
+        out.json(row[col.id]);
+        out.raw(', "v" : ');
+        out.json(v);
+        col.aad.forEach(([name, at], i) => {
+          out.raw(i === 0 ? `, "a" : {${name} : ` : `, ${name} : `);
+          out.json(row[at]);
+        });
+        out.raw(col.aad.length ? '}}\n' : '}\n');
+        n++;
+      }
+    }
+    if (n === 0) return;
+    this.values += n;
+    const bytes = out.buf.subarray(0, out.at);
+    await this.writing;
+    const fh = await this.file;
+    this.writing = this.wrap(fh.writeFile(bytes));
+    this.writing.catch(() => undefined);
+    this.unsynced += bytes.length;
+    if (this.unsynced >= SYNC_EVERY) {
+      this.unsynced = 0;
+      await this.syncing;
+      const w = this.writing;
+      this.syncing = this.wrap(w.then(() => fh.datasync()));
+      this.syncing.catch(() => undefined);
+    }
+  };
+
+  /** Waits for every write, flushes the file to disk and closes it; then `done` resolves. Throws DISK_FULL or BACKUP_UNWRITABLE (then call `fail`). */
+  async finish(): Promise<void> {
+    const fh = await this.file;
+    await this.writing;
+    await this.syncing;
+    await this.wrap(fh.sync());
+    await this.wrap(fh.close());
+    this.settle.resolve({ files: [SECRETS_FILE], values: this.values, locations: inventoryLocations(this.inv) });
+  }
+
+  /** Ends the backup with `e` (the re-encryption failed, or a write did): closes the file; `done` rejects with `e`. */
+  async fail(e: unknown): Promise<void> {
+    await Promise.allSettled([this.writing, this.syncing]);
+    await this.file.then((fh) => fh.close()).catch(() => undefined);
+    this.settle.reject(e);
+  }
+
+  private wrap(p: Promise<unknown>): Promise<void> {
+    return p.then(
+      () => undefined,
+      (e: unknown) => {
+        throw backupFileError(e, this.path);
+      },
+    );
+  }
+
+  private layout(plan: TablePlan): TeeColumn[] {
+    let cols = this.columns.get(plan);
+    if (!cols) {
+      const at = rowLayout(plan);
+      cols = plan.columns.map((c, i) => ({
+        head: `{"t" : ${jsonText(plan.table)}, "c" : ${jsonText(c.column)}, "id" : `,
+        id: at.id,
+        at: at.first + i,
+        aad: aadColumnsAt(this.inv, { table: plan.table, column: c.column }).map((name) => {
+          const j = at.aad.get(name);
+          if (j === undefined) throw new MasterKeyError('INTERNAL', `The AAD column ${name} was not read with the row; this is a bug.`);
+          return [jsonText(name), j] as const;
+        }),
+      }));
+      this.columns.set(plan, cols);
+    }
+    return cols;
+  }
 }
 
 /** Iterates the stored values of a backup in batches (bounded memory). */

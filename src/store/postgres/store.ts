@@ -27,7 +27,7 @@ import {
   StreamOptions,
   WriteTx,
 } from '../store';
-import { backupValues, restoreFrom, scratchCopy } from './backup';
+import { BackupTee, backupValues, restoreFrom, scratchCopy } from './backup';
 import { countInventory } from './counts';
 import { assertWritable, connect, describeUrl, translatePgError, withTransaction } from './client';
 import {
@@ -48,8 +48,17 @@ export async function openPostgres(url: string, opts: OpenOptions = {}): Promise
   return new PostgresStore(await connect(url, { applicationName: opts.label }), url);
 }
 
+/** A backup waiting, until its first statement returns, for a re-encryption of the same inventory to write it. */
+interface BackupOffer {
+  readonly inv: Inventory;
+  readonly dir: string;
+  tee?: BackupTee;
+}
+
 /** Reads and writes on the store's connection, inside the transaction `read`/`write` opened. */
 class PostgresTx implements WriteTx {
+  private offer?: BackupOffer;
+
   constructor(
     private readonly c: Client,
     private readonly url: string,
@@ -72,14 +81,26 @@ class PostgresTx implements WriteTx {
   }
 
   /**
-   * Reads on a second connection in this transaction's snapshot, exported
-   * by the call's first statement (before anything the caller does next),
-   * so the backup can run while `reencrypt` writes on this connection. When
-   * the snapshot cannot be shared (this transaction already wrote to a
-   * secret table), reads on this connection instead.
+   * When `reencrypt` of the same inventory is called before this call's
+   * first statement returns (as apply does: right after it), the
+   * re-encryption writes the backup from the rows it reads
+   * (`BackupTee`), one scan for both, and this resolves once the file is
+   * on disk. Otherwise reads on a second connection in this transaction's
+   * snapshot, exported by that first statement (before anything the
+   * caller does next), so the backup can run while the caller writes on
+   * this connection; when the snapshot cannot be shared (this transaction
+   * already wrote to a secret table), reads on this connection instead.
    */
   async backup(inv: Inventory, dir: string) {
-    const snapshot = await exportSnapshot(this.c, [...new Set(inv.entries.map((e) => quoteIdent(e.table)))]);
+    const offer: BackupOffer = { inv, dir };
+    this.offer = offer;
+    let snapshot: string | undefined;
+    try {
+      snapshot = await exportSnapshot(this.c, [...new Set(inv.entries.map((e) => quoteIdent(e.table)))]);
+    } finally {
+      if (this.offer === offer) this.offer = undefined;
+    }
+    if (offer.tee) return offer.tee.done;
     if (!snapshot) return backupValues(this.c, inv, dir);
     const reader = await connectReader(this.url, snapshot);
     let ok = false;
@@ -98,9 +119,22 @@ class PostgresTx implements WriteTx {
     if (tables.length) await this.c.query(`LOCK TABLE ${tables.join(', ')} IN SHARE ROW EXCLUSIVE MODE`);
   }
 
-  /** A second connection reads the rows in this transaction's snapshot while this one writes. */
+  /** A second connection reads the rows in this transaction's snapshot while this one writes; writes the backup a `backup` call just before offered. */
   reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}) {
-    return reencryptInventory(this.c, inv, from, to, { ...opts, readerUrl: this.url });
+    const offer = this.offer?.inv === inv ? this.offer : undefined;
+    this.offer = undefined;
+    if (!offer) return reencryptInventory(this.c, inv, from, to, { ...opts, readerUrl: this.url });
+    const tee = (offer.tee = new BackupTee(inv, offer.dir));
+    return (async () => {
+      try {
+        const r = await reencryptInventory(this.c, inv, from, to, { ...opts, readerUrl: this.url, onRead: tee.add });
+        await tee.finish();
+        return r;
+      } catch (e) {
+        await tee.fail(e);
+        throw e;
+      }
+    })();
   }
 
   restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
