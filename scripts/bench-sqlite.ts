@@ -15,16 +15,15 @@ import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { CryptoMode, defaultCryptoMode } from '../src/crypto/batch';
+import { CryptoMode, defaultCryptoMode, valueCrypto } from '../src/engine/value-crypto';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey, parseKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
 import { withStore } from '../src/store/open';
-import { closeCrypto, valueCrypto } from '../src/store/sqlite/crypto';
 import { Db, sqliteModule } from '../src/store/sqlite/driver';
 import { BENCH_INVENTORY, BENCH_TABLE, plaintext } from './bench-data';
-import { median } from './bench-report';
-import { cliPath, runCliMeasured } from './bench-apply';
+import { applyPhases, median, medianRun, table } from './bench-report';
+import { applyTimings, cliPath, runCliMeasured } from './bench-apply';
 
 export const SQLITE_METHODS = ['floor', 'crypto', 'naive', 'ours', 'apply'] as const;
 type Method = (typeof SQLITE_METHODS)[number];
@@ -92,6 +91,9 @@ interface Run {
   readonly seconds: number;
   readonly rows: number;
   readonly maxRssBytes?: number;
+  /** The full apply: its report's phase timings and server-down window. */
+  readonly phases?: Readonly<Record<string, number>>;
+  readonly serverDownMs?: number;
 }
 
 function floor(path: string): Run {
@@ -116,15 +118,15 @@ async function cryptoAlone(path: string, oldKey: MasterKey, newKey: MasterKey, m
   const crypto = valueCrypto(new Keyring([oldKey]), newKey, mode ? { crypto: mode } : {});
   const t0 = process.hrtime.bigint();
   try {
-    // As ours has them: several batches in flight when workers do the work.
-    const ahead = crypto.mode === 'workers' ? 4 : 1;
+    // Several batches in flight when workers do the work.
+    const ahead = crypto.depth;
     const starts = Array.from({ length: Math.ceil(values.length / CRYPTO_BATCH) }, (_, k) => k * CRYPTO_BATCH);
     for (let k = 0; k < starts.length; k += ahead) {
       const outs = await Promise.all(starts.slice(k, k + ahead).map((i) => crypto.process('act', values.slice(i, i + CRYPTO_BATCH))));
       if (outs.some((out) => out.some((r) => r.next === undefined))) throw new Error('crypto alone: a value did not open');
     }
   } finally {
-    await closeCrypto(crypto);
+    await crypto.close();
   }
   return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, rows: values.length };
 }
@@ -197,7 +199,7 @@ async function apply(dir: string, path: string, oldKey: MasterKey, rows: number)
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
     const r = await runCliMeasured(['apply', ...common, '--backup-dir', join(work, 'backups'), '--report-dir', join(work, 'reports')], process.env);
     if (r.code !== 0) throw new Error(`master-key apply failed (exit ${r.code}): ${r.stderr.trim()}`);
-    return { seconds: r.seconds, rows, maxRssBytes: r.maxRssBytes };
+    return { seconds: r.seconds, rows, maxRssBytes: r.maxRssBytes, ...applyTimings(join(work, 'reports')) };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -245,6 +247,9 @@ export interface SqliteBenchResult {
   readonly vsFloor?: number;
   readonly peakRssBytes?: number;
   readonly note?: string;
+  /** The full apply's median run: phase timings and server-down window (from its report). */
+  readonly phases?: Readonly<Record<string, number>>;
+  readonly serverDownMs?: number;
 }
 
 export interface SqliteBenchReport {
@@ -285,11 +290,6 @@ export function summariseSqlite(r: Omit<SqliteBenchReport, 'goals'>): SqliteBenc
   return { ...r, results, goals: [ratio('ours', 1.0), ratio('apply', 1.6), ...rss] };
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')).join('\n');
-}
-
 export function formatSqliteReport(r: SqliteBenchReport): string {
   const fmt = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(2));
   const body = r.results.map((m) => [
@@ -308,6 +308,8 @@ export function formatSqliteReport(r: SqliteBenchReport): string {
     table([['method', 'rows', 'seconds', 'rows/s', 'x (floor + crypto)', 'x floor', 'peak RSS'], ...body]),
     '',
     ...r.results.filter((m) => m.note).map((m) => `  ${m.method}: ${m.note}`),
+    '',
+    ...applyPhases(r.results.find((m) => m.method === 'apply')),
     'Goals:',
     ...r.goals.map((g) => `  ${g.met === undefined ? '-' : g.met ? 'met' : 'MISSED'}: ${g.what}${g.measured ? ` (measured ${g.measured})` : ' (not measured)'}`),
     ...(r.verification ? ['', `Verification after ours: ${r.verification.ok}/${r.verification.rows} rows open with the new key only and equal their plaintext.`] : []),
@@ -339,9 +341,11 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
         else runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
         if (method === 'ours' && i === reps - 1) verification = verify(path, plain, newKey);
       }
+      const mid = medianRun(runs);
       results.push({
         method,
         rows: runs[0]?.rows ?? o.rows,
+        ...(mid?.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
         runs: runs.map((r) => r.seconds),
         seconds: median(runs.map((r) => r.seconds)),
         ...(runs.some((r) => r.maxRssBytes !== undefined) ? { peakRssBytes: Math.max(...runs.map((r) => r.maxRssBytes ?? 0)) } : {}),

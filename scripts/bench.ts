@@ -19,13 +19,13 @@ import { spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import type { CryptoMode } from '../src/crypto/batch';
+import type { CryptoMode } from '../src/engine/value-crypto';
 import { MasterKey } from '../src/crypto/key';
 import { EmbeddedServer, removeEmbeddedData, startEmbeddedPostgres } from '../src/db/embedded';
 import { BENCH_TABLE, restoreBench, seedBench, verifyBench } from './bench-data';
 import type { ChildJob, ChildResult } from './bench-child';
 import { measureApply } from './bench-apply';
-import { BenchReport, MethodResult, formatReport, median, summarise } from './bench-report';
+import { BenchReport, MethodResult, formatReport, median, medianRun, summarise } from './bench-report';
 import { mainSqlite } from './bench-sqlite';
 
 export const METHODS = ['floor', 'pgcrypto', 'naive', 'crypto', 'ours', 'apply'] as const;
@@ -188,7 +188,7 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
     const engine = runs.find((r) => r.crypto)?.crypto;
     if (engine) note = `${note ? `${note}; ` : ''}AES-GCM engine: ${engine}`;
     // The full apply's phases: those of its median run.
-    const mid = runs.length ? [...runs].sort((a, b) => a.seconds - b.seconds)[(runs.length - 1) >> 1] : undefined;
+    const mid = medianRun(runs);
     results.push({
       method,
       rows: runs[0]?.rows ?? limit ?? o.rows,

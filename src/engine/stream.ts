@@ -5,7 +5,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ClientBase } from 'pg';
-import { BatchCrypto, CryptoMode } from '../crypto/batch';
 import type { CodecName, KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
 import { Keyring } from '../crypto/keyring';
@@ -14,7 +13,8 @@ import { ErrorCode, MasterKeyError } from '../errors';
 import { count } from '../format';
 import { Inventory, inventoryKinds, quoteIdent } from '../inventory/inventory';
 import { InventoryDigest, ValueDigest, sameDigest } from './stream-digest';
-import { AadLayout, ColumnPlan, FoundValue, TablePlan, eachValue, planInventory, processBatch } from './stream-plan';
+import { CryptoMode, CryptoOptions, ValueCrypto, valueCrypto } from './value-crypto';
+import { AadLayout, BatchRow, ColumnPlan, FoundValue, TablePlan, eachValue, planInventory, processBatch } from './stream-plan';
 import { prepareBatches, writeBatches } from './stream-batch';
 import { connectReader, copyBatches, cursorBatches, exportSnapshot } from './stream-source';
 import { lockTables, rowLayout, selectSql } from './stream-sql';
@@ -54,24 +54,20 @@ export interface ReencryptResult {
   readonly updated: number;
   /** Order-independent digest of every value written, where it was written (for `verifyInventory`). */
   readonly digest: InventoryDigest;
-  /** Where the AES-GCM work ran (`native`: the OpenSSL EVP addon; `node`/`workers`: node:crypto). */
+  /** Where the AES-GCM work ran (`native`: the OpenSSL EVP addon, `node`: node:crypto, on the calling thread; `workers`: in worker threads). */
   readonly crypto: CryptoMode;
 }
 
-/** Options shared by scan and re-encryption. */
-export interface StreamOptions {
+/** Options shared by scan and re-encryption; `crypto` and `workers` say where the AES-GCM work runs (see ./value-crypto; each store has its default). */
+export interface StreamOptions extends CryptoOptions {
   /** Called after each batch with the number of sealed values done so far (for re-encryption: written). */
   readonly onProgress?: (done: number) => void;
   /** Rows fetched and written per round trip. @default DEFAULT_BATCH_SIZE */
   readonly batchSize?: number;
-  /** Where the AES-GCM work runs. @default `native` when the addon is built, else `node` */
-  readonly crypto?: CryptoMode;
-  /** Worker threads when `crypto` is `workers`. @default 2 */
-  readonly workers?: number;
 }
 
-function cryptoFor(from: KeySource, to: MasterKey | undefined, opts: StreamOptions): BatchCrypto {
-  return new BatchCrypto(from, to, { ...(opts.crypto ? { mode: opts.crypto } : {}), ...(opts.workers ? { workers: opts.workers } : {}) });
+function cryptoFor(from: KeySource, to: MasterKey | undefined, opts: StreamOptions): ValueCrypto {
+  return valueCrypto(from, to, opts);
 }
 
 /** Options of `reencryptInventory`. */
@@ -173,24 +169,23 @@ export async function reencryptInventory(
   const snapshot = opts.readerUrl ? await exportSnapshot(client, plans.map((p) => quoteIdent(p.table))) : undefined;
   const reader = snapshot ? await connectReader(opts.readerUrl!, snapshot) : undefined;
   const crypto = cryptoFor(from, to, opts);
-  const digest = new ValueDigest();
-  // Worker threads need several batches in flight to keep busy.
-  const ahead = crypto.mode === 'workers' ? 2 * (opts.workers ?? 2) : 1;
   let updated = 0;
+  let digest: InventoryDigest;
   let ok = false;
   try {
     for (const plan of plans) {
       const rows = reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize);
       const depth = reader ? 2 : 1;
-      const batches = prepareBatches(rows, plan, crypto, digest, ahead);
+      const batches = prepareBatches(rows, plan, crypto);
       updated += await naming(plan, 're-encrypting', () => writeBatches(client, plan, batches, (byKind) => counter.add(byKind), progress, depth));
     }
+    digest = await crypto.digest();
     ok = true;
   } finally {
     await (ok ? reader?.close() : reader?.abort());
     await crypto.close();
   }
-  return { total: counter.total, byKind: counter.byKind, updated, digest: digest.result(), crypto: crypto.mode };
+  return { total: counter.total, byKind: counter.byKind, updated, digest, crypto: crypto.mode };
 }
 
 /** Options of `verifyInventory`. */
@@ -289,14 +284,14 @@ export class VerifyScan {
   }
 
   /** One batch of a table's rows, laid out as `processBatch` reads them (the id at `idAt`, the columns from `first`). */
-  add(table: string, columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: ReadonlyArray<ReadonlyArray<string | null>>, first: number, idAt: number, aadAt?: AadLayout): void {
+  add(table: string, columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: readonly BatchRow[], first: number, idAt: number, aadAt?: AadLayout): void {
     const byKind = new Map<string, number>();
     eachValue(
       columns,
       rows,
       first,
       (v) => {
-        const id = rows[v.row][idAt] ?? '';
+        const id = (rows[v.row][idAt] as string | null) ?? '';
         this.digest.add(table, v.column, v.path, id, v.sealed);
         byKind.set(v.entry.kind, (byKind.get(v.entry.kind) ?? 0) + 1);
         this.sample.offer(() => ({ table, id, column: v.column, entry: v.entry, sealed: v.sealed, ...(v.path !== undefined ? { path: v.path } : {}), ...(v.aad ? { aad: v.aad } : {}) }));

@@ -35,9 +35,10 @@ import {
 } from '../store';
 import { ACT_SCHEMA_SQLITE } from './act-schema';
 import { countInventory } from './counts';
-import { backupBesideWriter, backupDatabase, drillCopy, restoreValuesFrom } from './backup';
+import { backupBesideWriter, backupDatabase, copyDatabaseFile, drillCopy, restoreValuesFrom } from './backup';
 import { Db, connect, fileWritable, translateSqliteError, withTransaction } from './driver';
 import { RotationLock } from './lock';
+import { readerAvailable, readerBackup, readerFinish, readerReseal, readerVerify } from './reader';
 import { CANARY_TABLE, databaseId, insertCanary, insertHistory, lastHistory, readCanary, replaceCanary, setHistoryOutcome, tableExists } from './meta';
 import { sqliteFile } from './url';
 import { planTables, reencryptValues, scanValues, verifyValues } from './values';
@@ -76,31 +77,46 @@ class SqliteTx implements WriteTx {
     return scanValues(this.db, inv, keys, opts);
   }
 
+  /** Whether the database is in WAL mode (else a rollback journal). */
+  private wal(): boolean {
+    return String(this.db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal';
+  }
+
   /**
    * In a read transaction: its snapshot; in the write transaction before it
-   * writes: the committed database, which is what it sees. The write
-   * transaction's writes wait until the backup is done (`settled`), so a
-   * re-encryption started right after still finds it complete first.
+   * writes: the committed database, which is what it sees. In WAL mode a
+   * reader thread copies it (the online backup API) while the transaction
+   * writes: no other connection sees those writes before the COMMIT. In a
+   * rollback-journal mode the file is copied as it is first, and the
+   * transaction's writes wait for that (`settled`), while the copy is
+   * finished (checked, counted, fsynced, checksummed) beside them.
    */
   backup(inv: Inventory, dir: string) {
     if (this.state === 'read') return backupDatabase(this.db, inv, dir);
     if (this.state === 'written') throw new MasterKeyError('INTERNAL', 'The backup must be taken before the write transaction writes; this is a bug in the caller.');
-    const done = backupBesideWriter(this.path, inv, dir);
-    this.backingUp = done.catch(() => undefined);
-    return done;
+    if (!readerAvailable()) return this.before(backupBesideWriter(this.path, inv, dir));
+    if (this.wal()) return readerBackup(this.path, inv, dir);
+    const copied = this.before(copyDatabaseFile(this.path, dir));
+    return copied.then((copy) => readerFinish(copy, inv));
   }
 
-  /** A backup this transaction started, until it is done. */
-  private backingUp?: Promise<unknown>;
+  /** Work the transaction's writes must wait for (a backup in progress). */
+  private beforeWriting?: Promise<unknown>;
+
+  private before<T>(work: Promise<T>): Promise<T> {
+    this.beforeWriting = work.catch(() => undefined);
+    return work;
+  }
 
   /** Waits for a backup in progress (the transaction must not write before it is done). */
   private async settled(): Promise<void> {
-    await this.backingUp;
-    this.backingUp = undefined;
+    await this.beforeWriting;
+    this.beforeWriting = undefined;
   }
 
-  verify(inv: Inventory, key: MasterKey, opts?: VerifyOptions) {
-    return verifyValues(this.db, inv, key, opts);
+  /** In a reader thread's own snapshot (the caller's read transaction does nothing else). */
+  verify(inv: Inventory, key: MasterKey, opts: VerifyOptions = {}) {
+    return readerAvailable() ? readerVerify(this.path, inv, key, opts) : verifyValues(this.db, inv, key, opts);
   }
 
   async restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
@@ -115,10 +131,17 @@ class SqliteTx implements WriteTx {
     planTables(this.db, inv);
   }
 
-  async reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts?: StreamOptions) {
+  /**
+   * In WAL mode, when this transaction has written nothing yet (and unless
+   * `opts.crypto` says where the crypto runs), a reader thread reads the
+   * committed database, which is what this transaction sees, and re-seals
+   * it, and this connection only writes.
+   */
+  async reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}) {
     await this.settled();
+    const beside = this.state === 'write' && !opts.crypto && readerAvailable() && this.wal();
     this.writing();
-    return reencryptValues(this.db, inv, from, to, opts);
+    return reencryptValues(this.db, inv, from, to, opts, beside ? (_, batchSize) => readerReseal(this.path, inv, from, to, batchSize) : undefined);
   }
 
   async replaceCanary(canary: CanaryUpdate): Promise<void> {

@@ -1,0 +1,90 @@
+/**
+ * A reader worker thread (started by ./reader): opens the database file
+ * read-only, does one job in one read transaction (or finishes a backup's
+ * copy), and reports batches, progress and the result (or a typed error)
+ * to the thread that started it.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { BatchCrypto } from '../../crypto/batch';
+import { MasterKey } from '../../crypto/key';
+import { Keyring } from '../../crypto/keyring';
+import { InlineCrypto } from '../../engine/value-crypto';
+import { isMasterKeyError } from '../../errors';
+import { backupDatabase, finishBackup } from './backup';
+import { Db, connect, translateSqliteError, withTransaction } from './driver';
+import type { FromReader, ReaderInit, ToReader } from './reader';
+import { planTables, resealedBatches, verifyValues } from './values';
+
+const { path, job, exitAt } = workerData as ReaderInit;
+const port = parentPort!;
+
+function post(m: FromReader): void {
+  port.postMessage(m);
+}
+
+/** Batches the other thread asked for and has not been sent yet; `waiting` resolves when it asks for more. */
+let credit = 0;
+let waiting: (() => void) | undefined;
+port.on('message', (m: ToReader) => {
+  credit += m.n;
+  waiting?.();
+});
+
+async function reseal(db: Db): Promise<unknown> {
+  if (job.kind !== 'reseal') return undefined;
+  const keys = job.from.map((b) => MasterKey.fromBytes(b));
+  const to = MasterKey.fromBytes(job.to);
+  for (const b of [...job.from, job.to]) b.fill(0);
+  const crypto = new InlineCrypto(new BatchCrypto(new Keyring(keys), to));
+  try {
+    let sent = 0;
+    for await (const batch of resealedBatches(db, planTables(db, job.inventory), crypto, job.batchSize)) {
+      while (credit === 0) await new Promise<void>((resolve) => (waiting = resolve));
+      credit--;
+      // Test hook: stop as a crashed thread would.
+      if (++sent === exitAt) process.exit(70);
+      post({ t: 'batch', batch });
+    }
+    return await crypto.digest();
+  } finally {
+    for (const k of [...keys, to]) k.bytes().fill(0);
+  }
+}
+
+async function run(db: Db): Promise<unknown> {
+  switch (job.kind) {
+    case 'finish':
+      return undefined;
+    case 'reseal':
+      return reseal(db);
+    case 'backup':
+      return backupDatabase(db, job.inventory, job.dir);
+    case 'verify': {
+      const key = MasterKey.fromBytes(job.key);
+      job.key.fill(0);
+      try {
+        return await verifyValues(db, job.inventory, key, { ...job.opts, onProgress: (done) => post({ t: 'progress', done }) });
+      } finally {
+        key.bytes().fill(0);
+      }
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  let db: Db | undefined;
+  try {
+    if (job.kind === 'finish') return post({ t: 'done', result: finishBackup(job.copy, job.inventory) });
+    db = connect(path, { readonly: true });
+    const conn = db;
+    post({ t: 'done', result: await withTransaction(conn, () => run(conn), 'read') });
+  } catch (e) {
+    const err = isMasterKeyError(e) ? e : translateSqliteError(e, `reading it beside the rotation (${job.kind})`, path);
+    post({ t: 'failed', error: { code: err.code, message: err.message, details: { ...err.details } } });
+  } finally {
+    db?.close();
+    port.close();
+  }
+}
+
+void main();
