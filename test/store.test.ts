@@ -180,6 +180,29 @@ describe.each(STORES)('the $name store', (fixture) => {
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).failureCount).toBe(0);
     });
 
+    it('a worker thread that stops mid-re-encryption fails it: the transaction rolls back, nothing changes', async () => {
+      const s = await open();
+      const before = await s.readCanary();
+      const stored = () => s.read((tx) => tx.verify(ACT_PRESET, key, { sampleSize: 0 }));
+      const digest = (await stored()).digest;
+      // PostgreSQL re-seals on its own thread unless asked; SQLite beside its connection by default.
+      const crypto = fixture.kind === 'postgres' ? { crypto: 'workers' as const, workers: 1 } : {};
+      process.env.MASTER_KEY_TEST_WORKER_EXIT_AT = '2';
+      try {
+        await expect(
+          s.write(async (tx) => {
+            await tx.lockSecretTables(ACT_PRESET);
+            await tx.reencrypt(ACT_PRESET, new Keyring([key]), MasterKey.generate(), { batchSize: 2, ...crypto });
+            await tx.replaceCanary(canaryFor(MasterKey.generate(), 9, new Date()));
+          }),
+        ).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('stopped unexpectedly') });
+      } finally {
+        delete process.env.MASTER_KEY_TEST_WORKER_EXIT_AT;
+      }
+      expect(await s.readCanary()).toEqual(before);
+      expect((await stored()).digest).toEqual(digest);
+    });
+
     it('in one transaction: backs up exactly what it rewrites, re-encrypts, replaces the canary, adds history; restore puts it all back', async () => {
       const s = await open();
       const newKey = MasterKey.generate();

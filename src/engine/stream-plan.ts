@@ -182,10 +182,14 @@ export function aadOf(entry: InventoryEntry, row: BatchRow, aadAt: AadLayout | u
  */
 export type BatchRow = ReadonlyArray<unknown>;
 
-/** A cell the engine reads: text, or null. */
+/** Stands in for a stored value that is not text (a number or a blob, which SQLite may hold): no codec accepts it, so it is reported as malformed, and never written back. */
+const NOT_TEXT = '\u0000';
+
+/** A cell the engine reads: its text, or null. */
 function text(row: BatchRow, at: number): string | null {
   const v = row[at];
-  return v === undefined ? null : (v as string | null);
+  if (v === null || v === undefined) return null;
+  return typeof v === 'string' ? v : NOT_TEXT;
 }
 
 /** A row id cell as text. */

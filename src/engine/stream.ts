@@ -218,15 +218,26 @@ export interface VerifyResult {
 export const DEFAULT_SAMPLE_SIZE = 1000;
 
 /** A value kept for the sample. */
-interface Sampled extends Omit<FoundValue, 'row'> {
+export interface Sampled extends Omit<FoundValue, 'row'> {
   readonly table: string;
   readonly id: string;
 }
 
-/** A uniform double in [0, 1) from the CSPRNG. */
+/** CSPRNG bytes fetched at a time for `uniform` (a call per draw costs far more than the bytes). */
+const RANDOM_POOL = 7 * 1024;
+let randomPool = Buffer.alloc(0);
+let randomAt = 0;
+
+/** A uniform double in [0, 1) from the CSPRNG (53 bits). */
 function uniform(): number {
-  const b = randomBytes(7);
-  return (b.readUIntBE(0, 6) * 32 + (b[6] >> 3)) / 2 ** 53;
+  if (randomAt + 7 > randomPool.length) {
+    randomPool = randomBytes(RANDOM_POOL);
+    randomAt = 0;
+  }
+  const b = randomPool;
+  const at = randomAt;
+  randomAt += 7;
+  return (b.readUIntBE(at, 6) * 32 + (b[at + 6] >> 3)) / 2 ** 53;
 }
 
 /**
@@ -235,11 +246,33 @@ function uniform(): number {
  * not one per item seen), drawn from the CSPRNG.
  */
 class Reservoir<T> {
-  readonly items: T[] = [];
+  items: T[] = [];
+  /** Items offered so far. */
+  seen = 0;
   private w = 0;
   private skip = 0;
   constructor(private readonly k: number) {
     this.next();
+  }
+
+  /**
+   * Makes this a uniform sample of both populations, given another
+   * reservoir's sample of `seen` other items: how many come from each side
+   * is drawn as from the union (hypergeometric), then that many are chosen
+   * at random from each side's own uniform sample. For the end of a scan
+   * split in parts (no item is offered afterwards).
+   */
+  absorb(other: readonly T[], seen: number): void {
+    const k = Math.min(this.k, this.seen + seen);
+    let mine = 0;
+    for (let left = this.seen, right = seen, i = 0; i < k; i++) {
+      if (uniform() * (left + right) < left) {
+        mine++;
+        left--;
+      } else right--;
+    }
+    this.items = [...pick(this.items, mine), ...pick(other, k - mine)];
+    this.seen += seen;
   }
   private next(): void {
     if (this.k === 0) return;
@@ -248,6 +281,7 @@ class Reservoir<T> {
   }
   /** Offers the next item; `make` builds it only when it is kept. */
   offer(make: () => T): void {
+    this.seen++;
     if (this.items.length < this.k) {
       this.items.push(make());
       return;
@@ -262,11 +296,32 @@ class Reservoir<T> {
   }
 }
 
+/** `n` items of `items` chosen uniformly at random (CSPRNG), without repetition. */
+function pick<T>(items: readonly T[], n: number): T[] {
+  const a = [...items];
+  for (let i = 0; i < n; i++) {
+    const j = i + Math.floor(uniform() * (a.length - i));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a.slice(0, n);
+}
+
+/** What one part of a verification scan split by rows gathered (`VerifyScan.part`), to be absorbed by the scan of another part. */
+export interface VerifyPart {
+  readonly digest: InventoryDigest;
+  readonly byKind: Readonly<Record<string, number>>;
+  /** Values offered to the sample, and the sample kept. */
+  readonly seen: number;
+  readonly sample: readonly Sampled[];
+}
+
 /**
  * What verification gathers as a store reads the stored rows, whatever
  * reads them (PostgreSQL's COPY, SQLite's batches): the digest of every
  * value and its place, counts per kind, and a uniform random sample.
- * `finish` opens the sample with the key and says what was proved.
+ * `finish` opens the sample with the key and says what was proved. A scan
+ * split by rows (several readers) gathers each part apart and `absorb`s
+ * the others' parts before `finish`.
  */
 export class VerifyScan {
   private readonly digest = new ValueDigest();
@@ -300,6 +355,18 @@ export class VerifyScan {
     );
     this.counter.add(byKind);
     this.opts.onProgress?.(this.counter.total);
+  }
+
+  /** What this part gathered, for another part's scan to absorb. */
+  part(): VerifyPart {
+    return { digest: this.digest.result(), byKind: this.counter.byKind, seen: this.sample.seen, sample: this.sample.items };
+  }
+
+  /** Adds another part of the same scan (call before `finish`, once every value was added). */
+  absorb(p: VerifyPart): void {
+    this.digest.merge(p.digest);
+    this.counter.add(new Map(Object.entries(p.byKind)));
+    this.sample.absorb(p.sample, p.seen);
   }
 
   /** Opens the sample with `key` and compares the digest with `opts.expected`. */

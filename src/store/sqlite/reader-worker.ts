@@ -13,9 +13,12 @@ import { isMasterKeyError } from '../../errors';
 import { backupDatabase, finishBackup } from './backup';
 import { Db, connect, translateSqliteError, withTransaction } from './driver';
 import type { FromReader, ReaderInit, ToReader } from './reader';
-import { planTables, resealedBatches, verifyValues } from './values';
+import { planTables, resealedBatches, verifyScan } from './values';
 
 const { path, job, exitAt } = workerData as ReaderInit;
+
+/** The reader connection's page cache, in KiB (negative: SQLite's unit for a size rather than a page count). */
+const READER_CACHE_KIB = -2048;
 const port = parentPort!;
 
 function post(m: FromReader): void {
@@ -60,13 +63,11 @@ async function run(db: Db): Promise<unknown> {
     case 'backup':
       return backupDatabase(db, job.inventory, job.dir);
     case 'verify': {
-      const key = MasterKey.fromBytes(job.key);
-      job.key.fill(0);
-      try {
-        return await verifyValues(db, job.inventory, key, { ...job.opts, onProgress: (done) => post({ t: 'progress', done }) });
-      } finally {
-        key.bytes().fill(0);
-      }
+      const { middle } = job;
+      const scan = await verifyScan(db, planTables(db, job.inventory), job.inventory, { ...job.opts, onProgress: (done) => post({ t: 'progress', done }) }, (i) =>
+        middle[i] === undefined ? undefined : { from: middle[i] },
+      );
+      return scan.part();
     }
   }
 }
@@ -76,6 +77,8 @@ async function main(): Promise<void> {
   try {
     if (job.kind === 'finish') return post({ t: 'done', result: finishBackup(job.copy, job.inventory) });
     db = connect(path, { readonly: true });
+    // It reads each page once, in order: a small page cache does (the default is 16 MB per connection).
+    db.pragma(`cache_size = ${READER_CACHE_KIB}`);
     const conn = db;
     post({ t: 'done', result: await withTransaction(conn, () => run(conn), 'read') });
   } catch (e) {

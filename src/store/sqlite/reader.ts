@@ -15,7 +15,9 @@
  *   mode, the checks, count, fsync and checksum of a copy the store made of
  *   the file before it wrote (./backup `finishBackup`).
  * - `verify`: after the commit, the verification scan (the engine's
- *   `VerifyScan`) in one snapshot of its own.
+ *   `VerifyScan`) of the rows of each table from the middle of its keys on,
+ *   in a snapshot of its own, while the store's connection scans the rows
+ *   below (./values `verifyValues`); the sample is opened there.
  *
  * The worker holds its own copy of the keys it is given and wipes it when
  * done. It translates its failures into typed errors, which are thrown
@@ -26,7 +28,7 @@ import { Worker } from 'node:worker_threads';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { builtFile } from '../../engine/built-file';
-import type { VerifyOptions, VerifyResult } from '../../engine/stream';
+import type { VerifyOptions, VerifyPart } from '../../engine/stream';
 import type { InventoryDigest } from '../../engine/stream-digest';
 import { ErrorCode, MasterKeyError } from '../../errors';
 import type { Inventory } from '../../inventory/inventory';
@@ -37,7 +39,7 @@ export type ReaderJob =
   | { readonly kind: 'reseal'; readonly inventory: Inventory; readonly from: Uint8Array[]; readonly to: Uint8Array; readonly batchSize: number }
   | { readonly kind: 'backup'; readonly inventory: Inventory; readonly dir: string }
   | { readonly kind: 'finish'; readonly inventory: Inventory; readonly copy: string }
-  | { readonly kind: 'verify'; readonly inventory: Inventory; readonly key: Uint8Array; readonly opts: Pick<VerifyOptions, 'expected' | 'batchSize' | 'sampleSize'> };
+  | { readonly kind: 'verify'; readonly inventory: Inventory; readonly middle: Array<bigint | undefined>; readonly opts: Pick<VerifyOptions, 'batchSize' | 'sampleSize'> };
 
 export interface ReaderInit {
   readonly path: string;
@@ -132,7 +134,6 @@ class Reader {
 
 function wipeJob(job: ReaderJob): void {
   if (job.kind === 'reseal') for (const b of [...job.from, job.to]) b.fill(0);
-  if (job.kind === 'verify') job.key.fill(0);
 }
 
 const copyKey = (k: MasterKey) => Uint8Array.from(k.bytes());
@@ -186,13 +187,13 @@ export async function readerFinish(copy: string, inv: Inventory): Promise<Backup
   }
 }
 
-/** The verification scan by a reader, in a snapshot of its own. */
-export async function readerVerify(path: string, inv: Inventory, key: MasterKey, opts: VerifyOptions): Promise<VerifyResult> {
-  const { expected, batchSize, sampleSize } = opts;
-  const job: ReaderJob = { kind: 'verify', inventory: inv, key: copyKey(key), opts: { ...(expected ? { expected } : {}), ...(batchSize ? { batchSize } : {}), ...(sampleSize !== undefined ? { sampleSize } : {}) } };
-  const reader = new Reader(path, job, { progress: (done) => opts.onProgress?.(done) });
+/** The part of a verification scan from the middle key of each table on (`middle`), by a reader in a snapshot of its own; `progress` sees its count. */
+export async function readerVerifyPart(path: string, inv: Inventory, middle: Array<bigint | undefined>, opts: VerifyOptions, progress?: (done: number) => void): Promise<VerifyPart> {
+  const { batchSize, sampleSize } = opts;
+  const job: ReaderJob = { kind: 'verify', inventory: inv, middle, opts: { ...(batchSize ? { batchSize } : {}), ...(sampleSize !== undefined ? { sampleSize } : {}) } };
+  const reader = new Reader(path, job, { progress });
   try {
-    return (await reader.result) as VerifyResult;
+    return (await reader.result) as VerifyPart;
   } finally {
     await reader.stop();
   }

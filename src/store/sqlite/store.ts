@@ -38,7 +38,7 @@ import { countInventory } from './counts';
 import { backupBesideWriter, backupDatabase, copyDatabaseFile, drillCopy, restoreValuesFrom } from './backup';
 import { Db, connect, fileWritable, translateSqliteError, withTransaction } from './driver';
 import { RotationLock } from './lock';
-import { readerAvailable, readerBackup, readerFinish, readerReseal, readerVerify } from './reader';
+import { readerAvailable, readerBackup, readerFinish, readerReseal, readerVerifyPart } from './reader';
 import { CANARY_TABLE, databaseId, insertCanary, insertHistory, lastHistory, readCanary, replaceCanary, setHistoryOutcome, tableExists } from './meta';
 import { sqliteFile } from './url';
 import { planTables, reencryptValues, scanValues, verifyValues } from './values';
@@ -114,9 +114,21 @@ class SqliteTx implements WriteTx {
     this.beforeWriting = undefined;
   }
 
-  /** In a reader thread's own snapshot (the caller's read transaction does nothing else). */
+  /**
+   * This connection scans the rows below the middle key of each table
+   * while a reader thread scans the others, in a snapshot of its own (after
+   * a COMMIT, or in a read transaction that does nothing else, both see
+   * the same database unless another process writes meanwhile, which the
+   * digest then shows).
+   */
   verify(inv: Inventory, key: MasterKey, opts: VerifyOptions = {}) {
-    return readerAvailable() ? readerVerify(this.path, inv, key, opts) : verifyValues(this.db, inv, key, opts);
+    if (!readerAvailable()) return verifyValues(this.db, inv, key, opts);
+    const done = [0, 0];
+    const progress = (part: number) => (n: number) => {
+      done[part] = n;
+      opts.onProgress?.(done[0] + done[1]);
+    };
+    return verifyValues(this.db, inv, key, { ...opts, onProgress: progress(0) }, (middle) => readerVerifyPart(this.path, inv, middle, opts, progress(1)));
   }
 
   async restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {

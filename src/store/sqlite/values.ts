@@ -15,7 +15,7 @@ import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError } from '../../errors';
 import { mapAhead, undecryptable } from '../../engine/stream-batch';
-import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES, VerifyOptions, VerifyResult, VerifyScan } from '../../engine/stream';
+import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES, VerifyOptions, VerifyPart, VerifyResult, VerifyScan } from '../../engine/stream';
 import type { InventoryDigest } from '../../engine/stream-digest';
 import { AadLayout, ColumnPlan, RowFailure, aadLayout, groupInventory, processBatch } from '../../engine/stream-plan';
 import type { ValueCrypto } from '../../engine/value-crypto';
@@ -63,41 +63,54 @@ export function planTables(db: Db, inv: Inventory): SqliteTable[] {
 }
 
 /**
- * A value column as the engine reads it: its text, NULL, or, for a stored
- * value that is not text (a number or a blob), a stand-in no codec accepts
- * (reported as malformed, never written back).
- */
-function asText(col: string): string {
-  return `CASE typeof(${col}) WHEN 'text' THEN ${col} WHEN 'null' THEN NULL ELSE char(0) END`;
-}
-
-/**
  * The rows of a table holding at least one value, a batch at a time in key
- * order, as `processBatch` reads them: [key, id as text, the value columns,
- * the AAD columns as text (as PostgreSQL's ::text gives them: an integer
- * user id becomes its digits)]. SQLite builds each row; nothing is copied
- * or converted here.
+ * order, as `processBatch` reads them: [key, id as text, the value columns
+ * (a value that is not text stands for a malformed one), the AAD columns
+ * as text (as PostgreSQL's ::text gives them: an integer user id becomes
+ * its digits)]. Nothing is copied or converted here.
  */
-function* batches(db: Db, t: SqliteTable, batchSize: number): Generator<unknown[][]> {
+function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRange = {}): Generator<unknown[][]> {
   const cols = t.columns.map((c) => quoteIdent(c.column));
   const aad = t.aadColumns.map((c) => `, CAST(${quoteIdent(c)} AS TEXT)`).join('');
-  const select = (after: string) =>
+  // One lower bound only (SQLite seeks by one and would filter by the other): `from` for the first batch, then the last key read.
+  const below = range.below !== undefined ? [range.below] : [];
+  const select = (lower: string) =>
     db
       .prepare(
-        `SELECT ${t.key}, CAST(${quoteIdent(t.idColumn)} AS TEXT), ${cols.map(asText).join(', ')}${aad} FROM ${quoteIdent(t.table)} WHERE ${after}(${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}) ORDER BY ${t.key} LIMIT ?`,
+        `SELECT ${t.key}, CAST(${quoteIdent(t.idColumn)} AS TEXT), ${cols.join(', ')}${aad} FROM ${quoteIdent(t.table)} WHERE ${lower}${below.length ? `${t.key} < ? AND ` : ''}(${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}) ORDER BY ${t.key} LIMIT ?`,
       )
       .raw(true)
       .safeIntegers(true);
-  const firstBatch = select('');
+  const firstBatch = range.from !== undefined ? select(`${t.key} >= ? AND `) : select('');
+  const first = range.from !== undefined ? [range.from] : [];
   const nextBatch = select(`${t.key} > ? AND `);
   let after: unknown;
   for (;;) {
-    const rows = (after === undefined ? firstBatch.all(batchSize) : nextBatch.all(after, batchSize)) as unknown[][];
+    const rows = (after === undefined ? firstBatch.all(...first, ...below, batchSize) : nextBatch.all(after, ...below, batchSize)) as unknown[][];
     if (rows.length === 0) return;
     yield rows;
     if (rows.length < batchSize) return;
     after = rows[rows.length - 1][KEY_AT];
   }
+}
+
+/** Rows with a key at or above `from` and below `below` (either absent: unbounded). */
+export interface KeyRange {
+  readonly from?: bigint;
+  readonly below?: bigint;
+}
+
+/**
+ * Where to split each table between two readers: the middle of its integer
+ * keys (undefined for a table with other keys, or none: not split). Rows
+ * below it are one part, the others the other.
+ */
+export function middleKeys(db: Db, tables: readonly SqliteTable[]): Array<bigint | undefined> {
+  return tables.map((t) => {
+    // Two queries: SQLite finds a lone min() or max() of a key by one seek, both together by a scan.
+    const [lo, hi] = ['min', 'max'].map((f) => db.prepare(`SELECT ${f}(${t.key}) FROM ${quoteIdent(t.table)}`).pluck().safeIntegers(true).get());
+    return typeof lo === 'bigint' && typeof hi === 'bigint' && hi > lo ? lo + (hi - lo + 1n) / 2n : undefined;
+  });
 }
 
 async function* asAsync<T>(it: Iterable<T>): AsyncGenerator<T> {
@@ -270,9 +283,34 @@ function inlineSource(db: Db, tables: readonly SqliteTable[], crypto: ValueCrypt
  * stored value digested with its place and counted, a random sample opened
  * with `key` (the engine's `VerifyScan`, as on PostgreSQL).
  */
-export async function verifyValues(db: Db, inv: Inventory, key: MasterKey, opts: VerifyOptions = {}): Promise<VerifyResult> {
+export async function verifyValues(db: Db, inv: Inventory, key: MasterKey, opts: VerifyOptions = {}, other?: (middle: Array<bigint | undefined>) => Promise<VerifyPart>): Promise<VerifyResult> {
+  const tables = planTables(db, inv);
+  const middle = other ? middleKeys(db, tables) : [];
+  // The other part (rows from the middle on) is read meanwhile, elsewhere.
+  const rest = other?.(middle);
+  rest?.catch(() => undefined);
+  const scan = await verifyScan(db, tables, inv, opts, (i) => ({ below: middle[i] }));
+  if (rest) scan.absorb(await rest);
+  return scan.finish(key);
+}
+
+/**
+ * The verification scan of the rows of each table in `range(i)` (its index
+ * in `tables`; undefined: none of them): every stored value digested with
+ * its place, counted, and offered to the sample. Lets other work run
+ * between batches.
+ */
+export async function verifyScan(db: Db, tables: readonly SqliteTable[], inv: Inventory, opts: VerifyOptions, range: (i: number) => KeyRange | undefined = () => ({})): Promise<VerifyScan> {
   const batchSize = batchSizeOf(opts);
   const scan = new VerifyScan(inv, opts);
-  for (const t of planTables(db, inv)) for (const rows of batches(db, t, batchSize)) scan.add(t.table, t.columns, rows, FIRST, ID_AT, t.aad);
-  return scan.finish(key);
+  for (let i = 0; i < tables.length; i++) {
+    const t = tables[i];
+    const r = range(i);
+    if (!r) continue;
+    for (const rows of batches(db, t, batchSize, r)) {
+      scan.add(t.table, t.columns, rows, FIRST, ID_AT, t.aad);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+  return scan;
 }
