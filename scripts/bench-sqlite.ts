@@ -25,7 +25,7 @@ import { BENCH_INVENTORY, BENCH_TABLE, plaintext } from './bench-data';
 import { applyPhases, median, medianRun, table } from './bench-report';
 import { applyTimings, cliPath, runCliMeasured } from './bench-apply';
 
-export const SQLITE_METHODS = ['floor', 'crypto', 'naive', 'ours', 'apply'] as const;
+export const SQLITE_METHODS = ['floor', 'rewrite', 'crypto', 'naive', 'ours', 'apply'] as const;
 type Method = (typeof SQLITE_METHODS)[number];
 
 export interface SqliteBenchOptions {
@@ -96,17 +96,25 @@ interface Run {
   readonly serverDownMs?: number;
 }
 
-function floor(path: string): Run {
+/**
+ * SQLite alone, in one transaction: the floor rewrites every value with
+ * itself, which SQLite compares and leaves (it writes a page only when its
+ * bytes change), so it costs reading the table; the rewrite changes every
+ * value (`lower`), so every page is written, journaled and committed, as
+ * any re-encryption must: what SQLite itself needs at the least.
+ */
+function sqliteAlone(path: string, set: string): Run {
   const db = open(path);
   try {
     db.pragma('synchronous = FULL');
     const t0 = process.hrtime.bigint();
     db.exec('BEGIN IMMEDIATE');
-    const r = db.prepare(`UPDATE ${BENCH_TABLE} SET value = value || ''`).run();
+    const r = db.prepare(`UPDATE ${BENCH_TABLE} SET value = ${set}`).run();
     db.exec('COMMIT');
+    db.close();
     return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, rows: r.changes };
   } finally {
-    db.close();
+    if (db.open) db.close();
   }
 }
 
@@ -230,10 +238,17 @@ function verify(path: string, plain: string, newKey: MasterKey): { rows: number;
 
 const LABELS: Record<Method, string> = {
   floor: "SQLite floor (SET value = value || '')",
+  rewrite: 'SQLite rewrite (SET value = lower(value))',
   crypto: 'crypto alone (open + re-seal in memory)',
   naive: 'naive script (row-by-row UPDATE)',
   ours: 'ours: store re-encryption (one transaction)',
   apply: 'ours: master-key apply (full CLI)',
+};
+
+const NOTES: Partial<Record<Method, string>> = {
+  floor: 'SQLite leaves a value rewritten with itself as it is (it writes a page only when its bytes change): this reads the table, and writes nothing',
+  rewrite: 'every value changed: every page written, journaled and committed (with the WAL checkpoint), as any re-encryption must',
+  apply: 'spawn to exit: init not counted; preflight, backup of the whole file, re-encryption, config, verification, report',
 };
 
 export interface SqliteBenchResult {
@@ -245,6 +260,8 @@ export interface SqliteBenchResult {
   /** Time relative to floor + crypto alone (the yardstick). */
   readonly vsFloorPlusCrypto?: number;
   readonly vsFloor?: number;
+  /** Time relative to the rewrite + crypto alone (what SQLite must write, plus the crypto). */
+  readonly vsRewritePlusCrypto?: number;
   readonly peakRssBytes?: number;
   readonly note?: string;
   /** The full apply's median run: phase timings and server-down window (from its report). */
@@ -272,12 +289,17 @@ const MB = 1024 * 1024;
 export function summariseSqlite(r: Omit<SqliteBenchReport, 'goals'>): SqliteBenchReport {
   const secs = (m: Method) => r.results.find((x) => x.method === m)?.seconds;
   const floorS = secs('floor');
-  const yard = floorS !== undefined && secs('crypto') !== undefined ? floorS + secs('crypto')! : undefined;
+  const cryptoS = secs('crypto');
+  const rewriteS = secs('rewrite');
+  const yard = floorS !== undefined && cryptoS !== undefined ? floorS + cryptoS : undefined;
+  const written = rewriteS !== undefined && cryptoS !== undefined ? rewriteS + cryptoS : undefined;
+  const times = (x: number, by: number) => Math.round((x / by) * 100) / 100;
   const results = r.results.map((x) => ({
     ...x,
     ...(x.seconds ? { rowsPerSecond: Math.round(x.rows / x.seconds) } : {}),
-    ...(x.seconds !== undefined && yard ? { vsFloorPlusCrypto: Math.round((x.seconds / yard) * 100) / 100 } : {}),
-    ...(x.seconds !== undefined && floorS ? { vsFloor: Math.round((x.seconds / floorS) * 100) / 100 } : {}),
+    ...(x.seconds !== undefined && yard ? { vsFloorPlusCrypto: times(x.seconds, yard) } : {}),
+    ...(x.seconds !== undefined && floorS ? { vsFloor: times(x.seconds, floorS) } : {}),
+    ...(x.seconds !== undefined && written ? { vsRewritePlusCrypto: times(x.seconds, written) } : {}),
   }));
   const ratio = (m: Method, max: number) => {
     const v = results.find((x) => x.method === m)?.vsFloorPlusCrypto;
@@ -292,12 +314,14 @@ export function summariseSqlite(r: Omit<SqliteBenchReport, 'goals'>): SqliteBenc
 
 export function formatSqliteReport(r: SqliteBenchReport): string {
   const fmt = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(2));
+  const rewritten = r.results.some((m) => m.vsRewritePlusCrypto !== undefined);
   const body = r.results.map((m) => [
     LABELS[m.method],
     String(m.rows),
     fmt(m.seconds),
     m.rowsPerSecond === undefined ? '-' : String(m.rowsPerSecond),
     fmt(m.vsFloorPlusCrypto),
+    ...(rewritten ? [fmt(m.vsRewritePlusCrypto)] : []),
     fmt(m.vsFloor),
     m.peakRssBytes === undefined ? '-' : `${(m.peakRssBytes / MB).toFixed(0)} MB`,
   ]);
@@ -305,7 +329,7 @@ export function formatSqliteReport(r: SqliteBenchReport): string {
     `SQLite re-encryption benchmark (AES-GCM: ${r.crypto}): ${r.rows} secrets (100-300 byte plaintexts, act codec, one table), journal_mode ${r.journal}, median of ${r.reps} runs, one transaction each`,
     `node ${r.versions.node}, SQLite ${r.versions.sqlite}; ${r.machine.cpus} cores (${r.machine.cpuModel}), ${(r.machine.memoryBytes / MB / 1024).toFixed(1)} GB RAM, load average ${r.machine.load}; seeded in ${r.seedSeconds.toFixed(1)} s`,
     '',
-    table([['method', 'rows', 'seconds', 'rows/s', 'x (floor + crypto)', 'x floor', 'peak RSS'], ...body]),
+    table([['method', 'rows', 'seconds', 'rows/s', 'x (floor + crypto)', ...(rewritten ? ['x (rewrite + crypto)'] : []), 'x floor', 'peak RSS'], ...body]),
     '',
     ...r.results.filter((m) => m.note).map((m) => `  ${m.method}: ${m.note}`),
     '',
@@ -335,7 +359,8 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
       for (let i = 0; i < reps; i++) {
         const path = fresh(dir, pristine);
         progress(`${method} run ${i + 1}/${reps}`);
-        if (method === 'floor') runs.push(floor(path));
+        if (method === 'floor') runs.push(sqliteAlone(path, "value || ''"));
+        else if (method === 'rewrite') runs.push(sqliteAlone(path, 'lower(value)'));
         else if (method === 'crypto') runs.push(await cryptoAlone(path, oldKey, newKey, o.crypto));
         else if (method === 'apply') runs.push(await apply(dir, path, oldKey, o.rows));
         else runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
@@ -349,7 +374,7 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
         runs: runs.map((r) => r.seconds),
         seconds: median(runs.map((r) => r.seconds)),
         ...(runs.some((r) => r.maxRssBytes !== undefined) ? { peakRssBytes: Math.max(...runs.map((r) => r.maxRssBytes ?? 0)) } : {}),
-        ...(reps < o.reps ? { note: 'one run (it takes minutes)' } : method === 'apply' ? { note: 'spawn to exit: init not counted; preflight, backup of the whole file, re-encryption, config, verification, report' } : {}),
+        ...(reps < o.reps ? { note: 'one run (it takes minutes)' } : NOTES[method] ? { note: NOTES[method] } : {}),
       });
     }
     const Database = sqliteModule();
@@ -360,7 +385,9 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
       rows: o.rows,
       reps: o.reps,
       journal: o.journal,
-      crypto: o.crypto ?? defaultCryptoMode(),
+      crypto: o.crypto
+        ? `${o.crypto}, for crypto alone and ours`
+        : `${defaultCryptoMode()}; crypto alone on one thread, ours beside the SQLite thread (${o.journal === 'wal' ? 'a reader thread reads and re-seals' : 'a crypto thread re-seals'})`,
       seedSeconds,
       versions: { node: process.version, sqlite },
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryBytes: totalmem(), load: loadavg().map((x) => x.toFixed(1)).join(' ') },

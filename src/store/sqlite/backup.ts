@@ -10,7 +10,7 @@
  * (`drillCopy`).
  */
 import { chmodSync, closeSync, constants, fsyncSync, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
-import { FileHandle, open } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { MasterKeyError } from '../../errors';
@@ -72,29 +72,40 @@ export async function backupDatabase(source: Db, inv: Inventory, dir: string): P
  * the committed database (no other connection can write, and a journal a
  * crashed writer left was rolled back when this connection first read).
  * Finish it with `finishBackup`.
+ *
+ * The copy is made by a child process: closing a descriptor of the file in
+ * this process would drop every POSIX lock this process holds on it, the
+ * write lock SQLite holds for the caller included.
  */
 export async function copyDatabaseFile(source: string, dir: string): Promise<string> {
   const path = createBackupFile(dir);
-  const buf = Buffer.allocUnsafe(COPY_CHUNK);
-  let from: FileHandle | undefined;
-  let to: FileHandle | undefined;
-  try {
-    from = await open(source, 'r');
-    to = await open(path, 'r+');
-    for (let at = 0; ; ) {
-      const { bytesRead } = await from.read(buf, 0, buf.length, at);
-      if (bytesRead === 0) break;
-      await to.write(buf, 0, bytesRead, at);
-      at += bytesRead;
-    }
-  } catch (e) {
+  const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', COPY_SCRIPT, source, path], { stdio: ['ignore', 'ignore', 'pipe'], env: {} });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (c) => resolve({ code: c, stderr }));
+  }).catch((e: unknown) => {
     throw backupFileError(e, path);
-  } finally {
-    await from?.close();
-    await to?.close();
+  });
+  if (code !== 0) {
+    const errno = /^(E[A-Z]+)\b/.exec(stderr.trim())?.[1];
+    throw backupFileError(Object.assign(new Error(stderr.trim() || `the copy exited with code ${code}`), errno ? { code: errno } : {}), path);
   }
   return path;
 }
+
+/** The copying child's program: source to destination (which exists, 0600, and keeps its mode), 4 MiB at a time; an error's errno code first on stderr. */
+const COPY_SCRIPT = `const fs = require('node:fs');
+const [from, to] = process.argv.slice(1);
+try {
+  const a = fs.openSync(from, 'r'), b = fs.openSync(to, 'r+'), buf = Buffer.allocUnsafe(${COPY_CHUNK});
+  for (let at = 0, n; (n = fs.readSync(a, buf, 0, buf.length, at)) > 0; at += n) fs.writeSync(b, buf, 0, n, at);
+  fs.closeSync(b);
+} catch (e) {
+  process.stderr.write((e.code || 'EIO') + ' ' + e.message);
+  process.exit(1);
+}`;
 
 /**
  * Finishes a backup's copy of the database: checks it holds every page

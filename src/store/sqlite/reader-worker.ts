@@ -57,6 +57,7 @@ async function reseal(db: Db): Promise<unknown> {
 async function run(db: Db): Promise<unknown> {
   switch (job.kind) {
     case 'finish':
+    case 'checkpoint':
       return undefined;
     case 'reseal':
       return reseal(db);
@@ -76,6 +77,11 @@ async function main(): Promise<void> {
   let db: Db | undefined;
   try {
     if (job.kind === 'finish') return post({ t: 'done', result: finishBackup(job.copy, job.inventory) });
+    if (job.kind === 'checkpoint') {
+      db = connect(path);
+      db.pragma('wal_checkpoint(PASSIVE)');
+      return post({ t: 'done', result: undefined });
+    }
     db = connect(path, { readonly: true });
     // It reads each page once, in order: a small page cache does (the default is 16 MB per connection).
     db.pragma(`cache_size = ${READER_CACHE_KIB}`);

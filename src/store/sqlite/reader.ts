@@ -14,6 +14,10 @@
  *   database while the transaction writes; `finish`: in a rollback-journal
  *   mode, the checks, count, fsync and checksum of a copy the store made of
  *   the file before it wrote (./backup `finishBackup`).
+ * - `checkpoint`: after a large transaction in WAL mode, the checkpoint
+ *   SQLite would have run inside its COMMIT (copying the WAL's pages into
+ *   the database file and syncing it), on a connection of its own while the
+ *   store goes on (with whatever follows the COMMIT: verification).
  * - `verify`: after the commit, the verification scan (the engine's
  *   `VerifyScan`) of the rows of each table from the middle of its keys on,
  *   in a snapshot of its own, while the store's connection scans the rows
@@ -39,6 +43,7 @@ export type ReaderJob =
   | { readonly kind: 'reseal'; readonly inventory: Inventory; readonly from: Uint8Array[]; readonly to: Uint8Array; readonly batchSize: number }
   | { readonly kind: 'backup'; readonly inventory: Inventory; readonly dir: string }
   | { readonly kind: 'finish'; readonly inventory: Inventory; readonly copy: string }
+  | { readonly kind: 'checkpoint' }
   | { readonly kind: 'verify'; readonly inventory: Inventory; readonly middle: Array<bigint | undefined>; readonly opts: Pick<VerifyOptions, 'batchSize' | 'sampleSize'> };
 
 export interface ReaderInit {
@@ -182,6 +187,16 @@ export async function readerFinish(copy: string, inv: Inventory): Promise<Backup
   const reader = new Reader(copy, { kind: 'finish', inventory: inv, copy });
   try {
     return (await reader.result) as BackupPart;
+  } finally {
+    await reader.stop();
+  }
+}
+
+/** The WAL checkpoint (PASSIVE: never waits for, nor blocks, anyone) on a connection of its own. */
+export async function readerCheckpoint(path: string): Promise<void> {
+  const reader = new Reader(path, { kind: 'checkpoint' });
+  try {
+    await reader.result;
   } finally {
     await reader.stop();
   }

@@ -7,7 +7,7 @@
  * rotation lock is a lock file beside the database (`./lock.ts`); backups
  * are the whole file (`./backup.ts`).
  */
-import { realpathSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
@@ -37,11 +37,17 @@ import { ACT_SCHEMA_SQLITE } from './act-schema';
 import { countInventory } from './counts';
 import { backupBesideWriter, backupDatabase, copyDatabaseFile, drillCopy, restoreValuesFrom } from './backup';
 import { Db, connect, fileWritable, translateSqliteError, withTransaction } from './driver';
+import { Flusher } from './flush';
 import { RotationLock } from './lock';
-import { readerAvailable, readerBackup, readerFinish, readerReseal, readerVerifyPart } from './reader';
+import { readerAvailable, readerBackup, readerCheckpoint, readerFinish, readerReseal, readerVerifyPart } from './reader';
 import { CANARY_TABLE, databaseId, insertCanary, insertHistory, lastHistory, readCanary, replaceCanary, setHistoryOutcome, tableExists } from './meta';
 import { sqliteFile } from './url';
 import { planTables, reencryptValues, scanValues, verifyValues } from './values';
+
+/** Whether the database is in WAL mode (else a rollback journal). */
+function isWal(db: Db): boolean {
+  return String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal';
+}
 
 /** Opens a SQLite store on `url` (`sqlite:/absolute/path`; a relative path against the working directory). */
 export async function openSqlite(url: string, opts: OpenOptions = {}): Promise<Store> {
@@ -77,10 +83,6 @@ class SqliteTx implements WriteTx {
     return scanValues(this.db, inv, keys, opts);
   }
 
-  /** Whether the database is in WAL mode (else a rollback journal). */
-  private wal(): boolean {
-    return String(this.db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal';
-  }
 
   /**
    * In a read transaction: its snapshot; in the write transaction before it
@@ -95,7 +97,7 @@ class SqliteTx implements WriteTx {
     if (this.state === 'read') return backupDatabase(this.db, inv, dir);
     if (this.state === 'written') throw new MasterKeyError('INTERNAL', 'The backup must be taken before the write transaction writes; this is a bug in the caller.');
     if (!readerAvailable()) return this.before(backupBesideWriter(this.path, inv, dir));
-    if (this.wal()) return readerBackup(this.path, inv, dir);
+    if (isWal(this.db)) return readerBackup(this.path, inv, dir);
     const copied = this.before(copyDatabaseFile(this.path, dir));
     return copied.then((copy) => readerFinish(copy, inv));
   }
@@ -151,9 +153,11 @@ class SqliteTx implements WriteTx {
    */
   async reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}) {
     await this.settled();
-    const beside = this.state === 'write' && !opts.crypto && readerAvailable() && this.wal();
+    const wal = isWal(this.db);
+    const beside = this.state === 'write' && !opts.crypto && readerAvailable() && wal;
     this.writing();
-    return reencryptValues(this.db, inv, from, to, opts, beside ? (_, batchSize) => readerReseal(this.path, inv, from, to, batchSize) : undefined);
+    const flusher = new Flusher([`${this.path}${wal ? '-wal' : '-journal'}`]);
+    return reencryptValues(this.db, inv, from, to, opts, beside ? (_, batchSize) => readerReseal(this.path, inv, from, to, batchSize) : undefined, flusher);
   }
 
   async replaceCanary(canary: CanaryUpdate): Promise<void> {
@@ -256,9 +260,49 @@ class SqliteStore implements Store {
     return withTransaction(this.db, () => ((this.tx.state = 'read'), fn(this.tx)), 'read');
   }
 
-  write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
-    return withTransaction(this.db, () => ((this.tx.state = 'write'), fn(this.tx)), 'write');
+  /**
+   * In WAL mode the COMMIT makes the WAL durable, and SQLite would then copy
+   * its pages into the database file (its automatic checkpoint) before the
+   * COMMIT returns: after a large transaction that checkpoint runs in a
+   * reader thread instead, while the caller goes on (after a rotation: the
+   * config files, the start hooks, verification); `close` waits for it.
+   */
+  async write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+    const wal = isWal(this.db);
+    const auto = wal ? Number(this.db.pragma('wal_autocheckpoint', { simple: true })) : 0;
+    if (wal) this.db.pragma('wal_autocheckpoint = 0');
+    let committed = false;
+    try {
+      const r = await withTransaction(this.db, () => ((this.tx.state = 'write'), fn(this.tx)), 'write');
+      committed = true;
+      return r;
+    } finally {
+      if (wal) {
+        this.db.pragma(`wal_autocheckpoint = ${auto}`);
+        if (committed) this.checkpoint(auto);
+      }
+    }
   }
+
+  /** The checkpoint SQLite skipped at the COMMIT: here when the WAL is short, else in a reader thread. */
+  private checkpoint(pages: number): void {
+    if (pages <= 0) return;
+    let size = 0;
+    try {
+      size = statSync(`${this.path}-wal`).size;
+    } catch {
+      return; // no WAL: nothing to copy
+    }
+    if (!readerAvailable() || size < pages * Number(this.db.pragma('page_size', { simple: true }))) {
+      this.db.pragma('wal_checkpoint(PASSIVE)');
+      return;
+    }
+    // A failed checkpoint leaves the WAL as it is: SQLite checkpoints it later.
+    this.checkpointing = Promise.all([this.checkpointing, readerCheckpoint(this.path).catch(() => undefined)]).then(() => undefined);
+  }
+
+  /** A checkpoint running in a reader thread. */
+  private checkpointing?: Promise<void>;
 
   /** Restores the backup's database into a scratch file of its own and reads it there; the live file is not opened. */
   drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>): Promise<T> {
@@ -274,6 +318,7 @@ class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.checkpointing;
     this.lock.release();
     try {
       this.db.close();

@@ -22,6 +22,7 @@ import type { ValueCrypto } from '../../engine/value-crypto';
 import { Inventory, inventoryKinds, quoteIdent } from '../../inventory/inventory';
 import type { ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../store';
 import { storeCrypto } from './crypto';
+import type { Flusher } from './flush';
 import { Db } from './driver';
 
 /** One table's secret columns and how its rows are walked. */
@@ -230,6 +231,9 @@ function writer(db: Db, t: SqliteTable): (b: Resealed) => void {
   };
 }
 
+/** Batches written between two flushes of what SQLite wrote (`Flusher`: a few MiB at the default batch size). */
+const FLUSH_EVERY = 8;
+
 /** Where re-sealed batches come from, and the digest of what they hold once they are all read. */
 export interface ResealSource {
   readonly batches: AsyncIterable<Resealed>;
@@ -247,8 +251,17 @@ export interface ResealSource {
  * are read and re-sealed: by default on this connection with the crypto in
  * a worker thread, or, given `source` (./reader: a worker thread reading
  * the same snapshot on a connection of its own), all of that beside it.
+ * `flusher` writes what SQLite wrote out to disk as it goes (./flush).
  */
-export async function reencryptValues(db: Db, inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}, source?: (tables: readonly SqliteTable[], batchSize: number) => ResealSource): Promise<ReencryptResult> {
+export async function reencryptValues(
+  db: Db,
+  inv: Inventory,
+  from: KeySource,
+  to: MasterKey,
+  opts: StreamOptions = {},
+  source?: (tables: readonly SqliteTable[], batchSize: number) => ResealSource,
+  flusher?: Flusher,
+): Promise<ReencryptResult> {
   if (!db.inTransaction) throw new MasterKeyError('INTERNAL', 'Re-encryption must run inside an open transaction; this is a bug in the caller.');
   const batchSize = batchSizeOf(opts);
   const tables = planTables(db, inv);
@@ -257,11 +270,13 @@ export async function reencryptValues(db: Db, inv: Inventory, from: KeySource, t
   const kinds = kindCounts(inv);
   let total = 0;
   let updated = 0;
+  let batches = 0;
   let digest: InventoryDigest;
   try {
     for await (const b of src.batches) {
       if (b.failure) throw undecryptable(tables[b.table].table, b.failure);
       writers[b.table](b);
+      if (++batches % FLUSH_EVERY === 0) flusher?.tick();
       updated += b.keys.length;
       total += kinds.add(new Map(b.byKind));
       opts.onProgress?.(total);
@@ -269,6 +284,7 @@ export async function reencryptValues(db: Db, inv: Inventory, from: KeySource, t
     digest = await src.digest();
   } finally {
     await src.close();
+    await flusher?.close();
   }
   return { total, byKind: kinds.byKind, updated, digest, crypto: src.mode };
 }
