@@ -2,8 +2,10 @@
  * The SQLite store's part of a backup: the whole database file, copied
  * through SQLite's online backup API in the caller's transaction (a
  * consistent copy even while the server runs, including what a WAL file
- * holds), then switched to a rollback journal so the copy is one
- * self-contained file that opens anywhere, read-only too. Restore reads
+ * holds), or, in a rollback-journal mode under the write lock before
+ * anything is written, byte for byte (`copyDatabaseFile`); then switched to
+ * a rollback journal so the copy is one self-contained file that opens
+ * anywhere, read-only too (`finishBackup`). Restore reads
  * the backed-up values from that copy and writes, in the caller's write
  * transaction, what the runbook decides for each (`restoreValuesFrom`); a
  * drill restores the copy into a scratch database through the same API

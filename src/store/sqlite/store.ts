@@ -42,7 +42,7 @@ import { RotationLock } from './lock';
 import { readerAvailable, readerBackup, readerCheckpoint, readerFinish, readerReseal, readerVerifyPart } from './reader';
 import { CANARY_TABLE, databaseId, insertCanary, insertHistory, lastHistory, readCanary, replaceCanary, setHistoryOutcome, tableExists } from './meta';
 import { sqliteFile } from './url';
-import { planTables, reencryptValues, scanValues, verifyValues } from './values';
+import { planTables, reencryptValues, scanValues, verifyValues, worthThreads } from './values';
 
 /** Whether the database is in WAL mode (else a rollback journal). */
 function isWal(db: Db): boolean {
@@ -91,12 +91,13 @@ class SqliteTx implements WriteTx {
    * writes: no other connection sees those writes before the COMMIT. In a
    * rollback-journal mode the file is copied as it is first, and the
    * transaction's writes wait for that (`settled`), while the copy is
-   * finished (checked, counted, fsynced, checksummed) beside them.
+   * finished (checked, counted, fsynced, checksummed) beside them. A few
+   * batches of rows: a second connection on this thread copies it first.
    */
-  backup(inv: Inventory, dir: string) {
+  backup(inv: Inventory, dir: string, opts: Pick<StreamOptions, 'batchSize'> = {}) {
     if (this.state === 'read') return backupDatabase(this.db, inv, dir);
     if (this.state === 'written') throw new MasterKeyError('INTERNAL', 'The backup must be taken before the write transaction writes; this is a bug in the caller.');
-    if (!readerAvailable()) return this.before(backupBesideWriter(this.path, inv, dir));
+    if (!readerAvailable() || !worthThreads(this.db, inv, opts.batchSize)) return this.before(backupBesideWriter(this.path, inv, dir));
     if (isWal(this.db)) return readerBackup(this.path, inv, dir);
     const copied = this.before(copyDatabaseFile(this.path, dir));
     return copied.then((copy) => readerFinish(copy, inv));
@@ -118,13 +119,13 @@ class SqliteTx implements WriteTx {
 
   /**
    * This connection scans the rows below the middle key of each table
-   * while a reader thread scans the others, in a snapshot of its own (after
+   * while a reader thread scans the others (more than a few batches), in a snapshot of its own (after
    * a COMMIT, or in a read transaction that does nothing else, both see
    * the same database unless another process writes meanwhile, which the
    * digest then shows).
    */
   verify(inv: Inventory, key: MasterKey, opts: VerifyOptions = {}) {
-    if (!readerAvailable()) return verifyValues(this.db, inv, key, opts);
+    if (!readerAvailable() || !worthThreads(this.db, inv, opts.batchSize)) return verifyValues(this.db, inv, key, opts);
     const done = [0, 0];
     const progress = (part: number) => (n: number) => {
       done[part] = n;
@@ -147,14 +148,15 @@ class SqliteTx implements WriteTx {
 
   /**
    * In WAL mode, when this transaction has written nothing yet (and unless
-   * `opts.crypto` says where the crypto runs), a reader thread reads the
+   * `opts.crypto` says where the crypto runs, or the tables hold only a few
+   * batches of rows), a reader thread reads the
    * committed database, which is what this transaction sees, and re-seals
    * it, and this connection only writes.
    */
   async reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}) {
     await this.settled();
     const wal = isWal(this.db);
-    const beside = this.state === 'write' && !opts.crypto && readerAvailable() && wal;
+    const beside = this.state === 'write' && !opts.crypto && readerAvailable() && wal && worthThreads(this.db, inv, opts.batchSize);
     this.writing();
     const flusher = new Flusher([`${this.path}${wal ? '-wal' : '-journal'}`]);
     return reencryptValues(this.db, inv, from, to, opts, beside ? (_, batchSize) => readerReseal(this.path, inv, from, to, batchSize) : undefined, flusher);
