@@ -189,11 +189,20 @@ static napi_value sum_sha256(napi_env env, napi_callback_info info) {
   if (!get_bytes(env, argv[0], &data, 0) || !get_i32(env, argv[1], &offs, &nOffs) || !get_bytes(env, argv[2], &acc, 0) || acc.n != 32 || nOffs % 2 != 0) {
     return fail(env, "gcm_batch.sumSha256: an argument has the wrong type or size");
   }
-  uint8_t h[32];
-  unsigned int hl = 0;
   for (size_t i = 0; i < nOffs / 2; i++) {
     if (!in_range(offs[2 * i], offs[2 * i + 1], data.n)) return fail(env, "gcm_batch.sumSha256: an offset is out of range");
-    if (EVP_Digest(data.p + offs[2 * i], (size_t)offs[2 * i + 1], h, &hl, EVP_sha256(), NULL) != 1 || hl != 32) return fail(env, "gcm_batch.sumSha256: OpenSSL failed");
+  }
+  /* One context for the whole call (EVP_Digest would set one up, and look the algorithm up, per item). */
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  const EVP_MD *md = EVP_sha256();
+  int ok = ctx != NULL;
+  uint8_t h[32];
+  unsigned int hl = 0;
+  for (size_t i = 0; ok && i < nOffs / 2; i++) {
+    if (EVP_DigestInit_ex(ctx, md, NULL) != 1 || EVP_DigestUpdate(ctx, data.p + offs[2 * i], (size_t)offs[2 * i + 1]) != 1 || EVP_DigestFinal_ex(ctx, h, &hl) != 1 || hl != 32) {
+      ok = 0;
+      break;
+    }
     unsigned int carry = 0;
     for (int j = 31; j >= 0; j--) {
       unsigned int v = (unsigned int)acc.p[j] + h[j] + carry;
@@ -201,6 +210,8 @@ static napi_value sum_sha256(napi_env env, napi_callback_info info) {
       carry = v >> 8;
     }
   }
+  EVP_MD_CTX_free(ctx);
+  if (!ok) return fail(env, "gcm_batch.sumSha256: OpenSSL failed");
   return NULL;
 }
 

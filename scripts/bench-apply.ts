@@ -50,6 +50,12 @@ export function runCliMeasured(args: readonly string[], env: NodeJS.ProcessEnv):
   });
 }
 
+/** The phase timings and the server-down window of the one apply report in `reports`. */
+export function applyTimings(reports: string): { phases: Record<string, number>; serverDownMs: number } {
+  const report = JSON.parse(readFileSync(join(reports, readdirSync(reports).find((f) => f.endsWith('.json'))!), 'utf8')) as { phases: Record<string, number>; timing: { serverDownMs: number } };
+  return { phases: report.phases, serverDownMs: report.timing.serverDownMs };
+}
+
 /**
  * Measures one `master-key apply` run (spawn to exit), or returns undefined
  * when the CLI has not been built. Each run starts clean: the tool's
@@ -71,9 +77,7 @@ export async function measureApply(ctx: ApplyContext): Promise<ChildResult | und
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
     const apply = await runCliMeasured(['apply', ...common, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
     if (apply.code !== 0) throw new Error(`master-key apply failed (exit ${apply.code}): ${apply.stderr.trim()}`);
-    const reports = join(dir, 'reports');
-    const report = JSON.parse(readFileSync(join(reports, readdirSync(reports).find((f) => f.endsWith('.json'))!), 'utf8')) as { phases: Record<string, number>; timing: { serverDownMs: number } };
-    return { seconds: apply.seconds, rows: ctx.rows, maxRssBytes: apply.maxRssBytes, phases: report.phases, serverDownMs: report.timing.serverDownMs };
+    return { seconds: apply.seconds, rows: ctx.rows, maxRssBytes: apply.maxRssBytes, ...applyTimings(join(dir, 'reports')) };
   } finally {
     removeScratch(dir);
   }

@@ -13,7 +13,7 @@
  *   open and seal each and send one UPDATE per row.
  */
 import { Client } from 'pg';
-import { BatchCrypto, CryptoMode } from '../src/crypto/batch';
+import { CryptoMode, valueCrypto } from '../src/engine/value-crypto';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey, parseKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
@@ -52,14 +52,14 @@ async function cryptoAlone(c: Client, from: MasterKey, to: MasterKey, job: Child
   const values: string[] = [];
   for await (const lines of copyLines(c, `COPY (SELECT value FROM ${BENCH_TABLE}) TO STDOUT`)) for (const l of lines) values.push(l);
   const size = job.batchSize ?? DEFAULT_BATCH_SIZE;
-  const crypto = new BatchCrypto(new Keyring([from]), to, job.crypto ? { mode: job.crypto } : {});
+  const crypto = valueCrypto(new Keyring([from]), to, job.crypto ? { crypto: job.crypto } : {});
   try {
     const batches = (async function* () {
       for (let i = 0; i < values.length; i += size) yield values.slice(i, i + size);
     })();
     const t0 = process.hrtime.bigint();
     let done = 0;
-    for await (const r of mapAhead(batches, (b) => crypto.process('act', b), crypto.mode === 'workers' ? 4 : 1)) {
+    for await (const r of mapAhead(batches, (b) => crypto.process('act', b), crypto.depth)) {
       if (r.some((x) => x.next === undefined)) throw new Error('a value did not re-seal');
       done += r.length;
     }

@@ -38,6 +38,11 @@ export interface BenchReport {
   readonly goals?: readonly Goal[];
 }
 
+/** The run whose time is the median (the lower middle one of an even count). */
+export function medianRun<T extends { readonly seconds: number }>(runs: readonly T[]): T | undefined {
+  return [...runs].sort((a, b) => a.seconds - b.seconds)[(runs.length - 1) >> 1];
+}
+
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -73,7 +78,7 @@ function round2(x: number): number {
 
 const MB = 1024 * 1024;
 
-function table(rows: string[][]): string {
+export function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')).join('\n');
 }
@@ -110,14 +115,13 @@ export function goals(r: BenchReport): Goal[] {
 }
 
 /** The full apply's median run, phase by phase with its share, and the server-down window. */
-function applyPhases(r: BenchReport, method: string): string[] {
-  const a = r.results.find((m) => m.method === method);
+export function applyPhases(a: Pick<MethodResult, 'phases' | 'serverDownMs'> | undefined, label?: string): string[] {
   if (!a?.phases) return [];
   const total = Object.values(a.phases).reduce((x, y) => x + y, 0);
   const pct = (ms: number) => (total > 0 ? `${((100 * ms) / total).toFixed(1)}%` : '-');
   const rows = Object.entries(a.phases).map(([k, ms]) => [`  ${k}`, (ms / 1000).toFixed(2), pct(ms)]);
   return [
-    `Full apply${method === 'apply' ? '' : ` (${method})`}, median run, by phase (from its report; the rest of the spawn-to-exit time is process start and the report itself):`,
+    `Full apply${label ? ` (${label})` : ''}, median run, by phase (from its report; the rest of the spawn-to-exit time is process start and the report itself):`,
     table([['  phase', 'seconds', 'share'], ...rows, ['  server down (stop hook to start hooks)', ((a.serverDownMs ?? 0) / 1000).toFixed(2), pct(a.serverDownMs ?? 0)]]),
     '',
   ];
@@ -144,8 +148,8 @@ export function formatReport(r: BenchReport): string {
     table([head, ...body]),
     '',
     ...(notes.length ? ['Notes:', ...notes, ''] : []),
-    ...applyPhases(r, 'apply-baseline'),
-    ...applyPhases(r, 'apply'),
+    ...applyPhases(r.results.find((m) => m.method === 'apply-baseline'), 'apply-baseline'),
+    ...applyPhases(r.results.find((m) => m.method === 'apply')),
     'Goals:',
     ...(r.goals ?? goals(r)).map((g) => `  ${g.met === undefined ? '-' : g.met ? 'met' : 'MISSED'}: ${g.what}${g.measured ? ` (measured ${g.measured})` : ' (not measured)'}`),
     '',

@@ -9,24 +9,25 @@
  * SQLite rewrites in-process, so the yardstick is floor + crypto: ours
  * should need no more (reading and batching overlapped), the full apply at
  * most 1.6x that. Every method starts from a fresh copy of the same seeded
- * file; client methods run in child processes so their peak RSS is their own.
+ * file; client methods (crypto alone included) run in child processes so
+ * their peak RSS, and their heap, are their own (in the benchmark's process
+ * crypto alone took twice as long after seeding, from garbage collection).
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { CryptoMode, defaultCryptoMode } from '../src/crypto/batch';
+import { CryptoMode, defaultCryptoMode, valueCrypto } from '../src/engine/value-crypto';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey, parseKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
 import { withStore } from '../src/store/open';
-import { closeCrypto, valueCrypto } from '../src/store/sqlite/crypto';
 import { Db, sqliteModule } from '../src/store/sqlite/driver';
 import { BENCH_INVENTORY, BENCH_TABLE, plaintext } from './bench-data';
-import { median } from './bench-report';
-import { cliPath, runCliMeasured } from './bench-apply';
+import { applyPhases, median, medianRun, table } from './bench-report';
+import { applyTimings, cliPath, runCliMeasured } from './bench-apply';
 
-export const SQLITE_METHODS = ['floor', 'crypto', 'naive', 'ours', 'apply'] as const;
+export const SQLITE_METHODS = ['floor', 'rewrite', 'crypto', 'naive', 'ours', 'apply'] as const;
 type Method = (typeof SQLITE_METHODS)[number];
 
 export interface SqliteBenchOptions {
@@ -92,19 +93,30 @@ interface Run {
   readonly seconds: number;
   readonly rows: number;
   readonly maxRssBytes?: number;
+  /** The full apply: its report's phase timings and server-down window. */
+  readonly phases?: Readonly<Record<string, number>>;
+  readonly serverDownMs?: number;
 }
 
-function floor(path: string): Run {
+/**
+ * SQLite alone, in one transaction: the floor rewrites every value with
+ * itself, which SQLite compares and leaves (it writes a page only when its
+ * bytes change), so it costs reading the table; the rewrite changes every
+ * value (`lower`), so every page is written, journaled and committed, as
+ * any re-encryption must: what SQLite itself needs at the least.
+ */
+function sqliteAlone(path: string, set: string): Run {
   const db = open(path);
   try {
     db.pragma('synchronous = FULL');
     const t0 = process.hrtime.bigint();
     db.exec('BEGIN IMMEDIATE');
-    const r = db.prepare(`UPDATE ${BENCH_TABLE} SET value = value || ''`).run();
+    const r = db.prepare(`UPDATE ${BENCH_TABLE} SET value = ${set}`).run();
     db.exec('COMMIT');
+    db.close();
     return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, rows: r.changes };
   } finally {
-    db.close();
+    if (db.open) db.close();
   }
 }
 
@@ -116,22 +128,22 @@ async function cryptoAlone(path: string, oldKey: MasterKey, newKey: MasterKey, m
   const crypto = valueCrypto(new Keyring([oldKey]), newKey, mode ? { crypto: mode } : {});
   const t0 = process.hrtime.bigint();
   try {
-    // As ours has them: several batches in flight when workers do the work.
-    const ahead = crypto.mode === 'workers' ? 4 : 1;
+    // Several batches in flight when workers do the work.
+    const ahead = crypto.depth;
     const starts = Array.from({ length: Math.ceil(values.length / CRYPTO_BATCH) }, (_, k) => k * CRYPTO_BATCH);
     for (let k = 0; k < starts.length; k += ahead) {
       const outs = await Promise.all(starts.slice(k, k + ahead).map((i) => crypto.process('act', values.slice(i, i + CRYPTO_BATCH))));
       if (outs.some((out) => out.some((r) => r.next === undefined))) throw new Error('crypto alone: a value did not open');
     }
   } finally {
-    await closeCrypto(crypto);
+    await crypto.close();
   }
   return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, rows: values.length };
 }
 
 /** A child job: the keys travel on stdin, never in argv. */
 interface ChildJob {
-  readonly method: 'naive' | 'ours';
+  readonly method: 'crypto' | 'naive' | 'ours';
   readonly path: string;
   readonly oldKey: string;
   readonly newKey: string;
@@ -158,6 +170,8 @@ function naive(path: string, from: MasterKey, to: MasterKey): number {
 async function child(job: ChildJob): Promise<Run> {
   const from = parseKey(job.oldKey);
   const to = parseKey(job.newKey);
+  // Its peak RSS holds every value at once: not a figure of a method that streams.
+  if (job.method === 'crypto') return { ...(await cryptoAlone(job.path, from, to, job.crypto)), maxRssBytes: undefined };
   const t0 = process.hrtime.bigint();
   let rows: number;
   if (job.method === 'naive') rows = naive(job.path, from, to);
@@ -197,7 +211,7 @@ async function apply(dir: string, path: string, oldKey: MasterKey, rows: number)
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
     const r = await runCliMeasured(['apply', ...common, '--backup-dir', join(work, 'backups'), '--report-dir', join(work, 'reports')], process.env);
     if (r.code !== 0) throw new Error(`master-key apply failed (exit ${r.code}): ${r.stderr.trim()}`);
-    return { seconds: r.seconds, rows, maxRssBytes: r.maxRssBytes };
+    return { seconds: r.seconds, rows, maxRssBytes: r.maxRssBytes, ...applyTimings(join(work, 'reports')) };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -228,10 +242,17 @@ function verify(path: string, plain: string, newKey: MasterKey): { rows: number;
 
 const LABELS: Record<Method, string> = {
   floor: "SQLite floor (SET value = value || '')",
+  rewrite: 'SQLite rewrite (SET value = lower(value))',
   crypto: 'crypto alone (open + re-seal in memory)',
   naive: 'naive script (row-by-row UPDATE)',
   ours: 'ours: store re-encryption (one transaction)',
   apply: 'ours: master-key apply (full CLI)',
+};
+
+const NOTES: Partial<Record<Method, string>> = {
+  floor: 'SQLite leaves a value rewritten with itself as it is (it writes a page only when its bytes change): this reads the table, and writes nothing',
+  rewrite: 'every value changed: every page written, journaled and committed (with the WAL checkpoint), as any re-encryption must',
+  apply: 'spawn to exit: init not counted; preflight, backup of the whole file, re-encryption, config, verification, report',
 };
 
 export interface SqliteBenchResult {
@@ -243,8 +264,13 @@ export interface SqliteBenchResult {
   /** Time relative to floor + crypto alone (the yardstick). */
   readonly vsFloorPlusCrypto?: number;
   readonly vsFloor?: number;
+  /** Time relative to the rewrite + crypto alone (what SQLite must write, plus the crypto). */
+  readonly vsRewritePlusCrypto?: number;
   readonly peakRssBytes?: number;
   readonly note?: string;
+  /** The full apply's median run: phase timings and server-down window (from its report). */
+  readonly phases?: Readonly<Record<string, number>>;
+  readonly serverDownMs?: number;
 }
 
 export interface SqliteBenchReport {
@@ -267,12 +293,17 @@ const MB = 1024 * 1024;
 export function summariseSqlite(r: Omit<SqliteBenchReport, 'goals'>): SqliteBenchReport {
   const secs = (m: Method) => r.results.find((x) => x.method === m)?.seconds;
   const floorS = secs('floor');
-  const yard = floorS !== undefined && secs('crypto') !== undefined ? floorS + secs('crypto')! : undefined;
+  const cryptoS = secs('crypto');
+  const rewriteS = secs('rewrite');
+  const yard = floorS !== undefined && cryptoS !== undefined ? floorS + cryptoS : undefined;
+  const written = rewriteS !== undefined && cryptoS !== undefined ? rewriteS + cryptoS : undefined;
+  const times = (x: number, by: number) => Math.round((x / by) * 100) / 100;
   const results = r.results.map((x) => ({
     ...x,
     ...(x.seconds ? { rowsPerSecond: Math.round(x.rows / x.seconds) } : {}),
-    ...(x.seconds !== undefined && yard ? { vsFloorPlusCrypto: Math.round((x.seconds / yard) * 100) / 100 } : {}),
-    ...(x.seconds !== undefined && floorS ? { vsFloor: Math.round((x.seconds / floorS) * 100) / 100 } : {}),
+    ...(x.seconds !== undefined && yard ? { vsFloorPlusCrypto: times(x.seconds, yard) } : {}),
+    ...(x.seconds !== undefined && floorS ? { vsFloor: times(x.seconds, floorS) } : {}),
+    ...(x.seconds !== undefined && written ? { vsRewritePlusCrypto: times(x.seconds, written) } : {}),
   }));
   const ratio = (m: Method, max: number) => {
     const v = results.find((x) => x.method === m)?.vsFloorPlusCrypto;
@@ -285,19 +316,16 @@ export function summariseSqlite(r: Omit<SqliteBenchReport, 'goals'>): SqliteBenc
   return { ...r, results, goals: [ratio('ours', 1.0), ratio('apply', 1.6), ...rss] };
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')).join('\n');
-}
-
 export function formatSqliteReport(r: SqliteBenchReport): string {
   const fmt = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(2));
+  const rewritten = r.results.some((m) => m.vsRewritePlusCrypto !== undefined);
   const body = r.results.map((m) => [
     LABELS[m.method],
     String(m.rows),
     fmt(m.seconds),
     m.rowsPerSecond === undefined ? '-' : String(m.rowsPerSecond),
     fmt(m.vsFloorPlusCrypto),
+    ...(rewritten ? [fmt(m.vsRewritePlusCrypto)] : []),
     fmt(m.vsFloor),
     m.peakRssBytes === undefined ? '-' : `${(m.peakRssBytes / MB).toFixed(0)} MB`,
   ]);
@@ -305,9 +333,11 @@ export function formatSqliteReport(r: SqliteBenchReport): string {
     `SQLite re-encryption benchmark (AES-GCM: ${r.crypto}): ${r.rows} secrets (100-300 byte plaintexts, act codec, one table), journal_mode ${r.journal}, median of ${r.reps} runs, one transaction each`,
     `node ${r.versions.node}, SQLite ${r.versions.sqlite}; ${r.machine.cpus} cores (${r.machine.cpuModel}), ${(r.machine.memoryBytes / MB / 1024).toFixed(1)} GB RAM, load average ${r.machine.load}; seeded in ${r.seedSeconds.toFixed(1)} s`,
     '',
-    table([['method', 'rows', 'seconds', 'rows/s', 'x (floor + crypto)', 'x floor', 'peak RSS'], ...body]),
+    table([['method', 'rows', 'seconds', 'rows/s', 'x (floor + crypto)', ...(rewritten ? ['x (rewrite + crypto)'] : []), 'x floor', 'peak RSS'], ...body]),
     '',
     ...r.results.filter((m) => m.note).map((m) => `  ${m.method}: ${m.note}`),
+    '',
+    ...applyPhases(r.results.find((m) => m.method === 'apply')),
     'Goals:',
     ...r.goals.map((g) => `  ${g.met === undefined ? '-' : g.met ? 'met' : 'MISSED'}: ${g.what}${g.measured ? ` (measured ${g.measured})` : ' (not measured)'}`),
     ...(r.verification ? ['', `Verification after ours: ${r.verification.ok}/${r.verification.rows} rows open with the new key only and equal their plaintext.`] : []),
@@ -333,19 +363,22 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
       for (let i = 0; i < reps; i++) {
         const path = fresh(dir, pristine);
         progress(`${method} run ${i + 1}/${reps}`);
-        if (method === 'floor') runs.push(floor(path));
-        else if (method === 'crypto') runs.push(await cryptoAlone(path, oldKey, newKey, o.crypto));
+        if (method === 'floor') runs.push(sqliteAlone(path, "value || ''"));
+        else if (method === 'rewrite') runs.push(sqliteAlone(path, 'lower(value)'));
+        else if (method === 'crypto') runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
         else if (method === 'apply') runs.push(await apply(dir, path, oldKey, o.rows));
         else runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
         if (method === 'ours' && i === reps - 1) verification = verify(path, plain, newKey);
       }
+      const mid = medianRun(runs);
       results.push({
         method,
         rows: runs[0]?.rows ?? o.rows,
+        ...(mid?.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
         runs: runs.map((r) => r.seconds),
         seconds: median(runs.map((r) => r.seconds)),
         ...(runs.some((r) => r.maxRssBytes !== undefined) ? { peakRssBytes: Math.max(...runs.map((r) => r.maxRssBytes ?? 0)) } : {}),
-        ...(reps < o.reps ? { note: 'one run (it takes minutes)' } : method === 'apply' ? { note: 'spawn to exit: init not counted; preflight, backup of the whole file, re-encryption, config, verification, report' } : {}),
+        ...(reps < o.reps ? { note: 'one run (it takes minutes)' } : NOTES[method] ? { note: NOTES[method] } : {}),
       });
     }
     const Database = sqliteModule();
@@ -356,7 +389,9 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
       rows: o.rows,
       reps: o.reps,
       journal: o.journal,
-      crypto: o.crypto ?? defaultCryptoMode(),
+      crypto: o.crypto
+        ? `${o.crypto}, for crypto alone and ours`
+        : `${defaultCryptoMode()}; crypto alone on one thread, ours beside the SQLite thread (${o.journal === 'wal' ? 'a reader thread reads and re-seals' : 'a crypto thread re-seals'})`,
       seedSeconds,
       versions: { node: process.version, sqlite },
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryBytes: totalmem(), load: loadavg().map((x) => x.toFixed(1)).join(' ') },

@@ -23,13 +23,13 @@ import { spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Client } from 'pg';
-import type { CryptoMode } from '../src/crypto/batch';
+import type { CryptoMode } from '../src/engine/value-crypto';
 import { MasterKey } from '../src/crypto/key';
 import { EmbeddedServer, removeEmbeddedData, startEmbeddedPostgres } from '../src/db/embedded';
 import { BENCH_TABLE, restoreBench, seedBench, verifyBench } from './bench-data';
 import type { ChildJob, ChildResult } from './bench-child';
 import { measureApply } from './bench-apply';
-import { BenchReport, MethodResult, formatReport, median, summarise } from './bench-report';
+import { BenchReport, MethodResult, formatReport, median, medianRun, summarise } from './bench-report';
 import { mainSqlite } from './bench-sqlite';
 
 export const METHODS = ['floor', 'pgcrypto', 'naive', 'crypto', 'ours', 'apply'] as const;
@@ -141,7 +141,7 @@ interface Run {
 
 /** One method's result from its runs (the full apply's phases: those of its median run). */
 function methodResult(method: string, runs: readonly Run[], rows: number, note: string | undefined): MethodResult {
-  const mid = runs.length ? [...runs].sort((a, b) => a.seconds - b.seconds)[(runs.length - 1) >> 1] : undefined;
+  const mid = medianRun(runs);
   return {
     method,
     rows: runs[0]?.rows ?? rows,

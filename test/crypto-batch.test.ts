@@ -1,20 +1,21 @@
 /**
- * Batch AES-GCM (src/crypto/gcm-batch, gcm-pool, batch): every engine is
- * OpenSSL and agrees byte for byte with @noble/ciphers (the independent
- * reference), each opens what the other seals, additional data per value is
- * bound exactly as the codecs bind it, and BatchCrypto gives the codec's own
- * outcome for every value, whatever its shape.
+ * Batch AES-GCM (src/crypto/gcm-batch, batch; src/engine/value-crypto and
+ * its worker threads, crypto-pool): every engine is OpenSSL and agrees byte
+ * for byte with @noble/ciphers (the independent reference), each opens what
+ * the other seals, additional data per value is bound exactly as the codecs
+ * bind it, and the batch crypto gives the codec's own outcome for every
+ * value, whatever its shape, on this thread or in worker threads.
  */
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import { NONCE_BYTES, nodeAead } from '../src/crypto/aead';
 import { nobleAead } from './support/noble-aead';
-import { BatchCrypto, CryptoMode } from '../src/crypto/batch';
 import { CodecName, actCodec, codecByName, v1Codec } from '../src/crypto/codec';
 import { GcmEngine, KEY_BYTES, nativeAddonPath, nativeEngine, nodeEngine, packJob } from '../src/crypto/gcm-batch';
-import { GcmPool } from '../src/crypto/gcm-pool';
 import { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
+import { ValueDigest } from '../src/engine/stream-digest';
+import { CryptoMode, ValueCrypto, valueCrypto } from '../src/engine/value-crypto';
 
 const bytes = (min: number, max: number) => fc.uint8Array({ minLength: min, maxLength: max });
 
@@ -134,27 +135,46 @@ describe.each(ENGINES)('%s engine', (_, engine) => {
   });
 });
 
-describe('worker pool', () => {
-  it('runs jobs in worker threads with several in flight, moving each as one ArrayBuffer, with the same result as noble', async () => {
-    const pool = new GcmPool(2);
+describe('crypto in worker threads', () => {
+  const from = MasterKey.generate();
+  const to = MasterKey.generate();
+  const sealed = (n: number, salt: number) => Array.from({ length: n }, (_, i) => actCodec().seal(from, Buffer.from(`secret ${salt}-${i}`)));
+  const places = (n: number, salt: number) => ({ table: 't', column: 'c', ids: Array.from({ length: n }, (_, i) => `${salt}-${i}`) });
+
+  it('runs batches in worker threads with several in flight, results in order, and sums the digest of what each worker placed', async () => {
+    const crypto = valueCrypto(new Keyring([from]), to, { crypto: 'workers', workers: 2 });
+    const digest = new ValueDigest();
     try {
-      const keys = [randomBytes(32), randomBytes(32)];
-      const to = randomBytes(32);
-      const all = Array.from({ length: 6 }, (_, j) =>
-        Array.from({ length: 50 }, (__, i): Case => ({ pt: randomBytes((i * 7 + j) % 200), nonce: randomBytes(12), aadOld: randomBytes(i % 5), aadNew: randomBytes(j % 3), sealer: (i % 2) as 0 | 1 })),
-      );
-      const jobs = all.map((cases) => jobFor(cases, keys, to, () => -1));
-      const done = await Promise.all(jobs.map((j) => pool.run(j)));
-      // The buffers moved: the originals are detached.
-      expect(jobs.every((j) => j.buffer.byteLength === 0)).toBe(true);
-      done.forEach((job, j) =>
-        all[j].forEach((c, i) => {
-          const nonce = job.nonces!.subarray(NONCE_BYTES * i, NONCE_BYTES * (i + 1));
-          expect(Buffer.from(job.out!.subarray(job.offs[2 * i], job.offs[2 * i] + job.offs[2 * i + 1])).equals(Buffer.concat([nonce, nobleAead.seal(to, nonce, c.pt, c.aadNew)]))).toBe(true);
+      expect(crypto.mode).toBe('workers');
+      expect(crypto.depth).toBe(4);
+      const batches = Array.from({ length: 6 }, (_, j) => sealed(50 + j, j));
+      const outs = await Promise.all(batches.map((b, j) => crypto.process('act', b, undefined, places(b.length, j))));
+      outs.forEach((out, j) =>
+        out.forEach((r, i) => {
+          expect(new Keyring([to]).openText(actCodec(), r.next!)).toBe(`secret ${j}-${i}`);
+          digest.add('t', 'c', undefined, `${j}-${i}`, r.next!);
         }),
       );
+      expect(await crypto.digest()).toEqual(digest.result());
     } finally {
-      await pool.close();
+      await crypto.close();
+    }
+  });
+
+  it('fails the batch a worker was running when it stops, and every later one', async () => {
+    process.env.MASTER_KEY_TEST_WORKER_EXIT_AT = '2';
+    let crypto: ValueCrypto;
+    try {
+      crypto = valueCrypto(new Keyring([from]), to, { crypto: 'workers', workers: 1 });
+    } finally {
+      delete process.env.MASTER_KEY_TEST_WORKER_EXIT_AT;
+    }
+    try {
+      expect((await crypto.process('act', sealed(10, 0))).every((r) => r.next)).toBe(true);
+      await expect(crypto.process('act', sealed(10, 1))).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('stopped unexpectedly') });
+      await expect(crypto.process('act', sealed(10, 2))).rejects.toMatchObject({ code: 'INTERNAL' });
+    } finally {
+      await crypto.close();
     }
   });
 });
@@ -198,15 +218,15 @@ function flipChar(s: string, i: number): string {
 
 const MODES: CryptoMode[] = ['node', 'workers', ...(nativeEngine() ? ['native' as const] : [])];
 
-describe.each(MODES)('BatchCrypto (%s) gives the codec’s own outcome on every value', (mode) => {
+describe.each(MODES)('batch crypto (%s) gives the codec’s own outcome on every value', (mode) => {
   const k1 = MasterKey.generate();
   const k2 = MasterKey.generate();
   const other = MasterKey.generate();
   const to = MasterKey.generate();
   const ring = new Keyring([k1, k2]);
-  let crypto: BatchCrypto;
+  let crypto: ValueCrypto;
   beforeAll(() => {
-    crypto = new BatchCrypto(ring, to, { mode, workers: 2 });
+    crypto = valueCrypto(ring, to, { crypto: mode, workers: 2 });
   });
   afterAll(() => crypto.close());
 
@@ -268,7 +288,7 @@ describe.each(MODES)('BatchCrypto (%s) gives the codec’s own outcome on every 
   });
 });
 
-describe('BatchCrypto scan (no new key)', () => {
+describe('batch crypto scan (no new key)', () => {
   it('gives the same error codes as the codec on large batches, in every mode', async () => {
     const k1 = MasterKey.generate();
     const other = MasterKey.generate();
@@ -286,7 +306,7 @@ describe('BatchCrypto scan (no new key)', () => {
       }
     });
     for (const mode of MODES) {
-      const c = new BatchCrypto(ring, undefined, { mode });
+      const c = valueCrypto(ring, undefined, { crypto: mode });
       try {
         expect(await c.process('act', values)).toEqual(expected);
       } finally {

@@ -5,8 +5,9 @@
  * hazards: a missing file, a file that is not SQLite, the file locked by a
  * running server (SQLITE_BUSY after the bounded busy timeout), a read-only
  * file or directory, a WAL left by a crashed server, the wrong file, a
- * rotation lock held by another process (named; released when it dies).
- * Every refusal is one sentence and changes nothing.
+ * rotation lock held by another process (named; released when it dies), a
+ * worker thread beside the connection that stops mid-batch. Every refusal
+ * is one sentence and changes nothing.
  */
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -200,6 +201,27 @@ describe('the SQLite file', () => {
     const loc = `git_credentials.access_token:${row.id}`;
     expect((await readPlaintexts(s.url, newKey, [loc])).get(loc)).toBe('written just before the crash');
     expect(s.cli(['verify']).code).toBe(0);
+  });
+
+  it.each([
+    ['WAL: the reader thread re-sealing the committed database', SQLITE_WAL],
+    ['rollback journal: the crypto thread', SQLITE_ROLLBACK],
+  ])('a worker thread that stops mid-batch (%s): apply rolls back inside its transaction, changes nothing, removes its backup, starts the server again', async (_, store) => {
+    const t = await actScenario({ store, perKind: 3 });
+    const hooksLog = join(t.dir, 'hooks.log');
+    const db = await dbSnapshot(t.url);
+    const config = readFileSync(t.configPath, 'utf8');
+    const r = t.cli(['apply', '--batch-size', '2', '--stop-command', `echo stopped >> '${hooksLog}'`, '--start-command', `echo started >> '${hooksLog}'`], { env: { MASTER_KEY_TEST_WORKER_EXIT_AT: '3' } });
+    oneSentence(r, ExitCode.INTERNAL, 'INTERNAL', /thread stopped unexpectedly \(exit code 70\)/);
+    expect(r.stdout).toContain('Nothing was changed; starting the server again.');
+    expect(readFileSync(hooksLog, 'utf8')).toBe('stopped\nstarted\n');
+    expect(await dbSnapshot(t.url)).toBe(db);
+    expect(readFileSync(t.configPath, 'utf8')).toBe(config);
+    expect(existsSync(join(t.dir, '.act.env.mk-pending'))).toBe(false);
+    expect(existsSync(join(t.dir, 'master-key-backups'))).toBe(false);
+    // Nothing is left half done: the same apply without the fault rotates everything.
+    expect(t.cli(['apply']).code).toBe(0);
+    expect(t.cli(['verify']).code).toBe(0);
   });
 
   it('read-only for the user running the command (the file, or its directory): DB_READ_ONLY before anything is written', async () => {

@@ -180,7 +180,34 @@ describe.each(STORES)('the $name store', (fixture) => {
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).failureCount).toBe(0);
     });
 
-    it('in one transaction: backs up exactly what it rewrites, re-encrypts, replaces the canary, adds history; restore puts it all back', async () => {
+    it('a worker thread that stops mid-re-encryption fails it: the transaction rolls back, nothing changes', async () => {
+      const s = await open();
+      const before = await s.readCanary();
+      const stored = () => s.read((tx) => tx.verify(ACT_PRESET, key, { sampleSize: 0 }));
+      const digest = (await stored()).digest;
+      // PostgreSQL re-seals on its own thread unless asked; SQLite beside its connection by default.
+      const crypto = fixture.kind === 'postgres' ? { crypto: 'workers' as const, workers: 1 } : {};
+      process.env.MASTER_KEY_TEST_WORKER_EXIT_AT = '2';
+      try {
+        await expect(
+          s.write(async (tx) => {
+            await tx.lockSecretTables(ACT_PRESET);
+            await tx.reencrypt(ACT_PRESET, new Keyring([key]), MasterKey.generate(), { batchSize: 2, ...crypto });
+            await tx.replaceCanary(canaryFor(MasterKey.generate(), 9, new Date()));
+          }),
+        ).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('stopped unexpectedly') });
+      } finally {
+        delete process.env.MASTER_KEY_TEST_WORKER_EXIT_AT;
+      }
+      expect(await s.readCanary()).toEqual(before);
+      expect((await stored()).digest).toEqual(digest);
+    });
+
+    it.each([
+      ['in one batch per table', undefined, '00000000-0000-4000-8000-000000000001'],
+      ['in batches of 2 (SQLite: backup, re-encryption and verification beside the connection, in worker threads)', 2, '00000000-0000-4000-8000-000000000002'],
+    ])('in one transaction: backs up exactly what it rewrites, re-encrypts, replaces the canary, adds history; restore puts it all back (%s)', async (_, batchSize, rotationId) => {
+      const batch = batchSize ? { batchSize } : {};
       const s = await open();
       const newKey = MasterKey.generate();
       const backupDir = mkdtempSync(join(dir, 'backup-'));
@@ -190,11 +217,11 @@ describe.each(STORES)('the $name store', (fixture) => {
         expect(await tx.canaryForUpdate()).toEqual(old);
         await tx.lockSecretTables(ACT_PRESET);
         // As apply does: the re-encryption starts without waiting for the backup, which must still hold the values as they were.
-        const backingUp = tx.backup(ACT_PRESET, backupDir);
-        const r = await tx.reencrypt(ACT_PRESET, new Keyring([key]), newKey);
+        const backingUp = tx.backup(ACT_PRESET, backupDir, batch);
+        const r = await tx.reencrypt(ACT_PRESET, new Keyring([key]), newKey, batch);
         part = await backingUp;
         await tx.replaceCanary(canaryFor(newKey, 2, new Date()));
-        await tx.insertHistory(history('00000000-0000-4000-8000-000000000001', key, newKey, backupDir));
+        await tx.insertHistory(history(rotationId, key, newKey, backupDir));
         return r;
       });
       expect(re.total).toBe(plaintexts.size);
@@ -202,24 +229,24 @@ describe.each(STORES)('the $name store', (fixture) => {
       for (const f of part!.files) expect(statSync(join(backupDir, f)).mode & 0o777).toBe(0o600);
       expect(part!.files.map((f) => readFileSync(join(backupDir, f), 'utf8')).join('')).not.toContain(plaintexts.values().next().value!);
       // Verification: the database stores exactly what the re-encryption wrote, and the (here: whole) sample opens with the new key only.
-      const verified = await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest }));
+      const verified = await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, ...batch }));
       expect(verified).toMatchObject({ ok: true, total: plaintexts.size, digestMatches: true, sampled: plaintexts.size, sampleFailures: [] });
-      const withOld = await s.read((tx) => tx.verify(ACT_PRESET, key, { expected: re.digest, sampleSize: 3 }));
+      const withOld = await s.read((tx) => tx.verify(ACT_PRESET, key, { expected: re.digest, sampleSize: 3, ...batch }));
       expect(withOld).toMatchObject({ ok: false, digestMatches: true, sampled: 3 });
       expect(withOld.sampleFailures).toHaveLength(3);
       const added = await fixture.addSecret(url, newKey, 'written after the rotation');
-      expect(await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, sampleSize: 0 }))).toMatchObject({ ok: false, digestMatches: false, total: plaintexts.size + 1 });
+      expect(await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, sampleSize: 0, ...batch }))).toMatchObject({ ok: false, digestMatches: false, total: plaintexts.size + 1 });
       await fixture.removeSecretAt(url, added);
       // The values as they were before the rewrite: every backed-up value opens with the old key, as many of each kind as the new key opens now.
-      const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])));
+      const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey]), batch));
       const drilled = await s.drill({ dir: backupDir, part: part!, canary: old }, ACT_PRESET, (dtx, copy) => dtx.scan(copy.inventory, new Keyring([key])));
       expect(drilled).toMatchObject({ total: live.total, byKind: live.byKind, failureCount: 0 });
 
       const now = (await s.readCommittedCanary())!;
       expect(canaryOpensWith(now, newKey)).toBe(true);
       expect(now).toMatchObject({ keyEntry: old.keyEntry, fingerprint: newKey.fingerprint, generation: 2 });
-      expect(await s.lastHistory()).toMatchObject({ rotationId: '00000000-0000-4000-8000-000000000001', outcome: 'committed', backupPath: backupDir });
-      await s.setHistoryOutcome('00000000-0000-4000-8000-000000000001', 'verified', new Date());
+      expect(await s.lastHistory()).toMatchObject({ rotationId, outcome: 'committed', backupPath: backupDir });
+      await s.setHistoryOutcome(rotationId, 'verified', new Date());
       expect(await s.lastHistory()).toMatchObject({ outcome: 'verified', verifiedAt: expect.any(Date) });
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])))).failureCount).toBe(0);
 
@@ -231,15 +258,20 @@ describe.each(STORES)('the $name store', (fixture) => {
       const seen: string[] = [];
       const counts = await s.write(async (tx) => {
         await tx.lockSecretTables(ACT_PRESET);
-        const c = await tx.restoreFrom(backup, ACT_PRESET, (loc, pairs) => {
-          for (const p of pairs) {
-            expect(p.live).toBeDefined();
-            expect(p.backup).toBeDefined();
-            expect(p.live).not.toBe(p.backup);
-            seen.push(`${loc.table}.${loc.column}:${p.id}`);
-          }
-          return pairs.map((p) => p.backup);
-        });
+        const c = await tx.restoreFrom(
+          backup,
+          ACT_PRESET,
+          (loc, pairs) => {
+            for (const p of pairs) {
+              expect(p.live).toBeDefined();
+              expect(p.backup).toBeDefined();
+              expect(p.live).not.toBe(p.backup);
+              seen.push(`${loc.table}.${loc.column}:${p.id}`);
+            }
+            return pairs.map((p) => p.backup);
+          },
+          batch,
+        );
         await tx.replaceCanary({ ...old, updatedAt: new Date() });
         return c;
       });

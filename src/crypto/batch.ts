@@ -19,7 +19,6 @@ import { randomFillSync } from 'node:crypto';
 import { ErrorCode, MasterKeyError, isMasterKeyError } from '../errors';
 import { CodecName, KeySource, SecretCodec, V1_PREFIX, codecByName } from './codec';
 import { EngineName, GcmEngine, KEY_BYTES, OVERHEAD, PackedJob, defaultEngine, engineByName, packJob, wipeKeys } from './gcm-batch';
-import { GcmPool } from './gcm-pool';
 import { KEY_ID_BYTES, MasterKey } from './key';
 
 /** One value's outcome: its re-sealed text (re-encryption), or why it does not open. */
@@ -28,18 +27,13 @@ export interface CryptoResult {
   readonly code?: ErrorCode;
 }
 
-/** Where the AES-GCM work runs. */
-export type CryptoMode = EngineName | 'workers';
-
 export interface BatchCryptoOptions {
   /**
-   * `native` (the OpenSSL EVP addon), `node` (node:crypto per value, this
-   * thread), `workers` (node:crypto per value in worker threads).
+   * `native` (the OpenSSL EVP addon) or `node` (node:crypto per value), on
+   * the calling thread (worker threads each run their own: src/engine/crypto-pool).
    * @default `native` when the addon is built, else `node`
    */
-  readonly mode?: CryptoMode;
-  /** Worker threads for mode `workers`. @default 2 */
-  readonly workers?: number;
+  readonly mode?: EngineName;
 }
 
 const V1_HEADER = V1_PREFIX.length + 1 + KEY_ID_BYTES * 2 + 1;
@@ -113,19 +107,15 @@ const EMPTY = new Uint8Array(0);
 /** keyIdx of a value the batch does not take (the codec judges it). */
 const NOT_FAST = -3;
 
-/**
- * Opens (and, given `to`, re-seals) sealed values in batches. One instance
- * per scan or re-encryption; `close()` it when done (it may own worker threads).
- */
+/** Opens (and, given `to`, re-seals) sealed values in batches, on the calling thread. One instance per scan or re-encryption (or worker thread). */
 export class BatchCrypto {
   private readonly codecs = new Map<CodecName, SecretCodec>();
   private readonly keys: readonly MasterKey[];
-  private readonly engine: GcmEngine | undefined;
-  private readonly pool: GcmPool | undefined;
-  /** The last job's buffer, reused when large enough (one batch at a time on this thread; the pool moves buffers). */
+  private readonly engine: GcmEngine;
+  /** The last job's buffer, reused when large enough (one batch at a time). */
   private scratch: ArrayBuffer | undefined;
   /** Which engine runs the AES-GCM work. */
-  readonly mode: CryptoMode;
+  readonly mode: EngineName;
 
   constructor(
     private readonly from: KeySource,
@@ -134,21 +124,14 @@ export class BatchCrypto {
   ) {
     this.keys = from.all();
     if (this.keys.length > 64) throw new MasterKeyError('USAGE', `At most 64 keys can be tried at once, got ${this.keys.length}.`);
-    const mode = opts.mode ?? defaultEngine().name;
-    this.mode = mode;
-    if (mode === 'workers') this.pool = new GcmPool(opts.workers ?? 2);
-    else this.engine = engineByName(mode);
+    this.engine = opts.mode ? engineByName(opts.mode) : defaultEngine();
+    this.mode = this.engine.name;
   }
 
   private codec(name: CodecName): SecretCodec {
     let c = this.codecs.get(name);
     if (!c) this.codecs.set(name, (c = codecByName(name)));
     return c;
-  }
-
-  /** Stops the worker threads, if any. */
-  async close(): Promise<void> {
-    await this.pool?.close();
   }
 
   /**
@@ -159,8 +142,8 @@ export class BatchCrypto {
     const out = new Array<CryptoResult>(sealed.length);
     if (sealed.length === 0) return out;
     const fmt = FORMATS[codec];
-    const job = this.buildJob(fmt, sealed, aad);
-    const done = job ? await this.runJob(job) : undefined;
+    const done = this.buildJob(fmt, sealed, aad);
+    if (done) this.engine.run(done);
     const resealed = done?.out ? Buffer.from(done.out.buffer, done.out.byteOffset, done.out.length) : undefined;
     const header = fmt.headerLength && this.to ? `${V1_PREFIX}:${this.to.id}:` : '';
     try {
@@ -176,7 +159,6 @@ export class BatchCrypto {
     } finally {
       if (done) {
         wipeKeys(done);
-        // Reused for the next batch on this thread (a worker's job came back in a buffer of its own).
         this.scratch = done.buffer;
       }
     }
@@ -195,12 +177,6 @@ export class BatchCrypto {
       if (!isMasterKeyError(e)) throw e;
       return { code: e.code };
     }
-  }
-
-  private async runJob(job: PackedJob): Promise<PackedJob> {
-    if (this.pool) return this.pool.run(job);
-    this.engine!.run(job);
-    return job;
   }
 
   /** Decodes every value the batch can take into one job; undefined when none. */
@@ -230,9 +206,8 @@ export class BatchCrypto {
       any = true;
     }
     if (!any) return undefined;
-    const scratch = this.pool ? undefined : this.scratch;
+    const job = packJob({ count: n, keys: this.keys.length * KEY_BYTES, data, aad: aadBytes, reseal: this.to !== undefined }, this.scratch);
     this.scratch = undefined;
-    const job = packJob({ count: n, keys: this.keys.length * KEY_BYTES, data, aad: aadBytes, reseal: this.to !== undefined }, scratch);
     this.keys.forEach((k, i) => job.keys.set(k.bytes(), i * KEY_BYTES));
     if (this.to) {
       job.newKey!.set(this.to.bytes());
@@ -271,9 +246,4 @@ export class BatchCrypto {
     }
     return job;
   }
-}
-
-/** The engine a BatchCrypto uses when no mode is given (for reports). */
-export function defaultCryptoMode(): CryptoMode {
-  return defaultEngine().name;
 }

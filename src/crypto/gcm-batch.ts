@@ -12,8 +12,9 @@
  *   through OpenSSL's EVP interface, one context per key re-initialised per
  *   nonce (about ten times the throughput of the next one);
  * - `node`: node:crypto, one `createDecipheriv`/`createCipheriv` per message.
- *   The fallback when the addon is not built, and what workers run
- *   (./gcm-pool).
+ *   The fallback when the addon is not built.
+ * Either runs on the calling thread; worker threads each run their own
+ * (src/engine/crypto-pool).
  * No AES or GHASH is implemented in this repository; tests check every
  * engine byte for byte against @noble/ciphers.
  */
@@ -80,13 +81,9 @@ export const nodeEngine: GcmEngine = {
   },
 };
 
-/**
- * The `node` engine's loop. Self-contained (it only requires node:crypto),
- * so that ./gcm-pool can hand its source to worker threads.
- */
-export function runWithNodeCrypto(job: GcmJob): number {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const nc = require('node:crypto') as { createCipheriv: typeof createCipheriv; createDecipheriv: typeof createDecipheriv };
+/** The `node` engine's loop. */
+function runWithNodeCrypto(job: GcmJob): number {
+  const nc = { createCipheriv, createDecipheriv };
   const N = 12;
   const T = 16;
   const K = 32;

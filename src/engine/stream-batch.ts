@@ -8,10 +8,9 @@
  * the same time.
  */
 import type { ClientBase } from 'pg';
-import type { BatchCrypto } from '../crypto/batch';
 import { ErrorCode, MasterKeyError } from '../errors';
-import type { ValueDigest } from './stream-digest';
 import { RowFailure, TablePlan, processBatch } from './stream-plan';
+import type { ValueCrypto } from './value-crypto';
 import type { Row } from './stream-source';
 import { binaryTextArray, binaryTidArray, pgArray, rowLayout, steerPlanner, updateSql } from './stream-sql';
 
@@ -60,16 +59,15 @@ export async function* mapAhead<T, U>(source: AsyncIterable<T>, fn: (item: T) =>
 
 /**
  * Opens and re-seals each batch of rows and builds its UPDATE parameters;
- * adds every new value to `digest`. Stops after a batch with a failure.
- * `ahead`: batches prepared at once (more than 1 only helps when the crypto
- * runs off this thread).
+ * the crypto digests every new value at its place. Stops after a batch with
+ * a failure. Keeps `crypto.depth` batches in flight (more than 1 when the
+ * crypto runs off this thread).
  */
-export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TablePlan, crypto: BatchCrypto, digest?: ValueDigest, ahead = 1): AsyncGenerator<PreparedBatch> {
+export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TablePlan, crypto: ValueCrypto): AsyncGenerator<PreparedBatch> {
   const at = rowLayout(plan);
   const key = at.ctid ?? at.id;
   const prepare = async (rows: Row[]): Promise<PreparedBatch> => {
-    const visit = digest ? (row: number, column: string, path: string | undefined, text: string) => digest.add(plan.table, column, path, rows[row][at.id] ?? '', text) : undefined;
-    const out = await processBatch(plan.columns, rows, at.first, crypto, true, visit, at.aad);
+    const out = await processBatch(plan.columns, rows, at.first, crypto, true, { table: plan.table, idAt: at.id }, at.aad);
     const byKind = out.byKind;
     if (out.failures.length > 0) {
       const { row, ...f } = out.failures[0];
@@ -80,7 +78,7 @@ export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TableP
     const keys = out.rows.map((i) => rows[i][key]!);
     return { rows: n, params: [at.ctid ? binaryTidArray(keys) : pgArray(keys), ...out.next!.map(binaryTextArray)], byKind };
   };
-  for await (const b of mapAhead(source, prepare, ahead)) {
+  for await (const b of mapAhead(source, prepare, crypto.depth)) {
     yield b;
     if (b.failure) return;
   }

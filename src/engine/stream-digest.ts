@@ -81,6 +81,19 @@ export class ValueDigest {
     this.at = 0;
   }
 
+  /** Adds another digest's values (the sum of two digests is the digest of both sets, as values are summed). */
+  merge(other: InventoryDigest): void {
+    if (other.algorithm !== 'sha256-sum' || !/^[0-9a-f]{64}$/.test(other.sum)) throw new Error(`not a sha256-sum digest: ${other.algorithm}`);
+    const b = Buffer.from(other.sum, 'hex');
+    let carry = 0;
+    for (let j = 31; j >= 0; j--) {
+      const v = this.acc[j] + b[j] + carry;
+      this.acc[j] = v & 0xff;
+      carry = v >> 8;
+    }
+    this.count += other.count;
+  }
+
   result(): InventoryDigest {
     this.flush();
     return { algorithm: 'sha256-sum', count: this.count, sum: Buffer.from(this.acc).toString('hex') };

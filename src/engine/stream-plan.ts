@@ -9,7 +9,8 @@ import type { ClientBase } from 'pg';
 import { translatePgError } from '../db/pg';
 import { ErrorCode, MasterKeyError } from '../errors';
 import { Inventory, InventoryEntry, quoteIdent } from '../inventory/inventory';
-import type { BatchCrypto, CryptoResult } from '../crypto/batch';
+import type { CryptoResult } from '../crypto/batch';
+import type { Places, ValueCrypto } from './value-crypto';
 import { JsonValue, findEntrySlots, parseJsonLossless, stringifyJsonLossless } from './stream-json';
 
 /** One column of a table and the inventory entries that read it. */
@@ -166,16 +167,44 @@ export function aadLayout(aadColumns: readonly string[], first: number, count: n
  * A value's additional authenticated data: the UTF-8 text of its entry's
  * AAD column in the same row (NULL: none), or undefined for an entry without one.
  */
-export function aadOf(entry: InventoryEntry, row: ReadonlyArray<string | null>, aadAt: AadLayout | undefined): Uint8Array | undefined {
+export function aadOf(entry: InventoryEntry, row: BatchRow, aadAt: AadLayout | undefined): Uint8Array | undefined {
   if (!entry.aad) return undefined;
   const at = aadAt?.get(entry.aad.column);
   if (at === undefined) throw new MasterKeyError('INTERNAL', `The AAD column ${entry.aad.column} was not read with the row; this is a bug.`);
-  const v = row[at];
-  return v === null || v === undefined ? undefined : Buffer.from(v, 'utf8');
+  const v = text(row, at);
+  return v === null ? undefined : Buffer.from(v, 'utf8');
 }
 
-/** Runs `crypto` over values grouped by codec (each with its own AAD, if any); results in input order. */
-async function processByCodec(crypto: BatchCrypto, codecs: readonly InventoryEntry['codec'][], sealed: readonly string[], aad: ReadonlyArray<Uint8Array | undefined>): Promise<CryptoResult[]> {
+/**
+ * A row of a batch as a store reads it: the cells the engine reads (the
+ * row id, the value columns, the AAD columns) are text or null (SQL NULL);
+ * a store may keep other cells of its own in the row (a key to write back by).
+ */
+export type BatchRow = ReadonlyArray<unknown>;
+
+/** Stands in for a stored value that is not text (a number or a blob, which SQLite may hold): no codec accepts it, so it is reported as malformed, and never written back. */
+const NOT_TEXT = '\u0000';
+
+/** A cell the engine reads: its text, or null. */
+function text(row: BatchRow, at: number): string | null {
+  const v = row[at];
+  if (v === null || v === undefined) return null;
+  return typeof v === 'string' ? v : NOT_TEXT;
+}
+
+/** A row id cell as text. */
+function idText(v: unknown): string {
+  return v === null || v === undefined ? '' : String(v);
+}
+
+/** Runs `crypto` over values grouped by codec (each with its own AAD, if any, and place); results in input order. */
+async function processByCodec(
+  crypto: ValueCrypto,
+  codecs: readonly InventoryEntry['codec'][],
+  sealed: readonly string[],
+  aad: ReadonlyArray<Uint8Array | undefined>,
+  places: Places | undefined,
+): Promise<CryptoResult[]> {
   const results = new Array<CryptoResult>(sealed.length);
   const anyAad = aad.some((a) => a !== undefined);
   for (const codec of new Set(codecs)) {
@@ -185,17 +214,18 @@ async function processByCodec(crypto: BatchCrypto, codecs: readonly InventoryEnt
       codec,
       idx.map((i) => sealed[i]),
       anyAad ? idx.map((i) => aad[i]) : undefined,
+      places ? { ...places, ids: idx.map((i) => places.ids[i]), paths: idx.map((i) => places.paths?.[i]) } : undefined,
     );
     idx.forEach((i, j) => (results[i] = r[j]));
   }
   return results;
 }
 
-/**
- * Sees every value of a batch once it is processed: where it is and its
- * stored text (re-encryption: the new text; scan: the text read).
- */
-export type ValueVisitor = (row: number, column: string, path: string | undefined, text: string) => void;
+/** Where a batch's rows are (their table, and the index of the row id in each row): given, the crypto digests every value that opens at its place. */
+export interface BatchPlace {
+  readonly table: string;
+  readonly idAt: number;
+}
 
 /** One sealed value found in a batch of rows. */
 export interface FoundValue {
@@ -214,15 +244,15 @@ export interface FoundValue {
  */
 export function eachValue(
   columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[],
-  rows: ReadonlyArray<ReadonlyArray<string | null>>,
+  rows: readonly BatchRow[],
   first: number,
   fn: (v: FoundValue) => void,
   aadAt?: AadLayout,
 ): void {
   columns.forEach((c, k) => {
     for (let i = 0; i < rows.length; i++) {
-      const v = rows[i][first + k];
-      if (v === null || v === undefined) continue;
+      const v = text(rows[i], first + k);
+      if (v === null) continue;
       const withAad = (entry: InventoryEntry) => {
         const aad = aadOf(entry, rows[i], aadAt);
         return aad ? { aad } : {};
@@ -238,17 +268,18 @@ export function eachValue(
  * sealed value of a batch of rows; row i's columns, in plan order, start at
  * `rows[i][first]` (null = SQL NULL). Works a column at a time so each
  * codec sees the whole batch at once. Never throws for a bad value (it is
- * listed in the outcome). `visit`, when given, sees each value that opened.
+ * listed in the outcome). With `place`, the crypto digests each value that
+ * opened at its place (its text now: re-sealed, or as read).
  * `aadAt` says where the AAD columns are, for entries with `aad`: each
  * value is opened and re-sealed with its own row's AAD.
  */
 export async function processBatch(
   columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[],
-  rows: ReadonlyArray<ReadonlyArray<string | null>>,
+  rows: readonly BatchRow[],
   first: number,
-  crypto: BatchCrypto,
+  crypto: ValueCrypto,
   reseal: boolean,
-  visit?: ValueVisitor,
+  place?: BatchPlace,
   aadAt?: AadLayout,
 ): Promise<BatchOutcome> {
   const o = new Outcome(rows.length);
@@ -260,26 +291,26 @@ export async function processBatch(
       const idx: number[] = [];
       const sealed: string[] = [];
       for (let i = 0; i < rows.length; i++) {
-        const v = rows[i][first + k];
-        if (v !== null && v !== undefined) {
+        const v = text(rows[i], first + k);
+        if (v !== null) {
           idx.push(i);
           sealed.push(v);
         }
       }
-      const results = await crypto.process(entry.codec, sealed, entry.aad ? idx.map((row) => aadOf(entry, rows[row], aadAt)) : undefined);
-      idx.forEach((row, j) => {
+      const places = place ? { table: place.table, column: c.column, ids: idx.map((row) => idText(rows[row][place.idAt])) } : undefined;
+      const results = await crypto.process(entry.codec, sealed, entry.aad ? idx.map((row) => aadOf(entry, rows[row], aadAt)) : undefined, places);
+      for (let j = 0; j < idx.length; j++) {
         const r = results[j];
-        o.add(row, c.column, entry.kind, sealed[j], r);
-        if (next && r.next !== undefined) next[k][row] = r.next;
-        if (visit && !r.code) visit(row, c.column, undefined, r.next ?? sealed[j]);
-      });
+        o.add(idx[j], c.column, entry.kind, sealed[j], r);
+        if (next && r.next !== undefined) next[k][idx[j]] = r.next;
+      }
       continue;
     }
     const docs = new Map<number, JsonValue>();
     const slots: JsonSlot[] = [];
     for (let i = 0; i < rows.length; i++) {
-      const v = rows[i][first + k];
-      if (v === null || v === undefined) continue;
+      const v = text(rows[i], first + k);
+      if (v === null) continue;
       const doc = parseJsonLossless(v);
       docs.set(i, doc);
       for (const { entry, slot } of findEntrySlots(doc, c.entries)) slots.push({ row: i, entry, path: slot.path, sealed: slot.value, set: slot.set });
@@ -289,6 +320,7 @@ export async function processBatch(
       slots.map((s) => s.entry.codec),
       slots.map((s) => s.sealed),
       slots.map((s) => aadOf(s.entry, rows[s.row], aadAt)),
+      place ? { table: place.table, column: c.column, ids: slots.map((s) => idText(rows[s.row][place.idAt])), paths: slots.map((s) => s.path) } : undefined,
     );
     const touched = new Set<number>();
     slots.forEach((s, j) => {
@@ -298,7 +330,6 @@ export async function processBatch(
         s.set(r.next);
         touched.add(s.row);
       }
-      if (visit && !r.code) visit(s.row, c.column, s.path, r.next ?? s.sealed);
     });
     if (next) for (const row of touched) next[k][row] = stringifyJsonLossless(docs.get(row)!);
   }

@@ -5,7 +5,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ClientBase } from 'pg';
-import { BatchCrypto, CryptoMode } from '../crypto/batch';
 import type { CodecName, KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
 import { Keyring } from '../crypto/keyring';
@@ -14,7 +13,8 @@ import { ErrorCode, MasterKeyError } from '../errors';
 import { count } from '../format';
 import { Inventory, inventoryKinds, quoteIdent } from '../inventory/inventory';
 import { InventoryDigest, ValueDigest, sameDigest } from './stream-digest';
-import { AadLayout, ColumnPlan, FoundValue, TablePlan, aadOf, eachValue, planInventory, processBatch } from './stream-plan';
+import { CryptoMode, CryptoOptions, ValueCrypto, valueCrypto } from './value-crypto';
+import { AadLayout, BatchRow, ColumnPlan, FoundValue, TablePlan, aadOf, eachValue, planInventory, processBatch } from './stream-plan';
 import { RawRows, copyRawRows, rawText } from './stream-copy';
 import { prepareBatches, writeBatches } from './stream-batch';
 import { Row, connectReader, copyBatches, cursorBatches, exportSnapshot } from './stream-source';
@@ -55,24 +55,20 @@ export interface ReencryptResult {
   readonly updated: number;
   /** Order-independent digest of every value written, where it was written (for `verifyInventory`). */
   readonly digest: InventoryDigest;
-  /** Where the AES-GCM work ran (`native`: the OpenSSL EVP addon; `node`/`workers`: node:crypto). */
+  /** Where the AES-GCM work ran (`native`: the OpenSSL EVP addon, `node`: node:crypto, on the calling thread; `workers`: in worker threads). */
   readonly crypto: CryptoMode;
 }
 
-/** Options shared by scan and re-encryption. */
-export interface StreamOptions {
+/** Options shared by scan and re-encryption; `crypto` and `workers` say where the AES-GCM work runs (see ./value-crypto; each store has its default). */
+export interface StreamOptions extends CryptoOptions {
   /** Called after each batch with the number of sealed values done so far (for re-encryption: written). */
   readonly onProgress?: (done: number) => void;
   /** Rows fetched and written per round trip. @default DEFAULT_BATCH_SIZE */
   readonly batchSize?: number;
-  /** Where the AES-GCM work runs. @default `native` when the addon is built, else `node` */
-  readonly crypto?: CryptoMode;
-  /** Worker threads when `crypto` is `workers`. @default 2 */
-  readonly workers?: number;
 }
 
-function cryptoFor(from: KeySource, to: MasterKey | undefined, opts: StreamOptions): BatchCrypto {
-  return new BatchCrypto(from, to, { ...(opts.crypto ? { mode: opts.crypto } : {}), ...(opts.workers ? { workers: opts.workers } : {}) });
+function cryptoFor(from: KeySource, to: MasterKey | undefined, opts: StreamOptions): ValueCrypto {
+  return valueCrypto(from, to, opts);
 }
 
 /** Options of `reencryptInventory`. */
@@ -181,25 +177,24 @@ export async function reencryptInventory(
   const snapshot = opts.readerUrl ? await exportSnapshot(client, plans.map((p) => quoteIdent(p.table))) : undefined;
   const reader = snapshot ? await connectReader(opts.readerUrl!, snapshot) : undefined;
   const crypto = cryptoFor(from, to, opts);
-  const digest = new ValueDigest();
-  // Worker threads need several batches in flight to keep busy.
-  const ahead = crypto.mode === 'workers' ? 2 * (opts.workers ?? 2) : 1;
   let updated = 0;
+  let digest: InventoryDigest;
   let ok = false;
   try {
     for (const plan of plans) {
       const read = reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize);
       const rows = opts.onRead ? observed(read, (batch) => opts.onRead!(plan, batch)) : read;
       const depth = reader ? 2 : 1;
-      const batches = prepareBatches(rows, plan, crypto, digest, ahead);
+      const batches = prepareBatches(rows, plan, crypto);
       updated += await naming(plan, 're-encrypting', () => writeBatches(client, plan, batches, (byKind) => counter.add(byKind), progress, depth));
     }
+    digest = await crypto.digest();
     ok = true;
   } finally {
     await (ok ? reader?.close() : reader?.abort());
     await crypto.close();
   }
-  return { total: counter.total, byKind: counter.byKind, updated, digest: digest.result(), crypto: crypto.mode };
+  return { total: counter.total, byKind: counter.byKind, updated, digest, crypto: crypto.mode };
 }
 
 /** Passes each item of `source` on after `fn` has seen it. */
@@ -240,15 +235,26 @@ export interface VerifyResult {
 export const DEFAULT_SAMPLE_SIZE = 1000;
 
 /** A value kept for the sample. */
-interface Sampled extends Omit<FoundValue, 'row'> {
+export interface Sampled extends Omit<FoundValue, 'row'> {
   readonly table: string;
   readonly id: string;
 }
 
-/** A uniform double in [0, 1) from the CSPRNG. */
+/** CSPRNG bytes fetched at a time for `uniform` (a call per draw costs far more than the bytes). */
+const RANDOM_POOL = 7 * 1024;
+let randomPool = Buffer.alloc(0);
+let randomAt = 0;
+
+/** A uniform double in [0, 1) from the CSPRNG (53 bits). */
 function uniform(): number {
-  const b = randomBytes(7);
-  return (b.readUIntBE(0, 6) * 32 + (b[6] >> 3)) / 2 ** 53;
+  if (randomAt + 7 > randomPool.length) {
+    randomPool = randomBytes(RANDOM_POOL);
+    randomAt = 0;
+  }
+  const b = randomPool;
+  const at = randomAt;
+  randomAt += 7;
+  return (b.readUIntBE(at, 6) * 32 + (b[at + 6] >> 3)) / 2 ** 53;
 }
 
 /**
@@ -257,11 +263,33 @@ function uniform(): number {
  * not one per item seen), drawn from the CSPRNG.
  */
 class Reservoir<T> {
-  readonly items: T[] = [];
+  items: T[] = [];
+  /** Items offered so far. */
+  seen = 0;
   private w = 0;
   private skip = 0;
   constructor(private readonly k: number) {
     this.next();
+  }
+
+  /**
+   * Makes this a uniform sample of both populations, given another
+   * reservoir's sample of `seen` other items: how many come from each side
+   * is drawn as from the union (hypergeometric), then that many are chosen
+   * at random from each side's own uniform sample. For the end of a scan
+   * split in parts (no item is offered afterwards).
+   */
+  absorb(other: readonly T[], seen: number): void {
+    const k = Math.min(this.k, this.seen + seen);
+    let mine = 0;
+    for (let left = this.seen, right = seen, i = 0; i < k; i++) {
+      if (uniform() * (left + right) < left) {
+        mine++;
+        left--;
+      } else right--;
+    }
+    this.items = [...pick(this.items, mine), ...pick(other, k - mine)];
+    this.seen += seen;
   }
   private next(): void {
     if (this.k === 0) return;
@@ -270,6 +298,7 @@ class Reservoir<T> {
   }
   /** Offers the next item; `make` builds it only when it is kept. */
   offer(make: () => T): void {
+    this.seen++;
     if (this.items.length < this.k) {
       this.items.push(make());
       return;
@@ -284,11 +313,32 @@ class Reservoir<T> {
   }
 }
 
+/** `n` items of `items` chosen uniformly at random (CSPRNG), without repetition. */
+function pick<T>(items: readonly T[], n: number): T[] {
+  const a = [...items];
+  for (let i = 0; i < n; i++) {
+    const j = i + Math.floor(uniform() * (a.length - i));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a.slice(0, n);
+}
+
+/** What one part of a verification scan split by rows gathered (`VerifyScan.part`), to be absorbed by the scan of another part. */
+export interface VerifyPart {
+  readonly digest: InventoryDigest;
+  readonly byKind: Readonly<Record<string, number>>;
+  /** Values offered to the sample, and the sample kept. */
+  readonly seen: number;
+  readonly sample: readonly Sampled[];
+}
+
 /**
  * What verification gathers as a store reads the stored rows, whatever
  * reads them (PostgreSQL's COPY, SQLite's batches): the digest of every
  * value and its place, counts per kind, and a uniform random sample.
- * `finish` opens the sample with the key and says what was proved.
+ * `finish` opens the sample with the key and says what was proved. A scan
+ * split by rows (several readers) gathers each part apart and `absorb`s
+ * the others' parts before `finish`.
  */
 export class VerifyScan {
   private readonly digest = new ValueDigest();
@@ -306,14 +356,14 @@ export class VerifyScan {
   }
 
   /** One batch of a table's rows, laid out as `processBatch` reads them (the id at `idAt`, the columns from `first`). */
-  add(table: string, columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: ReadonlyArray<ReadonlyArray<string | null>>, first: number, idAt: number, aadAt?: AadLayout): void {
+  add(table: string, columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: readonly BatchRow[], first: number, idAt: number, aadAt?: AadLayout): void {
     const byKind = new Map<string, number>();
     eachValue(
       columns,
       rows,
       first,
       (v) => {
-        const id = rows[v.row][idAt] ?? '';
+        const id = (rows[v.row][idAt] as string | null) ?? '';
         this.digest.add(table, v.column, v.path, id, v.sealed);
         byKind.set(v.entry.kind, (byKind.get(v.entry.kind) ?? 0) + 1);
         this.sample.offer(() => ({ table, id, column: v.column, entry: v.entry, sealed: v.sealed, ...(v.path !== undefined ? { path: v.path } : {}), ...(v.aad ? { aad: v.aad } : {}) }));
@@ -354,6 +404,18 @@ export class VerifyScan {
     });
     this.counter.add(byKind);
     this.opts.onProgress?.(this.counter.total);
+  }
+
+  /** What this part gathered, for another part's scan to absorb. */
+  part(): VerifyPart {
+    return { digest: this.digest.result(), byKind: this.counter.byKind, seen: this.sample.seen, sample: this.sample.items };
+  }
+
+  /** Adds another part of the same scan (call before `finish`, once every value was added). */
+  absorb(p: VerifyPart): void {
+    this.digest.merge(p.digest);
+    this.counter.add(new Map(Object.entries(p.byKind)));
+    this.sample.absorb(p.sample, p.seen);
   }
 
   /** Opens the sample with `key` and compares the digest with `opts.expected`. */

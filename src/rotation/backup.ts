@@ -131,7 +131,7 @@ export async function writeBackup(
   storePart: (dir: string) => Promise<BackupPart>,
 ): Promise<BackupResult> {
   const { path } = backup;
-  const { files: stored, values, locations } = await storePart(path);
+  const { files: stored, values, locations, checksums = {} } = await storePart(path);
   const configs: BackupConfig[] = [];
   args.targets.forEach((t, i) => {
     const st = statSync(t.path);
@@ -145,8 +145,7 @@ export async function writeBackup(
   });
   const files: BackupFile[] = [...stored, ...configs.map((x) => x.file)].map((name) => ({
     name,
-    sha256: sha256File(join(path, name)),
-    bytes: statSync(join(path, name)).size,
+    ...(checksums[name] ?? { sha256: sha256File(join(path, name)), bytes: statSync(join(path, name)).size }),
   }));
   const manifest: BackupManifest = {
     format: BACKUP_FORMAT,

@@ -172,6 +172,8 @@ export interface BackupPart {
   readonly values: number;
   /** The locations it covers (recorded in the manifest, handed back to `restore`). */
   readonly locations: readonly Location[];
+  /** Checksums of some of `files`, when the store computed them as it wrote them (the caller computes the others). */
+  readonly checksums?: Readonly<Record<string, { readonly sha256: string; readonly bytes: number }>>;
 }
 
 /** A backup to put back, as its manifest describes it; the caller has verified every checksum. */

@@ -2,17 +2,21 @@
  * The SQLite store's part of a backup: the whole database file, copied
  * through SQLite's online backup API in the caller's transaction (a
  * consistent copy even while the server runs, including what a WAL file
- * holds), then switched to a rollback journal so the copy is one
- * self-contained file that opens anywhere, read-only too. Restore reads
+ * holds), or, in a rollback-journal mode under the write lock before
+ * anything is written, byte for byte (`copyDatabaseFile`); then switched to
+ * a rollback journal so the copy is one self-contained file that opens
+ * anywhere, read-only too (`finishBackup`). Restore reads
  * the backed-up values from that copy and writes, in the caller's write
  * transaction, what the runbook decides for each (`restoreValuesFrom`); a
  * drill restores the copy into a scratch database through the same API
  * (`drillCopy`).
  */
-import { chmodSync, closeSync, constants, fsyncSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fsyncSync, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { MasterKeyError } from '../../errors';
+import { sha256File } from '../../fsutil';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { BackupPart, BackupToRestore, Location, RestoreCounts, RestoreDecision, ScratchCopy, ValuePair, aadColumnsAt, backupFileError, inventoryLocations } from '../store';
 import { Db, connect, translateSqliteError, withTransaction } from './driver';
@@ -24,6 +28,9 @@ export const DATABASE_FILE = 'database.sqlite';
 /** Pages copied per step of the backup API (a step runs between turns of the event loop). */
 const PAGES_PER_STEP = 16384;
 
+/** Bytes read and written at a time when the file is copied as it is. */
+const COPY_CHUNK = 4 << 20;
+
 function fsyncPath(path: string, flags = constants.O_RDONLY): void {
   const fd = openSync(path, flags);
   try {
@@ -33,47 +40,103 @@ function fsyncPath(path: string, flags = constants.O_RDONLY): void {
   }
 }
 
+/** Creates the backup's database file, empty, so the copy is 0600 from its first byte (SQLite keeps an existing file's mode). */
+function createBackupFile(dir: string): string {
+  const path = join(dir, DATABASE_FILE);
+  try {
+    closeSync(openSync(path, 'wx', 0o600));
+  } catch (e) {
+    throw backupFileError(e, path);
+  }
+  return path;
+}
+
 /**
  * Copies the database into `dir/database.sqlite` (0600, fsynced) and counts
  * the values of the inventory the copy holds. `source` is a connection in a
  * read transaction: the copy is its snapshot.
  */
 export async function backupDatabase(source: Db, inv: Inventory, dir: string): Promise<BackupPart> {
-  const path = join(dir, DATABASE_FILE);
-  try {
-    // Created empty first, so the copy is 0600 from its first byte (SQLite keeps an existing file's mode).
-    closeSync(openSync(path, 'wx', 0o600));
-  } catch (e) {
-    throw backupFileError(e, path);
-  }
+  const path = createBackupFile(dir);
   let pages: number;
   try {
     pages = (await source.backup(path, { progress: () => PAGES_PER_STEP })).totalPages;
   } catch (e) {
     throw sqliteFileError(e, path, 'writing the backup');
   }
+  return finishBackup(path, inv, pages);
+}
+
+/**
+ * Copies the database file byte for byte into `dir/database.sqlite` (0600).
+ * Only for a database in a rollback-journal mode whose write lock the
+ * caller holds and which it has not written yet: then the file is exactly
+ * the committed database (no other connection can write, and a journal a
+ * crashed writer left was rolled back when this connection first read).
+ * Finish it with `finishBackup`.
+ *
+ * The copy is made by a child process: closing a descriptor of the file in
+ * this process would drop every POSIX lock this process holds on it, the
+ * write lock SQLite holds for the caller included.
+ */
+export async function copyDatabaseFile(source: string, dir: string): Promise<string> {
+  const path = createBackupFile(dir);
+  const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', COPY_SCRIPT, source, path], { stdio: ['ignore', 'ignore', 'pipe'], env: {} });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (c) => resolve({ code: c, stderr }));
+  }).catch((e: unknown) => {
+    throw backupFileError(e, path);
+  });
+  if (code !== 0) {
+    const errno = /^(E[A-Z]+)\b/.exec(stderr.trim())?.[1];
+    throw backupFileError(Object.assign(new Error(stderr.trim() || `the copy exited with code ${code}`), errno ? { code: errno } : {}), path);
+  }
+  return path;
+}
+
+/** The copying child's program: source to destination (which exists, 0600, and keeps its mode), 4 MiB at a time; an error's errno code first on stderr. */
+const COPY_SCRIPT = `const fs = require('node:fs');
+const [from, to] = process.argv.slice(1);
+try {
+  const a = fs.openSync(from, 'r'), b = fs.openSync(to, 'r+'), buf = Buffer.allocUnsafe(${COPY_CHUNK});
+  for (let at = 0, n; (n = fs.readSync(a, buf, 0, buf.length, at)) > 0; at += n) fs.writeSync(b, buf, 0, n, at);
+  fs.closeSync(b);
+} catch (e) {
+  process.stderr.write((e.code || 'EIO') + ' ' + e.message);
+  process.exit(1);
+}`;
+
+/**
+ * Finishes a backup's copy of the database: checks it holds every page
+ * copied (`pages`, when known), makes it one self-contained file (a copy of
+ * a WAL database is marked WAL), counts the inventory's values in it,
+ * fsyncs it and its directory, and checksums it.
+ */
+export function finishBackup(path: string, inv: Inventory, pages?: number): BackupPart {
   let values: number;
   let copy: Db | undefined;
   try {
     copy = connect(path);
     // The driver reports a copy that SQLite refused as busy as finished: check it holds every page.
     const copied = copy.pragma('page_count', { simple: true });
-    if (pages === 0 || copied !== pages) {
+    if (pages !== undefined && (pages === 0 || copied !== pages)) {
       throw new MasterKeyError('DB_BUSY', `The backup of the SQLite database copied ${String(copied)} of ${pages} pages (the database was busy); nothing was changed: run the command again.`);
     }
-    // A copy of a WAL database is marked WAL: make it one self-contained file.
     copy.pragma('journal_mode = DELETE');
     values = countStored(copy, inventoryLocations(inv));
     copy.close();
     copy = undefined;
     fsyncPath(path);
-    fsyncPath(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    fsyncPath(dirname(path), constants.O_RDONLY | constants.O_DIRECTORY);
   } catch (e) {
     throw sqliteFileError(e, path, 'finishing the backup');
   } finally {
     copy?.close();
   }
-  return { files: [DATABASE_FILE], values, locations: inventoryLocations(inv) };
+  return { files: [DATABASE_FILE], values, locations: inventoryLocations(inv), checksums: { [DATABASE_FILE]: { sha256: sha256File(path), bytes: statSync(path).size } } };
 }
 
 /**

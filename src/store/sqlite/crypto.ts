@@ -1,22 +1,16 @@
 /**
- * The one place the SQLite store gets its batch crypto from (opening and
- * re-sealing values of one codec at a time): the production crypto module
- * (`src/crypto/batch.ts`: OpenSSL through the native batch addon, or
- * node:crypto), shared with PostgreSQL.
+ * The one place the SQLite store gets its batch crypto from: the engine's
+ * (`src/engine/value-crypto.ts`), shared with PostgreSQL. SQLite runs in
+ * this process on this thread, so by default the crypto runs in a worker
+ * thread beside it (one: SQLite's side of a batch costs more than its
+ * crypto), and reading, writing and crypto overlap.
  */
-import { BatchCrypto } from '../../crypto/batch';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
-import type { StreamOptions } from '../store';
+import { CryptoOptions, ValueCrypto, valueCrypto } from '../../engine/value-crypto';
 
-export type ValueCrypto = BatchCrypto;
-
-/** Crypto that opens with `from` and, given `to`, re-seals under it, where `opts` says it runs. */
-export function valueCrypto(from: KeySource, to?: MasterKey, opts: Pick<StreamOptions, 'crypto' | 'workers'> = {}): ValueCrypto {
-  return new BatchCrypto(from, to, { ...(opts.crypto ? { mode: opts.crypto } : {}), ...(opts.workers ? { workers: opts.workers } : {}) });
-}
-
-/** Releases what the crypto holds (worker threads). */
-export function closeCrypto(crypto: ValueCrypto): Promise<void> {
-  return crypto.close();
+/** Crypto that opens with `from` and, given `to`, re-seals under it, where `opts` says it runs (default: one worker thread when `threads` says it pays, else this thread). */
+export function storeCrypto(from: KeySource, to: MasterKey | undefined, opts: CryptoOptions, threads: boolean): ValueCrypto {
+  if (!opts.crypto && !threads) return valueCrypto(from, to);
+  return valueCrypto(from, to, { crypto: opts.crypto ?? 'workers', workers: opts.workers ?? 1 });
 }

@@ -7,7 +7,7 @@
  * rotation lock is a lock file beside the database (`./lock.ts`); backups
  * are the whole file (`./backup.ts`).
  */
-import { realpathSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
@@ -35,12 +35,19 @@ import {
 } from '../store';
 import { ACT_SCHEMA_SQLITE } from './act-schema';
 import { countInventory } from './counts';
-import { backupBesideWriter, backupDatabase, drillCopy, restoreValuesFrom } from './backup';
+import { backupBesideWriter, backupDatabase, copyDatabaseFile, drillCopy, restoreValuesFrom } from './backup';
 import { Db, connect, fileWritable, translateSqliteError, withTransaction } from './driver';
+import { Flusher } from './flush';
 import { RotationLock } from './lock';
+import { readerAvailable, readerBackup, readerCheckpoint, readerFinish, readerReseal, readerVerifyPart } from './reader';
 import { CANARY_TABLE, databaseId, insertCanary, insertHistory, lastHistory, readCanary, replaceCanary, setHistoryOutcome, tableExists } from './meta';
 import { sqliteFile } from './url';
-import { planTables, reencryptValues, scanValues, verifyValues } from './values';
+import { planTables, reencryptValues, scanValues, verifyValues, worthThreads } from './values';
+
+/** Whether the database is in WAL mode (else a rollback journal). */
+function isWal(db: Db): boolean {
+  return String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal';
+}
 
 /** Opens a SQLite store on `url` (`sqlite:/absolute/path`; a relative path against the working directory). */
 export async function openSqlite(url: string, opts: OpenOptions = {}): Promise<Store> {
@@ -76,31 +83,55 @@ class SqliteTx implements WriteTx {
     return scanValues(this.db, inv, keys, opts);
   }
 
+
   /**
    * In a read transaction: its snapshot; in the write transaction before it
-   * writes: the committed database, which is what it sees. The write
-   * transaction's writes wait until the backup is done (`settled`), so a
-   * re-encryption started right after still finds it complete first.
+   * writes: the committed database, which is what it sees. In WAL mode a
+   * reader thread copies it (the online backup API) while the transaction
+   * writes: no other connection sees those writes before the COMMIT. In a
+   * rollback-journal mode the file is copied as it is first, and the
+   * transaction's writes wait for that (`settled`), while the copy is
+   * finished (checked, counted, fsynced, checksummed) beside them. A few
+   * batches of rows: a second connection on this thread copies it first.
    */
-  backup(inv: Inventory, dir: string) {
+  backup(inv: Inventory, dir: string, opts: Pick<StreamOptions, 'batchSize'> = {}) {
     if (this.state === 'read') return backupDatabase(this.db, inv, dir);
     if (this.state === 'written') throw new MasterKeyError('INTERNAL', 'The backup must be taken before the write transaction writes; this is a bug in the caller.');
-    const done = backupBesideWriter(this.path, inv, dir);
-    this.backingUp = done.catch(() => undefined);
-    return done;
+    if (!readerAvailable() || !worthThreads(this.db, inv, opts.batchSize)) return this.before(backupBesideWriter(this.path, inv, dir));
+    if (isWal(this.db)) return readerBackup(this.path, inv, dir);
+    const copied = this.before(copyDatabaseFile(this.path, dir));
+    return copied.then((copy) => readerFinish(copy, inv));
   }
 
-  /** A backup this transaction started, until it is done. */
-  private backingUp?: Promise<unknown>;
+  /** Work the transaction's writes must wait for (a backup in progress). */
+  private beforeWriting?: Promise<unknown>;
+
+  private before<T>(work: Promise<T>): Promise<T> {
+    this.beforeWriting = work.catch(() => undefined);
+    return work;
+  }
 
   /** Waits for a backup in progress (the transaction must not write before it is done). */
   private async settled(): Promise<void> {
-    await this.backingUp;
-    this.backingUp = undefined;
+    await this.beforeWriting;
+    this.beforeWriting = undefined;
   }
 
-  verify(inv: Inventory, key: MasterKey, opts?: VerifyOptions) {
-    return verifyValues(this.db, inv, key, opts);
+  /**
+   * This connection scans the rows below the middle key of each table
+   * while a reader thread scans the others (more than a few batches), in a snapshot of its own (after
+   * a COMMIT, or in a read transaction that does nothing else, both see
+   * the same database unless another process writes meanwhile, which the
+   * digest then shows).
+   */
+  verify(inv: Inventory, key: MasterKey, opts: VerifyOptions = {}) {
+    if (!readerAvailable() || !worthThreads(this.db, inv, opts.batchSize)) return verifyValues(this.db, inv, key, opts);
+    const done = [0, 0];
+    const progress = (part: number) => (n: number) => {
+      done[part] = n;
+      opts.onProgress?.(done[0] + done[1]);
+    };
+    return verifyValues(this.db, inv, key, { ...opts, onProgress: progress(0) }, (middle) => readerVerifyPart(this.path, inv, middle, opts, progress(1)));
   }
 
   async restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
@@ -115,10 +146,20 @@ class SqliteTx implements WriteTx {
     planTables(this.db, inv);
   }
 
-  async reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts?: StreamOptions) {
+  /**
+   * In WAL mode, when this transaction has written nothing yet (and unless
+   * `opts.crypto` says where the crypto runs, or the tables hold only a few
+   * batches of rows), a reader thread reads the
+   * committed database, which is what this transaction sees, and re-seals
+   * it, and this connection only writes.
+   */
+  async reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}) {
     await this.settled();
+    const wal = isWal(this.db);
+    const beside = this.state === 'write' && !opts.crypto && readerAvailable() && wal && worthThreads(this.db, inv, opts.batchSize);
     this.writing();
-    return reencryptValues(this.db, inv, from, to, opts);
+    const flusher = new Flusher([`${this.path}${wal ? '-wal' : '-journal'}`]);
+    return reencryptValues(this.db, inv, from, to, opts, beside ? (_, batchSize) => readerReseal(this.path, inv, from, to, batchSize) : undefined, flusher);
   }
 
   async replaceCanary(canary: CanaryUpdate): Promise<void> {
@@ -221,9 +262,49 @@ class SqliteStore implements Store {
     return withTransaction(this.db, () => ((this.tx.state = 'read'), fn(this.tx)), 'read');
   }
 
-  write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
-    return withTransaction(this.db, () => ((this.tx.state = 'write'), fn(this.tx)), 'write');
+  /**
+   * In WAL mode the COMMIT makes the WAL durable, and SQLite would then copy
+   * its pages into the database file (its automatic checkpoint) before the
+   * COMMIT returns: after a large transaction that checkpoint runs in a
+   * reader thread instead, while the caller goes on (after a rotation: the
+   * config files, the start hooks, verification); `close` waits for it.
+   */
+  async write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+    const wal = isWal(this.db);
+    const auto = wal ? Number(this.db.pragma('wal_autocheckpoint', { simple: true })) : 0;
+    if (wal) this.db.pragma('wal_autocheckpoint = 0');
+    let committed = false;
+    try {
+      const r = await withTransaction(this.db, () => ((this.tx.state = 'write'), fn(this.tx)), 'write');
+      committed = true;
+      return r;
+    } finally {
+      if (wal) {
+        this.db.pragma(`wal_autocheckpoint = ${auto}`);
+        if (committed) this.checkpoint(auto);
+      }
+    }
   }
+
+  /** The checkpoint SQLite skipped at the COMMIT: here when the WAL is short, else in a reader thread. */
+  private checkpoint(pages: number): void {
+    if (pages <= 0) return;
+    let size = 0;
+    try {
+      size = statSync(`${this.path}-wal`).size;
+    } catch {
+      return; // no WAL: nothing to copy
+    }
+    if (!readerAvailable() || size < pages * Number(this.db.pragma('page_size', { simple: true }))) {
+      this.db.pragma('wal_checkpoint(PASSIVE)');
+      return;
+    }
+    // A failed checkpoint leaves the WAL as it is: SQLite checkpoints it later.
+    this.checkpointing = Promise.all([this.checkpointing, readerCheckpoint(this.path).catch(() => undefined)]).then(() => undefined);
+  }
+
+  /** A checkpoint running in a reader thread. */
+  private checkpointing?: Promise<void>;
 
   /** Restores the backup's database into a scratch file of its own and reads it there; the live file is not opened. */
   drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>): Promise<T> {
@@ -239,6 +320,7 @@ class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.checkpointing;
     this.lock.release();
     try {
       this.db.close();

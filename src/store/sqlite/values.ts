@@ -15,12 +15,14 @@ import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError } from '../../errors';
 import { mapAhead, undecryptable } from '../../engine/stream-batch';
-import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES, VerifyOptions, VerifyResult, VerifyScan } from '../../engine/stream';
-import { ValueDigest } from '../../engine/stream-digest';
-import { AadLayout, ColumnPlan, aadLayout, groupInventory, processBatch } from '../../engine/stream-plan';
+import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES, VerifyOptions, VerifyPart, VerifyResult, VerifyScan } from '../../engine/stream';
+import type { InventoryDigest } from '../../engine/stream-digest';
+import { AadLayout, ColumnPlan, RowFailure, aadLayout, groupInventory, processBatch } from '../../engine/stream-plan';
+import type { ValueCrypto } from '../../engine/value-crypto';
 import { Inventory, inventoryKinds, quoteIdent } from '../../inventory/inventory';
 import type { ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../store';
-import { closeCrypto, valueCrypto } from './crypto';
+import { storeCrypto } from './crypto';
+import type { Flusher } from './flush';
 import { Db } from './driver';
 
 /** One table's secret columns and how its rows are walked. */
@@ -42,6 +44,11 @@ function schemaAndTable(name: string): [string, string] {
   return dot < 0 ? ['main', name] : [name.slice(0, dot), name.slice(dot + 1)];
 }
 
+/** Where a batch's rows hold their key (to write back by), the row id as text, and the first value column (then the AAD columns). */
+const KEY_AT = 0;
+const ID_AT = 1;
+const FIRST = 2;
+
 /** Checks every table and column the inventory names and decides how each table is walked. */
 export function planTables(db: Db, inv: Inventory): SqliteTable[] {
   return groupInventory(inv).map((g) => {
@@ -52,51 +59,84 @@ export function planTables(db: Db, inv: Inventory): SqliteTable[] {
     for (const col of [g.idColumn, ...g.columns.map((c) => c.column), ...g.aadColumns]) {
       if (!names.has(col)) throw new MasterKeyError('INVENTORY_INVALID', `The inventory names ${g.table}.${col}, which does not exist in this database; fix the inventory or the schema.`);
     }
-    return { table: g.table, idColumn: g.idColumn, key: listed.wr ? quoteIdent(g.idColumn) : 'rowid', columns: g.columns, aadColumns: g.aadColumns, aad: aadLayout(g.aadColumns, 1, g.columns.length) };
+    return { table: g.table, idColumn: g.idColumn, key: listed.wr ? quoteIdent(g.idColumn) : 'rowid', columns: g.columns, aadColumns: g.aadColumns, aad: aadLayout(g.aadColumns, FIRST, g.columns.length) };
   });
 }
 
 /**
- * Stands in for a stored value that is not text (a number or a blob): no
- * codec accepts it, so it is reported as malformed, and never written back.
+ * The rows of a table holding at least one value, a batch at a time in key
+ * order, as `processBatch` reads them: [key, id as text, the value columns
+ * (a value that is not text stands for a malformed one), the AAD columns
+ * as text (as PostgreSQL's ::text gives them: an integer user id becomes
+ * its digits)]. Nothing is copied or converted here.
  */
-const NOT_TEXT = '\u0000';
-
-/** One batch of rows: their keys, and rows laid out as `processBatch` reads them (id, the columns, then the AAD columns as text). */
-interface Batch {
-  readonly keys: unknown[];
-  readonly rows: Array<Array<string | null>>;
-}
-
-/** The rows of a table holding at least one value, a batch at a time in key order. */
-function* batches(db: Db, t: SqliteTable, batchSize: number): Generator<Batch> {
+function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRange = {}): Generator<unknown[][]> {
   const cols = t.columns.map((c) => quoteIdent(c.column));
-  // AAD as text, as PostgreSQL's ::text gives it (an integer user id becomes its digits).
   const aad = t.aadColumns.map((c) => `, CAST(${quoteIdent(c)} AS TEXT)`).join('');
-  const select = (after: string) =>
+  // One lower bound only (SQLite seeks by one and would filter by the other): `from` for the first batch, then the last key read.
+  const below = range.below !== undefined ? [range.below] : [];
+  const select = (lower: string) =>
     db
-      .prepare(`SELECT ${t.key}, ${quoteIdent(t.idColumn)}, ${cols.join(', ')}${aad} FROM ${quoteIdent(t.table)} WHERE ${after}(${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}) ORDER BY ${t.key} LIMIT ?`)
+      .prepare(
+        `SELECT ${t.key}, CAST(${quoteIdent(t.idColumn)} AS TEXT), ${cols.join(', ')}${aad} FROM ${quoteIdent(t.table)} WHERE ${lower}${below.length ? `${t.key} < ? AND ` : ''}(${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}) ORDER BY ${t.key} LIMIT ?`,
+      )
       .raw(true)
       .safeIntegers(true);
-  const firstBatch = select('');
+  const firstBatch = range.from !== undefined ? select(`${t.key} >= ? AND `) : select('');
+  const first = range.from !== undefined ? [range.from] : [];
   const nextBatch = select(`${t.key} > ? AND `);
   let after: unknown;
   for (;;) {
-    const raw = (after === undefined ? firstBatch.all(batchSize) : nextBatch.all(after, batchSize)) as unknown[][];
-    if (raw.length === 0) return;
-    const keys = raw.map((r) => r[0]);
-    const rows = raw.map((r) => r.slice(1).map((v) => (v === null || typeof v === 'string' ? v : NOT_TEXT)));
-    // Ids as text, as the PostgreSQL store reports them.
-    for (let i = 0; i < rows.length; i++) rows[i][0] = String(raw[i][1]);
-    yield { keys, rows };
-    if (raw.length < batchSize) return;
-    after = keys[keys.length - 1];
+    const rows = (after === undefined ? firstBatch.all(...first, ...below, batchSize) : nextBatch.all(after, ...below, batchSize)) as unknown[][];
+    if (rows.length === 0) return;
+    yield rows;
+    if (rows.length < batchSize) return;
+    after = rows[rows.length - 1][KEY_AT];
   }
+}
+
+/** Rows with a key at or above `from` and below `below` (either absent: unbounded). */
+export interface KeyRange {
+  readonly from?: bigint;
+  readonly below?: bigint;
+}
+
+/**
+ * Where to split each table between two readers: the middle of its integer
+ * keys (undefined for a table with other keys, or none: not split). Rows
+ * below it are one part, the others the other.
+ */
+export function middleKeys(db: Db, tables: readonly SqliteTable[]): Array<bigint | undefined> {
+  return tables.map((t) => {
+    // Two queries: SQLite finds a lone min() or max() of a key by one seek, both together by a scan.
+    const [lo, hi] = ['min', 'max'].map((f) => db.prepare(`SELECT ${f}(${t.key}) FROM ${quoteIdent(t.table)}`).pluck().safeIntegers(true).get());
+    return typeof lo === 'bigint' && typeof hi === 'bigint' && hi > lo ? lo + (hi - lo + 1n) / 2n : undefined;
+  });
+}
+
+/**
+ * Whether the inventory's tables hold more than two batches of rows with
+ * values: only then does work beside this thread pay for starting a thread
+ * (a worker thread loads its modules in about a tenth of a second), so a
+ * smaller walk runs on this thread alone. Counts at most that many rows.
+ */
+export function worthThreads(db: Db, inv: Inventory, batchSize = DEFAULT_BATCH_SIZE): boolean {
+  const enough = 2 * batchSize;
+  let rows = 0;
+  for (const t of planTables(db, inv)) {
+    const held = t.columns.map((c) => `${quoteIdent(c.column)} IS NOT NULL`).join(' OR ');
+    rows += db.prepare(`SELECT count(*) FROM (SELECT 1 FROM ${quoteIdent(t.table)} WHERE ${held} LIMIT ?)`).pluck().get(enough + 1 - rows) as number;
+    if (rows > enough) return true;
+  }
+  return false;
 }
 
 async function* asAsync<T>(it: Iterable<T>): AsyncGenerator<T> {
   yield* it;
 }
+
+/** A row's id as text, as failures name it. */
+const idOf = (row: readonly unknown[]) => (row[ID_AT] as string | null) ?? '';
 
 function batchSizeOf(opts: StreamOptions): number {
   const n = opts.batchSize ?? DEFAULT_BATCH_SIZE;
@@ -124,7 +164,7 @@ function kindCounts(inv: Inventory): { byKind: Record<string, number>; add(count
 export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: StreamOptions = {}): Promise<ScanResult> {
   const batchSize = batchSizeOf(opts);
   const tables = planTables(db, inv);
-  const crypto = valueCrypto(keys, undefined, opts);
+  const crypto = storeCrypto(keys, undefined, opts, worthThreads(db, inv, batchSize));
   const kinds = kindCounts(inv);
   const failures: SecretFailure[] = [];
   let total = 0;
@@ -132,66 +172,143 @@ export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: 
   let storedBytes = 0;
   try {
     for (const t of tables) {
-      for (const { rows } of batches(db, t, batchSize)) {
-        const out = await processBatch(t.columns, rows, 1, crypto, false, undefined, t.aad);
+      const open = async (rows: unknown[][]) => ({ rows, out: await processBatch(t.columns, rows, FIRST, crypto, false, undefined, t.aad) });
+      for await (const { rows, out } of mapAhead(asAsync(batches(db, t, batchSize)), open, crypto.depth)) {
         total += kinds.add(out.byKind);
         storedBytes += out.bytes;
         failureCount += out.failures.length;
-        for (const { row, ...f } of out.failures.slice(0, MAX_LISTED_FAILURES - failures.length)) failures.push({ table: t.table, id: rows[row][0] ?? '', ...f });
+        for (const { row, ...f } of out.failures.slice(0, MAX_LISTED_FAILURES - failures.length)) failures.push({ table: t.table, id: idOf(rows[row]), ...f });
         opts.onProgress?.(total);
       }
     }
   } finally {
-    await closeCrypto(crypto);
+    await crypto.close();
   }
   return { total, byKind: kinds.byKind, failures, failureCount, storedBytes };
+}
+
+/** A batch of a table re-sealed, ready to write back. */
+export interface Resealed {
+  /** Index of its table in `planTables`' list. */
+  readonly table: number;
+  /** The rows that change: their keys (to write back by) and ids. */
+  readonly keys: readonly unknown[];
+  readonly ids: readonly string[];
+  /** Per column, each row's new text (null: unchanged). */
+  readonly next: ReadonlyArray<ReadonlyArray<string | null>>;
+  /** Sealed values in the batch, by kind. */
+  readonly byKind: ReadonlyArray<readonly [string, number]>;
+  /** The first value of the batch that does not open (then nothing of it is to be written, and no batch follows). */
+  readonly failure?: RowFailure & { readonly id: string; readonly more: number };
+}
+
+/**
+ * Reads every table a batch at a time and re-seals each batch with
+ * `crypto`, which digests every new value at its place; stops after a batch
+ * with a value that does not open. `crypto.depth` batches are in flight.
+ */
+export async function* resealedBatches(db: Db, tables: readonly SqliteTable[], crypto: ValueCrypto, batchSize: number): AsyncGenerator<Resealed> {
+  for (let i = 0; i < tables.length; i++) {
+    const t = tables[i];
+    const reseal = async (rows: unknown[][]): Promise<Resealed> => {
+      const out = await processBatch(t.columns, rows, FIRST, crypto, true, { table: t.table, idAt: ID_AT }, t.aad);
+      const byKind = [...out.byKind];
+      if (out.failures.length > 0) {
+        const { row, ...f } = out.failures[0];
+        return { table: i, keys: [], ids: [], next: [], byKind, failure: { ...f, id: idOf(rows[row]), more: out.failures.length - 1 } };
+      }
+      return { table: i, keys: out.rows.map((r) => rows[r][KEY_AT]), ids: out.rows.map((r) => idOf(rows[r])), next: out.next!, byKind };
+    };
+    // Keys only grow, so reading the next batch never meets a row the caller rewrote.
+    for await (const b of mapAhead(asAsync(batches(db, t, batchSize)), reseal, crypto.depth)) {
+      yield b;
+      if (b.failure) return;
+    }
+  }
+}
+
+/** Writes a batch's new texts back by key; every row must change. */
+function writer(db: Db, t: SqliteTable): (b: Resealed) => void {
+  const sets = t.columns.map((c) => `${quoteIdent(c.column)} = coalesce(?, ${quoteIdent(c.column)})`);
+  const update = db.prepare(`UPDATE ${quoteIdent(t.table)} SET ${sets.join(', ')} WHERE ${t.key} = ?`);
+  const lost = (id: string, changed: number) => new MasterKeyError('DB_ERROR', `${t.table}: the row with id ${id} could not be rewritten (${changed} rows changed); nothing was committed.`);
+  if (t.columns.length === 1) {
+    return ({ keys, ids, next: [texts] }) => {
+      for (let j = 0; j < keys.length; j++) {
+        const changed = update.run(texts[j], keys[j]).changes;
+        if (changed !== 1) throw lost(ids[j], changed);
+      }
+    };
+  }
+  return ({ keys, ids, next }) => {
+    for (let j = 0; j < keys.length; j++) {
+      const changed = update.run(...next.map((col) => col[j]), keys[j]).changes;
+      if (changed !== 1) throw lost(ids[j], changed);
+    }
+  };
+}
+
+/** Batches written between two flushes of what SQLite wrote (`Flusher`: a few MiB at the default batch size). */
+const FLUSH_EVERY = 8;
+
+/** Where re-sealed batches come from, and the digest of what they hold once they are all read. */
+export interface ResealSource {
+  readonly batches: AsyncIterable<Resealed>;
+  digest(): Promise<InventoryDigest>;
+  readonly mode: ReencryptResult['crypto'];
+  close(): Promise<void>;
 }
 
 /**
  * Re-seals every value from `from` to `to` inside the caller's write
  * transaction. Throws UNDECRYPTABLE_ROWS at the first batch holding a value
  * that does not open (the caller rolls back).
+ *
+ * This thread writes each re-sealed batch back by key while the next ones
+ * are read and re-sealed: by default on this connection with the crypto in
+ * a worker thread, or, given `source` (./reader: a worker thread reading
+ * the same snapshot on a connection of its own), all of that beside it.
+ * `flusher` writes what SQLite wrote out to disk as it goes (./flush).
  */
-export async function reencryptValues(db: Db, inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}): Promise<ReencryptResult> {
+export async function reencryptValues(
+  db: Db,
+  inv: Inventory,
+  from: KeySource,
+  to: MasterKey,
+  opts: StreamOptions = {},
+  source?: (tables: readonly SqliteTable[], batchSize: number) => ResealSource,
+  flusher?: Flusher,
+): Promise<ReencryptResult> {
   if (!db.inTransaction) throw new MasterKeyError('INTERNAL', 'Re-encryption must run inside an open transaction; this is a bug in the caller.');
   const batchSize = batchSizeOf(opts);
   const tables = planTables(db, inv);
-  const crypto = valueCrypto(from, to, opts);
+  const src = source ? source(tables, batchSize) : inlineSource(db, tables, storeCrypto(from, to, opts, worthThreads(db, inv, batchSize)), batchSize);
+  const writers = tables.map((t) => writer(db, t));
   const kinds = kindCounts(inv);
-  const digest = new ValueDigest();
-  // Worker threads need several batches in flight; SQLite reads and writes on this thread meanwhile.
-  const ahead = crypto.mode === 'workers' ? 2 * (opts.workers ?? 2) : 1;
   let total = 0;
   let updated = 0;
+  let batches = 0;
+  let digest: InventoryDigest;
   try {
-    for (const t of tables) {
-      const sets = t.columns.map((c) => `${quoteIdent(c.column)} = coalesce(?, ${quoteIdent(c.column)})`);
-      const update = db.prepare(`UPDATE ${quoteIdent(t.table)} SET ${sets.join(', ')} WHERE ${t.key} = ?`).safeIntegers(true);
-      const reseal = async ({ keys, rows }: Batch) => ({
-        keys,
-        rows,
-        out: await processBatch(t.columns, rows, 1, crypto, true, (row, column, path, text) => digest.add(t.table, column, path, rows[row][0] ?? '', text), t.aad),
-      });
-      // Keys only grow, so reading the next batch never meets a row this loop rewrote.
-      for await (const { keys, rows, out } of mapAhead(asAsync(batches(db, t, batchSize)), reseal, ahead)) {
-        if (out.failures.length > 0) {
-          const { row, ...f } = out.failures[0];
-          throw undecryptable(t.table, { ...f, id: rows[row][0] ?? '', more: out.failures.length - 1 });
-        }
-        const next = out.next!;
-        out.rows.forEach((row, j) => {
-          const changed = update.run(...next.map((col) => col[j]), keys[row]).changes;
-          if (changed !== 1) throw new MasterKeyError('DB_ERROR', `${t.table}: the row with id ${rows[row][0]} could not be rewritten (${changed} rows changed); nothing was committed.`);
-        });
-        updated += out.rows.length;
-        total += kinds.add(out.byKind);
-        opts.onProgress?.(total);
-      }
+    for await (const b of src.batches) {
+      if (b.failure) throw undecryptable(tables[b.table].table, b.failure);
+      writers[b.table](b);
+      if (++batches % FLUSH_EVERY === 0) flusher?.tick();
+      updated += b.keys.length;
+      total += kinds.add(new Map(b.byKind));
+      opts.onProgress?.(total);
     }
+    digest = await src.digest();
   } finally {
-    await closeCrypto(crypto);
+    await src.close();
+    await flusher?.close();
   }
-  return { total, byKind: kinds.byKind, updated, digest: digest.result(), crypto: crypto.mode };
+  return { total, byKind: kinds.byKind, updated, digest, crypto: src.mode };
+}
+
+/** Batches read on this connection and re-sealed by `crypto`. */
+function inlineSource(db: Db, tables: readonly SqliteTable[], crypto: ValueCrypto, batchSize: number): ResealSource {
+  return { batches: resealedBatches(db, tables, crypto, batchSize), digest: () => crypto.digest(), mode: crypto.mode, close: () => crypto.close() };
 }
 
 /**
@@ -199,9 +316,34 @@ export async function reencryptValues(db: Db, inv: Inventory, from: KeySource, t
  * stored value digested with its place and counted, a random sample opened
  * with `key` (the engine's `VerifyScan`, as on PostgreSQL).
  */
-export async function verifyValues(db: Db, inv: Inventory, key: MasterKey, opts: VerifyOptions = {}): Promise<VerifyResult> {
+export async function verifyValues(db: Db, inv: Inventory, key: MasterKey, opts: VerifyOptions = {}, other?: (middle: Array<bigint | undefined>) => Promise<VerifyPart>): Promise<VerifyResult> {
+  const tables = planTables(db, inv);
+  const middle = other ? middleKeys(db, tables) : [];
+  // The other part (rows from the middle on) is read meanwhile, elsewhere.
+  const rest = other?.(middle);
+  rest?.catch(() => undefined);
+  const scan = await verifyScan(db, tables, inv, opts, (i) => ({ below: middle[i] }));
+  if (rest) scan.absorb(await rest);
+  return scan.finish(key);
+}
+
+/**
+ * The verification scan of the rows of each table in `range(i)` (its index
+ * in `tables`; undefined: none of them): every stored value digested with
+ * its place, counted, and offered to the sample. Lets other work run
+ * between batches.
+ */
+export async function verifyScan(db: Db, tables: readonly SqliteTable[], inv: Inventory, opts: VerifyOptions, range: (i: number) => KeyRange | undefined = () => ({})): Promise<VerifyScan> {
   const batchSize = batchSizeOf(opts);
   const scan = new VerifyScan(inv, opts);
-  for (const t of planTables(db, inv)) for (const { rows } of batches(db, t, batchSize)) scan.add(t.table, t.columns, rows, 1, 0, t.aad);
-  return scan.finish(key);
+  for (let i = 0; i < tables.length; i++) {
+    const t = tables[i];
+    const r = range(i);
+    if (!r) continue;
+    for (const rows of batches(db, t, batchSize, r)) {
+      scan.add(t.table, t.columns, rows, FIRST, ID_AT, t.aad);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+  return scan;
 }
