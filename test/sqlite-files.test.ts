@@ -10,11 +10,12 @@
  * is one sentence and changes nothing.
  */
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { ExitCode } from '../src/errors';
+import { openStore } from '../src/store/open';
 import { sqliteFile } from '../src/store/sqlite/url';
 import { CLI, CliResult, Scenario, actScenario, dbSnapshot, keyLine, readPlaintexts } from './support/scenario';
 import { sqlQuery } from './support/sql';
@@ -201,6 +202,24 @@ describe('the SQLite file', () => {
     const loc = `git_credentials.access_token:${row.id}`;
     expect((await readPlaintexts(s.url, newKey, [loc])).get(loc)).toBe('written just before the crash');
     expect(s.cli(['verify']).code).toBe(0);
+  });
+
+  it('checking that the file is writable keeps the lock SQLite holds on it (closing a descriptor of the file would drop every lock this process has there)', async () => {
+    const locksOnFile = () => {
+      const ino = statSync(path).ino;
+      return readFileSync('/proc/locks', 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(` ${process.pid} `) && l.includes(`:${ino} `)).length;
+    };
+    const store = await openStore(s.url);
+    try {
+      // In WAL mode an open connection holds a shared lock on the database file.
+      expect(locksOnFile()).toBeGreaterThan(0);
+      await store.assertWritable();
+      expect(locksOnFile()).toBeGreaterThan(0);
+    } finally {
+      await store.close();
+    }
   });
 
   it.each([

@@ -9,7 +9,7 @@
  * `synchronous = FULL`, so a COMMIT that returned survives a power loss
  * before the config files are rewritten.
  */
-import { closeSync, constants, openSync, statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { MasterKeyError, isMasterKeyError } from '../../errors';
@@ -127,10 +127,17 @@ export function connect(path: string, opts: ConnectOptions = {}): Db {
   }
 }
 
-/** Whether this process may write the file (an open for writing, without changing it): as root, permission bits alone say nothing. */
+/**
+ * Whether this process may write the file, as the kernel decides it
+ * (access(2): for root too, a read-only mount or an immutable file says
+ * no; permission bits alone say nothing to root). Without opening it:
+ * closing a descriptor of the database file drops every POSIX lock this
+ * process holds on it, SQLite's included (in WAL mode a connection holds a
+ * shared lock on the file for as long as it is open).
+ */
 export function fileWritable(path: string): { ok: true } | { ok: false; reason: string } {
   try {
-    closeSync(openSync(path, constants.O_WRONLY));
+    accessSync(path, constants.W_OK);
     return { ok: true };
   } catch (e) {
     return { ok: false, reason: fsReason(e) };
