@@ -30,6 +30,7 @@ import { BENCH_TABLE, restoreBench, seedBench, verifyBench } from './bench-data'
 import type { ChildJob, ChildResult } from './bench-child';
 import { measureApply } from './bench-apply';
 import { BenchReport, MethodResult, formatReport, median, medianRun, summarise } from './bench-report';
+import { mainShape } from './bench-shapes';
 import { mainSqlite } from './bench-sqlite';
 
 export const METHODS = ['floor', 'pgcrypto', 'naive', 'crypto', 'ours', 'apply'] as const;
@@ -238,6 +239,7 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
+  if (argv.includes('--shape')) return mainShape(argv);
   const store = argv[argv.indexOf('--store') + 1];
   if (argv.includes('--store') && store !== 'postgres') {
     if (store !== 'sqlite') throw new Error(`--store must be postgres or sqlite, got ${store ?? 'nothing'}`);
