@@ -14,7 +14,7 @@ import { CodecName, actCodec, codecByName, v1Codec } from '../src/crypto/codec';
 import { GcmEngine, KEY_BYTES, nativeAddonPath, nativeEngine, nodeEngine, packJob } from '../src/crypto/gcm-batch';
 import { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
-import { ValueDigest } from '../src/engine/stream-digest';
+import { ValueDigest } from '../src/engine/digest';
 import { CryptoMode, ValueCrypto, valueCrypto } from '../src/engine/value-crypto';
 
 const bytes = (min: number, max: number) => fc.uint8Array({ minLength: min, maxLength: max });

@@ -1,5 +1,5 @@
 /**
- * A verification scan split by rows between readers (src/engine/stream
+ * A verification scan split by rows between readers (src/engine/verify
  * `VerifyScan.part` / `absorb`, as the SQLite store splits it between its
  * connection and a reader thread): the parts together give exactly the
  * digest and counts of one scan of all rows, and a sample that is a uniform
@@ -7,7 +7,7 @@
  */
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
-import { VerifyScan } from '../src/engine/stream';
+import { VerifyScan } from '../src/engine/verify';
 import type { Inventory } from '../src/inventory/inventory';
 
 const INV: Inventory = { name: 'test', entries: [{ kind: 'secret', table: 't', idColumn: 'id', column: 'c', codec: 'act' }] };

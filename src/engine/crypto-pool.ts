@@ -21,7 +21,7 @@ import { EngineName, defaultEngine } from '../crypto/gcm-batch';
 import type { MasterKey } from '../crypto/key';
 import { ErrorCode, MasterKeyError } from '../errors';
 import { builtFile } from './built-file';
-import { InventoryDigest, ValueDigest } from './stream-digest';
+import { InventoryDigest, ValueDigest } from './digest';
 import type { Places, ValueCrypto } from './value-crypto';
 
 /** What a worker starts with (structured clone: the key bytes are the worker's own copies). */

@@ -28,12 +28,14 @@
  */
 import type { KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
-import type { ReencryptResult, ScanResult, StreamOptions, VerifyOptions, VerifyResult } from '../engine/stream';
+import type { VerifyOptions, VerifyResult } from '../engine/verify';
+import type { ReencryptResult, ScanResult, StreamOptions } from '../engine/walk';
 import { MasterKeyError } from '../errors';
 import { Inventory, inventoryKinds } from '../inventory/inventory';
 
-export type { ReencryptResult, ScanResult, SecretFailure, StreamOptions, VerifyOptions, VerifyResult } from '../engine/stream';
-export type { InventoryDigest } from '../engine/stream-digest';
+export type { VerifyOptions, VerifyResult } from '../engine/verify';
+export type { ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../engine/walk';
+export type { InventoryDigest } from '../engine/digest';
 
 /** Which database this is: recorded in pending files and backups so they are never applied to another one. */
 export interface StoreIdentity {
@@ -240,7 +242,7 @@ export interface ReadTx {
   /**
    * Proves the database stores what a re-encryption wrote without opening
    * every value again: reads every stored value of the inventory in this
-   * snapshot, compares their order-independent digest (`stream-digest.ts`:
+   * snapshot, compares their order-independent digest (`src/engine/digest.ts`:
    * table, column, row id, path and text of each) with `opts.expected`
    * (what `reencrypt` returned), and opens a random sample (CSPRNG) with
    * `key`. Never throws for a value that differs or does not open: the

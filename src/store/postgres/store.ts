@@ -1,15 +1,18 @@
 /**
  * The PostgreSQL store: one connection (a session) per store. The rotation
  * lock is a session-level advisory lock; the write transaction is a plain
- * BEGIN … COMMIT; reads run in REPEATABLE READ READ ONLY snapshots; the hot
- * path (`src/engine/stream.ts`) scans and re-encrypts.
+ * BEGIN … COMMIT; reads run in REPEATABLE READ READ ONLY snapshots. It
+ * reads and writes the rows (`./scan.ts`, `./reencrypt.ts`); the engine
+ * (`src/engine/`) opens and re-seals the values in them.
  */
 import { Client } from 'pg';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError, isMasterKeyError } from '../../errors';
-import { VerifyOptions, reencryptInventory, scanInventory, verifyInventory } from '../../engine/stream';
-import { connectReader, exportSnapshot } from '../../engine/stream-source';
+import type { VerifyOptions } from '../../engine/verify';
+import { reencryptInventory } from './reencrypt';
+import { connectReader, exportSnapshot } from './row-source';
+import { scanInventory, verifyInventory } from './scan';
 import { ACT_SCHEMA_SQL } from '../../inventory/act-preset';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import {
@@ -113,7 +116,7 @@ class PostgresTx implements WriteTx {
     }
   }
 
-  /** SHARE ROW EXCLUSIVE: blocks writers, not readers (the hot path's EXCLUSIVE lock goes further while it rewrites). */
+  /** SHARE ROW EXCLUSIVE: blocks writers, not readers (the re-encryption's EXCLUSIVE lock goes further while it rewrites). */
   async lockSecretTables(inv: Inventory): Promise<void> {
     const tables = [...new Set(inv.entries.map((e) => e.table))].map(quoteIdent);
     if (tables.length) await this.c.query(`LOCK TABLE ${tables.join(', ')} IN SHARE ROW EXCLUSIVE MODE`);

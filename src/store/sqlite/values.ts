@@ -14,10 +14,13 @@
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError } from '../../errors';
-import { mapAhead, undecryptable } from '../../engine/stream-batch';
-import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES, VerifyOptions, VerifyPart, VerifyResult, VerifyScan } from '../../engine/stream';
-import type { InventoryDigest } from '../../engine/stream-digest';
-import { AadLayout, ColumnPlan, RowFailure, aadLayout, groupInventory, processBatch } from '../../engine/stream-plan';
+import type { InventoryDigest } from '../../engine/digest';
+import { mapAhead } from '../../engine/pipeline';
+import { RowFailure, processBatch, undecryptable } from '../../engine/reseal';
+import { AadLayout, aadLayout } from '../../engine/rows';
+import { ColumnPlan, groupInventory } from '../../engine/tables';
+import { VerifyOptions, VerifyPart, VerifyResult, VerifyScan } from '../../engine/verify';
+import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES } from '../../engine/walk';
 import type { ValueCrypto } from '../../engine/value-crypto';
 import { Inventory, inventoryKinds, quoteIdent } from '../../inventory/inventory';
 import type { ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../store';
@@ -31,7 +34,7 @@ export interface SqliteTable {
   readonly idColumn: string;
   /** The quoted key rows are read and written by: `rowid`, or the primary key of a WITHOUT ROWID table. */
   readonly key: string;
-  readonly columns: ReadonlyArray<Pick<ColumnPlan, 'column' | 'json' | 'entries'>>;
+  readonly columns: readonly ColumnPlan[];
   /** Columns whose text is some entries' additional authenticated data (read after the columns). */
   readonly aadColumns: readonly string[];
   /** Where they are in a batch's rows. */

@@ -7,9 +7,11 @@ import { Keyring } from '../src/crypto/keyring';
 import { isMasterKeyError } from '../src/errors';
 import { ACT_PRESET, ACT_SCHEMA_SQL } from '../src/inventory/act-preset';
 import type { Inventory } from '../src/inventory/inventory';
-import { reencryptInventory, scanInventory, verifyInventory } from '../src/engine/stream';
-import { planInventory } from '../src/engine/stream-plan';
-import { binaryTextArray, pgArray, rowLayout, selectSql, steerPlanner, updateSql } from '../src/engine/stream-sql';
+import { binaryTextArray, pgArray } from '../src/store/postgres/arrays';
+import { reencryptInventory } from '../src/store/postgres/reencrypt';
+import { scanInventory, verifyInventory } from '../src/store/postgres/scan';
+import { rowLayout, selectSql, steerPlanner, updateSql } from '../src/store/postgres/statements';
+import { planInventory } from '../src/store/postgres/tables';
 import { dropDatabase, freshDatabase } from './support/db';
 
 const act = actCodec();

@@ -1,12 +1,12 @@
 /**
- * The order-independent digest of sealed values (src/engine/stream-digest):
+ * The order-independent digest of sealed values (src/engine/digest):
  * the same values give the same digest in any order and batching, any
  * change of a value or of where it is changes it, and it is the documented
  * sum of SHA-256 digests, computed independently here.
  */
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { ValueDigest, sameDigest } from '../src/engine/stream-digest';
+import { ValueDigest, sameDigest } from '../src/engine/digest';
 
 type Item = [table: string, column: string, path: string | undefined, id: string, text: string];
 

@@ -1,14 +1,14 @@
 /**
- * Where the hot path reads rows from: a server-side cursor on the caller's
+ * Where the PostgreSQL store reads rows from: a server-side cursor on the caller's
  * connection (one batch ahead of the consumer), or COPY on a second "reader"
  * connection that imports the caller's snapshot, so reading runs in another
  * server process alongside the writes and sees exactly the same rows.
  */
 import { Socket } from 'node:net';
 import { Client, ClientBase } from 'pg';
-import { translatePgError } from '../db/pg';
-import { MasterKeyError } from '../errors';
-import { copyLines, copyRow } from './stream-copy';
+import { MasterKeyError } from '../../errors';
+import { translatePgError } from './client';
+import { copyLines, copyRow } from './copy';
 
 export type Row = Array<string | null>;
 

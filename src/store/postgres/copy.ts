@@ -14,7 +14,8 @@ import { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import type { ClientBase } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { MasterKeyError } from '../errors';
+import { MasterKeyError } from '../../errors';
+import type { RawRows } from '../../engine/raw-rows';
 
 /** Runs `COPY ... FROM STDIN` with data from `chunks` (COPY text or CSV); resolves with the rows copied. */
 export async function copyIn(client: ClientBase, sql: string, chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>): Promise<number> {
@@ -64,25 +65,6 @@ export async function* copyLines(client: ClientBase, sql: string): AsyncGenerato
     if (lines.length > 0) yield lines;
   }
   if (rest) yield [rest.toString('utf8')];
-}
-
-/**
- * Rows of `COPY ... TO STDOUT (FORMAT binary)`, undecoded: where each
- * field's bytes are in `buf` (for a text field: its UTF-8 text, exactly).
- */
-export interface RawRows {
-  readonly buf: Buffer;
-  readonly count: number;
-  readonly fields: number;
-  /** Row r's field f starts at `at[2 * (r * fields + f)]`, its length follows (-1: NULL). */
-  readonly at: Int32Array;
-}
-
-/** The text of a raw row's field (null for NULL). */
-export function rawText(rows: RawRows, row: number, field: number): string | null {
-  const i = 2 * (row * rows.fields + field);
-  const n = rows.at[i + 1];
-  return n < 0 ? null : rows.buf.toString('utf8', rows.at[i], rows.at[i] + n);
 }
 
 /** The file header of COPY's binary format: signature, flags, header-extension length (PostgreSQL documents it in "COPY", "Binary Format"). */

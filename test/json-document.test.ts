@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { JsonNumber, findEntrySlots, findSlots, parseJsonLossless, stringifyJsonLossless } from '../src/engine/stream-json';
+import { JsonNumber, findEntrySlots, findSlots, parseJsonLossless, stringifyJsonLossless } from '../src/engine/json-document';
 import type { InventoryEntry } from '../src/inventory/inventory';
 
 describe('lossless JSON for jsonb documents', () => {

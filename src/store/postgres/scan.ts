@@ -1,0 +1,84 @@
+/**
+ * The PostgreSQL store's read-only walks: opening every sealed value of an
+ * inventory (`scanInventory`) and verification (`verifyInventory`), in one
+ * snapshot, streaming rows by COPY in bounded memory whatever the table
+ * size. The per-row work is the engine's.
+ */
+import type { ClientBase } from 'pg';
+import type { KeySource } from '../../crypto/codec';
+import type { MasterKey } from '../../crypto/key';
+import { Inventory } from '../../inventory/inventory';
+import { processBatch } from '../../engine/reseal';
+import { valueCrypto } from '../../engine/value-crypto';
+import { VerifyOptions, VerifyResult, VerifyScan } from '../../engine/verify';
+import { KindCounter, MAX_LISTED_FAILURES, ScanResult, SecretFailure, StreamOptions, batchSizeOf } from '../../engine/walk';
+import { naming, withTransaction } from './client';
+import { copyRawRows } from './copy';
+import { copyBatches } from './row-source';
+import { rowLayout, selectSql } from './statements';
+import { planInventory } from './tables';
+
+/** Runs fn in a read-only repeatable-read transaction unless the client is already in one. */
+function inReadTransaction<T>(client: ClientBase, fn: () => Promise<T>): Promise<T> {
+  return client.getTransactionStatus() === 'I' ? withTransaction(client, fn, 'read only') : fn();
+}
+
+/** Read-only: open every sealed value of every inventory entry with `keys`; never throws for bad values (lists them). */
+export async function scanInventory(client: ClientBase, inv: Inventory, keys: KeySource, opts: StreamOptions = {}): Promise<ScanResult> {
+  const batchSize = batchSizeOf(opts);
+  const plans = await planInventory(client, inv);
+  const crypto = valueCrypto(keys, undefined, opts);
+  const counter = new KindCounter(inv);
+  const failures: SecretFailure[] = [];
+  let failureCount = 0;
+  let storedBytes = 0;
+  await inReadTransaction(client, async () => {
+    for (const plan of plans) {
+      await naming(plan, 'reading', async () => {
+        const at = rowLayout(plan);
+        // Nothing else runs on the connection meanwhile, so COPY can stream the rows (cheaper than FETCH).
+        for await (const rows of copyBatches(client, selectSql(plan), batchSize)) {
+          const out = await processBatch(plan.columns, rows, at.first, crypto, false, undefined, at.aad);
+          counter.add(out.byKind);
+          storedBytes += out.bytes;
+          failureCount += out.failures.length;
+          for (const { row, ...f } of out.failures.slice(0, MAX_LISTED_FAILURES - failures.length)) failures.push({ table: plan.table, id: rows[row][at.id] ?? '', ...f });
+          opts.onProgress?.(counter.total);
+        }
+      });
+    }
+  }).finally(() => crypto.close());
+  return { total: counter.total, byKind: counter.byKind, failures, failureCount, storedBytes };
+}
+
+
+/**
+ * Read-only: proves the database stores what a re-encryption wrote,
+ * without decrypting every value again. Reads every sealed value in one
+ * snapshot (a read-only repeatable-read transaction unless the caller is in
+ * one), computes the digest of what is stored (see the engine's digest) and
+ * compares it with `opts.expected`, and opens a random sample of
+ * `opts.sampleSize` values with `key`. Never throws for a bad value: the
+ * result says what holds (`ok`, `proved`).
+ */
+export async function verifyInventory(client: ClientBase, inv: Inventory, key: MasterKey, opts: VerifyOptions = {}): Promise<VerifyResult> {
+  const batchSize = batchSizeOf(opts);
+  const scan = new VerifyScan(inv, opts);
+  const plans = await planInventory(client, inv);
+  await inReadTransaction(client, async () => {
+    for (const plan of plans) {
+      await naming(plan, 'verifying', async () => {
+        const at = rowLayout(plan);
+        if (plan.columns.some((c) => c.json)) {
+          for await (const rows of copyBatches(client, selectSql(plan), batchSize)) scan.add(plan.table, plan.columns, rows, at.first, at.id, at.aad);
+          return;
+        }
+        // Plain text columns: hashed as the bytes COPY sends, undecoded.
+        const fields = at.first + plan.columns.length + plan.aadColumns.length;
+        for await (const rows of copyRawRows(client, selectSql(plan), fields)) scan.addRaw(plan.table, plan.columns, rows, at.first, at.id, at.aad);
+      });
+    }
+  });
+  return scan.finish(key);
+}
+
