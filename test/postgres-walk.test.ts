@@ -560,7 +560,7 @@ describe('reader connection, larger tables, planner steering', () => {
       for (const p of plans) {
         const rows = (await c.query(selectSql(p) + ' LIMIT 2000')).rows.map((r) => Object.values(r) as string[]);
         const at = rowLayout(p);
-        const params = [pgArray(rows.map((r) => r[at.ctid ?? at.id])), binaryTextArray(rows.map((r) => r[at.first]))];
+        const params = [pgArray(rows.map((r) => r[at.ctid ?? at.idAt])), binaryTextArray(rows.map((r) => r[at.first]))];
         const plan = (await c.query(`EXPLAIN ${updateSql(p)}`, params)).rows.map((r) => r['QUERY PLAN']).join('\n');
         expect(plan).toContain(p.idIndexed ? 'Index Scan' : 'Tid Scan');
         expect(plan).not.toMatch(/Seq Scan|Hash Join|Merge Join/);

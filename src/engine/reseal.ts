@@ -8,8 +8,7 @@ import type { CryptoResult } from '../crypto/batch';
 import { ErrorCode, MasterKeyError } from '../errors';
 import type { InventoryEntry } from '../inventory/inventory';
 import { JsonValue, findEntrySlots, parseJsonLossless, stringifyJsonLossless } from './json-document';
-import { AadLayout, BatchRow, aadOf, cellText, idText } from './rows';
-import type { ColumnPlan } from './tables';
+import { BatchRow, RowShape, aadOf, cellText, rowId } from './rows';
 import type { Places, ValueCrypto } from './value-crypto';
 
 /** A sealed value that does not open, with where it is (never the value). */
@@ -20,19 +19,31 @@ export interface RowFailure {
   readonly code: ErrorCode;
 }
 
-/** What processing a batch of rows gives. */
+/** What opening (or re-sealing) a batch of rows gives. */
 export interface BatchOutcome {
-  /** Sealed values found (a jsonb document can hold several). */
+  /** Sealed values found (a JSON document can hold several). */
   readonly total: number;
   readonly byKind: ReadonlyMap<string, number>;
   /** Bytes of sealed text read. */
   readonly bytes: number;
-  /** Values that do not open, with the index of their row in the batch. */
-  readonly failures: ReadonlyArray<RowFailure & { readonly row: number }>;
+  /** Values that do not open, with their row's index in the batch and its id. */
+  readonly failures: ReadonlyArray<RowFailure & { readonly row: number; readonly id: string }>;
   /** Indices of the rows holding at least one sealed value, ascending. */
   readonly rows: readonly number[];
-  /** Re-encryption: per column, the new stored text of each row of `rows` (null = unchanged). */
-  readonly next?: ReadonlyArray<ReadonlyArray<string | null>>;
+}
+
+/** What re-sealing a batch gives: besides the outcome, the new stored texts. */
+export interface ResealedBatch extends BatchOutcome {
+  /** Per column, the new stored text of each row of `rows` (null: that column unchanged). */
+  readonly next: ReadonlyArray<ReadonlyArray<string | null>>;
+}
+
+/** The work on one batch of rows. */
+export interface BatchWork {
+  /** How the rows are laid out (where the id, the values and the AAD columns are). */
+  readonly shape: RowShape;
+  /** Opens the values (and for `resealBatch`, re-seals them under its new key, digesting each at its place). */
+  readonly crypto: ValueCrypto;
 }
 
 /** A sealed value inside a jsonb document of the batch. */
@@ -49,10 +60,13 @@ class Outcome {
   total = 0;
   bytes = 0;
   readonly byKind = new Map<string, number>();
-  readonly failures: Array<RowFailure & { row: number }> = [];
+  readonly failures: Array<RowFailure & { row: number; id: string }> = [];
   readonly has: Uint8Array;
-  constructor(rows: number) {
-    this.has = new Uint8Array(rows);
+  constructor(
+    private readonly rows: readonly BatchRow[],
+    private readonly shape: RowShape,
+  ) {
+    this.has = new Uint8Array(rows.length);
   }
   /** Counts one value of `kind` in `row`; lists it when `r` says it does not open. */
   add(row: number, column: string, kind: string, sealed: string, r: CryptoResult, path?: string): void {
@@ -60,10 +74,18 @@ class Outcome {
     this.bytes += sealed.length;
     this.has[row] = 1;
     this.byKind.set(kind, (this.byKind.get(kind) ?? 0) + 1);
-    if (r.code) this.failures.push({ row, column, kind, code: r.code, ...(path !== undefined ? { path } : {}) });
+    if (r.code) this.failures.push({ row, id: rowId(this.rows, row, this.shape), column, kind, code: r.code, ...(path !== undefined ? { path } : {}) });
+  }
+  /** The rows holding a value, ascending. */
+  held(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.has.length; i++) if (this.has[i]) out.push(i);
+    return out;
+  }
+  result(): BatchOutcome {
+    return { total: this.total, byKind: this.byKind, bytes: this.bytes, failures: this.failures, rows: this.held() };
   }
 }
-
 
 /** Runs `crypto` over values grouped by codec (each with its own AAD, if any, and place); results in input order. */
 async function processByCodec(
@@ -89,60 +111,66 @@ async function processByCodec(
   return results;
 }
 
-/** Where a batch's rows are (their table, and the index of the row id in each row): given, the crypto digests every value that opens at its place. */
-export interface BatchPlace {
-  readonly table: string;
-  readonly idAt: number;
+/**
+ * Opens every sealed value of a batch of rows with the crypto's keys.
+ * Never throws for a value that does not open: it is listed, with its row.
+ */
+export async function openBatch(rows: readonly BatchRow[], work: BatchWork): Promise<BatchOutcome> {
+  const o = new Outcome(rows, work.shape);
+  await eachColumn(rows, work, o, false);
+  return o.result();
 }
 
+/**
+ * Opens every sealed value of a batch of rows and seals it again under the
+ * crypto's new key, which digests each new value at its place (table,
+ * column, row id, path). A JSON document is written back whole, with only
+ * its sealed strings changed. Each value is opened and re-sealed with its
+ * own row's additional data. Never throws for a value that does not open:
+ * it is listed (and then nothing of the batch is to be written).
+ */
+export async function resealBatch(rows: readonly BatchRow[], work: BatchWork): Promise<ResealedBatch> {
+  const o = new Outcome(rows, work.shape);
+  const next = await eachColumn(rows, work, o, true);
+  const held = o.held();
+  return { ...o.result(), next: next.map((col) => held.map((i) => col[i])) };
+}
 
 /**
- * Opens (and with `reseal`, seals again under the crypto's new key) every
- * sealed value of a batch of rows; row i's columns, in plan order, start at
- * `rows[i][first]` (null = SQL NULL). Works a column at a time so each
- * codec sees the whole batch at once. Never throws for a bad value (it is
- * listed in the outcome). With `place`, the crypto digests each value that
- * opened at its place (its text now: re-sealed, or as read).
- * `aadAt` says where the AAD columns are, for entries with `aad`: each
- * value is opened and re-sealed with its own row's AAD.
+ * The work of a batch a column at a time, so each codec sees the whole
+ * batch at once: counts and failures into `o`; re-sealing, each column's
+ * new text per row (null: unchanged).
  */
-export async function processBatch(
-  columns: readonly ColumnPlan[],
-  rows: readonly BatchRow[],
-  first: number,
-  crypto: ValueCrypto,
-  reseal: boolean,
-  place?: BatchPlace,
-  aadAt?: AadLayout,
-): Promise<BatchOutcome> {
-  const o = new Outcome(rows.length);
-  const next: Array<Array<string | null>> | undefined = reseal ? columns.map(() => new Array<string | null>(rows.length).fill(null)) : undefined;
-  for (let k = 0; k < columns.length; k++) {
-    const c = columns[k];
+async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome, reseal: boolean): Promise<Array<Array<string | null>>> {
+  const { shape, crypto } = work;
+  const next = reseal ? shape.columns.map(() => new Array<string | null>(rows.length).fill(null)) : [];
+  const placed = (column: string, ids: string[], paths?: Array<string | undefined>): Places | undefined => (reseal ? { table: shape.table, column, ids, ...(paths ? { paths } : {}) } : undefined);
+  for (let k = 0; k < shape.columns.length; k++) {
+    const c = shape.columns[k];
     if (!c.json) {
       const entry = c.entries[0];
       const idx: number[] = [];
       const sealed: string[] = [];
       for (let i = 0; i < rows.length; i++) {
-        const v = cellText(rows[i], first + k);
+        const v = cellText(rows[i], shape.first + k);
         if (v !== null) {
           idx.push(i);
           sealed.push(v);
         }
       }
-      const places = place ? { table: place.table, column: c.column, ids: idx.map((row) => idText(rows[row][place.idAt])) } : undefined;
-      const results = await crypto.process(entry.codec, sealed, entry.aad ? idx.map((row) => aadOf(entry, rows[row], aadAt)) : undefined, places);
+      const places = placed(c.column, idx.map((row) => rowId(rows, row, shape)));
+      const results = await crypto.process(entry.codec, sealed, entry.aad ? idx.map((row) => aadOf(entry, rows[row], shape.aad)) : undefined, places);
       for (let j = 0; j < idx.length; j++) {
         const r = results[j];
         o.add(idx[j], c.column, entry.kind, sealed[j], r);
-        if (next && r.next !== undefined) next[k][idx[j]] = r.next;
+        if (reseal && r.next !== undefined) next[k][idx[j]] = r.next;
       }
       continue;
     }
     const docs = new Map<number, JsonValue>();
     const slots: JsonSlot[] = [];
     for (let i = 0; i < rows.length; i++) {
-      const v = cellText(rows[i], first + k);
+      const v = cellText(rows[i], shape.first + k);
       if (v === null) continue;
       const doc = parseJsonLossless(v);
       docs.set(i, doc);
@@ -152,8 +180,12 @@ export async function processBatch(
       crypto,
       slots.map((s) => s.entry.codec),
       slots.map((s) => s.sealed),
-      slots.map((s) => aadOf(s.entry, rows[s.row], aadAt)),
-      place ? { table: place.table, column: c.column, ids: slots.map((s) => idText(rows[s.row][place.idAt])), paths: slots.map((s) => s.path) } : undefined,
+      slots.map((s) => aadOf(s.entry, rows[s.row], shape.aad)),
+      placed(
+        c.column,
+        slots.map((s) => rowId(rows, s.row, shape)),
+        slots.map((s) => s.path),
+      ),
     );
     const touched = new Set<number>();
     slots.forEach((s, j) => {
@@ -164,26 +196,17 @@ export async function processBatch(
         touched.add(s.row);
       }
     });
-    if (next) for (const row of touched) next[k][row] = stringifyJsonLossless(docs.get(row)!);
+    if (reseal) for (const row of touched) next[k][row] = stringifyJsonLossless(docs.get(row)!);
   }
-  const held: number[] = [];
-  for (let i = 0; i < rows.length; i++) if (o.has[i]) held.push(i);
-  return {
-    total: o.total,
-    byKind: o.byKind,
-    bytes: o.bytes,
-    failures: o.failures,
-    rows: held,
-    ...(next ? { next: next.map((col) => held.map((i) => col[i])) } : {}),
-  };
+  return next;
 }
 
-/** The error for a value that does not open (names where it is, never the value). */
-export function undecryptable(table: string, f: { id: string; column: string; kind: string; path?: string; code: ErrorCode; more: number }): MasterKeyError {
+/** The error for the first value of a batch of `table` that does not open, with `more` others in the batch (names where it is, never the value). */
+export function undecryptable(table: string, f: RowFailure & { readonly id: string }, more: number): MasterKeyError {
   const where = `${table}.${f.column}${f.path ? ` at ${f.path}` : ''}`;
   return new MasterKeyError(
     'UNDECRYPTABLE_ROWS',
-    `A ${f.kind} in ${where} (id ${f.id}) does not open with the old key (${f.code})${f.more > 0 ? ` and ${f.more} more in the same batch` : ''}; nothing was changed: run \`master-key verify\` to list every such value, then fix or remove them.`,
+    `A ${f.kind} in ${where} (id ${f.id}) does not open with the old key (${f.code})${more > 0 ? ` and ${more} more in the same batch` : ''}; nothing was changed: run \`master-key verify\` to list every such value, then fix or remove them.`,
     { table, column: f.column, id: f.id, kind: f.kind, ...(f.path ? { path: f.path } : {}), reason: f.code },
   );
 }

@@ -6,23 +6,38 @@
 import { MasterKeyError } from '../errors';
 import type { InventoryEntry } from '../inventory/inventory';
 import { findEntrySlots, parseJsonLossless } from './json-document';
-import type { ColumnPlan } from './tables';
+import type { ColumnPlan, TableGroup } from './tables';
 
 /** Where each AAD column's text is in a row (after the value columns): column name → index. */
 export type AadLayout = ReadonlyMap<string, number>;
 
-/** The AAD layout of rows whose `count` value columns start at `first`, followed by `aadColumns`. Pure. */
-export function aadLayout(aadColumns: readonly string[], first: number, count: number): AadLayout {
-  return new Map(aadColumns.map((c, j) => [c, first + count + j]));
+/**
+ * How a store lays out the rows of one table it hands to the engine: the
+ * row id at `idAt`; the value columns from `first` on, in `columns` order;
+ * then the additional-data columns, where `aad` says. A store may keep
+ * other cells of its own in a row (a key to write it back by).
+ */
+export interface RowShape {
+  readonly table: string;
+  readonly columns: readonly ColumnPlan[];
+  readonly idAt: number;
+  readonly first: number;
+  readonly aad: AadLayout;
+}
+
+/** The shape of rows of `group` read as [its own cells…, id at `idAt`, …, values from `first`, AAD columns]. Pure. */
+export function rowShape(group: Pick<TableGroup, 'table' | 'columns' | 'aadColumns'>, idAt: number, first: number): RowShape {
+  const aad = new Map(group.aadColumns.map((c, j) => [c, first + group.columns.length + j]));
+  return { table: group.table, columns: group.columns, idAt, first, aad };
 }
 
 /**
  * A value's additional authenticated data: the UTF-8 text of its entry's
  * AAD column in the same row (NULL: none), or undefined for an entry without one.
  */
-export function aadOf(entry: InventoryEntry, row: BatchRow, aadAt: AadLayout | undefined): Uint8Array | undefined {
+export function aadOf(entry: InventoryEntry, row: BatchRow, aadAt: AadLayout): Uint8Array | undefined {
   if (!entry.aad) return undefined;
-  const at = aadAt?.get(entry.aad.column);
+  const at = aadAt.get(entry.aad.column);
   if (at === undefined) throw new MasterKeyError('INTERNAL', `The AAD column ${entry.aad.column} was not read with the row; this is a bug.`);
   const v = cellText(row, at);
   return v === null ? undefined : Buffer.from(v, 'utf8');
@@ -46,7 +61,7 @@ export function cellText(row: BatchRow, at: number): string | null {
 }
 
 /** A row id cell as text. */
-export function idText(v: unknown): string {
+function idText(v: unknown): string {
   return v === null || v === undefined ? '' : String(v);
 }
 
@@ -61,23 +76,19 @@ export interface FoundValue {
   readonly aad?: Uint8Array;
 }
 
-/**
- * Calls `fn` for every sealed value of a batch of rows (laid out as for
- * `processBatch`), without any crypto: what verification digests.
- */
-export function eachValue(
-  columns: readonly ColumnPlan[],
-  rows: readonly BatchRow[],
-  first: number,
-  fn: (v: FoundValue) => void,
-  aadAt?: AadLayout,
-): void {
-  columns.forEach((c, k) => {
+/** Row `row`'s id as text (a NULL id: the empty text). */
+export function rowId(rows: readonly BatchRow[], row: number, shape: Pick<RowShape, 'idAt'>): string {
+  return idText(rows[row][shape.idAt]);
+}
+
+/** Calls `fn` for every sealed value of a batch of rows, without any crypto: what verification digests. */
+export function eachValue(rows: readonly BatchRow[], shape: RowShape, fn: (v: FoundValue) => void): void {
+  shape.columns.forEach((c, k) => {
     for (let i = 0; i < rows.length; i++) {
-      const v = cellText(rows[i], first + k);
+      const v = cellText(rows[i], shape.first + k);
       if (v === null) continue;
       const withAad = (entry: InventoryEntry) => {
-        const aad = aadOf(entry, rows[i], aadAt);
+        const aad = aadOf(entry, rows[i], shape.aad);
         return aad ? { aad } : {};
       };
       if (!c.json) fn({ row: i, column: c.column, entry: c.entries[0], sealed: v, ...withAad(c.entries[0]) });

@@ -12,14 +12,13 @@ import { count } from '../format';
 import { Inventory } from '../inventory/inventory';
 import { InventoryDigest, ValueDigest, sameDigest } from './digest';
 import { RawRows, rawText } from './raw-rows';
-import { AadLayout, BatchRow, FoundValue, aadOf, eachValue } from './rows';
+import { BatchRow, FoundValue, RowShape, aadOf, eachValue, rowId } from './rows';
 import { Reservoir } from './sample';
-import type { ColumnPlan } from './tables';
 import { valueCrypto } from './value-crypto';
-import { KindCounter, MAX_LISTED_FAILURES, SecretFailure, StreamOptions } from './walk';
+import { KindCounter, MAX_LISTED_FAILURES, SecretFailure, WalkOptions } from './walk';
 
 /** Options of `verifyInventory`. */
-export interface VerifyOptions extends StreamOptions {
+export interface VerifyOptions extends WalkOptions {
   /** The digest `reencryptInventory` returned; the stored values are compared with it. */
   readonly expected?: InventoryDigest;
   /** Values chosen at random (CSPRNG) and opened with the key. @default DEFAULT_SAMPLE_SIZE */
@@ -85,34 +84,30 @@ export class VerifyScan {
     this.sample = new Reservoir<Sampled>(sampleSize);
   }
 
-  /** One batch of a table's rows, laid out as `processBatch` reads them (the id at `idAt`, the columns from `first`). */
-  add(table: string, columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: readonly BatchRow[], first: number, idAt: number, aadAt?: AadLayout): void {
+  /** One batch of a table's rows, laid out as `shape` says. */
+  add(rows: readonly BatchRow[], shape: RowShape): void {
+    const { table } = shape;
     const byKind = new Map<string, number>();
-    eachValue(
-      columns,
-      rows,
-      first,
-      (v) => {
-        const id = (rows[v.row][idAt] as string | null) ?? '';
-        this.digest.add(table, v.column, v.path, id, v.sealed);
-        byKind.set(v.entry.kind, (byKind.get(v.entry.kind) ?? 0) + 1);
-        this.sample.offer(() => ({ table, id, column: v.column, entry: v.entry, sealed: v.sealed, ...(v.path !== undefined ? { path: v.path } : {}), ...(v.aad ? { aad: v.aad } : {}) }));
-      },
-      aadAt,
-    );
+    eachValue(rows, shape, (v) => {
+      const id = rowId(rows, v.row, shape);
+      this.digest.add(table, v.column, v.path, id, v.sealed);
+      byKind.set(v.entry.kind, (byKind.get(v.entry.kind) ?? 0) + 1);
+      this.sample.offer(() => ({ table, id, column: v.column, entry: v.entry, sealed: v.sealed, ...(v.path !== undefined ? { path: v.path } : {}), ...(v.aad ? { aad: v.aad } : {}) }));
+    });
     this.counter.add(byKind);
     this.opts.onProgress?.(this.counter.total);
   }
 
   /**
-   * The same as `add` for rows read undecoded (`copyRawRows`) of a table
-   * whose columns are all plain text (no JSON documents): hashes the bytes
-   * where they are, and decodes only the values the sample keeps.
+   * The same as `add` for rows read undecoded (`RawRows`) of a table whose
+   * columns are all plain text (no JSON documents): hashes the bytes where
+   * they are, and decodes only the values the sample keeps.
    */
-  addRaw(table: string, columns: readonly Pick<ColumnPlan, 'column' | 'json' | 'entries'>[], rows: RawRows, first: number, idAt: number, aadAt?: AadLayout): void {
+  addRaw(rows: RawRows, shape: RowShape): void {
+    const { table, first, idAt } = shape;
     const { buf, at, fields } = rows;
     const byKind = new Map<string, number>();
-    columns.forEach((c, k) => {
+    shape.columns.forEach((c, k) => {
       if (c.json) throw new MasterKeyError('INTERNAL', `${table}.${c.column} holds JSON documents, which verification cannot read undecoded; this is a bug.`);
       const entry = c.entries[0];
       const head = Buffer.from(`${table}\u0000${c.column}\u0000\u0000`, 'utf8');
@@ -126,7 +121,7 @@ export class VerifyScan {
         n++;
         this.sample.offer(() => {
           const row = Array.from({ length: fields }, (_, f) => rawText(rows, r, f));
-          const aad = aadOf(entry, row, aadAt);
+          const aad = aadOf(entry, row, shape.aad);
           return { table, id: row[idAt] ?? '', column: c.column, entry, sealed: row[first + k]!, ...(aad ? { aad } : {}) };
         });
       }
@@ -170,7 +165,7 @@ export class VerifyScan {
 }
 
 /** Opens the sampled values with `key`; returns those that do not open. */
-async function openSample(items: readonly Sampled[], key: MasterKey, opts: StreamOptions): Promise<SecretFailure[]> {
+async function openSample(items: readonly Sampled[], key: MasterKey, opts: WalkOptions): Promise<SecretFailure[]> {
   const crypto = valueCrypto(new Keyring([key]), undefined, opts);
   const failures: SecretFailure[] = [];
   try {

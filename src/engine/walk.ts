@@ -7,6 +7,7 @@
 import { MasterKeyError, ErrorCode } from '../errors';
 import { Inventory, inventoryKinds } from '../inventory/inventory';
 import type { InventoryDigest } from './digest';
+import type { BatchOutcome } from './reseal';
 import type { CryptoMode, CryptoOptions } from './value-crypto';
 
 /** A sealed value that does not open with the supplied keys (never the value itself). */
@@ -49,7 +50,7 @@ export interface ReencryptResult {
 }
 
 /** Options shared by scan and re-encryption; `crypto` and `workers` say where the AES-GCM work runs (see ./value-crypto; each store has its default). */
-export interface StreamOptions extends CryptoOptions {
+export interface WalkOptions extends CryptoOptions {
   /** Called after each batch with the number of sealed values done so far (for re-encryption: written). */
   readonly onProgress?: (done: number) => void;
   /** Rows fetched and written per round trip. @default DEFAULT_BATCH_SIZE */
@@ -67,15 +68,44 @@ export class KindCounter {
   constructor(inv: Inventory) {
     for (const k of inventoryKinds(inv)) this.byKind[k] = 0;
   }
-  add(counts: ReadonlyMap<string, number>): void {
+  /** Adds counts per kind; returns how many values they are. */
+  add(counts: Iterable<readonly [string, number]>): number {
+    let added = 0;
     for (const [k, n] of counts) {
       this.byKind[k] = (this.byKind[k] ?? 0) + n;
-      this.total += n;
+      added += n;
     }
+    this.total += added;
+    return added;
   }
 }
 
-export function batchSizeOf(opts: StreamOptions): number {
+/** Adds up the batches of a scan: counts per kind, the values that do not open (listed up to `MAX_LISTED_FAILURES`), bytes read. */
+export class ScanTally {
+  private readonly counter: KindCounter;
+  private readonly failures: SecretFailure[] = [];
+  private failureCount = 0;
+  private storedBytes = 0;
+
+  constructor(inv: Inventory) {
+    this.counter = new KindCounter(inv);
+  }
+
+  /** One batch of `table` opened; returns the values counted so far. */
+  add(table: string, out: BatchOutcome): number {
+    this.counter.add(out.byKind);
+    this.storedBytes += out.bytes;
+    this.failureCount += out.failures.length;
+    for (const { row: _row, ...f } of out.failures.slice(0, MAX_LISTED_FAILURES - this.failures.length)) this.failures.push({ table, ...f });
+    return this.counter.total;
+  }
+
+  result(): ScanResult {
+    return { total: this.counter.total, byKind: this.counter.byKind, failures: this.failures, failureCount: this.failureCount, storedBytes: this.storedBytes };
+  }
+}
+
+export function batchSizeOf(opts: WalkOptions): number {
   const n = opts.batchSize ?? DEFAULT_BATCH_SIZE;
   if (!Number.isInteger(n) || n < 1) throw new MasterKeyError('USAGE', `The batch size must be a positive integer, got ${n}.`);
   return n;

@@ -29,12 +29,12 @@
 import type { KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
 import type { VerifyOptions, VerifyResult } from '../engine/verify';
-import type { ReencryptResult, ScanResult, StreamOptions } from '../engine/walk';
+import type { ReencryptResult, ScanResult, WalkOptions } from '../engine/walk';
 import { MasterKeyError } from '../errors';
 import { Inventory, inventoryKinds } from '../inventory/inventory';
 
 export type { VerifyOptions, VerifyResult } from '../engine/verify';
-export type { ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../engine/walk';
+export type { ReencryptResult, ScanResult, SecretFailure, WalkOptions } from '../engine/walk';
 export type { InventoryDigest } from '../engine/digest';
 
 /** Which database this is: recorded in pending files and backups so they are never applied to another one. */
@@ -238,7 +238,7 @@ export interface ReadTx {
    * transaction's snapshot, in bounded memory. Never throws for a value
    * that does not open: it is counted and listed (up to a limit), never shown.
    */
-  scan(inv: Inventory, keys: KeySource, opts?: StreamOptions): Promise<ScanResult>;
+  scan(inv: Inventory, keys: KeySource, opts?: WalkOptions): Promise<ScanResult>;
   /**
    * Proves the database stores what a re-encryption wrote without opening
    * every value again: reads every stored value of the inventory in this
@@ -262,7 +262,7 @@ export interface ReadTx {
    * one connection may simply finish the backup first). Fails with DISK_FULL or BACKUP_UNWRITABLE (see
    * `backupFileError`) when the files cannot be written.
    */
-  backup(inv: Inventory, dir: string, opts?: Pick<StreamOptions, 'batchSize'>): Promise<BackupPart>;
+  backup(inv: Inventory, dir: string, opts?: Pick<WalkOptions, 'batchSize'>): Promise<BackupPart>;
 }
 
 /** The one write transaction of a rotation (or a restore). */
@@ -281,7 +281,7 @@ export interface WriteTx extends ReadTx {
    * UNDECRYPTABLE_ROWS (naming table, id and kind, never a value) when a
    * value does not open; the caller's transaction then rolls back.
    */
-  reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts?: StreamOptions): Promise<ReencryptResult>;
+  reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts?: WalkOptions): Promise<ReencryptResult>;
   /**
    * The store's part of a restore. Pairs every value of the backup with the
    * live value at the same place (location and row id), as this transaction
@@ -293,7 +293,7 @@ export interface WriteTx extends ReadTx {
    * BACKUP_CORRUPT, before writing anything, when the backup's files do not
    * hold what its manifest says.
    */
-  restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts?: Pick<StreamOptions, 'batchSize'>): Promise<RestoreCounts>;
+  restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts?: Pick<WalkOptions, 'batchSize'>): Promise<RestoreCounts>;
   /** Replaces the canary (keeping its key entry); CANARY_NOT_FOUND when there is none. */
   replaceCanary(canary: CanaryUpdate): Promise<void>;
   /** Adds a row to the rotation history. */
@@ -369,7 +369,7 @@ export interface Store {
    * manifest says. `inv` says how each backed-up column is read (text, or
    * a JSON document).
    */
-  drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>, opts?: Pick<StreamOptions, 'batchSize'>): Promise<T>;
+  drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>, opts?: Pick<WalkOptions, 'batchSize'>): Promise<T>;
   /** A typed error for what the driver threw while `doing` (e.g. "rotating the master key"); a MasterKeyError passes unchanged. */
   explain(e: unknown, doing: string): MasterKeyError;
   /** Ends the session (and releases the rotation lock). Never throws. */

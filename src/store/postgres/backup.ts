@@ -237,7 +237,7 @@ export class BackupTee {
       const at = rowLayout(plan);
       cols = plan.columns.map((c, i) => ({
         head: `{"t" : ${jsonText(plan.table)}, "c" : ${jsonText(c.column)}, "id" : `,
-        id: at.id,
+        id: at.idAt,
         at: at.first + i,
         aad: aadColumnsAt(this.inv, { table: plan.table, column: c.column }).map((name) => {
           const j = at.aad.get(name);

@@ -14,9 +14,9 @@ import { MasterKeyError } from '../../errors';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import type { InventoryDigest } from '../../engine/digest';
 import { mapAhead } from '../../engine/pipeline';
-import { RowFailure, processBatch, undecryptable } from '../../engine/reseal';
+import { RowFailure, resealBatch, undecryptable } from '../../engine/reseal';
 import { ValueCrypto, valueCrypto } from '../../engine/value-crypto';
-import { KindCounter, ReencryptResult, StreamOptions, batchSizeOf } from '../../engine/walk';
+import { KindCounter, ReencryptResult, WalkOptions, batchSizeOf } from '../../engine/walk';
 import { binaryTextArray, binaryTidArray, pgArray } from './arrays';
 import { naming, translatePgError } from './client';
 import { Row, connectReader, copyBatches, cursorBatches, exportSnapshot } from './row-source';
@@ -24,7 +24,7 @@ import { lockTables, rowLayout, selectSql, steerPlanner, updateSql } from './sta
 import { TablePlan, planInventory } from './tables';
 
 /** Options of `reencryptInventory`. */
-export interface ReencryptOptions extends StreamOptions {
+export interface ReencryptOptions extends WalkOptions {
   /**
    * URL of the same database for a second, read-only connection that reads
    * in this transaction's snapshot while this connection writes (faster).
@@ -107,8 +107,8 @@ export interface PreparedBatch {
   readonly params: ReadonlyArray<string | Buffer>;
   /** Sealed values in the batch, by kind. */
   readonly byKind: ReadonlyMap<string, number>;
-  /** The first value of the batch that does not open (then the batch is not to be written). */
-  readonly failure?: RowFailure & { readonly id: string; readonly more: number };
+  /** The first value of the batch that does not open (then the batch is not to be written), and how many more do not. */
+  readonly failure?: { readonly first: RowFailure & { readonly id: string }; readonly more: number };
 }
 
 
@@ -119,19 +119,16 @@ export interface PreparedBatch {
  * crypto runs off this thread).
  */
 export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TablePlan, crypto: ValueCrypto): AsyncGenerator<PreparedBatch> {
-  const at = rowLayout(plan);
-  const key = at.ctid ?? at.id;
+  const shape = rowLayout(plan);
+  const key = shape.ctid ?? shape.idAt;
   const prepare = async (rows: Row[]): Promise<PreparedBatch> => {
-    const out = await processBatch(plan.columns, rows, at.first, crypto, true, { table: plan.table, idAt: at.id }, at.aad);
+    const out = await resealBatch(rows, { shape, crypto });
     const byKind = out.byKind;
-    if (out.failures.length > 0) {
-      const { row, ...f } = out.failures[0];
-      return { rows: 0, params: [], byKind, failure: { ...f, id: rows[row][at.id] ?? '', more: out.failures.length - 1 } };
-    }
+    if (out.failures.length > 0) return { rows: 0, params: [], byKind, failure: { first: out.failures[0], more: out.failures.length - 1 } };
     const n = out.rows.length;
     if (n === 0) return { rows: 0, params: [], byKind };
     const keys = out.rows.map((i) => rows[i][key]!);
-    return { rows: n, params: [at.ctid ? binaryTidArray(keys) : pgArray(keys), ...out.next!.map(binaryTextArray)], byKind };
+    return { rows: n, params: [shape.ctid ? binaryTidArray(keys) : pgArray(keys), ...out.next.map(binaryTextArray)], byKind };
   };
   for await (const b of mapAhead(source, prepare, crypto.depth)) {
     yield b;
@@ -174,7 +171,7 @@ export async function writeBatches(
   };
   try {
     for await (const b of batches) {
-      if (b.failure) throw undecryptable(plan.table, b.failure);
+      if (b.failure) throw undecryptable(plan.table, b.failure.first, b.failure.more);
       count(b.byKind);
       if (b.rows === 0) continue;
       while (inFlight.length >= depth) await inFlight.shift();

@@ -8,10 +8,10 @@ import type { ClientBase } from 'pg';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { Inventory } from '../../inventory/inventory';
-import { processBatch } from '../../engine/reseal';
+import { openBatch } from '../../engine/reseal';
 import { valueCrypto } from '../../engine/value-crypto';
 import { VerifyOptions, VerifyResult, VerifyScan } from '../../engine/verify';
-import { KindCounter, MAX_LISTED_FAILURES, ScanResult, SecretFailure, StreamOptions, batchSizeOf } from '../../engine/walk';
+import { ScanResult, ScanTally, WalkOptions, batchSizeOf } from '../../engine/walk';
 import { naming, withTransaction } from './client';
 import { copyRawRows } from './copy';
 import { copyBatches } from './row-source';
@@ -24,31 +24,24 @@ function inReadTransaction<T>(client: ClientBase, fn: () => Promise<T>): Promise
 }
 
 /** Read-only: open every sealed value of every inventory entry with `keys`; never throws for bad values (lists them). */
-export async function scanInventory(client: ClientBase, inv: Inventory, keys: KeySource, opts: StreamOptions = {}): Promise<ScanResult> {
+export async function scanInventory(client: ClientBase, inv: Inventory, keys: KeySource, opts: WalkOptions = {}): Promise<ScanResult> {
   const batchSize = batchSizeOf(opts);
   const plans = await planInventory(client, inv);
   const crypto = valueCrypto(keys, undefined, opts);
-  const counter = new KindCounter(inv);
-  const failures: SecretFailure[] = [];
-  let failureCount = 0;
-  let storedBytes = 0;
+  const tally = new ScanTally(inv);
   await inReadTransaction(client, async () => {
     for (const plan of plans) {
       await naming(plan, 'reading', async () => {
-        const at = rowLayout(plan);
+        const shape = rowLayout(plan);
         // Nothing else runs on the connection meanwhile, so COPY can stream the rows (cheaper than FETCH).
         for await (const rows of copyBatches(client, selectSql(plan), batchSize)) {
-          const out = await processBatch(plan.columns, rows, at.first, crypto, false, undefined, at.aad);
-          counter.add(out.byKind);
-          storedBytes += out.bytes;
-          failureCount += out.failures.length;
-          for (const { row, ...f } of out.failures.slice(0, MAX_LISTED_FAILURES - failures.length)) failures.push({ table: plan.table, id: rows[row][at.id] ?? '', ...f });
-          opts.onProgress?.(counter.total);
+          const done = tally.add(plan.table, await openBatch(rows, { shape, crypto }));
+          opts.onProgress?.(done);
         }
       });
     }
   }).finally(() => crypto.close());
-  return { total: counter.total, byKind: counter.byKind, failures, failureCount, storedBytes };
+  return tally.result();
 }
 
 
@@ -68,14 +61,14 @@ export async function verifyInventory(client: ClientBase, inv: Inventory, key: M
   await inReadTransaction(client, async () => {
     for (const plan of plans) {
       await naming(plan, 'verifying', async () => {
-        const at = rowLayout(plan);
+        const shape = rowLayout(plan);
         if (plan.columns.some((c) => c.json)) {
-          for await (const rows of copyBatches(client, selectSql(plan), batchSize)) scan.add(plan.table, plan.columns, rows, at.first, at.id, at.aad);
+          for await (const rows of copyBatches(client, selectSql(plan), batchSize)) scan.add(rows, shape);
           return;
         }
         // Plain text columns: hashed as the bytes COPY sends, undecoded.
-        const fields = at.first + plan.columns.length + plan.aadColumns.length;
-        for await (const rows of copyRawRows(client, selectSql(plan), fields)) scan.addRaw(plan.table, plan.columns, rows, at.first, at.id, at.aad);
+        const fields = shape.first + plan.columns.length + plan.aadColumns.length;
+        for await (const rows of copyRawRows(client, selectSql(plan), fields)) scan.addRaw(rows, shape);
       });
     }
   });

@@ -4,21 +4,18 @@
  * while it does.
  */
 import type { ClientBase } from 'pg';
-import { AadLayout, aadLayout } from '../../engine/rows';
+import { RowShape, rowShape } from '../../engine/rows';
 import { quoteIdent } from '../../inventory/inventory';
 import type { TablePlan } from './tables';
 
 /** Where things are in a row read by `selectSql`: the id, the ctid when writes use it, then the columns, then the AAD columns. */
-export interface RowLayout {
-  readonly id: 0;
+export interface PgRowShape extends RowShape {
+  readonly idAt: 0;
   readonly ctid?: 1;
-  readonly first: number;
-  readonly aad: AadLayout;
 }
 
-export function rowLayout(plan: TablePlan): RowLayout {
-  const first = plan.idIndexed ? 1 : 2;
-  return { id: 0, ...(plan.idIndexed ? {} : { ctid: 1 as const }), first, aad: aadLayout(plan.aadColumns, first, plan.columns.length) };
+export function rowLayout(plan: TablePlan): PgRowShape {
+  return { ...rowShape(plan, 0, plan.idIndexed ? 1 : 2), idAt: 0, ...(plan.idIndexed ? {} : { ctid: 1 as const }) };
 }
 
 /** Reads `id, [ctid,] col..., aad col...` (all as text) of every row holding at least one value. */

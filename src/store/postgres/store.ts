@@ -27,7 +27,7 @@ import {
   RestoreDecision,
   ScratchCopy,
   Store,
-  StreamOptions,
+  WalkOptions,
   WriteTx,
 } from '../store';
 import { BackupTee, backupValues, restoreFrom, scratchCopy } from './backup';
@@ -75,7 +75,7 @@ class PostgresTx implements WriteTx {
     return readCanary(this.c, true);
   }
 
-  scan(inv: Inventory, keys: KeySource, opts?: StreamOptions) {
+  scan(inv: Inventory, keys: KeySource, opts?: WalkOptions) {
     return scanInventory(this.c, inv, keys, opts);
   }
 
@@ -123,7 +123,7 @@ class PostgresTx implements WriteTx {
   }
 
   /** A second connection reads the rows in this transaction's snapshot while this one writes; writes the backup a `backup` call just before offered. */
-  reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}) {
+  reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: WalkOptions = {}) {
     const offer = this.offer?.inv === inv ? this.offer : undefined;
     this.offer = undefined;
     if (!offer) return reencryptInventory(this.c, inv, from, to, { ...opts, readerUrl: this.url });
@@ -140,7 +140,7 @@ class PostgresTx implements WriteTx {
     })();
   }
 
-  restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
+  restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<WalkOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
     return restoreFrom(this.c, backup, inv, decide, opts.batchSize);
   }
 
@@ -229,7 +229,7 @@ class PostgresStore implements Store {
   }
 
   /** Temporary tables in a transaction that always rolls back (CREATE TEMPORARY needs a read-write transaction, but touches no live table). */
-  async drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<T> {
+  async drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>, opts: Pick<WalkOptions, 'batchSize'> = {}): Promise<T> {
     await this.c.query('BEGIN');
     try {
       return await fn(this.tx, await scratchCopy(this.c, backup, inv, opts.batchSize));

@@ -28,7 +28,7 @@ import {
   ScratchCopy,
   Store,
   StoreIdentity,
-  StreamOptions,
+  WalkOptions,
   VerifyOptions,
   WriteTx,
   canaryNotFound,
@@ -79,7 +79,7 @@ class SqliteTx implements WriteTx {
     return readCanary(this.db);
   }
 
-  scan(inv: Inventory, keys: KeySource, opts?: StreamOptions) {
+  scan(inv: Inventory, keys: KeySource, opts?: WalkOptions) {
     return scanValues(this.db, inv, keys, opts);
   }
 
@@ -94,7 +94,7 @@ class SqliteTx implements WriteTx {
    * finished (checked, counted, fsynced, checksummed) beside them. A few
    * batches of rows: a second connection on this thread copies it first.
    */
-  backup(inv: Inventory, dir: string, opts: Pick<StreamOptions, 'batchSize'> = {}) {
+  backup(inv: Inventory, dir: string, opts: Pick<WalkOptions, 'batchSize'> = {}) {
     if (this.state === 'read') return backupDatabase(this.db, inv, dir);
     if (this.state === 'written') throw new MasterKeyError('INTERNAL', 'The backup must be taken before the write transaction writes; this is a bug in the caller.');
     if (!readerAvailable() || !worthThreads(this.db, inv, opts.batchSize)) return this.before(backupBesideWriter(this.path, inv, dir));
@@ -134,7 +134,7 @@ class SqliteTx implements WriteTx {
     return verifyValues(this.db, inv, key, { ...opts, onProgress: progress(0) }, (middle) => readerVerifyPart(this.path, inv, middle, opts, progress(1)));
   }
 
-  async restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
+  async restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<WalkOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
     await this.settled();
     this.writing();
     return restoreValuesFrom(this.db, backup, inv, decide, opts.batchSize);
@@ -153,7 +153,7 @@ class SqliteTx implements WriteTx {
    * committed database, which is what this transaction sees, and re-seals
    * it, and this connection only writes.
    */
-  async reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}) {
+  async reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: WalkOptions = {}) {
     await this.settled();
     const wal = isWal(this.db);
     const beside = this.state === 'write' && !opts.crypto && readerAvailable() && wal && worthThreads(this.db, inv, opts.batchSize);

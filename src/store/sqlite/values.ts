@@ -7,7 +7,7 @@
  * at a time in key order (`rowid`, or the primary key of a WITHOUT ROWID
  * table) and each batch is written back by key before the next is read.
  * The per-row work (finding values, JSON documents, crypto, failures) is
- * the engine's, shared with PostgreSQL (`processBatch`). JSON documents are
+ * the engine's, shared with PostgreSQL (`openBatch`, `resealBatch`). JSON documents are
  * text columns read with the engine's lossless JSON reader; only the
  * sealed strings in them change.
  */
@@ -16,29 +16,25 @@ import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError } from '../../errors';
 import type { InventoryDigest } from '../../engine/digest';
 import { mapAhead } from '../../engine/pipeline';
-import { RowFailure, processBatch, undecryptable } from '../../engine/reseal';
-import { AadLayout, aadLayout } from '../../engine/rows';
-import { ColumnPlan, groupInventory } from '../../engine/tables';
+import { RowFailure, openBatch, resealBatch, undecryptable } from '../../engine/reseal';
+import { RowShape, rowShape } from '../../engine/rows';
+import { groupInventory } from '../../engine/tables';
 import { VerifyOptions, VerifyPart, VerifyResult, VerifyScan } from '../../engine/verify';
-import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES } from '../../engine/walk';
+import { DEFAULT_BATCH_SIZE, KindCounter, ScanTally, batchSizeOf } from '../../engine/walk';
 import type { ValueCrypto } from '../../engine/value-crypto';
-import { Inventory, inventoryKinds, quoteIdent } from '../../inventory/inventory';
-import type { ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../store';
+import { Inventory, quoteIdent } from '../../inventory/inventory';
+import type { ReencryptResult, ScanResult, WalkOptions } from '../store';
 import { storeCrypto } from './crypto';
 import type { Flusher } from './flush';
 import { Db } from './driver';
 
-/** One table's secret columns and how its rows are walked. */
-export interface SqliteTable {
-  readonly table: string;
+/** One table's secret columns and how its rows are walked: read as [key, id as text, the value columns, the AAD columns] (its `RowShape`). */
+export interface SqliteTable extends RowShape {
   readonly idColumn: string;
   /** The quoted key rows are read and written by: `rowid`, or the primary key of a WITHOUT ROWID table. */
   readonly key: string;
-  readonly columns: readonly ColumnPlan[];
   /** Columns whose text is some entries' additional authenticated data (read after the columns). */
   readonly aadColumns: readonly string[];
-  /** Where they are in a batch's rows. */
-  readonly aad: AadLayout;
 }
 
 /** Splits `schema.table` (an inventory may qualify a table with an attached database's name). */
@@ -62,13 +58,13 @@ export function planTables(db: Db, inv: Inventory): SqliteTable[] {
     for (const col of [g.idColumn, ...g.columns.map((c) => c.column), ...g.aadColumns]) {
       if (!names.has(col)) throw new MasterKeyError('INVENTORY_INVALID', `The inventory names ${g.table}.${col}, which does not exist in this database; fix the inventory or the schema.`);
     }
-    return { table: g.table, idColumn: g.idColumn, key: listed.wr ? quoteIdent(g.idColumn) : 'rowid', columns: g.columns, aadColumns: g.aadColumns, aad: aadLayout(g.aadColumns, FIRST, g.columns.length) };
+    return { ...rowShape(g, ID_AT, FIRST), idColumn: g.idColumn, key: listed.wr ? quoteIdent(g.idColumn) : 'rowid', aadColumns: g.aadColumns };
   });
 }
 
 /**
  * The rows of a table holding at least one value, a batch at a time in key
- * order, as `processBatch` reads them: [key, id as text, the value columns
+ * order, as the engine reads them (`SqliteTable` is their `RowShape`): [key, id as text, the value columns
  * (a value that is not text stands for a malformed one), the AAD columns
  * as text (as PostgreSQL's ::text gives them: an integer user id becomes
  * its digits)]. Nothing is copied or converted here.
@@ -141,53 +137,23 @@ async function* asAsync<T>(it: Iterable<T>): AsyncGenerator<T> {
 /** A row's id as text, as failures name it. */
 const idOf = (row: readonly unknown[]) => (row[ID_AT] as string | null) ?? '';
 
-function batchSizeOf(opts: StreamOptions): number {
-  const n = opts.batchSize ?? DEFAULT_BATCH_SIZE;
-  if (!Number.isInteger(n) || n < 1) throw new MasterKeyError('USAGE', `The batch size must be a positive integer, got ${n}.`);
-  return n;
-}
-
-/** Counts per kind, every kind of the inventory listed. */
-function kindCounts(inv: Inventory): { byKind: Record<string, number>; add(counts: ReadonlyMap<string, number>): number } {
-  const byKind: Record<string, number> = Object.fromEntries(inventoryKinds(inv).map((k) => [k, 0]));
-  return {
-    byKind,
-    add(counts) {
-      let n = 0;
-      for (const [k, v] of counts) {
-        byKind[k] = (byKind[k] ?? 0) + v;
-        n += v;
-      }
-      return n;
-    },
-  };
-}
-
 /** Opens every value with `keys` (in the caller's read transaction); lists, never throws for, values that do not open. */
-export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: StreamOptions = {}): Promise<ScanResult> {
+export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: WalkOptions = {}): Promise<ScanResult> {
   const batchSize = batchSizeOf(opts);
   const tables = planTables(db, inv);
   const crypto = storeCrypto(keys, undefined, opts, worthThreads(db, inv, batchSize));
-  const kinds = kindCounts(inv);
-  const failures: SecretFailure[] = [];
-  let total = 0;
-  let failureCount = 0;
-  let storedBytes = 0;
+  const tally = new ScanTally(inv);
   try {
     for (const t of tables) {
-      const open = async (rows: unknown[][]) => ({ rows, out: await processBatch(t.columns, rows, FIRST, crypto, false, undefined, t.aad) });
-      for await (const { rows, out } of mapAhead(asAsync(batches(db, t, batchSize)), open, crypto.depth)) {
-        total += kinds.add(out.byKind);
-        storedBytes += out.bytes;
-        failureCount += out.failures.length;
-        for (const { row, ...f } of out.failures.slice(0, MAX_LISTED_FAILURES - failures.length)) failures.push({ table: t.table, id: idOf(rows[row]), ...f });
-        opts.onProgress?.(total);
+      for await (const out of mapAhead(asAsync(batches(db, t, batchSize)), (rows) => openBatch(rows, { shape: t, crypto }), crypto.depth)) {
+        const done = tally.add(t.table, out);
+        opts.onProgress?.(done);
       }
     }
   } finally {
     await crypto.close();
   }
-  return { total, byKind: kinds.byKind, failures, failureCount, storedBytes };
+  return tally.result();
 }
 
 /** A batch of a table re-sealed, ready to write back. */
@@ -201,8 +167,8 @@ export interface Resealed {
   readonly next: ReadonlyArray<ReadonlyArray<string | null>>;
   /** Sealed values in the batch, by kind. */
   readonly byKind: ReadonlyArray<readonly [string, number]>;
-  /** The first value of the batch that does not open (then nothing of it is to be written, and no batch follows). */
-  readonly failure?: RowFailure & { readonly id: string; readonly more: number };
+  /** The first value of the batch that does not open (then nothing of it is to be written, and no batch follows), and how many more do not. */
+  readonly failure?: { readonly first: RowFailure & { readonly id: string }; readonly more: number };
 }
 
 /**
@@ -214,13 +180,10 @@ export async function* resealedBatches(db: Db, tables: readonly SqliteTable[], c
   for (let i = 0; i < tables.length; i++) {
     const t = tables[i];
     const reseal = async (rows: unknown[][]): Promise<Resealed> => {
-      const out = await processBatch(t.columns, rows, FIRST, crypto, true, { table: t.table, idAt: ID_AT }, t.aad);
+      const out = await resealBatch(rows, { shape: t, crypto });
       const byKind = [...out.byKind];
-      if (out.failures.length > 0) {
-        const { row, ...f } = out.failures[0];
-        return { table: i, keys: [], ids: [], next: [], byKind, failure: { ...f, id: idOf(rows[row]), more: out.failures.length - 1 } };
-      }
-      return { table: i, keys: out.rows.map((r) => rows[r][KEY_AT]), ids: out.rows.map((r) => idOf(rows[r])), next: out.next!, byKind };
+      if (out.failures.length > 0) return { table: i, keys: [], ids: [], next: [], byKind, failure: { first: out.failures[0], more: out.failures.length - 1 } };
+      return { table: i, keys: out.rows.map((r) => rows[r][KEY_AT]), ids: out.rows.map((r) => idOf(rows[r])), next: out.next, byKind };
     };
     // Keys only grow, so reading the next batch never meets a row the caller rewrote.
     for await (const b of mapAhead(asAsync(batches(db, t, batchSize)), reseal, crypto.depth)) {
@@ -278,7 +241,7 @@ export async function reencryptValues(
   inv: Inventory,
   from: KeySource,
   to: MasterKey,
-  opts: StreamOptions = {},
+  opts: WalkOptions = {},
   source?: (tables: readonly SqliteTable[], batchSize: number) => ResealSource,
   flusher?: Flusher,
 ): Promise<ReencryptResult> {
@@ -287,26 +250,25 @@ export async function reencryptValues(
   const tables = planTables(db, inv);
   const src = source ? source(tables, batchSize) : inlineSource(db, tables, storeCrypto(from, to, opts, worthThreads(db, inv, batchSize)), batchSize);
   const writers = tables.map((t) => writer(db, t));
-  const kinds = kindCounts(inv);
-  let total = 0;
+  const kinds = new KindCounter(inv);
   let updated = 0;
   let batches = 0;
   let digest: InventoryDigest;
   try {
     for await (const b of src.batches) {
-      if (b.failure) throw undecryptable(tables[b.table].table, b.failure);
+      if (b.failure) throw undecryptable(tables[b.table].table, b.failure.first, b.failure.more);
       writers[b.table](b);
       if (++batches % FLUSH_EVERY === 0) flusher?.tick();
       updated += b.keys.length;
-      total += kinds.add(new Map(b.byKind));
-      opts.onProgress?.(total);
+      kinds.add(b.byKind);
+      opts.onProgress?.(kinds.total);
     }
     digest = await src.digest();
   } finally {
     await src.close();
     await flusher?.close();
   }
-  return { total, byKind: kinds.byKind, updated, digest, crypto: src.mode };
+  return { total: kinds.total, byKind: kinds.byKind, updated, digest, crypto: src.mode };
 }
 
 /** Batches read on this connection and re-sealed by `crypto`. */
@@ -344,7 +306,7 @@ export async function verifyScan(db: Db, tables: readonly SqliteTable[], inv: In
     const r = range(i);
     if (!r) continue;
     for (const rows of batches(db, t, batchSize, r)) {
-      scan.add(t.table, t.columns, rows, FIRST, ID_AT, t.aad);
+      scan.add(rows, t);
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
