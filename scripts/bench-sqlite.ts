@@ -24,7 +24,7 @@ import { CryptoMode, defaultCryptoMode, valueCrypto } from '../src/engine/value-
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey, parseKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
-import { withStore } from '../src/store/open';
+import { reencryptAlone } from '../src/store/sqlite/store';
 import { Db, sqliteModule } from '../src/store/sqlite/driver';
 import { BENCH_INVENTORY, BENCH_TABLE, plaintext } from './bench-data';
 import { applyPhases, median, medianRun, table } from './bench-report';
@@ -183,12 +183,7 @@ async function child(job: ChildJob): Promise<Run> {
   let rows: number;
   if (job.method === 'naive') rows = naive(job.path, from, to);
   else {
-    rows = await withStore(`sqlite:${job.path}`, { doing: 'benchmarking' }, (store) =>
-      store.write(async (tx) => {
-        await tx.lockSecretTables(BENCH_INVENTORY);
-        return (await tx.reencrypt(BENCH_INVENTORY, new Keyring([from]), to, job.crypto ? { crypto: job.crypto } : {})).updated;
-      }),
-    );
+    rows = (await reencryptAlone(`sqlite:${job.path}`, { inventory: BENCH_INVENTORY, from: new Keyring([from]), to, ...(job.crypto ? { crypto: job.crypto } : {}) })).updated;
   }
   return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, rows, maxRssBytes: process.resourceUsage().maxRSS * 1024 };
 }

@@ -62,7 +62,7 @@ async function run(db: Db): Promise<unknown> {
     case 'reseal':
       return reseal(db);
     case 'backup':
-      return backupDatabase(db, job.inventory, job.dir);
+      return backupDatabase(db, job.inventory, job.dest);
     case 'verify': {
       const { middle } = job;
       const scan = await verifyScan(db, planTables(db, job.inventory), job.inventory, { ...job.opts, onProgress: (done) => post({ t: 'progress', done }) }, (i) =>

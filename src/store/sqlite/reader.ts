@@ -36,12 +36,11 @@ import type { InventoryDigest } from '../../engine/digest';
 import type { VerifyOptions, VerifyPart } from '../../engine/verify';
 import { ErrorCode, MasterKeyError } from '../../errors';
 import type { Inventory } from '../../inventory/inventory';
-import type { BackupPart } from '../store';
 import type { ResealSource, Resealed } from './values';
 
 export type ReaderJob =
   | { readonly kind: 'reseal'; readonly inventory: Inventory; readonly from: Uint8Array[]; readonly to: Uint8Array; readonly batchSize: number }
-  | { readonly kind: 'backup'; readonly inventory: Inventory; readonly dir: string }
+  | { readonly kind: 'backup'; readonly inventory: Inventory; readonly dest: string }
   | { readonly kind: 'finish'; readonly inventory: Inventory; readonly copy: string }
   | { readonly kind: 'checkpoint' }
   | { readonly kind: 'verify'; readonly inventory: Inventory; readonly middle: Array<bigint | undefined>; readonly opts: Pick<VerifyOptions, 'batchSize' | 'sampleSize'> };
@@ -172,21 +171,21 @@ export function readerReseal(path: string, inv: Inventory, from: KeySource, to: 
   return { batches: batches(), digest: () => done, mode: 'workers', close: () => reader.stop() };
 }
 
-/** The backup of the committed database by a reader (WAL mode: beside a write transaction that has not committed). */
-export async function readerBackup(path: string, inv: Inventory, dir: string): Promise<BackupPart> {
-  const reader = new Reader(path, { kind: 'backup', inventory: inv, dir });
+/** The copy of the committed database at `dest` made by a reader (WAL mode: beside a write transaction that has not committed); the values it holds. */
+export async function readerBackup(path: string, inv: Inventory, dest: string): Promise<number> {
+  const reader = new Reader(path, { kind: 'backup', inventory: inv, dest });
   try {
-    return (await reader.result) as BackupPart;
+    return (await reader.result) as number;
   } finally {
     await reader.stop();
   }
 }
 
-/** Finishes a backup's copy of the database file (`finishBackup`) in a worker thread. */
-export async function readerFinish(copy: string, inv: Inventory): Promise<BackupPart> {
+/** Finishes a backup's copy of the database file (`finishBackup`) in a worker thread; the values it holds. */
+export async function readerFinish(copy: string, inv: Inventory): Promise<number> {
   const reader = new Reader(copy, { kind: 'finish', inventory: inv, copy });
   try {
-    return (await reader.result) as BackupPart;
+    return (await reader.result) as number;
   } finally {
     await reader.stop();
   }

@@ -1,23 +1,27 @@
 /**
- * The store contract (`src/store/store.ts`): what every store must
- * guarantee, checked on each real store through the factory that opens it
- * from a URL. The CLI suites test the same behaviour end to end.
+ * The store contract (`src/store/store.ts`) as a kit: what every store must
+ * guarantee, checked on a real database of the store through the factory
+ * that opens it from a URL. A store runs it with one line in a test file of
+ * its own, `storeContract(FIXTURE)`, given a `StoreFixture` (./stores.ts)
+ * that makes its databases. The CLI suites test the same behaviour end to
+ * end. `docs/stores.md` says what a new store implements.
  */
-import { randomUUID } from 'node:crypto';
-import { removeScratch, scratchDir } from '../scripts/scratch';
+import { createHash, randomUUID } from 'node:crypto';
+import { removeScratch, scratchDir } from '../../scripts/scratch';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { actCodec } from '../src/crypto/codec';
-import { MasterKey } from '../src/crypto/key';
-import { MasterKeyError } from '../src/errors';
-import { Keyring } from '../src/crypto/keyring';
-import { ACT_PRESET } from '../src/inventory/act-preset';
-import { Inventory } from '../src/inventory/inventory';
-import { canaryFor, canaryOpensWith } from '../src/rotation/canary';
-import { openStore, withStore } from '../src/store/open';
-import { BackupPart, HistoryRow, Store, sameDatabase } from '../src/store/store';
-import { withTestSql } from './support/sql';
-import { STORES } from './support/stores';
+import { actCodec } from '../../src/crypto/codec';
+import { MasterKey } from '../../src/crypto/key';
+import { MasterKeyError } from '../../src/errors';
+import { Keyring } from '../../src/crypto/keyring';
+import { ACT_PRESET } from '../../src/inventory/act-preset';
+import { Inventory } from '../../src/inventory/inventory';
+import { BackupDirectory, BackupDirectorySource } from '../../src/rotation/backup';
+import { canaryFor, canaryOpensWith } from '../../src/rotation/canary';
+import { openStore, withStore } from '../../src/store/open';
+import { BackupPart, BackupToRestore, CanaryRow, HistoryRow, Store, sameDatabase } from '../../src/store/store';
+import { aadContract } from './store-contract-aad';
+import { StoreFixture } from './stores';
 
 const PER_KIND = 3;
 /** Rows holding a value: one per kind's table and row (servers, services, env vars, environment variables, git, registry, storage). */
@@ -58,7 +62,31 @@ async function lockOnceReleased(s: Store): Promise<void> {
   }
 }
 
-describe.each(STORES)('the $name store', (fixture) => {
+/** A backup (in a new directory under `parent`) of what `s` stores under `key` now: the one a rotation writes, whose transaction is then rolled back, so nothing changes. */
+export async function backUpAsItIs(s: Store, inv: Inventory, key: MasterKey, parent: string): Promise<BackupToRestore & { part: BackupPart; canary: CanaryRow }> {
+  const dir = mkdtempSync(join(parent, 'backup-'));
+  const canary = (await s.readCanary())!;
+  const rollBack = new Error('roll the rotation back');
+  let part: BackupPart | undefined;
+  await expect(
+    s.write(async (tx) => {
+      await tx.lockSecretTables(inv);
+      part = (await tx.rotate({ inventory: inv, from: new Keyring([key]), to: MasterKey.generate(), backup: new BackupDirectory(dir) })).backup;
+      throw rollBack;
+    })
+  ).rejects.toBe(rollBack);
+  return { dir, files: new BackupDirectorySource(dir), part: part!, canary };
+}
+
+/** Every guarantee of the store seam, on the store `fixture` makes databases of. */
+export function storeContract(fixture: StoreFixture): void {
+  describe(`the ${fixture.name} store`, () => {
+    seam(fixture);
+    aadContract(fixture);
+  });
+}
+
+function seam(fixture: StoreFixture): void {
   let url: string;
   let dir: string;
   const key = MasterKey.generate();
@@ -100,9 +128,9 @@ describe.each(STORES)('the $name store', (fixture) => {
     expect(await s.readCanary()).toBeUndefined();
     expect(await s.lastHistory()).toBeUndefined();
     const canary = { keyEntry: 'ACT_MASTER_KEY', ...canaryFor(key, 1, new Date('2026-01-02T03:04:05Z')) };
-    await s.initialise(canary, { createActSchema: true });
+    await s.initialise(canary);
     expect(await s.readCanary()).toEqual(canary);
-    await expect(s.initialise({ ...canary, generation: 7 }, { createActSchema: false })).rejects.toMatchObject({ code: 'CANARY_EXISTS' });
+    await expect(s.initialise({ ...canary, generation: 7 })).rejects.toMatchObject({ code: 'CANARY_EXISTS' });
     expect(await s.readCanary()).toEqual(canary);
   });
 
@@ -123,16 +151,8 @@ describe.each(STORES)('the $name store', (fixture) => {
     await close(b);
   });
 
-  /** A backup of the values as they are now, taken as apply takes it: in a write transaction with the secret tables locked. */
-  const backUp = async (s: Store) => {
-    const backupDir = mkdtempSync(join(dir, 'backup-'));
-    const canary = (await s.readCanary())!;
-    const part = await s.write(async (tx) => {
-      await tx.lockSecretTables(ACT_PRESET);
-      return tx.backup(ACT_PRESET, backupDir);
-    });
-    return { backupDir, part, canary };
-  };
+  /** A backup of the values as they are now, as a rotation writes it (then rolled back). */
+  const backUp = (s: Store) => backUpAsItIs(s, ACT_PRESET, key, dir);
 
   describe('with secrets', () => {
     let plaintexts: Map<string, string>;
@@ -171,10 +191,10 @@ describe.each(STORES)('the $name store', (fixture) => {
       await expect(
         s.write(async (tx) => {
           await tx.lockSecretTables(ACT_PRESET);
-          await tx.reencrypt(ACT_PRESET, new Keyring([key]), MasterKey.generate());
+          await tx.rotate({ inventory: ACT_PRESET, from: new Keyring([key]), to: MasterKey.generate(), backup: new BackupDirectory(mkdtempSync(join(dir, 'backup-'))) });
           await tx.replaceCanary(canaryFor(MasterKey.generate(), 9, new Date()));
           throw boom;
-        }),
+        })
       ).rejects.toBe(boom);
       expect(await s.readCanary()).toEqual(before);
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).failureCount).toBe(0);
@@ -185,16 +205,15 @@ describe.each(STORES)('the $name store', (fixture) => {
       const before = await s.readCanary();
       const stored = () => s.read((tx) => tx.verify(ACT_PRESET, key, { sampleSize: 0 }));
       const digest = (await stored()).digest;
-      // PostgreSQL re-seals on its own thread unless asked; SQLite beside its connection by default.
-      const crypto = fixture.kind === 'postgres' ? { crypto: 'workers' as const, workers: 1 } : {};
       process.env.MASTER_KEY_TEST_WORKER_EXIT_AT = '2';
       try {
         await expect(
           s.write(async (tx) => {
             await tx.lockSecretTables(ACT_PRESET);
-            await tx.reencrypt(ACT_PRESET, new Keyring([key]), MasterKey.generate(), { batchSize: 2, ...crypto });
+            const backup = new BackupDirectory(mkdtempSync(join(dir, 'backup-')));
+            await tx.rotate({ inventory: ACT_PRESET, from: new Keyring([key]), to: MasterKey.generate(), backup, batchSize: 2, ...fixture.threadedCrypto });
             await tx.replaceCanary(canaryFor(MasterKey.generate(), 9, new Date()));
-          }),
+          })
         ).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('stopped unexpectedly') });
       } finally {
         delete process.env.MASTER_KEY_TEST_WORKER_EXIT_AT;
@@ -216,18 +235,21 @@ describe.each(STORES)('the $name store', (fixture) => {
       const re = await s.write(async (tx) => {
         expect(await tx.canaryForUpdate()).toEqual(old);
         await tx.lockSecretTables(ACT_PRESET);
-        // As apply does: the re-encryption starts without waiting for the backup, which must still hold the values as they were.
-        const backingUp = tx.backup(ACT_PRESET, backupDir, batch);
-        const r = await tx.reencrypt(ACT_PRESET, new Keyring([key]), newKey, batch);
-        part = await backingUp;
+        // One call: the backup holds the values as they were, the re-encryption rewrites them.
+        const r = await tx.rotate({ inventory: ACT_PRESET, from: new Keyring([key]), to: newKey, backup: new BackupDirectory(backupDir), ...batch });
+        part = r.backup;
         await tx.replaceCanary(canaryFor(newKey, 2, new Date()));
         await tx.insertHistory(history(rotationId, key, newKey, backupDir));
-        return r;
+        return r.reencrypted;
       });
       expect(re.total).toBe(plaintexts.size);
       expect(part!.values).toBe(VALUES);
-      for (const f of part!.files) expect(statSync(join(backupDir, f)).mode & 0o777).toBe(0o600);
-      expect(part!.files.map((f) => readFileSync(join(backupDir, f), 'utf8')).join('')).not.toContain(plaintexts.values().next().value!);
+      for (const f of part!.files) {
+        const stored = readFileSync(join(backupDir, f.name));
+        expect(statSync(join(backupDir, f.name)).mode & 0o777).toBe(0o600);
+        expect(f).toEqual({ name: f.name, sha256: createHash('sha256').update(stored).digest('hex'), bytes: stored.length });
+      }
+      expect(part!.files.map((f) => readFileSync(join(backupDir, f.name), 'utf8')).join('')).not.toContain(plaintexts.values().next().value!);
       // Verification: the database stores exactly what the re-encryption wrote, and the (here: whole) sample opens with the new key only.
       const verified = await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, ...batch }));
       expect(verified).toMatchObject({ ok: true, total: plaintexts.size, digestMatches: true, sampled: plaintexts.size, sampleFailures: [] });
@@ -239,10 +261,11 @@ describe.each(STORES)('the $name store', (fixture) => {
       await fixture.removeSecretAt(url, added);
       // The values as they were before the rewrite: every backed-up value opens with the old key, as many of each kind as the new key opens now.
       const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey]), batch));
-      const drilled = await s.drill({ dir: backupDir, part: part!, canary: old }, ACT_PRESET, (dtx, copy) => dtx.scan(copy.inventory, new Keyring([key])));
+      const backup = { dir: backupDir, files: new BackupDirectorySource(backupDir), part: part!, canary: old };
+      const drilled = await s.drill({ backup, inventory: ACT_PRESET }, (dtx, copy) => dtx.scan(copy.inventory, new Keyring([key])));
       expect(drilled).toMatchObject({ total: live.total, byKind: live.byKind, failureCount: 0 });
 
-      const now = (await s.readCommittedCanary())!;
+      const now = (await s.readCanary({ waitForWriters: true }))!;
       expect(canaryOpensWith(now, newKey)).toBe(true);
       expect(now).toMatchObject({ keyEntry: old.keyEntry, fingerprint: newKey.fingerprint, generation: 2 });
       expect(await s.lastHistory()).toMatchObject({ rotationId, outcome: 'committed', backupPath: backupDir });
@@ -251,17 +274,18 @@ describe.each(STORES)('the $name store', (fixture) => {
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])))).failureCount).toBe(0);
 
       // Restore, store side: every backed-up value paired with the live one at its place; what the decision returns is written.
-      const backup = { dir: backupDir, part: part!, canary: old };
-      const corrupt = await s.write((tx) => tx.restoreFrom({ ...backup, part: { ...part!, values: part!.values + 1 } }, ACT_PRESET, (_l, pairs) => pairs.map((p) => p.backup))).catch((e: unknown) => e);
+      const corrupt = await s
+        .write((tx) => tx.restore({ backup: { ...backup, part: { ...part!, values: part!.values + 1 } }, inventory: ACT_PRESET, decide: (_l, pairs) => pairs.map((p) => p.backup) }))
+        .catch((e: unknown) => e);
       expect(corrupt).toMatchObject({ code: 'BACKUP_CORRUPT' });
       expect((await s.readCanary())!.fingerprint).toBe(newKey.fingerprint);
       const seen: string[] = [];
       const counts = await s.write(async (tx) => {
         await tx.lockSecretTables(ACT_PRESET);
-        const c = await tx.restoreFrom(
+        const c = await tx.restore({
           backup,
-          ACT_PRESET,
-          (loc, pairs) => {
+          inventory: ACT_PRESET,
+          decide: (loc, pairs) => {
             for (const p of pairs) {
               expect(p.live).toBeDefined();
               expect(p.backup).toBeDefined();
@@ -270,8 +294,8 @@ describe.each(STORES)('the $name store', (fixture) => {
             }
             return pairs.map((p) => p.backup);
           },
-          batch,
-        );
+          ...batch,
+        });
         await tx.replaceCanary({ ...old, updatedAt: new Date() });
         return c;
       });
@@ -283,7 +307,7 @@ describe.each(STORES)('the $name store', (fixture) => {
 
     it('pairs values added and removed since the backup (live or backup undefined), and a failed restore changes nothing', async () => {
       const s = await open();
-      const { backupDir, part, canary } = await backUp(s);
+      const backup = await backUp(s);
       const added = await fixture.addSecret(url, key, 'added after the backup');
       const removed = await fixture.removeSecret(url);
       const before = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])));
@@ -292,13 +316,17 @@ describe.each(STORES)('the $name store', (fixture) => {
       await expect(
         s.write(async (tx) => {
           await tx.lockSecretTables(ACT_PRESET);
-          await tx.restoreFrom({ dir: backupDir, part, canary }, ACT_PRESET, (loc, batch) => {
-            for (const p of batch) pairs.set(`${loc.table}.${loc.column}:${p.id}`, { live: p.live, backup: p.backup });
-            // Overwrites every live value (documents with a document); the rollback must undo all of it.
-            return batch.map((p) => (p.live === undefined ? undefined : ACT_PRESET.entries.some((e) => e.column === loc.column && e.jsonPath) ? '{"overwritten": true}' : 'not a sealed value'));
+          await tx.restore({
+            backup,
+            inventory: ACT_PRESET,
+            decide: (loc, batch) => {
+              for (const p of batch) pairs.set(`${loc.table}.${loc.column}:${p.id}`, { live: p.live, backup: p.backup });
+              // Overwrites every live value (documents with a document); the rollback must undo all of it.
+              return batch.map((p) => (p.live === undefined ? undefined : ACT_PRESET.entries.some((e) => e.column === loc.column && e.jsonPath) ? '{"overwritten": true}' : 'not a sealed value'));
+            },
           });
           throw refused;
-        }),
+        })
       ).rejects.toBe(refused);
       expect(pairs.size).toBe(VALUES + 1);
       expect(pairs.get(added)).toEqual({ live: expect.any(String), backup: undefined });
@@ -309,9 +337,10 @@ describe.each(STORES)('the $name store', (fixture) => {
 
     it('drills a restore into a scratch copy that opens with the backup key, leaving the live rows untouched', async () => {
       const s = await open();
-      const { backupDir, part, canary } = await backUp(s);
+      const backup = await backUp(s);
+      const { part, canary } = backup;
       const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])));
-      const { copy, scan, wrong } = await s.drill({ dir: backupDir, part, canary }, ACT_PRESET, async (tx, copy) => ({
+      const { copy, scan, wrong } = await s.drill({ backup, inventory: ACT_PRESET }, async (tx, copy) => ({
         copy,
         scan: await tx.scan(copy.inventory, new Keyring([key])),
         wrong: await tx.scan(copy.inventory, new Keyring([MasterKey.generate()])),
@@ -328,7 +357,7 @@ describe.each(STORES)('the $name store', (fixture) => {
       if (copy.inventory.entries.some((e, i) => e.table !== ACT_PRESET.entries[i].table)) {
         await expect(s.read((tx) => tx.scan(copy.inventory, new Keyring([key])))).rejects.toMatchObject({ code: 'INVENTORY_INVALID' });
       }
-      await expect(s.drill({ dir: backupDir, part: { ...part, values: part.values - 1 }, canary }, ACT_PRESET, async () => 'ran')).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
+      await expect(s.drill({ backup: { ...backup, part: { ...part, values: part.values - 1 } }, inventory: ACT_PRESET }, async () => 'ran')).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
     });
 
     it('withStore always closes its session (releasing the lock) and passes typed errors through unchanged', async () => {
@@ -363,7 +392,14 @@ describe.each(STORES)('the $name store', (fixture) => {
     const b = [
       // env: secret, not secret, secret and level 2, level 2 only, a number, "true" as a string
       {
-        env: [{ value: S(), secret: true }, { value: S(), secret: false }, { value: S(), secret: true, level: 2 }, { value: S(), level: 2 }, { value: 7, secret: true }, { value: S(), secret: 'true' }],
+        env: [
+          { value: S(), secret: true },
+          { value: S(), secret: false },
+          { value: S(), secret: true, level: 2 },
+          { value: S(), level: 2 },
+          { value: 7, secret: true },
+          { value: S(), secret: 'true' },
+        ],
         creds: { x: S(), y: S(), n: 5 },
         list: [S(), S()],
       },
@@ -375,21 +411,17 @@ describe.each(STORES)('the $name store', (fixture) => {
       S(),
       5,
     ];
-    const c = [
-      { 'a.b': { x: S(), k: 'yes' } },
-      { 'a.b': { x: S(), k: 'no' } },
-      { 'a.b': [{ x: S(), k: 'yes' }] },
-      { n: { v: 2, s: S() } },
-      { n: { v: '2', s: S() } },
-      { n: { v: 2.5, s: S() } },
-    ];
-    const pg = fixture.kind === 'postgres';
-    await withTestSql(url, async (db) => {
+    const c = [{ 'a.b': { x: S(), k: 'yes' } }, { 'a.b': { x: S(), k: 'no' } }, { 'a.b': [{ x: S(), k: 'yes' }] }, { n: { v: 2, s: S() } }, { n: { v: '2', s: S() } }, { n: { v: 2.5, s: S() } }];
+    const [json, otherJson] = fixture.sqlTypes.json;
+    await fixture.withSql(url, async (db) => {
       await db.exec(`CREATE TABLE count_a (id int PRIMARY KEY, tok text, tok2 varchar(2000));
-                     CREATE TABLE count_b (id int PRIMARY KEY, doc ${pg ? 'jsonb' : 'text'});
-                     CREATE TABLE count_c (id int PRIMARY KEY, doc ${pg ? 'json' : 'text'})`);
+                     CREATE TABLE count_b (id int PRIMARY KEY, doc ${json});
+                     CREATE TABLE count_c (id int PRIMARY KEY, doc ${otherJson})`);
       await db.query('INSERT INTO count_a VALUES (1, $1, NULL), (2, NULL, $2), (3, $3, $4), (4, NULL, NULL)', [S(), S(), S(), S()]);
-      for (const [table, docs] of [['count_b', b], ['count_c', c]] as const) {
+      for (const [table, docs] of [
+        ['count_b', b],
+        ['count_c', c],
+      ] as const) {
         for (let i = 0; i < docs.length; i++) await db.query(`INSERT INTO ${table} VALUES ($1, $2)`, [i + 1, docs[i] === null ? null : JSON.stringify(docs[i])]);
       }
     });
@@ -406,4 +438,4 @@ describe.each(STORES)('the $name store', (fixture) => {
     const missing: Inventory = { name: 'missing', entries: [{ kind: 'x', table: 'count_nowhere', idColumn: 'id', column: 'v', codec: 'act' }] };
     await expect(s.count(missing)).rejects.toMatchObject({ code: 'INVENTORY_INVALID' });
   });
-});
+}
