@@ -62,4 +62,15 @@ describe('ValueDigest', () => {
     const items: Item[] = Array.from({ length: 10_000 }, (_, i) => ['t', 'c', undefined, `ïd-${i}`, i === 5000 ? 'x'.repeat(2_000_000) : `v✓${i}`]);
     expect(digestOf(items)).toEqual({ algorithm: 'sha256-sum', count: 10_000, sum: reference(items) });
   });
+
+  it('hashes a large value on its own, in slices that never split a character, as it would whole; from bytes too', () => {
+    // Surrogate pairs and 3-byte characters across every slice boundary of a text of several MiB.
+    const text = Array.from({ length: 400_000 }, (_, i) => (i % 3 === 0 ? '😀ab' : i % 3 === 1 ? '✓xyz' : 'plain')).join('');
+    const items: Item[] = [['t', 'c', 'a.b', 'ïd', text], ['t', 'c', undefined, '1', 'small'], ['t', 'c', undefined, '2', 'ä'.repeat(300_000)]];
+    expect(digestOf(items)).toEqual({ algorithm: 'sha256-sum', count: 3, sum: reference(items) });
+    const fromBytes = new ValueDigest();
+    const big = Buffer.from(`2${'x'.repeat(3_000_000)}`, 'utf8');
+    fromBytes.addBytes(Buffer.from('t\0c\0\0', 'utf8'), big, 0, 1, 1, big.length - 1);
+    expect(fromBytes.result()).toEqual(digestOf([['t', 'c', undefined, '2', 'x'.repeat(3_000_000)]]));
+  });
 });

@@ -15,7 +15,9 @@
  * after any check anyway. SHA-256 runs in OpenSSL (the addon's loop, or
  * node:crypto). Pure apart from hashing; no I/O.
  */
+import { createHash } from 'node:crypto';
 import { defaultEngine } from '../crypto/gcm-batch';
+import { textSlices } from '../text-slices';
 
 /** A digest as reports and callers keep it. */
 export interface InventoryDigest {
@@ -29,12 +31,33 @@ export interface InventoryDigest {
 /** Items buffered before they are hashed in one call. */
 const FLUSH_AT = 4096;
 const SCRATCH_BYTES = 1 << 20;
+/** Items larger than this are hashed on their own as they come, not copied into the scratch buffer. */
+const LARGE = SCRATCH_BYTES >> 2;
+/** Characters of a large text converted to UTF-8 and hashed at a time. */
+const SLICE = 1 << 20;
+
+/** Adds a SHA-256 digest, read as a big-endian number, to `acc` modulo 2^256. */
+function addInto(acc: Uint8Array, h: Uint8Array): void {
+  let carry = 0;
+  for (let j = 31; j >= 0; j--) {
+    const v = acc[j] + h[j] + carry;
+    acc[j] = v & 0xff;
+    carry = v >> 8;
+  }
+}
+
+/** Feeds `text` to `hash` as UTF-8 a slice at a time, so a large text is not converted whole. */
+function updateText(hash: ReturnType<typeof createHash>, text: string): void {
+  for (const slice of textSlices(text, SLICE)) hash.update(slice, 'utf8');
+}
+
+const NUL = Buffer.from([0]);
 
 export class ValueDigest {
   private readonly acc = new Uint8Array(32);
   private readonly engine = defaultEngine();
   /** Items waiting to be hashed, written one after the other; `offs` holds (start, length) pairs. */
-  private scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
+  private readonly scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
   private readonly offs = new Int32Array(FLUSH_AT * 2);
   private items = 0;
   private at = 0;
@@ -44,14 +67,29 @@ export class ValueDigest {
     const head = `${table}\u0000${column}\u0000${path ?? ''}\u0000${id}\u0000`;
     // At most 3 bytes per UTF-16 unit.
     const most = 3 * (head.length + text.length);
+    if (most > LARGE) {
+      const h = createHash('sha256');
+      updateText(h, head);
+      updateText(h, text);
+      addInto(this.acc, h.digest());
+      this.count++;
+      return;
+    }
     if (this.items === FLUSH_AT || this.at + most > this.scratch.length) this.flush();
-    if (most > this.scratch.length) this.scratch = Buffer.allocUnsafe(most);
     const start = this.at;
     this.at += this.scratch.write(head, this.at, 'utf8');
     this.at += this.scratch.write(text, this.at, 'utf8');
     this.offs[2 * this.items] = start;
     this.offs[2 * this.items + 1] = this.at - start;
     this.items++;
+    this.count++;
+  }
+
+  /** The same as `add` for a text given as its UTF-8 bytes (a large re-sealed value). */
+  addTextBytes(table: string, column: string, path: string | undefined, id: string, text: Uint8Array): void {
+    const h = createHash('sha256');
+    updateText(h, `${table}\u0000${column}\u0000${path ?? ''}\u0000${id}\u0000`);
+    addInto(this.acc, h.update(text).digest());
     this.count++;
   }
 
@@ -62,8 +100,13 @@ export class ValueDigest {
    */
   addBytes(head: Buffer, src: Buffer, idStart: number, idLength: number, textStart: number, textLength: number): void {
     const size = head.length + idLength + 1 + textLength;
+    if (size > LARGE) {
+      const h = createHash('sha256').update(head).update(src.subarray(idStart, idStart + idLength)).update(NUL).update(src.subarray(textStart, textStart + textLength));
+      addInto(this.acc, h.digest());
+      this.count++;
+      return;
+    }
     if (this.items === FLUSH_AT || this.at + size > this.scratch.length) this.flush();
-    if (size > this.scratch.length) this.scratch = Buffer.allocUnsafe(size);
     const start = this.at;
     this.at += head.copy(this.scratch, this.at);
     this.at += src.copy(this.scratch, this.at, idStart, idStart + idLength);
@@ -84,13 +127,7 @@ export class ValueDigest {
   /** Adds another digest's values (the sum of two digests is the digest of both sets, as values are summed). */
   merge(other: InventoryDigest): void {
     if (other.algorithm !== 'sha256-sum' || !/^[0-9a-f]{64}$/.test(other.sum)) throw new Error(`not a sha256-sum digest: ${other.algorithm}`);
-    const b = Buffer.from(other.sum, 'hex');
-    let carry = 0;
-    for (let j = 31; j >= 0; j--) {
-      const v = this.acc[j] + b[j] + carry;
-      this.acc[j] = v & 0xff;
-      carry = v >> 8;
-    }
+    addInto(this.acc, Buffer.from(other.sum, 'hex'));
     this.count += other.count;
   }
 

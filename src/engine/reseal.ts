@@ -4,7 +4,7 @@
  * time so each codec sees the whole batch at once; what the batch held,
  * by kind, and where a value does not open (never the value).
  */
-import type { CryptoResult } from '../crypto/batch';
+import { CryptoResult, SealedText, sealedText } from '../crypto/batch';
 import { ErrorCode, MasterKeyError } from '../errors';
 import type { InventoryEntry } from '../inventory/inventory';
 import { JsonValue, findEntrySlots, parseJsonLossless, stringifyJsonLossless } from './json-document';
@@ -34,8 +34,8 @@ export interface BatchOutcome {
 
 /** What re-sealing a batch gives: besides the outcome, the new stored texts. */
 export interface ResealedBatch extends BatchOutcome {
-  /** Per column, the new stored text of each row of `rows` (null: that column unchanged). */
-  readonly next: ReadonlyArray<ReadonlyArray<string | null>>;
+  /** Per column, the new stored text of each row of `rows` (null: that column unchanged); a large one as its bytes (`SealedText`). */
+  readonly next: ReadonlyArray<ReadonlyArray<SealedText | null>>;
 }
 
 /** The work on one batch of rows. */
@@ -141,9 +141,9 @@ export async function resealBatch(rows: readonly BatchRow[], work: BatchWork): P
  * batch at once: counts and failures into `o`; re-sealing, each column's
  * new text per row (null: unchanged).
  */
-async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome, reseal: boolean): Promise<Array<Array<string | null>>> {
+async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome, reseal: boolean): Promise<Array<Array<SealedText | null>>> {
   const { shape, crypto } = work;
-  const next = reseal ? shape.columns.map(() => new Array<string | null>(rows.length).fill(null)) : [];
+  const next = reseal ? shape.columns.map(() => new Array<SealedText | null>(rows.length).fill(null)) : [];
   const placed = (column: string, ids: string[], paths?: Array<string | undefined>): Places | undefined => (reseal ? { table: shape.table, column, ids, ...(paths ? { paths } : {}) } : undefined);
   for (let k = 0; k < shape.columns.length; k++) {
     const c = shape.columns[k];
@@ -192,7 +192,7 @@ async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome
       const r = results[j];
       o.add(s.row, c.column, s.entry.kind, s.sealed, r, s.path);
       if (r.next !== undefined) {
-        s.set(r.next);
+        s.set(sealedText(r.next));
         touched.add(s.row);
       }
     });

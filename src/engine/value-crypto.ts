@@ -60,7 +60,10 @@ export interface ValueCrypto {
 export function digestOpened(digest: ValueDigest, places: Places, sealed: readonly string[], results: readonly CryptoResult[]): void {
   for (let i = 0; i < results.length; i++) {
     const r = results[i];
-    if (!r.code) digest.add(places.table, places.column, places.paths?.[i], places.ids[i], r.next ?? sealed[i]);
+    if (r.code) continue;
+    const text = r.next ?? sealed[i];
+    if (typeof text === 'string') digest.add(places.table, places.column, places.paths?.[i], places.ids[i], text);
+    else digest.addTextBytes(places.table, places.column, places.paths?.[i], places.ids[i], text);
   }
 }
 

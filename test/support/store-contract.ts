@@ -6,11 +6,11 @@
  * that makes its databases. The CLI suites test the same behaviour end to
  * end. `docs/stores.md` says what a new store implements.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { removeScratch, scratchDir } from '../../scripts/scratch';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { actCodec } from '../../src/crypto/codec';
+import { actCodec, v1Codec } from '../../src/crypto/codec';
 import { MasterKey } from '../../src/crypto/key';
 import { MasterKeyError } from '../../src/errors';
 import { Keyring } from '../../src/crypto/keyring';
@@ -358,6 +358,57 @@ function seam(fixture: StoreFixture): void {
         await expect(s.read((tx) => tx.scan(copy.inventory, new Keyring([key])))).rejects.toMatchObject({ code: 'INVENTORY_INVALID' });
       }
       await expect(s.drill({ backup: { ...backup, part: { ...part, values: part.values - 1 } }, inventory: ACT_PRESET }, async () => 'ran')).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
+    });
+
+    it('rotates, verifies, backs up, drills and restores values of several MiB (many COPY chunks; opened a slice at a time) exactly, in a column and in a JSON document', async () => {
+      const inv: Inventory = {
+        name: 'large values',
+        entries: [
+          { kind: 'large value', table: 'large_values', idColumn: 'id', column: 'value', codec: 'act' },
+          { kind: 'large setting', table: 'large_values', idColumn: 'id', column: 'doc', codec: 'v1', jsonPath: ['settings', 'secret'] },
+        ],
+      };
+      // Past the engine's large-value size (1 MiB of text), of every length modulo 3, and small ones beside them.
+      const plain = [randomBytes((3 << 20) + 1), randomBytes(12), randomBytes((2 << 20) + 2)];
+      const act = actCodec();
+      await fixture.withSql(url, async (db) => {
+        await db.exec(`CREATE TABLE large_values (id ${fixture.sqlTypes.integerKey}, value text, doc ${fixture.sqlTypes.json[0]})`);
+        await db.query('INSERT INTO large_values (id, value, doc) VALUES ($1, $2, $3), ($4, $5, NULL)', [
+          1,
+          act.seal(key, plain[0]),
+          JSON.stringify({ name: 'big', settings: { secret: v1Codec().seal(key, plain[2]) } }),
+          2,
+          act.seal(key, plain[1]),
+        ]);
+      });
+      const stored = () =>
+        fixture.withSql(url, (db) => db.query<{ id: unknown; value: string; doc: unknown }>('SELECT id, value, doc FROM large_values ORDER BY id'));
+      const opened = async (k: MasterKey) => {
+        const rows = await stored();
+        const doc = JSON.parse(typeof rows[0].doc === 'string' ? rows[0].doc : JSON.stringify(rows[0].doc)) as { name: string; settings: { secret: string } };
+        expect(doc.name).toBe('big');
+        return [rows[0].value, rows[1].value, doc.settings.secret].map((v, i) => Buffer.from((i === 2 ? v1Codec() : act).open(new Keyring([k]), v).plaintext));
+      };
+      const s = await open();
+      const newKey = MasterKey.generate();
+      const backupDir = mkdtempSync(join(dir, 'backup-'));
+      const canary = (await s.readCanary())!;
+      const r = await s.write(async (tx) => {
+        await tx.lockSecretTables(inv);
+        return tx.rotate({ inventory: inv, from: new Keyring([key]), to: newKey, backup: new BackupDirectory(backupDir) });
+      });
+      expect(r.reencrypted).toMatchObject({ total: 3, updated: 2 });
+      expect(r.backup.values).toBe(3);
+      expect((await opened(newKey)).map((b, i) => b.equals(plain[i]))).toEqual([true, true, true]);
+      expect(await s.read((tx) => tx.verify(inv, newKey, { expected: r.reencrypted.digest }))).toMatchObject({ ok: true, digestMatches: true, total: 3, sampled: 3 });
+      const backup = { dir: backupDir, files: new BackupDirectorySource(backupDir), part: r.backup, canary };
+      expect(await s.drill({ backup, inventory: inv }, (tx, copy) => tx.scan(copy.inventory, new Keyring([key])))).toMatchObject({ total: 3, failureCount: 0 });
+      const restored = await s.write(async (tx) => {
+        await tx.lockSecretTables(inv);
+        return tx.restore({ backup, inventory: inv, decide: (_loc, pairs) => pairs.map((p) => p.backup) });
+      });
+      expect(restored).toMatchObject({ backupValues: 3, written: 3 });
+      expect((await opened(key)).map((b, i) => b.equals(plain[i]))).toEqual([true, true, true]);
     });
 
     it('withStore always closes its session (releasing the lock) and passes typed errors through unchanged', async () => {

@@ -19,14 +19,15 @@ function arrayHeader(b: Buffer, count: number, hasNull: boolean, oid: number): n
 
 /**
  * A text[] parameter in binary format: pg sends Buffer parameters as
- * binary, so the server neither unquotes nor parses the values.
+ * binary, so the server neither unquotes nor parses the values. A value
+ * may be given as its UTF-8 bytes.
  */
-export function binaryTextArray(values: ReadonlyArray<string | null>): Buffer {
+export function binaryTextArray(values: ReadonlyArray<string | Uint8Array | null>): Buffer {
   let size = 20;
   let hasNull = false;
   for (const v of values) {
     if (v === null) hasNull = true;
-    size += 4 + (v === null ? 0 : Buffer.byteLength(v, 'utf8'));
+    size += 4 + (v === null ? 0 : typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.length);
   }
   const b = Buffer.allocUnsafe(size);
   let o = arrayHeader(b, values.length, hasNull, TEXT_OID);
@@ -35,7 +36,10 @@ export function binaryTextArray(values: ReadonlyArray<string | null>): Buffer {
       o = b.writeInt32BE(-1, o);
       continue;
     }
-    const n = b.write(v, o + 4, 'utf8');
+    // A text given as its UTF-8 bytes (a large re-sealed value) is copied as it is.
+    let n = v.length;
+    if (typeof v === 'string') n = b.write(v, o + 4, 'utf8');
+    else b.set(v, o + 4);
     b.writeInt32BE(n, o);
     o += 4 + n;
   }

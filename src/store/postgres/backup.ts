@@ -8,6 +8,7 @@
  */
 import { MasterKeyError } from '../../errors';
 import { Inventory } from '../../inventory/inventory';
+import { textSlices } from '../../text-slices';
 import { BackupFileWriter, BackupPart, aadColumnsAt, inventoryLocations } from '../store';
 import type { Row } from './row-source';
 import { rowLayout } from './statements';
@@ -21,10 +22,14 @@ const jsonText = (v: string | null): string => (v === null ? 'null' : JSON.strin
 /** Characters a JSON string escapes. */
 const JSON_ESCAPED = /["\\\u0000-\u001f]/;
 const QUOTE = 0x22;
+const QUOTE_BYTES = Buffer.from('"');
 
 /** Texts longer than this are measured (UTF-8 bytes) before they are copied in, rather than given room for 3 bytes a character. */
 const MEASURE_ABOVE = 64 * 1024;
-
+/** Values longer than this are written to the file on their own, a slice at a time, not copied into a batch's buffer. */
+const LARGE_VALUE = 1 << 20;
+/** Characters of such a value written at a time. */
+const SLICE = 64 * 1024;
 /**
  * Bytes built up for one write, in a buffer that grows (no string per
  * line: at a million values, building and joining strings costs seconds).
@@ -85,8 +90,14 @@ export class BackupTee {
 
   /** Appends the values of a batch of `plan`'s rows (as `selectSql(plan)` reads them). */
   readonly add = async (plan: TablePlan, rows: readonly Row[]): Promise<void> => {
-    const out = new LineBuffer();
-    let n = 0;
+    let out = new LineBuffer();
+    const flush = async () => {
+      if (out.at === 0) return;
+      await this.writing;
+      this.writing = this.file.write(out.buf.subarray(0, out.at));
+      this.writing.catch(() => undefined);
+      out = new LineBuffer();
+    };
     for (const col of this.layout(plan)) {
       for (const row of rows) {
         const v = row[col.at];
@@ -94,21 +105,34 @@ export class BackupTee {
         out.raw(col.head);
         out.json(row[col.id]);
         out.raw(', "v" : ');
-        out.json(v);
+        if (v.length > LARGE_VALUE) {
+          await flush();
+          await this.writeLarge(v);
+        } else out.json(v);
         col.aad.forEach(([name, at], i) => {
           out.raw(i === 0 ? `, "a" : {${name} : ` : `, ${name} : `);
           out.json(row[at]);
         });
         out.raw(col.aad.length ? '}}\n' : '}\n');
-        n++;
+        this.values++;
       }
     }
-    if (n === 0) return;
-    this.values += n;
-    await this.writing;
-    this.writing = this.file.write(out.buf.subarray(0, out.at));
-    this.writing.catch(() => undefined);
+    await flush();
   };
+
+  /** A large value as a JSON string, written a slice at a time (each through the same buffer) once the writes before it are done. */
+  private async writeLarge(v: string): Promise<void> {
+    await this.writing;
+    await this.file.write(QUOTE_BYTES);
+    let scratch = Buffer.alloc(0);
+    for (const slice of textSlices(v, SLICE)) {
+      const text = JSON_ESCAPED.test(slice) ? JSON.stringify(slice).slice(1, -1) : slice;
+      // At most 3 bytes a UTF-16 unit (6 characters for an escaped control character, itself one byte).
+      if (scratch.length < 6 * text.length) scratch = Buffer.allocUnsafe(6 * text.length);
+      await this.file.write(scratch.subarray(0, scratch.write(text, 'utf8')));
+    }
+    await this.file.write(QUOTE_BYTES);
+  }
 
   /** Waits for every write and ends the file (durable); what the backup holds. Throws DISK_FULL or BACKUP_UNWRITABLE (then call `abort`). */
   async finish(): Promise<BackupPart> {

@@ -13,6 +13,7 @@ import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError } from '../../errors';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import type { InventoryDigest } from '../../engine/digest';
+import { releaseLarge, textIn } from '../../engine/memory';
 import { mapAhead } from '../../engine/pipeline';
 import { RowFailure, resealBatch, undecryptable } from '../../engine/reseal';
 import { ValueCrypto, valueCrypto } from '../../engine/value-crypto';
@@ -107,6 +108,8 @@ export interface PreparedBatch {
   readonly params: ReadonlyArray<string | Buffer>;
   /** Sealed values in the batch, by kind. */
   readonly byKind: ReadonlyMap<string, number>;
+  /** Characters of text the batch's rows held (`releaseLarge`). */
+  readonly chars: number;
   /** The first value of the batch that does not open (then the batch is not to be written), and how many more do not. */
   readonly failure?: { readonly first: RowFailure & { readonly id: string }; readonly more: number };
 }
@@ -121,14 +124,27 @@ export interface PreparedBatch {
 export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TablePlan, crypto: ValueCrypto): AsyncGenerator<PreparedBatch> {
   const shape = rowLayout(plan);
   const key = shape.ctid ?? shape.idAt;
-  const prepare = async (rows: Row[]): Promise<PreparedBatch> => {
+  // A large batch's texts each go as soon as they are no longer needed (`releaseLarge`): what reading it let go of, the old
+  // texts once re-sealed (emptied from the rows, which the generators that read them hold until resumed), the new ones once
+  // in the UPDATE's parameters.
+  const build = async (rows: Row[], chars: number): Promise<PreparedBatch> => {
     const out = await resealBatch(rows, { shape, crypto });
     const byKind = out.byKind;
-    if (out.failures.length > 0) return { rows: 0, params: [], byKind, failure: { first: out.failures[0], more: out.failures.length - 1 } };
+    if (out.failures.length > 0) return { rows: 0, params: [], byKind, chars: 0, failure: { first: out.failures[0], more: out.failures.length - 1 } };
     const n = out.rows.length;
-    if (n === 0) return { rows: 0, params: [], byKind };
+    if (n === 0) return { rows: 0, params: [], byKind, chars: 0 };
     const keys = out.rows.map((i) => rows[i][key]!);
-    return { rows: n, params: [shape.ctid ? binaryTidArray(keys) : pgArray(keys), ...out.next.map(binaryTextArray)], byKind };
+    rows.length = 0;
+    releaseLarge(chars);
+    return { rows: n, params: [shape.ctid ? binaryTidArray(keys) : pgArray(keys), ...out.next.map(binaryTextArray)], byKind, chars };
+  };
+  const prepare = async (rows: Row[]): Promise<PreparedBatch> => {
+    const chars = textIn(rows);
+    releaseLarge(chars);
+    const b = await build(rows, chars);
+    rows.length = 0;
+    releaseLarge(chars);
+    return b;
   };
   for await (const b of mapAhead(source, prepare, crypto.depth)) {
     yield b;
@@ -168,6 +184,7 @@ export async function writeBatches(
     let values = 0;
     for (const n of b.byKind.values()) values += n;
     progress(values);
+    releaseLarge(b.chars);
   };
   try {
     for await (const b of batches) {

@@ -49,13 +49,15 @@ export async function* cursorBatches(client: ClientBase, sql: string, batchSize:
 export async function* copyBatches(client: ClientBase, sql: string, batchSize: number): AsyncGenerator<Row[]> {
   let batch: Row[] = [];
   for await (const lines of copyLines(client, `COPY (${sql}) TO STDOUT`)) {
-    for (const line of lines) {
-      batch.push(copyRow(line));
+    for (let i = 0; i < lines.length; i++) {
+      batch.push(copyRow(lines[i]));
       if (batch.length === batchSize) {
         yield batch;
         batch = [];
       }
     }
+    // Emptied, so the suspended reader does not keep the lines (a large value) alive while the batch is worked on.
+    lines.length = 0;
   }
   if (batch.length > 0) yield batch;
 }

@@ -8,6 +8,7 @@ import type { ClientBase } from 'pg';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { Inventory } from '../../inventory/inventory';
+import { releaseLarge, textIn } from '../../engine/memory';
 import { openBatch } from '../../engine/reseal';
 import { valueCrypto } from '../../engine/value-crypto';
 import { VerifyOptions, VerifyResult, VerifyScan } from '../../engine/verify';
@@ -36,6 +37,7 @@ export async function scanInventory(client: ClientBase, inv: Inventory, keys: Ke
         // Nothing else runs on the connection meanwhile, so COPY can stream the rows (cheaper than FETCH).
         for await (const rows of copyBatches(client, selectSql(plan), batchSize)) {
           const done = tally.add(plan.table, await openBatch(rows, { shape, crypto }));
+          releaseLarge(textIn(rows));
           opts.onProgress?.(done);
         }
       });
@@ -63,12 +65,18 @@ export async function verifyInventory(client: ClientBase, inv: Inventory, key: M
       await naming(plan, 'verifying', async () => {
         const shape = rowLayout(plan);
         if (plan.columns.some((c) => c.json)) {
-          for await (const rows of copyBatches(client, selectSql(plan), batchSize)) scan.add(rows, shape);
+          for await (const rows of copyBatches(client, selectSql(plan), batchSize)) {
+            scan.add(rows, shape);
+            releaseLarge(textIn(rows));
+          }
           return;
         }
         // Plain text columns: hashed as the bytes COPY sends, undecoded.
         const fields = shape.first + plan.columns.length + plan.aadColumns.length;
-        for await (const rows of copyRawRows(client, selectSql(plan), fields)) scan.addRaw(rows, shape);
+        for await (const rows of copyRawRows(client, selectSql(plan), fields)) {
+          scan.addRaw(rows, shape);
+          releaseLarge(rows.buf.length);
+        }
       });
     }
   });

@@ -11,10 +11,12 @@
  * text columns read with the engine's lossless JSON reader; only the
  * sealed strings in them change.
  */
+import type { SealedText } from '../../crypto/batch';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError } from '../../errors';
 import type { InventoryDigest } from '../../engine/digest';
+import { LARGE_BATCH, releaseLarge, textIn } from '../../engine/memory';
 import { mapAhead } from '../../engine/pipeline';
 import { RowFailure, openBatch, resealBatch, undecryptable } from '../../engine/reseal';
 import { RowShape, rowShape } from '../../engine/rows';
@@ -88,9 +90,11 @@ function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRange = {
   for (;;) {
     const rows = (after === undefined ? firstBatch.all(...first, ...below, batchSize) : nextBatch.all(after, ...below, batchSize)) as unknown[][];
     if (rows.length === 0) return;
-    yield rows;
-    if (rows.length < batchSize) return;
+    const full = rows.length === batchSize;
     after = rows[rows.length - 1][KEY_AT];
+    // The consumer may empty the batch once done with it (so a large value does not stay while the next is read).
+    yield rows;
+    if (!full) return;
   }
 }
 
@@ -148,6 +152,7 @@ export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: 
       for await (const out of mapAhead(asAsync(batches(db, t, batchSize)), (rows) => openBatch(rows, { shape: t, crypto }), crypto.depth)) {
         const done = tally.add(t.table, out);
         opts.onProgress?.(done);
+        releaseLarge(out.bytes);
       }
     }
   } finally {
@@ -163,10 +168,12 @@ export interface Resealed {
   /** The rows that change: their keys (to write back by) and ids. */
   readonly keys: readonly unknown[];
   readonly ids: readonly string[];
-  /** Per column, each row's new text (null: unchanged). */
-  readonly next: ReadonlyArray<ReadonlyArray<string | null>>;
+  /** Per column, each row's new text (null: unchanged; a large one as its bytes, `SealedText`). */
+  readonly next: ReadonlyArray<ReadonlyArray<SealedText | null>>;
   /** Sealed values in the batch, by kind. */
   readonly byKind: ReadonlyArray<readonly [string, number]>;
+  /** Characters of text the batch's rows held (`releaseLarge`). */
+  readonly chars: number;
   /** The first value of the batch that does not open (then nothing of it is to be written, and no batch follows), and how many more do not. */
   readonly failure?: { readonly first: RowFailure & { readonly id: string }; readonly more: number };
 }
@@ -180,10 +187,15 @@ export async function* resealedBatches(db: Db, tables: readonly SqliteTable[], c
   for (let i = 0; i < tables.length; i++) {
     const t = tables[i];
     const reseal = async (rows: unknown[][]): Promise<Resealed> => {
+      const chars = textIn(rows);
       const out = await resealBatch(rows, { shape: t, crypto });
       const byKind = [...out.byKind];
-      if (out.failures.length > 0) return { table: i, keys: [], ids: [], next: [], byKind, failure: { first: out.failures[0], more: out.failures.length - 1 } };
-      return { table: i, keys: out.rows.map((r) => rows[r][KEY_AT]), ids: out.rows.map((r) => idOf(rows[r])), next: out.next, byKind };
+      if (out.failures.length > 0) return { table: i, keys: [], ids: [], next: [], byKind, chars: 0, failure: { first: out.failures[0], more: out.failures.length - 1 } };
+      const b = { table: i, keys: out.rows.map((r) => rows[r][KEY_AT]), ids: out.rows.map((r) => idOf(rows[r])), next: out.next, byKind, chars };
+      // The old texts and what the crypto made on the way go before the new ones are written.
+      rows.length = 0;
+      releaseLarge(chars);
+      return b;
     };
     // Keys only grow, so reading the next batch never meets a row the caller rewrote.
     for await (const b of mapAhead(asAsync(batches(db, t, batchSize)), reseal, crypto.depth)) {
@@ -195,7 +207,8 @@ export async function* resealedBatches(db: Db, tables: readonly SqliteTable[], c
 
 /** Writes a batch's new texts back by key; every row must change. */
 function writer(db: Db, t: SqliteTable): (b: Resealed) => void {
-  const sets = t.columns.map((c) => `${quoteIdent(c.column)} = coalesce(?, ${quoteIdent(c.column)})`);
+  // A new text may come as its bytes (a large re-sealed value, `SealedText`): bound as a blob, stored as the same text.
+  const sets = t.columns.map((c) => `${quoteIdent(c.column)} = coalesce(CAST(? AS TEXT), ${quoteIdent(c.column)})`);
   const update = db.prepare(`UPDATE ${quoteIdent(t.table)} SET ${sets.join(', ')} WHERE ${t.key} = ?`);
   const lost = (id: string, changed: number) => new MasterKeyError('DB_ERROR', `${t.table}: the row with id ${id} could not be rewritten (${changed} rows changed); nothing was committed.`);
   if (t.columns.length === 1) {
@@ -258,6 +271,11 @@ export async function reencryptValues(
     for await (const b of src.batches) {
       if (b.failure) throw undecryptable(tables[b.table].table, b.failure.first, b.failure.more);
       writers[b.table](b);
+      if (b.chars >= LARGE_BATCH) {
+        // Its texts go now: the generators that made the batch hold it until resumed.
+        for (const col of b.next) (col as unknown[]).length = 0;
+        releaseLarge(b.chars);
+      }
       if (++batches % FLUSH_EVERY === 0) flusher?.tick();
       updated += b.keys.length;
       kinds.add(b.byKind);
@@ -307,6 +325,7 @@ export async function verifyScan(db: Db, tables: readonly SqliteTable[], inv: In
     if (!r) continue;
     for (const rows of batches(db, t, batchSize, r)) {
       scan.add(rows, t);
+      releaseLarge(textIn(rows));
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
