@@ -389,7 +389,7 @@ describe('reader connection, larger tables, planner steering', () => {
       let running = true;
       const watch = (async () => {
         while (running) {
-          const r = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader'`);
+          const r = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader' AND datname = current_database()`);
           readerSeen ||= r.rows[0].n > 0;
         }
       })();
@@ -455,7 +455,7 @@ describe('reader connection, larger tables, planner steering', () => {
     expect(err).toMatchObject({ code: 'UNDECRYPTABLE_ROWS', details: { table: 'big', id: '2999', kind: 'token', reason: 'SEALED_WRONG_KEY' } });
     const after = await c.query('SELECT md5(string_agg(v, \',\' ORDER BY id)) AS h FROM big');
     expect(after.rows[0].h).toBe(before.rows[0].h);
-    const readers = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader'`);
+    const readers = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader' AND datname = current_database()`);
     expect(readers.rows[0].n).toBe(0);
     await c.query('UPDATE big SET v = $1 WHERE id = 2999', [act.seal(oldKey, Buffer.from(plain.get('big:2999')!))]);
   });
@@ -495,7 +495,7 @@ describe('reader connection, larger tables, planner steering', () => {
         await c.query('ROLLBACK');
       }
       for (let i = 0; i < 100; i++) {
-        const r = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader'`);
+        const r = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader' AND datname = current_database()`);
         if (r.rows[0].n === 0) return;
         await new Promise((res) => setTimeout(res, 50));
       }
@@ -534,7 +534,7 @@ describe('reader connection, larger tables, planner steering', () => {
           readerUrl: url,
           batchSize: 500,
           onProgress: () => {
-            if (!killed) void watcher.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'master-key reader'`);
+            if (!killed) void watcher.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'master-key reader' AND datname = current_database()`);
             killed = true;
           },
         }).catch((e: unknown) => e);

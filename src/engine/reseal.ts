@@ -7,7 +7,8 @@
 import { CryptoResult, SealedText, sealedText } from '../crypto/batch';
 import { ErrorCode, MasterKeyError } from '../errors';
 import type { InventoryEntry } from '../inventory/inventory';
-import { JsonValue, findEntrySlots, parseJsonLossless, stringifyJsonLossless } from './json-document';
+import { JsonSlot as DocumentSlot, JsonValue, documentBytes, findEntrySlots, parseJsonLossless } from './json-document';
+import { releaseLarge } from './memory';
 import { BatchRow, RowShape, aadOf, cellText, rowId } from './rows';
 import type { Places, ValueCrypto } from './value-crypto';
 
@@ -46,14 +47,19 @@ export interface BatchWork {
   readonly crypto: ValueCrypto;
 }
 
-/** A sealed value inside a jsonb document of the batch. */
+/** A sealed value inside a JSON document of the batch. */
 interface JsonSlot {
   readonly row: number;
   readonly entry: InventoryEntry;
-  readonly path: string;
-  readonly sealed: string;
-  readonly set: (next: string) => void;
+  readonly slot: DocumentSlot;
 }
+
+/** Values of JSON documents handed to the crypto at once. */
+const JSON_VALUES_AT_ONCE = 4096;
+/** Characters from which a document's text is let go of once parsed (re-sealing). */
+const LARGE_DOCUMENT = 1 << 20;
+/** What stands in a row for a document text let go of. */
+const DROPPED = '';
 
 /** Accumulates a batch's outcome. */
 class Outcome {
@@ -167,36 +173,53 @@ async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome
       }
       continue;
     }
-    const docs = new Map<number, JsonValue>();
+    const docs = new Map<number, { doc: JsonValue; chars: number }>();
     const slots: JsonSlot[] = [];
+    let chars = 0;
     for (let i = 0; i < rows.length; i++) {
       const v = cellText(rows[i], shape.first + k);
       if (v === null) continue;
+      chars += v.length;
       const doc = parseJsonLossless(v);
-      docs.set(i, doc);
-      for (const { entry, slot } of findEntrySlots(doc, c.entries)) slots.push({ row: i, entry, path: slot.path, sealed: slot.value, set: slot.set });
+      docs.set(i, { doc, chars: v.length });
+      // Re-sealing, the store is done with a document's text once it is parsed (it wrote its backup before): it goes.
+      if (reseal && v.length >= LARGE_DOCUMENT) (rows[i] as unknown[])[shape.first + k] = DROPPED;
+      for (const { entry, slot } of findEntrySlots(doc, c.entries)) slots.push({ row: i, entry, slot });
     }
-    const results = await processByCodec(
-      crypto,
-      slots.map((s) => s.entry.codec),
-      slots.map((s) => s.sealed),
-      slots.map((s) => aadOf(s.entry, rows[s.row], shape.aad)),
-      placed(
-        c.column,
-        slots.map((s) => rowId(rows, s.row, shape)),
-        slots.map((s) => s.path),
-      ),
-    );
+    // What walking large documents let go of goes before their values are opened.
+    releaseLarge(chars);
     const touched = new Set<number>();
-    slots.forEach((s, j) => {
-      const r = results[j];
-      o.add(s.row, c.column, s.entry.kind, s.sealed, r, s.path);
-      if (r.next !== undefined) {
-        s.set(sealedText(r.next));
-        touched.add(s.row);
+    // The values of large documents a part at a time: what the crypto holds stays small, however many a document has.
+    for (let from = 0; from < slots.length; from += JSON_VALUES_AT_ONCE) {
+      const part = slots.slice(from, from + JSON_VALUES_AT_ONCE);
+      const results = await processByCodec(
+        crypto,
+        part.map((s) => s.entry.codec),
+        part.map((s) => s.slot.value),
+        part.map((s) => aadOf(s.entry, rows[s.row], shape.aad)),
+        placed(
+          c.column,
+          part.map((s) => rowId(rows, s.row, shape)),
+          part.map((s) => s.slot.path),
+        ),
+      );
+      part.forEach((s, j) => {
+        const r = results[j];
+        o.add(s.row, c.column, s.entry.kind, s.slot.value, r, s.slot.path);
+        if (r.next !== undefined) {
+          s.slot.set(sealedText(r.next));
+          touched.add(s.row);
+        }
+      });
+    }
+    if (reseal) {
+      for (const row of touched) {
+        // Re-sealing keeps lengths: room for the old text and a little more.
+        const { doc, chars: was } = docs.get(row)!;
+        next[k][row] = documentBytes(doc, was + 65536);
+        docs.delete(row);
       }
-    });
-    if (reseal) for (const row of touched) next[k][row] = stringifyJsonLossless(docs.get(row)!);
+    }
   }
   return next;
 }

@@ -14,7 +14,7 @@ import { MasterKeyError } from '../../errors';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import type { InventoryDigest } from '../../engine/digest';
 import { releaseLarge, textIn } from '../../engine/memory';
-import { mapAhead } from '../../engine/pipeline';
+import { TextBudget, mapAhead, withinBudget } from '../../engine/pipeline';
 import { RowFailure, resealBatch, undecryptable } from '../../engine/reseal';
 import { ValueCrypto, valueCrypto } from '../../engine/value-crypto';
 import { KindCounter, ReencryptResult, WalkOptions, batchSizeOf } from '../../engine/walk';
@@ -72,16 +72,18 @@ export async function reencryptInventory(
   const snapshot = opts.readerUrl ? await exportSnapshot(client, plans.map((p) => quoteIdent(p.table))) : undefined;
   const reader = snapshot ? await connectReader(opts.readerUrl!, snapshot) : undefined;
   const crypto = valueCrypto(from, to, opts);
+  const budget = new TextBudget();
   let updated = 0;
   let digest: InventoryDigest;
   let ok = false;
   try {
     for (const plan of plans) {
-      const read = reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize);
+      // Batches read and not yet written hold at most about IN_FLIGHT_TEXT of text, however large a row.
+      const read = withinBudget(reader ? copyBatches(reader.client, selectSql(plan), batchSize) : cursorBatches(client, selectSql(plan), batchSize), budget, textIn);
       const rows = opts.onRead ? observed(read, (batch) => opts.onRead!(plan, batch)) : read;
       const depth = reader ? 2 : 1;
       const batches = prepareBatches(rows, plan, crypto);
-      updated += await naming(plan, 're-encrypting', () => writeBatches(client, plan, batches, (byKind) => counter.add(byKind), progress, depth));
+      updated += await naming(plan, 're-encrypting', () => writeBatches(client, plan, batches, (byKind) => counter.add(byKind), progress, depth, budget));
     }
     digest = await crypto.digest();
     ok = true;
@@ -105,7 +107,7 @@ export interface PreparedBatch {
   /** Rows the UPDATE must change (0: nothing to write). */
   readonly rows: number;
   /** The batch UPDATE's parameters (`updateSql`): row keys, then one binary text[] per column. */
-  readonly params: ReadonlyArray<string | Buffer>;
+  readonly params: Array<string | Buffer>;
   /** Sealed values in the batch, by kind. */
   readonly byKind: ReadonlyMap<string, number>;
   /** Characters of text the batch's rows held (`releaseLarge`). */
@@ -130,9 +132,9 @@ export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TableP
   const build = async (rows: Row[], chars: number): Promise<PreparedBatch> => {
     const out = await resealBatch(rows, { shape, crypto });
     const byKind = out.byKind;
-    if (out.failures.length > 0) return { rows: 0, params: [], byKind, chars: 0, failure: { first: out.failures[0], more: out.failures.length - 1 } };
+    if (out.failures.length > 0) return { rows: 0, params: [], byKind, chars, failure: { first: out.failures[0], more: out.failures.length - 1 } };
     const n = out.rows.length;
-    if (n === 0) return { rows: 0, params: [], byKind, chars: 0 };
+    if (n === 0) return { rows: 0, params: [], byKind, chars };
     const keys = out.rows.map((i) => rows[i][key]!);
     rows.length = 0;
     releaseLarge(chars);
@@ -169,6 +171,7 @@ export async function writeBatches(
   count: (byKind: ReadonlyMap<string, number>) => void,
   progress: (values: number) => void,
   depth = 1,
+  budget?: TextBudget,
 ): Promise<number> {
   const inFlight: Array<Promise<void>> = [];
   let written = 0;
@@ -176,7 +179,9 @@ export async function writeBatches(
   let restore: (() => Promise<void>) | undefined;
   const sql = updateSql(plan);
   const write = async (b: PreparedBatch): Promise<void> => {
-    const changed = (await writer.query({ text: sql, values: b.params as Array<string | Buffer> })).rowCount ?? 0;
+    const changed = (await writer.query({ text: sql, values: b.params })).rowCount ?? 0;
+    // Written: the parameters (a large batch's texts) go, though the batch itself is still referred to.
+    b.params.length = 0;
     if (changed !== b.rows) {
       throw new MasterKeyError('DB_ERROR', `${plan.table}: ${b.rows} rows were read but ${changed} updated (they changed meanwhile); run the rotation again with the server's writers stopped.`);
     }
@@ -184,13 +189,17 @@ export async function writeBatches(
     let values = 0;
     for (const n of b.byKind.values()) values += n;
     progress(values);
+    budget?.give(b.chars);
     releaseLarge(b.chars);
   };
   try {
     for await (const b of batches) {
       if (b.failure) throw undecryptable(plan.table, b.failure.first, b.failure.more);
       count(b.byKind);
-      if (b.rows === 0) continue;
+      if (b.rows === 0) {
+        budget?.give(b.chars);
+        continue;
+      }
       while (inFlight.length >= depth) await inFlight.shift();
       restore ??= await steerPlanner(writer);
       const w = write(b);

@@ -67,7 +67,10 @@ export async function verifyInventory(client: ClientBase, inv: Inventory, key: M
         if (plan.columns.some((c) => c.json)) {
           for await (const rows of copyBatches(client, selectSql(plan), batchSize)) {
             scan.add(rows, shape);
-            releaseLarge(textIn(rows));
+            const chars = textIn(rows);
+            // Emptied: the batch's texts go before the next is read (the reading generators hold it until resumed).
+            rows.length = 0;
+            releaseLarge(chars);
           }
           return;
         }

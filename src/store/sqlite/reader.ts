@@ -36,6 +36,7 @@ import type { InventoryDigest } from '../../engine/digest';
 import type { VerifyOptions, VerifyPart } from '../../engine/verify';
 import { ErrorCode, MasterKeyError } from '../../errors';
 import type { Inventory } from '../../inventory/inventory';
+import { IN_FLIGHT_TEXT } from '../../engine/pipeline';
 import type { ResealSource, Resealed } from './values';
 
 export type ReaderJob =
@@ -146,7 +147,18 @@ const copyKey = (k: MasterKey) => Uint8Array.from(k.bytes());
 export function readerReseal(path: string, inv: Inventory, from: KeySource, to: MasterKey, batchSize: number): ResealSource {
   const ready: Resealed[] = [];
   let wake: (() => void) | undefined;
-  const reader = new Reader(path, { kind: 'reseal', inventory: inv, from: from.all().map(copyKey), to: copyKey(to), batchSize }, { batch: (b) => (ready.push(b), wake?.()) });
+  // Text of the batches received and not yet written (the one being written included); a batch asked for only while below the bound.
+  let held = 0;
+  let owed = 0;
+  const ask = () => {
+    for (; owed > 0 && held < IN_FLIGHT_TEXT; owed--) reader.credit(1);
+  };
+  const received = (b: Resealed) => {
+    held += b.chars;
+    ready.push(b);
+    wake?.();
+  };
+  const reader = new Reader(path, { kind: 'reseal', inventory: inv, from: from.all().map(copyKey), to: copyKey(to), batchSize }, { batch: received });
   let ended = false;
   const done = reader.result.then(
     (r) => ((ended = true), wake?.(), r as InventoryDigest),
@@ -155,7 +167,12 @@ export function readerReseal(path: string, inv: Inventory, from: KeySource, to: 
   done.catch(() => undefined);
   async function* batches(): AsyncGenerator<Resealed> {
     reader.credit(CREDIT);
+    let writing = 0;
     for (;;) {
+      // The consumer asks for the next batch once it has written the last: what it held goes, and owed batches may be asked for.
+      held -= writing;
+      writing = 0;
+      ask();
       while (ready.length === 0 && !ended) await new Promise<void>((resolve) => (wake = resolve));
       wake = undefined;
       const b = ready.shift();
@@ -164,7 +181,9 @@ export function readerReseal(path: string, inv: Inventory, from: KeySource, to: 
         await done;
         return;
       }
-      reader.credit(1);
+      writing = b.chars;
+      owed++;
+      ask();
       yield b;
     }
   }

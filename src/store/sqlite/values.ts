@@ -17,7 +17,7 @@ import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError } from '../../errors';
 import type { InventoryDigest } from '../../engine/digest';
 import { LARGE_BATCH, releaseLarge, textIn } from '../../engine/memory';
-import { mapAhead } from '../../engine/pipeline';
+import { BATCH_TEXT, TextBudget, mapAhead, withinBudget } from '../../engine/pipeline';
 import { RowFailure, openBatch, resealBatch, undecryptable } from '../../engine/reseal';
 import { RowShape, rowShape } from '../../engine/rows';
 import { groupInventory } from '../../engine/tables';
@@ -66,7 +66,9 @@ export function planTables(db: Db, inv: Inventory): SqliteTable[] {
 
 /**
  * The rows of a table holding at least one value, a batch at a time in key
- * order, as the engine reads them (`SqliteTable` is their `RowShape`): [key, id as text, the value columns
+ * order (a batch is `batchSize` rows or `BATCH_TEXT` of stored text,
+ * whichever comes first, measured from the rows' record headers before the
+ * rows are read), as the engine reads them (`SqliteTable` is their `RowShape`): [key, id as text, the value columns
  * (a value that is not text stands for a malformed one), the AAD columns
  * as text (as PostgreSQL's ::text gives them: an integer user id becomes
  * its digits)]. Nothing is copied or converted here.
@@ -76,25 +78,29 @@ function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRange = {
   const aad = t.aadColumns.map((c) => `, CAST(${quoteIdent(c)} AS TEXT)`).join('');
   // One lower bound only (SQLite seeks by one and would filter by the other): `from` for the first batch, then the last key read.
   const below = range.below !== undefined ? [range.below] : [];
-  const select = (lower: string) =>
-    db
-      .prepare(
-        `SELECT ${t.key}, CAST(${quoteIdent(t.idColumn)} AS TEXT), ${cols.join(', ')}${aad} FROM ${quoteIdent(t.table)} WHERE ${lower}${below.length ? `${t.key} < ? AND ` : ''}(${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}) ORDER BY ${t.key} LIMIT ?`,
-      )
-      .raw(true)
-      .safeIntegers(true);
-  const firstBatch = range.from !== undefined ? select(`${t.key} >= ? AND `) : select('');
+  const query = (what: string, lower: string) =>
+    db.prepare(
+      `SELECT ${what} FROM ${quoteIdent(t.table)} WHERE ${lower}${below.length ? `${t.key} < ? AND ` : ''}(${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}) ORDER BY ${t.key} LIMIT ?`,
+    );
+  const select = (lower: string) => query(`${t.key}, CAST(${quoteIdent(t.idColumn)} AS TEXT), ${cols.join(', ')}${aad}`, lower).raw(true).safeIntegers(true);
+  // Each row's size, from its record header alone (octet_length reads no value): where a batch of BATCH_TEXT ends.
+  const sizes = (lower: string) => query(cols.map((c) => `coalesce(octet_length(${c}), 0)`).join(' + '), lower).pluck();
+  const lower = { first: range.from !== undefined ? `${t.key} >= ? AND ` : '', next: `${t.key} > ? AND ` };
+  const [firstBatch, nextBatch, firstSizes, nextSizes] = [select(lower.first), select(lower.next), sizes(lower.first), sizes(lower.next)];
   const first = range.from !== undefined ? [range.from] : [];
-  const nextBatch = select(`${t.key} > ? AND `);
   let after: unknown;
   for (;;) {
-    const rows = (after === undefined ? firstBatch.all(...first, ...below, batchSize) : nextBatch.all(after, ...below, batchSize)) as unknown[][];
+    const ahead = (after === undefined ? firstSizes.all(...first, ...below, batchSize) : nextSizes.all(after, ...below, batchSize)) as number[];
+    if (ahead.length === 0) return;
+    let n = 1;
+    for (let chars = ahead[0]; n < ahead.length && chars + ahead[n] <= BATCH_TEXT; n++) chars += ahead[n];
+    const rows = (after === undefined ? firstBatch.all(...first, ...below, n) : nextBatch.all(after, ...below, n)) as unknown[][];
     if (rows.length === 0) return;
-    const full = rows.length === batchSize;
+    const more = ahead.length === batchSize || n < ahead.length;
     after = rows[rows.length - 1][KEY_AT];
     // The consumer may empty the batch once done with it (so a large value does not stay while the next is read).
     yield rows;
-    if (!full) return;
+    if (!more) return;
   }
 }
 
@@ -147,12 +153,15 @@ export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: 
   const tables = planTables(db, inv);
   const crypto = storeCrypto(keys, undefined, opts, worthThreads(db, inv, batchSize));
   const tally = new ScanTally(inv);
+  const budget = new TextBudget();
   try {
     for (const t of tables) {
-      for await (const out of mapAhead(asAsync(batches(db, t, batchSize)), (rows) => openBatch(rows, { shape: t, crypto }), crypto.depth)) {
+      const opened = async (rows: unknown[][]) => ({ chars: textIn(rows), out: await openBatch(rows, { shape: t, crypto }) });
+      for await (const { chars, out } of mapAhead(withinBudget(asAsync(batches(db, t, batchSize)), budget, textIn), opened, crypto.depth)) {
         const done = tally.add(t.table, out);
+        budget.give(chars);
         opts.onProgress?.(done);
-        releaseLarge(out.bytes);
+        releaseLarge(chars);
       }
     }
   } finally {
@@ -181,16 +190,18 @@ export interface Resealed {
 /**
  * Reads every table a batch at a time and re-seals each batch with
  * `crypto`, which digests every new value at its place; stops after a batch
- * with a value that does not open. `crypto.depth` batches are in flight.
+ * with a value that does not open. `crypto.depth` batches are in flight,
+ * and no more text than `budget` allows: the consumer gives each batch's
+ * `chars` back once done with it.
  */
-export async function* resealedBatches(db: Db, tables: readonly SqliteTable[], crypto: ValueCrypto, batchSize: number): AsyncGenerator<Resealed> {
+export async function* resealedBatches(db: Db, tables: readonly SqliteTable[], crypto: ValueCrypto, batchSize: number, budget: TextBudget): AsyncGenerator<Resealed> {
   for (let i = 0; i < tables.length; i++) {
     const t = tables[i];
     const reseal = async (rows: unknown[][]): Promise<Resealed> => {
       const chars = textIn(rows);
       const out = await resealBatch(rows, { shape: t, crypto });
       const byKind = [...out.byKind];
-      if (out.failures.length > 0) return { table: i, keys: [], ids: [], next: [], byKind, chars: 0, failure: { first: out.failures[0], more: out.failures.length - 1 } };
+      if (out.failures.length > 0) return { table: i, keys: [], ids: [], next: [], byKind, chars, failure: { first: out.failures[0], more: out.failures.length - 1 } };
       const b = { table: i, keys: out.rows.map((r) => rows[r][KEY_AT]), ids: out.rows.map((r) => idOf(rows[r])), next: out.next, byKind, chars };
       // The old texts and what the crypto made on the way go before the new ones are written.
       rows.length = 0;
@@ -198,7 +209,7 @@ export async function* resealedBatches(db: Db, tables: readonly SqliteTable[], c
       return b;
     };
     // Keys only grow, so reading the next batch never meets a row the caller rewrote.
-    for await (const b of mapAhead(asAsync(batches(db, t, batchSize)), reseal, crypto.depth)) {
+    for await (const b of mapAhead(withinBudget(asAsync(batches(db, t, batchSize)), budget, textIn), reseal, crypto.depth)) {
       yield b;
       if (b.failure) return;
     }
@@ -261,7 +272,8 @@ export async function reencryptValues(
   if (!db.inTransaction) throw new MasterKeyError('INTERNAL', 'Re-encryption must run inside an open transaction; this is a bug in the caller.');
   const batchSize = batchSizeOf(opts);
   const tables = planTables(db, inv);
-  const src = source ? source(tables, batchSize) : inlineSource(db, tables, storeCrypto(from, to, opts, worthThreads(db, inv, batchSize)), batchSize);
+  const budget = new TextBudget();
+  const src = source ? source(tables, batchSize) : inlineSource(db, tables, storeCrypto(from, to, opts, worthThreads(db, inv, batchSize)), batchSize, budget);
   const writers = tables.map((t) => writer(db, t));
   const kinds = new KindCounter(inv);
   let updated = 0;
@@ -271,6 +283,7 @@ export async function reencryptValues(
     for await (const b of src.batches) {
       if (b.failure) throw undecryptable(tables[b.table].table, b.failure.first, b.failure.more);
       writers[b.table](b);
+      budget.give(b.chars);
       if (b.chars >= LARGE_BATCH) {
         // Its texts go now: the generators that made the batch hold it until resumed.
         for (const col of b.next) (col as unknown[]).length = 0;
@@ -290,8 +303,8 @@ export async function reencryptValues(
 }
 
 /** Batches read on this connection and re-sealed by `crypto`. */
-function inlineSource(db: Db, tables: readonly SqliteTable[], crypto: ValueCrypto, batchSize: number): ResealSource {
-  return { batches: resealedBatches(db, tables, crypto, batchSize), digest: () => crypto.digest(), mode: crypto.mode, close: () => crypto.close() };
+function inlineSource(db: Db, tables: readonly SqliteTable[], crypto: ValueCrypto, batchSize: number, budget: TextBudget): ResealSource {
+  return { batches: resealedBatches(db, tables, crypto, batchSize, budget), digest: () => crypto.digest(), mode: crypto.mode, close: () => crypto.close() };
 }
 
 /**
@@ -325,7 +338,10 @@ export async function verifyScan(db: Db, tables: readonly SqliteTable[], inv: In
     if (!r) continue;
     for (const rows of batches(db, t, batchSize, r)) {
       scan.add(rows, t);
-      releaseLarge(textIn(rows));
+      const chars = textIn(rows);
+      // Emptied: the batch's texts go before the next is read.
+      rows.length = 0;
+      releaseLarge(chars);
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
