@@ -133,6 +133,23 @@ describe.each(ENGINES)('%s engine', (_, engine) => {
     nodeEngine.sumSha256(data, reversed, b);
     expect(Buffer.from(a).toString('hex')).toBe(Buffer.from(b).toString('hex'));
     expect(Buffer.from(a).equals(Buffer.alloc(32))).toBe(false);
+    // Per group: each item into its group's 32 bytes; the groups add up to the sum of all, and a group alone is the sum of its items.
+    const groups = Int32Array.from(items, (_, i) => i % 3);
+    const byGroup = new Uint8Array(3 * 32);
+    engine.sumSha256(data, offs, byGroup, groups);
+    const first = new Uint8Array(32);
+    const firstOffs = new Int32Array(offs.filter((_, j) => (j >> 1) % 3 === 0));
+    nodeEngine.sumSha256(data, firstOffs, first);
+    expect(Buffer.from(byGroup.subarray(0, 32)).equals(Buffer.from(first))).toBe(true);
+    const total = new Uint8Array(32);
+    let carry = 0;
+    for (let j = 31; j >= 0; j--) {
+      const v = byGroup[j] + byGroup[32 + j] + byGroup[64 + j] + carry;
+      total[j] = v & 0xff;
+      carry = v >> 8;
+    }
+    expect(Buffer.from(total).equals(Buffer.from(a))).toBe(true);
+    expect(() => engine.sumSha256(data, offs, new Uint8Array(64), new Int32Array(items.length).fill(2))).toThrow();
   });
 });
 

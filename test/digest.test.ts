@@ -6,14 +6,20 @@
  */
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { ValueDigest, sameDigest } from '../src/engine/digest';
+import { DIGEST_GROUPS, InventoryDigest, ValueDigest, differingGroups, placeGroup, sameDigest } from '../src/engine/digest';
 
 type Item = [table: string, column: string, path: string | undefined, id: string, text: string];
 
-function digestOf(items: readonly Item[]): ReturnType<ValueDigest['result']> {
+function fullDigestOf(items: readonly Item[]): InventoryDigest {
   const d = new ValueDigest();
   for (const it of items) d.add(...it);
   return d.result();
+}
+
+/** The digest's total (what reports compare), without its groups. */
+function digestOf(items: readonly Item[]): Omit<InventoryDigest, 'groups'> {
+  const { groups: _groups, ...total } = fullDigestOf(items);
+  return total;
 }
 
 /** The documented definition, with BigInt: sum of SHA-256(table NUL column NUL path NUL id NUL text) mod 2^256. */
@@ -71,6 +77,39 @@ describe('ValueDigest', () => {
     const fromBytes = new ValueDigest();
     const big = Buffer.from(`2${'x'.repeat(3_000_000)}`, 'utf8');
     fromBytes.addBytes(Buffer.from('t\0c\0\0', 'utf8'), big, 0, 1, 1, big.length - 1);
-    expect(fromBytes.result()).toEqual(digestOf([['t', 'c', undefined, '2', 'x'.repeat(3_000_000)]]));
+    expect(fromBytes.result()).toEqual(fullDigestOf([['t', 'c', undefined, '2', 'x'.repeat(3_000_000)]]));
+  });
+
+  it('keeps the sums per group of places (table, column, row id), so where two digests differ tells which places differ', () => {
+    fc.assert(
+      fc.property(fc.array(itemArb, { minLength: 1, maxLength: 60 }), fc.nat(), fc.string({ maxLength: 20 }), (items, i, changed) => {
+        const d = fullDigestOf(items);
+        // The groups add up to the total, and each holds exactly the documented sum of its places' values.
+        const byGroup = new Map<number, Item[]>();
+        for (const it of items) byGroup.set(placeGroup(it[0], it[1], it[3]), [...(byGroup.get(placeGroup(it[0], it[1], it[3])) ?? []), it]);
+        for (const [g, its] of byGroup) {
+          expect(d.groups!.counts[g]).toBe(its.length);
+          expect(Buffer.from(d.groups!.sums.subarray(32 * g, 32 * g + 32)).toString('hex')).toBe(reference(its));
+        }
+        expect([...d.groups!.counts].reduce((a, b) => a + b, 0)).toBe(items.length);
+        // One value changed: only its place's group differs.
+        const k = i % items.length;
+        const other = items.map((x, j): Item => (j === k ? [x[0], x[1], x[2], x[3], `${x[4]}!${changed}`] : x));
+        expect(differingGroups(d, fullDigestOf(other))).toEqual([placeGroup(items[k][0], items[k][1], items[k][3])]);
+        expect(differingGroups(d, fullDigestOf(items))).toEqual([]);
+      }),
+      { numRuns: 100 },
+    );
+    // From bytes, a place is in the same group as from text (non-ASCII ids too).
+    const raw = new ValueDigest();
+    const src = Buffer.from('ïd-7😀value', 'utf8');
+    raw.addBytes(Buffer.from('t\0c\0\0', 'utf8'), src, 0, Buffer.byteLength('ïd-7😀'), Buffer.byteLength('ïd-7😀'), Buffer.byteLength('value'));
+    expect(differingGroups(raw.result(), fullDigestOf([['t', 'c', undefined, 'ïd-7😀', 'value']]))).toEqual([]);
+    // Merged digests add up group by group.
+    const a = new ValueDigest();
+    a.add('t', 'c', undefined, '1', 'x');
+    a.merge(fullDigestOf([['t', 'c', undefined, '2', 'y']]));
+    expect(a.result()).toEqual(fullDigestOf([['t', 'c', undefined, '1', 'x'], ['t', 'c', undefined, '2', 'y']]));
+    expect(DIGEST_GROUPS).toBeGreaterThan(1000);
   });
 });

@@ -239,18 +239,23 @@ describe('streaming scan and re-encryption (ACT schema, real PostgreSQL)', () =>
     expect(wrong.sampleFailures).toHaveLength(20);
     expect(wrong.proved).toContain(`20 of 20 values do not open with ${newKey.fingerprint}.`);
 
-    // Two values swapped between rows: each still opens with the key, but they are not where they were written.
+    // Two values swapped between rows: not where they were written, so their places' groups differ; each value there opens with the key.
     await c.query('BEGIN');
     try {
       await c.query(`UPDATE environment_variables e SET value = o.value FROM environment_variables o WHERE (e.id, o.id) IN ((1, 2), (2, 1))`);
-      const swapped = await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 100 });
-      expect(swapped).toMatchObject({ ok: false, digestMatches: false, sampleFailures: [] });
-      expect(swapped.proved).toMatch(/^The stored values differ from what the re-encryption wrote \(20 values stored, 20 written; the sums differ\)\./);
-      // A value inside a jsonb document changed.
+      const swapped = await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 0 });
+      expect(swapped).toMatchObject({ ok: true, digestMatches: false, changedSince: { failureCount: 0 } });
+      expect(swapped.changedSince!.groups).toBeGreaterThanOrEqual(1);
+      expect(swapped.changedSince!.asWritten + swapped.changedSince!.opened).toBe(20);
+      expect(swapped.proved).toMatch(/^Values were added, changed or removed since the re-encryption \(20 values stored, 20 written\): \d+ of the values it wrote are stored exactly as written/);
+      // A value inside a jsonb document changed, under the key: it opens; under another key: it does not, and is named.
       await c.query('ROLLBACK');
       await c.query('BEGIN');
       await c.query(`UPDATE services SET spec = jsonb_set(spec, '{env,0,value}', to_jsonb($1::text)) WHERE id = 1`, [act.seal(k2, Buffer.from('db-pw-1'))]);
-      expect(await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 0 })).toMatchObject({ ok: false, digestMatches: false, sampled: 0 });
+      expect(await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 0 })).toMatchObject({ ok: true, digestMatches: false, sampled: 0, changedSince: { failureCount: 0 } });
+      await c.query(`UPDATE services SET spec = jsonb_set(spec, '{env,0,value}', to_jsonb($1::text)) WHERE id = 1`, [act.seal(MasterKey.generate(), Buffer.from('db-pw-1'))]);
+      const foreign = await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 0 });
+      expect(foreign).toMatchObject({ ok: false, digestMatches: false, changedSince: { failureCount: 1, failures: [{ table: 'services', id: '1', path: 'env.0.value', code: 'SEALED_WRONG_KEY' }] } });
     } finally {
       await c.query('ROLLBACK');
     }

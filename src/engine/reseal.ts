@@ -45,6 +45,8 @@ export interface BatchWork {
   readonly shape: RowShape;
   /** Opens the values (and for `resealBatch`, re-seals them under its new key, digesting each at its place). */
   readonly crypto: ValueCrypto;
+  /** Only the values at these places (by table, column and row id); default every value. */
+  readonly only?: (table: string, column: string, id: string) => boolean;
 }
 
 /** A sealed value inside a JSON document of the batch. */
@@ -148,7 +150,8 @@ export async function resealBatch(rows: readonly BatchRow[], work: BatchWork): P
  * new text per row (null: unchanged).
  */
 async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome, reseal: boolean): Promise<Array<Array<SealedText | null>>> {
-  const { shape, crypto } = work;
+  const { shape, crypto, only } = work;
+  const wanted = (column: string, row: number) => !only || only(shape.table, column, rowId(rows, row, shape));
   const next = reseal ? shape.columns.map(() => new Array<SealedText | null>(rows.length).fill(null)) : [];
   const placed = (column: string, ids: string[], paths?: Array<string | undefined>): Places | undefined => (reseal ? { table: shape.table, column, ids, ...(paths ? { paths } : {}) } : undefined);
   for (let k = 0; k < shape.columns.length; k++) {
@@ -159,7 +162,7 @@ async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome
       const sealed: string[] = [];
       for (let i = 0; i < rows.length; i++) {
         const v = cellText(rows[i], shape.first + k);
-        if (v !== null) {
+        if (v !== null && wanted(c.column, i)) {
           idx.push(i);
           sealed.push(v);
         }
@@ -178,7 +181,7 @@ async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome
     let chars = 0;
     for (let i = 0; i < rows.length; i++) {
       const v = cellText(rows[i], shape.first + k);
-      if (v === null) continue;
+      if (v === null || !wanted(c.column, i)) continue;
       chars += v.length;
       const doc = parseJsonLossless(v);
       docs.set(i, { doc, chars: v.length });

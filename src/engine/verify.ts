@@ -10,12 +10,12 @@ import { Keyring } from '../crypto/keyring';
 import { MasterKeyError } from '../errors';
 import { count } from '../format';
 import { Inventory } from '../inventory/inventory';
-import { InventoryDigest, ValueDigest, sameDigest } from './digest';
+import { DIGEST_GROUPS, InventoryDigest, ValueDigest, differingGroups, placeGroup, sameDigest } from './digest';
 import { RawRows, rawText } from './raw-rows';
 import { BatchRow, FoundValue, RowShape, aadOf, eachValue, rowId } from './rows';
 import { Reservoir } from './sample';
 import { valueCrypto } from './value-crypto';
-import { KindCounter, MAX_LISTED_FAILURES, SecretFailure, WalkOptions } from './walk';
+import { KindCounter, MAX_LISTED_FAILURES, ScanResult, SecretFailure, WalkOptions } from './walk';
 
 /** Options of `verifyInventory`. */
 export interface VerifyOptions extends WalkOptions {
@@ -38,13 +38,41 @@ export interface VerifyResult {
   readonly sampled: number;
   /** Sampled values that do not open with the key (at most `MAX_LISTED_FAILURES`). */
   readonly sampleFailures: readonly SecretFailure[];
-  /** The digest matches (when expected) and every sampled value opens. */
+  /**
+   * Where the stored values differ from what was written (a server
+   * started again wrote since): the groups of places whose sums differ,
+   * and every value stored in them, opened with the key.
+   */
+  readonly changedSince?: ChangedSince;
+  /** Every sampled value opens, and the stored values are what was written (when expected), or else every value where they differ opens. */
   readonly ok: boolean;
   /** What was proved, as a sentence or two for the report (names only the key's fingerprint). */
   readonly proved: string;
 }
 
 export const DEFAULT_SAMPLE_SIZE = 1000;
+
+/** The values where stored and written differ, each opened with the key (`VerifyResult.changedSince`). */
+export interface ChangedSince {
+  /** Groups of places (of `DIGEST_GROUPS`) whose stored values differ from the written ones. */
+  readonly groups: number;
+  /** Values the rotation wrote in the other groups: stored exactly as written. */
+  readonly asWritten: number;
+  /** Values stored now in those groups, each opened with the key. */
+  readonly opened: number;
+  /** Those that do not open (at most `MAX_LISTED_FAILURES` listed), and how many. */
+  readonly failures: readonly SecretFailure[];
+  readonly failureCount: number;
+}
+
+/** Which places a second look opens: those of these digest groups. */
+export type PlaceFilter = (table: string, column: string, id: string) => boolean;
+
+/** The filter of the places in `groups` (`placeGroup`). */
+export function inGroups(groups: readonly number[]): PlaceFilter {
+  const set = new Set(groups);
+  return (table, column, id) => set.has(placeGroup(table, column, id));
+}
 
 /** A value kept for the sample. */
 export interface Sampled extends Omit<FoundValue, 'row'> {
@@ -143,14 +171,34 @@ export class VerifyScan {
     this.sample.absorb(p.sample, p.seen);
   }
 
-  /** Opens the sample with `key` and compares the digest with `opts.expected`. */
-  async finish(key: MasterKey): Promise<VerifyResult> {
+  /**
+   * The groups of places whose stored values differ from `opts.expected`
+   * (call once every value was added): the store opens every value stored
+   * in them with the key (`inGroups`) and hands that scan to `finish`.
+   */
+  differingGroups(): number[] {
+    return this.opts.expected ? differingGroups(this.stored(), this.opts.expected) : [];
+  }
+
+  private storedDigest?: InventoryDigest;
+  private stored(): InventoryDigest {
+    return (this.storedDigest ??= this.digest.result());
+  }
+
+  /** Opens the sample with `key`, compares the digest with `opts.expected`, and, where they differ, takes `reopened` (every value of the differing groups opened with `key`). */
+  async finish(key: MasterKey, reopened?: ScanResult): Promise<VerifyResult> {
     const { opts } = this;
     const sampleFailures = await openSample(this.sample.items, key, opts);
-    const stored = this.digest.result();
+    const stored = this.stored();
     const digestMatches = opts.expected ? sameDigest(stored, opts.expected) : undefined;
     const sampled = this.sample.items.length;
-    const ok = digestMatches !== false && sampleFailures.length === 0;
+    let changedSince: ChangedSince | undefined;
+    if (opts.expected && digestMatches === false && reopened) {
+      const groups = differingGroups(stored, opts.expected);
+      const inThem = groups.reduce((n, g) => n + (opts.expected!.groups?.counts[g] ?? 0), 0);
+      changedSince = { groups: groups.length, asWritten: opts.expected.count - inThem, opened: reopened.total, failures: reopened.failures, failureCount: reopened.failureCount };
+    }
+    const ok = sampleFailures.length === 0 && (digestMatches !== false || (changedSince !== undefined && changedSince.failureCount === 0));
     return {
       total: this.counter.total,
       byKind: this.counter.byKind,
@@ -158,8 +206,9 @@ export class VerifyScan {
       ...(digestMatches !== undefined ? { digestMatches } : {}),
       sampled,
       sampleFailures,
+      ...(changedSince ? { changedSince } : {}),
       ok,
-      proved: provedText(stored, opts.expected, sampled, sampleFailures.length, key),
+      proved: provedText(stored, opts.expected, sampled, sampleFailures.length, key, changedSince),
     };
   }
 }
@@ -187,10 +236,16 @@ async function openSample(items: readonly Sampled[], key: MasterKey, opts: WalkO
   return failures;
 }
 
-function provedText(stored: InventoryDigest, expected: InventoryDigest | undefined, sampled: number, failed: number, key: MasterKey): string {
+function provedText(stored: InventoryDigest, expected: InventoryDigest | undefined, sampled: number, failed: number, key: MasterKey, changed?: ChangedSince): string {
   const parts: string[] = [];
   if (expected && sameDigest(stored, expected)) {
     parts.push(`The database stores exactly the ${count(expected.count)} values the re-encryption wrote, each at the place it was written (equal order-independent SHA-256 sums over table, column, row id, path and text).`);
+  } else if (expected && changed) {
+    parts.push(
+      `Values were added, changed or removed since the re-encryption (${count(stored.count)} values stored, ${count(expected.count)} written): ` +
+        `${count(changed.asWritten)} of the values it wrote are stored exactly as written (equal SHA-256 sums in ${count(DIGEST_GROUPS - changed.groups)} of ${count(DIGEST_GROUPS)} groups of places); ` +
+        `in the ${count(changed.groups)} other group(s), ${changed.failureCount === 0 ? `all ${count(changed.opened)} values stored now open` : `${count(changed.failureCount)} of the ${count(changed.opened)} values stored now do not open`} with ${key.fingerprint}.`,
+    );
   } else if (expected) {
     parts.push(`The stored values differ from what the re-encryption wrote (${count(stored.count)} values stored, ${count(expected.count)} written; the sums ${stored.sum === expected.sum ? 'are equal' : 'differ'}).`);
   } else {

@@ -256,8 +256,16 @@ function seam(fixture: StoreFixture): void {
       const withOld = await s.read((tx) => tx.verify(ACT_PRESET, key, { expected: re.digest, sampleSize: 3, ...batch }));
       expect(withOld).toMatchObject({ ok: false, digestMatches: true, sampled: 3 });
       expect(withOld.sampleFailures).toHaveLength(3);
+      // A server writes after the rotation: under the new key, the written values are proved stored as written where the groups of places agree, and every value where they differ opens.
       const added = await fixture.addSecret(url, newKey, 'written after the rotation');
-      expect(await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, sampleSize: 0, ...batch }))).toMatchObject({ ok: false, digestMatches: false, total: plaintexts.size + 1 });
+      const since = await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, sampleSize: 0, ...batch }));
+      expect(since).toMatchObject({ ok: true, digestMatches: false, total: plaintexts.size + 1, changedSince: { groups: 1, failureCount: 0 } });
+      expect(since.changedSince!.asWritten + since.changedSince!.opened).toBe(plaintexts.size + 1);
+      // Under another key: the value is found where the sums differ, and does not open.
+      const foreign = await fixture.addSecret(url, MasterKey.generate(), 'written under another key');
+      const bad = await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, sampleSize: 0, ...batch }));
+      expect(bad).toMatchObject({ ok: false, digestMatches: false, changedSince: { failureCount: 1, failures: [{ table: 'git_credentials', id: foreign.split(':')[1], code: 'SEALED_WRONG_KEY' }] } });
+      await fixture.removeSecretAt(url, foreign);
       await fixture.removeSecretAt(url, added);
       // The values as they were before the rewrite: every backed-up value opens with the old key, as many of each kind as the new key opens now.
       const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey]), batch));

@@ -11,7 +11,8 @@ import { Inventory } from '../../inventory/inventory';
 import { releaseLarge, textIn } from '../../engine/memory';
 import { openBatch } from '../../engine/reseal';
 import { valueCrypto } from '../../engine/value-crypto';
-import { VerifyOptions, VerifyResult, VerifyScan } from '../../engine/verify';
+import { PlaceFilter, VerifyOptions, VerifyResult, VerifyScan, inGroups } from '../../engine/verify';
+import { Keyring } from '../../crypto/keyring';
 import { ScanResult, ScanTally, WalkOptions, batchSizeOf } from '../../engine/walk';
 import { naming, withTransaction } from './client';
 import { copyRawRows } from './copy';
@@ -24,8 +25,8 @@ function inReadTransaction<T>(client: ClientBase, fn: () => Promise<T>): Promise
   return client.getTransactionStatus() === 'I' ? withTransaction(client, fn, 'read only') : fn();
 }
 
-/** Read-only: open every sealed value of every inventory entry with `keys`; never throws for bad values (lists them). */
-export async function scanInventory(client: ClientBase, inv: Inventory, keys: KeySource, opts: WalkOptions = {}): Promise<ScanResult> {
+/** Read-only: open every sealed value of every inventory entry with `keys` (given `only`: those at its places); never throws for bad values (lists them). */
+export async function scanInventory(client: ClientBase, inv: Inventory, keys: KeySource, opts: WalkOptions = {}, only?: PlaceFilter): Promise<ScanResult> {
   const batchSize = batchSizeOf(opts);
   const plans = await planInventory(client, inv);
   const crypto = valueCrypto(keys, undefined, opts);
@@ -36,7 +37,7 @@ export async function scanInventory(client: ClientBase, inv: Inventory, keys: Ke
         const shape = rowLayout(plan);
         // Nothing else runs on the connection meanwhile, so COPY can stream the rows (cheaper than FETCH).
         for await (const rows of copyBatches(client, selectSql(plan), batchSize)) {
-          const done = tally.add(plan.table, await openBatch(rows, { shape, crypto }));
+          const done = tally.add(plan.table, await openBatch(rows, { shape, crypto, ...(only ? { only } : {}) }));
           releaseLarge(textIn(rows));
           opts.onProgress?.(done);
         }
@@ -60,6 +61,7 @@ export async function verifyInventory(client: ClientBase, inv: Inventory, key: M
   const batchSize = batchSizeOf(opts);
   const scan = new VerifyScan(inv, opts);
   const plans = await planInventory(client, inv);
+  let reopened: ScanResult | undefined;
   await inReadTransaction(client, async () => {
     for (const plan of plans) {
       await naming(plan, 'verifying', async () => {
@@ -82,7 +84,10 @@ export async function verifyInventory(client: ClientBase, inv: Inventory, key: M
         }
       });
     }
+    // Where the stored values differ from the written ones, every value there is opened, in the same snapshot.
+    const differing = scan.differingGroups();
+    if (differing.length > 0) reopened = await scanInventory(client, inv, new Keyring([key]), { batchSize }, inGroups(differing));
   });
-  return scan.finish(key);
+  return scan.finish(key, reopened);
 }
 

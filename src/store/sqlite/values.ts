@@ -21,7 +21,8 @@ import { BATCH_TEXT, TextBudget, mapAhead, withinBudget } from '../../engine/pip
 import { RowFailure, openBatch, resealBatch, undecryptable } from '../../engine/reseal';
 import { RowShape, rowShape } from '../../engine/rows';
 import { groupInventory } from '../../engine/tables';
-import { VerifyOptions, VerifyPart, VerifyResult, VerifyScan } from '../../engine/verify';
+import { PlaceFilter, VerifyOptions, VerifyPart, VerifyResult, VerifyScan, inGroups } from '../../engine/verify';
+import { Keyring } from '../../crypto/keyring';
 import { DEFAULT_BATCH_SIZE, KindCounter, ScanTally, batchSizeOf } from '../../engine/walk';
 import type { ValueCrypto } from '../../engine/value-crypto';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
@@ -147,8 +148,8 @@ async function* asAsync<T>(it: Iterable<T>): AsyncGenerator<T> {
 /** A row's id as text, as failures name it. */
 const idOf = (row: readonly unknown[]) => (row[ID_AT] as string | null) ?? '';
 
-/** Opens every value with `keys` (in the caller's read transaction); lists, never throws for, values that do not open. */
-export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: WalkOptions = {}): Promise<ScanResult> {
+/** Opens every value with `keys` (given `only`: those at its places), in the caller's read transaction; lists, never throws for, values that do not open. */
+export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: WalkOptions = {}, only?: PlaceFilter): Promise<ScanResult> {
   const batchSize = batchSizeOf(opts);
   const tables = planTables(db, inv);
   const crypto = storeCrypto(keys, undefined, opts, worthThreads(db, inv, batchSize));
@@ -156,7 +157,7 @@ export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: 
   const budget = new TextBudget();
   try {
     for (const t of tables) {
-      const opened = async (rows: unknown[][]) => ({ chars: textIn(rows), out: await openBatch(rows, { shape: t, crypto }) });
+      const opened = async (rows: unknown[][]) => ({ chars: textIn(rows), out: await openBatch(rows, { shape: t, crypto, ...(only ? { only } : {}) }) });
       for await (const { chars, out } of mapAhead(withinBudget(asAsync(batches(db, t, batchSize)), budget, textIn), opened, crypto.depth)) {
         const done = tally.add(t.table, out);
         budget.give(chars);
@@ -320,7 +321,10 @@ export async function verifyValues(db: Db, inv: Inventory, key: MasterKey, opts:
   rest?.catch(() => undefined);
   const scan = await verifyScan(db, tables, inv, opts, (i) => ({ below: middle[i] }));
   if (rest) scan.absorb(await rest);
-  return scan.finish(key);
+  // Where the stored values differ from the written ones, every value there is opened (on this connection, in its snapshot).
+  const differing = scan.differingGroups();
+  const reopened = differing.length > 0 ? await scanValues(db, inv, new Keyring([key]), { batchSize: opts.batchSize }, inGroups(differing)) : undefined;
+  return scan.finish(key, reopened);
 }
 
 /**
