@@ -3,6 +3,13 @@
  * whichever store reads the rows: options (batch size, where the crypto
  * runs, progress), the results of a scan and of a re-encryption, and the
  * counts per kind they add up.
+ *
+ * "The engine" is `src/engine/` and nothing else: the store-independent
+ * hot path that stores call with the rows they read (finding values,
+ * opening and re-sealing them in batches, digests, verification's sample,
+ * memory bounds). It imports no database driver and nothing of a store;
+ * the runbook is `src/rotation/`, the stores `src/store/`
+ * (docs/stores.md).
  */
 import { MasterKeyError, ErrorCode } from '../errors';
 import { Inventory, inventoryKinds } from '../inventory/inventory';
