@@ -91,7 +91,7 @@ function prefixHash(table: string, column: string): number {
 
 /** The group of a place (its table, column and row id; every value of a JSON document is in its row's group). */
 export function placeGroup(table: string, column: string, id: string): number {
-  return fnvText(prefixHash(table, column), id) % DIGEST_GROUPS;
+  return (fnvText(prefixHash(table, column), id) & (DIGEST_GROUPS - 1)) >>> 0;
 }
 
 /** The groups whose sums or counts differ between two digests (none known when either has no groups: then every group, if they differ at all). */
@@ -150,10 +150,21 @@ export class ValueDigest {
   private items = 0;
   private at = 0;
   private count = 0;
+  private lastHead?: Buffer;
+  private lastHeadHash = FNV_OFFSET;
+
+  /** The last table and column added, and where their bytes leave the group hash (consecutive values share them). */
+  private lastPlace = { table: '', column: '', hash: FNV_OFFSET };
+
+  private groupOf(table: string, column: string, id: string): number {
+    const last = this.lastPlace;
+    if (last.table !== table || last.column !== column) this.lastPlace = { table, column, hash: prefixHash(table, column) };
+    return (fnvText(this.lastPlace.hash, id) & (DIGEST_GROUPS - 1)) >>> 0;
+  }
 
   add(table: string, column: string, path: string | undefined, id: string, text: string): void {
     const head = `${table}\u0000${column}\u0000${path ?? ''}\u0000${id}\u0000`;
-    const group = placeGroup(table, column, id);
+    const group = this.groupOf(table, column, id);
     // At most 3 bytes per UTF-16 unit.
     const most = 3 * (head.length + text.length);
     if (most > LARGE) {
@@ -174,7 +185,7 @@ export class ValueDigest {
   addTextBytes(table: string, column: string, path: string | undefined, id: string, text: Uint8Array): void {
     const h = createHash('sha256');
     updateText(h, `${table}\u0000${column}\u0000${path ?? ''}\u0000${id}\u0000`);
-    this.addHash(placeGroup(table, column, id), h.update(text).digest());
+    this.addHash(this.groupOf(table, column, id), h.update(text).digest());
   }
 
   /**
@@ -183,8 +194,12 @@ export class ValueDigest {
    * bytes taken from `src` where they are.
    */
   addBytes(head: Buffer, src: Buffer, idStart: number, idLength: number, textStart: number, textLength: number): void {
-    // The group hashes `table NUL column NUL id`: the head without its last NUL, then the id.
-    const group = fnvBytes(fnvBytes(FNV_OFFSET, head, 0, head.length - 1), src, idStart, idStart + idLength) % DIGEST_GROUPS;
+    // The group hashes `table NUL column NUL id`: the head without its last NUL (hashed once per head), then the id.
+    if (head !== this.lastHead) {
+      this.lastHead = head;
+      this.lastHeadHash = fnvBytes(FNV_OFFSET, head, 0, head.length - 1);
+    }
+    const group = (fnvBytes(this.lastHeadHash, src, idStart, idStart + idLength) & (DIGEST_GROUPS - 1)) >>> 0;
     const size = head.length + idLength + 1 + textLength;
     if (size > LARGE) {
       const h = createHash('sha256').update(head).update(src.subarray(idStart, idStart + idLength)).update(NUL).update(src.subarray(textStart, textStart + textLength));

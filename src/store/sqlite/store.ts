@@ -126,20 +126,21 @@ class SqliteTx implements WriteTx {
     if (this.changesAtBegin === undefined || totalChanges(this.db) !== this.changesAtBegin) {
       throw new MasterKeyError('INTERNAL', 'The rotation must be the first write of its transaction (its backup copies the committed database); this is a bug in the caller.');
     }
-    const { inventory: inv, backup: sink } = r;
+    const { backup: sink, ...rotation } = r;
+    const inv = r.inventory;
     const dest = await sink.scratch(DATABASE_FILE);
     const handOver = async (values: number): Promise<BackupPart> => ({ files: [await sink.adopt(DATABASE_FILE)], values, locations: inventoryLocations(inv) });
     if (!readerAvailable() || !worthThreads(this.db, inv, r.batchSize)) {
       const backup = await handOver(await backupBesideWriter(this.path, inv, dest));
-      return { backup, reencrypted: await reencryptBeside(this.db, this.path, r) };
+      return { backup, reencrypted: await reencryptBeside(this.db, this.path, rotation) };
     }
     if (isWal(this.db)) {
-      const [reencrypted, backup] = await both(reencryptBeside(this.db, this.path, r), readerBackup(this.path, inv, dest).then(handOver));
+      const [reencrypted, backup] = await both(reencryptBeside(this.db, this.path, rotation), readerBackup(this.path, inv, dest).then(handOver));
       return { reencrypted, backup };
     }
     // The copy is made before this transaction writes; it is finished beside the rewriting.
     await copyDatabaseFile(this.path, dest);
-    const [reencrypted, backup] = await both(reencryptBeside(this.db, this.path, r), readerFinish(dest, inv).then(handOver));
+    const [reencrypted, backup] = await both(reencryptBeside(this.db, this.path, rotation), readerFinish(dest, inv).then(handOver));
     return { reencrypted, backup };
   }
 
