@@ -5,7 +5,7 @@
 export { MasterKey, ROTATION_RESOURCE_ID, defaultCliCommand, rotationLogicalId } from './master-key';
 export { MasterKeyInventory } from './inventory-source';
 export { ensureMasterkeyProvider, masterkeyKey, masterkeyProvider, masterkeyStatus } from './provider-binding';
-export type { DataMasterkeyStatus, DataMasterkeyStatusConfig, MasterkeyInstallationConfig, MasterkeyKey, MasterkeyKeyConfig, MasterkeyProvider } from './provider-binding';
+export type { DataMasterkeyStatus, DataMasterkeyStatusConfig, MasterkeyInstallationConfig, MasterkeyKey, MasterkeyKeyConfig, MasterkeyProvider, MasterkeyProviderConfig } from './provider-binding';
 export {
   CONFIG_FORMATS,
   DEFAULT_DATABASE_URL_ENV,
