@@ -34,7 +34,7 @@ export {
   nonEmptyInventoryRule,
   rotationPolicyRule,
 } from './policy-rules';
-export { MasterKeyPolicy, checkSuppressions, evaluatePolicy, formatFinding } from './policy';
+export { MasterKeyPolicy, RULE_FAILED_ID, checkSuppressions, evaluatePolicy, formatFinding } from './policy';
 export { DEFAULT_EPOCH, describeWindow, rotationWindow, windowStartIso } from './window';
 export type { RotationWindow } from './window';
 export { credentialKinds, findCredentials, looksLikeCredential } from './credentials';

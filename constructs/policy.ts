@@ -4,7 +4,8 @@
  * rules of your own) on every `MasterKey` in its scope and turns their
  * findings into annotations. Errors fail `cdktf synth` (cdktf prints the
  * construct path with each message); warnings are shown and the synth goes
- * on.
+ * on. A rule that throws does not crash the synth: it becomes a warning
+ * naming the rule (`MasterKey-RuleFailed`).
  *
  * Keys are recognised through `Symbol.for` markers, not `instanceof`, so a
  * policy from one copy of this library checks the keys of another copy (two
@@ -17,9 +18,52 @@ import { DEFAULT_MAX_ROTATION_DAYS, POLICY_RULES, noCredentialsRule } from './po
 import { FindingLevel, IPolicyRule, KeyDeclaration, MasterKeyPolicyProps, PolicyFinding, PolicyInput, PolicySuppression } from './types';
 import { Fail, failFor } from './validation';
 
-/** Runs the rules (minus suppressed ones) on one key. Pure. */
+/** The id of the warning that stands for a rule that threw or returned something other than findings. */
+export const RULE_FAILED_ID = 'MasterKey-RuleFailed';
+
+/**
+ * Runs the rules (minus suppressed ones) on one key. Pure. A rule that throws
+ * or returns something other than a list of findings yields one
+ * `MasterKey-RuleFailed` warning in its place: the other rules still run.
+ */
 export function evaluatePolicy(input: PolicyInput, rules: readonly IPolicyRule[] = POLICY_RULES, suppressed: ReadonlySet<string> = new Set()): PolicyFinding[] {
-  return rules.filter((r) => !suppressed.has(r.id)).flatMap((r) => r.check(input));
+  return rules.filter((r) => !suppressed.has(r.id)).flatMap((r) => runRule(r, input));
+}
+
+/** One rule's findings, or the warning that it failed. */
+function runRule(rule: IPolicyRule, input: PolicyInput): PolicyFinding[] {
+  let found: unknown;
+  try {
+    found = rule.check(input);
+  } catch (e) {
+    return [ruleFailed(rule, `threw ${quotable(e instanceof Error ? `${e.name}: ${e.message}` : String(e))}`)];
+  }
+  if (isPromise(found)) {
+    found.then(undefined, () => undefined); // its outcome is not waited for: a rejection must not crash the process either
+    return [ruleFailed(rule, 'returned a promise instead of a list of findings (rules run synchronously at synth)')];
+  }
+  if (!Array.isArray(found)) return [ruleFailed(rule, `returned ${quotable(found)} instead of a list of findings`)];
+  const malformed = found.findIndex((f) => !isFinding(f));
+  if (malformed >= 0) return [ruleFailed(rule, `returned a malformed finding (item ${malformed}: it needs a ruleId, a level of "error" or "warning", a problem and a fix, all text)`)];
+  return found as PolicyFinding[];
+}
+
+function isPromise(x: unknown): x is PromiseLike<unknown> {
+  return typeof (x as PromiseLike<unknown> | null)?.then === 'function';
+}
+
+function isFinding(f: unknown): f is PolicyFinding {
+  const o = f as Partial<Record<keyof PolicyFinding, unknown>> | null;
+  return typeof o === 'object' && o !== null && typeof o.ruleId === 'string' && Object.values(FindingLevel).includes(o.level as FindingLevel) && typeof o.problem === 'string' && typeof o.fix === 'string';
+}
+
+/** The warning for a rule that failed: which rule, how, and what to do. Never the rule's message when it looks like a credential. */
+function ruleFailed(rule: IPolicyRule, how: string): PolicyFinding {
+  const id = String(rule.id);
+  const fix = POLICY_RULES.includes(rule)
+    ? `this is a bug in cdktf-master-key, please report it; suppress ${id} with a reason to silence this warning`
+    : `correct the rule, or suppress ${id} with a reason`;
+  return { ruleId: RULE_FAILED_ID, level: FindingLevel.WARNING, problem: `the rule ${id} ${how}, so this key was not checked against it`, fix };
 }
 
 /** The one-line message of a finding as shown by synth. */

@@ -530,6 +530,27 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       ]);
     });
 
+    /** A rule of an organisation's own, which fails on every key. */
+    const broken = (fail: () => never) => ({ id: 'Acme-Broken', description: 'Throws.', check: fail });
+
+    it('turns a rule that throws into a warning naming the rule, and still synthesizes; the other rules still run', () => {
+      const { outdir, error } = synthToDisk((s) => {
+        Aspects.of(s).add(new MasterKeyPolicy({ additionalRules: [broken(() => { throw new TypeError("Cannot read properties of undefined (reading 'nfs')"); })] }));
+        new MasterKey(s, 'key', goodProps({ startCommand: 'systemctl start act' }));
+      });
+      try {
+        expect(error).toBeUndefined();
+        const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8'));
+        expect(manifest.stacks.stack.annotations.map((a: { level: string; message: string }) => `${a.level} ${a.message}`)).toEqual([
+          expect.stringMatching(/^@cdktf\/warn \[MasterKey-HealthCheck\] /),
+          '@cdktf/warn [MasterKey-RuleFailed] the rule Acme-Broken threw "TypeError: Cannot read properties of undefined (reading \'nfs\')", so this key was not checked against it. Fix: correct the rule, or suppress Acme-Broken with a reason.',
+        ]);
+        expect(readFileSync(join(outdir, 'stacks/stack/cdk.tf.json'), 'utf8')).toContain('terraform_data');
+      } finally {
+        removeScratch(outdir);
+      }
+    });
+
     it("runs an organisation's own rules after the built-in ones, from a policy or the key's own checks, and lets them be suppressed with a reason", () => {
       const nfs = { id: 'Acme-BackupOnNfs', description: 'Backups go to the NFS share.', check: ({ settings }: { settings: { backupDir?: string } }) => (settings.backupDir?.startsWith('/mnt/nfs/') ? [] : [{ ruleId: 'Acme-BackupOnNfs', level: FindingLevel.ERROR, problem: 'backupDir is not on /mnt/nfs', fix: 'back up to /mnt/nfs/<key>' }]) };
       const viaPolicy = stackWith(goodProps(), (s) => Aspects.of(s).add(new MasterKeyPolicy({ additionalRules: [nfs] })));
