@@ -216,7 +216,7 @@ async function benchLarge(adminUrl: string, dir: string, o: Options & { rows: nu
   await runInit(installationContext({ configFiles: [configPath], databaseUrlEnv: 'MK_LARGE_URL', inventory }, () => undefined, env), { generation: 1, createActSchema: false });
   const st = new Stack(dir, 'large');
   const keyAt = (generation: number) => (s: TerraformStack) =>
-    new MasterKeyConstruct(s, 'large', { name: 'large', generation, configFiles: [configPath], databaseUrlEnv: 'MK_LARGE_URL', inventory: o.inventory === 'act' ? MasterKeyInventory.act() : MasterKeyInventory.fromFile(inventoryPath), backupDir: join(dir, 'large-backups'), resourceType: 'provider' });
+    new MasterKeyConstruct(s, 'large', { name: 'large', generation, configFiles: [configPath], databaseUrlEnv: 'MK_LARGE_URL', inventory: o.inventory === 'act' ? MasterKeyInventory.act() : MasterKeyInventory.fromFile(inventoryPath), backupDir: join(dir, 'large-backups'), resourceType: RotationResourceType.PROVIDER });
   st.synth(keyAt(1));
   st.tf(['init'], env);
   st.tf(['apply', '-auto-approve'], env);
@@ -260,7 +260,7 @@ async function main(): Promise<number> {
       report.large = await benchLarge(adminUrl, dir, { ...o, rows: o.rows });
     } else {
       report.fleet = [];
-      for (const mode of ['provider', 'terraform_data'] as const) {
+      for (const mode of [RotationResourceType.PROVIDER, RotationResourceType.TERRAFORM_DATA]) {
         const root = join(dir, mode);
         process.stderr.write(`creating ${o.size} installations of ${o.secrets} secrets for ${mode} ...\n`);
         const fleet = await createFleet(adminUrl, root, o.size, { secrets: o.secrets, prefix: mode === 'provider' ? 'p' : 't' });

@@ -12,7 +12,7 @@
  */
 import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MasterKey as MasterKeyConstruct, MasterKeyProps, masterkeyStatus } from '../../constructs';
+import { MasterKey as MasterKeyConstruct, MasterKeyProps, RotationResourceType, masterkeyStatus } from '../../constructs';
 import { MasterKey, parseKey } from '../../src/crypto/key';
 import { actCodec } from '../../src/crypto/codec';
 import { Scenario, actScenario, dbSnapshot, keyLeaks, keyLine, readPlaintexts } from './scenario';
@@ -40,7 +40,7 @@ export function providerTerraformSuite(store: StoreFixture): void {
       configFiles: [scn.configPath, node2],
       backupDir: join(scn.dir, 'backups'),
       reportDir: join(scn.dir, 'reports'),
-      resourceType: 'provider',
+      resourceType: RotationResourceType.PROVIDER,
       ...extra,
     });
     const synth = (generation: number, extra: Partial<MasterKeyProps> = {}, more?: (k: MasterKeyConstruct) => void) =>
