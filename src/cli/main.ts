@@ -19,10 +19,10 @@ import { show } from './commands/show';
 import { status } from './commands/status';
 import { verify } from './commands/verify';
 import { CliCommand, Io } from './options';
-import { provider } from '../provider/command';
+import { providerInstall, providerPackage } from '../provider/command';
 import { aesGcmEngineDescription } from '../crypto/gcm-batch';
 
-const COMMANDS: readonly CliCommand[] = [init, plan, apply, status, verify, show, set, recover, restore, provider];
+const COMMANDS: readonly CliCommand[] = [init, plan, apply, status, verify, show, set, recover, restore, providerInstall, providerPackage];
 
 /** This package's version (from its package.json, found above this file in src/ or dist/). */
 function packageVersion(): string {

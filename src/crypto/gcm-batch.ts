@@ -158,7 +158,7 @@ interface NativeModule {
 function nativeDir(): string | undefined {
   for (let dir = __dirname, i = 0; i < 5; i++, dir = dirname(dir)) {
     const d = join(dir, 'native');
-    if (existsSync(join(d, 'gcm_batch.c'))) return d;
+    if (existsSync(join(d, 'binding.gyp'))) return d;
   }
   return undefined;
 }
