@@ -165,10 +165,10 @@ describe.each([POSTGRES, SQLITE_WAL].map((st) => [st.name, st] as const))('real 
 });
 
 describe('inventory files', () => {
-  it('the ACT preset, the benchmark inventory and the README example match the schema', () => {
+  it('the ACT preset, the benchmark inventory and the example of docs/inventory.md match the schema', () => {
     expectValid('inventory', ACT_PRESET);
     expectValid('inventory', BENCH_INVENTORY);
-    const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
+    const readme = readFileSync(join(__dirname, '..', 'docs', 'inventory.md'), 'utf8');
     const example = /Any other schema is declared the same way in a JSON file:\n\n```json\n([\s\S]*?)```/.exec(readme);
     expect(example).not.toBeNull();
     expectValid('inventory', JSON.parse(example![1]));

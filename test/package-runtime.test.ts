@@ -127,6 +127,6 @@ describe('the package with only its runtime dependencies', () => {
     rmSync(join(without.root, 'node_modules', 'better-sqlite3'), { recursive: true, force: true });
     const r = status(without.root);
     expect(r.status).toBe(7);
-    expect(r.stderr).toMatch(/^master-key: SQLite support needs the optional package better-sqlite3 \(12\.x\), which is not installed or did not build; run `npm install better-sqlite3@12` .* \[DB_UNREACHABLE\]\n$/);
+    expect(r.stderr).toMatch(/^master-key: SQLite support needs the optional package better-sqlite3 \(12\.x\), which is not installed or did not build \(npm 11 runs its install script only when your package\.json allows it\): add `"allowScripts": \{ "better-sqlite3": true \}` to your package\.json, run `npm rebuild better-sqlite3` .* \[DB_UNREACHABLE\]\n$/);
   });
 });

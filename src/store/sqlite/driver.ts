@@ -33,7 +33,7 @@ export function sqliteModule(): DatabaseConstructor {
   } catch (e) {
     throw new MasterKeyError(
       'DB_UNREACHABLE',
-      'SQLite support needs the optional package better-sqlite3 (12.x), which is not installed or did not build; run `npm install better-sqlite3@12` (it compiles with python3, make and a C++ compiler) and try again.',
+      'SQLite support needs the optional package better-sqlite3 (12.x), which is not installed or did not build (npm 11 runs its install script only when your package.json allows it): add `"allowScripts": { "better-sqlite3": true }` to your package.json, run `npm rebuild better-sqlite3` (or `npm install better-sqlite3@12`; it builds with python3, make and a C++ compiler), and try again.',
       {},
       { cause: e },
     );
