@@ -4,14 +4,17 @@
  * mirror's index.json and <version>.json, checked with the real tools:
  * `sha256sum -c`, `unzip`, and terraform itself (`providers lock
  * -fs-mirror`, `init` through a `filesystem_mirror` CLI configuration, the
- * provider started from the archive); a zip with one byte changed, or a
+ * provider started from the archive, `init` through a `network_mirror`
+ * served over HTTPS); a zip with one byte changed, or a
  * well-formed zip with one byte of one file changed, is refused. Also the
  * launcher's one sentence when Node.js is missing, and the lock file
  * entry that keeps `terraform init` from warning.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, cpSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { scratchDir } from '../scripts/scratch';
 import { archiveEntries, hashV1, packedDir, recordInLockFile, zipEntries } from '../src/provider/release';
@@ -160,6 +163,60 @@ describe('master-key provider package --out DIR', () => {
       expect(r.status).toBe(0);
       expect(r.stdout).not.toContain('Incomplete lock file information');
       expect(lockHashes()).toEqual([printed.h1, printed.zh]);
+    });
+
+    it('terraform init through a network_mirror: the --out directory served as static files over HTTPS (index.json, <version>.json with the hashes, the zip)', async () => {
+      const certs = scratchDir('mk-release-tls-');
+      const openssl = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost', '-days', '1', '-keyout', join(certs, 'key.pem'), '-out', join(certs, 'cert.pem')], { encoding: 'utf8' });
+      expect(openssl.status).toBe(0);
+      const served: string[] = [];
+      const server = createServer({ key: readFileSync(join(certs, 'key.pem')), cert: readFileSync(join(certs, 'cert.pem')) }, (req, res) => {
+        const path = join(out, decodeURIComponent(new URL(req.url!, 'https://localhost').pathname));
+        served.push(path.slice(out.length));
+        if (!path.startsWith(out + '/') || !existsSync(path)) {
+          res.writeHead(404).end();
+          return;
+        }
+        res.writeHead(200, { 'content-type': path.endsWith('.json') ? 'application/json' : 'application/zip' }).end(readFileSync(path));
+      });
+      await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+      try {
+        const port = (server.address() as AddressInfo).port;
+        const config = join(work, 'net.tfrc');
+        writeFileSync(config, `provider_installation {\n  network_mirror {\n    url     = "https://localhost:${port}/"\n    include = ["cdktf-master-key/masterkey"]\n  }\n}\n`);
+        rmSync(join(work, '.terraform.lock.hcl'), { force: true });
+        // terraform trusts the test's certificate through SSL_CERT_FILE; it runs asynchronously, so this process can serve it.
+        const init = () =>
+          new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
+            rmSync(join(work, '.terraform.lock.hcl'), { force: true });
+            const child = spawn('terraform', ['init', '-input=false', '-no-color'], { cwd: work, env: { ...process.env, TF_CLI_CONFIG_FILE: config, TF_DATA_DIR: scratchDir('mk-release-tf-data-'), SSL_CERT_FILE: join(certs, 'cert.pem'), CHECKPOINT_DISABLE: '1' } });
+            let stdout = '';
+            let stderr = '';
+            child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+            child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+            child.on('close', (code) => done({ code, stdout, stderr }));
+          });
+        const r = await init();
+        expect(r.stderr).toBe('');
+        expect(r.code).toBe(0);
+        expect(r.stdout).toContain(`- Installed cdktf-master-key/masterkey v${VERSION}`);
+        const prefix = '/registry.terraform.io/cdktf-master-key/masterkey/';
+        expect([...new Set(served)]).toEqual([`${prefix}index.json`, `${prefix}${VERSION}.json`, `${prefix}${ZIP}`]);
+        expect(lockHashes()).toEqual([printed.h1]);
+        // terraform checks the download against the hashes <version>.json lists: a wrong one is refused.
+        const versionJson = join(dir, `${VERSION}.json`);
+        const good = readFileSync(versionJson, 'utf8');
+        try {
+          writeFileSync(versionJson, good.replace(printed.h1, `h1:${createHash('sha256').update('another package').digest('base64')}`).replace(printed.zh, `zh:${'0'.repeat(64)}`));
+          const refused = await init();
+          expect(refused.code).not.toBe(0);
+          expect(refused.stderr.replace(/\s+/g, ' ')).toMatch(/Error: Failed to install provider .*(checksum|doesn't match)/);
+        } finally {
+          writeFileSync(versionJson, good);
+        }
+      } finally {
+        await new Promise<void>((done) => server.close(() => done()));
+      }
     });
 
     it('a zip with one byte changed is refused; so is a well-formed zip with one byte of one file changed', () => {
