@@ -21,8 +21,8 @@ interface Packed {
   readonly files: ReadonlyArray<{ readonly path: string; readonly size: number }>;
 }
 
-/** The size budget: what the tarball may weigh (the figures of this version are in the commit that set them). */
-const PACKAGE_BUDGET = { files: 300, packedBytes: 450_000, unpackedBytes: 1_400_000 };
+/** The size budget: about a fifth above what the tarball weighed when it was set (243 files, 300,568 bytes packed, 1,008,519 unpacked). */
+const PACKAGE_BUDGET = { files: 280, packedBytes: 360_000, unpackedBytes: 1_200_000 };
 
 describe('the published package (npm pack --dry-run --json)', () => {
   let packed: Packed;
