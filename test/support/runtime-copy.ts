@@ -1,6 +1,7 @@
 /**
  * The package as someone who installed it would have it: the built CLI and
- * constructs (dist/src, dist/constructs, the JSON Schemas they load) plus
+ * constructs (dist/src, dist/constructs, the JSON Schemas they load, the
+ * prebuilt addon) plus
  * ONLY the runtime dependency closure of package.json (`dependencies` and the
  * `optionalDependencies` that are installed, plus the peer dependencies named
  * in `peers`), copied into a folder of its own.
@@ -26,6 +27,8 @@ export function runtimeCopy(dir: string, opts: { peers?: readonly string[] } = {
     cpSync(join(REPO, part), join(dir, part), { recursive: true });
   }
   writeFileSync(join(dir, 'package.json'), readFileSync(join(REPO, 'package.json')));
+  // The addon as the package ships it: its gyp file and the prebuilds (no build folder).
+  for (const part of ['native/binding.gyp', 'native/prebuilds']) cpSync(join(REPO, part), join(dir, part), { recursive: true });
   for (const pkg of runtimeClosure(opts)) {
     const target = join(dir, relative(REPO, pkg));
     if (existsSync(target)) continue;
