@@ -6,7 +6,6 @@
 import { removeScratch, scratchDir } from '../scripts/scratch';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Client } from 'pg';
 import { pgpassLine } from '../scripts/local-act';
@@ -141,8 +140,9 @@ describe('npm start (scripts/demo.ts)', () => {
 
   it('without --dir, works in .mk-work/demo (MK_WORK_DIR/demo), which the next run replaces: runs do not pile up, nothing is left in the temp directory', () => {
     const work = scratchDir('mk-demo-work-');
-    const env = { ...childEnv(), MK_WORK_DIR: work };
-    const tmpBefore = readdirSync(tmpdir());
+    // A temp directory of its own, so that what the demo leaves there is all that is there.
+    const tmp = scratchDir('mk-demo-tmp-');
+    const env = { ...childEnv(), MK_WORK_DIR: work, TMPDIR: tmp };
     for (let i = 0; i < 2; i++) {
       const r = spawnSync(process.execPath, [DEMO, '--store', 'sqlite', '--secrets', '8', '--no-terraform'], { env, encoding: 'utf8', timeout: 170_000 });
       expect(r.stderr).toBe('');
@@ -153,7 +153,7 @@ describe('npm start (scripts/demo.ts)', () => {
     expect(readdirSync(work)).toEqual(['demo']);
     expect(existsSync(join(work, 'demo', 'left-by-the-first-run'))).toBe(false);
     expect(readdirSync(join(work, 'demo', 'backups'))).toHaveLength(1);
-    expect(readdirSync(tmpdir()).filter((e) => !tmpBefore.includes(e))).toEqual([]);
+    expect(readdirSync(tmp)).toEqual([]);
   }, 180_000);
 
   it('pgpassLine escapes the separators', () => {
