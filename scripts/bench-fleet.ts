@@ -39,6 +39,7 @@ import { withTestSql } from '../test/support/sql';
 import { seedActSecrets } from './local-act';
 import { BENCH_INVENTORY, BENCH_TABLE, plaintext, restoreBench, seedBench } from './bench-data';
 import { Installation, createFleet, declareFleet, dropFleet, fleetEnv } from './fleet';
+import { parseOrExit } from './usage';
 
 interface Options {
   readonly size: number;
@@ -244,8 +245,26 @@ async function benchLarge(adminUrl: string, dir: string, o: Options & { rows: nu
   };
 }
 
+export const BENCH_FLEET_USAGE = `npm run bench:fleet -- [options]
+
+Times terraform plan and apply over a fleet of installations (one stack of
+MasterKey resources per installation, through the provider and through
+terraform_data + local-exec), or, with --rows, the provider's refresh and
+plan on one large installation.
+
+Options:
+  --size <n>               installations in the fleet (default 20)
+  --secrets <n>            secrets per installation (default 1000)
+  --parallelism <n>        terraform's -parallelism (default 5)
+  --rows <n>               instead: one installation of n secrets
+  --store postgres|sqlite  with --rows: the store of that installation (default postgres)
+  --inventory bench|act    with --rows: its secrets (the bench's one column, or the ACT preset's tables)
+  --json                   print the report as JSON
+  --help                   this text
+`;
+
 async function main(): Promise<number> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = parseOrExit('bench:fleet', BENCH_FLEET_USAGE, process.argv.slice(2), parseArgs);
   const dir = mkdtempSync(join(tmpdir(), 'mk-bench-fleet-'));
   let server: EmbeddedServer | undefined;
   const fleets: Installation[][] = [];

@@ -118,7 +118,7 @@ function terraform(args: readonly string[], cwd: string, env: NodeJS.ProcessEnv)
 }
 
 /** Runs synth, init and plan/apply; returns the exit code. */
-export function main(argv: readonly string[]): number {
+export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command !== 'plan' && command !== 'apply') {
     process.stderr.write('Usage: node dist/scripts/tf.js <plan|apply> [terraform args...]\n');
@@ -149,8 +149,8 @@ export function main(argv: readonly string[]): number {
     return 3;
   }
   if (problems.length > 0) process.stderr.write(`Warning: the plan is shown, but an apply would fail:\n${sentences(problems)}\n`);
-  // A stack using our provider gets it in its own implicit local mirror, so init finds it offline.
-  installProviderBesideStacks(outdir);
+  // A stack using our provider gets its release archive in its own implicit local mirror and its hashes in the lock file, so init finds and verifies it offline.
+  await installProviderBesideStacks(outdir);
   const env = terraformEnv(process.env, root, interactive);
   const colour = !!process.stdout.isTTY;
   for (const s of synth.stacks) {
@@ -165,5 +165,11 @@ export function main(argv: readonly string[]): number {
 }
 
 if (require.main === module) {
-  process.exitCode = main(process.argv.slice(2));
+  main(process.argv.slice(2)).then(
+    (code) => (process.exitCode = code),
+    (e: unknown) => {
+      process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

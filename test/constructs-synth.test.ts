@@ -673,7 +673,7 @@ describe('cdktf and cdktn', () => {
     for (const f of filesUnder(out)) expect(readFileSync(f, 'utf8')).not.toContain(hex);
   }, 180_000);
 
-  it('`npx cdktf synth` of the example (the real cdktf CLI) writes masterkey_key and installs the provider into the implicit local mirror of the stack (terraform.d/plugins)', () => {
+  it('`npx cdktf synth` of the example (the real cdktf CLI) writes masterkey_key and installs the provider\'s release archive into the implicit local mirror of the stack (terraform.d/plugins), its hashes in the lock file', () => {
     const dir = scratchDir('mk-cdktf-cli-');
     const cli = join(__dirname, '..', 'node_modules', 'cdktf-cli', 'bundle', 'bin', 'cdktf');
     const r = spawnSync(process.execPath, [cli, 'synth', '--output', join(dir, 'out')], {
@@ -685,8 +685,9 @@ describe('cdktf and cdktn', () => {
     expect(r.status).toBe(0);
     const stackDir = join(dir, 'out', 'stacks', 'master-key');
     expect(Object.keys(JSON.parse(readFileSync(join(stackDir, 'cdk.tf.json'), 'utf8')).resource)).toEqual(['masterkey_key']);
-    const launcher = join(stackDir, 'terraform.d', 'plugins', 'registry.terraform.io', 'cdktf-master-key', 'masterkey', providerVersion(), terraformPlatform(), `terraform-provider-masterkey_v${providerVersion()}`);
-    expect(statSync(launcher).mode & 0o111).toBe(0o111);
+    const zip = join(stackDir, 'terraform.d', 'plugins', 'registry.terraform.io', 'cdktf-master-key', 'masterkey', `terraform-provider-masterkey_${providerVersion()}_${terraformPlatform()}.zip`);
+    expect(statSync(zip).isFile()).toBe(true);
+    expect(readFileSync(join(stackDir, '.terraform.lock.hcl'), 'utf8')).toMatch(/provider "registry\.terraform\.io\/cdktf-master-key\/masterkey" \{[^}]*"h1:[^"]+",\n {4}"zh:[0-9a-f]{64}",/);
   }, 180_000);
 
   it('the example app picks its library from MK_CDK or the `cdk` context key, else cdktf when both are installed', () => {
