@@ -6,6 +6,7 @@
  */
 import { isAbsolute } from 'node:path';
 import { isConfigFormat } from '../config/formats';
+import { isLocalAddress } from '../context/nodes';
 import { parseEpoch, rotationWindow } from '../../constructs/window';
 import { UNKNOWN, ObjectValue, Value } from './cty';
 import type { Installation } from './engine';
@@ -35,7 +36,7 @@ export function validateInstallation(o: ObjectValue): Diagnostic[] {
   if (Array.isArray(files)) {
     if (files.length === 0) d.push(attributeError('config_files', 'config_files is empty; list the absolute path of the config file holding the key (one per server node).'));
     files.forEach((f, i) => {
-      if (typeof f === 'string' && !isAbsolute(f)) d.push(attributeError('config_files', `config_files[${i}] "${f}" is not an absolute path; write it absolute, e.g. with abspath().`, '', i));
+      if (typeof f === 'string' && isLocalAddress(f) && !isAbsolute(f)) d.push(attributeError('config_files', `config_files[${i}] "${f}" is not an absolute path; write it absolute, e.g. with abspath().`, '', i));
     });
     const known = files.filter((f): f is string => typeof f === 'string');
     if (new Set(known).size !== known.length) d.push(attributeError('config_files', 'config_files lists the same file twice; list each config file once.'));

@@ -12,16 +12,13 @@
  * (the CLI's plan).
  */
 import { readFileSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { configTarget, readConfigEntry } from '../config/config-file';
+import { join } from 'node:path';
 import { ConfigFormat } from '../config/formats';
-import { ErrorCode, MasterKeyError } from '../errors';
-import { loadInventory } from '../inventory/inventory';
+import { InstallationSettings, Spelling, buildContext } from '../context/build';
+import { ErrorCode } from '../errors';
 import { Context, quietProgress } from '../rotation/context';
 import { Declared } from '../rotation/decide';
-import { FaultPoints } from '../rotation/faults';
 import { assertNoPending } from '../rotation/keys';
-import { defaultPendingPath } from '../rotation/pending';
 import { runApply } from '../rotation/phases';
 import { RotationPlan } from '../rotation/plan';
 import { gather } from '../rotation/preflight';
@@ -49,35 +46,26 @@ export interface Installation {
   readonly healthCommand?: string;
 }
 
-/** Builds the engine's context as the CLI does from the same options. */
+/** How terraform users name the settings: by the arguments of the resource and the data source. */
+export const TERRAFORM_SPELLING: Spelling = {
+  databaseUrlEnv: (name) => (name ? `database_url_env = "${name}"` : 'database_url_env'),
+  databaseUrlEntry: (name) => (name ? `database_url_entry = "${name}"` : 'database_url_entry'),
+  exportWhere: ' in the shell that runs terraform',
+};
+
+/** The engine's context, built as the CLI builds it (`buildContext`); report_dir defaults to backup_dir when that is given. */
 export function installationContext(a: Installation, log: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Context {
-  const keyName = a.keyName ?? 'ACT_MASTER_KEY';
-  const targets = a.configFiles.map((p) => configTarget(p, keyName, a.configFormat));
-  const primary = targets[0].path;
-  let databaseUrl: string;
-  if (a.databaseUrlEntry !== undefined) {
-    databaseUrl = readConfigEntry(targets[0], a.databaseUrlEntry);
-  } else {
-    const name = a.databaseUrlEnv ?? 'DATABASE_URL';
-    databaseUrl = env[name] ?? '';
-    if (!databaseUrl) {
-      throw new MasterKeyError('USAGE', `The environment variable ${name} is not set; export the database URL in it in the shell that runs terraform (or name another with database_url_env, or use database_url_entry).`);
-    }
-  }
-  const backupDir = a.backupDir ?? join(dirname(primary), 'master-key-backups');
-  return {
-    targets,
-    databaseUrl,
-    inventory: loadInventory(a.inventory ?? 'act'),
-    pendingPath: defaultPendingPath(primary),
-    backupDir,
-    reportDir: a.reportDir ?? (a.backupDir !== undefined ? backupDir : join(dirname(primary), 'master-key-reports')),
+  const settings: InstallationSettings = {
+    configFiles: a.configFiles,
+    configFormat: a.configFormat,
+    keyName: a.keyName,
+    databaseUrl: a.databaseUrlEntry !== undefined ? { entry: a.databaseUrlEntry } : a.databaseUrlEnv !== undefined ? { env: a.databaseUrlEnv } : undefined,
+    inventory: a.inventory,
+    backupDir: a.backupDir,
+    reportDir: a.reportDir ?? a.backupDir,
     hooks: { stop: a.stopCommand, start: a.startCommand, health: a.healthCommand },
-    log,
-    progress: quietProgress,
-    faults: new FaultPoints(env.MASTER_KEY_TEST_KILL_AT),
-    now: () => new Date(),
   };
+  return buildContext(settings, { env, log, progress: quietProgress, spelling: TERRAFORM_SPELLING });
 }
 
 /** The key's real state, as terraform's refresh reads it. */
