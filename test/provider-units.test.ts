@@ -16,7 +16,7 @@ import { validateKey } from '../src/provider/arguments';
 import { makeIdentity } from '../src/provider/certificate';
 import { UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from '../src/provider/cty';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, loadProto } from '../src/provider/plugin-server';
-import { parseImportId } from '../src/provider/provider';
+import { parseImportId } from '../src/provider/key-resource';
 import { KEY_RESOURCE, objectOf, typed } from '../src/provider/schema';
 import { caught } from './support/errors';
 

@@ -1,71 +1,35 @@
 /**
  * The provider's one seam to the rotation engine: everything the provider
  * does to a database or a config file goes through the functions here, which
- * call the same engine code as the CLI (`runApply`, `runStatus`, `runVerify`,
- * and the facts `master-key plan` gathers, `gather`) in this process, on
- * either store: no shell, no argv.
- * When the engine's entry points move, this is the file to re-point.
+ * call the same code as the CLI (the context from `buildContext`, then
+ * `runApply`, `runStatus`, `runVerify`, and the facts `master-key plan`
+ * gathers, `gather`) in this process, on either store: no shell, no argv.
+ * When the rotation's entry points move, this is the file to re-point. It is
+ * loaded on first use (`./engine-loader.ts`), with the database drivers.
  *
  * Refresh and plan must stay fast on a large database, so they count sealed
  * values by query (`Store.count`, on either store) and prove the key with
- * the canary instead of opening every row; `verify` asks for the full scan
- * (the CLI's plan).
+ * the canary instead of opening every row; `verify` asks for the full scan.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigFormat } from '../config/formats';
-import { InstallationSettings, Spelling, buildContext } from '../context/build';
+import { buildContext } from '../context/build';
 import { ErrorCode } from '../errors';
-import { Context, quietProgress } from '../rotation/context';
+import { Context } from '../rotation/context';
 import { Declared } from '../rotation/decide';
 import { assertNoPending } from '../rotation/keys';
 import { runApply } from '../rotation/phases';
 import { RotationPlan } from '../rotation/plan';
 import { gather } from '../rotation/preflight';
-import { runRecover } from '../rotation/recover';
-import { renderStatus, runStatus, StatusResult } from '../rotation/status';
+import { runStatus, StatusResult } from '../rotation/status';
 import { runVerify } from '../rotation/verify';
 import { withStore } from '../store/open';
 import type { InventoryCounts } from '../store/store';
+import { InstallationObject, RotationArguments, providerSurface, settingsOf } from './arguments';
 
-export { renderStatus, runRecover };
-export type { StatusResult };
-
-/** Where an installation is and how to rotate it: the resource's and data source's arguments. */
-export interface Installation {
-  readonly configFiles: readonly string[];
-  readonly configFormat?: ConfigFormat;
-  readonly keyName?: string;
-  readonly databaseUrlEnv?: string;
-  readonly databaseUrlEntry?: string;
-  readonly inventory?: string;
-  readonly backupDir?: string;
-  readonly reportDir?: string;
-  readonly stopCommand?: string;
-  readonly startCommand?: string;
-  readonly healthCommand?: string;
-}
-
-/** How terraform users name the settings: by the arguments of the resource and the data source. */
-export const TERRAFORM_SPELLING: Spelling = {
-  databaseUrlEnv: (name) => (name ? `database_url_env = "${name}"` : 'database_url_env'),
-  databaseUrlEntry: (name) => (name ? `database_url_entry = "${name}"` : 'database_url_entry'),
-  exportWhere: ' in the shell that runs terraform',
-};
-
-/** The engine's context, built as the CLI builds it (`buildContext`); report_dir defaults to backup_dir when that is given. */
-export function installationContext(a: Installation, log: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Context {
-  const settings: InstallationSettings = {
-    configFiles: a.configFiles,
-    configFormat: a.configFormat,
-    keyName: a.keyName,
-    databaseUrl: a.databaseUrlEntry !== undefined ? { entry: a.databaseUrlEntry } : a.databaseUrlEnv !== undefined ? { env: a.databaseUrlEnv } : undefined,
-    inventory: a.inventory,
-    backupDir: a.backupDir,
-    reportDir: a.reportDir ?? a.backupDir,
-    hooks: { stop: a.stopCommand, start: a.startCommand, health: a.healthCommand },
-  };
-  return buildContext(settings, { env, log, progress: quietProgress, spelling: TERRAFORM_SPELLING });
+/** The context a resource's or data source's (known) arguments describe: the CLI's `buildContext`, lines to the provider's log. */
+export function contextOf(o: InstallationObject & RotationArguments, log: (line: string) => void): Context {
+  return buildContext(settingsOf(o), providerSurface(log));
 }
 
 /** The key's real state, as terraform's refresh reads it. */
@@ -116,9 +80,9 @@ function counted(ctx: Context): Promise<InventoryCounts> {
  * (`master-key verify`); with `refusePending`, an interrupted rotation is the
  * CLI's ROTATION_INTERRUPTED error.
  */
-export async function readKey(ctx: Context, opts: { verify?: boolean; maxAgeMs?: number; refusePending?: boolean } = {}): Promise<KeyFacts> {
+export async function keyFacts(ctx: Context, opts: { verify?: boolean; maxAgeDays?: number; refusePending?: boolean } = {}): Promise<KeyFacts> {
   if (opts.refusePending) assertNoPending(ctx);
-  const status = await runStatus(ctx, { maxAgeMs: opts.maxAgeMs });
+  const status = await runStatus(ctx, { maxAgeMs: opts.maxAgeDays !== undefined ? opts.maxAgeDays * 86_400_000 : undefined });
   const secrets = await counted(ctx);
   let undecryptable: number | undefined;
   if (opts.verify) undecryptable = (await runVerify(ctx)).scan.failureCount;
@@ -157,7 +121,7 @@ export interface KeyPlan {
  * Throws the CLI's errors for what stops a plan (pending rotation, wrong
  * key, missing canary, ...).
  */
-export async function planKey(ctx: Context, declared: Declared, opts: { verify?: boolean } = {}): Promise<KeyPlan> {
+export async function rotationPlan(ctx: Context, declared: Declared, opts: { verify?: boolean } = {}): Promise<KeyPlan> {
   assertNoPending(ctx);
   return withStore(ctx.databaseUrl, { doing: 'planning the rotation', label: 'terraform-provider-masterkey' }, async (store) => {
     const g = await gather(ctx, store, declared, { open: opts.verify === true });
@@ -169,13 +133,13 @@ export async function planKey(ctx: Context, declared: Declared, opts: { verify?:
 }
 
 /** Apply: `master-key apply` (generating the new key), in this process. */
-export async function applyKey(ctx: Context, declared: Declared, newKeyOut?: string): Promise<{ rotated: boolean; reportMarkdown?: string; verificationFailures?: number }> {
+export async function applyDeclared(ctx: Context, declared: Declared, newKeyOut?: string): Promise<{ rotated: boolean; reportMarkdown?: string; verificationFailures?: number }> {
   const r = await runApply(ctx, { ...declared, newKey: { kind: 'generate' }, newKeyOut });
   if (r.action === 'none') return { rotated: false };
   return { rotated: true, reportMarkdown: r.reportFiles.markdown, verificationFailures: r.report.verification.failures };
 }
 
 /** Counts the secrets now (apply checks them against the plan's before it rotates). */
-export function countNow(ctx: Context): Promise<InventoryCounts> {
+export function countSecrets(ctx: Context): Promise<InventoryCounts> {
   return counted(ctx);
 }
