@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { scratchDir } from '../scripts/scratch';
 import { ExitCode } from '../src/errors';
 import { InstallationSettings, Spelling, Surface, buildContext } from '../src/context/build';
-import { LOCAL } from '../src/context/nodes';
+import { LOCAL } from '../src/config/nodes';
 import { quietProgress } from '../src/rotation/context';
 import { caught } from './support/errors';
 import { childEnv, runCli } from './support/scenario';

@@ -16,14 +16,14 @@ import { FaultPoints } from '../rotation/faults';
 import { Hooks } from '../rotation/hooks';
 import { defaultPendingPath } from '../rotation/pending';
 import { resolveStoreUrl } from '../store/open';
-import { configNode } from './nodes';
+import { configNode } from '../config/nodes';
 
 /** Where the database URL comes from: an environment variable, an entry of the primary config file, or (neither given) the default. */
 export type DatabaseUrlSource = { readonly env: string } | { readonly entry: string };
 
 /** An installation as the user declares it; everything but the config files has a default. */
 export interface InstallationSettings {
-  /** Each node's config file by address (see `./nodes`); the first is the primary. */
+  /** Each node's config file by address (see `src/config/nodes.ts`); the first is the primary. */
   readonly configFiles: readonly string[];
   /** @default from each file's extension (.json, .xml/.config), else dotenv */
   readonly configFormat?: ConfigFormat;

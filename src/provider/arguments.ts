@@ -7,7 +7,7 @@
 import { isAbsolute } from 'node:path';
 import { ConfigFormat, isConfigFormat } from '../config/formats';
 import type { InstallationSettings, Spelling, Surface } from '../context/build';
-import { isLocalAddress } from '../context/nodes';
+import { isLocalAddress } from '../config/nodes';
 import { quietProgress } from '../rotation/context';
 import type { Declared } from '../rotation/decide';
 import { parseEpoch, rotationWindow } from '../../constructs/window';

@@ -5,7 +5,7 @@
  * output sinks.
  */
 import { ConfigTarget } from '../config/config-file';
-import type { ConfigNode } from '../context/nodes';
+import type { ConfigNode } from '../config/nodes';
 import { Inventory } from '../inventory/inventory';
 import { FaultPoints } from './faults';
 import { Hooks } from './hooks';

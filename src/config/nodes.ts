@@ -10,8 +10,8 @@
  * the work of the SSH transport (DESIGN.md section 9), which adds a host kind
  * beside `local` here and is refused until then.
  */
-import { ConfigFormat } from '../config/formats';
-import { ConfigTarget, configTarget } from '../config/config-file';
+import { ConfigFormat } from './formats';
+import { ConfigTarget, configTarget } from './config-file';
 import { MasterKeyError } from '../errors';
 
 /** Where a node's files are. */
