@@ -1,0 +1,315 @@
+/**
+ * The provider's terraform scenarios, each a named function proving one
+ * behaviour through the real terraform binary against a real installation
+ * (test/support/provider-installation.ts). They run in the order of
+ * `PROVIDER_SCENARIOS`, each starting from where the one before left the
+ * installation (its doc comment says what it leaves), on every store the
+ * suite is given (test/support/provider-suite.ts).
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MasterKey as MasterKeyConstruct, masterkeyStatus } from '../../constructs';
+import { actCodec } from '../../src/crypto/codec';
+import { MasterKey } from '../../src/crypto/key';
+import { ADDRESS, ProviderInstallation } from './provider-installation';
+import { dbSnapshot, keyLeaks, keyLine } from './scenario';
+import { withTestSql } from './sql';
+import { allCommandLines, descendants, waitFor } from './terraform';
+
+export interface ProviderScenario {
+  /** What it proves, as the test's title. */
+  readonly title: string;
+  readonly run: (t: ProviderInstallation) => Promise<void> | void;
+}
+
+const total = (byKind: Record<string, number>) => Object.values(byKind).reduce((a, b) => a + b, 0);
+
+/** Leaves the stack declared at generation 1 and terraform initialised. */
+function initsOfflineFromTheLocalMirror(t: ProviderInstallation): void {
+  t.declare(1);
+  expect(t.terraform(['init'])).toContain('Installed cdktf-master-key/masterkey v0.1.0');
+  const lock = readFileSync(join(t.ws.stackDir, '.terraform.lock.hcl'), 'utf8');
+  expect(lock).toContain('provider "registry.terraform.io/cdktf-master-key/masterkey"');
+  expect(lock).toMatch(/"h1:[A-Za-z0-9+/=]+"/);
+}
+
+/** Adopts the key at generation 1: the resource is created, nothing on the server changes. */
+async function plansTheKeyAsItIs(t: ProviderInstallation): Promise<void> {
+  const before = await dbSnapshot(t.url);
+  const key = t.current();
+  const plan = t.terraform(['plan', '-detailed-exitcode'], 2);
+  expect(plan).toContain(`# ${ADDRESS} will be created`);
+  expect(plan).toMatch(new RegExp(`\\+ fingerprint\\s+= "${key.fingerprint}"`));
+  expect(plan).toMatch(/\+ database_generation\s+= 1/);
+  expect(plan).toMatch(new RegExp(`\\+ secrets\\s+= ${total(t.byKind)}\\b`));
+  for (const [kind, n] of Object.entries(t.byKind)) expect(plan).toMatch(new RegExp(`"${kind}"\\s+= ${n}\\b`));
+  expect(plan).toMatch(/\+ nodes_in_sync\s+= true/);
+  t.terraform(['apply', '-auto-approve']);
+  expect(await dbSnapshot(t.url)).toBe(before);
+  expect(t.current().equals(key)).toBe(true);
+  t.expectNoChanges();
+}
+
+/** Rotates to the next generation through a saved plan (and keeps its trace log for the leak scan). */
+async function rotatesOnAGenerationBump(t: ProviderInstallation): Promise<void> {
+  const old = t.current();
+  const from = t.generation;
+  t.declare(from + 1);
+  const plan = t.terraform(['plan', '-detailed-exitcode'], 2);
+  expect(plan).toContain(`# ${ADDRESS} will be updated in-place`);
+  expect(plan).toMatch(new RegExp(`~ fingerprint\\s+= "${old.fingerprint}" -> \\(known after apply\\)`));
+  expect(plan).toMatch(new RegExp(`~ database_generation\\s+= ${from} -> ${from + 1}`));
+  expect(plan).toMatch(new RegExp(`~ generation\\s+= ${from} -> ${from + 1}`));
+  expect(plan).toContain('Plan: 0 to add, 1 to change, 0 to destroy.');
+  // The saved plan's JSON holds the counts, known at plan time.
+  t.terraform(['plan', '-out=rotate.tfplan']);
+  const json = JSON.parse(t.terraform(['show', '-json', 'rotate.tfplan']));
+  const change = json.resource_changes.find((c: { address: string }) => c.address === ADDRESS).change;
+  expect(change.after.secrets_by_kind).toEqual(t.byKind);
+  expect(change.after_unknown.fingerprint).toBe(true);
+  const applied = t.terraform(['apply', 'rotate.tfplan'], 0, { TF_LOG: 'trace', TF_LOG_PATH: join(t.ws.dir, 'trace.log') });
+  expect(applied).toContain('Apply complete! Resources: 0 added, 1 changed, 0 destroyed.');
+  const rotated = t.current();
+  t.keys.push(rotated);
+  expect(rotated.equals(old)).toBe(false);
+  expect(t.node2Key().equals(rotated)).toBe(true);
+  await t.expectAllOpenWith(rotated);
+  const attrs = t.stateAttributes();
+  expect(attrs).toEqual(expect.objectContaining({ fingerprint: rotated.fingerprint, database_generation: from + 1, undecryptable: 0, nodes_in_sync: true, key_age_days: 0 }));
+  expect(existsSync(attrs.last_report as string)).toBe(true);
+  t.expectNoChanges();
+  const trace = readFileSync(join(t.ws.dir, 'trace.log'), 'utf8');
+  expect(trace).toContain('configured automatic mTLS');
+  expect(trace).toContain('ApplyResourceChange');
+  t.ws.transcript.push(trace);
+}
+
+/** The key rotated by the CLI (the next generation); the configuration then declares it. */
+function showsARotationByHand(t: ProviderInstallation): void {
+  const before = t.current();
+  const from = t.generation;
+  expect(t.cli(['apply']).code).toBe(0);
+  const byHand = t.current();
+  t.keys.push(byHand);
+  const plan = t.terraform(['plan']);
+  expect(plan).toContain('Objects have changed outside of Terraform');
+  expect(plan).toMatch(new RegExp(`~ fingerprint\\s+= "${before.fingerprint}" -> "${byHand.fingerprint}"`));
+  expect(plan).toMatch(new RegExp(`~ database_generation\\s+= ${from} -> ${from + 1}`));
+  expect(plan).toContain(`is at generation ${from + 1}, ahead of the declared generation ${from}: the key was rotated outside Terraform`);
+  t.declare(from + 1);
+  t.terraform(['apply', '-auto-approve']);
+  t.expectNoChanges();
+}
+
+/** A hand-edited node is set back to the database's key; the database is untouched. */
+async function setsAnOutOfStepNodeBack(t: ProviderInstallation): Promise<void> {
+  const key = t.current();
+  const before = await dbSnapshot(t.url);
+  t.editKey(t.node2, MasterKey.generate());
+  const plan = t.terraform(['plan', '-detailed-exitcode'], 2);
+  expect(plan).toContain(`# ${ADDRESS} will be updated in-place`);
+  expect(plan).toMatch(/~ nodes_in_sync\s+= false -> true/);
+  t.terraform(['apply', '-auto-approve']);
+  expect(readFileSync(t.node2, 'utf8')).toContain(keyLine(key));
+  expect(await dbSnapshot(t.url)).toBe(before);
+  t.expectNoChanges();
+}
+
+/** A wrong key in the primary config stops the plan of a rotation; the configuration is declared back as it was. */
+async function refusesAWrongKeyAtPlan(t: ProviderInstallation): Promise<void> {
+  const declared = t.generation;
+  const key = t.current();
+  t.declare(declared + 1);
+  const before = await dbSnapshot(t.url);
+  const good = readFileSync(t.primary);
+  const wrong = MasterKey.generate();
+  t.editKey(t.primary, wrong);
+  try {
+    const r = t.try(['apply', '-auto-approve']);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('Error: Old master key incorrect');
+    expect(r.out).toContain('OLD_KEY_INCORRECT');
+    expect(r.out).not.toContain('Apply complete');
+    expect(await dbSnapshot(t.url)).toBe(before);
+    expect(readFileSync(t.node2, 'utf8')).toContain(keyLine(key));
+    t.keys.push(wrong);
+  } finally {
+    writeFileSync(t.primary, good);
+  }
+  t.declare(declared);
+}
+
+/** Destroy removes the resource from the state only. */
+async function destroyOnlyForgets(t: ProviderInstallation): Promise<void> {
+  const before = await t.everythingOnTheServer();
+  const out = t.terraform(['destroy', '-auto-approve']);
+  expect(out).toContain('was removed from the Terraform state only: the master key, the database and the config files are left as they are');
+  expect(out).toContain('Destroy complete! Resources: 1 destroyed.');
+  expect(await t.everythingOnTheServer()).toEqual(before);
+  expect(JSON.parse(t.ws.state()).resources).toEqual([]);
+}
+
+/** Imports the key back (both ways); leaves it in the state as declared. */
+function importsTheInstallation(t: ProviderInstallation): void {
+  const key = t.current();
+  const json = JSON.parse(t.ws.synthesized.at(-1)!);
+  const args = Object.fromEntries(Object.entries(json.resource.masterkey_key.master_key_act).filter(([k]) => k !== '//' && k !== 'provider'));
+  expect(t.terraform(['import', ADDRESS, JSON.stringify(args)])).toContain('Import successful!');
+  const shown = t.terraform(['state', 'show', ADDRESS]);
+  expect(shown).toMatch(new RegExp(`fingerprint\\s+= "${key.fingerprint}"`));
+  expect(shown).toMatch(new RegExp(`database_generation\\s+= ${t.generation}`));
+  expect(t.terraform(['plan'])).not.toMatch(/will be (updated|created|destroyed|replaced)/);
+  t.terraform(['state', 'rm', ADDRESS]);
+  // The short id names only the key and its config files: the other arguments of the configuration show as an update.
+  const id = `act:${t.primary},${t.node2}`;
+  t.declare(t.generation, {}, (k) => k.key!.importFrom(id));
+  const plan = t.terraform(['plan']);
+  expect(plan).toContain(`# (imported from "${id}")`);
+  expect(plan).toMatch(new RegExp(`  fingerprint\\s+= "${key.fingerprint}"`));
+  expect(plan).toContain('Plan: 1 to import, 0 to add, 1 to change, 0 to destroy.');
+  t.terraform(['apply', '-auto-approve']);
+  t.declare(t.generation);
+  t.expectNoChanges();
+}
+
+/**
+ * terraform killed with -9 in the stop hook: nothing changed, the next plan
+ * stops, `master-key recover` undoes it. The provider killed right after
+ * COMMIT: recover finishes the rotation (generation + 1), and terraform
+ * then records it.
+ */
+async function losesNothingWhenKilled(t: ProviderInstallation): Promise<void> {
+  const key = t.current();
+  const from = t.generation;
+  const ready = join(t.ws.dir, 'stop-hook-ready');
+  const go = join(t.ws.dir, 'stop-hook-go');
+  t.declare(from + 1, { stopCommand: `touch '${ready}'; while [ ! -e '${go}' ]; do sleep 0.1; done`, healthCommand: 'true', startCommand: 'true' });
+  const before = await dbSnapshot(t.url);
+  const tf = t.ws.start(['apply', '-auto-approve'], t.env);
+  const exited = new Promise((r) => tf.once('exit', r));
+  let killed: number[] = [];
+  try {
+    await waitFor('the stop hook', () => existsSync(ready));
+    t.processArgs.push(allCommandLines());
+    killed = [tf.pid!, ...descendants(tf.pid!)];
+    for (const pid of killed) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone (e.g. the hook's sleep)
+      }
+    }
+    await exited;
+    await waitFor('every killed process to be gone', () => killed.every((p) => !existsSync(`/proc/${p}/stat`) || readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z')));
+  } finally {
+    writeFileSync(go, '');
+  }
+  expect(await dbSnapshot(t.url)).toBe(before);
+  const blocked = t.try(['plan']);
+  expect(blocked.code).toBe(1);
+  expect(blocked.out).toContain('An interrupted rotation');
+  expect(blocked.out).toContain('ROTATION_INTERRUPTED');
+  const undone = t.cli(['recover']);
+  expect(undone.code).toBe(0);
+  expect(undone.stdout + undone.stderr).toContain('Undid the interrupted rotation');
+  await t.expectAllOpenWith(t.current());
+  expect(t.current().equals(key)).toBe(true);
+
+  // Killed right after COMMIT (the provider dies with terraform still running): recover finishes the rotation.
+  t.declare(from + 1);
+  const crashed = t.try(['apply', '-auto-approve'], { MASTER_KEY_TEST_KILL_AT: 'committed' });
+  expect(crashed.code).toBe(1);
+  const finished = t.cli(['recover']);
+  expect(finished.stdout + finished.stderr).toContain('Finished the interrupted rotation');
+  const rotated = t.current();
+  t.keys.push(rotated);
+  expect(rotated.equals(key)).toBe(false);
+  await t.expectAllOpenWith(rotated);
+  const plan = t.terraform(['plan', '-detailed-exitcode'], 2);
+  expect(plan).toMatch(new RegExp(`~ database_generation\\s+= ${from} -> ${from + 1}`));
+  t.terraform(['apply', '-auto-approve']);
+  t.expectNoChanges();
+}
+
+/** A value sealed under another key: a plan-time error with verifySecrets, an apply-time one without; the value is put back. */
+async function refusesValuesThatDoNotOpen(t: ProviderInstallation): Promise<void> {
+  const declared = t.generation;
+  const [row] = await withTestSql(t.url, (db) => db.query<{ id: string | number; v: string }>('SELECT id, access_token AS v FROM git_credentials ORDER BY id LIMIT 1'));
+  const stranger = actCodec().seal(MasterKey.generate(), Buffer.from('sealed under another key'));
+  await withTestSql(t.url, (db) => db.query('UPDATE git_credentials SET access_token = $2 WHERE id = $1', [row.id, stranger]));
+  try {
+    const before = await dbSnapshot(t.url);
+    const configsBefore = [readFileSync(t.primary), readFileSync(t.node2)].map((b) => b.toString('hex'));
+    t.declare(declared + 1, { verifySecrets: true });
+    const planned = t.try(['plan']);
+    expect(planned.code).toBe(1);
+    expect(planned.out).toContain('1 stored value(s) do not open with the old key');
+    expect(planned.out).toContain('UNDECRYPTABLE_ROWS');
+    t.declare(declared + 1);
+    t.terraform(['plan', '-detailed-exitcode'], 2);
+    const applied = t.try(['apply', '-auto-approve']);
+    expect(applied.code).toBe(1);
+    expect(applied.out).toContain(`git_credentials.access_token id=${row.id}`);
+    expect(applied.out).toContain('UNDECRYPTABLE_ROWS');
+    expect(await dbSnapshot(t.url)).toBe(before);
+    expect([readFileSync(t.primary), readFileSync(t.node2)].map((b) => b.toString('hex'))).toEqual(configsBefore);
+    const again = t.terraform(['plan']);
+    expect(again).toContain(`# ${ADDRESS} will be updated in-place`);
+    expect(again).not.toMatch(/tainted|must be replaced/);
+  } finally {
+    await withTestSql(t.url, (db) => db.query('UPDATE git_credentials SET access_token = $2 WHERE id = $1', [row.id, row.v]));
+  }
+  t.declare(declared);
+  t.expectNoChanges();
+}
+
+/** masterkey_status with a postcondition: passes while the key is young enough, fails the plan once it is not. */
+function statusFailsThePlanWhenOverdue(t: ProviderInstallation): void {
+  const declared = t.generation;
+  const status = (maxAgeDays: number) => (k: MasterKeyConstruct) =>
+    masterkeyStatus(k, 'status', {
+      configFiles: [t.primary, t.node2],
+      maxAgeDays,
+      lifecycle: { postcondition: [{ condition: '${!self.overdue && self.nodes_in_sync}', errorMessage: 'The ACT master key is overdue or a node is out of step: rotate it.' }] },
+    });
+  t.declare(declared, {}, status(365));
+  t.expectNoChanges();
+  t.declare(declared, {}, status(0.00001)); // under a second: the key is older than that by now
+  const overdue = t.try(['plan']);
+  expect(overdue.code).toBe(1);
+  expect(overdue.out).toContain('The ACT master key is overdue or a node is out of step: rotate it.');
+  t.declare(declared);
+}
+
+/** Every key the installation had, and the database password, appear nowhere terraform wrote or printed, nor in any process's arguments. */
+function leaksNoKeyNorPassword(t: ProviderInstallation): void {
+  t.terraform(['plan', '-out=final.tfplan']);
+  const planJson = t.terraform(['show', '-json', 'final.tfplan']);
+  const stateJson = t.terraform(['show', '-json']);
+  const haystack = [t.ws.everything(), planJson, stateJson, ...t.processArgs].join('\n');
+  expect(t.keys.length).toBeGreaterThanOrEqual(5);
+  expect(haystack).toContain('configured automatic mTLS');
+  expect(keyLeaks(haystack, t.keys)).toEqual([]);
+  const password = decodeURIComponent(new URL(t.url).password);
+  if (t.store.kind === 'postgres') expect(password).not.toBe('');
+  if (password) expect(haystack).not.toContain(password);
+  expect(haystack).toContain(t.current().fingerprint);
+}
+
+export const PROVIDER_SCENARIOS: readonly ProviderScenario[] = [
+  { title: 'inits offline from the implicit local mirror and records the provider in .terraform.lock.hcl', run: initsOfflineFromTheLocalMirror },
+  { title: 'plans the key at its current generation with its fingerprint and secrets_by_kind; apply changes nothing; the next plan has no changes', run: plansTheKeyAsItIs },
+  {
+    title: 'a generation bump plans an in-place update (fingerprint known after apply, counts known now); apply rotates every secret and node; the next plan has no changes',
+    run: rotatesOnAGenerationBump,
+  },
+  { title: 'a rotation by hand outside terraform shows in the plan as changed outside of Terraform, with a warning to declare it', run: showsARotationByHand },
+  { title: "a node's config edited by hand shows nodes_in_sync = false, and apply sets the node back to the database's key", run: setsAnOutOfStepNodeBack },
+  { title: 'a wrong key in the primary config is a plan-time error "Old master key incorrect" and nothing changes', run: refusesAWrongKeyAtPlan },
+  { title: 'destroy only forgets: database, config files, backups and reports stay byte for byte', run: destroyOnlyForgets },
+  { title: 'imports the installation with `terraform import` and with an import block', run: importsTheInstallation },
+  { title: 'kill -9 of terraform during apply, then `master-key recover`, loses nothing; a pending rotation is a plan-time error until then', run: losesNothingWhenKilled },
+  { title: 'a stored value that does not open is a plan-time error with verifySecrets, and without it an apply-time diagnostic that taints nothing', run: refusesValuesThatDoNotOpen },
+  { title: 'masterkey_status fails the plan through a postcondition once the key is older than max_age_days', run: statusFailsThePlanWhenOverdue },
+  { title: 'no key and no database password in state, plan JSON, trace logs, outputs or any process arguments', run: leaksNoKeyNorPassword },
+];
