@@ -9,10 +9,11 @@
  * (`./engine.ts`, the provider's one seam to the rotation).
  */
 import { MasterKeyError } from '../errors';
+import { count } from '../format';
 import { INSTALLATION_ARGUMENTS, declaredOf, validateKey } from './arguments';
-import { UNKNOWN, Value, hasUnknown } from './cty';
+import { UNKNOWN, Value, hasUnknown, sameValue } from './cty';
 import { codeLine, error, warning } from './diagnostics';
-import type { KeyFacts } from './engine';
+import type { KeyFacts, KeyPlan } from './engine';
 import { engine } from './engine-loader';
 import { log } from './plugin-server';
 import type { Diagnostic } from './protocol';
@@ -67,6 +68,20 @@ function lookable(o: KeyObject): boolean {
   return !needed.some((a) => hasUnknown(o[a]));
 }
 
+/**
+ * The counts of the secrets a plan shows: the refresh's, kept in the prior
+ * state, when it read the same installation (terraform plans again at apply
+ * time, from the state the user's plan was made with, and holds the
+ * provider to the values it showed then); else the plan's own.
+ */
+function plannedCounts(prior: KeyObject | null, proposed: KeyObject, now: KeyPlan['plan']['secrets']): Pick<KeyObject, 'secrets' | 'secrets_by_kind'> {
+  const sameInstallation = prior !== null && INSTALLATION_ARGUMENTS.every((a) => sameValue(prior[a], proposed[a]));
+  if (sameInstallation && isCounted(prior.secrets) && prior.secrets_by_kind !== null && prior.secrets_by_kind !== UNKNOWN) {
+    return { secrets: prior.secrets, secrets_by_kind: prior.secrets_by_kind };
+  }
+  return { secrets: now.total, secrets_by_kind: { ...now.byKind } };
+}
+
 /** The warning of a database ahead of the declared generation: the key was rotated outside terraform. */
 function aheadWarning(name: Value, databaseGeneration: number, declared: number, fingerprint: string): Diagnostic {
   return warning(
@@ -75,7 +90,13 @@ function aheadWarning(name: Value, databaseGeneration: number, declared: number,
   );
 }
 
-/** Plan: the data-level dry run. A rotation due is an in-place update whose new fingerprint is known after apply; the secrets are counted now. */
+/**
+ * Plan: the data-level dry run. A rotation due is an in-place update whose
+ * new fingerprint is known after apply. The counts shown are the refresh's
+ * (`plannedCounts`), and so are the key's age and what is known of the
+ * last report: what terraform's second plan at apply time sees too. Apply
+ * counts again and refuses a rotation when they changed.
+ */
 export async function planKey(prior: KeyObject | null, proposed: KeyObject): Promise<Outcome<{ planned: KeyObject; private?: PlannedPrivate }>> {
   const planned: KeyObject = { ...proposed, id: proposed.name };
   if (!lookable(proposed)) {
@@ -87,12 +108,20 @@ export async function planKey(prior: KeyObject | null, proposed: KeyObject): Pro
   const kp = await engine().rotationPlan(contextFor(proposed), declared, { verify: proposed.verify_secrets === true });
   const p = kp.plan;
   const rotate = p.action === 'rotate';
+  const counts = plannedCounts(prior, proposed, p.secrets);
   const diagnostics: Diagnostic[] = [];
   if (rotate) for (const x of kp.problems) diagnostics.push(error(x.message, codeLine(x.code, '`master-key apply` refuses the same way and exits')));
   if (!rotate && p.fromGeneration > declared.targetGeneration) diagnostics.push(aheadWarning(proposed.name, p.fromGeneration, declared.targetGeneration, p.oldFingerprint));
+  if (rotate && counts.secrets !== p.secrets.total) {
+    diagnostics.push(
+      warning(
+        `The database holds ${count(p.secrets.total)} secrets now, but held ${count(counts.secrets as number)} when Terraform read it; this plan shows those, and applying it will refuse with PLAN_STALE.`,
+        'Run terraform plan again (with refresh, the default) to plan the rotation of the secrets as they are.',
+      ),
+    );
+  }
   Object.assign(planned, {
-    secrets: p.secrets.total,
-    secrets_by_kind: { ...p.secrets.byKind },
+    ...counts,
     nodes_in_sync: true,
     database_generation: p.toGeneration,
     ...(rotate
@@ -100,7 +129,7 @@ export async function planKey(prior: KeyObject | null, proposed: KeyObject): Pro
       : {
           fingerprint: p.oldFingerprint,
           key_set_at: p.keySetAt,
-          key_age_days: ageDays(p.keySetAt, at),
+          key_age_days: prior && prior.key_set_at === p.keySetAt && isCounted(prior.key_age_days) ? prior.key_age_days : ageDays(p.keySetAt, at),
           last_report: prior ? prior.last_report : UNKNOWN,
           undecryptable: prior ? prior.undecryptable : null,
         }),
@@ -109,20 +138,24 @@ export async function planKey(prior: KeyObject | null, proposed: KeyObject): Pro
   return { value: { planned, private: priv }, diagnostics };
 }
 
-/** What apply re-checks before it changes anything: a rotation's secrets are as many as the plan counted. */
+/** What apply re-checks before it changes anything: a rotation's secrets are those the plan counted, of the same kinds. */
 async function refuseUnlessPlanHolds(ctx: ReturnType<typeof contextFor>, planned: KeyObject, priv: PlannedPrivate | undefined): Promise<void> {
   if (!priv?.rotate || !isCounted(planned.secrets)) return;
   const now = await engine().countSecrets(ctx);
-  if (now.values !== planned.secrets) {
-    throw new MasterKeyError('PLAN_STALE', `The database holds ${now.values} secrets now but the plan counted ${planned.secrets}; nothing was changed: run terraform plan again and review it.`);
+  const kindsChanged = planned.secrets_by_kind !== null && planned.secrets_by_kind !== UNKNOWN && !sameValue(planned.secrets_by_kind, { ...now.byKind });
+  if (now.values !== planned.secrets || kindsChanged) {
+    const what = now.values !== planned.secrets ? `holds ${count(now.values)} secrets now but the plan counted ${count(planned.secrets)}` : `holds as many secrets as the plan counted (${count(now.values)}), but of other kinds`;
+    throw new MasterKeyError('PLAN_STALE', `The database ${what}; nothing was changed: run terraform plan again and review it.`);
   }
 }
 
 /**
  * Create and update: `master-key apply` for what the plan declared, in this
  * process (a new key generated here, never leaving it except into the
- * config files and new_key_file). The new state is the key's real state
- * after it.
+ * config files and new_key_file). The new state keeps the values the plan
+ * showed of what a rotation does not decide (the counts, the key's age:
+ * terraform holds the provider to them) and fills in the rest from the key's
+ * real state after it.
  */
 async function applyPlanned(planned: KeyObject, priv: PlannedPrivate | undefined): Promise<Outcome<KeyObject>> {
   const ctx = contextFor(planned);
@@ -134,13 +167,26 @@ async function applyPlanned(planned: KeyObject, priv: PlannedPrivate | undefined
   const r = await engine().applyDeclared(ctx, declared, typeof planned.new_key_file === 'string' ? planned.new_key_file : undefined);
   const f = await engine().keyFacts(ctx);
   const facts = keyComputed(planned, f, r.rotated ? new Date() : at);
+  const kept = <K extends keyof KeyObject>(k: K, fact: KeyObject[K]): KeyObject[K] => (planned[k] === UNKNOWN ? fact : planned[k]);
   const state: KeyObject = {
     ...planned,
     ...facts,
-    undecryptable: r.rotated ? (r.verificationFailures ?? 0) : planned.undecryptable === UNKNOWN ? null : planned.undecryptable,
-    last_report: r.rotated ? (r.reportMarkdown ?? null) : planned.last_report !== UNKNOWN ? planned.last_report : facts.last_report,
+    secrets: kept('secrets', facts.secrets),
+    secrets_by_kind: kept('secrets_by_kind', facts.secrets_by_kind),
+    key_age_days: kept('key_age_days', facts.key_age_days),
+    undecryptable: r.rotated ? (r.verificationFailures ?? 0) : kept('undecryptable', null),
+    last_report: r.rotated ? (r.reportMarkdown ?? null) : kept('last_report', facts.last_report),
   };
-  return { value: state, diagnostics: [] };
+  const diagnostics =
+    state.secrets === facts.secrets
+      ? []
+      : [
+          warning(
+            `The database holds ${count(facts.secrets as number)} secrets now; the plan counted ${count(state.secrets as number)}, and the state keeps that count until the next refresh.`,
+            r.rotated ? 'The rotation re-encrypted every secret the database held when it ran: a server wrote some after the plan.' : 'Nothing was re-encrypted.',
+          ),
+        ];
+  return { value: state, diagnostics };
 }
 
 /** Create: adopt the installation, rotating the key when the declaration says it is due. */

@@ -12,7 +12,7 @@ import { MasterKey as MasterKeyConstruct, masterkeyStatus } from '../../construc
 import { actCodec } from '../../src/crypto/codec';
 import { MasterKey } from '../../src/crypto/key';
 import { ADDRESS, ProviderInstallation } from './provider-installation';
-import { dbSnapshot, keyLeaks, keyLine } from './scenario';
+import { dbSnapshot, keyLeaks, keyLine, readPlaintexts } from './scenario';
 import { withTestSql } from './sql';
 import { allCommandLines, descendants, waitFor } from './terraform';
 
@@ -23,6 +23,12 @@ export interface ProviderScenario {
 }
 
 const total = (byKind: Record<string, number>) => Object.values(byKind).reduce((a, b) => a + b, 0);
+
+/** The resource's change in a saved plan's JSON: what it will be, and which of that is known only after apply. */
+function plannedChange(t: ProviderInstallation, planFile: string): { after: Record<string, unknown>; after_unknown: Record<string, unknown> } {
+  const json = JSON.parse(t.terraform(['show', '-json', planFile]));
+  return json.resource_changes.find((c: { address: string }) => c.address === ADDRESS).change;
+}
 
 /** Leaves the stack declared at generation 1 and terraform initialised. */
 function initsOfflineFromTheLocalMirror(t: ProviderInstallation): void {
@@ -63,8 +69,7 @@ async function rotatesOnAGenerationBump(t: ProviderInstallation): Promise<void> 
   expect(plan).toContain('Plan: 0 to add, 1 to change, 0 to destroy.');
   // The saved plan's JSON holds the counts, known at plan time.
   t.terraform(['plan', '-out=rotate.tfplan']);
-  const json = JSON.parse(t.terraform(['show', '-json', 'rotate.tfplan']));
-  const change = json.resource_changes.find((c: { address: string }) => c.address === ADDRESS).change;
+  const change = plannedChange(t, 'rotate.tfplan');
   expect(change.after.secrets_by_kind).toEqual(t.byKind);
   expect(change.after_unknown.fingerprint).toBe(true);
   const applied = t.terraform(['apply', 'rotate.tfplan'], 0, { TF_LOG: 'trace', TF_LOG_PATH: join(t.ws.dir, 'trace.log') });
@@ -82,6 +87,42 @@ async function rotatesOnAGenerationBump(t: ProviderInstallation): Promise<void> 
   expect(trace).toContain('configured automatic mTLS');
   expect(trace).toContain('ApplyResourceChange');
   t.ws.transcript.push(trace);
+}
+
+
+/**
+ * A server writes a secret between the saved plan of a rotation and its
+ * apply: apply refuses with PLAN_STALE (not terraform's "inconsistent final
+ * plan"), nothing changes; a new plan counts the secret, and its apply
+ * rotates it with the others (the next generation). The secret is removed.
+ */
+async function refusesASavedPlanMadeStaleByANewSecret(t: ProviderInstallation): Promise<void> {
+  const key = t.current();
+  t.declare(t.generation + 1);
+  t.terraform(['plan', '-out=stale.tfplan']);
+  const counted = plannedChange(t, 'stale.tfplan').after.secrets as number;
+  const place = await t.store.addSecret(t.url, key, 'written after the plan');
+  try {
+    const before = await t.everythingOnTheServer();
+    const stale = t.try(['apply', 'stale.tfplan']);
+    expect(stale.code).toBe(1);
+    expect(stale.out).toContain(`Error: The database holds ${counted + 1} secrets now but the plan counted ${counted}; nothing was changed: run terraform plan again and review it.`);
+    expect(stale.out).toContain('Error code PLAN_STALE');
+    expect(stale.out).toContain(`Warning: The database holds ${counted + 1} secrets now, but held ${counted} when Terraform read it`);
+    expect(stale.out).not.toMatch(/inconsistent|bug in the provider/);
+    expect(await t.everythingOnTheServer()).toEqual(before);
+
+    t.terraform(['plan', '-out=fresh.tfplan']);
+    expect(plannedChange(t, 'fresh.tfplan').after.secrets).toBe(counted + 1);
+    t.terraform(['apply', 'fresh.tfplan']);
+    const rotated = t.current();
+    t.keys.push(rotated);
+    await t.expectAllOpenWith(rotated);
+    expect(await readPlaintexts(t.url, rotated, [place])).toEqual(new Map([[place, 'written after the plan']]));
+  } finally {
+    await t.store.removeSecretAt(t.url, place);
+  }
+  t.expectNoChanges();
 }
 
 /** The key rotated by the CLI (the next generation); the configuration then declares it. */
@@ -303,13 +344,17 @@ export const PROVIDER_SCENARIOS: readonly ProviderScenario[] = [
     title: 'a generation bump plans an in-place update (fingerprint known after apply, counts known now); apply rotates every secret and node; the next plan has no changes',
     run: rotatesOnAGenerationBump,
   },
+  {
+    title: 'a secret written between a saved plan and its apply: apply refuses with PLAN_STALE and changes nothing; the next plan counts it and its apply rotates it',
+    run: refusesASavedPlanMadeStaleByANewSecret,
+  },
   { title: 'a rotation by hand outside terraform shows in the plan as changed outside of Terraform, with a warning to declare it', run: showsARotationByHand },
   { title: "a node's config edited by hand shows nodes_in_sync = false, and apply sets the node back to the database's key", run: setsAnOutOfStepNodeBack },
   { title: 'a wrong key in the primary config is a plan-time error "Old master key incorrect" and nothing changes', run: refusesAWrongKeyAtPlan },
   { title: 'destroy only forgets: database, config files, backups and reports stay byte for byte', run: destroyOnlyForgets },
   { title: 'imports the installation with `terraform import` and with an import block', run: importsTheInstallation },
   { title: 'kill -9 of terraform during apply, then `master-key recover`, loses nothing; a pending rotation is a plan-time error until then', run: losesNothingWhenKilled },
-  { title: 'a stored value that does not open is a plan-time error with verifySecrets, and without it an apply-time diagnostic that taints nothing', run: refusesValuesThatDoNotOpen },
+    { title: 'a stored value that does not open is a plan-time error with verifySecrets, and without it an apply-time diagnostic that taints nothing', run: refusesValuesThatDoNotOpen },
   { title: 'masterkey_status fails the plan through a postcondition once the key is older than max_age_days', run: statusFailsThePlanWhenOverdue },
   { title: 'no key and no database password in state, plan JSON, trace logs, outputs or any process arguments', run: leaksNoKeyNorPassword },
 ];
