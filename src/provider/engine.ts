@@ -22,9 +22,9 @@ import { runApply } from '../rotation/phases';
 import { RotationPlan } from '../rotation/plan';
 import { gather } from '../rotation/preflight';
 import { runStatus, StatusResult } from '../rotation/status';
-import { runVerify } from '../rotation/verify';
+import { runVerify, scanWith } from '../rotation/verify';
 import { withStore } from '../store/open';
-import type { InventoryCounts } from '../store/store';
+import type { InventoryCounts, SecretFailure } from '../store/store';
 import { InstallationObject, RotationArguments, providerSurface, settingsOf } from './arguments';
 
 /** The context a resource's or data source's (known) arguments describe: the CLI's `buildContext`, lines to the provider's log. */
@@ -108,16 +108,27 @@ export interface Problem {
   readonly code: ErrorCode;
 }
 
-/** What terraform's plan shows: the engine's rotation plan (its secrets counted, or opened with `verify`), with its blockers as coded problems. */
+/** Stored values that do not open with a key: how many, the first ones (never a value), and the key. */
+export interface Undecryptable {
+  readonly count: number;
+  readonly rows: readonly SecretFailure[];
+  readonly fingerprint: string;
+}
+
+/** What terraform's plan shows: the engine's rotation plan (its secrets counted, or opened with `verify`), with what would stop the rotation. */
 export interface KeyPlan {
   readonly plan: RotationPlan;
+  /** With `verify`: the values that do not open with the database's key (rotation due or not). */
+  readonly undecryptable?: Undecryptable;
+  /** Preflight problems of a rotation that is due (unwritable files, a full disk, ...). */
   readonly problems: readonly Problem[];
 }
 
 /**
  * The data-level dry run: the facts `master-key plan` gathers, with the
- * secrets counted by the store instead of opened (fast). With `verify` it
- * is `master-key plan` itself (every secret opened with the old key).
+ * secrets counted by the store instead of opened (fast). With `verify`,
+ * every secret is opened with the database's key as well, whether a
+ * rotation is due (`master-key plan`) or not (`master-key verify`).
  * Throws the CLI's errors for what stops a plan (pending rotation, wrong
  * key, missing canary, ...).
  */
@@ -125,10 +136,10 @@ export async function rotationPlan(ctx: Context, declared: Declared, opts: { ver
   assertNoPending(ctx);
   return withStore(ctx.databaseUrl, { doing: 'planning the rotation', label: 'terraform-provider-masterkey' }, async (store) => {
     const g = await gather(ctx, store, declared, { open: opts.verify === true });
-    // The plan's blockers in order: undecryptable rows first, then the preflight problems.
-    const problems: Problem[] = g.scan && g.scan.failureCount > 0 ? [{ message: g.plan.blockers[0], code: 'UNDECRYPTABLE_ROWS' }] : [];
-    for (const p of g.facts.preflight) problems.push({ message: p.problem, code: p.code });
-    return { plan: g.plan, problems };
+    const scan = opts.verify ? (g.scan ?? (await scanWith(ctx, store, g.oldKey))) : undefined;
+    const undecryptable = scan && scan.failureCount > 0 ? { count: scan.failureCount, rows: scan.failures, fingerprint: g.oldKey.fingerprint } : undefined;
+    const problems: Problem[] = g.facts.preflight.map((p) => ({ message: p.problem, code: p.code }));
+    return { plan: g.plan, undecryptable, problems: g.decision.rotate ? problems : [] };
   });
 }
 

@@ -12,7 +12,7 @@ import { MasterKeyError } from '../errors';
 import { count } from '../format';
 import { INSTALLATION_ARGUMENTS, declaredOf, validateKey } from './arguments';
 import { UNKNOWN, Value, hasUnknown, sameValue } from './cty';
-import { codeLine, error, warning } from './diagnostics';
+import { codeLine, error, failureList, warning } from './diagnostics';
 import type { KeyFacts, KeyPlan } from './engine';
 import { engine } from './engine-loader';
 import { log } from './plugin-server';
@@ -82,6 +82,26 @@ function plannedCounts(prior: KeyObject | null, proposed: KeyObject, now: KeyPla
   return { secrets: now.total, secrets_by_kind: { ...now.byKind } };
 }
 
+/**
+ * Values that do not open (with verify_secrets), rotation due or not: an
+ * error whose detail lists the first of them by place (table, column, JSON
+ * path, id; never a value) and how many there are, since terraform shows
+ * nothing but a diagnostic's summary and detail.
+ */
+function undecryptableDiagnostics(kp: KeyPlan, rotate: boolean): Diagnostic[] {
+  const u = kp.undecryptable;
+  if (!u) return [];
+  const rows = `The values that do not open:\n${failureList(u.rows, u.count)}\n\n`;
+  return rotate
+    ? [error(`${count(u.count)} stored value(s) do not open with the old key ${u.fingerprint}; restore or fix them before rotating.`, `${rows}${codeLine('UNDECRYPTABLE_ROWS', '`master-key apply` refuses the same way and exits')}`)]
+    : [
+        error(
+          `${count(u.count)} stored value(s) do not open with the database's key ${u.fingerprint}; restore or fix them (\`master-key verify\` lists them all).`,
+          `${rows}${codeLine('UNDECRYPTABLE_ROWS', '`master-key verify` reports the same and exits')}`,
+        ),
+      ];
+}
+
 /** The warning of a database ahead of the declared generation: the key was rotated outside terraform. */
 function aheadWarning(name: Value, databaseGeneration: number, declared: number, fingerprint: string): Diagnostic {
   return warning(
@@ -109,7 +129,7 @@ export async function planKey(prior: KeyObject | null, proposed: KeyObject): Pro
   const p = kp.plan;
   const rotate = p.action === 'rotate';
   const counts = plannedCounts(prior, proposed, p.secrets);
-  const diagnostics: Diagnostic[] = [];
+  const diagnostics: Diagnostic[] = undecryptableDiagnostics(kp, rotate);
   if (rotate) for (const x of kp.problems) diagnostics.push(error(x.message, codeLine(x.code, '`master-key apply` refuses the same way and exits')));
   if (!rotate && p.fromGeneration > declared.targetGeneration) diagnostics.push(aheadWarning(proposed.name, p.fromGeneration, declared.targetGeneration, p.oldFingerprint));
   if (rotate && counts.secrets !== p.secrets.total) {

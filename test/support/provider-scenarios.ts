@@ -272,32 +272,56 @@ async function losesNothingWhenKilled(t: ProviderInstallation): Promise<void> {
   t.expectNoChanges();
 }
 
-/** A value sealed under another key: a plan-time error with verifySecrets, an apply-time one without; the value is put back. */
+/** How many values the scenario below seals under a stranger's key: more than a diagnostic lists. */
+const STRANGERS = 25;
+
+/**
+ * Values sealed under another key (one changed, the others written by "a
+ * server"): with verifySecrets, an error at plan whether a rotation is due
+ * or not, listing the first 20 by place and how many there are; without it,
+ * a rotation's apply refuses with the same list and taints nothing. They
+ * are put back as they were.
+ */
 async function refusesValuesThatDoNotOpen(t: ProviderInstallation): Promise<void> {
   const declared = t.generation;
+  const stranger = MasterKey.generate();
   const [row] = await withTestSql(t.url, (db) => db.query<{ id: string | number; v: string }>('SELECT id, access_token AS v FROM git_credentials ORDER BY id LIMIT 1'));
-  const stranger = actCodec().seal(MasterKey.generate(), Buffer.from('sealed under another key'));
-  await withTestSql(t.url, (db) => db.query('UPDATE git_credentials SET access_token = $2 WHERE id = $1', [row.id, stranger]));
+  await withTestSql(t.url, (db) => db.query('UPDATE git_credentials SET access_token = $2 WHERE id = $1', [row.id, actCodec().seal(stranger, Buffer.from('sealed under another key'))]));
+  const added: string[] = [];
   try {
-    const before = await dbSnapshot(t.url);
-    const configsBefore = [readFileSync(t.primary), readFileSync(t.node2)].map((b) => b.toString('hex'));
+    for (let i = 1; i < STRANGERS; i++) added.push(await t.store.addSecret(t.url, stranger, `stranger ${i}`));
+    const before = await t.everythingOnTheServer();
+    const listsThem = (out: string) => {
+      expect(out).toMatch(new RegExp(`- git_credentials\\.access_token id=${row.id} \\(git access token\\): SEALED_[A-Z_]+\\n`));
+      expect(out).toContain(`… and ${STRANGERS - 20} more (${STRANGERS} in all).`);
+      expect(out).toContain('Error code UNDECRYPTABLE_ROWS');
+      expect(out).not.toContain('listed above');
+    };
+
+    t.declare(declared, { verifySecrets: true });
+    const noRotation = t.try(['plan', '-detailed-exitcode']);
+    expect(noRotation.code).toBe(1);
+    expect(noRotation.out).toContain(`Error: ${STRANGERS} stored value(s) do not open with the database's key ${t.current().fingerprint}`);
+    listsThem(noRotation.out);
+
     t.declare(declared + 1, { verifySecrets: true });
-    const planned = t.try(['plan']);
-    expect(planned.code).toBe(1);
-    expect(planned.out).toContain('1 stored value(s) do not open with the old key');
-    expect(planned.out).toContain('UNDECRYPTABLE_ROWS');
+    const rotation = t.try(['plan']);
+    expect(rotation.code).toBe(1);
+    expect(rotation.out).toContain(`Error: ${STRANGERS} stored value(s) do not open with the old key ${t.current().fingerprint}; restore or fix them before rotating.`);
+    listsThem(rotation.out);
+
     t.declare(declared + 1);
     t.terraform(['plan', '-detailed-exitcode'], 2);
     const applied = t.try(['apply', '-auto-approve']);
     expect(applied.code).toBe(1);
-    expect(applied.out).toContain(`git_credentials.access_token id=${row.id}`);
-    expect(applied.out).toContain('UNDECRYPTABLE_ROWS');
-    expect(await dbSnapshot(t.url)).toBe(before);
-    expect([readFileSync(t.primary), readFileSync(t.node2)].map((b) => b.toString('hex'))).toEqual(configsBefore);
+    expect(applied.out).toContain(`${STRANGERS} stored value(s) do not open with the old key`);
+    listsThem(applied.out);
+    expect(await t.everythingOnTheServer()).toEqual(before);
     const again = t.terraform(['plan']);
     expect(again).toContain(`# ${ADDRESS} will be updated in-place`);
     expect(again).not.toMatch(/tainted|must be replaced/);
   } finally {
+    for (const place of added) await t.store.removeSecretAt(t.url, place);
     await withTestSql(t.url, (db) => db.query('UPDATE git_credentials SET access_token = $2 WHERE id = $1', [row.id, row.v]));
   }
   t.declare(declared);
@@ -354,7 +378,10 @@ export const PROVIDER_SCENARIOS: readonly ProviderScenario[] = [
   { title: 'destroy only forgets: database, config files, backups and reports stay byte for byte', run: destroyOnlyForgets },
   { title: 'imports the installation with `terraform import` and with an import block', run: importsTheInstallation },
   { title: 'kill -9 of terraform during apply, then `master-key recover`, loses nothing; a pending rotation is a plan-time error until then', run: losesNothingWhenKilled },
-    { title: 'a stored value that does not open is a plan-time error with verifySecrets, and without it an apply-time diagnostic that taints nothing', run: refusesValuesThatDoNotOpen },
+    {
+    title: 'stored values that do not open: with verifySecrets a plan-time error (rotation due or not) listing the first 20 and the count; without it the same list at apply, which taints nothing',
+    run: refusesValuesThatDoNotOpen,
+  },
   { title: 'masterkey_status fails the plan through a postcondition once the key is older than max_age_days', run: statusFailsThePlanWhenOverdue },
   { title: 'no key and no database password in state, plan JSON, trace logs, outputs or any process arguments', run: leaksNoKeyNorPassword },
 ];
