@@ -31,13 +31,19 @@ export function failureList(rows: readonly SecretFailure[], total: number): stri
   return lines.join('\n');
 }
 
-/** The CLI's sentence as the summary, its code (and, for values that do not open, their places) in the detail. */
+/**
+ * The CLI's sentence as the summary, its code (and, for values that do not
+ * open, their places) in the detail. An error of the provider's own carries
+ * its detail in `details.providerOnly`.
+ */
 export function errorDiagnostic(e: unknown): Diagnostic {
   const err = isMasterKeyError(e) ? e : new MasterKeyError('INTERNAL', `Internal error in terraform-provider-masterkey: ${(e as Error)?.message ?? String(e)}; please report it.`);
   if (err.code === 'INTERNAL') log('error', 'internal error', { error: String((e as Error)?.stack ?? e) });
   const failures = err.details.failures as readonly SecretFailure[] | undefined;
   const rows = Array.isArray(failures) && failures.length ? `Values that do not open:\n${failureList(failures, Math.max(failures.length, Number(err.details.failureCount) || 0))}\n\n` : '';
-  return { severity: 'ERROR', summary: err.message, detail: `${rows}${codeLine(err.code)}` };
+  // A refusal of the provider's own (the CLI has none like it) says so instead of pointing at the CLI.
+  const code = typeof err.details.providerOnly === 'string' ? `${err.details.providerOnly}\n\nError code ${err.code}.` : codeLine(err.code);
+  return { severity: 'ERROR', summary: err.message, detail: `${rows}${code}` };
 }
 
 export const warning = (summary: string, detail = ''): Diagnostic => ({ severity: 'WARNING', summary, detail });

@@ -56,10 +56,15 @@ function keyComputed(o: KeyObject, f: KeyFacts, at: Date): Computed<typeof KEY_R
   };
 }
 
-/** Read (refresh): the key's real state. */
+/**
+ * Read (refresh): the key's real state. `generation` is read back as the
+ * database's generation, as a resource reads back any argument the real
+ * object may have changed: a key rotated outside terraform leaves the
+ * database ahead of the configuration, and the resource plans a change.
+ */
 export async function readKey(prior: KeyObject): Promise<KeyObject> {
   const f = await engine().keyFacts(contextFor(prior), { verify: prior.verify_secrets === true, refusePending: true });
-  return { ...prior, ...keyComputed(prior, f, new Date()), undecryptable: f.undecryptable ?? prior.undecryptable ?? null };
+  return { ...prior, ...keyComputed(prior, f, new Date()), generation: f.generation, undecryptable: f.undecryptable ?? prior.undecryptable ?? null };
 }
 
 /** Whether everything needed to look at the installation is known at plan time. */
@@ -106,7 +111,7 @@ function undecryptableDiagnostics(kp: KeyPlan, rotate: boolean): Diagnostic[] {
 function aheadWarning(name: Value, databaseGeneration: number, declared: number, fingerprint: string): Diagnostic {
   return warning(
     `The database of ${String(name)} is at generation ${databaseGeneration}, ahead of the declared generation ${declared}: the key was rotated outside Terraform (it is now ${fingerprint}).`,
-    `Set generation = ${databaseGeneration} to declare the key as it is; raise it above ${databaseGeneration} to rotate.`,
+    `Set generation = ${databaseGeneration} to declare the key as it is; raise it above ${databaseGeneration} to rotate. Until then this resource plans generation ${databaseGeneration} -> ${declared}, which apply refuses.`,
   );
 }
 
@@ -131,7 +136,7 @@ export async function planKey(prior: KeyObject | null, proposed: KeyObject): Pro
   const counts = plannedCounts(prior, proposed, p.secrets);
   const diagnostics: Diagnostic[] = undecryptableDiagnostics(kp, rotate);
   if (rotate) for (const x of kp.problems) diagnostics.push(error(x.message, codeLine(x.code, '`master-key apply` refuses the same way and exits')));
-  if (!rotate && p.fromGeneration > declared.targetGeneration) diagnostics.push(aheadWarning(proposed.name, p.fromGeneration, declared.targetGeneration, p.oldFingerprint));
+  if (p.fromGeneration > declared.targetGeneration) diagnostics.push(aheadWarning(proposed.name, p.fromGeneration, declared.targetGeneration, p.oldFingerprint));
   if (rotate && counts.secrets !== p.secrets.total) {
     diagnostics.push(
       warning(
@@ -158,8 +163,20 @@ export async function planKey(prior: KeyObject | null, proposed: KeyObject): Pro
   return { value: { planned, private: priv }, diagnostics };
 }
 
-/** What apply re-checks before it changes anything: a rotation's secrets are those the plan counted, of the same kinds. */
+/**
+ * What apply re-checks before it changes anything: the plan is not for a
+ * database ahead of the declared generation (no apply can lower it), and a
+ * rotation's secrets are those the plan counted, of the same kinds.
+ */
 async function refuseUnlessPlanHolds(ctx: ReturnType<typeof contextFor>, planned: KeyObject, priv: PlannedPrivate | undefined): Promise<void> {
+  const generation = planned.generation as number;
+  if (isCounted(planned.database_generation) && planned.database_generation > generation) {
+    throw new MasterKeyError(
+      'USAGE',
+      `The database of ${String(planned.name)} is at generation ${planned.database_generation}, ahead of the declared generation ${generation}: the key was rotated outside Terraform, and no apply can lower it; nothing was changed: set generation = ${planned.database_generation} to declare the key as it is.`,
+      { providerOnly: `Refresh reads the database's generation into generation, so this resource plans ${planned.database_generation} -> ${generation} until the configuration declares what the database holds. (\`master-key apply --generation ${generation}\` would do nothing and exit 0.)` },
+    );
+  }
   if (!priv?.rotate || !isCounted(planned.secrets)) return;
   const now = await engine().countSecrets(ctx);
   const kindsChanged = planned.secrets_by_kind !== null && planned.secrets_by_kind !== UNKNOWN && !sameValue(planned.secrets_by_kind, { ...now.byKind });

@@ -125,20 +125,45 @@ async function refusesASavedPlanMadeStaleByANewSecret(t: ProviderInstallation): 
   t.expectNoChanges();
 }
 
-/** The key rotated by the CLI (the next generation); the configuration then declares it. */
-function showsARotationByHand(t: ProviderInstallation): void {
-  const before = t.current();
+/** A stack without the construct's output of the fingerprint, generation and node agreement: the resource alone shows what changed. */
+const withoutOutput = (k: MasterKeyConstruct) => expect(k.node.tryRemoveChild('key')).toBe(true);
+
+/**
+ * The key rotated by the CLI (the next generation) under a configuration
+ * with no output of the fingerprint: the resource itself plans a change
+ * (exit 2 under -detailed-exitcode), its generation read back from the
+ * database, with a warning saying what to declare; apply refuses and
+ * changes nothing; declaring the database's generation leaves no changes.
+ */
+async function plansAChangeForARotationByHand(t: ProviderInstallation): Promise<void> {
   const from = t.generation;
+  t.declare(from, {}, withoutOutput);
+  t.terraform(['apply', '-auto-approve']);
+  t.expectNoChanges();
+
   expect(t.cli(['apply']).code).toBe(0);
   const byHand = t.current();
   t.keys.push(byHand);
-  const plan = t.terraform(['plan']);
-  expect(plan).toContain('Objects have changed outside of Terraform');
-  expect(plan).toMatch(new RegExp(`~ fingerprint\\s+= "${before.fingerprint}" -> "${byHand.fingerprint}"`));
-  expect(plan).toMatch(new RegExp(`~ database_generation\\s+= ${from} -> ${from + 1}`));
-  expect(plan).toContain(`is at generation ${from + 1}, ahead of the declared generation ${from}: the key was rotated outside Terraform`);
+  const plan = t.terraform(['plan', '-detailed-exitcode'], 2);
+  expect(plan).toContain(`# ${ADDRESS} will be updated in-place`);
+  expect(plan).toMatch(new RegExp(`~ generation\\s+= ${from + 1} -> ${from}\\n`));
+  expect(plan).toContain('Plan: 0 to add, 1 to change, 0 to destroy.');
+  expect(plan).toContain(`Warning: The database of act is at generation ${from + 1}, ahead of the declared generation ${from}: the key was rotated outside Terraform (it is now ${byHand.fingerprint}).`);
+  expect(plan).toContain(`Set generation = ${from + 1} to declare the key as it is`);
+
+  const before = await t.everythingOnTheServer();
+  const refused = t.try(['apply', '-auto-approve']);
+  expect(refused.code).toBe(1);
+  expect(refused.out).toContain(`Error: The database of act is at generation ${from + 1}, ahead of the declared generation ${from}: the key was rotated outside Terraform, and no apply can lower it; nothing was changed`);
+  expect(refused.out).toContain('Error code USAGE.');
+  expect(refused.out).not.toContain('Apply complete');
+  expect(await t.everythingOnTheServer()).toEqual(before);
+
+  t.declare(from + 1, {}, withoutOutput);
+  t.expectNoChanges();
   t.declare(from + 1);
   t.terraform(['apply', '-auto-approve']);
+  expect(t.stateAttributes()).toEqual(expect.objectContaining({ generation: from + 1, database_generation: from + 1, fingerprint: byHand.fingerprint }));
   t.expectNoChanges();
 }
 
@@ -216,8 +241,9 @@ function importsTheInstallation(t: ProviderInstallation): void {
 /**
  * terraform killed with -9 in the stop hook: nothing changed, the next plan
  * stops, `master-key recover` undoes it. The provider killed right after
- * COMMIT: recover finishes the rotation (generation + 1), and terraform
- * then records it.
+ * COMMIT: recover finishes the rotation (generation + 1), which is what the
+ * configuration declares: the resource has nothing left to do, and an apply
+ * records the new key (the construct's output shows it).
  */
 async function losesNothingWhenKilled(t: ProviderInstallation): Promise<void> {
   const key = t.current();
@@ -266,10 +292,14 @@ async function losesNothingWhenKilled(t: ProviderInstallation): Promise<void> {
   t.keys.push(rotated);
   expect(rotated.equals(key)).toBe(false);
   await t.expectAllOpenWith(rotated);
+  // The database is where the configuration declares it now: the resource has nothing left to do; the output shows the new key.
   const plan = t.terraform(['plan', '-detailed-exitcode'], 2);
-  expect(plan).toMatch(new RegExp(`~ database_generation\\s+= ${from} -> ${from + 1}`));
+  expect(plan).toContain('Changes to Outputs:');
+  expect(plan).toMatch(new RegExp(`~ fingerprint\\s+= "${key.fingerprint}" -> "${rotated.fingerprint}"`));
+  expect(plan).not.toContain(`# ${ADDRESS} will be`);
   t.terraform(['apply', '-auto-approve']);
   t.expectNoChanges();
+  expect(t.stateAttributes()).toEqual(expect.objectContaining({ generation: from + 1, database_generation: from + 1, fingerprint: rotated.fingerprint }));
 }
 
 /** How many values the scenario below seals under a stranger's key: more than a diagnostic lists. */
@@ -372,7 +402,10 @@ export const PROVIDER_SCENARIOS: readonly ProviderScenario[] = [
     title: 'a secret written between a saved plan and its apply: apply refuses with PLAN_STALE and changes nothing; the next plan counts it and its apply rotates it',
     run: refusesASavedPlanMadeStaleByANewSecret,
   },
-  { title: 'a rotation by hand outside terraform shows in the plan as changed outside of Terraform, with a warning to declare it', run: showsARotationByHand },
+  {
+    title: 'a rotation by hand outside terraform, with no output of the fingerprint: the resource plans generation N+1 -> N (exit 2) with a warning to declare it; apply refuses and changes nothing',
+    run: plansAChangeForARotationByHand,
+  },
   { title: "a node's config edited by hand shows nodes_in_sync = false, and apply sets the node back to the database's key", run: setsAnOutOfStepNodeBack },
   { title: 'a wrong key in the primary config is a plan-time error "Old master key incorrect" and nothing changes', run: refusesAWrongKeyAtPlan },
   { title: 'destroy only forgets: database, config files, backups and reports stay byte for byte', run: destroyOnlyForgets },
