@@ -6,15 +6,17 @@
  * installation (its doc comment says what it leaves), on every store the
  * suite is given (test/support/provider-suite.ts).
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { MasterKey as MasterKeyConstruct, masterkeyStatus } from '../../constructs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { TerraformOutput } from 'cdktf';
+import { MasterKey as MasterKeyConstruct, ensureMasterkeyProvider, masterkeyStatus } from '../../constructs';
 import { actCodec } from '../../src/crypto/codec';
 import { MasterKey } from '../../src/crypto/key';
+import { sqliteFile } from '../../src/store/sqlite/url';
 import { ADDRESS, ProviderInstallation } from './provider-installation';
 import { dbSnapshot, keyLeaks, keyLine, readPlaintexts } from './scenario';
 import { withTestSql } from './sql';
-import { allCommandLines, descendants, waitFor } from './terraform';
+import { TfWorkspace, allCommandLines, descendants, waitFor } from './terraform';
 
 export interface ProviderScenario {
   /** What it proves, as the test's title. */
@@ -376,6 +378,39 @@ function statusFailsThePlanWhenOverdue(t: ProviderInstallation): void {
   t.declare(declared);
 }
 
+/**
+ * A pipeline's status check on a config file that names its database in
+ * ACT_DATABASE_URL (a SQLite path relative to the file's directory, or a
+ * PostgreSQL URL), with no database_url_env: the provider finds the
+ * database as the CLI does, with no DATABASE_URL in terraform's
+ * environment; with a DATABASE_URL naming another database it stops,
+ * naming the two arguments to choose from. In a workspace of its own,
+ * removed after (its transcript joins the leak scan).
+ */
+function findsTheDatabaseThroughActDatabaseUrl(t: ProviderInstallation): void {
+  const config = join(t.dir, 'act-url.env');
+  const url = t.store.kind === 'sqlite' ? `sqlite:${relative(t.dir, sqliteFile(t.url))}` : t.url;
+  writeFileSync(config, `${readFileSync(t.primary, 'utf8')}ACT_DATABASE_URL=${url}\n`, { mode: 0o600 });
+  const ws = new TfWorkspace('status');
+  ws.create();
+  try {
+    ws.synth((stack) => {
+      ensureMasterkeyProvider(stack);
+      const status = masterkeyStatus(stack, 'status', { configFiles: [config] });
+      new TerraformOutput(stack, 'fingerprint', { value: status.fingerprint });
+    });
+    ws.ok(['init']);
+    expect(ws.ok(['plan'], { DATABASE_URL: undefined })).toMatch(new RegExp(`\\+ fingerprint = "${t.current().fingerprint}"`));
+    const other = ws.tf(['plan'], { DATABASE_URL: `sqlite:${join(t.dir, 'another.db')}` });
+    expect(other.code).toBe(1);
+    expect(other.out).toContain(`${config} sets ACT_DATABASE_URL and the environment sets DATABASE_URL to a different database; choose one with database_url_entry = "ACT_DATABASE_URL" or database_url_env = "DATABASE_URL".`);
+  } finally {
+    t.ws.transcript.push(...ws.transcript);
+    ws.remove();
+    rmSync(config, { force: true });
+  }
+}
+
 /** Every key the installation had, and the database password, appear nowhere terraform wrote or printed, nor in any process's arguments. */
 function leaksNoKeyNorPassword(t: ProviderInstallation): void {
   t.terraform(['plan', '-out=final.tfplan']);
@@ -416,5 +451,9 @@ export const PROVIDER_SCENARIOS: readonly ProviderScenario[] = [
     run: refusesValuesThatDoNotOpen,
   },
   { title: 'masterkey_status fails the plan through a postcondition once the key is older than max_age_days', run: statusFailsThePlanWhenOverdue },
+  {
+    title: 'with neither database_url_env nor database_url_entry, the database is the ACT_DATABASE_URL of the primary config (as the CLI finds it); a DATABASE_URL naming another is refused',
+    run: findsTheDatabaseThroughActDatabaseUrl,
+  },
   { title: 'no key and no database password in state, plan JSON, trace logs, outputs or any process arguments', run: leaksNoKeyNorPassword },
 ];
