@@ -64,7 +64,11 @@ const INSTALLATION = [
   arg('config_files', ['list', 'string'], 'Absolute paths of the server config file(s) holding the key; the first is the primary, one more per node of a highly available server.', 'required'),
   arg('config_format', 'string', 'Format of the config files: dotenv, json or xml (default: from the file extension, else dotenv).'),
   arg('key_name', 'string', 'The config entry holding the key (default ACT_MASTER_KEY).'),
-  arg('database_url_env', 'string', "The name of the environment variable of terraform's process holding the database URL (default DATABASE_URL); never the URL itself."),
+  arg(
+    'database_url_env',
+    'string',
+    "The name of the environment variable of terraform's process holding the database URL; never the URL itself (default: with the ACT inventory, the ACT_DATABASE_URL entry of the primary config file when it has one, else DATABASE_URL).",
+  ),
   arg('database_url_entry', 'string', 'Instead of database_url_env: the entry of the primary config file holding the database URL.'),
   arg('inventory', 'string', 'Which secrets the key protects: "act" (the built-in ACT preset, default) or the absolute path of an inventory JSON file.'),
 ] as const;
@@ -83,7 +87,7 @@ export const KEY_RESOURCE = block(
   "A server's master key as managed infrastructure. Read refreshes the key's real state from the database and config files; plan is the data-level dry run; apply rotates the key (re-encrypting every secret in one transaction); destroy only forgets.",
   [
     arg('name', 'string', "The key's name as shown in plans (a label, not the config entry).", 'required'),
-    arg('generation', 'number', "The key generation the database must be at: raising it rotates the key once.", 'required'),
+    arg('generation', 'number', "The key generation the database must be at: raising it rotates the key once. Refresh reads the database's generation back, so a key rotated outside Terraform plans a change.", 'required'),
     ...INSTALLATION,
     arg('rotation_period_days', 'number', 'A scheduled rotation: a key set before the start of the current window of this many days is rotated.'),
     arg('rotation_epoch', 'string', 'The instant policy windows are counted from (ISO-8601 UTC; default 1970-01-01T00:00:00Z).'),
@@ -94,7 +98,7 @@ export const KEY_RESOURCE = block(
     arg('start_command', 'string', 'Shell command that starts the server after the rotation.'),
     arg('health_command', 'string', 'Shell command that checks the server after it started.'),
     arg('new_key_file', 'string', 'Absolute path of a file (created 0600) that receives a copy of each new key.'),
-    arg('verify_secrets', 'bool', 'Open every secret during refresh and plan (slow on large databases), not just count them; apply always does.'),
+    arg('verify_secrets', 'bool', 'Open every secret during refresh and plan (slow on large databases), not just count them (apply always does); values that do not open are an error at plan.'),
     ...KEY_STATE,
     out('database_generation', 'number', "The database's key generation."),
     out('undecryptable', 'number', 'Stored values that did not open at the last full check (apply, or refresh with verify_secrets); null before any.'),
