@@ -11,14 +11,15 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { scratchDir } from '../scripts/scratch';
 import { ExitCode } from '../src/errors';
+import { CLI_SPELLING } from '../src/cli/options';
 import { InstallationSettings, Spelling, Surface, buildContext } from '../src/context/build';
 import { LOCAL } from '../src/config/nodes';
+import { TERRAFORM_SPELLING } from '../src/provider/arguments';
 import { quietProgress } from '../src/rotation/context';
 import { caught } from './support/errors';
 import { childEnv, runCli } from './support/scenario';
 
-const CLI_WORDS: Spelling = { databaseUrlEnv: (n) => `--database-url-env${n ? ` ${n}` : ''}`, databaseUrlEntry: (n) => `--database-url-entry${n ? ` ${n}` : ''}`, exportWhere: '' };
-const surface = (env: NodeJS.ProcessEnv, spelling: Spelling = CLI_WORDS): Surface => ({ env, log: () => undefined, progress: quietProgress, spelling });
+const surface = (env: NodeJS.ProcessEnv, spelling: Spelling = CLI_SPELLING): Surface => ({ env, log: () => undefined, progress: quietProgress, spelling });
 
 describe('buildContext', () => {
   let dir: string;
@@ -56,13 +57,12 @@ describe('buildContext', () => {
   });
 
   it('refuses two different databases, and a missing variable, naming the settings as the surface spells them', () => {
-    const terraformWords: Spelling = { databaseUrlEnv: (n) => (n ? `database_url_env = "${n}"` : 'database_url_env'), databaseUrlEntry: (n) => (n ? `database_url_entry = "${n}"` : 'database_url_entry'), exportWhere: ' in the shell that runs terraform' };
     const both = caught(() => buildContext({ configFiles: [withUrl] }, surface({ DATABASE_URL: 'postgres://h/db' })));
     expect([both.code, both.message]).toEqual(['USAGE', `${withUrl} sets ACT_DATABASE_URL and the environment sets DATABASE_URL to a different database; choose one with --database-url-entry ACT_DATABASE_URL or --database-url-env DATABASE_URL.`]);
-    expect(caught(() => buildContext({ configFiles: [withUrl] }, surface({ DATABASE_URL: 'postgres://h/db' }, terraformWords))).message).toContain(
+    expect(caught(() => buildContext({ configFiles: [withUrl] }, surface({ DATABASE_URL: 'postgres://h/db' }, TERRAFORM_SPELLING))).message).toContain(
       'choose one with database_url_entry = "ACT_DATABASE_URL" or database_url_env = "DATABASE_URL".',
     );
-    const unset = caught(() => buildContext({ configFiles: [plain] }, surface({}, terraformWords)));
+    const unset = caught(() => buildContext({ configFiles: [plain] }, surface({}, TERRAFORM_SPELLING)));
     expect(unset.message).toBe('The environment variable DATABASE_URL is not set; export the database URL in it in the shell that runs terraform (or name another with database_url_env, or use database_url_entry).');
   });
 

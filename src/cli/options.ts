@@ -114,7 +114,7 @@ export function declared(o: DeclaredOpts): { targetGeneration?: number; windowSt
 }
 
 /** How the CLI names the settings in its sentences. */
-const CLI_SPELLING: Spelling = {
+export const CLI_SPELLING: Spelling = {
   databaseUrlEnv: (name) => (name ? `--database-url-env ${name}` : '--database-url-env'),
   databaseUrlEntry: (name) => (name ? `--database-url-entry ${name}` : '--database-url-entry'),
   exportWhere: '',

@@ -15,8 +15,6 @@ import { UNKNOWN, Value } from './cty';
 import type { AttributePathStep, Diagnostic } from './protocol';
 import type { KeyObject, NamesOf, StatusObject, KEY_RESOURCE } from './schema';
 
-export type { Diagnostic };
-
 export function attributeError(name: string, summary: string, detail = '', index?: number): Diagnostic {
   const steps: AttributePathStep[] = [{ attribute_name: name }];
   if (index !== undefined) steps.push({ element_key_int: index });
