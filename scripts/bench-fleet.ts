@@ -30,7 +30,8 @@ import { MasterKey as MasterKeyConstruct, MasterKeyInventory, RotationResourceTy
 import { MasterKey } from '../src/crypto/key';
 import { removeEmbeddedData, startEmbeddedPostgres, EmbeddedServer } from '../src/db/embedded';
 import { runInit } from '../src/rotation/init';
-import { installationContext } from '../src/provider/engine';
+import { buildContext } from '../src/context/build';
+import { providerSurface } from '../src/provider/arguments';
 import { installProvider } from '../src/provider/install';
 import { actCodec } from '../src/crypto/codec';
 import { sqliteModule } from '../src/store/sqlite/driver';
@@ -214,7 +215,7 @@ async function benchLarge(adminUrl: string, dir: string, o: Options & { rows: nu
   if (o.inventory === 'act') await withTestSql(url, (db) => seedActSecrets(db, key, rows));
   else await seedBenchTable(url, rows, key);
   const env = { MK_LARGE_URL: url };
-  await runInit(installationContext({ configFiles: [configPath], databaseUrlEnv: 'MK_LARGE_URL', inventory }, () => undefined, env), { generation: 1, createActSchema: false });
+  await runInit(buildContext({ configFiles: [configPath], databaseUrl: { env: 'MK_LARGE_URL' }, inventory }, providerSurface(() => undefined, env)), { generation: 1, createActSchema: false });
   const st = new Stack(dir, 'large');
   const keyAt = (generation: number) => (s: TerraformStack) =>
     new MasterKeyConstruct(s, 'large', { name: 'large', generation, configFiles: [configPath], databaseUrlEnv: 'MK_LARGE_URL', inventory: o.inventory === 'act' ? MasterKeyInventory.act() : MasterKeyInventory.fromFile(inventoryPath), backupDir: join(dir, 'large-backups'), resourceType: RotationResourceType.PROVIDER });
