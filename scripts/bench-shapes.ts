@@ -293,9 +293,7 @@ export function parseShapeArgs(argv: readonly string[]): ShapeBenchOptions {
       baselineCli = argv[++i];
       if (!baselineCli) throw new Error("--baseline-cli needs the path of another build's dist/src/cli/main.js");
     } else {
-      throw new Error(
-        `unknown option ${a}; usage: bench --shape ${SHAPES.join('|')} [--store postgres|sqlite] [--journal wal|delete] [--value-mib N] [--documents N] [--values-per-document N] [--reps N] [--baseline-cli PATH] [--json]`,
-      );
+      throw new Error(`unknown option ${a}`);
     }
   }
   if (!shape) throw new Error(`--shape needs one of ${SHAPES.join(', ')}`);

@@ -455,7 +455,7 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
       baselineCli = argv[++i];
       if (!baselineCli) throw new Error("--baseline-cli needs the path of another build's dist/src/cli/main.js");
       if (!existsSync(baselineCli)) throw new Error(`--baseline-cli: ${baselineCli} does not exist`);
-    } else throw new Error(`unknown option ${a}; usage: bench --store sqlite [--rows N] [--reps N] [--journal wal|delete] [--crypto native|node|workers] [--methods ${SQLITE_METHODS.join(',')}] [--baseline-cli PATH] [--json]`);
+    } else throw new Error(`unknown option ${a}`);
   }
   return { rows, reps, journal, json, methods, ...(crypto ? { crypto } : {}), ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}) };
 }

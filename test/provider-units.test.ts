@@ -13,10 +13,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { validateKey } from '../src/provider/arguments';
+import { LISTED_ROWS, errorDiagnostic, failureList } from '../src/provider/diagnostics';
+import { MasterKeyError } from '../src/errors';
 import { makeIdentity } from '../src/provider/certificate';
 import { UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from '../src/provider/cty';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, loadProto } from '../src/provider/plugin-server';
-import { parseImportId } from '../src/provider/provider';
+import { parseImportId } from '../src/provider/key-resource';
 import { KEY_RESOURCE, objectOf, typed } from '../src/provider/schema';
 import { caught } from './support/errors';
 
@@ -71,6 +73,30 @@ describe('arguments and import ids', () => {
     expect(caught(() => parseImportId('/etc/a.env')).message).toContain('is not NAME:PATH[,PATH...] nor a JSON object');
     expect(caught(() => parseImportId('{"name":"x","fingerprint":"mk:1"}')).message).toContain('names fingerprint, which masterkey_key does not take');
     expect(caught(() => parseImportId('{nope')).message).toContain('not valid JSON');
+  });
+});
+
+describe('diagnostics', () => {
+  const failure = (id: number) => ({ table: 'services', column: 'spec', id: String(id), kind: 'service environment variable', path: 'env.2.value', code: 'SEALED_WRONG_KEY' as const });
+
+  it('list values that do not open by place (table, column, JSON path, id, kind, code), the first LISTED_ROWS and how many more', () => {
+    const rows = Array.from({ length: LISTED_ROWS + 3 }, (_, i) => failure(i + 1));
+    const text = failureList(rows, 1234);
+    expect(text.split('\n')[0]).toBe('  - services.spec#env.2.value id=1 (service environment variable): SEALED_WRONG_KEY');
+    expect(text.split('\n')).toHaveLength(LISTED_ROWS + 1);
+    expect(text).not.toContain(`id=${LISTED_ROWS + 1} `);
+    expect(text.split('\n').at(-1)).toBe(`  … and ${(1234 - LISTED_ROWS).toLocaleString('en-US')} more (1,234 in all).`);
+    expect(failureList([failure(7)], 1)).toBe('  - services.spec#env.2.value id=7 (service environment variable): SEALED_WRONG_KEY');
+  });
+
+  it("carry the CLI's sentence as the summary, and the code (with the rows an error names) in the detail", () => {
+    const d = errorDiagnostic(new MasterKeyError('UNDECRYPTABLE_ROWS', '2 stored value(s) do not open.', { failures: [failure(1)], failureCount: 2 }));
+    expect(d).toEqual({
+      severity: 'ERROR',
+      summary: '2 stored value(s) do not open.',
+      detail: 'Values that do not open:\n  - services.spec#env.2.value id=1 (service environment variable): SEALED_WRONG_KEY\n  … and 1 more (2 in all).\n\nError code UNDECRYPTABLE_ROWS (`master-key` reports the same and exits 6).',
+    });
+    expect(errorDiagnostic(new MasterKeyError('PLAN_STALE', 'Stale.')).detail).toBe('Error code PLAN_STALE (`master-key` reports the same and exits 12).');
   });
 });
 
