@@ -1,4 +1,4 @@
-/** Jest runs the TypeScript sources through swc; @noble/ciphers (ESM-only) is transformed too. */
+/** Jest runs the TypeScript sources through swc; @noble/ciphers and age-encryption (ESM-only, with its @noble and @scure dependencies) are transformed too. */
 const swc = ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }];
 
 module.exports = {
@@ -6,7 +6,7 @@ module.exports = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.(t|j)s$': swc },
-  transformIgnorePatterns: ['/node_modules/(?!@noble/)'],
+  transformIgnorePatterns: ['/node_modules/(?!(@noble|@scure|age-encryption)/)'],
   // In the checkout, not in /tmp: the run must leave nothing new in the temp directory (test/support/tmp-guard.ts).
   cacheDirectory: '<rootDir>/node_modules/.cache/jest',
   globalSetup: '<rootDir>/test/support/global-setup.ts',

@@ -115,15 +115,18 @@ function processRuns(pid: number): boolean {
  * it for its directory first, so the next run cleans up after a killed one;
  * `recover` does it too.
  */
-export function removeDeadTempFiles(dir: string): string[] {
-  let names: string[];
+/** The names in a directory; none when it cannot be read (or does not exist). */
+export function namesIn(dir: string): string[] {
   try {
-    names = readdirSync(dir);
+    return readdirSync(dir);
   } catch {
     return [];
   }
+}
+
+export function removeDeadTempFiles(dir: string): string[] {
   const removed: string[] = [];
-  for (const n of names.sort()) {
+  for (const n of namesIn(dir).sort()) {
     const m = OUR_TEMP.exec(n);
     if (!m || Number(m[1]) === process.pid || processRuns(Number(m[1]))) continue;
     try {

@@ -40,6 +40,8 @@ export interface CommonOpts {
   startCommand?: string;
   healthCommand?: string;
   batchSize?: string;
+  backupRecipient?: string[];
+  backupRecipientsFile?: string;
   json?: boolean;
 }
 
@@ -66,11 +68,13 @@ export function configOption(help: string): Option {
   return new Option('--config <path>', help).argParser(collect).default([], DEFAULT_CONFIG);
 }
 
-/** Where backups and reports go (plan, apply). */
+/** Where backups and reports go, and whom backups are sealed to (plan, apply). */
 export function withDirs(cmd: Command): Command {
   return cmd
     .option('--backup-dir <dir>', 'where backups go (default: master-key-backups beside the primary config)')
-    .option('--report-dir <dir>', 'where reports go (default: master-key-reports beside the primary config)');
+    .option('--report-dir <dir>', 'where reports go (default: master-key-reports beside the primary config)')
+    .option('--backup-recipient <age1…>', 'seal every backup file to this age recipient (X25519 age1… or hybrid age1pq1…); repeatable (default: none, the backup holds the old key in cleartext)', collect, [])
+    .option('--backup-recipients-file <path>', 'seal backups to the recipients listed in this file, one a line (age -R format)');
 }
 
 const HOOK_HELP = {
@@ -117,6 +121,7 @@ export function declared(o: DeclaredOpts): { targetGeneration?: number; windowSt
 export const CLI_SPELLING: Spelling = {
   databaseUrlEnv: (name) => (name ? `--database-url-env ${name}` : '--database-url-env'),
   databaseUrlEntry: (name) => (name ? `--database-url-entry ${name}` : '--database-url-entry'),
+  backupRecipient: '--backup-recipient',
   exportWhere: '',
 };
 
@@ -135,6 +140,8 @@ export function settingsOf(o: CommonOpts): InstallationSettings {
     reportDir: o.reportDir,
     hooks: { stop: o.stopCommand, start: o.startCommand, health: o.healthCommand },
     batchSize,
+    backupRecipients: o.backupRecipient,
+    backupRecipientsFile: o.backupRecipientsFile,
   };
 }
 

@@ -17,6 +17,7 @@ import { Hooks } from '../rotation/hooks';
 import { defaultPendingPath } from '../rotation/pending';
 import { resolveStoreUrl } from '../store/open';
 import { configNode } from '../config/nodes';
+import { checkRecipientShapes, readRecipientsFile } from '../rotation/age';
 
 /** Where the database URL comes from: an environment variable, an entry of the primary config file, or (neither given) the default. */
 export type DatabaseUrlSource = { readonly env: string } | { readonly entry: string };
@@ -45,6 +46,10 @@ export interface InstallationSettings {
   readonly hooks?: Hooks;
   /** Rows per batch (tuning). @default the store's */
   readonly batchSize?: number;
+  /** age recipients (`age1…`, `age1pq1…`) every backup is sealed to. @default none: backups hold the old key in cleartext */
+  readonly backupRecipients?: readonly string[];
+  /** A file listing more recipients, one a line (age's `-R` format). */
+  readonly backupRecipientsFile?: string;
 }
 
 /** How a surface names the settings in its sentences: `--database-url-env NAME` on the CLI, `database_url_env = "NAME"` in terraform. */
@@ -53,6 +58,8 @@ export interface Spelling {
   databaseUrlEnv(name?: string): string;
   /** The setting that names the config entry, with a value when given. */
   databaseUrlEntry(name?: string): string;
+  /** The setting that names backup recipients: `--backup-recipient`, `backup_recipients`. */
+  readonly backupRecipient: string;
   /** Where the user exports an environment variable, e.g. " in the shell that runs terraform" (or ""). */
   readonly exportWhere: string;
 }
@@ -93,7 +100,15 @@ export function buildContext(s: InstallationSettings, surface: Surface): Context
     faults: new FaultPoints(surface.env.MASTER_KEY_TEST_KILL_AT),
     now: () => new Date(),
     batchSize: s.batchSize,
+    backupRecipients: backupRecipientsOf(s, surface.spelling),
   };
+}
+
+/** The declared recipients (given ones first, then the file's), each shape-checked, none twice. */
+function backupRecipientsOf(s: InstallationSettings, spelling: Spelling): string[] {
+  const given = s.backupRecipients ?? [];
+  const fromFile = s.backupRecipientsFile !== undefined ? readRecipientsFile(resolve(s.backupRecipientsFile)) : [];
+  return checkRecipientShapes([...given, ...fromFile], (i) => (i < given.length ? `${spelling.backupRecipient} number ${i + 1}` : `Recipient ${i - given.length + 1} of ${s.backupRecipientsFile}`));
 }
 
 /** The entry's value, or undefined when the file does not have it. */

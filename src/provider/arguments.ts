@@ -109,6 +109,7 @@ export function validateStatus(o: StatusObject): Diagnostic[] {
 export const TERRAFORM_SPELLING: Spelling = {
   databaseUrlEnv: (name) => (name ? `database_url_env = "${name}"` : 'database_url_env'),
   databaseUrlEntry: (name) => (name ? `database_url_entry = "${name}"` : 'database_url_entry'),
+  backupRecipient: 'backup_recipients element',
   exportWhere: ' in the shell that runs terraform',
 };
 

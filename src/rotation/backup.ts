@@ -7,9 +7,13 @@
  * Files 0600 (config copies hold the old key). The "backup checksum"
  * quoted in reports is the SHA-256 of manifest.json.
  *
- * The directory stores each file as it is written. A sink that seals the
- * files (issue 19) implements the same `BackupSink`, and a source that
- * opens them again the same `BackupSource`: no store changes.
+ * With age recipients (`BackupDirectory`'s `recipients`), every file is
+ * stored sealed to them as `<name>.age` (`./sealed-backup.ts`): the
+ * store's values as they stream, its database copy once handed over, the
+ * config copies; the manifest stays in clear, lists the sealed files with
+ * the checksums of their sealed bytes and every recipient's public string
+ * (`sealed`), and never holds a key. A `SealedBackupSource` opens such a
+ * backup again with an identity. No store knows the difference.
  */
 import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, createReadStream, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
@@ -17,9 +21,11 @@ import { FileHandle, open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ConfigTarget } from '../config/config-file';
 import { MasterKeyError } from '../errors';
-import { atomicWriteFile, fsyncDir, sha256File } from '../fsutil';
+import { atomicWriteFile, fsyncDir, namesIn, sha256File } from '../fsutil';
 import { BackupFileWriter, BackupPart, BackupSink, BackupSource, BackupToRestore, CanaryRow, Location, StoreIdentity, StoredFile, backupFileError } from '../store/store';
+import { Identities, SEALED_SUFFIX } from './age';
 import { sha256FileOffThread } from './file-checksum';
+import { SealedBackupSource, Sealing, SealingFileWriter, sealBytes, sealWholeFile } from './sealed-backup';
 
 export const BACKUP_FORMAT = 'cdktf-master-key/backup/v1';
 export const MANIFEST_FILE = 'manifest.json';
@@ -54,6 +60,8 @@ export interface BackupManifest {
   readonly values: number;
   readonly files: readonly BackupFile[];
   readonly configs: readonly BackupConfig[];
+  /** Present when every file is sealed to age recipients: file `name` (a config copy's `file`, a store's file) is stored as `name.age`. */
+  readonly sealed?: Sealing;
 }
 
 export interface BackupResult {
@@ -61,6 +69,8 @@ export interface BackupResult {
   readonly manifestSha256: string;
   readonly values: number;
   readonly bytes: number;
+  /** The recipients every file is sealed to (absent: stored as they are, the config copies holding the old key in cleartext). */
+  readonly sealedTo?: readonly string[];
 }
 
 /** `20261123T233127Z-gen3-mk_3f9a1c02e4b7`: sortable, names the key by fingerprint only. */
@@ -118,6 +128,35 @@ export function removeBackup(b: NewBackup): void {
     } catch {
       return; // not empty (another backup is there) or already gone
     }
+  }
+}
+
+/**
+ * Removes the backups under `dir` that never completed: a directory named
+ * like a backup (`backupDirName`) without its manifest. Its rotation died
+ * before it could commit (the manifest is written, durably, before the
+ * COMMIT), so it saved nothing that changed; a partial sealed file or an
+ * unsealed scratch copy in it is never taken for a backup. Only under the
+ * rotation lock (`recover`). The directories removed.
+ */
+export function removeIncompleteBackups(dir: string): string[] {
+  const removed: string[] = [];
+  for (const n of namesIn(dir)) {
+    const p = join(dir, n);
+    if (!/^\d{8}T\d{6}Z-gen\d+-mk_[0-9a-f]+(-\d+)?$/.test(n) || !statSync(p).isDirectory() || present(join(p, MANIFEST_FILE))) continue;
+    rmSync(p, { recursive: true, force: true });
+    removed.push(p);
+  }
+  if (removed.length) fsyncDir(dir);
+  return removed;
+}
+
+function present(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -184,9 +223,35 @@ export class BackupDirectory implements BackupSink {
   /** When the last file became durable (ms since the epoch): the end of the store's part of the backup. */
   doneAt?: number;
 
-  constructor(readonly path: string) {}
+  /**
+   * With `recipients`, every file is stored sealed to them (age), as
+   * `<name>.age`; `writing` is called as bytes are handed over to be
+   * sealed (a fault point of the crash tests).
+   */
+  constructor(
+    readonly path: string,
+    readonly recipients: readonly string[] = [],
+    private readonly writing: () => void = () => undefined,
+  ) {}
+
+  /** How the files are sealed, for the manifest (undefined: stored as they are). */
+  get sealing(): Sealing | undefined {
+    return this.recipients.length ? { format: 'age', recipients: this.recipients } : undefined;
+  }
 
   async create(name: string): Promise<BackupFileWriter> {
+    if (this.recipients.length) {
+      const w = await SealingFileWriter.create(name, this.fileOf(name + SEALED_SUFFIX), this.recipients, (p) => this.stored(p));
+      const writing = this.writing;
+      return {
+        write: (bytes) => {
+          writing();
+          return w.write(bytes);
+        },
+        end: () => w.end(),
+        abort: () => w.abort(),
+      };
+    }
     const path = this.fileOf(name);
     try {
       return new FileWriter(this, name, path, await open(path, 'wx', 0o600));
@@ -196,7 +261,7 @@ export class BackupDirectory implements BackupSink {
   }
 
   async scratch(name: string): Promise<string> {
-    const path = this.fileOf(name);
+    const path = this.scratchOf(name);
     try {
       closeSync(openSync(path, 'wx', 0o600));
     } catch (e) {
@@ -207,6 +272,13 @@ export class BackupDirectory implements BackupSink {
 
   /** The file is already where it belongs: checksummed (off this thread: it can be large), fsynced, stored. */
   async adopt(name: string): Promise<StoredFile> {
+    if (this.recipients.length) {
+      const sealed = this.fileOf(name + SEALED_SUFFIX);
+      this.writing();
+      const { sha256, bytes } = await sealWholeFile(this.scratchOf(name), sealed, this.recipients);
+      this.stored(sealed);
+      return { name: name + SEALED_SUFFIX, sha256, bytes };
+    }
     const path = this.fileOf(name);
     let sha256: string;
     let bytes: number;
@@ -228,6 +300,12 @@ export class BackupDirectory implements BackupSink {
 
   /** Writes a small file whole (a config copy). */
   async writeFile(name: string, bytes: Uint8Array): Promise<StoredFile> {
+    if (this.recipients.length) {
+      const sealed = this.fileOf(name + SEALED_SUFFIX);
+      const r = await sealBytes(bytes, sealed, this.recipients);
+      this.stored(sealed);
+      return { name: name + SEALED_SUFFIX, ...r };
+    }
     const w = await this.create(name);
     try {
       await w.write(bytes);
@@ -246,6 +324,11 @@ export class BackupDirectory implements BackupSink {
       throw backupFileError(e, file);
     }
     this.doneAt = Date.now();
+  }
+
+  /** Where a store has file `name` made by path: the file itself, or, when sealing, a scratch copy beside it (sealed and removed by `adopt`; a crash leaves it in a backup with no manifest, which `recover` removes). */
+  private scratchOf(name: string): string {
+    return this.recipients.length ? this.fileOf(`${name}.unsealed`) : this.fileOf(name);
   }
 
   private fileOf(name: string): string {
@@ -295,6 +378,7 @@ export function writeManifest(
   },
   part: BackupPart,
   configs: ReadonlyArray<BackupConfig & { stored: StoredFile }>,
+  sealed?: Sealing,
 ): BackupResult {
   const { path } = backup;
   const files: BackupFile[] = [...part.files, ...configs.map((c) => c.stored)].map(({ name, sha256, bytes }) => ({ name, sha256, bytes }));
@@ -316,6 +400,7 @@ export function writeManifest(
     values: part.values,
     files,
     configs: configs.map(({ stored: _stored, ...c }) => c),
+    ...(sealed ? { sealed } : {}),
   };
   atomicWriteFile(join(path, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600, errorCode: 'BACKUP_UNWRITABLE' });
   try {
@@ -323,7 +408,13 @@ export function writeManifest(
   } catch (e) {
     throw backupFileError(e, path);
   }
-  return { path, manifestSha256: sha256File(join(path, MANIFEST_FILE)), values: part.values, bytes: files.reduce((a, f) => a + f.bytes, 0) };
+  return {
+    path,
+    manifestSha256: sha256File(join(path, MANIFEST_FILE)),
+    values: part.values,
+    bytes: files.reduce((a, f) => a + f.bytes, 0),
+    ...(sealed ? { sealedTo: sealed.recipients } : {}),
+  };
 }
 
 /** Reads a backup and checks every checksum; BACKUP_CORRUPT when anything differs. */
@@ -348,12 +439,31 @@ export function readBackup(path: string): BackupManifest {
   return manifest;
 }
 
+/**
+ * A verified backup's files as the restore reads them: as they are stored,
+ * or, for a sealed backup, opened with the identities given (refused
+ * without them, naming the recipients, or when they hold none of them;
+ * every sealed file's age header checked), before anything is changed.
+ * Close it (`closeBackupFiles`) when the restore ends.
+ */
+export function openBackupFiles(path: string, manifest: BackupManifest, ids: Identities | undefined): BackupSource {
+  if (!manifest.sealed) return new BackupDirectorySource(path);
+  const source = SealedBackupSource.open(path, manifest.sealed, ids);
+  for (const f of manifest.files) source.checkHeader(f.name.slice(0, -SEALED_SUFFIX.length));
+  return source;
+}
+
+/** Removes what opening a sealed backup decrypted to disk. Never throws. */
+export function closeBackupFiles(source: BackupSource): void {
+  if (source instanceof SealedBackupSource) source.close();
+}
+
 /** What the store needs to put a verified backup back. */
-export function toRestore(path: string, manifest: BackupManifest): BackupToRestore {
+export function toRestore(path: string, manifest: BackupManifest, files: BackupSource = new BackupDirectorySource(path)): BackupToRestore {
   const c = manifest.canary;
   return {
     dir: path,
-    files: new BackupDirectorySource(path),
+    files,
     part: { values: manifest.values, locations: manifest.locations },
     canary: { fingerprint: c.fingerprint, generation: c.generation, sealed: c.sealed, keyCreatedAt: new Date(c.keyCreatedAt) },
   };

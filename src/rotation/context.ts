@@ -49,4 +49,6 @@ export interface Context {
   readonly faults: FaultPoints;
   readonly now: () => Date;
   readonly batchSize?: number;
+  /** age recipients every backup is sealed to (shape-checked; the library checks them in preflight); none: backups hold the old key in cleartext. */
+  readonly backupRecipients?: readonly string[];
 }

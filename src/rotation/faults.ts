@@ -14,6 +14,8 @@ export const FAULT_POINTS = [
   'transaction-begun',
   'backup-started',
   'backup-written',
+  // A sealed backup's bytes are being handed to age (each write of a streamed file; the start of sealing a file handed over by path).
+  'backup-sealing',
   'reencrypt-batch',
   'reencrypted',
   'canary-updated',

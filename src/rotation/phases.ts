@@ -19,6 +19,7 @@ import { atomicWriteFile } from '../fsutil';
 import { withStore } from '../store/open';
 import { BackupPart, CanaryRow, ReencryptResult, Store } from '../store/store';
 import { BackupDirectory, BackupResult, NewBackup, backUpConfigs, createBackupDir, removeBackup, writeManifest } from './backup';
+import { checkRecipients, recipientLabel } from './age';
 import { canaryFor, canaryOpensWith, requireCanary } from './canary';
 import { Context, NewKeySource, withProgress } from './context';
 import { Declared } from './decide';
@@ -143,6 +144,8 @@ async function preflight(s: ApplyState): Promise<void | 'stop'> {
     return 'stop';
   }
   refuseUnlessReady(g, newKey);
+  // Every recipient the library accepts, before anything changes (the shapes were checked when the options were read).
+  await checkRecipients(ctx.backupRecipients ?? [], (i) => `Backup recipient ${i + 1} (${recipientLabel(ctx.backupRecipients![i])})`);
   s.rotation = { ...g, newKey };
 }
 
@@ -276,14 +279,16 @@ async function startBackup(s: ApplyState, rt: Runtime, canary: CanaryRow): Promi
   rt.reached('backup-started');
   s.backupDir = createBackupDir(ctx.backupDir, s.startedAt, canary);
   ctx.log(`Backing up the stored values and ${ctx.targets.length} config file(s) into ${s.backupDir.path} ...`);
-  const dir = new BackupDirectory(s.backupDir.path);
+  const recipients = ctx.backupRecipients ?? [];
+  ctx.log(recipients.length ? `Sealing the backup to ${recipients.length} age recipient(s): ${recipients.map(recipientLabel).join(', ')}.` : 'The backup is not sealed (no backup recipients): its config copies hold the old key in cleartext.');
+  const dir = new BackupDirectory(s.backupDir.path, recipients, () => rt.reached('backup-sealing'));
   return { dir, configs: await backUpConfigs(dir, ctx.targets), startedAt };
 }
 
 /** The backup's end, before the COMMIT: the manifest, once every file is on disk (fsynced). */
 function completeBackup(s: ApplyState, rt: Runtime, b: BackupInProgress, part: BackupPart, canary: CanaryRow): void {
   const args = { rotationId: s.rotationId, now: s.startedAt, database: rotation(s).facts.databaseIdentity, canary };
-  s.backup = writeManifest(s.backupDir!, args, part, b.configs);
+  s.backup = writeManifest(s.backupDir!, args, part, b.configs, b.dir.sealing);
   s.backupMs = (b.dir.doneAt ?? Date.now()) - b.startedAt;
   rt.reached('backup-written');
   s.ctx.log(`Backup: ${s.backup.path} (${count(s.backup.values)} stored values; manifest sha256 ${s.backup.manifestSha256}).`);

@@ -10,6 +10,7 @@
 import { unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { readConfigKey } from '../config/config-file';
+import { removeIncompleteBackups } from './backup';
 import { MasterKeyError } from '../errors';
 import { leftoverTempFiles, removeDeadTempFiles } from '../fsutil';
 import { withStore } from '../store/open';
@@ -49,6 +50,11 @@ function removeLeftovers(paths: readonly string[], dirs: readonly string[]): str
   return removed.sort();
 }
 
+/** The leftovers, and the backups that never completed (`removeIncompleteBackups`). */
+function removeLeftoversAndIncompleteBackups(ctx: Context, paths: readonly string[], dirs: readonly string[]): string[] {
+  return [...removeLeftovers(paths, dirs), ...removeIncompleteBackups(ctx.backupDir)].sort();
+}
+
 /**
  * A rotation killed after its commit but before its verification leaves its
  * history row at "committed": open every secret with the database's key from
@@ -74,7 +80,7 @@ export async function runRecover(ctx: Context): Promise<RecoverResult> {
     // Read only under the lock: a rotation that held it may have created or removed the file meanwhile.
     const p = readPending(ctx.pendingPath);
     const targets = p ? p.pending.targets : ctx.targets;
-    const tempFilesRemoved = removeLeftovers([...targets.map((t) => t.path), ctx.pendingPath], [ctx.backupDir, ctx.reportDir, ...(isSqliteUrl(ctx.databaseUrl) ? [dirname(sqliteFile(ctx.databaseUrl))] : [])]);
+    const tempFilesRemoved = removeLeftoversAndIncompleteBackups(ctx, [...targets.map((t) => t.path), ctx.pendingPath], [ctx.backupDir, ctx.reportDir, ...(isSqliteUrl(ctx.databaseUrl) ? [dirname(sqliteFile(ctx.databaseUrl))] : [])]);
     const canary = requireCanary(await store.readCanary());
     if (!p) {
       const verified = await verifyUnverifiedRotation(ctx, store, canary);

@@ -11,15 +11,15 @@
  * and leaves the live database and the config files untouched.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { ConfigTarget, readConfigKey } from '../config/config-file';
 import { MasterKey } from '../crypto/key';
 import { Keyring } from '../crypto/keyring';
 import { MasterKeyError } from '../errors';
 import { atomicWriteFile } from '../fsutil';
 import { withStore } from '../store/open';
-import { CanaryRow, SecretFailure, inventoryLocations, sameDatabase } from '../store/store';
-import { BackupManifest, readBackup, toRestore } from './backup';
+import { BackupSource, CanaryRow, SecretFailure, inventoryLocations, sameDatabase } from '../store/store';
+import { readIdentityFile } from './age';
+import { BackupManifest, closeBackupFiles, openBackupFiles, readBackup, toRestore } from './backup';
 import { assertKeyOpensCanary, canaryOpensWith, requireCanary } from './canary';
 import { Context, withProgress } from './context';
 import { count } from '../format';
@@ -59,10 +59,10 @@ export interface DrillResult {
 }
 
 /** The backup's key: every config copy holds the backed-up key, and it opens the backed-up canary. */
-function backupKey(path: string, manifest: BackupManifest): MasterKey {
+async function backupKey(path: string, manifest: BackupManifest, files: BackupSource): Promise<MasterKey> {
   let key: MasterKey | undefined;
   for (const cf of manifest.configs) {
-    const k = readConfigKey({ path: join(path, cf.file), format: cf.format, entry: cf.entry } as ConfigTarget);
+    const k = readConfigKey({ path: await files.path(cf.file), format: cf.format, entry: cf.entry } as ConfigTarget);
     if (k.fingerprint !== manifest.canary.fingerprint) {
       throw new MasterKeyError('BACKUP_CORRUPT', `The backup's copy of ${cf.path} holds ${k.fingerprint}, not the backed-up key ${manifest.canary.fingerprint}; this backup cannot be restored safely.`);
     }
@@ -108,10 +108,34 @@ function place(f: SecretFailure): string {
   return `${f.table}.${f.column}${f.path ? `#${f.path}` : ''} id=${f.id} (${f.kind}, ${f.code})`;
 }
 
-/** `master-key restore --backup <dir>`. */
-export async function runRestore(ctx: Context, backupPath: string): Promise<RestoreResult> {
+/** How a backup is opened: the identity file for a sealed one. */
+export interface OpenBackupOptions {
+  /** An age identity file (0600) holding the identity of one of the backup's recipients. */
+  readonly identityFile?: string;
+}
+
+/**
+ * Reads and checks a backup (every checksum; for a sealed one the identity,
+ * every header, and the config copies opened), then runs fn with its files
+ * and key; what was decrypted to disk is removed afterwards, whatever happens.
+ */
+async function withBackup<T>(backupPath: string, opts: OpenBackupOptions, fn: (manifest: BackupManifest, files: BackupSource, key: MasterKey) => Promise<T>): Promise<T> {
   const manifest = readBackup(backupPath);
-  const key = backupKey(backupPath, manifest);
+  const ids = manifest.sealed && opts.identityFile ? await readIdentityFile(opts.identityFile) : undefined;
+  const files = openBackupFiles(backupPath, manifest, ids);
+  try {
+    return await fn(manifest, files, await backupKey(backupPath, manifest, files));
+  } finally {
+    closeBackupFiles(files);
+  }
+}
+
+/** `master-key restore --backup <dir>`. */
+export function runRestore(ctx: Context, backupPath: string, opts: OpenBackupOptions = {}): Promise<RestoreResult> {
+  return withBackup(backupPath, opts, (manifest, files, key) => restoreBackup(ctx, backupPath, manifest, files, key));
+}
+
+async function restoreBackup(ctx: Context, backupPath: string, manifest: BackupManifest, files: BackupSource, key: MasterKey): Promise<RestoreResult> {
   assertSameLocations(ctx, manifest, backupPath);
   const session = { label: `master-key restore ${ctx.now().toISOString()}`, doing: 'restoring the backup' };
   return withStore(ctx.databaseUrl, session, async (store) => {
@@ -129,7 +153,7 @@ export async function runRestore(ctx: Context, backupPath: string): Promise<Rest
       if (live.key && !canaryOpensWith(canary, live.key)) throw new MasterKeyError('PLAN_STALE', 'The database key changed while the restore was being prepared; nothing was changed: run the command again.');
       await tx.lockSecretTables(ctx.inventory);
       const c = await withProgress(ctx.progress, 'comparing live values with the backup', undefined, () =>
-        tx.restore({ backup: toRestore(backupPath, manifest), inventory: ctx.inventory, decide: rec.decide, batchSize: ctx.batchSize }),
+        tx.restore({ backup: toRestore(backupPath, manifest, files), inventory: ctx.inventory, decide: rec.decide, batchSize: ctx.batchSize }),
       );
       if (rec.refusedCount > 0) {
         const first = rec.refused.slice(0, 5).map(place);
@@ -145,7 +169,7 @@ export async function runRestore(ctx: Context, backupPath: string): Promise<Rest
     });
     const configs: string[] = [];
     for (const cf of manifest.configs) {
-      atomicWriteFile(cf.path, readFileSync(join(backupPath, cf.file)), { mode: cf.mode, uid: cf.uid, gid: cf.gid, errorCode: 'CONFIG_UNWRITABLE' });
+      atomicWriteFile(cf.path, readFileSync(await files.path(cf.file)), { mode: cf.mode, uid: cf.uid, gid: cf.gid, errorCode: 'CONFIG_UNWRITABLE' });
       configs.push(cf.path);
     }
     const restored = manifest.configs[0];
@@ -181,13 +205,15 @@ function c0Text(m: BackupManifest): string {
 }
 
 /** `master-key restore --drill --backup <dir>`: restore into a scratch copy, open every value with the backup's key; nothing live changes. */
-export async function runDrill(ctx: Context, backupPath: string): Promise<DrillResult> {
-  const manifest = readBackup(backupPath);
-  const key = backupKey(backupPath, manifest);
+export function runDrill(ctx: Context, backupPath: string, opts: OpenBackupOptions = {}): Promise<DrillResult> {
+  return withBackup(backupPath, opts, (manifest, files, key) => drillBackup(ctx, backupPath, manifest, files, key));
+}
+
+async function drillBackup(ctx: Context, backupPath: string, manifest: BackupManifest, files: BackupSource, key: MasterKey): Promise<DrillResult> {
   assertSameLocations(ctx, manifest, backupPath);
   const session = { label: `master-key restore --drill ${ctx.now().toISOString()}`, doing: 'restoring the backup into a scratch copy' };
   const r = await withStore(ctx.databaseUrl, session, (store) =>
-    store.drill({ backup: toRestore(backupPath, manifest), inventory: ctx.inventory, batchSize: ctx.batchSize }, async (tx, copy) => {
+    store.drill({ backup: toRestore(backupPath, manifest, files), inventory: ctx.inventory, batchSize: ctx.batchSize }, async (tx, copy) => {
       const scan = await withProgress(ctx.progress, 'opening every restored value', undefined, (tick) => tx.scan(copy.inventory, new Keyring([key]), { onProgress: tick, batchSize: ctx.batchSize }));
       return { values: copy.values, scan, failures: scan.failures.map((f) => ({ ...f, table: copy.liveTable(f.table) })) };
     }),

@@ -8,6 +8,7 @@ import { CliCommand, CommonOpts, Io, emit, makeContext, withBatchSize, withCommo
 export interface RestoreOptions extends CommonOpts {
   backup: string;
   drill?: boolean;
+  identityFile?: string;
 }
 
 export const restore = {
@@ -20,11 +21,13 @@ export const restore = {
       ),
     )
       .requiredOption('--backup <dir>', 'backup directory printed by apply')
-      .option('--drill', 'restore into a scratch copy and open every value with the backup\'s key; the live database and config files are not touched'),
+      .option('--drill', 'restore into a scratch copy and open every value with the backup\'s key; the live database and config files are not touched')
+      .option('--identity-file <path>', 'age identity file (mode 0600) of one of the recipients a sealed backup is sealed to'),
 
   async run(o: RestoreOptions, io: Io): Promise<ExitCodeValue> {
     const ctx = makeContext(o, io);
-    const r = o.drill ? await runDrill(ctx, resolve(o.backup)) : await runRestore(ctx, resolve(o.backup));
+    const open = { identityFile: o.identityFile !== undefined ? resolve(o.identityFile) : undefined };
+    const r = o.drill ? await runDrill(ctx, resolve(o.backup), open) : await runRestore(ctx, resolve(o.backup), open);
     emit(io, o.json, { ok: r.verification.ok, ...r }, '');
     return r.verification.ok ? ExitCode.OK : ExitCode.UNDECRYPTABLE;
   },
