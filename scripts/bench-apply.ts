@@ -8,6 +8,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClientBase } from 'pg';
 import type { MasterKey } from '../src/crypto/key';
+import { loadAge } from '../src/rotation/age';
 import { BENCH_INVENTORY } from './bench-data';
 import type { ChildResult } from './bench-child';
 import { removeScratch, scratchDir } from './scratch';
@@ -22,6 +23,19 @@ export interface ApplyContext {
   readonly rows: number;
   /** Another build's CLI entry point to run instead of this one (`--baseline-cli`). */
   readonly cli?: string;
+  /** Seal the backup to these age recipients (`--sealed`). */
+  readonly recipients?: readonly string[];
+}
+
+/** One fresh X25519 recipient to seal the benchmark's backups to (its identity is not kept: the bench never opens them). */
+export async function benchRecipient(): Promise<string> {
+  const { generateX25519Identity, identityToRecipient } = await loadAge();
+  return identityToRecipient(await generateX25519Identity());
+}
+
+/** The apply's options sealing its backup to `recipients`. */
+export function recipientArgs(recipients: readonly string[] = []): string[] {
+  return recipients.flatMap((r) => ['--backup-recipient', r]);
 }
 
 /** The CLI entry point in the build output. */
@@ -75,7 +89,7 @@ export async function measureApply(ctx: ApplyContext): Promise<ChildResult | und
     await ctx.client.query('DROP SCHEMA IF EXISTS master_key CASCADE');
     const init = await runCliMeasured(['init', ...common], env);
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
-    const apply = await runCliMeasured(['apply', ...common, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
+    const apply = await runCliMeasured(['apply', ...common, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports'), ...recipientArgs(ctx.recipients)], env);
     if (apply.code !== 0) throw new Error(`master-key apply failed (exit ${apply.code}): ${apply.stderr.trim()}`);
     return { seconds: apply.seconds, rows: ctx.rows, maxRssBytes: apply.maxRssBytes, ...applyTimings(join(dir, 'reports')) };
   } finally {

@@ -90,6 +90,7 @@ const LABELS: Record<string, string> = {
   crypto: 'crypto alone (open + re-seal in memory)',
   ours: 'ours: reencryptInventory',
   apply: 'ours: master-key apply (full CLI)',
+  'apply-sealed': 'ours: master-key apply, backup sealed to one age recipient',
 };
 
 /** The issue's goals, each checked against this run's figures. */
@@ -111,7 +112,16 @@ export function goals(r: BenchReport): Goal[] {
     const b = by(m)?.peakRssBytes;
     return { what: `${LABELS[m]} peak RSS < ${MB_LIMIT} MB`, ...(b !== undefined ? { measured: `${(b / MB).toFixed(0)} MB`, met: b < MB_LIMIT * MB } : {}) };
   });
-  return [ratio('ours', 2.0), ratio('apply', 3.0), ...rss];
+  return [ratio('ours', 2.0), ratio('apply', 3.0), ...rss, ...sealedGoal(by('apply')?.seconds, by('apply-sealed')?.seconds)];
+}
+
+/** Issue 19's goal, when `--sealed` measured it: the apply with one backup recipient at most 10 % slower than without (medians of the same run). */
+export function sealedGoal(apply: number | undefined, sealed: number | undefined): Goal[] {
+  if (sealed === undefined) return [];
+  const what = 'master-key apply with one backup recipient ≤ 1.10x the apply without';
+  if (!apply) return [{ what }];
+  const x = sealed / apply;
+  return [{ what, measured: `${x.toFixed(2)}x`, met: x <= 1.1 }];
 }
 
 /** The full apply's median run, phase by phase with its share, and the server-down window. */

@@ -27,13 +27,13 @@ import { Keyring } from '../src/crypto/keyring';
 import { reencryptAlone } from '../src/store/sqlite/store';
 import { Db, sqliteModule } from '../src/store/sqlite/driver';
 import { BENCH_INVENTORY, BENCH_TABLE, plaintext } from './bench-data';
-import { applyPhases, median, medianRun, table } from './bench-report';
-import { applyTimings, cliPath, runCliMeasured } from './bench-apply';
+import { applyPhases, median, medianRun, sealedGoal, table } from './bench-report';
+import { applyTimings, benchRecipient, cliPath, recipientArgs, runCliMeasured } from './bench-apply';
 
 export const SQLITE_METHODS = ['floor', 'rewrite', 'crypto', 'naive', 'ours', 'apply'] as const;
 type Method = (typeof SQLITE_METHODS)[number];
 /** A row of the report: a method, or the baseline build's full apply. */
-type Measured = Method | 'apply-baseline';
+type Measured = Method | 'apply-baseline' | 'apply-sealed';
 
 export interface SqliteBenchOptions {
   readonly rows: number;
@@ -47,6 +47,8 @@ export interface SqliteBenchOptions {
   readonly naiveSingleRunAbove?: number;
   /** Another build's CLI entry point, whose full apply runs in turn with this build's (A/B in one run). */
   readonly baselineCli?: string;
+  /** Also run every apply with its backup sealed to one age recipient, in turn with the plain one (`apply-sealed`). */
+  readonly sealed?: boolean;
 }
 
 const SEED_CHUNK = 10_000;
@@ -200,7 +202,7 @@ function runChild(job: ChildJob): Promise<Run> {
 }
 
 /** The full CLI (this build's, or `cli`): `init` on the fresh copy, then `apply` (spawn to exit, with backup, verification and report). */
-async function apply(dir: string, path: string, oldKey: MasterKey, rows: number, cli?: string): Promise<Run> {
+async function apply(dir: string, path: string, oldKey: MasterKey, rows: number, cli?: string, recipients?: readonly string[]): Promise<Run> {
   const work = mkdtempSync(join(dir, 'apply-'));
   chmodSync(work, 0o700);
   try {
@@ -212,7 +214,7 @@ async function apply(dir: string, path: string, oldKey: MasterKey, rows: number,
     const env = cli ? { ...process.env, MK_BENCH_CLI: cli } : process.env;
     const init = await runCliMeasured(['init', ...common], env);
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
-    const r = await runCliMeasured(['apply', ...common, '--backup-dir', join(work, 'backups'), '--report-dir', join(work, 'reports')], env);
+    const r = await runCliMeasured(['apply', ...common, '--backup-dir', join(work, 'backups'), '--report-dir', join(work, 'reports'), ...recipientArgs(recipients)], env);
     if (r.code !== 0) throw new Error(`master-key apply failed (exit ${r.code}): ${r.stderr.trim()}`);
     return { seconds: r.seconds, rows, maxRssBytes: r.maxRssBytes, ...applyTimings(join(work, 'reports')) };
   } finally {
@@ -251,6 +253,7 @@ const LABELS: Record<Measured, string> = {
   ours: 'ours: store re-encryption (one transaction)',
   apply: 'ours: master-key apply (full CLI)',
   'apply-baseline': 'baseline build: master-key apply (full CLI)',
+  'apply-sealed': 'ours: master-key apply, backup sealed to one age recipient',
 };
 
 const NOTES: Partial<Record<Measured, string>> = {
@@ -317,7 +320,7 @@ export function summariseSqlite(r: Omit<SqliteBenchReport, 'goals'>): SqliteBenc
     const b = results.find((x) => x.method === m)?.peakRssBytes;
     return { what: `${LABELS[m]} peak RSS < 256 MB`, ...(b !== undefined ? { measured: `${(b / MB).toFixed(0)} MB`, met: b < 256 * MB } : {}) };
   });
-  return { ...r, results, goals: [ratio('ours', 1.0), ratio('apply', 1.6), ...rss] };
+  return { ...r, results, goals: [ratio('ours', 1.0), ratio('apply', 1.6), ...rss, ...sealedGoal(secs('apply'), secs('apply-sealed'))] };
 }
 
 export function formatSqliteReport(r: SqliteBenchReport): string {
@@ -362,10 +365,12 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
     const seedSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const results: SqliteBenchResult[] = [];
     let verification: SqliteBenchReport['verification'];
+    const recipients = o.sealed ? [await benchRecipient()] : undefined;
     for (const method of o.methods) {
       const reps = method === 'naive' && o.rows > (o.naiveSingleRunAbove ?? 200_000) ? 1 : o.reps;
       const runs: Run[] = [];
       const baseline: Run[] = [];
+      const sealed: Run[] = [];
       for (let i = 0; i < reps; i++) {
         if (method === 'apply' && o.baselineCli) {
           const path = fresh(dir, pristine);
@@ -377,7 +382,13 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
         if (method === 'floor') runs.push(sqliteAlone(path, "value || ''"));
         else if (method === 'rewrite') runs.push(sqliteAlone(path, 'lower(value)'));
         else if (method === 'crypto') runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
-        else if (method === 'apply') runs.push(await apply(dir, path, oldKey, o.rows));
+        else if (method === 'apply') {
+          runs.push(await apply(dir, path, oldKey, o.rows));
+          if (recipients) {
+            progress(`${method} run ${i + 1}/${reps} with the backup sealed to one age recipient`);
+            sealed.push(await apply(dir, fresh(dir, pristine), oldKey, o.rows, undefined, recipients));
+          }
+        }
         else runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
         if (method === 'ours' && i === reps - 1) verification = verify(path, plain, newKey);
       }
@@ -395,6 +406,7 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
       };
       if (baseline.length) results.push(result('apply-baseline', baseline, `${NOTES.apply}; the build at ${o.baselineCli}, run in turn with this one`));
       results.push(result(method, runs));
+      if (sealed.length) results.push(result('apply-sealed', sealed, `${NOTES.apply}; the backup sealed to one X25519 recipient (age), run in turn with the apply above`));
     }
     const Database = sqliteModule();
     const mem = new Database(':memory:');
@@ -427,6 +439,7 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
   let methods: Method[] = [...SQLITE_METHODS];
   let crypto: CryptoMode | undefined;
   let baselineCli: string | undefined;
+  let sealed = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const n = () => {
@@ -438,6 +451,7 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
     else if (a === '--rows') rows = n();
     else if (a === '--reps') reps = n();
     else if (a === '--json') json = true;
+    else if (a === '--sealed') sealed = true;
     else if (a === '--crypto') {
       const m = argv[++i];
       if (m !== 'native' && m !== 'node' && m !== 'workers') throw new Error(`--crypto must be native, node or workers, got ${m ?? 'nothing'}`);
@@ -457,7 +471,7 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
       if (!existsSync(baselineCli)) throw new Error(`--baseline-cli: ${baselineCli} does not exist`);
     } else throw new Error(`unknown option ${a}`);
   }
-  return { rows, reps, journal, json, methods, ...(crypto ? { crypto } : {}), ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}) };
+  return { rows, reps, journal, json, methods, ...(crypto ? { crypto } : {}), ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}), ...(sealed ? { sealed } : {}) };
 }
 
 /** `bench --store sqlite ...`: prints the table (or JSON); exit code 1 when verification failed. */

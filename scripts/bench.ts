@@ -28,7 +28,7 @@ import { MasterKey } from '../src/crypto/key';
 import { EmbeddedServer, removeEmbeddedData, startEmbeddedPostgres } from '../src/db/embedded';
 import { BENCH_TABLE, restoreBench, seedBench, verifyBench } from './bench-data';
 import type { ChildJob, ChildResult } from './bench-child';
-import { measureApply } from './bench-apply';
+import { benchRecipient, measureApply } from './bench-apply';
 import { BenchReport, MethodResult, formatReport, median, medianRun, summarise } from './bench-report';
 import { mainShape, parseShapeArgs } from './bench-shapes';
 import { mainSqlite, parseSqliteArgs } from './bench-sqlite';
@@ -52,6 +52,8 @@ export interface BenchOptions {
   readonly crypto?: CryptoMode;
   /** Another build's CLI entry point, whose full apply runs in turn with this build's (A/B in one run). */
   readonly baselineCli?: string;
+  /** Also run every apply with its backup sealed to one age recipient, in turn with the plain one (`apply-sealed`). */
+  readonly sealed?: boolean;
 }
 
 /** Server settings of the embedded server: large WAL so checkpoints do not land inside measurements. */
@@ -75,9 +77,11 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
   let useReader = true;
   let crypto: CryptoMode | undefined;
   let baselineCli: string | undefined;
+  let sealed = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--rows') rows = positiveInt(a, argv[++i]);
+    else if (a === '--sealed') sealed = true;
     else if (a === '--reps') reps = positiveInt(a, argv[++i]);
     else if (a === '--json') json = true;
     else if (a === '--naive-rows') naiveRows = positiveInt(a, argv[++i]);
@@ -99,7 +103,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       });
     } else throw new Error(`unknown option ${a}`);
   }
-  return { rows, reps, json, naiveRows: naiveRows !== undefined ? Math.min(naiveRows, rows) : undefined, methods, batchSize, useReader, ...(crypto ? { crypto } : {}), ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}) };
+  return { rows, reps, json, naiveRows: naiveRows !== undefined ? Math.min(naiveRows, rows) : undefined, methods, batchSize, useReader, ...(crypto ? { crypto } : {}), ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}), ...(sealed ? { sealed } : {}) };
 }
 
 /** Runs one client-side job in a child process and returns what it printed. */
@@ -175,9 +179,11 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
     ...(o.crypto ? { crypto: o.crypto } : {}),
   });
 
+  const recipients = o.sealed ? [await benchRecipient()] : undefined;
   for (const method of o.methods) {
     const runs: Run[] = [];
     const baseline: Run[] = [];
+    const sealed: Run[] = [];
     let note: string | undefined;
     let reps = o.reps;
     let limit: number | undefined;
@@ -208,6 +214,11 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
         }
         note = 'spawn to exit, with backup, verification and report';
         runs.push(r);
+        if (recipients) {
+          await restoreBench(c, 'gcm');
+          progress(`${method} run ${i + 1}/${reps} with the backup sealed to one age recipient`);
+          sealed.push((await measureApply({ url, client: c, oldKey, rows: o.rows, recipients }))!);
+        }
         continue;
       }
       const rows = await restoreBench(c, method === 'pgcrypto' ? 'cbc' : 'gcm', limit);
@@ -224,6 +235,7 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
     if (engine) note = `${note ? `${note}; ` : ''}AES-GCM engine: ${engine}`;
     if (baseline.length) results.push(methodResult('apply-baseline', baseline, o.rows, `${note}; the build at ${o.baselineCli}, run in turn with this one`));
     results.push(methodResult(method, runs, limit ?? o.rows, note));
+    if (sealed.length) results.push(methodResult('apply-sealed', sealed, o.rows, `${note}; the backup sealed to one X25519 recipient (age), run in turn with the apply above`));
   }
   const ver = await c.query<{ server_version: string }>('SHOW server_version');
   return summarise({
@@ -256,6 +268,8 @@ Options:
   --no-reader               PostgreSQL: no separate reader connection
   --journal wal|delete      SQLite: the journal mode (default wal)
   --baseline-cli <path>     another build's dist/src/cli/main.js: its full apply runs in turn with this one's (A/B)
+  --sealed                  also run each full apply with its backup sealed to one age recipient, in turn with
+                            the plain one (apply-sealed; goal: at most 1.10x the apply)
   --shape large-value|documents   instead of a table of small secrets: a full apply on one large stored
                             value (--value-mib N) or on JSON documents of many values (--documents N,
                             --values-per-document N), seconds and peak RSS against their goals
