@@ -14,6 +14,7 @@ import { init } from './commands/init';
 import { plan } from './commands/plan';
 import { recover } from './commands/recover';
 import { restore } from './commands/restore';
+import { retire } from './commands/retire';
 import { set } from './commands/set';
 import { show } from './commands/show';
 import { status } from './commands/status';
@@ -22,7 +23,7 @@ import { CliCommand, Io } from './options';
 import { providerInstall, providerPackage } from '../provider/command';
 import { aesGcmEngineDescription } from '../crypto/gcm-batch';
 
-const COMMANDS: readonly CliCommand[] = [init, plan, apply, status, verify, show, set, recover, restore, providerInstall, providerPackage];
+const COMMANDS: readonly CliCommand[] = [init, plan, apply, status, verify, show, set, recover, restore, retire, providerInstall, providerPackage];
 
 /** This package's version (from its package.json, found above this file in src/ or dist/). */
 function packageVersion(): string {

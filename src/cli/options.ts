@@ -68,10 +68,14 @@ export function configOption(help: string): Option {
   return new Option('--config <path>', help).argParser(collect).default([], DEFAULT_CONFIG);
 }
 
+/** Where backups are (apply, plan, status, retire). */
+export function withBackupDir(cmd: Command): Command {
+  return cmd.option('--backup-dir <dir>', 'where backups go (default: master-key-backups beside the primary config)');
+}
+
 /** Where backups and reports go, and whom backups are sealed to (plan, apply). */
 export function withDirs(cmd: Command): Command {
-  return cmd
-    .option('--backup-dir <dir>', 'where backups go (default: master-key-backups beside the primary config)')
+  return withBackupDir(cmd)
     .option('--report-dir <dir>', 'where reports go (default: master-key-reports beside the primary config)')
     .option('--backup-recipient <age1…>', 'seal every backup file to this age recipient (X25519 age1… or hybrid age1pq1…); repeatable (default: none, the backup holds the old key in cleartext)', collect, [])
     .option('--backup-recipients-file <path>', 'seal backups to the recipients listed in this file, one a line (age -R format)');

@@ -10,7 +10,6 @@
  * verification).
  */
 import { randomUUID } from 'node:crypto';
-import { hostname, userInfo } from 'node:os';
 import { writeConfigKey } from '../config/config-file';
 import { MasterKey } from '../crypto/key';
 import { Keyring } from '../crypto/keyring';
@@ -20,6 +19,7 @@ import { withStore } from '../store/open';
 import { BackupPart, CanaryRow, ReencryptResult, Store } from '../store/store';
 import { BackupDirectory, BackupResult, NewBackup, backUpConfigs, createBackupDir, removeBackup, writeManifest } from './backup';
 import { checkRecipients, recipientLabel } from './age';
+import { RetireResult, Retention, actor, heldBackups, retentionText, retireBackups } from './custody';
 import { canaryFor, canaryOpensWith, requireCanary } from './canary';
 import { Context, NewKeySource, withProgress } from './context';
 import { Declared } from './decide';
@@ -28,7 +28,7 @@ import { assertNoPending, obtainNewKey, writeKeyInto } from './keys';
 import { removePending, writePending } from './pending';
 import { RotationPlan } from './plan';
 import { Gathered, gather, refuseUnlessReady, undecryptableRows } from './preflight';
-import { RotationReport, REPORT_FORMAT, timingSummary, writeReport } from './report';
+import { KeyCustody, RotationReport, REPORT_FORMAT, timingSummary, writeReport } from './report';
 import { aesGcmEngineDescription } from '../crypto/gcm-batch';
 import { Phase, Runner, Runtime } from './runner';
 import { scanWith, verifyRotation } from './verify';
@@ -61,6 +61,7 @@ export const APPLY: readonly Phase<ApplyState>[] = [
   { name: 'write the new key into every config file, drop the pending file', timing: 'config files', done: 'pending-removed', run: writeConfigFiles },
   { name: 'start the server and check its health', timing: START_HOOKS, done: 'start-hook-done', run: startServerPhase },
   { name: 'verify: the database stores exactly what was written, and a random sample opens with the new key', timing: 'verify', done: 'verified', run: verify },
+  { name: 'retire the backups beyond the declared retention (only once the rotation is verified)', timing: 'retire backups', run: retireAfterVerified },
   { name: 'record the outcome, write the report', done: 'report-written', run: report },
   { name: 'fail unless verified', run: failUnlessVerified },
 ];
@@ -71,6 +72,8 @@ export interface ApplyOptions extends Declared {
   readonly newKeyOut?: string;
   /** A plan saved by `plan --out`: refuse when the facts changed since. */
   readonly savedPlan?: RotationPlan;
+  /** Retire the backups beyond this after a verified rotation (provider `backup_retention`); never before verification. */
+  readonly retention?: Retention;
 }
 
 export type ApplyResult =
@@ -99,6 +102,8 @@ export interface ApplyState {
   commit: 'none' | 'sent' | 'done';
   reencrypted?: ReencryptResult;
   verification?: RotationReport['verification'];
+  /** What the retention retired after verification. */
+  retired?: RetireResult;
   result?: ApplyResult;
 }
 
@@ -373,6 +378,31 @@ async function verify(s: ApplyState): Promise<void> {
   s.verification = await verifyRotation(s.ctx, s.store, rotation(s).newKey, s.reencrypted!.digest);
 }
 
+/** The declared retention, applied only after a verified rotation (a failed one keeps every way back). */
+async function retireAfterVerified(s: ApplyState): Promise<void> {
+  const { ctx, opts } = s;
+  if (!opts.retention) return;
+  if (!s.verification?.ok) {
+    ctx.log('Backups were not retired: the rotation is not verified.');
+    return;
+  }
+  s.retired = await retireBackups(s.store, requireCanary(await s.store.readCanary()), { backupDir: ctx.backupDir, retention: opts.retention, now: ctx.now(), actor: actor() });
+  ctx.log(`Retention (${s.retired.retention}): ${s.retired.retired.length} backup(s) retired, each recorded in the rotation history.`);
+}
+
+/** The report's key custody: the new key's places, the backups holding old keys now, what was retired. */
+async function custody(s: ApplyState): Promise<KeyCustody> {
+  const { ctx, opts } = s;
+  const { newKey } = rotation(s);
+  const held = heldBackups(ctx.backupDir, ctx.now(), await s.store.identity()).filter((b) => b.fingerprint !== newKey.fingerprint);
+  return {
+    newKey: { fingerprint: newKey.fingerprint, writtenTo: [...ctx.targets.map((t) => t.path), ...(opts.newKeyOut ? [opts.newKeyOut] : [])] },
+    backups: held.map(({ path, fingerprint, generation, createdAt, sealedTo }) => ({ path, fingerprint, generation, createdAt, sealedTo })),
+    ...(opts.retention ? { retention: retentionText(opts.retention) } : {}),
+    retired: (s.retired?.retired ?? []).map(({ path, fingerprint, generation, createdAt, retiredAt, actor: who }) => ({ path, fingerprint, generation, createdAt, retiredAt, actor: who })),
+  };
+}
+
 async function report(s: ApplyState, rt: Runtime): Promise<void> {
   const { ctx, opts } = s;
   const { oldKey, newKey, decision, plan } = rotation(s);
@@ -398,13 +428,14 @@ async function report(s: ApplyState, rt: Runtime): Promise<void> {
     unchangedDueToErrors: 0,
     rowsUpdated: re.updated,
     byKind: re.byKind,
-    backup: { path: backup.path, manifestSha256: backup.manifestSha256, values: backup.values, bytes: backup.bytes, ms: s.backupMs ?? 0 },
+    backup: { path: backup.path, manifestSha256: backup.manifestSha256, values: backup.values, bytes: backup.bytes, ms: s.backupMs ?? 0, ...(backup.sealedTo ? { sealedTo: backup.sealedTo } : {}) },
     configs: ctx.targets.map((x) => ({ path: x.path, before: oldKey.fingerprint, after: newKey.fingerprint })),
     newKeyFile: opts.newKeyOut,
     hooks: s.hooks,
     phases: { ...rt.timings },
     timing: timingSummary(rt.timings, SERVER_DOWN),
     verification,
+    custody: await custody(s),
     outcome,
   };
   s.result = { action: 'rotated', plan, report, reportFiles: writeReport(ctx.reportDir, report) };
@@ -417,14 +448,4 @@ function failUnlessVerified(s: ApplyState): void {
     'VERIFY_FAILED',
     `The verification after the rotation failed: ${report.verification.proved} See ${reportFiles.markdown}, run \`master-key verify\`, and restore from ${report.backup.path} if needed.`,
   );
-}
-
-function actor(): string {
-  let user = 'unknown';
-  try {
-    user = userInfo().username;
-  } catch {
-    // no passwd entry
-  }
-  return `${user}@${hostname()}`;
 }

@@ -10,6 +10,7 @@ import type { CanaryRow, InventoryCounts, ScanResult, SecretFailure, StoreIdenti
 import { Decision } from './decide';
 import { bytes, count } from '../format';
 import { Hooks } from './hooks';
+import { recipientLabel } from './age';
 
 export const PLAN_FORMAT = 'cdktf-master-key/plan/v1';
 export const GENERATED_AT_APPLY = 'generated at apply';
@@ -42,6 +43,8 @@ export interface PlanFacts {
   readonly backupDir: string;
   readonly backupEstimateBytes: number;
   readonly backupFreeBytes?: number;
+  /** The age recipients the backup will be sealed to (none: it holds the old key in cleartext). */
+  readonly backupSealedTo: readonly string[];
   readonly hooks: Hooks;
   readonly preflight: readonly PreflightFact[];
 }
@@ -66,7 +69,7 @@ export interface RotationPlan {
   readonly secrets: { readonly total: number; readonly byKind: Readonly<Record<string, number>>; readonly rows: number };
   readonly undecryptable: { readonly count: number; readonly rows: readonly SecretFailure[] };
   readonly configs: ReadonlyArray<{ readonly path: string; readonly format: string; readonly entry: string; readonly fingerprint: string; readonly change: string }>;
-  readonly backup: { readonly dir: string; readonly estimatedBytes: number; readonly freeBytes?: number };
+  readonly backup: { readonly dir: string; readonly estimatedBytes: number; readonly freeBytes?: number; readonly sealedTo: readonly string[]; readonly oldKeyInCleartext: boolean };
   readonly hooks: Hooks;
   /** Reasons the plan cannot be applied (undecryptable rows, unwritable files, …). */
   readonly blockers: readonly string[];
@@ -131,7 +134,7 @@ export function buildPlan(f: PlanFacts): RotationPlan {
       fingerprint: c.fingerprint,
       change: f.decision.rotate || c.fingerprint !== f.oldFingerprint ? redactedChange(c.target.entry, c.fingerprint, newFp) : 'no change',
     })),
-    backup: { dir: f.backupDir, estimatedBytes: f.backupEstimateBytes, freeBytes: f.backupFreeBytes },
+    backup: { dir: f.backupDir, estimatedBytes: f.backupEstimateBytes, freeBytes: f.backupFreeBytes, sealedTo: f.backupSealedTo, oldKeyInCleartext: f.backupSealedTo.length === 0 },
     hooks: f.hooks,
     blockers,
     digest: planDigest(f),
@@ -159,6 +162,11 @@ export function renderPlan(p: RotationPlan): string {
     row('config files', '');
     for (const c of p.configs) out.push(`      ${c.path} (${c.format}): ${c.change}`);
     row('backup', `under ${p.backup.dir} (about ${bytes(p.backup.estimatedBytes)}${p.backup.freeBytes !== undefined ? `; ${bytes(p.backup.freeBytes)} free` : ''})`);
+    out.push(
+      p.backup.oldKeyInCleartext
+        ? '      WARNING: the backup will hold the old key in cleartext (no backup recipients): declare --backup-recipient to seal it'
+        : `      sealed (age) to ${p.backup.sealedTo.map(recipientLabel).join(', ')}`,
+    );
     const hooks = (['stop', 'start', 'health'] as const).filter((h) => p.hooks[h]).map((h) => `${h}: ${p.hooks[h]}`);
     row('hooks', hooks.length ? hooks.join('; ') : 'none');
   }

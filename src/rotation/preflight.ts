@@ -131,6 +131,7 @@ export async function gather(ctx: Context, store: Store, declared: Declared, opt
     backupDir: ctx.backupDir,
     backupEstimateBytes: estimate,
     backupFreeBytes: pre.free,
+    backupSealedTo: ctx.backupRecipients ?? [],
     hooks: ctx.hooks,
     preflight: pre.problems,
   };

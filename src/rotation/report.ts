@@ -10,6 +10,7 @@ import { mkdirSync } from 'node:fs';
 import { atomicWriteFile } from '../fsutil';
 import { MasterKeyError } from '../errors';
 import { count, share } from '../format';
+import { recipientLabel } from './age';
 
 export const REPORT_FORMAT = 'cdktf-master-key/report/v1';
 
@@ -33,7 +34,7 @@ export interface RotationReport {
   readonly rowsUpdated: number;
   readonly byKind: Readonly<Record<string, number>>;
   /** The backup the transaction took before rewriting anything; `ms`: how long it took, alongside the re-encryption. */
-  readonly backup: { readonly path: string; readonly manifestSha256: string; readonly values: number; readonly bytes: number; readonly ms: number };
+  readonly backup: { readonly path: string; readonly manifestSha256: string; readonly values: number; readonly bytes: number; readonly ms: number; readonly sealedTo?: readonly string[] };
   readonly configs: ReadonlyArray<{ readonly path: string; readonly before: string; readonly after: string }>;
   readonly newKeyFile?: string;
   readonly hooks: ReadonlyArray<{ readonly which: string; readonly command: string; readonly ms: number }>;
@@ -42,7 +43,21 @@ export interface RotationReport {
   /** The phases' total, and the server-down window: the phases from the stop hook to the start hooks (whether or not hooks were given). */
   readonly timing: TimingSummary;
   readonly verification: RotationVerification;
+  /** Where every key went: the new key, the old keys the backups still hold (sealed to whom), what was retired. */
+  readonly custody: KeyCustody;
   readonly outcome: 'verified' | 'verify-failed';
+}
+
+/** The report's "key custody" section. */
+export interface KeyCustody {
+  /** Where the new key was written (config files; the --new-key-out file). */
+  readonly newKey: { readonly fingerprint: string; readonly writtenTo: readonly string[] };
+  /** The backups of this database that hold an old key after this run (newest first, this rotation's first): sealed to whom; empty `sealedTo`: in cleartext. */
+  readonly backups: ReadonlyArray<{ readonly path: string; readonly fingerprint: string; readonly generation: number; readonly createdAt: string; readonly sealedTo: readonly string[] }>;
+  /** The retention applied after the verified rotation (provider `backup_retention`), when declared. */
+  readonly retention?: string;
+  /** The backups it retired, each recorded in the rotation history. */
+  readonly retired: ReadonlyArray<{ readonly path: string; readonly fingerprint: string; readonly generation: number; readonly createdAt: string; readonly retiredAt: string; readonly actor: string }>;
 }
 
 /** What a verification checked and what that proves. */
@@ -120,7 +135,11 @@ export function renderMarkdown(r: RotationReport): string {
   lines.push('', `## Backup`, '');
   lines.push(`- location: \`${r.backup.path}\``);
   lines.push(`- manifest SHA-256: \`${r.backup.manifestSha256}\``);
-  lines.push(`- ${count(r.backup.values)} stored values, ${count(r.backup.bytes)} bytes (the config copies hold the old key: keep the backup as safe as the key)`);
+  lines.push(
+    r.backup.sealedTo?.length
+      ? `- ${count(r.backup.values)} stored values, ${count(r.backup.bytes)} bytes, every file sealed (age) to ${r.backup.sealedTo.map(recipientLabel).join(', ')}: the old key it holds opens only with one of their identities`
+      : `- ${count(r.backup.values)} stored values, ${count(r.backup.bytes)} bytes. **The backup holds the old key in cleartext** (its config copies; no backup recipients were declared): keep it as safe as the key, or declare recipients`,
+  );
   lines.push(`- taken inside the rotation's transaction, in its snapshot, alongside the re-encryption: ${count(r.backup.ms)} ms`, '');
   lines.push(`## Verification`, '');
   lines.push(
@@ -129,6 +148,7 @@ export function renderMarkdown(r: RotationReport): string {
       : `**Verification failed.** ${r.verification.proved} Run \`master-key verify\`, and restore from the backup above if needed.`,
     '',
   );
+  lines.push(...custodyLines(r.custody));
   if (r.hooks.length) {
     lines.push(`## Hooks`, '');
     for (const h of r.hooks) lines.push(`- ${h.which}: \`${h.command}\` (${count(h.ms)} ms)`);
@@ -141,6 +161,20 @@ export function renderMarkdown(r: RotationReport): string {
   lines.push(`Server down (from the stop hook to the start hooks: ${t.serverDownPhases.join(', ')}): **${count(t.serverDownMs)} ms**, ${share(t.serverDownMs, t.totalMs)} of the run.`);
   lines.push('', 'Back up the new master key now, and test that the backup restores.', '');
   return lines.join('\n');
+}
+
+/** The "Key custody" section: where the new key went, which backups hold which old keys (sealed to whom), what was retired. */
+function custodyLines(c: KeyCustody): string[] {
+  const lines = ['## Key custody', ''];
+  lines.push(`- new key \`${c.newKey.fingerprint}\` written to ${c.newKey.writtenTo.map((p) => `\`${p}\``).join(', ')}`);
+  if (c.backups.length === 0) lines.push('- no backup holds an old key');
+  for (const b of c.backups) {
+    lines.push(`- \`${b.path}\` (taken ${b.createdAt}) holds \`${b.fingerprint}\` (generation ${b.generation}), ${b.sealedTo.length ? `sealed to ${b.sealedTo.map(recipientLabel).join(', ')}` : '**in cleartext**'}`);
+  }
+  if (c.retention) lines.push(`- retention: ${c.retention}; ${c.retired.length ? `retired ${c.retired.length} backup(s), each recorded in the rotation history:` : 'nothing to retire'}`);
+  for (const x of c.retired) lines.push(`  - \`${x.path}\`: \`${x.fingerprint}\` (generation ${x.generation}, taken ${x.createdAt}) removed ${x.retiredAt} by ${x.actor}`);
+  lines.push('');
+  return lines;
 }
 
 /** Writes `<stem>.md` and `<stem>.json` into dir; returns their paths. */

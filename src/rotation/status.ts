@@ -5,7 +5,9 @@
 import { readConfigKey } from '../config/config-file';
 import { ExitCode, ExitCodeValue, isMasterKeyError } from '../errors';
 import { withStore } from '../store/open';
-import { HistoryRow } from '../store/store';
+import { HistoryRow, RETIRED_OUTCOME } from '../store/store';
+import { recipientLabel } from './age';
+import { heldBackups } from './custody';
 import { canaryOpensWith, requireCanary } from './canary';
 import { Context } from './context';
 import { count } from '../format';
@@ -29,6 +31,10 @@ export interface StatusResult {
   readonly nodes: readonly NodeStatus[];
   readonly mismatchedNodes: number;
   readonly lastRotation?: Omit<HistoryRow, 'byKind'> & { byKind: Readonly<Record<string, number>> };
+  /** The backups under the backup directory that still hold an old key (newest first): where, since when, sealed to whom (none: in cleartext). */
+  readonly backupsHoldingOldKeys: ReadonlyArray<{ readonly path: string; readonly fingerprint: string; readonly generation: number; readonly createdAt: string; readonly ageDays: number; readonly sealedTo: readonly string[] }>;
+  /** The latest retirements recorded in the history (newest first, at most 20). */
+  readonly retirements: ReadonlyArray<{ readonly fingerprint: string; readonly backup?: string; readonly at: string; readonly actor: string }>;
   readonly interruptedRotation?: { readonly pendingFile: string; readonly startedAt: string; readonly oldFingerprint: string; readonly newFingerprint: string; readonly inProgress: boolean };
   readonly exitCode: ExitCodeValue;
 }
@@ -52,6 +58,8 @@ export async function runStatus(ctx: Context, opts: { maxAgeMs?: number }): Prom
     const ageMs = ctx.now().getTime() - canary.keyCreatedAt.getTime();
     const overdue = opts.maxAgeMs !== undefined && ageMs > opts.maxAgeMs;
     const last = await store.lastHistory();
+    const held = heldBackups(ctx.backupDir, ctx.now(), await store.identity()).filter((b) => b.fingerprint !== canary.fingerprint);
+    const retired = await store.historyWith(RETIRED_OUTCOME, 20);
     const holder = pending ? await store.lockHolder() : undefined;
     const mismatched = nodes.filter((n) => !n.matchesDatabase).length;
     const exitCode = pending ? ExitCode.INTERRUPTED : fileProblem ? ExitCode.FILES : mismatched ? ExitCode.NODE_MISMATCH : overdue ? ExitCode.OVERDUE : ExitCode.OK;
@@ -66,6 +74,8 @@ export async function runStatus(ctx: Context, opts: { maxAgeMs?: number }): Prom
       nodes,
       mismatchedNodes: mismatched,
       lastRotation: last,
+      backupsHoldingOldKeys: held.map(({ path, fingerprint, generation, createdAt, ageDays, sealedTo }) => ({ path, fingerprint, generation, createdAt, ageDays, sealedTo })),
+      retirements: retired.map((r) => ({ fingerprint: r.oldFingerprint, backup: r.backupPath, at: r.committedAt.toISOString(), actor: r.actor })),
       interruptedRotation: pending
         ? {
             pendingFile: ctx.pendingPath,
@@ -94,6 +104,11 @@ export function renderStatus(s: StatusResult): string {
   for (const n of s.nodes) {
     out.push(`config        ${n.path}: ${n.error ? `unreadable: ${n.error}` : `${n.fingerprint} ${n.matchesDatabase ? '(matches the database)' : '(DIFFERS from the database: run `master-key set --config ' + n.path + '` with the current key, or `master-key recover`)'}`}`);
   }
+  for (const b of s.backupsHoldingOldKeys) {
+    out.push(`backup        ${b.path}: holds ${b.fingerprint} (generation ${b.generation}), ${count(b.ageDays)} days old, ${b.sealedTo.length ? `sealed to ${b.sealedTo.map(recipientLabel).join(', ')}` : 'the old key in CLEARTEXT (no backup recipients)'}`);
+  }
+  if (s.backupsHoldingOldKeys.length === 0) out.push('backups       none holding an old key');
+  for (const r of s.retirements) out.push(`retired       ${r.fingerprint} at ${r.at} by ${r.actor}${r.backup ? ` (${r.backup})` : ''}`);
   if (s.interruptedRotation) {
     const i = s.interruptedRotation;
     out.push(

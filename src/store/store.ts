@@ -72,6 +72,13 @@ export interface HistoryRow {
   readonly verifiedAt?: Date;
 }
 
+/**
+ * The outcome of a history row recording a retirement (`master-key
+ * retire`): a backup removed, with the old key it held (`oldFingerprint`),
+ * the backup (`backupPath`, `backupSha256`), when, and who (`actor`).
+ */
+export const RETIRED_OUTCOME = 'retired';
+
 /** Who holds the rotation lock. */
 export interface LockHolder {
   /** The holder's process (PostgreSQL: its backend), when known. */
@@ -393,8 +400,10 @@ export interface Store {
    * tells whether it applied.
    */
   readCanary(opts?: { readonly waitForWriters?: boolean }): Promise<CanaryRow | undefined>;
-  /** The latest rotation history row, or undefined (none yet, or no metadata). */
+  /** The latest rotation's history row (retirements, outcome RETIRED_OUTCOME, are not rotations), or undefined (none yet, or no metadata). */
   lastHistory(): Promise<HistoryRow | undefined>;
+  /** The history's rows with outcome `outcome` (e.g. RETIRED_OUTCOME), newest first, at most `limit`; none without metadata. */
+  historyWith(outcome: string, limit: number): Promise<HistoryRow[]>;
   /** Sets a rotation's outcome (and when it was verified), committed at once. */
   setHistoryOutcome(rotationId: string, outcome: string, verifiedAt?: Date): Promise<void>;
   /**

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { ExitCodeValue, MasterKeyError } from '../../errors';
 import { parseDuration } from '../../rotation/decide';
 import { renderStatus, runStatus } from '../../rotation/status';
-import { CliCommand, CommonOpts, Io, emit, makeContext, withCommon } from '../options';
+import { CliCommand, CommonOpts, Io, emit, makeContext, withBackupDir, withCommon } from '../options';
 
 export interface StatusOptions extends CommonOpts {
   maxAge?: string;
@@ -11,7 +11,7 @@ export interface StatusOptions extends CommonOpts {
 
 export const status = {
   define: (program: Command) =>
-    withCommon(program.command('status').description('current fingerprint, generation, key age vs policy, every node, interrupted rotations')).option(
+    withBackupDir(withCommon(program.command('status').description('current fingerprint, generation, key age vs policy, every node, the backups holding old keys, retirements, interrupted rotations'))).option(
       '--max-age <age>',
       'exit 11 when the key is older than this (e.g. 90d, 12w, 1y)',
     ),

@@ -5,7 +5,7 @@
  */
 import { ClientBase } from 'pg';
 import { MasterKeyError } from '../../errors';
-import { CanaryRow, CanaryUpdate, HistoryRow, LockHolder, StoreIdentity } from '../store';
+import { CanaryRow, CanaryUpdate, HistoryRow, LockHolder, RETIRED_OUTCOME, StoreIdentity } from '../store';
 import { translatePgError } from './client';
 import { HISTORY_COLUMNS, historyFromStored, historyValues } from '../history';
 
@@ -96,9 +96,16 @@ export async function setHistoryOutcome(c: ClientBase, rotationId: string, outco
 export async function lastHistory(c: ClientBase): Promise<HistoryRow | undefined> {
   const exists = await c.query<{ t: string | null }>(`SELECT to_regclass('${META_SCHEMA}.history')::text AS t`);
   if (!exists.rows[0].t) return undefined;
-  const r = await c.query(`SELECT * FROM ${META_SCHEMA}.history ORDER BY committed_at DESC, id DESC LIMIT 1`);
+  const r = await c.query(`SELECT * FROM ${META_SCHEMA}.history WHERE outcome <> $1 ORDER BY committed_at DESC, id DESC LIMIT 1`, [RETIRED_OUTCOME]);
   const x = r.rows[0];
   return x ? historyFromStored(x, (v) => v as Date) : undefined;
+}
+
+export async function historyWith(c: ClientBase, outcome: string, limit: number): Promise<HistoryRow[]> {
+  const exists = await c.query<{ t: string | null }>(`SELECT to_regclass('${META_SCHEMA}.history')::text AS t`);
+  if (!exists.rows[0].t) return [];
+  const r = await c.query(`SELECT * FROM ${META_SCHEMA}.history WHERE outcome = $1 ORDER BY committed_at DESC, id DESC LIMIT $2`, [outcome, limit]);
+  return r.rows.map((x) => historyFromStored(x, (v) => v as Date));
 }
 
 /** Two-int advisory lock key: 'mk' and 'rot'. */

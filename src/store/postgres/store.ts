@@ -49,6 +49,7 @@ import {
   insertCanary,
   insertHistory,
   lastHistory,
+  historyWith,
   lockHolder,
   readCanary,
   replaceCanary,
@@ -157,6 +158,10 @@ class PostgresStore implements Store {
 
   lastHistory(): Promise<HistoryRow | undefined> {
     return lastHistory(this.c);
+  }
+
+  historyWith(outcome: string, limit: number): Promise<HistoryRow[]> {
+    return historyWith(this.c, outcome, limit);
   }
 
   setHistoryOutcome(rotationId: string, outcome: string, verifiedAt?: Date): Promise<void> {

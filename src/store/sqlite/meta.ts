@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { MasterKeyError } from '../../errors';
-import { CanaryRow, CanaryUpdate, HistoryRow } from '../store';
+import { CanaryRow, CanaryUpdate, HistoryRow, RETIRED_OUTCOME } from '../store';
 import { HISTORY_COLUMNS, historyFromStored, historyValues } from '../history';
 import { Db } from './driver';
 
@@ -106,6 +106,12 @@ export function setHistoryOutcome(db: Db, rotationId: string, outcome: string, v
 
 export function lastHistory(db: Db): HistoryRow | undefined {
   if (!tableExists(db, HISTORY_TABLE)) return undefined;
-  const x = db.prepare(`SELECT * FROM ${HISTORY_TABLE} ORDER BY committed_at DESC, id DESC LIMIT 1`).get() as Record<string, unknown> | undefined;
+  const x = db.prepare(`SELECT * FROM ${HISTORY_TABLE} WHERE outcome <> ? ORDER BY committed_at DESC, id DESC LIMIT 1`).get(RETIRED_OUTCOME) as Record<string, unknown> | undefined;
   return x ? historyFromStored(x, (v) => new Date(v as string)) : undefined;
+}
+
+export function historyWith(db: Db, outcome: string, limit: number): HistoryRow[] {
+  if (!tableExists(db, HISTORY_TABLE)) return [];
+  const rows = db.prepare(`SELECT * FROM ${HISTORY_TABLE} WHERE outcome = ? ORDER BY committed_at DESC, id DESC LIMIT ?`).all(outcome, limit) as Array<Record<string, unknown>>;
+  return rows.map((x) => historyFromStored(x, (v) => new Date(v as string)));
 }

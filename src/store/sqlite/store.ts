@@ -45,7 +45,7 @@ import { Db, connect, fileWritable, translateSqliteError, withTransaction } from
 import { Flusher } from './flush';
 import { RotationLock } from './lock';
 import { readerAvailable, readerBackup, readerCheckpoint, readerFinish, readerReseal, readerVerifyPart } from './reader';
-import { CANARY_TABLE, databaseId, insertCanary, insertHistory, lastHistory, readCanary, replaceCanary, setHistoryOutcome, tableExists } from './meta';
+import { CANARY_TABLE, databaseId, insertCanary, historyWith, insertHistory, lastHistory, readCanary, replaceCanary, setHistoryOutcome, tableExists } from './meta';
 import { sqliteFile } from './url';
 import { planTables, reencryptValues, scanValues, verifyValues, worthThreads } from './values';
 
@@ -235,6 +235,10 @@ export class SqliteStore implements Store {
 
   async lastHistory(): Promise<HistoryRow | undefined> {
     return lastHistory(this.db);
+  }
+
+  async historyWith(outcome: string, limit: number): Promise<HistoryRow[]> {
+    return historyWith(this.db, outcome, limit);
   }
 
   async setHistoryOutcome(rotationId: string, outcome: string, verifiedAt?: Date): Promise<void> {
