@@ -26,6 +26,7 @@
  * | inventory        | MK_INVENTORY         | inventory           | act (or an inventory JSON path) |
  * | backup dir       | MK_BACKUP_DIR        | backupDir           | <root>/.mk-work/backups         |
  * | report dir       | MK_REPORT_DIR        | reportDir           | <root>/.mk-work/reports         |
+ * | backup recipients| MK_BACKUP_RECIPIENTS (a,b,...) | backupRecipients | none: cleartext backups (a policy warning) |
  * | URL variable     | MK_DATABASE_URL_ENV  | databaseUrlEnv      | DATABASE_URL                    |
  * | resource type    | MK_RESOURCE          | resourceType        | provider                        |
  * | state file       | MK_STATE_FILE        | stateFile           | <cwd>/terraform.<stack>.tfstate |
@@ -57,6 +58,7 @@ const SOURCES = {
   inventory: ['MK_INVENTORY', 'inventory'],
   backupDir: ['MK_BACKUP_DIR', 'backupDir'],
   reportDir: ['MK_REPORT_DIR', 'reportDir'],
+  backupRecipients: ['MK_BACKUP_RECIPIENTS', 'backupRecipients'],
   databaseUrlEnv: ['MK_DATABASE_URL_ENV', 'databaseUrlEnv'],
   resourceType: ['MK_RESOURCE', 'resourceType'],
   stateFile: ['MK_STATE_FILE', 'stateFile'],
@@ -104,6 +106,7 @@ export function exampleSettings(context: (key: string) => unknown, env: NodeJS.P
       inventory: inventory === 'act' ? MasterKeyInventory.act() : MasterKeyInventory.fromFile(inventory),
       backupDir: get('backupDir') ?? resolve(work, 'backups'),
       reportDir: get('reportDir') ?? resolve(work, 'reports'),
+      ...(get('backupRecipients') ? { backupRecipients: get('backupRecipients')!.split(',').map((r) => r.trim()) } : {}),
       resourceType: (get('resourceType') ?? 'provider') as MasterKeyProps['resourceType'],
     },
   };

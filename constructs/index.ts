@@ -28,6 +28,7 @@ export {
   POLICY_RULES,
   absolutePathsRule,
   backupDirRule,
+  backupRecipientsRule,
   healthCheckRule,
   maxRotationPeriodRule,
   noCredentialsRule,

@@ -186,6 +186,8 @@ function providerRotation(key: MasterKey, fw: Framework, stack: IConstruct, logi
     startCommand: s.startCommand,
     healthCommand: s.healthCommand,
     newKeyFile: s.newKeyFile,
+    ...(s.backupRecipients.length ? { backupRecipients: [...s.backupRecipients] } : {}),
+    backupRetention: s.backupRetention,
     ...(s.verifySecrets ? { verifySecrets: true } : {}),
   }), logicalId);
   const output = new fw.lib.TerraformOutput(key, 'key', { value: { fingerprint: resource.fingerprint, generation: resource.databaseGeneration, nodes_in_sync: resource.nodesInSync } });

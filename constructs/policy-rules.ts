@@ -65,6 +65,18 @@ export const backupDirRule = rule('MasterKey-BackupDir', FindingLevel.ERROR, 'A 
   settings.backupDir === undefined ? [{ problem: 'backupDir is not set, so the rotation would have nowhere to back up secrets and config first', fix: 'set backupDir to an absolute directory, e.g. "/var/backups/act-master-key"' }] : [],
 );
 
+/** A backup without recipients keeps the old key readable next to every value it sealed (issue 19). */
+export const backupRecipientsRule = rule('MasterKey-BackupRecipients', FindingLevel.WARNING, 'Backups are sealed to age recipients.', ({ settings }) =>
+  settings.backupRecipients.length === 0
+    ? [
+        {
+          problem: 'backupRecipients is not set, so every backup holds the old key in cleartext next to the values it sealed: anyone who can read the backup directory can open every secret as it stood at rotation time',
+          fix: 'set backupRecipients to the age recipient of an escrow holder (age-keygen -y prints it), or suppress MasterKey-BackupRecipients with the reason the backup directory is protected otherwise',
+        },
+      ]
+    : [],
+);
+
 /** Starting the server again without a health check hides a failed start. */
 export const healthCheckRule = rule('MasterKey-HealthCheck', FindingLevel.WARNING, 'A server that is restarted is health-checked.', ({ settings }) =>
   settings.startCommand !== undefined && settings.healthCommand === undefined
@@ -80,5 +92,6 @@ export const POLICY_RULES: readonly IPolicyRule[] = [
   nonEmptyInventoryRule,
   noCredentialsRule,
   backupDirRule,
+  backupRecipientsRule,
   healthCheckRule,
 ];

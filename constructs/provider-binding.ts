@@ -38,6 +38,8 @@ export interface MasterkeyKeyConfig extends MasterkeyInstallationConfig {
   readonly startCommand?: string;
   readonly healthCommand?: string;
   readonly newKeyFile?: string;
+  readonly backupRecipients?: string[];
+  readonly backupRetention?: string;
   readonly verifySecrets?: boolean;
 }
 
@@ -152,6 +154,8 @@ function terraformArguments(lib: FrameworkModule) {
       start_command: str(c.startCommand),
       health_command: str(c.healthCommand),
       new_key_file: str(c.newKeyFile),
+      backup_recipients: c.backupRecipients?.length ? listMapper(str, false)(c.backupRecipients) : undefined,
+      backup_retention: str(c.backupRetention),
       verify_secrets: bool(c.verifySecrets),
     }),
     status: (c: DataMasterkeyStatusConfig) => ({ ...installation(c), max_age_days: num(c.maxAgeDays) }),

@@ -9,11 +9,13 @@
  * secrets it covers, how the rotation runs, the hooks around it and the
  * policy options. A new group of props is one more step here.
  */
+import { checkRecipientShapes } from '../src/rotation/age';
 import { quotable } from './credentials';
 import { MasterKeyInventory } from './inventory-source';
 import { checkPolicyProps } from './policy';
 import {
   CONFIG_FORMATS,
+  BackupRetentionProps,
   ConfigFormat,
   DEFAULT_DATABASE_URL_ENV,
   DEFAULT_KEY_NAME,
@@ -59,6 +61,7 @@ export function resolveSettings(props: MasterKeyProps, ctx: ResolveContext): Mas
     ...howItRuns(props, ctx.defaultCliCommand, fail),
     environment: environmentOf(props, database, fail),
     ...hooks(props, fail),
+    ...custody(props, fail),
   };
   checkPolicyProps(props.checks, 'checks', fail);
   return settings;
@@ -197,6 +200,25 @@ function hooks(props: MasterKeyProps, fail: Fail): Pick<MasterKeySettings, 'back
   };
 }
 
+/** Whom backups are sealed to, and how long they are kept. */
+function custody(props: MasterKeyProps, fail: Fail): Pick<MasterKeySettings, 'backupRecipients' | 'backupRetention'> {
+  const list: unknown = props.backupRecipients ?? [];
+  if (!Array.isArray(list) || !list.every((r) => typeof r === 'string')) fail('backupRecipients', `is ${quotable(list)}`, 'give a list of age recipients, e.g. ["age1…"]');
+  try {
+    checkRecipientShapes(list as string[], (i) => `backupRecipients[${i}]`);
+  } catch (e) {
+    fail('backupRecipients', (e as Error).message.replace(/\.$/, ''), 'give public age recipients (age-keygen -y prints one)');
+  }
+  const r: unknown = props.backupRetention;
+  if (r === undefined) return { backupRecipients: [...(list as string[])] };
+  const { keep, olderThanDays } = (r ?? {}) as BackupRetentionProps;
+  const whole = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1;
+  if (typeof r !== 'object' || r === null || (keep === undefined) === (olderThanDays === undefined)) fail('backupRetention', `is ${quotable(r)}`, 'give exactly one of { keep: N } and { olderThanDays: N }');
+  if (keep !== undefined && !whole(keep)) fail('backupRetention.keep', `is ${quotable(keep)}`, 'give a whole number of backups of at least 1');
+  if (olderThanDays !== undefined && !whole(olderThanDays)) fail('backupRetention.olderThanDays', `is ${quotable(olderThanDays)}`, 'give a whole number of days of at least 1');
+  return { backupRecipients: [...(list as string[])], backupRetention: keep !== undefined ? `keep ${keep}` : `${olderThanDays}d` };
+}
+
 /**
  * The rotation resource's replacement triggers: every value is non-secret and
  * reads clearly in a plan, e.g. `generation = "2"` or
@@ -236,5 +258,7 @@ export function rotationArgv(s: MasterKeySettings): string[] {
     ...opt('--start-command', s.startCommand),
     ...opt('--health-command', s.healthCommand),
     ...opt('--new-key-out', s.newKeyFile),
+    ...s.backupRecipients.flatMap((r) => ['--backup-recipient', r]),
+    ...opt('--backup-retention', s.backupRetention),
   ];
 }

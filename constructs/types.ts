@@ -142,6 +142,21 @@ export interface MasterKeyProps {
    */
   readonly newKeyFile?: string;
   /**
+   * age recipients every backup file is sealed to: X25519 (`age1…`) or the
+   * post-quantum hybrid (`age1pq1…`) recipients of an escrow holder.
+   * Restore then needs the identity of one of them. Public strings only;
+   * never an identity (`AGE-SECRET-KEY-…`).
+   * @default - none: the backup holds the old key in cleartext (the policy check `MasterKey-BackupRecipients` warns)
+   */
+  readonly backupRecipients?: string[];
+  /**
+   * Retire the backups beyond this after each verified rotation (never
+   * before verification); each retirement is recorded in the rotation
+   * history.
+   * @default - none: backups are kept until `master-key retire` removes them
+   */
+  readonly backupRetention?: BackupRetentionProps;
+  /**
    * The terraform resource that carries the rotation: the built-in
    * `terraform_data` (no provider download, works air-gapped),
    * `null_resource` from the hashicorp/null provider, or `provider`: the
@@ -209,10 +224,22 @@ export interface MasterKeySettings {
   readonly startCommand?: string;
   readonly healthCommand?: string;
   readonly newKeyFile?: string;
+  /** The age recipients backups are sealed to (empty: cleartext backups). */
+  readonly backupRecipients: readonly string[];
+  /** The retention as the CLI and the provider spell it (`keep 3`, `30d`), when declared. */
+  readonly backupRetention?: string;
   readonly resourceType: RotationResourceType;
   readonly verifySecrets: boolean;
   readonly cliCommand: readonly string[];
   readonly environment: { readonly [name: string]: string };
+}
+
+/** How many backups, or how old, to keep (one of the two). */
+export interface BackupRetentionProps {
+  /** Keep the newest N backups (at least 1). */
+  readonly keep?: number;
+  /** Retire the backups taken more than this many days ago. */
+  readonly olderThanDays?: number;
 }
 
 /** A waived policy rule and the reason for waiving it. */

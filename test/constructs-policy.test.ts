@@ -36,6 +36,7 @@ const BASE: MasterKeyProps = {
   rotationPolicy: { periodDays: 90, evaluatedAt: '2026-03-10T00:00:00Z' },
   configFiles: ['/etc/act/act.env'],
   backupDir: '/var/backups/act',
+  backupRecipients: ['age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p'],
   cliCommand: ['/usr/bin/node', '/opt/mk/dist/src/cli/main.js'],
 };
 

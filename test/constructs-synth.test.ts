@@ -43,6 +43,8 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
 
   const CLI = ['/opt/node/bin/node', '/opt/master-key/dist/src/cli/main.js'];
   const AT = '2026-03-10T12:00:00Z';
+  /** An escrow recipient (the age specification's example X25519 recipient): backups sealed to it pass MasterKey-BackupRecipients. */
+  const ESCROW = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
 
   /** Props that pass every policy rule. */
   function goodProps(over: Partial<MasterKeyProps> = {}): MasterKeyProps {
@@ -53,6 +55,7 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       configFiles: ['/etc/act/act.env', '/etc/act/node2.env'],
       backupDir: '/var/backups/act',
       reportDir: '/var/log/act-rotation',
+      backupRecipients: [ESCROW],
       cliCommand: CLI,
       ...over,
     };
@@ -136,6 +139,7 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
         '--start-command', 'systemctl start act',
         '--health-command', 'curl -fsS http://127.0.0.1:8080/health',
         '--new-key-out', '/mnt/vault/act.key',
+        '--backup-recipient', ESCROW,
       ]);
       const le = localExec(stack);
       expect(le.command).toBe(localExecCommand(key.argv));
@@ -295,6 +299,7 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
           report_dir: '/var/log/act-rotation',
           start_command: 'systemctl start act',
           health_command: 'curl -f localhost',
+          backup_recipients: [ESCROW],
         }),
       );
       expect(json.terraform).toEqual(expect.objectContaining({ required_providers: { masterkey: { source: 'cdktf-master-key/masterkey', version: providerVersion() } } }));
@@ -625,14 +630,14 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
     it(`synthesizes to disk with app.synth() on ${libName} (MK_CDK=${libName}), as the ${libName} CLI would run it`, () => {
       const outdir = scratchDir('mk-example-');
       const { context } = JSON.parse(readFileSync(join(__dirname, '..', 'cdktf.json'), 'utf8'));
-      const env = { MK_CDK: libName, MK_POLICY_AT: AT, MK_WORK_DIR: '/srv/act' };
+      const env = { MK_CDK: libName, MK_POLICY_AT: AT, MK_WORK_DIR: '/srv/act', MK_BACKUP_RECIPIENTS: ESCROW };
       const app = buildApp(newApp({ outdir, context }, env), env);
       expect(app).toBeInstanceOf(App);
       app.synth();
       const json = readFileSync(join(outdir, 'stacks', 'master-key', 'cdk.tf.json'), 'utf8');
       EXAMPLE_JSON.set(libName, JSON.parse(json));
       expect(JSON.parse(json).resource.masterkey_key.master_key_act).toEqual(
-        expect.objectContaining({ config_files: ['/srv/act/act.env'], config_format: 'dotenv', key_name: 'ACT_MASTER_KEY', rotation_period_days: 90, rotation_evaluated_at: AT, backup_dir: '/srv/act/backups' }),
+        expect.objectContaining({ config_files: ['/srv/act/act.env'], config_format: 'dotenv', key_name: 'ACT_MASTER_KEY', rotation_period_days: 90, rotation_evaluated_at: AT, backup_dir: '/srv/act/backups', backup_recipients: [ESCROW] }),
       );
       const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8'));
       expect(manifest.stacks['master-key'].annotations).toEqual([]);

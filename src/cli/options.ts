@@ -77,7 +77,7 @@ export function withBackupDir(cmd: Command): Command {
 export function withDirs(cmd: Command): Command {
   return withBackupDir(cmd)
     .option('--report-dir <dir>', 'where reports go (default: master-key-reports beside the primary config)')
-    .option('--backup-recipient <age1…>', 'seal every backup file to this age recipient (X25519 age1… or hybrid age1pq1…); repeatable (default: none, the backup holds the old key in cleartext)', collect, [])
+    .addOption(new Option('--backup-recipient <age1…>', 'seal every backup file to this age recipient (X25519 age1… or hybrid age1pq1…); repeatable').argParser(collect).default([], 'none: the backup holds the old key in cleartext'))
     .option('--backup-recipients-file <path>', 'seal backups to the recipients listed in this file, one a line (age -R format)');
 }
 

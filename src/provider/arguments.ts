@@ -10,6 +10,8 @@ import type { InstallationSettings, Spelling, Surface } from '../context/build';
 import { isLocalAddress } from '../config/nodes';
 import { quietProgress } from '../rotation/context';
 import type { Declared } from '../rotation/decide';
+import { checkRecipientShapes } from '../rotation/age';
+import { Retention, parseRetention } from '../rotation/retention';
 import { parseEpoch, rotationWindow } from '../../constructs/window';
 import { UNKNOWN, Value } from './cty';
 import type { AttributePathStep, Diagnostic } from './protocol';
@@ -89,6 +91,21 @@ export function validateKey(o: KeyObject): Diagnostic[] {
   if ((o.rotation_epoch !== null || o.rotation_evaluated_at !== null) && o.rotation_period_days === null) {
     d.push(attributeError('rotation_period_days', 'rotation_epoch and rotation_evaluated_at need rotation_period_days; set the period or leave them out.'));
   }
+  if (Array.isArray(o.backup_recipients) && o.backup_recipients.every((r) => typeof r === 'string')) {
+    try {
+      checkRecipientShapes(o.backup_recipients as string[], (i) => `backup_recipients[${i}]`);
+    } catch (e) {
+      d.push(attributeError('backup_recipients', (e as Error).message));
+    }
+  }
+  const retention = str(o.backup_retention ?? null);
+  if (retention !== undefined) {
+    try {
+      parseRetention(retention, 'backup_retention');
+    } catch (e) {
+      d.push(attributeError('backup_retention', (e as Error).message));
+    }
+  }
   for (const a of ['backup_dir', 'report_dir', 'new_key_file'] as const) {
     const v = str(o[a]);
     if (v !== undefined && !isAbsolute(v)) d.push(attributeError(a, `${a} "${v}" is not an absolute path; write it absolute, e.g. with abspath().`));
@@ -119,7 +136,7 @@ export function providerSurface(log: (line: string) => void, env: NodeJS.Process
 }
 
 /** The resource's arguments for where files go and what runs around the rotation (the data source has none). */
-export type RotationArguments = Partial<Pick<KeyObject, 'backup_dir' | 'report_dir' | 'stop_command' | 'start_command' | 'health_command'>>;
+export type RotationArguments = Partial<Pick<KeyObject, 'backup_dir' | 'report_dir' | 'backup_recipients' | 'backup_retention' | 'stop_command' | 'start_command' | 'health_command'>>;
 
 /** What an object's (known) arguments declare; report_dir defaults to backup_dir when that is given. */
 export function settingsOf(o: InstallationObject & RotationArguments): InstallationSettings {
@@ -134,8 +151,15 @@ export function settingsOf(o: InstallationObject & RotationArguments): Installat
     inventory: str(o.inventory),
     backupDir,
     reportDir: str(o.report_dir ?? null) ?? backupDir,
+    backupRecipients: Array.isArray(o.backup_recipients) ? o.backup_recipients.filter((r): r is string => typeof r === 'string') : undefined,
     hooks: { stop: str(o.stop_command ?? null), start: str(o.start_command ?? null), health: str(o.health_command ?? null) },
   };
+}
+
+/** The retention `backup_retention` declares, if any. */
+export function retentionOf(o: RotationArguments): Retention | undefined {
+  const v = str(o.backup_retention ?? null);
+  return v === undefined ? undefined : parseRetention(v, 'backup_retention');
 }
 
 /** What `masterkey_key` declares, evaluated at `at`: the engine's `Declared`. */

@@ -22,6 +22,7 @@ import { runApply } from '../rotation/phases';
 import { RotationPlan } from '../rotation/plan';
 import { gather } from '../rotation/preflight';
 import { runStatus, StatusResult } from '../rotation/status';
+import type { Retention } from '../rotation/retention';
 import { runVerify, scanWith } from '../rotation/verify';
 import { withStore } from '../store/open';
 import type { InventoryCounts, SecretFailure } from '../store/store';
@@ -144,8 +145,8 @@ export async function rotationPlan(ctx: Context, declared: Declared, opts: { ver
 }
 
 /** Apply: `master-key apply` (generating the new key), in this process. */
-export async function applyDeclared(ctx: Context, declared: Declared, newKeyOut?: string): Promise<{ rotated: boolean; reportMarkdown?: string; verificationFailures?: number }> {
-  const r = await runApply(ctx, { ...declared, newKey: { kind: 'generate' }, newKeyOut });
+export async function applyDeclared(ctx: Context, declared: Declared, newKeyOut?: string, retention?: Retention): Promise<{ rotated: boolean; reportMarkdown?: string; verificationFailures?: number }> {
+  const r = await runApply(ctx, { ...declared, newKey: { kind: 'generate' }, newKeyOut, retention });
   if (r.action === 'none') return { rotated: false };
   return { rotated: true, reportMarkdown: r.reportFiles.markdown, verificationFailures: r.report.verification.failures };
 }

@@ -10,7 +10,7 @@
  */
 import { MasterKeyError } from '../errors';
 import { count } from '../format';
-import { INSTALLATION_ARGUMENTS, declaredOf, validateKey } from './arguments';
+import { INSTALLATION_ARGUMENTS, declaredOf, retentionOf, validateKey } from './arguments';
 import { UNKNOWN, Value, hasUnknown, sameValue } from './cty';
 import { codeLine, error, failureList, warning } from './diagnostics';
 import type { KeyFacts, KeyPlan } from './engine';
@@ -69,7 +69,7 @@ export async function readKey(prior: KeyObject): Promise<KeyObject> {
 
 /** Whether everything needed to look at the installation is known at plan time. */
 function lookable(o: KeyObject): boolean {
-  const needed = [...INSTALLATION_ARGUMENTS, 'name', 'generation', 'rotation_period_days', 'rotation_epoch', 'rotation_evaluated_at', 'verify_secrets', 'backup_dir', 'report_dir'] as const;
+  const needed = [...INSTALLATION_ARGUMENTS, 'name', 'generation', 'rotation_period_days', 'rotation_epoch', 'rotation_evaluated_at', 'verify_secrets', 'backup_dir', 'report_dir', 'backup_recipients', 'backup_retention'] as const;
   return !needed.some((a) => hasUnknown(o[a]));
 }
 
@@ -115,6 +115,14 @@ function aheadWarning(name: Value, databaseGeneration: number, declared: number,
   );
 }
 
+/** The warning of a rotation whose backup will hold the old key in cleartext (no backup_recipients). */
+function cleartextBackupWarning(name: Value, dir: string): Diagnostic {
+  return warning(
+    `The rotation of ${String(name)} will leave its backup under ${dir} holding the old key in cleartext: no backup_recipients are declared.`,
+    'Anyone who can read the backup can open every secret as it stood before the rotation. Declare backup_recipients (age X25519 age1… or hybrid age1pq1… recipients) to seal it, and backup_retention to retire old backups.',
+  );
+}
+
 /**
  * Plan: the data-level dry run. A rotation due is an in-place update whose
  * new fingerprint is known after apply. The counts shown are the refresh's
@@ -136,6 +144,7 @@ export async function planKey(prior: KeyObject | null, proposed: KeyObject): Pro
   const counts = plannedCounts(prior, proposed, p.secrets);
   const diagnostics: Diagnostic[] = undecryptableDiagnostics(kp, rotate);
   if (rotate) for (const x of kp.problems) diagnostics.push(error(x.message, codeLine(x.code, '`master-key apply` refuses the same way and exits')));
+  if (rotate && p.backup.oldKeyInCleartext) diagnostics.push(cleartextBackupWarning(proposed.name, p.backup.dir));
   if (p.fromGeneration > declared.targetGeneration) diagnostics.push(aheadWarning(proposed.name, p.fromGeneration, declared.targetGeneration, p.oldFingerprint));
   if (rotate && counts.secrets !== p.secrets.total) {
     diagnostics.push(
@@ -201,7 +210,7 @@ async function applyPlanned(planned: KeyObject, priv: PlannedPrivate | undefined
     ? { targetGeneration: planned.generation as number, windowStart: priv.windowStart ? new Date(priv.windowStart) : undefined, policyDays: priv.policyDays }
     : declaredOf(planned, at);
   await refuseUnlessPlanHolds(ctx, planned, priv);
-  const r = await engine().applyDeclared(ctx, declared, typeof planned.new_key_file === 'string' ? planned.new_key_file : undefined);
+  const r = await engine().applyDeclared(ctx, declared, typeof planned.new_key_file === 'string' ? planned.new_key_file : undefined, retentionOf(planned));
   const f = await engine().keyFacts(ctx);
   const facts = keyComputed(planned, f, r.rotated ? new Date() : at);
   const kept = <K extends keyof KeyObject>(k: K, fact: KeyObject[K]): KeyObject[K] => (planned[k] === UNKNOWN ? fact : planned[k]);

@@ -94,6 +94,8 @@ export const KEY_RESOURCE = block(
     arg('rotation_evaluated_at', 'string', 'Evaluate the policy window at this instant instead of now (ISO-8601 UTC); for previews and tests.'),
     arg('backup_dir', 'string', 'Absolute path of the directory for backups taken before each rotation (default: master-key-backups beside the primary config).'),
     arg('report_dir', 'string', "Absolute path of the directory for the auditor's reports (default: the backup directory, else master-key-reports beside the primary config)."),
+    arg('backup_recipients', ['list', 'string'], 'age recipients (X25519 age1…, post-quantum hybrid age1pq1…) every backup file is sealed to; restore then needs the identity of one of them. Without any, the backup holds the old key in cleartext (the plan warns).'),
+    arg('backup_retention', 'string', 'Retire the backups beyond this after a verified rotation: "keep N" (the newest N) or an age such as "30d"; each retirement is recorded in the rotation history.'),
     arg('stop_command', 'string', 'Shell command that stops the server before the rotation.'),
     arg('start_command', 'string', 'Shell command that starts the server after the rotation.'),
     arg('health_command', 'string', 'Shell command that checks the server after it started.'),

@@ -26,6 +26,8 @@ export interface PendingRotation {
   readonly reason: string;
   readonly targets: readonly ConfigTarget[];
   readonly backupPath?: string;
+  /** Where the rotation puts its backup (recover removes one that never completed). */
+  readonly backupDir?: string;
 }
 
 export function defaultPendingPath(primaryConfig: string): string {

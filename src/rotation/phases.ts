@@ -19,7 +19,8 @@ import { withStore } from '../store/open';
 import { BackupPart, CanaryRow, ReencryptResult, Store } from '../store/store';
 import { BackupDirectory, BackupResult, NewBackup, backUpConfigs, createBackupDir, removeBackup, writeManifest } from './backup';
 import { checkRecipients, recipientLabel } from './age';
-import { RetireResult, Retention, actor, heldBackups, retentionText, retireBackups } from './custody';
+import { RetireResult, actor, heldBackups, retireBackups } from './custody';
+import { Retention, retentionText } from './retention';
 import { canaryFor, canaryOpensWith, requireCanary } from './canary';
 import { Context, NewKeySource, withProgress } from './context';
 import { Declared } from './decide';
@@ -171,6 +172,7 @@ function writePendingKey(s: ApplyState): void {
       toGeneration: decision.toGeneration,
       reason: decision.reason,
       targets: ctx.targets,
+      backupDir: ctx.backupDir,
     },
     newKey,
   );

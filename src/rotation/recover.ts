@@ -50,9 +50,10 @@ function removeLeftovers(paths: readonly string[], dirs: readonly string[]): str
   return removed.sort();
 }
 
-/** The leftovers, and the backups that never completed (`removeIncompleteBackups`). */
-function removeLeftoversAndIncompleteBackups(ctx: Context, paths: readonly string[], dirs: readonly string[]): string[] {
-  return [...removeLeftovers(paths, dirs), ...removeIncompleteBackups(ctx.backupDir)].sort();
+/** The leftovers, and the backups that never completed (`removeIncompleteBackups`) where the interrupted rotation put its backup and in the backup directory given. */
+function removeLeftoversAndIncompleteBackups(ctx: Context, pendingBackupDir: string | undefined, paths: readonly string[], dirs: readonly string[]): string[] {
+  const backupDirs = [...new Set([ctx.backupDir, ...(pendingBackupDir ? [pendingBackupDir] : [])])];
+  return [...removeLeftovers(paths, dirs), ...backupDirs.flatMap((d) => removeIncompleteBackups(d))].sort();
 }
 
 /**
@@ -80,7 +81,7 @@ export async function runRecover(ctx: Context): Promise<RecoverResult> {
     // Read only under the lock: a rotation that held it may have created or removed the file meanwhile.
     const p = readPending(ctx.pendingPath);
     const targets = p ? p.pending.targets : ctx.targets;
-    const tempFilesRemoved = removeLeftoversAndIncompleteBackups(ctx, [...targets.map((t) => t.path), ctx.pendingPath], [ctx.backupDir, ctx.reportDir, ...(isSqliteUrl(ctx.databaseUrl) ? [dirname(sqliteFile(ctx.databaseUrl))] : [])]);
+    const tempFilesRemoved = removeLeftoversAndIncompleteBackups(ctx, typeof p?.pending.backupDir === 'string' ? p.pending.backupDir : undefined, [...targets.map((t) => t.path), ctx.pendingPath], [ctx.backupDir, ctx.reportDir, ...(isSqliteUrl(ctx.databaseUrl) ? [dirname(sqliteFile(ctx.databaseUrl))] : [])]);
     const canary = requireCanary(await store.readCanary());
     if (!p) {
       const verified = await verifyUnverifiedRotation(ctx, store, canary);

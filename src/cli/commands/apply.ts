@@ -7,6 +7,7 @@ import { runApply } from '../../rotation/phases';
 import { RotationPlan } from '../../rotation/plan';
 import { count } from '../../format';
 import { summaryLine } from '../../rotation/report';
+import { parseRetention } from '../../rotation/retention';
 import { CliCommand, CommonOpts, DeclaredOpts, Io, declared, emit, makeContext, newKeySource, withCommon, withDeclared, withBatchSize, withDirs, withHooks } from '../options';
 
 export interface ApplyCliOptions extends CommonOpts, DeclaredOpts {
@@ -15,6 +16,7 @@ export interface ApplyCliOptions extends CommonOpts, DeclaredOpts {
   newKeyEnv?: string;
   newKeyOut?: string;
   plan?: string;
+  backupRetention?: string;
 }
 
 function readSavedPlan(path: string): RotationPlan {
@@ -35,12 +37,14 @@ export const apply = {
       .option('--new-key-stdin', 'read the new key from standard input')
       .option('--new-key-env <NAME>', 'read the new key from this environment variable')
       .option('--new-key-out <path>', 'also write the new key to this file (created 0600)')
-      .option('--plan <file>', 'refuse unless this saved plan (from `plan --out`) still matches'),
+      .option('--plan <file>', 'refuse unless this saved plan (from `plan --out`) still matches')
+      .option('--backup-retention <keep N|age>', 'after a verified rotation, retire the backups beyond this: "keep N" (the newest N) or an age such as 30d'),
 
   async run(o: ApplyCliOptions, io: Io): Promise<ExitCodeValue> {
     const ctx = makeContext(o, io);
     const savedPlan = o.plan ? readSavedPlan(o.plan) : undefined;
-    const r = await runApply(ctx, { ...declared(o), newKey: newKeySource(o), newKeyOut: o.newKeyOut ? resolve(o.newKeyOut) : undefined, savedPlan });
+    const retention = o.backupRetention !== undefined ? parseRetention(o.backupRetention, '--backup-retention') : undefined;
+    const r = await runApply(ctx, { ...declared(o), newKey: newKeySource(o), newKeyOut: o.newKeyOut ? resolve(o.newKeyOut) : undefined, savedPlan, retention });
     if (r.action === 'none') {
       emit(io, o.json, { ok: true, action: 'none', reason: r.plan.reason, fingerprint: r.plan.oldFingerprint, generation: r.plan.fromGeneration }, '');
       return ExitCode.OK;

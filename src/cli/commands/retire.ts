@@ -1,7 +1,8 @@
 /** `master-key retire`: remove the backups (and the old keys they hold) beyond a retention, each recorded in the rotation history. */
 import { Command } from 'commander';
 import { ExitCode, ExitCodeValue, MasterKeyError } from '../../errors';
-import { Retention, keepRetention, parseRetention, runRetire } from '../../rotation/custody';
+import { runRetire } from '../../rotation/custody';
+import { Retention, keepRetention, parseRetention } from '../../rotation/retention';
 import { CliCommand, CommonOpts, Io, emit, makeContext, positiveInt, withBackupDir, withCommon } from '../options';
 
 export interface RetireOptions extends CommonOpts {
