@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Encrypter, generateHybridIdentity, generateX25519Identity, identityToRecipient } from 'age-encryption';
+import Ajv2020 from 'ajv/dist/2020';
 import { ExitCode } from '../src/errors';
 import { scenarioForBlock } from './support/block';
 import { Scenario, dbSnapshot, keyLeaks, readPlaintexts } from './support/scenario';
@@ -50,6 +51,7 @@ describe.each(CLI_STORES)('sealed backups on $name', (store) => {
   let backup: string;
   let oldKey: MasterKey;
   let newKey: MasterKey;
+  let report: unknown;
   const scenario = scenarioForBlock({ perKind: 3, store }, async (s) => {
     x25519 = await identity(s.dir, 'escrow-x25519.txt', false);
     hybrid = await identity(s.dir, 'escrow-hybrid.txt', true);
@@ -58,8 +60,20 @@ describe.each(CLI_STORES)('sealed backups on $name', (store) => {
     oldKey = s.key;
     const r = s.cli(['apply', '--json', '--backup-recipient', x25519.recipient, '--backup-recipients-file', join(s.dir, 'recipients.txt')]);
     if (r.code !== 0) throw new Error(`apply failed (${r.code}): ${r.stderr}`);
-    backup = (JSON.parse(r.stdout) as { report: { backup: { path: string } } }).report.backup.path;
+    report = (JSON.parse(r.stdout) as { report: unknown }).report;
+    backup = (report as { backup: { path: string } }).backup.path;
     newKey = s.configKey();
+  });
+
+  it('the sealed manifest and the report (backup.sealedTo, custody) match their JSON Schemas', () => {
+    const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
+    const schema = (f: string) => ajv.compile(JSON.parse(readFileSync(join(__dirname, '..', 'docs', 'schemas', f), 'utf8')));
+    const manifest = schema('backup-manifest.schema.json');
+    const rep = schema('report.schema.json');
+    expect(manifest(JSON.parse(readFileSync(join(backup, 'manifest.json'), 'utf8'))) ? [] : manifest.errors).toEqual([]);
+    expect(rep(report) ? [] : rep.errors).toEqual([]);
+    expect((report as { backup: { sealedTo: string[] } }).backup.sealedTo).toEqual([x25519.recipient, hybrid.recipient]);
+    expect((report as { custody: { backups: Array<{ sealedTo: string[] }> } }).custody.backups[0].sealedTo).toEqual([x25519.recipient, hybrid.recipient]);
   });
 
   it('seals every backup file to both recipients; the manifest is in clear, lists the checksums of the sealed bytes and the recipients, and holds no key', () => {
