@@ -67,6 +67,19 @@ describe('arguments and import ids', () => {
     expect(validateKey({ ...base, generation: UNKNOWN, config_files: UNKNOWN })).toEqual([]);
   });
 
+  it('backup_recipients and backup_retention (issue 19): good ones pass; a bad one is named with the fix, never echoing an identity', () => {
+    const escrow = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+    expect(validateKey({ ...base, backup_recipients: [escrow], backup_retention: 'keep 3' })).toEqual([]);
+    expect(validateKey({ ...base, backup_retention: '30d' })).toEqual([]);
+    const identity = `AGE-SECRET-KEY-1${'Q'.repeat(58)}`;
+    const bad = validateKey({ ...base, backup_recipients: [identity], backup_retention: 'keep 0' });
+    expect(bad.map((d) => d.attribute?.steps[0])).toEqual([{ attribute_name: 'backup_recipients' }, { attribute_name: 'backup_retention' }]);
+    expect(bad[0].summary).toContain('backup_recipients[0] is an age identity (a secret key), not a recipient');
+    expect(JSON.stringify(bad)).not.toContain(identity);
+    expect(bad[1].summary).toContain('backup_retention must keep at least 1 backup');
+    expect(validateKey({ ...base, backup_retention: 'weekly' })[0].summary).toContain('backup_retention must be "keep N" (the newest N backups) or an age such as 30d');
+  });
+
   it('parses NAME:PATH[,PATH] and JSON import ids, refusing unknown arguments', () => {
     expect(parseImportId('act:/etc/a.env,/etc/b.env')).toEqual(expect.objectContaining({ name: 'act', config_files: ['/etc/a.env', '/etc/b.env'], generation: null }));
     expect(parseImportId('{"name":"x","config_files":["/c.json"],"config_format":"json","generation":4}')).toEqual(expect.objectContaining({ name: 'x', config_format: 'json', generation: 4 }));
