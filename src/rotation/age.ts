@@ -68,6 +68,7 @@ function recipientProblem(s: string): string {
  */
 export async function checkRecipients(list: readonly string[], where: (i: number) => string): Promise<string[]> {
   const out = checkRecipientShapes(list, where);
+  if (out.length === 0) return out;
   const { Encrypter } = await loadAge();
   out.forEach((r, i) => {
     try {

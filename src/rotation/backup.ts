@@ -449,7 +449,10 @@ export function readBackup(path: string): BackupManifest {
 export function openBackupFiles(path: string, manifest: BackupManifest, ids: Identities | undefined): BackupSource {
   if (!manifest.sealed) return new BackupDirectorySource(path);
   const source = SealedBackupSource.open(path, manifest.sealed, ids);
-  for (const f of manifest.files) source.checkHeader(f.name.slice(0, -SEALED_SUFFIX.length));
+  for (const f of manifest.files) {
+    if (!f.name.endsWith(SEALED_SUFFIX)) throw new MasterKeyError('BACKUP_CORRUPT', `The backup ${path} says it is sealed but lists ${f.name}, which is not a sealed file; it cannot be restored.`);
+    source.checkHeader(f.name.slice(0, -SEALED_SUFFIX.length));
+  }
   return source;
 }
 

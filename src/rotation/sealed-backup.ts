@@ -277,11 +277,15 @@ export class SealedBackupSource implements BackupSource {
     const file = this.sealedPath(name);
     const buf = Buffer.alloc(MAX_HEADER);
     let n: number;
-    const fd = openSync(file, 'r');
     try {
-      n = readSync(fd, buf, 0, buf.length, 0);
-    } finally {
-      closeSync(fd);
+      const fd = openSync(file, 'r');
+      try {
+        n = readSync(fd, buf, 0, buf.length, 0);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (e) {
+      throw new MasterKeyError('BACKUP_CORRUPT', `Cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'}); the backup cannot be restored.`);
     }
     const h = readAgeHeader(buf.subarray(0, n), file);
     if (h.stanzas.length !== this.recipients.length) {
