@@ -62,7 +62,7 @@ export const APPLY: readonly Phase<ApplyState>[] = [
   { name: 'write the new key into every config file, drop the pending file', timing: 'config files', done: 'pending-removed', run: writeConfigFiles },
   { name: 'start the server and check its health', timing: START_HOOKS, done: 'start-hook-done', run: startServerPhase },
   { name: 'verify: the database stores exactly what was written, and a random sample opens with the new key', timing: 'verify', done: 'verified', run: verify },
-  { name: 'retire the backups beyond the declared retention (only once the rotation is verified)', timing: 'retire backups', run: retireAfterVerified },
+  { name: 'retire the backups beyond the declared retention (only once the rotation is verified)', run: retireAfterVerified },
   { name: 'record the outcome, write the report', done: 'report-written', run: report },
   { name: 'fail unless verified', run: failUnlessVerified },
 ];
