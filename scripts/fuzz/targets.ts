@@ -1,0 +1,9 @@
+/**
+ * Every fuzz target, one per parser of outside input. A new parser adds its
+ * target here (and gets a corpus directory test/fuzz-corpus/<name>/ as soon
+ * as an input finds a bug in it).
+ */
+import type { AnyTarget } from './harness';
+import { DOTENV_TARGET, JSON_TARGET, XML_TARGET } from './targets/config';
+
+export const TARGETS: readonly AnyTarget[] = [DOTENV_TARGET, JSON_TARGET, XML_TARGET];
