@@ -281,8 +281,8 @@ function escapeText(v: string): string {
 
 /** Finds the one value of key `entry` in an XML text. */
 export function locateXml(text: string, entry: string, label: string): Located {
-  if (entry.length === 0 || /[\s<>&"']/.test(entry)) {
-    throw new MasterKeyError('USAGE', `"${entry}" is not a valid XML entry name; give the key attribute's value or the element name.`, { entry });
+  if (entry.length === 0 || /[\s<>&"'\u0000-\u001f\u007f-\u009f]/.test(entry)) {
+    throw new MasterKeyError('USAGE', `${JSON.stringify(entry)} is not a valid XML entry name; give the key attribute's value or the element name.`, { entry });
   }
   const scanner = new XmlScanner(text, entry, label);
   scanner.run();
