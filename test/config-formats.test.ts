@@ -268,6 +268,20 @@ describe('xml', () => {
   ])('reports %s as invalid XML, without quoting the file', (_what, text) => {
     errorOf(() => readEntry(text, 'xml', E, LABEL), 'CONFIG_INVALID');
   });
+
+  it('names no tag from a file that is not well-formed: a < in a value makes the rest of it look like one', () => {
+    const password = 'Sup3rSecretPassw0rd';
+    for (const text of [
+      `<c>\n<set key="DATABASE_URL">postgres://act:p<${password}@db/act</set>\n</c>`,
+      `<c>\n<set key="${E}">0<${OLD.slice(1)} x</set>\n</c>`,
+      `<c>\n<set key="${E}">&${password};</set>\n</c>`,
+    ]) {
+      const msg = errorOf(() => readEntry(text, 'xml', E, LABEL), 'CONFIG_INVALID');
+      expect(msg).not.toContain(password);
+      expect(msg).not.toContain(OLD.slice(1, 20));
+      expect(msg).toMatch(/\(line 2\)/);
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------

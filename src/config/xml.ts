@@ -6,7 +6,10 @@
  *   <NAME>VALUE</NAME>
  * Comments are skipped. A small well-formedness scanner (tags balanced, one
  * root, attributes quoted and unique, entity references well formed) finds
- * the exact span of VALUE, so a replacement keeps every other byte.
+ * the exact span of VALUE, so a replacement keeps every other byte. Its
+ * messages give line numbers, never names or text from the file: in a file
+ * that is not well-formed, what looks like a tag name may be part of a value
+ * (a key, a password in a database URL).
  */
 import { MasterKeyError } from '../errors';
 import { Candidate, invalidConfig, lineAt, Located, single, unwritableValue } from './located';
@@ -69,7 +72,7 @@ class XmlScanner {
       else this.chars();
     }
     const open = this.stack.at(-1);
-    if (open) this.fail(`never closes the <${open.name}> element opened on line ${open.line}`);
+    if (open) this.fail(`never closes the element opened on line ${open.line}`);
     if (!this.rootSeen) this.fail('has no root element');
   }
 
@@ -144,17 +147,17 @@ class XmlScanner {
     const at = this.pos;
     const name = this.name();
     this.ws();
-    if (this.text[this.pos] !== '=') this.fail(`has an attribute ${name} without a value`, at);
+    if (this.text[this.pos] !== '=') this.fail('has an attribute without a value', at);
     this.pos++;
     this.ws();
     const quote = this.text[this.pos] ?? '';
-    if (quote !== '"' && quote !== "'") this.fail(`has an unquoted value for the attribute ${name}`, at);
+    if (quote !== '"' && quote !== "'") this.fail('has an attribute value without quotes', at);
     const start = this.pos + 1;
     const end = this.text.indexOf(quote, start);
-    if (end === -1) this.fail(`has an unterminated value for the attribute ${name}`, at);
-    if (this.text.slice(start, end).includes('<')) this.fail(`has a < inside the value of the attribute ${name}`, at);
+    if (end === -1) this.fail('has an unterminated attribute value', at);
+    if (this.text.slice(start, end).includes('<')) this.fail('has a < inside an attribute value', at);
     this.checkEntities(start, end);
-    if (attrs.some((a) => a.name === name)) this.fail(`repeats the attribute ${name} in one tag`, at);
+    if (attrs.some((a) => a.name === name)) this.fail('repeats an attribute in one tag', at);
     attrs.push({ name, start, end, quote });
     this.pos = end + 1;
   }
@@ -169,8 +172,8 @@ class XmlScanner {
     for (;;) {
       const spaced = this.ws();
       if (this.text.startsWith('/>', this.pos) || this.text[this.pos] === '>') break;
-      if (this.pos >= this.text.length) this.fail(`has an unterminated <${name}> tag`, at);
-      if (!spaced) this.fail(`needs a space between the attributes of <${name}>`, at);
+      if (this.pos >= this.text.length) this.fail('has an unterminated tag', at);
+      if (!spaced) this.fail('needs a space between the attributes of a tag', at);
       this.attribute(attrs);
     }
     const slash = this.text[this.pos] === '/' ? this.pos : -1;
@@ -203,11 +206,11 @@ class XmlScanner {
     this.pos += 2;
     const name = this.name();
     this.ws();
-    if (this.text[this.pos] !== '>') this.fail(`has a malformed closing tag </${name}>`, at);
+    if (this.text[this.pos] !== '>') this.fail('has a malformed closing tag', at);
     this.pos++;
     const open = this.stack.pop();
-    if (!open) this.fail(`closes </${name}> without an opening tag`, at);
-    if (open.name !== name) this.fail(`closes </${name}> where <${open.name}> (line ${open.line}) is open`, at);
+    if (!open) this.fail('has a closing tag without an opening tag', at);
+    if (open.name !== name) this.fail(`has a closing tag that does not match the element opened on line ${open.line}`, at);
     if (open.isEntry) this.candidates.push({ line: open.line, located: () => this.content(open, at) });
   }
 
@@ -223,11 +226,11 @@ class XmlScanner {
   }
 
   private decode(start: number, end: number): string {
-    return this.text.slice(start, end).replace(/&(#x[0-9a-fA-F]+|#[0-9]+|[^;]+);/g, (ref, body: string) => {
+    return this.text.slice(start, end).replace(/&(#x[0-9a-fA-F]+|#[0-9]+|[^;]+);/g, (_ref, body: string) => {
       if (body.startsWith('#x')) return String.fromCodePoint(parseInt(body.slice(2), 16));
       if (body.startsWith('#')) return String.fromCodePoint(parseInt(body.slice(1), 10));
       const c = PREDEFINED[body];
-      if (c === undefined) throw invalidConfig(this.label, `uses the entity ${ref} in the ${this.entry} value, which this tool cannot expand; write the value literally`);
+      if (c === undefined) throw invalidConfig(this.label, `uses an entity reference other than &amp; &lt; &gt; &quot; &apos; or a character reference in the ${this.entry} value (line ${lineAt(this.text, start)}), which this tool cannot expand; write the value literally`);
       return c;
     });
   }
