@@ -265,6 +265,10 @@ describe('xml', () => {
     ['text outside the root', `<c><set key="${E}">${OLD}</set></c>junk`],
     ['no root at all', `<!-- ${OLD} -->`],
     ['an undefined entity in the value', `<c><set key="${E}">&custom;${OLD}</set></c>`],
+    ['a character reference beyond Unicode', `<c><set key="${E}">${OLD}&#99999999999;</set></c>`],
+    ['a character reference beyond Unicode in an attribute', `<c><add key="${E}" value="${OLD}&#x110000;"/></c>`],
+    ['a character reference to NUL', `<c><set key="${E}">&#0;${OLD}</set></c>`],
+    ['a character reference to a lone surrogate', `<c><set key="${E}">&#xD800;${OLD}</set></c>`],
   ])('reports %s as invalid XML, without quoting the file', (_what, text) => {
     errorOf(() => readEntry(text, 'xml', E, LABEL), 'CONFIG_INVALID');
   });

@@ -140,6 +140,9 @@ class XmlScanner {
     for (let i = this.text.indexOf('&', start); i !== -1 && i < end; i = this.text.indexOf('&', i + 1)) {
       ENTITY.lastIndex = i;
       if (!ENTITY.test(this.text) || ENTITY.lastIndex > end) this.fail('has an & that does not start an entity reference such as &amp;', i);
+      if (this.text[i + 1] === '#' && !isXmlChar(charRef(this.text.slice(i + 2, ENTITY.lastIndex - 1)))) {
+        this.fail('has a character reference to a character XML does not allow (such as &#0; or beyond &#x10FFFF;)', i);
+      }
     }
   }
 
@@ -227,8 +230,7 @@ class XmlScanner {
 
   private decode(start: number, end: number): string {
     return this.text.slice(start, end).replace(/&(#x[0-9a-fA-F]+|#[0-9]+|[^;]+);/g, (_ref, body: string) => {
-      if (body.startsWith('#x')) return String.fromCodePoint(parseInt(body.slice(2), 16));
-      if (body.startsWith('#')) return String.fromCodePoint(parseInt(body.slice(1), 10));
+      if (body.startsWith('#')) return String.fromCodePoint(charRef(body.slice(1)));
       const c = PREDEFINED[body];
       if (c === undefined) throw invalidConfig(this.label, `uses an entity reference other than &amp; &lt; &gt; &quot; &apos; or a character reference in the ${this.entry} value (line ${lineAt(this.text, start)}), which this tool cannot expand; write the value literally`);
       return c;
@@ -270,6 +272,16 @@ class XmlScanner {
     const value = open.parts.map((p) => (p.cdata ? this.text.slice(p.start, p.end) : this.decode(p.start, p.end))).join('').trim();
     return { start, end, value, encode: escapeText };
   }
+}
+
+/** The code point of a character reference's body: `x41` or `65`. */
+function charRef(body: string): number {
+  return body.startsWith('x') ? parseInt(body.slice(1), 16) : parseInt(body, 10);
+}
+
+/** XML 1.0's Char production: what a character reference may name. */
+function isXmlChar(c: number): boolean {
+  return c === 0x9 || c === 0xa || c === 0xd || (c >= 0x20 && c <= 0xd7ff) || (c >= 0xe000 && c <= 0xfffd) || (c >= 0x10000 && c <= 0x10ffff);
 }
 
 /** `<NAME/>` with an empty value: a new value turns it into `<NAME>value</NAME>`. */
