@@ -232,6 +232,13 @@ describe('xml', () => {
     expect(readEntry(out, 'xml', 'K', LABEL)).toBe(`<"&'>`);
   });
 
+  it('reads values as an XML parser reports them: line ends as LF, literal tabs and line ends in attributes as spaces', () => {
+    expect(readEntry(`<c><add key="K" value="a\tb\r\nc\nd&#9;e&#10;f&#13;"/></c>`, 'xml', 'K', LABEL)).toBe('a b c d\te\nf\r');
+    expect(readEntry(`<c><set key="K">a\r\nb\rc&#13;d</set></c>`, 'xml', 'K', LABEL)).toBe('a\nb\nc\rd');
+    expect(readEntry(`<c><set key="K"><![CDATA[a\r\nb]]></set></c>`, 'xml', 'K', LABEL)).toBe('a\nb');
+    expect(readEntry(`<c><set key="K">x<![CDATA[a\r\nb]]></set></c>`, 'xml', 'K', LABEL)).toBe('xa\nb');
+  });
+
   it('fills an empty or self-closing element', () => {
     expect(readEntry(`<c><set key="${E}"></set></c>`, 'xml', E, LABEL)).toBe('');
     expect(replaceEntry(`<c><set key="${E}"></set></c>`, 'xml', E, NEW, LABEL)).toBe(`<c><set key="${E}">${NEW}</set></c>`);

@@ -192,7 +192,7 @@ class XmlScanner {
    */
   private match(name: string, attrs: readonly Attr[], at: number, slash: number): boolean {
     const key = attrs.find((a) => a.name === 'key');
-    const keyed = key !== undefined && this.decode(key.start, key.end) === this.entry;
+    const keyed = key !== undefined && this.decode(key.start, key.end, true) === this.entry;
     const valueAttr = keyed ? attrs.find((a) => a.name === 'value') : undefined;
     const line = lineAt(this.text, at);
     if (valueAttr) {
@@ -228,8 +228,14 @@ class XmlScanner {
     this.pos = end;
   }
 
-  private decode(start: number, end: number): string {
-    return this.text.slice(start, end).replace(/&(#x[0-9a-fA-F]+|#[0-9]+|[^;]+);/g, (_ref, body: string) => {
+  /**
+   * The characters an XML parser reports for a span: line ends normalized
+   * to LF, in an attribute (`attr`) every literal tab and line end a space
+   * (XML 1.0 sections 2.11 and 3.3.3), then references expanded.
+   */
+  private decode(start: number, end: number, attr = false): string {
+    const lines = normalizeLineEnds(this.text.slice(start, end));
+    return (attr ? lines.replace(/[\t\n]/g, ' ') : lines).replace(/&(#x[0-9a-fA-F]+|#[0-9]+|[^;]+);/g, (_ref, body: string) => {
       if (body.startsWith('#')) return String.fromCodePoint(charRef(body.slice(1)));
       const c = PREDEFINED[body];
       if (c === undefined) throw invalidConfig(this.label, `uses an entity reference other than &amp; &lt; &gt; &quot; &apos; or a character reference in the ${this.entry} value (line ${lineAt(this.text, start)}), which this tool cannot expand; write the value literally`);
@@ -242,7 +248,7 @@ class XmlScanner {
     return {
       start: a.start,
       end: a.end,
-      value: this.decode(a.start, a.end),
+      value: this.decode(a.start, a.end, true),
       encode: (v) => escapeText(v).replaceAll(a.quote, quoteRef).replace(/[\t\n]/g, (c) => `&#${c.charCodeAt(0)};`),
     };
   }
@@ -259,7 +265,7 @@ class XmlScanner {
       return {
         start: p.start + lead,
         end: p.start + lead + value.length,
-        value,
+        value: normalizeLineEnds(value),
         encode: (v) => {
           if (v.includes(']]>')) throw unwritableValue(this.label, this.entry, 'it contains ]]>');
           return v;
@@ -269,9 +275,14 @@ class XmlScanner {
     const raw = this.text.slice(open.contentStart, endTagAt);
     const start = raw.trim() === '' ? open.contentStart : open.contentStart + raw.length - raw.trimStart().length;
     const end = Math.max(start, open.contentStart + raw.trimEnd().length);
-    const value = open.parts.map((p) => (p.cdata ? this.text.slice(p.start, p.end) : this.decode(p.start, p.end))).join('').trim();
+    const value = open.parts.map((p) => (p.cdata ? normalizeLineEnds(this.text.slice(p.start, p.end)) : this.decode(p.start, p.end))).join('').trim();
     return { start, end, value, encode: escapeText };
   }
+}
+
+/** CR LF and a lone CR as LF, as an XML parser reads them before anything else. */
+function normalizeLineEnds(s: string): string {
+  return s.includes('\r') ? s.replace(/\r\n?/g, '\n') : s;
 }
 
 /** The code point of a character reference's body: `x41` or `65`. */
