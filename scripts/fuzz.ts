@@ -45,7 +45,7 @@ export function parseFuzzArgs(argv: readonly string[]): FuzzOptions {
   return o;
 }
 
-function main(): number {
+async function main(): Promise<number> {
   const o = parseFuzzArgs(process.argv.slice(2));
   const chosen = TARGETS.filter((t) => o.targets.length === 0 || o.targets.includes(t.name));
   if (o.list) {
@@ -59,13 +59,13 @@ function main(): number {
   for (const t of chosen) {
     for (const c of readCorpus(t.name)) {
       try {
-        runOne(t, t.fromJson(c.input));
+        await runOne(t, t.fromJson(c.input));
       } catch (e) {
         failed++;
         process.stdout.write(`${t.name}: the corpus input ${c.file} fails again: ${describeError(e)}\n`);
       }
     }
-    const r = runCampaign(t, o.minutes !== undefined ? { ms: o.minutes * 60_000, seed: o.seed } : { runs: o.runs, seed: o.seed });
+    const r = await runCampaign(t, o.minutes !== undefined ? { ms: o.minutes * 60_000, seed: o.seed } : { runs: o.runs, seed: o.seed });
     const line = `${t.name.padEnd(18)} ${r.runs.toLocaleString('en').padStart(11)} inputs ${(r.ms / 1000).toFixed(1).padStart(8)} s  seed ${r.seed}`;
     if (!r.failure) {
       process.stdout.write(`${line}  ok\n`);
@@ -79,4 +79,12 @@ function main(): number {
   return failed === 0 ? 0 : 1;
 }
 
-if (require.main === module) process.exitCode = main();
+if (require.main === module) {
+  main().then(
+    (code) => (process.exitCode = code),
+    (e: unknown) => {
+      process.stderr.write(`fuzz: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exitCode = 2;
+    },
+  );
+}

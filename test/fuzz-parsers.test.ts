@@ -28,14 +28,14 @@ describe.each(TARGETS.map((t) => ({ name: t.name, t })))('fuzzing $name', ({ t }
   const corpus = readCorpus(t.name);
 
   if (corpus.length > 0) {
-    it.each(corpus.map((c) => ({ file: c.file.replace(/^.*fuzz-corpus\//, ''), c })))('replays $file', ({ c }) => {
+    it.each(corpus.map((c) => ({ file: c.file.replace(/^.*fuzz-corpus\//, ''), c })))('replays $file', async ({ c }) => {
       expect(c.found).toMatch(/\S/);
-      runOne(t, t.fromJson(c.input));
+      await runOne(t, t.fromJson(c.input));
     });
   }
 
-  it(`survives ${SHORT_RUNS} fresh inputs`, () => {
-    const r = runCampaign(t, { runs: SHORT_RUNS, seed: SEED });
+  it(`survives ${SHORT_RUNS} fresh inputs`, async () => {
+    const r = await runCampaign(t, { runs: SHORT_RUNS, seed: SEED });
     if (r.failure) throw new Error(`${t.name} (seed ${r.seed}): ${r.failure.error}; input ${JSON.stringify(r.failure.input)}`);
     expect(r.runs).toBe(SHORT_RUNS);
   });

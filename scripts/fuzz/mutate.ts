@@ -21,7 +21,7 @@ export const anyChar: fc.Arbitrary<string> = fc.oneof(
 /** A short string of `anyChar`. */
 export const anyText = (maxLength = 12): fc.Arbitrary<string> => fc.string({ unit: anyChar, maxLength });
 
-interface Edit {
+export interface Edit {
   readonly kind: 'insert' | 'delete' | 'replace' | 'duplicate' | 'truncate' | 'swap';
   readonly at: number;
   readonly len: number;

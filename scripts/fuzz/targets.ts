@@ -4,6 +4,7 @@
  * as an input finds a bug in it).
  */
 import type { AnyTarget } from './harness';
+import { CODEC_TARGET } from './targets/codec';
 import { DOTENV_TARGET, JSON_TARGET, XML_TARGET } from './targets/config';
 
-export const TARGETS: readonly AnyTarget[] = [DOTENV_TARGET, JSON_TARGET, XML_TARGET];
+export const TARGETS: readonly AnyTarget[] = [DOTENV_TARGET, JSON_TARGET, XML_TARGET, CODEC_TARGET];
