@@ -170,13 +170,18 @@ export function loadInventory(spec: string): Inventory {
   } catch (e) {
     throw new MasterKeyError('INVENTORY_INVALID', `Cannot read the inventory file ${spec} (${(e as NodeJS.ErrnoException).code ?? 'error'}); pass --inventory act or the path of an inventory JSON file.`);
   }
+  return parseInventory(text, spec);
+}
+
+/** An inventory file's text, parsed and validated (`file` names it in messages). */
+export function parseInventory(text: string, file: string): Inventory {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new MasterKeyError('INVENTORY_INVALID', `The inventory file ${spec} is not valid JSON; fix its syntax.`);
+    throw new MasterKeyError('INVENTORY_INVALID', `The inventory file ${file} is not valid JSON; fix its syntax.`);
   }
-  return validateInventory(parsed, `The inventory file ${spec}`);
+  return validateInventory(parsed, `The inventory file ${file}`);
 }
 
 /** Stable digest of an inventory (what it covers, not its name), for triggers. */
