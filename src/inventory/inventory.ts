@@ -93,12 +93,16 @@ const TYPE_WORDS: Record<string, string> = { object: 'an object', array: 'an arr
 export function schemaErrorText(e: ErrorObject): string {
   const at = where(e.instancePath);
   const p = e.params as Record<string, unknown>;
-  const got = (v: unknown) => (typeof v === 'string' ? `"${v.length > 60 ? `${v.slice(0, 60)}…` : v}"` : JSON.stringify(v));
+  // As JSON, cut to 60 characters: a control character or a huge value would break the one-line sentence.
+  const got = (v: unknown) => {
+    const text = JSON.stringify(typeof v === 'string' && v.length > 60 ? `${v.slice(0, 60)}…` : v) ?? String(v);
+    return text.length > 64 ? `${text.slice(0, 60)}…` : text;
+  };
   switch (e.keyword) {
     case 'required':
       return `${at} needs "${String(p.missingProperty)}"`;
     case 'additionalProperties':
-      return `${at} has an unknown member "${String(p.additionalProperty)}" (check its spelling)`;
+      return `${at} has an unknown member ${got(p.additionalProperty)} (check its spelling)`;
     case 'dependentRequired':
       return `${at} "${String(p.property)}" only applies with "${String(p.missingProperty)}"`;
     case 'type':
@@ -147,7 +151,7 @@ export function validateInventory(inv: unknown, source = 'the inventory'): Inven
   const seen = new Set<string>();
   for (const e of entries) {
     const k = `${e.table}.${e.column}${e.jsonPath ? `#${e.jsonPath.join('.')}` : ''}`;
-    if (seen.has(k)) bad(`the location ${k} is listed twice`);
+    if (seen.has(k)) bad(`the location ${JSON.stringify(k)} is listed twice`);
     seen.add(k);
   }
   return { name: o.name, entries };
