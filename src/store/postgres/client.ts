@@ -51,9 +51,14 @@ export interface ClientOptions {
   readonly applicationName?: string;
 }
 
+/** A client for `url`, not connected yet: pg reads the URL here. */
+export function clientFor(url: string, opts: ClientOptions = {}): Client {
+  return new Client({ connectionString: url, application_name: opts.applicationName ?? 'master-key', connectionTimeoutMillis: 15000 });
+}
+
 /** A connected client; the caller ends it. */
 export async function connect(url: string, opts: ClientOptions = {}): Promise<Client> {
-  const client = new Client({ connectionString: url, application_name: opts.applicationName ?? 'master-key', connectionTimeoutMillis: 15000 });
+  const client = clientFor(url, opts);
   // A dropped connection emits 'error' on the client; the pending query rejects too, so only keep the process alive here.
   client.on('error', () => undefined);
   try {
