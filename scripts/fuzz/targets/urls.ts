@@ -99,7 +99,8 @@ function checkUrl({ url, baseDir }: UrlInput): void {
   invariant(resolved.value === url, 'resolveStoreUrl changed a PostgreSQL URL');
   const password = passwordOf(url);
   const all = password && password.length >= 4 ? [...secrets, password] : secrets;
-  typed('clientFor', () => clientFor(url), CODES, all);
+  const client = typed('clientFor', () => clientFor(url), CODES, all);
+  invariant(client.ok || client.rejection.code === 'USAGE' || /ssl(cert|key|rootcert)=/i.test(url), 'clientFor blamed a certificate file on a URL that names none');
   const description = typed('describeUrl', () => describeUrl(url), [], all);
   invariant(description.ok && !all.some((s) => s.length >= 4 && description.value.includes(s)), 'describeUrl shows the password');
 }
