@@ -7,9 +7,15 @@ import { Client, ClientBase, DatabaseError } from 'pg';
 import { MasterKeyError, isMasterKeyError } from '../../errors';
 import { fsReason } from '../../fsutil';
 
-/** `user@host:port/db` (no password), for messages and reports. */
+/**
+ * `user@host:port/db` (no password), for messages and reports. Only for a
+ * URL that starts with postgres:// or postgresql://: in anything else (the
+ * scheme or its // left out: `act:secret@db/act`) the user, password and
+ * host are no authority but the path, which is shown.
+ */
 export function describeUrl(url: string): string {
   try {
+    if (!/^postgres(ql)?:\/\//i.test(url)) return 'the database (its URL does not start with postgres://)';
     const u = new URL(url);
     const user = u.username ? `${decodeURIComponent(u.username)}@` : '';
     return `${user}${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname}`;
