@@ -21,7 +21,7 @@ export function sqlitePathOf(url: string): string {
   if (!path || path.startsWith('//') || path.includes('\0') || path === ':memory:') {
     throw new MasterKeyError(
       'USAGE',
-      `The database URL "${url}" is not a SQLite file URL; write sqlite:/absolute/path/act.db, or sqlite:path/act.db relative to the config file's directory.`,
+      `The database URL ${JSON.stringify(url)} is not a SQLite file URL; write sqlite:/absolute/path/act.db, or sqlite:path/act.db relative to the config file's directory.`,
     );
   }
   return path;
