@@ -15,7 +15,7 @@
  */
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
 import manifestSchema from '../../../docs/schemas/backup-manifest.schema.json';
@@ -100,8 +100,17 @@ export interface FileInput {
 
 let backupDir = '';
 
+/**
+ * Writes a file afresh: unlinked first, since ext4 flushes a file rewritten
+ * in place (truncated) to disk when it is closed, which costs milliseconds.
+ */
+function rewrite(path: string, text: string): void {
+  rmSync(path, { force: true });
+  writeFileSync(path, text, { mode: 0o600 });
+}
+
 function checkBackup({ text }: FileInput): void {
-  writeFileSync(join(backupDir, MANIFEST_FILE), text);
+  rewrite(join(backupDir, MANIFEST_FILE), text);
   const secrets = [KEY.toHex(), OTHER.toHex()];
   const r = typed('readBackup', () => readBackup(backupDir), ['BACKUP_CORRUPT'], secrets);
   if (!r.ok) return;
@@ -160,7 +169,7 @@ let pendingDir = '';
 
 function checkPending({ text }: FileInput): void {
   const path = join(pendingDir, '.act.env.mk-pending');
-  writeFileSync(path, text, { mode: 0o600 });
+  rewrite(path, text);
   const secrets = [KEY.toHex(), KEY.toHex().toUpperCase(), KEY.toHex().slice(1)];
   const r = typed('readPending', () => readPending(path), ['FILE_ERROR', 'KEY_MALFORMED'], secrets);
   if (!r.ok) return;
