@@ -3,12 +3,13 @@
  * kind of secret each is. Plain data, validated once, digested for the
  * CDKTF trigger (a change of inventory shows up in `terraform plan`).
  */
-import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020';
+import type { ErrorObject } from 'ajv/dist/2020';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import inventorySchema from '../../docs/schemas/inventory.schema.json';
 import { CodecName } from '../crypto/codec';
 import { MasterKeyError } from '../errors';
+import { lazyValidator } from '../json-schema';
 import { ACT_PRESET } from './act-preset';
 
 export interface JsonWhere {
@@ -64,16 +65,8 @@ export function quoteIdent(name: string): string {
 /** The JSON Schema every inventory file is validated against (docs/schemas/inventory.schema.json). */
 export const INVENTORY_SCHEMA = inventorySchema;
 
-let validator: ValidateFunction | undefined;
 /** The compiled schema; ajv is loaded on first use only (the ACT preset needs no validation, and the CLI starts faster). */
-function schemaValidator(): ValidateFunction {
-  if (!validator) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { default: Ajv2020 } = require('ajv/dist/2020') as typeof import('ajv/dist/2020');
-    validator = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true }).compile(inventorySchema);
-  }
-  return validator;
-}
+const schemaValidator = lazyValidator(inventorySchema);
 
 /** `entry 2 "table"`, `"name"`, `the inventory` : where in the document a schema error is. */
 function where(instancePath: string): string {
