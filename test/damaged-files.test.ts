@@ -1,0 +1,66 @@
+/**
+ * The tool's own files, damaged, through the CLI: a backup manifest
+ * (`restore --drill` reads it before connecting) and a pending-key file
+ * (`status` reads it first). Each is one sentence with BACKUP_CORRUPT or
+ * FILE_ERROR (exit 8), never the key; fuzzing found that most of these
+ * threw a TypeError (an INTERNAL error) before the files were validated
+ * against their schemas. The database URL points nowhere: nothing gets that far.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { scratchDir } from '../scripts/scratch';
+import { MasterKey } from '../src/crypto/key';
+import { ExitCode } from '../src/errors';
+import { canaryFor } from '../src/rotation/canary';
+import { keyLeaks, runCli } from './support/scenario';
+
+const KEY = MasterKey.generate();
+const NEW = MasterKey.generate();
+const sha = (b: string) => createHash('sha256').update(b).digest('hex');
+const env = { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: 'postgres://nobody@127.0.0.1:9/none' };
+
+let dir: string;
+let config: string;
+beforeAll(() => {
+  dir = scratchDir('mk-damaged-');
+  config = join(dir, 'act.env');
+  writeFileSync(config, `ACT_MASTER_KEY=${KEY.toHex()}\n`, { mode: 0o600 });
+});
+
+function expectOneSentence(r: { code: number; stdout: string; stderr: string }, code: string, message: RegExp): void {
+  expect({ code: r.code, stderr: r.stderr }).toEqual({ code: ExitCode.FILES, stderr: expect.stringMatching(new RegExp(`^master-key: [^\\n]+ \\[${code}\\]\\n$`)) });
+  expect(r.stderr).toMatch(message);
+  expect(keyLeaks(r.stdout + r.stderr, [KEY, NEW])).toEqual([]);
+}
+
+describe('a damaged backup manifest', () => {
+  const copy = `ACT_MASTER_KEY=${KEY.toHex()}\n`;
+  const c = canaryFor(KEY, 2, new Date('2026-11-01T00:00:00Z'));
+  const good = {
+    format: 'cdktf-master-key/backup/v1',
+    rotationId: '0b7e3c52-9d1f-4c8e-a0c3-6f1d2b9e8a47',
+    createdAt: '2026-11-23T23:31:27.000Z',
+    database: { name: 'act', systemIdentifier: '7311234567890123456' },
+    fingerprint: KEY.fingerprint,
+    generation: 2,
+    canary: { keyEntry: 'ACT_MASTER_KEY', fingerprint: KEY.fingerprint, generation: 2, sealed: c.sealed, keyCreatedAt: c.keyCreatedAt.toISOString() },
+    locations: [{ table: 'git_credentials', idColumn: 'id', column: 'access_token' }],
+    values: 0,
+    files: [{ name: 'config-1-act.env', sha256: sha(copy), bytes: copy.length }],
+    configs: [{ path: '/etc/act/act.env', file: 'config-1-act.env', format: 'dotenv', entry: 'ACT_MASTER_KEY', mode: 384, uid: 0, gid: 0 }],
+  };
+  it.each([
+    ['null', null, /has an unknown format|is not a backup of this tool/],
+    ['files not a list', { ...good, files: 3 }, /has a damaged manifest\.json \(at \/files: must be array\)/],
+    ['a config copy it does not checksum', { ...good, files: [] }, /its config copy "config-1-act\.env" has no checksum/],
+    ['a config copy in an unknown format', { ...good, configs: [{ ...good.configs[0], format: 'yaml' }] }, /at \/configs\/0\/format: must be equal to one of the allowed values/],
+    ['a key creation time that is no date', { ...good, canary: { ...good.canary, keyCreatedAt: '2026-13-45T99:99:99Z' } }, /the key creation time is not a date/],
+  ])('%s: BACKUP_CORRUPT, one sentence', (_what, manifest, message) => {
+    const b = join(dir, `backup-${_what.replace(/\W+/g, '-')}`);
+    mkdirSync(b, { mode: 0o700 });
+    writeFileSync(join(b, 'config-1-act.env'), copy, { mode: 0o600 });
+    writeFileSync(join(b, 'manifest.json'), JSON.stringify(manifest));
+    expectOneSentence(runCli(['restore', '--drill', '--backup', b, '--config', config], env), 'BACKUP_CORRUPT', message);
+  });
+});
