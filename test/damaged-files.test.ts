@@ -13,6 +13,7 @@ import { scratchDir } from '../scripts/scratch';
 import { MasterKey } from '../src/crypto/key';
 import { ExitCode } from '../src/errors';
 import { canaryFor } from '../src/rotation/canary';
+import { PENDING_FORMAT } from '../src/rotation/pending';
 import { keyLeaks, runCli } from './support/scenario';
 
 const KEY = MasterKey.generate();
@@ -62,5 +63,30 @@ describe('a damaged backup manifest', () => {
     writeFileSync(join(b, 'config-1-act.env'), copy, { mode: 0o600 });
     writeFileSync(join(b, 'manifest.json'), JSON.stringify(manifest));
     expectOneSentence(runCli(['restore', '--drill', '--backup', b, '--config', config], env), 'BACKUP_CORRUPT', message);
+  });
+});
+
+describe('a damaged pending-key file', () => {
+  const good = {
+    format: PENDING_FORMAT,
+    rotationId: '0b7e3c52-9d1f-4c8e-a0c3-6f1d2b9e8a47',
+    startedAt: '2026-11-23T23:31:27.000Z',
+    database: { name: 'act', systemIdentifier: 'unknown' },
+    oldFingerprint: KEY.fingerprint,
+    newFingerprint: NEW.fingerprint,
+    fromGeneration: 1,
+    toGeneration: 2,
+    reason: 'generation 1 -> 2',
+    targets: [{ path: '/etc/act/act.env', format: 'dotenv', entry: 'ACT_MASTER_KEY' }],
+    newKey: NEW.toHex(),
+  };
+  it.each([
+    ['null', null, /has an unknown format/],
+    ['no targets', { ...good, targets: undefined }, /is damaged \(at the top level: must have required property 'targets'\)/],
+    ['a target in an unknown format', { ...good, targets: [{ ...good.targets[0], format: 'ini' }] }, /at \/targets\/0\/format: must be equal to one of the allowed values/],
+    ['a new key that is not the one it names', { ...good, newFingerprint: KEY.fingerprint }, /its new key is not mk:[0-9a-f]{12}, the key it names/],
+  ])('%s: FILE_ERROR, one sentence', (_what, pending, message) => {
+    writeFileSync(join(dir, '.act.env.mk-pending'), JSON.stringify(pending), { mode: 0o600 });
+    expectOneSentence(runCli(['status', '--config', config], env), 'FILE_ERROR', message);
   });
 });
