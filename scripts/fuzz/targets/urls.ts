@@ -95,7 +95,8 @@ function inShownParts(url: string, text: string): boolean {
 }
 
 /** pg reads the certificate files a URL names while parsing it: never let an input name a device or a kernel file. */
-function safeToParse(url: string): boolean {
+function safeToParse(raw: string): boolean {
+  const url = raw.replace(/[\t\n\r]/g, ''); // as a URL parser reads it
   let decoded = url;
   try {
     decoded = decodeURIComponent(url);
@@ -127,7 +128,8 @@ function checkUrl({ url, baseDir }: UrlInput): void {
   // The password as pg would send it, and as a URL parser reads it.
   const passwords = [passwordOf(url), whatwgPassword(url)].filter((p): p is string => p !== undefined && p.length >= 4);
   const client = typed('clientFor', () => clientFor(url), CODES, [...secrets, ...passwords]);
-  invariant(client.ok || client.rejection.code === 'USAGE' || /ssl(cert|key|rootcert)=/i.test(url), 'clientFor blamed a certificate file on a URL that names none');
+  // (A URL parser drops tabs and line breaks anywhere in a URL.)
+  invariant(client.ok || client.rejection.code === 'USAGE' || /ssl(cert|key|rootcert)=/i.test(url.replace(/[\t\n\r]/g, '')), 'clientFor blamed a certificate file on a URL that names none');
   // Unless the user, host or database name holds the same text (a URL made so): then showing it is showing the name.
   const shown = passwords.filter((p) => !inShownParts(url, p));
   const description = typed('describeUrl', () => describeUrl(url), [], shown);
