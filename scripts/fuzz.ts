@@ -54,14 +54,14 @@ async function main(): Promise<number> {
   }
   const budget = o.minutes !== undefined ? `${o.minutes} min each` : `${o.runs.toLocaleString('en')} inputs each`;
   process.stdout.write(`fuzzing ${chosen.length} parsers, ${budget}\n`);
-  let failed = 0;
+  const failed = new Set<string>();
   const t0 = Date.now();
   for (const t of chosen) {
     for (const c of readCorpus(t.name)) {
       try {
         await runOne(t, t.fromJson(c.input));
       } catch (e) {
-        failed++;
+        failed.add(t.name);
         process.stdout.write(`${t.name}: the corpus input ${c.file} fails again: ${describeError(e)}\n`);
       }
     }
@@ -71,12 +71,12 @@ async function main(): Promise<number> {
       process.stdout.write(`${line}  ok\n`);
       continue;
     }
-    failed++;
+    failed.add(t.name);
     const file = saveFinding(t.name, r.failure.input, r.failure.error);
     process.stdout.write(`${line}  FAILED: ${r.failure.error}\n    input saved to ${file} (replay: --seed ${r.seed}, path ${r.failure.path ?? '-'})\n`);
   }
-  process.stdout.write(`${failed === 0 ? 'no defects' : `${failed} parser(s) with defects`} in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
-  return failed === 0 ? 0 : 1;
+  process.stdout.write(`${failed.size === 0 ? 'no defects' : `defects in ${[...failed].join(', ')}`} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
+  return failed.size === 0 ? 0 : 1;
 }
 
 if (require.main === module) {

@@ -1,0 +1,178 @@
+/**
+ * The provider's decoding of what terraform sends: DynamicValues (msgpack,
+ * or JSON as the protocol's fallback) through `decodeDynamic` and `typed`
+ * (src/provider/cty.ts, schema.ts), through the gRPC handlers that need no
+ * database (ValidateResourceConfig, ValidateDataResourceConfig,
+ * UpgradeResourceState), then what planning does with a valid
+ * configuration before it reaches the database (`installationOf`,
+ * `declaredOf`, `installationContext` with no database URL), and import ids
+ * (`parseImportId`).
+ *
+ * Inputs are objects of the schemas' attributes with values of every cty
+ * shape (unknowns, refined unknowns, numbers as decimal strings, big
+ * integers, binary strings, nested lists and maps), encoded, then edited
+ * byte by byte; or random bytes. For every input: a handler answers with
+ * diagnostics, never an INTERNAL one (an untyped exception inside); every
+ * decoding error is typed.
+ */
+import { ExtData, encode } from '@msgpack/msgpack';
+import fc from 'fast-check';
+import { ErrorCode } from '../../../src/errors';
+import { declaredOf, installationOf, validateKey, validateStatus } from '../../../src/provider/arguments';
+import { UNKNOWN, Value, decodeDynamic, encodeDynamic } from '../../../src/provider/cty';
+import { installationContext } from '../../../src/provider/engine';
+import { DATA_SOURCE_TYPE, RESOURCE_TYPE, parseImportId, providerService } from '../../../src/provider/provider';
+import { KEY_RESOURCE, STATUS_DATA_SOURCE, typed as typedBySchema } from '../../../src/provider/schema';
+import { FuzzDefect, FuzzTarget, invariant, typed } from '../harness';
+import { anyText, bytesJson } from '../mutate';
+
+const CODES: readonly ErrorCode[] = ['USAGE'];
+const CONTEXT_CODES: readonly ErrorCode[] = ['USAGE', 'CONFIG_MISSING', 'CONFIG_UNREADABLE', 'CONFIG_INVALID', 'CONFIG_KEY_MISSING', 'CONFIG_KEY_DUPLICATE', 'CONFIG_SYMLINK', 'INVENTORY_INVALID'];
+const AT = new Date('2026-11-23T12:00:00Z');
+
+export interface ProviderInput {
+  readonly rpc: 'ValidateResourceConfig' | 'ValidateDataResourceConfig' | 'UpgradeResourceState' | 'ImportResourceState';
+  /** The DynamicValue's bytes (base64 in the corpus), as msgpack or as JSON. */
+  readonly bytes: Uint8Array;
+  readonly json: boolean;
+  /** ImportResourceState's id. */
+  readonly id: string;
+}
+
+const leaf: fc.Arbitrary<unknown> = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('/etc/act/act.env', 'act', 'ACT_MASTER_KEY', 'DATABASE_URL', 'dotenv', 'json', 'yaml', 'relative.env', '', '90', '1e400', ' 7 ', '2026-01-01', '2026-13-01T00:00:00Z', '/nonexistent/inventory.json') },
+  { weight: 2, arbitrary: anyText(10) },
+  { weight: 3, arbitrary: fc.oneof(fc.integer(), fc.double(), fc.constantFrom(0, -1, 1.5, 2 ** 53, -0, Number.NaN, Infinity)) },
+  { weight: 1, arbitrary: fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n }) },
+  { weight: 2, arbitrary: fc.boolean() },
+  { weight: 2, arbitrary: fc.constant(null) },
+  { weight: 2, arbitrary: fc.constant(UNKNOWN) },
+  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 6 }).map((b) => new ExtData(12, b)) },
+  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 8 }) },
+);
+const cty = fc.letrec<{ v: unknown }>((tie) => ({
+  v: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    leaf,
+    fc.array(tie('v'), { maxLength: 3 }),
+    fc.dictionary(fc.constantFrom('a', 'b', 'kind', '__proto__', 'constructor', ''), tie('v'), { maxKeys: 3 }),
+  ),
+})).v;
+const NAMES = [...new Set([...KEY_RESOURCE.attributes, ...STATUS_DATA_SOURCE.attributes].map((a) => a.name))];
+/** An object of the schemas' attributes (each present or not) with values of any shape; sometimes not an object at all. */
+const wireValue = fc.oneof(
+  { weight: 12, arbitrary: fc.dictionary(fc.constantFrom(...NAMES, 'bogus'), cty, { maxKeys: 12 }) },
+  { weight: 1, arbitrary: cty },
+);
+
+/** msgpack as terraform sends it (our extension codec for unknowns; big integers as 64-bit). */
+function toMsgpack(v: unknown): Uint8Array {
+  try {
+    return encodeDynamic(v as Value).msgpack;
+  } catch {
+    return encode(v, { useBigInt64: true });
+  }
+}
+
+const byteEdit = fc.record({ at: fc.nat(), kind: fc.constantFrom('flip', 'cut', 'insert', 'drop'), byte: fc.integer({ min: 0, max: 255 }) });
+function applyByteEdits(b: Uint8Array, es: ReadonlyArray<{ at: number; kind: string; byte: number }>): Uint8Array {
+  let out = Buffer.from(b);
+  for (const e of es) {
+    const at = e.at % (out.length + 1);
+    if (e.kind === 'flip' && at < out.length) out[at] ^= e.byte || 1;
+    else if (e.kind === 'cut') out = out.subarray(0, at);
+    else if (e.kind === 'insert') out = Buffer.concat([out.subarray(0, at), Buffer.from([e.byte]), out.subarray(at)]);
+    else if (e.kind === 'drop') out = Buffer.concat([out.subarray(0, at), out.subarray(at + 1)]);
+  }
+  return new Uint8Array(out);
+}
+
+const jsonSafe = (v: unknown): unknown => JSON.parse(JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? Number(x) : x === UNKNOWN ? null : x instanceof ExtData || x instanceof Uint8Array ? null : x)) ?? 'null');
+
+const input: fc.Arbitrary<ProviderInput> = fc
+  .record({
+    rpc: fc.constantFrom<ProviderInput['rpc']>('ValidateResourceConfig', 'ValidateResourceConfig', 'ValidateDataResourceConfig', 'UpgradeResourceState', 'ImportResourceState'),
+    value: wireValue,
+    json: fc.constantFrom(false, false, false, true),
+    edits: fc.oneof(fc.constant([]), fc.array(byteEdit, { minLength: 1, maxLength: 3 })),
+    raw: fc.oneof({ weight: 20, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 24 }) }),
+    id: fc.oneof(fc.constantFrom('act:/etc/act/act.env', 'act:', ':x', '{', '{"name":"act","config_files":["/etc/act/act.env"]}', '{"bogus":1}', '[1]', 'null', '{"name":7}', '{"__proto__":{"x":1}}'), anyText(20)),
+  })
+  .map((r) => {
+    const json = r.json || r.rpc === 'UpgradeResourceState';
+    const encoded = json ? new TextEncoder().encode(JSON.stringify(jsonSafe(r.value))) : toMsgpack(r.value);
+    return { rpc: r.rpc, bytes: r.raw ?? applyByteEdits(encoded, r.edits), json, id: r.id };
+  });
+
+/** Calls a handler of the provider service as gRPC would, with a request object. */
+function callRpc(name: string, request: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const handler = providerService()[name] as (call: { request: unknown }, cb: (err: unknown, res: Record<string, unknown>) => void) => void;
+  return new Promise((resolve, reject) => handler({ request }, (err, res) => (err ? reject(err as Error) : resolve(res))));
+}
+
+interface Diagnostic {
+  readonly severity: string;
+  readonly summary: string;
+  readonly detail: string;
+}
+
+function checkDiagnostics(rpc: string, res: Record<string, unknown>): void {
+  for (const d of (res.diagnostics ?? []) as Diagnostic[]) {
+    invariant(!/Error code INTERNAL/.test(d.detail), `${rpc} answered with an internal error: ${d.summary}`);
+    invariant(!/[\r\n]/.test(d.summary), `${rpc} answered with a diagnostic summary of several lines: ${JSON.stringify(d.summary)}`);
+  }
+}
+
+/** What planning does with a configuration the validation accepts, before the database. */
+function checkPlanning(o: Record<string, Value>): void {
+  if (validateKey(o).length > 0) return;
+  const inv = o.inventory;
+  if (typeof inv === 'string' && /^\/(dev|proc|sys)\//.test(inv)) return; // a device would be read as a file
+  typed('installationOf/installationContext', () => installationContext(installationOf(o), () => undefined, {}), CONTEXT_CODES);
+  typed('declaredOf', () => declaredOf(o, AT), CODES);
+}
+
+async function checkProvider(i: ProviderInput): Promise<void> {
+  const dv = i.json ? { json: i.bytes } : { msgpack: i.bytes };
+  if (i.rpc === 'ImportResourceState') {
+    const r = typed('parseImportId', () => parseImportId(i.id), CODES);
+    if (r.ok) validateKey(r.value);
+    return;
+  }
+  if (i.rpc === 'UpgradeResourceState') {
+    for (const type of [RESOURCE_TYPE, DATA_SOURCE_TYPE]) checkDiagnostics(i.rpc, await callRpc(i.rpc, { type_name: type, version: 0, raw_state: { json: Buffer.from(i.bytes) } }));
+    return;
+  }
+  const schema = i.rpc === 'ValidateResourceConfig' ? KEY_RESOURCE : STATUS_DATA_SOURCE;
+  const decoded = typed('decodeDynamic', () => typedBySchema(schema, decodeDynamic(dv) as Record<string, Value> | null), CODES);
+  checkDiagnostics(i.rpc, await callRpc(i.rpc, { type_name: i.rpc === 'ValidateResourceConfig' ? RESOURCE_TYPE : DATA_SOURCE_TYPE, config: dv }));
+  if (!decoded.ok || decoded.value === null) return;
+  const o = decoded.value;
+  if (typeof o !== 'object' || Array.isArray(o)) throw new FuzzDefect('a configuration that is not an object was decoded without a rejection');
+  if (schema === KEY_RESOURCE) checkPlanning(o);
+  else validateStatus(o);
+}
+
+/** The provider logs every RPC as an hclog line on stderr: silenced during a campaign (its other output passes). */
+let stderrWrite: typeof process.stderr.write | undefined;
+
+export const PROVIDER_TARGET: FuzzTarget<ProviderInput> = {
+  name: 'provider-wire',
+  entry: 'terraform values: decodeDynamic + typed (src/provider/cty.ts, schema.ts), the Validate*/UpgradeResourceState RPC handlers, planning before the database (installationContext, declaredOf), parseImportId',
+  arbitrary: input,
+  check: checkProvider,
+  async: true,
+  setup() {
+    const write = (stderrWrite = process.stderr.write.bind(process.stderr));
+    process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => (String(chunk).startsWith('{"@level"') ? true : write(chunk, ...rest))) as typeof process.stderr.write;
+  },
+  teardown() {
+    if (stderrWrite) process.stderr.write = stderrWrite;
+    stderrWrite = undefined;
+  },
+  toJson: (i) => ({ ...i, bytes: bytesJson.to(i.bytes) }),
+  fromJson: (j) => {
+    const o = j as Omit<ProviderInput, 'bytes'> & { bytes: string };
+    return { ...o, bytes: bytesJson.from(o.bytes) };
+  },
+};
