@@ -16,7 +16,7 @@ import { validateKey } from '../src/provider/arguments';
 import { makeIdentity } from '../src/provider/certificate';
 import { UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from '../src/provider/cty';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, loadProto } from '../src/provider/plugin-server';
-import { parseImportId } from '../src/provider/provider';
+import { parseImportId, providerService } from '../src/provider/provider';
 import { KEY_RESOURCE, objectOf, typed } from '../src/provider/schema';
 import { caught } from './support/errors';
 
@@ -37,6 +37,26 @@ describe('msgpack DynamicValues', () => {
     expect(hasUnknown(back)).toBe(true);
     expect(decodeDynamic({ json: Buffer.from('{"a":[1,2.5,"x"]}') })).toEqual({ a: [1, 2.5, 'x'] });
     expect(decodeDynamic(null)).toBeNull();
+  });
+
+  it('refuses bytes that do not decode, and a configuration or state that is not an object, as USAGE: never an internal error', async () => {
+    for (const bytes of [[0x81], [0xc1], [0x92, 0x01], [0xdf, 0xff, 0xff, 0xff, 0xff]]) expect(caught(() => decodeDynamic({ msgpack: Buffer.from(bytes) })).code).toBe('USAGE');
+    expect(caught(() => decodeDynamic({ json: Buffer.from('{"a":') })).code).toBe('USAGE');
+    const quiet = jest.spyOn(process.stderr, 'write').mockImplementation(() => true); // the provider's hclog lines
+    try {
+      const service = providerService();
+      const rpc = (name: string, request: unknown) =>
+        new Promise<{ diagnostics?: Array<{ summary: string; detail: string }> }>((resolve) => (service[name] as (c: unknown, cb: (e: unknown, r: never) => void) => void)({ request }, (_e, r) => resolve(r)));
+      const codes = async (name: string, request: unknown) => ((await rpc(name, request)).diagnostics ?? []).map((d) => /Error code (\w+)/.exec(d.detail)?.[1] ?? 'attribute');
+      for (const config of [{ msgpack: Buffer.from([0x81]) }, encodeDynamic('not an object'), encodeDynamic([1, 2]), {}]) {
+        expect(await codes('ValidateResourceConfig', { config })).not.toContain('INTERNAL');
+        expect(await codes('ValidateDataResourceConfig', { config })).not.toContain('INTERNAL');
+      }
+      expect(await codes('ValidateResourceConfig', { config: encodeDynamic('not an object') })).toEqual(['USAGE']);
+      for (const json of ['{', '[1]', '"x"', '']) expect(await codes('UpgradeResourceState', { type_name: 'masterkey_key', raw_state: { json: Buffer.from(json) } })).toEqual(['USAGE']);
+    } finally {
+      quiet.mockRestore();
+    }
   });
 
   it('types numbers cty sends as decimal strings (when float64 cannot hold them exactly) by the schema', () => {

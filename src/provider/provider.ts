@@ -8,7 +8,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { MasterKeyError, isMasterKeyError } from '../errors';
 import { Diagnostic, INSTALLATION_ARGUMENTS, declaredOf, installationOf, validateKey, validateStatus } from './arguments';
-import { ObjectValue, UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from './cty';
+import { ObjectValue, UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown, objectOrNull } from './cty';
 import type { KeyFacts } from './engine';
 import { KEY_RESOURCE, PROVIDER_BLOCK, STATUS_DATA_SOURCE, computedNames, objectOf, schemaMessage, typed } from './schema';
 import { log } from './plugin-server';
@@ -52,7 +52,10 @@ function unary(name: string, fn: (req: Req) => Promise<Res> | Res): grpc.handleU
 }
 
 /** A resource value from the wire, typed by the resource's schema. */
-const keyValue = (dv: unknown): ObjectValue | null => typed(KEY_RESOURCE, decodeDynamic(dv as Parameters<typeof decodeDynamic>[0]) as ObjectValue | null);
+const keyValue = (dv: unknown): ObjectValue | null => typed(KEY_RESOURCE, objectOrNull(decodeDynamic(dv as Parameters<typeof decodeDynamic>[0]), `a ${RESOURCE_TYPE} value`));
+
+/** A data source configuration from the wire, typed by its schema. */
+const statusValue = (dv: unknown): ObjectValue | null => typed(STATUS_DATA_SOURCE, objectOrNull(decodeDynamic(dv as Parameters<typeof decodeDynamic>[0]), `a ${DATA_SOURCE_TYPE} configuration`));
 
 /** The CLI's sentence as the summary, its code in the detail. */
 export function errorDiagnostic(e: unknown): Diagnostic {
@@ -115,7 +118,7 @@ async function readResource(req: Req): Promise<Res> {
 }
 
 /** Whether everything needed to look at the installation is known at plan time. */
-function lookable(o: ObjectValue): boolean {
+export function lookable(o: ObjectValue): boolean {
   return ![...INSTALLATION_ARGUMENTS, 'name', 'generation', 'rotation_period_days', 'rotation_epoch', 'rotation_evaluated_at', 'verify_secrets', 'backup_dir', 'report_dir'].some((a) => hasUnknown(o[a]));
 }
 
@@ -249,8 +252,8 @@ async function importResourceState(req: Req): Promise<Res> {
 }
 
 async function readDataSource(req: Req): Promise<Res> {
-  const config = typed(STATUS_DATA_SOURCE, decodeDynamic(req.config) as ObjectValue)!;
   try {
+    const config = statusValue(req.config) ?? objectOf(STATUS_DATA_SOURCE, {});
     const maxAge = typeof config.max_age_days === 'number' ? config.max_age_days : undefined;
     const f = await engine().readKey(contextOf(config), { maxAgeMs: maxAge !== undefined ? maxAge * DAY_MS : undefined });
     const state: ObjectValue = {
@@ -275,9 +278,10 @@ async function readDataSource(req: Req): Promise<Res> {
 
 function upgradeResourceState(req: Req): Res {
   const raw = req.raw_state?.json as Buffer | undefined;
-  if (!raw || raw.length === 0) return { diagnostics: [errorDiagnostic(new MasterKeyError('INTERNAL', 'The stored state of masterkey_key is not JSON (a flatmap state from an older Terraform); remove it with terraform state rm and import the key again.'))] };
+  if (!raw || raw.length === 0) return { diagnostics: [errorDiagnostic(new MasterKeyError('USAGE', 'The stored state of masterkey_key is not JSON (a flatmap state from an older Terraform); remove it with terraform state rm and import the key again.'))] };
   const schema = req.type_name === DATA_SOURCE_TYPE ? STATUS_DATA_SOURCE : KEY_RESOURCE;
-  return { upgraded_state: encodeDynamic(objectOf(schema, JSON.parse(raw.toString('utf8')) as Record<string, Value>)) };
+  const state = objectOrNull(decodeDynamic({ json: raw }), `the stored state of ${String(req.type_name)}`) ?? {};
+  return { upgraded_state: encodeDynamic(objectOf(schema, state)) };
 }
 
 /** The schema never changes within a version, so Terraform may use a copy it already has. */
@@ -294,8 +298,8 @@ export function providerService(): grpc.UntypedServiceImplementation {
       server_capabilities: CAPABILITIES,
     })),
     ValidateProviderConfig: unary('ValidateProviderConfig', () => ({})),
-    ValidateResourceConfig: unary('ValidateResourceConfig', (req) => ({ diagnostics: validateKey(keyValue(req.config)!) })),
-    ValidateDataResourceConfig: unary('ValidateDataResourceConfig', (req) => ({ diagnostics: validateStatus(typed(STATUS_DATA_SOURCE, decodeDynamic(req.config) as ObjectValue)!) })),
+    ValidateResourceConfig: unary('ValidateResourceConfig', (req) => ({ diagnostics: validateKey(keyValue(req.config) ?? objectOf(KEY_RESOURCE, {})) })),
+    ValidateDataResourceConfig: unary('ValidateDataResourceConfig', (req) => ({ diagnostics: validateStatus(statusValue(req.config) ?? objectOf(STATUS_DATA_SOURCE, {})) })),
     UpgradeResourceState: unary('UpgradeResourceState', upgradeResourceState),
     ConfigureProvider: unary('ConfigureProvider', () => ({})),
     ReadResource: unary('ReadResource', readResource),

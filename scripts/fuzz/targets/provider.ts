@@ -15,14 +15,14 @@
  * diagnostics, never an INTERNAL one (an untyped exception inside); every
  * decoding error is typed.
  */
-import { ExtData, encode } from '@msgpack/msgpack';
+import { ExtData, ExtensionCodec, encode } from '@msgpack/msgpack';
 import fc from 'fast-check';
 import { ErrorCode } from '../../../src/errors';
 import { declaredOf, installationOf, validateKey, validateStatus } from '../../../src/provider/arguments';
-import { UNKNOWN, Value, decodeDynamic, encodeDynamic } from '../../../src/provider/cty';
+import { CtyType, UNKNOWN, Value, decodeDynamic, objectOrNull } from '../../../src/provider/cty';
 import { installationContext } from '../../../src/provider/engine';
-import { DATA_SOURCE_TYPE, RESOURCE_TYPE, parseImportId, providerService } from '../../../src/provider/provider';
-import { KEY_RESOURCE, STATUS_DATA_SOURCE, typed as typedBySchema } from '../../../src/provider/schema';
+import { DATA_SOURCE_TYPE, RESOURCE_TYPE, lookable, parseImportId, providerService } from '../../../src/provider/provider';
+import { BlockSpec, KEY_RESOURCE, STATUS_DATA_SOURCE, typed as typedBySchema } from '../../../src/provider/schema';
 import { FuzzDefect, FuzzTarget, invariant, typed } from '../harness';
 import { anyText, bytesJson } from '../mutate';
 
@@ -58,20 +58,44 @@ const cty = fc.letrec<{ v: unknown }>((tie) => ({
     fc.dictionary(fc.constantFrom('a', 'b', 'kind', '__proto__', 'constructor', ''), tie('v'), { maxKeys: 3 }),
   ),
 })).v;
-const NAMES = [...new Set([...KEY_RESOURCE.attributes, ...STATUS_DATA_SOURCE.attributes].map((a) => a.name))];
-/** An object of the schemas' attributes (each present or not) with values of any shape; sometimes not an object at all. */
-const wireValue = fc.oneof(
-  { weight: 12, arbitrary: fc.dictionary(fc.constantFrom(...NAMES, 'bogus'), cty, { maxKeys: 12 }) },
-  { weight: 1, arbitrary: cty },
-);
+/** A plausible value of an attribute of a cty type: mostly of that type (or unknown), sometimes anything. */
+function plausible(type: CtyType): fc.Arbitrary<unknown> {
+  const good: fc.Arbitrary<unknown> =
+    type === 'string'
+      ? fc.constantFrom('/etc/act/act.env', '/nonexistent/act.env', 'act', 'ACT_MASTER_KEY', 'DATABASE_URL', 'dotenv', 'xml', 'relative.env', '', '2026-01-01', '2026-01-01T00:00:00Z', '1970-13-01')
+      : type === 'number'
+        ? fc.oneof(fc.constantFrom(0, 1, 2, 90, -1, 1.5, 2 ** 53), fc.constantFrom('3', '90', '1e400', ' 7 '), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }))
+        : type === 'bool'
+          ? fc.boolean()
+          : type[0] === 'map'
+            ? fc.dictionary(fc.constantFrom('a', 'git access token'), plausible(type[1]), { maxKeys: 2 })
+            : fc.array(plausible(type[1]), { maxLength: 3 });
+  return fc.oneof({ weight: 10, arbitrary: good }, { weight: 2, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.constant(UNKNOWN) }, { weight: 1, arbitrary: cty });
+}
 
-/** msgpack as terraform sends it (our extension codec for unknowns; big integers as 64-bit). */
+/** An object as terraform sends it: every attribute of a schema (null when unset), rarely one missing or one too many; sometimes not an object at all. */
+function wireObject(schema: BlockSpec): fc.Arbitrary<unknown> {
+  const attrs = Object.fromEntries(schema.attributes.map((a) => [a.name, fc.oneof({ weight: 3, arbitrary: fc.constant(null) }, { weight: 2, arbitrary: plausible(a.type) })]));
+  return fc
+    .tuple(fc.record(attrs), fc.oneof({ weight: 8, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.constantFrom(...schema.attributes.map((a) => a.name), 'bogus') }))
+    .map(([o, odd]) => {
+      if (odd === null) return o;
+      const copy: Record<string, unknown> = { ...o };
+      if (odd in copy) delete copy[odd];
+      else copy[odd] = 1;
+      return copy;
+    });
+}
+
+const wireValue = (schema: BlockSpec) => fc.oneof({ weight: 12, arbitrary: wireObject(schema) }, { weight: 1, arbitrary: cty });
+
+/** Unknowns as cty writes them: extension 0 with a zero byte. */
+const extensions = new ExtensionCodec();
+extensions.register({ type: 0, encode: (v: unknown) => (v === UNKNOWN ? new Uint8Array([0]) : null), decode: () => UNKNOWN });
+
+/** msgpack as terraform sends it (big integers as 64-bit ones). */
 function toMsgpack(v: unknown): Uint8Array {
-  try {
-    return encodeDynamic(v as Value).msgpack;
-  } catch {
-    return encode(v, { useBigInt64: true });
-  }
+  return encode(v, { extensionCodec: extensions, useBigInt64: true });
 }
 
 const byteEdit = fc.record({ at: fc.nat(), kind: fc.constantFrom('flip', 'cut', 'insert', 'drop'), byte: fc.integer({ min: 0, max: 255 }) });
@@ -92,7 +116,7 @@ const jsonSafe = (v: unknown): unknown => JSON.parse(JSON.stringify(v, (_k, x: u
 const input: fc.Arbitrary<ProviderInput> = fc
   .record({
     rpc: fc.constantFrom<ProviderInput['rpc']>('ValidateResourceConfig', 'ValidateResourceConfig', 'ValidateDataResourceConfig', 'UpgradeResourceState', 'ImportResourceState'),
-    value: wireValue,
+    value: fc.oneof(wireValue(KEY_RESOURCE), wireValue(STATUS_DATA_SOURCE)),
     json: fc.constantFrom(false, false, false, true),
     edits: fc.oneof(fc.constant([]), fc.array(byteEdit, { minLength: 1, maxLength: 3 })),
     raw: fc.oneof({ weight: 20, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 24 }) }),
@@ -125,7 +149,7 @@ function checkDiagnostics(rpc: string, res: Record<string, unknown>): void {
 
 /** What planning does with a configuration the validation accepts, before the database. */
 function checkPlanning(o: Record<string, Value>): void {
-  if (validateKey(o).length > 0) return;
+  if (validateKey(o).length > 0 || !lookable(o)) return;
   const inv = o.inventory;
   if (typeof inv === 'string' && /^\/(dev|proc|sys)\//.test(inv)) return; // a device would be read as a file
   typed('installationOf/installationContext', () => installationContext(installationOf(o), () => undefined, {}), CONTEXT_CODES);
@@ -144,7 +168,7 @@ async function checkProvider(i: ProviderInput): Promise<void> {
     return;
   }
   const schema = i.rpc === 'ValidateResourceConfig' ? KEY_RESOURCE : STATUS_DATA_SOURCE;
-  const decoded = typed('decodeDynamic', () => typedBySchema(schema, decodeDynamic(dv) as Record<string, Value> | null), CODES);
+  const decoded = typed('decodeDynamic', () => typedBySchema(schema, objectOrNull(decodeDynamic(dv), 'a configuration')), CODES);
   checkDiagnostics(i.rpc, await callRpc(i.rpc, { type_name: i.rpc === 'ValidateResourceConfig' ? RESOURCE_TYPE : DATA_SOURCE_TYPE, config: dv }));
   if (!decoded.ok || decoded.value === null) return;
   const o = decoded.value;
