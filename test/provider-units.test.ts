@@ -89,7 +89,10 @@ describe('arguments and import ids', () => {
     expect(parseImportId('act:/etc/a.env,/etc/b.env')).toEqual(expect.objectContaining({ name: 'act', config_files: ['/etc/a.env', '/etc/b.env'], generation: null }));
     expect(parseImportId('{"name":"x","config_files":["/c.json"],"config_format":"json","generation":4}')).toEqual(expect.objectContaining({ name: 'x', config_format: 'json', generation: 4 }));
     expect(caught(() => parseImportId('/etc/a.env')).message).toContain('is not NAME:PATH[,PATH...] nor a JSON object');
-    expect(caught(() => parseImportId('{"name":"x","fingerprint":"mk:1"}')).message).toContain('names fingerprint, which masterkey_key does not take');
+    expect(caught(() => parseImportId('{"name":"x","fingerprint":"mk:1"}')).message).toContain('names "fingerprint", which masterkey_key does not take');
+    // What it quotes is quoted as JSON: a line break cannot split the sentence.
+    expect(caught(() => parseImportId('a\nb')).message).toContain('The import id "a\\nb" is not NAME:PATH');
+    expect(caught(() => parseImportId('{"name":"x","a\\nb":1}')).message).toContain('names "a\\nb", which');
     expect(caught(() => parseImportId('{nope')).message).toContain('not valid JSON');
   });
 });
