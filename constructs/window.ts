@@ -30,7 +30,7 @@ export interface RotationWindow {
 export function parseEpoch(epoch: string | Date, what = 'rotationPolicy.epoch'): Date {
   const d = epoch instanceof Date ? new Date(epoch.getTime()) : parseUtc(epoch);
   if (!d || Number.isNaN(d.getTime())) {
-    throw new MasterKeyError('USAGE', `${what} "${String(epoch)}" is not a UTC date; write it like 1970-01-01 or 1970-01-01T00:00:00Z.`);
+    throw new MasterKeyError('USAGE', `${what} ${JSON.stringify(String(epoch))} is not a UTC date; write it like 1970-01-01 or 1970-01-01T00:00:00Z.`);
   }
   return d;
 }

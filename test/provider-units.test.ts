@@ -83,6 +83,14 @@ describe('arguments and import ids', () => {
     expect(text).toContain('backup_dir "backups" is not an absolute path');
     expect(bad.every((d) => d.severity === 'ERROR' && d.attribute)).toBe(true);
     expect(validateKey({ ...base, generation: UNKNOWN, config_files: UNKNOWN })).toEqual([]);
+    // What a summary quotes is quoted as JSON, so a line break cannot split it across lines.
+    const odd = validateKey({ ...base, generation: '\f\n', config_files: ['a\nb'], rotation_epoch: 'x\ny', rotation_period_days: 30, new_key_file: 'k\r' }).map((d) => d.summary);
+    expect(odd).toEqual([
+      'config_files[0] "a\\nb" is not an absolute path; write it absolute, e.g. with abspath().',
+      'generation "\\f\\n" is not a whole number of at least 0; give the key generation as an integer such as 1, and raise it by one to rotate.',
+      'rotation_epoch "x\\ny" is not a UTC date; write it like 1970-01-01 or 1970-01-01T00:00:00Z.',
+      'new_key_file "k\\r" is not an absolute path; write it absolute, e.g. with abspath().',
+    ]);
   });
 
   it('parses NAME:PATH[,PATH] and JSON import ids, refusing unknown arguments', () => {
