@@ -12,7 +12,8 @@ import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { validateKey } from '../src/provider/arguments';
+import { installationOf, validateKey } from '../src/provider/arguments';
+import { installationContext } from '../src/provider/engine';
 import { makeIdentity } from '../src/provider/certificate';
 import { UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from '../src/provider/cty';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, loadProto } from '../src/provider/plugin-server';
@@ -83,6 +84,15 @@ describe('arguments and import ids', () => {
     expect(text).toContain('backup_dir "backups" is not an absolute path');
     expect(bad.every((d) => d.severity === 'ERROR' && d.attribute)).toBe(true);
     expect(validateKey({ ...base, generation: UNKNOWN, config_files: UNKNOWN })).toEqual([]);
+    // config_files as terraform could send it in a broken state: not a list, or with an element that is not a path.
+    expect(validateKey({ ...base, config_files: '/etc/act.env' }).map((d) => d.summary)).toEqual(['config_files is not a list; list the absolute paths of the config files holding the key.']);
+    expect(validateKey({ ...base, config_files: ['/etc/act.env', null, 7] }).map((d) => d.summary)).toEqual([
+      'config_files[1] is null, not a path; give the absolute path of a config file.',
+      'config_files[2] is 7, not a path; give the absolute path of a config file.',
+    ]);
+    expect(caught(() => installationContext(installationOf({ ...base, config_files: null }), () => undefined, {})).message).toBe(
+      'config_files is empty; list the absolute path of the config file holding the key (one per server node).',
+    );
     // What a summary quotes is quoted as JSON, so a line break cannot split it across lines.
     const odd = validateKey({ ...base, generation: '\f\n', config_files: ['a\nb'], rotation_epoch: 'x\ny', rotation_period_days: 30, new_key_file: 'k\r' }).map((d) => d.summary);
     expect(odd).toEqual([

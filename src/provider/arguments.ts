@@ -38,10 +38,12 @@ function shown(v: Value): string {
 export function validateInstallation(o: ObjectValue): Diagnostic[] {
   const d: Diagnostic[] = [];
   const files = o.config_files;
+  if (files !== null && files !== UNKNOWN && !Array.isArray(files)) d.push(attributeError('config_files', 'config_files is not a list; list the absolute paths of the config files holding the key.'));
   if (Array.isArray(files)) {
     if (files.length === 0) d.push(attributeError('config_files', 'config_files is empty; list the absolute path of the config file holding the key (one per server node).'));
     files.forEach((f, i) => {
       if (typeof f === 'string' && !isAbsolute(f)) d.push(attributeError('config_files', `config_files[${i}] ${shown(f)} is not an absolute path; write it absolute, e.g. with abspath().`, '', i));
+      else if (typeof f !== 'string' && f !== UNKNOWN) d.push(attributeError('config_files', `config_files[${i}] is ${shown(f)}, not a path; give the absolute path of a config file.`, '', i));
     });
     const known = files.filter((f): f is string => typeof f === 'string');
     if (new Set(known).size !== known.length) d.push(attributeError('config_files', 'config_files lists the same file twice; list each config file once.'));

@@ -53,6 +53,7 @@ export interface Installation {
 export function installationContext(a: Installation, log: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Context {
   const keyName = a.keyName ?? 'ACT_MASTER_KEY';
   const targets = a.configFiles.map((p) => configTarget(p, keyName, a.configFormat));
+  if (targets.length === 0) throw new MasterKeyError('USAGE', 'config_files is empty; list the absolute path of the config file holding the key (one per server node).');
   const primary = targets[0].path;
   let databaseUrl: string;
   if (a.databaseUrlEntry !== undefined) {
