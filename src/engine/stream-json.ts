@@ -19,7 +19,8 @@ export class JsonNumber {
 export type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | JsonObject;
 export type JsonObject = Map<string, JsonValue>;
 
-const STRING_RE = /"(?:[^"\\]|\\.)*"/y;
+/** A JSON string token exactly as JSON allows it (no raw control characters, only its escapes), so JSON.parse of a match cannot fail. */
+const STRING_RE = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
 const NUMBER_RE = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const SPACE_RE = /[ \t\n\r]*/y;
 
