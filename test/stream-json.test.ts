@@ -28,6 +28,12 @@ describe('lossless JSON for jsonb documents', () => {
     expect(({} as Record<string, unknown>).x).toBeUndefined();
   });
 
+  it('refuses a document nested deeper than 1,000 levels (a stack overflow before)', () => {
+    const nested = (n: number) => `{"a":${'['.repeat(n)}${']'.repeat(n)}}`;
+    expect(() => parseJsonLossless(nested(999))).not.toThrow();
+    for (const n of [1000, 100_000]) expect(() => parseJsonLossless(nested(n))).toThrow(expect.objectContaining({ code: 'INVENTORY_INVALID', message: expect.stringContaining('nests deeper than 1000 levels') }));
+  });
+
   it('refuses text that is not JSON', () => {
     // A raw control character in a string, and escapes JSON does not have (JSON.parse threw a SyntaxError on these).
     for (const bad of ['', '{', '{"a" 1}', '[1,]', 'tru', '{"a":1} x', "{'a':1}", '"a\nb"', '"\\x41"', '"\\u12"', '{"a\u0001":1}']) {

@@ -24,9 +24,13 @@ const STRING_RE = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/
 const NUMBER_RE = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const SPACE_RE = /[ \t\n\r]*/y;
 
+/** How deep a document may nest (SQLite's JSON functions stop at the same depth): deeper, the reader would run out of stack. */
+export const MAX_JSON_DEPTH = 1000;
+
 /** Parses JSON text (as PostgreSQL prints jsonb) without losing number precision. */
 export function parseJsonLossless(text: string): JsonValue {
   let pos = 0;
+  let depth = 0;
   const fail = (): never => {
     throw new MasterKeyError('INVENTORY_INVALID', `A jsonb document could not be read at offset ${pos}; check that the inventory's jsonPath column is a json or jsonb column.`);
   };
@@ -51,6 +55,14 @@ export function parseJsonLossless(text: string): JsonValue {
     skip();
     const c = text[pos];
     if (c === '"') return JSON.parse(token(STRING_RE)) as string;
+    if ((c === '{' || c === '[') && ++depth > MAX_JSON_DEPTH) {
+      throw new MasterKeyError('INVENTORY_INVALID', `A JSON document nests deeper than ${MAX_JSON_DEPTH} levels (at offset ${pos}); such a document cannot be read.`);
+    }
+    const v = container(c);
+    if (c === '{' || c === '[') depth--;
+    return v;
+  };
+  const container = (c: string | undefined): JsonValue => {
     if (c === '{') {
       pos++;
       const obj: JsonObject = new Map();

@@ -23,7 +23,7 @@ import { CodecName, codecByName } from '../../../src/crypto/codec';
 import { MasterKey } from '../../../src/crypto/key';
 import { Keyring } from '../../../src/crypto/keyring';
 import { ErrorCode } from '../../../src/errors';
-import { JsonNumber, JsonValue, parseJsonLossless } from '../../../src/engine/stream-json';
+import { JsonNumber, JsonValue, MAX_JSON_DEPTH, parseJsonLossless } from '../../../src/engine/stream-json';
 import { eachValue, processBatch } from '../../../src/engine/stream-plan';
 import { InlineCrypto } from '../../../src/engine/value-crypto';
 import type { InventoryEntry } from '../../../src/inventory/inventory';
@@ -94,6 +94,20 @@ function members(v: JsonValue, path = ''): string[] {
   return [`${path}=${v instanceof JsonNumber ? v.raw : JSON.stringify(v)}`];
 }
 
+/** How deep a JSON text nests (brackets outside strings). */
+function nesting(text: string): number {
+  let depth = 0;
+  let max = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    } else if (c === '{' || c === '[') max = Math.max(max, ++depth);
+    else if (c === '}' || c === ']') depth--;
+  }
+  return max;
+}
+
 /** How many member names a JSON text holds, counted on its string tokens (duplicates too): a string followed by a colon. */
 function countMembers(text: string): number {
   let n = 0;
@@ -131,7 +145,8 @@ async function checkDocument(input: DocumentInput): Promise<void> {
     try {
       parseJsonLossless(text);
     } catch (e) {
-      invariant((e as { code?: string }).code === 'SEALED_MALFORMED', `the document reader refused a text JSON.parse accepts (${(e as Error).message})`);
+      const allowed = (e as { code?: string }).code === 'SEALED_MALFORMED' || nesting(text) > MAX_JSON_DEPTH;
+      invariant(allowed, `the document reader refused a text JSON.parse accepts (${(e as Error).message})`);
     }
   }
 
