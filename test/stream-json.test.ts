@@ -1,6 +1,12 @@
 import fc from 'fast-check';
 import { JsonNumber, findEntrySlots, findSlots, parseJsonLossless, stringifyJsonLossless } from '../src/engine/stream-json';
 import type { InventoryEntry } from '../src/inventory/inventory';
+import { BatchCrypto } from '../src/crypto/batch';
+import { actCodec } from '../src/crypto/codec';
+import { MasterKey } from '../src/crypto/key';
+import { Keyring } from '../src/crypto/keyring';
+import { processBatch } from '../src/engine/stream-plan';
+import { InlineCrypto } from '../src/engine/value-crypto';
 
 describe('lossless JSON for jsonb documents', () => {
   it('round-trips any JSON document to an equal value', () => {
@@ -80,5 +86,19 @@ describe('finding sealed values in a document', () => {
     const back = JSON.parse(stringifyJsonLossless(d));
     expect(back.credentials).toEqual({ aws: 'new-sealed-aws', 'dotted.key': 'new-sealed-dot', nested: { x: 'no' }, n: 3 });
     expect(back.env[0].value).toBe('new-a');
+  });
+});
+
+describe('a stored document the reader refuses', () => {
+  it('is a failure of its row (SEALED_MALFORMED), listed like a value that does not open: the walk goes on', async () => {
+    const key = MasterKey.generate();
+    const entry: InventoryEntry = { kind: 'document secret', table: 't', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['*'] };
+    const sealed = actCodec().seal(key, Buffer.from('x'));
+    // Not JSON; a number where a document belongs (SQLite may hold one); too deep; and a good document after them.
+    const rows = [['1', 'not json'], ['2', 7], ['3', `{"a":${'['.repeat(1000)}${']'.repeat(1000)}}`], ['4', JSON.stringify({ a: sealed })]];
+    const out = await processBatch([{ column: 'doc', json: true, entries: [entry] }], rows, 1, new InlineCrypto(new BatchCrypto(new Keyring([key]))), false);
+    expect(out.failures).toEqual([0, 1, 2].map((row) => ({ row, column: 'doc', kind: 'document secret', code: 'SEALED_MALFORMED' })));
+    expect(out.total).toBe(1);
+    expect(out.rows).toEqual([0, 1, 2, 3]);
   });
 });

@@ -7,7 +7,7 @@
  */
 import type { ClientBase } from 'pg';
 import { translatePgError } from '../db/pg';
-import { ErrorCode, MasterKeyError } from '../errors';
+import { ErrorCode, MasterKeyError, isMasterKeyError } from '../errors';
 import { Inventory, InventoryEntry, quoteIdent } from '../inventory/inventory';
 import type { CryptoResult } from '../crypto/batch';
 import type { Places, ValueCrypto } from './value-crypto';
@@ -152,6 +152,26 @@ class Outcome {
     this.has[row] = 1;
     this.byKind.set(kind, (this.byKind.get(kind) ?? 0) + 1);
     if (r.code) this.failures.push({ row, column, kind, code: r.code, ...(path !== undefined ? { path } : {}) });
+  }
+  /** Lists `row` as holding a JSON document that cannot be read or rewritten safely (SEALED_MALFORMED). */
+  refuse(row: number, column: string, kind: string, path: string | undefined): void {
+    this.has[row] = 1;
+    this.failures.push({ row, column, kind, code: 'SEALED_MALFORMED', ...(path !== undefined ? { path } : {}) });
+  }
+}
+
+/**
+ * A stored JSON document, parsed; or undefined after `o` lists its row: a
+ * document the reader refuses (not JSON, too deep, a member name twice)
+ * blocks the rotation like a value that does not open, before anything changes.
+ */
+function readDocument(o: Outcome, row: number, c: Pick<ColumnPlan, 'column' | 'entries'>, text: string): JsonValue | undefined {
+  try {
+    return parseJsonLossless(text);
+  } catch (e) {
+    if (!isMasterKeyError(e)) throw e;
+    o.refuse(row, c.column, c.entries[0].kind, typeof e.details.path === 'string' ? e.details.path : undefined);
+    return undefined;
   }
 }
 
@@ -311,7 +331,8 @@ export async function processBatch(
     for (let i = 0; i < rows.length; i++) {
       const v = text(rows[i], first + k);
       if (v === null) continue;
-      const doc = parseJsonLossless(v);
+      const doc = readDocument(o, i, c, v);
+      if (doc === undefined) continue;
       docs.set(i, doc);
       for (const { entry, slot } of findEntrySlots(doc, c.entries)) slots.push({ row: i, entry, path: slot.path, sealed: slot.value, set: slot.set });
     }
