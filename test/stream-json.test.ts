@@ -40,6 +40,12 @@ describe('lossless JSON for jsonb documents', () => {
     for (const n of [1000, 100_000]) expect(() => parseJsonLossless(nested(n))).toThrow(expect.objectContaining({ code: 'INVENTORY_INVALID', message: expect.stringContaining('nests deeper than 1000 levels') }));
   });
 
+  it('refuses a member name twice in one object, anywhere in the document, naming where: a rewrite would keep only one', () => {
+    expect(() => parseJsonLossless('{"TOKEN":"a","TOKEN":"b","OTHER":"c"}')).toThrow(expect.objectContaining({ code: 'SEALED_MALFORMED', details: { path: 'TOKEN' } }));
+    expect(() => parseJsonLossless('{"env":[{"v":1},{"v":2,"v":3}]}')).toThrow(expect.objectContaining({ code: 'SEALED_MALFORMED', details: { path: 'env.1.v' }, message: expect.stringContaining('holds the member "v" twice (in env.1)') }));
+    expect(stringifyJsonLossless(parseJsonLossless('{"a":{"x":1},"b":{"x":2},"c":[{"x":3},{"x":4}]}'))).toBe('{"a":{"x":1},"b":{"x":2},"c":[{"x":3},{"x":4}]}');
+  });
+
   it('refuses text that is not JSON', () => {
     // A raw control character in a string, and escapes JSON does not have (JSON.parse threw a SyntaxError on these).
     for (const bad of ['', '{', '{"a" 1}', '[1,]', 'tru', '{"a":1} x', "{'a':1}", '"a\nb"', '"\\x41"', '"\\u12"', '{"a\u0001":1}']) {
