@@ -22,7 +22,7 @@ import { MasterKey } from '../src/crypto/key';
 
 const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : (Date.now() ^ (Math.random() * 2 ** 31)) | 0;
 /** Inputs per parser in this pass: a few seconds at most each on a loaded machine. */
-const SHORT_RUNS = 1500;
+const SHORT_RUNS = 3000;
 
 describe.each(TARGETS.map((t) => ({ name: t.name, t })))('fuzzing $name', ({ t }) => {
   const corpus = readCorpus(t.name);
@@ -34,7 +34,7 @@ describe.each(TARGETS.map((t) => ({ name: t.name, t })))('fuzzing $name', ({ t }
     });
   }
 
-  it(`survives ${SHORT_RUNS} fresh inputs`, async () => {
+  it(`survives ${SHORT_RUNS} fresh inputs (seed ${SEED})`, async () => {
     const r = await runCampaign(t, { runs: SHORT_RUNS, seed: SEED });
     if (r.failure) throw new Error(`${t.name} (seed ${r.seed}): ${r.failure.error}; input ${JSON.stringify(r.failure.input)}`);
     expect(r.runs).toBe(SHORT_RUNS);

@@ -1,8 +1,9 @@
 /**
  * The tool's own files read back: a backup's manifest (`readBackup`, then
  * `toRestore` and `backupKey`, what restore and restore --drill do before
- * touching the database) and the pending-key file (`readPending`, what
- * recover and status read). Both are JSON a crash, a disk or a person may
+ * touching the database), a PostgreSQL backup's values file line by line,
+ * the pending-key file (`readPending`, what recover and status read) and a
+ * saved plan (`apply --plan`). All are JSON a crash, a disk or a person may
  * have damaged.
  *
  * Each runs on real files in a scratch directory: a backup directory with a
@@ -26,6 +27,8 @@ import { MANIFEST_FILE, readBackup, toRestore } from '../../../src/rotation/back
 import { canaryFor } from '../../../src/rotation/canary';
 import { PENDING_FORMAT, readPending } from '../../../src/rotation/pending';
 import { backupKey } from '../../../src/rotation/restore';
+import { readSavedPlan } from '../../../src/cli/commands/apply';
+import { backupLine } from '../../../src/store/postgres/backup';
 import { removeScratch, scratchDir } from '../../scratch';
 import { FuzzTarget, invariant, typed } from '../harness';
 import { anyText, applyEdits, edits } from '../mutate';
@@ -192,6 +195,76 @@ export const PENDING_TARGET: FuzzTarget<FileInput> = {
   },
   teardown() {
     removeScratch(pendingDir);
+  },
+  toJson: (i) => i,
+  fromJson: (j) => j as FileInput,
+};
+
+// ---- a PostgreSQL backup's values file, line by line ----
+
+const valueLine = fc.record(
+  { t: field(fc.constantFrom('git_credentials', 'services')), c: field(fc.constantFrom('access_token', 'spec')), id: field(fc.constantFrom('1', '42')), v: field(fc.constantFrom('AAAA', '{"a":1}')), a: field(fc.dictionary(fc.constantFrom('user_id'), fc.oneof(fc.string(), fc.constant(null)))) },
+  { requiredKeys: ['t', 'c', 'id', 'v'] },
+);
+
+function checkValueLine({ text }: FileInput): void {
+  const r = typed('backupLine', () => backupLine(text, 1, '/backups/x/secrets.jsonl'), ['BACKUP_CORRUPT']);
+  if (!r.ok) return;
+  const o = r.value as unknown as Record<string, unknown>;
+  invariant(o !== null && typeof o === 'object' && !Array.isArray(o), 'backupLine accepted a line that is not an object');
+  invariant(['t', 'c', 'id', 'v'].every((k) => typeof o[k] === 'string'), 'backupLine accepted a line whose table, column, id or value is not a string');
+  const a = o.a;
+  invariant(a === undefined || (a !== null && typeof a === 'object' && !Array.isArray(a) && Object.values(a).every((x) => x === null || typeof x === 'string')), 'backupLine accepted AAD columns that are not text or null');
+}
+
+export const BACKUP_VALUES_TARGET: FuzzTarget<FileInput> = {
+  name: 'backup-values',
+  entry: "a PostgreSQL backup's values file (secrets.jsonl), line by line: backupLine (src/store/postgres/backup.ts), what restore and drill load",
+  arbitrary: fc
+    .tuple(valueLine, edits(TOKENS), fc.oneof({ weight: 20, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: anyText(30) }))
+    .map(([o, es, raw]) => ({ text: raw ?? applyEdits(JSON.stringify(o), es) })),
+  check: checkValueLine,
+  toJson: (i) => i,
+  fromJson: (j) => j as FileInput,
+};
+
+// ---- saved plans (apply --plan) ----
+
+const savedPlan = fc.record(
+  {
+    format: field(fc.constantFrom('cdktf-master-key/plan/v1', 'cdktf-master-key/plan/v1', 'cdktf-master-key/plan/v2')),
+    createdAt: field(fc.oneof(instant, fc.constant('2026-11-23T23:31:27.000Z\nforged'))),
+    digest: field(fc.constantFrom(`sha256:${sha('x')}`, 'sha256:abc', '')),
+    action: field(fc.constantFrom('rotate', 'none')),
+  },
+  { requiredKeys: [] },
+);
+
+let planDir = '';
+
+function checkSavedPlan({ text }: FileInput): void {
+  const path = join(planDir, 'plan.json');
+  rewrite(path, text);
+  const r = typed('readSavedPlan', () => readSavedPlan(path), ['USAGE']);
+  if (!r.ok) return;
+  const p = r.value as unknown as Record<string, unknown>;
+  invariant(p !== null && typeof p === 'object', 'readSavedPlan accepted a plan that is not an object');
+  invariant(typeof p.digest === 'string' && /^sha256:[0-9a-f]{64}$/.test(p.digest), 'readSavedPlan accepted a plan without a digest apply can compare');
+  invariant(typeof p.createdAt === 'string' && !/[\r\n]/.test(p.createdAt) && !Number.isNaN(Date.parse(p.createdAt)), 'readSavedPlan accepted a creation time apply would quote broken or not as a date');
+}
+
+export const SAVED_PLAN_TARGET: FuzzTarget<FileInput> = {
+  name: 'saved-plan',
+  entry: 'saved plans: readSavedPlan (src/cli/commands/apply.ts, apply --plan), on a real file',
+  arbitrary: fc
+    .tuple(savedPlan, edits(TOKENS), fc.oneof({ weight: 20, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: anyText(30) }))
+    .map(([o, es, raw]) => ({ text: raw ?? applyEdits(JSON.stringify(o), es) })),
+  check: checkSavedPlan,
+  setup() {
+    planDir = scratchDir('mk-fuzz-plan-');
+  },
+  teardown() {
+    removeScratch(planDir);
   },
   toJson: (i) => i,
   fromJson: (j) => j as FileInput,

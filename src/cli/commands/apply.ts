@@ -17,7 +17,7 @@ export interface ApplyCliOptions extends CommonOpts, DeclaredOpts {
   plan?: string;
 }
 
-function readSavedPlan(path: string): RotationPlan {
+export function readSavedPlan(path: string): RotationPlan {
   try {
     return JSON.parse(readFileSync(resolve(path), 'utf8')) as RotationPlan;
   } catch (e) {

@@ -252,6 +252,25 @@ export class BackupTee {
 }
 
 /** Iterates the stored values of a backup in batches (bounded memory). */
+/** One stored value of a backup's values file. */
+export interface BackupLine {
+  /** Table, column, row id, the value as stored, and (entries with AAD) the row's AAD columns as text. */
+  readonly t: string;
+  readonly c: string;
+  readonly id: string;
+  readonly v: string;
+  readonly a?: Record<string, string | null>;
+}
+
+/** Line `n` of a backup's values file (`file`), parsed. */
+export function backupLine(line: string, n: number, file: string): BackupLine {
+  try {
+    return JSON.parse(line) as BackupLine;
+  } catch {
+    throw new MasterKeyError('BACKUP_CORRUPT', `Line ${n} of ${file} is not valid JSON; the backup cannot be restored.`);
+  }
+}
+
 async function forEachBackupBatch(dir: string, batchSize: number, fn: (loc: { table: string; column: string }, rows: Array<[string, string, string | null]>) => Promise<void>): Promise<number> {
   const rl = createInterface({ input: createReadStream(join(dir, SECRETS_FILE), 'utf8'), crlfDelay: Infinity });
   let cur: { table: string; column: string } | undefined;
@@ -263,12 +282,7 @@ async function forEachBackupBatch(dir: string, batchSize: number, fn: (loc: { ta
   };
   for await (const line of rl) {
     if (!line) continue;
-    let o: { t: string; c: string; id: string; v: string; a?: Record<string, string | null> };
-    try {
-      o = JSON.parse(line) as typeof o;
-    } catch {
-      throw new MasterKeyError('BACKUP_CORRUPT', `Line ${n + 1} of ${join(dir, SECRETS_FILE)} is not valid JSON; the backup cannot be restored.`);
-    }
+    const o = backupLine(line, n + 1, join(dir, SECRETS_FILE));
     if (!cur || cur.table !== o.t || cur.column !== o.c) {
       await flush();
       cur = { table: o.t, column: o.c };
