@@ -27,9 +27,15 @@ describe('describeUrl', () => {
 });
 
 describe('sqlite: URLs', () => {
-  it('a URL that is not a SQLite file URL is quoted as JSON: a line break cannot split the message', () => {
-    const e = caught(() => resolveStoreUrl('sqlite://:\r\n//var/lib/act.db', '/etc/act'));
+  it.each([
+    ['sqlite://:\r\n//var/lib/act.db', 'a host part (sqlite://...)'],
+    ['sqlite://act:s3cret@db/act', 'a host part (sqlite://...)'],
+    ['sqlite:\u0000postgres://act:s3cret@db/act', 'a NUL character'],
+    ['sqlite::memory:', 'an in-memory database'],
+    ['sqlite:', 'no path'],
+  ])('%j is refused without being quoted (a line break would split the message, a password would show)', (url, why) => {
+    const e = caught(() => resolveStoreUrl(url, '/etc/act'));
     expect(e.code).toBe('USAGE');
-    expect(e.message).toBe('The database URL "sqlite://:\\r\\n//var/lib/act.db" is not a SQLite file URL; write sqlite:/absolute/path/act.db, or sqlite:path/act.db relative to the config file\'s directory.');
+    expect(e.message).toBe(`The sqlite: database URL names ${why}, not a SQLite file; write sqlite:/absolute/path/act.db, or sqlite:path/act.db relative to the config file's directory.`);
   });
 });
