@@ -5,6 +5,8 @@
  * FILE_ERROR (exit 8), never the key; fuzzing found that most of these
  * threw a TypeError (an INTERNAL error) before the files were validated
  * against their schemas. The database URL points nowhere: nothing gets that far.
+ * And a line of a PostgreSQL backup's values file, which restore reads
+ * inside the database session (checked here on its own).
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -14,6 +16,8 @@ import { MasterKey } from '../src/crypto/key';
 import { ExitCode } from '../src/errors';
 import { canaryFor } from '../src/rotation/canary';
 import { PENDING_FORMAT } from '../src/rotation/pending';
+import { backupLine } from '../src/store/postgres/backup';
+import { caught } from './support/errors';
 import { keyLeaks, runCli } from './support/scenario';
 
 const KEY = MasterKey.generate();
@@ -88,5 +92,17 @@ describe('a damaged pending-key file', () => {
   ])('%s: FILE_ERROR, one sentence', (_what, pending, message) => {
     writeFileSync(join(dir, '.act.env.mk-pending'), JSON.stringify(pending), { mode: 0o600 });
     expectOneSentence(runCli(['status', '--config', config], env), 'FILE_ERROR', message);
+  });
+});
+
+describe("a damaged line of a PostgreSQL backup's values file", () => {
+  it.each(['null', '[]', '{"t":"x","c":"y","id":1,"v":"z"}', '{"t":"x","c":"y","id":"1","v":null}', '{"t":"x","c":"y","id":"1","v":"z","a":{"user_id":7}}', '{"t":"x"'])('%s: BACKUP_CORRUPT naming the line', (line) => {
+    const e = caught(() => backupLine(line, 12, '/backups/b/secrets.jsonl'));
+    expect(e.code).toBe('BACKUP_CORRUPT');
+    expect(e.message).toMatch(/^Line 12 of \/backups\/b\/secrets\.jsonl is not (valid JSON|a stored value \(table, column, id and value as text\)); the backup cannot be restored\.$/);
+  });
+
+  it('a line as the backup writes it is read back', () => {
+    expect(backupLine('{"t":"api_tokens","c":"token","id":"7","v":"AAAA","a":{"user_id":"42","org":null}}', 1, 'f')).toEqual({ t: 'api_tokens', c: 'token', id: '7', v: 'AAAA', a: { user_id: '42', org: null } });
   });
 });

@@ -262,13 +262,20 @@ export interface BackupLine {
   readonly a?: Record<string, string | null>;
 }
 
-/** Line `n` of a backup's values file (`file`), parsed. */
+/** Line `n` of a backup's values file (`file`), parsed and checked: strings where the loader needs them. */
 export function backupLine(line: string, n: number, file: string): BackupLine {
+  let o: Partial<Record<keyof BackupLine, unknown>> | null;
   try {
-    return JSON.parse(line) as BackupLine;
+    o = JSON.parse(line) as typeof o;
   } catch {
     throw new MasterKeyError('BACKUP_CORRUPT', `Line ${n} of ${file} is not valid JSON; the backup cannot be restored.`);
   }
+  const a = o?.a;
+  const aadOk = a === undefined || (a !== null && typeof a === 'object' && !Array.isArray(a) && Object.values(a).every((x) => x === null || typeof x === 'string'));
+  if (!o || typeof o.t !== 'string' || typeof o.c !== 'string' || typeof o.id !== 'string' || typeof o.v !== 'string' || !aadOk) {
+    throw new MasterKeyError('BACKUP_CORRUPT', `Line ${n} of ${file} is not a stored value (table, column, id and value as text); the backup cannot be restored.`);
+  }
+  return o as BackupLine;
 }
 
 async function forEachBackupBatch(dir: string, batchSize: number, fn: (loc: { table: string; column: string }, rows: Array<[string, string, string | null]>) => Promise<void>): Promise<number> {
