@@ -1,7 +1,7 @@
 /**
  * The tool's own files, damaged, through the CLI: a backup manifest
- * (`restore --drill` reads it before connecting) and a pending-key file
- * (`status` reads it first). Each is one sentence with BACKUP_CORRUPT or
+ * (`restore --drill` reads it before connecting), a pending-key file
+ * (`status` reads it first) and a saved plan (`apply --plan`). Each is one sentence with BACKUP_CORRUPT or
  * FILE_ERROR (exit 8), never the key; fuzzing found that most of these
  * threw a TypeError (an INTERNAL error) before the files were validated
  * against their schemas. The database URL points nowhere: nothing gets that far.
@@ -93,6 +93,18 @@ describe('a damaged pending-key file', () => {
     writeFileSync(join(dir, '.act.env.mk-pending'), JSON.stringify(pending), { mode: 0o600 });
     expectOneSentence(runCli(['status', '--config', config], env), 'FILE_ERROR', message);
   });
+});
+
+describe('a saved plan that is not one (apply --plan)', () => {
+  it.each(['null', '{}', '{"format":"cdktf-master-key/plan/v1","digest":"sha256:x","createdAt":"2026-11-23T23:31:27.000Z"}', `{"format":"cdktf-master-key/plan/v1","digest":"sha256:${'0'.repeat(64)}","createdAt":"2026-11-23T23:31:27Z\\nforged"}`])(
+    '%s: USAGE, one sentence, before the database (null threw a TypeError: INTERNAL)',
+    (text) => {
+      const plan = join(dir, 'saved-plan.json');
+      writeFileSync(plan, text);
+      const r = runCli(['apply', '--plan', plan, '--config', config], env);
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: ExitCode.USAGE, stderr: `master-key: The saved plan ${plan} is not a plan of this version of cdktf-master-key (no format, digest or creation time as \`master-key plan --out\` writes them); run \`master-key plan --out\` again. [USAGE]\n` });
+    },
+  );
 });
 
 describe("a damaged line of a PostgreSQL backup's values file", () => {
