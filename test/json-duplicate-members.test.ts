@@ -6,7 +6,7 @@
  * (SEALED_MALFORMED at the duplicated member) and apply refuses before the
  * stop hook, changing nothing. A PostgreSQL jsonb column keeps only the
  * last member when the document is stored: there is nothing to lose, and
- * the rotation runs. (docs/sealed-secret-format.md, "JSON documents".)
+ * the rotation runs. (docs/json-documents.md.)
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

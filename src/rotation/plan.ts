@@ -101,7 +101,7 @@ export function planDigest(f: Pick<PlanFacts, 'databaseIdentity' | 'canary' | 'd
 /**
  * What SEALED_MALFORMED means, when a listed value has it: a JSON document
  * the rotation would damage by rewriting blocks it the same way (see
- * docs/sealed-secret-format.md).
+ * docs/json-documents.md).
  */
 export function malformedNote(failures: readonly Pick<SecretFailure, 'code'>[]): string {
   return failures.some((x) => x.code === 'SEALED_MALFORMED')
