@@ -48,6 +48,16 @@ const uuid = fc.constantFrom('0b7e3c52-9d1f-4c8e-a0c3-6f1d2b9e8a47', 'not-a-uuid
 const database = fc.record({ name: field(fc.constantFrom('act', '/var/lib/act/act.db', '')), systemIdentifier: field(fc.constantFrom('7311234567890123456', 'unknown', '0b7e3c52-9d1f-4c8e-a0c3-6f1d2b9e8a47', 'x')) });
 const TOKENS = ['{', '}', '[', ']', '"', ':', ',', 'null', '0', '-1', '1e400', '"__proto__":', '\\u0000', '"', KEY.toHex().slice(0, 16)];
 
+export interface FileInput {
+  readonly text: string;
+}
+
+/** A file's text: a generated value as JSON (indented or not), usually edited a little; now and then random text. */
+const fileText = (value: fc.Arbitrary<unknown>): fc.Arbitrary<FileInput> =>
+  fc
+    .tuple(value, fc.constantFrom(2, undefined), edits(TOKENS), fc.oneof({ weight: 20, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: anyText(40) }))
+    .map(([v, indent, es, raw]) => ({ text: raw ?? applyEdits(JSON.stringify(v, null, indent), es) }));
+
 // ---- backup manifests ----
 
 const VALUES_FILE = 'secrets.jsonl';
@@ -97,10 +107,6 @@ const manifest = fc.record(
   { requiredKeys: ['format', 'rotationId', 'createdAt', 'database', 'fingerprint', 'generation', 'canary', 'locations', 'values', 'files', 'configs'] },
 );
 
-export interface FileInput {
-  readonly text: string;
-}
-
 let backupDir = '';
 
 /**
@@ -130,9 +136,7 @@ function checkBackup({ text }: FileInput): void {
 export const BACKUP_TARGET: FuzzTarget<FileInput> = {
   name: 'backup-manifest',
   entry: 'backup manifests: readBackup, toRestore (src/rotation/backup.ts) and backupKey (src/rotation/restore.ts), on a real backup directory',
-  arbitrary: fc
-    .tuple(manifest, fc.constantFrom(2, undefined), edits(TOKENS), fc.oneof({ weight: 20, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: anyText(40) }))
-    .map(([m, indent, es, raw]) => ({ text: raw ?? applyEdits(JSON.stringify(m, null, indent), es) })),
+  arbitrary: fileText(manifest),
   check: checkBackup,
   setup() {
     backupDir = scratchDir('mk-fuzz-backup-');
@@ -186,9 +190,7 @@ function checkPending({ text }: FileInput): void {
 export const PENDING_TARGET: FuzzTarget<FileInput> = {
   name: 'pending-file',
   entry: 'pending-key files: readPending (src/rotation/pending.ts), on a real file',
-  arbitrary: fc
-    .tuple(pending, fc.constantFrom(2, undefined), edits(TOKENS), fc.oneof({ weight: 20, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: anyText(40) }))
-    .map(([m, indent, es, raw]) => ({ text: raw ?? applyEdits(JSON.stringify(m, null, indent), es) })),
+  arbitrary: fileText(pending),
   check: checkPending,
   setup() {
     pendingDir = scratchDir('mk-fuzz-pending-');
@@ -220,9 +222,7 @@ function checkValueLine({ text }: FileInput): void {
 export const BACKUP_VALUES_TARGET: FuzzTarget<FileInput> = {
   name: 'backup-values',
   entry: "a PostgreSQL backup's values file (secrets.jsonl), line by line: backupLine (src/store/postgres/backup.ts), what restore and drill load",
-  arbitrary: fc
-    .tuple(valueLine, edits(TOKENS), fc.oneof({ weight: 20, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: anyText(30) }))
-    .map(([o, es, raw]) => ({ text: raw ?? applyEdits(JSON.stringify(o), es) })),
+  arbitrary: fileText(valueLine),
   check: checkValueLine,
   toJson: (i) => i,
   fromJson: (j) => j as FileInput,
@@ -256,9 +256,7 @@ function checkSavedPlan({ text }: FileInput): void {
 export const SAVED_PLAN_TARGET: FuzzTarget<FileInput> = {
   name: 'saved-plan',
   entry: 'saved plans: readSavedPlan (src/cli/commands/apply.ts, apply --plan), on a real file',
-  arbitrary: fc
-    .tuple(savedPlan, edits(TOKENS), fc.oneof({ weight: 20, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: anyText(30) }))
-    .map(([o, es, raw]) => ({ text: raw ?? applyEdits(JSON.stringify(o), es) })),
+  arbitrary: fileText(savedPlan),
   check: checkSavedPlan,
   setup() {
     planDir = scratchDir('mk-fuzz-plan-');
