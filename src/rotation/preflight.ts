@@ -14,6 +14,7 @@ import { MasterKeyError } from '../errors';
 import { checkDirWritable, freeBytes } from '../fsutil';
 import { inventoryDigest } from '../inventory/inventory';
 import { withStore } from '../store/open';
+import { defaultCryptoMode } from '../engine/value-crypto';
 import { CanaryRow, InventoryCounts, ScanResult, Store } from '../store/store';
 import { assertKeyOpensCanary, requireCanary } from './canary';
 import { Context, withProgress } from './context';
@@ -161,9 +162,9 @@ export async function refuseBadDocuments(ctx: Context, store: Store, oldKey: Mas
   const entries = ctx.inventory.entries.filter((e) => e.jsonPath !== undefined);
   if (entries.length === 0) return;
   const documents = { name: ctx.inventory.name, entries };
-  const scan = await store.read((tx) =>
-    withProgress(ctx.progress, 'checking the secrets in JSON documents', undefined, (tick) => tx.scan(documents, new Keyring([oldKey]), { onProgress: tick, batchSize: ctx.batchSize })),
-  );
+  // The crypto on this thread: no worker threads to start for what is usually a small part of the secrets.
+  const opts = (tick: (n: number) => void) => ({ onProgress: tick, batchSize: ctx.batchSize, crypto: defaultCryptoMode() });
+  const scan = await store.read((tx) => withProgress(ctx.progress, 'checking the secrets in JSON documents', undefined, (tick) => tx.scan(documents, new Keyring([oldKey]), opts(tick))));
   if (scan.failureCount > 0) throw undecryptableRows(scan, oldKey);
 }
 
