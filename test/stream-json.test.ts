@@ -42,7 +42,9 @@ describe('lossless JSON for jsonb documents', () => {
 
   it('refuses a member name twice in one object, anywhere in the document, naming where: a rewrite would keep only one', () => {
     expect(() => parseJsonLossless('{"TOKEN":"a","TOKEN":"b","OTHER":"c"}')).toThrow(expect.objectContaining({ code: 'SEALED_MALFORMED', details: { path: 'TOKEN' } }));
-    expect(() => parseJsonLossless('{"env":[{"v":1},{"v":2,"v":3}]}')).toThrow(expect.objectContaining({ code: 'SEALED_MALFORMED', details: { path: 'env.1.v' }, message: expect.stringContaining('holds the member "v" twice (in env.1)') }));
+    expect(() => parseJsonLossless('{"env":[{"v":1},{"v":2,"v":3}]}')).toThrow(expect.objectContaining({ code: 'SEALED_MALFORMED', details: { path: 'env.1.v' }, message: expect.stringContaining('holds the member "v" twice (in "env.1")') }));
+    // Member names are quoted as JSON: a line break in one cannot split the sentence.
+    expect(() => parseJsonLossless('{"a\\nb":{"v":1,"v":2}}')).toThrow(expect.objectContaining({ message: expect.stringContaining('holds the member "v" twice (in "a\\nb")') }));
     expect(stringifyJsonLossless(parseJsonLossless('{"a":{"x":1},"b":{"x":2},"c":[{"x":3},{"x":4}]}'))).toBe('{"a":{"x":1},"b":{"x":2},"c":[{"x":3},{"x":4}]}');
   });
 

@@ -46,7 +46,7 @@ export function parseJsonLossless(text: string): JsonValue {
     const path = [...trail, key].join('.');
     throw new MasterKeyError(
       'SEALED_MALFORMED',
-      `A JSON document holds the member ${JSON.stringify(key)} twice${trail.length ? ` (in ${trail.join('.')})` : ''}; rewriting it would keep only one: remove or rename the other and run the command again.`,
+      `A JSON document holds the member ${JSON.stringify(key)} twice${trail.length ? ` (in ${JSON.stringify(trail.join('.'))})` : ''}; rewriting it would keep only one: remove or rename the other and run the command again.`,
       { path },
     );
   };
