@@ -96,7 +96,7 @@ describe('a damaged pending-key file', () => {
 });
 
 describe('a saved plan that is not one (apply --plan)', () => {
-  it.each(['null', '{}', '{"format":"cdktf-master-key/plan/v1","digest":"sha256:x","createdAt":"2026-11-23T23:31:27.000Z"}', `{"format":"cdktf-master-key/plan/v1","digest":"sha256:${'0'.repeat(64)}","createdAt":"2026-11-23T23:31:27Z\\nforged"}`])(
+  it.each(['null', '{}', '{"format":"cdktf-master-key/plan/v1","digest":"sha256:x","createdAt":"2026-11-23T23:31:27.000Z"}', `{"format":"cdktf-master-key/plan/v1","digest":"sha256:${'0'.repeat(64)}","createdAt":0}`, `{"format":"cdktf-master-key/plan/v1","digest":"sha256:${'0'.repeat(64)}","createdAt":"2026-11-23T23:31:27Z\\nforged"}`])(
     '%s: USAGE, one sentence, before the database (null threw a TypeError: INTERNAL)',
     (text) => {
       const plan = join(dir, 'saved-plan.json');

@@ -25,7 +25,9 @@ export function readSavedPlan(path: string): RotationPlan {
   } catch (e) {
     throw new MasterKeyError('USAGE', `Cannot read the saved plan ${path} (${(e as NodeJS.ErrnoException).code ?? 'not JSON'}); pass a file written by \`master-key plan --out\`.`);
   }
-  if (plan?.format !== PLAN_FORMAT || !/^sha256:[0-9a-f]{64}$/.test(String(plan.digest)) || Number.isNaN(Date.parse(String(plan.createdAt))) || !/^[\d:.TZ-]+$/.test(String(plan.createdAt))) {
+  const at = plan?.createdAt;
+  const instant = typeof at === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/.test(at) && !Number.isNaN(Date.parse(at));
+  if (plan?.format !== PLAN_FORMAT || typeof plan.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(plan.digest) || !instant) {
     throw new MasterKeyError('USAGE', `The saved plan ${path} is not a plan of this version of cdktf-master-key (no format, digest or creation time as \`master-key plan --out\` writes them); run \`master-key plan --out\` again.`);
   }
   return plan as RotationPlan;
