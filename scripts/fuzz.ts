@@ -7,7 +7,7 @@
  * (instead: this long per parser), --seed S (random; printed, so a run can
  * be repeated), --list, then target names to run only those.
  *
- * Prints one line per parser (inputs, time, result) and a summary; an
+ * Prints one line per parser (inputs, time, inputs a second, result) and a summary; an
  * input that breaks a parser is shrunk, saved to the corpus (so it becomes
  * a regression test once fixed) and named, and the exit code is 1.
  */
@@ -66,7 +66,7 @@ async function main(): Promise<number> {
       }
     }
     const r = await runCampaign(t, o.minutes !== undefined ? { ms: o.minutes * 60_000, seed: o.seed } : { runs: o.runs, seed: o.seed });
-    const line = `${t.name.padEnd(18)} ${r.runs.toLocaleString('en').padStart(11)} inputs ${(r.ms / 1000).toFixed(1).padStart(8)} s  seed ${r.seed}`;
+    const line = `${t.name.padEnd(18)} ${r.runs.toLocaleString('en').padStart(11)} inputs ${(r.ms / 1000).toFixed(1).padStart(8)} s ${Math.round(r.runs / Math.max(r.ms / 1000, 0.001)).toLocaleString('en').padStart(7)} exec/s  seed ${r.seed}`;
     if (!r.failure) {
       process.stdout.write(`${line}  ok\n`);
       continue;
