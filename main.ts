@@ -39,7 +39,8 @@ import { join, resolve } from 'node:path';
 import { MasterKey, MasterKeyInventory, MasterKeyProps } from './constructs';
 import { chooseFramework, frameworkOf } from './constructs/framework';
 import { MasterKeyError } from './src/errors';
-import { PROVIDER_SOURCE, installProvider } from './src/provider/install';
+import { PROVIDER_SOURCE } from './src/provider/install';
+import { installArchive } from './src/provider/release';
 
 /** The project root (main.ts sits there; main.js sits in dist/). */
 export const PROJECT_ROOT = resolve(__dirname, __dirname.endsWith(`${'/'}dist`) ? '..' : '.');
@@ -155,25 +156,26 @@ export function synthesizedStacks(outdir: string): ManifestStack[] {
 }
 
 /**
- * Installs terraform-provider-masterkey into the implicit local mirror
- * (`terraform.d/plugins`) of every stack synthesized into `outdir` that
- * requires it, so `terraform init` there finds it offline with no CLI
- * configuration; the stacks' directories, for messages.
+ * Installs the release archive of terraform-provider-masterkey into the
+ * implicit local mirror (`terraform.d/plugins`) of every stack synthesized
+ * into `outdir` that requires it, with its hashes in the stack's lock file,
+ * so `terraform init` there finds it offline with no CLI configuration and
+ * verifies it without a warning; the stacks' directories, for messages.
  */
-export function installProviderBesideStacks(outdir: string): string[] {
+export async function installProviderBesideStacks(outdir: string): Promise<string[]> {
   const dirs = synthesizedStacks(outdir).map((s) => join(outdir, s.workingDirectory));
   const using = dirs.filter((dir) => readFileSync(join(dir, 'cdk.tf.json'), 'utf8').includes(`"${PROVIDER_SOURCE}"`));
-  for (const dir of using) installProvider({ pluginsDir: join(dir, 'terraform.d', 'plugins') });
+  for (const dir of using) await installArchive({ pluginsDir: join(dir, 'terraform.d', 'plugins'), workingDir: dir });
   return using;
 }
 
 if (require.main === module) {
-  try {
+  (async () => {
     const app = buildApp();
     app.synth();
-    installProviderBesideStacks(app.outdir);
-  } catch (e) {
+    await installProviderBesideStacks(app.outdir);
+  })().catch((e: unknown) => {
     process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
     process.exitCode = e instanceof MasterKeyError ? e.exitCode : 1;
-  }
+  });
 }

@@ -62,11 +62,15 @@ export function findCredentials(props: unknown): CredentialFinding[] {
 
 /**
  * A value safe to quote in an error message: a string in quotes when it does
- * not look like a credential (else a placeholder naming the kind), other
- * values as they print.
+ * not look like a credential (else a placeholder naming the kind), a list,
+ * a Date or an object by its kind (never its content), other values as they
+ * print.
  */
 export function quotable(value: unknown): string {
+  if (Array.isArray(value)) return 'a list';
+  if (value instanceof Date) return 'a Date';
+  if (value !== null && typeof value === 'object') return 'an object';
   if (typeof value !== 'string') return String(value);
   const kinds = credentialKinds(value);
-  return kinds.length === 0 ? `"${value}"` : `(a value that looks like ${kinds[0]}, not shown)`;
+  return kinds.length === 0 ? JSON.stringify(value) : `(a value that looks like ${kinds[0]}, not shown)`;
 }

@@ -8,8 +8,19 @@ import { isAbsolute } from 'node:path';
 import { ACT_PRESET } from '../src/inventory/act-preset';
 import { Inventory, inventoryDigest, inventoryKinds, loadInventory, validateInventory } from '../src/inventory/inventory';
 
+const IS_INVENTORY = Symbol.for('cdktf-master-key.MasterKeyInventory');
+
 /** A secret inventory handed to a `MasterKey` construct. */
 export class MasterKeyInventory {
+  /**
+   * True for a `MasterKeyInventory` of any copy of this library (two
+   * versions installed side by side each have their own class, so
+   * `instanceof` would say no).
+   */
+  static isMasterKeyInventory(x: unknown): x is MasterKeyInventory {
+    return x !== null && typeof x === 'object' && IS_INVENTORY in x;
+  }
+
   /** The built-in inventory for ACT's schema (`--inventory act`). */
   static act(): MasterKeyInventory {
     return new MasterKeyInventory('act', ACT_PRESET);
@@ -38,7 +49,9 @@ export class MasterKeyInventory {
     readonly spec: string,
     /** The inventory itself (validated). */
     readonly inventory: Inventory,
-  ) {}
+  ) {
+    Object.defineProperty(this, IS_INVENTORY, { value: true });
+  }
 
   /** A stable digest of what the inventory covers, e.g. `sha256:0123456789abcdef`. */
   get digest(): string {

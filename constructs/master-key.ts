@@ -3,7 +3,7 @@
  * infrastructure. It synthesizes one rotation resource per key whose
  * replacement triggers are non-secret and readable (key, generation, policy
  * window, inventory digest, config targets) and whose `local-exec`
- * provisioner runs `master-key apply`. The new key is generated inside the
+ * provisioner runs `master-key apply`, or the provider's `masterkey_key`. The new key is generated inside the
  * rotation script; the database URL reaches it through the environment of
  * the terraform process. Nothing secret is ever part of the configuration.
  */
@@ -11,11 +11,13 @@ import { Construct, IConstruct } from 'constructs';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { MasterKeyError } from '../src/errors';
-import { Framework, FrameworkName, frameworkOf } from './framework';
-import { DEFAULT_MAX_ROTATION_DAYS, MasterKeyPolicy, formatFinding, markCheckable, noCredentialsRule } from './policy';
+import { Framework, frameworkOf } from './framework';
+import { MasterKeyPolicy, formatFinding, markCheckable } from './policy';
+import { DEFAULT_MAX_ROTATION_DAYS, noCredentialsRule } from './policy-rules';
+import { MasterKeyProps, MasterKeySettings, RotationResourceType } from './types';
 import { MasterkeyKey, ensureMasterkeyProvider, masterkeyKey } from './provider-binding';
 import { escapeTerraformTemplate, localExecCommand } from './shell';
-import { MasterKeyProps, MasterKeySettings, resolveSettings, rotationArgv, rotationTriggers } from './settings';
+import { resolveSettings, rotationArgv, rotationTriggers } from './settings';
 
 /** The construct id of the rotation resource inside a `MasterKey`. */
 export const ROTATION_RESOURCE_ID = 'rotation';
@@ -31,7 +33,7 @@ export function defaultCliCommand(here: string = __dirname, exists: (p: string) 
 }
 
 /** The rotation resource as the construct exposes it (a cdktf or cdktn `TerraformResource`). */
-export interface RotationResource extends IConstruct {
+export interface IRotationResource extends IConstruct {
   /** `terraform_data`, `null_resource` or `masterkey_key`. */
   readonly terraformResourceType: string;
   /** The resource's terraform address part, e.g. `master_key_act`. */
@@ -40,83 +42,66 @@ export interface RotationResource extends IConstruct {
   getStringAttribute(attribute: string): string;
 }
 
+/** What carries one key's rotation in the stack. */
+interface Rotation {
+  readonly resource: IRotationResource;
+  readonly key?: MasterkeyKey;
+  readonly output?: IConstruct;
+}
+
+const IS_MASTER_KEY = Symbol.for('cdktf-master-key.MasterKey');
+
 /**
  * A master key declared as infrastructure; see `MasterKeyProps`. Works in a
  * cdktf app and in a CDK Terrain (cdktn) app: it uses the library of the
  * stack it is added to.
  */
 export class MasterKey extends Construct {
-  /** The props as given (kept for the policy checks). */
-  readonly props: MasterKeyProps;
+  /**
+   * True for a `MasterKey` of any copy of this library. Use it instead of
+   * `instanceof`, which says no for a key built by another copy (two versions
+   * installed side by side, e.g. one nested under a construct library).
+   */
+  static isMasterKey(x: unknown): x is MasterKey {
+    return x !== null && typeof x === 'object' && IS_MASTER_KEY in x;
+  }
+
   /** The validated settings with defaults filled in. */
   readonly settings: MasterKeySettings;
   /** The replacement triggers of the rotation resource. */
-  readonly triggers: Readonly<Record<string, string>>;
+  readonly triggers: { readonly [name: string]: string };
   /** The rotation's argument vector (non-secret). */
   readonly argv: readonly string[];
   /** The `terraform_data` or `null_resource` that runs the rotation, or the provider's `masterkey_key`. */
-  readonly resource: RotationResource;
-  /** With `resourceType: 'provider'`: the `masterkey_key` with its typed attributes. */
+  readonly resource: IRotationResource;
+  /** With `RotationResourceType.PROVIDER`: the `masterkey_key` with its typed attributes. */
   readonly key?: MasterkeyKey;
   /**
-   * With `resourceType: 'provider'`: an output of the key's fingerprint,
+   * With `RotationResourceType.PROVIDER`: an output of the key's fingerprint,
    * generation and node agreement, so that a key rotated or a node edited
    * outside terraform shows in `terraform plan` as changed outside of Terraform.
    */
   readonly output?: IConstruct;
-  /** The library the stack was built with: `cdktf` or `cdktn`. */
-  readonly framework: FrameworkName;
+  /** The package name of the library the stack was built with: `cdktf` or `cdktn`. */
+  readonly framework: string;
 
   constructor(scope: Construct, id: string, props: MasterKeyProps) {
     super(scope, id);
     const fw = frameworkOf(this);
     this.framework = fw.name;
-    this.props = props;
     this.settings = resolveSettings(props, { id, path: this.node.path, now: new Date(), defaultCliCommand: defaultCliCommand() });
     refuseCredentials(this.settings, props, this.node.path);
-    const { TerraformStack, DataResource, TerraformResource, TerraformOutput, Aspects } = fw.lib;
-    const stack = TerraformStack.of(this);
-    const twin = stack
-      .node.findAll()
-      .find((c) => c instanceof MasterKey && c !== this && rotationLogicalId(c.settings.name) === rotationLogicalId(this.settings.name));
-    if (twin) {
-      throw new MasterKeyError('USAGE', `MasterKey ${this.node.path}: name "${this.settings.name}" is already used by ${twin.node.path} in the same stack; give each key its own name.`);
-    }
+    const stack = fw.lib.TerraformStack.of(this);
+    refuseTwin(this, stack);
     this.triggers = rotationTriggers(this.settings);
     this.argv = rotationArgv(this.settings);
-    const provisioner = {
-      type: 'local-exec' as const,
-      command: localExecCommand(this.argv),
-      ...(Object.keys(this.settings.environment).length > 0
-        ? { environment: escapeValues(this.settings.environment) }
-        : {}),
-    };
-    let resource: RotationResource & { overrideLogicalId(id: string): void };
-    if (this.settings.resourceType === 'provider') {
-      const key = providerKey(this, stack, this.settings, props);
-      key.overrideLogicalId(rotationLogicalId(this.settings.name));
-      this.key = key;
-      const output = new TerraformOutput(this, 'key', { value: { fingerprint: key.fingerprint, generation: key.databaseGeneration, nodes_in_sync: key.nodesInSync } });
-      output.overrideLogicalId(rotationLogicalId(this.settings.name));
-      this.output = output;
-      resource = key;
-    } else if (this.settings.resourceType === 'null_resource') {
-      // hashicorp/null's null_resource, as @cdktf/provider-null synthesizes it (no cdktn build of that package exists).
-      const nullResource = new TerraformResource(this, ROTATION_RESOURCE_ID, {
-        terraformResourceType: 'null_resource',
-        terraformGeneratorMetadata: NULL_PROVIDER_METADATA,
-        provider: ensureNullProvider(fw, stack),
-        provisioners: [provisioner],
-      });
-      nullResource.addOverride('triggers', escapeValues(this.triggers));
-      resource = nullResource;
-    } else {
-      resource = new DataResource(this, ROTATION_RESOURCE_ID, { triggersReplace: escapeValues(this.triggers), provisioners: [provisioner] });
-    }
-    if (resource !== this.key) resource.overrideLogicalId(rotationLogicalId(this.settings.name));
-    this.resource = resource;
-    markCheckable(this);
-    Aspects.of(this).add(new MasterKeyPolicy(props.checks));
+    const rotation = buildRotation(this, fw, stack);
+    this.resource = rotation.resource;
+    this.key = rotation.key;
+    this.output = rotation.output;
+    markCheckable(this, { settings: this.settings, props: { ...props } });
+    fw.lib.Aspects.of(this).add(new MasterKeyPolicy(props.checks));
+    Object.defineProperty(this, IS_MASTER_KEY, { value: true });
   }
 }
 
@@ -132,6 +117,81 @@ function refuseCredentials(settings: MasterKeySettings, props: MasterKeyProps, p
   if (findings.length > 0) throw new MasterKeyError('USAGE', `MasterKey ${path}: ${findings.map(formatFinding).join(' ')}`);
 }
 
+/** Refuses a second key whose rotation resource would get the same terraform name in the stack (keys of any copy of this library count). */
+function refuseTwin(key: MasterKey, stack: IConstruct): void {
+  const logicalId = rotationLogicalId(key.settings.name);
+  const twin = stack.node.findAll().find((c) => MasterKey.isMasterKey(c) && c !== key && rotationLogicalId(c.settings.name) === logicalId);
+  if (twin) {
+    throw new MasterKeyError('USAGE', `MasterKey ${key.node.path}: name "${key.settings.name}" is already used by ${twin.node.path} in the same stack; give each key its own name.`);
+  }
+}
+
+/** The resource that carries the rotation, named after the key (`terraform_data.master_key_act`). */
+function buildRotation(key: MasterKey, fw: Framework, stack: IConstruct): Rotation {
+  const logicalId = rotationLogicalId(key.settings.name);
+  switch (key.settings.resourceType) {
+    case RotationResourceType.PROVIDER:
+      return providerRotation(key, fw, stack, logicalId);
+    case RotationResourceType.NULL_RESOURCE:
+      return { resource: named(nullResourceRotation(key, fw, stack), logicalId) };
+    default:
+      return { resource: named(new fw.lib.DataResource(key, ROTATION_RESOURCE_ID, { triggersReplace: escapeValues(key.triggers), provisioners: [localExec(key)] }), logicalId) };
+  }
+}
+
+function named<T extends { overrideLogicalId(id: string): void }>(element: T, logicalId: string): T {
+  element.overrideLogicalId(logicalId);
+  return element;
+}
+
+/** The `local-exec` provisioner that runs `master-key apply` (with the extra environment, if any). */
+function localExec(key: MasterKey) {
+  const env = key.settings.environment;
+  return { type: 'local-exec' as const, command: localExecCommand(key.argv), ...(Object.keys(env).length > 0 ? { environment: escapeValues(env) } : {}) };
+}
+
+/** hashicorp/null's null_resource, as @cdktf/provider-null synthesizes it (no cdktn build of that package exists). */
+function nullResourceRotation(key: MasterKey, fw: Framework, stack: IConstruct) {
+  const resource = new fw.lib.TerraformResource(key, ROTATION_RESOURCE_ID, {
+    terraformResourceType: 'null_resource',
+    terraformGeneratorMetadata: NULL_PROVIDER_METADATA,
+    provider: ensureNullProvider(fw, stack),
+    provisioners: [localExec(key)],
+  });
+  resource.addOverride('triggers', escapeValues(key.triggers));
+  return resource;
+}
+
+/** The provider's `masterkey_key` and an output of what it reads (the policy window is evaluated by the provider at plan time unless `evaluatedAt` is given). */
+function providerRotation(key: MasterKey, fw: Framework, stack: IConstruct, logicalId: string): Rotation {
+  const s = key.settings;
+  const policy = s.rotationPolicy;
+  // Named before the output refers to it: once referenced, an element's logical id is fixed.
+  const resource = named(masterkeyKey(key, ROTATION_RESOURCE_ID, {
+    provider: ensureMasterkeyProvider(stack as Construct) as never,
+    name: s.name,
+    generation: s.generation,
+    configFiles: [...s.configFiles],
+    configFormat: s.configFormat,
+    keyName: s.keyName,
+    databaseUrlEnv: s.databaseUrlEnv,
+    databaseUrlEntry: s.databaseUrlEntry,
+    inventory: s.inventory.spec,
+    rotationPeriodDays: policy?.periodDays,
+    rotationEpoch: policy?.epoch,
+    rotationEvaluatedAt: policy?.evaluatedAt,
+    backupDir: s.backupDir,
+    reportDir: s.reportDir,
+    stopCommand: s.stopCommand,
+    startCommand: s.startCommand,
+    healthCommand: s.healthCommand,
+    newKeyFile: s.newKeyFile,
+    ...(s.verifySecrets ? { verifySecrets: true } : {}),
+  }), logicalId);
+  const output = new fw.lib.TerraformOutput(key, 'key', { value: { fingerprint: resource.fingerprint, generation: resource.databaseGeneration, nodes_in_sync: resource.nodesInSync } });
+  return { resource, key: resource, output: named(output, logicalId) };
+}
+
 /**
  * The rotation resource's terraform name, from the key's name, so that the
  * plan says which key it is about: `terraform_data.master_key_act`.
@@ -143,35 +203,6 @@ export function rotationLogicalId(name: string): string {
 /** A string map as terraform must be given it: every value is a template, so `${` and `%{` are escaped. */
 function escapeValues(map: Readonly<Record<string, string>>): Record<string, string> {
   return Object.fromEntries(Object.entries(map).map(([k, v]) => [k, escapeTerraformTemplate(v)]));
-}
-
-/** The provider's `masterkey_key` for the settings (the policy window is evaluated by the provider at plan time). */
-function providerKey(scope: MasterKey, stack: Construct, s: MasterKeySettings, props: MasterKeyProps): MasterkeyKey {
-  const evaluatedAt = props.rotationPolicy?.evaluatedAt;
-  return masterkeyKey(scope, ROTATION_RESOURCE_ID, {
-    provider: ensureMasterkeyProvider(stack) as never,
-    name: s.name,
-    generation: s.generation,
-    configFiles: [...s.configFiles],
-    configFormat: s.configFormat,
-    keyName: s.keyName,
-    ...('env' in s.databaseUrl ? { databaseUrlEnv: s.databaseUrl.env } : { databaseUrlEntry: s.databaseUrl.entry }),
-    inventory: s.inventory.spec,
-    ...(s.window
-      ? {
-          rotationPeriodDays: s.window.periodDays,
-          ...(props.rotationPolicy?.epoch !== undefined ? { rotationEpoch: props.rotationPolicy.epoch } : {}),
-          ...(evaluatedAt !== undefined ? { rotationEvaluatedAt: typeof evaluatedAt === 'string' ? evaluatedAt : evaluatedAt.toISOString() } : {}),
-        }
-      : {}),
-    backupDir: s.backupDir,
-    reportDir: s.reportDir,
-    stopCommand: s.stopCommand,
-    startCommand: s.startCommand,
-    healthCommand: s.healthCommand,
-    newKeyFile: s.newKeyFile,
-    ...(s.verifySecrets ? { verifySecrets: true } : {}),
-  });
 }
 
 /** hashicorp/null as @cdktf/provider-null 11 declares it. */

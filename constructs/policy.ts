@@ -1,121 +1,69 @@
 /**
- * Synth-time policy checks for master keys, after cdk-nag: small pure rules
- * that look at a key's settings and raw props and return findings, and an
- * Aspect that runs them on every `MasterKey` in its scope and turns findings
- * into annotations. Errors fail `cdktf synth` (cdktf prints the construct
- * path with each message); warnings are shown and the synth goes on.
+ * Synth-time policy checks for master keys, after cdk-nag: the
+ * `MasterKeyPolicy` Aspect runs the pure rules of policy-rules.ts (and any
+ * rules of your own) on every `MasterKey` in its scope and turns their
+ * findings into annotations. Errors fail `cdktf synth` (cdktf prints the
+ * construct path with each message); warnings are shown and the synth goes
+ * on. A rule that throws does not crash the synth: it becomes a warning
+ * naming the rule (`MasterKey-RuleFailed`).
+ *
+ * Keys are recognised through `Symbol.for` markers, not `instanceof`, so a
+ * policy from one copy of this library checks the keys of another copy (two
+ * versions installed side by side), and each key once.
  */
 import { IConstruct } from 'constructs';
-import { isAbsolute } from 'node:path';
-import { findCredentials, quotable } from './credentials';
+import { quotable } from './credentials';
 import { frameworkOf } from './framework';
-import type { MasterKeyChecksOptions, MasterKeyProps, MasterKeySettings, PolicySuppression } from './settings';
+import { DEFAULT_MAX_ROTATION_DAYS, POLICY_RULES, noCredentialsRule } from './policy-rules';
+import { FindingLevel, IPolicyRule, KeyDeclaration, MasterKeyPolicyProps, PolicyFinding, PolicyInput, PolicySuppression } from './types';
+import { Fail, failFor } from './validation';
 
-/** The longest rotation period allowed unless the checks say otherwise. */
-export const DEFAULT_MAX_ROTATION_DAYS = 365;
+/** The id of the warning that stands for a rule that threw or returned something other than findings. */
+export const RULE_FAILED_ID = 'MasterKey-RuleFailed';
 
-/** How bad a finding is: errors fail synth, warnings are shown. */
-export type FindingLevel = 'error' | 'warning';
-
-/** One thing a rule found wrong with a key's declaration. */
-export interface PolicyFinding {
-  readonly ruleId: string;
-  readonly level: FindingLevel;
-  /** What is wrong (names the prop; never a secret value). */
-  readonly problem: string;
-  /** What to do about it. */
-  readonly fix: string;
+/**
+ * Runs the rules (minus suppressed ones) on one key. Pure. A rule that throws
+ * or returns something other than a list of findings yields one
+ * `MasterKey-RuleFailed` warning in its place: the other rules still run.
+ */
+export function evaluatePolicy(input: PolicyInput, rules: readonly IPolicyRule[] = POLICY_RULES, suppressed: ReadonlySet<string> = new Set()): PolicyFinding[] {
+  return rules.filter((r) => !suppressed.has(r.id)).flatMap((r) => runRule(r, input));
 }
 
-/** What a rule looks at. */
-export interface PolicyInput {
-  readonly settings: MasterKeySettings;
-  /** The props as given (for the credential scan of every prop). */
-  readonly props: MasterKeyProps;
-  readonly maxRotationDays: number;
-}
-
-/** A policy rule: an id, a one-line description and a pure check. */
-export interface PolicyRule {
-  readonly id: string;
-  readonly description: string;
-  check(input: PolicyInput): PolicyFinding[];
-}
-
-function rule(id: string, level: FindingLevel, description: string, check: (input: PolicyInput) => Array<{ problem: string; fix: string }>): PolicyRule {
-  return { id, description, check: (input) => check(input).map((f) => ({ ruleId: id, level, ...f })) };
-}
-
-/** The rotation period must not exceed the allowed maximum. */
-export const maxRotationPeriodRule = rule('MasterKey-MaxRotationPeriod', 'error', 'The rotation period is at most the allowed maximum (365 days unless configured).', ({ settings, maxRotationDays }) =>
-  settings.window && settings.window.periodDays > maxRotationDays
-    ? [{ problem: `rotationPolicy.periodDays is ${settings.window.periodDays} days, longer than the ${maxRotationDays} days the policy allows`, fix: `set rotationPolicy.periodDays to ${maxRotationDays} or less` }]
-    : [],
-);
-
-/** A key without a rotation schedule only rotates when someone remembers to. */
-export const rotationPolicyRule = rule('MasterKey-RotationPolicy', 'warning', 'The key has a rotation schedule.', ({ settings, maxRotationDays }) =>
-  settings.window ? [] : [{ problem: 'no rotationPolicy is set, so the key rotates only when generation is raised by hand', fix: `set rotationPolicy: { periodDays: 90 } (at most ${maxRotationDays})` }],
-);
-
-/** Every path the rotation script is given must be absolute. */
-export const absolutePathsRule = rule('MasterKey-AbsolutePaths', 'error', 'Config files, inventory, backup, report and new-key paths are absolute.', ({ settings: s }) => {
-  const paths: Array<[string, string | undefined]> = [
-    ...s.configFiles.map((f, i): [string, string] => [`configFiles[${i}]`, f]),
-    ['backupDir', s.backupDir],
-    ['reportDir', s.reportDir],
-    ['newKeyFile', s.newKeyFile],
-  ];
-  const found = paths
-    .filter((p): p is [string, string] => p[1] !== undefined && !isAbsolute(p[1]))
-    .map(([prop, p]) => ({ problem: `${prop} ${quotable(p)} is a relative path, which the rotation would resolve against terraform's working directory`, fix: `give an absolute path (starting with /)` }));
-  if (s.inventory.isRelativeFile) {
-    found.push({ problem: `the inventory file ${quotable(s.inventory.spec)} is a relative path`, fix: 'load it with MasterKeyInventory.fromFile(<absolute path>)' });
+/** One rule's findings, or the warning that it failed. */
+function runRule(rule: IPolicyRule, input: PolicyInput): PolicyFinding[] {
+  let found: unknown;
+  try {
+    found = rule.check(input);
+  } catch (e) {
+    return [ruleFailed(rule, `threw ${quotable(e instanceof Error ? `${e.name}: ${e.message}` : String(e))}`)];
   }
-  return found;
-});
+  if (isPromise(found)) {
+    found.then(undefined, () => undefined); // its outcome is not waited for: a rejection must not crash the process either
+    return [ruleFailed(rule, 'returned a promise instead of a list of findings (rules run synchronously at synth)')];
+  }
+  if (!Array.isArray(found)) return [ruleFailed(rule, `returned ${quotable(found)} instead of a list of findings`)];
+  const malformed = found.findIndex((f) => !isFinding(f));
+  if (malformed >= 0) return [ruleFailed(rule, `returned a malformed finding (item ${malformed}: it needs a ruleId, a level of "error" or "warning", a problem and a fix, all text)`)];
+  return found as PolicyFinding[];
+}
 
-/** An inventory without entries would rotate the canary and nothing else. */
-export const nonEmptyInventoryRule = rule('MasterKey-NonEmptyInventory', 'error', 'The secret inventory lists at least one location.', ({ settings }) =>
-  settings.inventory.inventory.entries.length === 0
-    ? [{ problem: `the inventory "${settings.inventory.inventory.name}" lists no secret locations, so a rotation would leave every secret sealed under the old key`, fix: 'list the tables and columns holding sealed secrets, or use MasterKeyInventory.act()' }]
-    : [],
-);
+function isPromise(x: unknown): x is PromiseLike<unknown> {
+  return typeof (x as PromiseLike<unknown> | null)?.then === 'function';
+}
 
-/** No prop may hold something that looks like a credential. */
-export const noCredentialsRule = rule('MasterKey-NoCredentials', 'error', 'No prop holds a credential (URL with a password, 64-hex key, private key, password setting, token).', ({ props }) =>
-  findCredentials(props).map((f) => ({
-    problem: `${f.path} looks like it contains ${f.kinds.join(' and ')} (value not shown), which would be written to cdk.tf.json and the terraform state`,
-    fix: 'remove it: the database URL comes from the environment variable named by databaseUrlEnv, keys live only in the config files',
-  })),
-);
+function isFinding(f: unknown): f is PolicyFinding {
+  const o = f as Partial<Record<keyof PolicyFinding, unknown>> | null;
+  return typeof o === 'object' && o !== null && typeof o.ruleId === 'string' && Object.values(FindingLevel).includes(o.level as FindingLevel) && typeof o.problem === 'string' && typeof o.fix === 'string';
+}
 
-/** A rotation without a backup directory cannot take its safety backup. */
-export const backupDirRule = rule('MasterKey-BackupDir', 'error', 'A backup directory is set.', ({ settings }) =>
-  settings.backupDir === undefined ? [{ problem: 'backupDir is not set, so the rotation would have nowhere to back up secrets and config first', fix: 'set backupDir to an absolute directory, e.g. "/var/backups/act-master-key"' }] : [],
-);
-
-/** Starting the server again without a health check hides a failed start. */
-export const healthCheckRule = rule('MasterKey-HealthCheck', 'warning', 'A server that is restarted is health-checked.', ({ settings }) =>
-  settings.startCommand !== undefined && settings.healthCommand === undefined
-    ? [{ problem: 'startCommand is set without healthCommand, so a server that fails to come back after the rotation goes unnoticed', fix: 'set healthCommand, e.g. "curl -fsS http://127.0.0.1:8080/health"' }]
-    : [],
-);
-
-/** Every rule, in the order findings are reported. */
-export const POLICY_RULES: readonly PolicyRule[] = [
-  maxRotationPeriodRule,
-  rotationPolicyRule,
-  absolutePathsRule,
-  nonEmptyInventoryRule,
-  noCredentialsRule,
-  backupDirRule,
-  healthCheckRule,
-];
-
-/** Runs the rules (minus suppressed ones) on one key. Pure. */
-export function evaluatePolicy(input: PolicyInput, rules: readonly PolicyRule[] = POLICY_RULES, suppressed: ReadonlySet<string> = new Set()): PolicyFinding[] {
-  return rules.filter((r) => !suppressed.has(r.id)).flatMap((r) => r.check(input));
+/** The warning for a rule that failed: which rule, how, and what to do. Never the rule's message when it looks like a credential. */
+function ruleFailed(rule: IPolicyRule, how: string): PolicyFinding {
+  const id = String(rule.id);
+  const fix = POLICY_RULES.includes(rule)
+    ? `this is a bug in cdktf-master-key, please report it; suppress ${id} with a reason to silence this warning`
+    : `correct the rule, or suppress ${id} with a reason`;
+  return { ruleId: RULE_FAILED_ID, level: FindingLevel.WARNING, problem: `the rule ${id} ${how}, so this key was not checked against it`, fix };
 }
 
 /** The one-line message of a finding as shown by synth. */
@@ -124,9 +72,10 @@ export function formatFinding(f: PolicyFinding): string {
 }
 
 /** Validates suppressions: known rule ids and a real reason. */
-export function checkSuppressions(suppressions: readonly PolicySuppression[], rules: readonly PolicyRule[] = POLICY_RULES): string[] {
+export function checkSuppressions(suppressions: readonly PolicySuppression[], rules: readonly IPolicyRule[] = POLICY_RULES): string[] {
   const ids = new Set(rules.map((r) => r.id));
   return suppressions.flatMap((s) => {
+    if (!s || typeof s !== 'object') return [`[MasterKey-Suppression] ${quotable(s)} is not a suppression. Fix: give { id, reason }.`];
     if (!ids.has(s.id)) return [`[MasterKey-Suppression] "${s.id}" is not a rule id. Fix: use one of ${[...ids].join(', ')}.`];
     if (s.id === noCredentialsRule.id) return [`[MasterKey-Suppression] ${s.id} cannot be suppressed: a credential in props would be written to cdk.tf.json and the terraform state. Fix: remove the suppression and the credential.`];
     if (typeof s.reason !== 'string' || s.reason.trim().length < 10) return [`[MasterKey-Suppression] the suppression of ${s.id} has no reason. Fix: say why the rule does not apply (at least 10 characters).`];
@@ -134,22 +83,56 @@ export function checkSuppressions(suppressions: readonly PolicySuppression[], ru
   });
 }
 
-/** What a construct must offer to be checked by `MasterKeyPolicy`. */
-export interface CheckableMasterKey extends IConstruct {
-  readonly settings: MasterKeySettings;
-  readonly props: MasterKeyProps;
+/**
+ * Validates policy props (of a `MasterKeyPolicy`, or a `MasterKey`'s `checks`
+ * when `name` is `checks`), throwing through `fail`. What suppressions say is
+ * checked at synth, where it is reported next to the findings.
+ */
+export function checkPolicyProps(props: MasterKeyPolicyProps | undefined, name: string | undefined, fail: Fail): void {
+  const prop = (p: string) => (name ? `${name}.${p}` : p);
+  if (props === undefined) return;
+  if (!props || typeof props !== 'object') fail(name ?? 'props', `are ${quotable(props)}`, 'give an object such as { maxRotationDays: 180 }');
+  const max = props.maxRotationDays;
+  if (max !== undefined && (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 1)) {
+    fail(prop('maxRotationDays'), `is ${quotable(max)}, not a whole number of days of at least 1`, 'give a period such as 180 or 365');
+  }
+  if (props.suppressions !== undefined && !Array.isArray(props.suppressions)) fail(prop('suppressions'), `is ${quotable(props.suppressions)}, not a list`, 'give a list of { id, reason }');
+  const rules: unknown = props.additionalRules ?? [];
+  if (!Array.isArray(rules)) fail(prop('additionalRules'), `is ${quotable(rules)}, not a list`, 'give a list of rules, each { id, description, check(input) }');
+  const seen = new Set(POLICY_RULES.map((r) => r.id));
+  (rules as unknown[]).forEach((r, i) => {
+    const at = prop(`additionalRules[${i}]`);
+    const rule = r as Partial<IPolicyRule> | null;
+    if (!rule || typeof rule !== 'object' || typeof rule.check !== 'function' || typeof rule.description !== 'string') {
+      fail(at, `is ${quotable(r)} without a description and a check function`, 'give { id, description, check(input) { return [] } }');
+    }
+    if (typeof rule.id !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(rule.id)) fail(`${at}.id`, `${quotable(rule.id)} is not a rule id`, 'use letters, digits, dots, dashes or underscores, e.g. Acme-BackupOnNfs');
+    if (rule.id.startsWith('MasterKey-')) fail(`${at}.id`, `"${rule.id}" uses the prefix MasterKey-, which is reserved for the built-in rules`, 'name it after your organisation, e.g. Acme-BackupOnNfs');
+    if (seen.has(rule.id)) fail(`${at}.id`, `"${rule.id}" is used by another rule`, 'give every rule its own id');
+    seen.add(rule.id);
+  });
 }
 
-const CHECKABLE = Symbol.for('cdktf-master-key.checkable');
-const checkedBy = new WeakMap<IConstruct, MasterKeyPolicy>();
+/** Marks a construct as a key declaration that `MasterKeyPolicy` checks, in any copy of this library. */
+const DECLARATION = Symbol.for('cdktf-master-key.declaration');
+/** Marks a key as checked, so that each key is checked once, whichever copy's policy gets there first. */
+const CHECKED = Symbol.for('cdktf-master-key.policy-checked');
 
-/** Marks a construct as something `MasterKeyPolicy` checks (used by `MasterKey`). */
-export function markCheckable(c: CheckableMasterKey): void {
-  Object.defineProperty(c, CHECKABLE, { value: true });
+/** Attaches a key's declaration to its construct for the policy (used by `MasterKey`). */
+export function markCheckable(c: IConstruct, declaration: KeyDeclaration): void {
+  Object.defineProperty(c, DECLARATION, { value: declaration });
 }
 
-function isCheckable(c: IConstruct): c is CheckableMasterKey {
-  return (c as unknown as Record<symbol, unknown>)[CHECKABLE] === true;
+/** The declaration a `MasterKey` (of any copy of this library) carries; undefined for other constructs. */
+function declarationOf(c: IConstruct): KeyDeclaration | undefined {
+  return (c as unknown as Record<symbol, KeyDeclaration | undefined>)[DECLARATION];
+}
+
+/** True the first time it is asked about a key, false after. */
+function firstCheck(c: IConstruct): boolean {
+  if (Object.prototype.hasOwnProperty.call(c, CHECKED)) return false;
+  Object.defineProperty(c, CHECKED, { value: true });
+  return true;
 }
 
 /** What cdktf and cdktn call an `IAspect` (the same shape in both). */
@@ -166,25 +149,27 @@ export interface MasterKeyAspect {
 export class MasterKeyPolicy implements MasterKeyAspect {
   private readonly maxRotationDays: number;
   private readonly suppressions: readonly PolicySuppression[];
+  private readonly rules: readonly IPolicyRule[];
 
-  constructor(options: MasterKeyChecksOptions = {}) {
-    const max = options.maxRotationDays ?? DEFAULT_MAX_ROTATION_DAYS;
-    if (!Number.isSafeInteger(max) || max < 1) throw new TypeError(`maxRotationDays must be a whole number of days of at least 1, got ${String(max)}.`);
-    this.maxRotationDays = max;
-    this.suppressions = options.suppressions ?? [];
+  constructor(props: MasterKeyPolicyProps = {}) {
+    checkPolicyProps(props, undefined, failFor('MasterKeyPolicy'));
+    this.maxRotationDays = props.maxRotationDays ?? DEFAULT_MAX_ROTATION_DAYS;
+    this.suppressions = props.suppressions ?? [];
+    this.rules = [...POLICY_RULES, ...(props.additionalRules ?? [])];
   }
 
   /** Checks a `MasterKey` (other constructs are ignored). */
   visit(node: IConstruct): void {
-    if (!isCheckable(node) || checkedBy.has(node)) return;
-    checkedBy.set(node, this);
+    const declaration = declarationOf(node);
+    if (!declaration || !firstCheck(node)) return;
     const annotations = frameworkOf(node, `MasterKeyPolicy on ${node.node.path}`).lib.Annotations.of(node);
-    for (const m of checkSuppressions(this.suppressions)) annotations.addError(m);
+    for (const m of checkSuppressions(this.suppressions, this.rules)) annotations.addError(m);
     for (const s of this.suppressions) annotations.addInfo(`[${s.id}] suppressed: ${s.reason}`);
-    const findings = evaluatePolicy({ settings: node.settings, props: node.props, maxRotationDays: this.maxRotationDays }, POLICY_RULES, new Set(this.suppressions.map((s) => s.id)));
-    for (const f of findings) {
-      if (f.level === 'error') annotations.addError(formatFinding(f));
+    const input = { ...declaration, maxRotationDays: this.maxRotationDays };
+    for (const f of evaluatePolicy(input, this.rules, new Set(this.suppressions.map((s) => s.id)))) {
+      if (f.level === FindingLevel.ERROR) annotations.addError(formatFinding(f));
       else annotations.addWarning(formatFinding(f));
     }
   }
 }
+

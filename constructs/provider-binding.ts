@@ -12,7 +12,10 @@ import type { Construct, IConstruct } from 'constructs';
 import { PROVIDER_SOURCE, PROVIDER_TYPE, providerVersion } from '../src/provider/install';
 import { FrameworkModule, frameworkOf } from './framework';
 
-/** Where an installation is (shared by the resource and the data source). */
+/**
+ * Where an installation is (shared by the resource and the data source).
+ * Each argument is the provider's snake_case one (docs/provider.md), in camelCase.
+ */
 export interface MasterkeyInstallationConfig extends TerraformMetaArguments {
   readonly configFiles: string[];
   readonly configFormat?: string;
@@ -84,25 +87,47 @@ export interface DataMasterkeyStatus extends Element {
   readonly interruptedRotation: IResolvable;
 }
 
-const metadata = () => {
-  const version = providerVersion();
-  return { providerName: PROVIDER_TYPE, providerVersion: version, providerVersionConstraint: version };
-};
+/** The arguments of the `masterkey` provider block. */
+export interface MasterkeyProviderConfig {
+  /** The provider alias, for a second provider block. */
+  readonly alias?: string;
+}
 
-const meta = (c: TerraformMetaArguments) => ({ provider: c.provider, dependsOn: c.dependsOn, count: c.count, lifecycle: c.lifecycle, forEach: c.forEach });
+/** A binding class's constructor: (scope, id, config) like every `cdktf get` class. */
+type BindingClass<Config, Instance> = new (scope: Construct, id: string, config: Config) => Instance;
 
 interface Bindings {
-  readonly Provider: new (scope: Construct, id: string, config: { readonly alias?: string }) => MasterkeyProvider;
-  readonly Key: new (scope: Construct, id: string, config: MasterkeyKeyConfig) => MasterkeyKey;
-  readonly Status: new (scope: Construct, id: string, config: DataMasterkeyStatusConfig) => DataMasterkeyStatus;
+  readonly Provider: BindingClass<MasterkeyProviderConfig, MasterkeyProvider>;
+  readonly Key: BindingClass<MasterkeyKeyConfig, MasterkeyKey>;
+  readonly Status: BindingClass<DataMasterkeyStatusConfig, DataMasterkeyStatus>;
 }
 
 const cache = new WeakMap<FrameworkModule, Bindings>();
 
 /** The binding classes on one library's base classes (made once per library). */
 function bindings(lib: FrameworkModule): Bindings {
-  const hit = cache.get(lib);
-  if (hit) return hit;
+  let made = cache.get(lib);
+  if (!made) {
+    const args = terraformArguments(lib);
+    made = { Provider: providerClass(lib), Key: keyClass(lib, args), Status: statusClass(lib, args) };
+    cache.set(lib, made);
+  }
+  return made;
+}
+
+/** The generator metadata cdktf stamps on each element: provider name and version. */
+function metadata() {
+  const version = providerVersion();
+  return { providerName: PROVIDER_TYPE, providerVersion: version, providerVersionConstraint: version };
+}
+
+/** The meta-arguments every resource and data source takes (provider, depends_on, count, lifecycle, for_each). */
+function metaArguments(c: TerraformMetaArguments) {
+  return { provider: c.provider, dependsOn: c.dependsOn, count: c.count, lifecycle: c.lifecycle, forEach: c.forEach };
+}
+
+/** Config (camelCase) to terraform arguments (snake_case), with the library's converters; names mirror src/provider/schema.ts. */
+function terraformArguments(lib: FrameworkModule) {
   const { stringToTerraform: str, numberToTerraform: num, booleanToTerraform: bool, listMapper } = lib;
   const installation = (c: MasterkeyInstallationConfig) => ({
     config_files: listMapper(str, false)(c.configFiles),
@@ -112,110 +137,116 @@ function bindings(lib: FrameworkModule): Bindings {
     database_url_entry: str(c.databaseUrlEntry),
     inventory: str(c.inventory),
   });
+  return {
+    provider: (c: MasterkeyProviderConfig) => ({ alias: str(c.alias) }),
+    key: (c: MasterkeyKeyConfig) => ({
+      name: str(c.name),
+      generation: num(c.generation),
+      ...installation(c),
+      rotation_period_days: num(c.rotationPeriodDays),
+      rotation_epoch: str(c.rotationEpoch),
+      rotation_evaluated_at: str(c.rotationEvaluatedAt),
+      backup_dir: str(c.backupDir),
+      report_dir: str(c.reportDir),
+      stop_command: str(c.stopCommand),
+      start_command: str(c.startCommand),
+      health_command: str(c.healthCommand),
+      new_key_file: str(c.newKeyFile),
+      verify_secrets: bool(c.verifySecrets),
+    }),
+    status: (c: DataMasterkeyStatusConfig) => ({ ...installation(c), max_age_days: num(c.maxAgeDays) }),
+  };
+}
+type TerraformArguments = ReturnType<typeof terraformArguments>;
 
-  class Provider extends lib.TerraformProvider {
-    constructor(scope: Construct, id: string, config: { readonly alias?: string }) {
+/** Computed attributes: the typed getter's name, the terraform attribute and its type. */
+type AttributeTable = Readonly<Record<string, readonly [attribute: string, type: 'string' | 'number' | 'boolean' | 'numberMap']>>;
+
+const KEY_ATTRIBUTES: AttributeTable = {
+  fingerprint: ['fingerprint', 'string'],
+  databaseGeneration: ['database_generation', 'number'],
+  keySetAt: ['key_set_at', 'string'],
+  keyAgeDays: ['key_age_days', 'number'],
+  secrets: ['secrets', 'number'],
+  secretsByKind: ['secrets_by_kind', 'numberMap'],
+  undecryptable: ['undecryptable', 'number'],
+  nodesInSync: ['nodes_in_sync', 'boolean'],
+  lastReport: ['last_report', 'string'],
+};
+
+const STATUS_ATTRIBUTES: AttributeTable = {
+  fingerprint: ['fingerprint', 'string'],
+  generation: ['generation', 'number'],
+  keyAgeDays: ['key_age_days', 'number'],
+  overdue: ['overdue', 'boolean'],
+  nodesInSync: ['nodes_in_sync', 'boolean'],
+  interruptedRotation: ['interrupted_rotation', 'boolean'],
+};
+
+/** Adds a getter per computed attribute, each a terraform reference (`${masterkey_key.x.fingerprint}`). */
+function defineAttributes(cls: { prototype: object }, table: AttributeTable): void {
+  const getter = { string: 'getStringAttribute', number: 'getNumberAttribute', boolean: 'getBooleanAttribute', numberMap: 'getNumberMapAttribute' } as const;
+  for (const [property, [attribute, type]] of Object.entries(table)) {
+    Object.defineProperty(cls.prototype, property, {
+      get(this: Element) {
+        return this[getter[type]](attribute);
+      },
+    });
+  }
+}
+
+/** The `masterkey` provider block on the library's `TerraformProvider`. */
+function providerClass(lib: FrameworkModule): Bindings['Provider'] {
+  const toTerraform = terraformArguments(lib).provider;
+  return class Provider extends lib.TerraformProvider {
+    constructor(scope: Construct, id: string, config: MasterkeyProviderConfig) {
       super(scope, id, { terraformResourceType: PROVIDER_TYPE, terraformGeneratorMetadata: metadata(), terraformProviderSource: PROVIDER_SOURCE });
       this.alias = config.alias;
     }
     protected override synthesizeAttributes(): Record<string, unknown> {
-      return { alias: str(this.alias) };
+      return toTerraform({ alias: this.alias });
     }
-  }
+  };
+}
 
+/** Resource `masterkey_key` on the library's `TerraformResource`. */
+function keyClass(lib: FrameworkModule, args: TerraformArguments): Bindings['Key'] {
   class Key extends lib.TerraformResource {
     constructor(
       scope: Construct,
       id: string,
       readonly config: MasterkeyKeyConfig,
     ) {
-      super(scope, id, { terraformResourceType: 'masterkey_key', terraformGeneratorMetadata: metadata(), ...meta(config) });
-    }
-    get fingerprint() {
-      return this.getStringAttribute('fingerprint');
-    }
-    get databaseGeneration() {
-      return this.getNumberAttribute('database_generation');
-    }
-    get keySetAt() {
-      return this.getStringAttribute('key_set_at');
-    }
-    get keyAgeDays() {
-      return this.getNumberAttribute('key_age_days');
-    }
-    get secrets() {
-      return this.getNumberAttribute('secrets');
-    }
-    get secretsByKind() {
-      return this.getNumberMapAttribute('secrets_by_kind');
-    }
-    get undecryptable() {
-      return this.getNumberAttribute('undecryptable');
-    }
-    get nodesInSync() {
-      return this.getBooleanAttribute('nodes_in_sync');
-    }
-    get lastReport() {
-      return this.getStringAttribute('last_report');
+      super(scope, id, { terraformResourceType: 'masterkey_key', terraformGeneratorMetadata: metadata(), ...metaArguments(config) });
     }
     protected override synthesizeAttributes(): Record<string, unknown> {
-      const c = this.config;
-      return {
-        name: str(c.name),
-        generation: num(c.generation),
-        ...installation(c),
-        rotation_period_days: num(c.rotationPeriodDays),
-        rotation_epoch: str(c.rotationEpoch),
-        rotation_evaluated_at: str(c.rotationEvaluatedAt),
-        backup_dir: str(c.backupDir),
-        report_dir: str(c.reportDir),
-        stop_command: str(c.stopCommand),
-        start_command: str(c.startCommand),
-        health_command: str(c.healthCommand),
-        new_key_file: str(c.newKeyFile),
-        verify_secrets: bool(c.verifySecrets),
-      };
+      return args.key(this.config);
     }
   }
+  defineAttributes(Key, KEY_ATTRIBUTES);
+  return Key as unknown as Bindings['Key'];
+}
 
+/** Data source `masterkey_status` on the library's `TerraformDataSource`. */
+function statusClass(lib: FrameworkModule, args: TerraformArguments): Bindings['Status'] {
   class Status extends lib.TerraformDataSource {
     constructor(
       scope: Construct,
       id: string,
       readonly config: DataMasterkeyStatusConfig,
     ) {
-      super(scope, id, { terraformResourceType: 'masterkey_status', terraformGeneratorMetadata: metadata(), ...meta(config) });
-    }
-    get fingerprint() {
-      return this.getStringAttribute('fingerprint');
-    }
-    get generation() {
-      return this.getNumberAttribute('generation');
-    }
-    get keyAgeDays() {
-      return this.getNumberAttribute('key_age_days');
-    }
-    get overdue() {
-      return this.getBooleanAttribute('overdue');
-    }
-    get nodesInSync() {
-      return this.getBooleanAttribute('nodes_in_sync');
-    }
-    get interruptedRotation() {
-      return this.getBooleanAttribute('interrupted_rotation');
+      super(scope, id, { terraformResourceType: 'masterkey_status', terraformGeneratorMetadata: metadata(), ...metaArguments(config) });
     }
     protected override synthesizeAttributes(): Record<string, unknown> {
-      return { ...installation(this.config), max_age_days: num(this.config.maxAgeDays) };
+      return args.status(this.config);
     }
   }
-
-  const made = { Provider, Key, Status } as unknown as Bindings;
-  cache.set(lib, made);
-  return made;
+  defineAttributes(Status, STATUS_ATTRIBUTES);
+  return Status as unknown as Bindings['Status'];
 }
 
 /** A `provider "masterkey"` block in `scope`'s stack. */
-export function masterkeyProvider(scope: Construct, id: string, config: { readonly alias?: string } = {}): MasterkeyProvider {
+export function masterkeyProvider(scope: Construct, id: string, config: MasterkeyProviderConfig = {}): MasterkeyProvider {
   return new (bindings(frameworkOf(scope, `masterkey provider ${scope.node.path}/${id}`).lib).Provider)(scope, id, config);
 }
 

@@ -5,6 +5,7 @@
  * day per period, with no drift from the time of day it runs at.
  */
 import { MasterKeyError } from '../src/errors';
+import { quotable } from './credentials';
 
 /** The epoch windows are counted from unless a policy names another one. */
 export const DEFAULT_EPOCH = '1970-01-01T00:00:00Z';
@@ -24,13 +25,13 @@ export interface RotationWindow {
 }
 
 /**
- * Parses an epoch given as an ISO-8601 UTC date or date-time (a `Date` is
- * taken as it is). Throws a USAGE error naming the value and the fix.
+ * Parses an instant given as an ISO-8601 UTC date or date-time. Throws a
+ * USAGE error naming the value and the fix.
  */
-export function parseEpoch(epoch: string | Date, what = 'rotationPolicy.epoch'): Date {
-  const d = epoch instanceof Date ? new Date(epoch.getTime()) : parseUtc(epoch);
+export function parseEpoch(epoch: string, what = 'rotationPolicy.epoch'): Date {
+  const d = parseUtc(epoch);
   if (!d || Number.isNaN(d.getTime())) {
-    throw new MasterKeyError('USAGE', `${what} ${JSON.stringify(String(epoch))} is not a UTC date; write it like 1970-01-01 or 1970-01-01T00:00:00Z.`);
+    throw new MasterKeyError('USAGE', `${what} ${quotable(epoch)} is not a UTC date; write it like 1970-01-01 or 1970-01-01T00:00:00Z.`);
   }
   return d;
 }

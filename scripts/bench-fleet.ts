@@ -30,7 +30,8 @@ import { MasterKey as MasterKeyConstruct, MasterKeyInventory, RotationResourceTy
 import { MasterKey } from '../src/crypto/key';
 import { removeEmbeddedData, startEmbeddedPostgres, EmbeddedServer } from '../src/db/embedded';
 import { runInit } from '../src/rotation/init';
-import { installationContext } from '../src/provider/engine';
+import { buildContext } from '../src/context/build';
+import { providerSurface } from '../src/provider/arguments';
 import { installProvider } from '../src/provider/install';
 import { actCodec } from '../src/crypto/codec';
 import { sqliteModule } from '../src/store/sqlite/driver';
@@ -39,6 +40,7 @@ import { withTestSql } from '../test/support/sql';
 import { seedActSecrets } from './local-act';
 import { BENCH_INVENTORY, BENCH_TABLE, plaintext, restoreBench, seedBench } from './bench-data';
 import { Installation, createFleet, declareFleet, dropFleet, fleetEnv } from './fleet';
+import { parseOrExit } from './usage';
 
 interface Options {
   readonly size: number;
@@ -213,10 +215,10 @@ async function benchLarge(adminUrl: string, dir: string, o: Options & { rows: nu
   if (o.inventory === 'act') await withTestSql(url, (db) => seedActSecrets(db, key, rows));
   else await seedBenchTable(url, rows, key);
   const env = { MK_LARGE_URL: url };
-  await runInit(installationContext({ configFiles: [configPath], databaseUrlEnv: 'MK_LARGE_URL', inventory }, () => undefined, env), { generation: 1, createActSchema: false });
+  await runInit(buildContext({ configFiles: [configPath], databaseUrl: { env: 'MK_LARGE_URL' }, inventory }, providerSurface(() => undefined, env)), { generation: 1, createActSchema: false });
   const st = new Stack(dir, 'large');
   const keyAt = (generation: number) => (s: TerraformStack) =>
-    new MasterKeyConstruct(s, 'large', { name: 'large', generation, configFiles: [configPath], databaseUrlEnv: 'MK_LARGE_URL', inventory: o.inventory === 'act' ? MasterKeyInventory.act() : MasterKeyInventory.fromFile(inventoryPath), backupDir: join(dir, 'large-backups'), resourceType: 'provider' });
+    new MasterKeyConstruct(s, 'large', { name: 'large', generation, configFiles: [configPath], databaseUrlEnv: 'MK_LARGE_URL', inventory: o.inventory === 'act' ? MasterKeyInventory.act() : MasterKeyInventory.fromFile(inventoryPath), backupDir: join(dir, 'large-backups'), resourceType: RotationResourceType.PROVIDER });
   st.synth(keyAt(1));
   st.tf(['init'], env);
   st.tf(['apply', '-auto-approve'], env);
@@ -244,8 +246,26 @@ async function benchLarge(adminUrl: string, dir: string, o: Options & { rows: nu
   };
 }
 
+export const BENCH_FLEET_USAGE = `npm run bench:fleet -- [options]
+
+Times terraform plan and apply over a fleet of installations (one stack of
+MasterKey resources per installation, through the provider and through
+terraform_data + local-exec), or, with --rows, the provider's refresh and
+plan on one large installation.
+
+Options:
+  --size <n>               installations in the fleet (default 20)
+  --secrets <n>            secrets per installation (default 1000)
+  --parallelism <n>        terraform's -parallelism (default 5)
+  --rows <n>               instead: one installation of n secrets
+  --store postgres|sqlite  with --rows: the store of that installation (default postgres)
+  --inventory bench|act    with --rows: its secrets (the bench's one column, or the ACT preset's tables)
+  --json                   print the report as JSON
+  --help                   this text
+`;
+
 async function main(): Promise<number> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = parseOrExit('bench:fleet', BENCH_FLEET_USAGE, process.argv.slice(2), parseArgs);
   const dir = mkdtempSync(join(tmpdir(), 'mk-bench-fleet-'));
   let server: EmbeddedServer | undefined;
   const fleets: Installation[][] = [];
@@ -260,7 +280,7 @@ async function main(): Promise<number> {
       report.large = await benchLarge(adminUrl, dir, { ...o, rows: o.rows });
     } else {
       report.fleet = [];
-      for (const mode of ['provider', 'terraform_data'] as const) {
+      for (const mode of [RotationResourceType.PROVIDER, RotationResourceType.TERRAFORM_DATA]) {
         const root = join(dir, mode);
         process.stderr.write(`creating ${o.size} installations of ${o.secrets} secrets for ${mode} ...\n`);
         const fleet = await createFleet(adminUrl, root, o.size, { secrets: o.secrets, prefix: mode === 'provider' ? 'p' : 't' });

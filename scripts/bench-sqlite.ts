@@ -435,7 +435,7 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
         if (!(SQLITE_METHODS as readonly string[]).includes(m)) throw new Error(`unknown method "${m}"; use ${SQLITE_METHODS.join(', ')}`);
         return m as Method;
       });
-    } else throw new Error(`unknown option ${a}; usage: bench --store sqlite [--rows N] [--reps N] [--journal wal|delete] [--crypto native|node|workers] [--methods ${SQLITE_METHODS.join(',')}] [--json]`);
+    } else throw new Error(`unknown option ${a}`);
   }
   return { rows, reps, journal, json, methods, ...(crypto ? { crypto } : {}) };
 }

@@ -30,7 +30,8 @@ import { BENCH_TABLE, restoreBench, seedBench, verifyBench } from './bench-data'
 import type { ChildJob, ChildResult } from './bench-child';
 import { measureApply } from './bench-apply';
 import { BenchReport, MethodResult, formatReport, median, medianRun, summarise } from './bench-report';
-import { mainSqlite } from './bench-sqlite';
+import { mainSqlite, parseSqliteArgs } from './bench-sqlite';
+import { parseOrExit } from './usage';
 
 export const METHODS = ['floor', 'pgcrypto', 'naive', 'crypto', 'ours', 'apply'] as const;
 const CRYPTO_MODES: readonly CryptoMode[] = ['native', 'node', 'workers'];
@@ -95,7 +96,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         if (!(METHODS as readonly string[]).includes(m)) throw new Error(`unknown method "${m}"; use ${METHODS.join(', ')}`);
         return m as Method;
       });
-    } else throw new Error(`unknown option ${a}; usage: bench [--rows N] [--reps N] [--json] [--naive-rows N] [--methods ${METHODS.join(',')}] [--batch-size N] [--no-reader] [--crypto ${CRYPTO_MODES.join('|')}] [--baseline-cli PATH]`);
+    } else throw new Error(`unknown option ${a}`);
   }
   return { rows, reps, json, naiveRows: naiveRows !== undefined ? Math.min(naiveRows, rows) : undefined, methods, batchSize, useReader, ...(crypto ? { crypto } : {}), ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}) };
 }
@@ -236,14 +237,43 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
   });
 }
 
+export const BENCH_USAGE = `npm run bench -- [options]
+
+Measures, in one run on one database, how fast every secret of a table is
+re-encrypted: the database rewriting every row by itself (the floor), the
+crypto alone, ours, the full \`master-key apply\`, and baselines; prints
+the medians and their ratios (see docs/benchmark.md).
+
+Options:
+  --store postgres|sqlite   the database (default postgres: an embedded PostgreSQL, or DATABASE_URL's)
+  --rows <n>                secrets in the table (default 100000)
+  --reps <n>                repetitions per method; the median counts (default 3)
+  --methods <list>          PostgreSQL: ${METHODS.join(',')}; SQLite: see --store sqlite
+  --crypto native|node|workers   the AES-GCM engine of ours (default: the addon, in worker threads when it pays)
+  --batch-size <n>          rows per batch of ours
+  --naive-rows <n>          rows for the naive row-by-row script (it is slow)
+  --no-reader               PostgreSQL: no separate reader connection
+  --journal wal|delete      SQLite: the journal mode (default wal)
+  --baseline-cli <path>     another build's dist/src/cli/main.js: its full apply runs in turn with this one's (A/B)
+  --json                    print the report as JSON
+  --help                    this text
+`;
+
+/** The store the command line names (checked before anything starts). */
+function parseStore(argv: readonly string[]): 'postgres' | 'sqlite' {
+  if (!argv.includes('--store')) return 'postgres';
+  const store = argv[argv.indexOf('--store') + 1];
+  if (store !== 'postgres' && store !== 'sqlite') throw new Error(`--store must be postgres or sqlite, got ${store ?? 'nothing'}`);
+  return store;
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const store = argv[argv.indexOf('--store') + 1];
-  if (argv.includes('--store') && store !== 'postgres') {
-    if (store !== 'sqlite') throw new Error(`--store must be postgres or sqlite, got ${store ?? 'nothing'}`);
+  if (parseOrExit('bench', BENCH_USAGE, argv, parseStore) === 'sqlite') {
+    parseOrExit('bench', BENCH_USAGE, argv, parseSqliteArgs);
     return mainSqlite(argv);
   }
-  const o = parseArgs(argv.filter((a, i) => a !== '--store' && argv[i - 1] !== '--store'));
+  const o = parseOrExit('bench', BENCH_USAGE, argv.filter((a, i) => a !== '--store' && argv[i - 1] !== '--store'), parseArgs);
   const progress = o.json ? () => undefined : (s: string) => process.stderr.write(`bench: ${s}\n`);
   let server: EmbeddedServer | undefined;
   let url = process.env.DATABASE_URL;

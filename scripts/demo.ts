@@ -11,11 +11,11 @@
  * 6. applies it: terraform runs the rotation in terraform-provider-masterkey, installed offline into the
  *    stack's implicit local mirror (or the CLI directly without terraform),
  * 7. shows the report, `master-key verify` and `master-key status`,
- * and says where its working directory is.
+ * and says where its working directory is: .mk-work/demo in the checkout (ignored by git), which
+ * the next run replaces, so runs do not pile up; or the folder given with --dir.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { MasterKey } from '../src/crypto/key';
 import { startEmbeddedPostgres, removeEmbeddedData, EmbeddedServer } from '../src/db/embedded';
@@ -24,11 +24,13 @@ import { sqliteFile } from '../src/store/sqlite/url';
 import { withTestSql } from '../test/support/sql';
 import { createSqliteDatabase } from '../test/support/stores';
 import { exampleSettings, exampleStack, newApp } from '../main';
-import { describeInstall, installProvider } from '../src/provider/install';
+import { installArchive } from '../src/provider/release';
+import { workDir } from './dev-db';
+import { parseOrExit } from './usage';
 
 const CLI = cliEntry();
 
-const HELP = `npm start -- [options]
+export const DEMO_USAGE = `npm start -- [options]
 
 Runs the whole cdktf-master-key story on this machine: an embedded PostgreSQL with an
 ACT-shaped database, a CDKTF stack declaring its master key, plan, apply (the rotation),
@@ -39,7 +41,7 @@ Options:
   --keep                 keep the embedded database running until Ctrl-C (then it is stopped and removed)
   --store <kind>         postgres (default: an embedded PostgreSQL) or sqlite (ACT's act.db: a SQLite file)
   --use-database-url     use the (empty) database in $DATABASE_URL instead of an embedded one
-  --dir <path>           working directory (default: a new folder under ${tmpdir()})
+  --dir <path>           working directory (default: .mk-work/demo in the checkout, replaced by the next run)
   --no-terraform         skip terraform even when a terraform binary is present
   --help                 this text
 `;
@@ -53,24 +55,26 @@ interface Options {
   terraform: boolean;
 }
 
-function parseArgs(argv: string[]): Options | undefined {
+function parseArgs(argv: readonly string[]): Options {
   const o: Options = { store: 'postgres', secrets: 10_000, keep: false, useDatabaseUrl: false, terraform: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--help' || a === '-h') return undefined;
-    else if (a === '--keep') o.keep = true;
+    if (a === '--keep') o.keep = true;
     else if (a === '--use-database-url') o.useDatabaseUrl = true;
     else if (a === '--no-terraform') o.terraform = false;
-    else if (a === '--dir') o.dir = argv[++i];
+    else if (a === '--dir') {
+      o.dir = argv[++i];
+      if (!o.dir) throw new Error('--dir needs a path');
+    }
     else if (a === '--store') {
       const v = argv[++i];
-      if (v !== 'postgres' && v !== 'sqlite') throw new Error(`--store must be postgres or sqlite, got "${v ?? ''}".`);
+      if (v !== 'postgres' && v !== 'sqlite') throw new Error(`--store must be postgres or sqlite, got "${v ?? ''}"`);
       o.store = v;
     }
     else if (a === '--secrets') {
       o.secrets = Number(argv[++i]);
       if (!Number.isInteger(o.secrets) || o.secrets < 8) throw new Error(`--secrets must be a whole number of at least 8, got "${argv[i]}".`);
-    } else throw new Error(`Unknown option ${a}; run \`npm start -- --help\`.`);
+    } else throw new Error(`unknown option ${a}`);
   }
   return o;
 }
@@ -91,19 +95,11 @@ function hasTerraform(): boolean {
 }
 
 async function main(): Promise<number> {
-  let opts: Options | undefined;
-  try {
-    opts = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n`);
-    return 3;
-  }
-  if (!opts) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const opts = parseOrExit('start', DEMO_USAGE, process.argv.slice(2), parseArgs);
   const t0 = Date.now();
-  const dir = opts.dir ? resolve(opts.dir) : mkdtempSync(join(tmpdir(), 'master-key-demo-'));
+  // One demo folder in the checkout, replaced by the next run (what the last run left is only demo keys and backups).
+  const dir = opts.dir ? resolve(opts.dir) : join(workDir(), 'demo');
+  if (!opts.dir) rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   process.stdout.write(`${bold('cdktf-master-key demo')}: working directory ${dir}\n`);
 
@@ -173,7 +169,8 @@ async function main(): Promise<number> {
 
     step(5, 'The plan, before anything runs');
     if (useTf) {
-      process.stdout.write(`${describeInstall(installProvider({ pluginsDir: join(stackDir, 'terraform.d', 'plugins') }))}\n`);
+      const installed = await installArchive({ pluginsDir: join(stackDir, 'terraform.d', 'plugins'), workingDir: stackDir });
+      process.stdout.write(`Installed the release archive of terraform-provider-masterkey ${installed.version} (${installed.platform}) at ${installed.zip}, its hashes in ${installed.written[1]}.\n`);
       if (run('terraform', ['init', '-input=false', '-no-color'], tfEnv, stackDir) !== 0) return 1;
       if (run('terraform', ['plan', '-input=false', '-no-color', '-out=rotation.tfplan'], tfEnv, stackDir) !== 0) return 1;
     } else {

@@ -24,6 +24,7 @@ import { DetachedServer, detachedRunning, startEmbeddedPostgres, stopDetached } 
 import { PROJECT_ROOT } from '../main';
 import { cliEntry, seedActSecrets } from './local-act';
 import { withTestSql } from '../test/support/sql';
+import { parseOrExit } from './usage';
 
 /** What dev-db remembers between runs (`<work>/dev-db.json`, 0600). */
 export interface DevDbState extends DetachedServer {
@@ -88,18 +89,36 @@ function stop(work: string): void {
 }
 
 /** Runs dev-db; returns the exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
-  let secrets = 200;
-  let stopIt = false;
+export const DEV_DB_USAGE = `npm run dev-db -- [options]
+
+Starts a local ACT installation for the example stack: an embedded
+PostgreSQL (left running) with an ACT-shaped database of sealed secrets, its
+config file .mk-work/act.env (0600) and \`master-key init\` done; prints
+the \`export DATABASE_URL=…\` line for \`npm run plan\` and \`npm run deploy\`.
+
+Options:
+  --secrets <n>   how many secrets (at least 8; default 200)
+  --stop          stop the server and remove what dev-db wrote
+  --help          this text
+`;
+
+/** The options of dev-db. */
+function parseDevDbArgs(argv: readonly string[]): { secrets: number; stop: boolean } {
+  const o = { secrets: 200, stop: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--stop') stopIt = true;
-    else if (a === '--secrets' && /^\d+$/.test(argv[i + 1] ?? '') && Number(argv[i + 1]) >= 8) secrets = Number(argv[++i]);
-    else {
-      say('Usage: npm run dev-db [-- --stop | --secrets N (at least 8)]');
-      return 3;
-    }
+    if (a === '--stop') o.stop = true;
+    else if (a === '--secrets') {
+      const v = argv[++i];
+      if (!/^\d+$/.test(v ?? '') || Number(v) < 8) throw new Error(`--secrets needs a whole number of at least 8, got ${v ?? 'nothing'}`);
+      o.secrets = Number(v);
+    } else throw new Error(`unknown option ${a}`);
   }
+  return o;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const { secrets, stop: stopIt } = parseOrExit('dev-db', DEV_DB_USAGE, argv, parseDevDbArgs);
   const work = workDir();
   if (stopIt) {
     stop(work);

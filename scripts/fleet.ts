@@ -15,7 +15,8 @@ import { actCodec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { runInit } from '../src/rotation/init';
 import { ACT_SCHEMA_SQL } from '../src/inventory/act-preset';
-import { installationContext } from '../src/provider/engine';
+import { buildContext } from '../src/context/build';
+import { providerSurface } from '../src/provider/arguments';
 
 export interface Installation {
   readonly name: string;
@@ -77,7 +78,7 @@ export async function createFleet(adminUrl: string, root: string, count: number,
       } finally {
         await c.end();
       }
-      await runInit(installationContext({ configFiles: [configPath], databaseUrlEnv: inst.envName }, () => undefined, fleetEnv([inst])), { generation: 1, createActSchema: false });
+      await runInit(buildContext({ configFiles: [configPath], databaseUrl: { env: inst.envName } }, providerSurface(() => undefined, fleetEnv([inst]))), { generation: 1, createActSchema: false });
       fleet.push(inst);
     }
   } finally {

@@ -23,6 +23,7 @@ import { CycleOptions, CycleResult, faultCycle } from './soak-cycle';
 import { removeScratch, scratchDir } from './scratch';
 import { APPLY_PHASES, Installation, KillPoint, createInstallation, runCli } from './soak-harness';
 import { SqliteJournal, createSqliteDatabase } from '../test/support/stores';
+import { parseOrExit } from './usage';
 
 export interface SoakOptions {
   readonly runs: number;
@@ -57,7 +58,7 @@ export function parseSoakArgs(argv: readonly string[]): SoakOptions {
     else if (a === '--journal') o.journal = oneOf(a, argv[++i], ['wal', 'delete'] as const);
     else if (a === '--json') o.json = true;
     else if (a === '--verbose') o.verbose = true;
-    else throw new Error(`unknown option ${a}; use --runs N, --workers W, --per-kind K, --seed S, --store postgres|sqlite, --journal wal|delete, --json, --verbose`);
+    else throw new Error(`unknown option ${a}`);
   }
   return o;
 }
@@ -212,14 +213,27 @@ export function summaryLine(s: SoakSummary): string {
   return `soak (${s.store}): ${s.runs} runs, ${s.applyKilled} applies killed (${s.committedBeforeKill} after commit), ${s.recoveries} recoveries (${actions}), ${s.recoverKilled} recovers killed, ${s.secretsLost} secrets lost, ${s.violations} invariant violations, ${s.seconds} s (seed ${s.seed})`;
 }
 
+export const SOAK_USAGE = `npm run soak -- [options]
+
+Kills \`master-key apply\` and \`master-key recover\` (kill -9) at random
+instants, over and over, and checks after each run that every secret still
+opens with a key on disk and that recover brings database and config back
+into agreement. Exits non-zero on any lost secret or invariant violation.
+
+Options:
+  --runs <n>               how many killed runs (default 500)
+  --workers <n>            runs at once, each on its own database (default 2)
+  --per-kind <n>           secrets per kind in each database (default 3)
+  --seed <n>               the random seed (default: from the clock; printed, so a run can be repeated)
+  --store postgres|sqlite  the store (default postgres: an embedded PostgreSQL)
+  --journal wal|delete     SQLite: the journal mode (default wal)
+  --json                   print only the JSON summary
+  --verbose                one line per run
+  --help                   this text
+`;
+
 async function main(argv: readonly string[]): Promise<number> {
-  let opts: SoakOptions;
-  try {
-    opts = parseSoakArgs(argv);
-  } catch (e) {
-    process.stderr.write(`soak: ${(e as Error).message}\n`);
-    return 3;
-  }
+  const opts = parseOrExit('soak', SOAK_USAGE, argv, parseSoakArgs);
   const log = (line: string) => process.stderr.write(line + '\n');
   const report = (s: SoakSummary): number => {
     if (!opts.json) process.stdout.write(summaryLine(s) + '\n');

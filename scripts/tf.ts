@@ -26,7 +26,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
-import { MasterKey } from '../constructs';
+import { MasterKey, RotationResourceType } from '../constructs';
 import { ManifestStack, buildApp, installProviderBesideStacks, newApp, PROJECT_ROOT, synthesizedStacks } from '../main';
 
 /** A synth annotation as cdktf writes it to manifest.json. */
@@ -50,7 +50,7 @@ export function synthesize(root: string, outdir: string): { stacks: ManifestStac
   const { context } = readCdktfJson(root);
   const app = buildApp(newApp({ outdir, context }));
   app.synth();
-  return { stacks: synthesizedStacks(outdir), keys: app.node.findAll().filter((c): c is MasterKey => c instanceof MasterKey) };
+  return { stacks: synthesizedStacks(outdir), keys: app.node.findAll().filter(MasterKey.isMasterKey) };
 }
 
 /** What would make terraform fail: one sentence, and whether the plan fails too or only the apply. */
@@ -70,11 +70,11 @@ export function rotationProblems(keys: readonly MasterKey[], env: NodeJS.Process
   const problems = new Map<string, RotationProblem>();
   for (const k of keys) {
     const s = k.settings;
-    const failsPlan = s.resourceType === 'provider';
+    const failsPlan = s.resourceType === RotationResourceType.PROVIDER;
     const add = (text: string) => problems.set(text, { text, failsPlan: failsPlan || (problems.get(text)?.failsPlan ?? false) });
     const missing = s.configFiles.filter((f) => !exists(f));
-    if ('env' in s.databaseUrl && !env[s.databaseUrl.env]) {
-      const name = s.databaseUrl.env;
+    if (s.databaseUrlEnv !== undefined && !env[s.databaseUrlEnv]) {
+      const name = s.databaseUrlEnv;
       const then = name === 'DATABASE_URL' ? 'then run the `export DATABASE_URL=…` line it prints' : `export the URL it prints as ${name}`;
       add(`${name} is not set, so terraform cannot reach the database of "${s.name}": run \`npm run dev-db\` for a local one${missing.length ? ' (it writes the example\'s config file too)' : ''} and ${then}, or export the URL of your database`);
       continue;
@@ -118,7 +118,7 @@ function terraform(args: readonly string[], cwd: string, env: NodeJS.ProcessEnv)
 }
 
 /** Runs synth, init and plan/apply; returns the exit code. */
-export function main(argv: readonly string[]): number {
+export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command !== 'plan' && command !== 'apply') {
     process.stderr.write('Usage: node dist/scripts/tf.js <plan|apply> [terraform args...]\n');
@@ -149,8 +149,8 @@ export function main(argv: readonly string[]): number {
     return 3;
   }
   if (problems.length > 0) process.stderr.write(`Warning: the plan is shown, but an apply would fail:\n${sentences(problems)}\n`);
-  // A stack using our provider gets it in its own implicit local mirror, so init finds it offline.
-  installProviderBesideStacks(outdir);
+  // A stack using our provider gets its release archive in its own implicit local mirror and its hashes in the lock file, so init finds and verifies it offline.
+  await installProviderBesideStacks(outdir);
   const env = terraformEnv(process.env, root, interactive);
   const colour = !!process.stdout.isTTY;
   for (const s of synth.stacks) {
@@ -165,5 +165,11 @@ export function main(argv: readonly string[]): number {
 }
 
 if (require.main === module) {
-  process.exitCode = main(process.argv.slice(2));
+  main(process.argv.slice(2)).then(
+    (code) => (process.exitCode = code),
+    (e: unknown) => {
+      process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

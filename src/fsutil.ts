@@ -22,8 +22,9 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCode, MasterKeyError } from './errors';
+import { FaultPoints } from './rotation/faults';
 
-/** Marks the temp files of atomicWriteFile: `.<basename>.mk-tmp-<random>`. */
+/** Marks the temp files of atomicWriteFile and of the probes: `.<basename>.mk-tmp-<pid>-<random>` (older versions: `.mk-tmp-<random>`). */
 export const TEMP_INFIX = '.mk-tmp-';
 
 /** Mode, owner and error code for a replacement file. */
@@ -90,7 +91,55 @@ function codeForWrite(e: unknown, errorCode: ErrorCode): ErrorCode {
 }
 
 function tempPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}${TEMP_INFIX}${randomBytes(6).toString('hex')}`);
+  return join(dirname(path), `.${basename(path)}${TEMP_INFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
+}
+
+/** A temp file's name with the pid of the process that wrote it. */
+const OUR_TEMP = /^\..+\.mk-tmp-(\d+)-[0-9a-f]+$/;
+
+/** True while a process with this pid runs on this host (one of another user counts as running). */
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errnoOf(e) !== 'ESRCH';
+  }
+}
+
+/**
+ * Removes the temp and probe files in `dir` whose writer is gone (a process
+ * killed between creating and renaming or removing them: their names carry
+ * its pid); returns their paths. Files of running processes are left
+ * alone, so this is safe without any lock. Every write of a temp file does
+ * it for its directory first, so the next run cleans up after a killed one;
+ * `recover` does it too.
+ */
+export function removeDeadTempFiles(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const n of names.sort()) {
+    const m = OUR_TEMP.exec(n);
+    if (!m || Number(m[1]) === process.pid || processRuns(Number(m[1]))) continue;
+    try {
+      unlinkSync(join(dir, n));
+      removed.push(join(dir, n));
+    } catch {
+      // gone meanwhile, or not ours to remove: leftoverTempFiles reports it
+    }
+  }
+  return removed;
+}
+
+let faults: FaultPoints | undefined;
+/** The fault point `temp-written` (MASTER_KEY_TEST_KILL_AT=temp-written[@n]): a kill -9 while a temp file exists. */
+function tempFaults(): FaultPoints {
+  return (faults ??= new FaultPoints(process.env.MASTER_KEY_TEST_KILL_AT));
 }
 
 function removeQuietly(path: string): void {
@@ -112,11 +161,13 @@ function writeAll(fd: number, bytes: Uint8Array): void {
  * and the system error is rethrown as it is.
  */
 function writeTemp(path: string, data: string | Uint8Array, opts: WriteOptions): string {
+  removeDeadTempFiles(dirname(path));
   const tmp = tempPathFor(path);
   const fd = openSync(tmp, 'wx', 0o600);
   try {
     writeAll(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
     fsyncSync(fd);
+    tempFaults().reached('temp-written');
     // chown first: it clears set-id bits that the chmod then restores.
     if (opts.uid !== undefined || opts.gid !== undefined) fchownSync(fd, opts.uid ?? -1, opts.gid ?? -1);
     fchmodSync(fd, opts.mode ?? 0o600);

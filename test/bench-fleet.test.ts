@@ -25,7 +25,7 @@ describeTerraform('npm run bench:fleet, one installation on SQLite', () => {
 
   it('refuses --store sqlite and --inventory without --rows, saying what to add', () => {
     const r = run(['--store', 'sqlite']);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(3);
     expect(r.stderr).toContain('--store and --inventory time one installation: give --rows N too');
   });
 });

@@ -4,7 +4,7 @@
  * `plan --detailed-exitcode` exiting 1 on any error as terraform does,
  * `status` without its config file, and what --help lists.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExitCode } from '../src/errors';
 import { scratchDir } from '../scripts/scratch';
@@ -99,5 +99,15 @@ describe('with a database', () => {
     writeFileSync(join(s.dir, 'placeholder.env'), 'ACT_MASTER_KEY=CHANGE_ME\n', { mode: 0o600 });
     expect(s.cli(['status', '--config', s.configPath, '--config', join(s.dir, 'placeholder.env')]).code).toBe(ExitCode.NODE_MISMATCH);
     rmSync(join(s.dir, 'placeholder.env'));
+  });
+});
+
+describe('--version', () => {
+  it('prints the version and which AES-GCM engine runs here (the prebuilt OpenSSL batch addon on linux-x64)', () => {
+    const r = runCli(['--version'], env);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    const version = (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+    expect(r.stdout).toMatch(new RegExp(`^${version.replace(/\./g, '\\.')}\\nAES-GCM: OpenSSL batch addon \\(OpenSSL 3\\.[^,]+, linux-x64\\)\\n$`));
   });
 });

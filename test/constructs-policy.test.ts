@@ -5,9 +5,12 @@
  */
 import fc from 'fast-check';
 import {
+  FindingLevel,
+  IPolicyRule,
   MasterKeyInventory,
   MasterKeyProps,
   POLICY_RULES,
+  RULE_FAILED_ID,
   PolicyFinding,
   PolicyRule,
   absolutePathsRule,
@@ -119,6 +122,44 @@ describe('policy rules', () => {
     const input = { settings, props, maxRotationDays: 365 };
     expect(evaluatePolicy(input).map((f) => f.ruleId)).toEqual(['MasterKey-RotationPolicy', 'MasterKey-AbsolutePaths', 'MasterKey-BackupDir']);
     expect(evaluatePolicy(input, POLICY_RULES, new Set(['MasterKey-RotationPolicy'])).map((f) => f.ruleId)).toEqual(['MasterKey-AbsolutePaths', 'MasterKey-BackupDir']);
+  });
+
+  describe('a rule that fails', () => {
+    const props = { ...BASE, startCommand: 'systemctl start act' };
+    const input = { settings: resolveSettings(props, { id: 'key', path: 'stack/key', now: new Date(), defaultCliCommand: ['node'] }), props, maxRotationDays: 365 };
+    const own = (check: () => unknown): IPolicyRule => ({ id: 'Acme-Own', description: 'Ours.', check: check as IPolicyRule['check'] });
+    const failed = (rules: IPolicyRule[]) => evaluatePolicy(input, [...POLICY_RULES, ...rules]);
+
+    it('becomes one MasterKey-RuleFailed warning naming the rule and what it threw; the other rules still run', () => {
+      const found = failed([
+        own(() => {
+          throw new RangeError('no NFS share');
+        }),
+      ]);
+      expect(found.map((f) => f.ruleId)).toEqual(['MasterKey-HealthCheck', RULE_FAILED_ID]);
+      expect(formatFinding(found[1])).toBe('[MasterKey-RuleFailed] the rule Acme-Own threw "RangeError: no NFS share", so this key was not checked against it. Fix: correct the rule, or suppress Acme-Own with a reason.');
+      expect(found[1].level).toBe(FindingLevel.WARNING);
+      expect(formatFinding(failed([own(() => Promise.reject(new Error('x')))])[1])).toContain('the rule Acme-Own returned a promise instead of a list of findings (rules run synchronously at synth)');
+      expect(formatFinding(failed([own(() => ({ findings: [] }))])[1])).toContain('the rule Acme-Own returned an object instead of a list of findings');
+      expect(formatFinding(failed([own(() => [{ ruleId: 'Acme-Own', level: 'fatal', problem: 'p', fix: 'f' }])])[1])).toContain('returned a malformed finding (item 0');
+      expect(formatFinding(failed([own(() => { throw 'plain text'; })])[1])).toContain('threw "plain text"');
+    });
+
+    it('never shows what it threw when that looks like a credential', () => {
+      const url = 'postgres://act:Hunter2pw@db/act';
+      const text = formatFinding(failed([own(() => { throw new Error(`cannot reach ${url}`); })])[1]);
+      expect(text).toContain('threw (a value that looks like a URL with a password, not shown)');
+      expect(text).not.toContain('Hunter2pw');
+    });
+
+    it('a built-in rule that throws is reported as a bug to report', () => {
+      const broken = { ...input, settings: { ...input.settings, inventory: undefined as never } };
+      const found = evaluatePolicy(broken);
+      expect(found.filter((f) => f.ruleId === RULE_FAILED_ID).map(formatFinding)).toEqual([
+        expect.stringMatching(/^\[MasterKey-RuleFailed\] the rule MasterKey-AbsolutePaths threw "TypeError: .*this is a bug in cdktf-master-key, please report it/),
+        expect.stringMatching(/^\[MasterKey-RuleFailed\] the rule MasterKey-NonEmptyInventory threw "TypeError: /),
+      ]);
+    });
   });
 
   it('suppressions need a known rule id and a reason', () => {

@@ -15,11 +15,11 @@ import { join } from 'node:path';
 import * as cdktf from 'cdktf';
 import * as cdktn from 'cdktn';
 import { IConstruct } from 'constructs';
-import { MasterKey, MasterKeyInventory, MasterKeyPolicy, MasterKeyProps, defaultCliCommand, localExecCommand, shellQuote } from '../constructs';
+import { FindingLevel, MasterKey, MasterKeyInventory, MasterKeyPolicy, MasterKeyProps, RotationResourceType, defaultCliCommand, localExecCommand, shellQuote } from '../constructs';
 import { ACT_PRESET } from '../src/inventory/act-preset';
 import { inventoryDigest } from '../src/inventory/inventory';
 import { isMasterKeyError } from '../src/errors';
-import { masterkeyStatus } from '../constructs';
+import { masterkeyKey, masterkeyStatus } from '../constructs';
 import { providerVersion, terraformPlatform } from '../src/provider/install';
 import { buildApp, exampleSettings, newApp } from '../main';
 import { chooseFramework } from '../constructs/framework';
@@ -230,7 +230,7 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
 
   describe('MasterKey synth (null_resource option)', () => {
     it('synthesizes a null_resource with the same triggers and a null provider', () => {
-      const { stack, key } = stackWith(goodProps({ resourceType: 'null_resource' }));
+      const { stack, key } = stackWith(goodProps({ resourceType: RotationResourceType.NULL_RESOURCE }));
       const out = Testing.synth(stack);
       expect(out).toHaveResourceWithProperties(nullResource.Resource, { triggers: key.triggers });
       expect(out).toHaveProvider(nullProvider.NullProvider);
@@ -241,8 +241,8 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
 
     it('shares one null provider between keys', () => {
       const stack = new TerraformStack(testApp(), 'stack');
-      new MasterKey(stack, 'a', goodProps({ name: 'a', resourceType: 'null_resource' }));
-      new MasterKey(stack, 'b', goodProps({ name: 'b', resourceType: 'null_resource', configFiles: ['/etc/b.env'] }));
+      new MasterKey(stack, 'a', goodProps({ name: 'a', resourceType: RotationResourceType.NULL_RESOURCE }));
+      new MasterKey(stack, 'b', goodProps({ name: 'b', resourceType: RotationResourceType.NULL_RESOURCE, configFiles: ['/etc/b.env'] }));
       const json = synthJson(stack) as { provider: { null: unknown[] }; resource: { null_resource: Record<string, unknown> } };
       expect(json.provider.null).toHaveLength(1);
       expect(Object.keys(json.resource.null_resource)).toHaveLength(2);
@@ -250,7 +250,7 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
 
     if (libName === 'cdktf') {
       it('synthesizes what @cdktf/provider-null would, and reuses a NullProvider the stack already has', () => {
-        const ours = stackWith(goodProps({ resourceType: 'null_resource' }));
+        const ours = stackWith(goodProps({ resourceType: RotationResourceType.NULL_RESOURCE }));
         const theirs = new TerraformStack(testApp(), 'stack');
         const provider = new nullProvider.NullProvider(theirs, 'master-key-null-provider', {});
         const res = new nullResource.Resource(theirs, 'rotation', {
@@ -263,14 +263,14 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
 
         const mixed = new TerraformStack(testApp(), 'stack');
         new nullProvider.NullProvider(mixed, 'mine', {});
-        new MasterKey(mixed, 'a', goodProps({ name: 'a', resourceType: 'null_resource' }));
+        new MasterKey(mixed, 'a', goodProps({ name: 'a', resourceType: RotationResourceType.NULL_RESOURCE }));
         expect((synthJson(mixed) as { provider: { null: unknown[] } }).provider.null).toHaveLength(1);
       });
     }
   });
 
   describe("MasterKey synth (resourceType 'provider')", () => {
-    const providerProps = (over: Partial<MasterKeyProps> = {}) => goodProps({ resourceType: 'provider', cliCommand: undefined, ...over });
+    const providerProps = (over: Partial<MasterKeyProps> = {}) => goodProps({ resourceType: RotationResourceType.PROVIDER, cliCommand: undefined, ...over });
     type Json = ReturnType<typeof synthJson> & { provider: { masterkey: unknown[] }; output: Record<string, { value: unknown }>; data?: Record<string, Record<string, Record<string, unknown>>> };
 
     it('synthesizes required_providers, one masterkey provider, a masterkey_key with the declared arguments, and an output', () => {
@@ -327,6 +327,40 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       expect(Object.values(json.data!.masterkey_status)[0]).toEqual(expect.objectContaining({ config_files: ['/etc/b.env'], max_age_days: 90 }));
     });
 
+    it('the bindings give every computed attribute as a typed terraform reference', () => {
+      const stack = new TerraformStack(testApp(), 'stack');
+      const key = masterkeyKey(stack, 'k', { name: 'act', generation: 1, configFiles: ['/etc/act/act.env'] });
+      const status = masterkeyStatus(stack, 's', { configFiles: ['/etc/act/act.env'] });
+      const keyAttributes = { fingerprint: key.fingerprint, databaseGeneration: key.databaseGeneration, keySetAt: key.keySetAt, keyAgeDays: key.keyAgeDays, secrets: key.secrets, secretsByKind: key.secretsByKind, undecryptable: key.undecryptable, nodesInSync: key.nodesInSync, lastReport: key.lastReport };
+      const statusAttributes = { fingerprint: status.fingerprint, generation: status.generation, keyAgeDays: status.keyAgeDays, overdue: status.overdue, nodesInSync: status.nodesInSync, interruptedRotation: status.interruptedRotation };
+      new lib.TerraformOutput(stack, 'key-attributes', { value: keyAttributes });
+      new lib.TerraformOutput(stack, 'status-attributes', { value: statusAttributes });
+      const outputs = Object.values((synthJson(stack) as Json).output).map((o) => o.value);
+      const k = key.friendlyUniqueId;
+      const d = status.friendlyUniqueId;
+      expect(outputs).toEqual([
+        {
+          fingerprint: `\${masterkey_key.${k}.fingerprint}`,
+          databaseGeneration: `\${masterkey_key.${k}.database_generation}`,
+          keySetAt: `\${masterkey_key.${k}.key_set_at}`,
+          keyAgeDays: `\${masterkey_key.${k}.key_age_days}`,
+          secrets: `\${masterkey_key.${k}.secrets}`,
+          secretsByKind: `\${masterkey_key.${k}.secrets_by_kind}`,
+          undecryptable: `\${masterkey_key.${k}.undecryptable}`,
+          nodesInSync: `\${masterkey_key.${k}.nodes_in_sync}`,
+          lastReport: `\${masterkey_key.${k}.last_report}`,
+        },
+        {
+          fingerprint: `\${data.masterkey_status.${d}.fingerprint}`,
+          generation: `\${data.masterkey_status.${d}.generation}`,
+          keyAgeDays: `\${data.masterkey_status.${d}.key_age_days}`,
+          overdue: `\${data.masterkey_status.${d}.overdue}`,
+          nodesInSync: `\${data.masterkey_status.${d}.nodes_in_sync}`,
+          interruptedRotation: `\${data.masterkey_status.${d}.interrupted_rotation}`,
+        },
+      ]);
+    });
+
     it('passes verifySecrets to the provider, and refuses it and the local-exec props where they mean nothing', () => {
       const { stack } = stackWith(providerProps({ verifySecrets: true }));
       expect(Object.values(synthJson(stack).resource.masterkey_key)[0]).toEqual(expect.objectContaining({ verify_secrets: true }));
@@ -363,6 +397,25 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       rejects({ rotationPolicy: { periodDays: 90, epoch: 'yesterday' } }, 'rotationPolicy.epoch "yesterday" is not a UTC date');
       rejects({ cliCommand: [] }, 'cliCommand');
       rejects({ environment: { DATABASE_URL: 'x' } }, 'export DATABASE_URL in the shell that runs terraform');
+      rejects({ configFiles: '/etc/act/act.env' as never }, 'configFiles is "/etc/act/act.env", not a list');
+      rejects({ environment: ['PGSSLMODE=require'] as never }, 'environment is a list; give an object of variable names and string values');
+      rejects({ rotationPolicy: 90 as never }, 'rotationPolicy is 90; give { periodDays: 90 }');
+      rejects({ inventory: { spec: 'act' } as never }, 'inventory is an object, not a MasterKeyInventory; use MasterKeyInventory.act()');
+      rejects({ checks: { maxRotationDays: 1.5 } }, 'checks.maxRotationDays is 1.5, not a whole number of days of at least 1; give a period such as 180 or 365.');
+      rejects({ checks: { additionalRules: [{ id: 'MasterKey-Mine', description: 'mine', check: () => [] }] } }, 'checks.additionalRules[0].id "MasterKey-Mine" uses the prefix MasterKey-');
+    });
+
+    it('takes instants as ISO-8601 UTC text only: a Date is refused with the way to write it, and its toISOString() gives the same window', () => {
+      rejects({ rotationPolicy: { periodDays: 90, evaluatedAt: new Date(AT) as never } }, 'rotationPolicy.evaluatedAt is a Date, not text; give ISO-8601 UTC text such as "2026-03-10T12:00:00Z" (date.toISOString() writes it).');
+      rejects({ rotationPolicy: { periodDays: 90, epoch: new Date(0) as never } }, 'rotationPolicy.epoch is a Date, not text');
+      const fromDate = stackWith(goodProps({ rotationPolicy: { periodDays: 90, evaluatedAt: new Date(AT).toISOString() } })).key;
+      expect(fromDate.triggers.policy_window).toBe(stackWith(goodProps()).key.triggers.policy_window);
+    });
+
+    it('takes the enums\' values as plain strings from JavaScript', () => {
+      const { stack } = stackWith(goodProps({ resourceType: 'null_resource' as never, configFormat: 'json' as never, keyName: 'app.key' }));
+      expect(Object.keys(synthJson(stack).resource)).toEqual(['null_resource']);
+      expect(localExec(stack, 'null_resource').command).toContain('--format json');
     });
 
     it('never echoes a credential given where a name was expected', () => {
@@ -477,6 +530,49 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       ]);
     });
 
+    /** A rule of an organisation's own, which fails on every key. */
+    const broken = (fail: () => never) => ({ id: 'Acme-Broken', description: 'Throws.', check: fail });
+
+    it('turns a rule that throws into a warning naming the rule, and still synthesizes; the other rules still run', () => {
+      const { outdir, error } = synthToDisk((s) => {
+        Aspects.of(s).add(new MasterKeyPolicy({ additionalRules: [broken(() => { throw new TypeError("Cannot read properties of undefined (reading 'nfs')"); })] }));
+        new MasterKey(s, 'key', goodProps({ startCommand: 'systemctl start act' }));
+      });
+      try {
+        expect(error).toBeUndefined();
+        const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8'));
+        expect(manifest.stacks.stack.annotations.map((a: { level: string; message: string }) => `${a.level} ${a.message}`)).toEqual([
+          expect.stringMatching(/^@cdktf\/warn \[MasterKey-HealthCheck\] /),
+          '@cdktf/warn [MasterKey-RuleFailed] the rule Acme-Broken threw "TypeError: Cannot read properties of undefined (reading \'nfs\')", so this key was not checked against it. Fix: correct the rule, or suppress Acme-Broken with a reason.',
+        ]);
+        expect(readFileSync(join(outdir, 'stacks/stack/cdk.tf.json'), 'utf8')).toContain('terraform_data');
+      } finally {
+        removeScratch(outdir);
+      }
+    });
+
+    it("runs an organisation's own rules after the built-in ones, from a policy or the key's own checks, and lets them be suppressed with a reason", () => {
+      const nfs = { id: 'Acme-BackupOnNfs', description: 'Backups go to the NFS share.', check: ({ settings }: { settings: { backupDir?: string } }) => (settings.backupDir?.startsWith('/mnt/nfs/') ? [] : [{ ruleId: 'Acme-BackupOnNfs', level: FindingLevel.ERROR, problem: 'backupDir is not on /mnt/nfs', fix: 'back up to /mnt/nfs/<key>' }]) };
+      const viaPolicy = stackWith(goodProps(), (s) => Aspects.of(s).add(new MasterKeyPolicy({ additionalRules: [nfs] })));
+      Testing.synth(viaPolicy.stack);
+      expect(annotations(viaPolicy.stack, 'error')).toEqual(['[stack/key] [Acme-BackupOnNfs] backupDir is not on /mnt/nfs. Fix: back up to /mnt/nfs/<key>.']);
+      const viaChecks = stackWith(goodProps({ checks: { additionalRules: [nfs] } }));
+      Testing.synth(viaChecks.stack);
+      expect(annotations(viaChecks.stack, 'error')).toEqual(['[stack/key] [Acme-BackupOnNfs] backupDir is not on /mnt/nfs. Fix: back up to /mnt/nfs/<key>.']);
+      const waived = stackWith(goodProps({ checks: { additionalRules: [nfs], suppressions: [{ id: 'Acme-BackupOnNfs', reason: 'this host has no NFS share yet' }] } }));
+      Testing.synth(waived.stack);
+      expect(annotations(waived.stack, 'error')).toEqual([]);
+      expect(annotations(waived.stack, 'info')).toEqual(['[stack/key] [Acme-BackupOnNfs] suppressed: this host has no NFS share yet']);
+    });
+
+    it('refuses bad policy options when the policy is made, naming the value and the fix', () => {
+      expect(() => new MasterKeyPolicy({ maxRotationDays: 0 })).toThrow('MasterKeyPolicy: maxRotationDays is 0, not a whole number of days of at least 1; give a period such as 180 or 365.');
+      const rule = { id: 'Acme-One', description: 'One.', check: () => [] };
+      expect(() => new MasterKeyPolicy({ additionalRules: [rule, rule] })).toThrow('MasterKeyPolicy: additionalRules[1].id "Acme-One" is used by another rule; give every rule its own id.');
+      expect(() => new MasterKeyPolicy({ additionalRules: [{ id: 'Acme-Two', description: 'Two.' } as never] })).toThrow(/additionalRules\[0\] is an object without a description and a check function/);
+      expect(() => new MasterKeyPolicy({ additionalRules: [{ ...rule, id: 'has space' }] })).toThrow('MasterKeyPolicy: additionalRules[0].id "has space" is not a rule id');
+    });
+
     it('records suppressions with their reason and rejects unknown or unexplained ones', () => {
       const ok = stackWith(goodProps({ rotationPolicy: undefined, checks: { suppressions: [{ id: 'MasterKey-RotationPolicy', reason: 'rotated on every release' }] } }));
       Testing.synth(ok.stack);
@@ -540,7 +636,7 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       );
       const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8'));
       expect(manifest.stacks['master-key'].annotations).toEqual([]);
-      const key = app.node.findAll().find((c): c is MasterKey => c instanceof MasterKey)!;
+      const key = app.node.findAll().find(MasterKey.isMasterKey)!;
       expect(key.framework).toBe(libName);
     });
   });
@@ -577,7 +673,7 @@ describe('cdktf and cdktn', () => {
     for (const f of filesUnder(out)) expect(readFileSync(f, 'utf8')).not.toContain(hex);
   }, 180_000);
 
-  it('`npx cdktf synth` of the example (the real cdktf CLI) writes masterkey_key and installs the provider into the implicit local mirror of the stack (terraform.d/plugins)', () => {
+  it('`npx cdktf synth` of the example (the real cdktf CLI) writes masterkey_key and installs the provider\'s release archive into the implicit local mirror of the stack (terraform.d/plugins), its hashes in the lock file', () => {
     const dir = scratchDir('mk-cdktf-cli-');
     const cli = join(__dirname, '..', 'node_modules', 'cdktf-cli', 'bundle', 'bin', 'cdktf');
     const r = spawnSync(process.execPath, [cli, 'synth', '--output', join(dir, 'out')], {
@@ -589,8 +685,9 @@ describe('cdktf and cdktn', () => {
     expect(r.status).toBe(0);
     const stackDir = join(dir, 'out', 'stacks', 'master-key');
     expect(Object.keys(JSON.parse(readFileSync(join(stackDir, 'cdk.tf.json'), 'utf8')).resource)).toEqual(['masterkey_key']);
-    const launcher = join(stackDir, 'terraform.d', 'plugins', 'registry.terraform.io', 'cdktf-master-key', 'masterkey', providerVersion(), terraformPlatform(), `terraform-provider-masterkey_v${providerVersion()}`);
-    expect(statSync(launcher).mode & 0o111).toBe(0o111);
+    const zip = join(stackDir, 'terraform.d', 'plugins', 'registry.terraform.io', 'cdktf-master-key', 'masterkey', `terraform-provider-masterkey_${providerVersion()}_${terraformPlatform()}.zip`);
+    expect(statSync(zip).isFile()).toBe(true);
+    expect(readFileSync(join(stackDir, '.terraform.lock.hcl'), 'utf8')).toMatch(/provider "registry\.terraform\.io\/cdktf-master-key\/masterkey" \{[^}]*"h1:[^"]+",\n {4}"zh:[0-9a-f]{64}",/);
   }, 180_000);
 
   it('the example app picks its library from MK_CDK or the `cdk` context key, else cdktf when both are installed', () => {

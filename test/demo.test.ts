@@ -5,7 +5,7 @@
  */
 import { removeScratch, scratchDir } from '../scripts/scratch';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Client } from 'pg';
 import { pgpassLine } from '../scripts/local-act';
@@ -34,7 +34,10 @@ describe('npm start (scripts/demo.ts)', () => {
     expect(out).toMatch(/Processed (\d+) secrets, \1 updated, 0 left unchanged due to errors\./);
     expect(out).toMatch(/OK: (\d+) of \1 secrets open with mk:[0-9a-f]{12}/);
     if (hasTerraform) {
-      expect(out).toContain('Installed terraform-provider-masterkey');
+      expect(out).toContain('Installed the release archive of terraform-provider-masterkey');
+      // The archive's hashes are in the lock file before init: terraform verifies them and does not warn.
+      expect(out).not.toContain('Incomplete lock file information');
+      expect(readFileSync(join(dir, 'cdktf.out', 'stacks', 'master-key', '.terraform.lock.hcl'), 'utf8')).toMatch(/"h1:[A-Za-z0-9+/=]{44}",\n {4}"zh:[0-9a-f]{64}",/);
       expect(out).toContain('masterkey_key.master_key_act will be created');
       expect(out).toMatch(/\+ secrets\s+= 400/);
       expect(out).toMatch(/No changes\. Your infrastructure matches the configuration\./);
@@ -135,6 +138,24 @@ describe('npm start (scripts/demo.ts)', () => {
     expect(existsSync(dataDir)).toBe(false);
   }, 180_000);
 
+  it('without --dir, works in .mk-work/demo (MK_WORK_DIR/demo), which the next run replaces: runs do not pile up, nothing is left in the temp directory', () => {
+    const work = scratchDir('mk-demo-work-');
+    // A temp directory of its own, so that what the demo leaves there is all that is there.
+    const tmp = scratchDir('mk-demo-tmp-');
+    const env = { ...childEnv(), MK_WORK_DIR: work, TMPDIR: tmp };
+    for (let i = 0; i < 2; i++) {
+      const r = spawnSync(process.execPath, [DEMO, '--store', 'sqlite', '--secrets', '8', '--no-terraform'], { env, encoding: 'utf8', timeout: 170_000 });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(r.stdout).toContain(`working directory ${join(work, 'demo')}`);
+      if (i === 0) writeFileSync(join(work, 'demo', 'left-by-the-first-run'), '');
+    }
+    expect(readdirSync(work)).toEqual(['demo']);
+    expect(existsSync(join(work, 'demo', 'left-by-the-first-run'))).toBe(false);
+    expect(readdirSync(join(work, 'demo', 'backups'))).toHaveLength(1);
+    expect(readdirSync(tmp)).toEqual([]);
+  }, 180_000);
+
   it('pgpassLine escapes the separators', () => {
     expect(pgpassLine('postgresql://us%3Aer:p%5Cw%3Ad@127.0.0.1:5433/my%3Adb')).toBe('127.0.0.1:5433:my\\:db:us\\:er:p\\\\w\\:d');
     expect(pgpassLine('postgresql://postgres:secret@db.internal/act')).toBe('db.internal:5432:act:postgres:secret');
@@ -143,6 +164,6 @@ describe('npm start (scripts/demo.ts)', () => {
   it('--help explains the options', () => {
     const r = spawnSync(process.execPath, [DEMO, '--help'], { encoding: 'utf8' });
     expect(r.status).toBe(0);
-    for (const o of ['--secrets', '--keep', '--use-database-url', '--dir', '--no-terraform']) expect(r.stdout).toContain(o);
+    for (const o of ['--secrets', '--keep', '--use-database-url', '--dir', '--no-terraform', '--store']) expect(r.stdout).toContain(o);
   });
 });

@@ -4,7 +4,8 @@
  * --max-age, interrupted, after a rotation), recover --json, the report
  * JSON, the pending-key file of a killed apply, the backup manifest, the
  * --json error shape, restore --json and restore --drill --json, and
- * inventory files. Each output names its schema
+ * inventory files; on PostgreSQL and on SQLite (whose database identity is
+ * the canary's UUID, not a cluster's digits). Each output names its schema
  * file in OUTPUTS, so a change of shape is one schema file and one line here.
  */
 import Ajv2020, { ValidateFunction } from 'ajv/dist/2020';
@@ -14,6 +15,7 @@ import { ACT_PRESET } from '../src/inventory/act-preset';
 import { INVENTORY_SCHEMA, loadInventory } from '../src/inventory/inventory';
 import { BENCH_INVENTORY } from '../scripts/bench-data';
 import { actScenario, Scenario } from './support/scenario';
+import { POSTGRES, SQLITE_WAL } from './support/stores';
 import { caught } from './support/errors';
 import { scratchDir } from '../scripts/scratch';
 
@@ -76,14 +78,14 @@ describe('the schema files', () => {
   });
 });
 
-describe('real outputs match their schemas', () => {
+describe.each([POSTGRES, SQLITE_WAL].map((st) => [st.name, st] as const))('real outputs match their schemas: %s', (_, store) => {
   let s: Scenario;
   const backups = () => join(s.dir, 'backups');
   const reports = () => join(s.dir, 'reports');
   const dirs = () => ['--backup-dir', backups(), '--report-dir', reports()];
 
   beforeAll(async () => {
-    s = await actScenario({ perKind: 2 });
+    s = await actScenario({ perKind: 2, store });
   });
 
   it('plan --json, with hooks and a saved plan file (--out)', () => {
@@ -163,10 +165,10 @@ describe('real outputs match their schemas', () => {
 });
 
 describe('inventory files', () => {
-  it('the ACT preset, the benchmark inventory and the README example match the schema', () => {
+  it('the ACT preset, the benchmark inventory and the example of docs/inventory.md match the schema', () => {
     expectValid('inventory', ACT_PRESET);
     expectValid('inventory', BENCH_INVENTORY);
-    const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
+    const readme = readFileSync(join(__dirname, '..', 'docs', 'inventory.md'), 'utf8');
     const example = /Any other schema is declared the same way in a JSON file:\n\n```json\n([\s\S]*?)```/.exec(readme);
     expect(example).not.toBeNull();
     expectValid('inventory', JSON.parse(example![1]));

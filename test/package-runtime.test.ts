@@ -9,7 +9,7 @@
  *   holds only the runtime dependency closure (test/support/runtime-copy.ts).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { scratchDir } from '../scripts/scratch';
@@ -96,6 +96,19 @@ describe('the package with only its runtime dependencies', () => {
     expect(cli(['status']).status).toBe(0);
   });
 
+  it('runs the prebuilt OpenSSL addon; where no prebuild fits the platform, node:crypto, and --version and the report say so', () => {
+    const version = (root: string) => spawnSync(process.execPath, [join(root, 'dist/src/cli/main.js'), '--version'], { encoding: 'utf8' }).stdout;
+    expect(version(copy.root)).toMatch(/\nAES-GCM: OpenSSL batch addon \(OpenSSL 3\.[^,]+, linux-x64\)\n$/);
+    const none = runtimeCopy(scratchDir('mk-installed-'));
+    rmSync(join(none.root, 'native', 'prebuilds'), { recursive: true });
+    expect(version(none.root)).toMatch(/\nAES-GCM: node:crypto \(no prebuilt addon fits linux-x64; one OpenSSL call per value, slower on large tables\)\n$/);
+    const reports = join(s.dir, 'reports-node-crypto');
+    const r = spawnSync(process.execPath, [none.cli, 'apply', '--config', s.configPath, '--report-dir', reports, '--backup-dir', join(s.dir, 'backups-node-crypto')], { encoding: 'utf8', env: s.env });
+    expect(r.status).toBe(0);
+    const md = readdirSync(reports).find((f) => f.endsWith('.md'))!;
+    expect(readFileSync(join(reports, md), 'utf8')).toMatch(/^\| AES-GCM \| node:crypto \(no prebuilt addon fits linux-x64; [^|]*\) \|$/m);
+  });
+
   it.each(['cdktf', 'cdktn'])('the constructs synthesize a MasterKey where %s (and constructs) is the only CDK library installed', (lib) => {
     const only = runtimeCopy(scratchDir('mk-installed-'), { peers: [lib, 'constructs'] });
     const other = lib === 'cdktf' ? 'cdktn' : 'cdktf';
@@ -118,15 +131,19 @@ describe('the package with only its runtime dependencies', () => {
     const json = JSON.parse(readFileSync(join(outdir, 'stacks', 'stack', 'cdk.tf.json'), 'utf8'));
     expect(json.resource.terraform_data.master_key_key.triggers_replace.generation).toBe('2');
   });
-  it('with better-sqlite3 installed (it built), opens a sqlite: URL; without it (an optional dependency), says in one sentence what to install', () => {
+  it('with better-sqlite3 installed (it built), opens a sqlite: URL; without it (an optional dependency), or with its build skipped, says in one sentence what to install', () => {
     const url = createSqliteDatabase('wal', join(s.dir, 'sqlite'));
     const status = (root: string) => spawnSync(process.execPath, [join(root, 'dist/src/cli/main.js'), 'status', '--config', s.configPath], { encoding: 'utf8', env: { ...s.env, DATABASE_URL: url } });
     const withIt = status(copy.root);
     expect(withIt.stderr).toMatch(/Integrity canary not found/);
     const without = runtimeCopy(scratchDir('mk-installed-'));
     rmSync(join(without.root, 'node_modules', 'better-sqlite3'), { recursive: true, force: true });
+    // Installed but never built (npm skipped its install script): its JavaScript is there, its native part is not.
+    const unbuilt = runtimeCopy(scratchDir('mk-installed-'));
+    rmSync(join(unbuilt.root, 'node_modules', 'better-sqlite3', 'build'), { recursive: true, force: true });
+    expect(status(unbuilt.root).stderr).toBe(status(without.root).stderr);
     const r = status(without.root);
     expect(r.status).toBe(7);
-    expect(r.stderr).toMatch(/^master-key: SQLite support needs the optional package better-sqlite3 \(12\.x\), which is not installed or did not build; run `npm install better-sqlite3@12` .* \[DB_UNREACHABLE\]\n$/);
+    expect(r.stderr).toMatch(/^master-key: SQLite support needs the optional package better-sqlite3 \(12\.x\), which is not installed or did not build \(npm skips its install script unless your package\.json approves it\): add `"allowScripts": \{ "better-sqlite3": true \}` to your package\.json, run `npm rebuild better-sqlite3` .* \[DB_UNREACHABLE\]\n$/);
   });
 });

@@ -10,6 +10,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseKey } from '../src/crypto/key';
 import { Installation, createFleet, declareFleet, dropFleet, fleetEnv } from '../scripts/fleet';
+import { RotationResourceType } from '../constructs';
 import { dbSnapshot, keyLeaks, keyLine } from './support/scenario';
 import { TfWorkspace, describeTerraform } from './support/terraform';
 import { Keyring } from '../src/crypto/keyring';
@@ -49,7 +50,7 @@ describeTerraform('a fleet of 20 installations through the provider', () => {
   });
 
   it('rotates 19 with -parallelism=5 while the one with a wrong key fails alone, then finishes it', async () => {
-    ws.synth((stack) => declareFleet(stack, fleet, 2, 'provider', root));
+    ws.synth((stack) => declareFleet(stack, fleet, 2, RotationResourceType.PROVIDER, root));
     ws.ok(['init'], env);
     const plan = ws.ok(['plan', '-parallelism=5', '-out=fleet.tfplan'], env);
     expect(plan).toContain(`Plan: ${SIZE} to add, 0 to change, 0 to destroy.`);

@@ -12,13 +12,16 @@ import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { installationOf, validateKey } from '../src/provider/arguments';
-import { installationContext } from '../src/provider/engine';
+import { validateKey } from '../src/provider/arguments';
+import { contextOf } from '../src/provider/engine';
+import { LISTED_ROWS, errorDiagnostic, failureList } from '../src/provider/diagnostics';
+import { MasterKeyError } from '../src/errors';
 import { makeIdentity } from '../src/provider/certificate';
 import { UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from '../src/provider/cty';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, loadProto } from '../src/provider/plugin-server';
-import { parseImportId, providerService } from '../src/provider/provider';
-import { KEY_RESOURCE, objectOf, typed } from '../src/provider/schema';
+import { parseImportId } from '../src/provider/key-resource';
+import { providerService } from '../src/provider/provider';
+import { KEY_RESOURCE, KeyObject, objectOf, typed } from '../src/provider/schema';
 import { caught } from './support/errors';
 
 const MAIN = join(__dirname, '..', 'dist', 'src', 'provider', 'main.js');
@@ -68,6 +71,8 @@ describe('msgpack DynamicValues', () => {
 
 describe('arguments and import ids', () => {
   const base = objectOf(KEY_RESOURCE, { name: 'act', generation: 1, config_files: ['/etc/act.env'] });
+  /** An object with values of types the schema does not allow, as a broken state or a bad msgpack value could hold. */
+  const untyped = (o: Record<string, unknown>) => o as unknown as KeyObject;
 
   it('accepts good arguments and names each bad one with the fix', () => {
     expect(validateKey(base)).toEqual([]);
@@ -85,16 +90,16 @@ describe('arguments and import ids', () => {
     expect(bad.every((d) => d.severity === 'ERROR' && d.attribute)).toBe(true);
     expect(validateKey({ ...base, generation: UNKNOWN, config_files: UNKNOWN })).toEqual([]);
     // config_files as terraform could send it in a broken state: not a list, or with an element that is not a path.
-    expect(validateKey({ ...base, config_files: '/etc/act.env' }).map((d) => d.summary)).toEqual(['config_files is not a list; list the absolute paths of the config files holding the key.']);
-    expect(validateKey({ ...base, config_files: ['/etc/act.env', null, 7] }).map((d) => d.summary)).toEqual([
+    expect(validateKey(untyped({ ...base, config_files: '/etc/act.env' })).map((d) => d.summary)).toEqual(['config_files is not a list; list the absolute paths of the config files holding the key.']);
+    expect(validateKey(untyped({ ...base, config_files: ['/etc/act.env', null, 7] })).map((d) => d.summary)).toEqual([
       'config_files[1] is null, not a path; give the absolute path of a config file.',
       'config_files[2] is 7, not a path; give the absolute path of a config file.',
     ]);
-    expect(caught(() => installationContext(installationOf({ ...base, config_files: null }), () => undefined, {})).message).toBe(
-      'config_files is empty; list the absolute path of the config file holding the key (one per server node).',
+    expect(caught(() => contextOf({ ...base, config_files: null }, () => undefined)).message).toBe(
+      'No config file was given; name the config file that holds the master key (one per server node).',
     );
     // What a summary quotes is quoted as JSON, so a line break cannot split it across lines.
-    const odd = validateKey({ ...base, generation: '\f\n', config_files: ['a\nb'], rotation_epoch: 'x\ny', rotation_period_days: 30, new_key_file: 'k\r' }).map((d) => d.summary);
+    const odd = validateKey(untyped({ ...base, generation: '\f\n', config_files: ['a\nb'], rotation_epoch: 'x\ny', rotation_period_days: 30, new_key_file: 'k\r' })).map((d) => d.summary);
     expect(odd).toEqual([
       'config_files[0] "a\\nb" is not an absolute path; write it absolute, e.g. with abspath().',
       'generation "\\f\\n" is not a whole number of at least 0; give the key generation as an integer such as 1, and raise it by one to rotate.',
@@ -112,6 +117,30 @@ describe('arguments and import ids', () => {
     expect(caught(() => parseImportId('a\nb')).message).toContain('The import id "a\\nb" is not NAME:PATH');
     expect(caught(() => parseImportId('{"name":"x","a\\nb":1}')).message).toContain('names "a\\nb", which');
     expect(caught(() => parseImportId('{nope')).message).toContain('not valid JSON');
+  });
+});
+
+describe('diagnostics', () => {
+  const failure = (id: number) => ({ table: 'services', column: 'spec', id: String(id), kind: 'service environment variable', path: 'env.2.value', code: 'SEALED_WRONG_KEY' as const });
+
+  it('list values that do not open by place (table, column, JSON path, id, kind, code), the first LISTED_ROWS and how many more', () => {
+    const rows = Array.from({ length: LISTED_ROWS + 3 }, (_, i) => failure(i + 1));
+    const text = failureList(rows, 1234);
+    expect(text.split('\n')[0]).toBe('  - services.spec#env.2.value id=1 (service environment variable): SEALED_WRONG_KEY');
+    expect(text.split('\n')).toHaveLength(LISTED_ROWS + 1);
+    expect(text).not.toContain(`id=${LISTED_ROWS + 1} `);
+    expect(text.split('\n').at(-1)).toBe(`  … and ${(1234 - LISTED_ROWS).toLocaleString('en-US')} more (1,234 in all).`);
+    expect(failureList([failure(7)], 1)).toBe('  - services.spec#env.2.value id=7 (service environment variable): SEALED_WRONG_KEY');
+  });
+
+  it("carry the CLI's sentence as the summary, and the code (with the rows an error names) in the detail", () => {
+    const d = errorDiagnostic(new MasterKeyError('UNDECRYPTABLE_ROWS', '2 stored value(s) do not open.', { failures: [failure(1)], failureCount: 2 }));
+    expect(d).toEqual({
+      severity: 'ERROR',
+      summary: '2 stored value(s) do not open.',
+      detail: 'Values that do not open:\n  - services.spec#env.2.value id=1 (service environment variable): SEALED_WRONG_KEY\n  … and 1 more (2 in all).\n\nError code UNDECRYPTABLE_ROWS (`master-key` reports the same and exits 6).',
+    });
+    expect(errorDiagnostic(new MasterKeyError('PLAN_STALE', 'Stale.')).detail).toBe('Error code PLAN_STALE (`master-key` reports the same and exits 12).');
   });
 });
 

@@ -19,9 +19,10 @@ import { show } from './commands/show';
 import { status } from './commands/status';
 import { verify } from './commands/verify';
 import { CliCommand, Io } from './options';
-import { provider } from '../provider/command';
+import { providerInstall, providerPackage } from '../provider/command';
+import { aesGcmEngineDescription } from '../crypto/gcm-batch';
 
-const COMMANDS: readonly CliCommand[] = [init, plan, apply, status, verify, show, set, recover, restore, provider];
+const COMMANDS: readonly CliCommand[] = [init, plan, apply, status, verify, show, set, recover, restore, providerInstall, providerPackage];
 
 /** This package's version (from its package.json, found above this file in src/ or dist/). */
 function packageVersion(): string {
@@ -32,14 +33,23 @@ function packageVersion(): string {
   return 'unknown';
 }
 
+/**
+ * What `master-key --version` prints: the version, then which AES-GCM
+ * engine runs here ("OpenSSL batch addon" or "node:crypto", with why).
+ */
+export function versionText(): string {
+  return `${packageVersion()}\nAES-GCM: ${aesGcmEngineDescription()}`;
+}
+
 /** The parser; the command that runs reports its exit code through `exit`. */
-function program(io: Io, exit: (code: number) => void): Command {
+function program(io: Io, exit: (code: number) => void, argv: readonly string[]): Command {
   const prog = new Command('master-key')
-    .description("Rotate the master key that seals secrets in a PostgreSQL database, crash-safely, with a plan and an auditor's report.")
-    .version(packageVersion())
+    .description("Rotate the master key that seals secrets in a PostgreSQL or SQLite database, crash-safely, with a plan and an auditor's report.")
+    // The engine is looked up (the addon loaded) only when the version is asked for.
+    .version(argv.includes('--version') || argv.includes('-V') ? versionText() : packageVersion())
     // Parse errors are reported like every other error (one line, `--json`), by `main`.
     .configureOutput({ outputError: () => undefined })
-    .addHelpText('after', '\nKeys are never read from arguments: use files, standard input or environment variables.\nExit codes: see the README ("Exit codes").');
+    .addHelpText('after', '\nKeys are never read from arguments: use files, standard input or environment variables.\nExit codes: see docs/cli.md ("Exit codes").');
   prog.exitOverride();
   for (const cmd of COMMANDS) cmd.define(prog).action(async (o: object) => exit(await cmd.run(o, io)));
   return prog;
@@ -70,7 +80,7 @@ function detailedExitcode(argv: readonly string[]): boolean {
 /** Runs the command line `argv` (without node and the script); resolves to the process exit code. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   let exitCode: number = ExitCode.OK;
-  const prog = program(io, (code) => (exitCode = code));
+  const prog = program(io, (code) => (exitCode = code), argv);
   try {
     await prog.parseAsync(argv, { from: 'user' });
     return detailedExitcode(argv) && exitCode !== ExitCode.OK && exitCode !== ExitCode.CHANGES ? ExitCode.INTERNAL : exitCode;

@@ -3,16 +3,12 @@
  * commands that reach the database, and turning them into a `Context`.
  * Key material is never accepted on argv.
  */
-import { resolve, dirname, join } from 'node:path';
+import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { CONFIG_FORMATS, ConfigFormat } from '../config/formats';
-import { ConfigTarget, configTarget, readConfigEntry } from '../config/config-file';
-import { ExitCodeValue, MasterKeyError, isMasterKeyError } from '../errors';
-import { loadInventory } from '../inventory/inventory';
+import { InstallationSettings, Spelling, buildContext } from '../context/build';
+import { ExitCodeValue, MasterKeyError } from '../errors';
 import { Context, NewKeySource } from '../rotation/context';
-import { resolveStoreUrl } from '../store/open';
-import { FaultPoints } from '../rotation/faults';
-import { defaultPendingPath } from '../rotation/pending';
 import { terminalProgress } from './progress';
 
 /** Where a command writes, and the environment it reads. */
@@ -117,70 +113,35 @@ export function declared(o: DeclaredOpts): { targetGeneration?: number; windowSt
   };
 }
 
-/** Resolves the options once into what the engine needs. */
-export function makeContext(o: CommonOpts, io: Io): Context {
-  const paths = o.config.length ? o.config : [DEFAULT_CONFIG];
-  const targets = paths.map((p) => configTarget(p, o.keyName, o.format));
-  const primary = targets[0].path;
-  const databaseUrl = resolveStoreUrl(databaseUrlOf(o, targets[0], io.env), dirname(primary));
-  const log = (line: string) => (o.json ? io.err : io.out)(line + '\n');
+/** How the CLI names the settings in its sentences. */
+export const CLI_SPELLING: Spelling = {
+  databaseUrlEnv: (name) => (name ? `--database-url-env ${name}` : '--database-url-env'),
+  databaseUrlEntry: (name) => (name ? `--database-url-entry ${name}` : '--database-url-entry'),
+  exportWhere: '',
+};
+
+/** What the options declare (the config files default to ./act.env). */
+export function settingsOf(o: CommonOpts): InstallationSettings {
   const batchSize = o.batchSize ? Number.parseInt(o.batchSize, 10) : undefined;
   if (batchSize !== undefined && !(batchSize > 0)) throw new MasterKeyError('USAGE', `--batch-size must be a positive whole number, got "${o.batchSize}".`);
   return {
-    targets,
-    databaseUrl,
-    inventory: loadInventory(o.inventory),
-    pendingPath: o.pendingFile ? resolve(o.pendingFile) : defaultPendingPath(primary),
-    backupDir: resolve(o.backupDir ?? join(dirname(primary), 'master-key-backups')),
-    reportDir: resolve(o.reportDir ?? join(dirname(primary), 'master-key-reports')),
+    configFiles: o.config.length ? o.config : [DEFAULT_CONFIG],
+    configFormat: o.format,
+    keyName: o.keyName,
+    databaseUrl: o.databaseUrlEntry ? { entry: o.databaseUrlEntry } : o.databaseUrlEnv ? { env: o.databaseUrlEnv } : undefined,
+    inventory: o.inventory,
+    pendingFile: o.pendingFile,
+    backupDir: o.backupDir,
+    reportDir: o.reportDir,
     hooks: { stop: o.stopCommand, start: o.startCommand, health: o.healthCommand },
-    log,
-    progress: terminalProgress(!o.json),
-    faults: new FaultPoints(io.env.MASTER_KEY_TEST_KILL_AT),
-    now: () => new Date(),
     batchSize,
   };
 }
 
-/** The entry of ACT's config that names its database (`sqlite:/var/lib/act/act.db` by default). */
-export const ACT_DATABASE_URL_ENTRY = 'ACT_DATABASE_URL';
-const DEFAULT_DATABASE_URL_ENV = 'DATABASE_URL';
-
-/** The entry's value, or undefined when the file does not have it. */
-function optionalEntry(t: ConfigTarget, entry: string): string | undefined {
-  try {
-    return readConfigEntry(t, entry);
-  } catch (e) {
-    if (isMasterKeyError(e, 'CONFIG_KEY_MISSING')) return undefined;
-    throw e;
-  }
-}
-
-/**
- * The database URL as given (a SQLite path may still be relative): from
- * --database-url-entry, from --database-url-env, or by default from
- * ACT_DATABASE_URL in the primary config (ACT preset, when the file holds
- * it) or else $DATABASE_URL. When the default finds both and they differ,
- * the user must choose.
- */
-function databaseUrlOf(o: CommonOpts, primary: ConfigTarget, env: NodeJS.ProcessEnv): string {
-  if (o.databaseUrlEntry) return readConfigEntry(primary, o.databaseUrlEntry);
-  const fromEnv = (name: string) => {
-    const url = env[name] ?? '';
-    if (!url) throw new MasterKeyError('USAGE', `The environment variable ${name} is not set; export the database URL in it (or name another with --database-url-env, or use --database-url-entry).`);
-    return url;
-  };
-  if (o.databaseUrlEnv) return fromEnv(o.databaseUrlEnv);
-  const actUrl = o.inventory === 'act' ? optionalEntry(primary, ACT_DATABASE_URL_ENTRY) : undefined;
-  if (actUrl === undefined) return fromEnv(DEFAULT_DATABASE_URL_ENV);
-  const envUrl = env[DEFAULT_DATABASE_URL_ENV];
-  if (envUrl && resolveStoreUrl(envUrl, dirname(primary.path)) !== resolveStoreUrl(actUrl, dirname(primary.path))) {
-    throw new MasterKeyError(
-      'USAGE',
-      `${primary.path} sets ${ACT_DATABASE_URL_ENTRY} and the environment sets ${DEFAULT_DATABASE_URL_ENV} to a different database; choose one with --database-url-entry ${ACT_DATABASE_URL_ENTRY} or --database-url-env ${DEFAULT_DATABASE_URL_ENV}.`,
-    );
-  }
-  return actUrl;
+/** Resolves the options once into what the engine needs (`buildContext`, which the provider shares). */
+export function makeContext(o: CommonOpts, io: Io): Context {
+  const log = (line: string) => (o.json ? io.err : io.out)(line + '\n');
+  return buildContext(settingsOf(o), { env: io.env, log, progress: terminalProgress(!o.json), spelling: CLI_SPELLING });
 }
 
 /** Where a key comes from: one of a file, standard input or an environment variable; else generated. */

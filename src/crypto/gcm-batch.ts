@@ -12,7 +12,9 @@
  *   through OpenSSL's EVP interface, one context per key re-initialised per
  *   nonce (about ten times the throughput of the next one);
  * - `node`: node:crypto, one `createDecipheriv`/`createCipheriv` per message.
- *   The fallback when the addon is not built.
+ *   The fallback where no prebuilt addon fits the platform (the package
+ *   ships one for linux-x64); `master-key --version` and the report say
+ *   which engine runs.
  * Either runs on the calling thread; worker threads each run their own
  * (src/engine/crypto-pool).
  * No AES or GHASH is implemented in this repository; tests check every
@@ -148,39 +150,92 @@ interface NativeModule {
   readonly openssl: string;
 }
 
-/** Where `npm run build` puts the addon (native/build/Release), searched upwards from here (src/crypto or dist/src/crypto). */
-export function nativeAddonPath(): string | undefined {
+/**
+ * The folder of the addon (native/, with binding.gyp and the prebuilds),
+ * searched upwards from here: src/crypto in the checkout, dist/src/crypto
+ * in the checkout or in an installed package.
+ */
+function nativeDir(): string | undefined {
   for (let dir = __dirname, i = 0; i < 5; i++, dir = dirname(dir)) {
-    const p = join(dir, 'native', 'build', 'Release', 'gcm_batch.node');
-    if (existsSync(p)) return p;
+    const d = join(dir, 'native');
+    if (existsSync(join(d, 'binding.gyp'))) return d;
   }
   return undefined;
 }
 
-let native: GcmEngine | null | undefined;
+/** This process's platform as prebuilds are named (linux-x64). */
+const PLATFORM = `${process.platform}-${process.arch}`;
+
+interface AddonLookup {
+  /** The addon that fits this platform (native/prebuilds/<platform>-<arch>/, or native/build/Release after a local node-gyp build). */
+  readonly path?: string;
+  /** Why there is none, in a few words (for `master-key --version` and the report). */
+  readonly why?: string;
+}
+
+let lookup: AddonLookup | undefined;
 
 /**
- * The `native` engine, or undefined when the addon was not built. It is
- * used only after it sealed and opened a known message exactly as
- * node:crypto does; an addon that disagrees is an error, never ignored.
+ * Finds the addon with node-gyp-build, which picks the prebuild whose tags
+ * fit this process (platform, architecture, libc; a Node-API build fits
+ * every Node.js version). `npm run build` makes the linux-x64 prebuild and
+ * the package ships it, so no consumer needs a compiler.
+ */
+function findAddon(): AddonLookup {
+  if (lookup) return lookup;
+  const dir = nativeDir();
+  if (!dir) return (lookup = { why: 'the native folder of the package is missing' });
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+    lookup = { path: nodeGypBuild.path(dir) };
+  } catch {
+    lookup = { why: `no prebuilt addon fits ${PLATFORM}` };
+  }
+  return lookup;
+}
+
+/** The addon's path (a prebuild, or a local build), or undefined when none fits this platform. */
+export function nativeAddonPath(): string | undefined {
+  return findAddon().path;
+}
+
+let native: GcmEngine | null | undefined;
+let nativeOpenssl: string | undefined;
+let notLoaded: string | undefined;
+
+/**
+ * The `native` engine, or undefined when no addon fits this platform (or
+ * the one that fits cannot be loaded here, e.g. a Node.js built without
+ * OpenSSL's symbols). It is used only after it sealed and opened a known
+ * message exactly as node:crypto does; an addon that disagrees is an
+ * error, never ignored.
  */
 export function nativeEngine(): GcmEngine | undefined {
   if (native === undefined) {
     const path = nativeAddonPath();
-    if (!path) {
-      native = null;
-    } else {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const mod = require(path) as NativeModule;
-      const engine: GcmEngine = {
-        name: 'native',
-        run: (j) => mod.process(j.keys, j.newKey ?? null, j.data, j.offs, j.aad, j.aadOffs, j.keyIdx, j.nonces ?? null, j.out ?? null, j.status),
-        sumSha256: (d, o, a) => mod.sumSha256(d, o, a),
-      };
-      if (!selfTest(engine)) {
-        throw new MasterKeyError('INTERNAL', `The AES-GCM addon (${path}) does not agree with node:crypto; rebuild it with \`npm run build\`.`);
+    native = null;
+    if (path) {
+      let mod: NativeModule | undefined;
+      try {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        mod = require(path) as NativeModule;
+      } catch (e) {
+        notLoaded = `the addon for ${PLATFORM} did not load: ${String((e as Error).message).split('\n')[0]}`;
       }
-      native = engine;
+      if (mod) {
+        const m = mod;
+        const engine: GcmEngine = {
+          name: 'native',
+          run: (j) => m.process(j.keys, j.newKey ?? null, j.data, j.offs, j.aad, j.aadOffs, j.keyIdx, j.nonces ?? null, j.out ?? null, j.status),
+          sumSha256: (d, o, a) => m.sumSha256(d, o, a),
+        };
+        if (!selfTest(engine)) {
+          throw new MasterKeyError('INTERNAL', `The AES-GCM addon (${path}) does not agree with node:crypto; reinstall the package (or rebuild it with \`npm run build\` in a checkout).`);
+        }
+        nativeOpenssl = m.openssl;
+        native = engine;
+      }
     }
   }
   return native ?? undefined;
@@ -188,9 +243,17 @@ export function nativeEngine(): GcmEngine | undefined {
 
 /** The OpenSSL version the native addon runs on (node's own), for reports. */
 export function nativeOpenSslVersion(): string | undefined {
-  const path = nativeAddonPath();
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return path ? (require(path) as NativeModule).openssl : undefined;
+  return nativeEngine() ? nativeOpenssl : undefined;
+}
+
+/**
+ * Which AES-GCM engine this process runs, in the words `master-key
+ * --version` and the report's header use: "OpenSSL batch addon" or
+ * "node:crypto" (with why the addon is not used).
+ */
+export function aesGcmEngineDescription(): string {
+  if (nativeEngine()) return `OpenSSL batch addon (${nativeOpenssl}, ${PLATFORM})`;
+  return `node:crypto (${notLoaded ?? findAddon().why ?? 'the addon is not used'}; one OpenSSL call per value, slower on large tables)`;
 }
 
 /** The engine production uses: the native addon when built, else node:crypto. */
@@ -201,7 +264,7 @@ export function defaultEngine(): GcmEngine {
 export function engineByName(name: EngineName): GcmEngine {
   if (name === 'node') return nodeEngine;
   const n = nativeEngine();
-  if (!n) throw new MasterKeyError('INTERNAL', 'The AES-GCM addon is not built (native/build/Release/gcm_batch.node); run `npm run build`.');
+  if (!n) throw new MasterKeyError('INTERNAL', `The AES-GCM addon is not available: ${aesGcmEngineDescription()}; run \`npm run build\` in a checkout.`);
   return n;
 }
 

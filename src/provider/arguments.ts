@@ -5,23 +5,29 @@
  * what to do (never echoing anything that looks like a credential).
  */
 import { isAbsolute } from 'node:path';
-import { isConfigFormat } from '../config/formats';
+import { ConfigFormat, isConfigFormat } from '../config/formats';
+import type { InstallationSettings, Spelling, Surface } from '../context/build';
+import { isLocalAddress } from '../config/nodes';
+import { quietProgress } from '../rotation/context';
+import type { Declared } from '../rotation/decide';
 import { parseEpoch, rotationWindow } from '../../constructs/window';
-import { UNKNOWN, ObjectValue, Value } from './cty';
-import type { Installation } from './engine';
-
-export interface Diagnostic {
-  readonly severity: 'ERROR' | 'WARNING';
-  readonly summary: string;
-  readonly detail: string;
-  readonly attribute?: { steps: Array<{ attribute_name: string } | { element_key_int: number }> };
-}
+import { UNKNOWN, Value } from './cty';
+import type { AttributePathStep, Diagnostic } from './protocol';
+import type { KeyObject, NamesOf, StatusObject, KEY_RESOURCE } from './schema';
 
 export function attributeError(name: string, summary: string, detail = '', index?: number): Diagnostic {
-  const steps: Array<{ attribute_name: string } | { element_key_int: number }> = [{ attribute_name: name }];
+  const steps: AttributePathStep[] = [{ attribute_name: name }];
   if (index !== undefined) steps.push({ element_key_int: index });
   return { severity: 'ERROR', summary, detail, attribute: { steps } };
 }
+
+/** The arguments that say where the installation is and how to reach it (the resource's and the data source's); all must be known to look at it. */
+export const INSTALLATION_ARGUMENTS = ['config_files', 'config_format', 'key_name', 'database_url_env', 'database_url_entry', 'inventory'] as const satisfies ReadonlyArray<
+  NamesOf<typeof KEY_RESOURCE, 'required' | 'optional'> & keyof StatusObject
+>;
+
+/** Those arguments, in the resource's object or the data source's. */
+export type InstallationObject = Pick<KeyObject, (typeof INSTALLATION_ARGUMENTS)[number]>;
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const ENTRY_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
@@ -35,14 +41,14 @@ function shown(v: Value): string {
 }
 
 /** Checks the installation arguments that are known; unknown ones are checked at plan time again. */
-export function validateInstallation(o: ObjectValue): Diagnostic[] {
+export function validateInstallation(o: InstallationObject): Diagnostic[] {
   const d: Diagnostic[] = [];
   const files = o.config_files;
   if (files !== null && files !== UNKNOWN && !Array.isArray(files)) d.push(attributeError('config_files', 'config_files is not a list; list the absolute paths of the config files holding the key.'));
   if (Array.isArray(files)) {
     if (files.length === 0) d.push(attributeError('config_files', 'config_files is empty; list the absolute path of the config file holding the key (one per server node).'));
     files.forEach((f, i) => {
-      if (typeof f === 'string' && !isAbsolute(f)) d.push(attributeError('config_files', `config_files[${i}] ${shown(f)} is not an absolute path; write it absolute, e.g. with abspath().`, '', i));
+      if (typeof f === 'string' && isLocalAddress(f) && !isAbsolute(f)) d.push(attributeError('config_files', `config_files[${i}] ${shown(f)} is not an absolute path; write it absolute, e.g. with abspath().`, '', i));
       else if (typeof f !== 'string' && f !== UNKNOWN) d.push(attributeError('config_files', `config_files[${i}] is ${shown(f)}, not a path; give the absolute path of a config file.`, '', i));
     });
     const known = files.filter((f): f is string => typeof f === 'string');
@@ -69,7 +75,7 @@ export function validateInstallation(o: ObjectValue): Diagnostic[] {
 const wholeNumber = (v: Value, min: number): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
 
 /** Checks the arguments of `masterkey_key`. */
-export function validateKey(o: ObjectValue): Diagnostic[] {
+export function validateKey(o: KeyObject): Diagnostic[] {
   const d = validateInstallation(o);
   const name = str(o.name);
   if (name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9 ._/-]*$/.test(name)) d.push(attributeError('name', 'name is not a plain label; use letters, digits, spaces, dots, dashes, slashes or underscores.'));
@@ -99,7 +105,7 @@ export function validateKey(o: ObjectValue): Diagnostic[] {
 }
 
 /** Checks the arguments of `masterkey_status`. */
-export function validateStatus(o: ObjectValue): Diagnostic[] {
+export function validateStatus(o: StatusObject): Diagnostic[] {
   const d = validateInstallation(o);
   if (o.max_age_days !== null && o.max_age_days !== UNKNOWN && !(typeof o.max_age_days === 'number' && o.max_age_days > 0)) {
     d.push(attributeError('max_age_days', 'max_age_days must be a positive number of days.'));
@@ -107,27 +113,40 @@ export function validateStatus(o: ObjectValue): Diagnostic[] {
   return d;
 }
 
-const opt = (v: Value): string | undefined => (typeof v === 'string' ? v : undefined);
+/** How terraform users name the settings: by the arguments of the resource and the data source. */
+export const TERRAFORM_SPELLING: Spelling = {
+  databaseUrlEnv: (name) => (name ? `database_url_env = "${name}"` : 'database_url_env'),
+  databaseUrlEntry: (name) => (name ? `database_url_entry = "${name}"` : 'database_url_entry'),
+  exportWhere: ' in the shell that runs terraform',
+};
 
-/** The installation an object's (known) arguments describe. */
-export function installationOf(o: ObjectValue): Installation {
+/** The provider's surface: terraform's environment, lines to the provider's log, no progress bar. */
+export function providerSurface(log: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Surface {
+  return { env, log, progress: quietProgress, spelling: TERRAFORM_SPELLING };
+}
+
+/** The resource's arguments for where files go and what runs around the rotation (the data source has none). */
+export type RotationArguments = Partial<Pick<KeyObject, 'backup_dir' | 'report_dir' | 'stop_command' | 'start_command' | 'health_command'>>;
+
+/** What an object's (known) arguments declare; report_dir defaults to backup_dir when that is given. */
+export function settingsOf(o: InstallationObject & RotationArguments): InstallationSettings {
+  const backupDir = str(o.backup_dir ?? null);
+  const databaseUrlEnv = str(o.database_url_env);
+  const databaseUrlEntry = str(o.database_url_entry);
   return {
-    configFiles: (o.config_files as string[]) ?? [],
-    configFormat: opt(o.config_format) as Installation['configFormat'],
-    keyName: opt(o.key_name),
-    databaseUrlEnv: opt(o.database_url_env),
-    databaseUrlEntry: opt(o.database_url_entry),
-    inventory: opt(o.inventory),
-    backupDir: opt(o.backup_dir),
-    reportDir: opt(o.report_dir),
-    stopCommand: opt(o.stop_command),
-    startCommand: opt(o.start_command),
-    healthCommand: opt(o.health_command),
+    configFiles: Array.isArray(o.config_files) ? o.config_files.filter((f): f is string => typeof f === 'string') : [],
+    configFormat: str(o.config_format) as ConfigFormat | undefined,
+    keyName: str(o.key_name),
+    databaseUrl: databaseUrlEntry !== undefined ? { entry: databaseUrlEntry } : databaseUrlEnv !== undefined ? { env: databaseUrlEnv } : undefined,
+    inventory: str(o.inventory),
+    backupDir,
+    reportDir: str(o.report_dir ?? null) ?? backupDir,
+    hooks: { stop: str(o.stop_command ?? null), start: str(o.start_command ?? null), health: str(o.health_command ?? null) },
   };
 }
 
 /** What `masterkey_key` declares, evaluated at `at`: the engine's `Declared`. */
-export function declaredOf(o: ObjectValue, at: Date): { targetGeneration: number; windowStart?: Date; policyDays?: number } {
+export function declaredOf(o: KeyObject, at: Date): Declared & { readonly targetGeneration: number } {
   const generation = o.generation as number;
   if (typeof o.rotation_period_days !== 'number') return { targetGeneration: generation };
   const evaluatedAt = typeof o.rotation_evaluated_at === 'string' ? parseEpoch(o.rotation_evaluated_at, 'rotation_evaluated_at') : at;
@@ -135,6 +154,3 @@ export function declaredOf(o: ObjectValue, at: Date): { targetGeneration: number
   const w = rotationWindow(o.rotation_period_days, evaluatedAt, epoch);
   return { targetGeneration: generation, windowStart: w.start, policyDays: w.periodDays };
 }
-
-/** The arguments that say where the installation is and how to reach it; all must be known to look at it. */
-export const INSTALLATION_ARGUMENTS = ['config_files', 'config_format', 'key_name', 'database_url_env', 'database_url_entry', 'inventory'] as const;

@@ -1,84 +1,35 @@
 /**
  * The provider's one seam to the rotation engine: everything the provider
  * does to a database or a config file goes through the functions here, which
- * call the same engine code as the CLI (`runApply`, `runStatus`, `runVerify`,
- * and the facts `master-key plan` gathers, `gather`) in this process, on
- * either store: no shell, no argv.
- * When the engine's entry points move, this is the file to re-point.
+ * call the same code as the CLI (the context from `buildContext`, then
+ * `runApply`, `runStatus`, `runVerify`, and the facts `master-key plan`
+ * gathers, `gather`) in this process, on either store: no shell, no argv.
+ * When the rotation's entry points move, this is the file to re-point. It is
+ * loaded on first use (`./engine-loader.ts`), with the database drivers.
  *
  * Refresh and plan must stay fast on a large database, so they count sealed
  * values by query (`Store.count`, on either store) and prove the key with
- * the canary instead of opening every row; `verify` asks for the full scan
- * (the CLI's plan).
+ * the canary instead of opening every row; `verify` asks for the full scan.
  */
 import { readFileSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { configTarget, readConfigEntry } from '../config/config-file';
-import { ConfigFormat } from '../config/formats';
-import { ErrorCode, MasterKeyError } from '../errors';
-import { loadInventory } from '../inventory/inventory';
-import { Context, quietProgress } from '../rotation/context';
+import { join } from 'node:path';
+import { buildContext } from '../context/build';
+import { ErrorCode } from '../errors';
+import { Context } from '../rotation/context';
 import { Declared } from '../rotation/decide';
-import { FaultPoints } from '../rotation/faults';
 import { assertNoPending } from '../rotation/keys';
-import { defaultPendingPath } from '../rotation/pending';
 import { runApply } from '../rotation/phases';
 import { RotationPlan } from '../rotation/plan';
 import { gather } from '../rotation/preflight';
-import { runRecover } from '../rotation/recover';
-import { renderStatus, runStatus, StatusResult } from '../rotation/status';
-import { runVerify } from '../rotation/verify';
+import { runStatus, StatusResult } from '../rotation/status';
+import { runVerify, scanWith } from '../rotation/verify';
 import { withStore } from '../store/open';
-import type { InventoryCounts } from '../store/store';
+import type { InventoryCounts, SecretFailure } from '../store/store';
+import { InstallationObject, RotationArguments, providerSurface, settingsOf } from './arguments';
 
-export { renderStatus, runRecover };
-export type { StatusResult };
-
-/** Where an installation is and how to rotate it: the resource's and data source's arguments. */
-export interface Installation {
-  readonly configFiles: readonly string[];
-  readonly configFormat?: ConfigFormat;
-  readonly keyName?: string;
-  readonly databaseUrlEnv?: string;
-  readonly databaseUrlEntry?: string;
-  readonly inventory?: string;
-  readonly backupDir?: string;
-  readonly reportDir?: string;
-  readonly stopCommand?: string;
-  readonly startCommand?: string;
-  readonly healthCommand?: string;
-}
-
-/** Builds the engine's context as the CLI does from the same options. */
-export function installationContext(a: Installation, log: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Context {
-  const keyName = a.keyName ?? 'ACT_MASTER_KEY';
-  const targets = a.configFiles.map((p) => configTarget(p, keyName, a.configFormat));
-  if (targets.length === 0) throw new MasterKeyError('USAGE', 'config_files is empty; list the absolute path of the config file holding the key (one per server node).');
-  const primary = targets[0].path;
-  let databaseUrl: string;
-  if (a.databaseUrlEntry !== undefined) {
-    databaseUrl = readConfigEntry(targets[0], a.databaseUrlEntry);
-  } else {
-    const name = a.databaseUrlEnv ?? 'DATABASE_URL';
-    databaseUrl = env[name] ?? '';
-    if (!databaseUrl) {
-      throw new MasterKeyError('USAGE', `The environment variable ${name} is not set; export the database URL in it in the shell that runs terraform (or name another with database_url_env, or use database_url_entry).`);
-    }
-  }
-  const backupDir = a.backupDir ?? join(dirname(primary), 'master-key-backups');
-  return {
-    targets,
-    databaseUrl,
-    inventory: loadInventory(a.inventory ?? 'act'),
-    pendingPath: defaultPendingPath(primary),
-    backupDir,
-    reportDir: a.reportDir ?? (a.backupDir !== undefined ? backupDir : join(dirname(primary), 'master-key-reports')),
-    hooks: { stop: a.stopCommand, start: a.startCommand, health: a.healthCommand },
-    log,
-    progress: quietProgress,
-    faults: new FaultPoints(env.MASTER_KEY_TEST_KILL_AT),
-    now: () => new Date(),
-  };
+/** The context a resource's or data source's (known) arguments describe: the CLI's `buildContext`, lines to the provider's log. */
+export function contextOf(o: InstallationObject & RotationArguments, log: (line: string) => void): Context {
+  return buildContext(settingsOf(o), providerSurface(log));
 }
 
 /** The key's real state, as terraform's refresh reads it. */
@@ -129,9 +80,9 @@ function counted(ctx: Context): Promise<InventoryCounts> {
  * (`master-key verify`); with `refusePending`, an interrupted rotation is the
  * CLI's ROTATION_INTERRUPTED error.
  */
-export async function readKey(ctx: Context, opts: { verify?: boolean; maxAgeMs?: number; refusePending?: boolean } = {}): Promise<KeyFacts> {
+export async function keyFacts(ctx: Context, opts: { verify?: boolean; maxAgeDays?: number; refusePending?: boolean } = {}): Promise<KeyFacts> {
   if (opts.refusePending) assertNoPending(ctx);
-  const status = await runStatus(ctx, { maxAgeMs: opts.maxAgeMs });
+  const status = await runStatus(ctx, { maxAgeMs: opts.maxAgeDays !== undefined ? opts.maxAgeDays * 86_400_000 : undefined });
   const secrets = await counted(ctx);
   let undecryptable: number | undefined;
   if (opts.verify) undecryptable = (await runVerify(ctx)).scan.failureCount;
@@ -157,38 +108,49 @@ export interface Problem {
   readonly code: ErrorCode;
 }
 
-/** What terraform's plan shows: the engine's rotation plan (its secrets counted, or opened with `verify`), with its blockers as coded problems. */
+/** Stored values that do not open with a key: how many, the first ones (never a value), and the key. */
+export interface Undecryptable {
+  readonly count: number;
+  readonly rows: readonly SecretFailure[];
+  readonly fingerprint: string;
+}
+
+/** What terraform's plan shows: the engine's rotation plan (its secrets counted, or opened with `verify`), with what would stop the rotation. */
 export interface KeyPlan {
   readonly plan: RotationPlan;
+  /** With `verify`: the values that do not open with the database's key (rotation due or not). */
+  readonly undecryptable?: Undecryptable;
+  /** Preflight problems of a rotation that is due (unwritable files, a full disk, ...). */
   readonly problems: readonly Problem[];
 }
 
 /**
  * The data-level dry run: the facts `master-key plan` gathers, with the
- * secrets counted by the store instead of opened (fast). With `verify` it
- * is `master-key plan` itself (every secret opened with the old key).
+ * secrets counted by the store instead of opened (fast). With `verify`,
+ * every secret is opened with the database's key as well, whether a
+ * rotation is due (`master-key plan`) or not (`master-key verify`).
  * Throws the CLI's errors for what stops a plan (pending rotation, wrong
  * key, missing canary, ...).
  */
-export async function planKey(ctx: Context, declared: Declared, opts: { verify?: boolean } = {}): Promise<KeyPlan> {
+export async function rotationPlan(ctx: Context, declared: Declared, opts: { verify?: boolean } = {}): Promise<KeyPlan> {
   assertNoPending(ctx);
   return withStore(ctx.databaseUrl, { doing: 'planning the rotation', label: 'terraform-provider-masterkey' }, async (store) => {
     const g = await gather(ctx, store, declared, { open: opts.verify === true });
-    // The plan's blockers in order: undecryptable rows first, then the preflight problems.
-    const problems: Problem[] = g.scan && g.scan.failureCount > 0 ? [{ message: g.plan.blockers[0], code: 'UNDECRYPTABLE_ROWS' }] : [];
-    for (const p of g.facts.preflight) problems.push({ message: p.problem, code: p.code });
-    return { plan: g.plan, problems };
+    const scan = opts.verify ? (g.scan ?? (await scanWith(ctx, store, g.oldKey))) : undefined;
+    const undecryptable = scan && scan.failureCount > 0 ? { count: scan.failureCount, rows: scan.failures, fingerprint: g.oldKey.fingerprint } : undefined;
+    const problems: Problem[] = g.facts.preflight.map((p) => ({ message: p.problem, code: p.code }));
+    return { plan: g.plan, undecryptable, problems: g.decision.rotate ? problems : [] };
   });
 }
 
 /** Apply: `master-key apply` (generating the new key), in this process. */
-export async function applyKey(ctx: Context, declared: Declared, newKeyOut?: string): Promise<{ rotated: boolean; reportMarkdown?: string; verificationFailures?: number }> {
+export async function applyDeclared(ctx: Context, declared: Declared, newKeyOut?: string): Promise<{ rotated: boolean; reportMarkdown?: string; verificationFailures?: number }> {
   const r = await runApply(ctx, { ...declared, newKey: { kind: 'generate' }, newKeyOut });
   if (r.action === 'none') return { rotated: false };
   return { rotated: true, reportMarkdown: r.reportFiles.markdown, verificationFailures: r.report.verification.failures };
 }
 
 /** Counts the secrets now (apply checks them against the plan's before it rotates). */
-export function countNow(ctx: Context): Promise<InventoryCounts> {
+export function countSecrets(ctx: Context): Promise<InventoryCounts> {
   return counted(ctx);
 }

@@ -1,8 +1,11 @@
 /**
- * Everything a command needs, resolved from the command line once: config
- * targets, database URL, inventory, file locations, hooks, output sinks.
+ * Everything a command needs, resolved once from what the user declared
+ * (`src/context/build.ts`, for the CLI and the provider alike): the nodes
+ * and their config files, database URL, inventory, file locations, hooks,
+ * output sinks.
  */
 import { ConfigTarget } from '../config/config-file';
+import type { ConfigNode } from '../config/nodes';
 import { Inventory } from '../inventory/inventory';
 import { FaultPoints } from './faults';
 import { Hooks } from './hooks';
@@ -29,7 +32,9 @@ export async function withProgress<T>(progress: Progress, label: string, total: 
 export type NewKeySource = { readonly kind: 'generate' } | { readonly kind: 'file'; readonly path: string } | { readonly kind: 'stdin' } | { readonly kind: 'env'; readonly name: string };
 
 export interface Context {
-  /** Config files holding the key; the first is the primary. */
+  /** The server's nodes: each a config file on a host (this machine today); the first is the primary. */
+  readonly nodes: readonly ConfigNode[];
+  /** The nodes' config files holding the key (`nodes[i].target`), as the rotation reads and writes them. */
   readonly targets: readonly ConfigTarget[];
   readonly databaseUrl: string;
   readonly inventory: Inventory;

@@ -24,6 +24,8 @@ export const FAULT_POINTS = [
   'verified',
   'report-written',
   'recover-config-written',
+  // Any process: a temp or probe file was written and fsynced, not yet renamed or removed (src/fsutil.ts).
+  'temp-written',
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];

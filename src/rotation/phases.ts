@@ -28,6 +28,7 @@ import { removePending, writePending } from './pending';
 import { RotationPlan } from './plan';
 import { Gathered, gather, refuseBadDocuments, refuseUnlessReady, undecryptableRows } from './preflight';
 import { RotationReport, REPORT_FORMAT, timingSummary, writeReport } from './report';
+import { aesGcmEngineDescription } from '../crypto/gcm-batch';
 import { Phase, Runner, Runtime } from './runner';
 import { scanWith, verifyRotation } from './verify';
 import { count } from '../format';
@@ -373,6 +374,7 @@ async function report(s: ApplyState, rt: Runtime): Promise<void> {
     startedAt: s.startedAt.toISOString(),
     finishedAt: ctx.now().toISOString(),
     database: s.store.description,
+    aesGcm: aesGcmEngineDescription(),
     reason: decision.reason,
     fromGeneration: decision.fromGeneration,
     toGeneration: decision.toGeneration,

@@ -174,7 +174,7 @@ export function undecryptableRows(scan: Pick<ScanResult, 'failures' | 'failureCo
   return new MasterKeyError(
     'UNDECRYPTABLE_ROWS',
     `${count(scan.failureCount)} stored value(s) do not open with the old key ${oldKey.fingerprint}${malformedNote(scan.failures)} (${first.join('; ')}${scan.failureCount > first.length ? '; …' : ''}); nothing was changed: restore or fix those rows (see \`master-key plan\`), then run apply again.`,
-    { failures: scan.failures },
+    { failures: scan.failures, failureCount: scan.failureCount },
   );
 }
 

@@ -8,10 +8,12 @@
  * files, the start hooks and verification.
  */
 import { unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { readConfigKey } from '../config/config-file';
 import { MasterKeyError } from '../errors';
-import { leftoverTempFiles } from '../fsutil';
+import { leftoverTempFiles, removeDeadTempFiles } from '../fsutil';
 import { withStore } from '../store/open';
+import { isSqliteUrl, sqliteFile } from '../store/sqlite/url';
 import { CanaryRow, Store, sameDatabase } from '../store/store';
 import { canaryOpensWith, requireCanary } from './canary';
 import { Context } from './context';
@@ -29,7 +31,13 @@ export interface RecoverResult {
   readonly tempFilesRemoved: readonly string[];
 }
 
-function removeLeftovers(paths: readonly string[]): string[] {
+/**
+ * Under the rotation lock: every temp file next to the config files and the
+ * pending-key file (no other process writes those while we hold the lock),
+ * and, in every directory a run writes to (config, backup and report
+ * directories), the temp and probe files of processes that are gone.
+ */
+function removeLeftovers(paths: readonly string[], dirs: readonly string[]): string[] {
   const removed: string[] = [];
   for (const p of paths) {
     for (const tmp of leftoverTempFiles(p)) {
@@ -37,7 +45,8 @@ function removeLeftovers(paths: readonly string[]): string[] {
       removed.push(tmp);
     }
   }
-  return removed;
+  for (const dir of new Set([...paths.map((p) => dirname(p)), ...dirs])) removed.push(...removeDeadTempFiles(dir));
+  return removed.sort();
 }
 
 /**
@@ -65,7 +74,7 @@ export async function runRecover(ctx: Context): Promise<RecoverResult> {
     // Read only under the lock: a rotation that held it may have created or removed the file meanwhile.
     const p = readPending(ctx.pendingPath);
     const targets = p ? p.pending.targets : ctx.targets;
-    const tempFilesRemoved = removeLeftovers([...targets.map((t) => t.path), ctx.pendingPath]);
+    const tempFilesRemoved = removeLeftovers([...targets.map((t) => t.path), ctx.pendingPath], [ctx.backupDir, ctx.reportDir, ...(isSqliteUrl(ctx.databaseUrl) ? [dirname(sqliteFile(ctx.databaseUrl))] : [])]);
     const canary = requireCanary(await store.readCanary());
     if (!p) {
       const verified = await verifyUnverifiedRotation(ctx, store, canary);

@@ -19,6 +19,8 @@ export interface RotationReport {
   readonly startedAt: string;
   readonly finishedAt: string;
   readonly database: string;
+  /** The AES-GCM engine that ran: "OpenSSL batch addon (…)" or "node:crypto (why the addon is not used; …)". */
+  readonly aesGcm: string;
   readonly reason: string;
   readonly fromGeneration: number;
   readonly toGeneration: number;
@@ -95,6 +97,7 @@ export function renderMarkdown(r: RotationReport): string {
   lines.push(`| Started | ${r.startedAt} |`);
   lines.push(`| Finished | ${r.finishedAt} |`);
   lines.push(`| Database | ${r.database} |`);
+  lines.push(`| AES-GCM | ${r.aesGcm} |`);
   lines.push(`| Why | ${r.reason} |`);
   lines.push(`| Generation | ${r.fromGeneration} → ${r.toGeneration} |`);
   lines.push(`| Old key | \`${r.oldFingerprint}\` |`);

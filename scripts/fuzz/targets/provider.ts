@@ -4,8 +4,8 @@
  * (src/provider/cty.ts, schema.ts), through the gRPC handlers that need no
  * database (ValidateResourceConfig, ValidateDataResourceConfig,
  * UpgradeResourceState), then what planning does with a valid
- * configuration before it reaches the database (`installationOf`,
- * `declaredOf`, `installationContext` with no database URL), and import ids
+ * configuration before it reaches the database (`settingsOf`, `declaredOf`,
+ * the context builder with no database URL), and import ids
  * (`parseImportId`).
  *
  * Inputs are objects of the schemas' attributes with values of every cty
@@ -18,11 +18,12 @@
 import { ExtData, ExtensionCodec, encode } from '@msgpack/msgpack';
 import fc from 'fast-check';
 import { ErrorCode } from '../../../src/errors';
-import { declaredOf, installationOf, validateKey, validateStatus } from '../../../src/provider/arguments';
-import { CtyType, UNKNOWN, Value, decodeDynamic, objectOrNull } from '../../../src/provider/cty';
-import { installationContext } from '../../../src/provider/engine';
-import { DATA_SOURCE_TYPE, RESOURCE_TYPE, lookable, parseImportId, providerService } from '../../../src/provider/provider';
-import { BlockSpec, KEY_RESOURCE, STATUS_DATA_SOURCE, typed as typedBySchema } from '../../../src/provider/schema';
+import { buildContext } from '../../../src/context/build';
+import { declaredOf, providerSurface, settingsOf, validateKey, validateStatus } from '../../../src/provider/arguments';
+import { CtyType, UNKNOWN } from '../../../src/provider/cty';
+import { lookable, parseImportId } from '../../../src/provider/key-resource';
+import { DATA_SOURCE_TYPE, RESOURCE_TYPE, providerService } from '../../../src/provider/provider';
+import { BlockSpec, KEY_RESOURCE, KeyObject, STATUS_DATA_SOURCE, decodeObject } from '../../../src/provider/schema';
 import { FuzzDefect, FuzzTarget, invariant, typed } from '../harness';
 import { anyText, bytesJson } from '../mutate';
 
@@ -148,11 +149,12 @@ function checkDiagnostics(rpc: string, res: Record<string, unknown>): void {
 }
 
 /** What planning does with a configuration the validation accepts, before the database. */
-function checkPlanning(o: Record<string, Value>): void {
+function checkPlanning(o: KeyObject): void {
   if (validateKey(o).length > 0 || !lookable(o)) return;
   const inv = o.inventory;
   if (typeof inv === 'string' && /^\/(dev|proc|sys)\//.test(inv)) return; // a device would be read as a file
-  typed('installationOf/installationContext', () => installationContext(installationOf(o), () => undefined, {}), CONTEXT_CODES);
+  // No environment: the database URL is missing, so the builder stops before any database.
+  typed('settingsOf/buildContext', () => buildContext(settingsOf(o), providerSurface(() => undefined, {})), CONTEXT_CODES);
   typed('declaredOf', () => declaredOf(o, AT), CODES);
 }
 
@@ -167,14 +169,22 @@ async function checkProvider(i: ProviderInput): Promise<void> {
     for (const type of [RESOURCE_TYPE, DATA_SOURCE_TYPE]) checkDiagnostics(i.rpc, await callRpc(i.rpc, { type_name: type, version: 0, raw_state: { json: Buffer.from(i.bytes) } }));
     return;
   }
-  const schema = i.rpc === 'ValidateResourceConfig' ? KEY_RESOURCE : STATUS_DATA_SOURCE;
-  const decoded = typed('decodeDynamic', () => typedBySchema(schema, objectOrNull(decodeDynamic(dv), 'a configuration')), CODES);
-  checkDiagnostics(i.rpc, await callRpc(i.rpc, { type_name: i.rpc === 'ValidateResourceConfig' ? RESOURCE_TYPE : DATA_SOURCE_TYPE, config: dv }));
-  if (!decoded.ok || decoded.value === null) return;
-  const o = decoded.value;
-  if (typeof o !== 'object' || Array.isArray(o)) throw new FuzzDefect('a configuration that is not an object was decoded without a rejection');
-  if (schema === KEY_RESOURCE) checkPlanning(o);
-  else validateStatus(o);
+  const resource = i.rpc === 'ValidateResourceConfig';
+  checkDiagnostics(i.rpc, await callRpc(i.rpc, { type_name: resource ? RESOURCE_TYPE : DATA_SOURCE_TYPE, config: dv }));
+  const isObject = (o: unknown) => {
+    if (typeof o !== 'object' || Array.isArray(o)) throw new FuzzDefect('a configuration that is not an object was decoded without a rejection');
+  };
+  if (resource) {
+    const decoded = typed('decodeObject', () => decodeObject(KEY_RESOURCE, dv, 'a configuration'), CODES);
+    if (!decoded.ok || decoded.value === null) return;
+    isObject(decoded.value);
+    checkPlanning(decoded.value);
+  } else {
+    const decoded = typed('decodeObject', () => decodeObject(STATUS_DATA_SOURCE, dv, 'a configuration'), CODES);
+    if (!decoded.ok || decoded.value === null) return;
+    isObject(decoded.value);
+    validateStatus(decoded.value);
+  }
 }
 
 /** The provider logs every RPC as an hclog line on stderr: silenced during a campaign (its other output passes). */
@@ -182,7 +192,7 @@ let stderrWrite: typeof process.stderr.write | undefined;
 
 export const PROVIDER_TARGET: FuzzTarget<ProviderInput> = {
   name: 'provider-wire',
-  entry: 'terraform values: decodeDynamic + typed (src/provider/cty.ts, schema.ts), the Validate*/UpgradeResourceState RPC handlers, planning before the database (installationContext, declaredOf), parseImportId',
+  entry: 'terraform values: decodeDynamic + typed (src/provider/cty.ts, schema.ts), the Validate*/UpgradeResourceState RPC handlers, planning before the database (settingsOf, buildContext, declaredOf), parseImportId',
   arbitrary: input,
   check: checkProvider,
   async: true,

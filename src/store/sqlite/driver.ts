@@ -29,11 +29,14 @@ export function sqliteModule(): DatabaseConstructor {
   try {
     // Optional dependency: required only when a sqlite: URL is used.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    loaded = require('better-sqlite3') as DatabaseConstructor;
+    const Database = require('better-sqlite3') as DatabaseConstructor;
+    // Its JavaScript installs even when its install script did not run; the native part loads at the first open.
+    new Database(':memory:').close();
+    loaded = Database;
   } catch (e) {
     throw new MasterKeyError(
       'DB_UNREACHABLE',
-      'SQLite support needs the optional package better-sqlite3 (12.x), which is not installed or did not build; run `npm install better-sqlite3@12` (it compiles with python3, make and a C++ compiler) and try again.',
+      'SQLite support needs the optional package better-sqlite3 (12.x), which is not installed or did not build (npm skips its install script unless your package.json approves it): add `"allowScripts": { "better-sqlite3": true }` to your package.json, run `npm rebuild better-sqlite3` (or `npm install better-sqlite3@12`; it builds with python3, make and a C++ compiler), and try again.',
       {},
       { cause: e },
     );

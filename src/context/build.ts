@@ -1,0 +1,141 @@
+/**
+ * The one place an installation's declared settings become the rotation's
+ * `Context`: the CLI (from its options) and the provider (from a resource's
+ * or data source's arguments) both call `buildContext`, so a default, a
+ * path rule or the database URL's source is decided the same way whichever
+ * one runs. Each surface says how it spells its settings (`Spelling`), so
+ * that a refusal names the option or argument the user wrote.
+ */
+import { dirname, join, resolve } from 'node:path';
+import { ConfigTarget, readConfigEntry } from '../config/config-file';
+import { ConfigFormat } from '../config/formats';
+import { MasterKeyError, isMasterKeyError } from '../errors';
+import { loadInventory } from '../inventory/inventory';
+import { Context, Progress } from '../rotation/context';
+import { FaultPoints } from '../rotation/faults';
+import { Hooks } from '../rotation/hooks';
+import { defaultPendingPath } from '../rotation/pending';
+import { resolveStoreUrl } from '../store/open';
+import { configNode } from '../config/nodes';
+
+/** Where the database URL comes from: an environment variable, an entry of the primary config file, or (neither given) the default. */
+export type DatabaseUrlSource = { readonly env: string } | { readonly entry: string };
+
+/** An installation as the user declares it; everything but the config files has a default. */
+export interface InstallationSettings {
+  /** Each node's config file by address (see `src/config/nodes.ts`); the first is the primary. */
+  readonly configFiles: readonly string[];
+  /** @default from each file's extension (.json, .xml/.config), else dotenv */
+  readonly configFormat?: ConfigFormat;
+  /** The config entry holding the key. @default ACT_MASTER_KEY */
+  readonly keyName?: string;
+  /**
+   * @default with the ACT inventory, ACT_DATABASE_URL in the primary config
+   * file when it holds that entry; else the environment variable DATABASE_URL
+   */
+  readonly databaseUrl?: DatabaseUrlSource;
+  /** `act` (the built-in preset) or the path of an inventory JSON file. @default act */
+  readonly inventory?: string;
+  /** @default .<config name>.mk-pending beside the primary config */
+  readonly pendingFile?: string;
+  /** @default master-key-backups beside the primary config */
+  readonly backupDir?: string;
+  /** @default master-key-reports beside the primary config */
+  readonly reportDir?: string;
+  readonly hooks?: Hooks;
+  /** Rows per batch (tuning). @default the store's */
+  readonly batchSize?: number;
+}
+
+/** How a surface names the settings in its sentences: `--database-url-env NAME` on the CLI, `database_url_env = "NAME"` in terraform. */
+export interface Spelling {
+  /** The setting that names the environment variable, with a value when given. */
+  databaseUrlEnv(name?: string): string;
+  /** The setting that names the config entry, with a value when given. */
+  databaseUrlEntry(name?: string): string;
+  /** Where the user exports an environment variable, e.g. " in the shell that runs terraform" (or ""). */
+  readonly exportWhere: string;
+}
+
+/** What the surface running the command gives it: its environment, its output sinks, its spelling. */
+export interface Surface {
+  readonly env: NodeJS.ProcessEnv;
+  readonly log: (line: string) => void;
+  readonly progress: Progress;
+  readonly spelling: Spelling;
+}
+
+export const DEFAULT_KEY_NAME = 'ACT_MASTER_KEY';
+export const DEFAULT_INVENTORY = 'act';
+/** The entry of ACT's config that names its database (`sqlite:/var/lib/act/act.db` by default). */
+export const ACT_DATABASE_URL_ENTRY = 'ACT_DATABASE_URL';
+export const DEFAULT_DATABASE_URL_ENV = 'DATABASE_URL';
+
+/** The context the declared settings describe (nothing is opened: files and the database are read when a command needs them). */
+export function buildContext(s: InstallationSettings, surface: Surface): Context {
+  if (s.configFiles.length === 0) throw new MasterKeyError('USAGE', 'No config file was given; name the config file that holds the master key (one per server node).');
+  const keyName = s.keyName ?? DEFAULT_KEY_NAME;
+  const nodes = s.configFiles.map((address) => configNode(address, keyName, s.configFormat));
+  const primary = nodes[0].target;
+  const beside = (name: string) => join(dirname(primary.path), name);
+  const inventory = s.inventory ?? DEFAULT_INVENTORY;
+  return {
+    nodes,
+    targets: nodes.map((n) => n.target),
+    databaseUrl: resolveStoreUrl(databaseUrlOf(s.databaseUrl, primary, inventory, surface), dirname(primary.path)),
+    inventory: loadInventory(inventory),
+    pendingPath: s.pendingFile !== undefined ? resolve(s.pendingFile) : defaultPendingPath(primary.path),
+    backupDir: resolve(s.backupDir ?? beside('master-key-backups')),
+    reportDir: resolve(s.reportDir ?? beside('master-key-reports')),
+    hooks: s.hooks ?? {},
+    log: surface.log,
+    progress: surface.progress,
+    faults: new FaultPoints(surface.env.MASTER_KEY_TEST_KILL_AT),
+    now: () => new Date(),
+    batchSize: s.batchSize,
+  };
+}
+
+/** The entry's value, or undefined when the file does not have it. */
+function optionalEntry(t: ConfigTarget, entry: string): string | undefined {
+  try {
+    return readConfigEntry(t, entry);
+  } catch (e) {
+    if (isMasterKeyError(e, 'CONFIG_KEY_MISSING')) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The database URL as given (a SQLite path may still be relative): from the
+ * named config entry, from the named environment variable, or by default
+ * from ACT_DATABASE_URL in the primary config (ACT preset, when the file
+ * holds it) or else $DATABASE_URL. When the default finds both and they
+ * name different databases, the user must choose.
+ */
+function databaseUrlOf(source: DatabaseUrlSource | undefined, primary: ConfigTarget, inventory: string, surface: Surface): string {
+  const { env, spelling } = surface;
+  if (source && 'entry' in source) return readConfigEntry(primary, source.entry);
+  const fromEnv = (name: string) => {
+    const url = env[name] ?? '';
+    if (!url) {
+      throw new MasterKeyError(
+        'USAGE',
+        `The environment variable ${name} is not set; export the database URL in it${spelling.exportWhere} (or name another with ${spelling.databaseUrlEnv()}, or use ${spelling.databaseUrlEntry()}).`,
+      );
+    }
+    return url;
+  };
+  if (source) return fromEnv(source.env);
+  const actUrl = inventory === 'act' ? optionalEntry(primary, ACT_DATABASE_URL_ENTRY) : undefined;
+  if (actUrl === undefined) return fromEnv(DEFAULT_DATABASE_URL_ENV);
+  const envUrl = env[DEFAULT_DATABASE_URL_ENV];
+  const base = dirname(primary.path);
+  if (envUrl && resolveStoreUrl(envUrl, base) !== resolveStoreUrl(actUrl, base)) {
+    throw new MasterKeyError(
+      'USAGE',
+      `${primary.path} sets ${ACT_DATABASE_URL_ENTRY} and the environment sets ${DEFAULT_DATABASE_URL_ENV} to a different database; choose one with ${spelling.databaseUrlEntry(ACT_DATABASE_URL_ENTRY)} or ${spelling.databaseUrlEnv(DEFAULT_DATABASE_URL_ENV)}.`,
+    );
+  }
+  return actUrl;
+}
