@@ -16,7 +16,7 @@ import { MasterKey } from '../src/crypto/key';
 import { ExitCode } from '../src/errors';
 import { canaryFor } from '../src/rotation/canary';
 import { PENDING_FORMAT } from '../src/rotation/pending';
-import { backupLine } from '../src/store/postgres/backup';
+import { backupLine } from '../src/store/postgres/restore';
 import { caught } from './support/errors';
 import { keyLeaks, runCli } from './support/scenario';
 

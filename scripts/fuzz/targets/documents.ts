@@ -1,15 +1,15 @@
 /**
  * JSON documents in the database (a jsonb or json column on PostgreSQL, a
  * text column on SQLite) holding sealed values at an inventory's jsonPath,
- * through the hot path's per-row work both stores share: `processBatch`
- * (src/engine/stream-plan.ts: parse the document with the lossless reader,
+ * through the hot path's per-row work both stores share: `resealBatch`
+ * (src/engine/reseal.ts: parse the document with the lossless reader,
  * find the sealed values, open and re-seal them, write the document back)
  * and `eachValue` (what verification digests).
  *
  * Inputs are documents generated around sealed values (objects, arrays,
  * `where` members, numbers of any precision, escapes, duplicate member
  * names), edited as text, with an entry's jsonPath and where. For every
- * input: processBatch never throws (a document it cannot handle is a row
+ * input: resealBatch never throws (a document it cannot handle is a row
  * failure with a SEALED_* code); a re-sealed document holds every member of
  * the original (none lost), the same non-secret values byte for byte in
  * their canonical form, and each sealed value re-sealed under the new key to
@@ -23,8 +23,10 @@ import { CodecName, codecByName } from '../../../src/crypto/codec';
 import { MasterKey } from '../../../src/crypto/key';
 import { Keyring } from '../../../src/crypto/keyring';
 import { ErrorCode } from '../../../src/errors';
-import { JsonNumber, JsonValue, MAX_JSON_DEPTH, parseJsonLossless } from '../../../src/engine/stream-json';
-import { eachValue, processBatch } from '../../../src/engine/stream-plan';
+import { sealedText } from '../../../src/crypto/batch';
+import { JsonNumber, JsonValue, MAX_JSON_DEPTH, parseJsonLossless } from '../../../src/engine/json-document';
+import { resealBatch } from '../../../src/engine/reseal';
+import { eachValue, rowShape } from '../../../src/engine/rows';
 import { InlineCrypto } from '../../../src/engine/value-crypto';
 import type { InventoryEntry } from '../../../src/inventory/inventory';
 import { FuzzDefect, FuzzTarget, checkRejection, invariant } from '../harness';
@@ -152,11 +154,12 @@ async function checkDocument(input: DocumentInput): Promise<void> {
 
   // The hot path: never throws; a document it cannot handle is a row failure.
   const crypto = new InlineCrypto(new BatchCrypto(new Keyring([OLD]), NEW));
+  const shape = rowShape({ table: 't', columns, aadColumns: [] }, 0, 1);
   let out;
   try {
-    out = await processBatch(columns, rows, 1, crypto, true, { table: 't', idAt: 0 });
+    out = await resealBatch(rows, { shape, crypto });
   } catch (e) {
-    throw new FuzzDefect(`processBatch threw (${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}) instead of listing the row`);
+    throw new FuzzDefect(`resealBatch threw (${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}) instead of listing the row`);
   }
   for (const f of out.failures) invariant(/^SEALED_[A-Z_]+$/.test(f.code), `a row failure has the code ${f.code}`);
   if (mine === undefined) {
@@ -164,12 +167,13 @@ async function checkDocument(input: DocumentInput): Promise<void> {
     return;
   }
   try {
-    eachValue(columns, rows, 1, () => undefined);
+    eachValue(rows, shape, () => undefined);
   } catch (e) {
     throw new FuzzDefect(`eachValue threw on a document the reader accepts (${(e as Error).message})`);
   }
-  const next = out.next?.[0]?.[0];
-  if (out.failures.length > 0 || next === undefined || next === null) return;
+  const held = out.next[0]?.[0];
+  if (out.failures.length > 0 || held === undefined || held === null) return;
+  const next = sealedText(held);
   // The rewritten document: same members, same non-secret values, each sealed value re-sealed to the same plaintext.
   const after = parseJsonLossless(next);
   invariant(countMembers(next) === countMembers(text), `the rewritten document has ${countMembers(next)} members where the stored one has ${countMembers(text)}`);
@@ -190,7 +194,7 @@ async function checkDocument(input: DocumentInput): Promise<void> {
 
 export const DOCUMENTS_TARGET: FuzzTarget<DocumentInput> = {
   name: 'json-documents',
-  entry: 'JSON documents in the database: parseJsonLossless (src/engine/stream-json.ts) through processBatch and eachValue (src/engine/stream-plan.ts), shared by PostgreSQL and SQLite',
+  entry: 'JSON documents in the database: parseJsonLossless (src/engine/json-document.ts) through resealBatch (src/engine/reseal.ts) and eachValue (src/engine/rows.ts), shared by PostgreSQL and SQLite',
   arbitrary: fc
     .record({
       d: doc,

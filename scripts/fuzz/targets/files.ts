@@ -28,7 +28,7 @@ import { canaryFor } from '../../../src/rotation/canary';
 import { PENDING_FORMAT, readPending } from '../../../src/rotation/pending';
 import { backupKey } from '../../../src/rotation/restore';
 import { readSavedPlan } from '../../../src/cli/commands/apply';
-import { backupLine } from '../../../src/store/postgres/backup';
+import { backupLine } from '../../../src/store/postgres/restore';
 import { removeScratch, scratchDir } from '../../scratch';
 import { FuzzTarget, invariant, typed } from '../harness';
 import { anyText, applyEdits, edits } from '../mutate';

@@ -11,7 +11,7 @@
  * exactly by validating it again, and digests the same.
  */
 import fc from 'fast-check';
-import { groupInventory } from '../../../src/engine/stream-plan';
+import { groupInventory } from '../../../src/engine/tables';
 import { ErrorCode } from '../../../src/errors';
 import { inventoryDigest, inventoryKinds, parseInventory, quoteIdent, validateInventory } from '../../../src/inventory/inventory';
 import { FuzzTarget, invariant, typed } from '../harness';

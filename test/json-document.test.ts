@@ -1,11 +1,12 @@
 import fc from 'fast-check';
-import { JsonNumber, findEntrySlots, findSlots, parseJsonLossless, stringifyJsonLossless } from '../src/engine/stream-json';
+import { JsonNumber, documentBytes, findEntrySlots, findSlots, parseJsonLossless, stringifyJsonLossless } from '../src/engine/json-document';
 import type { InventoryEntry } from '../src/inventory/inventory';
 import { BatchCrypto } from '../src/crypto/batch';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
-import { processBatch } from '../src/engine/stream-plan';
+import { openBatch } from '../src/engine/reseal';
+import { rowShape } from '../src/engine/rows';
 import { InlineCrypto } from '../src/engine/value-crypto';
 
 describe('lossless JSON for jsonb documents', () => {
@@ -14,9 +15,22 @@ describe('lossless JSON for jsonb documents', () => {
       fc.property(fc.json(), (text) => {
         const back = stringifyJsonLossless(parseJsonLossless(text));
         expect(JSON.parse(back)).toEqual(JSON.parse(text));
+        // The hot path's bytes are the same text.
+        expect(documentBytes(parseJsonLossless(text), 8).toString('utf8')).toBe(back);
       }),
       { numRuns: 500 },
     );
+  });
+
+  it('writes the bytes of any string exactly as JSON.stringify quotes it (escapes, lone surrogates, long texts)', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom('a', '"', '\\', '\n', '\u0001', '✓', '😀', '\ud800', '\udfff', '\u2028') }), (str) => {
+        expect(documentBytes(str).toString('utf8')).toBe(JSON.stringify(str));
+      }),
+      { numRuns: 500 },
+    );
+    const long = 'x'.repeat(100_000) + '✓';
+    expect(documentBytes(new Map([['k', long]]) as never).toString('utf8')).toBe(JSON.stringify({ k: long }));
   });
 
   it('keeps numbers exactly as written (jsonb numbers are arbitrary precision)', () => {
@@ -104,8 +118,9 @@ describe('a stored document the reader refuses', () => {
     const sealed = actCodec().seal(key, Buffer.from('x'));
     // Not JSON; a number where a document belongs (SQLite may hold one); too deep; and a good document after them.
     const rows = [['1', 'not json'], ['2', 7], ['3', `{"a":${'['.repeat(1000)}${']'.repeat(1000)}}`], ['4', JSON.stringify({ a: sealed })]];
-    const out = await processBatch([{ column: 'doc', json: true, entries: [entry] }], rows, 1, new InlineCrypto(new BatchCrypto(new Keyring([key]))), false);
-    expect(out.failures).toEqual([0, 1, 2].map((row) => ({ row, column: 'doc', kind: 'document secret', code: 'SEALED_MALFORMED' })));
+    const shape = rowShape({ table: 't', columns: [{ column: 'doc', json: true, entries: [entry] }], aadColumns: [] }, 0, 1);
+    const out = await openBatch(rows, { shape, crypto: new InlineCrypto(new BatchCrypto(new Keyring([key]))) });
+    expect(out.failures).toEqual([0, 1, 2].map((row) => ({ row, id: String(row + 1), column: 'doc', kind: 'document secret', code: 'SEALED_MALFORMED' })));
     expect(out.total).toBe(1);
     expect(out.rows).toEqual([0, 1, 2, 3]);
   });
