@@ -13,13 +13,15 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { validateKey } from '../src/provider/arguments';
+import { contextOf } from '../src/provider/engine';
 import { LISTED_ROWS, errorDiagnostic, failureList } from '../src/provider/diagnostics';
 import { MasterKeyError } from '../src/errors';
 import { makeIdentity } from '../src/provider/certificate';
 import { UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from '../src/provider/cty';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, loadProto } from '../src/provider/plugin-server';
 import { parseImportId } from '../src/provider/key-resource';
-import { KEY_RESOURCE, objectOf, typed } from '../src/provider/schema';
+import { providerService } from '../src/provider/provider';
+import { KEY_RESOURCE, KeyObject, objectOf, typed } from '../src/provider/schema';
 import { caught } from './support/errors';
 
 const MAIN = join(__dirname, '..', 'dist', 'src', 'provider', 'main.js');
@@ -41,6 +43,26 @@ describe('msgpack DynamicValues', () => {
     expect(decodeDynamic(null)).toBeNull();
   });
 
+  it('refuses bytes that do not decode, and a configuration or state that is not an object, as USAGE: never an internal error', async () => {
+    for (const bytes of [[0x81], [0xc1], [0x92, 0x01], [0xdf, 0xff, 0xff, 0xff, 0xff]]) expect(caught(() => decodeDynamic({ msgpack: Buffer.from(bytes) })).code).toBe('USAGE');
+    expect(caught(() => decodeDynamic({ json: Buffer.from('{"a":') })).code).toBe('USAGE');
+    const quiet = jest.spyOn(process.stderr, 'write').mockImplementation(() => true); // the provider's hclog lines
+    try {
+      const service = providerService();
+      const rpc = (name: string, request: unknown) =>
+        new Promise<{ diagnostics?: Array<{ summary: string; detail: string }> }>((resolve) => (service[name] as (c: unknown, cb: (e: unknown, r: never) => void) => void)({ request }, (_e, r) => resolve(r)));
+      const codes = async (name: string, request: unknown) => ((await rpc(name, request)).diagnostics ?? []).map((d) => /Error code (\w+)/.exec(d.detail)?.[1] ?? 'attribute');
+      for (const config of [{ msgpack: Buffer.from([0x81]) }, encodeDynamic('not an object'), encodeDynamic([1, 2]), {}]) {
+        expect(await codes('ValidateResourceConfig', { config })).not.toContain('INTERNAL');
+        expect(await codes('ValidateDataResourceConfig', { config })).not.toContain('INTERNAL');
+      }
+      expect(await codes('ValidateResourceConfig', { config: encodeDynamic('not an object') })).toEqual(['USAGE']);
+      for (const json of ['{', '[1]', '"x"', '']) expect(await codes('UpgradeResourceState', { type_name: 'masterkey_key', raw_state: { json: Buffer.from(json) } })).toEqual(['USAGE']);
+    } finally {
+      quiet.mockRestore();
+    }
+  });
+
   it('types numbers cty sends as decimal strings (when float64 cannot hold them exactly) by the schema', () => {
     const v = typed(KEY_RESOURCE, { ...objectOf(KEY_RESOURCE, {}), generation: '3', rotation_period_days: '0.1', secrets_by_kind: { a: '2' }, name: '42' });
     expect(v).toEqual(expect.objectContaining({ generation: 3, rotation_period_days: 0.1, secrets_by_kind: { a: 2 }, name: '42' }));
@@ -49,6 +71,8 @@ describe('msgpack DynamicValues', () => {
 
 describe('arguments and import ids', () => {
   const base = objectOf(KEY_RESOURCE, { name: 'act', generation: 1, config_files: ['/etc/act.env'] });
+  /** An object with values of types the schema does not allow, as a broken state or a bad msgpack value could hold. */
+  const untyped = (o: Record<string, unknown>) => o as unknown as KeyObject;
 
   it('accepts good arguments and names each bad one with the fix', () => {
     expect(validateKey(base)).toEqual([]);
@@ -65,13 +89,33 @@ describe('arguments and import ids', () => {
     expect(text).toContain('backup_dir "backups" is not an absolute path');
     expect(bad.every((d) => d.severity === 'ERROR' && d.attribute)).toBe(true);
     expect(validateKey({ ...base, generation: UNKNOWN, config_files: UNKNOWN })).toEqual([]);
+    // config_files as terraform could send it in a broken state: not a list, or with an element that is not a path.
+    expect(validateKey(untyped({ ...base, config_files: '/etc/act.env' })).map((d) => d.summary)).toEqual(['config_files is not a list; list the absolute paths of the config files holding the key.']);
+    expect(validateKey(untyped({ ...base, config_files: ['/etc/act.env', null, 7] })).map((d) => d.summary)).toEqual([
+      'config_files[1] is null, not a path; give the absolute path of a config file.',
+      'config_files[2] is 7, not a path; give the absolute path of a config file.',
+    ]);
+    expect(caught(() => contextOf({ ...base, config_files: null }, () => undefined)).message).toBe(
+      'No config file was given; name the config file that holds the master key (one per server node).',
+    );
+    // What a summary quotes is quoted as JSON, so a line break cannot split it across lines.
+    const odd = validateKey(untyped({ ...base, generation: '\f\n', config_files: ['a\nb'], rotation_epoch: 'x\ny', rotation_period_days: 30, new_key_file: 'k\r' })).map((d) => d.summary);
+    expect(odd).toEqual([
+      'config_files[0] "a\\nb" is not an absolute path; write it absolute, e.g. with abspath().',
+      'generation "\\f\\n" is not a whole number of at least 0; give the key generation as an integer such as 1, and raise it by one to rotate.',
+      'rotation_epoch "x\\ny" is not a UTC date; write it like 1970-01-01 or 1970-01-01T00:00:00Z.',
+      'new_key_file "k\\r" is not an absolute path; write it absolute, e.g. with abspath().',
+    ]);
   });
 
   it('parses NAME:PATH[,PATH] and JSON import ids, refusing unknown arguments', () => {
     expect(parseImportId('act:/etc/a.env,/etc/b.env')).toEqual(expect.objectContaining({ name: 'act', config_files: ['/etc/a.env', '/etc/b.env'], generation: null }));
     expect(parseImportId('{"name":"x","config_files":["/c.json"],"config_format":"json","generation":4}')).toEqual(expect.objectContaining({ name: 'x', config_format: 'json', generation: 4 }));
     expect(caught(() => parseImportId('/etc/a.env')).message).toContain('is not NAME:PATH[,PATH...] nor a JSON object');
-    expect(caught(() => parseImportId('{"name":"x","fingerprint":"mk:1"}')).message).toContain('names fingerprint, which masterkey_key does not take');
+    expect(caught(() => parseImportId('{"name":"x","fingerprint":"mk:1"}')).message).toContain('names "fingerprint", which masterkey_key does not take');
+    // What it quotes is quoted as JSON: a line break cannot split the sentence.
+    expect(caught(() => parseImportId('a\nb')).message).toContain('The import id "a\\nb" is not NAME:PATH');
+    expect(caught(() => parseImportId('{"name":"x","a\\nb":1}')).message).toContain('names "a\\nb", which');
     expect(caught(() => parseImportId('{nope')).message).toContain('not valid JSON');
   });
 });

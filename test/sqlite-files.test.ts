@@ -109,7 +109,7 @@ describe("ACT's own database URL", () => {
     }
     expect(existsSync(dirname(missing))).toBe(false);
     const url = s.cli(['status'], { env: { DATABASE_URL: 'sqlite://host/act.db' } });
-    oneSentence(url, ExitCode.USAGE, 'USAGE', /is not a SQLite file URL; write sqlite:\/absolute\/path\/act\.db/);
+    oneSentence(url, ExitCode.USAGE, 'USAGE', /names a host part \(sqlite:\/\/\.\.\.\), not a SQLite file; write sqlite:\/absolute\/path\/act\.db/);
   });
 });
 

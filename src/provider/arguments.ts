@@ -34,20 +34,28 @@ const ENTRY_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
 
 const str = (v: Value): string | undefined => (typeof v === 'string' ? v : undefined);
 
+/** A value as a message quotes it: a string as JSON (a line break cannot split the sentence), cut to 80 characters. */
+function shown(v: Value): string {
+  const text = typeof v === 'number' ? String(v) : (JSON.stringify(v) ?? String(v));
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}
+
 /** Checks the installation arguments that are known; unknown ones are checked at plan time again. */
 export function validateInstallation(o: InstallationObject): Diagnostic[] {
   const d: Diagnostic[] = [];
   const files = o.config_files;
+  if (files !== null && files !== UNKNOWN && !Array.isArray(files)) d.push(attributeError('config_files', 'config_files is not a list; list the absolute paths of the config files holding the key.'));
   if (Array.isArray(files)) {
     if (files.length === 0) d.push(attributeError('config_files', 'config_files is empty; list the absolute path of the config file holding the key (one per server node).'));
     files.forEach((f, i) => {
-      if (typeof f === 'string' && isLocalAddress(f) && !isAbsolute(f)) d.push(attributeError('config_files', `config_files[${i}] "${f}" is not an absolute path; write it absolute, e.g. with abspath().`, '', i));
+      if (typeof f === 'string' && isLocalAddress(f) && !isAbsolute(f)) d.push(attributeError('config_files', `config_files[${i}] ${shown(f)} is not an absolute path; write it absolute, e.g. with abspath().`, '', i));
+      else if (typeof f !== 'string' && f !== UNKNOWN) d.push(attributeError('config_files', `config_files[${i}] is ${shown(f)}, not a path; give the absolute path of a config file.`, '', i));
     });
     const known = files.filter((f): f is string => typeof f === 'string');
     if (new Set(known).size !== known.length) d.push(attributeError('config_files', 'config_files lists the same file twice; list each config file once.'));
   }
   const fmt = str(o.config_format);
-  if (fmt !== undefined && !isConfigFormat(fmt)) d.push(attributeError('config_format', `config_format "${fmt}" is not a known format; use dotenv, json or xml.`));
+  if (fmt !== undefined && !isConfigFormat(fmt)) d.push(attributeError('config_format', `config_format ${shown(fmt)} is not a known format; use dotenv, json or xml.`));
   const key = str(o.key_name);
   if (key !== undefined && !ENTRY_NAME.test(key)) d.push(attributeError('key_name', 'key_name is not a config entry name; name the entry that holds the key, e.g. ACT_MASTER_KEY.'));
   if (o.database_url_env !== null && o.database_url_entry !== null) {
@@ -60,7 +68,7 @@ export function validateInstallation(o: InstallationObject): Diagnostic[] {
   const entry = str(o.database_url_entry);
   if (entry !== undefined && !ENTRY_NAME.test(entry)) d.push(attributeError('database_url_entry', 'database_url_entry is not a config entry name; give the name of the entry (not the URL), e.g. DATABASE_URL.'));
   const inv = str(o.inventory);
-  if (inv !== undefined && inv !== 'act' && !isAbsolute(inv)) d.push(attributeError('inventory', `inventory "${inv}" is neither "act" nor an absolute path; give "act" or the absolute path of an inventory JSON file.`));
+  if (inv !== undefined && inv !== 'act' && !isAbsolute(inv)) d.push(attributeError('inventory', `inventory ${shown(inv)} is neither "act" nor an absolute path; give "act" or the absolute path of an inventory JSON file.`));
   return d;
 }
 
@@ -72,10 +80,10 @@ export function validateKey(o: KeyObject): Diagnostic[] {
   const name = str(o.name);
   if (name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9 ._/-]*$/.test(name)) d.push(attributeError('name', 'name is not a plain label; use letters, digits, spaces, dots, dashes, slashes or underscores.'));
   if (o.generation !== UNKNOWN && o.generation !== null && !wholeNumber(o.generation, 0)) {
-    d.push(attributeError('generation', `generation ${String(o.generation)} is not a whole number of at least 0; give the key generation as an integer such as 1, and raise it by one to rotate.`));
+    d.push(attributeError('generation', `generation ${shown(o.generation)} is not a whole number of at least 0; give the key generation as an integer such as 1, and raise it by one to rotate.`));
   }
   if (o.rotation_period_days !== UNKNOWN && o.rotation_period_days !== null && !wholeNumber(o.rotation_period_days, 1)) {
-    d.push(attributeError('rotation_period_days', `rotation_period_days ${String(o.rotation_period_days)} is not a whole number of days; give a period such as 90 or 365.`));
+    d.push(attributeError('rotation_period_days', `rotation_period_days ${shown(o.rotation_period_days)} is not a whole number of days; give a period such as 90 or 365.`));
   }
   for (const a of ['rotation_epoch', 'rotation_evaluated_at'] as const) {
     const v = str(o[a]);
@@ -91,7 +99,7 @@ export function validateKey(o: KeyObject): Diagnostic[] {
   }
   for (const a of ['backup_dir', 'report_dir', 'new_key_file'] as const) {
     const v = str(o[a]);
-    if (v !== undefined && !isAbsolute(v)) d.push(attributeError(a, `${a} "${v}" is not an absolute path; write it absolute, e.g. with abspath().`));
+    if (v !== undefined && !isAbsolute(v)) d.push(attributeError(a, `${a} ${shown(v)} is not an absolute path; write it absolute, e.g. with abspath().`));
   }
   return d;
 }

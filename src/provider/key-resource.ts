@@ -68,7 +68,7 @@ export async function readKey(prior: KeyObject): Promise<KeyObject> {
 }
 
 /** Whether everything needed to look at the installation is known at plan time. */
-function lookable(o: KeyObject): boolean {
+export function lookable(o: KeyObject): boolean {
   const needed = [...INSTALLATION_ARGUMENTS, 'name', 'generation', 'rotation_period_days', 'rotation_epoch', 'rotation_evaluated_at', 'verify_secrets', 'backup_dir', 'report_dir'] as const;
   return !needed.some((a) => hasUnknown(o[a]));
 }
@@ -265,12 +265,12 @@ export function parseImportId(id: string): KeyObject {
     }
   } else {
     const colon = text.indexOf(':');
-    if (colon < 1) throw new MasterKeyError('USAGE', `The import id "${text}" is not NAME:PATH[,PATH...] nor a JSON object; e.g. act:/etc/act/act.env.`);
+    if (colon < 1) throw new MasterKeyError('USAGE', `The import id ${JSON.stringify(text)} is not NAME:PATH[,PATH...] nor a JSON object; e.g. act:/etc/act/act.env.`);
     args = { name: text.slice(0, colon), config_files: text.slice(colon + 1).split(',') };
   }
   const known = new Set<string>(KEY_RESOURCE.attributes.filter((a) => a.use !== 'computed').map((a) => a.name));
   const extra = Object.keys(args).filter((k) => !known.has(k));
-  if (extra.length) throw new MasterKeyError('USAGE', `The import id names ${extra.join(', ')}, which masterkey_key does not take; use its argument names (name, config_files, key_name, ...).`);
+  if (extra.length) throw new MasterKeyError('USAGE', `The import id names ${extra.map((k) => JSON.stringify(k)).join(', ')}, which masterkey_key does not take; use its argument names (name, config_files, key_name, ...).`);
   return objectOf(KEY_RESOURCE, args);
 }
 

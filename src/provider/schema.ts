@@ -7,7 +7,7 @@
  * every line that uses it. Nothing here is secret: the key itself is never
  * an attribute, only its fingerprint.
  */
-import { CtyType, ObjectValue, Unknown, Value, decodeDynamic, encodeDynamic } from './cty';
+import { CtyType, ObjectValue, Unknown, Value, decodeDynamic, encodeDynamic, objectOrNull } from './cty';
 import type { DynamicValue, SchemaMessage } from './protocol';
 
 /** required: set in configuration; optional: may be; computed: set by the provider. */
@@ -178,9 +178,13 @@ export function typed<B extends BlockSpec>(b: B, o: ObjectValue | null): Obj<B> 
   return out as Obj<B>;
 }
 
-/** A DynamicValue from terraform as an object of block B (null: no object, e.g. the prior state of a create). */
-export function decodeObject<B extends BlockSpec>(b: B, dv: DynamicValue | null | undefined): Obj<B> | null {
-  return typed(b, decodeDynamic(dv) as ObjectValue | null);
+/**
+ * A DynamicValue from terraform as an object of block B (null: no object,
+ * e.g. the prior state of a create). Bytes that do not decode, or a value
+ * that is not an object (`what` names it), are USAGE.
+ */
+export function decodeObject<B extends BlockSpec>(b: B, dv: DynamicValue | null | undefined, what: string): Obj<B> | null {
+  return typed(b, objectOrNull(decodeDynamic(dv), what));
 }
 
 /** An object of block B (or null: none) as a DynamicValue for terraform. */

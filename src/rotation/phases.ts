@@ -26,7 +26,7 @@ import { HookRun, runHook, startServer } from './hooks';
 import { assertNoPending, obtainNewKey, writeKeyInto } from './keys';
 import { removePending, writePending } from './pending';
 import { RotationPlan } from './plan';
-import { Gathered, gather, refuseUnlessReady, undecryptableRows } from './preflight';
+import { Gathered, gather, refuseBadDocuments, refuseUnlessReady, undecryptableRows } from './preflight';
 import { RotationReport, REPORT_FORMAT, timingSummary, writeReport } from './report';
 import { aesGcmEngineDescription } from '../crypto/gcm-batch';
 import { Phase, Runner, Runtime } from './runner';
@@ -47,7 +47,7 @@ const SERVER_DOWN = [STOP_HOOK, TRANSACTION, 'config files', START_HOOKS];
  */
 export const APPLY: readonly Phase<ApplyState>[] = [
   { name: 'lock the database for this rotation', timing: 'preflight', done: 'locked', run: lock },
-  { name: 'preflight: what plan checks (counting, not opening, the secrets), or set out-of-step nodes and stop', timing: 'preflight', done: 'preflight-done', run: preflight },
+  { name: 'preflight: what plan checks (counting the secrets, opening only those in JSON documents), or set out-of-step nodes and stop', timing: 'preflight', done: 'preflight-done', run: preflight },
   { name: 'write the new key to the pending file (0600)', timing: 'pending key', done: 'pending-written', run: writePendingKey, undo: discardPendingKey },
   { name: 'stop the server', timing: STOP_HOOK, done: 'stop-hook-done', run: stopServer, undo: restartIfNothingChanged },
   {
@@ -143,6 +143,7 @@ async function preflight(s: ApplyState): Promise<void | 'stop'> {
     return 'stop';
   }
   refuseUnlessReady(g, newKey);
+  await refuseBadDocuments(ctx, s.store, g.oldKey);
   s.rotation = { ...g, newKey };
 }
 

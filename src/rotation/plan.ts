@@ -98,13 +98,24 @@ export function planDigest(f: Pick<PlanFacts, 'databaseIdentity' | 'canary' | 'd
   return `sha256:${createHash('sha256').update(canon).digest('hex')}`;
 }
 
+/**
+ * What SEALED_MALFORMED means, when a listed value has it: a JSON document
+ * the rotation would damage by rewriting blocks it the same way (see
+ * docs/json-documents.md).
+ */
+export function malformedNote(failures: readonly Pick<SecretFailure, 'code'>[]): string {
+  return failures.some((x) => x.code === 'SEALED_MALFORMED')
+    ? ' or are malformed (SEALED_MALFORMED: not in the codec\'s format, or in a JSON document that is not JSON or holds a member name twice, which a rewrite would drop)'
+    : '';
+}
+
 export function buildPlan(f: PlanFacts): RotationPlan {
   const secrets = { total: f.scan?.total ?? f.counts.values, byKind: { ...(f.scan?.byKind ?? f.counts.byKind) }, rows: f.counts.rows };
   const newFp = f.decision.rotate ? (f.newFingerprint ?? GENERATED_AT_APPLY) : f.oldFingerprint;
   const blockers: string[] = [];
   const outOfStep = f.configs.filter((c) => c.fingerprint !== f.oldFingerprint);
   if (f.scan && f.scan.failureCount > 0) {
-    blockers.push(`${count(f.scan.failureCount)} stored value(s) do not open with the old key ${f.oldFingerprint}; fix or restore them before rotating (listed above).`);
+    blockers.push(`${count(f.scan.failureCount)} stored value(s) do not open with the old key ${f.oldFingerprint}${malformedNote(f.scan.failures)}; fix or restore them before rotating (listed above).`);
   }
   if (f.decision.rotate && f.newFingerprint && f.newFingerprint === f.oldFingerprint) {
     blockers.push('The new key is the same as the old key; supply a different key or let apply generate one.');

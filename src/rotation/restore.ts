@@ -59,7 +59,7 @@ export interface DrillResult {
 }
 
 /** The backup's key: every config copy holds the backed-up key, and it opens the backed-up canary. */
-function backupKey(path: string, manifest: BackupManifest): MasterKey {
+export function backupKey(path: string, manifest: BackupManifest): MasterKey {
   let key: MasterKey | undefined;
   for (const cf of manifest.configs) {
     const k = readConfigKey({ path: join(path, cf.file), format: cf.format, entry: cf.entry } as ConfigTarget);

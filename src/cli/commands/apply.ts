@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { ExitCode, ExitCodeValue, MasterKeyError } from '../../errors';
 import { runApply } from '../../rotation/phases';
-import { RotationPlan } from '../../rotation/plan';
+import { PLAN_FORMAT, RotationPlan } from '../../rotation/plan';
 import { count } from '../../format';
 import { summaryLine } from '../../rotation/report';
 import { CliCommand, CommonOpts, DeclaredOpts, Io, declared, emit, makeContext, newKeySource, withCommon, withDeclared, withBatchSize, withDirs, withHooks } from '../options';
@@ -17,12 +17,20 @@ export interface ApplyCliOptions extends CommonOpts, DeclaredOpts {
   plan?: string;
 }
 
-function readSavedPlan(path: string): RotationPlan {
+/** A plan saved by `plan --out`: only its digest and time are used, so only they are checked (USAGE otherwise). */
+export function readSavedPlan(path: string): RotationPlan {
+  let plan: Partial<RotationPlan> | null;
   try {
-    return JSON.parse(readFileSync(resolve(path), 'utf8')) as RotationPlan;
+    plan = JSON.parse(readFileSync(resolve(path), 'utf8')) as Partial<RotationPlan> | null;
   } catch (e) {
     throw new MasterKeyError('USAGE', `Cannot read the saved plan ${path} (${(e as NodeJS.ErrnoException).code ?? 'not JSON'}); pass a file written by \`master-key plan --out\`.`);
   }
+  const at = plan?.createdAt;
+  const instant = typeof at === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/.test(at) && !Number.isNaN(Date.parse(at));
+  if (plan?.format !== PLAN_FORMAT || typeof plan.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(plan.digest) || !instant) {
+    throw new MasterKeyError('USAGE', `The saved plan ${path} is not a plan of this version of cdktf-master-key (no format, digest or creation time as \`master-key plan --out\` writes them); run \`master-key plan --out\` again.`);
+  }
+  return plan as RotationPlan;
 }
 
 export const apply = {

@@ -5,10 +5,17 @@
  */
 import { Client, ClientBase, DatabaseError } from 'pg';
 import { MasterKeyError, isMasterKeyError } from '../../errors';
+import { fsReason } from '../../fsutil';
 
-/** `user@host:port/db` (no password), for messages and reports. */
+/**
+ * `user@host:port/db` (no password), for messages and reports. Only for a
+ * URL that starts with postgres:// or postgresql://: in anything else (the
+ * scheme or its // left out: `act:secret@db/act`) the user, password and
+ * host are no authority but the path, which is shown.
+ */
 export function describeUrl(url: string): string {
   try {
+    if (!/^postgres(ql)?:\/\//i.test(url)) return 'the database (its URL does not start with postgres://)';
     const u = new URL(url);
     const user = u.username ? `${decodeURIComponent(u.username)}@` : '';
     return `${user}${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname}`;
@@ -51,9 +58,28 @@ export interface ClientOptions {
   readonly applicationName?: string;
 }
 
+/**
+ * A client for `url`, not connected yet: pg reads the URL here, and with it
+ * any certificate file it names (sslcert, sslkey, sslrootcert). A URL pg
+ * cannot read is USAGE, a file it cannot read DB_UNREACHABLE; neither
+ * message quotes the URL (it may hold a password).
+ */
+export function clientFor(url: string, opts: ClientOptions = {}): Client {
+  try {
+    return new Client({ connectionString: url, application_name: opts.applicationName ?? 'master-key', connectionTimeoutMillis: 15000 });
+  } catch (e) {
+    // A file pg could not read is a system error (it has a syscall); a URL it could not parse a TypeError (ERR_INVALID_URL) or a URIError.
+    if (typeof (e as NodeJS.ErrnoException).syscall === 'string') {
+      throw new MasterKeyError('DB_UNREACHABLE', `A certificate or key file the database URL names (sslcert, sslkey or sslrootcert) cannot be read: ${fsReason(e)}; check its path in the URL and that this user can read it.`);
+    }
+    const why = e instanceof URIError ? 'it holds a % that does not start a percent-encoded UTF-8 character' : 'it is not a valid URL';
+    throw new MasterKeyError('USAGE', `The database URL cannot be read (${why}); write it as postgres://user:password@host:port/database, with special characters in the user and password percent-encoded.`);
+  }
+}
+
 /** A connected client; the caller ends it. */
 export async function connect(url: string, opts: ClientOptions = {}): Promise<Client> {
-  const client = new Client({ connectionString: url, application_name: opts.applicationName ?? 'master-key', connectionTimeoutMillis: 15000 });
+  const client = clientFor(url, opts);
   // A dropped connection emits 'error' on the client; the pending query rejects too, so only keep the process alive here.
   client.on('error', () => undefined);
   try {
