@@ -5,14 +5,13 @@
  * documented code of the error it throws (one line on stderr, and
  * `{"ok": false, ...}` on stdout with --json).
  */
-import { dirname, join } from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ExitCode, MasterKeyError, isMasterKeyError } from '../errors';
 import { apply } from './commands/apply';
 import { init } from './commands/init';
 import { plan } from './commands/plan';
 import { recover } from './commands/recover';
+import { remote } from './commands/remote';
 import { restore } from './commands/restore';
 import { set } from './commands/set';
 import { show } from './commands/show';
@@ -21,24 +20,19 @@ import { verify } from './commands/verify';
 import { CliCommand, Io } from './options';
 import { providerInstall, providerPackage } from '../provider/command';
 import { aesGcmEngineDescription } from '../crypto/gcm-batch';
+import { packageVersion } from '../version';
 
-const COMMANDS: readonly CliCommand[] = [init, plan, apply, status, verify, show, set, recover, restore, providerInstall, providerPackage];
+const COMMANDS: readonly CliCommand[] = [init, plan, apply, status, verify, show, set, recover, restore, providerInstall, providerPackage, remote];
 
 /** This package's version (from its package.json, found above this file in src/ or dist/). */
-function packageVersion(): string {
-  for (let d = __dirname; d !== dirname(d); d = dirname(d)) {
-    const p = join(d, 'package.json');
-    if (existsSync(p)) return (JSON.parse(readFileSync(p, 'utf8')) as { version: string }).version;
-  }
-  return 'unknown';
-}
+const version = (): string => packageVersion() ?? 'unknown';
 
 /**
  * What `master-key --version` prints: the version, then which AES-GCM
  * engine runs here ("OpenSSL batch addon" or "node:crypto", with why).
  */
 export function versionText(): string {
-  return `${packageVersion()}\nAES-GCM: ${aesGcmEngineDescription()}`;
+  return `${version()}\nAES-GCM: ${aesGcmEngineDescription()}`;
 }
 
 /** The parser; the command that runs reports its exit code through `exit`. */
@@ -46,7 +40,7 @@ function program(io: Io, exit: (code: number) => void, argv: readonly string[]):
   const prog = new Command('master-key')
     .description("Rotate the master key that seals secrets in a PostgreSQL or SQLite database, crash-safely, with a plan and an auditor's report.")
     // The engine is looked up (the addon loaded) only when the version is asked for.
-    .version(argv.includes('--version') || argv.includes('-V') ? versionText() : packageVersion())
+    .version(argv.includes('--version') || argv.includes('-V') ? versionText() : version())
     // Parse errors are reported like every other error (one line, `--json`), by `main`.
     .configureOutput({ outputError: () => undefined })
     .addHelpText('after', '\nKeys are never read from arguments: use files, standard input or environment variables.\nExit codes: see docs/cli.md ("Exit codes").');

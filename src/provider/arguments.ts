@@ -6,7 +6,8 @@
  */
 import { isAbsolute } from 'node:path';
 import { ConfigFormat, isConfigFormat } from '../config/formats';
-import type { InstallationSettings, Spelling, Surface } from '../context/build';
+import type { InstallationSettings, Surface } from '../context/build';
+import { TERRAFORM_SPELLING } from '../context/spelling';
 import { isLocalAddress } from '../config/nodes';
 import { quietProgress } from '../rotation/context';
 import type { Declared } from '../rotation/decide';
@@ -105,12 +106,8 @@ export function validateStatus(o: StatusObject): Diagnostic[] {
   return d;
 }
 
-/** How terraform users name the settings: by the arguments of the resource and the data source. */
-export const TERRAFORM_SPELLING: Spelling = {
-  databaseUrlEnv: (name) => (name ? `database_url_env = "${name}"` : 'database_url_env'),
-  databaseUrlEntry: (name) => (name ? `database_url_entry = "${name}"` : 'database_url_entry'),
-  exportWhere: ' in the shell that runs terraform',
-};
+/** How terraform users name the settings (defined with the context builder, which sends it to other hosts). */
+export { TERRAFORM_SPELLING };
 
 /** The provider's surface: terraform's environment, lines to the provider's log, no progress bar. */
 export function providerSurface(log: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Surface {

@@ -225,7 +225,7 @@ async function startHost(dir: string, name: string, authorized: string, wrapper:
       'MaxStartups 100',
       'MaxSessions 100',
       'LogLevel VERBOSE',
-      `SetEnv PATH=${join(root, 'bin')}:/usr/local/bin:/usr/bin:/bin TMPDIR=${join(root, 'tmp')}`,
+      `SetEnv PATH=${join(root, 'bin')}:/usr/local/bin:/usr/bin:/bin TMPDIR=${join(root, 'tmp')} MK_HOST_ROOT=${root}`,
       '',
     ].join('\n'),
   );
