@@ -8,11 +8,15 @@
  * The CLI runs on the runner (this machine) with `--config ssh://…` and the
  * SSH options that trust the fleet's hosts.
  */
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { createDecipheriv } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { MasterKey, parseKey } from '../../src/crypto/key';
 import { ExitCode } from '../../src/errors';
-import { CliResult, childEnv, keyLine, runCli } from './scenario';
+import { storedValue } from './act-data';
+import { CLI, CliResult, childEnv, keyLine, runCli } from './scenario';
+import { withTestSql } from './sql';
 import { SshdFleet, SshdHost } from './sshd';
 import { StoreFixture } from './stores';
 
@@ -91,7 +95,8 @@ export async function remoteAct(fleet: SshdFleet, o: RemoteActOptions): Promise<
     sshArgs,
     cli(args, c = {}) {
       const configs = (c.configs ?? addresses).flatMap((a) => ['--config', a]);
-      const full = [...args, ...configs, ...(c.ssh ?? sshArgs), ...(o.hooks && ['apply', 'recover', 'plan'].includes(args[0]) ? hookArgs() : [])];
+      const hooks = !o.hooks ? [] : ['apply', 'plan'].includes(args[0]) ? hookArgs() : args[0] === 'recover' ? hookArgs().slice(2) : [];
+      const full = [...args, ...configs, ...(c.ssh ?? sshArgs), ...hooks];
       return runCliIn(o.runnerDir, full, { ...env, ...(c.env ?? {}) }, c.input);
     },
     nodeKey(i = 0) {
@@ -107,8 +112,41 @@ export async function remoteAct(fleet: SshdFleet, o: RemoteActOptions): Promise<
 
 /** The CLI on the runner, in its working directory. */
 export function runCliIn(cwd: string, args: readonly string[], env: NodeJS.ProcessEnv, input?: string): CliResult {
-  const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
-  const { CLI } = require('./scenario') as typeof import('./scenario');
   const r = spawnSync(process.execPath, [CLI, ...args], { cwd, env, input, encoding: 'utf8', timeout: 180_000 });
   return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/**
+ * An independent reader: every value the seed wrote, read with plain SQL and
+ * opened with node:crypto alone (ACT's format, Base64(nonce(12) ||
+ * ciphertext || tag(16)), AES-256-GCM, no additional data) under `keyHex`.
+ * Returns the locations whose plaintext is not the seeded one.
+ */
+export async function notOpening(url: string, keyHex: string, plaintexts: ReadonlyMap<string, string>): Promise<string[]> {
+  const key = Buffer.from(keyHex, 'hex');
+  const bad: string[] = [];
+  await withTestSql(url, async (db) => {
+    for (const [loc, want] of plaintexts) {
+      const v = await storedValue(db, loc);
+      try {
+        const raw = Buffer.from(String(v), 'base64');
+        const d = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
+        d.setAuthTag(raw.subarray(raw.length - 16));
+        const plain = Buffer.concat([d.update(raw.subarray(12, raw.length - 16)), d.final()]).toString('utf8');
+        if (plain !== want) bad.push(`${loc}: another plaintext`);
+      } catch (e) {
+        bad.push(`${loc}: ${(e as Error).message}`);
+      }
+    }
+  });
+  return bad;
+}
+
+/** The job directories left beside a config file on a host (none once every job is finished). */
+export function jobsLeft(configPath: string): string[] {
+  try {
+    return readdirSync(join(dirname(configPath), '.master-key-jobs'));
+  } catch {
+    return [];
+  }
 }
