@@ -87,7 +87,7 @@ async function finishEarlierRun(h: Hosts, leftovers: readonly Leftover[]): Promi
   h.log(`Finishing what an earlier run left: ${leftovers.map((l) => `${l.job.op} job ${l.job.id} on ${l.group.link.label} (${l.job.state})`).join('; ')} ...`);
   const settled = await h.settle(leftovers, { allowDied: false });
   const nodes = await h.setOthers(await h.primaryKey(), await h.otherStatuses());
-  await finishAll(await h.hooks('start', []));
+  await finishAll(await h.hooks('start', [], nodes));
   await h.finishLeftovers(settled, nodes);
 }
 
@@ -164,7 +164,7 @@ async function setOtherNodes(s: RemoteApplyState): Promise<void> {
 }
 
 async function startEveryHost(s: RemoteApplyState): Promise<void> {
-  s.starts = await s.hosts.hooks('start', s.hookFailures);
+  s.starts = await s.hosts.hooks('start', s.hookFailures, s.nodes);
 }
 
 /**

@@ -21,11 +21,11 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { Surface } from '../context/build';
+import type { Surface } from '../context/build';
 import { CLI_SPELLING, TERRAFORM_SPELLING } from '../context/spelling';
 import { isMasterKeyError } from '../errors';
 import { atomicWriteFile } from '../fsutil';
-import { Progress } from '../rotation/context';
+import type { Progress } from '../rotation/context';
 import { RotationReport, renderMarkdown } from '../rotation/report';
 import { packageVersion } from '../version';
 import { JobFiles, claim, createJob, jobFiles, jobState, listJobs, readResult, removeJob, writeInfo, writeResult } from './jobs';

@@ -16,7 +16,7 @@ import { ConfigNode, hostName } from '../config/nodes';
 import { InstallationSettings, Surface } from '../context/build';
 import { NodeOutcome, ShowResult } from '../context/installation';
 import { MasterKey, parseKey } from '../crypto/key';
-import { ExitCode, MasterKeyError } from '../errors';
+import { ExitCode, MasterKeyError, isMasterKeyError } from '../errors';
 import { loadInventory } from '../inventory/inventory';
 import { HookRun } from '../rotation/hooks';
 import { ApplyResult } from '../rotation/phases';
@@ -50,8 +50,11 @@ export interface Settled {
 /** A host's nodes as `status` reports them there, and the host's jobs. */
 export interface HostStatus {
   readonly group: Group;
-  readonly status: StatusResult;
+  /** Its nodes (each with why, when the host could not be reached) and the exit code of its status. */
+  readonly status: Pick<StatusResult, 'nodes' | 'exitCode'>;
   readonly jobs: readonly JobSummary[];
+  /** Why the host could not be read, when it could not. */
+  readonly unreachable?: string;
 }
 
 export type Rotated = Extract<ApplyResult, { action: 'rotated' }>;
@@ -135,12 +138,22 @@ export class Hosts {
     return g.link.job<T>(op, this.settingsFor(g, op === 'hook'), args, opts);
   }
 
-  /** Every other host's nodes, each checked against the canary on its own host, with its jobs. */
+  /**
+   * Every other host's nodes, each checked against the canary on its own
+   * host, with its jobs. A host that cannot be reached (or whose master-key
+   * cannot run) is no error here: its nodes are out of step, with why.
+   */
   async otherStatuses(): Promise<HostStatus[]> {
     const out: HostStatus[] = [];
     for (const g of this.others) {
-      const r = await this.call<StatusResult>(g, 'status', {});
-      out.push({ group: g, status: r.value, jobs: r.jobs });
+      try {
+        const r = await this.call<StatusResult>(g, 'status', {});
+        out.push({ group: g, status: r.value, jobs: r.jobs });
+      } catch (e) {
+        if (!isMasterKeyError(e) || !(e.exitCode === ExitCode.HOST || e.exitCode === ExitCode.REMOTE)) throw e;
+        const nodes = g.nodes.map((n) => ({ path: n.target.path, error: e.message, matchesDatabase: false }));
+        out.push({ group: g, status: { nodes, exitCode: ExitCode.NODE_MISMATCH }, jobs: [], unreachable: e.message });
+      }
     }
     return out;
   }
@@ -287,11 +300,17 @@ export class Hosts {
    * failure stops and throws (the jobs already run are finished); with it,
    * every host is tried and the failures are collected.
    */
-  async hooks(which: 'stop' | 'start', failures?: string[]): Promise<Array<JobRun<HookRun[]>>> {
+  async hooks(which: 'stop' | 'start', failures?: string[], outOfStep: readonly NodeOutcome[] = []): Promise<Array<JobRun<HookRun[]>>> {
     const runs: Array<JobRun<HookRun[]>> = [];
     const h = this.settings.hooks ?? {};
     if (which === 'stop' ? !h.stop : !h.start && !h.health) return runs;
     for (const g of this.groups) {
+      const notSet = g.nodes.filter((n) => outOfStep.some((o) => o.address === n.address && o.setBy === 'not set'));
+      if (which === 'start' && notSet.length) {
+        // A server whose node did not get the key stays stopped: started, it could not open its secrets.
+        this.log(`Not starting the server on ${g.link.label}: ${notSet.map((n) => n.address).join(', ')} did not get the key; set it, then start the server (\`master-key recover\` does both).`);
+        continue;
+      }
       try {
         this.log(`${which === 'stop' ? 'Stopping' : 'Starting'} the server on ${g.link.label} ...`);
         runs.push(await this.job<HookRun[]>(g, 'hook', { which }));

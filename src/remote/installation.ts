@@ -153,7 +153,7 @@ export class RemoteInstallation implements Installation {
       const set = nodes.filter((n) => n.setBy === 'set');
       const missed = nodes.filter((n) => n.setBy === 'not set');
       const hookFailures: string[] = [];
-      if (job.value.action !== 'none' || leftovers.length > 0) await finishAll(await h.hooks('start', hookFailures));
+      if (job.value.action !== 'none' || leftovers.length > 0) await finishAll(await h.hooks('start', hookFailures, nodes));
       await h.finishLeftovers(settled, nodes);
       const notes = [
         ...(leftovers.length ? [`Finished ${leftovers.length} job(s) of an earlier run (${leftovers.map((l) => `${l.job.op} ${l.job.id} on ${l.group.link.label}: ${l.job.state}`).join('; ')}).`] : []),

@@ -5,16 +5,17 @@
  * `hook` runs the server's stop or start (and health) command here, and
  * `set` writes a key into every node of this host, each checked against the
  * database's canary, as Octopus's `set-master-key` does.
+ *
+ * The rotation's modules (and the database drivers) are loaded only for an
+ * operation that needs them: a hook job starts fast.
  */
-import { LocalInstallation } from '../context/installation';
-import { InstallationSettings, Surface, nodesOf } from '../context/build';
-import { parseKey } from '../crypto/key';
+import type { InstallationSettings, Surface } from '../context/build';
+import type { LocalInstallation } from '../context/installation';
 import { MasterKeyError } from '../errors';
-import { Declared } from '../rotation/decide';
+import type { Declared } from '../rotation/decide';
 import { HookRun, runHook, startServer } from '../rotation/hooks';
-import { runSet } from '../rotation/keys';
-import { RotationPlan } from '../rotation/plan';
-import { OpName } from './protocol';
+import type { RotationPlan } from '../rotation/plan';
+import type { OpName } from './protocol';
 
 /** `Declared` as JSON (its instant as ISO text). */
 export interface DeclaredWire {
@@ -46,13 +47,21 @@ export interface OpArgs {
 /** The key sent on standard input, for the operations that take one. */
 function inputKey(input: string | undefined, op: OpName) {
   if (input === undefined) throw new MasterKeyError('INTERNAL', `The runner sent no key for ${op}; this is a bug.`);
-  return parseKey(input, 'the key the runner sent');
+  return (require('../crypto/key') as typeof import('../crypto/key')).parseKey(input, 'the key the runner sent');
+}
+
+/** The nodes of this host as the installation in this process. */
+function localInstallation(settings: InstallationSettings, surface: Surface): LocalInstallation {
+  const { LocalInstallation: Local } = require('../context/installation') as typeof import('../context/installation');
+  const { nodesOf } = require('../context/build') as typeof import('../context/build');
+  return new Local(settings, surface, nodesOf(settings, surface.env));
 }
 
 /** Runs one operation on this host's nodes; the result is what the local installation returns (JSON-safe). */
 export async function runOperation(op: OpName, settings: InstallationSettings, rawArgs: unknown, input: string | undefined, surface: Surface): Promise<unknown> {
-  const inst = new LocalInstallation(settings, surface, nodesOf(settings, surface.env));
   const args = (rawArgs ?? {}) as Record<string, unknown>;
+  if (op === 'hook') return runHooks(settings, (args as OpArgs['hook']).which, surface.log);
+  const inst = localInstallation(settings, surface);
   switch (op) {
     case 'facts':
       return inst.facts(args as OpArgs['facts']);
@@ -75,6 +84,7 @@ export async function runOperation(op: OpName, settings: InstallationSettings, r
     case 'set': {
       const key = inputKey(input, op);
       const out = [];
+      const { runSet } = require('../rotation/keys') as typeof import('../rotation/keys');
       for (const t of inst.ctx.targets) out.push(await runSet(inst.ctx, t, { kind: 'given', key }));
       return out;
     }
@@ -86,9 +96,8 @@ export async function runOperation(op: OpName, settings: InstallationSettings, r
       return inst.restore((args as OpArgs['restore']).backup);
     case 'drill':
       return inst.drill((args as OpArgs['drill']).backup);
-    case 'hook':
-      return runHooks(settings, (args as OpArgs['hook']).which, surface.log);
   }
+  throw new MasterKeyError('USAGE', `Unknown operation "${String(op)}".`);
 }
 
 /** The stop hook, or the start and health hooks, of this host (none given: nothing runs). */

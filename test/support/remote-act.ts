@@ -8,7 +8,7 @@
  * The CLI runs on the runner (this machine) with `--config ssh://…` and the
  * SSH options that trust the fleet's hosts.
  */
-import { spawnSync } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createDecipheriv } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -40,9 +40,20 @@ export interface RemoteAct {
   /** The SSH options that trust the fleet (known_hosts, the client key, the remote command). */
   readonly sshArgs: readonly string[];
   /** `master-key <args> --config <every node> <ssh options>` on the runner. */
-  cli(args: readonly string[], o?: { env?: NodeJS.ProcessEnv; input?: string; configs?: readonly string[]; ssh?: readonly string[] }): CliResult;
+  cli(args: readonly string[], o?: CliOptions): CliResult;
+  /** The same, started without waiting: the child, and its result when it exits. */
+  start(args: readonly string[], o?: CliOptions): { child: ChildProcess; done: Promise<CliResult> };
   /** The key in a node's act.env (read on its host's files). */
   nodeKey(i?: number): MasterKey;
+}
+
+export interface CliOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly input?: string;
+  /** Instead of every node's address. */
+  readonly configs?: readonly string[];
+  /** Instead of `sshArgs`. */
+  readonly ssh?: readonly string[];
 }
 
 export interface RemoteActOptions {
@@ -55,16 +66,26 @@ export interface RemoteActOptions {
   readonly runnerDir: string;
 }
 
-/** The hooks: each appends its name to the hooks.log of the host it runs on (sshd sets MK_HOST_ROOT per host). */
+/** The hooks: each appends its name and the time (ns) to the hooks.log of the host it runs on (sshd sets MK_HOST_ROOT per host). */
 export function hookArgs(): string[] {
-  const hook = (which: string) => `echo ${which} >> "$MK_HOST_ROOT/hooks.log"`;
+  const hook = (which: string) => `echo ${which} $(date +%s%N) >> "$MK_HOST_ROOT/hooks.log"`;
   return ['--stop-command', hook('stop'), '--start-command', hook('start'), '--health-command', hook('health')];
+}
+
+/** The hooks a host ran, in order, with when (ns since the epoch). */
+export function hookTimes(h: SshdHost): Array<{ which: string; ns: bigint }> {
+  const f = join(h.root, 'hooks.log');
+  if (!existsSync(f)) return [];
+  return readFileSync(f, 'utf8')
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => ({ which: l.split(' ')[0], ns: BigInt(l.split(' ')[1]) }));
 }
 
 /** The hooks a host ran, in order. */
 export function hooksRun(h: SshdHost): string[] {
-  const f = join(h.root, 'hooks.log');
-  return existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean).map((l) => l.split(' ')[0]) : [];
+  return hookTimes(h).map((x) => x.which);
 }
 
 export async function remoteAct(fleet: SshdFleet, o: RemoteActOptions): Promise<RemoteAct> {
@@ -81,6 +102,11 @@ export async function remoteAct(fleet: SshdFleet, o: RemoteActOptions): Promise<
   const addresses = hosts.map((h, i) => `ssh://root@127.0.0.1:${h.port}${configPaths[i]}`);
   const env = childEnv({ ...(o.store.kind === 'postgres' ? { DATABASE_URL: url } : {}), HOME: join(fleet.dir, 'runner-home') });
   const sshArgs = ['--known-hosts', fleet.knownHosts, '--private-key-file', fleet.clientKey, '--no-ssh-agent', '--ssh-timeout', '10s'];
+  const fullArgs = (args: readonly string[], c: CliOptions): string[] => {
+    const configs = (c.configs ?? addresses).flatMap((a) => ['--config', a]);
+    const hooks = !o.hooks ? [] : ['apply', 'plan'].includes(args[0]) ? hookArgs() : args[0] === 'recover' ? hookArgs().slice(2) : [];
+    return [...args, ...configs, ...(c.ssh ?? sshArgs), ...hooks];
+  };
   const r: RemoteAct = {
     fleet,
     hosts,
@@ -94,10 +120,17 @@ export async function remoteAct(fleet: SshdFleet, o: RemoteActOptions): Promise<
     runnerDir: o.runnerDir,
     sshArgs,
     cli(args, c = {}) {
-      const configs = (c.configs ?? addresses).flatMap((a) => ['--config', a]);
-      const hooks = !o.hooks ? [] : ['apply', 'plan'].includes(args[0]) ? hookArgs() : args[0] === 'recover' ? hookArgs().slice(2) : [];
-      const full = [...args, ...configs, ...(c.ssh ?? sshArgs), ...hooks];
-      return runCliIn(o.runnerDir, full, { ...env, ...(c.env ?? {}) }, c.input);
+      return runCliIn(o.runnerDir, fullArgs(args, c), { ...env, ...(c.env ?? {}) }, c.input);
+    },
+    start(args, c = {}) {
+      const child = spawn(process.execPath, [CLI, ...fullArgs(args, c)], { cwd: o.runnerDir, env: { ...env, ...(c.env ?? {}) }, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.stdin!.end(c.input);
+      const done = new Promise<CliResult>((res) => child.on('close', (code) => res({ code: code ?? -1, stdout, stderr })));
+      return { child, done };
     },
     nodeKey(i = 0) {
       const m = /^ACT_MASTER_KEY=(.*)$/m.exec(readFileSync(configPaths[i], 'utf8'));
@@ -149,4 +182,41 @@ export function jobsLeft(configPath: string): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * Samples the command line of every process on this machine (the runner's
+ * and, the hosts being loopback sshd servers, the hosts' too) every few
+ * milliseconds until stopped; returns each distinct command line seen.
+ */
+export function sampleCommandLines(everyMs = 5): { stop(): Promise<string[]> } {
+  const seen = new Set<string>();
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      for (const d of readdirSync('/proc')) {
+        if (!/^\d+$/.test(d)) continue;
+        try {
+          seen.add(readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ').trim());
+        } catch {
+          // gone
+        }
+      }
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return [...seen].filter(Boolean);
+    },
+  };
+}
+
+/** The key in a host's pending-key file beside `configPath`, if there is one. */
+export function pendingKey(configPath: string): MasterKey | undefined {
+  const p = join(dirname(configPath), `.${configPath.split('/').pop()}.mk-pending`);
+  if (!existsSync(p)) return undefined;
+  return parseKey((JSON.parse(readFileSync(p, 'utf8')) as { newKey: string }).newKey);
 }

@@ -225,7 +225,8 @@ async function startHost(dir: string, name: string, authorized: string, wrapper:
       'MaxStartups 100',
       'MaxSessions 100',
       'LogLevel VERBOSE',
-      `SetEnv PATH=${join(root, 'bin')}:/usr/local/bin:/usr/bin:/bin TMPDIR=${join(root, 'tmp')} MK_HOST_ROOT=${root}`,
+      // HOME: the host's own (bash run by sshd reads ~/.bashrc even for a command; this machine's root has a slow one).
+      `SetEnv PATH=${join(root, 'bin')}:/usr/local/bin:/usr/bin:/bin TMPDIR=${join(root, 'tmp')} MK_HOST_ROOT=${root} HOME=${root}`,
       '',
     ].join('\n'),
   );
