@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMasterKeyError } from '../src/errors';
 import { formatSshAddress, parseSshAddress } from '../src/remote/address';
-import { parseTimeout, resolveSshHost } from '../src/remote/connection';
+import { connectionOf, parseTimeout, resolveSshHost } from '../src/remote/connection';
 import { fingerprintOf, hostsMatch, knownHostsName, parseHostKeyPin, parseKnownHosts } from '../src/remote/host-keys';
 import { removeScratch, scratchDir } from '../scripts/scratch';
 
@@ -128,6 +128,33 @@ describe('connection settings', () => {
     expect(parseTimeout('45')).toBe(45_000);
     expect(() => parseTimeout('soon')).toThrow(/write it like 30s, 5m or 1m30s/);
     expect(() => parseTimeout('0s')).toThrow(/from 1s to 1h/);
+  });
+
+  it("reads terraform's connection names from the provider's string map: ports as numbers, agent as a boolean, files absolute, key content refused unrepeated", () => {
+    expect(connectionOf({ user: 'deploy', port: '2222', agent: 'false', known_hosts: '/k', private_key_file: '/id', bastion_host: 'jump', bastion_port: '22', timeout: '1m', remote_command: 'npx master-key', host_key: 'SHA256:x' })).toEqual({
+      user: 'deploy',
+      port: 2222,
+      agent: false,
+      knownHosts: '/k',
+      privateKeyFile: '/id',
+      bastionHost: 'jump',
+      bastionPort: 22,
+      timeout: '1m',
+      remoteCommand: 'npx master-key',
+      hostKey: 'SHA256:x',
+    });
+    expect(() => connectionOf({ password: 'x' })).toThrow(/ssh has no setting "password"; use the names of terraform's connection block: user, port/);
+    expect(() => connectionOf({ port: '70000' })).toThrow(/ssh\.port "70000" is not a port number/);
+    expect(() => connectionOf({ agent: 'yes' })).toThrow(/ssh\.agent "yes" is neither true nor false/);
+    expect(() => connectionOf({ known_hosts: 'known_hosts' }, 'ssh_nodes["ssh://h/x"]')).toThrow(/ssh_nodes\["ssh:\/\/h\/x"\]\.known_hosts "known_hosts" is not an absolute path/);
+    expect(() => connectionOf({ timeout: 'soon' })).toThrow(/ssh\.timeout "soon" is not a duration/);
+    let refusal = '';
+    try {
+      connectionOf({ private_key_file: '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk' });
+    } catch (e) {
+      refusal = (e as Error).message;
+    }
+    expect(refusal).toBe("ssh.private_key_file holds a key, not a file's path; give the path of the private key file (its content must never be in the configuration or state).");
   });
 
   it('refuses bastion settings without a bastion host', () => {

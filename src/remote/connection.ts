@@ -46,6 +46,61 @@ export interface SshNodeSettings extends SshSettings {
   readonly address: string;
 }
 
+/** The settings by their names in terraform's `connection` block (the provider's `connection` map, the constructs' `connection` props in snake_case). */
+export const CONNECTION_SETTINGS = {
+  user: 'user',
+  port: 'port',
+  private_key_file: 'privateKeyFile',
+  agent: 'agent',
+  host_key: 'hostKey',
+  known_hosts: 'knownHosts',
+  bastion_host: 'bastionHost',
+  bastion_user: 'bastionUser',
+  bastion_port: 'bastionPort',
+  bastion_host_key: 'bastionHostKey',
+  timeout: 'timeout',
+  remote_command: 'remoteCommand',
+} as const satisfies Record<string, keyof SshSettings>;
+
+export type ConnectionName = keyof typeof CONNECTION_SETTINGS;
+
+/**
+ * A `connection` map as terraform gives it (every value a string: terraform
+ * turns `port = 22` and `agent = false` into "22" and "false") as settings.
+ * `where` names the map in sentences (`connection`, `node_connections["…"]`).
+ * Names are checked, ports are whole numbers, agent is true or false, files
+ * are absolute paths, and a private key's content given where its path
+ * belongs is refused without being repeated.
+ */
+export function connectionOf(map: Readonly<Record<string, string>>, where = 'ssh'): SshSettings {
+  const out: Record<string, string | number | boolean> = {};
+  for (const [name, raw] of Object.entries(map)) {
+    const field = (CONNECTION_SETTINGS as Record<string, keyof SshSettings | undefined>)[name];
+    if (field === undefined) {
+      throw new MasterKeyError('USAGE', `${where} has no setting ${JSON.stringify(name.slice(0, 40))}; use the names of terraform's connection block: ${Object.keys(CONNECTION_SETTINGS).join(', ')}.`);
+    }
+    const value = raw.trim();
+    const setting = `${where}.${name}`;
+    if (/-----BEGIN|PRIVATE KEY/.test(value)) throw new MasterKeyError('USAGE', `${setting} holds a key, not a file's path; give the path of the private key file (its content must never be in the configuration or state).`);
+    if (name === 'port' || name === 'bastion_port') {
+      if (!/^\d{1,5}$/.test(value) || Number(value) < 1 || Number(value) > 65535) throw new MasterKeyError('USAGE', `${setting} ${JSON.stringify(value.slice(0, 20))} is not a port number from 1 to 65535.`);
+      out[field] = Number(value);
+    } else if (name === 'agent') {
+      if (value !== 'true' && value !== 'false') throw new MasterKeyError('USAGE', `${setting} ${JSON.stringify(value.slice(0, 20))} is neither true nor false.`);
+      out[field] = value === 'true';
+    } else if (name === 'private_key_file' || name === 'known_hosts') {
+      if (!value.startsWith('/')) throw new MasterKeyError('USAGE', `${setting} ${JSON.stringify(value.slice(0, 60))} is not an absolute path; write it absolute, e.g. with abspath().`);
+      out[field] = value;
+    } else if (name === 'timeout') {
+      parseTimeout(value, setting);
+      out[field] = value;
+    } else {
+      out[field] = raw;
+    }
+  }
+  return out as SshSettings;
+}
+
 /** One end of an SSH connection and how its host key is checked. */
 export interface SshEndpoint {
   readonly host: string;
