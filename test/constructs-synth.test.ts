@@ -643,6 +643,11 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       expect(none.props.rotationPolicy).toBeUndefined();
       expect(none.props.configFiles).toEqual(['/p/.mk-work/act.env']);
       expect(() => exampleSettings(() => undefined, { MK_GENERATION: 'two' }, '/p')).toThrow(/generation "two".*whole number/);
+      expect(none.props.ssh).toBeUndefined();
+      const pin = 'SHA256:' + 'C'.repeat(43);
+      const remote = exampleSettings(() => undefined, { MK_CONFIG: 'ssh://deploy@act.example.com/etc/act/act.env', MK_HOST_KEY: pin, MK_KNOWN_HOSTS: '' }, '/p');
+      expect(remote.props.configFiles).toEqual(['ssh://deploy@act.example.com/etc/act/act.env']);
+      expect(remote.props.ssh).toEqual({ hostKey: pin });
     });
 
     it('synthesizes with the committed cdktf.json context through the provider and passes the policy checks; MK_RESOURCE=terraform_data still declares terraform_data', () => {
