@@ -11,7 +11,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { ExitCode } from '../src/errors';
 import { scratchDir } from '../scripts/scratch';
-import { RemoteAct, hookTimes, hooksRun, jobsLeft, notOpening, remoteAct } from './support/remote-act';
+import { RemoteAct, hookTimes, hooksRun, jobsLeft, notOpening, remoteAct, sampleCommandLines } from './support/remote-act';
+import { keyLeaks } from './support/scenario';
 import { sqlQuery } from './support/sql';
 import { SshdFleet, describeWithSshd, startFleet, stopFleet } from './support/sshd';
 import { POSTGRES } from './support/stores';
@@ -39,7 +40,15 @@ interface Node {
 describeWithSshd('three HA nodes on three hosts, one PostgreSQL', () => {
   it('stops every node, rotates on one, sets the others, starts every node: all agree, and status lists them with their hosts', async () => {
     const old = act.key;
-    const r = act.cli(['apply', '--json']);
+    // Every process's command line (the runner's and the three hosts') is sampled while it runs: the sets carry the key on stdin only.
+    const sampler = sampleCommandLines();
+    let lines: string[];
+    let r: { code: number; stdout: string; stderr: string };
+    try {
+      r = await act.start(['apply', '--json']).done;
+    } finally {
+      lines = await sampler.stop();
+    }
     expect(r.code).toBe(0);
     const out = json<{ nodes: Node[]; localReportFiles: { markdown: string } }>(r.stdout);
     const key = act.nodeKey(0);
@@ -70,6 +79,8 @@ describeWithSshd('three HA nodes on three hosts, one PostgreSQL', () => {
     expect(s.code).toBe(0);
     expect(json<{ nodes: Array<{ host: string; address: string; matchesDatabase: boolean }> }>(s.stdout).nodes.map((n) => [n.address, n.host, n.matchesDatabase])).toEqual([0, 1, 2].map((i) => [act.addresses[i], labelOf(i), true]));
     for (const p of act.configPaths) expect(jobsLeft(p)).toEqual([]);
+    expect(lines.filter((l) => / remote$/.test(l)).length).toBeGreaterThan(0);
+    expect(keyLeaks([...lines, r.stdout, r.stderr, md].join('\n'), [old, key])).toEqual([]);
   });
 
   it('a node whose host goes away midway: the others are done, it is out of step (exit 13) until a later set fixes it; recover then starts it', async () => {
