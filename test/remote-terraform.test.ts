@@ -7,7 +7,8 @@
  * the host is a real OpenSSH server. The plan shows the counts by kind,
  * apply rotates there, a second plan shows no changes, an independent
  * reader (node:crypto) opens every value with the key read back from the
- * host's act.env, and the report is copied back into local_report_dir. No
+ * host's act.env, the report is copied back into local_report_dir, and
+ * import adopts the installation from an id with the ssh:// node. No
  * key appears in any process's command line (runner or host) while apply
  * runs, nor in the stack, state, plan JSON, terraform's trace log, the
  * reports or the host's sshd log.
@@ -82,7 +83,7 @@ async function tfAsync(args: readonly string[], env: Record<string, string | und
 
 describeWithSshd('ACT on SQLite on another host, through terraform and the provider over SSH', () => {
   describeTerraform('terraform', () => {
-    it('plans counts by kind, apply rotates on the host, the next plan has no changes; no key anywhere terraform or the host wrote', async () => {
+    it('plans counts by kind, apply rotates on the host, the next plan has no changes, import adopts it; no key anywhere terraform or the host wrote', async () => {
       const keys: MasterKey[] = [act.key];
       const facts = JSON.parse(act.cli(['plan', '--generation', '99', '--json']).stdout) as { generation: number; secrets: { byKind: Record<string, number> } };
       const byKind = facts.secrets.byKind;
@@ -137,6 +138,14 @@ describeWithSshd('ACT on SQLite on another host, through terraform and the provi
       expect(onHost.map((f) => readFileSync(join(hostReports, f), 'utf8'))).toContain(copy);
 
       expect(ws.ok(['plan', '-detailed-exitcode'])).toContain('No changes.');
+
+      // Import: the installation adopted from an id naming the node on the host and its ssh settings.
+      ws.ok(['state', 'rm', ADDRESS]);
+      const id = JSON.stringify({ name: 'act', config_files: [act.addresses[0]], database_url_entry: 'ACT_DATABASE_URL', ssh: { known_hosts: fleet.knownHosts, private_key_file: fleet.clientKey, agent: 'false' } });
+      expect(ws.ok(['import', ADDRESS, id])).toContain('Import successful!');
+      const imported = (JSON.parse(ws.ok(['show', '-json'])) as typeof state).values.root_module.resources.find((r) => r.address === ADDRESS)!;
+      expect(imported.values).toMatchObject({ fingerprint: key.fingerprint, generation: from + 1, nodes_in_sync: true, config_files: [act.addresses[0]] });
+      expect(act.nodeKey().equals(key)).toBe(true);
 
       // The leak scan: command lines (runner and host), stack, state, plan JSON, trace log, reports, sshd log.
       const reports = [localReports, hostReports].flatMap((d) => readdirSync(d).filter((f) => /\.(md|json)$/.test(f)).map((f) => readFileSync(join(d, f), 'utf8')));
