@@ -25,10 +25,12 @@
  *           opened it, -1 (no key opens it), -2 (malformed offsets)
  * Returns the number of values opened.
  *
- * sumSha256(data, offs, acc)
+ * sumSha256(data, offs, acc[, groups])
  *   Adds SHA-256(data[offs[2i] .. +offs[2i+1]]) of every item i, each read
  *   as a big-endian 256-bit number, to acc (32 bytes, big-endian), modulo
- *   2^256: an order-independent digest of many values.
+ *   2^256: an order-independent digest of many values. With groups (an
+ *   Int32Array, one index per item), acc holds 32 bytes per group and item
+ *   i is added to the group groups[i]: a digest per group of places.
  */
 #include <node_api.h>
 #include <openssl/crypto.h>
@@ -180,17 +182,22 @@ static napi_value process_batch(napi_env env, napi_callback_info info) {
 }
 
 static napi_value sum_sha256(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3) return fail(env, "gcm_batch.sumSha256 needs 3 arguments");
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return fail(env, "gcm_batch.sumSha256 needs 3 or 4 arguments");
   bytes_t data, acc;
   int32_t *offs;
   size_t nOffs;
-  if (!get_bytes(env, argv[0], &data, 0) || !get_i32(env, argv[1], &offs, &nOffs) || !get_bytes(env, argv[2], &acc, 0) || acc.n != 32 || nOffs % 2 != 0) {
+  int32_t *groups = NULL;
+  size_t nGroups = 0;
+  if (!get_bytes(env, argv[0], &data, 0) || !get_i32(env, argv[1], &offs, &nOffs) || !get_bytes(env, argv[2], &acc, 0) || acc.n % 32 != 0 || acc.n == 0 || nOffs % 2 != 0) {
     return fail(env, "gcm_batch.sumSha256: an argument has the wrong type or size");
   }
+  if (argc == 4 && (!get_i32(env, argv[3], &groups, &nGroups) || nGroups != nOffs / 2)) return fail(env, "gcm_batch.sumSha256: groups must hold one index per item");
+  if (!groups && acc.n != 32) return fail(env, "gcm_batch.sumSha256: without groups the sum is 32 bytes");
   for (size_t i = 0; i < nOffs / 2; i++) {
     if (!in_range(offs[2 * i], offs[2 * i + 1], data.n)) return fail(env, "gcm_batch.sumSha256: an offset is out of range");
+    if (groups && (groups[i] < 0 || (size_t)groups[i] >= acc.n / 32)) return fail(env, "gcm_batch.sumSha256: a group index is out of range");
   }
   /* One context for the whole call (EVP_Digest would set one up, and look the algorithm up, per item). */
   EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -203,10 +210,11 @@ static napi_value sum_sha256(napi_env env, napi_callback_info info) {
       ok = 0;
       break;
     }
+    uint8_t *sum = acc.p + (groups ? 32 * (size_t)groups[i] : 0);
     unsigned int carry = 0;
     for (int j = 31; j >= 0; j--) {
-      unsigned int v = (unsigned int)acc.p[j] + h[j] + carry;
-      acc.p[j] = (uint8_t)v;
+      unsigned int v = (unsigned int)sum[j] + h[j] + carry;
+      sum[j] = (uint8_t)v;
       carry = v >> 8;
     }
   }

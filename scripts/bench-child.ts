@@ -17,9 +17,10 @@ import { CryptoMode, valueCrypto } from '../src/engine/value-crypto';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey, parseKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
-import { mapAhead } from '../src/engine/stream-batch';
-import { DEFAULT_BATCH_SIZE, reencryptInventory } from '../src/engine/stream';
-import { copyLines } from '../src/engine/stream-copy';
+import { mapAhead } from '../src/engine/pipeline';
+import { DEFAULT_BATCH_SIZE } from '../src/engine/walk';
+import { copyLines } from '../src/store/postgres/copy';
+import { reencryptInventory } from '../src/store/postgres/reencrypt';
 import { BENCH_INVENTORY, BENCH_TABLE } from './bench-data';
 
 /** What the parent sends on stdin. */

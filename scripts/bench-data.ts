@@ -10,7 +10,7 @@ import { actCodec } from '../src/crypto/codec';
 import type { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
 import type { Inventory } from '../src/inventory/inventory';
-import { copyField, copyIn } from '../src/engine/stream-copy';
+import { copyField, copyIn } from '../src/store/postgres/copy';
 
 /** The table every method rewrites. */
 export const BENCH_TABLE = 'bench_secrets';

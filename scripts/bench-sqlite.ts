@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- --store sqlite [--rows N] [--reps 3] [--journal wal|delete] [--crypto native|node|workers] [--json]`
+ * `npm run bench -- --store sqlite [--rows N] [--reps 3] [--journal wal|delete] [--crypto native|node|workers] [--methods ...] [--baseline-cli PATH] [--json]`
  *
  * The benchmark on a SQLite file, in one run: SQLite's own floor (every row
  * rewritten by `UPDATE t SET value = value || ''` in one transaction),
@@ -12,16 +12,19 @@
  * file; client methods (crypto alone included) run in child processes so
  * their peak RSS, and their heap, are their own (in the benchmark's process
  * crypto alone took twice as long after seeding, from garbage collection).
+ * `--baseline-cli` names another build's `dist/src/cli/main.js`: the full
+ * apply then runs that build and this one in turn, each on a fresh copy (an
+ * A/B under the same load), reported as `apply-baseline` and `apply`.
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { CryptoMode, defaultCryptoMode, valueCrypto } from '../src/engine/value-crypto';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey, parseKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
-import { withStore } from '../src/store/open';
+import { reencryptAlone } from '../src/store/sqlite/store';
 import { Db, sqliteModule } from '../src/store/sqlite/driver';
 import { BENCH_INVENTORY, BENCH_TABLE, plaintext } from './bench-data';
 import { applyPhases, median, medianRun, table } from './bench-report';
@@ -32,6 +35,8 @@ export const SQLITE_METHODS = ['floor', 'rewrite', 'crypto', 'naive', 'ours', 'a
 /** What runs without --methods: apply-ssh needs sshd and root, so it runs only when asked for. */
 const DEFAULT_METHODS = SQLITE_METHODS.filter((m) => m !== 'apply-ssh');
 type Method = (typeof SQLITE_METHODS)[number];
+/** A row of the report: a method, or the baseline build's full apply. */
+type Measured = Method | 'apply-baseline';
 
 export interface SqliteBenchOptions {
   readonly rows: number;
@@ -43,6 +48,8 @@ export interface SqliteBenchOptions {
   readonly crypto?: CryptoMode;
   /** Above this many rows the naive script runs once. */
   readonly naiveSingleRunAbove?: number;
+  /** Another build's CLI entry point, whose full apply runs in turn with this build's (A/B in one run). */
+  readonly baselineCli?: string;
 }
 
 const SEED_CHUNK = 10_000;
@@ -179,12 +186,7 @@ async function child(job: ChildJob): Promise<Run> {
   let rows: number;
   if (job.method === 'naive') rows = naive(job.path, from, to);
   else {
-    rows = await withStore(`sqlite:${job.path}`, { doing: 'benchmarking' }, (store) =>
-      store.write(async (tx) => {
-        await tx.lockSecretTables(BENCH_INVENTORY);
-        return (await tx.reencrypt(BENCH_INVENTORY, new Keyring([from]), to, job.crypto ? { crypto: job.crypto } : {})).updated;
-      }),
-    );
+    rows = (await reencryptAlone(`sqlite:${job.path}`, { inventory: BENCH_INVENTORY, from: new Keyring([from]), to, ...(job.crypto ? { crypto: job.crypto } : {}) })).updated;
   }
   return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, rows, maxRssBytes: process.resourceUsage().maxRSS * 1024 };
 }
@@ -207,13 +209,14 @@ interface SshTarget {
 }
 
 /**
- * The full CLI: `init` on the fresh copy, then `apply` (spawn to exit, with
- * backup, verification and report). With `ssh`, apply runs on the runner
- * with the node at `ssh://root@127.0.0.1:<port>/…/act.env`: the same files,
- * reached over SSH, the rotation run by the host's master-key as a job, the
- * report copied back.
+ * The full CLI (this build's, or `cli`): `init` on the fresh copy, then
+ * `apply` (spawn to exit, with backup, verification and report). With `ssh`,
+ * apply runs on the runner with the node at
+ * `ssh://root@127.0.0.1:<port>/…/act.env`: the same files, reached over SSH,
+ * the rotation run by the host's master-key as a job, the report copied back.
  */
-async function apply(dir: string, path: string, oldKey: MasterKey, rows: number, ssh?: SshTarget): Promise<Run> {
+async function apply(dir: string, path: string, oldKey: MasterKey, rows: number, how: { cli?: string; ssh?: SshTarget } = {}): Promise<Run> {
+  const { cli, ssh } = how;
   const work = mkdtempSync(join(dir, 'apply-'));
   chmodSync(work, 0o700);
   try {
@@ -222,11 +225,11 @@ async function apply(dir: string, path: string, oldKey: MasterKey, rows: number,
     const inventory = join(work, 'inventory.json');
     writeFileSync(inventory, JSON.stringify(BENCH_INVENTORY));
     const common = ['--config', config, '--inventory', inventory, '--database-url-entry', 'ACT_DATABASE_URL'];
-    const init = await runCliMeasured(['init', ...common], process.env);
+    const env = cli ? { ...process.env, MK_BENCH_CLI: cli } : process.env;
+    const init = await runCliMeasured(['init', ...common], env);
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
     const node = ssh ? ['--config', `ssh://root@127.0.0.1:${ssh.port}${config}`, ...ssh.options, '--local-report-dir', join(work, 'copies')] : ['--config', config];
-    const rest = common.slice(2);
-    const r = await runCliMeasured(['apply', ...node, ...rest, '--backup-dir', join(work, 'backups'), '--report-dir', join(work, 'reports')], process.env);
+    const r = await runCliMeasured(['apply', ...node, ...common.slice(2), '--backup-dir', join(work, 'backups'), '--report-dir', join(work, 'reports')], env);
     if (r.code !== 0) throw new Error(`master-key apply failed (exit ${r.code}): ${r.stderr.trim()}`);
     return { seconds: r.seconds, rows, maxRssBytes: r.maxRssBytes, ...applyTimings(join(work, 'reports')) };
   } finally {
@@ -257,7 +260,7 @@ function verify(path: string, plain: string, newKey: MasterKey): { rows: number;
   }
 }
 
-const LABELS: Record<Method, string> = {
+const LABELS: Record<Measured, string> = {
   floor: "SQLite floor (SET value = value || '')",
   rewrite: 'SQLite rewrite (SET value = lower(value))',
   crypto: 'crypto alone (open + re-seal in memory)',
@@ -265,9 +268,10 @@ const LABELS: Record<Method, string> = {
   ours: 'ours: store re-encryption (one transaction)',
   apply: 'ours: master-key apply (full CLI)',
   'apply-ssh': 'ours: master-key apply, the node over SSH',
+  'apply-baseline': 'baseline build: master-key apply (full CLI)',
 };
 
-const NOTES: Partial<Record<Method, string>> = {
+const NOTES: Partial<Record<Measured, string>> = {
   floor: 'SQLite leaves a value rewritten with itself as it is (it writes a page only when its bytes change): this reads the table, and writes nothing',
   rewrite: 'every value changed: every page written, journaled and committed (with the WAL checkpoint), as any re-encryption must',
   apply: 'spawn to exit: init not counted; preflight, backup of the whole file, re-encryption, config, verification, report',
@@ -275,7 +279,7 @@ const NOTES: Partial<Record<Method, string>> = {
 };
 
 export interface SqliteBenchResult {
-  readonly method: Method;
+  readonly method: Measured;
   readonly rows: number;
   readonly runs: readonly number[];
   readonly seconds?: number;
@@ -310,7 +314,7 @@ const MB = 1024 * 1024;
 
 /** Rates, ratios and the goals (pure). */
 export function summariseSqlite(r: Omit<SqliteBenchReport, 'goals'>): SqliteBenchReport {
-  const secs = (m: Method) => r.results.find((x) => x.method === m)?.seconds;
+  const secs = (m: Measured) => r.results.find((x) => x.method === m)?.seconds;
   const floorS = secs('floor');
   const cryptoS = secs('crypto');
   const rewriteS = secs('rewrite');
@@ -362,6 +366,7 @@ export function formatSqliteReport(r: SqliteBenchReport): string {
     '',
     ...r.results.filter((m) => m.note).map((m) => `  ${m.method}: ${m.note}`),
     '',
+    ...applyPhases(r.results.find((m) => m.method === 'apply-baseline'), 'apply-baseline'),
     ...applyPhases(r.results.find((m) => m.method === 'apply')),
     'Goals:',
     ...r.goals.map((g) => `  ${g.met === undefined ? '-' : g.met ? 'met' : 'MISSED'}: ${g.what}${g.measured ? ` (measured ${g.measured})` : ' (not measured)'}`),
@@ -395,40 +400,47 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
     let verification: SqliteBenchReport['verification'];
     // apply and apply-ssh run in turn (apply, apply-ssh, apply, ...): an A/B under the same load.
     const paired = o.methods.includes('apply') && o.methods.includes('apply-ssh');
-    const runsOf = new Map<Method, Run[]>();
+    const runsOf = new Map<Measured, Run[]>();
     for (const method of o.methods) {
       const reps = method === 'naive' && o.rows > (o.naiveSingleRunAbove ?? 200_000) ? 1 : o.reps;
-      const runs: Run[] = runsOf.get(method) ?? [];
-      runsOf.set(method, runs);
       const turn = paired && method === 'apply' ? (['apply', 'apply-ssh'] as const) : paired && method === 'apply-ssh' ? [] : [method];
       for (let i = 0; i < reps && turn.length; i++) {
         for (const m of turn) {
-          const path = fresh(dir, pristine);
-          progress(`${m} run ${i + 1}/${reps}`);
           const into = runsOf.get(m) ?? [];
           runsOf.set(m, into);
+          if (m === 'apply' && o.baselineCli) {
+            progress(`${m} run ${i + 1}/${reps} of the baseline build`);
+            const b = runsOf.get('apply-baseline') ?? [];
+            runsOf.set('apply-baseline', b);
+            b.push(await apply(dir, fresh(dir, pristine), oldKey, o.rows, { cli: o.baselineCli }));
+          }
+          const path = fresh(dir, pristine);
+          progress(`${m} run ${i + 1}/${reps}`);
           if (m === 'floor') into.push(sqliteAlone(path, "value || ''"));
           else if (m === 'rewrite') into.push(sqliteAlone(path, 'lower(value)'));
           else if (m === 'apply') into.push(await apply(dir, path, oldKey, o.rows));
-          else if (m === 'apply-ssh') into.push(await apply(dir, path, oldKey, o.rows, await sshTarget()));
+          else if (m === 'apply-ssh') into.push(await apply(dir, path, oldKey, o.rows, { ssh: await sshTarget() }));
           else into.push(await runChild({ method: m, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
           if (m === 'ours' && i === reps - 1) verification = verify(path, plain, newKey);
         }
       }
     }
-    for (const method of o.methods) {
-      const runs = runsOf.get(method) ?? [];
-      const reps = runs.length;
-      const mid = medianRun(runs);
-      results.push({
-        method,
-        rows: runs[0]?.rows ?? o.rows,
+    const result = (m: Measured, rs: readonly Run[], note = NOTES[m]): SqliteBenchResult => {
+      const mid = medianRun(rs);
+      return {
+        method: m,
+        rows: rs[0]?.rows ?? o.rows,
         ...(mid?.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
-        runs: runs.map((r) => r.seconds),
-        seconds: median(runs.map((r) => r.seconds)),
-        ...(runs.some((r) => r.maxRssBytes !== undefined) ? { peakRssBytes: Math.max(...runs.map((r) => r.maxRssBytes ?? 0)) } : {}),
-        ...(reps < o.reps ? { note: 'one run (it takes minutes)' } : NOTES[method] ? { note: NOTES[method] } : {}),
-      });
+        runs: rs.map((r) => r.seconds),
+        seconds: median(rs.map((r) => r.seconds)),
+        ...(rs.some((r) => r.maxRssBytes !== undefined) ? { peakRssBytes: Math.max(...rs.map((r) => r.maxRssBytes ?? 0)) } : {}),
+        ...(rs.length < o.reps ? { note: 'one run (it takes minutes)' } : note ? { note } : {}),
+      };
+    };
+    for (const method of o.methods) {
+      const baseline = method === 'apply' ? runsOf.get('apply-baseline') : undefined;
+      if (baseline?.length) results.push(result('apply-baseline', baseline, `${NOTES.apply}; the build at ${o.baselineCli}, run in turn with this one`));
+      results.push(result(method, runsOf.get(method) ?? []));
     }
     const Database = sqliteModule();
     const mem = new Database(':memory:');
@@ -461,6 +473,7 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
   let json = false;
   let methods: Method[] = [...DEFAULT_METHODS];
   let crypto: CryptoMode | undefined;
+  let baselineCli: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const n = () => {
@@ -485,9 +498,13 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
         if (!(SQLITE_METHODS as readonly string[]).includes(m)) throw new Error(`unknown method "${m}"; use ${SQLITE_METHODS.join(', ')}`);
         return m as Method;
       });
+    } else if (a === '--baseline-cli') {
+      baselineCli = argv[++i];
+      if (!baselineCli) throw new Error("--baseline-cli needs the path of another build's dist/src/cli/main.js");
+      if (!existsSync(baselineCli)) throw new Error(`--baseline-cli: ${baselineCli} does not exist`);
     } else throw new Error(`unknown option ${a}`);
   }
-  return { rows, reps, journal, json, methods, ...(crypto ? { crypto } : {}) };
+  return { rows, reps, journal, json, methods, ...(crypto ? { crypto } : {}), ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}) };
 }
 
 /** `bench --store sqlite ...`: prints the table (or JSON); exit code 1 when verification failed. */

@@ -30,6 +30,7 @@ import { BENCH_TABLE, restoreBench, seedBench, verifyBench } from './bench-data'
 import type { ChildJob, ChildResult } from './bench-child';
 import { measureApply } from './bench-apply';
 import { BenchReport, MethodResult, formatReport, median, medianRun, summarise } from './bench-report';
+import { mainShape, parseShapeArgs } from './bench-shapes';
 import { mainSqlite, parseSqliteArgs } from './bench-sqlite';
 import { parseOrExit } from './usage';
 
@@ -256,6 +257,9 @@ Options:
   --no-reader               PostgreSQL: no separate reader connection
   --journal wal|delete      SQLite: the journal mode (default wal)
   --baseline-cli <path>     another build's dist/src/cli/main.js: its full apply runs in turn with this one's (A/B)
+  --shape large-value|documents   instead of a table of small secrets: a full apply on one large stored
+                            value (--value-mib N) or on JSON documents of many values (--documents N,
+                            --values-per-document N), seconds and peak RSS against their goals
   --json                    print the report as JSON
   --help                    this text
 `;
@@ -270,6 +274,10 @@ function parseStore(argv: readonly string[]): 'postgres' | 'sqlite' {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
+  if (argv.includes('--shape')) {
+    parseOrExit('bench', BENCH_USAGE, argv, parseShapeArgs);
+    return mainShape(argv);
+  }
   if (parseOrExit('bench', BENCH_USAGE, argv, parseStore) === 'sqlite') {
     parseOrExit('bench', BENCH_USAGE, argv, parseSqliteArgs);
     return mainSqlite(argv);

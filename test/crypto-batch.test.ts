@@ -10,12 +10,13 @@ import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import { NONCE_BYTES, nodeAead } from '../src/crypto/aead';
 import { nobleAead } from './support/noble-aead';
+import { sealedText } from '../src/crypto/batch';
 import { CodecName, actCodec, codecByName, v1Codec } from '../src/crypto/codec';
 import { join } from 'node:path';
 import { GcmEngine, KEY_BYTES, aesGcmEngineDescription, nativeAddonPath, nativeEngine, nodeEngine, packJob } from '../src/crypto/gcm-batch';
 import { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
-import { ValueDigest } from '../src/engine/stream-digest';
+import { ValueDigest } from '../src/engine/digest';
 import { CryptoMode, ValueCrypto, valueCrypto } from '../src/engine/value-crypto';
 
 const bytes = (min: number, max: number) => fc.uint8Array({ minLength: min, maxLength: max });
@@ -131,6 +132,23 @@ describe.each(ENGINES)('%s engine', (_, engine) => {
     nodeEngine.sumSha256(data, reversed, b);
     expect(Buffer.from(a).toString('hex')).toBe(Buffer.from(b).toString('hex'));
     expect(Buffer.from(a).equals(Buffer.alloc(32))).toBe(false);
+    // Per group: each item into its group's 32 bytes; the groups add up to the sum of all, and a group alone is the sum of its items.
+    const groups = Int32Array.from(items, (_, i) => i % 3);
+    const byGroup = new Uint8Array(3 * 32);
+    engine.sumSha256(data, offs, byGroup, groups);
+    const first = new Uint8Array(32);
+    const firstOffs = new Int32Array(offs.filter((_, j) => (j >> 1) % 3 === 0));
+    nodeEngine.sumSha256(data, firstOffs, first);
+    expect(Buffer.from(byGroup.subarray(0, 32)).equals(Buffer.from(first))).toBe(true);
+    const total = new Uint8Array(32);
+    let carry = 0;
+    for (let j = 31; j >= 0; j--) {
+      const v = byGroup[j] + byGroup[32 + j] + byGroup[64 + j] + carry;
+      total[j] = v & 0xff;
+      carry = v >> 8;
+    }
+    expect(Buffer.from(total).equals(Buffer.from(a))).toBe(true);
+    expect(() => engine.sumSha256(data, offs, new Uint8Array(64), new Int32Array(items.length).fill(2))).toThrow();
   });
 });
 
@@ -150,8 +168,8 @@ describe('crypto in worker threads', () => {
       const outs = await Promise.all(batches.map((b, j) => crypto.process('act', b, undefined, places(b.length, j))));
       outs.forEach((out, j) =>
         out.forEach((r, i) => {
-          expect(new Keyring([to]).openText(actCodec(), r.next!)).toBe(`secret ${j}-${i}`);
-          digest.add('t', 'c', undefined, `${j}-${i}`, r.next!);
+          expect(new Keyring([to]).openText(actCodec(), sealedText(r.next!))).toBe(`secret ${j}-${i}`);
+          digest.add('t', 'c', undefined, `${j}-${i}`, sealedText(r.next!));
         }),
       );
       expect(await crypto.digest()).toEqual(digest.result());
@@ -253,11 +271,11 @@ describe.each(MODES)('batch crypto (%s) gives the codec’s own outcome on every
               }
               expect(got[i].code).toBe(code);
               if (code) return;
-              const opened = codec.open(new Keyring([to]), got[i].next!, aads[i]);
+              const opened = codec.open(new Keyring([to]), sealedText(got[i].next!), aads[i]);
               expect(Buffer.from(opened.plaintext).equals(Buffer.from(expected!))).toBe(true);
               expect(opened.keyId).toBe(to.id);
-              expect(() => codec.open(ring, got[i].next!, aads[i])).toThrow();
-              if (aads[i]?.length) expect(() => codec.open(new Keyring([to]), got[i].next!)).toThrow();
+              expect(() => codec.open(ring, sealedText(got[i].next!), aads[i])).toThrow();
+              if (aads[i]?.length) expect(() => codec.open(new Keyring([to]), sealedText(got[i].next!))).toThrow();
             });
           },
         ),
@@ -275,15 +293,15 @@ describe.each(MODES)('batch crypto (%s) gives the codec’s own outcome on every
       pts.map((p) => noble.seal(k1, p, undefined, aad)),
       pts.map(() => aad),
     );
-    out.forEach((r, i) => expect(Buffer.from(noble.open(new Keyring([to]), r.next!, aad).plaintext).equals(pts[i])).toBe(true));
+    out.forEach((r, i) => expect(Buffer.from(noble.open(new Keyring([to]), sealedText(r.next!), aad).plaintext).equals(pts[i])).toBe(true));
   });
 
   it('writes v1 headers with the new key id and fresh nonces (no two outputs share one)', async () => {
     const values = Array.from({ length: 2000 }, () => v1Codec().seal(k1, randomBytes(64)));
     const out = await crypto.process('v1', values);
-    const nonces = new Set(out.map((r) => Buffer.from(r.next!.slice(17), 'base64url').subarray(0, 12).toString('hex')));
+    const nonces = new Set(out.map((r) => Buffer.from(sealedText(r.next!).slice(17), 'base64url').subarray(0, 12).toString('hex')));
     expect(nonces.size).toBe(values.length);
-    expect(out.every((r) => r.next!.startsWith(`mk1:${to.id}:`))).toBe(true);
+    expect(out.every((r) => sealedText(r.next!).startsWith(`mk1:${to.id}:`))).toBe(true);
   });
 });
 
@@ -313,5 +331,54 @@ describe('batch crypto scan (no new key)', () => {
       }
     }
     expect(expected.filter((r) => r.code).length).toBeGreaterThan(500);
+  });
+});
+
+describe('large values, a slice at a time (src/crypto/large-value)', () => {
+  const k1 = MasterKey.generate();
+  const k2 = MasterKey.generate();
+  const to = MasterKey.generate();
+  const ring = new Keyring([k1, k2]);
+  /** Plaintexts of 1-3 MiB: their texts are past LARGE_VALUE, and span several slices, with every length modulo 3. */
+  const plaintexts = [1 << 20, (3 << 20) + 1, (2 << 20) + 2].map((n) => randomBytes(n));
+
+  it.each(['act', 'v1'] as const)('%s: re-sealed with its own additional data, opening with the codec (and noble) under the new key only; the codec’s error code when it does not open', async (name) => {
+    const codec = codecByName(name);
+    const noble = codecByName(name, nobleAead);
+    const aad = Buffer.from('row 7');
+    const good = plaintexts.map((pt, i) => codec.seal(i === 1 ? k2 : k1, pt, undefined, i === 2 ? aad : undefined));
+    const tampered = flipChar(good[0], good[0].length - 30);
+    const foreign = codec.seal(MasterKey.generate(), plaintexts[0]);
+    const aads = [undefined, undefined, aad, undefined, undefined];
+    for (const mode of MODES) {
+      const c = valueCrypto(ring, to, { crypto: mode });
+      try {
+        const out = await c.process(name, [...good, tampered, foreign], aads);
+        good.forEach((_, i) => {
+          expect(Buffer.from(noble.open(new Keyring([to]), sealedText(out[i].next!), aads[i]).plaintext).equals(plaintexts[i])).toBe(true);
+          expect(() => codec.open(ring, sealedText(out[i].next!), aads[i])).toThrow();
+        });
+        for (const [v, i] of [[tampered, 3], [foreign, 4]] as const) {
+          const expected = (() => {
+            try {
+              codec.open(ring, v);
+              return undefined;
+            } catch (e) {
+              return (e as { code: string }).code;
+            }
+          })();
+          expect(out[i]).toEqual({ code: expected });
+        }
+      } finally {
+        await c.close();
+      }
+    }
+    // Opening only (a scan): the same outcomes, nothing re-sealed.
+    const scan = valueCrypto(ring, undefined, {});
+    try {
+      expect(await scan.process(name, [...good, tampered], aads.slice(0, 4))).toEqual([{}, {}, {}, { code: expect.stringMatching(/^SEALED_/) }]);
+    } finally {
+      await scan.close();
+    }
   });
 });

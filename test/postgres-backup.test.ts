@@ -6,12 +6,13 @@
  * stays usable.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { codecByName } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
 import { Inventory, validateInventory } from '../src/inventory/inventory';
+import { BackupDirectory } from '../src/rotation/backup';
 import { openStore } from '../src/store/open';
 import { removeScratch, scratchDir } from '../scripts/scratch';
 import { dropDatabase, freshDatabase, withTestClient } from './support/db';
@@ -45,25 +46,24 @@ describe('PostgreSQL backup written by the re-encryption', () => {
     await dropDatabase(url);
   });
 
-  it('a disk that fills up during the re-encryption: DISK_FULL from both, rolled back, every row as it was', async () => {
+  it('a disk that fills up during the rotation: DISK_FULL, rolled back, every row as it was, the backup file removed', async () => {
     const before = await withTestClient(url, (c) => c.query<{ id: string; token: string }>('SELECT id::text, token FROM tokens ORDER BY id'));
     const s = await openStore(url);
     try {
       const backupDir = join(mnt, 'b');
       mkdirSync(backupDir, { mode: 0o700 });
-      let backingUp: Promise<unknown> | undefined;
       const failed = await s
         .write(async (tx) => {
           await tx.lockSecretTables(INVENTORY);
-          backingUp = tx.backup(INVENTORY, backupDir, { batchSize: 200 });
-          await tx.reencrypt(INVENTORY, new Keyring([key]), MasterKey.generate(), { batchSize: 200 });
+          await tx.rotate({ inventory: INVENTORY, from: new Keyring([key]), to: MasterKey.generate(), backup: new BackupDirectory(backupDir), batchSize: 200 });
         })
         .then(
           () => undefined,
           (e: unknown) => e,
         );
       expect(failed).toMatchObject({ code: 'DISK_FULL' });
-      await expect(backingUp).rejects.toMatchObject({ code: 'DISK_FULL' });
+      // The rotation gave its backup file up.
+      expect(readdirSync(backupDir)).toEqual([]);
       // The store's connection is usable and nothing changed.
       expect(await s.count(INVENTORY)).toMatchObject({ rows: ROWS });
       const after = await withTestClient(url, (c) => c.query<{ id: string; token: string }>('SELECT id::text, token FROM tokens ORDER BY id'));

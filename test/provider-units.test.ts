@@ -1,7 +1,7 @@
 /**
  * The provider's parts without terraform: msgpack values as the wire format
  * describes them (counting by query is the store contract's, in
- * test/store.test.ts, on every store), arguments and import ids, the
+ * test/support/store-contract.ts, on every store), arguments and import ids, the
  * per-launch certificate, and the plugin process itself spoken to over gRPC
  * with mutual TLS exactly as go-plugin does (handshake line, health, schema,
  * shutdown), plus its refusal to run without the magic cookie.

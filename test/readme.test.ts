@@ -26,12 +26,6 @@ const read = (path: string) => readFileSync(join(root, path), 'utf8');
 const README = read('README.md');
 const DOCS = readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`).sort();
 
-/**
- * Documents other branches add (the store seam's reference); the README
- * links them already. Remove a name here once its document is merged.
- */
-const PENDING_DOCS = ['docs/stores.md'];
-
 describe('README', () => {
   it('gives the two commands, and .ci/run runs npm ci then exactly the test command', () => {
     const block = /## Two commands[\s\S]*?```sh\n([\s\S]*?)```/.exec(README)![1];
@@ -76,7 +70,7 @@ describe('links', () => {
     for (const file of ['README.md', ...DOCS]) {
       for (const m of read(file).matchAll(/\]\((?!https?:|#|mailto:)([^)#\s]+)(#[^)]*)?\)/g)) {
         const target = normalize(join(dirname(file), m[1]));
-        if (!existsSync(join(root, target)) && !PENDING_DOCS.includes(target)) missing.push(`${file} -> ${m[1]}`);
+        if (!existsSync(join(root, target))) missing.push(`${file} -> ${m[1]}`);
       }
     }
     expect(missing).toEqual([]);

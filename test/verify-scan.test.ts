@@ -1,5 +1,5 @@
 /**
- * A verification scan split by rows between readers (src/engine/stream
+ * A verification scan split by rows between readers (src/engine/verify
  * `VerifyScan.part` / `absorb`, as the SQLite store splits it between its
  * connection and a reader thread): the parts together give exactly the
  * digest and counts of one scan of all rows, and a sample that is a uniform
@@ -7,11 +7,12 @@
  */
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
-import { VerifyScan } from '../src/engine/stream';
+import { rowShape } from '../src/engine/rows';
+import { VerifyScan } from '../src/engine/verify';
 import type { Inventory } from '../src/inventory/inventory';
 
 const INV: Inventory = { name: 'test', entries: [{ kind: 'secret', table: 't', idColumn: 'id', column: 'c', codec: 'act' }] };
-const COLUMNS = [{ column: 'c', json: false, entries: INV.entries }];
+const SHAPE = rowShape({ table: 't', columns: [{ column: 'c', json: false, entries: INV.entries }], aadColumns: [] }, 0, 1);
 
 /** Rows [id, sealed value] with ids from..below-1 (sealed once, shared by all tests). */
 const key = MasterKey.generate();
@@ -20,7 +21,7 @@ const ALL = Array.from({ length: 1000 }, (_, i) => [String(i), actCodec().seal(k
 /** A scan of the rows in [from, below), added a few at a time. */
 function scanOf(from: number, below: number, sampleSize: number): VerifyScan {
   const scan = new VerifyScan(INV, { sampleSize });
-  for (let i = from; i < below; i += 37) scan.add('t', COLUMNS, ALL.slice(i, Math.min(i + 37, below)), 1, 0);
+  for (let i = from; i < below; i += 37) scan.add(ALL.slice(i, Math.min(i + 37, below)), SHAPE);
   return scan;
 }
 
@@ -65,7 +66,7 @@ describe('a verification scan split by rows', () => {
   it('finds a value that does not open when it is sampled from the other part', async () => {
     const scan = scanOf(0, 500, 1000);
     const other = new VerifyScan(INV, { sampleSize: 1000 });
-    other.add('t', COLUMNS, [['bad', actCodec().seal(MasterKey.generate(), Buffer.from('x'))]], 1, 0);
+    other.add([['bad', actCodec().seal(MasterKey.generate(), Buffer.from('x'))]], SHAPE);
     scan.absorb(other.part());
     const r = await scan.finish(key);
     expect(r).toMatchObject({ total: 501, sampled: 501, ok: false });

@@ -20,10 +20,24 @@ import { ErrorCode, MasterKeyError, isMasterKeyError } from '../errors';
 import { CodecName, KeySource, SecretCodec, V1_PREFIX, codecByName } from './codec';
 import { EngineName, GcmEngine, KEY_BYTES, OVERHEAD, PackedJob, defaultEngine, engineByName, packJob, wipeKeys } from './gcm-batch';
 import { KEY_ID_BYTES, MasterKey } from './key';
+import { LARGE_VALUE, openLarge } from './large-value';
+
+/**
+ * A sealed value's text: a string, or, for a value over `LARGE_VALUE`
+ * characters that was re-sealed, the text's bytes (ASCII), so a large new
+ * value is never held as bytes and as a string at once (stores write
+ * either as text).
+ */
+export type SealedText = string | Uint8Array;
+
+/** The text of a `SealedText`. */
+export function sealedText(t: SealedText): string {
+  return typeof t === 'string' ? t : Buffer.from(t.buffer, t.byteOffset, t.length).toString('latin1');
+}
 
 /** One value's outcome: its re-sealed text (re-encryption), or why it does not open. */
 export interface CryptoResult {
-  readonly next?: string;
+  readonly next?: SealedText;
   readonly code?: ErrorCode;
 }
 
@@ -104,6 +118,8 @@ const FORMATS: Record<CodecName, Format> = {
 };
 
 const EMPTY = new Uint8Array(0);
+/** The largest job buffer kept from one batch for the next. */
+const KEEP_SCRATCH = 16 << 20;
 /** keyIdx of a value the batch does not take (the codec judges it). */
 const NOT_FAST = -3;
 
@@ -142,12 +158,18 @@ export class BatchCrypto {
     const out = new Array<CryptoResult>(sealed.length);
     if (sealed.length === 0) return out;
     const fmt = FORMATS[codec];
-    const done = this.buildJob(fmt, sealed, aad);
+    const large = new Map<number, { key: number; decoded: number }>();
+    const done = this.buildJob(fmt, sealed, aad, large);
     if (done) this.engine.run(done);
     const resealed = done?.out ? Buffer.from(done.out.buffer, done.out.byteOffset, done.out.length) : undefined;
     const header = fmt.headerLength && this.to ? `${V1_PREFIX}:${this.to.id}:` : '';
     try {
       for (let i = 0; i < sealed.length; i++) {
+        const big = large.get(i);
+        if (big) {
+          out[i] = this.large(fmt, sealed[i], big, aad?.[i]) ?? this.slow(codec, sealed[i], aad?.[i]);
+          continue;
+        }
         if (done && done.status[i] >= 0) {
           const off = done.offs[2 * i];
           out[i] = resealed ? { next: header + resealed.toString(fmt.encoding, off, off + done.offs[2 * i + 1]) } : {};
@@ -159,10 +181,29 @@ export class BatchCrypto {
     } finally {
       if (done) {
         wipeKeys(done);
-        this.scratch = done.buffer;
+        // Kept for the next batch, unless a large value made it large: then it goes (memory stays bounded by the batches to come).
+        this.scratch = done.buffer.byteLength <= KEEP_SCRATCH ? done.buffer : undefined;
       }
     }
     return out;
+  }
+
+  /** A large value, a slice at a time (./large-value); undefined when it does not open (the codec then says why). */
+  private large(fmt: Format, s: string, v: { key: number; decoded: number }, extra: Uint8Array = EMPTY): CryptoResult | undefined {
+    const keys = v.key >= 0 ? [this.keys[v.key]] : this.keys;
+    const header = fmt.headerLength ? Buffer.from(s.slice(0, fmt.headerLength), 'latin1') : EMPTY;
+    const newHeader = fmt.headerLength && this.to ? `${V1_PREFIX}:${this.to.id}:` : '';
+    const to = this.to ? { key: this.to.bytes(), aad: Buffer.concat([Buffer.from(newHeader, 'latin1'), extra]), header: newHeader } : undefined;
+    const opened = openLarge(
+      fmt.headerLength ? s.slice(fmt.headerLength) : s,
+      v.decoded,
+      fmt.encoding,
+      keys.map((k) => k.bytes()),
+      Buffer.concat([header, extra]),
+      to,
+    );
+    if (!opened) return undefined;
+    return opened.next !== undefined ? { next: opened.next } : {};
   }
 
   private slow(codec: CodecName, sealed: string, aad: Uint8Array | undefined): CryptoResult {
@@ -180,7 +221,7 @@ export class BatchCrypto {
   }
 
   /** Decodes every value the batch can take into one job; undefined when none. */
-  private buildJob(fmt: Format, sealed: readonly string[], aad: ReadonlyArray<Uint8Array | undefined> | undefined): PackedJob | undefined {
+  private buildJob(fmt: Format, sealed: readonly string[], aad: ReadonlyArray<Uint8Array | undefined> | undefined, large: Map<number, { key: number; decoded: number }>): PackedJob | undefined {
     const n = sealed.length;
     const keyIdx = new Int32Array(n);
     const lens = new Int32Array(n);
@@ -198,6 +239,11 @@ export class BatchCrypto {
       if (k === -1 && id !== '') continue;
       const len = fmt.decodedLength(fmt.headerLength ? s.slice(fmt.headerLength) : s);
       if (len < OVERHEAD) continue;
+      if (s.length > LARGE_VALUE) {
+        // On its own, a slice at a time, not in the job's buffers.
+        large.set(i, { key: k, decoded: len });
+        continue;
+      }
       keyIdx[i] = k;
       lens[i] = len;
       data += len;

@@ -60,8 +60,10 @@ export interface GcmEngine {
   /**
    * Adds SHA-256 of each item data[offs[2i] .. +offs[2i+1]], read as a
    * big-endian 256-bit number, to `acc` (32 bytes, big-endian) modulo 2^256.
+   * With `groups` (one index per item), `acc` holds 32 bytes per group and
+   * item i goes to group groups[i].
    */
-  sumSha256(data: Uint8Array, offs: Int32Array, acc: Uint8Array): void;
+  sumSha256(data: Uint8Array, offs: Int32Array, acc: Uint8Array, groups?: Int32Array): void;
 }
 
 /** The `node` engine: one node:crypto cipher object per message. */
@@ -70,13 +72,15 @@ export const nodeEngine: GcmEngine = {
   run(job) {
     return runWithNodeCrypto(job);
   },
-  sumSha256(data, offs, acc) {
+  sumSha256(data, offs, acc, groups) {
     for (let i = 0; i < offs.length; i += 2) {
       const h = createHash('sha256').update(data.subarray(offs[i], offs[i] + offs[i + 1])).digest();
+      const at = groups ? 32 * groups[i / 2] : 0;
+      if (at < 0 || at + 32 > acc.length) throw new MasterKeyError('INTERNAL', 'A digest group index is out of range; this is a bug.');
       let carry = 0;
       for (let j = 31; j >= 0; j--) {
-        const v = acc[j] + h[j] + carry;
-        acc[j] = v & 0xff;
+        const v = acc[at + j] + h[j] + carry;
+        acc[at + j] = v & 0xff;
         carry = v >> 8;
       }
     }
@@ -146,7 +150,7 @@ interface NativeModule {
     out: Uint8Array | null,
     status: Int32Array,
   ): number;
-  sumSha256(data: Uint8Array, offs: Int32Array, acc: Uint8Array): void;
+  sumSha256(data: Uint8Array, offs: Int32Array, acc: Uint8Array, groups?: Int32Array): void;
   readonly openssl: string;
 }
 
@@ -228,7 +232,7 @@ export function nativeEngine(): GcmEngine | undefined {
         const engine: GcmEngine = {
           name: 'native',
           run: (j) => m.process(j.keys, j.newKey ?? null, j.data, j.offs, j.aad, j.aadOffs, j.keyIdx, j.nonces ?? null, j.out ?? null, j.status),
-          sumSha256: (d, o, a) => m.sumSha256(d, o, a),
+          sumSha256: (d, o, a, g) => (g ? m.sumSha256(d, o, a, g) : m.sumSha256(d, o, a)),
         };
         if (!selfTest(engine)) {
           throw new MasterKeyError('INTERNAL', `The AES-GCM addon (${path}) does not agree with node:crypto; reinstall the package (or rebuild it with \`npm run build\` in a checkout).`);

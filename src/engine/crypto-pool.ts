@@ -15,13 +15,13 @@
  * it does nothing else).
  */
 import { Worker } from 'node:worker_threads';
-import type { CryptoResult } from '../crypto/batch';
+import type { CryptoResult, SealedText } from '../crypto/batch';
 import type { CodecName, KeySource } from '../crypto/codec';
 import { EngineName, defaultEngine } from '../crypto/gcm-batch';
 import type { MasterKey } from '../crypto/key';
 import { ErrorCode, MasterKeyError } from '../errors';
 import { builtFile } from './built-file';
-import { InventoryDigest, ValueDigest } from './stream-digest';
+import { InventoryDigest, ValueDigest } from './digest';
 import type { Places, ValueCrypto } from './value-crypto';
 
 /** What a worker starts with (structured clone: the key bytes are the worker's own copies). */
@@ -39,7 +39,7 @@ export type WorkerRequest =
   | { readonly t: 'close' };
 
 export type WorkerReply =
-  | { readonly t: 'done'; readonly id: number; readonly next?: ReadonlyArray<string | undefined>; readonly codes: ReadonlyArray<readonly [number, ErrorCode]> }
+  | { readonly t: 'done'; readonly id: number; readonly next?: ReadonlyArray<SealedText | undefined>; readonly codes: ReadonlyArray<readonly [number, ErrorCode]> }
   | { readonly t: 'digest'; readonly id: number; readonly digest: InventoryDigest }
   | { readonly t: 'failed'; readonly id: number; readonly message: string };
 

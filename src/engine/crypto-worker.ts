@@ -4,7 +4,7 @@
  * in the order sent, and wipes the keys when told to close.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { BatchCrypto, CryptoResult } from '../crypto/batch';
+import { BatchCrypto, CryptoResult, SealedText } from '../crypto/batch';
 import { MasterKey } from '../crypto/key';
 import { Keyring } from '../crypto/keyring';
 import { ErrorCode } from '../errors';
@@ -26,7 +26,7 @@ function reply(m: WorkerReply): void {
 
 function results(id: number, out: readonly CryptoResult[], reseal: boolean): WorkerReply {
   const codes: Array<readonly [number, ErrorCode]> = [];
-  const next = reseal ? new Array<string | undefined>(out.length) : undefined;
+  const next = reseal ? new Array<SealedText | undefined>(out.length) : undefined;
   for (let i = 0; i < out.length; i++) {
     const r = out[i];
     if (r.code) codes.push([i, r.code]);

@@ -4,7 +4,7 @@
  * a batch at a time (`BatchCrypto`: OpenSSL through the addon, or
  * node:crypto), and for a re-encryption the digest of every value that
  * opened, at its place (what verification compares the stored values
- * with; see ./stream-digest).
+ * with; see ./digest).
  *
  * It runs on the calling thread (`InlineCrypto`) or in worker threads
  * (`WorkerCrypto`, ./crypto-pool): there the decoding, AES-GCM, encoding
@@ -15,7 +15,7 @@ import { BatchCrypto, CryptoResult } from '../crypto/batch';
 import type { CodecName, KeySource } from '../crypto/codec';
 import { EngineName, defaultEngine } from '../crypto/gcm-batch';
 import type { MasterKey } from '../crypto/key';
-import { InventoryDigest, ValueDigest } from './stream-digest';
+import { InventoryDigest, ValueDigest } from './digest';
 import { WorkerCrypto } from './crypto-pool';
 
 /** Where the AES-GCM work runs: `native` (the OpenSSL addon) or `node` (node:crypto) on this thread, or `workers` (worker threads). */
@@ -60,7 +60,10 @@ export interface ValueCrypto {
 export function digestOpened(digest: ValueDigest, places: Places, sealed: readonly string[], results: readonly CryptoResult[]): void {
   for (let i = 0; i < results.length; i++) {
     const r = results[i];
-    if (!r.code) digest.add(places.table, places.column, places.paths?.[i], places.ids[i], r.next ?? sealed[i]);
+    if (r.code) continue;
+    const text = r.next ?? sealed[i];
+    if (typeof text === 'string') digest.add(places.table, places.column, places.paths?.[i], places.ids[i], text);
+    else digest.addTextBytes(places.table, places.column, places.paths?.[i], places.ids[i], text);
   }
 }
 

@@ -1,16 +1,25 @@
 /**
- * Backups taken by a rotation: the store's copy of every value the
- * rotation rewrites (`ReadTx.backup`; PostgreSQL writes secrets.jsonl), the
- * canary row, and a copy of each config file, with SHA-256 checksums in a
- * manifest. Directory 0700, files 0600 (config copies hold the old key).
- * The "backup checksum" quoted in reports is the SHA-256 of manifest.json.
+ * Backups taken by a rotation, in a directory of their own (0700): the
+ * store's copy of every value the rotation rewrites (written through the
+ * directory as a `BackupSink`: PostgreSQL streams secrets.jsonl, SQLite
+ * hands over its copy of the database file), a copy of each config file,
+ * and a manifest listing every file with its SHA-256, with the canary row.
+ * Files 0600 (config copies hold the old key). The "backup checksum"
+ * quoted in reports is the SHA-256 of manifest.json.
+ *
+ * The directory stores each file as it is written. A sink that seals the
+ * files (issue 19) implements the same `BackupSink`, and a source that
+ * opens them again the same `BackupSource`: no store changes.
  */
-import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, closeSync, createReadStream, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { FileHandle, open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ConfigTarget } from '../config/config-file';
 import { MasterKeyError } from '../errors';
 import { atomicWriteFile, fsyncDir, sha256File } from '../fsutil';
-import { BackupPart, BackupToRestore, CanaryRow, Location, StoreIdentity, backupFileError } from '../store/store';
+import { BackupFileWriter, BackupPart, BackupSink, BackupSource, BackupToRestore, CanaryRow, Location, StoreIdentity, StoredFile, backupFileError } from '../store/store';
+import { sha256FileOffThread } from './file-checksum';
 
 export const BACKUP_FORMAT = 'cdktf-master-key/backup/v1';
 export const MANIFEST_FILE = 'manifest.json';
@@ -112,41 +121,183 @@ export function removeBackup(b: NewBackup): void {
   }
 }
 
+/** Bytes written to a file between two flushes to disk started in the background, so the last one, in `end`, has little left to do. */
+const SYNC_EVERY = 64 * 1024 * 1024;
+
+/** A file of a backup directory, written as it streams: 0600, checksummed as written, flushed to disk now and then in the background, fsynced at the end. */
+class FileWriter implements BackupFileWriter {
+  private readonly hash = createHash('sha256');
+  private bytes = 0;
+  private unsynced = 0;
+  private syncing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly dir: BackupDirectory,
+    private readonly name: string,
+    private readonly path: string,
+    private readonly fh: FileHandle,
+  ) {}
+
+  async write(bytes: Uint8Array): Promise<void> {
+    this.hash.update(bytes);
+    await this.wrap(this.fh.writeFile(bytes));
+    this.bytes += bytes.length;
+    this.unsynced += bytes.length;
+    if (this.unsynced >= SYNC_EVERY) {
+      this.unsynced = 0;
+      await this.syncing;
+      this.syncing = this.wrap(this.fh.datasync());
+      this.syncing.catch(() => undefined);
+    }
+  }
+
+  async end(): Promise<StoredFile> {
+    await this.syncing;
+    await this.wrap(this.fh.sync());
+    await this.wrap(this.fh.close());
+    this.dir.stored(this.path);
+    return { name: this.name, sha256: this.hash.digest('hex'), bytes: this.bytes };
+  }
+
+  async abort(): Promise<void> {
+    await this.syncing.catch(() => undefined);
+    await this.fh.close().catch(() => undefined);
+    rmSync(this.path, { force: true });
+  }
+
+  private wrap(p: Promise<unknown>): Promise<void> {
+    return p.then(
+      () => undefined,
+      (e: unknown) => {
+        throw backupFileError(e, this.path);
+      },
+    );
+  }
+}
+
 /**
- * Fills a new backup directory: has the store write its copy of the values
- * there (`storePart`), copies the config files, and writes the manifest with
- * every file's checksum. Every file is fsynced, and the directory entries
- * too, before this resolves: a rotation that commits after it has a backup
- * on disk.
+ * A new backup directory as the sink of a store's part of the backup: every
+ * file stored as it is, 0600, durable (the file and the directory entry
+ * fsynced) when ended or adopted, with the SHA-256 of its bytes.
  */
-export async function writeBackup(
+export class BackupDirectory implements BackupSink {
+  /** When the last file became durable (ms since the epoch): the end of the store's part of the backup. */
+  doneAt?: number;
+
+  constructor(readonly path: string) {}
+
+  async create(name: string): Promise<BackupFileWriter> {
+    const path = this.fileOf(name);
+    try {
+      return new FileWriter(this, name, path, await open(path, 'wx', 0o600));
+    } catch (e) {
+      throw backupFileError(e, path);
+    }
+  }
+
+  async scratch(name: string): Promise<string> {
+    const path = this.fileOf(name);
+    try {
+      closeSync(openSync(path, 'wx', 0o600));
+    } catch (e) {
+      throw backupFileError(e, path);
+    }
+    return path;
+  }
+
+  /** The file is already where it belongs: checksummed (off this thread: it can be large), fsynced, stored. */
+  async adopt(name: string): Promise<StoredFile> {
+    const path = this.fileOf(name);
+    let sha256: string;
+    let bytes: number;
+    try {
+      sha256 = await sha256FileOffThread(path);
+      bytes = statSync(path).size;
+      const fh = await open(path, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      throw e instanceof MasterKeyError ? e : backupFileError(e, path);
+    }
+    this.stored(path);
+    return { name, sha256, bytes };
+  }
+
+  /** Writes a small file whole (a config copy). */
+  async writeFile(name: string, bytes: Uint8Array): Promise<StoredFile> {
+    const w = await this.create(name);
+    try {
+      await w.write(bytes);
+      return await w.end();
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+  }
+
+  /** Called as each file becomes durable: its directory entry too. */
+  stored(file: string): void {
+    try {
+      fsyncDir(dirname(file));
+    } catch (e) {
+      throw backupFileError(e, file);
+    }
+    this.doneAt = Date.now();
+  }
+
+  private fileOf(name: string): string {
+    if (name !== basename(name) || name.startsWith('.') || name === MANIFEST_FILE) throw new MasterKeyError('INTERNAL', `A store asked for the backup file "${name}", which is not a plain file name of its own; this is a bug.`);
+    return join(this.path, name);
+  }
+}
+
+/** A backup directory as a store reads its files back: each as it is stored. */
+export class BackupDirectorySource implements BackupSource {
+  constructor(private readonly dir: string) {}
+
+  read(name: string): AsyncIterable<Uint8Array> {
+    return createReadStream(join(this.dir, name));
+  }
+
+  async path(name: string): Promise<string> {
+    return join(this.dir, name);
+  }
+}
+
+/** Copies the config files into the backup (their old key included: the files are 0600), as they are now. */
+export async function backUpConfigs(dir: BackupDirectory, targets: readonly ConfigTarget[]): Promise<Array<BackupConfig & { stored: StoredFile }>> {
+  const out: Array<BackupConfig & { stored: StoredFile }> = [];
+  for (const [i, t] of targets.entries()) {
+    const st = statSync(t.path);
+    const file = `config-${i + 1}-${basename(t.path)}`;
+    out.push({ path: t.path, file, format: t.format, entry: t.entry, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, stored: await dir.writeFile(file, readFileSync(t.path)) });
+  }
+  return out;
+}
+
+/**
+ * Completes a backup: writes the manifest (every file with its checksum,
+ * the canary as it was, the store's locations and value count) once the
+ * store's part and the config copies are durable, then fsyncs the
+ * directories created for it: a rotation that commits after this has a
+ * whole backup on disk.
+ */
+export function writeManifest(
   backup: NewBackup,
   args: {
     rotationId: string;
     now: Date;
     database: StoreIdentity;
     canary: CanaryRow;
-    targets: readonly ConfigTarget[];
   },
-  storePart: (dir: string) => Promise<BackupPart>,
-): Promise<BackupResult> {
+  part: BackupPart,
+  configs: ReadonlyArray<BackupConfig & { stored: StoredFile }>,
+): BackupResult {
   const { path } = backup;
-  const { files: stored, values, locations, checksums = {} } = await storePart(path);
-  const configs: BackupConfig[] = [];
-  args.targets.forEach((t, i) => {
-    const st = statSync(t.path);
-    const file = `config-${i + 1}-${basename(t.path)}`;
-    try {
-      atomicWriteFile(join(path, file), readFileSync(t.path), { mode: 0o600, errorCode: 'BACKUP_UNWRITABLE' });
-    } catch (e) {
-      throw e instanceof MasterKeyError ? e : backupFileError(e, join(path, file));
-    }
-    configs.push({ path: t.path, file, format: t.format, entry: t.entry, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid });
-  });
-  const files: BackupFile[] = [...stored, ...configs.map((x) => x.file)].map((name) => ({
-    name,
-    ...(checksums[name] ?? { sha256: sha256File(join(path, name)), bytes: statSync(join(path, name)).size }),
-  }));
+  const files: BackupFile[] = [...part.files, ...configs.map((c) => c.stored)].map(({ name, sha256, bytes }) => ({ name, sha256, bytes }));
   const manifest: BackupManifest = {
     format: BACKUP_FORMAT,
     rotationId: args.rotationId,
@@ -161,10 +312,10 @@ export async function writeBackup(
       sealed: args.canary.sealed,
       keyCreatedAt: args.canary.keyCreatedAt.toISOString(),
     },
-    locations,
-    values,
+    locations: part.locations,
+    values: part.values,
     files,
-    configs,
+    configs: configs.map(({ stored: _stored, ...c }) => c),
   };
   atomicWriteFile(join(path, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600, errorCode: 'BACKUP_UNWRITABLE' });
   try {
@@ -172,7 +323,7 @@ export async function writeBackup(
   } catch (e) {
     throw backupFileError(e, path);
   }
-  return { path, manifestSha256: sha256File(join(path, MANIFEST_FILE)), values, bytes: files.reduce((a, f) => a + f.bytes, 0) };
+  return { path, manifestSha256: sha256File(join(path, MANIFEST_FILE)), values: part.values, bytes: files.reduce((a, f) => a + f.bytes, 0) };
 }
 
 /** Reads a backup and checks every checksum; BACKUP_CORRUPT when anything differs. */
@@ -202,6 +353,7 @@ export function toRestore(path: string, manifest: BackupManifest): BackupToResto
   const c = manifest.canary;
   return {
     dir: path,
+    files: new BackupDirectorySource(path),
     part: { values: manifest.values, locations: manifest.locations },
     canary: { fingerprint: c.fingerprint, generation: c.generation, sealed: c.sealed, keyCreatedAt: new Date(c.keyCreatedAt) },
   };

@@ -3,7 +3,7 @@
  * key (optionally the ACT preset's tables too).
  */
 import { MasterKeyError } from '../errors';
-import { withStore } from '../store/open';
+import { createActSchema, withStore } from '../store/open';
 import { canaryFor } from './canary';
 import { Context } from './context';
 import { readConfiguredKey } from './keys';
@@ -19,7 +19,8 @@ export async function runInit(ctx: Context, opts: { generation: number; createAc
         `This database is already initialised (key ${existing.fingerprint}, generation ${existing.generation}); nothing was changed: use \`master-key status\`, or \`master-key apply\` to rotate.`,
       );
     }
-    await store.initialise({ keyEntry: ctx.targets[0].entry, ...canaryFor(key, opts.generation, ctx.now()) }, { createActSchema: opts.createActSchema });
+    if (opts.createActSchema) await createActSchema(ctx.databaseUrl);
+    await store.initialise({ keyEntry: ctx.targets[0].entry, ...canaryFor(key, opts.generation, ctx.now()) });
     ctx.log(`Initialised ${store.description}: integrity canary sealed under ${key.fingerprint}, generation ${opts.generation}.`);
     return { fingerprint: key.fingerprint, generation: opts.generation };
   });

@@ -17,8 +17,8 @@ import { Keyring } from '../crypto/keyring';
 import { MasterKeyError, isMasterKeyError } from '../errors';
 import { atomicWriteFile } from '../fsutil';
 import { withStore } from '../store/open';
-import { CanaryRow, ReencryptResult, Store, WriteTx } from '../store/store';
-import { BackupResult, NewBackup, createBackupDir, removeBackup, writeBackup } from './backup';
+import { BackupPart, CanaryRow, ReencryptResult, Store } from '../store/store';
+import { BackupDirectory, BackupResult, NewBackup, backUpConfigs, createBackupDir, removeBackup, writeManifest } from './backup';
 import { canaryFor, canaryOpensWith, requireCanary } from './canary';
 import { Context, NewKeySource, withProgress } from './context';
 import { Declared } from './decide';
@@ -51,7 +51,7 @@ export const APPLY: readonly Phase<ApplyState>[] = [
   { name: 'write the new key to the pending file (0600)', timing: 'pending key', done: 'pending-written', run: writePendingKey, undo: discardPendingKey },
   { name: 'stop the server', timing: STOP_HOOK, done: 'stop-hook-done', run: stopServer, undo: restartIfNothingChanged },
   {
-    name: 'one transaction: lock the secret tables, back up, re-encrypt, replace the canary, add history',
+    name: 'one transaction: lock the secret tables, rotate (back up and re-encrypt in one call), replace the canary, add history',
     timing: TRANSACTION,
     done: 'committed',
     run: rotateInOneTransaction,
@@ -91,7 +91,7 @@ export interface ApplyState {
   /** The backup directory, from the moment it exists. */
   backupDir?: NewBackup;
   backup?: BackupResult;
-  /** How long the backup took (alongside the re-encryption). */
+  /** How long the backup took (its store part alongside the re-encryption), until every file of it was on disk. */
   backupMs?: number;
   readonly hooks: HookRun[];
   /** 'sent' from the moment COMMIT may reach the database: a lost connection leaves the outcome unknown. */
@@ -206,10 +206,14 @@ async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void>
         throw new MasterKeyError('PLAN_STALE', 'The database key changed while this rotation was being prepared; nothing was changed: run the command again.');
       }
       await tx.lockSecretTables(ctx.inventory);
-      // The backup reads in this transaction's snapshot as it is now, before anything is rewritten, while the re-encryption runs alongside.
-      const backingUp = backupInTransaction(s, rt, tx, canary);
-      const reencrypting = withProgress(ctx.progress, 're-encrypting', undefined, (tick) =>
-        tx.reencrypt(ctx.inventory, new Keyring([oldKey]), newKey, {
+      const backup = await startBackup(s, rt, canary);
+      // One call: the store backs up exactly the values it re-encrypts, as the locked tables hold them, durable before it returns.
+      const rotated = await withProgress(ctx.progress, 're-encrypting', undefined, (tick) =>
+        tx.rotate({
+          inventory: ctx.inventory,
+          from: new Keyring([oldKey]),
+          to: newKey,
+          backup: backup.dir,
           batchSize: ctx.batchSize,
           onProgress: (done) => {
             tick(done);
@@ -217,8 +221,9 @@ async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void>
           },
         }),
       );
-      const r = await both(reencrypting, backingUp);
       rt.reached('reencrypted');
+      completeBackup(s, rt, backup, rotated.backup, canary);
+      const r = rotated.reencrypted;
       const committedAt = ctx.now();
       await tx.replaceCanary(canaryFor(newKey, decision.toGeneration, committedAt));
       await tx.insertHistory({
@@ -253,31 +258,35 @@ async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void>
   ctx.log(`Committed: ${count(re.total)} secrets (${count(re.updated)} rows) now sealed under ${newKey.fingerprint}.`);
 }
 
-/** Waits for both; throws the first one's error, then the second's (never leaving one running). */
-async function both<A>(first: Promise<A>, second: Promise<unknown>): Promise<A> {
-  const [a, b] = await Promise.allSettled([first, second]);
-  if (a.status === 'rejected') throw a.reason;
-  if (b.status === 'rejected') throw b.reason;
-  return a.value;
+/** A backup being written: its directory (the store's sink), the config copies already in it, and when it began. */
+interface BackupInProgress {
+  readonly dir: BackupDirectory;
+  readonly configs: Awaited<ReturnType<typeof backUpConfigs>>;
+  readonly startedAt: number;
 }
 
 /**
- * The backup, inside the transaction after the secret tables are locked:
- * exactly the values the transaction re-encrypts (the snapshot is taken by
- * the store's first statement, before this returns to the caller), with
- * the config files, on disk (fsynced) before the COMMIT.
+ * The backup's start, inside the transaction after the secret tables are
+ * locked: its directory, and the config files copied into it (they still
+ * hold the old key). The store writes its part during `rotate`.
  */
-async function backupInTransaction(s: ApplyState, rt: Runtime, tx: WriteTx, canary: CanaryRow): Promise<void> {
+async function startBackup(s: ApplyState, rt: Runtime, canary: CanaryRow): Promise<BackupInProgress> {
   const { ctx } = s;
-  const t0 = Date.now();
+  const startedAt = Date.now();
   rt.reached('backup-started');
   s.backupDir = createBackupDir(ctx.backupDir, s.startedAt, canary);
   ctx.log(`Backing up the stored values and ${ctx.targets.length} config file(s) into ${s.backupDir.path} ...`);
-  const args = { rotationId: s.rotationId, now: s.startedAt, database: rotation(s).facts.databaseIdentity, canary, targets: ctx.targets };
-  s.backup = await writeBackup(s.backupDir, args, (dir) => tx.backup(ctx.inventory, dir, { batchSize: ctx.batchSize }));
-  s.backupMs = Date.now() - t0;
+  const dir = new BackupDirectory(s.backupDir.path);
+  return { dir, configs: await backUpConfigs(dir, ctx.targets), startedAt };
+}
+
+/** The backup's end, before the COMMIT: the manifest, once every file is on disk (fsynced). */
+function completeBackup(s: ApplyState, rt: Runtime, b: BackupInProgress, part: BackupPart, canary: CanaryRow): void {
+  const args = { rotationId: s.rotationId, now: s.startedAt, database: rotation(s).facts.databaseIdentity, canary };
+  s.backup = writeManifest(s.backupDir!, args, part, b.configs);
+  s.backupMs = (b.dir.doneAt ?? Date.now()) - b.startedAt;
   rt.reached('backup-written');
-  ctx.log(`Backup: ${s.backup.path} (${count(s.backup.values)} stored values; manifest sha256 ${s.backup.manifestSha256}).`);
+  s.ctx.log(`Backup: ${s.backup.path} (${count(s.backup.values)} stored values; manifest sha256 ${s.backup.manifestSha256}).`);
 }
 
 /** After a rollback at an undecryptable value: the same refusal plan gives, listing every such value (one read-only scan with the old key). */
@@ -324,7 +333,7 @@ async function proveCommitOrKeepKey(s: ApplyState, e: unknown): Promise<unknown>
 /** True only when a fresh session shows the committed canary still opening with the old key. */
 async function provenNotCommitted(ctx: Context, oldKey: MasterKey): Promise<boolean> {
   try {
-    return await withStore(ctx.databaseUrl, { doing: 'checking whether the COMMIT applied' }, async (store) => canaryOpensWith(requireCanary(await store.readCommittedCanary()), oldKey));
+    return await withStore(ctx.databaseUrl, { doing: 'checking whether the COMMIT applied' }, async (store) => canaryOpensWith(requireCanary(await store.readCanary({ waitForWriters: true })), oldKey));
   } catch {
     return false;
   }

@@ -26,7 +26,7 @@ import { MasterKey } from '../crypto/key';
 import { Keyring } from '../crypto/keyring';
 import { ErrorCode, MasterKeyError } from '../errors';
 import { InventoryEntry, Inventory } from '../inventory/inventory';
-import { findEntrySlots, parseJsonLossless, stringifyJsonLossless } from '../engine/stream-json';
+import { findEntrySlots, parseJsonLossless, stringifyJsonLossless } from '../engine/json-document';
 import type { Location, SecretFailure, ValuePair } from '../store/store';
 
 /** How many stored values fell under each rule. */

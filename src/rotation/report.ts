@@ -79,14 +79,21 @@ export interface Verification {
 /**
  * The verification after a rotation: one scan comparing the digest of what
  * the database stores with the digest of what the re-encryption wrote, and
- * a random sample opened with the new key (`failures` counts the sampled
- * values that do not open).
+ * a random sample opened with the new key (`failures` counts the values
+ * opened that do not open: sampled, or where stored and written differ).
  */
 export interface RotationVerification extends Verification {
   /** The stored values are exactly the values the re-encryption wrote, at the places it wrote them. */
   readonly digestMatches: boolean;
   /** Values chosen at random and opened with the new key. */
   readonly sampled: number;
+  /**
+   * When values were added, changed or removed since the re-encryption (a
+   * server its start hook started wrote): the groups of places where stored
+   * and written differ, the written values proved stored as written
+   * elsewhere, and the values stored in those groups, each opened.
+   */
+  readonly changedSince?: { readonly groups: number; readonly asWritten: number; readonly opened: number; readonly failures: number };
 }
 
 export interface TimingSummary {

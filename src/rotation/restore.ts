@@ -128,7 +128,9 @@ export async function runRestore(ctx: Context, backupPath: string): Promise<Rest
       const canary = requireCanary(await tx.canaryForUpdate());
       if (live.key && !canaryOpensWith(canary, live.key)) throw new MasterKeyError('PLAN_STALE', 'The database key changed while the restore was being prepared; nothing was changed: run the command again.');
       await tx.lockSecretTables(ctx.inventory);
-      const c = await withProgress(ctx.progress, 'comparing live values with the backup', undefined, () => tx.restoreFrom(toRestore(backupPath, manifest), ctx.inventory, rec.decide, { batchSize: ctx.batchSize }));
+      const c = await withProgress(ctx.progress, 'comparing live values with the backup', undefined, () =>
+        tx.restore({ backup: toRestore(backupPath, manifest), inventory: ctx.inventory, decide: rec.decide, batchSize: ctx.batchSize }),
+      );
       if (rec.refusedCount > 0) {
         const first = rec.refused.slice(0, 5).map(place);
         throw new MasterKeyError(
@@ -185,15 +187,10 @@ export async function runDrill(ctx: Context, backupPath: string): Promise<DrillR
   assertSameLocations(ctx, manifest, backupPath);
   const session = { label: `master-key restore --drill ${ctx.now().toISOString()}`, doing: 'restoring the backup into a scratch copy' };
   const r = await withStore(ctx.databaseUrl, session, (store) =>
-    store.drill(
-      toRestore(backupPath, manifest),
-      ctx.inventory,
-      async (tx, copy) => {
-        const scan = await withProgress(ctx.progress, 'opening every restored value', undefined, (tick) => tx.scan(copy.inventory, new Keyring([key]), { onProgress: tick, batchSize: ctx.batchSize }));
-        return { values: copy.values, scan, failures: scan.failures.map((f) => ({ ...f, table: copy.liveTable(f.table) })) };
-      },
-      { batchSize: ctx.batchSize },
-    ),
+    store.drill({ backup: toRestore(backupPath, manifest), inventory: ctx.inventory, batchSize: ctx.batchSize }, async (tx, copy) => {
+      const scan = await withProgress(ctx.progress, 'opening every restored value', undefined, (tick) => tx.scan(copy.inventory, new Keyring([key]), { onProgress: tick, batchSize: ctx.batchSize }));
+      return { values: copy.values, scan, failures: scan.failures.map((f) => ({ ...f, table: copy.liveTable(f.table) })) };
+    }),
   );
   const ok = r.scan.failureCount === 0;
   const proved = ok

@@ -24,12 +24,25 @@ export function scanWith(ctx: Context, store: Store, key: MasterKey, label?: str
  * opening a random sample with the new key. Every value the re-encryption
  * wrote was sealed under the new key, so together they prove every stored
  * value opens with it, without decrypting everything a second time.
+ * A server started again by the start hooks may already have added or
+ * changed values: then the values the rotation wrote are proved stored as
+ * written where the sums of their groups of places agree, and every value
+ * stored where they differ is opened with the new key.
  */
 export async function verifyRotation(ctx: Context, store: Store, newKey: MasterKey, written: InventoryDigest): Promise<RotationVerification> {
   const r = await withProgress(ctx.progress, 'verifying', undefined, (onProgress) =>
     store.read((tx) => tx.verify(ctx.inventory, newKey, { expected: written, batchSize: ctx.batchSize, onProgress })),
   );
-  return { ok: r.ok, checked: r.total, digestMatches: r.digestMatches === true, sampled: r.sampled, failures: r.sampleFailures.length, proved: r.proved };
+  const changed = r.changedSince;
+  return {
+    ok: r.ok,
+    checked: r.total,
+    digestMatches: r.digestMatches === true,
+    sampled: r.sampled,
+    failures: r.sampleFailures.length + (changed?.failureCount ?? 0),
+    ...(changed ? { changedSince: { groups: changed.groups, asWritten: changed.asWritten, opened: changed.opened, failures: changed.failureCount } } : {}),
+    proved: r.proved,
+  };
 }
 
 /**

@@ -4,22 +4,29 @@
  * takes every URL no other driver claims, as the pg driver always has).
  */
 import { MasterKeyError } from '../errors';
-import { openPostgres } from './postgres/store';
-import { openSqlite } from './sqlite/store';
-import { isSqliteUrl, resolveSqliteUrl } from './sqlite/url';
+import { translatePgError } from './postgres/client';
+import { createActSchemaPostgres, openPostgres } from './postgres/store';
+import { translateSqliteError } from './sqlite/driver';
+import { createActSchemaSqlite, openSqlite } from './sqlite/store';
+import { isSqliteUrl, resolveSqliteUrl, sqliteFile } from './sqlite/url';
 import { OpenOptions, Store } from './store';
 
+/** What the rest of the tool needs to know of a store besides its sessions. */
 interface StoreDriver {
   /** Whether this driver opens `url`. */
   handles(url: string): boolean;
   open(url: string, opts: OpenOptions): Promise<Store>;
   /** The URL with any relative part made absolute against `baseDir` (the config file's directory). @default the URL unchanged */
   resolve?(url: string, baseDir: string): string;
+  /** A typed error for what the driver threw while `doing` (e.g. "rotating the master key"); a MasterKeyError passes unchanged. */
+  explain(e: unknown, doing: string, url: string): MasterKeyError;
+  /** Creates the ACT preset's tables where missing (`master-key init --create-act-schema`). */
+  createActSchema(url: string): Promise<void>;
 }
 
 const DRIVERS: readonly StoreDriver[] = [
-  { handles: isSqliteUrl, open: openSqlite, resolve: resolveSqliteUrl },
-  { handles: () => true, open: openPostgres },
+  { handles: isSqliteUrl, open: openSqlite, resolve: resolveSqliteUrl, explain: (e, doing, url) => translateSqliteError(e, doing, sqliteFile(url)), createActSchema: createActSchemaSqlite },
+  { handles: () => true, open: openPostgres, explain: translatePgError, createActSchema: createActSchemaPostgres },
 ];
 
 function driverFor(url: string): StoreDriver {
@@ -36,12 +43,22 @@ export function resolveStoreUrl(url: string, baseDir: string): string {
   return url && d.resolve ? d.resolve(url, baseDir) : url;
 }
 
-/** Opens a store on the database `url` names; the caller closes it. */
-export function openStore(url: string, opts: OpenOptions = {}): Promise<Store> {
+function requireUrl(url: string): void {
   if (!url) {
     throw new MasterKeyError('DB_UNREACHABLE', 'No database URL was given; set the environment variable named by --database-url-env (default DATABASE_URL).');
   }
+}
+
+/** Opens a store on the database `url` names; the caller closes it. */
+export function openStore(url: string, opts: OpenOptions = {}): Promise<Store> {
+  requireUrl(url);
   return driverFor(url).open(url, opts);
+}
+
+/** Creates the ACT preset's tables where missing in the database `url` names, in a transaction of its own. */
+export function createActSchema(url: string): Promise<void> {
+  requireUrl(url);
+  return driverFor(url).createActSchema(url);
 }
 
 export interface SessionOptions extends OpenOptions {
@@ -49,13 +66,13 @@ export interface SessionOptions extends OpenOptions {
   readonly doing: string;
 }
 
-/** Opens a store, runs fn, and always closes it; the store explains any driver error fn lets through. */
+/** Opens a store, runs fn, and always closes it; a driver error fn lets through becomes a typed error saying what was being done. */
 export async function withStore<T>(url: string, opts: SessionOptions, fn: (store: Store) => Promise<T>): Promise<T> {
   const store = await openStore(url, opts);
   try {
     return await fn(store);
   } catch (e) {
-    throw store.explain(e, opts.doing);
+    throw driverFor(url).explain(e, opts.doing, url);
   } finally {
     await store.close();
   }

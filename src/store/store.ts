@@ -1,39 +1,28 @@
 /**
  * The store seam: everything the runbook needs from the database that holds
- * the secrets, and nothing more. PostgreSQL implements it (`./postgres`);
- * a second store (SQLite) implements the same interface and is registered
- * in `./open.ts`, without touching the runbook.
+ * the secrets, and nothing more. A store is one session on one database,
+ * opened from a URL by `openStore`/`withStore` (`./open.ts`, the one place
+ * that knows which stores exist: PostgreSQL in `./postgres`, SQLite in
+ * `./sqlite`). It never sees a config file, a pending file or a master key
+ * except the keys handed to `scan`, `verify` and `rotate`.
  *
- * A `Store` is one session on one database, opened from a URL by
- * `openStore`/`withStore`. It never sees a config file, a pending file or
- * a master key except the keys handed to `scan` and `reencrypt`. Each
- * method's comment states the guarantee every implementation must give;
- * the contract tests (`test/store.test.ts`) check them on every store.
- *
- * Changes since the seam was introduced (stage 1 of issue 9):
- * - `ReadTx.backup` is called inside the rotation's write transaction, after
- *   `lockSecretTables`, must be durable (fsynced) before it resolves, and
- *   must hold the values as they were when it was called even though
- *   `reencrypt` is called right after it without waiting.
- * - `Store.restore(backup)` (put every backed-up value back) is replaced by
- *   `WriteTx.restoreFrom(backup, inv, decide)`: the store pairs backed-up and live
- *   values and writes what the runbook decides, so a restore re-seals values
- *   written after the backup instead of stranding them; the runbook replaces
- *   the canary itself (`replaceCanary`).
- * - `Store.drill(backup, inv, fn)`: a scratch copy of a backup to verify,
- *   leaving the live database untouched (`restore --drill`).
- * - `ReadTx.verify(inv, key, { expected })`: apply's one verification scan
- *   (digest of what is stored against what `reencrypt` wrote, plus a random
- *   sample opened), replacing a full decryption.
+ * What must happen together is one call with one argument list: a
+ * rotation (`WriteTx.rotate`: backup and re-encryption), a restore
+ * (`WriteTx.restore`), a drill (`Store.drill`). Each member's comment states
+ * the guarantee every store must give; the contract tests
+ * (`test/support/store-contract.ts`) check them on every store.
+ * `docs/stores.md` says how to add a store.
  */
 import type { KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
-import type { ReencryptResult, ScanResult, StreamOptions, VerifyOptions, VerifyResult } from '../engine/stream';
+import type { VerifyOptions, VerifyResult } from '../engine/verify';
+import type { ReencryptResult, ScanResult, WalkOptions } from '../engine/walk';
 import { MasterKeyError } from '../errors';
 import { Inventory, inventoryKinds } from '../inventory/inventory';
 
-export type { ReencryptResult, ScanResult, SecretFailure, StreamOptions, VerifyOptions, VerifyResult } from '../engine/stream';
-export type { InventoryDigest } from '../engine/stream-digest';
+export type { VerifyOptions, VerifyResult } from '../engine/verify';
+export type { ReencryptResult, ScanResult, SecretFailure, WalkOptions } from '../engine/walk';
+export type { InventoryDigest } from '../engine/digest';
 
 /** Which database this is: recorded in pending files and backups so they are never applied to another one. */
 export interface StoreIdentity {
@@ -164,23 +153,73 @@ export class CountTally {
   }
 }
 
-/** What a store wrote into a backup directory (`ReadTx.backup`). */
-export interface BackupPart {
-  /** The files it wrote there, by name; the caller checksums them into the backup's manifest. */
-  readonly files: readonly string[];
-  /** Stored values the backup holds (reported to auditors). */
-  readonly values: number;
-  /** The locations it covers (recorded in the manifest, handed back to `restore`). */
-  readonly locations: readonly Location[];
-  /** Checksums of some of `files`, when the store computed them as it wrote them (the caller computes the others). */
-  readonly checksums?: Readonly<Record<string, { readonly sha256: string; readonly bytes: number }>>;
+/** A file of a backup as stored: its name in the backup, and the SHA-256 and size of the bytes stored (sealed ones, when the sink seals). */
+export interface StoredFile {
+  readonly name: string;
+  readonly sha256: string;
+  readonly bytes: number;
 }
 
-/** A backup to put back, as its manifest describes it; the caller has verified every checksum. */
+/**
+ * One file of a backup, written in order by a store as a stream of bytes.
+ * The sink decides how the bytes are stored (as they are, or sealed to
+ * recipients while they stream); the store only writes them.
+ */
+export interface BackupFileWriter {
+  /** Appends bytes. Await each write before the next (one in flight). Rejects with DISK_FULL or BACKUP_UNWRITABLE. */
+  write(bytes: Uint8Array): Promise<void>;
+  /** Ends the file: durable (fsynced, its directory entry too) when this resolves; what the backup now holds. */
+  end(): Promise<StoredFile>;
+  /** Gives the file up (the rotation failed): what was written is removed. Never throws. */
+  abort(): Promise<void>;
+}
+
+/**
+ * Where a store's part of a backup goes (`Rotation.backup`). A store that
+ * produces a file as a stream asks for a writer (`create`); a store whose
+ * file is made by other means (SQLite's backup API writes to a path) has it
+ * made at `scratch(name)` and hands it over complete with `adopt(name)`,
+ * after which the sink may re-write it (seal it) and remove the scratch
+ * copy. Every file a store writes comes back as a `StoredFile`.
+ */
+export interface BackupSink {
+  /** A new file `name` of the backup, to write as a stream. */
+  create(name: string): Promise<BackupFileWriter>;
+  /** A path for file `name`, created empty and 0600 beside the backup (same file system), for a store to have written there by path. */
+  scratch(name: string): Promise<string>;
+  /** Takes over the complete file at `scratch(name)`: stored as the backup's file `name`, durable when this resolves. */
+  adopt(name: string): Promise<StoredFile>;
+}
+
+/** What a store's part of a backup holds (`RotationResult.backup`). */
+export interface BackupPart {
+  /** The files it wrote through the sink (the caller lists them, with their checksums, in the backup's manifest). */
+  readonly files: readonly StoredFile[];
+  /** Stored values the backup holds (reported to auditors). */
+  readonly values: number;
+  /** The locations it covers (recorded in the manifest, handed back to `restore` and `drill`). */
+  readonly locations: readonly Location[];
+}
+
+/**
+ * The files of a backup as a store reads them back (`restore`, `drill`):
+ * their bytes as the store wrote them, whatever the sink did to store them
+ * (the caller has checked every file against the manifest).
+ */
+export interface BackupSource {
+  /** The bytes of file `name`, as the store wrote them, as a stream. */
+  read(name: string): AsyncIterable<Uint8Array>;
+  /** A path holding file `name` as the store wrote it, for a store that opens files by path (SQLite); valid until the restore or drill ends. */
+  path(name: string): Promise<string>;
+}
+
+/** A backup to put back, as its manifest describes it. */
 export interface BackupToRestore {
-  /** The backup directory holding the files `backup` wrote. */
+  /** The backup, for messages (its directory). */
   readonly dir: string;
-  /** What `backup` returned then (from the manifest). */
+  /** Its files. */
+  readonly files: BackupSource;
+  /** What the store's part held when it was written (from the manifest). */
   readonly part: Pick<BackupPart, 'values' | 'locations'>;
   /** The canary as it was when the backup was taken (a store whose backup holds the canary too checks it). */
   readonly canary: Pick<CanaryRow, 'fingerprint' | 'generation' | 'sealed' | 'keyCreatedAt'>;
@@ -207,7 +246,7 @@ export interface ValuePair {
  */
 export type RestoreDecision = (loc: Location, pairs: readonly ValuePair[]) => ReadonlyArray<string | undefined> | Promise<ReadonlyArray<string | undefined>>;
 
-/** What `WriteTx.restoreFrom` went through. */
+/** What `WriteTx.restore` went through. */
 export interface RestoreCounts {
   /** Values the backup holds (equal to its manifest's count). */
   readonly backupValues: number;
@@ -227,6 +266,39 @@ export interface ScratchCopy {
   readonly values: number;
 }
 
+/** A rotation's one call (`WriteTx.rotate`): what to re-seal, from which keys to which, and where the backup of the old values goes. */
+export interface Rotation extends Pick<WalkOptions, 'batchSize' | 'onProgress' | 'crypto' | 'workers'> {
+  readonly inventory: Inventory;
+  /** The keys that open the stored values. */
+  readonly from: KeySource;
+  /** The key every value is sealed under afterwards. */
+  readonly to: MasterKey;
+  /** Where the backup of every value the rotation rewrites goes. */
+  readonly backup: BackupSink;
+}
+
+/** What a rotation did: the re-encryption, and what its backup holds. */
+export interface RotationResult {
+  readonly reencrypted: ReencryptResult;
+  readonly backup: BackupPart;
+}
+
+/** A restore's one call (`WriteTx.restore`). */
+export interface Restoration extends Pick<WalkOptions, 'batchSize'> {
+  readonly backup: BackupToRestore;
+  /** How each backed-up location is read (text, or a JSON document) and which additional-data columns its values have. */
+  readonly inventory: Inventory;
+  /** What to store at each place, given the live and the backed-up value. */
+  readonly decide: RestoreDecision;
+}
+
+/** A drill's one call (`Store.drill`). */
+export interface Drill extends Pick<WalkOptions, 'batchSize'> {
+  readonly backup: BackupToRestore;
+  /** How each backed-up column is read (text, or a JSON document). */
+  readonly inventory: Inventory;
+}
+
 /** Reads in one consistent snapshot of the database. */
 export interface ReadTx {
   /** The canary as this transaction sees it; undefined when the database was never initialised. */
@@ -236,31 +308,17 @@ export interface ReadTx {
    * transaction's snapshot, in bounded memory. Never throws for a value
    * that does not open: it is counted and listed (up to a limit), never shown.
    */
-  scan(inv: Inventory, keys: KeySource, opts?: StreamOptions): Promise<ScanResult>;
+  scan(inv: Inventory, keys: KeySource, opts?: WalkOptions): Promise<ScanResult>;
   /**
    * Proves the database stores what a re-encryption wrote without opening
-   * every value again: reads every stored value of the inventory in this
-   * snapshot, compares their order-independent digest (`stream-digest.ts`:
-   * table, column, row id, path and text of each) with `opts.expected`
-   * (what `reencrypt` returned), and opens a random sample (CSPRNG) with
-   * `key`. Never throws for a value that differs or does not open: the
-   * result says what holds and what that proves.
+   * every value again: reads every stored value of the inventory, compares
+   * their order-independent digest (`src/engine/digest.ts`: table, column,
+   * row id, path and text of each) with `opts.expected` (what `rotate`
+   * returned), and opens a random sample (CSPRNG) with `key`. Never throws
+   * for a value that differs or does not open: the result says what holds
+   * and what that proves.
    */
   verify(inv: Inventory, key: MasterKey, opts?: VerifyOptions): Promise<VerifyResult>;
-  /**
-   * Writes into `dir` (it exists, is empty and 0700) a copy of every value
-   * the inventory covers, exactly as this transaction sees it when `backup`
-   * is called, in files created 0600 and flushed to disk before this
-   * resolves. Inside a write transaction after `lockSecretTables`, that is
-   * exactly what `reencrypt` rewrites, and apply calls `reencrypt` right
-   * after `backup`, without waiting: the backup must still hold the values
-   * as they were before (PostgreSQL writes them from the old values the
-   * re-encryption reads, or, with no re-encryption right after, reads them
-   * on a second connection in this transaction's snapshot; a store with
-   * one connection may simply finish the backup first). Fails with DISK_FULL or BACKUP_UNWRITABLE (see
-   * `backupFileError`) when the files cannot be written.
-   */
-  backup(inv: Inventory, dir: string, opts?: Pick<StreamOptions, 'batchSize'>): Promise<BackupPart>;
 }
 
 /** The one write transaction of a rotation (or a restore). */
@@ -274,24 +332,29 @@ export interface WriteTx extends ReadTx {
    */
   lockSecretTables(inv: Inventory): Promise<void>;
   /**
-   * Re-seals every value of the inventory from `from` to `to`, with each
-   * entry's codec, in this transaction and in bounded memory. Throws
-   * UNDECRYPTABLE_ROWS (naming table, id and kind, never a value) when a
-   * value does not open; the caller's transaction then rolls back.
+   * The rotation, after `lockSecretTables` and before this transaction
+   * writes anything else: re-seals every value of `r.inventory` from
+   * `r.from` to `r.to` with each entry's codec, in bounded memory, and
+   * writes through `r.backup` a copy of every value it rewrites, exactly
+   * as it stood before (as the locked tables hold it), durable before this
+   * resolves. Throws UNDECRYPTABLE_ROWS (naming table, id and kind, never a
+   * value) when a value does not open, DISK_FULL or BACKUP_UNWRITABLE when
+   * the backup cannot be written; the caller's transaction then rolls back
+   * (what the sink holds then is the caller's to remove).
    */
-  reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts?: StreamOptions): Promise<ReencryptResult>;
+  rotate(r: Rotation): Promise<RotationResult>;
   /**
-   * The store's part of a restore. Pairs every value of the backup with the
-   * live value at the same place (location and row id), as this transaction
-   * sees the rows (call it after `lockSecretTables`): values only live come
+   * The store's part of a restore, after `lockSecretTables`. Pairs every
+   * value of the backup with the live value at the same place (location
+   * and row id), as this transaction sees the rows: values only live come
    * with `backup` undefined, values only in the backup with `live`
    * undefined; each live one with its row's additional-data columns when
-   * `inv` names any there. Hands the pairs to `decide` in bounded batches and writes
-   * back, by row id in this transaction, each text it returns. Fails with
-   * BACKUP_CORRUPT, before writing anything, when the backup's files do not
-   * hold what its manifest says.
+   * the inventory names any there. Hands the pairs to `decide` in bounded
+   * batches and writes back, by row id in this transaction, each text it
+   * returns. Fails with BACKUP_CORRUPT, before writing anything, when the
+   * backup's files do not hold what its manifest says.
    */
-  restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts?: Pick<StreamOptions, 'batchSize'>): Promise<RestoreCounts>;
+  restore(r: Restoration): Promise<RestoreCounts>;
   /** Replaces the canary (keeping its key entry); CANARY_NOT_FOUND when there is none. */
   replaceCanary(canary: CanaryUpdate): Promise<void>;
   /** Adds a row to the rotation history. */
@@ -314,33 +377,32 @@ export interface Store {
   assertWritable(): Promise<void>;
   /**
    * Takes the rotation lock for the life of this session: released by
-   * `close()`, and never kept by a holder that died (PostgreSQL ends the
-   * dead session's advisory lock; a lock row or file must be recognised as
-   * stale). One holder per database: when another session holds it, fails
-   * at once (never waits) with LOCKED, naming the holder and since when.
+   * `close()`, and never kept by a holder that died (a lock row or file
+   * must be recognised as stale). One holder per database: when another
+   * session holds it, fails at once (never waits) with LOCKED, naming the
+   * holder and since when.
    */
   lockRotation(): Promise<void>;
   /** Who holds the rotation lock now, without taking it. */
   lockHolder(): Promise<LockHolder | undefined>;
-  /** The committed canary; undefined when the database was never initialised. */
-  readCanary(): Promise<CanaryRow | undefined>;
   /**
-   * The canary as committed, after waiting (bounded, about 30 s) for any
-   * transaction that holds it to end. On a fresh store after a COMMIT whose
-   * outcome is unknown (its reply was lost), this tells whether it applied.
+   * The committed canary; undefined when the database was never
+   * initialised. With `waitForWriters`, first waits (bounded, about 30 s)
+   * for any transaction that holds the canary to end: on a fresh store
+   * after a COMMIT whose outcome is unknown (its reply was lost), this
+   * tells whether it applied.
    */
-  readCommittedCanary(): Promise<CanaryRow | undefined>;
+  readCanary(opts?: { readonly waitForWriters?: boolean }): Promise<CanaryRow | undefined>;
   /** The latest rotation history row, or undefined (none yet, or no metadata). */
   lastHistory(): Promise<HistoryRow | undefined>;
   /** Sets a rotation's outcome (and when it was verified), committed at once. */
   setHistoryOutcome(rotationId: string, outcome: string, verifiedAt?: Date): Promise<void>;
   /**
-   * In one transaction: creates the canary and history tables (and, when
-   * asked, the ACT preset's tables, if missing) and inserts `canary`.
-   * CANARY_EXISTS, changing nothing, when a canary exists (also when a
-   * concurrent initialisation won the race).
+   * In one transaction: creates the canary and history tables and inserts
+   * `canary`. CANARY_EXISTS, changing nothing, when a canary exists (also
+   * when a concurrent initialisation won the race).
    */
-  initialise(canary: CanaryRow, opts: { readonly createActSchema: boolean }): Promise<void>;
+  initialise(canary: CanaryRow): Promise<void>;
   /**
    * Counts what the inventory holds (rows, values per kind, stored bytes)
    * in one read snapshot, by aggregate queries: nothing is opened or
@@ -355,21 +417,18 @@ export interface Store {
    * Runs fn in ONE write transaction: when fn resolves, commits; when it
    * rejects, rolls back and changes nothing. If fn resolved but `write`
    * rejects, the COMMIT's outcome is unknown: prove it with
-   * `readCommittedCanary` on a fresh store before assuming either.
+   * `readCanary({ waitForWriters: true })` on a fresh store before
+   * assuming either.
    */
   write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T>;
   /**
    * A restore drill: puts the backup's values into a scratch copy that only
-   * this call sees (PostgreSQL: temporary tables in a transaction that is
-   * always rolled back) and runs fn on a read view of it. The live tables
-   * are not read, locked or written, and nothing of the copy outlives the
-   * call. BACKUP_CORRUPT when the backup's files do not hold what its
-   * manifest says. `inv` says how each backed-up column is read (text, or
-   * a JSON document).
+   * this call sees and runs fn on a read view of it. The live tables are
+   * not read, locked or written, and nothing of the copy outlives the call.
+   * BACKUP_CORRUPT when the backup's files do not hold what its manifest
+   * says.
    */
-  drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>, opts?: Pick<StreamOptions, 'batchSize'>): Promise<T>;
-  /** A typed error for what the driver threw while `doing` (e.g. "rotating the master key"); a MasterKeyError passes unchanged. */
-  explain(e: unknown, doing: string): MasterKeyError;
+  drill<T>(d: Drill, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>): Promise<T>;
   /** Ends the session (and releases the rotation lock). Never throws. */
   close(): Promise<void>;
 }

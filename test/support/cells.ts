@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { codecByName } from '../../src/crypto/codec';
 import { MasterKey } from '../../src/crypto/key';
 import { Keyring } from '../../src/crypto/keyring';
-import { findEntrySlots, parseJsonLossless, stringifyJsonLossless } from '../../src/engine/stream-json';
+import { findEntrySlots, parseJsonLossless, stringifyJsonLossless } from '../../src/engine/json-document';
 import { Inventory, quoteIdent } from '../../src/inventory/inventory';
 import { inventoryLocations } from '../../src/store/store';
 import { withTestClient } from './db';

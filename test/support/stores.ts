@@ -1,7 +1,9 @@
 /**
  * The stores the contract tests and the CLI suites run against, each with
  * what a test needs to set one up: a fresh database, the ACT preset's
- * tables seeded with secrets, and cleanup. A new store adds one entry here.
+ * tables seeded with secrets, a direct SQL line, and cleanup. A new store
+ * adds one fixture here and runs the store contract kit with it
+ * (`storeContract(FIXTURE)` in a test file of its own, ./store-contract.ts).
  *
  * SQLite runs in both of its journal modes: the store contract in each;
  * the CLI suites in one each (rotation and hostile input in WAL, which
@@ -18,7 +20,8 @@ import { sqliteModule } from '../../src/store/sqlite/driver';
 import { sqliteFile } from '../../src/store/sqlite/url';
 import { seedAct } from './act-data';
 import { dropDatabase, freshDatabase } from './db';
-import { sqlQuery, withTestSql } from './sql';
+import type { WalkOptions } from '../../src/store/store';
+import { TestSql, sqlQuery, withTestSql } from './sql';
 
 export interface StoreFixture {
   readonly name: string;
@@ -35,6 +38,17 @@ export interface StoreFixture {
   removeSecretAt(url: string, place: string): Promise<void>;
   /** Removes the database (a SQLite file: with the directory it is in). */
   drop(url: string): Promise<void>;
+  /** A direct SQL line to the database, for tests that make tables of their own (parameters `$1`, `$2`, …). */
+  withSql<T>(url: string, fn: (db: TestSql) => Promise<T>): Promise<T>;
+  /** SQL types for such tables. */
+  readonly sqlTypes: {
+    /** An integer primary key column's type and constraint. */
+    readonly integerKey: string;
+    /** Two types of column holding JSON documents (PostgreSQL: jsonb and json). */
+    readonly json: readonly [string, string];
+  };
+  /** Rotation options under which this store runs its crypto in a worker thread (where a test makes a worker stop). */
+  readonly threadedCrypto: Pick<WalkOptions, 'crypto' | 'workers'>;
 }
 
 const seed = (url: string, key: MasterKey, perKind: number) => withTestSql(url, (db) => seedAct(db, key, { perKind }));
@@ -55,7 +69,18 @@ const serverWrites = {
   },
 };
 
-export const POSTGRES: StoreFixture = { name: 'PostgreSQL', kind: 'postgres', create: () => freshDatabase('store'), seed, ...serverWrites, drop: dropDatabase };
+export const POSTGRES: StoreFixture = {
+  name: 'PostgreSQL',
+  kind: 'postgres',
+  create: () => freshDatabase('store'),
+  seed,
+  ...serverWrites,
+  drop: dropDatabase,
+  withSql: withTestSql,
+  sqlTypes: { integerKey: 'bigint PRIMARY KEY', json: ['jsonb', 'json'] },
+  // It re-seals on its own thread unless asked.
+  threadedCrypto: { crypto: 'workers', workers: 1 },
+};
 
 export type SqliteJournal = 'wal' | 'delete';
 
@@ -79,14 +104,16 @@ function sqlite(journal: SqliteJournal): StoreFixture {
     seed,
     ...serverWrites,
     drop: async (url) => rmSync(dirname(sqliteFile(url)), { recursive: true, force: true }),
+    withSql: withTestSql,
+    sqlTypes: { integerKey: 'INTEGER PRIMARY KEY', json: ['text', 'text'] },
+    // Beside its connection by default (a reader thread in WAL mode, a crypto thread in a rollback journal).
+    threadedCrypto: {},
   };
 }
 
 export const SQLITE_WAL = sqlite('wal');
 export const SQLITE_ROLLBACK = sqlite('delete');
 
-/** Every store, in every mode: the store contract runs on each. */
-export const STORES: readonly StoreFixture[] = [POSTGRES, SQLITE_WAL, SQLITE_ROLLBACK];
 
 /** The stores the CLI rotation and hostile-input suites run on. */
 export const CLI_STORES: readonly StoreFixture[] = [POSTGRES, SQLITE_WAL];

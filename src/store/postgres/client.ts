@@ -85,3 +85,19 @@ export async function assertWritable(client: ClientBase, url: string): Promise<v
     throw new MasterKeyError('DB_READ_ONLY', `The database ${describeUrl(url)} is read-only; run against the primary, writable server.`);
   }
 }
+
+/** Whether an error comes from the database driver (not from our code or a caller's callback). */
+function fromDriver(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  const x = e as Error & { severity?: string; code?: unknown };
+  return x.severity !== undefined || typeof x.code === 'string' || /Connection terminated|not queryable|connection.*closed/i.test(x.message);
+}
+
+/** Runs one table's work, naming the table in a database error (other errors pass unchanged). */
+export async function naming<T>(plan: { readonly table: string }, doing: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw fromDriver(e) ? translatePgError(e, `${doing} ${plan.table}`) : e;
+  }
+}

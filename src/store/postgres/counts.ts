@@ -7,7 +7,7 @@
  * (`planInventory`), so a place two entries name counts once, for the first.
  */
 import type { ClientBase } from 'pg';
-import { ColumnPlan, TablePlan, planInventory } from '../../engine/stream-plan';
+import { ColumnPlan, TablePlan, planInventory } from './tables';
 import { Inventory, InventoryEntry, quoteIdent } from '../../inventory/inventory';
 import { CountTally, InventoryCounts } from '../store';
 

@@ -1,35 +1,47 @@
 /**
  * The PostgreSQL store: one connection (a session) per store. The rotation
- * lock is a session-level advisory lock; the write transaction is a plain
- * BEGIN … COMMIT; reads run in REPEATABLE READ READ ONLY snapshots; the hot
- * path (`src/engine/stream.ts`) scans and re-encrypts.
+ * lock is a session-level advisory lock, which PostgreSQL releases when
+ * the session ends, however it ends; the write transaction is a plain
+ * BEGIN … COMMIT; reads run in REPEATABLE READ READ ONLY snapshots. It
+ * reads and writes the rows (`./scan.ts`, `./reencrypt.ts`); the engine
+ * (`src/engine/`) opens and re-seals the values in them.
+ *
+ * A rotation reads the rows on a second connection that imports this
+ * transaction's snapshot (COPY, in another server process) while this one
+ * writes the re-sealed batches back, and writes the backup from the rows
+ * it reads (`BackupTee`): one scan for both, so the backup holds exactly
+ * the old values of the rows it rewrites.
  */
 import { Client } from 'pg';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError, isMasterKeyError } from '../../errors';
-import { VerifyOptions, reencryptInventory, scanInventory, verifyInventory } from '../../engine/stream';
-import { connectReader, exportSnapshot } from '../../engine/stream-source';
+import type { VerifyOptions } from '../../engine/verify';
 import { ACT_SCHEMA_SQL } from '../../inventory/act-preset';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import {
-  BackupToRestore,
   CanaryRow,
   CanaryUpdate,
+  Drill,
   HistoryRow,
   InventoryCounts,
   OpenOptions,
   ReadTx,
   RestoreCounts,
-  RestoreDecision,
+  Restoration,
+  Rotation,
+  RotationResult,
   ScratchCopy,
   Store,
-  StreamOptions,
+  WalkOptions,
   WriteTx,
 } from '../store';
-import { BackupTee, backupValues, restoreFrom, scratchCopy } from './backup';
+import { BackupTee, SECRETS_FILE } from './backup';
 import { countInventory } from './counts';
 import { assertWritable, connect, describeUrl, translatePgError, withTransaction } from './client';
+import { reencryptInventory } from './reencrypt';
+import { restoreValues, scratchCopy } from './restore';
+import { scanInventory, verifyInventory } from './scan';
 import {
   acquireRotationLock,
   createMetadata,
@@ -48,17 +60,8 @@ export async function openPostgres(url: string, opts: OpenOptions = {}): Promise
   return new PostgresStore(await connect(url, { applicationName: opts.label }), url);
 }
 
-/** A backup waiting, until its first statement returns, for a re-encryption of the same inventory to write it. */
-interface BackupOffer {
-  readonly inv: Inventory;
-  readonly dir: string;
-  tee?: BackupTee;
-}
-
 /** Reads and writes on the store's connection, inside the transaction `read`/`write` opened. */
 class PostgresTx implements WriteTx {
-  private offer?: BackupOffer;
-
   constructor(
     private readonly c: Client,
     private readonly url: string,
@@ -72,7 +75,7 @@ class PostgresTx implements WriteTx {
     return readCanary(this.c, true);
   }
 
-  scan(inv: Inventory, keys: KeySource, opts?: StreamOptions) {
+  scan(inv: Inventory, keys: KeySource, opts?: WalkOptions) {
     return scanInventory(this.c, inv, keys, opts);
   }
 
@@ -80,65 +83,32 @@ class PostgresTx implements WriteTx {
     return verifyInventory(this.c, inv, key, opts);
   }
 
-  /**
-   * When `reencrypt` of the same inventory is called before this call's
-   * first statement returns (as apply does: right after it), the
-   * re-encryption writes the backup from the rows it reads
-   * (`BackupTee`), one scan for both, and this resolves once the file is
-   * on disk. Otherwise reads on a second connection in this transaction's
-   * snapshot, exported by that first statement (before anything the
-   * caller does next), so the backup can run while the caller writes on
-   * this connection; when the snapshot cannot be shared (this transaction
-   * already wrote to a secret table), reads on this connection instead.
-   */
-  async backup(inv: Inventory, dir: string) {
-    const offer: BackupOffer = { inv, dir };
-    this.offer = offer;
-    let snapshot: string | undefined;
-    try {
-      snapshot = await exportSnapshot(this.c, [...new Set(inv.entries.map((e) => quoteIdent(e.table)))]);
-    } finally {
-      if (this.offer === offer) this.offer = undefined;
-    }
-    if (offer.tee) return offer.tee.done;
-    if (!snapshot) return backupValues(this.c, inv, dir);
-    const reader = await connectReader(this.url, snapshot);
-    let ok = false;
-    try {
-      const part = await backupValues(reader.client, inv, dir);
-      ok = true;
-      return part;
-    } finally {
-      await (ok ? reader.close() : reader.abort());
-    }
-  }
-
-  /** SHARE ROW EXCLUSIVE: blocks writers, not readers (the hot path's EXCLUSIVE lock goes further while it rewrites). */
+  /** SHARE ROW EXCLUSIVE: blocks writers, not readers (the re-encryption's EXCLUSIVE lock goes further while it rewrites). */
   async lockSecretTables(inv: Inventory): Promise<void> {
     const tables = [...new Set(inv.entries.map((e) => e.table))].map(quoteIdent);
     if (tables.length) await this.c.query(`LOCK TABLE ${tables.join(', ')} IN SHARE ROW EXCLUSIVE MODE`);
   }
 
-  /** A second connection reads the rows in this transaction's snapshot while this one writes; writes the backup a `backup` call just before offered. */
-  reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}) {
-    const offer = this.offer?.inv === inv ? this.offer : undefined;
-    this.offer = undefined;
-    if (!offer) return reencryptInventory(this.c, inv, from, to, { ...opts, readerUrl: this.url });
-    const tee = (offer.tee = new BackupTee(inv, offer.dir));
-    return (async () => {
-      try {
-        const r = await reencryptInventory(this.c, inv, from, to, { ...opts, readerUrl: this.url, onRead: tee.add });
-        await tee.finish();
-        return r;
-      } catch (e) {
-        await tee.fail(e);
-        throw e;
-      }
-    })();
+  /**
+   * A second connection reads the rows in this transaction's snapshot while
+   * this one writes (on this one, when the snapshot cannot be shared: this
+   * transaction already wrote to a secret table); the backup is written
+   * from the rows read, before they are re-sealed.
+   */
+  async rotate(r: Rotation): Promise<RotationResult> {
+    const { inventory, from, to, backup, ...walk } = r;
+    const tee = new BackupTee(inventory, await backup.create(SECRETS_FILE));
+    try {
+      const reencrypted = await reencryptInventory(this.c, inventory, from, to, { ...walk, readerUrl: this.url, onRead: tee.add });
+      return { reencrypted, backup: await tee.finish() };
+    } catch (e) {
+      await tee.abort();
+      throw e;
+    }
   }
 
-  restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
-    return restoreFrom(this.c, backup, inv, decide, opts.batchSize);
+  restore(r: Restoration): Promise<RestoreCounts> {
+    return restoreValues(this.c, r.backup, r.inventory, r.decide, r.batchSize);
   }
 
   replaceCanary(canary: CanaryUpdate): Promise<void> {
@@ -178,12 +148,9 @@ class PostgresStore implements Store {
     return lockHolder(this.c);
   }
 
-  readCanary(): Promise<CanaryRow | undefined> {
-    return readCanary(this.c);
-  }
-
-  /** FOR UPDATE waits until a transaction that locked the canary (an interrupted rotation's) has really ended. */
-  async readCommittedCanary(): Promise<CanaryRow | undefined> {
+  /** Waiting for writers: FOR UPDATE waits until a transaction that locked the canary (an interrupted rotation's) has really ended. */
+  async readCanary(opts: { readonly waitForWriters?: boolean } = {}): Promise<CanaryRow | undefined> {
+    if (!opts.waitForWriters) return readCanary(this.c);
     await this.c.query("SET lock_timeout = '30s'");
     return readCanary(this.c, true);
   }
@@ -196,10 +163,9 @@ class PostgresStore implements Store {
     return setHistoryOutcome(this.c, rotationId, outcome, verifiedAt);
   }
 
-  async initialise(canary: CanaryRow, opts: { readonly createActSchema: boolean }): Promise<void> {
+  async initialise(canary: CanaryRow): Promise<void> {
     try {
       await withTransaction(this.c, async () => {
-        if (opts.createActSchema) await this.c.query(ACT_SCHEMA_SQL);
         await createMetadata(this.c);
         await insertCanary(this.c, canary);
       });
@@ -226,20 +192,30 @@ class PostgresStore implements Store {
   }
 
   /** Temporary tables in a transaction that always rolls back (CREATE TEMPORARY needs a read-write transaction, but touches no live table). */
-  async drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<T> {
+  async drill<T>(d: Drill, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>): Promise<T> {
     await this.c.query('BEGIN');
     try {
-      return await fn(this.tx, await scratchCopy(this.c, backup, inv, opts.batchSize));
+      return await fn(this.tx, await scratchCopy(this.c, d.backup, d.inventory, d.batchSize));
     } finally {
       await this.c.query('ROLLBACK').catch(() => undefined);
     }
   }
 
-  explain(e: unknown, doing: string): MasterKeyError {
-    return translatePgError(e, doing, this.url);
-  }
-
   async close(): Promise<void> {
     await this.c.end().catch(() => undefined);
+  }
+}
+
+/** Creates the ACT preset's tables where missing (`master-key init --create-act-schema`), in a transaction of its own. */
+export async function createActSchemaPostgres(url: string): Promise<void> {
+  const c = await connect(url);
+  try {
+    await withTransaction(c, async () => {
+      await c.query(ACT_SCHEMA_SQL);
+    });
+  } catch (e) {
+    throw translatePgError(e, 'creating the ACT tables', url);
+  } finally {
+    await c.end().catch(() => undefined);
   }
 }

@@ -1,24 +1,25 @@
 /**
- * The SQLite store's part of a backup: the whole database file, copied
- * through SQLite's online backup API in the caller's transaction (a
- * consistent copy even while the server runs, including what a WAL file
- * holds), or, in a rollback-journal mode under the write lock before
- * anything is written, byte for byte (`copyDatabaseFile`); then switched to
- * a rollback journal so the copy is one self-contained file that opens
- * anywhere, read-only too (`finishBackup`). Restore reads
+ * The SQLite store's part of a backup: the whole database file, made at a
+ * path the backup's sink gives (`BackupSink.scratch`), then handed over to
+ * it (`adopt`). The copy is made through SQLite's online backup API from a
+ * connection reading the committed database (a consistent copy even while
+ * the server runs, including what a WAL file holds), or, in a
+ * rollback-journal mode under the write lock before anything is written,
+ * byte for byte (`copyDatabaseFile`); then switched to a rollback journal
+ * so the copy is one self-contained file that opens anywhere, read-only too
+ * (`finishBackup`). Restore reads
  * the backed-up values from that copy and writes, in the caller's write
  * transaction, what the runbook decides for each (`restoreValuesFrom`); a
  * drill restores the copy into a scratch database through the same API
  * (`drillCopy`).
  */
-import { chmodSync, closeSync, constants, fsyncSync, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { MasterKeyError } from '../../errors';
-import { sha256File } from '../../fsutil';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
-import { BackupPart, BackupToRestore, Location, RestoreCounts, RestoreDecision, ScratchCopy, ValuePair, aadColumnsAt, backupFileError, inventoryLocations } from '../store';
+import { BackupToRestore, Location, RestoreCounts, RestoreDecision, ScratchCopy, ValuePair, aadColumnsAt, backupFileError, inventoryLocations } from '../store';
 import { Db, connect, translateSqliteError, withTransaction } from './driver';
 import { readCanary } from './meta';
 
@@ -31,33 +32,13 @@ const PAGES_PER_STEP = 16384;
 /** Bytes read and written at a time when the file is copied as it is. */
 const COPY_CHUNK = 4 << 20;
 
-function fsyncPath(path: string, flags = constants.O_RDONLY): void {
-  const fd = openSync(path, flags);
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Creates the backup's database file, empty, so the copy is 0600 from its first byte (SQLite keeps an existing file's mode). */
-function createBackupFile(dir: string): string {
-  const path = join(dir, DATABASE_FILE);
-  try {
-    closeSync(openSync(path, 'wx', 0o600));
-  } catch (e) {
-    throw backupFileError(e, path);
-  }
-  return path;
-}
-
 /**
- * Copies the database into `dir/database.sqlite` (0600, fsynced) and counts
- * the values of the inventory the copy holds. `source` is a connection in a
- * read transaction: the copy is its snapshot.
+ * Copies the database into `path` (an empty file, 0600, which keeps its
+ * mode) and finishes the copy (`finishBackup`); the values of the inventory
+ * it holds. `source` is a connection in a read transaction: the copy is its
+ * snapshot.
  */
-export async function backupDatabase(source: Db, inv: Inventory, dir: string): Promise<BackupPart> {
-  const path = createBackupFile(dir);
+export async function backupDatabase(source: Db, inv: Inventory, path: string): Promise<number> {
   let pages: number;
   try {
     pages = (await source.backup(path, { progress: () => PAGES_PER_STEP })).totalPages;
@@ -68,7 +49,7 @@ export async function backupDatabase(source: Db, inv: Inventory, dir: string): P
 }
 
 /**
- * Copies the database file byte for byte into `dir/database.sqlite` (0600).
+ * Copies the database file byte for byte into `path` (an empty file, 0600).
  * Only for a database in a rollback-journal mode whose write lock the
  * caller holds and which it has not written yet: then the file is exactly
  * the committed database (no other connection can write, and a journal a
@@ -79,8 +60,7 @@ export async function backupDatabase(source: Db, inv: Inventory, dir: string): P
  * this process would drop every POSIX lock this process holds on it, the
  * write lock SQLite holds for the caller included.
  */
-export async function copyDatabaseFile(source: string, dir: string): Promise<string> {
-  const path = createBackupFile(dir);
+export async function copyDatabaseFile(source: string, path: string): Promise<void> {
   const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
     const child = spawn(process.execPath, ['-e', COPY_SCRIPT, source, path], { stdio: ['ignore', 'ignore', 'pipe'], env: {} });
     let stderr = '';
@@ -94,7 +74,6 @@ export async function copyDatabaseFile(source: string, dir: string): Promise<str
     const errno = /^(E[A-Z]+)\b/.exec(stderr.trim())?.[1];
     throw backupFileError(Object.assign(new Error(stderr.trim() || `the copy exited with code ${code}`), errno ? { code: errno } : {}), path);
   }
-  return path;
 }
 
 /** The copying child's program: source to destination (which exists, 0600, and keeps its mode), 4 MiB at a time; an error's errno code first on stderr. */
@@ -112,10 +91,10 @@ try {
 /**
  * Finishes a backup's copy of the database: checks it holds every page
  * copied (`pages`, when known), makes it one self-contained file (a copy of
- * a WAL database is marked WAL), counts the inventory's values in it,
- * fsyncs it and its directory, and checksums it.
+ * a WAL database is marked WAL), and counts the inventory's values in it.
+ * The sink makes it durable when it is handed over.
  */
-export function finishBackup(path: string, inv: Inventory, pages?: number): BackupPart {
+export function finishBackup(path: string, inv: Inventory, pages?: number): number {
   let values: number;
   let copy: Db | undefined;
   try {
@@ -127,16 +106,12 @@ export function finishBackup(path: string, inv: Inventory, pages?: number): Back
     }
     copy.pragma('journal_mode = DELETE');
     values = countStored(copy, inventoryLocations(inv));
-    copy.close();
-    copy = undefined;
-    fsyncPath(path);
-    fsyncPath(dirname(path), constants.O_RDONLY | constants.O_DIRECTORY);
   } catch (e) {
     throw sqliteFileError(e, path, 'finishing the backup');
   } finally {
     copy?.close();
   }
-  return { files: [DATABASE_FILE], values, locations: inventoryLocations(inv), checksums: { [DATABASE_FILE]: { sha256: sha256File(path), bytes: statSync(path).size } } };
+  return values;
 }
 
 /**
@@ -145,10 +120,10 @@ export function finishBackup(path: string, inv: Inventory, pages?: number): Back
  * database, which is exactly what the transaction sees (SQLite's backup
  * API refuses a source connection in a write transaction).
  */
-export async function backupBesideWriter(path: string, inv: Inventory, dir: string): Promise<BackupPart> {
+export async function backupBesideWriter(path: string, inv: Inventory, dest: string): Promise<number> {
   const reader = connect(path, { readonly: true });
   try {
-    return await withTransaction(reader, () => backupDatabase(reader, inv, dir), 'read');
+    return await withTransaction(reader, () => backupDatabase(reader, inv, dest), 'read');
   } finally {
     reader.close();
   }
@@ -174,8 +149,8 @@ function sqliteFileError(e: unknown, path: string, doing: string): MasterKeyErro
  * Checks a backup's copy before it is put back: a sound SQLite file whose
  * canary and value count are what the manifest says. BACKUP_CORRUPT otherwise.
  */
-export function checkBackupCopy(backup: BackupToRestore): string {
-  const path = join(backup.dir, DATABASE_FILE);
+export async function checkBackupCopy(backup: BackupToRestore): Promise<string> {
+  const path = await backup.files.path(DATABASE_FILE);
   let copy: Db | undefined;
   const corrupt = (what: string) => new MasterKeyError('BACKUP_CORRUPT', `The backup ${backup.dir} ${what}; it cannot be restored.`);
   try {
@@ -208,7 +183,7 @@ function asText(v: unknown): string | undefined {
 const keyOf = (v: unknown) => `${typeof v}:${String(v)}`;
 
 /**
- * Restore, store side (`WriteTx.restoreFrom`), inside the caller's write
+ * Restore, store side (`WriteTx.restore`), inside the caller's write
  * transaction: checks the backup's database copy (BACKUP_CORRUPT before
  * anything is written), loads its values of the backed-up locations into a
  * temporary table, then for each location walks every row id that holds a
@@ -217,7 +192,7 @@ const keyOf = (v: unknown) => `${typeof v}:${String(v)}`;
  * writes back what it returns, by id.
  */
 export async function restoreValuesFrom(db: Db, backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, batchSize = 2000): Promise<RestoreCounts> {
-  const copyPath = checkBackupCopy(backup);
+  const copyPath = await checkBackupCopy(backup);
   const copy = connect(copyPath, { readonly: true });
   db.exec('CREATE TEMP TABLE IF NOT EXISTS mk_backup_values (t TEXT NOT NULL, c TEXT NOT NULL, id NOT NULL, v NOT NULL)');
   db.exec('DELETE FROM temp.mk_backup_values');
@@ -297,7 +272,7 @@ export async function restoreValuesFrom(db: Db, backup: BackupToRestore, inv: In
  * not opened.
  */
 export async function drillCopy<T>(backup: BackupToRestore, inv: Inventory, fn: (db: Db, path: string, copy: ScratchCopy) => Promise<T>): Promise<T> {
-  const copyPath = checkBackupCopy(backup);
+  const copyPath = await checkBackupCopy(backup);
   const dir = mkdtempSync(join(tmpdir(), 'mk-drill-'));
   try {
     chmodSync(dir, 0o700);

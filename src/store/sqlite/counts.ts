@@ -21,43 +21,63 @@ function equalsSql(w: string, equals: string | number | boolean, params: unknown
   return typeof equals === 'number' ? `${w}.type IN ('integer', 'real') AND ${w}.value = ?` : `${w}.type = 'text' AND ${w}.value = ?`;
 }
 
+/** A JSON path step for one object member, as SQLite's path syntax has it (the key quoted). */
+function memberStep(key: string): string {
+  return `."${key.replace(/["\\]/g, (c) => `\\${c}`)}"`;
+}
+
+/** A SQL string literal. */
+function sqlText(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
 /**
  * One row per string value at the entry's path whose holding object
  * satisfies its `where`: (row key, path as a JSON array of keys, entry
  * order). Parameters are appended to `params` in the order their `?` appear.
+ *
+ * Member names descend by JSON path (no text of a container is made), `*`
+ * and array indexes by `json_each` over the container at the path, whose
+ * rows carry each child's own (small) text. So a large document is parsed
+ * where it is, never rendered again member by member.
  */
 function slotsSql(t: SqliteTable, e: InventoryEntry, order: number, params: unknown[]): string {
   const doc = `t.${quoteIdent(e.column)}`;
   const joins: string[] = [];
   const conds: string[] = [`${doc} IS NOT NULL`];
-  // The node at the current depth (its JSON text and json type) and the container holding it.
-  let x = doc;
-  let xType = `json_type(${doc})`;
-  let holder = x;
-  let holderType = xType;
+  // The current node: a JSON text and a path into it (a child `json_each` gave is its own node: its JSON text only for a
+  // container, its type as json_each says), the node that holds it, and the path's keys so far.
+  type Node = { readonly json: string; readonly path: string; readonly type: string };
+  const root: Node = { json: doc, path: '$', type: `json_type(${doc})` };
+  let node = root;
+  let holder = root;
+  const keys: string[] = [];
   (e.jsonPath ?? []).forEach((seg, i) => {
-    // A string member is SQL text in json_each: only objects and arrays are walked into.
-    joins.push(`JOIN json_each(CASE WHEN ${xType} IN ('object', 'array') THEN ${x} END) AS c${i}`);
-    // Object members have text keys, array elements integer keys: `key = ?` never mixes them.
-    if (seg !== '*' && INDEX.test(seg)) {
+    holder = node;
+    if (seg !== '*' && !INDEX.test(seg)) {
+      // A member name: only objects have members.
+      conds.push(`${node.type} = 'object'`);
+      const path = node.path + memberStep(seg);
+      node = { json: node.json, path, type: `json_type(${node.json}, ${sqlText(path)})` };
+      keys.push(sqlText(seg));
+      return;
+    }
+    // Only objects and arrays are walked into (json_each of anything else gives that value itself).
+    joins.push(`JOIN json_each(CASE WHEN ${node.type} IN ('object', 'array') THEN ${node.json} END, ${sqlText(node.path)}) AS c${i}`);
+    // Object members have text keys, array elements integer keys: `key IN (?, ?)` takes either for an index.
+    if (seg !== '*') {
       conds.push(`c${i}.key IN (?, ?)`);
       params.push(seg, Number(seg));
-    } else if (seg !== '*') {
-      conds.push(`c${i}.key = ?`);
-      params.push(seg);
     }
-    holder = x;
-    holderType = xType;
-    x = `c${i}.value`;
-    xType = `c${i}.type`;
+    node = { json: `CASE WHEN c${i}.type IN ('object', 'array') THEN c${i}.value END`, path: '$', type: `c${i}.type` };
+    keys.push(`c${i}.key`);
   });
-  conds.push(`${xType} = 'text'`);
+  conds.push(`${node.type} = 'text'`);
   if (e.where) {
     params.push(e.where.key);
-    conds.push(`${holderType} = 'object' AND EXISTS (SELECT 1 FROM json_each(${holder}) AS w WHERE w.key = ? AND ${equalsSql('w', e.where.equals, params)})`);
+    conds.push(`${holder.type} = 'object' AND EXISTS (SELECT 1 FROM json_each(${holder.json}, ${sqlText(holder.path)}) AS w WHERE w.key = ? AND ${equalsSql('w', e.where.equals, params)})`);
   }
-  const keys = (e.jsonPath ?? []).map((_, i) => `c${i}.key`).join(', ');
-  return `SELECT t.${t.key} AS k, json_array(${keys}) AS path, ${order} AS ord FROM ${quoteIdent(t.table)} AS t ${joins.join(' ')} WHERE ${conds.join(' AND ')}`;
+  return `SELECT t.${t.key} AS k, json_array(${keys.join(', ')}) AS path, ${order} AS ord FROM ${quoteIdent(t.table)} AS t ${joins.join(' ')} WHERE ${conds.join(' AND ')}`;
 }
 
 /** Counts in the caller's read transaction (one snapshot). */
@@ -66,11 +86,12 @@ export function countInventory(db: Db, inv: Inventory): InventoryCounts {
   for (const t of planTables(db, inv)) {
     const cols = t.columns.map((c) => quoteIdent(c.column));
     const plain = t.columns.filter((c) => !c.json);
-    // A plain column is one value per non-NULL row, of its first entry's kind (as the scan counts it).
+    // A plain column is one value per non-NULL row, of its first entry's kind (as the scan counts it). Sizes and NULLs
+    // from the record header alone (octet_length): count(column) would read every value, a large one page by page.
     const r = db
       .prepare(
         `SELECT count(*) AS rows, coalesce(sum(${cols.map((q) => `coalesce(octet_length(${q}), 0)`).join(' + ')}), 0) AS bytes
-                ${plain.map((c, i) => `, count(${quoteIdent(c.column)}) AS n${i}`).join('')}
+                ${plain.map((c, i) => `, coalesce(sum(octet_length(${quoteIdent(c.column)}) IS NOT NULL), 0) AS n${i}`).join('')}
            FROM ${quoteIdent(t.table)} WHERE ${cols.map((q) => `${q} IS NOT NULL`).join(' OR ')}`,
       )
       .get() as Record<string, number>;

@@ -8,6 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { BatchCrypto } from '../../crypto/batch';
 import { MasterKey } from '../../crypto/key';
 import { Keyring } from '../../crypto/keyring';
+import { TextBudget } from '../../engine/pipeline';
 import { InlineCrypto } from '../../engine/value-crypto';
 import { isMasterKeyError } from '../../errors';
 import { backupDatabase, finishBackup } from './backup';
@@ -39,14 +40,17 @@ async function reseal(db: Db): Promise<unknown> {
   const to = MasterKey.fromBytes(job.to);
   for (const b of [...job.from, job.to]) b.fill(0);
   const crypto = new InlineCrypto(new BatchCrypto(new Keyring(keys), to));
+  // What this thread holds (read, being re-sealed, waiting for credit); a batch posted is the other thread's to hold.
+  const budget = new TextBudget();
   try {
     let sent = 0;
-    for await (const batch of resealedBatches(db, planTables(db, job.inventory), crypto, job.batchSize)) {
+    for await (const batch of resealedBatches(db, planTables(db, job.inventory), crypto, job.batchSize, budget)) {
       while (credit === 0) await new Promise<void>((resolve) => (waiting = resolve));
       credit--;
       // Test hook: stop as a crashed thread would.
       if (++sent === exitAt) process.exit(70);
       post({ t: 'batch', batch });
+      budget.give(batch.chars);
     }
     return await crypto.digest();
   } finally {
@@ -62,7 +66,7 @@ async function run(db: Db): Promise<unknown> {
     case 'reseal':
       return reseal(db);
     case 'backup':
-      return backupDatabase(db, job.inventory, job.dir);
+      return backupDatabase(db, job.inventory, job.dest);
     case 'verify': {
       const { middle } = job;
       const scan = await verifyScan(db, planTables(db, job.inventory), job.inventory, { ...job.opts, onProgress: (done) => post({ t: 'progress', done }) }, (i) =>

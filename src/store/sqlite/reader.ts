@@ -32,16 +32,16 @@ import { Worker } from 'node:worker_threads';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { builtFile } from '../../engine/built-file';
-import type { VerifyOptions, VerifyPart } from '../../engine/stream';
-import type { InventoryDigest } from '../../engine/stream-digest';
+import type { InventoryDigest } from '../../engine/digest';
+import type { VerifyOptions, VerifyPart } from '../../engine/verify';
 import { ErrorCode, MasterKeyError } from '../../errors';
 import type { Inventory } from '../../inventory/inventory';
-import type { BackupPart } from '../store';
+import { IN_FLIGHT_TEXT } from '../../engine/pipeline';
 import type { ResealSource, Resealed } from './values';
 
 export type ReaderJob =
   | { readonly kind: 'reseal'; readonly inventory: Inventory; readonly from: Uint8Array[]; readonly to: Uint8Array; readonly batchSize: number }
-  | { readonly kind: 'backup'; readonly inventory: Inventory; readonly dir: string }
+  | { readonly kind: 'backup'; readonly inventory: Inventory; readonly dest: string }
   | { readonly kind: 'finish'; readonly inventory: Inventory; readonly copy: string }
   | { readonly kind: 'checkpoint' }
   | { readonly kind: 'verify'; readonly inventory: Inventory; readonly middle: Array<bigint | undefined>; readonly opts: Pick<VerifyOptions, 'batchSize' | 'sampleSize'> };
@@ -147,7 +147,18 @@ const copyKey = (k: MasterKey) => Uint8Array.from(k.bytes());
 export function readerReseal(path: string, inv: Inventory, from: KeySource, to: MasterKey, batchSize: number): ResealSource {
   const ready: Resealed[] = [];
   let wake: (() => void) | undefined;
-  const reader = new Reader(path, { kind: 'reseal', inventory: inv, from: from.all().map(copyKey), to: copyKey(to), batchSize }, { batch: (b) => (ready.push(b), wake?.()) });
+  // Text of the batches received and not yet written (the one being written included); a batch asked for only while below the bound.
+  let held = 0;
+  let owed = 0;
+  const ask = () => {
+    for (; owed > 0 && held < IN_FLIGHT_TEXT; owed--) reader.credit(1);
+  };
+  const received = (b: Resealed) => {
+    held += b.chars;
+    ready.push(b);
+    wake?.();
+  };
+  const reader = new Reader(path, { kind: 'reseal', inventory: inv, from: from.all().map(copyKey), to: copyKey(to), batchSize }, { batch: received });
   let ended = false;
   const done = reader.result.then(
     (r) => ((ended = true), wake?.(), r as InventoryDigest),
@@ -156,7 +167,12 @@ export function readerReseal(path: string, inv: Inventory, from: KeySource, to: 
   done.catch(() => undefined);
   async function* batches(): AsyncGenerator<Resealed> {
     reader.credit(CREDIT);
+    let writing = 0;
     for (;;) {
+      // The consumer asks for the next batch once it has written the last: what it held goes, and owed batches may be asked for.
+      held -= writing;
+      writing = 0;
+      ask();
       while (ready.length === 0 && !ended) await new Promise<void>((resolve) => (wake = resolve));
       wake = undefined;
       const b = ready.shift();
@@ -165,28 +181,30 @@ export function readerReseal(path: string, inv: Inventory, from: KeySource, to: 
         await done;
         return;
       }
-      reader.credit(1);
+      writing = b.chars;
+      owed++;
+      ask();
       yield b;
     }
   }
   return { batches: batches(), digest: () => done, mode: 'workers', close: () => reader.stop() };
 }
 
-/** The backup of the committed database by a reader (WAL mode: beside a write transaction that has not committed). */
-export async function readerBackup(path: string, inv: Inventory, dir: string): Promise<BackupPart> {
-  const reader = new Reader(path, { kind: 'backup', inventory: inv, dir });
+/** The copy of the committed database at `dest` made by a reader (WAL mode: beside a write transaction that has not committed); the values it holds. */
+export async function readerBackup(path: string, inv: Inventory, dest: string): Promise<number> {
+  const reader = new Reader(path, { kind: 'backup', inventory: inv, dest });
   try {
-    return (await reader.result) as BackupPart;
+    return (await reader.result) as number;
   } finally {
     await reader.stop();
   }
 }
 
-/** Finishes a backup's copy of the database file (`finishBackup`) in a worker thread. */
-export async function readerFinish(copy: string, inv: Inventory): Promise<BackupPart> {
+/** Finishes a backup's copy of the database file (`finishBackup`) in a worker thread; the values it holds. */
+export async function readerFinish(copy: string, inv: Inventory): Promise<number> {
   const reader = new Reader(copy, { kind: 'finish', inventory: inv, copy });
   try {
-    return (await reader.result) as BackupPart;
+    return (await reader.result) as number;
   } finally {
     await reader.stop();
   }

@@ -15,27 +15,32 @@ import { MasterKeyError, isMasterKeyError } from '../../errors';
 import { checkDirWritable } from '../../fsutil';
 import { Inventory } from '../../inventory/inventory';
 import {
-  BackupToRestore,
+  BackupPart,
   CanaryRow,
   CanaryUpdate,
+  Drill,
   HistoryRow,
   InventoryCounts,
   LockHolder,
   OpenOptions,
   ReadTx,
+  ReencryptResult,
   RestoreCounts,
-  RestoreDecision,
+  Restoration,
+  Rotation,
+  RotationResult,
   ScratchCopy,
   Store,
   StoreIdentity,
-  StreamOptions,
+  WalkOptions,
   VerifyOptions,
   WriteTx,
   canaryNotFound,
+  inventoryLocations,
 } from '../store';
 import { ACT_SCHEMA_SQLITE } from './act-schema';
 import { countInventory } from './counts';
-import { backupBesideWriter, backupDatabase, copyDatabaseFile, drillCopy, restoreValuesFrom } from './backup';
+import { DATABASE_FILE, backupBesideWriter, copyDatabaseFile, drillCopy, restoreValuesFrom } from './backup';
 import { Db, connect, fileWritable, translateSqliteError, withTransaction } from './driver';
 import { Flusher } from './flush';
 import { RotationLock } from './lock';
@@ -50,7 +55,7 @@ function isWal(db: Db): boolean {
 }
 
 /** Opens a SQLite store on `url` (`sqlite:/absolute/path`; a relative path against the working directory). */
-export async function openSqlite(url: string, opts: OpenOptions = {}): Promise<Store> {
+export async function openSqlite(url: string, opts: OpenOptions = {}): Promise<SqliteStore> {
   const file = sqliteFile(url);
   const db = connect(file);
   return new SqliteStore(db, realpathSync(file), opts.label ?? 'master-key');
@@ -58,17 +63,13 @@ export async function openSqlite(url: string, opts: OpenOptions = {}): Promise<S
 
 /** Reads and writes on the store's connection, inside the transaction `read`/`write` opened. */
 class SqliteTx implements WriteTx {
-  /** What the open transaction is, and whether it has written yet. */
-  state: 'read' | 'write' | 'written' = 'read';
+  /** Rows this connection had changed when the write transaction began (`total_changes()`), to tell whether the transaction has written since. */
+  changesAtBegin?: number;
 
   constructor(
     private readonly db: Db,
     private readonly path: string,
   ) {}
-
-  private writing(): void {
-    if (this.state === 'write') this.state = 'written';
-  }
 
   async canary(): Promise<CanaryRow | undefined> {
     return readCanary(this.db);
@@ -79,42 +80,8 @@ class SqliteTx implements WriteTx {
     return readCanary(this.db);
   }
 
-  scan(inv: Inventory, keys: KeySource, opts?: StreamOptions) {
+  scan(inv: Inventory, keys: KeySource, opts?: WalkOptions) {
     return scanValues(this.db, inv, keys, opts);
-  }
-
-
-  /**
-   * In a read transaction: its snapshot; in the write transaction before it
-   * writes: the committed database, which is what it sees. In WAL mode a
-   * reader thread copies it (the online backup API) while the transaction
-   * writes: no other connection sees those writes before the COMMIT. In a
-   * rollback-journal mode the file is copied as it is first, and the
-   * transaction's writes wait for that (`settled`), while the copy is
-   * finished (checked, counted, fsynced, checksummed) beside them. A few
-   * batches of rows: a second connection on this thread copies it first.
-   */
-  backup(inv: Inventory, dir: string, opts: Pick<StreamOptions, 'batchSize'> = {}) {
-    if (this.state === 'read') return backupDatabase(this.db, inv, dir);
-    if (this.state === 'written') throw new MasterKeyError('INTERNAL', 'The backup must be taken before the write transaction writes; this is a bug in the caller.');
-    if (!readerAvailable() || !worthThreads(this.db, inv, opts.batchSize)) return this.before(backupBesideWriter(this.path, inv, dir));
-    if (isWal(this.db)) return readerBackup(this.path, inv, dir);
-    const copied = this.before(copyDatabaseFile(this.path, dir));
-    return copied.then((copy) => readerFinish(copy, inv));
-  }
-
-  /** Work the transaction's writes must wait for (a backup in progress). */
-  private beforeWriting?: Promise<unknown>;
-
-  private before<T>(work: Promise<T>): Promise<T> {
-    this.beforeWriting = work.catch(() => undefined);
-    return work;
-  }
-
-  /** Waits for a backup in progress (the transaction must not write before it is done). */
-  private async settled(): Promise<void> {
-    await this.beforeWriting;
-    this.beforeWriting = undefined;
   }
 
   /**
@@ -134,10 +101,8 @@ class SqliteTx implements WriteTx {
     return verifyValues(this.db, inv, key, { ...opts, onProgress: progress(0) }, (middle) => readerVerifyPart(this.path, inv, middle, opts, progress(1)));
   }
 
-  async restoreFrom(backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, opts: Pick<StreamOptions, 'batchSize'> = {}): Promise<RestoreCounts> {
-    await this.settled();
-    this.writing();
-    return restoreValuesFrom(this.db, backup, inv, decide, opts.batchSize);
+  restore(r: Restoration): Promise<RestoreCounts> {
+    return restoreValuesFrom(this.db, r.backup, r.inventory, r.decide, r.batchSize);
   }
 
   /** `BEGIN IMMEDIATE` took the database's write lock: every other writer already waits; this checks the tables. */
@@ -147,33 +112,79 @@ class SqliteTx implements WriteTx {
   }
 
   /**
-   * In WAL mode, when this transaction has written nothing yet (and unless
-   * `opts.crypto` says where the crypto runs, or the tables hold only a few
-   * batches of rows), a reader thread reads the
-   * committed database, which is what this transaction sees, and re-seals
-   * it, and this connection only writes.
+   * The backup is a copy of the database file, made from the committed
+   * database, which is exactly what this transaction sees as long as it has
+   * not written (checked: the rotation must come first). In WAL mode a
+   * reader thread copies it (the online backup API) while this connection
+   * rewrites: no other connection sees those writes before the COMMIT. In
+   * a rollback-journal mode the file is copied as it is first, and the
+   * rewriting starts once that copy is made, while it is finished (checked,
+   * counted, handed to the sink) beside it. A few batches of rows: a second
+   * connection on this thread copies it first.
    */
-  async reencrypt(inv: Inventory, from: KeySource, to: MasterKey, opts: StreamOptions = {}) {
-    await this.settled();
-    const wal = isWal(this.db);
-    const beside = this.state === 'write' && !opts.crypto && readerAvailable() && wal && worthThreads(this.db, inv, opts.batchSize);
-    this.writing();
-    const flusher = new Flusher([`${this.path}${wal ? '-wal' : '-journal'}`]);
-    return reencryptValues(this.db, inv, from, to, opts, beside ? (_, batchSize) => readerReseal(this.path, inv, from, to, batchSize) : undefined, flusher);
+  async rotate(r: Rotation): Promise<RotationResult> {
+    if (this.changesAtBegin === undefined || totalChanges(this.db) !== this.changesAtBegin) {
+      throw new MasterKeyError('INTERNAL', 'The rotation must be the first write of its transaction (its backup copies the committed database); this is a bug in the caller.');
+    }
+    const { backup: sink, ...rotation } = r;
+    const inv = r.inventory;
+    const dest = await sink.scratch(DATABASE_FILE);
+    const handOver = async (values: number): Promise<BackupPart> => ({ files: [await sink.adopt(DATABASE_FILE)], values, locations: inventoryLocations(inv) });
+    if (!readerAvailable() || !worthThreads(this.db, inv, r.batchSize)) {
+      const backup = await handOver(await backupBesideWriter(this.path, inv, dest));
+      return { backup, reencrypted: await reencryptBeside(this.db, this.path, rotation) };
+    }
+    if (isWal(this.db)) {
+      const [reencrypted, backup] = await both(reencryptBeside(this.db, this.path, rotation), readerBackup(this.path, inv, dest).then(handOver));
+      return { reencrypted, backup };
+    }
+    // The copy is made before this transaction writes; it is finished beside the rewriting.
+    await copyDatabaseFile(this.path, dest);
+    const [reencrypted, backup] = await both(reencryptBeside(this.db, this.path, rotation), readerFinish(dest, inv).then(handOver));
+    return { reencrypted, backup };
   }
 
   async replaceCanary(canary: CanaryUpdate): Promise<void> {
-    this.writing();
     replaceCanary(this.db, canary);
   }
 
   async insertHistory(row: HistoryRow): Promise<void> {
-    this.writing();
     insertHistory(this.db, row);
   }
 }
 
-class SqliteStore implements Store {
+/** Rows changed by this connection so far. */
+function totalChanges(db: Db): number {
+  return Number(db.prepare('SELECT total_changes()').pluck().get());
+}
+
+/** Waits for both; throws the first one's error, then the second's (never leaving one running). */
+async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [x, y] = await Promise.allSettled([a, b]);
+  if (x.status === 'rejected') throw x.reason;
+  if (y.status === 'rejected') throw y.reason;
+  return [x.value, y.value];
+}
+
+/**
+ * The re-encryption of a rotation, in the write transaction on `db` (the
+ * database file at `path`), which has not written yet: in WAL mode, unless
+ * `r.crypto` says where the crypto runs or the tables hold only a few
+ * batches of rows, a reader thread reads the committed database (what this
+ * transaction sees) and re-seals it, and this connection only writes; else
+ * this connection reads, with the crypto in a worker thread (or, for a few
+ * batches, on this thread). What SQLite writes into its WAL or journal is
+ * flushed to disk as it goes. Also the benchmark's "ours".
+ */
+export function reencryptBeside(db: Db, path: string, r: Omit<Rotation, 'backup'>): Promise<ReencryptResult> {
+  const { inventory: inv, from, to, ...walk } = r;
+  const wal = isWal(db);
+  const beside = !r.crypto && readerAvailable() && wal && worthThreads(db, inv, r.batchSize);
+  const flusher = new Flusher([`${path}${wal ? '-wal' : '-journal'}`]);
+  return reencryptValues(db, inv, from, to, walk, beside ? (_, batchSize) => readerReseal(path, inv, from, to, batchSize) : undefined, flusher);
+}
+
+export class SqliteStore implements Store {
   private readonly tx: SqliteTx;
   private readonly lock: RotationLock;
 
@@ -217,12 +228,8 @@ class SqliteStore implements Store {
     return this.lock.holder();
   }
 
+  /** Nothing to wait for: a transaction that was interrupted was rolled back when this connection first read the file. */
   async readCanary(): Promise<CanaryRow | undefined> {
-    return readCanary(this.db);
-  }
-
-  /** A fresh read: a transaction that was interrupted was rolled back when this connection first read the file. */
-  async readCommittedCanary(): Promise<CanaryRow | undefined> {
     return readCanary(this.db);
   }
 
@@ -234,16 +241,9 @@ class SqliteStore implements Store {
     await withTransaction(this.db, async () => setHistoryOutcome(this.db, rotationId, outcome, verifiedAt), 'write');
   }
 
-  async initialise(canary: CanaryRow, opts: { readonly createActSchema: boolean }): Promise<void> {
+  async initialise(canary: CanaryRow): Promise<void> {
     try {
-      await withTransaction(
-        this.db,
-        async () => {
-          if (opts.createActSchema) this.db.exec(ACT_SCHEMA_SQLITE);
-          insertCanary(this.db, canary);
-        },
-        'write',
-      );
+      await withTransaction(this.db, async () => insertCanary(this.db, canary), 'write');
     } catch (e) {
       // A concurrent init may have won the race for the canary's row.
       if (String((e as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT')) {
@@ -259,7 +259,7 @@ class SqliteStore implements Store {
   }
 
   read<T>(fn: (tx: ReadTx) => Promise<T>): Promise<T> {
-    return withTransaction(this.db, () => ((this.tx.state = 'read'), fn(this.tx)), 'read');
+    return withTransaction(this.db, () => fn(this.tx), 'read');
   }
 
   /**
@@ -269,13 +269,18 @@ class SqliteStore implements Store {
    * reader thread instead, while the caller goes on (after a rotation: the
    * config files, the start hooks, verification); `close` waits for it.
    */
-  async write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+  write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+    return this.writeDb(() => ((this.tx.changesAtBegin = totalChanges(this.db)), fn(this.tx)));
+  }
+
+  /** The write transaction of `write` around fn, on this session's connection (`reencryptAlone` runs in it too). */
+  async writeDb<T>(fn: (db: Db, path: string) => Promise<T>): Promise<T> {
     const wal = isWal(this.db);
     const auto = wal ? Number(this.db.pragma('wal_autocheckpoint', { simple: true })) : 0;
     if (wal) this.db.pragma('wal_autocheckpoint = 0');
     let committed = false;
     try {
-      const r = await withTransaction(this.db, () => ((this.tx.state = 'write'), fn(this.tx)), 'write');
+      const r = await withTransaction(this.db, () => fn(this.db, this.path), 'write');
       committed = true;
       return r;
     } finally {
@@ -307,16 +312,8 @@ class SqliteStore implements Store {
   private checkpointing?: Promise<void>;
 
   /** Restores the backup's database into a scratch file of its own and reads it there; the live file is not opened. */
-  drill<T>(backup: BackupToRestore, inv: Inventory, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>): Promise<T> {
-    return drillCopy(backup, inv, (db, path, copy) => {
-      const tx = new SqliteTx(db, path);
-      tx.state = 'read';
-      return fn(tx, copy);
-    });
-  }
-
-  explain(e: unknown, doing: string): MasterKeyError {
-    return translateSqliteError(e, doing, this.path);
+  drill<T>(d: Drill, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>): Promise<T> {
+    return drillCopy(d.backup, d.inventory, (db, path, copy) => fn(new SqliteTx(db, path), copy));
   }
 
   async close(): Promise<void> {
@@ -327,5 +324,35 @@ class SqliteStore implements Store {
     } catch {
       // already closed
     }
+  }
+}
+
+/** Creates the ACT preset's tables where missing (`master-key init --create-act-schema`), in a transaction of its own. */
+export async function createActSchemaSqlite(url: string): Promise<void> {
+  const file = sqliteFile(url);
+  const db = connect(file);
+  try {
+    await withTransaction(db, async () => db.exec(ACT_SCHEMA_SQLITE), 'write');
+  } catch (e) {
+    throw translateSqliteError(e, 'creating the ACT tables', file);
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * The re-encryption of a rotation without its backup, in a write
+ * transaction of its own on a new session, exactly as `rotate` runs it
+ * (the benchmark's "ours", measured apart from the backup).
+ */
+export async function reencryptAlone(url: string, r: Omit<Rotation, 'backup'>): Promise<ReencryptResult> {
+  const store = await openSqlite(url);
+  try {
+    return await store.writeDb(async (db, path) => {
+      planTables(db, r.inventory);
+      return reencryptBeside(db, path, r);
+    });
+  } finally {
+    await store.close();
   }
 }

@@ -7,35 +7,37 @@
  * at a time in key order (`rowid`, or the primary key of a WITHOUT ROWID
  * table) and each batch is written back by key before the next is read.
  * The per-row work (finding values, JSON documents, crypto, failures) is
- * the engine's, shared with PostgreSQL (`processBatch`). JSON documents are
+ * the engine's, shared with PostgreSQL (`openBatch`, `resealBatch`). JSON documents are
  * text columns read with the engine's lossless JSON reader; only the
  * sealed strings in them change.
  */
+import type { SealedText } from '../../crypto/batch';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError } from '../../errors';
-import { mapAhead, undecryptable } from '../../engine/stream-batch';
-import { DEFAULT_BATCH_SIZE, MAX_LISTED_FAILURES, VerifyOptions, VerifyPart, VerifyResult, VerifyScan } from '../../engine/stream';
-import type { InventoryDigest } from '../../engine/stream-digest';
-import { AadLayout, ColumnPlan, RowFailure, aadLayout, groupInventory, processBatch } from '../../engine/stream-plan';
+import type { InventoryDigest } from '../../engine/digest';
+import { LARGE_BATCH, releaseLarge, textIn } from '../../engine/memory';
+import { BATCH_TEXT, TextBudget, mapAhead, withinBudget } from '../../engine/pipeline';
+import { RowFailure, openBatch, resealBatch, undecryptable } from '../../engine/reseal';
+import { RowShape, rowShape } from '../../engine/rows';
+import { groupInventory } from '../../engine/tables';
+import { PlaceFilter, VerifyOptions, VerifyPart, VerifyResult, VerifyScan, inGroups } from '../../engine/verify';
+import { Keyring } from '../../crypto/keyring';
+import { DEFAULT_BATCH_SIZE, KindCounter, ScanTally, batchSizeOf } from '../../engine/walk';
 import type { ValueCrypto } from '../../engine/value-crypto';
-import { Inventory, inventoryKinds, quoteIdent } from '../../inventory/inventory';
-import type { ReencryptResult, ScanResult, SecretFailure, StreamOptions } from '../store';
+import { Inventory, quoteIdent } from '../../inventory/inventory';
+import type { ReencryptResult, ScanResult, WalkOptions } from '../store';
 import { storeCrypto } from './crypto';
 import type { Flusher } from './flush';
 import { Db } from './driver';
 
-/** One table's secret columns and how its rows are walked. */
-export interface SqliteTable {
-  readonly table: string;
+/** One table's secret columns and how its rows are walked: read as [key, id as text, the value columns, the AAD columns] (its `RowShape`). */
+export interface SqliteTable extends RowShape {
   readonly idColumn: string;
   /** The quoted key rows are read and written by: `rowid`, or the primary key of a WITHOUT ROWID table. */
   readonly key: string;
-  readonly columns: ReadonlyArray<Pick<ColumnPlan, 'column' | 'json' | 'entries'>>;
   /** Columns whose text is some entries' additional authenticated data (read after the columns). */
   readonly aadColumns: readonly string[];
-  /** Where they are in a batch's rows. */
-  readonly aad: AadLayout;
 }
 
 /** Splits `schema.table` (an inventory may qualify a table with an attached database's name). */
@@ -59,13 +61,15 @@ export function planTables(db: Db, inv: Inventory): SqliteTable[] {
     for (const col of [g.idColumn, ...g.columns.map((c) => c.column), ...g.aadColumns]) {
       if (!names.has(col)) throw new MasterKeyError('INVENTORY_INVALID', `The inventory names ${g.table}.${col}, which does not exist in this database; fix the inventory or the schema.`);
     }
-    return { table: g.table, idColumn: g.idColumn, key: listed.wr ? quoteIdent(g.idColumn) : 'rowid', columns: g.columns, aadColumns: g.aadColumns, aad: aadLayout(g.aadColumns, FIRST, g.columns.length) };
+    return { ...rowShape(g, ID_AT, FIRST), idColumn: g.idColumn, key: listed.wr ? quoteIdent(g.idColumn) : 'rowid', aadColumns: g.aadColumns };
   });
 }
 
 /**
  * The rows of a table holding at least one value, a batch at a time in key
- * order, as `processBatch` reads them: [key, id as text, the value columns
+ * order (a batch is `batchSize` rows or `BATCH_TEXT` of stored text,
+ * whichever comes first, measured from the rows' record headers before the
+ * rows are read), as the engine reads them (`SqliteTable` is their `RowShape`): [key, id as text, the value columns
  * (a value that is not text stands for a malformed one), the AAD columns
  * as text (as PostgreSQL's ::text gives them: an integer user id becomes
  * its digits)]. Nothing is copied or converted here.
@@ -75,23 +79,29 @@ function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRange = {
   const aad = t.aadColumns.map((c) => `, CAST(${quoteIdent(c)} AS TEXT)`).join('');
   // One lower bound only (SQLite seeks by one and would filter by the other): `from` for the first batch, then the last key read.
   const below = range.below !== undefined ? [range.below] : [];
-  const select = (lower: string) =>
-    db
-      .prepare(
-        `SELECT ${t.key}, CAST(${quoteIdent(t.idColumn)} AS TEXT), ${cols.join(', ')}${aad} FROM ${quoteIdent(t.table)} WHERE ${lower}${below.length ? `${t.key} < ? AND ` : ''}(${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}) ORDER BY ${t.key} LIMIT ?`,
-      )
-      .raw(true)
-      .safeIntegers(true);
-  const firstBatch = range.from !== undefined ? select(`${t.key} >= ? AND `) : select('');
+  const query = (what: string, lower: string) =>
+    db.prepare(
+      `SELECT ${what} FROM ${quoteIdent(t.table)} WHERE ${lower}${below.length ? `${t.key} < ? AND ` : ''}(${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}) ORDER BY ${t.key} LIMIT ?`,
+    );
+  const select = (lower: string) => query(`${t.key}, CAST(${quoteIdent(t.idColumn)} AS TEXT), ${cols.join(', ')}${aad}`, lower).raw(true).safeIntegers(true);
+  // Each row's size, from its record header alone (octet_length reads no value): where a batch of BATCH_TEXT ends.
+  const sizes = (lower: string) => query(cols.map((c) => `coalesce(octet_length(${c}), 0)`).join(' + '), lower).pluck();
+  const lower = { first: range.from !== undefined ? `${t.key} >= ? AND ` : '', next: `${t.key} > ? AND ` };
+  const [firstBatch, nextBatch, firstSizes, nextSizes] = [select(lower.first), select(lower.next), sizes(lower.first), sizes(lower.next)];
   const first = range.from !== undefined ? [range.from] : [];
-  const nextBatch = select(`${t.key} > ? AND `);
   let after: unknown;
   for (;;) {
-    const rows = (after === undefined ? firstBatch.all(...first, ...below, batchSize) : nextBatch.all(after, ...below, batchSize)) as unknown[][];
+    const ahead = (after === undefined ? firstSizes.all(...first, ...below, batchSize) : nextSizes.all(after, ...below, batchSize)) as number[];
+    if (ahead.length === 0) return;
+    let n = 1;
+    for (let chars = ahead[0]; n < ahead.length && chars + ahead[n] <= BATCH_TEXT; n++) chars += ahead[n];
+    const rows = (after === undefined ? firstBatch.all(...first, ...below, n) : nextBatch.all(after, ...below, n)) as unknown[][];
     if (rows.length === 0) return;
-    yield rows;
-    if (rows.length < batchSize) return;
+    const more = ahead.length === batchSize || n < ahead.length;
     after = rows[rows.length - 1][KEY_AT];
+    // The consumer may empty the batch once done with it (so a large value does not stay while the next is read).
+    yield rows;
+    if (!more) return;
   }
 }
 
@@ -138,53 +148,27 @@ async function* asAsync<T>(it: Iterable<T>): AsyncGenerator<T> {
 /** A row's id as text, as failures name it. */
 const idOf = (row: readonly unknown[]) => (row[ID_AT] as string | null) ?? '';
 
-function batchSizeOf(opts: StreamOptions): number {
-  const n = opts.batchSize ?? DEFAULT_BATCH_SIZE;
-  if (!Number.isInteger(n) || n < 1) throw new MasterKeyError('USAGE', `The batch size must be a positive integer, got ${n}.`);
-  return n;
-}
-
-/** Counts per kind, every kind of the inventory listed. */
-function kindCounts(inv: Inventory): { byKind: Record<string, number>; add(counts: ReadonlyMap<string, number>): number } {
-  const byKind: Record<string, number> = Object.fromEntries(inventoryKinds(inv).map((k) => [k, 0]));
-  return {
-    byKind,
-    add(counts) {
-      let n = 0;
-      for (const [k, v] of counts) {
-        byKind[k] = (byKind[k] ?? 0) + v;
-        n += v;
-      }
-      return n;
-    },
-  };
-}
-
-/** Opens every value with `keys` (in the caller's read transaction); lists, never throws for, values that do not open. */
-export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: StreamOptions = {}): Promise<ScanResult> {
+/** Opens every value with `keys` (given `only`: those at its places), in the caller's read transaction; lists, never throws for, values that do not open. */
+export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: WalkOptions = {}, only?: PlaceFilter): Promise<ScanResult> {
   const batchSize = batchSizeOf(opts);
   const tables = planTables(db, inv);
   const crypto = storeCrypto(keys, undefined, opts, worthThreads(db, inv, batchSize));
-  const kinds = kindCounts(inv);
-  const failures: SecretFailure[] = [];
-  let total = 0;
-  let failureCount = 0;
-  let storedBytes = 0;
+  const tally = new ScanTally(inv);
+  const budget = new TextBudget();
   try {
     for (const t of tables) {
-      const open = async (rows: unknown[][]) => ({ rows, out: await processBatch(t.columns, rows, FIRST, crypto, false, undefined, t.aad) });
-      for await (const { rows, out } of mapAhead(asAsync(batches(db, t, batchSize)), open, crypto.depth)) {
-        total += kinds.add(out.byKind);
-        storedBytes += out.bytes;
-        failureCount += out.failures.length;
-        for (const { row, ...f } of out.failures.slice(0, MAX_LISTED_FAILURES - failures.length)) failures.push({ table: t.table, id: idOf(rows[row]), ...f });
-        opts.onProgress?.(total);
+      const opened = async (rows: unknown[][]) => ({ chars: textIn(rows), out: await openBatch(rows, { shape: t, crypto, ...(only ? { only } : {}) }) });
+      for await (const { chars, out } of mapAhead(withinBudget(asAsync(batches(db, t, batchSize)), budget, textIn), opened, crypto.depth)) {
+        const done = tally.add(t.table, out);
+        budget.give(chars);
+        opts.onProgress?.(done);
+        releaseLarge(chars);
       }
     }
   } finally {
     await crypto.close();
   }
-  return { total, byKind: kinds.byKind, failures, failureCount, storedBytes };
+  return tally.result();
 }
 
 /** A batch of a table re-sealed, ready to write back. */
@@ -194,33 +178,39 @@ export interface Resealed {
   /** The rows that change: their keys (to write back by) and ids. */
   readonly keys: readonly unknown[];
   readonly ids: readonly string[];
-  /** Per column, each row's new text (null: unchanged). */
-  readonly next: ReadonlyArray<ReadonlyArray<string | null>>;
+  /** Per column, each row's new text (null: unchanged; a large one as its bytes, `SealedText`). */
+  readonly next: ReadonlyArray<ReadonlyArray<SealedText | null>>;
   /** Sealed values in the batch, by kind. */
   readonly byKind: ReadonlyArray<readonly [string, number]>;
-  /** The first value of the batch that does not open (then nothing of it is to be written, and no batch follows). */
-  readonly failure?: RowFailure & { readonly id: string; readonly more: number };
+  /** Characters of text the batch's rows held (`releaseLarge`). */
+  readonly chars: number;
+  /** The first value of the batch that does not open (then nothing of it is to be written, and no batch follows), and how many more do not. */
+  readonly failure?: { readonly first: RowFailure & { readonly id: string }; readonly more: number };
 }
 
 /**
  * Reads every table a batch at a time and re-seals each batch with
  * `crypto`, which digests every new value at its place; stops after a batch
- * with a value that does not open. `crypto.depth` batches are in flight.
+ * with a value that does not open. `crypto.depth` batches are in flight,
+ * and no more text than `budget` allows: the consumer gives each batch's
+ * `chars` back once done with it.
  */
-export async function* resealedBatches(db: Db, tables: readonly SqliteTable[], crypto: ValueCrypto, batchSize: number): AsyncGenerator<Resealed> {
+export async function* resealedBatches(db: Db, tables: readonly SqliteTable[], crypto: ValueCrypto, batchSize: number, budget: TextBudget): AsyncGenerator<Resealed> {
   for (let i = 0; i < tables.length; i++) {
     const t = tables[i];
     const reseal = async (rows: unknown[][]): Promise<Resealed> => {
-      const out = await processBatch(t.columns, rows, FIRST, crypto, true, { table: t.table, idAt: ID_AT }, t.aad);
+      const chars = textIn(rows);
+      const out = await resealBatch(rows, { shape: t, crypto });
       const byKind = [...out.byKind];
-      if (out.failures.length > 0) {
-        const { row, ...f } = out.failures[0];
-        return { table: i, keys: [], ids: [], next: [], byKind, failure: { ...f, id: idOf(rows[row]), more: out.failures.length - 1 } };
-      }
-      return { table: i, keys: out.rows.map((r) => rows[r][KEY_AT]), ids: out.rows.map((r) => idOf(rows[r])), next: out.next!, byKind };
+      if (out.failures.length > 0) return { table: i, keys: [], ids: [], next: [], byKind, chars, failure: { first: out.failures[0], more: out.failures.length - 1 } };
+      const b = { table: i, keys: out.rows.map((r) => rows[r][KEY_AT]), ids: out.rows.map((r) => idOf(rows[r])), next: out.next, byKind, chars };
+      // The old texts and what the crypto made on the way go before the new ones are written.
+      rows.length = 0;
+      releaseLarge(chars);
+      return b;
     };
     // Keys only grow, so reading the next batch never meets a row the caller rewrote.
-    for await (const b of mapAhead(asAsync(batches(db, t, batchSize)), reseal, crypto.depth)) {
+    for await (const b of mapAhead(withinBudget(asAsync(batches(db, t, batchSize)), budget, textIn), reseal, crypto.depth)) {
       yield b;
       if (b.failure) return;
     }
@@ -229,7 +219,8 @@ export async function* resealedBatches(db: Db, tables: readonly SqliteTable[], c
 
 /** Writes a batch's new texts back by key; every row must change. */
 function writer(db: Db, t: SqliteTable): (b: Resealed) => void {
-  const sets = t.columns.map((c) => `${quoteIdent(c.column)} = coalesce(?, ${quoteIdent(c.column)})`);
+  // A new text may come as its bytes (a large re-sealed value, `SealedText`): bound as a blob, stored as the same text.
+  const sets = t.columns.map((c) => `${quoteIdent(c.column)} = coalesce(CAST(? AS TEXT), ${quoteIdent(c.column)})`);
   const update = db.prepare(`UPDATE ${quoteIdent(t.table)} SET ${sets.join(', ')} WHERE ${t.key} = ?`);
   const lost = (id: string, changed: number) => new MasterKeyError('DB_ERROR', `${t.table}: the row with id ${id} could not be rewritten (${changed} rows changed); nothing was committed.`);
   if (t.columns.length === 1) {
@@ -275,40 +266,46 @@ export async function reencryptValues(
   inv: Inventory,
   from: KeySource,
   to: MasterKey,
-  opts: StreamOptions = {},
+  opts: WalkOptions = {},
   source?: (tables: readonly SqliteTable[], batchSize: number) => ResealSource,
   flusher?: Flusher,
 ): Promise<ReencryptResult> {
   if (!db.inTransaction) throw new MasterKeyError('INTERNAL', 'Re-encryption must run inside an open transaction; this is a bug in the caller.');
   const batchSize = batchSizeOf(opts);
   const tables = planTables(db, inv);
-  const src = source ? source(tables, batchSize) : inlineSource(db, tables, storeCrypto(from, to, opts, worthThreads(db, inv, batchSize)), batchSize);
+  const budget = new TextBudget();
+  const src = source ? source(tables, batchSize) : inlineSource(db, tables, storeCrypto(from, to, opts, worthThreads(db, inv, batchSize)), batchSize, budget);
   const writers = tables.map((t) => writer(db, t));
-  const kinds = kindCounts(inv);
-  let total = 0;
+  const kinds = new KindCounter(inv);
   let updated = 0;
   let batches = 0;
   let digest: InventoryDigest;
   try {
     for await (const b of src.batches) {
-      if (b.failure) throw undecryptable(tables[b.table].table, b.failure);
+      if (b.failure) throw undecryptable(tables[b.table].table, b.failure.first, b.failure.more);
       writers[b.table](b);
+      budget.give(b.chars);
+      if (b.chars >= LARGE_BATCH) {
+        // Its texts go now: the generators that made the batch hold it until resumed.
+        for (const col of b.next) (col as unknown[]).length = 0;
+        releaseLarge(b.chars);
+      }
       if (++batches % FLUSH_EVERY === 0) flusher?.tick();
       updated += b.keys.length;
-      total += kinds.add(new Map(b.byKind));
-      opts.onProgress?.(total);
+      kinds.add(b.byKind);
+      opts.onProgress?.(kinds.total);
     }
     digest = await src.digest();
   } finally {
     await src.close();
     await flusher?.close();
   }
-  return { total, byKind: kinds.byKind, updated, digest, crypto: src.mode };
+  return { total: kinds.total, byKind: kinds.byKind, updated, digest, crypto: src.mode };
 }
 
 /** Batches read on this connection and re-sealed by `crypto`. */
-function inlineSource(db: Db, tables: readonly SqliteTable[], crypto: ValueCrypto, batchSize: number): ResealSource {
-  return { batches: resealedBatches(db, tables, crypto, batchSize), digest: () => crypto.digest(), mode: crypto.mode, close: () => crypto.close() };
+function inlineSource(db: Db, tables: readonly SqliteTable[], crypto: ValueCrypto, batchSize: number, budget: TextBudget): ResealSource {
+  return { batches: resealedBatches(db, tables, crypto, batchSize, budget), digest: () => crypto.digest(), mode: crypto.mode, close: () => crypto.close() };
 }
 
 /**
@@ -324,7 +321,10 @@ export async function verifyValues(db: Db, inv: Inventory, key: MasterKey, opts:
   rest?.catch(() => undefined);
   const scan = await verifyScan(db, tables, inv, opts, (i) => ({ below: middle[i] }));
   if (rest) scan.absorb(await rest);
-  return scan.finish(key);
+  // Where the stored values differ from the written ones, every value there is opened (on this connection, in its snapshot).
+  const differing = scan.differingGroups();
+  const reopened = differing.length > 0 ? await scanValues(db, inv, new Keyring([key]), { batchSize: opts.batchSize }, inGroups(differing)) : undefined;
+  return scan.finish(key, reopened);
 }
 
 /**
@@ -341,7 +341,11 @@ export async function verifyScan(db: Db, tables: readonly SqliteTable[], inv: In
     const r = range(i);
     if (!r) continue;
     for (const rows of batches(db, t, batchSize, r)) {
-      scan.add(t.table, t.columns, rows, FIRST, ID_AT, t.aad);
+      scan.add(rows, t);
+      const chars = textIn(rows);
+      // Emptied: the batch's texts go before the next is read.
+      rows.length = 0;
+      releaseLarge(chars);
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }

@@ -1,23 +1,27 @@
 /**
- * The store contract (`src/store/store.ts`): what every store must
- * guarantee, checked on each real store through the factory that opens it
- * from a URL. The CLI suites test the same behaviour end to end.
+ * The store contract (`src/store/store.ts`) as a kit: what every store must
+ * guarantee, checked on a real database of the store through the factory
+ * that opens it from a URL. A store runs it with one line in a test file of
+ * its own, `storeContract(FIXTURE)`, given a `StoreFixture` (./stores.ts)
+ * that makes its databases. The CLI suites test the same behaviour end to
+ * end. `docs/stores.md` says what a new store implements.
  */
-import { randomUUID } from 'node:crypto';
-import { removeScratch, scratchDir } from '../scripts/scratch';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { removeScratch, scratchDir } from '../../scripts/scratch';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { actCodec } from '../src/crypto/codec';
-import { MasterKey } from '../src/crypto/key';
-import { MasterKeyError } from '../src/errors';
-import { Keyring } from '../src/crypto/keyring';
-import { ACT_PRESET } from '../src/inventory/act-preset';
-import { Inventory } from '../src/inventory/inventory';
-import { canaryFor, canaryOpensWith } from '../src/rotation/canary';
-import { openStore, withStore } from '../src/store/open';
-import { BackupPart, HistoryRow, Store, sameDatabase } from '../src/store/store';
-import { withTestSql } from './support/sql';
-import { STORES } from './support/stores';
+import { actCodec, v1Codec } from '../../src/crypto/codec';
+import { MasterKey } from '../../src/crypto/key';
+import { MasterKeyError } from '../../src/errors';
+import { Keyring } from '../../src/crypto/keyring';
+import { ACT_PRESET } from '../../src/inventory/act-preset';
+import { Inventory } from '../../src/inventory/inventory';
+import { BackupDirectory, BackupDirectorySource } from '../../src/rotation/backup';
+import { canaryFor, canaryOpensWith } from '../../src/rotation/canary';
+import { openStore, withStore } from '../../src/store/open';
+import { BackupPart, BackupToRestore, CanaryRow, HistoryRow, Store, sameDatabase } from '../../src/store/store';
+import { aadContract } from './store-contract-aad';
+import { StoreFixture } from './stores';
 
 const PER_KIND = 3;
 /** Rows holding a value: one per kind's table and row (servers, services, env vars, environment variables, git, registry, storage). */
@@ -58,7 +62,31 @@ async function lockOnceReleased(s: Store): Promise<void> {
   }
 }
 
-describe.each(STORES)('the $name store', (fixture) => {
+/** A backup (in a new directory under `parent`) of what `s` stores under `key` now: the one a rotation writes, whose transaction is then rolled back, so nothing changes. */
+export async function backUpAsItIs(s: Store, inv: Inventory, key: MasterKey, parent: string): Promise<BackupToRestore & { part: BackupPart; canary: CanaryRow }> {
+  const dir = mkdtempSync(join(parent, 'backup-'));
+  const canary = (await s.readCanary())!;
+  const rollBack = new Error('roll the rotation back');
+  let part: BackupPart | undefined;
+  await expect(
+    s.write(async (tx) => {
+      await tx.lockSecretTables(inv);
+      part = (await tx.rotate({ inventory: inv, from: new Keyring([key]), to: MasterKey.generate(), backup: new BackupDirectory(dir) })).backup;
+      throw rollBack;
+    })
+  ).rejects.toBe(rollBack);
+  return { dir, files: new BackupDirectorySource(dir), part: part!, canary };
+}
+
+/** Every guarantee of the store seam, on the store `fixture` makes databases of. */
+export function storeContract(fixture: StoreFixture): void {
+  describe(`the ${fixture.name} store`, () => {
+    seam(fixture);
+    aadContract(fixture);
+  });
+}
+
+function seam(fixture: StoreFixture): void {
   let url: string;
   let dir: string;
   const key = MasterKey.generate();
@@ -100,9 +128,9 @@ describe.each(STORES)('the $name store', (fixture) => {
     expect(await s.readCanary()).toBeUndefined();
     expect(await s.lastHistory()).toBeUndefined();
     const canary = { keyEntry: 'ACT_MASTER_KEY', ...canaryFor(key, 1, new Date('2026-01-02T03:04:05Z')) };
-    await s.initialise(canary, { createActSchema: true });
+    await s.initialise(canary);
     expect(await s.readCanary()).toEqual(canary);
-    await expect(s.initialise({ ...canary, generation: 7 }, { createActSchema: false })).rejects.toMatchObject({ code: 'CANARY_EXISTS' });
+    await expect(s.initialise({ ...canary, generation: 7 })).rejects.toMatchObject({ code: 'CANARY_EXISTS' });
     expect(await s.readCanary()).toEqual(canary);
   });
 
@@ -123,16 +151,8 @@ describe.each(STORES)('the $name store', (fixture) => {
     await close(b);
   });
 
-  /** A backup of the values as they are now, taken as apply takes it: in a write transaction with the secret tables locked. */
-  const backUp = async (s: Store) => {
-    const backupDir = mkdtempSync(join(dir, 'backup-'));
-    const canary = (await s.readCanary())!;
-    const part = await s.write(async (tx) => {
-      await tx.lockSecretTables(ACT_PRESET);
-      return tx.backup(ACT_PRESET, backupDir);
-    });
-    return { backupDir, part, canary };
-  };
+  /** A backup of the values as they are now, as a rotation writes it (then rolled back). */
+  const backUp = (s: Store) => backUpAsItIs(s, ACT_PRESET, key, dir);
 
   describe('with secrets', () => {
     let plaintexts: Map<string, string>;
@@ -171,10 +191,10 @@ describe.each(STORES)('the $name store', (fixture) => {
       await expect(
         s.write(async (tx) => {
           await tx.lockSecretTables(ACT_PRESET);
-          await tx.reencrypt(ACT_PRESET, new Keyring([key]), MasterKey.generate());
+          await tx.rotate({ inventory: ACT_PRESET, from: new Keyring([key]), to: MasterKey.generate(), backup: new BackupDirectory(mkdtempSync(join(dir, 'backup-'))) });
           await tx.replaceCanary(canaryFor(MasterKey.generate(), 9, new Date()));
           throw boom;
-        }),
+        })
       ).rejects.toBe(boom);
       expect(await s.readCanary()).toEqual(before);
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).failureCount).toBe(0);
@@ -185,16 +205,15 @@ describe.each(STORES)('the $name store', (fixture) => {
       const before = await s.readCanary();
       const stored = () => s.read((tx) => tx.verify(ACT_PRESET, key, { sampleSize: 0 }));
       const digest = (await stored()).digest;
-      // PostgreSQL re-seals on its own thread unless asked; SQLite beside its connection by default.
-      const crypto = fixture.kind === 'postgres' ? { crypto: 'workers' as const, workers: 1 } : {};
       process.env.MASTER_KEY_TEST_WORKER_EXIT_AT = '2';
       try {
         await expect(
           s.write(async (tx) => {
             await tx.lockSecretTables(ACT_PRESET);
-            await tx.reencrypt(ACT_PRESET, new Keyring([key]), MasterKey.generate(), { batchSize: 2, ...crypto });
+            const backup = new BackupDirectory(mkdtempSync(join(dir, 'backup-')));
+            await tx.rotate({ inventory: ACT_PRESET, from: new Keyring([key]), to: MasterKey.generate(), backup, batchSize: 2, ...fixture.threadedCrypto });
             await tx.replaceCanary(canaryFor(MasterKey.generate(), 9, new Date()));
-          }),
+          })
         ).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('stopped unexpectedly') });
       } finally {
         delete process.env.MASTER_KEY_TEST_WORKER_EXIT_AT;
@@ -216,33 +235,45 @@ describe.each(STORES)('the $name store', (fixture) => {
       const re = await s.write(async (tx) => {
         expect(await tx.canaryForUpdate()).toEqual(old);
         await tx.lockSecretTables(ACT_PRESET);
-        // As apply does: the re-encryption starts without waiting for the backup, which must still hold the values as they were.
-        const backingUp = tx.backup(ACT_PRESET, backupDir, batch);
-        const r = await tx.reencrypt(ACT_PRESET, new Keyring([key]), newKey, batch);
-        part = await backingUp;
+        // One call: the backup holds the values as they were, the re-encryption rewrites them.
+        const r = await tx.rotate({ inventory: ACT_PRESET, from: new Keyring([key]), to: newKey, backup: new BackupDirectory(backupDir), ...batch });
+        part = r.backup;
         await tx.replaceCanary(canaryFor(newKey, 2, new Date()));
         await tx.insertHistory(history(rotationId, key, newKey, backupDir));
-        return r;
+        return r.reencrypted;
       });
       expect(re.total).toBe(plaintexts.size);
       expect(part!.values).toBe(VALUES);
-      for (const f of part!.files) expect(statSync(join(backupDir, f)).mode & 0o777).toBe(0o600);
-      expect(part!.files.map((f) => readFileSync(join(backupDir, f), 'utf8')).join('')).not.toContain(plaintexts.values().next().value!);
+      for (const f of part!.files) {
+        const stored = readFileSync(join(backupDir, f.name));
+        expect(statSync(join(backupDir, f.name)).mode & 0o777).toBe(0o600);
+        expect(f).toEqual({ name: f.name, sha256: createHash('sha256').update(stored).digest('hex'), bytes: stored.length });
+      }
+      expect(part!.files.map((f) => readFileSync(join(backupDir, f.name), 'utf8')).join('')).not.toContain(plaintexts.values().next().value!);
       // Verification: the database stores exactly what the re-encryption wrote, and the (here: whole) sample opens with the new key only.
       const verified = await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, ...batch }));
       expect(verified).toMatchObject({ ok: true, total: plaintexts.size, digestMatches: true, sampled: plaintexts.size, sampleFailures: [] });
       const withOld = await s.read((tx) => tx.verify(ACT_PRESET, key, { expected: re.digest, sampleSize: 3, ...batch }));
       expect(withOld).toMatchObject({ ok: false, digestMatches: true, sampled: 3 });
       expect(withOld.sampleFailures).toHaveLength(3);
+      // A server writes after the rotation: under the new key, the written values are proved stored as written where the groups of places agree, and every value where they differ opens.
       const added = await fixture.addSecret(url, newKey, 'written after the rotation');
-      expect(await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, sampleSize: 0, ...batch }))).toMatchObject({ ok: false, digestMatches: false, total: plaintexts.size + 1 });
+      const since = await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, sampleSize: 0, ...batch }));
+      expect(since).toMatchObject({ ok: true, digestMatches: false, total: plaintexts.size + 1, changedSince: { groups: 1, failureCount: 0 } });
+      expect(since.changedSince!.asWritten + since.changedSince!.opened).toBe(plaintexts.size + 1);
+      // Under another key: the value is found where the sums differ, and does not open.
+      const foreign = await fixture.addSecret(url, MasterKey.generate(), 'written under another key');
+      const bad = await s.read((tx) => tx.verify(ACT_PRESET, newKey, { expected: re.digest, sampleSize: 0, ...batch }));
+      expect(bad).toMatchObject({ ok: false, digestMatches: false, changedSince: { failureCount: 1, failures: [{ table: 'git_credentials', id: foreign.split(':')[1], code: 'SEALED_WRONG_KEY' }] } });
+      await fixture.removeSecretAt(url, foreign);
       await fixture.removeSecretAt(url, added);
       // The values as they were before the rewrite: every backed-up value opens with the old key, as many of each kind as the new key opens now.
       const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey]), batch));
-      const drilled = await s.drill({ dir: backupDir, part: part!, canary: old }, ACT_PRESET, (dtx, copy) => dtx.scan(copy.inventory, new Keyring([key])));
+      const backup = { dir: backupDir, files: new BackupDirectorySource(backupDir), part: part!, canary: old };
+      const drilled = await s.drill({ backup, inventory: ACT_PRESET }, (dtx, copy) => dtx.scan(copy.inventory, new Keyring([key])));
       expect(drilled).toMatchObject({ total: live.total, byKind: live.byKind, failureCount: 0 });
 
-      const now = (await s.readCommittedCanary())!;
+      const now = (await s.readCanary({ waitForWriters: true }))!;
       expect(canaryOpensWith(now, newKey)).toBe(true);
       expect(now).toMatchObject({ keyEntry: old.keyEntry, fingerprint: newKey.fingerprint, generation: 2 });
       expect(await s.lastHistory()).toMatchObject({ rotationId, outcome: 'committed', backupPath: backupDir });
@@ -251,17 +282,18 @@ describe.each(STORES)('the $name store', (fixture) => {
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])))).failureCount).toBe(0);
 
       // Restore, store side: every backed-up value paired with the live one at its place; what the decision returns is written.
-      const backup = { dir: backupDir, part: part!, canary: old };
-      const corrupt = await s.write((tx) => tx.restoreFrom({ ...backup, part: { ...part!, values: part!.values + 1 } }, ACT_PRESET, (_l, pairs) => pairs.map((p) => p.backup))).catch((e: unknown) => e);
+      const corrupt = await s
+        .write((tx) => tx.restore({ backup: { ...backup, part: { ...part!, values: part!.values + 1 } }, inventory: ACT_PRESET, decide: (_l, pairs) => pairs.map((p) => p.backup) }))
+        .catch((e: unknown) => e);
       expect(corrupt).toMatchObject({ code: 'BACKUP_CORRUPT' });
       expect((await s.readCanary())!.fingerprint).toBe(newKey.fingerprint);
       const seen: string[] = [];
       const counts = await s.write(async (tx) => {
         await tx.lockSecretTables(ACT_PRESET);
-        const c = await tx.restoreFrom(
+        const c = await tx.restore({
           backup,
-          ACT_PRESET,
-          (loc, pairs) => {
+          inventory: ACT_PRESET,
+          decide: (loc, pairs) => {
             for (const p of pairs) {
               expect(p.live).toBeDefined();
               expect(p.backup).toBeDefined();
@@ -270,8 +302,8 @@ describe.each(STORES)('the $name store', (fixture) => {
             }
             return pairs.map((p) => p.backup);
           },
-          batch,
-        );
+          ...batch,
+        });
         await tx.replaceCanary({ ...old, updatedAt: new Date() });
         return c;
       });
@@ -283,7 +315,7 @@ describe.each(STORES)('the $name store', (fixture) => {
 
     it('pairs values added and removed since the backup (live or backup undefined), and a failed restore changes nothing', async () => {
       const s = await open();
-      const { backupDir, part, canary } = await backUp(s);
+      const backup = await backUp(s);
       const added = await fixture.addSecret(url, key, 'added after the backup');
       const removed = await fixture.removeSecret(url);
       const before = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])));
@@ -292,13 +324,17 @@ describe.each(STORES)('the $name store', (fixture) => {
       await expect(
         s.write(async (tx) => {
           await tx.lockSecretTables(ACT_PRESET);
-          await tx.restoreFrom({ dir: backupDir, part, canary }, ACT_PRESET, (loc, batch) => {
-            for (const p of batch) pairs.set(`${loc.table}.${loc.column}:${p.id}`, { live: p.live, backup: p.backup });
-            // Overwrites every live value (documents with a document); the rollback must undo all of it.
-            return batch.map((p) => (p.live === undefined ? undefined : ACT_PRESET.entries.some((e) => e.column === loc.column && e.jsonPath) ? '{"overwritten": true}' : 'not a sealed value'));
+          await tx.restore({
+            backup,
+            inventory: ACT_PRESET,
+            decide: (loc, batch) => {
+              for (const p of batch) pairs.set(`${loc.table}.${loc.column}:${p.id}`, { live: p.live, backup: p.backup });
+              // Overwrites every live value (documents with a document); the rollback must undo all of it.
+              return batch.map((p) => (p.live === undefined ? undefined : ACT_PRESET.entries.some((e) => e.column === loc.column && e.jsonPath) ? '{"overwritten": true}' : 'not a sealed value'));
+            },
           });
           throw refused;
-        }),
+        })
       ).rejects.toBe(refused);
       expect(pairs.size).toBe(VALUES + 1);
       expect(pairs.get(added)).toEqual({ live: expect.any(String), backup: undefined });
@@ -309,9 +345,10 @@ describe.each(STORES)('the $name store', (fixture) => {
 
     it('drills a restore into a scratch copy that opens with the backup key, leaving the live rows untouched', async () => {
       const s = await open();
-      const { backupDir, part, canary } = await backUp(s);
+      const backup = await backUp(s);
+      const { part, canary } = backup;
       const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])));
-      const { copy, scan, wrong } = await s.drill({ dir: backupDir, part, canary }, ACT_PRESET, async (tx, copy) => ({
+      const { copy, scan, wrong } = await s.drill({ backup, inventory: ACT_PRESET }, async (tx, copy) => ({
         copy,
         scan: await tx.scan(copy.inventory, new Keyring([key])),
         wrong: await tx.scan(copy.inventory, new Keyring([MasterKey.generate()])),
@@ -328,7 +365,58 @@ describe.each(STORES)('the $name store', (fixture) => {
       if (copy.inventory.entries.some((e, i) => e.table !== ACT_PRESET.entries[i].table)) {
         await expect(s.read((tx) => tx.scan(copy.inventory, new Keyring([key])))).rejects.toMatchObject({ code: 'INVENTORY_INVALID' });
       }
-      await expect(s.drill({ dir: backupDir, part: { ...part, values: part.values - 1 }, canary }, ACT_PRESET, async () => 'ran')).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
+      await expect(s.drill({ backup: { ...backup, part: { ...part, values: part.values - 1 } }, inventory: ACT_PRESET }, async () => 'ran')).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
+    });
+
+    it('rotates, verifies, backs up, drills and restores values of several MiB (many COPY chunks; opened a slice at a time) exactly, in a column and in a JSON document', async () => {
+      const inv: Inventory = {
+        name: 'large values',
+        entries: [
+          { kind: 'large value', table: 'large_values', idColumn: 'id', column: 'value', codec: 'act' },
+          { kind: 'large setting', table: 'large_values', idColumn: 'id', column: 'doc', codec: 'v1', jsonPath: ['settings', 'secret'] },
+        ],
+      };
+      // Past the engine's large-value size (1 MiB of text), of every length modulo 3, and small ones beside them.
+      const plain = [randomBytes((3 << 20) + 1), randomBytes(12), randomBytes((2 << 20) + 2)];
+      const act = actCodec();
+      await fixture.withSql(url, async (db) => {
+        await db.exec(`CREATE TABLE large_values (id ${fixture.sqlTypes.integerKey}, value text, doc ${fixture.sqlTypes.json[0]})`);
+        await db.query('INSERT INTO large_values (id, value, doc) VALUES ($1, $2, $3), ($4, $5, NULL)', [
+          1,
+          act.seal(key, plain[0]),
+          JSON.stringify({ name: 'big', settings: { secret: v1Codec().seal(key, plain[2]) } }),
+          2,
+          act.seal(key, plain[1]),
+        ]);
+      });
+      const stored = () =>
+        fixture.withSql(url, (db) => db.query<{ id: unknown; value: string; doc: unknown }>('SELECT id, value, doc FROM large_values ORDER BY id'));
+      const opened = async (k: MasterKey) => {
+        const rows = await stored();
+        const doc = JSON.parse(typeof rows[0].doc === 'string' ? rows[0].doc : JSON.stringify(rows[0].doc)) as { name: string; settings: { secret: string } };
+        expect(doc.name).toBe('big');
+        return [rows[0].value, rows[1].value, doc.settings.secret].map((v, i) => Buffer.from((i === 2 ? v1Codec() : act).open(new Keyring([k]), v).plaintext));
+      };
+      const s = await open();
+      const newKey = MasterKey.generate();
+      const backupDir = mkdtempSync(join(dir, 'backup-'));
+      const canary = (await s.readCanary())!;
+      const r = await s.write(async (tx) => {
+        await tx.lockSecretTables(inv);
+        return tx.rotate({ inventory: inv, from: new Keyring([key]), to: newKey, backup: new BackupDirectory(backupDir) });
+      });
+      expect(r.reencrypted).toMatchObject({ total: 3, updated: 2 });
+      expect(r.backup.values).toBe(3);
+      expect((await opened(newKey)).map((b, i) => b.equals(plain[i]))).toEqual([true, true, true]);
+      expect(await s.read((tx) => tx.verify(inv, newKey, { expected: r.reencrypted.digest }))).toMatchObject({ ok: true, digestMatches: true, total: 3, sampled: 3 });
+      const backup = { dir: backupDir, files: new BackupDirectorySource(backupDir), part: r.backup, canary };
+      expect(await s.drill({ backup, inventory: inv }, (tx, copy) => tx.scan(copy.inventory, new Keyring([key])))).toMatchObject({ total: 3, failureCount: 0 });
+      const restored = await s.write(async (tx) => {
+        await tx.lockSecretTables(inv);
+        return tx.restore({ backup, inventory: inv, decide: (_loc, pairs) => pairs.map((p) => p.backup) });
+      });
+      expect(restored).toMatchObject({ backupValues: 3, written: 3 });
+      expect((await opened(key)).map((b, i) => b.equals(plain[i]))).toEqual([true, true, true]);
     });
 
     it('withStore always closes its session (releasing the lock) and passes typed errors through unchanged', async () => {
@@ -363,7 +451,14 @@ describe.each(STORES)('the $name store', (fixture) => {
     const b = [
       // env: secret, not secret, secret and level 2, level 2 only, a number, "true" as a string
       {
-        env: [{ value: S(), secret: true }, { value: S(), secret: false }, { value: S(), secret: true, level: 2 }, { value: S(), level: 2 }, { value: 7, secret: true }, { value: S(), secret: 'true' }],
+        env: [
+          { value: S(), secret: true },
+          { value: S(), secret: false },
+          { value: S(), secret: true, level: 2 },
+          { value: S(), level: 2 },
+          { value: 7, secret: true },
+          { value: S(), secret: 'true' },
+        ],
         creds: { x: S(), y: S(), n: 5 },
         list: [S(), S()],
       },
@@ -375,21 +470,17 @@ describe.each(STORES)('the $name store', (fixture) => {
       S(),
       5,
     ];
-    const c = [
-      { 'a.b': { x: S(), k: 'yes' } },
-      { 'a.b': { x: S(), k: 'no' } },
-      { 'a.b': [{ x: S(), k: 'yes' }] },
-      { n: { v: 2, s: S() } },
-      { n: { v: '2', s: S() } },
-      { n: { v: 2.5, s: S() } },
-    ];
-    const pg = fixture.kind === 'postgres';
-    await withTestSql(url, async (db) => {
+    const c = [{ 'a.b': { x: S(), k: 'yes' } }, { 'a.b': { x: S(), k: 'no' } }, { 'a.b': [{ x: S(), k: 'yes' }] }, { n: { v: 2, s: S() } }, { n: { v: '2', s: S() } }, { n: { v: 2.5, s: S() } }];
+    const [json, otherJson] = fixture.sqlTypes.json;
+    await fixture.withSql(url, async (db) => {
       await db.exec(`CREATE TABLE count_a (id int PRIMARY KEY, tok text, tok2 varchar(2000));
-                     CREATE TABLE count_b (id int PRIMARY KEY, doc ${pg ? 'jsonb' : 'text'});
-                     CREATE TABLE count_c (id int PRIMARY KEY, doc ${pg ? 'json' : 'text'})`);
+                     CREATE TABLE count_b (id int PRIMARY KEY, doc ${json});
+                     CREATE TABLE count_c (id int PRIMARY KEY, doc ${otherJson})`);
       await db.query('INSERT INTO count_a VALUES (1, $1, NULL), (2, NULL, $2), (3, $3, $4), (4, NULL, NULL)', [S(), S(), S(), S()]);
-      for (const [table, docs] of [['count_b', b], ['count_c', c]] as const) {
+      for (const [table, docs] of [
+        ['count_b', b],
+        ['count_c', c],
+      ] as const) {
         for (let i = 0; i < docs.length; i++) await db.query(`INSERT INTO ${table} VALUES ($1, $2)`, [i + 1, docs[i] === null ? null : JSON.stringify(docs[i])]);
       }
     });
@@ -406,4 +497,4 @@ describe.each(STORES)('the $name store', (fixture) => {
     const missing: Inventory = { name: 'missing', entries: [{ kind: 'x', table: 'count_nowhere', idColumn: 'id', column: 'v', codec: 'act' }] };
     await expect(s.count(missing)).rejects.toMatchObject({ code: 'INVENTORY_INVALID' });
   });
-});
+}

@@ -88,14 +88,98 @@ export function parseJsonLossless(text: string): JsonValue {
   return v;
 }
 
-/** Writes a value read by `parseJsonLossless` back as compact JSON text. */
+/** Writes a value read by `parseJsonLossless` back as compact JSON text (the pieces of a large document joined once, not level by level). */
 export function stringifyJsonLossless(v: JsonValue): string {
-  if (v === null || typeof v === 'boolean' || typeof v === 'string') return JSON.stringify(v);
-  if (v instanceof JsonNumber) return v.raw;
-  if (Array.isArray(v)) return `[${v.map(stringifyJsonLossless).join(',')}]`;
   const parts: string[] = [];
-  for (const [k, x] of v) parts.push(`${JSON.stringify(k)}:${stringifyJsonLossless(x)}`);
-  return `{${parts.join(',')}}`;
+  writeJson(v, parts);
+  return parts.join('');
+}
+
+function writeJson(v: JsonValue, parts: string[]): void {
+  if (v === null || typeof v === 'boolean' || typeof v === 'string') parts.push(JSON.stringify(v));
+  else if (v instanceof JsonNumber) parts.push(v.raw);
+  else if (Array.isArray(v)) {
+    parts.push('[');
+    v.forEach((x, i) => {
+      if (i > 0) parts.push(',');
+      writeJson(x, parts);
+    });
+    parts.push(']');
+  } else {
+    parts.push('{');
+    let first = true;
+    for (const [k, x] of v) {
+      parts.push(first ? `${JSON.stringify(k)}:` : `,${JSON.stringify(k)}:`);
+      first = false;
+      writeJson(x, parts);
+    }
+    parts.push('}');
+  }
+}
+
+/** Characters JSON.stringify escapes in a string (surrogates: a lone one is escaped), so such a string goes through it. */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/**
+ * The same text as `stringifyJsonLossless`, as UTF-8 bytes written into one
+ * growing buffer (what the hot path stores): a document of many values is
+ * never held as pieces plus their join, nor as one more string.
+ */
+export function documentBytes(v: JsonValue, sizeHint = 1024): Buffer {
+  const out = new ByteWriter(sizeHint);
+  writeBytes(v, out);
+  return out.bytes();
+}
+
+class ByteWriter {
+  private buf: Buffer;
+  private at = 0;
+  constructor(size: number) {
+    this.buf = Buffer.allocUnsafe(Math.max(64, size));
+  }
+  text(s: string): void {
+    const most = s.length > 4096 ? Buffer.byteLength(s, 'utf8') : 3 * s.length;
+    if (this.at + most > this.buf.length) {
+      const next = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.at + most));
+      this.buf.copy(next, 0, 0, this.at);
+      this.buf = next;
+    }
+    this.at += this.buf.write(s, this.at, 'utf8');
+  }
+  quoted(s: string): void {
+    if (NEEDS_ESCAPE.test(s)) return this.text(JSON.stringify(s));
+    this.text('"');
+    this.text(s);
+    this.text('"');
+  }
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.at);
+  }
+}
+
+function writeBytes(v: JsonValue, out: ByteWriter): void {
+  if (typeof v === 'string') out.quoted(v);
+  else if (v === null || typeof v === 'boolean') out.text(String(v));
+  else if (v instanceof JsonNumber) out.text(v.raw);
+  else if (Array.isArray(v)) {
+    out.text('[');
+    v.forEach((x, i) => {
+      if (i > 0) out.text(',');
+      writeBytes(x, out);
+    });
+    out.text(']');
+  } else {
+    out.text('{');
+    let first = true;
+    for (const [k, x] of v) {
+      if (!first) out.text(',');
+      first = false;
+      out.quoted(k);
+      out.text(':');
+      writeBytes(x, out);
+    }
+    out.text('}');
+  }
 }
 
 /** One string value found in a document: where it is and how to replace it. */
@@ -107,6 +191,23 @@ export interface JsonSlot {
   readonly value: string;
   /** Replaces the value in the parsed document. */
   set(next: string): void;
+}
+
+/** A slot as a small object (no closure, and its segments made only when asked: a document may hold many thousands). */
+class Slot implements JsonSlot {
+  constructor(
+    private readonly holder: Container,
+    private readonly key: string,
+    private readonly trail: readonly string[],
+    readonly path: string,
+    readonly value: string,
+  ) {}
+  get segments(): readonly string[] {
+    return [...this.trail, this.key];
+  }
+  set(next: string): void {
+    setIn(this.holder, this.key, next);
+  }
 }
 
 type Container = JsonValue[] | JsonObject;
@@ -145,24 +246,23 @@ function setIn(holder: Container, key: string, next: string): void {
  */
 export function findSlots(doc: JsonValue, path: readonly string[], where?: JsonWhere): JsonSlot[] {
   const out: JsonSlot[] = [];
-  const walk = (node: Container, depth: number, trail: string[]) => {
+  const walk = (node: Container, depth: number, trail: readonly string[], prefix: string) => {
     for (const [key, child] of children(node, path[depth])) {
       if (depth === path.length - 1) {
-        if (typeof child === 'string' && whereHolds(node, where)) {
-          const segments = [...trail, key];
-          out.push({ path: segments.join('.'), segments, value: child, set: (next) => setIn(node, key, next) });
-        }
+        if (typeof child === 'string' && whereHolds(node, where)) out.push(new Slot(node, key, trail, prefix + key, child));
       } else if (isContainer(child)) {
-        walk(child, depth + 1, [...trail, key]);
+        walk(child, depth + 1, [...trail, key], `${prefix}${key}.`);
       }
     }
   };
-  if (isContainer(doc) && path.length > 0) walk(doc, 0, []);
+  if (isContainer(doc) && path.length > 0) walk(doc, 0, [], '');
   return out;
 }
 
 /** Slots of several entries on one document; a location claimed by two entries counts once (first entry wins). */
 export function findEntrySlots(doc: JsonValue, entries: readonly InventoryEntry[]): Array<{ entry: InventoryEntry; slot: JsonSlot }> {
+  // One entry finds each place once: nothing to tell apart.
+  if (entries.length === 1) return findSlots(doc, entries[0].jsonPath ?? [], entries[0].where).map((slot) => ({ entry: entries[0], slot }));
   const seen = new Set<string>();
   const out: Array<{ entry: InventoryEntry; slot: JsonSlot }> = [];
   for (const entry of entries) {

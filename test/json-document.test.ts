@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { JsonNumber, findEntrySlots, findSlots, parseJsonLossless, stringifyJsonLossless } from '../src/engine/stream-json';
+import { JsonNumber, documentBytes, findEntrySlots, findSlots, parseJsonLossless, stringifyJsonLossless } from '../src/engine/json-document';
 import type { InventoryEntry } from '../src/inventory/inventory';
 
 describe('lossless JSON for jsonb documents', () => {
@@ -8,9 +8,22 @@ describe('lossless JSON for jsonb documents', () => {
       fc.property(fc.json(), (text) => {
         const back = stringifyJsonLossless(parseJsonLossless(text));
         expect(JSON.parse(back)).toEqual(JSON.parse(text));
+        // The hot path's bytes are the same text.
+        expect(documentBytes(parseJsonLossless(text), 8).toString('utf8')).toBe(back);
       }),
       { numRuns: 500 },
     );
+  });
+
+  it('writes the bytes of any string exactly as JSON.stringify quotes it (escapes, lone surrogates, long texts)', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom('a', '"', '\\', '\n', '\u0001', '✓', '😀', '\ud800', '\udfff', '\u2028') }), (str) => {
+        expect(documentBytes(str).toString('utf8')).toBe(JSON.stringify(str));
+      }),
+      { numRuns: 500 },
+    );
+    const long = 'x'.repeat(100_000) + '✓';
+    expect(documentBytes(new Map([['k', long]]) as never).toString('utf8')).toBe(JSON.stringify({ k: long }));
   });
 
   it('keeps numbers exactly as written (jsonb numbers are arbitrary precision)', () => {

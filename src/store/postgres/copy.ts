@@ -14,7 +14,9 @@ import { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import type { ClientBase } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { MasterKeyError } from '../errors';
+import { MasterKeyError } from '../../errors';
+import { releaseLarge } from '../../engine/memory';
+import type { RawRows } from '../../engine/raw-rows';
 
 /** Runs `COPY ... FROM STDIN` with data from `chunks` (COPY text or CSV); resolves with the rows copied. */
 export async function copyIn(client: ClientBase, sql: string, chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>): Promise<number> {
@@ -44,45 +46,97 @@ async function* copyChunks(client: ClientBase, sql: string): AsyncGenerator<Buff
   }
 }
 
+/** Pending bytes above this are gathered in one buffer that grows, not kept as the pieces they came in. */
+const GATHER_ABOVE = 1 << 20;
+
+/**
+ * Bytes that arrived in pieces, kept until they are needed whole: a line or
+ * a row that spans many chunks is copied together once, not once more with
+ * every chunk that arrives (which made a value's cost grow with the square
+ * of its size). Past a megabyte they are copied, as they come, into one
+ * buffer that doubles when full (its unwritten pages cost no memory), so a
+ * large value is held once, not as its pieces plus their concatenation.
+ */
+class Pieces {
+  private parts: Buffer[] = [];
+  private gathered?: Buffer;
+  length = 0;
+  push(b: Buffer): void {
+    if (b.length === 0) return;
+    if (this.gathered) {
+      if (this.length + b.length > this.gathered.length) {
+        const next = Buffer.allocUnsafe(Math.max(2 * this.gathered.length, this.length + b.length));
+        this.gathered.copy(next, 0, 0, this.length);
+        this.gathered = next;
+      }
+      b.copy(this.gathered, this.length);
+      this.length += b.length;
+      return;
+    }
+    this.parts.push(b);
+    this.length += b.length;
+    if (this.length > GATHER_ABOVE) {
+      this.gathered = Buffer.concat(this.parts, this.length);
+      this.parts = [];
+    }
+  }
+  /** Everything pushed, as one buffer; empties the list. */
+  take(): Buffer {
+    const whole = this.gathered ? this.gathered.subarray(0, this.length) : this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.length);
+    this.parts = [];
+    this.gathered = undefined;
+    this.length = 0;
+    return whole;
+  }
+}
+
+/**
+ * The line gathered in `partial`, as text. Its bytes (of a large line: its
+ * pieces too) go before the text is worked on; a function of its own, so
+ * the generator that reads the lines, suspended while they are worked on,
+ * holds no reference to them.
+ */
+function lineOf(partial: Pieces): string {
+  const n = partial.length;
+  const text = decoded(partial);
+  releaseLarge(n);
+  return text;
+}
+
+function decoded(partial: Pieces): string {
+  return partial.take().toString('utf8');
+}
+
 /**
  * Runs `COPY ... TO STDOUT` and yields its lines (without their newline),
  * decoded as UTF-8, in arrays as they arrive.
  */
 export async function* copyLines(client: ClientBase, sql: string): AsyncGenerator<string[]> {
-  let rest: Buffer | undefined;
+  // The start of a line whose end has not arrived yet.
+  const partial = new Pieces();
   for await (const chunk of copyChunks(client, sql)) {
-    const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
-    rest = undefined;
+    // A newline byte never occurs inside a multi-byte UTF-8 character, so lines split safely on bytes.
+    let nl = chunk.indexOf(NEWLINE);
+    if (nl < 0) {
+      partial.push(chunk);
+      continue;
+    }
     const lines: string[] = [];
     let start = 0;
-    // A newline byte never occurs inside a multi-byte UTF-8 character, so lines split safely on bytes.
-    for (let nl = buf.indexOf(NEWLINE, start); nl >= 0; nl = buf.indexOf(NEWLINE, start)) {
-      lines.push(buf.toString('utf8', start, nl));
+    if (partial.length > 0) {
+      partial.push(chunk.subarray(0, nl));
+      lines.push(lineOf(partial));
+      start = nl + 1;
+      nl = chunk.indexOf(NEWLINE, start);
+    }
+    for (; nl >= 0; nl = chunk.indexOf(NEWLINE, start)) {
+      lines.push(chunk.toString('utf8', start, nl));
       start = nl + 1;
     }
-    if (start < buf.length) rest = Buffer.from(buf.subarray(start));
+    partial.push(chunk.subarray(start));
     if (lines.length > 0) yield lines;
   }
-  if (rest) yield [rest.toString('utf8')];
-}
-
-/**
- * Rows of `COPY ... TO STDOUT (FORMAT binary)`, undecoded: where each
- * field's bytes are in `buf` (for a text field: its UTF-8 text, exactly).
- */
-export interface RawRows {
-  readonly buf: Buffer;
-  readonly count: number;
-  readonly fields: number;
-  /** Row r's field f starts at `at[2 * (r * fields + f)]`, its length follows (-1: NULL). */
-  readonly at: Int32Array;
-}
-
-/** The text of a raw row's field (null for NULL). */
-export function rawText(rows: RawRows, row: number, field: number): string | null {
-  const i = 2 * (row * rows.fields + field);
-  const n = rows.at[i + 1];
-  return n < 0 ? null : rows.buf.toString('utf8', rows.at[i], rows.at[i] + n);
+  if (partial.length > 0) yield [partial.take().toString('utf8')];
 }
 
 /** The file header of COPY's binary format: signature, flags, header-extension length (PostgreSQL documents it in "COPY", "Binary Format"). */
@@ -93,26 +147,27 @@ const BINARY_HEADER = BINARY_SIGNATURE.length + 8;
  * Runs `COPY (query) TO STDOUT (FORMAT binary)` of a query returning
  * `fields` columns, and yields its rows as they arrive, without decoding
  * them (no escapes to undo, no strings made): for a consumer that hashes
- * text as bytes and decodes only what it keeps.
+ * text as bytes and decodes only what it keeps. A row that spans chunks is
+ * put together once, when all of it has arrived.
  */
 export async function* copyRawRows(client: ClientBase, query: string, fields: number): AsyncGenerator<RawRows> {
-  let rest: Buffer | undefined;
+  const pending = new Pieces();
+  // Bytes the pending ones must reach before parsing can go on (the header, or the rest of a row as far as its field lengths tell).
+  let need = BINARY_HEADER;
   let header = false;
   let trailer = false;
   const bad = (what: string) => new MasterKeyError('INTERNAL', `COPY's binary output ${what}; this is a bug.`);
   for await (const chunk of copyChunks(client, `COPY (${query}) TO STDOUT (FORMAT binary)`)) {
-    const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
-    rest = undefined;
+    pending.push(chunk);
+    if (pending.length < need) continue;
+    const buf = pending.take();
     let pos = 0;
     if (!header) {
-      if (buf.length < BINARY_HEADER) {
-        rest = Buffer.from(buf);
-        continue;
-      }
       if (!buf.subarray(0, BINARY_SIGNATURE.length).equals(BINARY_SIGNATURE)) throw bad('has no signature');
       const ext = buf.readUInt32BE(BINARY_SIGNATURE.length + 4);
       if (buf.length < BINARY_HEADER + ext) {
-        rest = Buffer.from(buf);
+        pending.push(buf);
+        need = BINARY_HEADER + ext;
         continue;
       }
       pos = BINARY_HEADER + ext;
@@ -121,6 +176,7 @@ export async function* copyRawRows(client: ClientBase, query: string, fields: nu
     // Each row takes at least 2 bytes (field count) and 4 per field (its length).
     const at = new Int32Array(2 * fields * Math.floor((buf.length - pos) / (2 + 4 * fields)));
     let count = 0;
+    need = 0;
     while (!trailer && pos + 2 <= buf.length) {
       const n = buf.readInt16BE(pos);
       if (n === -1) {
@@ -130,10 +186,18 @@ export async function* copyRawRows(client: ClientBase, query: string, fields: nu
       if (n !== fields) throw bad(`has ${n} fields in a row, not ${fields}`);
       let p = pos + 2;
       let f = 0;
-      for (; f < fields && p + 4 <= buf.length; f++) {
+      for (; f < fields; f++) {
+        if (p + 4 > buf.length) {
+          need = p + 4 - pos;
+          break;
+        }
         const len = buf.readInt32BE(p);
         p += 4;
-        if (len > 0 && p + len > buf.length) break;
+        if (len > 0 && p + len > buf.length) {
+          // The field's end and, unless it is the last, the next field's length.
+          need = p + len - pos + (f + 1 < fields ? 4 : 0);
+          break;
+        }
         const i = 2 * (count * fields + f);
         at[i] = p;
         at[i + 1] = len;
@@ -143,10 +207,14 @@ export async function* copyRawRows(client: ClientBase, query: string, fields: nu
       count++;
       pos = p;
     }
-    if (pos < buf.length && !trailer) rest = Buffer.from(buf.subarray(pos));
+    if (pos < buf.length && !trailer) {
+      // The start of a row: copied, so the rows yielded below do not keep this chunk's tail alive in it.
+      pending.push(Buffer.from(buf.subarray(pos)));
+      need = Math.max(need, 2);
+    }
     if (count > 0) yield { buf, count, fields, at };
   }
-  if (rest || !trailer) throw bad('ended in the middle of a row');
+  if (pending.length > 0 || !trailer) throw bad('ended in the middle of a row');
 }
 
 const NEEDS_ESCAPE = /[\\\t\n\r\b\f\v]/;

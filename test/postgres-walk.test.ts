@@ -7,9 +7,11 @@ import { Keyring } from '../src/crypto/keyring';
 import { isMasterKeyError } from '../src/errors';
 import { ACT_PRESET, ACT_SCHEMA_SQL } from '../src/inventory/act-preset';
 import type { Inventory } from '../src/inventory/inventory';
-import { reencryptInventory, scanInventory, verifyInventory } from '../src/engine/stream';
-import { planInventory } from '../src/engine/stream-plan';
-import { binaryTextArray, pgArray, rowLayout, selectSql, steerPlanner, updateSql } from '../src/engine/stream-sql';
+import { binaryTextArray, pgArray } from '../src/store/postgres/arrays';
+import { reencryptInventory } from '../src/store/postgres/reencrypt';
+import { scanInventory, verifyInventory } from '../src/store/postgres/scan';
+import { rowLayout, selectSql, steerPlanner, updateSql } from '../src/store/postgres/statements';
+import { planInventory } from '../src/store/postgres/tables';
 import { dropDatabase, freshDatabase } from './support/db';
 
 const act = actCodec();
@@ -237,18 +239,23 @@ describe('streaming scan and re-encryption (ACT schema, real PostgreSQL)', () =>
     expect(wrong.sampleFailures).toHaveLength(20);
     expect(wrong.proved).toContain(`20 of 20 values do not open with ${newKey.fingerprint}.`);
 
-    // Two values swapped between rows: each still opens with the key, but they are not where they were written.
+    // Two values swapped between rows: not where they were written, so their places' groups differ; each value there opens with the key.
     await c.query('BEGIN');
     try {
       await c.query(`UPDATE environment_variables e SET value = o.value FROM environment_variables o WHERE (e.id, o.id) IN ((1, 2), (2, 1))`);
-      const swapped = await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 100 });
-      expect(swapped).toMatchObject({ ok: false, digestMatches: false, sampleFailures: [] });
-      expect(swapped.proved).toMatch(/^The stored values differ from what the re-encryption wrote \(20 values stored, 20 written; the sums differ\)\./);
-      // A value inside a jsonb document changed.
+      const swapped = await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 0 });
+      expect(swapped).toMatchObject({ ok: true, digestMatches: false, changedSince: { failureCount: 0 } });
+      expect(swapped.changedSince!.groups).toBeGreaterThanOrEqual(1);
+      expect(swapped.changedSince!.asWritten + swapped.changedSince!.opened).toBe(20);
+      expect(swapped.proved).toMatch(/^Values were added, changed or removed since the re-encryption \(20 values stored, 20 written\): \d+ of the values it wrote are stored exactly as written/);
+      // A value inside a jsonb document changed, under the key: it opens; under another key: it does not, and is named.
       await c.query('ROLLBACK');
       await c.query('BEGIN');
       await c.query(`UPDATE services SET spec = jsonb_set(spec, '{env,0,value}', to_jsonb($1::text)) WHERE id = 1`, [act.seal(k2, Buffer.from('db-pw-1'))]);
-      expect(await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 0 })).toMatchObject({ ok: false, digestMatches: false, sampled: 0 });
+      expect(await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 0 })).toMatchObject({ ok: true, digestMatches: false, sampled: 0, changedSince: { failureCount: 0 } });
+      await c.query(`UPDATE services SET spec = jsonb_set(spec, '{env,0,value}', to_jsonb($1::text)) WHERE id = 1`, [act.seal(MasterKey.generate(), Buffer.from('db-pw-1'))]);
+      const foreign = await verifyInventory(c, ACT_PRESET, k2, { expected: r.digest, sampleSize: 0 });
+      expect(foreign).toMatchObject({ ok: false, digestMatches: false, changedSince: { failureCount: 1, failures: [{ table: 'services', id: '1', path: 'env.0.value', code: 'SEALED_WRONG_KEY' }] } });
     } finally {
       await c.query('ROLLBACK');
     }
@@ -387,7 +394,7 @@ describe('reader connection, larger tables, planner steering', () => {
       let running = true;
       const watch = (async () => {
         while (running) {
-          const r = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader'`);
+          const r = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader' AND datname = current_database()`);
           readerSeen ||= r.rows[0].n > 0;
         }
       })();
@@ -453,7 +460,7 @@ describe('reader connection, larger tables, planner steering', () => {
     expect(err).toMatchObject({ code: 'UNDECRYPTABLE_ROWS', details: { table: 'big', id: '2999', kind: 'token', reason: 'SEALED_WRONG_KEY' } });
     const after = await c.query('SELECT md5(string_agg(v, \',\' ORDER BY id)) AS h FROM big');
     expect(after.rows[0].h).toBe(before.rows[0].h);
-    const readers = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader'`);
+    const readers = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader' AND datname = current_database()`);
     expect(readers.rows[0].n).toBe(0);
     await c.query('UPDATE big SET v = $1 WHERE id = 2999', [act.seal(oldKey, Buffer.from(plain.get('big:2999')!))]);
   });
@@ -493,7 +500,7 @@ describe('reader connection, larger tables, planner steering', () => {
         await c.query('ROLLBACK');
       }
       for (let i = 0; i < 100; i++) {
-        const r = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader'`);
+        const r = await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'master-key reader' AND datname = current_database()`);
         if (r.rows[0].n === 0) return;
         await new Promise((res) => setTimeout(res, 50));
       }
@@ -532,7 +539,7 @@ describe('reader connection, larger tables, planner steering', () => {
           readerUrl: url,
           batchSize: 500,
           onProgress: () => {
-            if (!killed) void watcher.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'master-key reader'`);
+            if (!killed) void watcher.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'master-key reader' AND datname = current_database()`);
             killed = true;
           },
         }).catch((e: unknown) => e);
@@ -558,7 +565,7 @@ describe('reader connection, larger tables, planner steering', () => {
       for (const p of plans) {
         const rows = (await c.query(selectSql(p) + ' LIMIT 2000')).rows.map((r) => Object.values(r) as string[]);
         const at = rowLayout(p);
-        const params = [pgArray(rows.map((r) => r[at.ctid ?? at.id])), binaryTextArray(rows.map((r) => r[at.first]))];
+        const params = [pgArray(rows.map((r) => r[at.ctid ?? at.idAt])), binaryTextArray(rows.map((r) => r[at.first]))];
         const plan = (await c.query(`EXPLAIN ${updateSql(p)}`, params)).rows.map((r) => r['QUERY PLAN']).join('\n');
         expect(plan).toContain(p.idIndexed ? 'Index Scan' : 'Tid Scan');
         expect(plan).not.toMatch(/Seq Scan|Hash Join|Merge Join/);

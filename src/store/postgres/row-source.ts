@@ -1,35 +1,56 @@
 /**
- * Where the hot path reads rows from: a server-side cursor on the caller's
+ * Where the PostgreSQL store reads rows from: a server-side cursor on the caller's
  * connection (one batch ahead of the consumer), or COPY on a second "reader"
  * connection that imports the caller's snapshot, so reading runs in another
  * server process alongside the writes and sees exactly the same rows.
  */
 import { Socket } from 'node:net';
 import { Client, ClientBase } from 'pg';
-import { translatePgError } from '../db/pg';
-import { MasterKeyError } from '../errors';
-import { copyLines, copyRow } from './stream-copy';
+import { BATCH_TEXT } from '../../engine/pipeline';
+import { MasterKeyError } from '../../errors';
+import { translatePgError } from './client';
+import { copyLines, copyRow } from './copy';
 
 export type Row = Array<string | null>;
 
 let cursorSeq = 0;
 
+/** Rows the first FETCH of a cursor asks for: few, until the rows' size is known. */
+const FIRST_FETCH = 16;
+
+/** Characters of text in a batch's cells (its stored values, and the id and additional data beside them). */
+function charsOf(rows: readonly Row[]): number {
+  let n = 0;
+  for (const row of rows) for (const cell of row) if (cell !== null) n += cell.length;
+  return n;
+}
+
 /**
  * Yields a query's rows in batches through a cursor (the client must be in
  * a transaction). The FETCH of the next batch is sent before the current one
- * is handed out, so the server reads while the caller works.
+ * is handed out, so the server reads while the caller works. A FETCH asks
+ * for as many rows as fit in `BATCH_TEXT` at the size of the rows so far
+ * (at most `batchSize`; a few at first), so a batch of large rows stays
+ * small in memory.
  */
 export async function* cursorBatches(client: ClientBase, sql: string, batchSize: number): AsyncGenerator<Row[]> {
   const name = `mk_stream_${++cursorSeq}`;
   await client.query(`DECLARE ${name} NO SCROLL CURSOR FOR ${sql}`);
-  const fetch = (): Promise<Row[]> => client.query<Row>({ text: `FETCH FORWARD ${batchSize} FROM ${name}`, rowMode: 'array' }).then((r) => r.rows);
-  let pending: Promise<Row[]> | undefined = fetch();
+  let rowsRead = 0;
+  let charsRead = 0;
+  const fetch = (n: number): Promise<Row[]> => client.query<Row>({ text: `FETCH FORWARD ${n} FROM ${name}`, rowMode: 'array' }).then((r) => r.rows);
+  let asked = Math.min(batchSize, FIRST_FETCH);
+  let pending: Promise<Row[]> | undefined = fetch(asked);
   // Rejections are seen when awaited below; keep one that is never awaited (early exit) from being unhandled.
   pending.catch(() => undefined);
   try {
     while (pending) {
       const rows: Row[] = await pending;
-      pending = rows.length === batchSize ? fetch() : undefined;
+      rowsRead += rows.length;
+      charsRead += charsOf(rows);
+      const full = rows.length === asked;
+      asked = Math.max(1, Math.min(batchSize, Math.floor(BATCH_TEXT / Math.max(1, charsRead / Math.max(1, rowsRead)))));
+      pending = full ? fetch(asked) : undefined;
       pending?.catch(() => undefined);
       if (rows.length > 0) yield rows;
     }
@@ -42,18 +63,25 @@ export async function* cursorBatches(client: ClientBase, sql: string, batchSize:
 
 /**
  * Yields a query's rows in batches through `COPY (query) TO STDOUT` (about
- * three times cheaper for the client than FETCH, and faster on the server).
- * It occupies the connection until the end (nothing else can run on it
- * meanwhile); rows arrive while the consumer works, up to a bounded buffer.
+ * three times cheaper for the client than FETCH, and faster on the server),
+ * a batch of `batchSize` rows or of `BATCH_TEXT` characters, whichever
+ * comes first. It occupies the connection until the end (nothing else can
+ * run on it meanwhile); rows arrive while the consumer works, up to a
+ * bounded buffer.
  */
 export async function* copyBatches(client: ClientBase, sql: string, batchSize: number): AsyncGenerator<Row[]> {
   let batch: Row[] = [];
+  let chars = 0;
   for await (const lines of copyLines(client, `COPY (${sql}) TO STDOUT`)) {
-    for (const line of lines) {
-      batch.push(copyRow(line));
-      if (batch.length === batchSize) {
+    for (let i = 0; i < lines.length; i++) {
+      batch.push(copyRow(lines[i]));
+      chars += lines[i].length;
+      // Let go of here, so the suspended readers do not keep a line (a large value) alive while its batch is worked on.
+      lines[i] = '';
+      if (batch.length === batchSize || chars >= BATCH_TEXT) {
         yield batch;
         batch = [];
+        chars = 0;
       }
     }
   }

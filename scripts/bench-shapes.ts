@@ -1,0 +1,311 @@
+/**
+ * `npm run bench -- --shape large-value|documents [--store postgres|sqlite] [--journal wal|delete] [--value-mib 48] [--documents 4] [--values-per-document 50000] [--reps 1] [--baseline-cli PATH] [--json]`
+ *
+ * The full `master-key apply` (spawn to exit) on rows of an awkward shape,
+ * where a walk bounded by rows alone would not stay small:
+ *
+ * - `large-value`: one stored value of `--value-mib` MiB (the sealed text
+ *   as the database holds it) and one small one. Goals: within 2 s, peak
+ *   RSS < 256 MB (a value's cost must grow with its size, not its square).
+ * - `documents`: `--documents` JSON documents of `--values-per-document`
+ *   sealed values each (ACT's service specs, grown large). Goal: peak RSS
+ *   < 256 MB (batches and what is in flight bounded by bytes, not rows).
+ *
+ * Each run starts from the same pristine data; `--baseline-cli` runs another
+ * build's apply in turn with this one's (an A/B under the same load). Starts
+ * its own embedded PostgreSQL unless DATABASE_URL is set (not with
+ * `--store sqlite`, which uses a file).
+ */
+import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Client } from 'pg';
+import { actCodec } from '../src/crypto/codec';
+import { MasterKey } from '../src/crypto/key';
+import { EmbeddedServer, removeEmbeddedData, startEmbeddedPostgres } from '../src/db/embedded';
+import type { Inventory } from '../src/inventory/inventory';
+import { sqliteModule } from '../src/store/sqlite/driver';
+import { lockPathFor } from '../src/store/sqlite/lock';
+import { applyTimings, cliPath, runCliMeasured } from './bench-apply';
+import { plaintext } from './bench-data';
+import { applyPhases, median, medianRun, table } from './bench-report';
+import { removeScratch, scratchDir } from './scratch';
+
+export const SHAPES = ['large-value', 'documents'] as const;
+export type Shape = (typeof SHAPES)[number];
+
+export interface ShapeBenchOptions {
+  readonly shape: Shape;
+  readonly store: 'postgres' | 'sqlite';
+  readonly journal: 'wal' | 'delete';
+  /** large-value: the stored (sealed) text's size in MiB. */
+  readonly valueMib: number;
+  /** documents: how many, and sealed values in each. */
+  readonly documents: number;
+  readonly valuesPerDocument: number;
+  readonly reps: number;
+  readonly json: boolean;
+  readonly baselineCli?: string;
+}
+
+const MIB = 1024 * 1024;
+const MB = 1024 * 1024;
+const TABLE = 'bench_shape';
+const SEED = 'bench_shape_seed';
+
+/** The inventory of each shape: a plain column, or every `value` of a document's `env` array. */
+function inventoryOf(shape: Shape): Inventory {
+  return shape === 'large-value'
+    ? { name: 'bench large value', entries: [{ kind: 'large value', table: TABLE, idColumn: 'id', column: 'value', codec: 'act' }] }
+    : { name: 'bench documents', entries: [{ kind: 'document value', table: TABLE, idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['env', '*', 'value'] }] };
+}
+
+/** The rows of a shape: [id, text] (a document as JSON text). */
+function* rowsOf(o: ShapeBenchOptions, key: MasterKey): Generator<[number, string]> {
+  const codec = actCodec();
+  if (o.shape === 'large-value') {
+    // The act codec stores base64(nonce(12) || ciphertext || tag(16)): 4 characters per 3 bytes.
+    const plain = (Math.floor((o.valueMib * MIB) / 4) * 3) - 28;
+    yield [1, codec.seal(key, randomBytes(plain))];
+    yield [2, codec.seal(key, Buffer.from(plaintext(), 'utf8'))];
+    return;
+  }
+  for (let d = 1; d <= o.documents; d++) {
+    const env = Array.from({ length: o.valuesPerDocument }, (_, i) => ({ name: `VAR_${i}`, secret: true, value: codec.seal(key, Buffer.from(plaintext(), 'utf8')) }));
+    yield [d, JSON.stringify({ image: `app:${d}`, env })];
+  }
+}
+
+/** A database holding the shape's pristine rows, and how to put them back before each run. */
+interface Fixture {
+  readonly url: string;
+  /** Puts the rows back as seeded and removes the tool's metadata. */
+  reset(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function postgresFixture(o: ShapeBenchOptions, key: MasterKey, progress: (s: string) => void): Promise<Fixture> {
+  let server: EmbeddedServer | undefined;
+  let url = process.env.DATABASE_URL;
+  if (!url) {
+    progress('starting an embedded PostgreSQL');
+    server = await startEmbeddedPostgres({ settings: { max_wal_size: '8GB', checkpoint_timeout: '30min' } });
+    url = await server.createDatabase('bench_shape');
+  }
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  const column = o.shape === 'large-value' ? 'value text' : 'doc jsonb';
+  await c.query(`DROP TABLE IF EXISTS ${SEED}; CREATE TABLE ${SEED} (id bigint PRIMARY KEY, ${column})`);
+  for (const [id, text] of rowsOf(o, key)) await c.query(`INSERT INTO ${SEED} VALUES ($1, $2)`, [id, text]);
+  return {
+    url,
+    async reset() {
+      await c.query(`DROP SCHEMA IF EXISTS master_key CASCADE; DROP TABLE IF EXISTS ${TABLE}`);
+      await c.query(`CREATE TABLE ${TABLE} (LIKE ${SEED} INCLUDING ALL); INSERT INTO ${TABLE} SELECT * FROM ${SEED}`);
+      await c.query(`VACUUM ANALYZE ${TABLE}`);
+      await c.query('CHECKPOINT');
+    },
+    async close() {
+      await c.query(`DROP TABLE IF EXISTS ${TABLE}, ${SEED}; DROP SCHEMA IF EXISTS master_key CASCADE`).catch(() => undefined);
+      await c.end();
+      if (server) {
+        await server.stop();
+        removeEmbeddedData(server);
+      }
+    },
+  };
+}
+
+function sqliteFixture(o: ShapeBenchOptions, key: MasterKey, dir: string): Fixture {
+  const Database = sqliteModule();
+  const pristine = join(dir, 'pristine.db');
+  const db = new Database(pristine);
+  db.pragma(`journal_mode = ${o.journal}`);
+  db.exec(`CREATE TABLE ${TABLE} (id INTEGER PRIMARY KEY, ${o.shape === 'large-value' ? 'value TEXT' : 'doc TEXT'})`);
+  const ins = db.prepare(`INSERT INTO ${TABLE} VALUES (?, ?)`);
+  for (const [id, text] of rowsOf(o, key)) ins.run(id, text);
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+  const live = join(dir, 'act.db');
+  return {
+    url: `sqlite:${live}`,
+    async reset() {
+      for (const f of [live, `${live}-wal`, `${live}-shm`, `${live}-journal`, lockPathFor(live)]) rmSync(f, { force: true });
+      copyFileSync(pristine, live);
+    },
+    async close() {},
+  };
+}
+
+interface Run {
+  readonly seconds: number;
+  readonly maxRssBytes: number;
+  readonly phases?: Readonly<Record<string, number>>;
+  readonly serverDownMs?: number;
+}
+
+/** `init` (not timed) then `apply` of one build's CLI, spawn to exit. */
+async function applyOnce(work: string, url: string, inventory: Inventory, oldKey: MasterKey, cli?: string): Promise<Run> {
+  const dir = join(work, `run-${Date.now()}-${Math.random().toString(16).slice(2)}`);
+  mkdirSync(dir, { mode: 0o700 });
+  try {
+    const config = join(dir, 'act.env');
+    writeFileSync(config, `ACT_MASTER_KEY=${oldKey.toHex()}\n`, { mode: 0o600 });
+    const inv = join(dir, 'inventory.json');
+    writeFileSync(inv, JSON.stringify(inventory));
+    const env = { ...process.env, MK_BENCH_SHAPE_URL: url, ...(cli ? { MK_BENCH_CLI: cli } : {}) };
+    const common = ['--config', config, '--inventory', inv, '--database-url-env', 'MK_BENCH_SHAPE_URL'];
+    const init = await runCliMeasured(['init', ...common], env);
+    if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
+    const r = await runCliMeasured(['apply', ...common, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
+    if (r.code !== 0) throw new Error(`master-key apply failed (exit ${r.code}): ${r.stderr.trim()}`);
+    return { seconds: r.seconds, maxRssBytes: r.maxRssBytes, ...applyTimings(join(dir, 'reports')) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export interface ShapeResult {
+  readonly build: 'this' | 'baseline';
+  readonly runs: readonly number[];
+  readonly seconds: number;
+  readonly peakRssBytes: number;
+  readonly phases?: Readonly<Record<string, number>>;
+  readonly serverDownMs?: number;
+}
+
+export interface ShapeBenchReport {
+  readonly shape: Shape;
+  readonly store: string;
+  readonly what: string;
+  readonly reps: number;
+  readonly machine: { readonly cpus: number; readonly load: string };
+  readonly results: readonly ShapeResult[];
+  readonly goals: ReadonlyArray<{ readonly what: string; readonly measured: string; readonly met: boolean }>;
+}
+
+function describe(o: ShapeBenchOptions): string {
+  return o.shape === 'large-value'
+    ? `one stored value of ${o.valueMib} MiB and one small one`
+    : `${o.documents} JSON documents of ${o.valuesPerDocument} sealed values each`;
+}
+
+/** The goals of a shape, checked against this build's figures. */
+export function shapeGoals(shape: Shape, r: Pick<ShapeResult, 'seconds' | 'peakRssBytes'>): ShapeBenchReport['goals'] {
+  const rss = { what: 'full apply peak RSS < 256 MB', measured: `${(r.peakRssBytes / MB).toFixed(0)} MB`, met: r.peakRssBytes < 256 * MB };
+  if (shape === 'documents') return [rss];
+  return [{ what: 'full apply within 2 s', measured: `${r.seconds.toFixed(2)} s`, met: r.seconds <= 2 }, rss];
+}
+
+export async function benchShape(o: ShapeBenchOptions, progress: (s: string) => void): Promise<ShapeBenchReport> {
+  const work = scratchDir('mk-bench-shape-');
+  const oldKey = MasterKey.generate();
+  let fixture: Fixture | undefined;
+  try {
+    progress(`seeding ${describe(o)} (${o.store})`);
+    fixture = o.store === 'postgres' ? await postgresFixture(o, oldKey, progress) : sqliteFixture(o, oldKey, work);
+    const inventory = inventoryOf(o.shape);
+    const runs: Record<ShapeResult['build'], Run[]> = { this: [], baseline: [] };
+    for (let i = 0; i < o.reps; i++) {
+      for (const build of o.baselineCli ? (['baseline', 'this'] as const) : (['this'] as const)) {
+        await fixture.reset();
+        progress(`apply run ${i + 1}/${o.reps}${o.baselineCli ? ` (${build} build)` : ''}`);
+        runs[build].push(await applyOnce(work, fixture.url, inventory, oldKey, build === 'baseline' ? o.baselineCli : undefined));
+      }
+    }
+    const results = (['baseline', 'this'] as const)
+      .filter((b) => runs[b].length > 0)
+      .map((build): ShapeResult => {
+        const mid = medianRun(runs[build])!;
+        return {
+          build,
+          runs: runs[build].map((r) => r.seconds),
+          seconds: median(runs[build].map((r) => r.seconds)),
+          peakRssBytes: Math.max(...runs[build].map((r) => r.maxRssBytes)),
+          ...(mid.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
+        };
+      });
+    return {
+      shape: o.shape,
+      store: o.store === 'sqlite' ? `SQLite (${o.journal})` : 'PostgreSQL',
+      what: describe(o),
+      reps: o.reps,
+      machine: { cpus: cpus().length, load: loadavg().map((x) => x.toFixed(1)).join(' ') },
+      results,
+      goals: shapeGoals(o.shape, results.find((r) => r.build === 'this')!),
+    };
+  } finally {
+    await fixture?.close();
+    removeScratch(work);
+  }
+}
+
+export function formatShapeReport(r: ShapeBenchReport): string {
+  const label = (b: ShapeResult['build']) => (b === 'this' ? 'master-key apply (this build)' : 'master-key apply (baseline build)');
+  return [
+    `Shape benchmark, ${r.store}: ${r.what}; full apply, spawn to exit, median of ${r.reps}; ${r.machine.cpus} cores, load average ${r.machine.load}`,
+    '',
+    table([['build', 'seconds', 'runs', 'peak RSS'], ...r.results.map((x) => [label(x.build), x.seconds.toFixed(2), x.runs.map((s) => s.toFixed(2)).join(' '), `${(x.peakRssBytes / MB).toFixed(0)} MB`])]),
+    '',
+    ...r.results.flatMap((x) => applyPhases(x, label(x.build))),
+    'Goals:',
+    ...r.goals.map((g) => `  ${g.met ? 'met' : 'MISSED'}: ${g.what} (measured ${g.measured})`),
+    '',
+  ].join('\n');
+}
+
+export function parseShapeArgs(argv: readonly string[]): ShapeBenchOptions {
+  let shape: Shape | undefined;
+  let store: ShapeBenchOptions['store'] = 'postgres';
+  let journal: ShapeBenchOptions['journal'] = 'wal';
+  let valueMib = 48;
+  let documents = 4;
+  let valuesPerDocument = 50_000;
+  let reps = 1;
+  let json = false;
+  let baselineCli: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const n = () => {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 1) throw new Error(`${a} needs a positive integer, got ${argv[i] ?? 'nothing'}`);
+      return v;
+    };
+    if (a === '--shape') {
+      const s = argv[++i];
+      if (!(SHAPES as readonly string[]).includes(s)) throw new Error(`--shape must be one of ${SHAPES.join(', ')}, got ${s ?? 'nothing'}`);
+      shape = s as Shape;
+    } else if (a === '--store') {
+      const s = argv[++i];
+      if (s !== 'postgres' && s !== 'sqlite') throw new Error(`--store must be postgres or sqlite, got ${s ?? 'nothing'}`);
+      store = s;
+    } else if (a === '--journal') {
+      const j = argv[++i];
+      if (j !== 'wal' && j !== 'delete') throw new Error(`--journal must be wal or delete, got ${j ?? 'nothing'}`);
+      journal = j;
+    } else if (a === '--value-mib') valueMib = n();
+    else if (a === '--documents') documents = n();
+    else if (a === '--values-per-document') valuesPerDocument = n();
+    else if (a === '--reps') reps = n();
+    else if (a === '--json') json = true;
+    else if (a === '--baseline-cli') {
+      baselineCli = argv[++i];
+      if (!baselineCli) throw new Error("--baseline-cli needs the path of another build's dist/src/cli/main.js");
+    } else {
+      throw new Error(`unknown option ${a}`);
+    }
+  }
+  if (!shape) throw new Error(`--shape needs one of ${SHAPES.join(', ')}`);
+  return { shape, store, journal, valueMib, documents, valuesPerDocument, reps, json, ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}) };
+}
+
+/** `bench --shape ...`: prints the table (or JSON); exit code 1 when a goal is missed. */
+export async function mainShape(argv: readonly string[]): Promise<void> {
+  const o = parseShapeArgs(argv);
+  if (!existsSync(cliPath())) throw new Error('the CLI is not built: run npm run build');
+  const progress = o.json ? () => undefined : (s: string) => process.stderr.write(`bench: ${s}\n`);
+  const report = await benchShape(o, progress);
+  process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatShapeReport(report));
+  if (report.goals.some((g) => !g.met)) process.exitCode = 1;
+}

@@ -1,0 +1,238 @@
+/**
+ * Opening, and re-sealing under a new key, every sealed value of a batch
+ * of rows (plain columns and strings inside JSON documents), a column at a
+ * time so each codec sees the whole batch at once; what the batch held,
+ * by kind, and where a value does not open (never the value).
+ */
+import { CryptoResult, SealedText, sealedText } from '../crypto/batch';
+import { ErrorCode, MasterKeyError } from '../errors';
+import type { InventoryEntry } from '../inventory/inventory';
+import { JsonSlot as DocumentSlot, JsonValue, documentBytes, findEntrySlots, parseJsonLossless } from './json-document';
+import { releaseLarge } from './memory';
+import { BatchRow, RowShape, aadOf, cellText, rowId } from './rows';
+import type { Places, ValueCrypto } from './value-crypto';
+
+/** A sealed value that does not open, with where it is (never the value). */
+export interface RowFailure {
+  readonly column: string;
+  readonly kind: string;
+  readonly path?: string;
+  readonly code: ErrorCode;
+}
+
+/** What opening (or re-sealing) a batch of rows gives. */
+export interface BatchOutcome {
+  /** Sealed values found (a JSON document can hold several). */
+  readonly total: number;
+  readonly byKind: ReadonlyMap<string, number>;
+  /** Bytes of sealed text read. */
+  readonly bytes: number;
+  /** Values that do not open, with their row's index in the batch and its id. */
+  readonly failures: ReadonlyArray<RowFailure & { readonly row: number; readonly id: string }>;
+  /** Indices of the rows holding at least one sealed value, ascending. */
+  readonly rows: readonly number[];
+}
+
+/** What re-sealing a batch gives: besides the outcome, the new stored texts. */
+export interface ResealedBatch extends BatchOutcome {
+  /** Per column, the new stored text of each row of `rows` (null: that column unchanged); a large one as its bytes (`SealedText`). */
+  readonly next: ReadonlyArray<ReadonlyArray<SealedText | null>>;
+}
+
+/** The work on one batch of rows. */
+export interface BatchWork {
+  /** How the rows are laid out (where the id, the values and the AAD columns are). */
+  readonly shape: RowShape;
+  /** Opens the values (and for `resealBatch`, re-seals them under its new key, digesting each at its place). */
+  readonly crypto: ValueCrypto;
+  /** Only the values at these places (by table, column and row id); default every value. */
+  readonly only?: (table: string, column: string, id: string) => boolean;
+}
+
+/** A sealed value inside a JSON document of the batch. */
+interface JsonSlot {
+  readonly row: number;
+  readonly entry: InventoryEntry;
+  readonly slot: DocumentSlot;
+}
+
+/** Values of JSON documents handed to the crypto at once. */
+const JSON_VALUES_AT_ONCE = 4096;
+/** Characters from which a document's text is let go of once parsed (re-sealing). */
+const LARGE_DOCUMENT = 1 << 20;
+/** What stands in a row for a document text let go of. */
+const DROPPED = '';
+
+/** Accumulates a batch's outcome. */
+class Outcome {
+  total = 0;
+  bytes = 0;
+  readonly byKind = new Map<string, number>();
+  readonly failures: Array<RowFailure & { row: number; id: string }> = [];
+  readonly has: Uint8Array;
+  constructor(
+    private readonly rows: readonly BatchRow[],
+    private readonly shape: RowShape,
+  ) {
+    this.has = new Uint8Array(rows.length);
+  }
+  /** Counts one value of `kind` in `row`; lists it when `r` says it does not open. */
+  add(row: number, column: string, kind: string, sealed: string, r: CryptoResult, path?: string): void {
+    this.total++;
+    this.bytes += sealed.length;
+    this.has[row] = 1;
+    this.byKind.set(kind, (this.byKind.get(kind) ?? 0) + 1);
+    if (r.code) this.failures.push({ row, id: rowId(this.rows, row, this.shape), column, kind, code: r.code, ...(path !== undefined ? { path } : {}) });
+  }
+  /** The rows holding a value, ascending. */
+  held(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.has.length; i++) if (this.has[i]) out.push(i);
+    return out;
+  }
+  result(): BatchOutcome {
+    return { total: this.total, byKind: this.byKind, bytes: this.bytes, failures: this.failures, rows: this.held() };
+  }
+}
+
+/** Runs `crypto` over values grouped by codec (each with its own AAD, if any, and place); results in input order. */
+async function processByCodec(
+  crypto: ValueCrypto,
+  codecs: readonly InventoryEntry['codec'][],
+  sealed: readonly string[],
+  aad: ReadonlyArray<Uint8Array | undefined>,
+  places: Places | undefined,
+): Promise<CryptoResult[]> {
+  const results = new Array<CryptoResult>(sealed.length);
+  const anyAad = aad.some((a) => a !== undefined);
+  for (const codec of new Set(codecs)) {
+    const idx: number[] = [];
+    for (let i = 0; i < codecs.length; i++) if (codecs[i] === codec) idx.push(i);
+    const r = await crypto.process(
+      codec,
+      idx.map((i) => sealed[i]),
+      anyAad ? idx.map((i) => aad[i]) : undefined,
+      places ? { ...places, ids: idx.map((i) => places.ids[i]), paths: idx.map((i) => places.paths?.[i]) } : undefined,
+    );
+    idx.forEach((i, j) => (results[i] = r[j]));
+  }
+  return results;
+}
+
+/**
+ * Opens every sealed value of a batch of rows with the crypto's keys.
+ * Never throws for a value that does not open: it is listed, with its row.
+ */
+export async function openBatch(rows: readonly BatchRow[], work: BatchWork): Promise<BatchOutcome> {
+  const o = new Outcome(rows, work.shape);
+  await eachColumn(rows, work, o, false);
+  return o.result();
+}
+
+/**
+ * Opens every sealed value of a batch of rows and seals it again under the
+ * crypto's new key, which digests each new value at its place (table,
+ * column, row id, path). A JSON document is written back whole, with only
+ * its sealed strings changed. Each value is opened and re-sealed with its
+ * own row's additional data. Never throws for a value that does not open:
+ * it is listed (and then nothing of the batch is to be written).
+ */
+export async function resealBatch(rows: readonly BatchRow[], work: BatchWork): Promise<ResealedBatch> {
+  const o = new Outcome(rows, work.shape);
+  const next = await eachColumn(rows, work, o, true);
+  const held = o.held();
+  return { ...o.result(), next: next.map((col) => held.map((i) => col[i])) };
+}
+
+/**
+ * The work of a batch a column at a time, so each codec sees the whole
+ * batch at once: counts and failures into `o`; re-sealing, each column's
+ * new text per row (null: unchanged).
+ */
+async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome, reseal: boolean): Promise<Array<Array<SealedText | null>>> {
+  const { shape, crypto, only } = work;
+  const wanted = (column: string, row: number) => !only || only(shape.table, column, rowId(rows, row, shape));
+  const next = reseal ? shape.columns.map(() => new Array<SealedText | null>(rows.length).fill(null)) : [];
+  const placed = (column: string, ids: string[], paths?: Array<string | undefined>): Places | undefined => (reseal ? { table: shape.table, column, ids, ...(paths ? { paths } : {}) } : undefined);
+  for (let k = 0; k < shape.columns.length; k++) {
+    const c = shape.columns[k];
+    if (!c.json) {
+      const entry = c.entries[0];
+      const idx: number[] = [];
+      const sealed: string[] = [];
+      for (let i = 0; i < rows.length; i++) {
+        const v = cellText(rows[i], shape.first + k);
+        if (v !== null && wanted(c.column, i)) {
+          idx.push(i);
+          sealed.push(v);
+        }
+      }
+      const places = placed(c.column, idx.map((row) => rowId(rows, row, shape)));
+      const results = await crypto.process(entry.codec, sealed, entry.aad ? idx.map((row) => aadOf(entry, rows[row], shape.aad)) : undefined, places);
+      for (let j = 0; j < idx.length; j++) {
+        const r = results[j];
+        o.add(idx[j], c.column, entry.kind, sealed[j], r);
+        if (reseal && r.next !== undefined) next[k][idx[j]] = r.next;
+      }
+      continue;
+    }
+    const docs = new Map<number, { doc: JsonValue; chars: number }>();
+    const slots: JsonSlot[] = [];
+    let chars = 0;
+    for (let i = 0; i < rows.length; i++) {
+      const v = cellText(rows[i], shape.first + k);
+      if (v === null || !wanted(c.column, i)) continue;
+      chars += v.length;
+      const doc = parseJsonLossless(v);
+      docs.set(i, { doc, chars: v.length });
+      // Re-sealing, the store is done with a document's text once it is parsed (it wrote its backup before): it goes.
+      if (reseal && v.length >= LARGE_DOCUMENT) (rows[i] as unknown[])[shape.first + k] = DROPPED;
+      for (const { entry, slot } of findEntrySlots(doc, c.entries)) slots.push({ row: i, entry, slot });
+    }
+    // What walking large documents let go of goes before their values are opened.
+    releaseLarge(chars);
+    const touched = new Set<number>();
+    // The values of large documents a part at a time: what the crypto holds stays small, however many a document has.
+    for (let from = 0; from < slots.length; from += JSON_VALUES_AT_ONCE) {
+      const part = slots.slice(from, from + JSON_VALUES_AT_ONCE);
+      const results = await processByCodec(
+        crypto,
+        part.map((s) => s.entry.codec),
+        part.map((s) => s.slot.value),
+        part.map((s) => aadOf(s.entry, rows[s.row], shape.aad)),
+        placed(
+          c.column,
+          part.map((s) => rowId(rows, s.row, shape)),
+          part.map((s) => s.slot.path),
+        ),
+      );
+      part.forEach((s, j) => {
+        const r = results[j];
+        o.add(s.row, c.column, s.entry.kind, s.slot.value, r, s.slot.path);
+        if (r.next !== undefined) {
+          s.slot.set(sealedText(r.next));
+          touched.add(s.row);
+        }
+      });
+    }
+    if (reseal) {
+      for (const row of touched) {
+        // Re-sealing keeps lengths: room for the old text and a little more.
+        const { doc, chars: was } = docs.get(row)!;
+        next[k][row] = documentBytes(doc, was + 65536);
+        docs.delete(row);
+      }
+    }
+  }
+  return next;
+}
+
+/** The error for the first value of a batch of `table` that does not open, with `more` others in the batch (names where it is, never the value). */
+export function undecryptable(table: string, f: RowFailure & { readonly id: string }, more: number): MasterKeyError {
+  const where = `${table}.${f.column}${f.path ? ` at ${f.path}` : ''}`;
+  return new MasterKeyError(
+    'UNDECRYPTABLE_ROWS',
+    `A ${f.kind} in ${where} (id ${f.id}) does not open with the old key (${f.code})${more > 0 ? ` and ${more} more in the same batch` : ''}; nothing was changed: run \`master-key verify\` to list every such value, then fix or remove them.`,
+    { table, column: f.column, id: f.id, kind: f.kind, ...(f.path ? { path: f.path } : {}), reason: f.code },
+  );
+}
