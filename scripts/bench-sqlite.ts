@@ -29,8 +29,11 @@ import { Db, sqliteModule } from '../src/store/sqlite/driver';
 import { BENCH_INVENTORY, BENCH_TABLE, plaintext } from './bench-data';
 import { applyPhases, median, medianRun, table } from './bench-report';
 import { applyTimings, cliPath, runCliMeasured } from './bench-apply';
+import { SshdFleet, sshdMissing, startFleet, stopFleet } from './sshd-hosts';
 
-export const SQLITE_METHODS = ['floor', 'rewrite', 'crypto', 'naive', 'ours', 'apply'] as const;
+export const SQLITE_METHODS = ['floor', 'rewrite', 'crypto', 'naive', 'ours', 'apply', 'apply-ssh'] as const;
+/** What runs without --methods: apply-ssh needs sshd and root, so it runs only when asked for. */
+const DEFAULT_METHODS = SQLITE_METHODS.filter((m) => m !== 'apply-ssh');
 type Method = (typeof SQLITE_METHODS)[number];
 /** A row of the report: a method, or the baseline build's full apply. */
 type Measured = Method | 'apply-baseline';
@@ -199,8 +202,21 @@ function runChild(job: ChildJob): Promise<Run> {
   });
 }
 
-/** The full CLI (this build's, or `cli`): `init` on the fresh copy, then `apply` (spawn to exit, with backup, verification and report). */
-async function apply(dir: string, path: string, oldKey: MasterKey, rows: number, cli?: string): Promise<Run> {
+/** How apply-ssh reaches the "host": a real sshd on loopback, whose master-key is this build's. */
+interface SshTarget {
+  readonly port: number;
+  readonly options: readonly string[];
+}
+
+/**
+ * The full CLI (this build's, or `cli`): `init` on the fresh copy, then
+ * `apply` (spawn to exit, with backup, verification and report). With `ssh`,
+ * apply runs on the runner with the node at
+ * `ssh://root@127.0.0.1:<port>/…/act.env`: the same files, reached over SSH,
+ * the rotation run by the host's master-key as a job, the report copied back.
+ */
+async function apply(dir: string, path: string, oldKey: MasterKey, rows: number, how: { cli?: string; ssh?: SshTarget } = {}): Promise<Run> {
+  const { cli, ssh } = how;
   const work = mkdtempSync(join(dir, 'apply-'));
   chmodSync(work, 0o700);
   try {
@@ -212,7 +228,8 @@ async function apply(dir: string, path: string, oldKey: MasterKey, rows: number,
     const env = cli ? { ...process.env, MK_BENCH_CLI: cli } : process.env;
     const init = await runCliMeasured(['init', ...common], env);
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
-    const r = await runCliMeasured(['apply', ...common, '--backup-dir', join(work, 'backups'), '--report-dir', join(work, 'reports')], env);
+    const node = ssh ? ['--config', `ssh://root@127.0.0.1:${ssh.port}${config}`, ...ssh.options, '--local-report-dir', join(work, 'copies')] : ['--config', config];
+    const r = await runCliMeasured(['apply', ...node, ...common.slice(2), '--backup-dir', join(work, 'backups'), '--report-dir', join(work, 'reports')], env);
     if (r.code !== 0) throw new Error(`master-key apply failed (exit ${r.code}): ${r.stderr.trim()}`);
     return { seconds: r.seconds, rows, maxRssBytes: r.maxRssBytes, ...applyTimings(join(work, 'reports')) };
   } finally {
@@ -250,6 +267,7 @@ const LABELS: Record<Measured, string> = {
   naive: 'naive script (row-by-row UPDATE)',
   ours: 'ours: store re-encryption (one transaction)',
   apply: 'ours: master-key apply (full CLI)',
+  'apply-ssh': 'ours: master-key apply, the node over SSH',
   'apply-baseline': 'baseline build: master-key apply (full CLI)',
 };
 
@@ -257,6 +275,7 @@ const NOTES: Partial<Record<Measured, string>> = {
   floor: 'SQLite leaves a value rewritten with itself as it is (it writes a page only when its bytes change): this reads the table, and writes nothing',
   rewrite: 'every value changed: every page written, journaled and committed (with the WAL checkpoint), as any re-encryption must',
   apply: 'spawn to exit: init not counted; preflight, backup of the whole file, re-encryption, config, verification, report',
+  'apply-ssh': 'the same apply with the node at ssh://root@127.0.0.1 (a real sshd, this build as the host\'s master-key), run in turn with apply; peak RSS is the runner\'s',
 };
 
 export interface SqliteBenchResult {
@@ -317,7 +336,13 @@ export function summariseSqlite(r: Omit<SqliteBenchReport, 'goals'>): SqliteBenc
     const b = results.find((x) => x.method === m)?.peakRssBytes;
     return { what: `${LABELS[m]} peak RSS < 256 MB`, ...(b !== undefined ? { measured: `${(b / MB).toFixed(0)} MB`, met: b < 256 * MB } : {}) };
   });
-  return { ...r, results, goals: [ratio('ours', 1.0), ratio('apply', 1.6), ...rss] };
+  const local = secs('apply');
+  const overSsh = secs('apply-ssh');
+  const ssh =
+    overSsh === undefined
+      ? []
+      : [{ what: 'apply over SSH ≤ apply + 2 s + 10 %', ...(local !== undefined ? { measured: `+${(overSsh - local).toFixed(2)} s (${((overSsh / local - 1) * 100).toFixed(1)} %)`, met: overSsh <= local * 1.1 + 2 } : {}) }];
+  return { ...r, results, goals: [ratio('ours', 1.0), ratio('apply', 1.6), ...rss, ...ssh] };
 }
 
 export function formatSqliteReport(r: SqliteBenchReport): string {
@@ -353,6 +378,17 @@ export function formatSqliteReport(r: SqliteBenchReport): string {
 /** Runs the SQLite benchmark in a temp directory it removes; returns the report. */
 export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) => void): Promise<SqliteBenchReport> {
   const dir = mkdtempSync(join(tmpdir(), 'mk-bench-sqlite-'));
+  let fleet: SshdFleet | undefined;
+  /** One sshd "host", started at the first apply-ssh. */
+  const sshTarget = async (): Promise<SshTarget> => {
+    if (!fleet) {
+      const missing = sshdMissing();
+      if (missing) throw new Error(`apply-ssh: ${missing}`);
+      progress('starting an sshd on loopback for apply-ssh');
+      fleet = await startFleet(1);
+    }
+    return { port: fleet.hosts[0].port, options: ['--known-hosts', fleet.knownHosts, '--private-key-file', fleet.clientKey, '--no-ssh-agent'] };
+  };
   try {
     const oldKey = MasterKey.generate();
     const newKey = MasterKey.generate();
@@ -362,39 +398,49 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
     const seedSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const results: SqliteBenchResult[] = [];
     let verification: SqliteBenchReport['verification'];
+    // apply and apply-ssh run in turn (apply, apply-ssh, apply, ...): an A/B under the same load.
+    const paired = o.methods.includes('apply') && o.methods.includes('apply-ssh');
+    const runsOf = new Map<Measured, Run[]>();
     for (const method of o.methods) {
       const reps = method === 'naive' && o.rows > (o.naiveSingleRunAbove ?? 200_000) ? 1 : o.reps;
-      const runs: Run[] = [];
-      const baseline: Run[] = [];
-      for (let i = 0; i < reps; i++) {
-        if (method === 'apply' && o.baselineCli) {
+      const turn = paired && method === 'apply' ? (['apply', 'apply-ssh'] as const) : paired && method === 'apply-ssh' ? [] : [method];
+      for (let i = 0; i < reps && turn.length; i++) {
+        for (const m of turn) {
+          const into = runsOf.get(m) ?? [];
+          runsOf.set(m, into);
+          if (m === 'apply' && o.baselineCli) {
+            progress(`${m} run ${i + 1}/${reps} of the baseline build`);
+            const b = runsOf.get('apply-baseline') ?? [];
+            runsOf.set('apply-baseline', b);
+            b.push(await apply(dir, fresh(dir, pristine), oldKey, o.rows, { cli: o.baselineCli }));
+          }
           const path = fresh(dir, pristine);
-          progress(`${method} run ${i + 1}/${reps} of the baseline build`);
-          baseline.push(await apply(dir, path, oldKey, o.rows, o.baselineCli));
+          progress(`${m} run ${i + 1}/${reps}`);
+          if (m === 'floor') into.push(sqliteAlone(path, "value || ''"));
+          else if (m === 'rewrite') into.push(sqliteAlone(path, 'lower(value)'));
+          else if (m === 'apply') into.push(await apply(dir, path, oldKey, o.rows));
+          else if (m === 'apply-ssh') into.push(await apply(dir, path, oldKey, o.rows, { ssh: await sshTarget() }));
+          else into.push(await runChild({ method: m, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
+          if (m === 'ours' && i === reps - 1) verification = verify(path, plain, newKey);
         }
-        const path = fresh(dir, pristine);
-        progress(`${method} run ${i + 1}/${reps}`);
-        if (method === 'floor') runs.push(sqliteAlone(path, "value || ''"));
-        else if (method === 'rewrite') runs.push(sqliteAlone(path, 'lower(value)'));
-        else if (method === 'crypto') runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
-        else if (method === 'apply') runs.push(await apply(dir, path, oldKey, o.rows));
-        else runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
-        if (method === 'ours' && i === reps - 1) verification = verify(path, plain, newKey);
       }
-      const result = (m: Measured, rs: readonly Run[], note = NOTES[m]): SqliteBenchResult => {
-        const mid = medianRun(rs);
-        return {
-          method: m,
-          rows: rs[0]?.rows ?? o.rows,
-          ...(mid?.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
-          runs: rs.map((r) => r.seconds),
-          seconds: median(rs.map((r) => r.seconds)),
-          ...(rs.some((r) => r.maxRssBytes !== undefined) ? { peakRssBytes: Math.max(...rs.map((r) => r.maxRssBytes ?? 0)) } : {}),
-          ...(reps < o.reps ? { note: 'one run (it takes minutes)' } : note ? { note } : {}),
-        };
+    }
+    const result = (m: Measured, rs: readonly Run[], note = NOTES[m]): SqliteBenchResult => {
+      const mid = medianRun(rs);
+      return {
+        method: m,
+        rows: rs[0]?.rows ?? o.rows,
+        ...(mid?.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
+        runs: rs.map((r) => r.seconds),
+        seconds: median(rs.map((r) => r.seconds)),
+        ...(rs.some((r) => r.maxRssBytes !== undefined) ? { peakRssBytes: Math.max(...rs.map((r) => r.maxRssBytes ?? 0)) } : {}),
+        ...(rs.length < o.reps ? { note: 'one run (it takes minutes)' } : note ? { note } : {}),
       };
-      if (baseline.length) results.push(result('apply-baseline', baseline, `${NOTES.apply}; the build at ${o.baselineCli}, run in turn with this one`));
-      results.push(result(method, runs));
+    };
+    for (const method of o.methods) {
+      const baseline = method === 'apply' ? runsOf.get('apply-baseline') : undefined;
+      if (baseline?.length) results.push(result('apply-baseline', baseline, `${NOTES.apply}; the build at ${o.baselineCli}, run in turn with this one`));
+      results.push(result(method, runsOf.get(method) ?? []));
     }
     const Database = sqliteModule();
     const mem = new Database(':memory:');
@@ -414,6 +460,7 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
       verification,
     });
   } finally {
+    await stopFleet(fleet);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -424,7 +471,7 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
   let reps = 3;
   let journal: 'wal' | 'delete' = 'wal';
   let json = false;
-  let methods: Method[] = [...SQLITE_METHODS];
+  let methods: Method[] = [...DEFAULT_METHODS];
   let crypto: CryptoMode | undefined;
   let baselineCli: string | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -463,7 +510,9 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
 /** `bench --store sqlite ...`: prints the table (or JSON); exit code 1 when verification failed. */
 export async function mainSqlite(argv: readonly string[]): Promise<void> {
   const o = parseSqliteArgs(argv);
-  if (!existsSync(cliPath()) && o.methods.includes('apply')) throw new Error('the CLI is not built: run npm run build');
+  if (!existsSync(cliPath()) && (o.methods.includes('apply') || o.methods.includes('apply-ssh'))) throw new Error('the CLI is not built: run npm run build');
+  const missing = o.methods.includes('apply-ssh') ? sshdMissing() : undefined;
+  if (missing) throw new Error(`apply-ssh: ${missing}`);
   const progress = o.json ? () => undefined : (s: string) => process.stderr.write(`bench: ${s}\n`);
   const report = await benchSqlite(o, progress);
   process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatSqliteReport(report));

@@ -249,7 +249,8 @@ Options:
   --store postgres|sqlite   the database (default postgres: an embedded PostgreSQL, or DATABASE_URL's)
   --rows <n>                secrets in the table (default 100000)
   --reps <n>                repetitions per method; the median counts (default 3)
-  --methods <list>          PostgreSQL: ${METHODS.join(',')}; SQLite: see --store sqlite
+  --methods <list>          PostgreSQL: ${METHODS.join(',')}; SQLite: floor,rewrite,crypto,naive,ours,apply
+                            and apply-ssh (the node over SSH to a real sshd on loopback, in turn with apply; needs root)
   --crypto native|node|workers   the AES-GCM engine of ours (default: the addon, in worker threads when it pays)
   --batch-size <n>          rows per batch of ours
   --naive-rows <n>          rows for the naive row-by-row script (it is slow)

@@ -35,6 +35,10 @@ export const ExitCode = {
   NODE_MISMATCH: 13,
   /** A stop/start/health-check hook command failed. */
   HOOK_FAILED: 14,
+  /** A host could not be reached or trusted over SSH: unknown or changed host key, login refused, unreachable or timed out. Nothing ran there. */
+  HOST: 15,
+  /** The master-key on another host cannot run this command: missing, another version, or it failed to start. */
+  REMOTE: 16,
 } as const;
 
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
@@ -77,6 +81,12 @@ const CODES = {
   PLAN_STALE: ExitCode.STALE_PLAN,
   NODE_MISMATCH: ExitCode.NODE_MISMATCH,
   HOOK_FAILED: ExitCode.HOOK_FAILED,
+  HOST_KEY_UNKNOWN: ExitCode.HOST,
+  HOST_KEY_MISMATCH: ExitCode.HOST,
+  SSH_AUTH_FAILED: ExitCode.HOST,
+  HOST_UNREACHABLE: ExitCode.HOST,
+  REMOTE_VERSION_MISMATCH: ExitCode.REMOTE,
+  REMOTE_COMMAND_FAILED: ExitCode.REMOTE,
   INTERNAL: ExitCode.INTERNAL,
 } as const;
 

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BenchReport, formatReport, summarise } from '../scripts/bench-report';
+import { parseSqliteArgs, summariseSqlite } from '../scripts/bench-sqlite';
 import { dropDatabase, freshDatabase } from './support/db';
 
 const run = promisify(execFile);
@@ -104,5 +105,29 @@ describe('npm run bench (small)', () => {
     expect(text).toMatch(/^ {2}verify +2\.47 +24\.7%$/m);
     expect(text).toMatch(/^ {2}server down \(stop hook to start hooks\) +7\.02 +70\.2%$/m);
     expect(text).toContain('ours: master-key apply (full CLI) ≤ 3.0x the floor\'s time (measured 5.50x)');
+  });
+});
+
+describe('the SQLite bench over SSH (apply-ssh)', () => {
+  const report = (ssh: number) =>
+    summariseSqlite({
+      rows: 100_000,
+      reps: 3,
+      journal: 'wal',
+      crypto: 'native',
+      seedSeconds: 1,
+      versions: { node: process.version, sqlite: '3' },
+      machine: { cpus: 2, cpuModel: 'test', memoryBytes: 1 << 30, load: '1.0 1.0 1.0' },
+      results: [
+        { method: 'apply', rows: 100_000, runs: [10, 10, 10], seconds: 10 },
+        { method: 'apply-ssh', rows: 100_000, runs: [ssh, ssh, ssh], seconds: ssh },
+      ],
+    });
+
+  it('runs only when asked for (it needs sshd and root), and checks the goal: apply over SSH within apply + 2 s + 10 %', () => {
+    expect(parseSqliteArgs([]).methods).not.toContain('apply-ssh');
+    expect(parseSqliteArgs(['--methods', 'apply,apply-ssh']).methods).toEqual(['apply', 'apply-ssh']);
+    expect(report(12.9).goals.at(-1)).toEqual({ what: 'apply over SSH ≤ apply + 2 s + 10 %', measured: '+2.90 s (29.0 %)', met: true });
+    expect(report(13.1).goals.at(-1)).toMatchObject({ met: false });
   });
 });

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { validateKey } from '../src/provider/arguments';
-import { contextOf } from '../src/provider/engine';
+import { installationOf } from '../src/provider/engine';
 import { LISTED_ROWS, errorDiagnostic, failureList } from '../src/provider/diagnostics';
 import { MasterKeyError } from '../src/errors';
 import { makeIdentity } from '../src/provider/certificate';
@@ -95,7 +95,7 @@ describe('arguments and import ids', () => {
       'config_files[1] is null, not a path; give the absolute path of a config file.',
       'config_files[2] is 7, not a path; give the absolute path of a config file.',
     ]);
-    expect(caught(() => contextOf({ ...base, config_files: null }, () => undefined)).message).toBe(
+    expect(caught(() => installationOf({ ...base, config_files: null }, () => undefined)).message).toBe(
       'No config file was given; name the config file that holds the master key (one per server node).',
     );
     // What a summary quotes is quoted as JSON, so a line break cannot split it across lines.
@@ -108,7 +108,22 @@ describe('arguments and import ids', () => {
     ]);
   });
 
+  it('checks the ssh settings and every node on another host at validation, each on its attribute', () => {
+    const a = 'ssh://root@10.0.0.2:2222/etc/act/act.env';
+    const ok = { ...base, config_files: [a], ssh: { known_hosts: '/k', private_key_file: '/id', agent: 'false' }, ssh_nodes: { [a]: { host_key: 'SHA256:' + 'A'.repeat(43) } } };
+    expect(validateKey(ok)).toEqual([]);
+    const bad = validateKey({ ...base, config_files: [a, 'ssh://root@/x'], ssh: { known_hosts: 'k' } });
+    expect(bad.map((d) => [d.attribute?.steps[0], d.summary])).toEqual([[{ attribute_name: 'ssh' }, 'ssh.known_hosts "k" is not an absolute path; write it absolute, e.g. with abspath().']]);
+    const nodes = validateKey({ ...base, config_files: [a, 'ssh://root@/x'], ssh_nodes: { 'ssh://h/y': { user: 'x' }, [a]: { host_key: 'nope' } } });
+    const text = nodes.map((d) => d.summary).join('\n');
+    expect(text).toContain('ssh_nodes names "ssh://h/y", which config_files does not list');
+    expect(nodes.filter((d) => JSON.stringify(d.attribute?.steps[0]) === '{"attribute_name":"config_files"}').length).toBe(2);
+    expect(validateKey({ ...base, config_files: [a], ssh: UNKNOWN })).toEqual([]);
+  });
+
   it('parses NAME:PATH[,PATH] and JSON import ids, refusing unknown arguments', () => {
+    expect(parseImportId('act:ssh://root@10.0.0.2:2222/etc/act/act.env')).toEqual(expect.objectContaining({ name: 'act', config_files: ['ssh://root@10.0.0.2:2222/etc/act/act.env'] }));
+    expect(parseImportId('{"name":"act","config_files":["ssh://h/etc/act.env"],"ssh":{"known_hosts":"/k"}}')).toEqual(expect.objectContaining({ ssh: { known_hosts: '/k' } }));
     expect(parseImportId('act:/etc/a.env,/etc/b.env')).toEqual(expect.objectContaining({ name: 'act', config_files: ['/etc/a.env', '/etc/b.env'], generation: null }));
     expect(parseImportId('{"name":"x","config_files":["/c.json"],"config_format":"json","generation":4}')).toEqual(expect.objectContaining({ name: 'x', config_format: 'json', generation: 4 }));
     expect(caught(() => parseImportId('/etc/a.env')).message).toContain('is not NAME:PATH[,PATH...] nor a JSON object');

@@ -6,8 +6,12 @@
  */
 import { isAbsolute } from 'node:path';
 import { ConfigFormat, isConfigFormat } from '../config/formats';
-import type { InstallationSettings, Spelling, Surface } from '../context/build';
+import type { InstallationSettings, Surface } from '../context/build';
+import { TERRAFORM_SPELLING } from '../context/spelling';
 import { isLocalAddress } from '../config/nodes';
+import { isMasterKeyError } from '../errors';
+import { parseSshAddress } from '../remote/address';
+import { SshNodeSettings, SshSettings, connectionOf, resolveSshHost } from '../remote/connection';
 import { quietProgress } from '../rotation/context';
 import type { Declared } from '../rotation/decide';
 import { parseEpoch, rotationWindow } from '../../constructs/window';
@@ -22,7 +26,7 @@ export function attributeError(name: string, summary: string, detail = '', index
 }
 
 /** The arguments that say where the installation is and how to reach it (the resource's and the data source's); all must be known to look at it. */
-export const INSTALLATION_ARGUMENTS = ['config_files', 'config_format', 'key_name', 'database_url_env', 'database_url_entry', 'inventory'] as const satisfies ReadonlyArray<
+export const INSTALLATION_ARGUMENTS = ['config_files', 'config_format', 'key_name', 'database_url_env', 'database_url_entry', 'inventory', 'ssh', 'ssh_nodes'] as const satisfies ReadonlyArray<
   NamesOf<typeof KEY_RESOURCE, 'required' | 'optional'> & keyof StatusObject
 >;
 
@@ -69,6 +73,55 @@ export function validateInstallation(o: InstallationObject): Diagnostic[] {
   if (entry !== undefined && !ENTRY_NAME.test(entry)) d.push(attributeError('database_url_entry', 'database_url_entry is not a config entry name; give the name of the entry (not the URL), e.g. DATABASE_URL.'));
   const inv = str(o.inventory);
   if (inv !== undefined && inv !== 'act' && !isAbsolute(inv)) d.push(attributeError('inventory', `inventory ${shown(inv)} is neither "act" nor an absolute path; give "act" or the absolute path of an inventory JSON file.`));
+  d.push(...validateConnections(o));
+  return d;
+}
+
+/** A map of known strings (null when not all is known yet). */
+function knownStrings(v: Value): Record<string, string> | null {
+  if (v === null || v === UNKNOWN || typeof v !== 'object' || Array.isArray(v)) return null;
+  const e = Object.entries(v);
+  return e.every(([, x]) => typeof x === 'string') ? (Object.fromEntries(e) as Record<string, string>) : null;
+}
+
+/**
+ * The connection settings, shared and per node, as the context builder takes
+ * them. Throws a `MasterKeyError` naming the setting when one is wrong.
+ */
+export function connectionsOf(o: Pick<InstallationObject, 'ssh' | 'ssh_nodes'>): { ssh?: SshSettings; sshNodes?: SshNodeSettings[] } {
+  const shared = knownStrings(o.ssh);
+  const perNode = o.ssh_nodes !== null && o.ssh_nodes !== UNKNOWN && typeof o.ssh_nodes === 'object' ? o.ssh_nodes : {};
+  const sshNodes: SshNodeSettings[] = [];
+  for (const [address, m] of Object.entries(perNode)) {
+    const own = knownStrings(m as Value);
+    if (own) sshNodes.push({ address, ...connectionOf(own, `ssh_nodes["${address}"]`) });
+  }
+  return { ...(shared ? { ssh: connectionOf(shared, 'ssh') } : {}), ...(sshNodes.length ? { sshNodes } : {}) };
+}
+
+/** Checks the connection settings and, with them, every node on another host that config_files names. */
+function validateConnections(o: InstallationObject): Diagnostic[] {
+  let c: ReturnType<typeof connectionsOf>;
+  try {
+    c = connectionsOf(o);
+  } catch (e) {
+    if (!isMasterKeyError(e)) throw e;
+    return [attributeError(e.message.startsWith('ssh_nodes') ? 'ssh_nodes' : 'ssh', e.message)];
+  }
+  const files = Array.isArray(o.config_files) ? o.config_files.filter((f): f is string => typeof f === 'string') : [];
+  const d: Diagnostic[] = [];
+  for (const n of c.sshNodes ?? []) {
+    if (!files.includes(n.address)) d.push(attributeError('ssh_nodes', `ssh_nodes names ${shown(n.address)}, which config_files does not list; use the node's address exactly as config_files writes it.`));
+  }
+  files.forEach((f, i) => {
+    if (isLocalAddress(f)) return;
+    try {
+      resolveSshHost(parseSshAddress(f), c.ssh, c.sshNodes?.find((n) => n.address === f), {});
+    } catch (e) {
+      if (!isMasterKeyError(e)) throw e;
+      d.push(attributeError('config_files', e.message, '', i));
+    }
+  });
   return d;
 }
 
@@ -97,7 +150,7 @@ export function validateKey(o: KeyObject): Diagnostic[] {
   if ((o.rotation_epoch !== null || o.rotation_evaluated_at !== null) && o.rotation_period_days === null) {
     d.push(attributeError('rotation_period_days', 'rotation_epoch and rotation_evaluated_at need rotation_period_days; set the period or leave them out.'));
   }
-  for (const a of ['backup_dir', 'report_dir', 'new_key_file'] as const) {
+  for (const a of ['backup_dir', 'report_dir', 'local_report_dir', 'new_key_file'] as const) {
     const v = str(o[a]);
     if (v !== undefined && !isAbsolute(v)) d.push(attributeError(a, `${a} ${shown(v)} is not an absolute path; write it absolute, e.g. with abspath().`));
   }
@@ -113,12 +166,8 @@ export function validateStatus(o: StatusObject): Diagnostic[] {
   return d;
 }
 
-/** How terraform users name the settings: by the arguments of the resource and the data source. */
-export const TERRAFORM_SPELLING: Spelling = {
-  databaseUrlEnv: (name) => (name ? `database_url_env = "${name}"` : 'database_url_env'),
-  databaseUrlEntry: (name) => (name ? `database_url_entry = "${name}"` : 'database_url_entry'),
-  exportWhere: ' in the shell that runs terraform',
-};
+/** How terraform users name the settings (defined with the context builder, which sends it to other hosts). */
+export { TERRAFORM_SPELLING };
 
 /** The provider's surface: terraform's environment, lines to the provider's log, no progress bar. */
 export function providerSurface(log: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Surface {
@@ -126,7 +175,7 @@ export function providerSurface(log: (line: string) => void, env: NodeJS.Process
 }
 
 /** The resource's arguments for where files go and what runs around the rotation (the data source has none). */
-export type RotationArguments = Partial<Pick<KeyObject, 'backup_dir' | 'report_dir' | 'stop_command' | 'start_command' | 'health_command'>>;
+export type RotationArguments = Partial<Pick<KeyObject, 'backup_dir' | 'report_dir' | 'local_report_dir' | 'stop_command' | 'start_command' | 'health_command'>>;
 
 /** What an object's (known) arguments declare; report_dir defaults to backup_dir when that is given. */
 export function settingsOf(o: InstallationObject & RotationArguments): InstallationSettings {
@@ -142,6 +191,8 @@ export function settingsOf(o: InstallationObject & RotationArguments): Installat
     backupDir,
     reportDir: str(o.report_dir ?? null) ?? backupDir,
     hooks: { stop: str(o.stop_command ?? null), start: str(o.start_command ?? null), health: str(o.health_command ?? null) },
+    ...connectionsOf(o),
+    localReportDir: str(o.local_report_dir ?? null),
   };
 }
 

@@ -14,6 +14,7 @@ import { INSTALLATION_ARGUMENTS, declaredOf, validateKey } from './arguments';
 import { UNKNOWN, Value, hasUnknown, sameValue } from './cty';
 import { codeLine, error, failureList, warning } from './diagnostics';
 import type { KeyFacts, KeyPlan } from './engine';
+import type { Installation } from '../context/installation';
 import { engine } from './engine-loader';
 import { log } from './plugin-server';
 import type { Diagnostic } from './protocol';
@@ -36,7 +37,8 @@ export interface PlannedPrivate {
 }
 
 const logLine = (line: string) => log('info', line);
-const contextFor = (o: KeyObject) => engine().contextOf(o, logLine);
+/** Runs fn on the installation `o` describes, closed after (its SSH connections). */
+const onInstallation = <T>(o: KeyObject, fn: (i: Installation) => Promise<T>): Promise<T> => engine().withInstallationOf(o, logLine, fn);
 const ageDays = (keySetAt: string, at: Date): number => Math.max(0, Math.floor((at.getTime() - new Date(keySetAt).getTime()) / DAY_MS));
 const isCounted = (v: Value): v is number => typeof v === 'number';
 
@@ -63,7 +65,7 @@ function keyComputed(o: KeyObject, f: KeyFacts, at: Date): Computed<typeof KEY_R
  * database ahead of the configuration, and the resource plans a change.
  */
 export async function readKey(prior: KeyObject): Promise<KeyObject> {
-  const f = await engine().keyFacts(contextFor(prior), { verify: prior.verify_secrets === true, refusePending: true });
+  const f = await onInstallation(prior, (i) => engine().keyFacts(i, { verify: prior.verify_secrets === true, refusePending: true }));
   return { ...prior, ...keyComputed(prior, f, new Date()), generation: f.generation, undecryptable: f.undecryptable ?? prior.undecryptable ?? null };
 }
 
@@ -130,7 +132,7 @@ export async function planKey(prior: KeyObject | null, proposed: KeyObject): Pro
   }
   const at = new Date();
   const declared = declaredOf(proposed, at);
-  const kp = await engine().rotationPlan(contextFor(proposed), declared, { verify: proposed.verify_secrets === true });
+  const kp = await onInstallation(proposed, (i) => engine().rotationPlan(i, declared, { verify: proposed.verify_secrets === true }));
   const p = kp.plan;
   const rotate = p.action === 'rotate';
   const counts = plannedCounts(prior, proposed, p.secrets);
@@ -168,7 +170,7 @@ export async function planKey(prior: KeyObject | null, proposed: KeyObject): Pro
  * database ahead of the declared generation (no apply can lower it), and a
  * rotation's secrets are those the plan counted, of the same kinds.
  */
-async function refuseUnlessPlanHolds(ctx: ReturnType<typeof contextFor>, planned: KeyObject, priv: PlannedPrivate | undefined): Promise<void> {
+async function refuseUnlessPlanHolds(inst: Installation, planned: KeyObject, priv: PlannedPrivate | undefined): Promise<void> {
   const generation = planned.generation as number;
   if (isCounted(planned.database_generation) && planned.database_generation > generation) {
     throw new MasterKeyError(
@@ -178,7 +180,7 @@ async function refuseUnlessPlanHolds(ctx: ReturnType<typeof contextFor>, planned
     );
   }
   if (!priv?.rotate || !isCounted(planned.secrets)) return;
-  const now = await engine().countSecrets(ctx);
+  const now = await engine().countSecrets(inst);
   const kindsChanged = planned.secrets_by_kind !== null && planned.secrets_by_kind !== UNKNOWN && !sameValue(planned.secrets_by_kind, { ...now.byKind });
   if (now.values !== planned.secrets || kindsChanged) {
     const what = now.values !== planned.secrets ? `holds ${count(now.values)} secrets now but the plan counted ${count(planned.secrets)}` : `holds as many secrets as the plan counted (${count(now.values)}), but of other kinds`;
@@ -194,15 +196,18 @@ async function refuseUnlessPlanHolds(ctx: ReturnType<typeof contextFor>, planned
  * terraform holds the provider to them) and fills in the rest from the key's
  * real state after it.
  */
-async function applyPlanned(planned: KeyObject, priv: PlannedPrivate | undefined): Promise<Outcome<KeyObject>> {
-  const ctx = contextFor(planned);
+function applyPlanned(planned: KeyObject, priv: PlannedPrivate | undefined): Promise<Outcome<KeyObject>> {
+  return onInstallation(planned, (inst) => applyOn(inst, planned, priv));
+}
+
+async function applyOn(inst: Installation, planned: KeyObject, priv: PlannedPrivate | undefined): Promise<Outcome<KeyObject>> {
   const at = priv ? new Date(priv.at) : new Date();
   const declared = priv
     ? { targetGeneration: planned.generation as number, windowStart: priv.windowStart ? new Date(priv.windowStart) : undefined, policyDays: priv.policyDays }
     : declaredOf(planned, at);
-  await refuseUnlessPlanHolds(ctx, planned, priv);
-  const r = await engine().applyDeclared(ctx, declared, typeof planned.new_key_file === 'string' ? planned.new_key_file : undefined);
-  const f = await engine().keyFacts(ctx);
+  await refuseUnlessPlanHolds(inst, planned, priv);
+  const r = await engine().applyDeclared(inst, declared, typeof planned.new_key_file === 'string' ? planned.new_key_file : undefined);
+  const f = await engine().keyFacts(inst);
   const facts = keyComputed(planned, f, r.rotated ? new Date() : at);
   const kept = <K extends keyof KeyObject>(k: K, fact: KeyObject[K]): KeyObject[K] => (planned[k] === UNKNOWN ? fact : planned[k]);
   const state: KeyObject = {
@@ -214,10 +219,17 @@ async function applyPlanned(planned: KeyObject, priv: PlannedPrivate | undefined
     undecryptable: r.rotated ? (r.verificationFailures ?? 0) : kept('undecryptable', null),
     last_report: r.rotated ? (r.reportMarkdown ?? null) : kept('last_report', facts.last_report),
   };
+  const outOfStep = r.outOfStep.map((n) =>
+    warning(
+      `The node ${n} did not get the database's key: it is out of step (nodes_in_sync = false).`,
+      'Once its host is reachable, run terraform apply again (it sets the node with master-key set on its host) or `master-key set --config <its address>`.',
+    ),
+  );
   const diagnostics =
     state.secrets === facts.secrets
-      ? []
+      ? outOfStep
       : [
+          ...outOfStep,
           warning(
             `The database holds ${count(facts.secrets as number)} secrets now; the plan counted ${count(state.secrets as number)}, and the state keeps that count until the next refresh.`,
             r.rotated ? 'The rotation re-encrypted every secret the database held when it ran: a server wrote some after the plan.' : 'Nothing was re-encrypted.',
@@ -280,7 +292,7 @@ export async function importKey(id: string): Promise<Outcome<KeyObject | null>> 
   if (args.name === null) args.name = 'act';
   const bad = validateKey(args);
   if (bad.length) return { value: null, diagnostics: bad };
-  const f = await engine().keyFacts(contextFor(args), { refusePending: true });
+  const f = await onInstallation(args, (i) => engine().keyFacts(i, { refusePending: true }));
   if (args.generation === null) args.generation = f.generation;
   return { value: { ...args, ...keyComputed(args, f, new Date()), undecryptable: null }, diagnostics: [] };
 }

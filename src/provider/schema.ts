@@ -71,6 +71,12 @@ const INSTALLATION = [
   ),
   arg('database_url_entry', 'string', 'Instead of database_url_env: the entry of the primary config file holding the database URL.'),
   arg('inventory', 'string', 'Which secrets the key protects: "act" (the built-in ACT preset, default) or the absolute path of an inventory JSON file.'),
+  arg(
+    'ssh',
+    ['map', 'string'],
+    "How the hosts of config files on other hosts (ssh://[user@]host[:port]/path) are reached, with the names of terraform's connection block: user, port, private_key_file (a path; never the key), agent, host_key (SHA256:… as ssh-keygen -lf prints it, or the public key line), known_hosts, bastion_host, bastion_user, bastion_port, bastion_host_key, timeout, remote_command. Defaults are OpenSSH's: ~/.ssh/known_hosts, the agent at SSH_AUTH_SOCK, then ~/.ssh/id_ed25519 and ~/.ssh/id_rsa.",
+  ),
+  arg('ssh_nodes', ['map', ['map', 'string']], 'SSH settings of single nodes, by their address as written in config_files, over those of ssh (e.g. a host_key per host).'),
 ] as const;
 
 const KEY_STATE = [
@@ -94,6 +100,7 @@ export const KEY_RESOURCE = block(
     arg('rotation_evaluated_at', 'string', 'Evaluate the policy window at this instant instead of now (ISO-8601 UTC); for previews and tests.'),
     arg('backup_dir', 'string', 'Absolute path of the directory for backups taken before each rotation (default: master-key-backups beside the primary config).'),
     arg('report_dir', 'string', "Absolute path of the directory for the auditor's reports (default: the backup directory, else master-key-reports beside the primary config)."),
+    arg('local_report_dir', 'string', "Nodes on other hosts: absolute path of the directory on terraform's machine that receives a copy of each rotation's report (the report itself is written on the primary node's host; default: master-key-reports in terraform's working directory)."),
     arg('stop_command', 'string', 'Shell command that stops the server before the rotation.'),
     arg('start_command', 'string', 'Shell command that starts the server after the rotation.'),
     arg('health_command', 'string', 'Shell command that checks the server after it started.'),

@@ -108,6 +108,8 @@ export function obtainNewKey(src: NewKeySource): MasterKey {
       }
       return parseKey(text, 'the new key on standard input');
     }
+    case 'given':
+      return src.key;
     case 'env': {
       const v = process.env[src.name];
       if (v === undefined) throw new MasterKeyError('USAGE', `The environment variable ${src.name} (named by --new-key-env) is not set; export it or let apply generate the key.`);

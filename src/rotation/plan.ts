@@ -65,7 +65,8 @@ export interface RotationPlan {
    */
   readonly secrets: { readonly total: number; readonly byKind: Readonly<Record<string, number>>; readonly rows: number };
   readonly undecryptable: { readonly count: number; readonly rows: readonly SecretFailure[] };
-  readonly configs: ReadonlyArray<{ readonly path: string; readonly format: string; readonly entry: string; readonly fingerprint: string; readonly change: string }>;
+  /** Every node's config file; with nodes on other hosts, each names its address and host too. */
+  readonly configs: ReadonlyArray<{ readonly path: string; readonly format: string; readonly entry: string; readonly fingerprint: string; readonly change: string; readonly address?: string; readonly host?: string }>;
   readonly backup: { readonly dir: string; readonly estimatedBytes: number; readonly freeBytes?: number };
   readonly hooks: Hooks;
   /** Reasons the plan cannot be applied (undecryptable rows, unwritable files, …). */
@@ -156,7 +157,7 @@ export function renderPlan(p: RotationPlan): string {
   row('database', `${p.database} (key ${p.oldFingerprint}, generation ${p.fromGeneration}, set ${p.keySetAt})`);
   row('action', p.action === 'rotate' ? `ROTATE: ${p.reason}` : p.action === 'sync-config' ? `SET NODE CONFIG: no rotation (${p.reason}), but some config files do not hold the database's key` : `nothing to do: ${p.reason}`);
   if (p.action === 'sync-config') {
-    for (const c of p.configs.filter((x) => x.change !== 'no change')) out.push(`      ${c.path} (${c.format}): ${c.change}`);
+    for (const c of p.configs.filter((x) => x.change !== 'no change')) out.push(`      ${c.address ?? c.path} (${c.format}): ${c.change}`);
   }
   if (p.action === 'rotate') {
     row('old key', p.oldFingerprint);
@@ -168,7 +169,7 @@ export function renderPlan(p: RotationPlan): string {
     for (const r of p.undecryptable.rows) out.push(`      ${r.table}.${r.column}${r.path ? `#${r.path}` : ''} id=${r.id} (${r.kind}): ${r.code}`);
     if (p.undecryptable.count > p.undecryptable.rows.length) out.push(`      … and ${count(p.undecryptable.count - p.undecryptable.rows.length)} more`);
     row('config files', '');
-    for (const c of p.configs) out.push(`      ${c.path} (${c.format}): ${c.change}`);
+    for (const c of p.configs) out.push(`      ${c.address ?? c.path} (${c.format}): ${c.change}`);
     row('backup', `under ${p.backup.dir} (about ${bytes(p.backup.estimatedBytes)}${p.backup.freeBytes !== undefined ? `; ${bytes(p.backup.freeBytes)} free` : ''})`);
     const hooks = (['stop', 'start', 'health'] as const).filter((h) => p.hooks[h]).map((h) => `${h}: ${p.hooks[h]}`);
     row('hooks', hooks.length ? hooks.join('; ') : 'none');

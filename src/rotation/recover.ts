@@ -22,6 +22,7 @@ import { startServer } from './hooks';
 import { targetsWithout, writeKeyInto } from './keys';
 import { readPending, removePending } from './pending';
 import { scanWith } from './verify';
+import type { ReportNode } from './report';
 
 export interface RecoverResult {
   readonly action: 'none' | 'finished' | 'undone';
@@ -29,6 +30,10 @@ export interface RecoverResult {
   readonly fingerprint: string;
   readonly configsWritten: readonly string[];
   readonly tempFilesRemoved: readonly string[];
+  /** Nodes on other hosts: how each ended up. */
+  readonly nodes?: ReadonlyArray<ReportNode>;
+  /** Nodes on other hosts: the jobs of earlier runs this recover finished. */
+  readonly jobsFinished?: ReadonlyArray<{ readonly host: string; readonly id: string; readonly op: string; readonly state: string }>;
 }
 
 /**

@@ -43,6 +43,26 @@ export interface RotationReport {
   readonly timing: TimingSummary;
   readonly verification: RotationVerification;
   readonly outcome: 'verified' | 'verify-failed';
+  /**
+   * Nodes on other hosts (a rotation run from another machine): every node
+   * with its host, and how it got the new key: by the rotation on the
+   * primary node's host, by `master-key set` on its own host, or not (out of
+   * step, with why).
+   */
+  readonly nodes?: ReadonlyArray<ReportNode>;
+  /** The machine that ran the rotation over SSH, when it was not the primary node's host. */
+  readonly runner?: string;
+}
+
+/** A node in the report of a rotation run from another machine. */
+export interface ReportNode {
+  readonly address: string;
+  readonly host: string;
+  readonly path: string;
+  readonly before?: string;
+  readonly after?: string;
+  readonly setBy: 'rotation' | 'set' | 'unchanged' | 'not set';
+  readonly error?: string;
 }
 
 /** What a verification checked and what that proves. */
@@ -115,7 +135,16 @@ export function renderMarkdown(r: RotationReport): string {
   for (const [k, v] of Object.entries(r.byKind)) lines.push(`| ${k} | ${count(v)} |`);
   lines.push(`| **total** | **${count(r.updated)}** |`, '');
   lines.push(`## Config files`, '');
-  for (const c of r.configs) lines.push(`- \`${c.path}\`: \`${c.before}\` → \`${c.after}\``);
+  if (r.nodes) {
+    if (r.runner) lines.push(`Run from ${r.runner} over SSH; the rotation ran on the primary node's host, the other nodes got the key with \`master-key set\` on their own hosts.`, '');
+    lines.push(`| Node | Host | Key | How |`, `|---|---|---|---|`);
+    for (const n of r.nodes) {
+      const how = n.setBy === 'rotation' ? 'the rotation' : n.setBy === 'set' ? '`master-key set` (checked against the canary)' : n.setBy === 'unchanged' ? 'already held it' : `**NOT SET**: ${n.error ?? 'unknown'}`;
+      lines.push(`| \`${n.path}\` | ${n.host} | \`${n.before ?? '?'}\` → \`${n.after ?? n.before ?? '?'}\` | ${how} |`);
+    }
+  } else {
+    for (const c of r.configs) lines.push(`- \`${c.path}\`: \`${c.before}\` → \`${c.after}\``);
+  }
   if (r.newKeyFile) lines.push(`- new key also written to \`${r.newKeyFile}\` (mode 0600)`);
   lines.push('', `## Backup`, '');
   lines.push(`- location: \`${r.backup.path}\``);

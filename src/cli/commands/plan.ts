@@ -4,8 +4,7 @@ import { Command } from 'commander';
 import { ExitCode, ExitCodeValue } from '../../errors';
 import { atomicWriteFile } from '../../fsutil';
 import { renderPlan } from '../../rotation/plan';
-import { runPlan } from '../../rotation/preflight';
-import { CliCommand, CommonOpts, DeclaredOpts, Io, declared, emit, makeContext, withCommon, withDeclared, withBatchSize, withDirs, withHooks } from '../options';
+import { CliCommand, CommonOpts, DeclaredOpts, Io, declared, emit, onInstallation, withCommon, withDeclared, withBatchSize, withDirs, withHooks } from '../options';
 
 export interface PlanOptions extends CommonOpts, DeclaredOpts {
   detailedExitcode?: boolean;
@@ -19,8 +18,8 @@ export const plan = {
       .option('--out <file>', 'save the plan (JSON) for `apply --plan <file>`'),
 
   async run(o: PlanOptions, io: Io): Promise<ExitCodeValue> {
-    const ctx = makeContext(o, io);
-    const p = await runPlan(ctx, declared(o));
+    const d = declared(o);
+    const p = await onInstallation(o, io, async (inst) => (await inst.plan(d, { verify: true })).plan);
     if (o.out) atomicWriteFile(resolve(o.out), JSON.stringify(p, null, 2) + '\n', { mode: 0o600 });
     emit(io, o.json, p, renderPlan(p));
     if (p.blockers.length) return p.undecryptable.count ? ExitCode.UNDECRYPTABLE : ExitCode.FILES;

@@ -1,9 +1,10 @@
 /** `master-key restore`: put a backup back without stranding a secret, or `--drill`: restore it into a scratch copy and prove it opens. */
 import { resolve } from 'node:path';
+import { isSshAddress } from '../../remote/address';
+import type { DrillResult, RestoreResult } from '../../rotation/restore';
 import { Command } from 'commander';
 import { ExitCode, ExitCodeValue } from '../../errors';
-import { runDrill, runRestore } from '../../rotation/restore';
-import { CliCommand, CommonOpts, Io, emit, makeContext, withBatchSize, withCommon } from '../options';
+import { CliCommand, CommonOpts, Io, emit, onInstallation, withBatchSize, withCommon } from '../options';
 
 export interface RestoreOptions extends CommonOpts {
   backup: string;
@@ -23,8 +24,8 @@ export const restore = {
       .option('--drill', 'restore into a scratch copy and open every value with the backup\'s key; the live database and config files are not touched'),
 
   async run(o: RestoreOptions, io: Io): Promise<ExitCodeValue> {
-    const ctx = makeContext(o, io);
-    const r = o.drill ? await runDrill(ctx, resolve(o.backup)) : await runRestore(ctx, resolve(o.backup));
+    const backup = o.config.some(isSshAddress) ? o.backup : resolve(o.backup);
+    const r = await onInstallation<RestoreResult | DrillResult>(o, io, (inst) => (o.drill ? inst.drill(backup) : inst.restore(backup)));
     emit(io, o.json, { ok: r.verification.ok, ...r }, '');
     return r.verification.ok ? ExitCode.OK : ExitCode.UNDECRYPTABLE;
   },
