@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { CONFIG_FORMATS, ConfigFormat } from '../config/formats';
 import { InstallationSettings, Spelling, buildContext } from '../context/build';
 import { ExitCodeValue, MasterKeyError } from '../errors';
+import { parseLockTimeout } from '../lock-timeout';
 import { Context, NewKeySource } from '../rotation/context';
 import { terminalProgress } from './progress';
 
@@ -40,6 +41,7 @@ export interface CommonOpts {
   startCommand?: string;
   healthCommand?: string;
   batchSize?: string;
+  lockTimeout?: string;
   json?: boolean;
 }
 
@@ -58,6 +60,7 @@ export function withCommon(cmd: Command): Command {
     .option('--database-url-entry <entry>', 'read the database URL from this entry of the primary config file instead (default with --inventory act: ACT_DATABASE_URL when the file holds it)')
     .option('--inventory <act|file>', 'secret inventory: the built-in ACT preset or an inventory JSON file', 'act')
     .option('--pending-file <path>', "the rotation's pending-key file (default: .<config name>.mk-pending beside the primary config)")
+    .option('--lock-timeout <duration>', 'how long to wait for a lock another session holds on the secret tables (or the SQLite file) before refusing with TABLES_BUSY, e.g. 30s, 500ms, 2min (default: 30s)')
     .option('--json', 'print stable JSON on stdout (human text goes to stderr)');
 }
 
@@ -135,6 +138,7 @@ export function settingsOf(o: CommonOpts): InstallationSettings {
     reportDir: o.reportDir,
     hooks: { stop: o.stopCommand, start: o.startCommand, health: o.healthCommand },
     batchSize,
+    lockTimeoutMs: o.lockTimeout !== undefined ? parseLockTimeout(o.lockTimeout, '--lock-timeout') : undefined,
   };
 }
 

@@ -17,6 +17,7 @@ import { Hooks } from '../rotation/hooks';
 import { defaultPendingPath } from '../rotation/pending';
 import { resolveStoreUrl } from '../store/open';
 import { configNode } from '../config/nodes';
+import { DEFAULT_LOCK_TIMEOUT_MS } from '../lock-timeout';
 
 /** Where the database URL comes from: an environment variable, an entry of the primary config file, or (neither given) the default. */
 export type DatabaseUrlSource = { readonly env: string } | { readonly entry: string };
@@ -45,6 +46,8 @@ export interface InstallationSettings {
   readonly hooks?: Hooks;
   /** Rows per batch (tuning). @default the store's */
   readonly batchSize?: number;
+  /** How long to wait for a lock another session holds, in ms. @default 30 s */
+  readonly lockTimeoutMs?: number;
 }
 
 /** How a surface names the settings in its sentences: `--database-url-env NAME` on the CLI, `database_url_env = "NAME"` in terraform. */
@@ -93,6 +96,7 @@ export function buildContext(s: InstallationSettings, surface: Surface): Context
     faults: new FaultPoints(surface.env.MASTER_KEY_TEST_KILL_AT),
     now: () => new Date(),
     batchSize: s.batchSize,
+    lockTimeoutMs: s.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
   };
 }
 
