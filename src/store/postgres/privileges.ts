@@ -63,7 +63,7 @@ export async function rotationBlockers(c: ClientBase, url: string, inv: Inventor
       } else if (t.missing.length) {
         blockers.push(
           privilegeMissing(
-            `The database role ${role} may not update ${t.qualified}, whose ${plural(t.missing, 'column', 'columns')} ${t.missing.join(', ')} hold secrets the rotation re-encrypts: grant it with ${grantTo(`GRANT UPDATE ON ${t.qualified}`)} (as the table's owner), then run the command again.`,
+            `The database role ${role} may not update ${t.qualified}, whose ${plural(t.missing, 'column', 'columns')} ${t.missing.join(', ')} ${plural(t.missing, 'holds', 'hold')} secrets the rotation re-encrypts: grant it with ${grantTo(`GRANT UPDATE ON ${t.qualified}`)} (as the table's owner), then run the command again.`,
           ),
         );
       } else {
