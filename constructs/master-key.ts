@@ -189,6 +189,7 @@ function providerRotation(key: MasterKey, fw: Framework, stack: IConstruct, logi
     startCommand: s.startCommand,
     healthCommand: s.healthCommand,
     newKeyFile: s.newKeyFile,
+    lockTimeout: s.lockTimeout,
     ...(s.verifySecrets ? { verifySecrets: true } : {}),
   }), logicalId);
   const output = new fw.lib.TerraformOutput(key, 'key', { value: { fingerprint: resource.fingerprint, generation: resource.databaseGeneration, nodes_in_sync: resource.nodesInSync } });

@@ -41,6 +41,7 @@ export interface MasterkeyKeyConfig extends MasterkeyInstallationConfig {
   readonly startCommand?: string;
   readonly healthCommand?: string;
   readonly newKeyFile?: string;
+  readonly lockTimeout?: string;
   readonly verifySecrets?: boolean;
 }
 
@@ -158,6 +159,7 @@ function terraformArguments(lib: FrameworkModule) {
       start_command: str(c.startCommand),
       health_command: str(c.healthCommand),
       new_key_file: str(c.newKeyFile),
+      lock_timeout: str(c.lockTimeout),
       verify_secrets: bool(c.verifySecrets),
     }),
     status: (c: DataMasterkeyStatusConfig) => ({ ...installation(c), max_age_days: num(c.maxAgeDays) }),

@@ -12,6 +12,7 @@
 import { isMasterKeyError } from '../src/errors';
 import { parseSshAddress } from '../src/remote/address';
 import { CONNECTION_SETTINGS, connectionOf } from '../src/remote/connection';
+import { lockTimeoutMs } from '../src/lock-timeout';
 import { quotable } from './credentials';
 import { MasterKeyInventory } from './inventory-source';
 import { checkPolicyProps } from './policy';
@@ -230,7 +231,7 @@ function environmentOf(props: MasterKeyProps, database: Pick<MasterKeySettings, 
 }
 
 /** What the rotation does around the data: backups, reports, server hooks, the copy of the new key. */
-function hooks(props: MasterKeyProps, fail: Fail): Pick<MasterKeySettings, 'backupDir' | 'reportDir' | 'stopCommand' | 'startCommand' | 'healthCommand' | 'newKeyFile'> {
+function hooks(props: MasterKeyProps, fail: Fail): Pick<MasterKeySettings, 'backupDir' | 'reportDir' | 'stopCommand' | 'startCommand' | 'healthCommand' | 'newKeyFile' | 'lockTimeout'> {
   const text = (prop: 'backupDir' | 'reportDir' | 'stopCommand' | 'startCommand' | 'healthCommand' | 'newKeyFile'): string | undefined => {
     const v: unknown = props[prop];
     if (v === undefined) return undefined;
@@ -238,7 +239,12 @@ function hooks(props: MasterKeyProps, fail: Fail): Pick<MasterKeySettings, 'back
     return v as string;
   };
   const backupDir = text('backupDir');
+  const lockTimeout: unknown = props.lockTimeout;
+  if (lockTimeout !== undefined && (typeof lockTimeout !== 'string' || lockTimeoutMs(lockTimeout) === undefined)) {
+    fail('lockTimeout', `is ${quotable(lockTimeout)}, not a lock timeout`, 'give a duration of more than 0 and at most a day, such as "30s", "500ms" or "2min"');
+  }
   return {
+    lockTimeout: lockTimeout as string | undefined,
     backupDir,
     reportDir: text('reportDir') ?? backupDir,
     stopCommand: text('stopCommand'),
@@ -287,6 +293,7 @@ export function rotationArgv(s: MasterKeySettings): string[] {
     ...opt('--start-command', s.startCommand),
     ...opt('--health-command', s.healthCommand),
     ...opt('--new-key-out', s.newKeyFile),
+    ...opt('--lock-timeout', s.lockTimeout),
     ...connectionArgv(s),
   ];
 }

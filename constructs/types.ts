@@ -172,6 +172,15 @@ export interface MasterKeyProps {
    */
   readonly newKeyFile?: string;
   /**
+   * How long the rotation waits for a lock another session holds on the
+   * secret tables (a server stuck in a transaction; on SQLite, the file)
+   * before it refuses with TABLES_BUSY, having changed nothing and started
+   * the server again: a duration such as "30s", "500ms" or "2min"
+   * (`master-key apply --lock-timeout`, the provider's `lock_timeout`).
+   * @default "30s"
+   */
+  readonly lockTimeout?: string;
+  /**
    * The terraform resource that carries the rotation: the built-in
    * `terraform_data` (no provider download, works air-gapped),
    * `null_resource` from the hashicorp/null provider, or `provider`: the
@@ -244,6 +253,8 @@ export interface MasterKeySettings {
   readonly startCommand?: string;
   readonly healthCommand?: string;
   readonly newKeyFile?: string;
+  /** The lock timeout as given (checked); undefined: the tool's default. */
+  readonly lockTimeout?: string;
   readonly resourceType: RotationResourceType;
   readonly verifySecrets: boolean;
   readonly cliCommand: readonly string[];

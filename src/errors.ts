@@ -19,7 +19,7 @@ export const ExitCode = {
   KEY_MISMATCH: 5,
   /** Stored secrets do not open (before a rotation) or verification failed. */
   UNDECRYPTABLE: 6,
-  /** The database cannot be reached, is read-only or busy (a SQLite file held by another process), or failed. */
+  /** The database cannot be reached, is read-only, lacks a privilege the rotation needs, is busy (a lock held beyond the lock timeout), or failed. */
   DATABASE: 7,
   /** A config, backup, report or pending file cannot be read or written. */
   FILES: 8,
@@ -61,6 +61,8 @@ const CODES = {
   DB_UNREACHABLE: ExitCode.DATABASE,
   DB_READ_ONLY: ExitCode.DATABASE,
   DB_BUSY: ExitCode.DATABASE,
+  TABLES_BUSY: ExitCode.DATABASE,
+  DB_PRIVILEGE_MISSING: ExitCode.DATABASE,
   DB_ERROR: ExitCode.DATABASE,
   INVENTORY_INVALID: ExitCode.DATABASE,
   CONFIG_MISSING: ExitCode.FILES,

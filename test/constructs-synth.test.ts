@@ -269,6 +269,21 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
     }
   });
 
+  describe('MasterKey lockTimeout', () => {
+    it('reaches the rotation: --lock-timeout on the local-exec command, lock_timeout on masterkey_key; absent, neither (the tool defaults to 30s)', () => {
+      expect(localExec(stackWith(goodProps({ lockTimeout: '5s' })).stack).command).toMatch(/ --lock-timeout 5s$/);
+      expect(localExec(stackWith(goodProps()).stack).command).not.toContain('--lock-timeout');
+      const json = synthJson(stackWith(goodProps({ resourceType: RotationResourceType.PROVIDER, cliCommand: undefined, lockTimeout: '2min' })).stack);
+      expect(json.resource.masterkey_key.master_key_act).toEqual(expect.objectContaining({ lock_timeout: '2min' }));
+    });
+
+    it('refuses a lock timeout that is not one, naming the prop and the accepted forms', () => {
+      for (const bad of ['0s', '3m', 'soon', 30]) {
+        expect(() => stackWith(goodProps({ lockTimeout: bad as string }))).toThrow(/MasterKey stack\/key: lockTimeout is .*, not a lock timeout; give a duration of more than 0 and at most a day, such as "30s", "500ms" or "2min"/);
+      }
+    });
+  });
+
   describe("MasterKey synth (resourceType 'provider')", () => {
     const providerProps = (over: Partial<MasterKeyProps> = {}) => goodProps({ resourceType: RotationResourceType.PROVIDER, cliCommand: undefined, ...over });
     type Json = ReturnType<typeof synthJson> & { provider: { masterkey: unknown[] }; output: Record<string, { value: unknown }>; data?: Record<string, Record<string, Record<string, unknown>>> };

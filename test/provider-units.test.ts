@@ -12,8 +12,9 @@ import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { validateKey } from '../src/provider/arguments';
+import { settingsOf, validateKey } from '../src/provider/arguments';
 import { installationOf } from '../src/provider/engine';
+import { describeLockTimeout, lockTimeoutMs } from '../src/lock-timeout';
 import { LISTED_ROWS, errorDiagnostic, failureList } from '../src/provider/diagnostics';
 import { MasterKeyError } from '../src/errors';
 import { makeIdentity } from '../src/provider/certificate';
@@ -119,6 +120,23 @@ describe('arguments and import ids', () => {
     expect(text).toContain('ssh_nodes names "ssh://h/y", which config_files does not list');
     expect(nodes.filter((d) => JSON.stringify(d.attribute?.steps[0]) === '{"attribute_name":"config_files"}').length).toBe(2);
     expect(validateKey({ ...base, config_files: [a], ssh: UNKNOWN })).toEqual([]);
+  });
+
+  it('lock_timeout: a duration as the CLI takes it (into the context, in ms), anything else an error on the attribute', () => {
+    expect(validateKey({ ...base, lock_timeout: '1500ms' })).toEqual([]);
+    expect(settingsOf({ ...base, lock_timeout: '2min' }).lockTimeoutMs).toBe(120_000);
+    expect(settingsOf(base).lockTimeoutMs).toBeUndefined();
+    const [d] = validateKey({ ...base, lock_timeout: '3m' });
+    expect(d).toEqual(expect.objectContaining({ severity: 'ERROR', attribute: { steps: [{ attribute_name: 'lock_timeout' }] } }));
+    expect(d.summary).toBe('lock_timeout "3m" is not a lock timeout; give a duration of more than 0 and at most a day, such as 30s, 500ms, 2min or 1h.');
+  });
+
+  it('the lock timeout text: ms, s, min, h or plain seconds; never 0, m or more than a day', () => {
+    expect([lockTimeoutMs('30s'), lockTimeoutMs('500ms'), lockTimeoutMs(' 2min '), lockTimeoutMs('1h'), lockTimeoutMs('0.5'), lockTimeoutMs('45')]).toEqual([30_000, 500, 120_000, 3_600_000, 500, 45_000]);
+    for (const bad of ['0', '0s', '3m', '25h', '-1s', 'soon', '', '1 day']) expect(lockTimeoutMs(bad)).toBeUndefined();
+    expect(describeLockTimeout(30_000)).toBe('30 s');
+    expect(describeLockTimeout(500)).toBe('500 ms');
+    expect(describeLockTimeout(120_000)).toBe('2 min');
   });
 
   it('parses NAME:PATH[,PATH] and JSON import ids, refusing unknown arguments', () => {

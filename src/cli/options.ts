@@ -12,6 +12,7 @@ import { isSshAddress, parseSshAddress } from '../remote/address';
 import type { SshNodeSettings, SshSettings } from '../remote/connection';
 import { CLI_SPELLING } from '../context/spelling';
 import { ExitCodeValue, MasterKeyError } from '../errors';
+import { parseLockTimeout } from '../lock-timeout';
 import { Context, NewKeySource } from '../rotation/context';
 import { terminalProgress } from './progress';
 
@@ -57,6 +58,7 @@ export interface CommonOpts extends SshOpts {
   healthCommand?: string;
   batchSize?: string;
   localReportDir?: string;
+  lockTimeout?: string;
   json?: boolean;
 }
 
@@ -75,6 +77,7 @@ export function withCommon(cmd: Command): Command {
     .option('--database-url-entry <entry>', 'read the database URL from this entry of the primary config file instead (default with --inventory act: ACT_DATABASE_URL when the file holds it)')
     .option('--inventory <act|file>', 'secret inventory: the built-in ACT preset or an inventory JSON file', 'act')
     .option('--pending-file <path>', "the rotation's pending-key file (default: .<config name>.mk-pending beside the primary config)")
+    .option('--lock-timeout <duration>', 'how long to wait for a lock another session holds on the secret tables (or the SQLite file) before refusing with TABLES_BUSY, e.g. 30s, 500ms, 2min (default: 30s)')
     .option('--json', 'print stable JSON on stdout (human text goes to stderr)');
   return withSsh(cmd).addHelpText('after', SSH_HELP);
 }
@@ -221,6 +224,7 @@ export function settingsOf(o: CommonOpts): InstallationSettings {
     batchSize,
     ...sshSettingsOf(o, o.config.length ? o.config : [DEFAULT_CONFIG]),
     localReportDir: o.localReportDir,
+    lockTimeoutMs: o.lockTimeout !== undefined ? parseLockTimeout(o.lockTimeout, '--lock-timeout') : undefined,
   };
 }
 

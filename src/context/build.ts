@@ -20,6 +20,7 @@ import { ConfigNode, configNodes } from '../config/nodes';
 export { CLI_SPELLING, TERRAFORM_SPELLING, type Spelling } from './spelling';
 import type { Spelling } from './spelling';
 import type { SshNodeSettings, SshSettings } from '../remote/connection';
+import { DEFAULT_LOCK_TIMEOUT_MS } from '../lock-timeout';
 
 /** Where the database URL comes from: an environment variable, an entry of the primary config file, or (neither given) the default. */
 export type DatabaseUrlSource = { readonly env: string } | { readonly entry: string };
@@ -58,6 +59,8 @@ export interface InstallationSettings {
    * @default master-key-reports in the working directory
    */
   readonly localReportDir?: string;
+  /** How long to wait for a lock another session holds, in ms. @default 30 s */
+  readonly lockTimeoutMs?: number;
 }
 
 /** What the surface running the command gives it: its environment, its output sinks, its spelling. */
@@ -108,6 +111,7 @@ export function buildContext(s: InstallationSettings, surface: Surface): Context
     faults: new FaultPoints(surface.env.MASTER_KEY_TEST_KILL_AT),
     now: () => new Date(),
     batchSize: s.batchSize,
+    lockTimeoutMs: s.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
   };
 }
 

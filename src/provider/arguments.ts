@@ -16,6 +16,7 @@ import { quietProgress } from '../rotation/context';
 import type { Declared } from '../rotation/decide';
 import { parseEpoch, rotationWindow } from '../../constructs/window';
 import { UNKNOWN, Value } from './cty';
+import { lockTimeoutMs, parseLockTimeout } from '../lock-timeout';
 import type { AttributePathStep, Diagnostic } from './protocol';
 import type { KeyObject, NamesOf, StatusObject, KEY_RESOURCE } from './schema';
 
@@ -150,6 +151,10 @@ export function validateKey(o: KeyObject): Diagnostic[] {
   if ((o.rotation_epoch !== null || o.rotation_evaluated_at !== null) && o.rotation_period_days === null) {
     d.push(attributeError('rotation_period_days', 'rotation_epoch and rotation_evaluated_at need rotation_period_days; set the period or leave them out.'));
   }
+  const lockTimeout = str(o.lock_timeout);
+  if (lockTimeout !== undefined && lockTimeoutMs(lockTimeout) === undefined) {
+    d.push(attributeError('lock_timeout', `lock_timeout ${shown(lockTimeout)} is not a lock timeout; give a duration of more than 0 and at most a day, such as 30s, 500ms, 2min or 1h.`));
+  }
   for (const a of ['backup_dir', 'report_dir', 'local_report_dir', 'new_key_file'] as const) {
     const v = str(o[a]);
     if (v !== undefined && !isAbsolute(v)) d.push(attributeError(a, `${a} ${shown(v)} is not an absolute path; write it absolute, e.g. with abspath().`));
@@ -175,7 +180,7 @@ export function providerSurface(log: (line: string) => void, env: NodeJS.Process
 }
 
 /** The resource's arguments for where files go and what runs around the rotation (the data source has none). */
-export type RotationArguments = Partial<Pick<KeyObject, 'backup_dir' | 'report_dir' | 'local_report_dir' | 'stop_command' | 'start_command' | 'health_command'>>;
+export type RotationArguments = Partial<Pick<KeyObject, 'backup_dir' | 'report_dir' | 'local_report_dir' | 'stop_command' | 'start_command' | 'health_command' | 'lock_timeout'>>;
 
 /** What an object's (known) arguments declare; report_dir defaults to backup_dir when that is given. */
 export function settingsOf(o: InstallationObject & RotationArguments): InstallationSettings {
@@ -193,6 +198,7 @@ export function settingsOf(o: InstallationObject & RotationArguments): Installat
     hooks: { stop: str(o.stop_command ?? null), start: str(o.start_command ?? null), health: str(o.health_command ?? null) },
     ...connectionsOf(o),
     localReportDir: str(o.local_report_dir ?? null),
+    lockTimeoutMs: str(o.lock_timeout ?? null) !== undefined ? parseLockTimeout(str(o.lock_timeout ?? null)!, 'lock_timeout') : undefined,
   };
 }
 

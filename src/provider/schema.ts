@@ -105,6 +105,11 @@ export const KEY_RESOURCE = block(
     arg('start_command', 'string', 'Shell command that starts the server after the rotation.'),
     arg('health_command', 'string', 'Shell command that checks the server after it started.'),
     arg('new_key_file', 'string', 'Absolute path of a file (created 0600) that receives a copy of each new key.'),
+    arg(
+      'lock_timeout',
+      'string',
+      'How long the rotation waits for a lock another session holds on the secret tables (or the SQLite file) before it refuses with TABLES_BUSY, having changed nothing and started the server again: a duration such as 30s, 500ms or 2min (default 30s).',
+    ),
     arg('verify_secrets', 'bool', 'Open every secret during refresh and plan (slow on large databases), not just count them (apply always does); values that do not open are an error at plan.'),
     ...KEY_STATE,
     out('database_generation', 'number', "The database's key generation."),

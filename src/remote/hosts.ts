@@ -127,6 +127,7 @@ export class Hosts {
       ...(g.primary ? { pendingFile: s.pendingFile, backupDir: s.backupDir, reportDir: s.reportDir } : {}),
       hooks: withHooks ? (s.hooks ?? {}) : {},
       batchSize: s.batchSize,
+      lockTimeoutMs: s.lockTimeoutMs,
     };
   }
 

@@ -56,4 +56,6 @@ export interface Context {
   readonly faults: FaultPoints;
   readonly now: () => Date;
   readonly batchSize?: number;
+  /** How long the tool's sessions wait for a lock another session holds (`OpenOptions.lockTimeoutMs`). */
+  readonly lockTimeoutMs: number;
 }

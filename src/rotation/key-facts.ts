@@ -60,7 +60,7 @@ export function reportOf(dir: string, rotationId: string, toGeneration: number):
 
 /** The secrets per kind, counted by the store (aggregate queries: nothing opened, no rotation or write lock taken). */
 export function counted(ctx: Context): Promise<InventoryCounts> {
-  return withStore(ctx.databaseUrl, { doing: 'counting the stored secrets', label: 'terraform-provider-masterkey' }, (store) => store.count(ctx.inventory));
+  return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'counting the stored secrets', label: 'terraform-provider-masterkey' }, (store) => store.count(ctx.inventory));
 }
 
 /**
@@ -124,7 +124,7 @@ export interface KeyPlan {
  */
 export async function rotationPlan(ctx: Context, declared: Declared, opts: { verify?: boolean } = {}): Promise<KeyPlan> {
   assertNoPending(ctx);
-  return withStore(ctx.databaseUrl, { doing: 'planning the rotation', label: 'terraform-provider-masterkey' }, async (store) => {
+  return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'planning the rotation', label: 'terraform-provider-masterkey' }, async (store) => {
     const g = await gather(ctx, store, declared, { open: opts.verify === true });
     const scan = opts.verify ? (g.scan ?? (await scanWith(ctx, store, g.oldKey))) : undefined;
     const undecryptable = scan && scan.failureCount > 0 ? { count: scan.failureCount, rows: scan.failures, fingerprint: g.oldKey.fingerprint } : undefined;

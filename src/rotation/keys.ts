@@ -129,7 +129,7 @@ export async function runSet(ctx: Context, target: ConfigTarget, source: NewKeyS
   if (source.kind === 'generate') throw new MasterKeyError('USAGE', 'Say where the key comes from: --key-file <path>, --key-stdin or --key-env <NAME>.');
   assertNoPending(ctx);
   const key: MasterKey = obtainNewKey(source);
-  return withStore(ctx.databaseUrl, { doing: 'checking the key against the canary' }, async (store) => {
+  return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'checking the key against the canary' }, async (store) => {
     const canary = requireCanary(await store.readCanary());
     if (!canaryOpensWith(canary, key)) {
       throw new MasterKeyError(

@@ -105,7 +105,7 @@ export interface ApplyState {
 export async function runApply(ctx: Context, opts: ApplyOptions): Promise<ApplyResult> {
   const startedAt = ctx.now();
   const runner = new Runner(ctx);
-  const session = { label: `master-key apply ${startedAt.toISOString()}`, doing: 'rotating the master key' };
+  const session = { lockTimeoutMs: ctx.lockTimeoutMs, label: `master-key apply ${startedAt.toISOString()}`, doing: 'rotating the master key' };
   return withStore(ctx.databaseUrl, session, async (store) => {
     const s: ApplyState = { ctx, opts, store, rotationId: randomUUID(), startedAt, pendingKeyWritten: false, stopped: false, hooks: [], commit: 'none' };
     await runner.run(APPLY, s);
@@ -187,11 +187,20 @@ function restartIfNothingChanged(s: ApplyState, e: unknown): unknown {
   if (!s.stopped || s.commit !== 'none' || !s.ctx.hooks.start) return e;
   s.ctx.log('Nothing was changed; starting the server again.');
   try {
-    s.hooks.push(...startServer(s.ctx.hooks, s.ctx.log));
+    const ran = startServer(s.ctx.hooks, s.ctx.log);
+    s.hooks.push(...ran);
+    s.ctx.log('The server was started again; the database and the config files are as they were.');
+    // What apply reports (--json, the provider's diagnostic): nothing changed, and the server runs again.
+    return isMasterKeyError(e) ? withDetails(e, { nothingChanged: true, serverStartedAgain: ran.map((h) => ({ which: h.which, ms: h.ms })) }) : e;
   } catch (started) {
     s.ctx.log(`${(started as Error).message} Start the server yourself.`);
   }
   return e;
+}
+
+/** The same error with more details. */
+function withDetails(e: MasterKeyError, details: Record<string, unknown>): MasterKeyError {
+  return new MasterKeyError(e.code, e.message, { ...e.details, ...details }, { cause: e.cause });
 }
 
 async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void> {
@@ -334,7 +343,7 @@ async function proveCommitOrKeepKey(s: ApplyState, e: unknown): Promise<unknown>
 /** True only when a fresh session shows the committed canary still opening with the old key. */
 async function provenNotCommitted(ctx: Context, oldKey: MasterKey): Promise<boolean> {
   try {
-    return await withStore(ctx.databaseUrl, { doing: 'checking whether the COMMIT applied' }, async (store) => canaryOpensWith(requireCanary(await store.readCanary({ waitForWriters: true })), oldKey));
+    return await withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'checking whether the COMMIT applied' }, async (store) => canaryOpensWith(requireCanary(await store.readCanary({ waitForWriters: true })), oldKey));
   } catch {
     return false;
   }

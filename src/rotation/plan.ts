@@ -69,8 +69,10 @@ export interface RotationPlan {
   readonly configs: ReadonlyArray<{ readonly path: string; readonly format: string; readonly entry: string; readonly fingerprint: string; readonly change: string; readonly address?: string; readonly host?: string }>;
   readonly backup: { readonly dir: string; readonly estimatedBytes: number; readonly freeBytes?: number };
   readonly hooks: Hooks;
-  /** Reasons the plan cannot be applied (undecryptable rows, unwritable files, …). */
+  /** Reasons the plan cannot be applied (undecryptable rows, unwritable files, a missing privilege, …). */
   readonly blockers: readonly string[];
+  /** For each blocker, the error code apply refuses with (UNDECRYPTABLE_ROWS, DB_PRIVILEGE_MISSING, …). */
+  readonly blockerCodes: readonly ErrorCode[];
   /** Digest of the facts apply re-checks: a saved plan is stale when it differs. */
   readonly digest: string;
 }
@@ -113,15 +115,15 @@ export function malformedNote(failures: readonly Pick<SecretFailure, 'code'>[]):
 export function buildPlan(f: PlanFacts): RotationPlan {
   const secrets = { total: f.scan?.total ?? f.counts.values, byKind: { ...(f.scan?.byKind ?? f.counts.byKind) }, rows: f.counts.rows };
   const newFp = f.decision.rotate ? (f.newFingerprint ?? GENERATED_AT_APPLY) : f.oldFingerprint;
-  const blockers: string[] = [];
+  const blocked: PreflightFact[] = [];
   const outOfStep = f.configs.filter((c) => c.fingerprint !== f.oldFingerprint);
   if (f.scan && f.scan.failureCount > 0) {
-    blockers.push(`${count(f.scan.failureCount)} stored value(s) do not open with the old key ${f.oldFingerprint}${malformedNote(f.scan.failures)}; fix or restore them before rotating (listed above).`);
+    blocked.push({ problem: `${count(f.scan.failureCount)} stored value(s) do not open with the old key ${f.oldFingerprint}${malformedNote(f.scan.failures)}; fix or restore them before rotating (listed above).`, code: 'UNDECRYPTABLE_ROWS' });
   }
   if (f.decision.rotate && f.newFingerprint && f.newFingerprint === f.oldFingerprint) {
-    blockers.push('The new key is the same as the old key; supply a different key or let apply generate one.');
+    blocked.push({ problem: 'The new key is the same as the old key; supply a different key or let apply generate one.', code: 'KEY_SAME' });
   }
-  if (f.decision.rotate) blockers.push(...f.preflight.map((p) => p.problem));
+  if (f.decision.rotate) blocked.push(...f.preflight);
   return {
     format: PLAN_FORMAT,
     createdAt: f.now.toISOString(),
@@ -145,7 +147,8 @@ export function buildPlan(f: PlanFacts): RotationPlan {
     })),
     backup: { dir: f.backupDir, estimatedBytes: f.backupEstimateBytes, freeBytes: f.backupFreeBytes },
     hooks: f.hooks,
-    blockers,
+    blockers: blocked.map((b) => b.problem),
+    blockerCodes: blocked.map((b) => b.code),
     digest: planDigest(f),
   };
 }

@@ -41,7 +41,7 @@ function problemOf(e: unknown): PreflightFact {
   return { problem: (e as Error).message, code: errno === 'ENOSPC' || errno === 'EDQUOT' ? 'DISK_FULL' : (err?.code ?? 'FILE_ERROR') };
 }
 
-/** Config files, backup and report directories writable, and room for the backup. */
+/** Config files, backup and report directories writable, and room for the backup (the database's preconditions: `Store.rotationBlockers`). */
 export function preflight(ctx: Context, estimateBytes: number): { problems: PreflightFact[]; free?: number } {
   const problems: PreflightFact[] = [];
   for (const t of ctx.targets) {
@@ -117,6 +117,8 @@ export async function gather(ctx: Context, store: Store, declared: Declared, opt
   const counts = await store.count(ctx.inventory);
   const estimate = backupEstimate(counts, ctx);
   const pre = decision.rotate ? preflight(ctx, estimate) : { problems: [], free: undefined };
+  // What the transaction needs of the database (a writable database, its privileges), first: apply refuses with the first blocker.
+  const database: PreflightFact[] = decision.rotate ? [...(await store.rotationBlockers(ctx.inventory))] : [];
   const facts: PlanFacts = {
     now: ctx.now(),
     database: store.description,
@@ -133,7 +135,7 @@ export async function gather(ctx: Context, store: Store, declared: Declared, opt
     backupEstimateBytes: estimate,
     backupFreeBytes: pre.free,
     hooks: ctx.hooks,
-    preflight: pre.problems,
+    preflight: [...database, ...pre.problems],
   };
   return { oldKey, canary, decision, counts, scan, facts, plan: buildPlan(facts) };
 }
@@ -181,5 +183,5 @@ export function undecryptableRows(scan: Pick<ScanResult, 'failures' | 'failureCo
 /** `master-key plan`: read-only; returns the plan. */
 export async function runPlan(ctx: Context, declared: Declared): Promise<RotationPlan> {
   assertNoPending(ctx);
-  return withStore(ctx.databaseUrl, { doing: 'planning the rotation' }, async (store) => (await gather(ctx, store, declared, { open: true })).plan);
+  return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'planning the rotation' }, async (store) => (await gather(ctx, store, declared, { open: true })).plan);
 }

@@ -73,7 +73,7 @@ async function verifyUnverifiedRotation(ctx: Context, store: Store, canary: Cana
 }
 
 export async function runRecover(ctx: Context): Promise<RecoverResult> {
-  const session = { label: `master-key recover ${ctx.now().toISOString()}`, doing: 'recovering the rotation' };
+  const session = { lockTimeoutMs: ctx.lockTimeoutMs, label: `master-key recover ${ctx.now().toISOString()}`, doing: 'recovering the rotation' };
   return withStore(ctx.databaseUrl, session, async (store) => {
     await store.lockRotation();
     // Read only under the lock: a rotation that held it may have created or removed the file meanwhile.

@@ -113,7 +113,7 @@ export async function runRestore(ctx: Context, backupPath: string): Promise<Rest
   const manifest = readBackup(backupPath);
   const key = backupKey(backupPath, manifest);
   assertSameLocations(ctx, manifest, backupPath);
-  const session = { label: `master-key restore ${ctx.now().toISOString()}`, doing: 'restoring the backup' };
+  const session = { lockTimeoutMs: ctx.lockTimeoutMs, label: `master-key restore ${ctx.now().toISOString()}`, doing: 'restoring the backup' };
   return withStore(ctx.databaseUrl, session, async (store) => {
     await store.assertWritable();
     await store.lockRotation();
@@ -185,7 +185,7 @@ export async function runDrill(ctx: Context, backupPath: string): Promise<DrillR
   const manifest = readBackup(backupPath);
   const key = backupKey(backupPath, manifest);
   assertSameLocations(ctx, manifest, backupPath);
-  const session = { label: `master-key restore --drill ${ctx.now().toISOString()}`, doing: 'restoring the backup into a scratch copy' };
+  const session = { lockTimeoutMs: ctx.lockTimeoutMs, label: `master-key restore --drill ${ctx.now().toISOString()}`, doing: 'restoring the backup into a scratch copy' };
   const r = await withStore(ctx.databaseUrl, session, (store) =>
     store.drill({ backup: toRestore(backupPath, manifest), inventory: ctx.inventory, batchSize: ctx.batchSize }, async (tx, copy) => {
       const scan = await withProgress(ctx.progress, 'opening every restored value', undefined, (tick) => tx.scan(copy.inventory, new Keyring([key]), { onProgress: tick, batchSize: ctx.batchSize }));

@@ -43,7 +43,7 @@ export interface StatusResult {
 /** `master-key status`: key, generation, age vs policy, every node's key, interrupted rotations. */
 export async function runStatus(ctx: Context, opts: { maxAgeMs?: number }): Promise<StatusResult> {
   const pending = readPending(ctx.pendingPath);
-  return withStore(ctx.databaseUrl, { doing: 'reading the key status' }, async (store) => {
+  return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'reading the key status' }, async (store) => {
     const canary = requireCanary(await store.readCanary());
     let fileProblem = false;
     const nodes: NodeStatus[] = ctx.targets.map((t) => {

@@ -17,7 +17,7 @@ import type { KeySource } from '../crypto/codec';
 import type { MasterKey } from '../crypto/key';
 import type { VerifyOptions, VerifyResult } from '../engine/verify';
 import type { ReencryptResult, ScanResult, WalkOptions } from '../engine/walk';
-import { MasterKeyError } from '../errors';
+import { ErrorCode, MasterKeyError } from '../errors';
 import { Inventory, inventoryKinds } from '../inventory/inventory';
 
 export type { VerifyOptions, VerifyResult } from '../engine/verify';
@@ -361,10 +361,31 @@ export interface WriteTx extends ReadTx {
   insertHistory(row: HistoryRow): Promise<void>;
 }
 
+/**
+ * A precondition of the rotation's transaction that does not hold (plan
+ * lists it as a blocker; apply refuses with it before the stop hook).
+ */
+export interface RotationBlocker {
+  /** One sentence: what is missing, naming the table or file, and what to grant or fix. */
+  readonly problem: string;
+  /** The error apply refuses with: DB_READ_ONLY, DB_PRIVILEGE_MISSING. */
+  readonly code: ErrorCode;
+}
+
 /** How a store is opened. */
 export interface OpenOptions {
   /** Names this session to other sessions, e.g. as the lock holder ("master-key apply 2026-…"). @default "master-key" */
   readonly label?: string;
+  /**
+   * How long a statement of this session waits for a lock another session
+   * holds (PostgreSQL: `lock_timeout` in the write transaction; SQLite: the
+   * busy timeout) before it fails: TABLES_BUSY, naming the holders where
+   * the database can tell, when the write transaction cannot lock the
+   * secret tables (or, on SQLite, the file). Only this timeout applies: the
+   * database's own statement and idle-in-transaction timeouts are switched
+   * off for the tool's sessions. @default 30 s (`DEFAULT_LOCK_TIMEOUT_MS`)
+   */
+  readonly lockTimeoutMs?: number;
 }
 
 /** One session on the database that holds the secrets. */
@@ -375,6 +396,16 @@ export interface Store {
   identity(): Promise<StoreIdentity>;
   /** Fails with DB_READ_ONLY, changing nothing, unless this session can write (not a standby, not a read-only file). */
   assertWritable(): Promise<void>;
+  /**
+   * Every precondition of the rotation's transaction on `inv` that does not
+   * hold for this session, found without locking or writing anything: a
+   * writable database (DB_READ_ONLY), and the rights the transaction uses
+   * (DB_PRIVILEGE_MISSING: PostgreSQL's UPDATE on each secret column, the
+   * right to lock each secret table, the writes in schema master_key;
+   * SQLite's file and its directory, where the journal and the lock file
+   * go). Empty when the transaction can run.
+   */
+  rotationBlockers(inv: Inventory): Promise<readonly RotationBlocker[]>;
   /**
    * Takes the rotation lock for the life of this session: released by
    * `close()`, and never kept by a holder that died (a lock row or file

@@ -1,7 +1,7 @@
 /** `master-key plan`: the dry run; shows everything apply would do and writes nothing (except `--out`). */
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { ExitCode, ExitCodeValue } from '../../errors';
+import { ExitCode, ExitCodeValue, exitCodeFor } from '../../errors';
 import { atomicWriteFile } from '../../fsutil';
 import { renderPlan } from '../../rotation/plan';
 import { CliCommand, CommonOpts, DeclaredOpts, Io, declared, emit, onInstallation, withCommon, withDeclared, withBatchSize, withDirs, withHooks } from '../options';
@@ -22,7 +22,8 @@ export const plan = {
     const p = await onInstallation(o, io, async (inst) => (await inst.plan(d, { verify: true })).plan);
     if (o.out) atomicWriteFile(resolve(o.out), JSON.stringify(p, null, 2) + '\n', { mode: 0o600 });
     emit(io, o.json, p, renderPlan(p));
-    if (p.blockers.length) return p.undecryptable.count ? ExitCode.UNDECRYPTABLE : ExitCode.FILES;
+    // The exit code apply would refuse with: the first blocker's.
+    if (p.blockers.length) return exitCodeFor(p.blockerCodes[0]);
     return o.detailedExitcode && p.action !== 'none' ? ExitCode.CHANGES : ExitCode.OK;
   },
 } satisfies CliCommand;

@@ -29,6 +29,7 @@ import {
   ReadTx,
   RestoreCounts,
   Restoration,
+  RotationBlocker,
   Rotation,
   RotationResult,
   ScratchCopy,
@@ -38,11 +39,15 @@ import {
 } from '../store';
 import { BackupTee, SECRETS_FILE } from './backup';
 import { countInventory } from './counts';
-import { assertWritable, connect, describeUrl, translatePgError, withTransaction } from './client';
+import { assertWritable, connect, describeUrl, isLockTimeout, processId, translatePgError, withTransaction } from './client';
+import { BlockerWatch, LockWait, tablesBusy } from './blockers';
+import { rotationBlockers } from './privileges';
+import { DEFAULT_LOCK_TIMEOUT_MS } from '../../lock-timeout';
 import { reencryptInventory } from './reencrypt';
 import { restoreValues, scratchCopy } from './restore';
 import { scanInventory, verifyInventory } from './scan';
 import {
+  META_SCHEMA,
   acquireRotationLock,
   createMetadata,
   databaseIdentity,
@@ -57,22 +62,56 @@ import {
 
 /** Opens a PostgreSQL store on `url` (a `postgres://` or `postgresql://` connection string). */
 export async function openPostgres(url: string, opts: OpenOptions = {}): Promise<Store> {
-  return new PostgresStore(await connect(url, { applicationName: opts.label }), url);
+  const lockTimeoutMs = opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+  return new PostgresStore(await connect(url, { applicationName: opts.label, lockTimeoutMs }), url, lockTimeoutMs);
 }
 
 /** Reads and writes on the store's connection, inside the transaction `read`/`write` opened. */
 class PostgresTx implements WriteTx {
+  /** The secret tables the write transaction locked (or is locking). */
+  private locking: readonly string[] = [];
+
   constructor(
     private readonly c: Client,
     private readonly url: string,
+    private readonly lockTimeoutMs: number,
   ) {}
 
   canary(): Promise<CanaryRow | undefined> {
     return readCanary(this.c);
   }
 
+  /** Waits for a transaction holding the canary at most the lock timeout (TABLES_BUSY naming it). */
   canaryForUpdate(): Promise<CanaryRow | undefined> {
-    return readCanary(this.c, true);
+    return this.bounded({ tables: [`${META_SCHEMA}.canary`], rows: true }, () => readCanary(this.c, true));
+  }
+
+  /**
+   * Runs a statement that waits for locks; if the lock timeout cuts the
+   * wait short, refuses with TABLES_BUSY naming the sessions it waited for
+   * (watched from a second connection while it waits).
+   */
+  private async bounded<T>(wait: LockWait, fn: () => Promise<T>): Promise<T> {
+    const watch = new BlockerWatch(this.url, processId(this.c), wait, this.lockTimeoutMs);
+    try {
+      return await fn();
+    } catch (e) {
+      throw isLockTimeout(e) ? tablesBusy(wait, await watch.blockers(), this.lockTimeoutMs, e) : e;
+    } finally {
+      await watch.stop();
+    }
+  }
+
+  /** A lock wait cut short elsewhere in the write transaction (the re-encryption's EXCLUSIVE lock): TABLES_BUSY naming the holders, before the rollback. */
+  async busy(e: unknown): Promise<unknown> {
+    if (!isLockTimeout(e) || (isMasterKeyError(e, 'TABLES_BUSY') && e.details.blockers)) return e;
+    const wait = { tables: this.locking.length ? this.locking : [`${META_SCHEMA}.canary`] };
+    const watch = new BlockerWatch(this.url, processId(this.c), wait, this.lockTimeoutMs);
+    try {
+      return tablesBusy(wait, await watch.blockers(), this.lockTimeoutMs, e);
+    } finally {
+      await watch.stop();
+    }
   }
 
   scan(inv: Inventory, keys: KeySource, opts?: WalkOptions) {
@@ -85,8 +124,9 @@ class PostgresTx implements WriteTx {
 
   /** SHARE ROW EXCLUSIVE: blocks writers, not readers (the re-encryption's EXCLUSIVE lock goes further while it rewrites). */
   async lockSecretTables(inv: Inventory): Promise<void> {
-    const tables = [...new Set(inv.entries.map((e) => e.table))].map(quoteIdent);
-    if (tables.length) await this.c.query(`LOCK TABLE ${tables.join(', ')} IN SHARE ROW EXCLUSIVE MODE`);
+    const tables = [...new Set(inv.entries.map((e) => e.table))];
+    this.locking = tables;
+    if (tables.length) await this.bounded({ tables }, () => this.c.query(`LOCK TABLE ${tables.map(quoteIdent).join(', ')} IN SHARE ROW EXCLUSIVE MODE`));
   }
 
   /**
@@ -127,9 +167,10 @@ class PostgresStore implements Store {
   constructor(
     private readonly c: Client,
     private readonly url: string,
+    private readonly lockTimeoutMs: number,
   ) {
     this.description = describeUrl(url);
-    this.tx = new PostgresTx(c, url);
+    this.tx = new PostgresTx(c, url, lockTimeoutMs);
   }
 
   identity() {
@@ -138,6 +179,10 @@ class PostgresStore implements Store {
 
   assertWritable(): Promise<void> {
     return assertWritable(this.c, this.url);
+  }
+
+  rotationBlockers(inv: Inventory): Promise<readonly RotationBlocker[]> {
+    return rotationBlockers(this.c, this.url, inv);
   }
 
   lockRotation(): Promise<void> {
@@ -187,8 +232,16 @@ class PostgresStore implements Store {
     return withTransaction(this.c, () => fn(this.tx), 'read only');
   }
 
+  /** Every lock wait in it is bounded by the lock timeout (`SET LOCAL lock_timeout`); one cut short is TABLES_BUSY, naming who held the lock. */
   write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
-    return withTransaction(this.c, () => fn(this.tx));
+    return withTransaction(this.c, async () => {
+      await this.c.query(`SET LOCAL lock_timeout = ${Math.round(this.lockTimeoutMs)}`);
+      try {
+        return await fn(this.tx);
+      } catch (e) {
+        throw await this.tx.busy(e);
+      }
+    });
   }
 
   /** Temporary tables in a transaction that always rolls back (CREATE TEMPORARY needs a read-write transaction, but touches no live table). */

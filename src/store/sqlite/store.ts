@@ -27,6 +27,7 @@ import {
   ReencryptResult,
   RestoreCounts,
   Restoration,
+  RotationBlocker,
   Rotation,
   RotationResult,
   ScratchCopy,
@@ -47,6 +48,8 @@ import { RotationLock } from './lock';
 import { readerAvailable, readerBackup, readerCheckpoint, readerFinish, readerReseal, readerVerifyPart } from './reader';
 import { CANARY_TABLE, databaseId, insertCanary, insertHistory, lastHistory, readCanary, replaceCanary, setHistoryOutcome, tableExists } from './meta';
 import { sqliteFile } from './url';
+import { processesLocking } from './holders';
+import { DEFAULT_LOCK_TIMEOUT_MS, describeLockTimeout } from '../../lock-timeout';
 import { planTables, reencryptValues, scanValues, verifyValues, worthThreads } from './values';
 
 /** Whether the database is in WAL mode (else a rollback journal). */
@@ -57,8 +60,9 @@ function isWal(db: Db): boolean {
 /** Opens a SQLite store on `url` (`sqlite:/absolute/path`; a relative path against the working directory). */
 export async function openSqlite(url: string, opts: OpenOptions = {}): Promise<SqliteStore> {
   const file = sqliteFile(url);
-  const db = connect(file);
-  return new SqliteStore(db, realpathSync(file), opts.label ?? 'master-key');
+  const lockTimeoutMs = opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+  const db = connect(file, { timeout: lockTimeoutMs });
+  return new SqliteStore(db, realpathSync(file), opts.label ?? 'master-key', lockTimeoutMs);
 }
 
 /** Reads and writes on the store's connection, inside the transaction `read`/`write` opened. */
@@ -153,6 +157,12 @@ class SqliteTx implements WriteTx {
   }
 }
 
+/** A lock another connection holds, beyond the busy timeout. */
+function isBusy(e: unknown): boolean {
+  const code = String((e as { code?: unknown })?.code ?? '');
+  return code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
+}
+
 /** Rows changed by this connection so far. */
 function totalChanges(db: Db): number {
   return Number(db.prepare('SELECT total_changes()').pluck().get());
@@ -192,6 +202,7 @@ export class SqliteStore implements Store {
     private readonly db: Db,
     private readonly path: string,
     label: string,
+    private readonly lockTimeoutMs: number = DEFAULT_LOCK_TIMEOUT_MS,
   ) {
     this.tx = new SqliteTx(db, path);
     this.lock = new RotationLock(path, label);
@@ -215,6 +226,18 @@ export class SqliteStore implements Store {
       checkDirWritable(dirname(this.path), 'DB_READ_ONLY', "the SQLite database's directory (SQLite writes its journal there)");
     } catch (e) {
       throw isMasterKeyError(e) ? new MasterKeyError('DB_READ_ONLY', `${e.message.replace(/\.$/, '')}; nothing was changed.`, e.details, { cause: e }) : e;
+    }
+  }
+
+  /** The file and its directory writable (DB_READ_ONLY otherwise); SQLite has no privileges of its own. */
+  async rotationBlockers(): Promise<readonly RotationBlocker[]> {
+    try {
+      await this.assertWritable();
+      return [];
+    } catch (e) {
+      // Plan lists it, and apply's refusal says that nothing was changed.
+      if (isMasterKeyError(e, 'DB_READ_ONLY')) return [{ problem: e.message.replace('; nothing was changed', ''), code: e.code }];
+      throw e;
     }
   }
 
@@ -283,12 +306,28 @@ export class SqliteStore implements Store {
       const r = await withTransaction(this.db, () => fn(this.db, this.path), 'write');
       committed = true;
       return r;
+    } catch (e) {
+      throw isBusy(e) ? this.busy(e) : e;
     } finally {
       if (wal) {
         this.db.pragma(`wal_autocheckpoint = ${auto}`);
         if (committed) this.checkpoint(auto);
       }
     }
+  }
+
+  /** The write transaction could not have the database within the lock timeout: TABLES_BUSY, naming the processes holding its write lock where the kernel tells. */
+  private busy(e: unknown): MasterKeyError {
+    const holders = processesLocking(this.path);
+    const who = holders.length
+      ? `${holders.length === 1 ? 'process' : 'processes'} ${holders.map((h) => `pid ${h.pid}${h.command ? ` ("${h.command}")` : ''}`).join(', ')}`
+      : 'another process';
+    return new MasterKeyError(
+      'TABLES_BUSY',
+      `The rotation could not lock the SQLite database ${this.path} within the lock timeout of ${describeLockTimeout(this.lockTimeoutMs)}: ${who} held its write lock (a server still running, or a transaction left open); nothing was changed: stop that process or end its transaction and run the command again, or raise the lock timeout.`,
+      { lockTimeoutMs: this.lockTimeoutMs, holders },
+      { cause: e },
+    );
   }
 
   /** The checkpoint SQLite skipped at the COMMIT: here when the WAL is short, else in a reader thread. */
