@@ -84,7 +84,7 @@ const BATCH_SIZES = [1, 2, 5, 1000];
 
 /** How many times each phase can be reached in one apply, for `@n` draws. */
 function maxReached(phase: FaultPoint, inst: Installation, secrets: number, batch: number): number {
-  if (phase === 'reencrypt-batch') return Math.max(1, Math.ceil(secrets / batch));
+  if (phase === 'reencrypt-batch' || phase === 'seal-ahead-batch') return Math.max(1, Math.ceil(secrets / batch));
   if (phase === 'config-written') return inst.configs.length;
   return 1;
 }
@@ -93,9 +93,12 @@ function maxReached(phase: FaultPoint, inst: Installation, secrets: number, batc
 export function drawCycle(rand: () => number, inst: Installation, applyMs: number, recoverMs: number): CycleOptions {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
   const batchSize = pick(BATCH_SIZES);
+  // Half the runs seal ahead (the small installations would not by default): kills land in seal-ahead and its cut-over too.
+  let sealAhead = rand() < 0.5;
   let kill: KillPoint;
   if (rand() < 0.5) {
     const phase = pick(APPLY_PHASES);
+    if (SEAL_AHEAD_PHASES.includes(phase)) sealAhead = true;
     kill = { phase, n: 1 + Math.floor(rand() * maxReached(phase, inst, inst.plaintexts.size, batchSize)) };
   } else {
     kill = { afterMs: Math.round(rand() * applyMs * 1.1) };
@@ -104,8 +107,11 @@ export function drawCycle(rand: () => number, inst: Installation, applyMs: numbe
   const r = rand();
   if (r < 0.1) recoverKill = { phase: 'recover-config-written', n: 1 };
   else if (r < 0.25) recoverKill = { afterMs: Math.round(rand() * recoverMs) };
-  return { kill, recoverKill, batchSize };
+  return { kill, recoverKill, batchSize, sealAhead };
 }
+
+/** The fault points only a seal-ahead run reaches. */
+const SEAL_AHEAD_PHASES: readonly FaultPoint[] = ['seal-ahead-started', 'seal-ahead-batch', 'sealed-ahead', 'staging-removed'];
 
 /** Totals over all runs. */
 export interface SoakSummary {

@@ -40,6 +40,7 @@ export interface CommonOpts {
   startCommand?: string;
   healthCommand?: string;
   batchSize?: string;
+  sealAhead?: boolean;
   json?: boolean;
 }
 
@@ -90,6 +91,13 @@ export function withBatchSize(cmd: Command): Command {
   return cmd.option('--batch-size <n>', 'rows per batch (tuning)');
 }
 
+/** Seal-ahead's choice (plan, apply): neither flag means where it pays off. */
+export function withSealAhead(cmd: Command): Command {
+  return cmd
+    .option('--seal-ahead', 'seal every secret under the new key while the server runs, then stop it only to swap them in (default: where it pays off)')
+    .option('--no-seal-ahead', 'keep the single pass: re-encrypt every secret with the server stopped');
+}
+
 /** Options of the commands that take a policy (plan, apply). */
 export function withDeclared(cmd: Command, generationHelp: string): Command {
   return cmd
@@ -135,6 +143,7 @@ export function settingsOf(o: CommonOpts): InstallationSettings {
     reportDir: o.reportDir,
     hooks: { stop: o.stopCommand, start: o.startCommand, health: o.healthCommand },
     batchSize,
+    ...(o.sealAhead !== undefined ? { sealAhead: o.sealAhead } : {}),
   };
 }
 

@@ -45,6 +45,12 @@ export interface InstallationSettings {
   readonly hooks?: Hooks;
   /** Rows per batch (tuning). @default the store's */
   readonly batchSize?: number;
+  /**
+   * Seal ahead while the server runs (true), keep the single pass with the
+   * server stopped (false), or seal ahead where it pays off (undefined).
+   * @default undefined
+   */
+  readonly sealAhead?: boolean;
 }
 
 /** How a surface names the settings in its sentences: `--database-url-env NAME` on the CLI, `database_url_env = "NAME"` in terraform. */
@@ -93,6 +99,7 @@ export function buildContext(s: InstallationSettings, surface: Surface): Context
     faults: new FaultPoints(surface.env.MASTER_KEY_TEST_KILL_AT),
     now: () => new Date(),
     batchSize: s.batchSize,
+    ...(s.sealAhead !== undefined ? { sealAhead: s.sealAhead } : {}),
   };
 }
 

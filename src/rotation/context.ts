@@ -49,4 +49,6 @@ export interface Context {
   readonly faults: FaultPoints;
   readonly now: () => Date;
   readonly batchSize?: number;
+  /** Seal ahead (true), never (false), or where it pays off (undefined): `src/rotation/seal-ahead.ts`. */
+  readonly sealAhead?: boolean;
 }

@@ -21,6 +21,7 @@ import { bytes, count } from '../format';
 import { Declared, Decision, decideRotation } from './decide';
 import { assertNoPending, readNodeKeys } from './keys';
 import { PlanFacts, PreflightFact, RotationPlan, buildPlan } from './plan';
+import { planSealAhead, removeLeftoverStaging } from './seal-ahead';
 
 /**
  * Where to probe a directory without creating it (plan and a refused apply
@@ -116,6 +117,7 @@ export async function gather(ctx: Context, store: Store, declared: Declared, opt
   const counts = await store.count(ctx.inventory);
   const estimate = backupEstimate(counts, ctx);
   const pre = decision.rotate ? preflight(ctx, estimate) : { problems: [], free: undefined };
+  const sealAhead = decision.rotate ? await planSealAhead(ctx, store, counts) : undefined;
   const facts: PlanFacts = {
     now: ctx.now(),
     database: store.description,
@@ -133,6 +135,7 @@ export async function gather(ctx: Context, store: Store, declared: Declared, opt
     backupFreeBytes: pre.free,
     hooks: ctx.hooks,
     preflight: pre.problems,
+    ...(sealAhead ? { sealAhead } : {}),
   };
   return { oldKey, canary, decision, counts, scan, facts, plan: buildPlan(facts) };
 }
@@ -162,5 +165,9 @@ export function undecryptableRows(scan: Pick<ScanResult, 'failures' | 'failureCo
 /** `master-key plan`: read-only; returns the plan. */
 export async function runPlan(ctx: Context, declared: Declared): Promise<RotationPlan> {
   assertNoPending(ctx);
-  return withStore(ctx.databaseUrl, { doing: 'planning the rotation' }, async (store) => (await gather(ctx, store, declared, { open: true })).plan);
+  return withStore(ctx.databaseUrl, { doing: 'planning the rotation' }, async (store) => {
+    const removed = await removeLeftoverStaging(store, { holdsLock: false });
+    if (removed) ctx.log(removed);
+    return (await gather(ctx, store, declared, { open: true })).plan;
+  });
 }
