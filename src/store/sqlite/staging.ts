@@ -34,7 +34,7 @@ import { freeBytes } from '../../fsutil';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { Rotation, SealAhead, SealAheadSupport, Staged, StagingArea, stagedFor } from '../store';
 import { storeCrypto } from './crypto';
-import { Db } from './driver';
+import { Db, sqliteModule } from './driver';
 import { SqliteTable, batches, planTables } from './values';
 
 export const STAGING_SCHEMA = 'mk_staging';
@@ -97,9 +97,19 @@ export function stagingAreasSqlite(db: Db, path: string): StagingArea[] {
   } catch {
     return [];
   }
-  let fingerprint = 'unknown';
+  let fingerprint = 'an unknown key';
   try {
-    if (attached(db)) fingerprint = String(db.prepare(`SELECT fingerprint FROM ${STAGING_SCHEMA}.meta`).pluck().get() ?? 'unknown');
+    if (attached(db)) fingerprint = String(db.prepare(`SELECT fingerprint FROM ${STAGING_SCHEMA}.meta`).pluck().get() ?? fingerprint);
+    else {
+      // Left by another process: read on a connection of its own, never attached to this one.
+      const Database = sqliteModule();
+      const other = new Database(file, { readonly: true, fileMustExist: true });
+      try {
+        fingerprint = String(other.prepare('SELECT fingerprint FROM meta').pluck().get() ?? fingerprint);
+      } finally {
+        other.close();
+      }
+    }
   } catch {
     // a file left half-written: it is removed all the same
   }
