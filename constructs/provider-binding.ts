@@ -39,6 +39,7 @@ export interface MasterkeyKeyConfig extends MasterkeyInstallationConfig {
   readonly healthCommand?: string;
   readonly newKeyFile?: string;
   readonly verifySecrets?: boolean;
+  readonly sealAhead?: boolean;
 }
 
 /** The arguments of `masterkey_status`. */
@@ -153,6 +154,7 @@ function terraformArguments(lib: FrameworkModule) {
       health_command: str(c.healthCommand),
       new_key_file: str(c.newKeyFile),
       verify_secrets: bool(c.verifySecrets),
+      seal_ahead: bool(c.sealAhead),
     }),
     status: (c: DataMasterkeyStatusConfig) => ({ ...installation(c), max_age_days: num(c.maxAgeDays) }),
   };

@@ -142,6 +142,13 @@ export interface MasterKeyProps {
    */
   readonly newKeyFile?: string;
   /**
+   * Seal every secret under the new key while the server still runs, and
+   * stop it only to swap them in (true); keep the single pass with the
+   * server stopped (false). See docs/seal-ahead.md.
+   * @default - where it pays off (from 10,000 secrets)
+   */
+  readonly sealAhead?: boolean;
+  /**
    * The terraform resource that carries the rotation: the built-in
    * `terraform_data` (no provider download, works air-gapped),
    * `null_resource` from the hashicorp/null provider, or `provider`: the
@@ -209,6 +216,8 @@ export interface MasterKeySettings {
   readonly startCommand?: string;
   readonly healthCommand?: string;
   readonly newKeyFile?: string;
+  /** Seal ahead (true), never (false), or where it pays off (undefined). */
+  readonly sealAhead?: boolean;
   readonly resourceType: RotationResourceType;
   readonly verifySecrets: boolean;
   readonly cliCommand: readonly string[];

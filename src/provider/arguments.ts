@@ -118,7 +118,7 @@ export function providerSurface(log: (line: string) => void, env: NodeJS.Process
 }
 
 /** The resource's arguments for where files go and what runs around the rotation (the data source has none). */
-export type RotationArguments = Partial<Pick<KeyObject, 'backup_dir' | 'report_dir' | 'stop_command' | 'start_command' | 'health_command'>>;
+export type RotationArguments = Partial<Pick<KeyObject, 'backup_dir' | 'report_dir' | 'stop_command' | 'start_command' | 'health_command' | 'seal_ahead'>>;
 
 /** What an object's (known) arguments declare; report_dir defaults to backup_dir when that is given. */
 export function settingsOf(o: InstallationObject & RotationArguments): InstallationSettings {
@@ -134,6 +134,7 @@ export function settingsOf(o: InstallationObject & RotationArguments): Installat
     backupDir,
     reportDir: str(o.report_dir ?? null) ?? backupDir,
     hooks: { stop: str(o.stop_command ?? null), start: str(o.start_command ?? null), health: str(o.health_command ?? null) },
+    ...(typeof o.seal_ahead === 'boolean' ? { sealAhead: o.seal_ahead } : {}),
   };
 }
 
