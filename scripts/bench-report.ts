@@ -101,7 +101,7 @@ const LABELS: Record<string, string> = {
   naive: 'naive script (row-by-row UPDATE)',
   crypto: 'crypto alone (open + re-seal in memory)',
   ours: 'ours: reencryptInventory',
-  apply: 'ours: master-key apply (full CLI, seal-ahead by default)',
+  apply: 'ours: master-key apply (full CLI, --seal-ahead)',
   'apply-one-pass': 'ours: master-key apply --no-seal-ahead (one pass)',
 };
 

@@ -253,7 +253,7 @@ const LABELS: Record<Measured, string> = {
   crypto: 'crypto alone (open + re-seal in memory)',
   naive: 'naive script (row-by-row UPDATE)',
   ours: 'ours: store re-encryption (one transaction)',
-  apply: 'ours: master-key apply (full CLI, seal-ahead by default)',
+  apply: 'ours: master-key apply (full CLI, --seal-ahead)',
   'apply-one-pass': 'ours: master-key apply --no-seal-ahead (one pass)',
   'apply-baseline': 'baseline build: master-key apply (full CLI)',
 };

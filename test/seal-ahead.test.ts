@@ -9,8 +9,8 @@
  * the database at the lock is the initial one plus every change the
  * writer logged. Each change is logged only once committed.
  */
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statfsSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
@@ -23,7 +23,7 @@ import { sqliteFile } from '../src/store/sqlite/url';
 import { stagingLeft } from '../scripts/soak-harness';
 import { actScenario, Scenario } from './support/scenario';
 import { withTestSql } from './support/sql';
-import { CLI_STORES } from './support/stores';
+import { CLI_STORES, SQLITE_ROLLBACK, SQLITE_WAL } from './support/stores';
 
 const ROOT = resolve(__dirname, '..');
 const WRITTEN = [
@@ -269,12 +269,55 @@ describe.each(CLI_STORES)('seal-ahead on $name', (store) => {
     const plan = s.cli(['plan']);
     expect(plan.code).toBe(0);
     expect(plan.stdout).toMatch(/Removed the staging area an interrupted seal-ahead left behind: .*; its values were never swapped in\./);
-    expect(plan.stdout).toMatch(/seal-ahead +no: one pass with the server stopped: [\d,]+ secrets re-encrypt in a moment/);
+    expect(plan.stdout).toMatch(store.kind === 'postgres' ? /seal-ahead +no: one pass with the server stopped: [\d,]+ secrets re-encrypt in a moment/ : /seal-ahead +no: one pass with the server stopped: on this store seal-ahead's cut-over .* runs only when asked \(--seal-ahead\)/);
     expect(await withTestSql(s.url, (db) => stagingLeft(db, s.url))).toEqual([]);
     const r = s.cli(['apply', '--seal-ahead']);
     expect(r.code).toBe(0);
     expect(s.configKey().equals(other)).toBe(false);
     expect(opened(await cellsOf(s.url), s.configKey()).size).toBeGreaterThan(0);
     expect([...opened(await cellsOf(s.url), s.configKey()).values()].filter((p) => p.startsWith('!'))).toEqual([]);
+  });
+});
+
+describe('when seal-ahead does not run, plan and apply say why and rotate in one pass', () => {
+  it('SQLite in a rollback-journal mode: its snapshot would block the server', async () => {
+    const s = await actScenario({ perKind: 3, store: SQLITE_ROLLBACK });
+    const plan = s.cli(['plan', '--seal-ahead']);
+    expect(plan.code).toBe(0);
+    expect(plan.stdout).toMatch(/seal-ahead +no: one pass with the server stopped: seal-ahead cannot run here \(the database is in a rollback-journal mode, where seal-ahead's snapshot would block the server's writers for as long as it runs\)/);
+    const r = s.cli(['apply', '--seal-ahead']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Seal-ahead: no; one pass with the server stopped/);
+    expect(s.cli(['verify']).code).toBe(0);
+  });
+
+  it('SQLite on a disk without room for the staging area: plan states the cost and the room, apply falls back to one pass saying so', async () => {
+    const s = await actScenario({ perKind: 40, store: SQLITE_WAL });
+    const mnt = join(s.dir, 'small');
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mnt]);
+    try {
+      const file = join(mnt, 'act.db');
+      copyFileSync(sqliteFile(s.url), file);
+      const env = { DATABASE_URL: `sqlite:${file}` };
+      type Planned = { sealAhead: { run: boolean; reason: string; stagingBytes: number; freeBytes: number } };
+      const need = (JSON.parse(s.cli(['plan', '--seal-ahead', '--json'], { env }).stdout) as Planned).sealAhead.stagingBytes;
+      // Leave 70 % of what the staging area needs: room for one pass's WAL, not for the staging area (old and new texts of every value).
+      const free = () => statfsSync(mnt).bavail * statfsSync(mnt).bsize;
+      writeFileSync(join(mnt, 'filler'), Buffer.alloc(Math.max(0, free() - Math.round(0.7 * need))));
+      const plan = s.cli(['plan', '--seal-ahead', '--json'], { env });
+      expect(plan.code).toBe(0);
+      const sa = (JSON.parse(plan.stdout) as Planned).sealAhead;
+      expect(sa.run).toBe(false);
+      expect(sa.reason).toMatch(/the database's directory has [\d.]+ KiB free but the staging area needs about [\d.]+ KiB/);
+      expect(sa.freeBytes).toBeLessThan(sa.stagingBytes);
+      const r = s.cli(['apply', '--seal-ahead', '--backup-dir', join(s.dir, 'backups')], { env });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/Seal-ahead: no; one pass with the server stopped: seal-ahead cannot run here \(the database's directory has/);
+      expect(s.cli(['verify'], { env }).code).toBe(0);
+    } finally {
+      execFileSync('umount', ['-l', mnt]);
+    }
   });
 });

@@ -98,7 +98,7 @@ export const KEY_RESOURCE = block(
     arg('start_command', 'string', 'Shell command that starts the server after the rotation.'),
     arg('health_command', 'string', 'Shell command that checks the server after it started.'),
     arg('new_key_file', 'string', 'Absolute path of a file (created 0600) that receives a copy of each new key.'),
-    arg('seal_ahead', 'bool', 'Seal every secret under the new key while the server runs, and stop it only to swap them in (true), or keep the single pass with the server stopped (false); default: where it pays off (from 10,000 secrets).'),
+    arg('seal_ahead', 'bool', 'Seal every secret under the new key while the server runs, and stop it only to swap them in (true), or keep the single pass with the server stopped (false); default: where it pays off (PostgreSQL from 10,000 secrets; SQLite only when asked).'),
     arg('verify_secrets', 'bool', 'Open every secret during refresh and plan (slow on large databases), not just count them (apply always does); values that do not open are an error at plan.'),
     ...KEY_STATE,
     out('database_generation', 'number', "The database's key generation."),

@@ -461,6 +461,9 @@ async function report(s: ApplyState, rt: Runtime): Promise<void> {
   const re = s.reencrypted!;
   const backup = s.backup!;
   const outcome = verification.ok ? 'verified' : 'verify-failed';
+  // Seal-ahead's row only when it ran (else it is the moment it took to decide not to).
+  const { [SEAL_AHEAD]: sealMs, ...others } = rt.timings;
+  const phases = s.sealAhead?.ran ? { ...rt.timings } : others;
   await s.store.setHistoryOutcome(s.rotationId, outcome, ctx.now());
   const report: RotationReport = {
     format: REPORT_FORMAT,
@@ -483,8 +486,8 @@ async function report(s: ApplyState, rt: Runtime): Promise<void> {
     configs: ctx.targets.map((x) => ({ path: x.path, before: oldKey.fingerprint, after: newKey.fingerprint })),
     newKeyFile: opts.newKeyOut,
     hooks: s.hooks,
-    phases: { ...rt.timings },
-    timing: { ...timingSummary(rt.timings, SERVER_DOWN), serverUpSealAheadMs: rt.timings[SEAL_AHEAD] ?? 0 },
+    phases,
+    timing: { ...timingSummary(phases, SERVER_DOWN), serverUpSealAheadMs: s.sealAhead?.ran ? (sealMs ?? 0) : 0 },
     ...(s.sealAhead ? { sealAhead: s.sealAhead } : {}),
     verification,
     outcome,

@@ -38,6 +38,14 @@ export async function planSealAhead(ctx: Pick<Context, 'sealAhead' | 'inventory'
   const support = await store.sealAheadSupport(ctx.inventory, need);
   const free = support.freeBytes !== undefined ? { freeBytes: support.freeBytes } : {};
   if (!support.ok) return { run: false, reason: `one pass with the server stopped: seal-ahead cannot run here (${support.reason})`, stagingBytes: need, ...free };
+  if (ctx.sealAhead === undefined && !support.byDefault) {
+    return {
+      run: false,
+      reason: "one pass with the server stopped: on this store seal-ahead's cut-over (comparing every row with the staging area, then the swap) takes about as long as one pass, so it runs only when asked (--seal-ahead)",
+      stagingBytes: need,
+      ...free,
+    };
+  }
   if (ctx.sealAhead === undefined && counts.values < SEAL_AHEAD_MIN_VALUES) {
     return {
       run: false,

@@ -339,6 +339,13 @@ export interface StagingArea {
 /** Whether seal-ahead can run on this store for an inventory (`Store.sealAheadSupport`). */
 export interface SealAheadSupport {
   readonly ok: boolean;
+  /**
+   * Whether seal-ahead shortens this store's server-down window enough to
+   * run without being asked (measured by `npm run bench`: on PostgreSQL it
+   * does; on SQLite the cut-over's comparison and swap take as long as one
+   * pass, so it runs only with --seal-ahead).
+   */
+  readonly byDefault: boolean;
   /** Why not, in words a reviewer reads in the plan; or where the staging area goes. */
   readonly reason: string;
   /** Free bytes where the staging area would go, when the store can tell. */

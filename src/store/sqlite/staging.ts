@@ -81,12 +81,12 @@ function idColumnOf(db: Db, t: SqliteTable): { type: string; unique: boolean } {
 
 /** WAL mode, a unique id on every table, and room beside the database file. */
 export function sealAheadSupportSqlite(db: Db, path: string, inv: Inventory, need: number): SealAheadSupport {
-  if (!isWal(db)) return { ok: false, reason: "the database is in a rollback-journal mode, where seal-ahead's snapshot would block the server's writers for as long as it runs" };
+  if (!isWal(db)) return { ok: false, byDefault: false, reason: "the database is in a rollback-journal mode, where seal-ahead's snapshot would block the server's writers for as long as it runs" };
   const loose = planTables(db, inv).filter((t) => !idColumnOf(db, t).unique).map((t) => `${t.table}.${t.idColumn}`);
-  if (loose.length) return { ok: false, reason: `no unique index on ${loose.join(', ')}, so staged values cannot be swapped in by row id` };
+  if (loose.length) return { ok: false, byDefault: false, reason: `no unique index on ${loose.join(', ')}, so staged values cannot be swapped in by row id` };
   const free = freeBytes(dirname(path));
-  if (free < need) return { ok: false, reason: `the database's directory has ${showBytes(free)} free but the staging area needs about ${showBytes(need)}`, freeBytes: free };
-  return { ok: true, reason: `staging in ${stagingFile(path)}, a database file of the tool's own beside the database`, freeBytes: free };
+  if (free < need) return { ok: false, byDefault: false, reason: `the database's directory has ${showBytes(free)} free but the staging area needs about ${showBytes(need)}`, freeBytes: free };
+  return { ok: true, byDefault: false, reason: `staging in ${stagingFile(path)}, a database file of the tool's own beside the database`, freeBytes: free };
 }
 
 export function stagingAreasSqlite(db: Db, path: string): StagingArea[] {
