@@ -191,6 +191,7 @@ function providerRotation(key: MasterKey, fw: Framework, stack: IConstruct, logi
     newKeyFile: s.newKeyFile,
     lockTimeout: s.lockTimeout,
     ...(s.verifySecrets ? { verifySecrets: true } : {}),
+    ...(s.sealAhead !== undefined ? { sealAhead: s.sealAhead } : {}),
   }), logicalId);
   const output = new fw.lib.TerraformOutput(key, 'key', { value: { fingerprint: resource.fingerprint, generation: resource.databaseGeneration, nodes_in_sync: resource.nodesInSync } });
   return { resource, key: resource, output: named(output, logicalId) };

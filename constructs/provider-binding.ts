@@ -43,6 +43,7 @@ export interface MasterkeyKeyConfig extends MasterkeyInstallationConfig {
   readonly newKeyFile?: string;
   readonly lockTimeout?: string;
   readonly verifySecrets?: boolean;
+  readonly sealAhead?: boolean;
 }
 
 /** The arguments of `masterkey_status`. */
@@ -161,6 +162,7 @@ function terraformArguments(lib: FrameworkModule) {
       new_key_file: str(c.newKeyFile),
       lock_timeout: str(c.lockTimeout),
       verify_secrets: bool(c.verifySecrets),
+      seal_ahead: bool(c.sealAhead),
     }),
     status: (c: DataMasterkeyStatusConfig) => ({ ...installation(c), max_age_days: num(c.maxAgeDays) }),
   };

@@ -231,7 +231,7 @@ function environmentOf(props: MasterKeyProps, database: Pick<MasterKeySettings, 
 }
 
 /** What the rotation does around the data: backups, reports, server hooks, the copy of the new key. */
-function hooks(props: MasterKeyProps, fail: Fail): Pick<MasterKeySettings, 'backupDir' | 'reportDir' | 'stopCommand' | 'startCommand' | 'healthCommand' | 'newKeyFile' | 'lockTimeout'> {
+function hooks(props: MasterKeyProps, fail: Fail): Pick<MasterKeySettings, 'backupDir' | 'reportDir' | 'stopCommand' | 'startCommand' | 'healthCommand' | 'newKeyFile' | 'lockTimeout' | 'sealAhead'> {
   const text = (prop: 'backupDir' | 'reportDir' | 'stopCommand' | 'startCommand' | 'healthCommand' | 'newKeyFile'): string | undefined => {
     const v: unknown = props[prop];
     if (v === undefined) return undefined;
@@ -251,7 +251,14 @@ function hooks(props: MasterKeyProps, fail: Fail): Pick<MasterKeySettings, 'back
     startCommand: text('startCommand'),
     healthCommand: text('healthCommand'),
     newKeyFile: text('newKeyFile'),
+    ...(props.sealAhead !== undefined ? { sealAhead: sealAheadOf(props.sealAhead, fail) } : {}),
   };
+}
+
+/** Seal-ahead's setting: true or false. */
+function sealAheadOf(v: unknown, fail: Fail): boolean {
+  if (typeof v !== 'boolean') fail('sealAhead', `is ${quotable(v)}`, 'give true or false, or leave it out to seal ahead where it pays off');
+  return v as boolean;
 }
 
 /**
@@ -293,6 +300,7 @@ export function rotationArgv(s: MasterKeySettings): string[] {
     ...opt('--start-command', s.startCommand),
     ...opt('--health-command', s.healthCommand),
     ...opt('--new-key-out', s.newKeyFile),
+    ...(s.sealAhead === undefined ? [] : [s.sealAhead ? '--seal-ahead' : '--no-seal-ahead']),
     ...opt('--lock-timeout', s.lockTimeout),
     ...connectionArgv(s),
   ];

@@ -181,6 +181,13 @@ export interface MasterKeyProps {
    */
   readonly lockTimeout?: string;
   /**
+   * Seal every secret under the new key while the server still runs, and
+   * stop it only to swap them in (true); keep the single pass with the
+   * server stopped (false). See docs/seal-ahead.md.
+   * @default - where it pays off (PostgreSQL from 10,000 secrets; SQLite only when asked)
+   */
+  readonly sealAhead?: boolean;
+  /**
    * The terraform resource that carries the rotation: the built-in
    * `terraform_data` (no provider download, works air-gapped),
    * `null_resource` from the hashicorp/null provider, or `provider`: the
@@ -255,6 +262,8 @@ export interface MasterKeySettings {
   readonly newKeyFile?: string;
   /** The lock timeout as given (checked); undefined: the tool's default. */
   readonly lockTimeout?: string;
+  /** Seal ahead (true), never (false), or where it pays off (undefined). */
+  readonly sealAhead?: boolean;
   readonly resourceType: RotationResourceType;
   readonly verifySecrets: boolean;
   readonly cliCommand: readonly string[];

@@ -144,6 +144,13 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       expect(le.environment).toBeUndefined();
     });
 
+    it('passes seal-ahead as the flag it sets (none by default: where it pays off), and refuses a value that is not a boolean', () => {
+      expect(stackWith(goodProps()).key.argv.filter((a) => a.includes('seal-ahead'))).toEqual([]);
+      expect(stackWith(goodProps({ sealAhead: false })).key.argv.slice(-1)).toEqual(['--no-seal-ahead']);
+      expect(stackWith(goodProps({ sealAhead: true })).key.argv.slice(-1)).toEqual(['--seal-ahead']);
+      expect(() => stackWith(goodProps({ sealAhead: 'no' as unknown as boolean }))).toThrow(/sealAhead is "no"; give true or false, or leave it out to seal ahead where it pays off/);
+    });
+
     it('passes the database URL source by name only, and supports a config entry instead', () => {
       const viaEnv = stackWith(goodProps({ databaseUrlEnv: 'ACT_DB_URL' })).key;
       expect(viaEnv.argv.join(' ')).toContain('--database-url-env ACT_DB_URL');

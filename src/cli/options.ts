@@ -59,6 +59,7 @@ export interface CommonOpts extends SshOpts {
   batchSize?: string;
   localReportDir?: string;
   lockTimeout?: string;
+  sealAhead?: boolean;
   json?: boolean;
 }
 
@@ -128,6 +129,13 @@ export function withHooks(cmd: Command, hooks: ReadonlyArray<keyof typeof HOOK_H
 /** Rows per batch, for commands that read or write every secret. */
 export function withBatchSize(cmd: Command): Command {
   return cmd.option('--batch-size <n>', 'rows per batch (tuning)');
+}
+
+/** Seal-ahead's choice (plan, apply): neither flag means where it pays off. */
+export function withSealAhead(cmd: Command): Command {
+  return cmd
+    .option('--seal-ahead', 'seal every secret under the new key while the server runs, then stop it only to swap them in (default: where it pays off: PostgreSQL from 10,000 secrets)')
+    .option('--no-seal-ahead', 'keep the single pass: re-encrypt every secret with the server stopped');
 }
 
 /** Options of the commands that take a policy (plan, apply). */
@@ -225,6 +233,7 @@ export function settingsOf(o: CommonOpts): InstallationSettings {
     ...sshSettingsOf(o, o.config.length ? o.config : [DEFAULT_CONFIG]),
     localReportDir: o.localReportDir,
     lockTimeoutMs: o.lockTimeout !== undefined ? parseLockTimeout(o.lockTimeout, '--lock-timeout') : undefined,
+    ...(o.sealAhead !== undefined ? { sealAhead: o.sealAhead } : {}),
   };
 }
 

@@ -61,6 +61,12 @@ export interface InstallationSettings {
   readonly localReportDir?: string;
   /** How long to wait for a lock another session holds, in ms. @default 30 s */
   readonly lockTimeoutMs?: number;
+  /**
+   * Seal ahead while the server runs (true), keep the single pass with the
+   * server stopped (false), or seal ahead where it pays off (undefined).
+   * @default undefined
+   */
+  readonly sealAhead?: boolean;
 }
 
 /** What the surface running the command gives it: its environment, its output sinks, its spelling. */
@@ -112,6 +118,7 @@ export function buildContext(s: InstallationSettings, surface: Surface): Context
     now: () => new Date(),
     batchSize: s.batchSize,
     lockTimeoutMs: s.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
+    ...(s.sealAhead !== undefined ? { sealAhead: s.sealAhead } : {}),
   };
 }
 

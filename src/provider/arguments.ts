@@ -180,7 +180,7 @@ export function providerSurface(log: (line: string) => void, env: NodeJS.Process
 }
 
 /** The resource's arguments for where files go and what runs around the rotation (the data source has none). */
-export type RotationArguments = Partial<Pick<KeyObject, 'backup_dir' | 'report_dir' | 'local_report_dir' | 'stop_command' | 'start_command' | 'health_command' | 'lock_timeout'>>;
+export type RotationArguments = Partial<Pick<KeyObject, 'backup_dir' | 'report_dir' | 'local_report_dir' | 'stop_command' | 'start_command' | 'health_command' | 'lock_timeout' | 'seal_ahead'>>;
 
 /** What an object's (known) arguments declare; report_dir defaults to backup_dir when that is given. */
 export function settingsOf(o: InstallationObject & RotationArguments): InstallationSettings {
@@ -199,6 +199,7 @@ export function settingsOf(o: InstallationObject & RotationArguments): Installat
     ...connectionsOf(o),
     localReportDir: str(o.local_report_dir ?? null),
     lockTimeoutMs: str(o.lock_timeout ?? null) !== undefined ? parseLockTimeout(str(o.lock_timeout ?? null)!, 'lock_timeout') : undefined,
+    ...(typeof o.seal_ahead === 'boolean' ? { sealAhead: o.seal_ahead } : {}),
   };
 }
 

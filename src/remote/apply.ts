@@ -178,7 +178,7 @@ async function report(s: RemoteApplyState, rt: Runtime): Promise<void> {
   const v = s.rotation!.value as Rotated;
   const onHost = Object.fromEntries(Object.entries(v.report.phases).map(([k, ms]) => [`${h.primary.link.label}: ${k}`, ms]));
   const base = h.finalReport(v, s.nodes ?? []);
-  const report: RotationReport = { ...base, phases: { ...rt.timings, ...onHost }, timing: timingSummary(rt.timings, [STOP, ROTATION, SET, START]) };
+  const report: RotationReport = { ...base, phases: { ...rt.timings, ...onHost }, timing: { ...timingSummary(rt.timings, [STOP, ROTATION, SET, START]), serverUpSealAheadMs: 0 } };
   const rewrite = h.reportRewrite(v, report);
   await s.rotation!.finish(rewrite);
   s.result = { ...v, plan: s.plan!, report, nodes: report.nodes, localReportFiles: rewrite.local, hookFailures: s.hookFailures };

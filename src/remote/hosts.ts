@@ -128,6 +128,8 @@ export class Hosts {
       hooks: withHooks ? (s.hooks ?? {}) : {},
       batchSize: s.batchSize,
       lockTimeoutMs: s.lockTimeoutMs,
+      // The runner stops the servers before the rotation's job starts, so sealing ahead there would only lengthen the window: one pass unless asked.
+      sealAhead: s.sealAhead ?? false,
     };
   }
 

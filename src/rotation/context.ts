@@ -58,4 +58,6 @@ export interface Context {
   readonly batchSize?: number;
   /** How long the tool's sessions wait for a lock another session holds (`OpenOptions.lockTimeoutMs`). */
   readonly lockTimeoutMs: number;
+  /** Seal ahead (true), never (false), or where it pays off (undefined): `src/rotation/seal-ahead.ts`. */
+  readonly sealAhead?: boolean;
 }

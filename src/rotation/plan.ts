@@ -10,6 +10,7 @@ import type { CanaryRow, InventoryCounts, ScanResult, SecretFailure, StoreIdenti
 import { Decision } from './decide';
 import { bytes, count } from '../format';
 import { Hooks } from './hooks';
+import { SealAheadPlan, describeSealAhead } from './seal-ahead';
 
 export const PLAN_FORMAT = 'cdktf-master-key/plan/v1';
 export const GENERATED_AT_APPLY = 'generated at apply';
@@ -44,6 +45,8 @@ export interface PlanFacts {
   readonly backupFreeBytes?: number;
   readonly hooks: Hooks;
   readonly preflight: readonly PreflightFact[];
+  /** Whether apply seals ahead, and why (rotations only). */
+  readonly sealAhead?: SealAheadPlan;
 }
 
 export interface RotationPlan {
@@ -69,6 +72,8 @@ export interface RotationPlan {
   readonly configs: ReadonlyArray<{ readonly path: string; readonly format: string; readonly entry: string; readonly fingerprint: string; readonly change: string; readonly address?: string; readonly host?: string }>;
   readonly backup: { readonly dir: string; readonly estimatedBytes: number; readonly freeBytes?: number };
   readonly hooks: Hooks;
+  /** Whether apply seals every secret under the new key while the server runs, why, and the staging area's disk cost (rotations only). */
+  readonly sealAhead?: SealAheadPlan;
   /** Reasons the plan cannot be applied (undecryptable rows, unwritable files, a missing privilege, …). */
   readonly blockers: readonly string[];
   /** For each blocker, the error code apply refuses with (UNDECRYPTABLE_ROWS, DB_PRIVILEGE_MISSING, …). */
@@ -147,6 +152,7 @@ export function buildPlan(f: PlanFacts): RotationPlan {
     })),
     backup: { dir: f.backupDir, estimatedBytes: f.backupEstimateBytes, freeBytes: f.backupFreeBytes },
     hooks: f.hooks,
+    ...(f.decision.rotate && f.sealAhead ? { sealAhead: f.sealAhead } : {}),
     blockers: blocked.map((b) => b.problem),
     blockerCodes: blocked.map((b) => b.code),
     digest: planDigest(f),
@@ -176,6 +182,7 @@ export function renderPlan(p: RotationPlan): string {
     row('backup', `under ${p.backup.dir} (about ${bytes(p.backup.estimatedBytes)}${p.backup.freeBytes !== undefined ? `; ${bytes(p.backup.freeBytes)} free` : ''})`);
     const hooks = (['stop', 'start', 'health'] as const).filter((h) => p.hooks[h]).map((h) => `${h}: ${p.hooks[h]}`);
     row('hooks', hooks.length ? hooks.join('; ') : 'none');
+    if (p.sealAhead) row('seal-ahead', describeSealAhead(p.sealAhead));
   }
   out.push('');
   if (p.blockers.length) {

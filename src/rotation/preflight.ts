@@ -22,6 +22,7 @@ import { bytes, count } from '../format';
 import { Declared, Decision, decideRotation } from './decide';
 import { assertNoPending, readNodeKeys } from './keys';
 import { PlanFacts, PreflightFact, RotationPlan, buildPlan, malformedNote } from './plan';
+import { planSealAhead, removeLeftoverStaging } from './seal-ahead';
 
 /**
  * Where to probe a directory without creating it (plan and a refused apply
@@ -119,6 +120,7 @@ export async function gather(ctx: Context, store: Store, declared: Declared, opt
   const pre = decision.rotate ? preflight(ctx, estimate) : { problems: [], free: undefined };
   // What the transaction needs of the database (a writable database, its privileges), first: apply refuses with the first blocker.
   const database: PreflightFact[] = decision.rotate ? [...(await store.rotationBlockers(ctx.inventory))] : [];
+  const sealAhead = decision.rotate ? await planSealAhead(ctx, store, counts) : undefined;
   const facts: PlanFacts = {
     now: ctx.now(),
     database: store.description,
@@ -136,6 +138,7 @@ export async function gather(ctx: Context, store: Store, declared: Declared, opt
     backupFreeBytes: pre.free,
     hooks: ctx.hooks,
     preflight: [...database, ...pre.problems],
+    ...(sealAhead ? { sealAhead } : {}),
   };
   return { oldKey, canary, decision, counts, scan, facts, plan: buildPlan(facts) };
 }
@@ -183,5 +186,9 @@ export function undecryptableRows(scan: Pick<ScanResult, 'failures' | 'failureCo
 /** `master-key plan`: read-only; returns the plan. */
 export async function runPlan(ctx: Context, declared: Declared): Promise<RotationPlan> {
   assertNoPending(ctx);
-  return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'planning the rotation' }, async (store) => (await gather(ctx, store, declared, { open: true })).plan);
+  return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'planning the rotation' }, async (store) => {
+    const removed = await removeLeftoverStaging(store, { holdsLock: false });
+    if (removed) ctx.log(removed);
+    return (await gather(ctx, store, declared, { open: true })).plan;
+  });
 }

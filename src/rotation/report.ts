@@ -40,7 +40,9 @@ export interface RotationReport {
   /** Milliseconds per phase, in order. */
   readonly phases: Readonly<Record<string, number>>;
   /** The phases' total, and the server-down window: the phases from the stop hook to the start hooks (whether or not hooks were given). */
-  readonly timing: TimingSummary;
+  readonly timing: TimingSummary & { readonly serverUpSealAheadMs: number };
+  /** Seal-ahead: whether it ran (and why, or why not), for how long with the server up, and what the cut-over swapped in and re-sealed. */
+  readonly sealAhead?: SealAheadOutcome;
   readonly verification: RotationVerification;
   readonly outcome: 'verified' | 'verify-failed';
   /**
@@ -94,6 +96,25 @@ export interface RotationVerification extends Verification {
    * elsewhere, and the values stored in those groups, each opened.
    */
   readonly changedSince?: { readonly groups: number; readonly asWritten: number; readonly opened: number; readonly failures: number };
+}
+
+/** What seal-ahead did in a rotation (`RotationReport.sealAhead`). */
+export interface SealAheadOutcome {
+  /** It ran before the stop hook (false: one pass, for `reason`). */
+  readonly ran: boolean;
+  readonly reason: string;
+  /** Milliseconds it took, with the server up. */
+  readonly ms: number;
+  readonly stagedValues?: number;
+  readonly stagedRows?: number;
+  /** Bytes the staging area took. */
+  readonly stagingBytes?: number;
+  /** The transaction used the staging area (false: it was no longer intact, every value was re-sealed there). */
+  readonly used?: boolean;
+  /** Rows swapped in from the staging area, inside the transaction. */
+  readonly swappedRows?: number;
+  /** Rows added or changed since seal-ahead, re-sealed inside the transaction. */
+  readonly resealedRows?: number;
 }
 
 export interface TimingSummary {
@@ -168,6 +189,15 @@ export function renderMarkdown(r: RotationReport): string {
   for (const [k, v] of Object.entries(r.phases)) lines.push(`| ${k} | ${count(v)} | ${share(v, t.totalMs)} |`);
   lines.push(`| **total** | **${count(t.totalMs)}** | 100% |`, '');
   lines.push(`Server down (from the stop hook to the start hooks: ${t.serverDownPhases.join(', ')}): **${count(t.serverDownMs)} ms**, ${share(t.serverDownMs, t.totalMs)} of the run.`);
+  const sa = r.sealAhead;
+  if (sa) {
+    lines.push(
+      '',
+      sa.ran
+        ? `Seal-ahead, with the server up: **${count(r.timing.serverUpSealAheadMs)} ms**; ${count(sa.stagedValues ?? 0)} secrets staged in ${count(sa.stagedRows ?? 0)} rows (${count(sa.stagingBytes ?? 0)} bytes of staging). In the transaction: ${count(sa.swappedRows ?? 0)} rows swapped in, ${count(sa.resealedRows ?? 0)} rows added or changed since re-sealed${sa.used === false ? ' (the staging area was no longer intact: every row re-sealed)' : ''}.`
+        : `Seal-ahead: not run (${sa.reason}).`,
+    );
+  }
   lines.push('', 'Back up the new master key now, and test that the backup restores.', '');
   return lines.join('\n');
 }

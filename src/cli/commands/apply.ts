@@ -8,7 +8,7 @@ import { isSshAddress } from '../../remote/address';
 import { PLAN_FORMAT, RotationPlan } from '../../rotation/plan';
 import { count } from '../../format';
 import { summaryLine } from '../../rotation/report';
-import { CliCommand, CommonOpts, DeclaredOpts, Io, declared, emit, newKeySource, onInstallation, withCommon, withDeclared, withBatchSize, withDirs, withHooks } from '../options';
+import { CliCommand, CommonOpts, DeclaredOpts, Io, declared, emit, newKeySource, onInstallation, withCommon, withDeclared, withBatchSize, withDirs, withHooks, withSealAhead } from '../options';
 
 export interface ApplyCliOptions extends CommonOpts, DeclaredOpts {
   newKeyFile?: string;
@@ -37,7 +37,7 @@ export function readSavedPlan(path: string): RotationPlan {
 export const apply = {
   define: (program: Command) =>
     withDeclared(
-      withBatchSize(withHooks(withDirs(withCommon(program.command('apply').description('rotate: preflight, backup, re-encrypt in one transaction, config update, verify, report'))))),
+      withSealAhead(withBatchSize(withHooks(withDirs(withCommon(program.command('apply').description('rotate: preflight, backup, re-encrypt in one transaction, config update, verify, report')))))),
       'declared generation: rotate only when the database is below it (idempotent)',
     )
       .option('--new-key-file <path>', 'read the new key from this file (default: generate one)')

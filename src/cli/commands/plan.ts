@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { ExitCode, ExitCodeValue, exitCodeFor } from '../../errors';
 import { atomicWriteFile } from '../../fsutil';
 import { renderPlan } from '../../rotation/plan';
-import { CliCommand, CommonOpts, DeclaredOpts, Io, declared, emit, onInstallation, withCommon, withDeclared, withBatchSize, withDirs, withHooks } from '../options';
+import { CliCommand, CommonOpts, DeclaredOpts, Io, declared, emit, onInstallation, withCommon, withDeclared, withBatchSize, withDirs, withHooks, withSealAhead } from '../options';
 
 export interface PlanOptions extends CommonOpts, DeclaredOpts {
   detailedExitcode?: boolean;
@@ -13,7 +13,7 @@ export interface PlanOptions extends CommonOpts, DeclaredOpts {
 
 export const plan = {
   define: (program: Command) =>
-    withDeclared(withBatchSize(withHooks(withDirs(withCommon(program.command('plan').description('dry run: show everything apply would do; writes nothing'))))), 'declared generation: rotate only when the database is below it')
+    withDeclared(withSealAhead(withBatchSize(withHooks(withDirs(withCommon(program.command('plan').description('dry run: show everything apply would do; writes nothing')))))), 'declared generation: rotate only when the database is below it')
       .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when a rotation is pending, 1 on error (as terraform)')
       .option('--out <file>', 'save the plan (JSON) for `apply --plan <file>`'),
 

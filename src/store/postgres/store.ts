@@ -33,6 +33,10 @@ import {
   Rotation,
   RotationResult,
   ScratchCopy,
+  SealAhead,
+  SealAheadSupport,
+  Staged,
+  StagingArea,
   Store,
   WalkOptions,
   WriteTx,
@@ -44,6 +48,7 @@ import { BlockerWatch, LockWait, tablesBusy } from './blockers';
 import { rotationBlockers } from './privileges';
 import { DEFAULT_LOCK_TIMEOUT_MS } from '../../lock-timeout';
 import { reencryptInventory } from './reencrypt';
+import { cutOver, dropStagingPostgres, intactStaging, sealAheadPostgres, sealAheadSupportPostgres, stagingAreasPostgres } from './staging';
 import { restoreValues, scratchCopy } from './restore';
 import { scanInventory, verifyInventory } from './scan';
 import {
@@ -136,11 +141,13 @@ class PostgresTx implements WriteTx {
    * from the rows read, before they are re-sealed.
    */
   async rotate(r: Rotation): Promise<RotationResult> {
-    const { inventory, from, to, backup, ...walk } = r;
+    const { inventory, from, to, backup, staged, ...walk } = r;
+    const token = staged ? await intactStaging(this.c, r) : undefined;
+    if (token) return cutOver(this.c, this.url, r, token, await backup.create(SECRETS_FILE));
     const tee = new BackupTee(inventory, await backup.create(SECRETS_FILE));
     try {
       const reencrypted = await reencryptInventory(this.c, inventory, from, to, { ...walk, readerUrl: this.url, onRead: tee.add });
-      return { reencrypted, backup: await tee.finish() };
+      return { reencrypted, backup: await tee.finish(), ...(staged ? { sealAhead: { used: false, swappedRows: 0, resealedRows: reencrypted.updated } } : {}) };
     } catch (e) {
       await tee.abort();
       throw e;
@@ -252,6 +259,22 @@ class PostgresStore implements Store {
     } finally {
       await this.c.query('ROLLBACK').catch(() => undefined);
     }
+  }
+
+  sealAheadSupport(inv: Inventory): Promise<SealAheadSupport> {
+    return sealAheadSupportPostgres(this.c, inv);
+  }
+
+  sealAhead(s: SealAhead): Promise<Staged> {
+    return sealAheadPostgres(this.c, this.url, s);
+  }
+
+  stagingAreas(): Promise<StagingArea[]> {
+    return stagingAreasPostgres(this.c);
+  }
+
+  dropStaging(): Promise<StagingArea[]> {
+    return dropStagingPostgres(this.c);
   }
 
   async close(): Promise<void> {

@@ -31,6 +31,10 @@ import {
   Rotation,
   RotationResult,
   ScratchCopy,
+  SealAhead,
+  SealAheadSupport,
+  Staged,
+  StagingArea,
   Store,
   StoreIdentity,
   WalkOptions,
@@ -50,6 +54,7 @@ import { CANARY_TABLE, databaseId, insertCanary, insertHistory, lastHistory, rea
 import { sqliteFile } from './url';
 import { processesLocking } from './holders';
 import { DEFAULT_LOCK_TIMEOUT_MS, describeLockTimeout } from '../../lock-timeout';
+import { cutOverSqlite, dropStagingSqlite, intactStagingSqlite, sealAheadSqlite, sealAheadSupportSqlite, stagingAreasSqlite } from './staging';
 import { planTables, reencryptValues, scanValues, verifyValues, worthThreads } from './values';
 
 /** Whether the database is in WAL mode (else a rollback journal). */
@@ -130,22 +135,34 @@ class SqliteTx implements WriteTx {
     if (this.changesAtBegin === undefined || totalChanges(this.db) !== this.changesAtBegin) {
       throw new MasterKeyError('INTERNAL', 'The rotation must be the first write of its transaction (its backup copies the committed database); this is a bug in the caller.');
     }
-    const { backup: sink, ...rotation } = r;
+    const { backup: sink, staged, ...rotation } = r;
     const inv = r.inventory;
+    const token = staged ? intactStagingSqlite(this.db, r) : undefined;
+    let sealAhead: RotationResult['sealAhead'];
+    const reseal = async (): Promise<ReencryptResult> => {
+      if (!token) {
+        const re = await reencryptBeside(this.db, this.path, rotation);
+        if (staged) sealAhead = { used: false, swappedRows: 0, resealedRows: re.updated };
+        return re;
+      }
+      const { swappedRows, resealedRows, ...re } = await cutOverSqlite(this.db, r, token);
+      sealAhead = { used: true, swappedRows, resealedRows };
+      return re;
+    };
     const dest = await sink.scratch(DATABASE_FILE);
     const handOver = async (values: number): Promise<BackupPart> => ({ files: [await sink.adopt(DATABASE_FILE)], values, locations: inventoryLocations(inv) });
     if (!readerAvailable() || !worthThreads(this.db, inv, r.batchSize)) {
       const backup = await handOver(await backupBesideWriter(this.path, inv, dest));
-      return { backup, reencrypted: await reencryptBeside(this.db, this.path, rotation) };
+      return { backup, reencrypted: await reseal(), ...(sealAhead ? { sealAhead } : {}) };
     }
     if (isWal(this.db)) {
-      const [reencrypted, backup] = await both(reencryptBeside(this.db, this.path, rotation), readerBackup(this.path, inv, dest).then(handOver));
-      return { reencrypted, backup };
+      const [reencrypted, backup] = await both(reseal(), readerBackup(this.path, inv, dest).then(handOver));
+      return { reencrypted, backup, ...(sealAhead ? { sealAhead } : {}) };
     }
     // The copy is made before this transaction writes; it is finished beside the rewriting.
     await copyDatabaseFile(this.path, dest);
-    const [reencrypted, backup] = await both(reencryptBeside(this.db, this.path, rotation), readerFinish(dest, inv).then(handOver));
-    return { reencrypted, backup };
+    const [reencrypted, backup] = await both(reseal(), readerFinish(dest, inv).then(handOver));
+    return { reencrypted, backup, ...(sealAhead ? { sealAhead } : {}) };
   }
 
   async replaceCanary(canary: CanaryUpdate): Promise<void> {
@@ -353,6 +370,22 @@ export class SqliteStore implements Store {
   /** Restores the backup's database into a scratch file of its own and reads it there; the live file is not opened. */
   drill<T>(d: Drill, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>): Promise<T> {
     return drillCopy(d.backup, d.inventory, (db, path, copy) => fn(new SqliteTx(db, path), copy));
+  }
+
+  async sealAheadSupport(inv: Inventory, bytes: number): Promise<SealAheadSupport> {
+    return sealAheadSupportSqlite(this.db, this.path, inv, bytes);
+  }
+
+  sealAhead(s: SealAhead): Promise<Staged> {
+    return sealAheadSqlite(this.db, this.path, s);
+  }
+
+  async stagingAreas(): Promise<StagingArea[]> {
+    return stagingAreasSqlite(this.db, this.path);
+  }
+
+  async dropStaging(): Promise<StagingArea[]> {
+    return dropStagingSqlite(this.db, this.path);
   }
 
   async close(): Promise<void> {
