@@ -13,7 +13,7 @@
 import { ConfigFormat } from './formats';
 import { ConfigTarget, configTarget } from './config-file';
 import { MasterKeyError } from '../errors';
-import { isSshAddress, parseSshAddress } from '../remote/address';
+import { isSshAddress, parseSshAddress, shownAddress } from '../remote/address';
 import { SshHost, SshNodeSettings, SshSettings, resolveSshHost } from '../remote/connection';
 
 /** This machine: the files are read and written by this process. */
@@ -60,7 +60,8 @@ export function configNode(address: string, keyName: string, format?: ConfigForm
   }
   if (REMOTE.test(address)) {
     const scheme = address.slice(0, address.indexOf(':'));
-    throw new MasterKeyError('USAGE', `The config file ${address} names a host by ${scheme}://, which is not supported; reach other hosts with ssh://[user@]host[:port]/path, or give a local path.`, { address });
+    const a = shownAddress(address);
+    throw new MasterKeyError('USAGE', `The config file ${JSON.stringify(a)} names a host by ${JSON.stringify(`${scheme.slice(0, 20)}://`)}, which is not supported; reach other hosts with ssh://[user@]host[:port]/path, or give a local path.`, { address: a });
   }
   return { address, host: LOCAL, target: configTarget(address, keyName, format) };
 }

@@ -34,14 +34,40 @@ export function isSshAddress(address: string): boolean {
   return SCHEME.test(address);
 }
 
+/**
+ * Where a password written into the address (`user:password@`) would be,
+ * hidden by messages wherever the address is malformed. In an ssh://
+ * address: from the first `:` of the authority to the last `@`, unless that
+ * `:` is a port's (digits, then the path). In anything else, everything
+ * before the last `@` (where the password sits cannot be told).
+ */
+function passwordSpan(address: string): [number, number] | undefined {
+  const at = address.lastIndexOf('@');
+  if (at < 0) return undefined;
+  if (!SCHEME.test(address)) return at > 0 ? [0, at] : undefined;
+  const colon = address.indexOf(':', 'ssh://'.length);
+  if (colon < 0 || colon > at) return undefined;
+  const slash = address.indexOf('/', colon);
+  if (slash >= 0 && slash < at && /^\d+$/.test(address.slice(colon + 1, slash))) return undefined;
+  return [colon + 1, at];
+}
+
 /** The address as it may be shown: a password (`user:secret@`) replaced by `***`, long ones cut. */
-function shown(address: string): string {
-  const cut = address.length > 200 ? `${address.slice(0, 200)}…` : address;
-  return cut.replace(/^([a-z]+:\/\/[^/@]*?):[^/@]*@/i, '$1:***@');
+export function shownAddress(address: string): string {
+  const span = passwordSpan(address);
+  const safe = span ? `${address.slice(0, span[0])}***${address.slice(span[1])}` : address;
+  return safe.length > 200 ? `${safe.slice(0, 200)}…` : safe;
+}
+
+/** A part of the address quoted in a message, ` ("part")`, or nothing when showing it could show a password. */
+function quoted(address: string, part: string): string {
+  const span = passwordSpan(address);
+  const hidden = span ? address.slice(span[0], span[1]) : '';
+  return hidden && (hidden.includes(part) || part.includes(hidden)) ? '' : ` (${JSON.stringify(part)})`;
 }
 
 function bad(address: string, what: string): MasterKeyError {
-  const a = shown(address);
+  const a = shownAddress(address);
   return new MasterKeyError('USAGE', `The address ${JSON.stringify(a)} ${what}; write it as ssh://[user@]host[:port]/absolute/path, e.g. ${EXAMPLE}.`, { address: a });
 }
 
@@ -49,6 +75,7 @@ function bad(address: string, what: string): MasterKeyError {
 export function parseSshAddress(address: string): SshAddress {
   if (typeof address !== 'string' || !SCHEME.test(address)) throw bad(String(address), 'is not an ssh:// address');
   if (/[\u0000-\u0020\u007f]/.test(address)) throw bad(address, 'holds a space or a control character (write a space in the path as %20)');
+  if (/[\ud800-\udfff]/u.test(address)) throw bad(address, 'holds half of a UTF-16 surrogate pair, which is no character');
   const rest = address.slice('ssh://'.length);
   const slash = rest.indexOf('/');
   if (slash < 0) throw bad(address, 'names no file (the path is missing)');
@@ -61,7 +88,7 @@ export function parseSshAddress(address: string): SshAddress {
   if (userPart !== undefined) {
     if (userPart.includes(':')) throw bad(address, 'holds a password (user:password@); passwords are never accepted: log in with a key or the SSH agent');
     const decoded = decodePart(address, userPart, 'user name');
-    if (!USER.test(decoded)) throw bad(address, `has a user name (${JSON.stringify(decoded.slice(0, 40))}) that is not a login name`);
+    if (!USER.test(decoded)) throw bad(address, `has a user name${quoted(address, decoded.slice(0, 40))} that is not a login name`);
     user = decoded;
   }
   const { host, port } = hostAndPort(address, hostPort);
@@ -78,16 +105,16 @@ function hostAndPort(address: string, hostPort: string): { host: string; port?: 
     const after = hostPort.slice(close + 1);
     if (after !== '' && !after.startsWith(':')) throw bad(address, 'has something other than :port after the IPv6 address');
     portText = after === '' ? undefined : after.slice(1);
-    if (isIP(host) !== 6) throw bad(address, `has ${JSON.stringify(host.slice(0, 60))} in brackets, which is not an IPv6 address`);
+    if (isIP(host) !== 6) throw bad(address, `has something in brackets${quoted(address, host.slice(0, 60))} that is not an IPv6 address`);
   } else {
     const colon = hostPort.indexOf(':');
     host = colon < 0 ? hostPort : hostPort.slice(0, colon);
     portText = colon < 0 ? undefined : hostPort.slice(colon + 1);
     if (host === '') throw bad(address, 'names no host');
-    if (!HOSTNAME.test(host)) throw bad(address, `has a host (${JSON.stringify(host.slice(0, 60))}) that is not a host name or an IP address (write an IPv6 address in brackets)`);
+    if (!HOSTNAME.test(host)) throw bad(address, `has a host${quoted(address, host.slice(0, 60))} that is not a host name or an IP address (write an IPv6 address in brackets)`);
   }
   if (portText === undefined) return { host };
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) throw bad(address, `has a port (${JSON.stringify(portText.slice(0, 10))}) that is not a number from 1 to 65535`);
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) throw bad(address, `has a port${quoted(address, portText.slice(0, 10))} that is not a number from 1 to 65535`);
   return { host, port: Number(portText) };
 }
 
