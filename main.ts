@@ -32,6 +32,9 @@
  * | state file       | MK_STATE_FILE        | stateFile           | <cwd>/terraform.<stack>.tfstate |
  * | policy evaluated | MK_POLICY_AT         | policyEvaluatedAt   | the time of synth               |
  * | library          | MK_CDK               | cdk                 | cdktf if installed, else cdktn  |
+ * | ssh known_hosts  | MK_KNOWN_HOSTS       | knownHosts          | ~/.ssh/known_hosts              |
+ * | ssh host key pin | MK_HOST_KEY          | hostKey             | none (known_hosts decides)      |
+ * | ssh private key  | MK_PRIVATE_KEY_FILE  | privateKeyFile      | the agent, then ~/.ssh/id_*     |
  */
 import type { App, TerraformStack } from 'cdktf';
 import type { IConstruct } from 'constructs';
@@ -63,6 +66,9 @@ const SOURCES = {
   resourceType: ['MK_RESOURCE', 'resourceType'],
   stateFile: ['MK_STATE_FILE', 'stateFile'],
   policyEvaluatedAt: ['MK_POLICY_AT', 'policyEvaluatedAt'],
+  knownHosts: ['MK_KNOWN_HOSTS', 'knownHosts'],
+  hostKey: ['MK_HOST_KEY', 'hostKey'],
+  privateKeyFile: ['MK_PRIVATE_KEY_FILE', 'privateKeyFile'],
 } as const;
 
 /** The example stack's settings. */
@@ -92,6 +98,8 @@ export function exampleSettings(context: (key: string) => unknown, env: NodeJS.P
   const policy = get('rotationPeriodDays') ?? '90';
   const evaluatedAt = get('policyEvaluatedAt');
   const inventory = get('inventory') ?? 'act';
+  // Config files on other hosts (ssh://…): how they are reached (the agent at SSH_AUTH_SOCK by default).
+  const ssh = Object.fromEntries((['knownHosts', 'hostKey', 'privateKeyFile'] as const).flatMap((k) => (get(k) === undefined ? [] : [[k, get(k)]])));
   return {
     stackName: get('stackName') ?? 'master-key',
     stateFile: get('stateFile'),
@@ -108,6 +116,7 @@ export function exampleSettings(context: (key: string) => unknown, env: NodeJS.P
       reportDir: get('reportDir') ?? resolve(work, 'reports'),
       ...(get('backupRecipients') ? { backupRecipients: get('backupRecipients')!.split(',').map((r) => r.trim()) } : {}),
       resourceType: (get('resourceType') ?? 'provider') as MasterKeyProps['resourceType'],
+      ...(Object.keys(ssh).length ? { ssh } : {}),
     },
   };
 }

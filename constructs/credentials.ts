@@ -72,5 +72,5 @@ export function quotable(value: unknown): string {
   if (value !== null && typeof value === 'object') return 'an object';
   if (typeof value !== 'string') return String(value);
   const kinds = credentialKinds(value);
-  return kinds.length === 0 ? `"${value}"` : `(a value that looks like ${kinds[0]}, not shown)`;
+  return kinds.length === 0 ? JSON.stringify(value) : `(a value that looks like ${kinds[0]}, not shown)`;
 }

@@ -12,6 +12,7 @@ export type {
   IPolicyRule,
   KeyDeclaration,
   MasterKeyChecksOptions,
+  MasterKeyConnection,
   MasterKeyPolicyProps,
   MasterKeyProps,
   MasterKeySettings,

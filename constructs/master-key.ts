@@ -177,18 +177,23 @@ function providerRotation(key: MasterKey, fw: Framework, stack: IConstruct, logi
     databaseUrlEnv: s.databaseUrlEnv,
     databaseUrlEntry: s.databaseUrlEntry,
     inventory: s.inventory.spec,
+    ...(Object.keys(s.ssh).length ? { ssh: { ...s.ssh } } : {}),
+    ...(Object.keys(s.sshNodes).length ? { sshNodes: Object.fromEntries(Object.entries(s.sshNodes).map(([a, m]) => [a, { ...m }])) } : {}),
     rotationPeriodDays: policy?.periodDays,
     rotationEpoch: policy?.epoch,
     rotationEvaluatedAt: policy?.evaluatedAt,
     backupDir: s.backupDir,
     reportDir: s.reportDir,
+    localReportDir: s.localReportDir,
     stopCommand: s.stopCommand,
     startCommand: s.startCommand,
     healthCommand: s.healthCommand,
     newKeyFile: s.newKeyFile,
     ...(s.backupRecipients.length ? { backupRecipients: [...s.backupRecipients] } : {}),
     backupRetention: s.backupRetention,
+    lockTimeout: s.lockTimeout,
     ...(s.verifySecrets ? { verifySecrets: true } : {}),
+    ...(s.sealAhead !== undefined ? { sealAhead: s.sealAhead } : {}),
   }), logicalId);
   const output = new fw.lib.TerraformOutput(key, 'key', { value: { fingerprint: resource.fingerprint, generation: resource.databaseGeneration, nodes_in_sync: resource.nodesInSync } });
   return { resource, key: resource, output: named(output, logicalId) };

@@ -5,6 +5,7 @@
  * rule is one more entry here and in `POLICY_RULES`.
  */
 import { isAbsolute } from 'node:path';
+import { isLocalAddress } from '../src/config/nodes';
 import { findCredentials, quotable } from './credentials';
 import { FindingLevel, IPolicyRule, PolicyInput } from './types';
 
@@ -31,7 +32,8 @@ export const rotationPolicyRule = rule('MasterKey-RotationPolicy', FindingLevel.
 /** Every path the rotation script is given must be absolute. */
 export const absolutePathsRule = rule('MasterKey-AbsolutePaths', FindingLevel.ERROR, 'Config files, inventory, backup, report and new-key paths are absolute.', ({ settings: s }) => {
   const paths: Array<[string, string | undefined]> = [
-    ...s.configFiles.map((f, i): [string, string] => [`configFiles[${i}]`, f]),
+    // A node on another host (ssh://host/path) is absolute by its address's rules (parseSshAddress).
+    ...s.configFiles.map((f, i): [string, string | undefined] => [`configFiles[${i}]`, isLocalAddress(f) ? f : undefined]),
     ['backupDir', s.backupDir],
     ['reportDir', s.reportDir],
     ['newKeyFile', s.newKeyFile],

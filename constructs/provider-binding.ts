@@ -23,6 +23,8 @@ export interface MasterkeyInstallationConfig extends TerraformMetaArguments {
   readonly databaseUrlEnv?: string;
   readonly databaseUrlEntry?: string;
   readonly inventory?: string;
+  readonly ssh?: { [name: string]: string };
+  readonly sshNodes?: { [address: string]: { [name: string]: string } };
 }
 
 /** The arguments of `masterkey_key`. */
@@ -34,13 +36,16 @@ export interface MasterkeyKeyConfig extends MasterkeyInstallationConfig {
   readonly rotationEvaluatedAt?: string;
   readonly backupDir?: string;
   readonly reportDir?: string;
+  readonly localReportDir?: string;
   readonly stopCommand?: string;
   readonly startCommand?: string;
   readonly healthCommand?: string;
   readonly newKeyFile?: string;
   readonly backupRecipients?: string[];
   readonly backupRetention?: string;
+  readonly lockTimeout?: string;
   readonly verifySecrets?: boolean;
+  readonly sealAhead?: boolean;
 }
 
 /** The arguments of `masterkey_status`. */
@@ -130,7 +135,7 @@ function metaArguments(c: TerraformMetaArguments) {
 
 /** Config (camelCase) to terraform arguments (snake_case), with the library's converters; names mirror src/provider/schema.ts. */
 function terraformArguments(lib: FrameworkModule) {
-  const { stringToTerraform: str, numberToTerraform: num, booleanToTerraform: bool, listMapper } = lib;
+  const { stringToTerraform: str, numberToTerraform: num, booleanToTerraform: bool, listMapper, hashMapper } = lib;
   const installation = (c: MasterkeyInstallationConfig) => ({
     config_files: listMapper(str, false)(c.configFiles),
     config_format: str(c.configFormat),
@@ -138,6 +143,8 @@ function terraformArguments(lib: FrameworkModule) {
     database_url_env: str(c.databaseUrlEnv),
     database_url_entry: str(c.databaseUrlEntry),
     inventory: str(c.inventory),
+    ssh: hashMapper(str)(c.ssh),
+    ssh_nodes: hashMapper(hashMapper(str))(c.sshNodes),
   });
   return {
     provider: (c: MasterkeyProviderConfig) => ({ alias: str(c.alias) }),
@@ -150,13 +157,16 @@ function terraformArguments(lib: FrameworkModule) {
       rotation_evaluated_at: str(c.rotationEvaluatedAt),
       backup_dir: str(c.backupDir),
       report_dir: str(c.reportDir),
+      local_report_dir: str(c.localReportDir),
       stop_command: str(c.stopCommand),
       start_command: str(c.startCommand),
       health_command: str(c.healthCommand),
       new_key_file: str(c.newKeyFile),
       backup_recipients: c.backupRecipients?.length ? listMapper(str, false)(c.backupRecipients) : undefined,
       backup_retention: str(c.backupRetention),
+      lock_timeout: str(c.lockTimeout),
       verify_secrets: bool(c.verifySecrets),
+      seal_ahead: bool(c.sealAhead),
     }),
     status: (c: DataMasterkeyStatusConfig) => ({ ...installation(c), max_age_days: num(c.maxAgeDays) }),
   };

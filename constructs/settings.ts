@@ -10,6 +10,10 @@
  * policy options. A new group of props is one more step here.
  */
 import { checkRecipientShapes } from '../src/rotation/age';
+import { isMasterKeyError } from '../src/errors';
+import { parseSshAddress } from '../src/remote/address';
+import { CONNECTION_SETTINGS, connectionOf } from '../src/remote/connection';
+import { lockTimeoutMs } from '../src/lock-timeout';
 import { quotable } from './credentials';
 import { MasterKeyInventory } from './inventory-source';
 import { checkPolicyProps } from './policy';
@@ -52,13 +56,15 @@ export function resolveSettings(props: MasterKeyProps, ctx: ResolveContext): Mas
   const who = identity(props, ctx.id, fail);
   const where = configTargets(props, fail);
   const database = databaseUrlSource(props, fail);
+  const runs = howItRuns(props, ctx.defaultCliCommand, fail);
   const settings: MasterKeySettings = {
     ...who,
     ...where,
+    ...sshSettings(props, where.configFiles, runs.resourceType, fail),
     ...database,
     ...schedule(props, ctx, fail),
     inventory: inventoryOf(props, fail),
-    ...howItRuns(props, ctx.defaultCliCommand, fail),
+    ...runs,
     environment: environmentOf(props, database, fail),
     ...hooks(props, fail),
     ...custody(props, fail),
@@ -98,6 +104,52 @@ function configTargets(props: MasterKeyProps, fail: Fail): Pick<MasterKeySetting
   const keyName = props.keyName ?? DEFAULT_KEY_NAME;
   if (typeof keyName !== 'string' || !ENTRY_NAME.test(keyName)) fail('keyName', `${quotable(keyName)} is not a config entry name`, `name the entry that holds the key, e.g. ${DEFAULT_KEY_NAME}`);
   return { configFiles: [...(files as string[])], configFormat, keyName };
+}
+
+/** A `MasterKeyConnection` as the provider's `ssh` map (snake_case, string values), checked as the provider checks it. */
+function connectionMap(c: unknown, prop: string, fail: Fail): Record<string, string> {
+  if (c === undefined) return {};
+  if (!c || typeof c !== 'object' || Array.isArray(c)) fail(prop, `is ${quotable(c)}`, 'give an object such as { knownHosts: "/home/ci/.ssh/known_hosts", privateKeyFile: "/home/ci/.ssh/id_ed25519" }');
+  const byCamel = new Map(Object.entries(CONNECTION_SETTINGS).map(([snake, camel]) => [camel as string, snake]));
+  const map: Record<string, string> = {};
+  for (const [k, v] of Object.entries(c as object)) {
+    if (v === undefined) continue;
+    const snake = byCamel.get(k);
+    if (!snake) fail(`${prop}.${k}`, 'is not a connection setting', `use ${[...byCamel.keys()].join(', ')}`);
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') fail(`${prop}.${k}`, `is ${quotable(v)}`, 'give a string, a number (ports) or a boolean (agent)');
+    map[snake] = String(v);
+  }
+  try {
+    connectionOf(map, prop);
+  } catch (e) {
+    if (!isMasterKeyError(e)) throw e;
+    fail(prop, `is not usable: ${e.message.replace(/\.$/, '')}`, 'fix the setting it names');
+  }
+  return map;
+}
+
+/** How nodes on other hosts are reached; with a CLI resource type, only what the CLI's options can say. */
+function sshSettings(props: MasterKeyProps, files: readonly string[], resourceType: RotationResourceType, fail: Fail): Pick<MasterKeySettings, 'ssh' | 'sshNodes' | 'localReportDir'> {
+  const ssh = connectionMap(props.ssh, 'ssh', fail);
+  const per: unknown = props.sshNodes ?? {};
+  if (!per || typeof per !== 'object' || Array.isArray(per)) fail('sshNodes', `is ${quotable(per)}`, 'give an object of node addresses and their connection settings');
+  const sshNodes: Record<string, Record<string, string>> = {};
+  for (const [address, c] of Object.entries(per as object)) {
+    if (!files.includes(address)) fail(`sshNodes["${address}"]`, 'names no node of configFiles', "use the node's address exactly as configFiles writes it");
+    sshNodes[address] = connectionMap(c, `sshNodes["${address}"]`, fail);
+  }
+  if (resourceType !== RotationResourceType.PROVIDER) {
+    for (const name of ['user', 'port'] as const) {
+      if (ssh[name] !== undefined) fail(`ssh.${name}`, `is only used with resourceType "provider", not "${resourceType}"`, `write it in the node's address (ssh://user@host:port/path) instead`);
+    }
+    for (const [address, m] of Object.entries(sshNodes)) {
+      const other = Object.keys(m).find((k) => k !== 'host_key');
+      if (other) fail(`sshNodes["${address}"]`, `sets ${other}, which only the provider takes per node`, 'set it in ssh for every node, or use resourceType "provider"');
+    }
+  }
+  const localReportDir: unknown = props.localReportDir;
+  if (localReportDir !== undefined && (typeof localReportDir !== 'string' || !localReportDir.startsWith('/'))) fail('localReportDir', `is ${quotable(localReportDir)}`, 'give an absolute path');
+  return { ssh, sshNodes, ...(localReportDir !== undefined ? { localReportDir: localReportDir as string } : {}) };
 }
 
 /** Where the database URL comes from: a variable of terraform's environment (by name) or an entry of the primary config file. */
@@ -182,7 +234,7 @@ function environmentOf(props: MasterKeyProps, database: Pick<MasterKeySettings, 
 }
 
 /** What the rotation does around the data: backups, reports, server hooks, the copy of the new key. */
-function hooks(props: MasterKeyProps, fail: Fail): Pick<MasterKeySettings, 'backupDir' | 'reportDir' | 'stopCommand' | 'startCommand' | 'healthCommand' | 'newKeyFile'> {
+function hooks(props: MasterKeyProps, fail: Fail): Pick<MasterKeySettings, 'backupDir' | 'reportDir' | 'stopCommand' | 'startCommand' | 'healthCommand' | 'newKeyFile' | 'lockTimeout' | 'sealAhead'> {
   const text = (prop: 'backupDir' | 'reportDir' | 'stopCommand' | 'startCommand' | 'healthCommand' | 'newKeyFile'): string | undefined => {
     const v: unknown = props[prop];
     if (v === undefined) return undefined;
@@ -190,13 +242,19 @@ function hooks(props: MasterKeyProps, fail: Fail): Pick<MasterKeySettings, 'back
     return v as string;
   };
   const backupDir = text('backupDir');
+  const lockTimeout: unknown = props.lockTimeout;
+  if (lockTimeout !== undefined && (typeof lockTimeout !== 'string' || lockTimeoutMs(lockTimeout) === undefined)) {
+    fail('lockTimeout', `is ${quotable(lockTimeout)}, not a lock timeout`, 'give a duration of more than 0 and at most a day, such as "30s", "500ms" or "2min"');
+  }
   return {
+    lockTimeout: lockTimeout as string | undefined,
     backupDir,
     reportDir: text('reportDir') ?? backupDir,
     stopCommand: text('stopCommand'),
     startCommand: text('startCommand'),
     healthCommand: text('healthCommand'),
     newKeyFile: text('newKeyFile'),
+    ...(props.sealAhead !== undefined ? { sealAhead: sealAheadOf(props.sealAhead, fail) } : {}),
   };
 }
 
@@ -217,6 +275,12 @@ function custody(props: MasterKeyProps, fail: Fail): Pick<MasterKeySettings, 'ba
   if (keep !== undefined && !whole(keep)) fail('backupRetention.keep', `is ${quotable(keep)}`, 'give a whole number of backups of at least 1');
   if (olderThanDays !== undefined && !whole(olderThanDays)) fail('backupRetention.olderThanDays', `is ${quotable(olderThanDays)}`, 'give a whole number of days of at least 1');
   return { backupRecipients: [...(list as string[])], backupRetention: keep !== undefined ? `keep ${keep}` : `${olderThanDays}d` };
+}
+
+/** Seal-ahead's setting: true or false. */
+function sealAheadOf(v: unknown, fail: Fail): boolean {
+  if (typeof v !== 'boolean') fail('sealAhead', `is ${quotable(v)}`, 'give true or false, or leave it out to seal ahead where it pays off');
+  return v as boolean;
 }
 
 /**
@@ -260,5 +324,32 @@ export function rotationArgv(s: MasterKeySettings): string[] {
     ...opt('--new-key-out', s.newKeyFile),
     ...s.backupRecipients.flatMap((r) => ['--backup-recipient', r]),
     ...opt('--backup-retention', s.backupRetention),
+    ...(s.sealAhead === undefined ? [] : [s.sealAhead ? '--seal-ahead' : '--no-seal-ahead']),
+    ...opt('--lock-timeout', s.lockTimeout),
+    ...connectionArgv(s),
+  ];
+}
+
+/** The connection settings as the CLI's options (`sshSettings` lets through only what they can say). */
+function connectionArgv(s: MasterKeySettings): string[] {
+  const c = s.ssh;
+  const opt = (flag: string, value: string | undefined): string[] => (value === undefined ? [] : [flag, value]);
+  const bastion = c.bastion_host === undefined ? undefined : `${c.bastion_user ? `${c.bastion_user}@` : ''}${c.bastion_host}${c.bastion_port ? `:${c.bastion_port}` : ''}`;
+  const perNode = Object.entries(s.sshNodes).flatMap(([address, m]) => {
+    if (m.host_key === undefined) return [];
+    const a = parseSshAddress(address);
+    return ['--host-key', `${a.host}:${a.port ?? 22}=${m.host_key}`];
+  });
+  return [
+    ...opt('--known-hosts', c.known_hosts),
+    ...opt('--host-key', c.host_key),
+    ...perNode,
+    ...opt('--private-key-file', c.private_key_file),
+    ...(c.agent === 'false' ? ['--no-ssh-agent'] : []),
+    ...opt('--bastion', bastion),
+    ...opt('--bastion-host-key', c.bastion_host_key),
+    ...opt('--ssh-timeout', c.timeout),
+    ...opt('--remote-command', c.remote_command),
+    ...opt('--local-report-dir', s.localReportDir),
   ];
 }

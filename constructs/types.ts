@@ -6,6 +6,7 @@
  * so everything stays expressible in every jsii language. No prop may hold a
  * secret.
  */
+import type { SshSettings } from '../src/remote/connection';
 import type { MasterKeyInventory } from './inventory-source';
 import type { RotationWindow } from './window';
 
@@ -61,6 +62,15 @@ export interface RotationPolicyProps {
   readonly evaluatedAt?: string;
 }
 
+/**
+ * How the hosts of config files on other hosts (`ssh://[user@]host[:port]/path`)
+ * are reached: the settings of terraform's `connection` block, in camelCase
+ * (the CLI's and the provider's, defined once in src/remote/connection.ts).
+ * Key content never goes here, only the path of a key file. Defaults are
+ * OpenSSH's (docs/remote.md).
+ */
+export type MasterKeyConnection = SshSettings;
+
 /** The props of a `MasterKey` construct. No prop may hold a secret. */
 export interface MasterKeyProps {
   /**
@@ -93,6 +103,26 @@ export interface MasterKeyProps {
    * @default 'ACT_MASTER_KEY'
    */
   readonly keyName?: string;
+  /**
+   * How the hosts of config files on other hosts (`ssh://…` in `configFiles`)
+   * are reached, for every such node.
+   * @default - OpenSSH's defaults
+   */
+  readonly ssh?: MasterKeyConnection;
+  /**
+   * Connection settings of single nodes, by their address as written in
+   * `configFiles`, over `ssh` (e.g. a `hostKey` per host). With a
+   * CLI resource type only `hostKey` may be given per node.
+   * @default - none
+   */
+  readonly sshNodes?: { readonly [address: string]: MasterKeyConnection };
+  /**
+   * Nodes on other hosts: absolute path of the directory on the machine that
+   * runs terraform that receives a copy of each rotation's report (the report
+   * itself is written on the primary node's host).
+   * @default - master-key-reports in terraform's working directory
+   */
+  readonly localReportDir?: string;
   /**
    * The *name* of the environment variable of the terraform process that
    * holds the database URL (never the URL itself).
@@ -157,6 +187,22 @@ export interface MasterKeyProps {
    */
   readonly backupRetention?: BackupRetentionProps;
   /**
+   * How long the rotation waits for a lock another session holds on the
+   * secret tables (a server stuck in a transaction; on SQLite, the file)
+   * before it refuses with TABLES_BUSY, having changed nothing and started
+   * the server again: a duration such as "30s", "500ms" or "2min"
+   * (`master-key apply --lock-timeout`, the provider's `lock_timeout`).
+   * @default "30s"
+   */
+  readonly lockTimeout?: string;
+  /**
+   * Seal every secret under the new key while the server still runs, and
+   * stop it only to swap them in (true); keep the single pass with the
+   * server stopped (false). See docs/seal-ahead.md.
+   * @default - where it pays off (PostgreSQL from 10,000 secrets; SQLite only when asked)
+   */
+  readonly sealAhead?: boolean;
+  /**
    * The terraform resource that carries the rotation: the built-in
    * `terraform_data` (no provider download, works air-gapped),
    * `null_resource` from the hashicorp/null provider, or `provider`: the
@@ -212,6 +258,11 @@ export interface MasterKeySettings {
   readonly configFiles: readonly string[];
   readonly configFormat: ConfigFormat;
   readonly keyName: string;
+  /** The shared SSH settings as the provider's `ssh` map (the snake_case names of terraform's connection block, string values); empty when none. */
+  readonly ssh: { readonly [name: string]: string };
+  /** The per-node settings, the same way, by address. */
+  readonly sshNodes: { readonly [address: string]: { readonly [name: string]: string } };
+  readonly localReportDir?: string;
   /** The variable holding the database URL; undefined when `databaseUrlEntry` is set. */
   readonly databaseUrlEnv?: string;
   /** The primary config file's entry holding the database URL; undefined when `databaseUrlEnv` is set. */
@@ -228,6 +279,10 @@ export interface MasterKeySettings {
   readonly backupRecipients: readonly string[];
   /** The retention as the CLI and the provider spell it (`keep 3`, `30d`), when declared. */
   readonly backupRetention?: string;
+  /** The lock timeout as given (checked); undefined: the tool's default. */
+  readonly lockTimeout?: string;
+  /** Seal ahead (true), never (false), or where it pays off (undefined). */
+  readonly sealAhead?: boolean;
   readonly resourceType: RotationResourceType;
   readonly verifySecrets: boolean;
   readonly cliCommand: readonly string[];

@@ -46,6 +46,9 @@ export interface ChildResult {
   /** apply: the report's milliseconds per phase, and its server-down window (stop hook to start hooks). */
   readonly phases?: Readonly<Record<string, number>>;
   readonly serverDownMs?: number;
+  /** apply: seal-ahead's window with the server up, and the benchmark writer's time (its stop hook, not counted). */
+  readonly serverUpSealAheadMs?: number;
+  readonly writerMs?: number;
 }
 
 /** Crypto alone: reads every value (untimed), then times opening and re-sealing them all in memory. */

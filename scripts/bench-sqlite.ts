@@ -27,10 +27,13 @@ import { Keyring } from '../src/crypto/keyring';
 import { reencryptAlone } from '../src/store/sqlite/store';
 import { Db, sqliteModule } from '../src/store/sqlite/driver';
 import { BENCH_INVENTORY, BENCH_TABLE, plaintext } from './bench-data';
-import { applyPhases, median, medianRun, sealedGoal, table } from './bench-report';
-import { applyTimings, benchRecipient, cliPath, recipientArgs, runCliMeasured } from './bench-apply';
+import { applyPhases, applyWindows, median, medianRun, sealedGoal, table } from './bench-report';
+import { WRITER_SHARE, applyFlags, applyTimings, benchRecipient, cliPath, recipientArgs, runCliMeasured, writerHook } from './bench-apply';
+import { SshdFleet, sshdMissing, startFleet, stopFleet } from './sshd-hosts';
 
-export const SQLITE_METHODS = ['floor', 'rewrite', 'crypto', 'naive', 'ours', 'apply'] as const;
+export const SQLITE_METHODS = ['floor', 'rewrite', 'crypto', 'naive', 'ours', 'apply', 'apply-one-pass', 'apply-ssh'] as const;
+/** What runs without --methods: apply-ssh needs sshd and root, so it runs only when asked for. */
+const DEFAULT_METHODS = SQLITE_METHODS.filter((m) => m !== 'apply-ssh');
 type Method = (typeof SQLITE_METHODS)[number];
 /** A row of the report: a method, or the baseline build's full apply. */
 type Measured = Method | 'apply-baseline' | 'apply-sealed';
@@ -102,9 +105,10 @@ interface Run {
   readonly seconds: number;
   readonly rows: number;
   readonly maxRssBytes?: number;
-  /** The full apply: its report's phase timings and server-down window. */
+  /** The full apply: its report's phase timings and server-down window, and seal-ahead's window with the server up. */
   readonly phases?: Readonly<Record<string, number>>;
   readonly serverDownMs?: number;
+  readonly serverUpSealAheadMs?: number;
 }
 
 /**
@@ -201,8 +205,22 @@ function runChild(job: ChildJob): Promise<Run> {
   });
 }
 
-/** The full CLI (this build's, or `cli`): `init` on the fresh copy, then `apply` (spawn to exit, with backup, verification and report). */
-async function apply(dir: string, path: string, oldKey: MasterKey, rows: number, cli?: string, recipients?: readonly string[]): Promise<Run> {
+/** How apply-ssh reaches the "host": a real sshd on loopback, whose master-key is this build's. */
+interface SshTarget {
+  readonly port: number;
+  readonly options: readonly string[];
+}
+
+/**
+ * The full CLI (this build's, or `cli`): `init` on the fresh copy, then
+ * `apply` (spawn to exit, with backup, verification and report). With `ssh`,
+ * apply runs on the runner with the node at
+ * `ssh://root@127.0.0.1:<port>/…/act.env`: the same files, reached over SSH,
+ * the rotation run by the host's master-key as a job, the report copied back.
+ * Its stop hook is the writer (`writerHook`): the server's last writes.
+ */
+async function apply(dir: string, path: string, oldKey: MasterKey, rows: number, how: { cli?: string; ssh?: SshTarget; flags?: readonly string[]; recipients?: readonly string[] } = {}): Promise<Run> {
+  const { cli, ssh, flags = [], recipients } = how;
   const work = mkdtempSync(join(dir, 'apply-'));
   chmodSync(work, 0o700);
   try {
@@ -214,9 +232,13 @@ async function apply(dir: string, path: string, oldKey: MasterKey, rows: number,
     const env = cli ? { ...process.env, MK_BENCH_CLI: cli } : process.env;
     const init = await runCliMeasured(['init', ...common], env);
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
-    const r = await runCliMeasured(['apply', ...common, '--backup-dir', join(work, 'backups'), '--report-dir', join(work, 'reports'), ...recipientArgs(recipients)], env);
+    const node = ssh ? ['--config', `ssh://root@127.0.0.1:${ssh.port}${config}`, ...ssh.options, '--local-report-dir', join(work, 'copies')] : ['--config', config];
+    const stop = ['--stop-command', writerHook(work)];
+    const r = await runCliMeasured(['apply', ...node, ...common.slice(2), ...stop, ...flags, '--backup-dir', join(work, 'backups'), '--report-dir', join(work, 'reports'), ...recipientArgs(recipients)], env);
     if (r.code !== 0) throw new Error(`master-key apply failed (exit ${r.code}): ${r.stderr.trim()}`);
-    return { seconds: r.seconds, rows, maxRssBytes: r.maxRssBytes, ...applyTimings(join(work, 'reports')) };
+    const t = applyTimings(join(work, 'reports'), true);
+    // The writer is the server's doing, not the tool's: its time is not counted.
+    return { seconds: r.seconds - (t.writerMs ?? 0) / 1000, rows, maxRssBytes: r.maxRssBytes, ...t };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -251,7 +273,9 @@ const LABELS: Record<Measured, string> = {
   crypto: 'crypto alone (open + re-seal in memory)',
   naive: 'naive script (row-by-row UPDATE)',
   ours: 'ours: store re-encryption (one transaction)',
-  apply: 'ours: master-key apply (full CLI)',
+  apply: 'ours: master-key apply (full CLI, --seal-ahead)',
+  'apply-one-pass': 'ours: master-key apply --no-seal-ahead (one pass)',
+  'apply-ssh': 'ours: master-key apply, the node over SSH',
   'apply-baseline': 'baseline build: master-key apply (full CLI)',
   'apply-sealed': 'ours: master-key apply, backup sealed to one age recipient',
 };
@@ -259,7 +283,9 @@ const LABELS: Record<Measured, string> = {
 const NOTES: Partial<Record<Measured, string>> = {
   floor: 'SQLite leaves a value rewritten with itself as it is (it writes a page only when its bytes change): this reads the table, and writes nothing',
   rewrite: 'every value changed: every page written, journaled and committed (with the WAL checkpoint), as any re-encryption must',
-  apply: 'spawn to exit: init not counted; preflight, backup of the whole file, re-encryption, config, verification, report',
+  apply: `spawn to exit: init not counted; preflight, seal-ahead, backup of the whole file, re-encryption, config, verification, report; its stop hook is a writer changing ${WRITER_SHARE * 100} % of the rows after seal-ahead (the server's last writes), whose time is not counted`,
+  'apply-one-pass': `the same with --no-seal-ahead, the same writer as its stop hook`,
+  'apply-ssh': 'the same apply with the node at ssh://root@127.0.0.1 (a real sshd, this build as the host\'s master-key), run in turn with apply; peak RSS is the runner\'s',
 };
 
 export interface SqliteBenchResult {
@@ -278,6 +304,11 @@ export interface SqliteBenchResult {
   /** The full apply's median run: phase timings and server-down window (from its report). */
   readonly phases?: Readonly<Record<string, number>>;
   readonly serverDownMs?: number;
+  readonly serverUpSealAheadMs?: number;
+  /** The server-down window relative to SQLite's rewrite. */
+  readonly serverDownVsYardstick?: number;
+  /** Time relative to SQLite's rewrite alone. */
+  readonly vsRewrite?: number;
 }
 
 export interface SqliteBenchReport {
@@ -311,6 +342,8 @@ export function summariseSqlite(r: Omit<SqliteBenchReport, 'goals'>): SqliteBenc
     ...(x.seconds !== undefined && yard ? { vsFloorPlusCrypto: times(x.seconds, yard) } : {}),
     ...(x.seconds !== undefined && floorS ? { vsFloor: times(x.seconds, floorS) } : {}),
     ...(x.seconds !== undefined && written ? { vsRewritePlusCrypto: times(x.seconds, written) } : {}),
+    ...(x.seconds !== undefined && rewriteS ? { vsRewrite: times(x.seconds, rewriteS) } : {}),
+    ...(x.serverDownMs !== undefined && rewriteS ? { serverDownVsYardstick: times(x.serverDownMs / 1000, rewriteS) } : {}),
   }));
   const ratio = (m: Method, max: number) => {
     const v = results.find((x) => x.method === m)?.vsFloorPlusCrypto;
@@ -320,7 +353,15 @@ export function summariseSqlite(r: Omit<SqliteBenchReport, 'goals'>): SqliteBenc
     const b = results.find((x) => x.method === m)?.peakRssBytes;
     return { what: `${LABELS[m]} peak RSS < 256 MB`, ...(b !== undefined ? { measured: `${(b / MB).toFixed(0)} MB`, met: b < 256 * MB } : {}) };
   });
-  return { ...r, results, goals: [ratio('ours', 1.0), ratio('apply', 1.6), ...rss, ...sealedGoal(secs('apply'), secs('apply-sealed'))] };
+  const local = secs('apply');
+  const overSsh = secs('apply-ssh');
+  const ssh =
+    overSsh === undefined
+      ? []
+      : [{ what: 'apply over SSH ≤ apply + 2 s + 10 %', ...(local !== undefined ? { measured: `+${(overSsh - local).toFixed(2)} s (${((overSsh / local - 1) * 100).toFixed(1)} %)`, met: overSsh <= local * 1.1 + 2 } : {}) }];
+  const applied = results.find((x) => x.method === 'apply');
+  const byRewrite = (what: string, v: number | undefined, max: number) => ({ what: `${LABELS.apply}: ${what} ≤ ${max.toFixed(1)}x SQLite's rewrite`, ...(v !== undefined ? { measured: `${v.toFixed(2)}x`, met: v <= max } : {}) });
+  return { ...r, results, goals: [ratio('ours', 1.0), byRewrite('server down', applied?.serverDownVsYardstick, 1.3), byRewrite('full apply', applied?.vsRewrite, 3.0), ...rss, ...ssh, ...sealedGoal(local, secs('apply-sealed'))] };
 }
 
 export function formatSqliteReport(r: SqliteBenchReport): string {
@@ -344,8 +385,9 @@ export function formatSqliteReport(r: SqliteBenchReport): string {
     '',
     ...r.results.filter((m) => m.note).map((m) => `  ${m.method}: ${m.note}`),
     '',
-    ...applyPhases(r.results.find((m) => m.method === 'apply-baseline'), 'apply-baseline'),
-    ...applyPhases(r.results.find((m) => m.method === 'apply')),
+    ...applyPhases(r.results.find((m) => m.method === 'apply-baseline'), 'apply-baseline', 'rewrite'),
+    ...applyPhases(r.results.find((m) => m.method === 'apply-one-pass'), 'apply-one-pass', 'rewrite'),
+    ...applyPhases(r.results.find((m) => m.method === 'apply'), undefined, 'rewrite'),
     'Goals:',
     ...r.goals.map((g) => `  ${g.met === undefined ? '-' : g.met ? 'met' : 'MISSED'}: ${g.what}${g.measured ? ` (measured ${g.measured})` : ' (not measured)'}`),
     ...(r.verification ? ['', `Verification after ours: ${r.verification.ok}/${r.verification.rows} rows open with the new key only and equal their plaintext.`] : []),
@@ -356,6 +398,17 @@ export function formatSqliteReport(r: SqliteBenchReport): string {
 /** Runs the SQLite benchmark in a temp directory it removes; returns the report. */
 export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) => void): Promise<SqliteBenchReport> {
   const dir = mkdtempSync(join(tmpdir(), 'mk-bench-sqlite-'));
+  let fleet: SshdFleet | undefined;
+  /** One sshd "host", started at the first apply-ssh. */
+  const sshTarget = async (): Promise<SshTarget> => {
+    if (!fleet) {
+      const missing = sshdMissing();
+      if (missing) throw new Error(`apply-ssh: ${missing}`);
+      progress('starting an sshd on loopback for apply-ssh');
+      fleet = await startFleet(1);
+    }
+    return { port: fleet.hosts[0].port, options: ['--known-hosts', fleet.knownHosts, '--private-key-file', fleet.clientKey, '--no-ssh-agent'] };
+  };
   try {
     const oldKey = MasterKey.generate();
     const newKey = MasterKey.generate();
@@ -366,47 +419,58 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
     const results: SqliteBenchResult[] = [];
     let verification: SqliteBenchReport['verification'];
     const recipients = o.sealed ? [await benchRecipient()] : undefined;
+    // apply and apply-ssh run in turn (apply, apply-ssh, apply, ...): an A/B under the same load.
+    const paired = o.methods.includes('apply') && o.methods.includes('apply-ssh');
+    const runsOf = new Map<Measured, Run[]>();
     for (const method of o.methods) {
       const reps = method === 'naive' && o.rows > (o.naiveSingleRunAbove ?? 200_000) ? 1 : o.reps;
-      const runs: Run[] = [];
-      const baseline: Run[] = [];
-      const sealed: Run[] = [];
-      for (let i = 0; i < reps; i++) {
-        if (method === 'apply' && o.baselineCli) {
+      const turn = paired && method === 'apply' ? (['apply', 'apply-ssh'] as const) : paired && method === 'apply-ssh' ? [] : [method];
+      for (let i = 0; i < reps && turn.length; i++) {
+        for (const m of turn) {
+          const into = runsOf.get(m) ?? [];
+          runsOf.set(m, into);
+          if (m === 'apply' && o.baselineCli) {
+            progress(`${m} run ${i + 1}/${reps} of the baseline build`);
+            const b = runsOf.get('apply-baseline') ?? [];
+            runsOf.set('apply-baseline', b);
+            b.push(await apply(dir, fresh(dir, pristine), oldKey, o.rows, { cli: o.baselineCli }));
+          }
           const path = fresh(dir, pristine);
-          progress(`${method} run ${i + 1}/${reps} of the baseline build`);
-          baseline.push(await apply(dir, path, oldKey, o.rows, o.baselineCli));
-        }
-        const path = fresh(dir, pristine);
-        progress(`${method} run ${i + 1}/${reps}`);
-        if (method === 'floor') runs.push(sqliteAlone(path, "value || ''"));
-        else if (method === 'rewrite') runs.push(sqliteAlone(path, 'lower(value)'));
-        else if (method === 'crypto') runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
-        else if (method === 'apply') {
-          runs.push(await apply(dir, path, oldKey, o.rows));
-          if (recipients) {
-            progress(`${method} run ${i + 1}/${reps} with the backup sealed to one age recipient`);
-            sealed.push(await apply(dir, fresh(dir, pristine), oldKey, o.rows, undefined, recipients));
+          progress(`${m} run ${i + 1}/${reps}`);
+          if (m === 'floor') into.push(sqliteAlone(path, "value || ''"));
+          else if (m === 'rewrite') into.push(sqliteAlone(path, 'lower(value)'));
+          else if (m === 'apply' || m === 'apply-one-pass') into.push(await apply(dir, path, oldKey, o.rows, { flags: applyFlags(m) }));
+          // Over SSH with apply's flags: the A/B measures SSH alone.
+          else if (m === 'apply-ssh') into.push(await apply(dir, path, oldKey, o.rows, { ssh: await sshTarget(), flags: applyFlags('apply') }));
+          else into.push(await runChild({ method: m, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
+          if (m === 'ours' && i === reps - 1) verification = verify(path, plain, newKey);
+          if (m === 'apply' && recipients) {
+            progress(`${m} run ${i + 1}/${reps} with the backup sealed to one age recipient`);
+            const s = runsOf.get('apply-sealed') ?? [];
+            runsOf.set('apply-sealed', s);
+            s.push(await apply(dir, fresh(dir, pristine), oldKey, o.rows, { flags: applyFlags(m), recipients }));
           }
         }
-        else runs.push(await runChild({ method, path, oldKey: oldKey.toHex(), newKey: newKey.toHex(), ...(o.crypto ? { crypto: o.crypto } : {}) }));
-        if (method === 'ours' && i === reps - 1) verification = verify(path, plain, newKey);
       }
-      const result = (m: Measured, rs: readonly Run[], note = NOTES[m]): SqliteBenchResult => {
-        const mid = medianRun(rs);
-        return {
-          method: m,
-          rows: rs[0]?.rows ?? o.rows,
-          ...(mid?.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
-          runs: rs.map((r) => r.seconds),
-          seconds: median(rs.map((r) => r.seconds)),
-          ...(rs.some((r) => r.maxRssBytes !== undefined) ? { peakRssBytes: Math.max(...rs.map((r) => r.maxRssBytes ?? 0)) } : {}),
-          ...(reps < o.reps ? { note: 'one run (it takes minutes)' } : note ? { note } : {}),
-        };
+    }
+    const result = (m: Measured, rs: readonly Run[], note = NOTES[m]): SqliteBenchResult => {
+      const mid = medianRun(rs);
+      return {
+        method: m,
+        rows: rs[0]?.rows ?? o.rows,
+        ...(mid?.phases ? applyWindows(rs, mid.phases) : {}),
+        runs: rs.map((r) => r.seconds),
+        seconds: median(rs.map((r) => r.seconds)),
+        ...(rs.some((r) => r.maxRssBytes !== undefined) ? { peakRssBytes: Math.max(...rs.map((r) => r.maxRssBytes ?? 0)) } : {}),
+        ...(rs.length < o.reps ? { note: 'one run (it takes minutes)' } : note ? { note } : {}),
       };
-      if (baseline.length) results.push(result('apply-baseline', baseline, `${NOTES.apply}; the build at ${o.baselineCli}, run in turn with this one`));
-      results.push(result(method, runs));
-      if (sealed.length) results.push(result('apply-sealed', sealed, `${NOTES.apply}; the backup sealed to one X25519 recipient (age), run in turn with the apply above`));
+    };
+    for (const method of o.methods) {
+      const baseline = method === 'apply' ? runsOf.get('apply-baseline') : undefined;
+      if (baseline?.length) results.push(result('apply-baseline', baseline, `${NOTES.apply}; the build at ${o.baselineCli}, run in turn with this one`));
+      results.push(result(method, runsOf.get(method) ?? []));
+      const sealed = method === 'apply' ? runsOf.get('apply-sealed') : undefined;
+      if (sealed?.length) results.push(result('apply-sealed', sealed, `${NOTES.apply}; the backup sealed to one X25519 recipient (age), run in turn with the apply above`));
     }
     const Database = sqliteModule();
     const mem = new Database(':memory:');
@@ -426,6 +490,7 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
       verification,
     });
   } finally {
+    await stopFleet(fleet);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -436,7 +501,7 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
   let reps = 3;
   let journal: 'wal' | 'delete' = 'wal';
   let json = false;
-  let methods: Method[] = [...SQLITE_METHODS];
+  let methods: Method[] = [...DEFAULT_METHODS];
   let crypto: CryptoMode | undefined;
   let baselineCli: string | undefined;
   let sealed = false;
@@ -477,7 +542,9 @@ export function parseSqliteArgs(argv: readonly string[]): SqliteBenchOptions {
 /** `bench --store sqlite ...`: prints the table (or JSON); exit code 1 when verification failed. */
 export async function mainSqlite(argv: readonly string[]): Promise<void> {
   const o = parseSqliteArgs(argv);
-  if (!existsSync(cliPath()) && o.methods.includes('apply')) throw new Error('the CLI is not built: run npm run build');
+  if (!existsSync(cliPath()) && (o.methods.includes('apply') || o.methods.includes('apply-ssh'))) throw new Error('the CLI is not built: run npm run build');
+  const missing = o.methods.includes('apply-ssh') ? sshdMissing() : undefined;
+  if (missing) throw new Error(`apply-ssh: ${missing}`);
   const progress = o.json ? () => undefined : (s: string) => process.stderr.write(`bench: ${s}\n`);
   const report = await benchSqlite(o, progress);
   process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatSqliteReport(report));

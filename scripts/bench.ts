@@ -28,13 +28,13 @@ import { MasterKey } from '../src/crypto/key';
 import { EmbeddedServer, removeEmbeddedData, startEmbeddedPostgres } from '../src/db/embedded';
 import { BENCH_TABLE, restoreBench, seedBench, verifyBench } from './bench-data';
 import type { ChildJob, ChildResult } from './bench-child';
-import { benchRecipient, measureApply } from './bench-apply';
-import { BenchReport, MethodResult, formatReport, median, medianRun, summarise } from './bench-report';
+import { WRITER_SHARE, applyFlags, benchRecipient, measureApply } from './bench-apply';
+import { BenchReport, MethodResult, applyWindows, formatReport, median, medianRun, summarise } from './bench-report';
 import { mainShape, parseShapeArgs } from './bench-shapes';
 import { mainSqlite, parseSqliteArgs } from './bench-sqlite';
 import { parseOrExit } from './usage';
 
-export const METHODS = ['floor', 'pgcrypto', 'naive', 'crypto', 'ours', 'apply'] as const;
+export const METHODS = ['floor', 'pgcrypto', 'naive', 'crypto', 'ours', 'apply', 'apply-one-pass'] as const;
 const CRYPTO_MODES: readonly CryptoMode[] = ['native', 'node', 'workers'];
 export type Method = (typeof METHODS)[number];
 
@@ -143,6 +143,7 @@ interface Run {
   crypto?: CryptoMode;
   phases?: Readonly<Record<string, number>>;
   serverDownMs?: number;
+  serverUpSealAheadMs?: number;
 }
 
 /** One method's result from its runs (the full apply's phases: those of its median run). */
@@ -153,7 +154,7 @@ function methodResult(method: string, runs: readonly Run[], rows: number, note: 
     rows: runs[0]?.rows ?? rows,
     runs: runs.map((r) => r.seconds),
     seconds: runs.length ? median(runs.map((r) => r.seconds)) : undefined,
-    ...(mid?.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
+    ...(mid?.phases ? applyWindows(runs, mid.phases) : {}),
     peakRssBytes: runs.some((r) => r.maxRssBytes !== undefined) ? Math.max(...runs.map((r) => r.maxRssBytes ?? 0)) : undefined,
     ...(note ? { note } : {}),
   };
@@ -197,8 +198,8 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
     }
     if (method === 'crypto') note = 'every value held in memory first (its RSS includes them), then opened and re-sealed, nothing written';
     for (let i = 0; i < reps; i++) {
-      if (method === 'apply') {
-        if (o.baselineCli) {
+      if (method === 'apply' || method === 'apply-one-pass') {
+        if (o.baselineCli && method === 'apply') {
           await restoreBench(c, 'gcm');
           progress(`${method} run ${i + 1}/${reps} of the baseline build`);
           const b = await measureApply({ url, client: c, oldKey, rows: o.rows, cli: o.baselineCli });
@@ -207,17 +208,17 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
         }
         await restoreBench(c, 'gcm');
         progress(`${method} run ${i + 1}/${reps}`);
-        const r = await measureApply({ url, client: c, oldKey, rows: o.rows });
+        const r = await measureApply({ url, client: c, oldKey, rows: o.rows }, applyFlags(method));
         if (!r) {
           note = 'not measured: the CLI is not built (dist/src/cli/main.js)';
           break;
         }
-        note = 'spawn to exit, with backup, verification and report';
+        note = `spawn to exit, with backup, verification and report; its stop hook is a writer changing ${WRITER_SHARE * 100} % of the rows after seal-ahead (the server's last writes), whose time is not counted`;
         runs.push(r);
-        if (recipients) {
+        if (recipients && method === 'apply') {
           await restoreBench(c, 'gcm');
           progress(`${method} run ${i + 1}/${reps} with the backup sealed to one age recipient`);
-          sealed.push((await measureApply({ url, client: c, oldKey, rows: o.rows, recipients }))!);
+          sealed.push((await measureApply({ url, client: c, oldKey, rows: o.rows, recipients }, applyFlags(method)))!);
         }
         continue;
       }
@@ -261,7 +262,8 @@ Options:
   --store postgres|sqlite   the database (default postgres: an embedded PostgreSQL, or DATABASE_URL's)
   --rows <n>                secrets in the table (default 100000)
   --reps <n>                repetitions per method; the median counts (default 3)
-  --methods <list>          PostgreSQL: ${METHODS.join(',')}; SQLite: see --store sqlite
+  --methods <list>          PostgreSQL: ${METHODS.join(',')}; SQLite: floor,rewrite,crypto,naive,ours,apply
+                            and apply-ssh (the node over SSH to a real sshd on loopback, in turn with apply; needs root)
   --crypto native|node|workers   the AES-GCM engine of ours (default: the addon, in worker threads when it pays)
   --batch-size <n>          rows per batch of ours
   --naive-rows <n>          rows for the naive row-by-row script (it is slow)

@@ -17,6 +17,8 @@ export interface CycleOptions {
   readonly batchSize?: number;
   /** Run an unkilled apply afterwards and check it. @default true */
   readonly applyAfter?: boolean;
+  /** Apply with `--seal-ahead` (true), `--no-seal-ahead` (false), or neither (undefined: where it pays off). */
+  readonly sealAhead?: boolean;
 }
 
 export interface CycleResult {
@@ -47,7 +49,7 @@ export async function faultCycle(inst: Installation, opts: CycleOptions): Promis
   const violations: string[] = [];
   const before = await checkInvariant(inst);
   if (before.violations.length) throw new Error(`the installation is not consistent before the cycle: ${before.violations.join('; ')}`);
-  const batch = opts.batchSize ? ['--batch-size', String(opts.batchSize)] : [];
+  const batch = [...(opts.batchSize ? ['--batch-size', String(opts.batchSize)] : []), ...(opts.sealAhead === undefined ? [] : [opts.sealAhead ? '--seal-ahead' : '--no-seal-ahead'])];
   const apply = await runCli(inst, ['apply', ...batch], { kill: opts.kill });
   const killed = apply.signal === 'SIGKILL';
   if (!killed && apply.code !== 0) violations.push(`apply (${describeKill(opts.kill)}) exited ${apply.code}: ${apply.stderr.trim()}`);

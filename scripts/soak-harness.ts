@@ -28,6 +28,8 @@ import { readPlaintexts, seedAct } from '../test/support/act-data';
 import { childEnv } from '../test/support/scenario';
 import { TestSql, withTestSql } from '../test/support/sql';
 import { cliEntry } from './local-act';
+import { stagingFile } from '../src/store/sqlite/staging';
+import { sqliteFile } from '../src/store/sqlite/url';
 import { scratchDir } from './scratch';
 
 export { cliEntry };
@@ -225,6 +227,16 @@ async function readCanary(db: TestSql): Promise<{ fingerprint: string; generatio
   return row;
 }
 
+/** What is left of seal-ahead's staging area: PostgreSQL's staging tables, SQLite's staging file. */
+export async function stagingLeft(db: TestSql, url: string): Promise<string[]> {
+  if (db.kind === 'sqlite') {
+    const file = stagingFile(sqliteFile(url));
+    return existsSync(file) ? [file] : [];
+  }
+  const rows = await db.query<{ name: string }>("SELECT relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'master_key' AND c.relkind = 'r' AND c.relname LIKE 'stage\\_%'");
+  return rows.map((r) => `master_key.${r.name}`);
+}
+
 /** One history row as the checks need it. */
 interface HistoryFacts {
   readonly old_fingerprint: string;
@@ -264,10 +276,12 @@ export async function checkInvariant(inst: Installation): Promise<InvariantResul
     const tmp = leftoverTempFiles(p);
     if (tmp.length) violations.push(`temp files left next to ${p}: ${tmp.join(', ')}`);
   }
-  const { canary, history } = await withTestSql(inst.url, async (db) => ({
+  const { canary, history, staging } = await withTestSql(inst.url, async (db) => ({
     canary: await readCanary(db),
     history: await db.query<HistoryFacts>(`SELECT old_fingerprint, new_fingerprint, from_generation, to_generation, outcome FROM ${db.meta.history} ORDER BY id`),
+    staging: await stagingLeft(db, inst.url),
   }));
+  if (staging.length) violations.push(`a staging area of seal-ahead is left: ${staging.join(', ')}`);
   if (!canary) violations.push('the integrity canary is gone');
   if (canary && key && !canaryOpensWith(canary, key)) violations.push(`the configured key ${key.fingerprint} does not open the canary (${canary.fingerprint}, "${CANARY_PLAINTEXT}")`);
   if (canary && key && canary.fingerprint !== key.fingerprint) violations.push(`the canary names ${canary.fingerprint} but the configs hold ${key.fingerprint}`);

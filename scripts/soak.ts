@@ -8,7 +8,9 @@
  * rotates its own installation again and again (one with a single config
  * file, one with three node configs in dotenv, JSON and XML).
  *
- * Prints a summary line (runs, recoveries, secrets lost) and the JSON
+ * Half the runs apply with --seal-ahead (every seal-ahead fault point is drawn
+ * with it), the others in one pass. Prints a summary line (runs, runs sealed
+ * ahead, recoveries, secrets lost) and the JSON
  * summary; exits 1 when any secret was lost or any invariant broke.
  *
  * Options: --runs N (500), --workers W (2), --per-kind K (3 rows per ACT
@@ -84,7 +86,7 @@ const BATCH_SIZES = [1, 2, 5, 1000];
 
 /** How many times each phase can be reached in one apply, for `@n` draws. */
 function maxReached(phase: FaultPoint, inst: Installation, secrets: number, batch: number): number {
-  if (phase === 'reencrypt-batch') return Math.max(1, Math.ceil(secrets / batch));
+  if (phase === 'reencrypt-batch' || phase === 'seal-ahead-batch') return Math.max(1, Math.ceil(secrets / batch));
   if (phase === 'config-written') return inst.configs.length;
   return 1;
 }
@@ -93,9 +95,12 @@ function maxReached(phase: FaultPoint, inst: Installation, secrets: number, batc
 export function drawCycle(rand: () => number, inst: Installation, applyMs: number, recoverMs: number): CycleOptions {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
   const batchSize = pick(BATCH_SIZES);
+  // Half the runs seal ahead (the small installations would not by default): kills land in seal-ahead and its cut-over too.
+  let sealAhead = rand() < 0.5;
   let kill: KillPoint;
   if (rand() < 0.5) {
     const phase = pick(APPLY_PHASES);
+    if (SEAL_AHEAD_PHASES.includes(phase)) sealAhead = true;
     kill = { phase, n: 1 + Math.floor(rand() * maxReached(phase, inst, inst.plaintexts.size, batchSize)) };
   } else {
     kill = { afterMs: Math.round(rand() * applyMs * 1.1) };
@@ -104,8 +109,11 @@ export function drawCycle(rand: () => number, inst: Installation, applyMs: numbe
   const r = rand();
   if (r < 0.1) recoverKill = { phase: 'recover-config-written', n: 1 };
   else if (r < 0.25) recoverKill = { afterMs: Math.round(rand() * recoverMs) };
-  return { kill, recoverKill, batchSize };
+  return { kill, recoverKill, batchSize, sealAhead };
 }
+
+/** The fault points only a seal-ahead run reaches. */
+const SEAL_AHEAD_PHASES: readonly FaultPoint[] = ['seal-ahead-started', 'seal-ahead-batch', 'sealed-ahead', 'staging-removed'];
 
 /** Totals over all runs. */
 export interface SoakSummary {
@@ -121,6 +129,8 @@ export interface SoakSummary {
   violations: number;
   failedRuns: Array<{ worker: number; run: number; kill: string; violations: readonly string[] }>;
   killPoints: Record<string, number>;
+  /** Runs whose apply sealed ahead (`--seal-ahead`), the others in one pass. */
+  sealAheadRuns: number;
   seed: number;
   /** The store soaked: PostgreSQL, or SQLite and its journal mode. */
   store: string;
@@ -160,6 +170,7 @@ export async function soak(opts: SoakOptions, createDb: (name: string) => Promis
     violations: 0,
     failedRuns: [],
     killPoints: {},
+    sealAheadRuns: 0,
     seed: opts.seed,
     store: opts.store === 'sqlite' ? `SQLite (journal_mode ${opts.journal})` : 'PostgreSQL',
     seconds: 0,
@@ -190,6 +201,7 @@ export async function soak(opts: SoakOptions, createDb: (name: string) => Promis
           return;
         }
         tally(s, w, run, r);
+        if (cycle.sealAhead) s.sealAheadRuns++;
         if (r.nextApplyMs !== undefined && recent.push(r.nextApplyMs) > 20) recent.shift();
         if (opts.verbose || r.violations.length) {
           log(`run ${run} (worker ${w}): kill ${r.kill}${r.killed ? '' : ' (finished first)'}, batch ${cycle.batchSize}, recover ${r.recover.action}${r.recover.killed ? ' after a killed recover' : ''}, ${r.lost} lost, ${r.ms} ms${r.violations.length ? `: ${r.violations.join('; ')}` : ''}`);
@@ -210,7 +222,7 @@ export function summaryLine(s: SoakSummary): string {
   const actions = Object.entries(s.recoverActions)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
-  return `soak (${s.store}): ${s.runs} runs, ${s.applyKilled} applies killed (${s.committedBeforeKill} after commit), ${s.recoveries} recoveries (${actions}), ${s.recoverKilled} recovers killed, ${s.secretsLost} secrets lost, ${s.violations} invariant violations, ${s.seconds} s (seed ${s.seed})`;
+  return `soak (${s.store}): ${s.runs} runs (${s.sealAheadRuns} sealed ahead), ${s.applyKilled} applies killed (${s.committedBeforeKill} after commit), ${s.recoveries} recoveries (${actions}), ${s.recoverKilled} recovers killed, ${s.secretsLost} secrets lost, ${s.violations} invariant violations, ${s.seconds} s (seed ${s.seed})`;
 }
 
 export const SOAK_USAGE = `npm run soak -- [options]

@@ -19,7 +19,7 @@ export const ExitCode = {
   KEY_MISMATCH: 5,
   /** Stored secrets do not open (before a rotation) or verification failed. */
   UNDECRYPTABLE: 6,
-  /** The database cannot be reached, is read-only or busy (a SQLite file held by another process), or failed. */
+  /** The database cannot be reached, is read-only, lacks a privilege the rotation needs, is busy (a lock held beyond the lock timeout), or failed. */
   DATABASE: 7,
   /** A config, backup, report or pending file cannot be read or written. */
   FILES: 8,
@@ -35,6 +35,10 @@ export const ExitCode = {
   NODE_MISMATCH: 13,
   /** A stop/start/health-check hook command failed. */
   HOOK_FAILED: 14,
+  /** A host could not be reached or trusted over SSH: unknown or changed host key, login refused, unreachable or timed out. Nothing ran there. */
+  HOST: 15,
+  /** The master-key on another host cannot run this command: missing, another version, or it failed to start. */
+  REMOTE: 16,
 } as const;
 
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
@@ -60,6 +64,8 @@ const CODES = {
   DB_UNREACHABLE: ExitCode.DATABASE,
   DB_READ_ONLY: ExitCode.DATABASE,
   DB_BUSY: ExitCode.DATABASE,
+  TABLES_BUSY: ExitCode.DATABASE,
+  DB_PRIVILEGE_MISSING: ExitCode.DATABASE,
   DB_ERROR: ExitCode.DATABASE,
   INVENTORY_INVALID: ExitCode.DATABASE,
   CONFIG_MISSING: ExitCode.FILES,
@@ -82,6 +88,12 @@ const CODES = {
   PLAN_STALE: ExitCode.STALE_PLAN,
   NODE_MISMATCH: ExitCode.NODE_MISMATCH,
   HOOK_FAILED: ExitCode.HOOK_FAILED,
+  HOST_KEY_UNKNOWN: ExitCode.HOST,
+  HOST_KEY_MISMATCH: ExitCode.HOST,
+  SSH_AUTH_FAILED: ExitCode.HOST,
+  HOST_UNREACHABLE: ExitCode.HOST,
+  REMOTE_VERSION_MISMATCH: ExitCode.REMOTE,
+  REMOTE_COMMAND_FAILED: ExitCode.REMOTE,
   INTERNAL: ExitCode.INTERNAL,
 } as const;
 

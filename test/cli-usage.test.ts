@@ -7,6 +7,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExitCode } from '../src/errors';
+import { scratchDir } from '../scripts/scratch';
 import { runCli } from './support/scenario';
 import { scenarioForBlock } from './support/block';
 
@@ -28,6 +29,34 @@ describe('parse errors', () => {
     expect(r.code).toBe(ExitCode.USAGE);
     expect(JSON.parse(r.stdout)).toEqual({ ok: false, error: { code: 'USAGE', exitCode: ExitCode.USAGE, message: "Unknown option '--no-such-option'; run `master-key apply --help` for usage." } });
     expect(r.stderr).toMatch(/^master-key: Unknown option '--no-such-option'.*\[USAGE\]\n$/);
+  });
+});
+
+describe('restore --identity-file with a node on another host', () => {
+  it.each([[[]], [['--drill']]])('%j: refused before any connection (the identity is never sent over SSH), exit 3', (extra) => {
+    // Port 1 on loopback: nothing listens there, so a connection attempt would be a different error (HOST).
+    const r = runCli(['restore', ...extra, '--config', 'ssh://root@127.0.0.1:1/etc/act/act.env', '--backup', '/var/backups/act/b1', '--identity-file', '/root/escrow.key'], env);
+    const what = extra.length ? 'restore --drill' : 'restore';
+    expect(r).toEqual({
+      code: ExitCode.USAGE,
+      stdout: '',
+      stderr: `master-key: --identity-file cannot be used with a node on another host: the age identity is not sent over SSH; run \`master-key ${what} --identity-file\` on the primary node's host, with its config file's local path. [USAGE]\n`,
+    });
+  });
+});
+
+describe('database URLs that cannot be read', () => {
+  it.each([
+    ['a port out of range', 'postgres://act:s3cret-Passw0rd@db:99999/act', ExitCode.USAGE, /^master-key: The database URL cannot be read \(it is not a valid URL\); .* \[USAGE\]\n$/],
+    ['a malformed percent-encoding', 'postgres://act:s3cret-Passw0rd@db/%E0%A4%A', ExitCode.USAGE, /^master-key: The database URL cannot be read \(it holds a % that does not start .*\[USAGE\]\n$/],
+    ['a certificate file that does not exist', 'postgres://act:s3cret-Passw0rd@db/act?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem', ExitCode.DATABASE, /^master-key: A certificate or key file the database URL names .* cannot be read: the file or its directory does not exist; .*\[DB_UNREACHABLE\]\n$/],
+  ])('%s: one sentence with its code, never the URL (pg threw a TypeError, a URIError or ENOENT: INTERNAL)', (_what, url, code, stderr) => {
+    const dir = scratchDir('mk-url-');
+    const config = join(dir, 'act.env');
+    writeFileSync(config, `ACT_MASTER_KEY=${'ab'.repeat(32)}\n`, { mode: 0o600 });
+    const r = runCli(['status', '--config', config], { ...env, DATABASE_URL: url });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code, stderr: expect.stringMatching(stderr) });
+    expect(r.stdout + r.stderr).not.toContain('s3cret');
   });
 });
 

@@ -232,6 +232,13 @@ describe('xml', () => {
     expect(readEntry(out, 'xml', 'K', LABEL)).toBe(`<"&'>`);
   });
 
+  it('reads values as an XML parser reports them: line ends as LF, literal tabs and line ends in attributes as spaces', () => {
+    expect(readEntry(`<c><add key="K" value="a\tb\r\nc\nd&#9;e&#10;f&#13;"/></c>`, 'xml', 'K', LABEL)).toBe('a b c d\te\nf\r');
+    expect(readEntry(`<c><set key="K">a\r\nb\rc&#13;d</set></c>`, 'xml', 'K', LABEL)).toBe('a\nb\nc\rd');
+    expect(readEntry(`<c><set key="K"><![CDATA[a\r\nb]]></set></c>`, 'xml', 'K', LABEL)).toBe('a\nb');
+    expect(readEntry(`<c><set key="K">x<![CDATA[a\r\nb]]></set></c>`, 'xml', 'K', LABEL)).toBe('xa\nb');
+  });
+
   it('fills an empty or self-closing element', () => {
     expect(readEntry(`<c><set key="${E}"></set></c>`, 'xml', E, LABEL)).toBe('');
     expect(replaceEntry(`<c><set key="${E}"></set></c>`, 'xml', E, NEW, LABEL)).toBe(`<c><set key="${E}">${NEW}</set></c>`);
@@ -265,8 +272,26 @@ describe('xml', () => {
     ['text outside the root', `<c><set key="${E}">${OLD}</set></c>junk`],
     ['no root at all', `<!-- ${OLD} -->`],
     ['an undefined entity in the value', `<c><set key="${E}">&custom;${OLD}</set></c>`],
+    ['a character reference beyond Unicode', `<c><set key="${E}">${OLD}&#99999999999;</set></c>`],
+    ['a character reference beyond Unicode in an attribute', `<c><add key="${E}" value="${OLD}&#x110000;"/></c>`],
+    ['a character reference to NUL', `<c><set key="${E}">&#0;${OLD}</set></c>`],
+    ['a character reference to a lone surrogate', `<c><set key="${E}">&#xD800;${OLD}</set></c>`],
   ])('reports %s as invalid XML, without quoting the file', (_what, text) => {
     errorOf(() => readEntry(text, 'xml', E, LABEL), 'CONFIG_INVALID');
+  });
+
+  it('names no tag from a file that is not well-formed: a < in a value makes the rest of it look like one', () => {
+    const password = 'Sup3rSecretPassw0rd';
+    for (const text of [
+      `<c>\n<set key="DATABASE_URL">postgres://act:p<${password}@db/act</set>\n</c>`,
+      `<c>\n<set key="${E}">0<${OLD.slice(1)} x</set>\n</c>`,
+      `<c>\n<set key="${E}">&${password};</set>\n</c>`,
+    ]) {
+      const msg = errorOf(() => readEntry(text, 'xml', E, LABEL), 'CONFIG_INVALID');
+      expect(msg).not.toContain(password);
+      expect(msg).not.toContain(OLD.slice(1, 20));
+      expect(msg).toMatch(/\(line 2\)/);
+    }
   });
 });
 

@@ -148,6 +148,13 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       expect(le.environment).toBeUndefined();
     });
 
+    it('passes seal-ahead as the flag it sets (none by default: where it pays off), and refuses a value that is not a boolean', () => {
+      expect(stackWith(goodProps()).key.argv.filter((a) => a.includes('seal-ahead'))).toEqual([]);
+      expect(stackWith(goodProps({ sealAhead: false })).key.argv.slice(-1)).toEqual(['--no-seal-ahead']);
+      expect(stackWith(goodProps({ sealAhead: true })).key.argv.slice(-1)).toEqual(['--seal-ahead']);
+      expect(() => stackWith(goodProps({ sealAhead: 'no' as unknown as boolean }))).toThrow(/sealAhead is "no"; give true or false, or leave it out to seal ahead where it pays off/);
+    });
+
     it('passes the database URL source by name only, and supports a config entry instead', () => {
       const viaEnv = stackWith(goodProps({ databaseUrlEnv: 'ACT_DB_URL' })).key;
       expect(viaEnv.argv.join(' ')).toContain('--database-url-env ACT_DB_URL');
@@ -273,6 +280,21 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
     }
   });
 
+  describe('MasterKey lockTimeout', () => {
+    it('reaches the rotation: --lock-timeout on the local-exec command, lock_timeout on masterkey_key; absent, neither (the tool defaults to 30s)', () => {
+      expect(localExec(stackWith(goodProps({ lockTimeout: '5s' })).stack).command).toMatch(/ --lock-timeout 5s$/);
+      expect(localExec(stackWith(goodProps()).stack).command).not.toContain('--lock-timeout');
+      const json = synthJson(stackWith(goodProps({ resourceType: RotationResourceType.PROVIDER, cliCommand: undefined, lockTimeout: '2min' })).stack);
+      expect(json.resource.masterkey_key.master_key_act).toEqual(expect.objectContaining({ lock_timeout: '2min' }));
+    });
+
+    it('refuses a lock timeout that is not one, naming the prop and the accepted forms', () => {
+      for (const bad of ['0s', '3m', 'soon', 30]) {
+        expect(() => stackWith(goodProps({ lockTimeout: bad as string }))).toThrow(/MasterKey stack\/key: lockTimeout is .*, not a lock timeout; give a duration of more than 0 and at most a day, such as "30s", "500ms" or "2min"/);
+      }
+    });
+  });
+
   describe("MasterKey synth (resourceType 'provider')", () => {
     const providerProps = (over: Partial<MasterKeyProps> = {}) => goodProps({ resourceType: RotationResourceType.PROVIDER, cliCommand: undefined, ...over });
     type Json = ReturnType<typeof synthJson> & { provider: { masterkey: unknown[] }; output: Record<string, { value: unknown }>; data?: Record<string, Record<string, Record<string, unknown>>> };
@@ -364,6 +386,49 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
           interruptedRotation: `\${data.masterkey_status.${d}.interrupted_rotation}`,
         },
       ]);
+    });
+
+    it('passes the nodes on other hosts and their ssh settings (the connection block\'s names, string values), never key content', () => {
+      const a = 'ssh://root@10.0.0.2:2222/etc/act/act.env';
+      const b = 'ssh://root@10.0.0.3/etc/act/act.env';
+      const pin = 'SHA256:' + 'A'.repeat(43);
+      const { stack } = stackWith(
+        providerProps({
+          configFiles: [a, b],
+          ssh: { user: 'deploy', port: 22, privateKeyFile: '/home/ci/.ssh/id_ed25519', agent: false, knownHosts: '/home/ci/.ssh/known_hosts', bastionHost: 'jump.example.com', timeout: '1m', remoteCommand: '/usr/bin/npx master-key' },
+          sshNodes: { [b]: { hostKey: pin } },
+          localReportDir: '/home/ci/reports',
+        }),
+      );
+      const attrs = Object.values(synthJson(stack).resource.masterkey_key)[0];
+      expect(attrs).toEqual(
+        expect.objectContaining({
+          config_files: [a, b],
+          ssh: { user: 'deploy', port: '22', private_key_file: '/home/ci/.ssh/id_ed25519', agent: 'false', known_hosts: '/home/ci/.ssh/known_hosts', bastion_host: 'jump.example.com', timeout: '1m', remote_command: '/usr/bin/npx master-key' },
+          ssh_nodes: { [b]: { host_key: pin } },
+          local_report_dir: '/home/ci/reports',
+        }),
+      );
+      let refusal = '';
+      try {
+        stackWith(providerProps({ configFiles: [a], ssh: { privateKeyFile: '-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn' } }));
+      } catch (e) {
+        refusal = (e as Error).message;
+      }
+      expect(refusal).toMatch(/ssh is not usable: ssh\.private_key_file holds a key, not a file's path/);
+      expect(refusal).not.toContain('b3Blbn');
+      expect(() => stackWith(providerProps({ configFiles: [a], ssh: { password: 'x' } as never }))).toThrow(/ssh\.password is not a connection setting; use user, port, privateKeyFile/);
+      expect(() => stackWith(providerProps({ configFiles: [a], sshNodes: { 'ssh://elsewhere/x': { hostKey: pin } } }))).toThrow(/sshNodes\["ssh:\/\/elsewhere\/x"\] names no node of configFiles/);
+    });
+
+    it('passes the ssh settings to `master-key apply` as its options with the CLI resource types; user and port belong in the address there', () => {
+      const a = 'ssh://root@10.0.0.2:2222/etc/act/act.env';
+      const pin = 'SHA256:' + 'B'.repeat(43);
+      const { key } = stackWith(goodProps({ configFiles: [a], ssh: { knownHosts: '/k', privateKeyFile: '/id', agent: false, bastionHost: 'jump', bastionUser: 'j', bastionPort: 2200, timeout: '10s', remoteCommand: 'mk' }, sshNodes: { [a]: { hostKey: pin } }, localReportDir: '/r' }));
+      const tail = key.argv.slice(key.argv.indexOf('--report-dir') + 2);
+      expect(tail).toEqual(['--backup-recipient', ESCROW, '--known-hosts', '/k', '--host-key', `10.0.0.2:2222=${pin}`, '--private-key-file', '/id', '--no-ssh-agent', '--bastion', 'j@jump:2200', '--ssh-timeout', '10s', '--remote-command', 'mk', '--local-report-dir', '/r']);
+      expect(() => stackWith(goodProps({ configFiles: [a], ssh: { user: 'deploy' } }))).toThrow(/ssh\.user is only used with resourceType "provider".*ssh:\/\/user@host:port\/path/);
+      expect(() => stackWith(goodProps({ configFiles: [a], sshNodes: { [a]: { timeout: '5s' } } }))).toThrow(/sets timeout, which only the provider takes per node/);
     });
 
     it('passes verifySecrets to the provider, and refuses it and the local-exec props where they mean nothing', () => {
@@ -605,6 +670,11 @@ describe.each(LIBRARIES)('with %s', (libName, lib) => {
       expect(none.props.rotationPolicy).toBeUndefined();
       expect(none.props.configFiles).toEqual(['/p/.mk-work/act.env']);
       expect(() => exampleSettings(() => undefined, { MK_GENERATION: 'two' }, '/p')).toThrow(/generation "two".*whole number/);
+      expect(none.props.ssh).toBeUndefined();
+      const pin = 'SHA256:' + 'C'.repeat(43);
+      const remote = exampleSettings(() => undefined, { MK_CONFIG: 'ssh://deploy@act.example.com/etc/act/act.env', MK_HOST_KEY: pin, MK_KNOWN_HOSTS: '' }, '/p');
+      expect(remote.props.configFiles).toEqual(['ssh://deploy@act.example.com/etc/act/act.env']);
+      expect(remote.props.ssh).toEqual({ hostKey: pin });
     });
 
     it('synthesizes with the committed cdktf.json context through the provider and passes the policy checks; MK_RESOURCE=terraform_data still declares terraform_data', () => {

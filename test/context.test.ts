@@ -4,15 +4,15 @@
  * config, where the database URL comes from (ACT_DATABASE_URL in the
  * primary config, a relative SQLite path resolved against the config's
  * directory, the environment), the sentences naming each surface's own
- * settings, and a node on another host refused in one sentence (by the
- * real CLI as well).
+ * settings, an ssh:// node put on its host and any other scheme refused in
+ * one sentence (by the real CLI as well).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { scratchDir } from '../scripts/scratch';
 import { ExitCode } from '../src/errors';
 import { CLI_SPELLING } from '../src/cli/options';
-import { InstallationSettings, Spelling, Surface, buildContext } from '../src/context/build';
+import { InstallationSettings, Spelling, Surface, buildContext, nodesOf } from '../src/context/build';
 import { LOCAL } from '../src/config/nodes';
 import { TERRAFORM_SPELLING } from '../src/provider/arguments';
 import { quietProgress } from '../src/rotation/context';
@@ -66,13 +66,19 @@ describe('buildContext', () => {
     expect(unset.message).toBe('The environment variable DATABASE_URL is not set; export the database URL in it in the shell that runs terraform (or name another with database_url_env, or use database_url_entry).');
   });
 
-  it('refuses a config file on another host in one sentence, on the CLI too (exit 3, nothing read)', () => {
-    const remote = 'ssh://root@127.0.0.1:37207/etc/act/act.env';
-    const e = caught(() => buildContext({ configFiles: [plain, remote] }, surface({ DATABASE_URL: 'postgres://h/db' })));
-    expect([e.code, e.message]).toEqual(['USAGE', `The config file ${remote} is on another host (ssh://), and this version reaches config files on this machine only; run it where the file is and give its local path.`]);
-    const r = runCli(['status', '--config', remote], childEnv({ DATABASE_URL: 'postgres://127.0.0.1:1/none' }));
+  it('puts an ssh:// node on its host (the address parsed once, settings merged) and refuses any other scheme in one sentence, on the CLI too', () => {
+    const remote = 'ssh://deploy@10.0.0.2:2222/etc/act/act.env';
+    const nodes = nodesOf({ configFiles: [remote], ssh: { knownHosts: '/ci/known_hosts', agent: false } }, { HOME: '/home/ci' });
+    expect(nodes[0].target).toEqual({ path: '/etc/act/act.env', format: 'dotenv', entry: 'ACT_MASTER_KEY' });
+    expect(nodes[0].host).toMatchObject({ kind: 'ssh', label: 'deploy@10.0.0.2:2222', target: { host: '10.0.0.2', port: 2222, user: 'deploy', hostKeys: { kind: 'known-hosts', files: ['/ci/known_hosts'], explicit: true } } });
+    // The local rotation never sees it: the installation sends the work there.
+    expect(caught(() => buildContext({ configFiles: [remote] }, surface({ DATABASE_URL: 'postgres://h/db' }))).code).toBe('INTERNAL');
+    const ftp = 'ftp://host/etc/act/act.env';
+    const e = caught(() => nodesOf({ configFiles: [plain, ftp] }, {}));
+    expect([e.code, e.message]).toEqual(['USAGE', `The config file ${ftp} names a host by ftp://, which is not supported; reach other hosts with ssh://[user@]host[:port]/path, or give a local path.`]);
+    const r = runCli(['status', '--config', ftp], childEnv({ DATABASE_URL: 'postgres://127.0.0.1:1/none' }));
     expect(r.code).toBe(ExitCode.USAGE);
-    expect(r.stderr).toContain(`The config file ${remote} is on another host`);
+    expect(r.stderr).toContain(`The config file ${ftp} names a host by ftp://`);
     expect(r.stderr).not.toContain('CONFIG_MISSING');
   });
 });

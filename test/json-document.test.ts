@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { JsonNumber, documentBytes, findEntrySlots, findSlots, parseJsonLossless, stringifyJsonLossless } from '../src/engine/json-document';
 import type { InventoryEntry } from '../src/inventory/inventory';
+import { BatchCrypto } from '../src/crypto/batch';
+import { actCodec } from '../src/crypto/codec';
+import { MasterKey } from '../src/crypto/key';
+import { Keyring } from '../src/crypto/keyring';
+import { openBatch } from '../src/engine/reseal';
+import { rowShape } from '../src/engine/rows';
+import { InlineCrypto } from '../src/engine/value-crypto';
 
 describe('lossless JSON for jsonb documents', () => {
   it('round-trips any JSON document to an equal value', () => {
@@ -41,8 +48,23 @@ describe('lossless JSON for jsonb documents', () => {
     expect(({} as Record<string, unknown>).x).toBeUndefined();
   });
 
+  it('refuses a document nested deeper than 1,000 levels (a stack overflow before)', () => {
+    const nested = (n: number) => `{"a":${'['.repeat(n)}${']'.repeat(n)}}`;
+    expect(() => parseJsonLossless(nested(999))).not.toThrow();
+    for (const n of [1000, 100_000]) expect(() => parseJsonLossless(nested(n))).toThrow(expect.objectContaining({ code: 'INVENTORY_INVALID', message: expect.stringContaining('nests deeper than 1000 levels') }));
+  });
+
+  it('refuses a member name twice in one object, anywhere in the document, naming where: a rewrite would keep only one', () => {
+    expect(() => parseJsonLossless('{"TOKEN":"a","TOKEN":"b","OTHER":"c"}')).toThrow(expect.objectContaining({ code: 'SEALED_MALFORMED', details: { path: 'TOKEN' } }));
+    expect(() => parseJsonLossless('{"env":[{"v":1},{"v":2,"v":3}]}')).toThrow(expect.objectContaining({ code: 'SEALED_MALFORMED', details: { path: 'env.1.v' }, message: expect.stringContaining('holds the member "v" twice (in "env.1")') }));
+    // Member names are quoted as JSON: a line break in one cannot split the sentence.
+    expect(() => parseJsonLossless('{"a\\nb":{"v":1,"v":2}}')).toThrow(expect.objectContaining({ message: expect.stringContaining('holds the member "v" twice (in "a\\nb")') }));
+    expect(stringifyJsonLossless(parseJsonLossless('{"a":{"x":1},"b":{"x":2},"c":[{"x":3},{"x":4}]}'))).toBe('{"a":{"x":1},"b":{"x":2},"c":[{"x":3},{"x":4}]}');
+  });
+
   it('refuses text that is not JSON', () => {
-    for (const bad of ['', '{', '{"a" 1}', '[1,]', 'tru', '{"a":1} x', "{'a':1}"]) {
+    // A raw control character in a string, and escapes JSON does not have (JSON.parse threw a SyntaxError on these).
+    for (const bad of ['', '{', '{"a" 1}', '[1,]', 'tru', '{"a":1} x', "{'a':1}", '"a\nb"', '"\\x41"', '"\\u12"', '{"a\u0001":1}']) {
       expect(() => parseJsonLossless(bad)).toThrow(expect.objectContaining({ code: 'INVENTORY_INVALID' }));
     }
   });
@@ -86,5 +108,20 @@ describe('finding sealed values in a document', () => {
     const back = JSON.parse(stringifyJsonLossless(d));
     expect(back.credentials).toEqual({ aws: 'new-sealed-aws', 'dotted.key': 'new-sealed-dot', nested: { x: 'no' }, n: 3 });
     expect(back.env[0].value).toBe('new-a');
+  });
+});
+
+describe('a stored document the reader refuses', () => {
+  it('is a failure of its row (SEALED_MALFORMED), listed like a value that does not open: the walk goes on', async () => {
+    const key = MasterKey.generate();
+    const entry: InventoryEntry = { kind: 'document secret', table: 't', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['*'] };
+    const sealed = actCodec().seal(key, Buffer.from('x'));
+    // Not JSON; a number where a document belongs (SQLite may hold one); too deep; and a good document after them.
+    const rows = [['1', 'not json'], ['2', 7], ['3', `{"a":${'['.repeat(1000)}${']'.repeat(1000)}}`], ['4', JSON.stringify({ a: sealed })]];
+    const shape = rowShape({ table: 't', columns: [{ column: 'doc', json: true, entries: [entry] }], aadColumns: [] }, 0, 1);
+    const out = await openBatch(rows, { shape, crypto: new InlineCrypto(new BatchCrypto(new Keyring([key]))) });
+    expect(out.failures).toEqual([0, 1, 2].map((row) => ({ row, id: String(row + 1), column: 'doc', kind: 'document secret', code: 'SEALED_MALFORMED' })));
+    expect(out.total).toBe(1);
+    expect(out.rows).toEqual([0, 1, 2, 3]);
   });
 });

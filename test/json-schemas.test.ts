@@ -185,7 +185,12 @@ describe('inventory files', () => {
       [{ name: 'x', entries: [{ ...entry, jsonPath: [] }] }, 'entry 0 "jsonPath" must not be empty'],
       [{ entries: [] }, 'it needs "name"'],
       [[entry], 'it must be an object, got'],
-      [{ name: 'x', entries: [entry, { ...entry, codec: 'act' }] }, 'the location tokens.secret is listed twice'],
+      [{ name: 'x', entries: [entry, { ...entry, codec: 'act' }] }, 'the location "tokens.secret" is listed twice'],
+      // Quoted as JSON, so a control character cannot break the sentence across lines.
+      [{ name: 'x', entries: [{ ...entry, table: 'a\r\nb' }] }, 'entry 0 "table" must be a plain SQL identifier (letters, digits, underscores), got "a\\r\\nb"'],
+      [{ name: 'x', entries: [entry], 'x\ny': 1 }, 'it has an unknown member "x\\ny" (check its spelling)'],
+      [{ name: 'x', entries: [{ ...entry, jsonPath: ['a\nb'] }, { ...entry, jsonPath: ['a\nb'], codec: 'act' }] }, 'the location "tokens.secret#a\\nb" is listed twice'],
+      [{ name: 'x', entries: [{ ...entry, table: 'x-'.repeat(300) }] }, `entry 0 "table" must be a plain SQL identifier (letters, digits, underscores), got "${'x-'.repeat(30)}…"`],
     ];
     for (const [content, problem] of cases) {
       writeFileSync(file, JSON.stringify(content));
@@ -193,6 +198,7 @@ describe('inventory files', () => {
       expect(e.code).toBe('INVENTORY_INVALID');
       expect(e.message.startsWith(`The inventory file ${file} is invalid: ${problem}`)).toBe(true);
       expect(e.message.endsWith('; fix it (docs/schemas/inventory.schema.json describes the format).')).toBe(true);
+      expect(e.message).not.toMatch(/[\r\n]/);
     }
     writeFileSync(file, JSON.stringify({ name: 'x', entries: [entry] }));
     expect(loadInventory(file).entries).toEqual([entry]);

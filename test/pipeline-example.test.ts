@@ -52,6 +52,8 @@ describe('the workflow file', () => {
     expect(job.steps.filter((s) => s.run).map((s) => s.run!.trim())).toEqual(['npm ci', 'npm run build', 'examples/scheduled-rotation/rotate-when-due.sh']);
     expect(statSync(join(EXAMPLE, 'rotate-when-due.sh')).mode & 0o111).toBe(0o111);
     expect(job.env.DATABASE_URL).toBe('${{ secrets.ACT_DATABASE_URL }}');
+    // The runner reaches the server's host over SSH, not its files.
+    expect(job.env.MK_CONFIG).toMatch(/^ssh:\/\/\w+@[\w.-]+\/etc\/act\/act\.env$/);
   });
 });
 
@@ -69,8 +71,9 @@ describeTerraform('the scheduled job, run after run', () => {
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const [k, v] of Object.entries(job.env)) env[k] = resolveExpressions(v, { ACT_DATABASE_URL: s.url });
     Object.assign(env, {
-      // Where this test's installation is, instead of the server paths in the file.
+      // Where this test's installation is, instead of the server's host in the file (the SSH path is test/remote-terraform.test.ts's).
       MK_CONFIG: s.configPath,
+      MK_HOST_KEY: '',
       MK_BACKUP_DIR: join(work, 'backups'),
       MK_REPORT_DIR: join(work, 'reports'),
       MK_STATE_FILE: join(work, 'terraform.tfstate'),

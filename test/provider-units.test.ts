@@ -12,14 +12,17 @@ import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { validateKey } from '../src/provider/arguments';
+import { settingsOf, validateKey } from '../src/provider/arguments';
+import { installationOf } from '../src/provider/engine';
+import { describeLockTimeout, lockTimeoutMs } from '../src/lock-timeout';
 import { LISTED_ROWS, errorDiagnostic, failureList } from '../src/provider/diagnostics';
 import { MasterKeyError } from '../src/errors';
 import { makeIdentity } from '../src/provider/certificate';
 import { UNKNOWN, Value, decodeDynamic, encodeDynamic, hasUnknown } from '../src/provider/cty';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, loadProto } from '../src/provider/plugin-server';
 import { parseImportId } from '../src/provider/key-resource';
-import { KEY_RESOURCE, objectOf, typed } from '../src/provider/schema';
+import { providerService } from '../src/provider/provider';
+import { KEY_RESOURCE, KeyObject, objectOf, typed } from '../src/provider/schema';
 import { caught } from './support/errors';
 
 const MAIN = join(__dirname, '..', 'dist', 'src', 'provider', 'main.js');
@@ -41,6 +44,26 @@ describe('msgpack DynamicValues', () => {
     expect(decodeDynamic(null)).toBeNull();
   });
 
+  it('refuses bytes that do not decode, and a configuration or state that is not an object, as USAGE: never an internal error', async () => {
+    for (const bytes of [[0x81], [0xc1], [0x92, 0x01], [0xdf, 0xff, 0xff, 0xff, 0xff]]) expect(caught(() => decodeDynamic({ msgpack: Buffer.from(bytes) })).code).toBe('USAGE');
+    expect(caught(() => decodeDynamic({ json: Buffer.from('{"a":') })).code).toBe('USAGE');
+    const quiet = jest.spyOn(process.stderr, 'write').mockImplementation(() => true); // the provider's hclog lines
+    try {
+      const service = providerService();
+      const rpc = (name: string, request: unknown) =>
+        new Promise<{ diagnostics?: Array<{ summary: string; detail: string }> }>((resolve) => (service[name] as (c: unknown, cb: (e: unknown, r: never) => void) => void)({ request }, (_e, r) => resolve(r)));
+      const codes = async (name: string, request: unknown) => ((await rpc(name, request)).diagnostics ?? []).map((d) => /Error code (\w+)/.exec(d.detail)?.[1] ?? 'attribute');
+      for (const config of [{ msgpack: Buffer.from([0x81]) }, encodeDynamic('not an object'), encodeDynamic([1, 2]), {}]) {
+        expect(await codes('ValidateResourceConfig', { config })).not.toContain('INTERNAL');
+        expect(await codes('ValidateDataResourceConfig', { config })).not.toContain('INTERNAL');
+      }
+      expect(await codes('ValidateResourceConfig', { config: encodeDynamic('not an object') })).toEqual(['USAGE']);
+      for (const json of ['{', '[1]', '"x"', '']) expect(await codes('UpgradeResourceState', { type_name: 'masterkey_key', raw_state: { json: Buffer.from(json) } })).toEqual(['USAGE']);
+    } finally {
+      quiet.mockRestore();
+    }
+  });
+
   it('types numbers cty sends as decimal strings (when float64 cannot hold them exactly) by the schema', () => {
     const v = typed(KEY_RESOURCE, { ...objectOf(KEY_RESOURCE, {}), generation: '3', rotation_period_days: '0.1', secrets_by_kind: { a: '2' }, name: '42' });
     expect(v).toEqual(expect.objectContaining({ generation: 3, rotation_period_days: 0.1, secrets_by_kind: { a: 2 }, name: '42' }));
@@ -49,6 +72,8 @@ describe('msgpack DynamicValues', () => {
 
 describe('arguments and import ids', () => {
   const base = objectOf(KEY_RESOURCE, { name: 'act', generation: 1, config_files: ['/etc/act.env'] });
+  /** An object with values of types the schema does not allow, as a broken state or a bad msgpack value could hold. */
+  const untyped = (o: Record<string, unknown>) => o as unknown as KeyObject;
 
   it('accepts good arguments and names each bad one with the fix', () => {
     expect(validateKey(base)).toEqual([]);
@@ -65,6 +90,53 @@ describe('arguments and import ids', () => {
     expect(text).toContain('backup_dir "backups" is not an absolute path');
     expect(bad.every((d) => d.severity === 'ERROR' && d.attribute)).toBe(true);
     expect(validateKey({ ...base, generation: UNKNOWN, config_files: UNKNOWN })).toEqual([]);
+    // config_files as terraform could send it in a broken state: not a list, or with an element that is not a path.
+    expect(validateKey(untyped({ ...base, config_files: '/etc/act.env' })).map((d) => d.summary)).toEqual(['config_files is not a list; list the absolute paths of the config files holding the key.']);
+    expect(validateKey(untyped({ ...base, config_files: ['/etc/act.env', null, 7] })).map((d) => d.summary)).toEqual([
+      'config_files[1] is null, not a path; give the absolute path of a config file.',
+      'config_files[2] is 7, not a path; give the absolute path of a config file.',
+    ]);
+    expect(caught(() => installationOf({ ...base, config_files: null }, () => undefined)).message).toBe(
+      'No config file was given; name the config file that holds the master key (one per server node).',
+    );
+    // What a summary quotes is quoted as JSON, so a line break cannot split it across lines.
+    const odd = validateKey(untyped({ ...base, generation: '\f\n', config_files: ['a\nb'], rotation_epoch: 'x\ny', rotation_period_days: 30, new_key_file: 'k\r' })).map((d) => d.summary);
+    expect(odd).toEqual([
+      'config_files[0] "a\\nb" is not an absolute path; write it absolute, e.g. with abspath().',
+      'generation "\\f\\n" is not a whole number of at least 0; give the key generation as an integer such as 1, and raise it by one to rotate.',
+      'rotation_epoch "x\\ny" is not a UTC date; write it like 1970-01-01 or 1970-01-01T00:00:00Z.',
+      'new_key_file "k\\r" is not an absolute path; write it absolute, e.g. with abspath().',
+    ]);
+  });
+
+  it('checks the ssh settings and every node on another host at validation, each on its attribute', () => {
+    const a = 'ssh://root@10.0.0.2:2222/etc/act/act.env';
+    const ok = { ...base, config_files: [a], ssh: { known_hosts: '/k', private_key_file: '/id', agent: 'false' }, ssh_nodes: { [a]: { host_key: 'SHA256:' + 'A'.repeat(43) } } };
+    expect(validateKey(ok)).toEqual([]);
+    const bad = validateKey({ ...base, config_files: [a, 'ssh://root@/x'], ssh: { known_hosts: 'k' } });
+    expect(bad.map((d) => [d.attribute?.steps[0], d.summary])).toEqual([[{ attribute_name: 'ssh' }, 'ssh.known_hosts "k" is not an absolute path; write it absolute, e.g. with abspath().']]);
+    const nodes = validateKey({ ...base, config_files: [a, 'ssh://root@/x'], ssh_nodes: { 'ssh://h/y': { user: 'x' }, [a]: { host_key: 'nope' } } });
+    const text = nodes.map((d) => d.summary).join('\n');
+    expect(text).toContain('ssh_nodes names "ssh://h/y", which config_files does not list');
+    expect(nodes.filter((d) => JSON.stringify(d.attribute?.steps[0]) === '{"attribute_name":"config_files"}').length).toBe(2);
+    expect(validateKey({ ...base, config_files: [a], ssh: UNKNOWN })).toEqual([]);
+  });
+
+  it('lock_timeout: a duration as the CLI takes it (into the context, in ms), anything else an error on the attribute', () => {
+    expect(validateKey({ ...base, lock_timeout: '1500ms' })).toEqual([]);
+    expect(settingsOf({ ...base, lock_timeout: '2min' }).lockTimeoutMs).toBe(120_000);
+    expect(settingsOf(base).lockTimeoutMs).toBeUndefined();
+    const [d] = validateKey({ ...base, lock_timeout: '3m' });
+    expect(d).toEqual(expect.objectContaining({ severity: 'ERROR', attribute: { steps: [{ attribute_name: 'lock_timeout' }] } }));
+    expect(d.summary).toBe('lock_timeout "3m" is not a lock timeout; give a duration of more than 0 and at most a day, such as 30s, 500ms, 2min or 1h.');
+  });
+
+  it('the lock timeout text: ms, s, min, h or plain seconds; never 0, m or more than a day', () => {
+    expect([lockTimeoutMs('30s'), lockTimeoutMs('500ms'), lockTimeoutMs(' 2min '), lockTimeoutMs('1h'), lockTimeoutMs('0.5'), lockTimeoutMs('45')]).toEqual([30_000, 500, 120_000, 3_600_000, 500, 45_000]);
+    for (const bad of ['0', '0s', '3m', '25h', '-1s', 'soon', '', '1 day']) expect(lockTimeoutMs(bad)).toBeUndefined();
+    expect(describeLockTimeout(30_000)).toBe('30 s');
+    expect(describeLockTimeout(500)).toBe('500 ms');
+    expect(describeLockTimeout(120_000)).toBe('2 min');
   });
 
   it('backup_recipients and backup_retention (issue 19): good ones pass; a bad one is named with the fix, never echoing an identity', () => {
@@ -81,10 +153,15 @@ describe('arguments and import ids', () => {
   });
 
   it('parses NAME:PATH[,PATH] and JSON import ids, refusing unknown arguments', () => {
+    expect(parseImportId('act:ssh://root@10.0.0.2:2222/etc/act/act.env')).toEqual(expect.objectContaining({ name: 'act', config_files: ['ssh://root@10.0.0.2:2222/etc/act/act.env'] }));
+    expect(parseImportId('{"name":"act","config_files":["ssh://h/etc/act.env"],"ssh":{"known_hosts":"/k"}}')).toEqual(expect.objectContaining({ ssh: { known_hosts: '/k' } }));
     expect(parseImportId('act:/etc/a.env,/etc/b.env')).toEqual(expect.objectContaining({ name: 'act', config_files: ['/etc/a.env', '/etc/b.env'], generation: null }));
     expect(parseImportId('{"name":"x","config_files":["/c.json"],"config_format":"json","generation":4}')).toEqual(expect.objectContaining({ name: 'x', config_format: 'json', generation: 4 }));
     expect(caught(() => parseImportId('/etc/a.env')).message).toContain('is not NAME:PATH[,PATH...] nor a JSON object');
-    expect(caught(() => parseImportId('{"name":"x","fingerprint":"mk:1"}')).message).toContain('names fingerprint, which masterkey_key does not take');
+    expect(caught(() => parseImportId('{"name":"x","fingerprint":"mk:1"}')).message).toContain('names "fingerprint", which masterkey_key does not take');
+    // What it quotes is quoted as JSON: a line break cannot split the sentence.
+    expect(caught(() => parseImportId('a\nb')).message).toContain('The import id "a\\nb" is not NAME:PATH');
+    expect(caught(() => parseImportId('{"name":"x","a\\nb":1}')).message).toContain('names "a\\nb", which');
     expect(caught(() => parseImportId('{nope')).message).toContain('not valid JSON');
   });
 });

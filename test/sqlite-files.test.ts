@@ -9,7 +9,7 @@
  * worker thread beside the connection that stops mid-batch. Every refusal
  * is one sentence and changes nothing.
  */
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { actCodec } from '../src/crypto/codec';
@@ -20,34 +20,9 @@ import { sqliteFile } from '../src/store/sqlite/url';
 import { CLI, CliResult, Scenario, actScenario, dbSnapshot, keyLine, readPlaintexts } from './support/scenario';
 import { sqlQuery } from './support/sql';
 import { SQLITE_ROLLBACK, SQLITE_WAL, createSqliteDatabase } from './support/stores';
+import { BETTER_SQLITE3, standIn as server, stopStandIn as stop } from './support/stand-in';
 
-const BETTER_SQLITE3 = resolve(__dirname, '..', 'node_modules', 'better-sqlite3');
 const STORE_OPEN = resolve(__dirname, '..', 'dist', 'src', 'store', 'open.js');
-
-/**
- * A process standing in for a running server: runs `script` (with
- * `Database` and `path` in scope; what it must keep open it stores in
- * `globalThis.held`, or garbage collection would close it), prints
- * "ready", then waits to be killed.
- */
-async function server(path: string, script: string): Promise<ChildProcess> {
-  const code = `const Database = require(${JSON.stringify(BETTER_SQLITE3)}); const path = ${JSON.stringify(path)};
-    (async () => { ${script}; process.stdout.write('ready\\n'); setInterval(() => undefined, 1000); })().catch((e) => { console.error(e); process.exit(2); });`;
-  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((res, rej) => {
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && res());
-    child.on('exit', (c) => rej(new Error(`the stand-in server exited with ${c}`)));
-  });
-  return child;
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((res) => {
-    if (child.exitCode !== null || child.signalCode !== null) return res();
-    child.on('exit', () => res());
-    child.kill('SIGKILL');
-  });
-}
 
 function oneSentence(r: CliResult, code: number, errorCode: string, message: RegExp): void {
   expect({ code: r.code, stderr: r.stderr }).toEqual({ code, stderr: expect.stringMatching(message) });
@@ -109,7 +84,7 @@ describe("ACT's own database URL", () => {
     }
     expect(existsSync(dirname(missing))).toBe(false);
     const url = s.cli(['status'], { env: { DATABASE_URL: 'sqlite://host/act.db' } });
-    oneSentence(url, ExitCode.USAGE, 'USAGE', /is not a SQLite file URL; write sqlite:\/absolute\/path\/act\.db/);
+    oneSentence(url, ExitCode.USAGE, 'USAGE', /names a host part \(sqlite:\/\/\.\.\.\), not a SQLite file; write sqlite:\/absolute\/path\/act\.db/);
   });
 });
 
@@ -149,11 +124,16 @@ describe('the SQLite file', () => {
     expect(await dbSnapshot(other.url)).toBe(theirs);
   });
 
-  it('locked by a running server: DB_BUSY after the bounded busy timeout, nothing changed; plan still reads (WAL)', async () => {
+  it('locked by a running server: TABLES_BUSY after the lock timeout naming the process, nothing changed; plan still reads (WAL)', async () => {
     const busy = await server(path, "globalThis.held = new Database(path); globalThis.held.exec('BEGIN IMMEDIATE')");
     try {
       expect(s.cli(['plan']).code).toBe(0);
-      await refused(() => s.cli(['apply']), ExitCode.DATABASE, 'DB_BUSY', /The SQLite database .*act\.db stayed locked by another process for 5 s while .* \(SQLITE_BUSY\); nothing was changed: stop the server/);
+      await refused(
+        () => s.cli(['apply', '--lock-timeout', '1s']),
+        ExitCode.DATABASE,
+        'TABLES_BUSY',
+        new RegExp(`The rotation could not lock the SQLite database .*act\\.db within the lock timeout of 1 s: process pid ${busy.pid} \\("node"\\) held its write lock .*; nothing was changed: stop that process`),
+      );
     } finally {
       await stop(busy);
     }

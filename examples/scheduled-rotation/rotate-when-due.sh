@@ -13,7 +13,9 @@
 #
 # Needs node and terraform on PATH, the project built (npm ci && npm run build), and:
 #   DATABASE_URL  the server's database (from the pipeline's secrets; never printed)
-#   MK_CONFIG     the server's config file(s), comma-separated (the example app's setting)
+#   MK_CONFIG     the server's config file(s), comma-separated (the example app's setting);
+#                 ssh://[user@]host[:port]/path for one on another host, reached with the agent
+#                 at SSH_AUTH_SOCK and MK_HOST_KEY (or MK_KNOWN_HOSTS, MK_PRIVATE_KEY_FILE)
 #   MAX_AGE       the oldest key the gate allows (default 90d; d, w, h or y)
 # plus any other MK_* setting of the example app (main.ts), e.g. MK_POLICY_DAYS, MK_STATE_FILE.
 # Keep terraform's state between runs (MK_STATE_FILE on storage the runs share, or a remote
@@ -39,4 +41,8 @@ old_ifs=$IFS
 IFS=,
 for config in ${MK_CONFIG:-.mk-work/act.env}; do set -- "$@" --config "$config"; done
 IFS=$old_ifs
+# A node on another host (ssh://…): the same SSH settings as the example app's.
+[ -n "${MK_KNOWN_HOSTS:-}" ] && set -- "$@" --known-hosts "$MK_KNOWN_HOSTS"
+[ -n "${MK_HOST_KEY:-}" ] && set -- "$@" --host-key "$MK_HOST_KEY"
+[ -n "${MK_PRIVATE_KEY_FILE:-}" ] && set -- "$@" --private-key-file "$MK_PRIVATE_KEY_FILE"
 node dist/src/cli/main.js status --max-age "${MAX_AGE:-90d}" "$@"

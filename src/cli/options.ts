@@ -6,8 +6,13 @@
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { CONFIG_FORMATS, ConfigFormat } from '../config/formats';
-import { InstallationSettings, Spelling, buildContext } from '../context/build';
+import { InstallationSettings, Surface, buildContext } from '../context/build';
+import { Installation, withInstallation } from '../context/installation';
+import { isSshAddress, parseSshAddress } from '../remote/address';
+import type { SshNodeSettings, SshSettings } from '../remote/connection';
+import { CLI_SPELLING } from '../context/spelling';
 import { ExitCodeValue, MasterKeyError } from '../errors';
+import { parseLockTimeout } from '../lock-timeout';
 import { Context, NewKeySource } from '../rotation/context';
 import { terminalProgress } from './progress';
 
@@ -26,7 +31,19 @@ export interface CliCommand {
   run(opts: object, io: Io): Promise<ExitCodeValue>;
 }
 
-export interface CommonOpts {
+/** How nodes on other hosts (`--config ssh://…`) are reached. */
+export interface SshOpts {
+  knownHosts?: string;
+  hostKey?: string[];
+  privateKeyFile?: string;
+  sshAgent: boolean;
+  bastion?: string;
+  bastionHostKey?: string;
+  sshTimeout?: string;
+  remoteCommand?: string;
+}
+
+export interface CommonOpts extends SshOpts {
   config: string[];
   format?: ConfigFormat;
   keyName: string;
@@ -42,17 +59,20 @@ export interface CommonOpts {
   batchSize?: string;
   backupRecipient?: string[];
   backupRecipientsFile?: string;
+  localReportDir?: string;
+  lockTimeout?: string;
+  sealAhead?: boolean;
   json?: boolean;
 }
 
-export const collect = (v: string, prev: string[]) => [...prev, v];
+export const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** The config file when no --config is given. */
 export const DEFAULT_CONFIG = './act.env';
 
 /** Options of every command that reaches the database. */
 export function withCommon(cmd: Command): Command {
-  return cmd
+  cmd
     .addOption(configOption('config file holding the master key; repeat once per server node (the first is the primary)'))
     .addOption(new Option('--format <format>', 'config file format (default: from the extension: .json, .xml/.config, else dotenv)').choices(CONFIG_FORMATS as string[]))
     .option('--key-name <entry>', 'config entry holding the key: dotenv variable, JSON dotted path or XML key', 'ACT_MASTER_KEY')
@@ -60,7 +80,28 @@ export function withCommon(cmd: Command): Command {
     .option('--database-url-entry <entry>', 'read the database URL from this entry of the primary config file instead (default with --inventory act: ACT_DATABASE_URL when the file holds it)')
     .option('--inventory <act|file>', 'secret inventory: the built-in ACT preset or an inventory JSON file', 'act')
     .option('--pending-file <path>', "the rotation's pending-key file (default: .<config name>.mk-pending beside the primary config)")
+    .option('--lock-timeout <duration>', 'how long to wait for a lock another session holds on the secret tables (or the SQLite file) before refusing with TABLES_BUSY, e.g. 30s, 500ms, 2min (default: 30s)')
     .option('--json', 'print stable JSON on stdout (human text goes to stderr)');
+  return withSsh(cmd).addHelpText('after', SSH_HELP);
+}
+
+const SSH_HELP = `
+A config file on another host is written ssh://[user@]host[:port]/path; the rotation then runs on the
+primary node's host (by the master-key installed there) and the other nodes get the key with
+\`master-key set\` on their own hosts. See docs/remote.md.`;
+
+/** The options that say how nodes on other hosts are reached (named after terraform's connection block). */
+export function withSsh(cmd: Command): Command {
+  return cmd
+    .option('--known-hosts <file>', 'OpenSSH known_hosts file the hosts\' keys are checked against (default: ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts)')
+    .addOption(new Option('--host-key <[host[:port]=]SHA256:…>', "pin a host's key (as `ssh-keygen -lf` prints it, or its public key line); repeat once per host").argParser(collect))
+    .option('--private-key-file <path>', 'private key to log in with (default: the agent, then ~/.ssh/id_ed25519 and ~/.ssh/id_rsa)')
+    .option('--no-ssh-agent', 'do not use the SSH agent at $SSH_AUTH_SOCK')
+    .option('--bastion <[user@]host[:port]>', 'reach the hosts through this jump host')
+    .option('--bastion-host-key <SHA256:…>', "pin the jump host's key")
+    .option('--ssh-timeout <duration>', 'how long to wait for a host, e.g. 30s or 2m (default 30s)')
+    .option('--remote-command <cmd>', 'the command that runs master-key on the hosts (default: master-key from their PATH)')
+    .option('--local-report-dir <dir>', 'where this machine keeps a copy of each report from a host (default: ./master-key-reports)');
 }
 
 /** The config file option: repeatable, `./act.env` when not given (shown as such in --help). */
@@ -98,6 +139,13 @@ export function withBatchSize(cmd: Command): Command {
   return cmd.option('--batch-size <n>', 'rows per batch (tuning)');
 }
 
+/** Seal-ahead's choice (plan, apply): neither flag means where it pays off. */
+export function withSealAhead(cmd: Command): Command {
+  return cmd
+    .option('--seal-ahead', 'seal every secret under the new key while the server runs, then stop it only to swap them in (default: where it pays off: PostgreSQL from 10,000 secrets)')
+    .option('--no-seal-ahead', 'keep the single pass: re-encrypt every secret with the server stopped');
+}
+
 /** Options of the commands that take a policy (plan, apply). */
 export function withDeclared(cmd: Command, generationHelp: string): Command {
   return cmd
@@ -121,13 +169,59 @@ export function declared(o: DeclaredOpts): { targetGeneration?: number; windowSt
   };
 }
 
-/** How the CLI names the settings in its sentences. */
-export const CLI_SPELLING: Spelling = {
-  databaseUrlEnv: (name) => (name ? `--database-url-env ${name}` : '--database-url-env'),
-  databaseUrlEntry: (name) => (name ? `--database-url-entry ${name}` : '--database-url-entry'),
-  backupRecipient: '--backup-recipient',
-  exportWhere: '',
-};
+/** How the CLI names the settings in its sentences (defined with the context builder, which sends it to other hosts). */
+export { CLI_SPELLING };
+
+/** `--host-key` values: a bare pin for every host, `host[:port]=pin` for one. */
+function hostKeys(values: readonly string[]): { shared?: string; byHost: Array<{ host: string; port?: number; pin: string }> } {
+  let shared: string | undefined;
+  const byHost: Array<{ host: string; port?: number; pin: string }> = [];
+  for (const v of values) {
+    const m = /^([^=\s]+?)(?::(\d+))?=((?:SHA256:|ssh-|ecdsa-|sk-).*)$/.exec(v);
+    if (m) byHost.push({ host: m[1].replace(/^\[|\]$/g, ''), port: m[2] ? Number(m[2]) : undefined, pin: m[3] });
+    else if (shared === undefined) shared = v;
+    else throw new MasterKeyError('USAGE', 'Two --host-key values name no host; give them as host[:port]=SHA256:… for each host.');
+  }
+  return { shared, byHost };
+}
+
+/** `--bastion [user@]host[:port]`. */
+function bastionOf(v: string | undefined): Pick<SshSettings, 'bastionHost' | 'bastionUser' | 'bastionPort'> {
+  if (v === undefined) return {};
+  const m = /^(?:([^@\s]+)@)?(\[[^\]]+\]|[^:@\s]+)(?::(\d+))?$/.exec(v);
+  if (!m) throw new MasterKeyError('USAGE', `--bastion "${v}" is not [user@]host[:port]; e.g. --bastion jump@bastion.example.com:22.`);
+  return { bastionHost: m[2].replace(/^\[|\]$/g, ''), ...(m[1] ? { bastionUser: m[1] } : {}), ...(m[3] ? { bastionPort: Number(m[3]) } : {}) };
+}
+
+/** The SSH settings the options declare: shared by every node, and per host for `--host-key host=…`. */
+export function sshSettingsOf(o: SshOpts, configFiles: readonly string[]): Pick<InstallationSettings, 'ssh' | 'sshNodes'> {
+  const keys = hostKeys(o.hostKey ?? []);
+  const ssh: SshSettings = {
+    knownHosts: o.knownHosts !== undefined ? resolve(o.knownHosts) : undefined,
+    hostKey: keys.shared,
+    privateKeyFile: o.privateKeyFile !== undefined ? resolve(o.privateKeyFile) : undefined,
+    agent: o.sshAgent === false ? false : undefined,
+    ...bastionOf(o.bastion),
+    bastionHostKey: o.bastionHostKey,
+    timeout: o.sshTimeout,
+    remoteCommand: o.remoteCommand,
+  };
+  const sshNodes: SshNodeSettings[] = [];
+  const unused = new Set(keys.byHost);
+  for (const address of configFiles.filter(isSshAddress)) {
+    const a = parseSshAddress(address);
+    const k = keys.byHost.find((x) => x.host === a.host && (x.port === undefined || x.port === (a.port ?? 22)));
+    if (k) {
+      sshNodes.push({ address, hostKey: k.pin });
+      unused.delete(k);
+    }
+  }
+  if (unused.size) {
+    const u = [...unused][0];
+    throw new MasterKeyError('USAGE', `--host-key ${u.host}${u.port ? `:${u.port}` : ''}=… names a host no --config is on; check the host name and port.`);
+  }
+  return { ssh, ...(sshNodes.length ? { sshNodes } : {}) };
+}
 
 /** What the options declare (the config files default to ./act.env). */
 export function settingsOf(o: CommonOpts): InstallationSettings {
@@ -146,13 +240,27 @@ export function settingsOf(o: CommonOpts): InstallationSettings {
     batchSize,
     backupRecipients: o.backupRecipient,
     backupRecipientsFile: o.backupRecipientsFile,
+    ...sshSettingsOf(o, o.config.length ? o.config : [DEFAULT_CONFIG]),
+    localReportDir: o.localReportDir,
+    lockTimeoutMs: o.lockTimeout !== undefined ? parseLockTimeout(o.lockTimeout, '--lock-timeout') : undefined,
+    ...(o.sealAhead !== undefined ? { sealAhead: o.sealAhead } : {}),
   };
+}
+
+/** The surface a command runs with: its environment, its log (stderr under --json), a progress bar on a terminal. */
+export function cliSurface(o: { json?: boolean }, io: Io): Surface {
+  const log = (line: string) => (o.json ? io.err : io.out)(line + '\n');
+  return { env: io.env, log, progress: terminalProgress(!o.json), spelling: CLI_SPELLING };
 }
 
 /** Resolves the options once into what the engine needs (`buildContext`, which the provider shares). */
 export function makeContext(o: CommonOpts, io: Io): Context {
-  const log = (line: string) => (o.json ? io.err : io.out)(line + '\n');
-  return buildContext(settingsOf(o), { env: io.env, log, progress: terminalProgress(!o.json), spelling: CLI_SPELLING });
+  return buildContext(settingsOf(o), cliSurface(o, io));
+}
+
+/** Runs fn on the installation the options describe (here, or over SSH on the hosts of its nodes), closing it after. */
+export function onInstallation<T>(o: CommonOpts, io: Io, fn: (i: Installation) => Promise<T>): Promise<T> {
+  return withInstallation(settingsOf(o), cliSurface(o, io), fn);
 }
 
 /** Where a key comes from: one of a file, standard input or an environment variable; else generated. */

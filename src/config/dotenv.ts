@@ -88,7 +88,7 @@ function valueOf(line: Line, afterEquals: number, label: string, entry: string):
 /** Finds the one assignment of `entry` in a dotenv text. */
 export function locateDotenv(text: string, entry: string, label: string): Located {
   if (!NAME.test(entry)) {
-    throw new MasterKeyError('USAGE', `"${entry}" is not a valid dotenv variable name; use letters, digits and underscores, starting with a letter.`, { entry });
+    throw new MasterKeyError('USAGE', `${JSON.stringify(entry)} is not a valid dotenv variable name; use letters, digits and underscores, starting with a letter.`, { entry });
   }
   const candidates: Candidate[] = [];
   for (const line of splitLines(text)) {

@@ -117,8 +117,9 @@ class Scanner {
 
 function parsePath(entry: string): string[] {
   const path = entry.split('.');
-  if (path.some((s) => s.length === 0)) {
-    throw new MasterKeyError('USAGE', `"${entry}" is not a valid JSON entry path; write member names separated by dots, e.g. security.masterKey.`, { entry });
+  // Control characters: no config names a member so, and a message naming the entry would break across lines.
+  if (path.some((s) => s.length === 0) || /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(entry)) {
+    throw new MasterKeyError('USAGE', `${JSON.stringify(entry)} is not a valid JSON entry path; write member names separated by dots, e.g. security.masterKey.`, { entry });
   }
   return path;
 }

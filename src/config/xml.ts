@@ -6,7 +6,10 @@
  *   <NAME>VALUE</NAME>
  * Comments are skipped. A small well-formedness scanner (tags balanced, one
  * root, attributes quoted and unique, entity references well formed) finds
- * the exact span of VALUE, so a replacement keeps every other byte.
+ * the exact span of VALUE, so a replacement keeps every other byte. Its
+ * messages give line numbers, never names or text from the file: in a file
+ * that is not well-formed, what looks like a tag name may be part of a value
+ * (a key, a password in a database URL).
  */
 import { MasterKeyError } from '../errors';
 import { Candidate, invalidConfig, lineAt, Located, single, unwritableValue } from './located';
@@ -69,7 +72,7 @@ class XmlScanner {
       else this.chars();
     }
     const open = this.stack.at(-1);
-    if (open) this.fail(`never closes the <${open.name}> element opened on line ${open.line}`);
+    if (open) this.fail(`never closes the element opened on line ${open.line}`);
     if (!this.rootSeen) this.fail('has no root element');
   }
 
@@ -137,6 +140,9 @@ class XmlScanner {
     for (let i = this.text.indexOf('&', start); i !== -1 && i < end; i = this.text.indexOf('&', i + 1)) {
       ENTITY.lastIndex = i;
       if (!ENTITY.test(this.text) || ENTITY.lastIndex > end) this.fail('has an & that does not start an entity reference such as &amp;', i);
+      if (this.text[i + 1] === '#' && !isXmlChar(charRef(this.text.slice(i + 2, ENTITY.lastIndex - 1)))) {
+        this.fail('has a character reference to a character XML does not allow (such as &#0; or beyond &#x10FFFF;)', i);
+      }
     }
   }
 
@@ -144,17 +150,17 @@ class XmlScanner {
     const at = this.pos;
     const name = this.name();
     this.ws();
-    if (this.text[this.pos] !== '=') this.fail(`has an attribute ${name} without a value`, at);
+    if (this.text[this.pos] !== '=') this.fail('has an attribute without a value', at);
     this.pos++;
     this.ws();
     const quote = this.text[this.pos] ?? '';
-    if (quote !== '"' && quote !== "'") this.fail(`has an unquoted value for the attribute ${name}`, at);
+    if (quote !== '"' && quote !== "'") this.fail('has an attribute value without quotes', at);
     const start = this.pos + 1;
     const end = this.text.indexOf(quote, start);
-    if (end === -1) this.fail(`has an unterminated value for the attribute ${name}`, at);
-    if (this.text.slice(start, end).includes('<')) this.fail(`has a < inside the value of the attribute ${name}`, at);
+    if (end === -1) this.fail('has an unterminated attribute value', at);
+    if (this.text.slice(start, end).includes('<')) this.fail('has a < inside an attribute value', at);
     this.checkEntities(start, end);
-    if (attrs.some((a) => a.name === name)) this.fail(`repeats the attribute ${name} in one tag`, at);
+    if (attrs.some((a) => a.name === name)) this.fail('repeats an attribute in one tag', at);
     attrs.push({ name, start, end, quote });
     this.pos = end + 1;
   }
@@ -169,8 +175,8 @@ class XmlScanner {
     for (;;) {
       const spaced = this.ws();
       if (this.text.startsWith('/>', this.pos) || this.text[this.pos] === '>') break;
-      if (this.pos >= this.text.length) this.fail(`has an unterminated <${name}> tag`, at);
-      if (!spaced) this.fail(`needs a space between the attributes of <${name}>`, at);
+      if (this.pos >= this.text.length) this.fail('has an unterminated tag', at);
+      if (!spaced) this.fail('needs a space between the attributes of a tag', at);
       this.attribute(attrs);
     }
     const slash = this.text[this.pos] === '/' ? this.pos : -1;
@@ -186,7 +192,7 @@ class XmlScanner {
    */
   private match(name: string, attrs: readonly Attr[], at: number, slash: number): boolean {
     const key = attrs.find((a) => a.name === 'key');
-    const keyed = key !== undefined && this.decode(key.start, key.end) === this.entry;
+    const keyed = key !== undefined && this.decode(key.start, key.end, true) === this.entry;
     const valueAttr = keyed ? attrs.find((a) => a.name === 'value') : undefined;
     const line = lineAt(this.text, at);
     if (valueAttr) {
@@ -203,11 +209,11 @@ class XmlScanner {
     this.pos += 2;
     const name = this.name();
     this.ws();
-    if (this.text[this.pos] !== '>') this.fail(`has a malformed closing tag </${name}>`, at);
+    if (this.text[this.pos] !== '>') this.fail('has a malformed closing tag', at);
     this.pos++;
     const open = this.stack.pop();
-    if (!open) this.fail(`closes </${name}> without an opening tag`, at);
-    if (open.name !== name) this.fail(`closes </${name}> where <${open.name}> (line ${open.line}) is open`, at);
+    if (!open) this.fail('has a closing tag without an opening tag', at);
+    if (open.name !== name) this.fail(`has a closing tag that does not match the element opened on line ${open.line}`, at);
     if (open.isEntry) this.candidates.push({ line: open.line, located: () => this.content(open, at) });
   }
 
@@ -222,12 +228,17 @@ class XmlScanner {
     this.pos = end;
   }
 
-  private decode(start: number, end: number): string {
-    return this.text.slice(start, end).replace(/&(#x[0-9a-fA-F]+|#[0-9]+|[^;]+);/g, (ref, body: string) => {
-      if (body.startsWith('#x')) return String.fromCodePoint(parseInt(body.slice(2), 16));
-      if (body.startsWith('#')) return String.fromCodePoint(parseInt(body.slice(1), 10));
+  /**
+   * The characters an XML parser reports for a span: line ends normalized
+   * to LF, in an attribute (`attr`) every literal tab and line end a space
+   * (XML 1.0 sections 2.11 and 3.3.3), then references expanded.
+   */
+  private decode(start: number, end: number, attr = false): string {
+    const lines = normalizeLineEnds(this.text.slice(start, end));
+    return (attr ? lines.replace(/[\t\n]/g, ' ') : lines).replace(/&(#x[0-9a-fA-F]+|#[0-9]+|[^;]+);/g, (_ref, body: string) => {
+      if (body.startsWith('#')) return String.fromCodePoint(charRef(body.slice(1)));
       const c = PREDEFINED[body];
-      if (c === undefined) throw invalidConfig(this.label, `uses the entity ${ref} in the ${this.entry} value, which this tool cannot expand; write the value literally`);
+      if (c === undefined) throw invalidConfig(this.label, `uses an entity reference other than &amp; &lt; &gt; &quot; &apos; or a character reference in the ${this.entry} value (line ${lineAt(this.text, start)}), which this tool cannot expand; write the value literally`);
       return c;
     });
   }
@@ -237,7 +248,7 @@ class XmlScanner {
     return {
       start: a.start,
       end: a.end,
-      value: this.decode(a.start, a.end),
+      value: this.decode(a.start, a.end, true),
       encode: (v) => escapeText(v).replaceAll(a.quote, quoteRef).replace(/[\t\n]/g, (c) => `&#${c.charCodeAt(0)};`),
     };
   }
@@ -254,7 +265,7 @@ class XmlScanner {
       return {
         start: p.start + lead,
         end: p.start + lead + value.length,
-        value,
+        value: normalizeLineEnds(value),
         encode: (v) => {
           if (v.includes(']]>')) throw unwritableValue(this.label, this.entry, 'it contains ]]>');
           return v;
@@ -264,9 +275,24 @@ class XmlScanner {
     const raw = this.text.slice(open.contentStart, endTagAt);
     const start = raw.trim() === '' ? open.contentStart : open.contentStart + raw.length - raw.trimStart().length;
     const end = Math.max(start, open.contentStart + raw.trimEnd().length);
-    const value = open.parts.map((p) => (p.cdata ? this.text.slice(p.start, p.end) : this.decode(p.start, p.end))).join('').trim();
+    const value = open.parts.map((p) => (p.cdata ? normalizeLineEnds(this.text.slice(p.start, p.end)) : this.decode(p.start, p.end))).join('').trim();
     return { start, end, value, encode: escapeText };
   }
+}
+
+/** CR LF and a lone CR as LF, as an XML parser reads them before anything else. */
+function normalizeLineEnds(s: string): string {
+  return s.includes('\r') ? s.replace(/\r\n?/g, '\n') : s;
+}
+
+/** The code point of a character reference's body: `x41` or `65`. */
+function charRef(body: string): number {
+  return body.startsWith('x') ? parseInt(body.slice(1), 16) : parseInt(body, 10);
+}
+
+/** XML 1.0's Char production: what a character reference may name. */
+function isXmlChar(c: number): boolean {
+  return c === 0x9 || c === 0xa || c === 0xd || (c >= 0x20 && c <= 0xd7ff) || (c >= 0xe000 && c <= 0xfffd) || (c >= 0x10000 && c <= 0x10ffff);
 }
 
 /** `<NAME/>` with an empty value: a new value turns it into `<NAME>value</NAME>`. */
@@ -281,8 +307,8 @@ function escapeText(v: string): string {
 
 /** Finds the one value of key `entry` in an XML text. */
 export function locateXml(text: string, entry: string, label: string): Located {
-  if (entry.length === 0 || /[\s<>&"']/.test(entry)) {
-    throw new MasterKeyError('USAGE', `"${entry}" is not a valid XML entry name; give the key attribute's value or the element name.`, { entry });
+  if (entry.length === 0 || /[\s<>&"'\u0000-\u001f\u007f-\u009f]/.test(entry)) {
+    throw new MasterKeyError('USAGE', `${JSON.stringify(entry)} is not a valid XML entry name; give the key attribute's value or the element name.`, { entry });
   }
   const scanner = new XmlScanner(text, entry, label);
   scanner.run();

@@ -10,13 +10,17 @@ import { dirname, join, resolve } from 'node:path';
 import { ConfigTarget, readConfigEntry } from '../config/config-file';
 import { ConfigFormat } from '../config/formats';
 import { MasterKeyError, isMasterKeyError } from '../errors';
-import { loadInventory } from '../inventory/inventory';
+import { Inventory, loadInventory, validateInventory } from '../inventory/inventory';
 import { Context, Progress } from '../rotation/context';
 import { FaultPoints } from '../rotation/faults';
 import { Hooks } from '../rotation/hooks';
 import { defaultPendingPath } from '../rotation/pending';
 import { resolveStoreUrl } from '../store/open';
-import { configNode } from '../config/nodes';
+import { ConfigNode, configNodes } from '../config/nodes';
+export { CLI_SPELLING, TERRAFORM_SPELLING, type Spelling } from './spelling';
+import type { Spelling } from './spelling';
+import type { SshNodeSettings, SshSettings } from '../remote/connection';
+import { DEFAULT_LOCK_TIMEOUT_MS } from '../lock-timeout';
 import { checkRecipientShapes, readRecipientsFile } from '../rotation/age';
 
 /** Where the database URL comes from: an environment variable, an entry of the primary config file, or (neither given) the default. */
@@ -35,8 +39,8 @@ export interface InstallationSettings {
    * file when it holds that entry; else the environment variable DATABASE_URL
    */
   readonly databaseUrl?: DatabaseUrlSource;
-  /** `act` (the built-in preset) or the path of an inventory JSON file. @default act */
-  readonly inventory?: string;
+  /** `act` (the built-in preset), the path of an inventory JSON file, or the inventory itself (sent to another host). @default act */
+  readonly inventory?: string | Inventory;
   /** @default .<config name>.mk-pending beside the primary config */
   readonly pendingFile?: string;
   /** @default master-key-backups beside the primary config */
@@ -50,18 +54,24 @@ export interface InstallationSettings {
   readonly backupRecipients?: readonly string[];
   /** A file listing more recipients, one a line (age's `-R` format). */
   readonly backupRecipientsFile?: string;
-}
-
-/** How a surface names the settings in its sentences: `--database-url-env NAME` on the CLI, `database_url_env = "NAME"` in terraform. */
-export interface Spelling {
-  /** The setting that names the environment variable, with a value when given. */
-  databaseUrlEnv(name?: string): string;
-  /** The setting that names the config entry, with a value when given. */
-  databaseUrlEntry(name?: string): string;
-  /** The setting that names backup recipients: `--backup-recipient`, `backup_recipients`. */
-  readonly backupRecipient: string;
-  /** Where the user exports an environment variable, e.g. " in the shell that runs terraform" (or ""). */
-  readonly exportWhere: string;
+  /** SSH settings shared by every node on another host (`ssh://` addresses). */
+  readonly ssh?: SshSettings;
+  /** SSH settings of single nodes, by address (over the shared ones). */
+  readonly sshNodes?: readonly SshNodeSettings[];
+  /**
+   * Nodes on other hosts: where the runner keeps a copy of each rotation's
+   * report (the report itself is written on the primary node's host).
+   * @default master-key-reports in the working directory
+   */
+  readonly localReportDir?: string;
+  /** How long to wait for a lock another session holds, in ms. @default 30 s */
+  readonly lockTimeoutMs?: number;
+  /**
+   * Seal ahead while the server runs (true), keep the single pass with the
+   * server stopped (false), or seal ahead where it pays off (undefined).
+   * @default undefined
+   */
+  readonly sealAhead?: boolean;
 }
 
 /** What the surface running the command gives it: its environment, its output sinks, its spelling. */
@@ -78,19 +88,31 @@ export const DEFAULT_INVENTORY = 'act';
 export const ACT_DATABASE_URL_ENTRY = 'ACT_DATABASE_URL';
 export const DEFAULT_DATABASE_URL_ENV = 'DATABASE_URL';
 
-/** The context the declared settings describe (nothing is opened: files and the database are read when a command needs them). */
-export function buildContext(s: InstallationSettings, surface: Surface): Context {
+/** The nodes the settings name, each on its host (addresses parsed once, here). */
+export function nodesOf(s: InstallationSettings, env: NodeJS.ProcessEnv): ConfigNode[] {
   if (s.configFiles.length === 0) throw new MasterKeyError('USAGE', 'No config file was given; name the config file that holds the master key (one per server node).');
-  const keyName = s.keyName ?? DEFAULT_KEY_NAME;
-  const nodes = s.configFiles.map((address) => configNode(address, keyName, s.configFormat));
+  return configNodes(s.configFiles, s.keyName ?? DEFAULT_KEY_NAME, s.configFormat, { shared: s.ssh, perNode: s.sshNodes, env });
+}
+
+/**
+ * The context the declared settings describe, for the rotation in this
+ * process: every node must be on this machine (`openInstallation` sends
+ * the work for nodes on other hosts there). Nothing is opened: files and the
+ * database are read when a command needs them.
+ */
+export function buildContext(s: InstallationSettings, surface: Surface): Context {
+  const nodes = nodesOf(s, surface.env);
+  const remote = nodes.find((n) => n.host.kind !== 'local');
+  if (remote) throw new MasterKeyError('INTERNAL', `The node ${remote.address} is on another host but reached the local rotation; this is a bug.`);
   const primary = nodes[0].target;
   const beside = (name: string) => join(dirname(primary.path), name);
   const inventory = s.inventory ?? DEFAULT_INVENTORY;
+  const inventoryName = typeof inventory === 'string' ? inventory : 'inline';
   return {
     nodes,
     targets: nodes.map((n) => n.target),
-    databaseUrl: resolveStoreUrl(databaseUrlOf(s.databaseUrl, primary, inventory, surface), dirname(primary.path)),
-    inventory: loadInventory(inventory),
+    databaseUrl: resolveStoreUrl(databaseUrlOf(s.databaseUrl, primary, inventoryName, surface), dirname(primary.path)),
+    inventory: typeof inventory === 'string' ? loadInventory(inventory) : validateInventory(inventory, `the inventory ${inventory.name}`),
     pendingPath: s.pendingFile !== undefined ? resolve(s.pendingFile) : defaultPendingPath(primary.path),
     backupDir: resolve(s.backupDir ?? beside('master-key-backups')),
     reportDir: resolve(s.reportDir ?? beside('master-key-reports')),
@@ -101,11 +123,13 @@ export function buildContext(s: InstallationSettings, surface: Surface): Context
     now: () => new Date(),
     batchSize: s.batchSize,
     backupRecipients: backupRecipientsOf(s, surface.spelling),
+    lockTimeoutMs: s.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
+    ...(s.sealAhead !== undefined ? { sealAhead: s.sealAhead } : {}),
   };
 }
 
 /** The declared recipients (given ones first, then the file's), each shape-checked, none twice. */
-function backupRecipientsOf(s: InstallationSettings, spelling: Spelling): string[] {
+export function backupRecipientsOf(s: InstallationSettings, spelling: Spelling): string[] {
   const given = s.backupRecipients ?? [];
   const fromFile = s.backupRecipientsFile !== undefined ? readRecipientsFile(resolve(s.backupRecipientsFile)) : [];
   return checkRecipientShapes([...given, ...fromFile], (i) => (i < given.length ? `${spelling.backupRecipient} number ${i + 1}` : `Recipient ${i - given.length + 1} of ${s.backupRecipientsFile}`));
@@ -154,3 +178,4 @@ function databaseUrlOf(source: DatabaseUrlSource | undefined, primary: ConfigTar
   }
   return actUrl;
 }
+

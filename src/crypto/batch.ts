@@ -23,16 +23,16 @@ import { KEY_ID_BYTES, MasterKey } from './key';
 import { LARGE_VALUE, openLarge } from './large-value';
 
 /**
- * A sealed value's text: a string, or, for a value over `LARGE_VALUE`
- * characters that was re-sealed, the text's bytes (ASCII), so a large new
- * value is never held as bytes and as a string at once (stores write
- * either as text).
+ * A new stored text: a string, or its UTF-8 bytes: a value over
+ * `LARGE_VALUE` characters that was re-sealed (ASCII), or a JSON document
+ * written back (any UTF-8), so a large new text is never held as bytes and
+ * as a string at once (stores write either as text).
  */
 export type SealedText = string | Uint8Array;
 
-/** The text of a `SealedText`. */
+/** The text of a `SealedText` (its bytes read as UTF-8: a document's text may hold any character). */
 export function sealedText(t: SealedText): string {
-  return typeof t === 'string' ? t : Buffer.from(t.buffer, t.byteOffset, t.length).toString('latin1');
+  return typeof t === 'string' ? t : Buffer.from(t.buffer, t.byteOffset, t.length).toString('utf8');
 }
 
 /** One value's outcome: its re-sealed text (re-encryption), or why it does not open. */

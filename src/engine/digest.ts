@@ -137,6 +137,7 @@ function updateText(hash: ReturnType<typeof createHash>, text: string): void {
 }
 
 const NUL = Buffer.from([0]);
+const ONE = Uint8Array.from({ length: 32 }, (_, j) => (j === 31 ? 1 : 0));
 
 export class ValueDigest {
   /** The sums per group, 32 bytes each; the total is their sum. */
@@ -245,6 +246,20 @@ export class ValueDigest {
       this.counts[g] += other.groups.counts[g];
     }
     this.count += other.count;
+  }
+
+  /** Takes another digest's values out again (its group sums subtracted modulo 2^256): the digest of the set without them. */
+  subtract(other: InventoryDigest): void {
+    if (other.algorithm !== 'sha256-sum' || !other.groups) throw new Error('only a sha256-sum digest with groups can be subtracted');
+    const negated = new Uint8Array(32);
+    for (let g = 0; g < DIGEST_GROUPS; g++) {
+      // Two's complement of the group's 32-byte sum: invert every byte, then add one.
+      for (let j = 0; j < 32; j++) negated[j] = ~other.groups.sums[32 * g + j] & 0xff;
+      addInto(this.acc, negated, 32 * g);
+      addInto(this.acc, ONE, 32 * g);
+      this.counts[g] -= other.groups.counts[g];
+    }
+    this.count -= other.count;
   }
 
   result(): InventoryDigest {

@@ -19,13 +19,37 @@ export class JsonNumber {
 export type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | JsonObject;
 export type JsonObject = Map<string, JsonValue>;
 
-const STRING_RE = /"(?:[^"\\]|\\.)*"/y;
+/** A JSON string token exactly as JSON allows it (no raw control characters, only its escapes), so JSON.parse of a match cannot fail. */
+const STRING_RE = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
 const NUMBER_RE = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const SPACE_RE = /[ \t\n\r]*/y;
 
-/** Parses JSON text (as PostgreSQL prints jsonb) without losing number precision. */
+/** How deep a document may nest (SQLite's JSON functions stop at the same depth): deeper, the reader would run out of stack. */
+export const MAX_JSON_DEPTH = 1000;
+
+/**
+ * Parses JSON text (as PostgreSQL prints jsonb) without losing number
+ * precision. Refuses text that is not JSON or nests too deep
+ * (INVENTORY_INVALID), and an object with a member name twice
+ * (SEALED_MALFORMED, `details.path` naming that member).
+ */
 export function parseJsonLossless(text: string): JsonValue {
   let pos = 0;
+  let depth = 0;
+  /** The members and indices down to the value being read (for the duplicate's path). */
+  const trail: string[] = [];
+  /**
+   * A member name twice in one object: JSON.parse, PostgreSQL's jsonb and this
+   * reader keep only the last, so a rewrite would drop the other one. Refused.
+   */
+  const duplicate = (key: string): never => {
+    const path = [...trail, key].join('.');
+    throw new MasterKeyError(
+      'SEALED_MALFORMED',
+      `A JSON document holds the member ${JSON.stringify(key)} twice${trail.length ? ` (in ${JSON.stringify(trail.join('.'))})` : ''}; rewriting it would keep only one: remove or rename the other and run the command again.`,
+      { path },
+    );
+  };
   const fail = (): never => {
     throw new MasterKeyError('INVENTORY_INVALID', `A jsonb document could not be read at offset ${pos}; check that the inventory's jsonPath column is a json or jsonb column.`);
   };
@@ -50,6 +74,14 @@ export function parseJsonLossless(text: string): JsonValue {
     skip();
     const c = text[pos];
     if (c === '"') return JSON.parse(token(STRING_RE)) as string;
+    if ((c === '{' || c === '[') && ++depth > MAX_JSON_DEPTH) {
+      throw new MasterKeyError('INVENTORY_INVALID', `A JSON document nests deeper than ${MAX_JSON_DEPTH} levels (at offset ${pos}); such a document cannot be read.`);
+    }
+    const v = container(c);
+    if (c === '{' || c === '[') depth--;
+    return v;
+  };
+  const container = (c: string | undefined): JsonValue => {
     if (c === '{') {
       pos++;
       const obj: JsonObject = new Map();
@@ -58,8 +90,11 @@ export function parseJsonLossless(text: string): JsonValue {
       for (;;) {
         skip();
         const key = JSON.parse(token(STRING_RE)) as string;
+        if (obj.has(key)) duplicate(key);
         expect(':');
+        trail.push(key);
         obj.set(key, value());
+        trail.pop();
         skip();
         if (text[pos] === ',') pos++;
         else return expect('}'), obj;
@@ -71,7 +106,9 @@ export function parseJsonLossless(text: string): JsonValue {
       skip();
       if (text[pos] === ']') return pos++, arr;
       for (;;) {
+        trail.push(String(arr.length));
         arr.push(value());
+        trail.pop();
         skip();
         if (text[pos] === ',') pos++;
         else return expect(']'), arr;

@@ -5,7 +5,7 @@
  * by kind, and where a value does not open (never the value).
  */
 import { CryptoResult, SealedText, sealedText } from '../crypto/batch';
-import { ErrorCode, MasterKeyError } from '../errors';
+import { ErrorCode, MasterKeyError, isMasterKeyError } from '../errors';
 import type { InventoryEntry } from '../inventory/inventory';
 import { JsonSlot as DocumentSlot, JsonValue, documentBytes, findEntrySlots, parseJsonLossless } from './json-document';
 import { releaseLarge } from './memory';
@@ -84,6 +84,11 @@ class Outcome {
     this.byKind.set(kind, (this.byKind.get(kind) ?? 0) + 1);
     if (r.code) this.failures.push({ row, id: rowId(this.rows, row, this.shape), column, kind, code: r.code, ...(path !== undefined ? { path } : {}) });
   }
+  /** Lists `row` as holding a JSON document that cannot be read or rewritten safely (SEALED_MALFORMED). */
+  refuse(row: number, column: string, kind: string, path: string | undefined): void {
+    this.has[row] = 1;
+    this.failures.push({ row, id: rowId(this.rows, row, this.shape), column, kind, code: 'SEALED_MALFORMED', ...(path !== undefined ? { path } : {}) });
+  }
   /** The rows holding a value, ascending. */
   held(): number[] {
     const out: number[] = [];
@@ -149,6 +154,21 @@ export async function resealBatch(rows: readonly BatchRow[], work: BatchWork): P
  * batch at once: counts and failures into `o`; re-sealing, each column's
  * new text per row (null: unchanged).
  */
+/**
+ * A stored JSON document, parsed; or undefined after `o` lists its row: a
+ * document the reader refuses (not JSON, too deep, a member name twice)
+ * blocks the rotation like a value that does not open, before anything changes.
+ */
+function readDocument(o: Outcome, row: number, c: { readonly column: string; readonly entries: readonly InventoryEntry[] }, text: string): JsonValue | undefined {
+  try {
+    return parseJsonLossless(text);
+  } catch (e) {
+    if (!isMasterKeyError(e)) throw e;
+    o.refuse(row, c.column, c.entries[0].kind, typeof e.details.path === 'string' ? e.details.path : undefined);
+    return undefined;
+  }
+}
+
 async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome, reseal: boolean): Promise<Array<Array<SealedText | null>>> {
   const { shape, crypto, only } = work;
   const wanted = (column: string, row: number) => !only || only(shape.table, column, rowId(rows, row, shape));
@@ -183,7 +203,8 @@ async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome
       const v = cellText(rows[i], shape.first + k);
       if (v === null || !wanted(c.column, i)) continue;
       chars += v.length;
-      const doc = parseJsonLossless(v);
+      const doc = readDocument(o, i, c, v);
+      if (doc === undefined) continue;
       docs.set(i, { doc, chars: v.length });
       // Re-sealing, the store is done with a document's text once it is parsed (it wrote its backup before): it goes.
       if (reseal && v.length >= LARGE_DOCUMENT) (rows[i] as unknown[])[shape.first + k] = DROPPED;

@@ -3,12 +3,13 @@
  * kind of secret each is. Plain data, validated once, digested for the
  * CDKTF trigger (a change of inventory shows up in `terraform plan`).
  */
-import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020';
+import type { ErrorObject } from 'ajv/dist/2020';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import inventorySchema from '../../docs/schemas/inventory.schema.json';
 import { CodecName } from '../crypto/codec';
 import { MasterKeyError } from '../errors';
+import { lazyValidator } from '../json-schema';
 import { ACT_PRESET } from './act-preset';
 
 export interface JsonWhere {
@@ -64,16 +65,8 @@ export function quoteIdent(name: string): string {
 /** The JSON Schema every inventory file is validated against (docs/schemas/inventory.schema.json). */
 export const INVENTORY_SCHEMA = inventorySchema;
 
-let validator: ValidateFunction | undefined;
 /** The compiled schema; ajv is loaded on first use only (the ACT preset needs no validation, and the CLI starts faster). */
-function schemaValidator(): ValidateFunction {
-  if (!validator) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { default: Ajv2020 } = require('ajv/dist/2020') as typeof import('ajv/dist/2020');
-    validator = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true }).compile(inventorySchema);
-  }
-  return validator;
-}
+const schemaValidator = lazyValidator(inventorySchema);
 
 /** `entry 2 "table"`, `"name"`, `the inventory` : where in the document a schema error is. */
 function where(instancePath: string): string {
@@ -93,12 +86,16 @@ const TYPE_WORDS: Record<string, string> = { object: 'an object', array: 'an arr
 export function schemaErrorText(e: ErrorObject): string {
   const at = where(e.instancePath);
   const p = e.params as Record<string, unknown>;
-  const got = (v: unknown) => (typeof v === 'string' ? `"${v.length > 60 ? `${v.slice(0, 60)}…` : v}"` : JSON.stringify(v));
+  // As JSON, cut to 60 characters: a control character or a huge value would break the one-line sentence.
+  const got = (v: unknown) => {
+    const text = JSON.stringify(typeof v === 'string' && v.length > 60 ? `${v.slice(0, 60)}…` : v) ?? String(v);
+    return text.length > 64 ? `${text.slice(0, 60)}…` : text;
+  };
   switch (e.keyword) {
     case 'required':
       return `${at} needs "${String(p.missingProperty)}"`;
     case 'additionalProperties':
-      return `${at} has an unknown member "${String(p.additionalProperty)}" (check its spelling)`;
+      return `${at} has an unknown member ${got(p.additionalProperty)} (check its spelling)`;
     case 'dependentRequired':
       return `${at} "${String(p.property)}" only applies with "${String(p.missingProperty)}"`;
     case 'type':
@@ -147,7 +144,7 @@ export function validateInventory(inv: unknown, source = 'the inventory'): Inven
   const seen = new Set<string>();
   for (const e of entries) {
     const k = `${e.table}.${e.column}${e.jsonPath ? `#${e.jsonPath.join('.')}` : ''}`;
-    if (seen.has(k)) bad(`the location ${k} is listed twice`);
+    if (seen.has(k)) bad(`the location ${JSON.stringify(k)} is listed twice`);
     seen.add(k);
   }
   return { name: o.name, entries };
@@ -170,13 +167,18 @@ export function loadInventory(spec: string): Inventory {
   } catch (e) {
     throw new MasterKeyError('INVENTORY_INVALID', `Cannot read the inventory file ${spec} (${(e as NodeJS.ErrnoException).code ?? 'error'}); pass --inventory act or the path of an inventory JSON file.`);
   }
+  return parseInventory(text, spec);
+}
+
+/** An inventory file's text, parsed and validated (`file` names it in messages). */
+export function parseInventory(text: string, file: string): Inventory {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new MasterKeyError('INVENTORY_INVALID', `The inventory file ${spec} is not valid JSON; fix its syntax.`);
+    throw new MasterKeyError('INVENTORY_INVALID', `The inventory file ${file} is not valid JSON; fix its syntax.`);
   }
-  return validateInventory(parsed, `The inventory file ${spec}`);
+  return validateInventory(parsed, `The inventory file ${file}`);
 }
 
 /** Stable digest of an inventory (what it covers, not its name), for triggers. */

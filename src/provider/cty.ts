@@ -7,6 +7,7 @@
  * 12, and any other extension decode to `UNKNOWN` as the protocol asks).
  */
 import { ExtData, ExtensionCodec, decode, encode } from '@msgpack/msgpack';
+import { MasterKeyError } from '../errors';
 
 /** A value terraform will only know after apply. */
 export const UNKNOWN: unique symbol = Symbol('unknown');
@@ -39,15 +40,45 @@ function fromWire(v: unknown): Value {
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) out[k] = fromWire(x);
     return out;
   }
-  throw new Error(`unexpected msgpack value of type ${typeof v}`);
+  throw undecodable(`it holds a value of type ${typeof v}`);
 }
 
-/** Decodes a DynamicValue (msgpack preferred; JSON, which cannot hold unknowns, as the protocol's fallback). */
+/** USAGE: terraform sent a value that does not decode (never quoting it: a value may be a secret). */
+function undecodable(why: string): MasterKeyError {
+  return new MasterKeyError('USAGE', `Terraform sent a value the provider cannot decode (${why}); use a terraform version this provider supports (1.x) and report it if it happens again.`);
+}
+
+/**
+ * Decodes a DynamicValue (msgpack preferred; JSON, which cannot hold
+ * unknowns, as the protocol's fallback). Bytes that do not decode are USAGE.
+ */
 export function decodeDynamic(dv: { msgpack?: Uint8Array | null; json?: Uint8Array | null } | null | undefined): Value {
   if (!dv) return null;
-  if (dv.msgpack && dv.msgpack.length > 0) return fromWire(decode(dv.msgpack, { extensionCodec: codec }));
-  if (dv.json && dv.json.length > 0) return fromWire(JSON.parse(Buffer.from(dv.json).toString('utf8')));
+  if (dv.msgpack && dv.msgpack.length > 0) {
+    let raw: unknown;
+    try {
+      raw = decode(dv.msgpack, { extensionCodec: codec });
+    } catch {
+      throw undecodable('it is not valid msgpack');
+    }
+    return fromWire(raw);
+  }
+  if (dv.json && dv.json.length > 0) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(Buffer.from(dv.json).toString('utf8'));
+    } catch {
+      throw undecodable('it is not valid JSON');
+    }
+    return fromWire(raw);
+  }
   return null;
+}
+
+/** A decoded value that must be an object (a resource's configuration or state) or null (none); anything else is USAGE. */
+export function objectOrNull(v: Value, what: string): ObjectValue | null {
+  if (v === null || (typeof v === 'object' && !Array.isArray(v))) return v;
+  throw undecodable(`${what} is not an object`);
 }
 
 /** Encodes a value as a msgpack DynamicValue. */

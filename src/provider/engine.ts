@@ -1,157 +1,59 @@
 /**
  * The provider's one seam to the rotation engine: everything the provider
  * does to a database or a config file goes through the functions here, which
- * call the same code as the CLI (the context from `buildContext`, then
- * `runApply`, `runStatus`, `runVerify`, and the facts `master-key plan`
- * gathers, `gather`) in this process, on either store: no shell, no argv.
- * When the rotation's entry points move, this is the file to re-point. It is
- * loaded on first use (`./engine-loader.ts`), with the database drivers.
+ * call the same code as the CLI (the installation from `openInstallation`:
+ * the rotation in this process, or on the primary node's host over SSH, on
+ * either store; no shell, no argv). When the rotation's entry points move,
+ * this is the file to re-point. It is loaded on first use
+ * (`./engine-loader.ts`), with the database drivers.
  *
  * Refresh and plan must stay fast on a large database, so they count sealed
- * values by query (`Store.count`, on either store) and prove the key with
- * the canary instead of opening every row; `verify` asks for the full scan.
+ * values by query and prove the key with the canary instead of opening every
+ * row (src/rotation/key-facts.ts); `verify` asks for the full scan.
  */
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { buildContext } from '../context/build';
-import { ErrorCode } from '../errors';
-import { Context } from '../rotation/context';
+import { Installation, openInstallation } from '../context/installation';
 import { Declared } from '../rotation/decide';
-import { assertNoPending } from '../rotation/keys';
-import { runApply } from '../rotation/phases';
-import { RotationPlan } from '../rotation/plan';
-import { gather } from '../rotation/preflight';
-import { runStatus, StatusResult } from '../rotation/status';
+import { KeyFacts, KeyPlan } from '../rotation/key-facts';
 import type { Retention } from '../rotation/retention';
-import { runVerify, scanWith } from '../rotation/verify';
-import { withStore } from '../store/open';
-import type { InventoryCounts, SecretFailure } from '../store/store';
+import type { InventoryCounts } from '../store/store';
 import { InstallationObject, RotationArguments, providerSurface, settingsOf } from './arguments';
 
-/** The context a resource's or data source's (known) arguments describe: the CLI's `buildContext`, lines to the provider's log. */
-export function contextOf(o: InstallationObject & RotationArguments, log: (line: string) => void): Context {
-  return buildContext(settingsOf(o), providerSurface(log));
+/** The installation a resource's or data source's (known) arguments describe (the CLI's `openInstallation`: in this process, or over SSH), lines to the provider's log. */
+export function installationOf(o: InstallationObject & RotationArguments, log: (line: string) => void): Installation {
+  return openInstallation(settingsOf(o), providerSurface(log));
 }
 
-/** The key's real state, as terraform's refresh reads it. */
-export interface KeyFacts {
-  readonly database: string;
-  readonly fingerprint: string;
-  readonly generation: number;
-  readonly keySetAt: string;
-  readonly keyAgeDays: number;
-  readonly secrets: InventoryCounts;
-  readonly nodesInSync: boolean;
-  readonly lastRotationAt?: string;
-  /** The last rotation's Markdown report, when it is in the report directory. */
-  readonly lastReport?: string;
-  readonly status: StatusResult;
-  /** Stored values that do not open with the database's key (only when verified). */
-  readonly undecryptable?: number;
-}
-
-/** The report files of a rotation in `dir` (matched by rotation id), if any. */
-function reportOf(dir: string, rotationId: string, toGeneration: number): string | undefined {
-  let names: string[];
+/** Runs fn on the installation and closes it (its SSH connections), also when fn fails. */
+export async function withInstallationOf<T>(o: InstallationObject & RotationArguments, log: (line: string) => void, fn: (i: Installation) => Promise<T>): Promise<T> {
+  const inst = installationOf(o, log);
   try {
-    names = readdirSync(dir);
-  } catch {
-    return undefined;
+    return await fn(inst);
+  } finally {
+    await inst.close();
   }
-  for (const n of names.filter((x) => x.startsWith('rotation-') && x.endsWith(`-gen${toGeneration}.json`))) {
-    try {
-      const r = JSON.parse(readFileSync(join(dir, n), 'utf8')) as { rotationId?: string };
-      if (r.rotationId === rotationId) return join(dir, n.replace(/\.json$/, '.md'));
-    } catch {
-      // not a report of ours
-    }
-  }
-  return undefined;
 }
 
-/** The secrets per kind, counted by the store (aggregate queries: nothing opened, no rotation or write lock taken). */
-function counted(ctx: Context): Promise<InventoryCounts> {
-  return withStore(ctx.databaseUrl, { doing: 'counting the stored secrets', label: 'terraform-provider-masterkey' }, (store) => store.count(ctx.inventory));
+/** Refresh: the key's real state (`keyFacts` where the files are). */
+export function keyFacts(inst: Installation, opts: { verify?: boolean; maxAgeDays?: number; refusePending?: boolean } = {}): Promise<KeyFacts> {
+  return inst.facts(opts);
 }
 
-/**
- * Refresh: the canary, every node's key, the last rotation and interrupted
- * rotations (`master-key status`), and the secrets counted by query. With
- * `verify`, every secret is opened with the configured key as well
- * (`master-key verify`); with `refusePending`, an interrupted rotation is the
- * CLI's ROTATION_INTERRUPTED error.
- */
-export async function keyFacts(ctx: Context, opts: { verify?: boolean; maxAgeDays?: number; refusePending?: boolean } = {}): Promise<KeyFacts> {
-  if (opts.refusePending) assertNoPending(ctx);
-  const status = await runStatus(ctx, { maxAgeMs: opts.maxAgeDays !== undefined ? opts.maxAgeDays * 86_400_000 : undefined });
-  const secrets = await counted(ctx);
-  let undecryptable: number | undefined;
-  if (opts.verify) undecryptable = (await runVerify(ctx)).scan.failureCount;
-  const last = status.lastRotation;
-  return {
-    database: status.database,
-    fingerprint: status.fingerprint,
-    generation: status.generation,
-    keySetAt: status.keySetAt,
-    keyAgeDays: status.keyAgeDays,
-    secrets,
-    nodesInSync: status.mismatchedNodes === 0,
-    lastRotationAt: last ? new Date(last.committedAt).toISOString() : undefined,
-    lastReport: last ? reportOf(ctx.reportDir, last.rotationId, last.toGeneration) : undefined,
-    status,
-    undecryptable,
-  };
+/** Plan: the data-level dry run (`rotationPlan` where the files are). */
+export function rotationPlan(inst: Installation, declared: Declared, opts: { verify?: boolean } = {}): Promise<KeyPlan> {
+  return inst.plan(declared, opts);
 }
 
-/** A problem that makes apply refuse: the CLI's sentence and error code. */
-export interface Problem {
-  readonly message: string;
-  readonly code: ErrorCode;
-}
-
-/** Stored values that do not open with a key: how many, the first ones (never a value), and the key. */
-export interface Undecryptable {
-  readonly count: number;
-  readonly rows: readonly SecretFailure[];
-  readonly fingerprint: string;
-}
-
-/** What terraform's plan shows: the engine's rotation plan (its secrets counted, or opened with `verify`), with what would stop the rotation. */
-export interface KeyPlan {
-  readonly plan: RotationPlan;
-  /** With `verify`: the values that do not open with the database's key (rotation due or not). */
-  readonly undecryptable?: Undecryptable;
-  /** Preflight problems of a rotation that is due (unwritable files, a full disk, ...). */
-  readonly problems: readonly Problem[];
-}
-
-/**
- * The data-level dry run: the facts `master-key plan` gathers, with the
- * secrets counted by the store instead of opened (fast). With `verify`,
- * every secret is opened with the database's key as well, whether a
- * rotation is due (`master-key plan`) or not (`master-key verify`).
- * Throws the CLI's errors for what stops a plan (pending rotation, wrong
- * key, missing canary, ...).
- */
-export async function rotationPlan(ctx: Context, declared: Declared, opts: { verify?: boolean } = {}): Promise<KeyPlan> {
-  assertNoPending(ctx);
-  return withStore(ctx.databaseUrl, { doing: 'planning the rotation', label: 'terraform-provider-masterkey' }, async (store) => {
-    const g = await gather(ctx, store, declared, { open: opts.verify === true });
-    const scan = opts.verify ? (g.scan ?? (await scanWith(ctx, store, g.oldKey))) : undefined;
-    const undecryptable = scan && scan.failureCount > 0 ? { count: scan.failureCount, rows: scan.failures, fingerprint: g.oldKey.fingerprint } : undefined;
-    const problems: Problem[] = g.facts.preflight.map((p) => ({ message: p.problem, code: p.code }));
-    return { plan: g.plan, undecryptable, problems: g.decision.rotate ? problems : [] };
-  });
-}
-
-/** Apply: `master-key apply` (generating the new key), in this process. */
-export async function applyDeclared(ctx: Context, declared: Declared, newKeyOut?: string, retention?: Retention): Promise<{ rotated: boolean; reportMarkdown?: string; verificationFailures?: number }> {
-  const r = await runApply(ctx, { ...declared, newKey: { kind: 'generate' }, newKeyOut, retention });
-  if (r.action === 'none') return { rotated: false };
-  return { rotated: true, reportMarkdown: r.reportFiles.markdown, verificationFailures: r.report.verification.failures };
+/** Apply: `master-key apply` (generating the new key), in this process or on the primary node's host; nodes it could not set are named. */
+export async function applyDeclared(inst: Installation, declared: Declared, newKeyOut?: string, retention?: Retention): Promise<{ rotated: boolean; reportMarkdown?: string; verificationFailures?: number; outOfStep: string[] }> {
+  const r = await inst.apply({ ...declared, newKey: { kind: 'generate' }, newKeyOut, retention });
+  const outOfStep = (r.nodes ?? []).filter((n) => n.setBy === 'not set').map((n) => `${n.address} (${n.error})`);
+  if (r.action === 'none') return { rotated: false, outOfStep };
+  return { rotated: true, reportMarkdown: r.localReportFiles?.markdown ?? r.reportFiles.markdown, verificationFailures: r.report.verification.failures, outOfStep };
 }
 
 /** Counts the secrets now (apply checks them against the plan's before it rotates). */
-export function countSecrets(ctx: Context): Promise<InventoryCounts> {
-  return counted(ctx);
+export function countSecrets(inst: Installation): Promise<InventoryCounts> {
+  return inst.count();
 }
+
+export type { KeyFacts, KeyPlan, Problem, Undecryptable } from '../rotation/key-facts';

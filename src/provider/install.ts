@@ -7,10 +7,11 @@
  * provider with the node binary running the install; `.terraform.lock.hcl`
  * records its checksum as for any provider.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { MasterKeyError } from '../errors';
+import { packageVersion } from '../version';
 
 export const PROVIDER_HOSTNAME = 'registry.terraform.io';
 export const PROVIDER_NAMESPACE = 'cdktf-master-key';
@@ -20,10 +21,8 @@ export const PROVIDER_SOURCE = `${PROVIDER_NAMESPACE}/${PROVIDER_TYPE}`;
 
 /** This package's version, which is the provider's (from the package.json above this file). */
 export function providerVersion(here: string = __dirname): string {
-  for (let d = here; d !== dirname(d); d = dirname(d)) {
-    const p = join(d, 'package.json');
-    if (existsSync(p)) return (JSON.parse(readFileSync(p, 'utf8')) as { version: string }).version;
-  }
+  const v = packageVersion(here);
+  if (v !== undefined) return v;
   throw new MasterKeyError('INTERNAL', 'Cannot find the package.json of cdktf-master-key to read the provider version; reinstall the package.');
 }
 

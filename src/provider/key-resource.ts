@@ -14,6 +14,7 @@ import { INSTALLATION_ARGUMENTS, declaredOf, retentionOf, validateKey } from './
 import { UNKNOWN, Value, hasUnknown, sameValue } from './cty';
 import { codeLine, error, failureList, warning } from './diagnostics';
 import type { KeyFacts, KeyPlan } from './engine';
+import type { Installation } from '../context/installation';
 import { engine } from './engine-loader';
 import { log } from './plugin-server';
 import type { Diagnostic } from './protocol';
@@ -36,7 +37,8 @@ export interface PlannedPrivate {
 }
 
 const logLine = (line: string) => log('info', line);
-const contextFor = (o: KeyObject) => engine().contextOf(o, logLine);
+/** Runs fn on the installation `o` describes, closed after (its SSH connections). */
+const onInstallation = <T>(o: KeyObject, fn: (i: Installation) => Promise<T>): Promise<T> => engine().withInstallationOf(o, logLine, fn);
 const ageDays = (keySetAt: string, at: Date): number => Math.max(0, Math.floor((at.getTime() - new Date(keySetAt).getTime()) / DAY_MS));
 const isCounted = (v: Value): v is number => typeof v === 'number';
 
@@ -63,12 +65,12 @@ function keyComputed(o: KeyObject, f: KeyFacts, at: Date): Computed<typeof KEY_R
  * database ahead of the configuration, and the resource plans a change.
  */
 export async function readKey(prior: KeyObject): Promise<KeyObject> {
-  const f = await engine().keyFacts(contextFor(prior), { verify: prior.verify_secrets === true, refusePending: true });
+  const f = await onInstallation(prior, (i) => engine().keyFacts(i, { verify: prior.verify_secrets === true, refusePending: true }));
   return { ...prior, ...keyComputed(prior, f, new Date()), generation: f.generation, undecryptable: f.undecryptable ?? prior.undecryptable ?? null };
 }
 
 /** Whether everything needed to look at the installation is known at plan time. */
-function lookable(o: KeyObject): boolean {
+export function lookable(o: KeyObject): boolean {
   const needed = [...INSTALLATION_ARGUMENTS, 'name', 'generation', 'rotation_period_days', 'rotation_epoch', 'rotation_evaluated_at', 'verify_secrets', 'backup_dir', 'report_dir', 'backup_recipients', 'backup_retention'] as const;
   return !needed.some((a) => hasUnknown(o[a]));
 }
@@ -138,7 +140,7 @@ export async function planKey(prior: KeyObject | null, proposed: KeyObject): Pro
   }
   const at = new Date();
   const declared = declaredOf(proposed, at);
-  const kp = await engine().rotationPlan(contextFor(proposed), declared, { verify: proposed.verify_secrets === true });
+  const kp = await onInstallation(proposed, (i) => engine().rotationPlan(i, declared, { verify: proposed.verify_secrets === true }));
   const p = kp.plan;
   const rotate = p.action === 'rotate';
   const counts = plannedCounts(prior, proposed, p.secrets);
@@ -177,7 +179,7 @@ export async function planKey(prior: KeyObject | null, proposed: KeyObject): Pro
  * database ahead of the declared generation (no apply can lower it), and a
  * rotation's secrets are those the plan counted, of the same kinds.
  */
-async function refuseUnlessPlanHolds(ctx: ReturnType<typeof contextFor>, planned: KeyObject, priv: PlannedPrivate | undefined): Promise<void> {
+async function refuseUnlessPlanHolds(inst: Installation, planned: KeyObject, priv: PlannedPrivate | undefined): Promise<void> {
   const generation = planned.generation as number;
   if (isCounted(planned.database_generation) && planned.database_generation > generation) {
     throw new MasterKeyError(
@@ -187,7 +189,7 @@ async function refuseUnlessPlanHolds(ctx: ReturnType<typeof contextFor>, planned
     );
   }
   if (!priv?.rotate || !isCounted(planned.secrets)) return;
-  const now = await engine().countSecrets(ctx);
+  const now = await engine().countSecrets(inst);
   const kindsChanged = planned.secrets_by_kind !== null && planned.secrets_by_kind !== UNKNOWN && !sameValue(planned.secrets_by_kind, { ...now.byKind });
   if (now.values !== planned.secrets || kindsChanged) {
     const what = now.values !== planned.secrets ? `holds ${count(now.values)} secrets now but the plan counted ${count(planned.secrets)}` : `holds as many secrets as the plan counted (${count(now.values)}), but of other kinds`;
@@ -203,15 +205,18 @@ async function refuseUnlessPlanHolds(ctx: ReturnType<typeof contextFor>, planned
  * terraform holds the provider to them) and fills in the rest from the key's
  * real state after it.
  */
-async function applyPlanned(planned: KeyObject, priv: PlannedPrivate | undefined): Promise<Outcome<KeyObject>> {
-  const ctx = contextFor(planned);
+function applyPlanned(planned: KeyObject, priv: PlannedPrivate | undefined): Promise<Outcome<KeyObject>> {
+  return onInstallation(planned, (inst) => applyOn(inst, planned, priv));
+}
+
+async function applyOn(inst: Installation, planned: KeyObject, priv: PlannedPrivate | undefined): Promise<Outcome<KeyObject>> {
   const at = priv ? new Date(priv.at) : new Date();
   const declared = priv
     ? { targetGeneration: planned.generation as number, windowStart: priv.windowStart ? new Date(priv.windowStart) : undefined, policyDays: priv.policyDays }
     : declaredOf(planned, at);
-  await refuseUnlessPlanHolds(ctx, planned, priv);
-  const r = await engine().applyDeclared(ctx, declared, typeof planned.new_key_file === 'string' ? planned.new_key_file : undefined, retentionOf(planned));
-  const f = await engine().keyFacts(ctx);
+  await refuseUnlessPlanHolds(inst, planned, priv);
+  const r = await engine().applyDeclared(inst, declared, typeof planned.new_key_file === 'string' ? planned.new_key_file : undefined, retentionOf(planned));
+  const f = await engine().keyFacts(inst);
   const facts = keyComputed(planned, f, r.rotated ? new Date() : at);
   const kept = <K extends keyof KeyObject>(k: K, fact: KeyObject[K]): KeyObject[K] => (planned[k] === UNKNOWN ? fact : planned[k]);
   const state: KeyObject = {
@@ -223,10 +228,17 @@ async function applyPlanned(planned: KeyObject, priv: PlannedPrivate | undefined
     undecryptable: r.rotated ? (r.verificationFailures ?? 0) : kept('undecryptable', null),
     last_report: r.rotated ? (r.reportMarkdown ?? null) : kept('last_report', facts.last_report),
   };
+  const outOfStep = r.outOfStep.map((n) =>
+    warning(
+      `The node ${n} did not get the database's key: it is out of step (nodes_in_sync = false).`,
+      'Once its host is reachable, run terraform apply again (it sets the node with master-key set on its host) or `master-key set --config <its address>`.',
+    ),
+  );
   const diagnostics =
     state.secrets === facts.secrets
-      ? []
+      ? outOfStep
       : [
+          ...outOfStep,
           warning(
             `The database holds ${count(facts.secrets as number)} secrets now; the plan counted ${count(state.secrets as number)}, and the state keeps that count until the next refresh.`,
             r.rotated ? 'The rotation re-encrypted every secret the database held when it ran: a server wrote some after the plan.' : 'Nothing was re-encrypted.',
@@ -274,12 +286,12 @@ export function parseImportId(id: string): KeyObject {
     }
   } else {
     const colon = text.indexOf(':');
-    if (colon < 1) throw new MasterKeyError('USAGE', `The import id "${text}" is not NAME:PATH[,PATH...] nor a JSON object; e.g. act:/etc/act/act.env.`);
+    if (colon < 1) throw new MasterKeyError('USAGE', `The import id ${JSON.stringify(text)} is not NAME:PATH[,PATH...] nor a JSON object; e.g. act:/etc/act/act.env.`);
     args = { name: text.slice(0, colon), config_files: text.slice(colon + 1).split(',') };
   }
   const known = new Set<string>(KEY_RESOURCE.attributes.filter((a) => a.use !== 'computed').map((a) => a.name));
   const extra = Object.keys(args).filter((k) => !known.has(k));
-  if (extra.length) throw new MasterKeyError('USAGE', `The import id names ${extra.join(', ')}, which masterkey_key does not take; use its argument names (name, config_files, key_name, ...).`);
+  if (extra.length) throw new MasterKeyError('USAGE', `The import id names ${extra.map((k) => JSON.stringify(k)).join(', ')}, which masterkey_key does not take; use its argument names (name, config_files, key_name, ...).`);
   return objectOf(KEY_RESOURCE, args);
 }
 
@@ -289,7 +301,7 @@ export async function importKey(id: string): Promise<Outcome<KeyObject | null>> 
   if (args.name === null) args.name = 'act';
   const bad = validateKey(args);
   if (bad.length) return { value: null, diagnostics: bad };
-  const f = await engine().keyFacts(contextFor(args), { refusePending: true });
+  const f = await onInstallation(args, (i) => engine().keyFacts(i, { refusePending: true }));
   if (args.generation === null) args.generation = f.generation;
   return { value: { ...args, ...keyComputed(args, f, new Date()), undecryptable: null }, diagnostics: [] };
 }

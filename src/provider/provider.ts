@@ -11,7 +11,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { MasterKeyError } from '../errors';
 import { validateKey, validateStatus } from './arguments';
-import { Value } from './cty';
+import { decodeDynamic, objectOrNull } from './cty';
 import { errorDiagnostic } from './diagnostics';
 import { PlannedPrivate, createKey, deleteKey, importKey, planKey, readKey, updateKey } from './key-resource';
 import { log } from './plugin-server';
@@ -44,8 +44,8 @@ function unary<Req, Res>(name: string, fn: (req: Req) => Promise<Res> | Res): gr
   };
 }
 
-const key = (dv: P.DynamicValue | null) => decodeObject(KEY_RESOURCE, dv);
-const status = (dv: P.DynamicValue | null) => decodeObject(STATUS_DATA_SOURCE, dv);
+const key = (dv: P.DynamicValue | null) => decodeObject(KEY_RESOURCE, dv, `a ${RESOURCE_TYPE} value`);
+const status = (dv: P.DynamicValue | null) => decodeObject(STATUS_DATA_SOURCE, dv, `a ${DATA_SOURCE_TYPE} configuration`);
 
 function readPrivate(b: Buffer | undefined): PlannedPrivate | undefined {
   if (!b || b.length === 0) return undefined;
@@ -105,13 +105,13 @@ async function importResourceState(req: P.ImportResourceStateRequest): Promise<P
 }
 
 async function readDataSource(req: P.ReadDataSourceRequest): Promise<P.ReadDataSourceResponse> {
-  return { state: encodeObject(STATUS_DATA_SOURCE, await readStatus(status(req.config)!)) };
+  return { state: encodeObject(STATUS_DATA_SOURCE, await readStatus(status(req.config) ?? objectOf(STATUS_DATA_SOURCE, {}))) };
 }
 
 function upgradeResourceState(req: P.UpgradeResourceStateRequest): P.UpgradeResourceStateResponse {
   const raw = req.raw_state?.json;
-  if (!raw || raw.length === 0) throw new MasterKeyError('INTERNAL', 'The stored state of masterkey_key is not JSON (a flatmap state from an older Terraform); remove it with terraform state rm and import the key again.');
-  const stored = JSON.parse(raw.toString('utf8')) as Record<string, Value>;
+  if (!raw || raw.length === 0) throw new MasterKeyError('USAGE', 'The stored state of masterkey_key is not JSON (a flatmap state from an older Terraform); remove it with terraform state rm and import the key again.');
+  const stored = objectOrNull(decodeDynamic({ json: raw }), `the stored state of ${String(req.type_name)}`) ?? {};
   return req.type_name === DATA_SOURCE_TYPE
     ? { upgraded_state: encodeObject(STATUS_DATA_SOURCE, objectOf(STATUS_DATA_SOURCE, stored)) }
     : { upgraded_state: encodeObject(KEY_RESOURCE, objectOf(KEY_RESOURCE, stored)) };
@@ -135,8 +135,8 @@ export function providerService(): grpc.UntypedServiceImplementation {
       server_capabilities: CAPABILITIES,
     })),
     ValidateProviderConfig: unary<P.ValidateConfigRequest, P.ValidateConfigResponse>('ValidateProviderConfig', () => ({})),
-    ValidateResourceConfig: unary<P.ValidateConfigRequest, P.ValidateConfigResponse>('ValidateResourceConfig', (req) => ({ diagnostics: validateKey(key(req.config)!) })),
-    ValidateDataResourceConfig: unary<P.ValidateConfigRequest, P.ValidateConfigResponse>('ValidateDataResourceConfig', (req) => ({ diagnostics: validateStatus(status(req.config)!) })),
+    ValidateResourceConfig: unary<P.ValidateConfigRequest, P.ValidateConfigResponse>('ValidateResourceConfig', (req) => ({ diagnostics: validateKey(key(req.config) ?? objectOf(KEY_RESOURCE, {})) })),
+    ValidateDataResourceConfig: unary<P.ValidateConfigRequest, P.ValidateConfigResponse>('ValidateDataResourceConfig', (req) => ({ diagnostics: validateStatus(status(req.config) ?? objectOf(STATUS_DATA_SOURCE, {})) })),
     UpgradeResourceState: unary('UpgradeResourceState', upgradeResourceState),
     ConfigureProvider: unary<P.ValidateConfigRequest, P.ValidateConfigResponse>('ConfigureProvider', () => ({})),
     ReadResource: unary('ReadResource', readResource),

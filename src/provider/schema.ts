@@ -7,7 +7,7 @@
  * every line that uses it. Nothing here is secret: the key itself is never
  * an attribute, only its fingerprint.
  */
-import { CtyType, ObjectValue, Unknown, Value, decodeDynamic, encodeDynamic } from './cty';
+import { CtyType, ObjectValue, Unknown, Value, decodeDynamic, encodeDynamic, objectOrNull } from './cty';
 import type { DynamicValue, SchemaMessage } from './protocol';
 
 /** required: set in configuration; optional: may be; computed: set by the provider. */
@@ -71,6 +71,12 @@ const INSTALLATION = [
   ),
   arg('database_url_entry', 'string', 'Instead of database_url_env: the entry of the primary config file holding the database URL.'),
   arg('inventory', 'string', 'Which secrets the key protects: "act" (the built-in ACT preset, default) or the absolute path of an inventory JSON file.'),
+  arg(
+    'ssh',
+    ['map', 'string'],
+    "How the hosts of config files on other hosts (ssh://[user@]host[:port]/path) are reached, with the names of terraform's connection block: user, port, private_key_file (a path; never the key), agent, host_key (SHA256:… as ssh-keygen -lf prints it, or the public key line), known_hosts, bastion_host, bastion_user, bastion_port, bastion_host_key, timeout, remote_command. Defaults are OpenSSH's: ~/.ssh/known_hosts, the agent at SSH_AUTH_SOCK, then ~/.ssh/id_ed25519 and ~/.ssh/id_rsa.",
+  ),
+  arg('ssh_nodes', ['map', ['map', 'string']], 'SSH settings of single nodes, by their address as written in config_files, over those of ssh (e.g. a host_key per host).'),
 ] as const;
 
 const KEY_STATE = [
@@ -96,10 +102,17 @@ export const KEY_RESOURCE = block(
     arg('report_dir', 'string', "Absolute path of the directory for the auditor's reports (default: the backup directory, else master-key-reports beside the primary config)."),
     arg('backup_recipients', ['list', 'string'], 'age recipients (X25519 age1…, post-quantum hybrid age1pq1…) every backup file is sealed to; restore then needs the identity of one of them. Without any, the backup holds the old key in cleartext (the plan warns).'),
     arg('backup_retention', 'string', 'Retire the backups beyond this after a verified rotation: "keep N" (the newest N) or an age such as "30d"; each retirement is recorded in the rotation history.'),
+    arg('local_report_dir', 'string', "Nodes on other hosts: absolute path of the directory on terraform's machine that receives a copy of each rotation's report (the report itself is written on the primary node's host; default: master-key-reports in terraform's working directory)."),
     arg('stop_command', 'string', 'Shell command that stops the server before the rotation.'),
     arg('start_command', 'string', 'Shell command that starts the server after the rotation.'),
     arg('health_command', 'string', 'Shell command that checks the server after it started.'),
     arg('new_key_file', 'string', 'Absolute path of a file (created 0600) that receives a copy of each new key.'),
+    arg(
+      'lock_timeout',
+      'string',
+      'How long the rotation waits for a lock another session holds on the secret tables (or the SQLite file) before it refuses with TABLES_BUSY, having changed nothing and started the server again: a duration such as 30s, 500ms or 2min (default 30s).',
+    ),
+    arg('seal_ahead', 'bool', 'Seal every secret under the new key while the server runs, and stop it only to swap them in (true), or keep the single pass with the server stopped (false); default: where it pays off (PostgreSQL from 10,000 secrets; SQLite only when asked).'),
     arg('verify_secrets', 'bool', 'Open every secret during refresh and plan (slow on large databases), not just count them (apply always does); values that do not open are an error at plan.'),
     ...KEY_STATE,
     out('database_generation', 'number', "The database's key generation."),
@@ -180,9 +193,13 @@ export function typed<B extends BlockSpec>(b: B, o: ObjectValue | null): Obj<B> 
   return out as Obj<B>;
 }
 
-/** A DynamicValue from terraform as an object of block B (null: no object, e.g. the prior state of a create). */
-export function decodeObject<B extends BlockSpec>(b: B, dv: DynamicValue | null | undefined): Obj<B> | null {
-  return typed(b, decodeDynamic(dv) as ObjectValue | null);
+/**
+ * A DynamicValue from terraform as an object of block B (null: no object,
+ * e.g. the prior state of a create). Bytes that do not decode, or a value
+ * that is not an object (`what` names it), are USAGE.
+ */
+export function decodeObject<B extends BlockSpec>(b: B, dv: DynamicValue | null | undefined, what: string): Obj<B> | null {
+  return typed(b, objectOrNull(decodeDynamic(dv), what));
 }
 
 /** An object of block B (or null: none) as a DynamicValue for terraform. */

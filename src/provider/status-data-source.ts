@@ -10,7 +10,7 @@ import { STATUS_DATA_SOURCE, StatusObject, objectOf } from './schema';
 /** Read: the installation's status as `master-key status` reports it, with its secrets counted. */
 export async function readStatus(config: StatusObject): Promise<StatusObject> {
   const maxAgeDays = typeof config.max_age_days === 'number' ? config.max_age_days : undefined;
-  const f = await engine().keyFacts(engine().contextOf(config, (line) => log('info', line)), { maxAgeDays });
+  const f = await engine().withInstallationOf(config, (line) => log('info', line), (i) => engine().keyFacts(i, { maxAgeDays }));
   return objectOf(STATUS_DATA_SOURCE, {
     ...config,
     id: f.database,

@@ -19,9 +19,11 @@ import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, createReadStream, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { FileHandle, open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import manifestSchema from '../../docs/schemas/backup-manifest.schema.json';
 import { ConfigTarget } from '../config/config-file';
 import { MasterKeyError } from '../errors';
 import { atomicWriteFile, fsyncDir, namesIn, sha256File } from '../fsutil';
+import { firstSchemaError, lazyValidator } from '../json-schema';
 import { BackupFileWriter, BackupPart, BackupSink, BackupSource, BackupToRestore, CanaryRow, Location, StoreIdentity, StoredFile, backupFileError } from '../store/store';
 import { Identities, SEALED_SUFFIX } from './age';
 import { sha256FileOffThread } from './file-checksum';
@@ -417,23 +419,39 @@ export function writeManifest(
   };
 }
 
-/** Reads a backup and checks every checksum; BACKUP_CORRUPT when anything differs. */
+const manifestValidator = lazyValidator(manifestSchema);
+
+/**
+ * Reads a backup and checks every checksum; BACKUP_CORRUPT when anything
+ * differs, when the manifest does not match its schema
+ * (docs/schemas/backup-manifest.schema.json), or when it names a config copy
+ * it has no checksum for.
+ */
 export function readBackup(path: string): BackupManifest {
-  let manifest: BackupManifest;
+  let parsed: unknown;
   try {
-    manifest = JSON.parse(readFileSync(join(path, MANIFEST_FILE), 'utf8')) as BackupManifest;
+    parsed = JSON.parse(readFileSync(join(path, MANIFEST_FILE), 'utf8'));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new MasterKeyError('BACKUP_CORRUPT', `${path} is not a readable backup (${code ?? 'manifest.json is not valid JSON'}); pass the backup directory that a rotation printed.`);
   }
-  if (manifest.format !== BACKUP_FORMAT) {
+  if ((parsed as Partial<BackupManifest> | null)?.format !== BACKUP_FORMAT) {
     throw new MasterKeyError('BACKUP_CORRUPT', `${path} is not a backup of this tool (unknown format); pass the backup directory that a rotation printed.`);
   }
+  const valid = manifestValidator();
+  const manifest = parsed as BackupManifest;
+  const damaged = (what: string) => new MasterKeyError('BACKUP_CORRUPT', `The backup ${path} has a damaged manifest.json (${what}); it cannot be restored.`);
+  if (!valid(parsed)) throw damaged(firstSchemaError(valid.errors));
+  if (Number.isNaN(Date.parse(manifest.canary.keyCreatedAt))) throw damaged('the key creation time is not a date');
+  const listed = new Set(manifest.files.map((f) => f.name));
+  // A sealed backup stores (and checksums) each file as <name>.age.
+  const unlisted = manifest.configs.find((c) => !listed.has(manifest.sealed ? c.file + SEALED_SUFFIX : c.file));
+  if (unlisted) throw damaged(`its config copy ${JSON.stringify(unlisted.file)} has no checksum`);
   const present = new Set(readdirSync(path));
   for (const f of manifest.files) {
-    if (!present.has(f.name)) throw new MasterKeyError('BACKUP_CORRUPT', `The backup ${path} is missing ${f.name}; it cannot be restored.`);
+    if (!present.has(f.name)) throw new MasterKeyError('BACKUP_CORRUPT', `The backup ${path} is missing ${JSON.stringify(f.name)}; it cannot be restored.`);
     if (sha256File(join(path, f.name)) !== f.sha256) {
-      throw new MasterKeyError('BACKUP_CORRUPT', `The backup file ${join(path, f.name)} fails its SHA-256 checksum (it was altered or damaged); it cannot be restored.`);
+      throw new MasterKeyError('BACKUP_CORRUPT', `The backup file ${JSON.stringify(f.name)} in ${path} fails its SHA-256 checksum (it was altered or damaged); it cannot be restored.`);
     }
   }
   return manifest;

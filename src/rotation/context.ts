@@ -5,6 +5,7 @@
  * output sinks.
  */
 import { ConfigTarget } from '../config/config-file';
+import type { MasterKey } from '../crypto/key';
 import type { ConfigNode } from '../config/nodes';
 import { Inventory } from '../inventory/inventory';
 import { FaultPoints } from './faults';
@@ -29,7 +30,13 @@ export async function withProgress<T>(progress: Progress, label: string, total: 
   }
 }
 
-export type NewKeySource = { readonly kind: 'generate' } | { readonly kind: 'file'; readonly path: string } | { readonly kind: 'stdin' } | { readonly kind: 'env'; readonly name: string };
+/** Where a new key comes from: generated, a file, standard input, an environment variable, or already read (by the runner of a rotation on another host, which sends it on that host's standard input). */
+export type NewKeySource =
+  | { readonly kind: 'generate' }
+  | { readonly kind: 'file'; readonly path: string }
+  | { readonly kind: 'stdin' }
+  | { readonly kind: 'env'; readonly name: string }
+  | { readonly kind: 'given'; readonly key: MasterKey };
 
 export interface Context {
   /** The server's nodes: each a config file on a host (this machine today); the first is the primary. */
@@ -51,4 +58,8 @@ export interface Context {
   readonly batchSize?: number;
   /** age recipients every backup is sealed to (shape-checked; the library checks them in preflight); none: backups hold the old key in cleartext. */
   readonly backupRecipients?: readonly string[];
+  /** How long the tool's sessions wait for a lock another session holds (`OpenOptions.lockTimeoutMs`). */
+  readonly lockTimeoutMs: number;
+  /** Seal ahead (true), never (false), or where it pays off (undefined): `src/rotation/seal-ahead.ts`. */
+  readonly sealAhead?: boolean;
 }

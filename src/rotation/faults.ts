@@ -10,6 +10,10 @@ export const FAULT_POINTS = [
   'locked',
   'preflight-done',
   'pending-written',
+  // Seal-ahead (before the stop hook): started, each batch staged, everything staged; and its staging area removed after the commit.
+  'seal-ahead-started',
+  'seal-ahead-batch',
+  'sealed-ahead',
   'stop-hook-done',
   'transaction-begun',
   'backup-started',
@@ -24,6 +28,7 @@ export const FAULT_POINTS = [
   'pending-removed',
   'start-hook-done',
   'verified',
+  'staging-removed',
   'report-written',
   'recover-config-written',
   // Any process: a temp or probe file was written and fsynced, not yet renamed or removed (src/fsutil.ts).

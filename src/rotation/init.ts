@@ -10,7 +10,7 @@ import { readConfiguredKey } from './keys';
 
 export async function runInit(ctx: Context, opts: { generation: number; createActSchema: boolean }): Promise<{ fingerprint: string; generation: number }> {
   const { key } = readConfiguredKey(ctx);
-  return withStore(ctx.databaseUrl, { doing: 'initialising the database' }, async (store) => {
+  return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'initialising the database' }, async (store) => {
     await store.assertWritable();
     const existing = await store.readCanary();
     if (existing) {

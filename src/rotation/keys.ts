@@ -108,6 +108,8 @@ export function obtainNewKey(src: NewKeySource): MasterKey {
       }
       return parseKey(text, 'the new key on standard input');
     }
+    case 'given':
+      return src.key;
     case 'env': {
       const v = process.env[src.name];
       if (v === undefined) throw new MasterKeyError('USAGE', `The environment variable ${src.name} (named by --new-key-env) is not set; export it or let apply generate the key.`);
@@ -127,7 +129,7 @@ export async function runSet(ctx: Context, target: ConfigTarget, source: NewKeyS
   if (source.kind === 'generate') throw new MasterKeyError('USAGE', 'Say where the key comes from: --key-file <path>, --key-stdin or --key-env <NAME>.');
   assertNoPending(ctx);
   const key: MasterKey = obtainNewKey(source);
-  return withStore(ctx.databaseUrl, { doing: 'checking the key against the canary' }, async (store) => {
+  return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'checking the key against the canary' }, async (store) => {
     const canary = requireCanary(await store.readCanary());
     if (!canaryOpensWith(canary, key)) {
       throw new MasterKeyError(

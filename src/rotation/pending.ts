@@ -2,14 +2,17 @@
  * The rotation's pending-key file: written (0600, atomically) before anything
  * in the database changes and removed only after every config file holds the
  * new key. While it exists, the new key is on disk even if the process dies,
- * so some key on disk always opens every secret. `recover` reads it.
+ * so some key on disk always opens every secret. `recover` reads it, and
+ * refuses one that does not match docs/schemas/pending.schema.json.
  */
 import { readFileSync, unlinkSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import pendingSchema from '../../docs/schemas/pending.schema.json';
 import { ConfigTarget } from '../config/config-file';
 import { parseKey, MasterKey } from '../crypto/key';
 import { MasterKeyError } from '../errors';
 import { atomicWriteFile } from '../fsutil';
+import { firstSchemaError, lazyValidator } from '../json-schema';
 import { StoreIdentity } from '../store/store';
 
 export const PENDING_FORMAT = 'cdktf-master-key/pending/v1';
@@ -53,13 +56,20 @@ export function readPending(path: string): { pending: PendingRotation; newKey: M
   } catch {
     throw new MasterKeyError('FILE_ERROR', `The pending-rotation file ${path} is not valid JSON; it was not written by this tool or was edited: restore it from the report/backup or remove it after checking \`master-key status\`.`);
   }
-  if (o.format !== PENDING_FORMAT || typeof o.newKey !== 'string') {
+  if (o?.format !== PENDING_FORMAT) {
     throw new MasterKeyError('FILE_ERROR', `The pending-rotation file ${path} has an unknown format; it was not written by this version of cdktf-master-key.`);
   }
-  const newKey = parseKey(o.newKey, `the new key in ${path}`);
+  const damaged = (what: string) =>
+    new MasterKeyError('FILE_ERROR', `The pending-rotation file ${path} is damaged (${what}); it was edited or corrupted: restore it from the report/backup or remove it after checking \`master-key status\`.`);
+  const valid = pendingValidator();
+  if (!valid(o)) throw damaged(firstSchemaError(valid.errors));
+  const newKey = parseKey(o.newKey as string, `the new key in ${path}`);
+  if (newKey.fingerprint !== o.newFingerprint) throw damaged(`its new key is not ${String(o.newFingerprint)}, the key it names`);
   delete o.newKey;
   return { pending: o as unknown as PendingRotation, newKey };
 }
+
+const pendingValidator = lazyValidator(pendingSchema);
 
 /** Removes the pending file and makes the removal durable. */
 export function removePending(path: string): void {

@@ -16,7 +16,7 @@ import { Keyring } from '../crypto/keyring';
 import { MasterKeyError, isMasterKeyError } from '../errors';
 import { atomicWriteFile } from '../fsutil';
 import { withStore } from '../store/open';
-import { BackupPart, CanaryRow, ReencryptResult, Store } from '../store/store';
+import { BackupPart, CanaryRow, ReencryptResult, Staged, Store } from '../store/store';
 import { BackupDirectory, BackupResult, NewBackup, backUpConfigs, createBackupDir, removeBackup, writeManifest } from './backup';
 import { checkRecipients, recipientLabel } from './age';
 import { RetireResult, actor, heldBackups, retireBackups } from './custody';
@@ -28,13 +28,15 @@ import { HookRun, runHook, startServer } from './hooks';
 import { assertNoPending, obtainNewKey, writeKeyInto } from './keys';
 import { removePending, writePending } from './pending';
 import { RotationPlan } from './plan';
-import { Gathered, gather, refuseUnlessReady, undecryptableRows } from './preflight';
-import { KeyCustody, RotationReport, REPORT_FORMAT, timingSummary, writeReport } from './report';
+import { Gathered, gather, refuseBadDocuments, refuseUnlessReady, undecryptableRows } from './preflight';
+import { KeyCustody, RotationReport, REPORT_FORMAT, SealAheadOutcome, timingSummary, writeReport } from './report';
+import { dropStagingQuietly, removeLeftoverStaging } from './seal-ahead';
 import { aesGcmEngineDescription } from '../crypto/gcm-batch';
 import { Phase, Runner, Runtime } from './runner';
 import { scanWith, verifyRotation } from './verify';
-import { count } from '../format';
+import { bytes, count } from '../format';
 
+const SEAL_AHEAD = 'seal-ahead (server up)';
 const STOP_HOOK = 'stop hook';
 const START_HOOKS = 'start hooks';
 const TRANSACTION = 'transaction: back up and re-encrypt';
@@ -49,8 +51,16 @@ const SERVER_DOWN = [STOP_HOOK, TRANSACTION, 'config files', START_HOOKS];
  */
 export const APPLY: readonly Phase<ApplyState>[] = [
   { name: 'lock the database for this rotation', timing: 'preflight', done: 'locked', run: lock },
-  { name: 'preflight: what plan checks (counting, not opening, the secrets), or set out-of-step nodes and stop', timing: 'preflight', done: 'preflight-done', run: preflight },
+  { name: 'preflight: what plan checks (counting the secrets, opening only those in JSON documents), or set out-of-step nodes and stop', timing: 'preflight', done: 'preflight-done', run: preflight },
   { name: 'write the new key to the pending file (0600)', timing: 'pending key', done: 'pending-written', run: writePendingKey, undo: discardPendingKey },
+  {
+    name: 'seal ahead while the server runs: every secret opened with the old key and sealed under the new one into a staging area (no live row changes)',
+    timing: SEAL_AHEAD,
+    starts: 'seal-ahead-started',
+    done: 'sealed-ahead',
+    run: sealAhead,
+    undo: dropStaging,
+  },
   { name: 'stop the server', timing: STOP_HOOK, done: 'stop-hook-done', run: stopServer, undo: restartIfNothingChanged },
   {
     name: 'one transaction: lock the secret tables, rotate (back up and re-encrypt in one call), replace the canary, add history',
@@ -61,6 +71,7 @@ export const APPLY: readonly Phase<ApplyState>[] = [
   },
   { name: 'write the new key into every config file, drop the pending file', timing: 'config files', done: 'pending-removed', run: writeConfigFiles },
   { name: 'start the server and check its health', timing: START_HOOKS, done: 'start-hook-done', run: startServerPhase },
+  { name: 'remove the staging area of seal-ahead', timing: SEAL_AHEAD, done: 'staging-removed', run: removeStaging },
   { name: 'verify: the database stores exactly what was written, and a random sample opens with the new key', timing: 'verify', done: 'verified', run: verify },
   { name: 'retire the backups beyond the declared retention (only once the rotation is verified)', run: retireAfterVerified },
   { name: 'record the outcome, write the report', done: 'report-written', run: report },
@@ -101,6 +112,10 @@ export interface ApplyState {
   readonly hooks: HookRun[];
   /** 'sent' from the moment COMMIT may reach the database: a lost connection leaves the outcome unknown. */
   commit: 'none' | 'sent' | 'done';
+  /** The staging area seal-ahead made (bound to the new key), until it is removed. */
+  staged?: Staged;
+  /** What seal-ahead did, for the report (also when it fell back to one pass). */
+  sealAhead?: SealAheadOutcome;
   reencrypted?: ReencryptResult;
   verification?: RotationReport['verification'];
   /** What the retention retired after verification. */
@@ -112,7 +127,7 @@ export interface ApplyState {
 export async function runApply(ctx: Context, opts: ApplyOptions): Promise<ApplyResult> {
   const startedAt = ctx.now();
   const runner = new Runner(ctx);
-  const session = { label: `master-key apply ${startedAt.toISOString()}`, doing: 'rotating the master key' };
+  const session = { lockTimeoutMs: ctx.lockTimeoutMs, label: `master-key apply ${startedAt.toISOString()}`, doing: 'rotating the master key' };
   return withStore(ctx.databaseUrl, session, async (store) => {
     const s: ApplyState = { ctx, opts, store, rotationId: randomUUID(), startedAt, pendingKeyWritten: false, stopped: false, hooks: [], commit: 'none' };
     await runner.run(APPLY, s);
@@ -134,6 +149,8 @@ async function lock(s: ApplyState): Promise<void> {
 async function preflight(s: ApplyState): Promise<void | 'stop'> {
   const { ctx, opts } = s;
   assertNoPending(ctx);
+  const removed = await removeLeftoverStaging(s.store, { holdsLock: true });
+  if (removed) ctx.log(removed);
   const newKey = obtainNewKey(opts.newKey);
   const g = await gather(ctx, s.store, opts, { newKey, open: false });
   if (opts.savedPlan && opts.savedPlan.digest !== g.plan.digest) {
@@ -152,6 +169,7 @@ async function preflight(s: ApplyState): Promise<void | 'stop'> {
   refuseUnlessReady(g, newKey);
   // Every recipient the library accepts, before anything changes (the shapes were checked when the options were read).
   await checkRecipients(ctx.backupRecipients ?? [], (i) => `Backup recipient ${i + 1} (${recipientLabel(ctx.backupRecipients![i])})`);
+  await refuseBadDocuments(ctx, s.store, g.oldKey);
   s.rotation = { ...g, newKey };
 }
 
@@ -196,17 +214,90 @@ function restartIfNothingChanged(s: ApplyState, e: unknown): unknown {
   if (!s.stopped || s.commit !== 'none' || !s.ctx.hooks.start) return e;
   s.ctx.log('Nothing was changed; starting the server again.');
   try {
-    s.hooks.push(...startServer(s.ctx.hooks, s.ctx.log));
+    const ran = startServer(s.ctx.hooks, s.ctx.log);
+    s.hooks.push(...ran);
+    s.ctx.log('The server was started again; the database and the config files are as they were.');
+    // What apply reports (--json, the provider's diagnostic): nothing changed, and the server runs again.
+    return isMasterKeyError(e) ? withDetails(e, { nothingChanged: true, serverStartedAgain: ran.map((h) => ({ which: h.which, ms: h.ms })) }) : e;
   } catch (started) {
     s.ctx.log(`${(started as Error).message} Start the server yourself.`);
   }
   return e;
 }
 
+/** The same error with more details. */
+function withDetails(e: MasterKeyError, details: Record<string, unknown>): MasterKeyError {
+  return new MasterKeyError(e.code, e.message, { ...e.details, ...details }, { cause: e.cause });
+}
+
+/**
+ * Seal-ahead, when the plan says so: the pending key is on disk already,
+ * so everything sealed under it can be recovered. A value that does not
+ * open refuses here, before the stop hook; a staging area without room
+ * falls back to one pass, saying so.
+ */
+async function sealAhead(s: ApplyState, rt: Runtime): Promise<void> {
+  const { ctx } = s;
+  const { oldKey, newKey, counts, facts } = rotation(s);
+  const plan = facts.sealAhead;
+  if (!plan) return;
+  if (!plan.run) {
+    s.sealAhead = { ran: false, reason: plan.reason, ms: 0 };
+    ctx.log(`Seal-ahead: no; ${plan.reason}.`);
+    return;
+  }
+  ctx.log(`Sealing ahead while the server runs: ${count(counts.values)} secrets opened with ${oldKey.fingerprint} and sealed under ${newKey.fingerprint} into a staging area (about ${bytes(plan.stagingBytes)}) ...`);
+  const started = Date.now();
+  try {
+    s.staged = await withProgress(ctx.progress, 'sealing ahead', counts.values, (tick) =>
+      s.store.sealAhead({
+        inventory: ctx.inventory,
+        from: new Keyring([oldKey]),
+        to: newKey,
+        rotationId: s.rotationId,
+        batchSize: ctx.batchSize,
+        onProgress: (done) => {
+          tick(done);
+          rt.reached('seal-ahead-batch');
+        },
+      }),
+    );
+  } catch (e) {
+    if (isMasterKeyError(e, 'DISK_FULL')) {
+      const reason = `no room for the staging area (${e.message.replace(/\.$/, '')}), so one pass with the server stopped`;
+      s.sealAhead = { ran: false, reason, ms: Date.now() - started };
+      ctx.log(`Seal-ahead: falling back: ${reason}.`);
+      return;
+    }
+    if (isMasterKeyError(e, 'UNDECRYPTABLE_ROWS')) throw await everyUndecryptable(s, oldKey, e);
+    throw e;
+  }
+  const st = s.staged;
+  s.sealAhead = { ran: true, reason: plan.reason, ms: Date.now() - started, stagedValues: st.values, stagedRows: st.rows, stagingBytes: st.bytes };
+  ctx.log(`Sealed ahead: ${count(st.values)} secrets in ${count(st.rows)} rows staged under ${st.fingerprint} (${bytes(st.bytes)}), in ${count(Date.now() - started)} ms; the server kept running.`);
+}
+
+/** The staging area is never needed once the rotation committed or failed: removed (a failure to remove is said, and left to the next run). */
+async function dropStaging(s: ApplyState, e: unknown): Promise<unknown> {
+  if (s.staged) await dropStagingQuietly(s.store, s.ctx.log);
+  s.staged = undefined;
+  return e;
+}
+
+async function removeStaging(s: ApplyState): Promise<void> {
+  if (!s.staged) return;
+  await dropStagingQuietly(s.store, s.ctx.log);
+  s.staged = undefined;
+}
+
 async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void> {
   const { ctx } = s;
   const { oldKey, newKey, decision, canary: planned, counts } = rotation(s);
-  ctx.log(`Backing up and re-encrypting the secrets of ${count(counts.rows)} rows in one transaction ...`);
+  ctx.log(
+    s.staged
+      ? `Backing up and swapping in the staged secrets of ${count(counts.rows)} rows in one transaction (re-sealing only what changed since seal-ahead) ...`
+      : `Backing up and re-encrypting the secrets of ${count(counts.rows)} rows in one transaction ...`,
+  );
   let re: ReencryptResult;
   try {
     re = await s.store.write(async (tx) => {
@@ -225,6 +316,7 @@ async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void>
           to: newKey,
           backup: backup.dir,
           batchSize: ctx.batchSize,
+          ...(s.staged ? { staged: s.staged } : {}),
           onProgress: (done) => {
             tick(done);
             rt.reached('reencrypt-batch');
@@ -232,6 +324,10 @@ async function rotateInOneTransaction(s: ApplyState, rt: Runtime): Promise<void>
         }),
       );
       rt.reached('reencrypted');
+      if (rotated.sealAhead && s.sealAhead?.ran) {
+        s.sealAhead = { ...s.sealAhead, used: rotated.sealAhead.used, swappedRows: rotated.sealAhead.swappedRows, resealedRows: rotated.sealAhead.resealedRows };
+        if (!rotated.sealAhead.used) ctx.log('Seal-ahead: the staging area was no longer intact (the database restarted?), so every secret was re-sealed in the transaction.');
+      }
       completeBackup(s, rt, backup, rotated.backup, canary);
       const r = rotated.reencrypted;
       const committedAt = ctx.now();
@@ -345,7 +441,7 @@ async function proveCommitOrKeepKey(s: ApplyState, e: unknown): Promise<unknown>
 /** True only when a fresh session shows the committed canary still opening with the old key. */
 async function provenNotCommitted(ctx: Context, oldKey: MasterKey): Promise<boolean> {
   try {
-    return await withStore(ctx.databaseUrl, { doing: 'checking whether the COMMIT applied' }, async (store) => canaryOpensWith(requireCanary(await store.readCanary({ waitForWriters: true })), oldKey));
+    return await withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'checking whether the COMMIT applied' }, async (store) => canaryOpensWith(requireCanary(await store.readCanary({ waitForWriters: true })), oldKey));
   } catch {
     return false;
   }
@@ -412,6 +508,9 @@ async function report(s: ApplyState, rt: Runtime): Promise<void> {
   const re = s.reencrypted!;
   const backup = s.backup!;
   const outcome = verification.ok ? 'verified' : 'verify-failed';
+  // Seal-ahead's row only when it ran (else it is the moment it took to decide not to).
+  const { [SEAL_AHEAD]: sealMs, ...others } = rt.timings;
+  const phases = s.sealAhead?.ran ? { ...rt.timings } : others;
   await s.store.setHistoryOutcome(s.rotationId, outcome, ctx.now());
   const report: RotationReport = {
     format: REPORT_FORMAT,
@@ -434,8 +533,9 @@ async function report(s: ApplyState, rt: Runtime): Promise<void> {
     configs: ctx.targets.map((x) => ({ path: x.path, before: oldKey.fingerprint, after: newKey.fingerprint })),
     newKeyFile: opts.newKeyOut,
     hooks: s.hooks,
-    phases: { ...rt.timings },
-    timing: timingSummary(rt.timings, SERVER_DOWN),
+    phases,
+    timing: { ...timingSummary(phases, SERVER_DOWN), serverUpSealAheadMs: s.sealAhead?.ran ? (sealMs ?? 0) : 0 },
+    ...(s.sealAhead ? { sealAhead: s.sealAhead } : {}),
     verification,
     custody: await custody(s),
     outcome,

@@ -11,6 +11,7 @@ import { Decision } from './decide';
 import { bytes, count } from '../format';
 import { Hooks } from './hooks';
 import { recipientLabel } from './age';
+import { SealAheadPlan, describeSealAhead } from './seal-ahead';
 
 export const PLAN_FORMAT = 'cdktf-master-key/plan/v1';
 export const GENERATED_AT_APPLY = 'generated at apply';
@@ -47,6 +48,8 @@ export interface PlanFacts {
   readonly backupSealedTo: readonly string[];
   readonly hooks: Hooks;
   readonly preflight: readonly PreflightFact[];
+  /** Whether apply seals ahead, and why (rotations only). */
+  readonly sealAhead?: SealAheadPlan;
 }
 
 export interface RotationPlan {
@@ -68,11 +71,16 @@ export interface RotationPlan {
    */
   readonly secrets: { readonly total: number; readonly byKind: Readonly<Record<string, number>>; readonly rows: number };
   readonly undecryptable: { readonly count: number; readonly rows: readonly SecretFailure[] };
-  readonly configs: ReadonlyArray<{ readonly path: string; readonly format: string; readonly entry: string; readonly fingerprint: string; readonly change: string }>;
+  /** Every node's config file; with nodes on other hosts, each names its address and host too. */
+  readonly configs: ReadonlyArray<{ readonly path: string; readonly format: string; readonly entry: string; readonly fingerprint: string; readonly change: string; readonly address?: string; readonly host?: string }>;
   readonly backup: { readonly dir: string; readonly estimatedBytes: number; readonly freeBytes?: number; readonly sealedTo: readonly string[]; readonly oldKeyInCleartext: boolean };
   readonly hooks: Hooks;
-  /** Reasons the plan cannot be applied (undecryptable rows, unwritable files, …). */
+  /** Whether apply seals every secret under the new key while the server runs, why, and the staging area's disk cost (rotations only). */
+  readonly sealAhead?: SealAheadPlan;
+  /** Reasons the plan cannot be applied (undecryptable rows, unwritable files, a missing privilege, …). */
   readonly blockers: readonly string[];
+  /** For each blocker, the error code apply refuses with (UNDECRYPTABLE_ROWS, DB_PRIVILEGE_MISSING, …). */
+  readonly blockerCodes: readonly ErrorCode[];
   /** Digest of the facts apply re-checks: a saved plan is stale when it differs. */
   readonly digest: string;
 }
@@ -101,18 +109,29 @@ export function planDigest(f: Pick<PlanFacts, 'databaseIdentity' | 'canary' | 'd
   return `sha256:${createHash('sha256').update(canon).digest('hex')}`;
 }
 
+/**
+ * What SEALED_MALFORMED means, when a listed value has it: a JSON document
+ * the rotation would damage by rewriting blocks it the same way (see
+ * docs/json-documents.md).
+ */
+export function malformedNote(failures: readonly Pick<SecretFailure, 'code'>[]): string {
+  return failures.some((x) => x.code === 'SEALED_MALFORMED')
+    ? ' or are malformed (SEALED_MALFORMED: not in the codec\'s format, or in a JSON document that is not JSON or holds a member name twice, which a rewrite would drop)'
+    : '';
+}
+
 export function buildPlan(f: PlanFacts): RotationPlan {
   const secrets = { total: f.scan?.total ?? f.counts.values, byKind: { ...(f.scan?.byKind ?? f.counts.byKind) }, rows: f.counts.rows };
   const newFp = f.decision.rotate ? (f.newFingerprint ?? GENERATED_AT_APPLY) : f.oldFingerprint;
-  const blockers: string[] = [];
+  const blocked: PreflightFact[] = [];
   const outOfStep = f.configs.filter((c) => c.fingerprint !== f.oldFingerprint);
   if (f.scan && f.scan.failureCount > 0) {
-    blockers.push(`${count(f.scan.failureCount)} stored value(s) do not open with the old key ${f.oldFingerprint}; fix or restore them before rotating (listed above).`);
+    blocked.push({ problem: `${count(f.scan.failureCount)} stored value(s) do not open with the old key ${f.oldFingerprint}${malformedNote(f.scan.failures)}; fix or restore them before rotating (listed above).`, code: 'UNDECRYPTABLE_ROWS' });
   }
   if (f.decision.rotate && f.newFingerprint && f.newFingerprint === f.oldFingerprint) {
-    blockers.push('The new key is the same as the old key; supply a different key or let apply generate one.');
+    blocked.push({ problem: 'The new key is the same as the old key; supply a different key or let apply generate one.', code: 'KEY_SAME' });
   }
-  if (f.decision.rotate) blockers.push(...f.preflight.map((p) => p.problem));
+  if (f.decision.rotate) blocked.push(...f.preflight);
   return {
     format: PLAN_FORMAT,
     createdAt: f.now.toISOString(),
@@ -136,7 +155,9 @@ export function buildPlan(f: PlanFacts): RotationPlan {
     })),
     backup: { dir: f.backupDir, estimatedBytes: f.backupEstimateBytes, freeBytes: f.backupFreeBytes, sealedTo: f.backupSealedTo, oldKeyInCleartext: f.backupSealedTo.length === 0 },
     hooks: f.hooks,
-    blockers,
+    ...(f.decision.rotate && f.sealAhead ? { sealAhead: f.sealAhead } : {}),
+    blockers: blocked.map((b) => b.problem),
+    blockerCodes: blocked.map((b) => b.code),
     digest: planDigest(f),
   };
 }
@@ -148,7 +169,7 @@ export function renderPlan(p: RotationPlan): string {
   row('database', `${p.database} (key ${p.oldFingerprint}, generation ${p.fromGeneration}, set ${p.keySetAt})`);
   row('action', p.action === 'rotate' ? `ROTATE: ${p.reason}` : p.action === 'sync-config' ? `SET NODE CONFIG: no rotation (${p.reason}), but some config files do not hold the database's key` : `nothing to do: ${p.reason}`);
   if (p.action === 'sync-config') {
-    for (const c of p.configs.filter((x) => x.change !== 'no change')) out.push(`      ${c.path} (${c.format}): ${c.change}`);
+    for (const c of p.configs.filter((x) => x.change !== 'no change')) out.push(`      ${c.address ?? c.path} (${c.format}): ${c.change}`);
   }
   if (p.action === 'rotate') {
     row('old key', p.oldFingerprint);
@@ -160,7 +181,7 @@ export function renderPlan(p: RotationPlan): string {
     for (const r of p.undecryptable.rows) out.push(`      ${r.table}.${r.column}${r.path ? `#${r.path}` : ''} id=${r.id} (${r.kind}): ${r.code}`);
     if (p.undecryptable.count > p.undecryptable.rows.length) out.push(`      … and ${count(p.undecryptable.count - p.undecryptable.rows.length)} more`);
     row('config files', '');
-    for (const c of p.configs) out.push(`      ${c.path} (${c.format}): ${c.change}`);
+    for (const c of p.configs) out.push(`      ${c.address ?? c.path} (${c.format}): ${c.change}`);
     row('backup', `under ${p.backup.dir} (about ${bytes(p.backup.estimatedBytes)}${p.backup.freeBytes !== undefined ? `; ${bytes(p.backup.freeBytes)} free` : ''})`);
     out.push(
       p.backup.oldKeyInCleartext
@@ -169,6 +190,7 @@ export function renderPlan(p: RotationPlan): string {
     );
     const hooks = (['stop', 'start', 'health'] as const).filter((h) => p.hooks[h]).map((h) => `${h}: ${p.hooks[h]}`);
     row('hooks', hooks.length ? hooks.join('; ') : 'none');
+    if (p.sealAhead) row('seal-ahead', describeSealAhead(p.sealAhead));
   }
   out.push('');
   if (p.blockers.length) {

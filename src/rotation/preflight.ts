@@ -13,14 +13,15 @@ import { Keyring } from '../crypto/keyring';
 import { MasterKeyError } from '../errors';
 import { checkDirWritable, freeBytes } from '../fsutil';
 import { inventoryDigest } from '../inventory/inventory';
-import { withStore } from '../store/open';
+import { defaultCryptoMode } from '../engine/value-crypto';
 import { CanaryRow, InventoryCounts, ScanResult, Store } from '../store/store';
 import { assertKeyOpensCanary, requireCanary } from './canary';
 import { Context, withProgress } from './context';
 import { bytes, count } from '../format';
 import { Declared, Decision, decideRotation } from './decide';
-import { assertNoPending, readNodeKeys } from './keys';
-import { PlanFacts, PreflightFact, RotationPlan, buildPlan } from './plan';
+import { readNodeKeys } from './keys';
+import { PlanFacts, PreflightFact, RotationPlan, buildPlan, malformedNote } from './plan';
+import { planSealAhead } from './seal-ahead';
 
 /**
  * Where to probe a directory without creating it (plan and a refused apply
@@ -40,7 +41,7 @@ function problemOf(e: unknown): PreflightFact {
   return { problem: (e as Error).message, code: errno === 'ENOSPC' || errno === 'EDQUOT' ? 'DISK_FULL' : (err?.code ?? 'FILE_ERROR') };
 }
 
-/** Config files, backup and report directories writable, and room for the backup. */
+/** Config files, backup and report directories writable, and room for the backup (the database's preconditions: `Store.rotationBlockers`). */
 export function preflight(ctx: Context, estimateBytes: number): { problems: PreflightFact[]; free?: number } {
   const problems: PreflightFact[] = [];
   for (const t of ctx.targets) {
@@ -116,6 +117,9 @@ export async function gather(ctx: Context, store: Store, declared: Declared, opt
   const counts = await store.count(ctx.inventory);
   const estimate = backupEstimate(counts, ctx);
   const pre = decision.rotate ? preflight(ctx, estimate) : { problems: [], free: undefined };
+  // What the transaction needs of the database (a writable database, its privileges), first: apply refuses with the first blocker.
+  const database: PreflightFact[] = decision.rotate ? [...(await store.rotationBlockers(ctx.inventory))] : [];
+  const sealAhead = decision.rotate ? await planSealAhead(ctx, store, counts) : undefined;
   const facts: PlanFacts = {
     now: ctx.now(),
     database: store.description,
@@ -133,7 +137,8 @@ export async function gather(ctx: Context, store: Store, declared: Declared, opt
     backupFreeBytes: pre.free,
     backupSealedTo: ctx.backupRecipients ?? [],
     hooks: ctx.hooks,
-    preflight: pre.problems,
+    preflight: [...database, ...pre.problems],
+    ...(sealAhead ? { sealAhead } : {}),
   };
   return { oldKey, canary, decision, counts, scan, facts, plan: buildPlan(facts) };
 }
@@ -150,18 +155,31 @@ export function refuseUnlessReady(g: Gathered, newKey: MasterKey): void {
   }
 }
 
+/**
+ * Apply opens the secrets as it re-encrypts them, after the stop hook; the
+ * values in JSON documents it opens here, before: a document the rotation
+ * cannot rewrite without losing something (a member name twice, text that
+ * is not JSON: SEALED_MALFORMED) or a value in one that does not open
+ * refuses the rotation while nothing has changed. Only the inventory's
+ * JSON entries are read.
+ */
+export async function refuseBadDocuments(ctx: Context, store: Store, oldKey: MasterKey): Promise<void> {
+  const entries = ctx.inventory.entries.filter((e) => e.jsonPath !== undefined);
+  if (entries.length === 0) return;
+  const documents = { name: ctx.inventory.name, entries };
+  // The crypto on this thread: no worker threads to start for what is usually a small part of the secrets.
+  const opts = (tick: (n: number) => void) => ({ onProgress: tick, batchSize: ctx.batchSize, crypto: defaultCryptoMode() });
+  const scan = await store.read((tx) => withProgress(ctx.progress, 'checking the secrets in JSON documents', undefined, (tick) => tx.scan(documents, new Keyring([oldKey]), opts(tick))));
+  if (scan.failureCount > 0) throw undecryptableRows(scan, oldKey);
+}
+
 /** The refusal for values that do not open with the old key, naming the first few (never a value). */
 export function undecryptableRows(scan: Pick<ScanResult, 'failures' | 'failureCount'>, oldKey: MasterKey): MasterKeyError {
   const first = scan.failures.slice(0, 5).map((f) => `${f.table}.${f.column}${f.path ? `#${f.path}` : ''} id=${f.id} (${f.kind}, ${f.code})`);
   return new MasterKeyError(
     'UNDECRYPTABLE_ROWS',
-    `${count(scan.failureCount)} stored value(s) do not open with the old key ${oldKey.fingerprint} (${first.join('; ')}${scan.failureCount > first.length ? '; …' : ''}); nothing was changed: restore or fix those rows (see \`master-key plan\`), then run apply again.`,
+    `${count(scan.failureCount)} stored value(s) do not open with the old key ${oldKey.fingerprint}${malformedNote(scan.failures)} (${first.join('; ')}${scan.failureCount > first.length ? '; …' : ''}); nothing was changed: restore or fix those rows (see \`master-key plan\`), then run apply again.`,
     { failures: scan.failures, failureCount: scan.failureCount },
   );
 }
 
-/** `master-key plan`: read-only; returns the plan. */
-export async function runPlan(ctx: Context, declared: Declared): Promise<RotationPlan> {
-  assertNoPending(ctx);
-  return withStore(ctx.databaseUrl, { doing: 'planning the rotation' }, async (store) => (await gather(ctx, store, declared, { open: true })).plan);
-}

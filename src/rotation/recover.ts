@@ -23,6 +23,8 @@ import { startServer } from './hooks';
 import { targetsWithout, writeKeyInto } from './keys';
 import { readPending, removePending } from './pending';
 import { scanWith } from './verify';
+import type { ReportNode } from './report';
+import { removedSentence } from './seal-ahead';
 
 export interface RecoverResult {
   readonly action: 'none' | 'finished' | 'undone';
@@ -30,6 +32,12 @@ export interface RecoverResult {
   readonly fingerprint: string;
   readonly configsWritten: readonly string[];
   readonly tempFilesRemoved: readonly string[];
+  /** Nodes on other hosts: how each ended up. */
+  readonly nodes?: ReadonlyArray<ReportNode>;
+  /** Nodes on other hosts: the jobs of earlier runs this recover finished. */
+  readonly jobsFinished?: ReadonlyArray<{ readonly host: string; readonly id: string; readonly op: string; readonly state: string }>;
+  /** Staging areas of an interrupted seal-ahead removed (where each was). */
+  readonly stagingRemoved: readonly string[];
 }
 
 /**
@@ -75,7 +83,7 @@ async function verifyUnverifiedRotation(ctx: Context, store: Store, canary: Cana
 }
 
 export async function runRecover(ctx: Context): Promise<RecoverResult> {
-  const session = { label: `master-key recover ${ctx.now().toISOString()}`, doing: 'recovering the rotation' };
+  const session = { lockTimeoutMs: ctx.lockTimeoutMs, label: `master-key recover ${ctx.now().toISOString()}`, doing: 'recovering the rotation' };
   return withStore(ctx.databaseUrl, session, async (store) => {
     await store.lockRotation();
     // Read only under the lock: a rotation that held it may have created or removed the file meanwhile.
@@ -83,11 +91,15 @@ export async function runRecover(ctx: Context): Promise<RecoverResult> {
     const targets = p ? p.pending.targets : ctx.targets;
     const tempFilesRemoved = removeLeftoversAndIncompleteBackups(ctx, typeof p?.pending.backupDir === 'string' ? p.pending.backupDir : undefined, [...targets.map((t) => t.path), ctx.pendingPath], [ctx.backupDir, ctx.reportDir, ...(isSqliteUrl(ctx.databaseUrl) ? [dirname(sqliteFile(ctx.databaseUrl))] : [])]);
     const canary = requireCanary(await store.readCanary());
+    // A staging area is never used by a later run: whatever the rotation's outcome, it goes.
+    const staging = await store.dropStaging();
+    const stagingRemoved = staging.map((a) => a.where);
+    if (staging.length) ctx.log(removedSentence(staging));
     if (!p) {
       const verified = await verifyUnverifiedRotation(ctx, store, canary);
       const msg = `Nothing to recover: no interrupted rotation at ${ctx.pendingPath}; the database key is ${canary.fingerprint} (generation ${canary.generation}).${verified}`;
       ctx.log(msg);
-      return { action: 'none' as const, message: msg, fingerprint: canary.fingerprint, configsWritten: [], tempFilesRemoved };
+      return { action: 'none' as const, message: msg, fingerprint: canary.fingerprint, configsWritten: [], tempFilesRemoved, stagingRemoved };
     }
     const id = await store.identity();
     if (!sameDatabase(id, p.pending.database)) {
@@ -102,7 +114,7 @@ export async function runRecover(ctx: Context): Promise<RecoverResult> {
       startServer(ctx.hooks, ctx.log);
       const msg = `Finished the interrupted rotation ${p.pending.oldFingerprint} -> ${p.pending.newFingerprint}: the database was committed under the new key; ${configsWritten.length} config file(s) updated.${verified} Back up the new key.`;
       ctx.log(msg);
-      return { action: 'finished' as const, message: msg, fingerprint: p.newKey.fingerprint, configsWritten, tempFilesRemoved };
+      return { action: 'finished' as const, message: msg, fingerprint: p.newKey.fingerprint, configsWritten, tempFilesRemoved, stagingRemoved };
     }
     // Not committed: the database is still under the old key. Configs are only written after commit, but check.
     const oldKey = targets.map((t) => readConfigKey(t)).find((k) => canaryOpensWith(canary, k));
@@ -117,6 +129,6 @@ export async function runRecover(ctx: Context): Promise<RecoverResult> {
     startServer(ctx.hooks, ctx.log);
     const msg = `Undid the interrupted rotation ${p.pending.oldFingerprint} -> ${p.pending.newFingerprint}: it never committed, so the database and config files keep ${oldKey.fingerprint}; the pending key was discarded. Run apply again when ready.`;
     ctx.log(msg);
-    return { action: 'undone' as const, message: msg, fingerprint: oldKey.fingerprint, configsWritten, tempFilesRemoved };
+    return { action: 'undone' as const, message: msg, fingerprint: oldKey.fingerprint, configsWritten, tempFilesRemoved, stagingRemoved };
   });
 }

@@ -41,11 +41,33 @@ export interface RotationReport {
   /** Milliseconds per phase, in order. */
   readonly phases: Readonly<Record<string, number>>;
   /** The phases' total, and the server-down window: the phases from the stop hook to the start hooks (whether or not hooks were given). */
-  readonly timing: TimingSummary;
+  readonly timing: TimingSummary & { readonly serverUpSealAheadMs: number };
+  /** Seal-ahead: whether it ran (and why, or why not), for how long with the server up, and what the cut-over swapped in and re-sealed. */
+  readonly sealAhead?: SealAheadOutcome;
   readonly verification: RotationVerification;
   /** Where every key went: the new key, the old keys the backups still hold (sealed to whom), what was retired. */
   readonly custody: KeyCustody;
   readonly outcome: 'verified' | 'verify-failed';
+  /**
+   * Nodes on other hosts (a rotation run from another machine): every node
+   * with its host, and how it got the new key: by the rotation on the
+   * primary node's host, by `master-key set` on its own host, or not (out of
+   * step, with why).
+   */
+  readonly nodes?: ReadonlyArray<ReportNode>;
+  /** The machine that ran the rotation over SSH, when it was not the primary node's host. */
+  readonly runner?: string;
+}
+
+/** A node in the report of a rotation run from another machine. */
+export interface ReportNode {
+  readonly address: string;
+  readonly host: string;
+  readonly path: string;
+  readonly before?: string;
+  readonly after?: string;
+  readonly setBy: 'rotation' | 'set' | 'unchanged' | 'not set';
+  readonly error?: string;
 }
 
 /** The report's "key custody" section. */
@@ -91,6 +113,25 @@ export interface RotationVerification extends Verification {
   readonly changedSince?: { readonly groups: number; readonly asWritten: number; readonly opened: number; readonly failures: number };
 }
 
+/** What seal-ahead did in a rotation (`RotationReport.sealAhead`). */
+export interface SealAheadOutcome {
+  /** It ran before the stop hook (false: one pass, for `reason`). */
+  readonly ran: boolean;
+  readonly reason: string;
+  /** Milliseconds it took, with the server up. */
+  readonly ms: number;
+  readonly stagedValues?: number;
+  readonly stagedRows?: number;
+  /** Bytes the staging area took. */
+  readonly stagingBytes?: number;
+  /** The transaction used the staging area (false: it was no longer intact, every value was re-sealed there). */
+  readonly used?: boolean;
+  /** Rows swapped in from the staging area, inside the transaction. */
+  readonly swappedRows?: number;
+  /** Rows added or changed since seal-ahead, re-sealed inside the transaction. */
+  readonly resealedRows?: number;
+}
+
 export interface TimingSummary {
   /** Sum of the phases' milliseconds. */
   readonly totalMs: number;
@@ -130,7 +171,16 @@ export function renderMarkdown(r: RotationReport): string {
   for (const [k, v] of Object.entries(r.byKind)) lines.push(`| ${k} | ${count(v)} |`);
   lines.push(`| **total** | **${count(r.updated)}** |`, '');
   lines.push(`## Config files`, '');
-  for (const c of r.configs) lines.push(`- \`${c.path}\`: \`${c.before}\` → \`${c.after}\``);
+  if (r.nodes) {
+    if (r.runner) lines.push(`Run from ${r.runner} over SSH; the rotation ran on the primary node's host, the other nodes got the key with \`master-key set\` on their own hosts.`, '');
+    lines.push(`| Node | Host | Key | How |`, `|---|---|---|---|`);
+    for (const n of r.nodes) {
+      const how = n.setBy === 'rotation' ? 'the rotation' : n.setBy === 'set' ? '`master-key set` (checked against the canary)' : n.setBy === 'unchanged' ? 'already held it' : `**NOT SET**: ${n.error ?? 'unknown'}`;
+      lines.push(`| \`${n.path}\` | ${n.host} | \`${n.before ?? '?'}\` → \`${n.after ?? n.before ?? '?'}\` | ${how} |`);
+    }
+  } else {
+    for (const c of r.configs) lines.push(`- \`${c.path}\`: \`${c.before}\` → \`${c.after}\``);
+  }
   if (r.newKeyFile) lines.push(`- new key also written to \`${r.newKeyFile}\` (mode 0600)`);
   lines.push('', `## Backup`, '');
   lines.push(`- location: \`${r.backup.path}\``);
@@ -159,6 +209,15 @@ export function renderMarkdown(r: RotationReport): string {
   for (const [k, v] of Object.entries(r.phases)) lines.push(`| ${k} | ${count(v)} | ${share(v, t.totalMs)} |`);
   lines.push(`| **total** | **${count(t.totalMs)}** | 100% |`, '');
   lines.push(`Server down (from the stop hook to the start hooks: ${t.serverDownPhases.join(', ')}): **${count(t.serverDownMs)} ms**, ${share(t.serverDownMs, t.totalMs)} of the run.`);
+  const sa = r.sealAhead;
+  if (sa) {
+    lines.push(
+      '',
+      sa.ran
+        ? `Seal-ahead, with the server up: **${count(r.timing.serverUpSealAheadMs)} ms**; ${count(sa.stagedValues ?? 0)} secrets staged in ${count(sa.stagedRows ?? 0)} rows (${count(sa.stagingBytes ?? 0)} bytes of staging). In the transaction: ${count(sa.swappedRows ?? 0)} rows swapped in, ${count(sa.resealedRows ?? 0)} rows added or changed since re-sealed${sa.used === false ? ' (the staging area was no longer intact: every row re-sealed)' : ''}.`
+        : `Seal-ahead: not run (${sa.reason}).`,
+    );
+  }
   lines.push('', 'Back up the new master key now, and test that the backup restores.', '');
   return lines.join('\n');
 }

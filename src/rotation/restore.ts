@@ -59,7 +59,7 @@ export interface DrillResult {
 }
 
 /** The backup's key: every config copy holds the backed-up key, and it opens the backed-up canary. */
-async function backupKey(path: string, manifest: BackupManifest, files: BackupSource): Promise<MasterKey> {
+export async function backupKey(path: string, manifest: BackupManifest, files: BackupSource): Promise<MasterKey> {
   let key: MasterKey | undefined;
   for (const cf of manifest.configs) {
     const k = readConfigKey({ path: await files.path(cf.file), format: cf.format, entry: cf.entry } as ConfigTarget);
@@ -137,7 +137,7 @@ export function runRestore(ctx: Context, backupPath: string, opts: OpenBackupOpt
 
 async function restoreBackup(ctx: Context, backupPath: string, manifest: BackupManifest, files: BackupSource, key: MasterKey): Promise<RestoreResult> {
   assertSameLocations(ctx, manifest, backupPath);
-  const session = { label: `master-key restore ${ctx.now().toISOString()}`, doing: 'restoring the backup' };
+  const session = { lockTimeoutMs: ctx.lockTimeoutMs, label: `master-key restore ${ctx.now().toISOString()}`, doing: 'restoring the backup' };
   return withStore(ctx.databaseUrl, session, async (store) => {
     await store.assertWritable();
     await store.lockRotation();
@@ -211,7 +211,7 @@ export function runDrill(ctx: Context, backupPath: string, opts: OpenBackupOptio
 
 async function drillBackup(ctx: Context, backupPath: string, manifest: BackupManifest, files: BackupSource, key: MasterKey): Promise<DrillResult> {
   assertSameLocations(ctx, manifest, backupPath);
-  const session = { label: `master-key restore --drill ${ctx.now().toISOString()}`, doing: 'restoring the backup into a scratch copy' };
+  const session = { lockTimeoutMs: ctx.lockTimeoutMs, label: `master-key restore --drill ${ctx.now().toISOString()}`, doing: 'restoring the backup into a scratch copy' };
   const r = await withStore(ctx.databaseUrl, session, (store) =>
     store.drill({ backup: toRestore(backupPath, manifest, files), inventory: ctx.inventory, batchSize: ctx.batchSize }, async (tx, copy) => {
       const scan = await withProgress(ctx.progress, 'opening every restored value', undefined, (tick) => tx.scan(copy.inventory, new Keyring([key]), { onProgress: tick, batchSize: ctx.batchSize }));

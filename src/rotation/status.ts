@@ -14,7 +14,12 @@ import { count } from '../format';
 import { readPending } from './pending';
 
 export interface NodeStatus {
+  /** The config file's path on its host. */
   readonly path: string;
+  /** The node's address as given (a local path or `ssh://…`), when known. */
+  readonly address?: string;
+  /** Its host: `local`, or `user@host:port` for a node reached over SSH. */
+  readonly host?: string;
   readonly fingerprint?: string;
   readonly error?: string;
   readonly matchesDatabase: boolean;
@@ -36,13 +41,15 @@ export interface StatusResult {
   /** The latest retirements recorded in the history (newest first, at most 20). */
   readonly retirements: ReadonlyArray<{ readonly fingerprint: string; readonly backup?: string; readonly at: string; readonly actor: string }>;
   readonly interruptedRotation?: { readonly pendingFile: string; readonly startedAt: string; readonly oldFingerprint: string; readonly newFingerprint: string; readonly inProgress: boolean };
+  /** Nodes on other hosts: jobs an earlier run left on a host (a rotation, a hook), which `recover` finishes. */
+  readonly unfinishedJobs?: ReadonlyArray<{ readonly host: string; readonly id: string; readonly op: string; readonly startedAt: string; readonly state: string }>;
   readonly exitCode: ExitCodeValue;
 }
 
 /** `master-key status`: key, generation, age vs policy, every node's key, interrupted rotations. */
 export async function runStatus(ctx: Context, opts: { maxAgeMs?: number }): Promise<StatusResult> {
   const pending = readPending(ctx.pendingPath);
-  return withStore(ctx.databaseUrl, { doing: 'reading the key status' }, async (store) => {
+  return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'reading the key status' }, async (store) => {
     const canary = requireCanary(await store.readCanary());
     let fileProblem = false;
     const nodes: NodeStatus[] = ctx.targets.map((t) => {
@@ -102,7 +109,12 @@ export function renderStatus(s: StatusResult): string {
     out.push('last rotation none recorded');
   }
   for (const n of s.nodes) {
-    out.push(`config        ${n.path}: ${n.error ? `unreadable: ${n.error}` : `${n.fingerprint} ${n.matchesDatabase ? '(matches the database)' : '(DIFFERS from the database: run `master-key set --config ' + n.path + '` with the current key, or `master-key recover`)'}`}`);
+    const where = n.host && n.host !== 'local' ? `${n.path} on ${n.host}` : n.path;
+    const address = n.address ?? n.path;
+    out.push(`config        ${where}: ${n.error ? `unreadable: ${n.error}` : `${n.fingerprint} ${n.matchesDatabase ? '(matches the database)' : '(DIFFERS from the database: run `master-key set --config ' + address + '` with the current key, or `master-key recover`)'}`}`);
+  }
+  for (const j of s.unfinishedJobs ?? []) {
+    out.push(`job           ${j.op} ${j.id} on ${j.host} (${j.state}, started ${j.startedAt}): run \`master-key recover\``);
   }
   for (const b of s.backupsHoldingOldKeys) {
     out.push(`backup        ${b.path}: holds ${b.fingerprint} (generation ${b.generation}), ${count(b.ageDays)} days old, ${b.sealedTo.length ? `sealed to ${b.sealedTo.map(recipientLabel).join(', ')}` : 'the old key in CLEARTEXT (no backup recipients)'}`);

@@ -62,7 +62,7 @@ export async function verifyAfterCommit(ctx: Context, store: Store, newKey: Mast
 /** `master-key verify`: opens every secret with the configured key. */
 export async function runVerify(ctx: Context): Promise<{ fingerprint: string; scan: ScanResult }> {
   const { key } = readConfiguredKey(ctx);
-  return withStore(ctx.databaseUrl, { doing: 'verifying secrets' }, async (store) => {
+  return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'verifying secrets' }, async (store) => {
     const canary = requireCanary(await store.readCanary());
     assertKeyOpensCanary(canary, key, `the key in ${ctx.targets[0].path}`);
     return { fingerprint: key.fingerprint, scan: await scanWith(ctx, store, key, 'verifying') };

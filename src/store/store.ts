@@ -14,10 +14,11 @@
  * `docs/stores.md` says how to add a store.
  */
 import type { KeySource } from '../crypto/codec';
+import type { InventoryDigest } from '../engine/digest';
 import type { MasterKey } from '../crypto/key';
 import type { VerifyOptions, VerifyResult } from '../engine/verify';
 import type { ReencryptResult, ScanResult, WalkOptions } from '../engine/walk';
-import { MasterKeyError } from '../errors';
+import { ErrorCode, MasterKeyError } from '../errors';
 import { Inventory, inventoryKinds } from '../inventory/inventory';
 
 export type { VerifyOptions, VerifyResult } from '../engine/verify';
@@ -282,12 +283,88 @@ export interface Rotation extends Pick<WalkOptions, 'batchSize' | 'onProgress' |
   readonly to: MasterKey;
   /** Where the backup of every value the rotation rewrites goes. */
   readonly backup: BackupSink;
+  /**
+   * A staging area from `sealAhead` under `to`: staged values whose stored
+   * text is still the staged one are swapped in, and only the values added
+   * or changed since are opened and re-sealed here. Refused (INTERNAL) when
+   * bound to another key; when it is no longer intact (lost with a crash of
+   * the database), every value is re-sealed as without one.
+   */
+  readonly staged?: Staged;
+}
+
+/**
+ * Seal-ahead's one call (`Store.sealAhead`), with the server still
+ * running: every value of `inventory` read in one snapshot, opened with
+ * `from` and sealed under `to`, the results kept in a staging area of the
+ * tool's own (never a live row), keyed by place with the old stored text.
+ */
+export interface SealAhead extends Pick<WalkOptions, 'batchSize' | 'onProgress' | 'crypto' | 'workers'> {
+  readonly inventory: Inventory;
+  readonly from: KeySource;
+  readonly to: MasterKey;
+  /** The rotation this staging area belongs to (recorded with it). */
+  readonly rotationId: string;
+}
+
+/**
+ * A staging area made by `sealAhead`, bound to the new key's fingerprint:
+ * `rotate` uses it only with that key, and only while it is intact.
+ */
+export interface Staged {
+  /** The fingerprint of the key the staged values are sealed under. */
+  readonly fingerprint: string;
+  readonly rotationId: string;
+  /** Rows and values staged, by kind. */
+  readonly rows: number;
+  readonly values: number;
+  readonly byKind: Readonly<Record<string, number>>;
+  /** Bytes the staging area takes (old and new texts). */
+  readonly bytes: number;
+  /** Digest of every staged new value at its place (what verification compares with, less what is not swapped in). */
+  readonly digest: InventoryDigest;
+  /** Where the AES-GCM work ran. */
+  readonly crypto: ReencryptResult['crypto'];
+  /** The store's own record of where it staged (opaque to the runbook). */
+  readonly token: unknown;
+}
+
+/** A `Staged` for seal-ahead `s`: bound to its new key's fingerprint and its rotation. */
+export function stagedFor(s: Pick<SealAhead, 'to' | 'rotationId'>, r: Omit<Staged, 'fingerprint' | 'rotationId'>): Staged {
+  return { fingerprint: s.to.fingerprint, rotationId: s.rotationId, ...r };
+}
+
+/** A staging area found in the database (`Store.stagingAreas`): what is left of a seal-ahead. */
+export interface StagingArea {
+  /** The fingerprint of the key its values are sealed under. */
+  readonly fingerprint: string;
+  /** Where it is (a table, a file), for messages. */
+  readonly where: string;
+  readonly bytes: number;
+}
+
+/** Whether seal-ahead can run on this store for an inventory (`Store.sealAheadSupport`). */
+export interface SealAheadSupport {
+  readonly ok: boolean;
+  /**
+   * Whether seal-ahead shortens this store's server-down window enough to
+   * run without being asked (measured by `npm run bench`: on PostgreSQL it
+   * does; on SQLite the cut-over's comparison and swap take as long as one
+   * pass, so it runs only with --seal-ahead).
+   */
+  readonly byDefault: boolean;
+  /** Why not, in words a reviewer reads in the plan; or where the staging area goes. */
+  readonly reason: string;
+  /** Free bytes where the staging area would go, when the store can tell. */
+  readonly freeBytes?: number;
 }
 
 /** What a rotation did: the re-encryption, and what its backup holds. */
 export interface RotationResult {
   readonly reencrypted: ReencryptResult;
   readonly backup: BackupPart;
+  /** With `Rotation.staged`: whether the staging area was used (false: it was no longer intact, every value was re-sealed here), rows swapped in from it, rows re-sealed here. */
+  readonly sealAhead?: { readonly used: boolean; readonly swappedRows: number; readonly resealedRows: number };
 }
 
 /** A restore's one call (`WriteTx.restore`). */
@@ -368,10 +445,31 @@ export interface WriteTx extends ReadTx {
   insertHistory(row: HistoryRow): Promise<void>;
 }
 
+/**
+ * A precondition of the rotation's transaction that does not hold (plan
+ * lists it as a blocker; apply refuses with it before the stop hook).
+ */
+export interface RotationBlocker {
+  /** One sentence: what is missing, naming the table or file, and what to grant or fix. */
+  readonly problem: string;
+  /** The error apply refuses with: DB_READ_ONLY, DB_PRIVILEGE_MISSING. */
+  readonly code: ErrorCode;
+}
+
 /** How a store is opened. */
 export interface OpenOptions {
   /** Names this session to other sessions, e.g. as the lock holder ("master-key apply 2026-…"). @default "master-key" */
   readonly label?: string;
+  /**
+   * How long a statement of this session waits for a lock another session
+   * holds (PostgreSQL: `lock_timeout` in the write transaction; SQLite: the
+   * busy timeout) before it fails: TABLES_BUSY, naming the holders where
+   * the database can tell, when the write transaction cannot lock the
+   * secret tables (or, on SQLite, the file). Only this timeout applies: the
+   * database's own statement and idle-in-transaction timeouts are switched
+   * off for the tool's sessions. @default 30 s (`DEFAULT_LOCK_TIMEOUT_MS`)
+   */
+  readonly lockTimeoutMs?: number;
 }
 
 /** One session on the database that holds the secrets. */
@@ -382,6 +480,16 @@ export interface Store {
   identity(): Promise<StoreIdentity>;
   /** Fails with DB_READ_ONLY, changing nothing, unless this session can write (not a standby, not a read-only file). */
   assertWritable(): Promise<void>;
+  /**
+   * Every precondition of the rotation's transaction on `inv` that does not
+   * hold for this session, found without locking or writing anything: a
+   * writable database (DB_READ_ONLY), and the rights the transaction uses
+   * (DB_PRIVILEGE_MISSING: PostgreSQL's UPDATE on each secret column, the
+   * right to lock each secret table, the writes in schema master_key;
+   * SQLite's file and its directory, where the journal and the lock file
+   * go). Empty when the transaction can run.
+   */
+  rotationBlockers(inv: Inventory): Promise<readonly RotationBlocker[]>;
   /**
    * Takes the rotation lock for the life of this session: released by
    * `close()`, and never kept by a holder that died (a lock row or file
@@ -438,6 +546,24 @@ export interface Store {
    * says.
    */
   drill<T>(d: Drill, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>): Promise<T>;
+  /**
+   * Whether seal-ahead can run for `inv` with a staging area of about
+   * `bytes` (rows must be found by a unique id; room for the area where
+   * the store can tell). Reads the catalog only.
+   */
+  sealAheadSupport(inv: Inventory, bytes: number): Promise<SealAheadSupport>;
+  /**
+   * Seal-ahead, outside any transaction of the caller's, while the server
+   * runs: see `SealAhead`. No live row changes. Any staging area left
+   * before is replaced. Throws UNDECRYPTABLE_ROWS (a value does not open:
+   * nothing is kept), DISK_FULL when the staging area does not fit (nothing
+   * is kept; the caller may rotate without it).
+   */
+  sealAhead(s: SealAhead): Promise<Staged>;
+  /** The staging areas in this database (left by an interrupted seal-ahead, or the current one). */
+  stagingAreas(): Promise<StagingArea[]>;
+  /** Removes every staging area; what was removed. Hold the rotation lock. */
+  dropStaging(): Promise<StagingArea[]>;
   /** Ends the session (and releases the rotation lock). Never throws. */
   close(): Promise<void>;
 }

@@ -67,6 +67,17 @@ export async function seedAct(db: TestSql, key: MasterKey, opts: SeedOptions = {
   return expected;
 }
 
+/** The stored text at a seeded location `table.column[#path]:id` (a JSON member for a path), read with plain SQL. */
+export async function storedValue(db: TestSql, loc: string): Promise<unknown> {
+  const [, table, column, path, id] = /^(\w+)\.(\w+)(?:#([\w.]+))?:(\d+)$/.exec(loc)!;
+  const [row] = await db.query<{ v: unknown }>(`SELECT ${column} AS v FROM ${table} WHERE id = $1`, [id]);
+  const v: unknown = row?.v;
+  if (!path || v === undefined || v === null) return v;
+  // PostgreSQL hands jsonb over parsed; SQLite keeps JSON as text.
+  const doc: unknown = typeof v === 'string' ? JSON.parse(v) : v;
+  return path.split('.').reduce<unknown>((o, seg) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[seg] : undefined), doc);
+}
+
 /**
  * Opens every value the seed wrote, with `key` only, and returns them by
  * location; a value that does not open is returned as `!<error code>`.
@@ -77,17 +88,8 @@ export async function readPlaintexts(url: string, key: MasterKey, locations: Ite
   const out = new Map<string, string>();
   await withTestSql(url, async (db) => {
     for (const loc of locations) {
-      const m = /^(\w+)\.(\w+)(?:#([\w.]+))?:(\d+)$/.exec(loc)!;
-      const [, table, column, path, id] = m;
-      const [row] = await db.query<{ v: unknown }>(`SELECT ${column} AS v FROM ${table} WHERE id = $1`, [id]);
-      let v: unknown = row?.v;
-      if (path && v !== undefined && v !== null) {
-        // PostgreSQL hands jsonb over parsed; SQLite keeps JSON as text.
-        const doc: unknown = typeof v === 'string' ? JSON.parse(v) : v;
-        v = path.split('.').reduce<unknown>((o, seg) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[seg] : undefined), doc);
-      }
       try {
-        out.set(loc, ring.openText(codec, String(v)));
+        out.set(loc, ring.openText(codec, String(await storedValue(db, loc))));
       } catch (e) {
         out.set(loc, `!${(e as { code?: string }).code ?? 'ERROR'}`);
       }

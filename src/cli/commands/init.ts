@@ -1,8 +1,7 @@
 /** `master-key init`: create the integrity canary and rotation history for the configured key. */
 import { Command } from 'commander';
 import { ExitCode, ExitCodeValue } from '../../errors';
-import { runInit } from '../../rotation/init';
-import { CliCommand, CommonOpts, Io, emit, makeContext, positiveInt, withCommon } from '../options';
+import { CliCommand, CommonOpts, Io, emit, onInstallation, positiveInt, withCommon } from '../options';
 
 export interface InitOptions extends CommonOpts {
   generation: string;
@@ -16,8 +15,8 @@ export const init = {
       .option('--create-act-schema', 'also create the tables of the built-in ACT preset (if missing)'),
 
   async run(o: InitOptions, io: Io): Promise<ExitCodeValue> {
-    const ctx = makeContext(o, io);
-    const r = await runInit(ctx, { generation: positiveInt('--generation', o.generation)!, createActSchema: !!o.createActSchema });
+    const opts = { generation: positiveInt('--generation', o.generation)!, createActSchema: !!o.createActSchema };
+    const r = await onInstallation(o, io, (inst) => inst.init(opts));
     emit(io, o.json, { ok: true, ...r }, '');
     return ExitCode.OK;
   },

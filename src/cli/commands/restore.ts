@@ -1,9 +1,10 @@
 /** `master-key restore`: put a backup back without stranding a secret, or `--drill`: restore it into a scratch copy and prove it opens. */
 import { resolve } from 'node:path';
+import { isSshAddress } from '../../remote/address';
+import type { DrillResult, RestoreResult } from '../../rotation/restore';
 import { Command } from 'commander';
 import { ExitCode, ExitCodeValue } from '../../errors';
-import { runDrill, runRestore } from '../../rotation/restore';
-import { CliCommand, CommonOpts, Io, emit, makeContext, withBatchSize, withCommon } from '../options';
+import { CliCommand, CommonOpts, Io, emit, onInstallation, withBatchSize, withCommon } from '../options';
 
 export interface RestoreOptions extends CommonOpts {
   backup: string;
@@ -25,9 +26,9 @@ export const restore = {
       .option('--identity-file <path>', 'age identity file (mode 0600) of one of the recipients a sealed backup is sealed to'),
 
   async run(o: RestoreOptions, io: Io): Promise<ExitCodeValue> {
-    const ctx = makeContext(o, io);
+    const backup = o.config.some(isSshAddress) ? o.backup : resolve(o.backup);
     const open = { identityFile: o.identityFile !== undefined ? resolve(o.identityFile) : undefined };
-    const r = o.drill ? await runDrill(ctx, resolve(o.backup), open) : await runRestore(ctx, resolve(o.backup), open);
+    const r = await onInstallation<RestoreResult | DrillResult>(o, io, (inst) => (o.drill ? inst.drill(backup, open) : inst.restore(backup, open)));
     emit(io, o.json, { ok: r.verification.ok, ...r }, '');
     return r.verification.ok ? ExitCode.OK : ExitCode.UNDECRYPTABLE;
   },

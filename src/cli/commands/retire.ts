@@ -1,9 +1,8 @@
 /** `master-key retire`: remove the backups (and the old keys they hold) beyond a retention, each recorded in the rotation history. */
 import { Command } from 'commander';
 import { ExitCode, ExitCodeValue, MasterKeyError } from '../../errors';
-import { runRetire } from '../../rotation/custody';
 import { Retention, keepRetention, parseRetention } from '../../rotation/retention';
-import { CliCommand, CommonOpts, Io, emit, makeContext, positiveInt, withBackupDir, withCommon } from '../options';
+import { CliCommand, CommonOpts, Io, emit, onInstallation, positiveInt, withBackupDir, withCommon } from '../options';
 
 export interface RetireOptions extends CommonOpts {
   keep?: string;
@@ -24,8 +23,7 @@ export const retire = {
 
   async run(o: RetireOptions, io: Io): Promise<ExitCodeValue> {
     const retention = retentionOf(o);
-    const ctx = makeContext(o, io);
-    const r = await runRetire(ctx, retention);
+    const r = await onInstallation(o, io, (inst) => inst.retire(retention));
     emit(io, o.json, { ok: true, ...r }, '');
     return ExitCode.OK;
   },

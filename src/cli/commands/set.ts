@@ -1,8 +1,7 @@
 /** `master-key set`: write a key into another node's config file, only if it opens the database's canary. */
 import { Command } from 'commander';
 import { ExitCode, ExitCodeValue, MasterKeyError } from '../../errors';
-import { runSet } from '../../rotation/keys';
-import { CliCommand, CommonOpts, Io, emit, makeContext, newKeySource, withCommon } from '../options';
+import { CliCommand, CommonOpts, Io, emit, newKeySource, onInstallation, withCommon } from '../options';
 
 export interface SetOptions extends CommonOpts {
   keyFile?: string;
@@ -19,8 +18,8 @@ export const set = {
 
   async run(o: SetOptions, io: Io): Promise<ExitCodeValue> {
     if (o.config.length !== 1) throw new MasterKeyError('USAGE', "Name exactly one node's config file with --config.");
-    const ctx = makeContext(o, io);
-    const r = await runSet(ctx, ctx.targets[0], newKeySource(o));
+    const source = newKeySource(o);
+    const r = await onInstallation(o, io, (inst) => inst.set(source));
     emit(io, o.json, { ok: true, ...r }, '');
     return ExitCode.OK;
   },

@@ -1,12 +1,11 @@
 /** `master-key show`: the configured key's fingerprint (the key itself only with --reveal). */
 import { Command, Option } from 'commander';
 import { CONFIG_FORMATS, ConfigFormat } from '../../config/formats';
-import { configTarget } from '../../config/config-file';
+import { withInstallation } from '../../context/installation';
 import { ExitCode, ExitCodeValue } from '../../errors';
-import { runShow } from '../../rotation/keys';
-import { CliCommand, DEFAULT_CONFIG, Io, configOption, emit } from '../options';
+import { CliCommand, DEFAULT_CONFIG, Io, SshOpts, cliSurface, configOption, emit, sshSettingsOf, withSsh } from '../options';
 
-export interface ShowOptions {
+export interface ShowOptions extends SshOpts {
   config: string[];
   format?: ConfigFormat;
   keyName: string;
@@ -16,8 +15,8 @@ export interface ShowOptions {
 
 export const show = {
   define: (program: Command) =>
-    program
-      .command('show')
+    withSsh(program
+      .command('show'))
       .description("print the configured key's fingerprint (the key itself only with --reveal)")
       .addOption(configOption('config file holding the master key'))
       .addOption(new Option('--format <format>', 'config file format').choices(CONFIG_FORMATS as string[]))
@@ -26,8 +25,9 @@ export const show = {
       .option('--json', 'print JSON'),
 
   async run(o: ShowOptions, io: Io): Promise<ExitCodeValue> {
-    const targets = (o.config.length ? o.config : [DEFAULT_CONFIG]).map((p) => configTarget(p, o.keyName, o.format));
-    const r = runShow({ targets }, !!o.reveal);
+    const configFiles = o.config.length ? o.config : [DEFAULT_CONFIG];
+    const settings = { configFiles, configFormat: o.format, keyName: o.keyName, ...sshSettingsOf(o, configFiles) };
+    const r = await withInstallation(settings, cliSurface(o, io), (inst) => inst.show(!!o.reveal));
     emit(io, o.json, r, r.key ?? r.fingerprint);
     return ExitCode.OK;
   },

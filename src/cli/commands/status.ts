@@ -2,8 +2,8 @@
 import { Command } from 'commander';
 import { ExitCodeValue, MasterKeyError } from '../../errors';
 import { parseDuration } from '../../rotation/decide';
-import { renderStatus, runStatus } from '../../rotation/status';
-import { CliCommand, CommonOpts, Io, emit, makeContext, withBackupDir, withCommon } from '../options';
+import { renderStatus } from '../../rotation/status';
+import { CliCommand, CommonOpts, Io, emit, onInstallation, withBackupDir, withCommon } from '../options';
 
 export interface StatusOptions extends CommonOpts {
   maxAge?: string;
@@ -17,13 +17,12 @@ export const status = {
     ),
 
   async run(o: StatusOptions, io: Io): Promise<ExitCodeValue> {
-    const ctx = makeContext(o, io);
     let maxAgeMs: number | undefined;
     if (o.maxAge !== undefined) {
       maxAgeMs = parseDuration(o.maxAge);
       if (maxAgeMs === undefined) throw new MasterKeyError('USAGE', `--max-age must look like 365d, 12w, 48h or 1y, got "${o.maxAge}".`);
     }
-    const s = await runStatus(ctx, { maxAgeMs });
+    const s = await onInstallation(o, io, (inst) => inst.status({ maxAgeMs }));
     emit(io, o.json, s, renderStatus(s));
     return s.exitCode;
   },

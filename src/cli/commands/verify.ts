@@ -1,16 +1,14 @@
 /** `master-key verify`: open every secret with the configured key and report failures. */
 import { Command } from 'commander';
 import { ExitCode, ExitCodeValue } from '../../errors';
-import { runVerify } from '../../rotation/verify';
 import { count } from '../../format';
-import { CliCommand, CommonOpts, Io, emit, makeContext, withCommon } from '../options';
+import { CliCommand, CommonOpts, Io, emit, onInstallation, withCommon } from '../options';
 
 export const verify = {
   define: (program: Command) => withCommon(program.command('verify').description('open every secret with the configured key and report failures')),
 
   async run(o: CommonOpts, io: Io): Promise<ExitCodeValue> {
-    const ctx = makeContext(o, io);
-    const r = await runVerify(ctx);
+    const r = await onInstallation(o, io, (inst) => inst.verify());
     const ok = r.scan.failureCount === 0;
     emit(
       io,

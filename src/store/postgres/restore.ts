@@ -17,6 +17,32 @@ import { steerPlanner } from './statements';
 
 const DEFAULT_BATCH = 5000;
 
+/** One stored value of a backup's values file. */
+export interface BackupLine {
+  /** Table, column, row id, the value as stored, and (entries with AAD) the row's AAD columns as text. */
+  readonly t: string;
+  readonly c: string;
+  readonly id: string;
+  readonly v: string;
+  readonly a?: Record<string, string | null>;
+}
+
+/** Line `n` of a backup's values file (`file` names it), parsed and checked: strings where the loader needs them. */
+export function backupLine(line: string, n: number, file: string): BackupLine {
+  let o: Partial<Record<keyof BackupLine, unknown>> | null;
+  try {
+    o = JSON.parse(line) as typeof o;
+  } catch {
+    throw new MasterKeyError('BACKUP_CORRUPT', `Line ${n} of ${file} is not valid JSON; the backup cannot be restored.`);
+  }
+  const a = o?.a;
+  const aadOk = a === undefined || (a !== null && typeof a === 'object' && !Array.isArray(a) && Object.values(a).every((x) => x === null || typeof x === 'string'));
+  if (!o || typeof o.t !== 'string' || typeof o.c !== 'string' || typeof o.id !== 'string' || typeof o.v !== 'string' || !aadOk) {
+    throw new MasterKeyError('BACKUP_CORRUPT', `Line ${n} of ${file} is not a stored value (table, column, id and value as text); the backup cannot be restored.`);
+  }
+  return o as BackupLine;
+}
+
 /** Iterates the stored values of a backup in batches (bounded memory). */
 async function forEachBackupBatch(backup: BackupToRestore, batchSize: number, fn: (loc: { table: string; column: string }, rows: Array<[string, string, string | null]>) => Promise<void>): Promise<number> {
   const rl = createInterface({ input: Readable.from(backup.files.read(SECRETS_FILE), { objectMode: false }), crlfDelay: Infinity });
@@ -29,12 +55,7 @@ async function forEachBackupBatch(backup: BackupToRestore, batchSize: number, fn
   };
   for await (const line of rl) {
     if (!line) continue;
-    let o: { t: string; c: string; id: string; v: string; a?: Record<string, string | null> };
-    try {
-      o = JSON.parse(line) as typeof o;
-    } catch {
-      throw new MasterKeyError('BACKUP_CORRUPT', `Line ${n + 1} of ${SECRETS_FILE} in the backup ${backup.dir} is not valid JSON; the backup cannot be restored.`);
-    }
+    const o = backupLine(line, n + 1, `${SECRETS_FILE} in the backup ${backup.dir}`);
     if (!cur || cur.table !== o.t || cur.column !== o.c) {
       await flush();
       cur = { table: o.t, column: o.c };

@@ -8,7 +8,7 @@ import { Socket } from 'node:net';
 import { Client, ClientBase } from 'pg';
 import { BATCH_TEXT } from '../../engine/pipeline';
 import { MasterKeyError } from '../../errors';
-import { translatePgError } from './client';
+import { sessionSettings, translatePgError } from './client';
 import { copyLines, copyRow } from './copy';
 
 export type Row = Array<string | null>;
@@ -137,6 +137,7 @@ export async function connectReader(url: string, snapshot: string): Promise<Read
   }
   client.on('error', () => undefined);
   try {
+    await sessionSettings(client);
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await client.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
   } catch (e) {

@@ -29,20 +29,30 @@ import {
   ReadTx,
   RestoreCounts,
   Restoration,
+  RotationBlocker,
   Rotation,
   RotationResult,
   ScratchCopy,
+  SealAhead,
+  SealAheadSupport,
+  Staged,
+  StagingArea,
   Store,
   WalkOptions,
   WriteTx,
 } from '../store';
 import { BackupTee, SECRETS_FILE } from './backup';
 import { countInventory } from './counts';
-import { assertWritable, connect, describeUrl, translatePgError, withTransaction } from './client';
+import { assertWritable, connect, describeUrl, isLockTimeout, processId, translatePgError, withTransaction } from './client';
+import { BlockerWatch, LockWait, tablesBusy } from './blockers';
+import { rotationBlockers } from './privileges';
+import { DEFAULT_LOCK_TIMEOUT_MS } from '../../lock-timeout';
 import { reencryptInventory } from './reencrypt';
+import { cutOver, dropStagingPostgres, intactStaging, sealAheadPostgres, sealAheadSupportPostgres, stagingAreasPostgres } from './staging';
 import { restoreValues, scratchCopy } from './restore';
 import { scanInventory, verifyInventory } from './scan';
 import {
+  META_SCHEMA,
   acquireRotationLock,
   createMetadata,
   databaseIdentity,
@@ -58,22 +68,56 @@ import {
 
 /** Opens a PostgreSQL store on `url` (a `postgres://` or `postgresql://` connection string). */
 export async function openPostgres(url: string, opts: OpenOptions = {}): Promise<Store> {
-  return new PostgresStore(await connect(url, { applicationName: opts.label }), url);
+  const lockTimeoutMs = opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+  return new PostgresStore(await connect(url, { applicationName: opts.label, lockTimeoutMs }), url, lockTimeoutMs);
 }
 
 /** Reads and writes on the store's connection, inside the transaction `read`/`write` opened. */
 class PostgresTx implements WriteTx {
+  /** The secret tables the write transaction locked (or is locking). */
+  private locking: readonly string[] = [];
+
   constructor(
     private readonly c: Client,
     private readonly url: string,
+    private readonly lockTimeoutMs: number,
   ) {}
 
   canary(): Promise<CanaryRow | undefined> {
     return readCanary(this.c);
   }
 
+  /** Waits for a transaction holding the canary at most the lock timeout (TABLES_BUSY naming it). */
   canaryForUpdate(): Promise<CanaryRow | undefined> {
-    return readCanary(this.c, true);
+    return this.bounded({ tables: [`${META_SCHEMA}.canary`], rows: true }, () => readCanary(this.c, true));
+  }
+
+  /**
+   * Runs a statement that waits for locks; if the lock timeout cuts the
+   * wait short, refuses with TABLES_BUSY naming the sessions it waited for
+   * (watched from a second connection while it waits).
+   */
+  private async bounded<T>(wait: LockWait, fn: () => Promise<T>): Promise<T> {
+    const watch = new BlockerWatch(this.url, processId(this.c), wait, this.lockTimeoutMs);
+    try {
+      return await fn();
+    } catch (e) {
+      throw isLockTimeout(e) ? tablesBusy(wait, await watch.blockers(), this.lockTimeoutMs, e) : e;
+    } finally {
+      await watch.stop();
+    }
+  }
+
+  /** A lock wait cut short elsewhere in the write transaction (the re-encryption's EXCLUSIVE lock): TABLES_BUSY naming the holders, before the rollback. */
+  async busy(e: unknown): Promise<unknown> {
+    if (!isLockTimeout(e) || (isMasterKeyError(e, 'TABLES_BUSY') && e.details.blockers)) return e;
+    const wait = { tables: this.locking.length ? this.locking : [`${META_SCHEMA}.canary`] };
+    const watch = new BlockerWatch(this.url, processId(this.c), wait, this.lockTimeoutMs);
+    try {
+      return tablesBusy(wait, await watch.blockers(), this.lockTimeoutMs, e);
+    } finally {
+      await watch.stop();
+    }
   }
 
   scan(inv: Inventory, keys: KeySource, opts?: WalkOptions) {
@@ -86,8 +130,9 @@ class PostgresTx implements WriteTx {
 
   /** SHARE ROW EXCLUSIVE: blocks writers, not readers (the re-encryption's EXCLUSIVE lock goes further while it rewrites). */
   async lockSecretTables(inv: Inventory): Promise<void> {
-    const tables = [...new Set(inv.entries.map((e) => e.table))].map(quoteIdent);
-    if (tables.length) await this.c.query(`LOCK TABLE ${tables.join(', ')} IN SHARE ROW EXCLUSIVE MODE`);
+    const tables = [...new Set(inv.entries.map((e) => e.table))];
+    this.locking = tables;
+    if (tables.length) await this.bounded({ tables }, () => this.c.query(`LOCK TABLE ${tables.map(quoteIdent).join(', ')} IN SHARE ROW EXCLUSIVE MODE`));
   }
 
   /**
@@ -97,11 +142,13 @@ class PostgresTx implements WriteTx {
    * from the rows read, before they are re-sealed.
    */
   async rotate(r: Rotation): Promise<RotationResult> {
-    const { inventory, from, to, backup, ...walk } = r;
+    const { inventory, from, to, backup, staged, ...walk } = r;
+    const token = staged ? await intactStaging(this.c, r) : undefined;
+    if (token) return cutOver(this.c, this.url, r, token, await backup.create(SECRETS_FILE));
     const tee = new BackupTee(inventory, await backup.create(SECRETS_FILE));
     try {
       const reencrypted = await reencryptInventory(this.c, inventory, from, to, { ...walk, readerUrl: this.url, onRead: tee.add });
-      return { reencrypted, backup: await tee.finish() };
+      return { reencrypted, backup: await tee.finish(), ...(staged ? { sealAhead: { used: false, swappedRows: 0, resealedRows: reencrypted.updated } } : {}) };
     } catch (e) {
       await tee.abort();
       throw e;
@@ -128,9 +175,10 @@ class PostgresStore implements Store {
   constructor(
     private readonly c: Client,
     private readonly url: string,
+    private readonly lockTimeoutMs: number,
   ) {
     this.description = describeUrl(url);
-    this.tx = new PostgresTx(c, url);
+    this.tx = new PostgresTx(c, url, lockTimeoutMs);
   }
 
   identity() {
@@ -139,6 +187,10 @@ class PostgresStore implements Store {
 
   assertWritable(): Promise<void> {
     return assertWritable(this.c, this.url);
+  }
+
+  rotationBlockers(inv: Inventory): Promise<readonly RotationBlocker[]> {
+    return rotationBlockers(this.c, this.url, inv);
   }
 
   lockRotation(): Promise<void> {
@@ -192,8 +244,16 @@ class PostgresStore implements Store {
     return withTransaction(this.c, () => fn(this.tx), 'read only');
   }
 
+  /** Every lock wait in it is bounded by the lock timeout (`SET LOCAL lock_timeout`); one cut short is TABLES_BUSY, naming who held the lock. */
   write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
-    return withTransaction(this.c, () => fn(this.tx));
+    return withTransaction(this.c, async () => {
+      await this.c.query(`SET LOCAL lock_timeout = ${Math.round(this.lockTimeoutMs)}`);
+      try {
+        return await fn(this.tx);
+      } catch (e) {
+        throw await this.tx.busy(e);
+      }
+    });
   }
 
   /** Temporary tables in a transaction that always rolls back (CREATE TEMPORARY needs a read-write transaction, but touches no live table). */
@@ -204,6 +264,22 @@ class PostgresStore implements Store {
     } finally {
       await this.c.query('ROLLBACK').catch(() => undefined);
     }
+  }
+
+  sealAheadSupport(inv: Inventory): Promise<SealAheadSupport> {
+    return sealAheadSupportPostgres(this.c, inv);
+  }
+
+  sealAhead(s: SealAhead): Promise<Staged> {
+    return sealAheadPostgres(this.c, this.url, s);
+  }
+
+  stagingAreas(): Promise<StagingArea[]> {
+    return stagingAreasPostgres(this.c);
+  }
+
+  dropStaging(): Promise<StagingArea[]> {
+    return dropStagingPostgres(this.c);
   }
 
   async close(): Promise<void> {

@@ -3,8 +3,9 @@
  * opening an existing database file (never creating one), scoped
  * transactions, and translating driver errors into typed errors.
  *
- * Every connection waits at most `BUSY_TIMEOUT_MS` for a lock another
- * process holds (SQLite's busy timeout), then fails with DB_BUSY; it keeps
+ * Every connection waits at most the lock timeout (`OpenOptions.lockTimeoutMs`,
+ * SQLite's busy timeout) for a lock another process holds, then fails with
+ * DB_BUSY (the rotation's write transaction: TABLES_BUSY); it keeps
  * the file's journal mode (WAL or rollback journal) and commits with
  * `synchronous = FULL`, so a COMMIT that returned survives a power loss
  * before the config files are rewritten.
@@ -14,12 +15,13 @@ import { dirname } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { MasterKeyError, isMasterKeyError } from '../../errors';
 import { errnoOf, fsReason } from '../../fsutil';
+import { DEFAULT_LOCK_TIMEOUT_MS } from '../../lock-timeout';
 
 export type Db = BetterSqlite3.Database;
 type DatabaseConstructor = typeof BetterSqlite3;
 
-/** How long a statement waits for a lock held by another process before failing with DB_BUSY. */
-export const BUSY_TIMEOUT_MS = 5000;
+/** The lock timeout of a connection opened without one: how long a statement waits for a lock held by another process before failing. */
+export const BUSY_TIMEOUT_MS = DEFAULT_LOCK_TIMEOUT_MS;
 
 let loaded: DatabaseConstructor | undefined;
 
@@ -53,7 +55,7 @@ export function translateSqliteError(e: unknown, doing: string, path: string): M
   if (c.startsWith('SQLITE_BUSY') || c.startsWith('SQLITE_LOCKED')) {
     return new MasterKeyError(
       'DB_BUSY',
-      `The SQLite database ${path} stayed locked by another process for ${BUSY_TIMEOUT_MS / 1000} s while ${doing} (${c}); nothing was changed: stop the server (or wait until it is idle) and run the command again.`,
+      `The SQLite database ${path} stayed locked by another process for longer than the lock timeout while ${doing} (${c}); nothing was changed: stop the server (or wait until it is idle) and run the command again, or raise the lock timeout.`,
       { sqlite: c },
       { cause: e },
     );

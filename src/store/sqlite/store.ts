@@ -27,9 +27,14 @@ import {
   ReencryptResult,
   RestoreCounts,
   Restoration,
+  RotationBlocker,
   Rotation,
   RotationResult,
   ScratchCopy,
+  SealAhead,
+  SealAheadSupport,
+  Staged,
+  StagingArea,
   Store,
   StoreIdentity,
   WalkOptions,
@@ -47,6 +52,9 @@ import { RotationLock } from './lock';
 import { readerAvailable, readerBackup, readerCheckpoint, readerFinish, readerReseal, readerVerifyPart } from './reader';
 import { CANARY_TABLE, databaseId, insertCanary, historyWith, insertHistory, lastHistory, readCanary, replaceCanary, setHistoryOutcome, tableExists } from './meta';
 import { sqliteFile } from './url';
+import { processesLocking } from './holders';
+import { DEFAULT_LOCK_TIMEOUT_MS, describeLockTimeout } from '../../lock-timeout';
+import { cutOverSqlite, dropStagingSqlite, intactStagingSqlite, sealAheadSqlite, sealAheadSupportSqlite, stagingAreasSqlite } from './staging';
 import { planTables, reencryptValues, scanValues, verifyValues, worthThreads } from './values';
 
 /** Whether the database is in WAL mode (else a rollback journal). */
@@ -57,8 +65,9 @@ function isWal(db: Db): boolean {
 /** Opens a SQLite store on `url` (`sqlite:/absolute/path`; a relative path against the working directory). */
 export async function openSqlite(url: string, opts: OpenOptions = {}): Promise<SqliteStore> {
   const file = sqliteFile(url);
-  const db = connect(file);
-  return new SqliteStore(db, realpathSync(file), opts.label ?? 'master-key');
+  const lockTimeoutMs = opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+  const db = connect(file, { timeout: lockTimeoutMs });
+  return new SqliteStore(db, realpathSync(file), opts.label ?? 'master-key', lockTimeoutMs);
 }
 
 /** Reads and writes on the store's connection, inside the transaction `read`/`write` opened. */
@@ -126,22 +135,34 @@ class SqliteTx implements WriteTx {
     if (this.changesAtBegin === undefined || totalChanges(this.db) !== this.changesAtBegin) {
       throw new MasterKeyError('INTERNAL', 'The rotation must be the first write of its transaction (its backup copies the committed database); this is a bug in the caller.');
     }
-    const { backup: sink, ...rotation } = r;
+    const { backup: sink, staged, ...rotation } = r;
     const inv = r.inventory;
+    const token = staged ? intactStagingSqlite(this.db, r) : undefined;
+    let sealAhead: RotationResult['sealAhead'];
+    const reseal = async (): Promise<ReencryptResult> => {
+      if (!token) {
+        const re = await reencryptBeside(this.db, this.path, rotation);
+        if (staged) sealAhead = { used: false, swappedRows: 0, resealedRows: re.updated };
+        return re;
+      }
+      const { swappedRows, resealedRows, ...re } = await cutOverSqlite(this.db, r, token);
+      sealAhead = { used: true, swappedRows, resealedRows };
+      return re;
+    };
     const dest = await sink.scratch(DATABASE_FILE);
     const handOver = async (values: number): Promise<BackupPart> => ({ files: [await sink.adopt(DATABASE_FILE)], values, locations: inventoryLocations(inv) });
     if (!readerAvailable() || !worthThreads(this.db, inv, r.batchSize)) {
       const backup = await handOver(await backupBesideWriter(this.path, inv, dest));
-      return { backup, reencrypted: await reencryptBeside(this.db, this.path, rotation) };
+      return { backup, reencrypted: await reseal(), ...(sealAhead ? { sealAhead } : {}) };
     }
     if (isWal(this.db)) {
-      const [reencrypted, backup] = await both(reencryptBeside(this.db, this.path, rotation), readerBackup(this.path, inv, dest).then(handOver));
-      return { reencrypted, backup };
+      const [reencrypted, backup] = await both(reseal(), readerBackup(this.path, inv, dest).then(handOver));
+      return { reencrypted, backup, ...(sealAhead ? { sealAhead } : {}) };
     }
     // The copy is made before this transaction writes; it is finished beside the rewriting.
     await copyDatabaseFile(this.path, dest);
-    const [reencrypted, backup] = await both(reencryptBeside(this.db, this.path, rotation), readerFinish(dest, inv).then(handOver));
-    return { reencrypted, backup };
+    const [reencrypted, backup] = await both(reseal(), readerFinish(dest, inv).then(handOver));
+    return { reencrypted, backup, ...(sealAhead ? { sealAhead } : {}) };
   }
 
   async replaceCanary(canary: CanaryUpdate): Promise<void> {
@@ -151,6 +172,12 @@ class SqliteTx implements WriteTx {
   async insertHistory(row: HistoryRow): Promise<void> {
     insertHistory(this.db, row);
   }
+}
+
+/** A lock another connection holds, beyond the busy timeout. */
+function isBusy(e: unknown): boolean {
+  const code = String((e as { code?: unknown })?.code ?? '');
+  return code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
 }
 
 /** Rows changed by this connection so far. */
@@ -192,6 +219,7 @@ export class SqliteStore implements Store {
     private readonly db: Db,
     private readonly path: string,
     label: string,
+    private readonly lockTimeoutMs: number = DEFAULT_LOCK_TIMEOUT_MS,
   ) {
     this.tx = new SqliteTx(db, path);
     this.lock = new RotationLock(path, label);
@@ -215,6 +243,18 @@ export class SqliteStore implements Store {
       checkDirWritable(dirname(this.path), 'DB_READ_ONLY', "the SQLite database's directory (SQLite writes its journal there)");
     } catch (e) {
       throw isMasterKeyError(e) ? new MasterKeyError('DB_READ_ONLY', `${e.message.replace(/\.$/, '')}; nothing was changed.`, e.details, { cause: e }) : e;
+    }
+  }
+
+  /** The file and its directory writable (DB_READ_ONLY otherwise); SQLite has no privileges of its own. */
+  async rotationBlockers(): Promise<readonly RotationBlocker[]> {
+    try {
+      await this.assertWritable();
+      return [];
+    } catch (e) {
+      // Plan lists it, and apply's refusal says that nothing was changed.
+      if (isMasterKeyError(e, 'DB_READ_ONLY')) return [{ problem: e.message.replace('; nothing was changed', ''), code: e.code }];
+      throw e;
     }
   }
 
@@ -287,12 +327,28 @@ export class SqliteStore implements Store {
       const r = await withTransaction(this.db, () => fn(this.db, this.path), 'write');
       committed = true;
       return r;
+    } catch (e) {
+      throw isBusy(e) ? this.busy(e) : e;
     } finally {
       if (wal) {
         this.db.pragma(`wal_autocheckpoint = ${auto}`);
         if (committed) this.checkpoint(auto);
       }
     }
+  }
+
+  /** The write transaction could not have the database within the lock timeout: TABLES_BUSY, naming the processes holding its write lock where the kernel tells. */
+  private busy(e: unknown): MasterKeyError {
+    const holders = processesLocking(this.path);
+    const who = holders.length
+      ? `${holders.length === 1 ? 'process' : 'processes'} ${holders.map((h) => `pid ${h.pid}${h.command ? ` ("${h.command}")` : ''}`).join(', ')}`
+      : 'another process';
+    return new MasterKeyError(
+      'TABLES_BUSY',
+      `The rotation could not lock the SQLite database ${this.path} within the lock timeout of ${describeLockTimeout(this.lockTimeoutMs)}: ${who} held its write lock (a server still running, or a transaction left open); nothing was changed: stop that process or end its transaction and run the command again, or raise the lock timeout.`,
+      { lockTimeoutMs: this.lockTimeoutMs, holders },
+      { cause: e },
+    );
   }
 
   /** The checkpoint SQLite skipped at the COMMIT: here when the WAL is short, else in a reader thread. */
@@ -318,6 +374,22 @@ export class SqliteStore implements Store {
   /** Restores the backup's database into a scratch file of its own and reads it there; the live file is not opened. */
   drill<T>(d: Drill, fn: (tx: ReadTx, copy: ScratchCopy) => Promise<T>): Promise<T> {
     return drillCopy(d.backup, d.inventory, (db, path, copy) => fn(new SqliteTx(db, path), copy));
+  }
+
+  async sealAheadSupport(inv: Inventory, bytes: number): Promise<SealAheadSupport> {
+    return sealAheadSupportSqlite(this.db, this.path, inv, bytes);
+  }
+
+  sealAhead(s: SealAhead): Promise<Staged> {
+    return sealAheadSqlite(this.db, this.path, s);
+  }
+
+  async stagingAreas(): Promise<StagingArea[]> {
+    return stagingAreasSqlite(this.db, this.path);
+  }
+
+  async dropStaging(): Promise<StagingArea[]> {
+    return dropStagingSqlite(this.db, this.path);
   }
 
   async close(): Promise<void> {

@@ -18,11 +18,10 @@ export function isSqliteUrl(url: string): boolean {
 /** The file path of a `sqlite:` URL as written (absolute or relative); a URL that is not a plain path is refused. */
 export function sqlitePathOf(url: string): string {
   const path = url.slice(SCHEME.length);
-  if (!path || path.startsWith('//') || path.includes('\0') || path === ':memory:') {
-    throw new MasterKeyError(
-      'USAGE',
-      `The database URL "${url}" is not a SQLite file URL; write sqlite:/absolute/path/act.db, or sqlite:path/act.db relative to the config file's directory.`,
-    );
+  // The URL is not quoted: sqlite://user:password@host/... is a likely mistake, and it would show the password.
+  const why = !path ? 'no path' : path.startsWith('//') ? 'a host part (sqlite://...)' : path === ':memory:' ? 'an in-memory database' : path.includes('\0') ? 'a NUL character' : undefined;
+  if (why) {
+    throw new MasterKeyError('USAGE', `The sqlite: database URL names ${why}, not a SQLite file; write sqlite:/absolute/path/act.db, or sqlite:path/act.db relative to the config file's directory.`);
   }
   return path;
 }

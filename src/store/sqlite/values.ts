@@ -74,7 +74,7 @@ export function planTables(db: Db, inv: Inventory): SqliteTable[] {
  * as text (as PostgreSQL's ::text gives them: an integer user id becomes
  * its digits)]. Nothing is copied or converted here.
  */
-function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRange = {}): Generator<unknown[][]> {
+export function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRange = {}): Generator<unknown[][]> {
   const cols = t.columns.map((c) => quoteIdent(c.column));
   const aad = t.aadColumns.map((c) => `, CAST(${quoteIdent(c)} AS TEXT)`).join('');
   // One lower bound only (SQLite seeks by one and would filter by the other): `from` for the first batch, then the last key read.

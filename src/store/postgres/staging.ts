@@ -1,0 +1,376 @@
+/**
+ * The PostgreSQL store's seal-ahead and its cut-over (issue 20).
+ *
+ * Seal-ahead, while the server runs: a second connection reads every row
+ * holding a value in one REPEATABLE READ snapshot (COPY), the engine opens
+ * each value with the old key and seals it under the new one, and this
+ * connection writes the results into UNLOGGED tables of the `master_key`
+ * schema, one per secret table (`stage_<fingerprint>_<n>`: the row id, the
+ * old texts of the value and additional-data columns, the new texts),
+ * bound to the new key's fingerprint by name and by comment. No live row
+ * changes. The snapshot's oldest running transaction (`xmin`) is kept: a
+ * row version written since has an xmin at least as new.
+ *
+ * Cut-over, in the rotation's transaction after the tables are locked:
+ * 1. a reader connection in this transaction's snapshot (exactly the rows
+ *    at the lock) reads each staging table joined with its live table:
+ *    where the live row still holds the staged old texts, the old texts go
+ *    to the backup (no scan of the live table for them); where it does
+ *    not, the staged new texts are taken out of the expected digest;
+ * 2. this connection re-seals the rows written since the snapshot (xmin at
+ *    least as new) whose texts are not the staged ones, by the usual batch
+ *    path (their old texts to the backup as read);
+ * 3. one `UPDATE t SET c = s.new FROM staging s WHERE t.id = s.id AND
+ *    t.c = s.old …` per table swaps in the rest. Its row count must equal
+ *    what the reader found matching, or everything rolls back.
+ */
+import type { Client } from 'pg';
+import { MasterKeyError } from '../../errors';
+import { ValueDigest } from '../../engine/digest';
+import { releaseLarge, textIn } from '../../engine/memory';
+import { TextBudget, mapAhead, withinBudget } from '../../engine/pipeline';
+import { resealBatch, undecryptable } from '../../engine/reseal';
+import { eachValue } from '../../engine/rows';
+import { valueCrypto } from '../../engine/value-crypto';
+import { KindCounter, batchSizeOf } from '../../engine/walk';
+import { Inventory, quoteIdent } from '../../inventory/inventory';
+import { BackupFileWriter, Rotation, RotationResult, SealAhead, SealAheadSupport, Staged, StagingArea, stagedFor } from '../store';
+import { binaryTextArray, pgArray } from './arrays';
+import { BackupTee } from './backup';
+import { connect, naming, translatePgError } from './client';
+import { META_SCHEMA } from './meta';
+import { prepareBatches, writeBatches } from './reencrypt';
+import { Row, connectReader, copyBatches, cursorBatches, exportSnapshot } from './row-source';
+import { lockTables, rowLayout } from './statements';
+import { TablePlan, planInventory } from './tables';
+
+/** Staging tables are named `stage_<12 hex of the fingerprint>_<n>`. */
+const STAGE_NAME = /^stage_([0-9a-f]{12})_(\d+)$/;
+
+/** What the comment of a staging table records. */
+interface StageComment {
+  readonly tool: 'cdktf-master-key seal-ahead';
+  readonly fingerprint: string;
+  readonly rotationId: string;
+  readonly table: string;
+  readonly rows: number;
+}
+
+/** One staging table, as `Staged.token` keeps it. */
+interface StageTable {
+  readonly name: string;
+  readonly plan: TablePlan;
+  readonly rows: number;
+}
+
+/** The store's part of a `Staged`. */
+interface Token {
+  readonly kind: 'postgres-staging';
+  readonly tables: readonly StageTable[];
+  /** The seal-ahead snapshot's oldest running transaction id (32 bits, as text for `::xid`). */
+  readonly xmin: string;
+}
+
+const qualified = (name: string) => `${META_SCHEMA}.${quoteIdent(name)}`;
+const hexOf = (fingerprint: string) => fingerprint.replace(/^mk:/, '');
+
+/** The staging table's columns for a plan: id, o0…, a0… (additional data), n0…. */
+function stageColumns(plan: TablePlan): { olds: string[]; aads: string[]; news: string[] } {
+  return { olds: plan.columns.map((_, i) => `o${i}`), aads: plan.aadColumns.map((_, i) => `a${i}`), news: plan.columns.map((_, i) => `n${i}`) };
+}
+
+/** Rows must be found by a unique id: seal-ahead swaps staged values in by it. */
+export async function sealAheadSupportPostgres(c: Client, inv: Inventory): Promise<SealAheadSupport> {
+  const plans = await planInventory(c, inv);
+  const loose = plans.filter((p) => !p.idIndexed).map((p) => `${p.table}.${p.idColumn}`);
+  if (loose.length) return { ok: false, byDefault: false, reason: `no unique index on ${loose.join(', ')}, so staged values cannot be swapped in by row id` };
+  return { ok: true, byDefault: true, reason: `staging in UNLOGGED tables of the ${META_SCHEMA} schema` };
+}
+
+/** The staging tables in the database, with what their comments say. */
+async function stagingTables(c: Client): Promise<Array<{ name: string; comment?: StageComment; bytes: number }>> {
+  const r = await c.query<{ name: string; comment: string | null; bytes: string }>(
+    `SELECT c.relname AS name, obj_description(c.oid, 'pg_class') AS comment, pg_total_relation_size(c.oid)::text AS bytes
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname LIKE 'stage\\_%'`,
+    [META_SCHEMA],
+  );
+  return r.rows
+    .filter((x) => STAGE_NAME.test(x.name))
+    .map((x) => {
+      let comment: StageComment | undefined;
+      try {
+        comment = x.comment ? (JSON.parse(x.comment) as StageComment) : undefined;
+      } catch {
+        comment = undefined;
+      }
+      return { name: x.name, comment, bytes: Number(x.bytes) };
+    });
+}
+
+export async function stagingAreasPostgres(c: Client): Promise<StagingArea[]> {
+  try {
+    return (await stagingTables(c)).map((t) => ({ fingerprint: t.comment?.fingerprint ?? `mk:${STAGE_NAME.exec(t.name)![1]}`, where: `${META_SCHEMA}.${t.name}`, bytes: t.bytes }));
+  } catch (e) {
+    throw translatePgError(e, 'looking for staging tables');
+  }
+}
+
+export async function dropStagingPostgres(c: Client): Promise<StagingArea[]> {
+  const found = await stagingAreasPostgres(c);
+  try {
+    for (const s of found) await c.query(`DROP TABLE IF EXISTS ${qualified(s.where.slice(META_SCHEMA.length + 1))}`);
+  } catch (e) {
+    throw translatePgError(e, 'removing the staging tables');
+  }
+  return found;
+}
+
+/** The staging area ran out of room: nothing is kept, and the caller may rotate in one pass. */
+function noRoom(e: unknown): MasterKeyError {
+  return new MasterKeyError('DISK_FULL', 'The database has no room for the staging area of seal-ahead (disk full); it was removed.', {}, { cause: e });
+}
+
+/** Seal-ahead (see the file's comment): reads on a second connection, writes the staging tables on `c`. */
+export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): Promise<Staged> {
+  const batchSize = batchSizeOf(s);
+  const plans = await planInventory(c, s.inventory);
+  if (plans.some((p) => !p.idIndexed)) throw new MasterKeyError('INTERNAL', 'Seal-ahead needs a unique id on every secret table; this is a bug in the caller.');
+  await dropStagingPostgres(c);
+  const reader = await connect(url, { applicationName: 'master-key seal-ahead reader' });
+  const crypto = valueCrypto(s.from, s.to, s);
+  const counter = new KindCounter(s.inventory);
+  const tables: StageTable[] = [];
+  let done = 0;
+  let ok = false;
+  try {
+    await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const snap = await reader.query<{ xmin: string }>('SELECT (txid_snapshot_xmin(txid_current_snapshot()) % 4294967296)::text AS xmin');
+    const xmin = snap.rows[0].xmin;
+    for (const [k, plan] of plans.entries()) {
+      const name = `stage_${hexOf(s.to.fingerprint)}_${k}`;
+      const { olds, aads, news } = stageColumns(plan);
+      const cols = [`id ${plan.idType} NOT NULL`, ...[...olds, ...aads, ...news].map((x) => `${x} text`)];
+      await c.query(`CREATE UNLOGGED TABLE ${qualified(name)} (${cols.join(', ')})`);
+      const insert = `INSERT INTO ${qualified(name)} SELECT * FROM unnest($1::${plan.idType}[], ${[...olds, ...aads, ...news].map((_, i) => `$${i + 2}::text[]`).join(', ')})`;
+      const shape = rowLayout(plan);
+      const budget = new TextBudget();
+      let rows = 0;
+      const prepare = async (batch: Row[]) => {
+        const chars = textIn(batch);
+        // The old texts, kept before re-sealing lets go of large documents' texts.
+        const oldTexts = plan.columns.map((_, i) => batch.map((r) => r[shape.first + i]));
+        const out = await resealBatch(batch, { shape, crypto });
+        if (out.failures.length) throw undecryptable(plan.table, out.failures[0], out.failures.length - 1);
+        const params: Array<string | Buffer> = [
+          pgArray(out.rows.map((i) => batch[i][shape.idAt])),
+          ...oldTexts.map((col) => binaryTextArray(out.rows.map((i) => col[i]))),
+          ...plan.aadColumns.map((a) => binaryTextArray(out.rows.map((i) => batch[i][shape.aad.get(a)!]))),
+          ...out.next.map((col) => binaryTextArray(col)),
+        ];
+        return { params, n: out.rows.length, byKind: out.byKind, values: out.total, chars };
+      };
+      const read = withinBudget(copyBatches(reader, `SELECT ${selectList(plan)} FROM ${quoteIdent(plan.table)} WHERE ${notNull(plan)}`, batchSize), budget, textIn);
+      await naming(plan, 'sealing ahead', async () => {
+        for await (const b of mapAhead(read, prepare, crypto.depth)) {
+          if (b.n > 0) await c.query({ text: insert, values: b.params });
+          b.params.length = 0;
+          rows += b.n;
+          counter.add(b.byKind);
+          s.onProgress?.((done += b.values));
+          budget.give(b.chars);
+          releaseLarge(b.chars);
+        }
+      });
+      await c.query(`CREATE UNIQUE INDEX ON ${qualified(name)} (id)`);
+      await c.query(`ANALYZE ${qualified(name)}`);
+      const comment: StageComment = { tool: 'cdktf-master-key seal-ahead', fingerprint: s.to.fingerprint, rotationId: s.rotationId, table: plan.table, rows };
+      await c.query(`COMMENT ON TABLE ${qualified(name)} IS ${literal(JSON.stringify(comment))}`);
+      tables.push({ name, plan, rows });
+    }
+    const size = await c.query<{ bytes: string }>(`SELECT coalesce(sum(pg_total_relation_size(to_regclass(n))), 0)::text AS bytes FROM unnest($1::text[]) AS n`, [tables.map((t) => qualified(t.name))]);
+    const digest = await crypto.digest();
+    ok = true;
+    const token: Token = { kind: 'postgres-staging', tables, xmin };
+    const rows = tables.reduce((a, t) => a + t.rows, 0);
+    return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: Number(size.rows[0].bytes), digest, crypto: crypto.mode, token });
+  } catch (e) {
+    const disk = (e as { code?: string }).code === '53100' || ((e as { cause?: { code?: string } }).cause?.code === '53100');
+    throw disk ? noRoom(e) : translatePgError(e, 'sealing ahead');
+  } finally {
+    await crypto.close();
+    await reader.query('ROLLBACK').catch(() => undefined);
+    await reader.end().catch(() => undefined);
+    if (!ok) await dropStagingPostgres(c).catch(() => undefined);
+  }
+}
+
+/** A SQL string literal (standard_conforming_strings). */
+function literal(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+/** `id, value columns, AAD columns` as text, as `rowLayout` of an id-indexed plan lays a row out. */
+function selectList(plan: TablePlan, alias = ''): string {
+  const a = alias ? `${alias}.` : '';
+  return [plan.idColumn, ...plan.columns.map((c) => c.column), ...plan.aadColumns].map((c) => `${a}${quoteIdent(c)}::text`).join(', ');
+}
+
+function notNull(plan: TablePlan, alias = ''): string {
+  const a = alias ? `${alias}.` : '';
+  return `(${plan.columns.map((c) => `${a}${quoteIdent(c.column)} IS NOT NULL`).join(' OR ')})`;
+}
+
+/** The live row `t` still holds exactly the texts staged in `s` (values and additional data). */
+function stillStaged(plan: TablePlan): string {
+  const { olds, aads } = stageColumns(plan);
+  const pairs = [...plan.columns.map((c, i) => [c.column, olds[i]]), ...plan.aadColumns.map((c, i) => [c, aads[i]])];
+  return pairs.map(([col, o]) => `t.${quoteIdent(col)}::text IS NOT DISTINCT FROM s.${o}`).join(' AND ');
+}
+
+/** The staging area of `r.staged`, checked: bound to `r.to`, made by this store, and intact (undefined: lost, rotate in one pass). */
+export async function intactStaging(c: Client, r: Rotation): Promise<Token | undefined> {
+  const staged = r.staged!;
+  const token = staged.token as Token;
+  if (staged.fingerprint !== r.to.fingerprint || token?.kind !== 'postgres-staging') {
+    throw new MasterKeyError('INTERNAL', `A staging area sealed under ${staged.fingerprint} was offered to a rotation to ${r.to.fingerprint}; it is never used. This is a bug.`);
+  }
+  const found = new Map((await stagingTables(c)).map((t) => [t.name, t]));
+  for (const t of token.tables) {
+    const f = found.get(t.name);
+    if (!f || f.comment?.fingerprint !== r.to.fingerprint || f.comment.rotationId !== staged.rotationId) return undefined;
+    // An UNLOGGED table is emptied, whole, when the database restarts after a crash: then nothing staged can be trusted.
+    // (Counting it would read it all inside the window; the reader's count below checks every row.)
+    const n = await c.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${qualified(t.name)}) AS any`);
+    if (n.rows[0].any !== t.rows > 0) return undefined;
+  }
+  return token;
+}
+
+/**
+ * The cut-over (see the file's comment), in the caller's transaction on
+ * `c`, which holds the rotation lock and has written nothing yet.
+ */
+export async function cutOver(c: Client, url: string, r: Rotation, token: Token, file: BackupFileWriter): Promise<RotationResult> {
+  const staged = r.staged!;
+  const batchSize = batchSizeOf(r);
+  const plans = token.tables.map((t) => t.plan);
+  try {
+    await lockTables(c, plans);
+  } catch (e) {
+    throw translatePgError(e, 'locking the secret tables');
+  }
+  const tee = new BackupTee(r.inventory, file);
+  // The reader and the re-sealing both write the backup: one add at a time.
+  let teeing: Promise<void> = Promise.resolve();
+  const toBackup = (plan: TablePlan, rows: readonly Row[]): Promise<void> => (teeing = teeing.then(() => tee.add(plan, rows)));
+  const snapshot = await exportSnapshot(c, plans.map((p) => quoteIdent(p.table)));
+  if (!snapshot) throw new MasterKeyError('INTERNAL', 'The cut-over must come before this transaction writes a secret table; this is a bug in the caller.');
+  const reader = await connectReader(url, snapshot);
+  const counter = new KindCounter(r.inventory);
+  const notSwapped = new ValueDigest();
+  const matched = new Map<string, number>();
+  let progressed = 0;
+  const progress = (n: number) => r.onProgress?.((progressed += n));
+  // 1. On the reader: what the backup takes from staging, and what is staged but no longer live as staged.
+  const staging = (async () => {
+    for (const t of token.tables) {
+      const { plan } = t;
+      const shape = rowLayout(plan);
+      const { olds, aads, news } = stageColumns(plan);
+      const width = 1 + olds.length + aads.length;
+      const sql = `SELECT s.id::text, ${[...olds, ...aads].map((x) => `s.${x}`).join(', ')}, (t.${quoteIdent(plan.idColumn)} IS NOT NULL AND ${stillStaged(plan)})::text, ${news.map((x) => `s.${x}`).join(', ')}
+                     FROM ${qualified(t.name)} s LEFT JOIN ${quoteIdent(plan.table)} t ON t.${quoteIdent(plan.idColumn)} = s.id`;
+      let n = 0;
+      let read = 0;
+      await naming(plan, 'reading the staging area of', async () => {
+        for await (const rows of copyBatches(reader.client, sql, batchSize)) {
+          read += rows.length;
+          const live = rows.filter((row) => row[width] === 'true');
+          const gone = rows.filter((row) => row[width] !== 'true').map((row) => [row[0], ...row.slice(width + 1), ...row.slice(1 + olds.length, width)]);
+          n += live.length;
+          eachValue(live, shape, (v) => counter.add([[v.entry.kind, 1]]));
+          // What was staged but is not swapped in leaves the expected digest (as `eachValue` finds values in the new texts).
+          eachValue(gone, shape, (v) => notSwapped.add(plan.table, v.column, v.path, String(gone[v.row][0]), v.sealed));
+          await toBackup(plan, live);
+          progress(live.length);
+        }
+      });
+      if (read !== t.rows) throw new MasterKeyError('DB_ERROR', `The staging area of ${plan.table} holds ${read} rows, not the ${t.rows} staged; nothing was changed: run the rotation again.`);
+      matched.set(t.name, n);
+    }
+  })();
+  staging.catch(() => undefined);
+  const crypto = valueCrypto(r.from, r.to, r);
+  let updated = 0;
+  const swaps = new Map<string, number>();
+  let ok = false;
+  if (!/^\d+$/.test(token.xmin)) throw new MasterKeyError('INTERNAL', 'The staging area records an unexpected transaction id; this is a bug.');
+  try {
+    for (const t of token.tables) {
+      const { plan } = t;
+      // 2. Rows written since the snapshot whose texts are not the staged ones: re-sealed here, backed up as read.
+      const since = `SELECT ${selectList(plan, 't')} FROM ${quoteIdent(plan.table)} t
+                      WHERE ${notNull(plan, 't')} AND age(t.xmin) <= age($1::xid)
+                        AND NOT EXISTS (SELECT 1 FROM ${qualified(t.name)} s WHERE s.id = t.${quoteIdent(plan.idColumn)} AND ${stillStaged(plan)})`;
+      const restore = await preferLookups(c);
+      const rows = cursorBatches(c, since.replace('$1::xid', `'${token.xmin}'::xid`), batchSize);
+      const seen = async function* () {
+        for await (const batch of rows) {
+          await toBackup(plan, batch);
+          yield batch;
+        }
+      };
+      updated += await naming(plan, 're-encrypting what changed since seal-ahead in', () =>
+        writeBatches(c, plan, prepareBatches(seen(), plan, crypto), (byKind) => counter.add(byKind), progress, 1),
+      );
+      await restore();
+      // 3. The swap.
+      const { news } = stageColumns(plan);
+      const sets = plan.columns.map((col, i) => `${quoteIdent(col.column)} = COALESCE(s.${news[i]}::${col.type}, t.${quoteIdent(col.column)})`);
+      const swap = `UPDATE ${quoteIdent(plan.table)} t SET ${sets.join(', ')} FROM ${qualified(t.name)} s WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${stillStaged(plan)}`;
+      const swapped = await naming(plan, 'swapping in the staged values of', async () => (await c.query(swap)).rowCount ?? 0);
+      updated += swapped;
+      swaps.set(t.name, swapped);
+    }
+    await staging;
+    for (const t of token.tables) {
+      if (matched.get(t.name) !== swaps.get(t.name)) {
+        throw new MasterKeyError('DB_ERROR', `${t.plan.table}: ${swaps.get(t.name)} staged rows were swapped in but ${matched.get(t.name)} still held their staged values at the lock; nothing was changed: run the rotation again.`);
+      }
+    }
+    const digest = new ValueDigest();
+    digest.merge(staged.digest);
+    digest.subtract(notSwapped.result());
+    digest.merge(await crypto.digest());
+    const backup = await (async () => {
+      await teeing;
+      return tee.finish();
+    })();
+    ok = true;
+    const swappedRows = [...swaps.values()].reduce((a, b) => a + b, 0);
+    return {
+      reencrypted: { total: counter.total, byKind: counter.byKind, updated, digest: digest.result(), crypto: crypto.mode },
+      backup,
+      sealAhead: { used: true, swappedRows, resealedRows: updated - swappedRows },
+    };
+  } finally {
+    await staging.catch(() => undefined);
+    await (ok ? reader.close() : reader.abort());
+    await crypto.close();
+    if (!ok) {
+      await teeing.catch(() => undefined);
+      await tee.abort();
+    }
+  }
+}
+
+/** For the query of what changed since: one index lookup in the staging table per candidate row, never a hash of all of it. */
+async function preferLookups(c: Client): Promise<() => Promise<void>> {
+  const prev = await c.query<{ h: string; m: string }>("SELECT current_setting('enable_hashjoin') AS h, current_setting('enable_mergejoin') AS m");
+  await c.query("SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)");
+  return async () => {
+    if (c.getTransactionStatus() !== 'T') return;
+    await c.query('SELECT set_config($1, $2, true), set_config($3, $4, true)', ['enable_hashjoin', prev.rows[0].h, 'enable_mergejoin', prev.rows[0].m]);
+  };
+}

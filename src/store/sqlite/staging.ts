@@ -1,0 +1,301 @@
+/**
+ * The SQLite store's seal-ahead and its cut-over (issue 20).
+ *
+ * The staging area is a database file of the tool's own beside the
+ * server's (`<db>-mk-staging`, 0600), attached to the store's connection
+ * as `mk_staging`: one table per secret table (`stage_<n>`: the row id,
+ * the old texts of the value and additional-data columns, the new texts)
+ * and a `meta` row binding it to the new key's fingerprint and the
+ * rotation. Its own file, so staging never takes the server database's
+ * write lock nor leaves it larger, and a leftover is one file to remove.
+ *
+ * Seal-ahead reads the server's database in one read transaction (WAL
+ * mode only: in a rollback-journal mode that snapshot would block the
+ * server's writers for as long as it lasts) and writes the staging file in
+ * the same transaction. No live row changes.
+ *
+ * Cut-over, in the rotation's `BEGIN IMMEDIATE` transaction: the rows whose
+ * stored texts are not the staged ones (added or changed since) are
+ * re-sealed and written back by key; one `UPDATE … FROM mk_staging.stage_n`
+ * per table swaps in the rest where the stored texts are still the staged
+ * ones. The backup stays the copy of the committed database file that
+ * `rotate` makes beside it (exactly the values at the lock).
+ */
+import { rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { sealedText } from '../../crypto/batch';
+import { MasterKeyError } from '../../errors';
+import { ValueDigest } from '../../engine/digest';
+import { resealBatch, undecryptable } from '../../engine/reseal';
+import { eachValue } from '../../engine/rows';
+import { KindCounter, ReencryptResult, batchSizeOf } from '../../engine/walk';
+import { bytes as showBytes } from '../../format';
+import { freeBytes } from '../../fsutil';
+import { Inventory, quoteIdent } from '../../inventory/inventory';
+import { Rotation, SealAhead, SealAheadSupport, Staged, StagingArea, stagedFor } from '../store';
+import { storeCrypto } from './crypto';
+import { Db, sqliteModule } from './driver';
+import { SqliteTable, batches, planTables } from './values';
+
+export const STAGING_SCHEMA = 'mk_staging';
+
+/** The staging file of the database at `path`. */
+export function stagingFile(path: string): string {
+  return `${path}-mk-staging`;
+}
+
+interface StageTable {
+  readonly name: string;
+  readonly table: SqliteTable;
+  readonly rows: number;
+}
+
+interface Token {
+  readonly kind: 'sqlite-staging';
+  readonly file: string;
+  readonly tables: readonly StageTable[];
+}
+
+const staged = (name: string) => `${STAGING_SCHEMA}.${quoteIdent(name)}`;
+
+function isWal(db: Db): boolean {
+  return String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal';
+}
+
+function attached(db: Db): boolean {
+  return (db.prepare('SELECT count(*) FROM pragma_database_list WHERE name = ?').pluck().get(STAGING_SCHEMA) as number) > 0;
+}
+
+/** The id column's declared type, and whether it is the table's unique row id (the rowid's alias, a one-column primary key or unique index). */
+function idColumnOf(db: Db, t: SqliteTable): { type: string; unique: boolean } {
+  const info = db.prepare('SELECT name, type, pk FROM pragma_table_xinfo(?)').all(t.table) as Array<{ name: string; type: string; pk: number }>;
+  const col = info.find((c) => c.name === t.idColumn);
+  const pks = info.filter((c) => c.pk > 0);
+  const soleKey = !!col && col.pk > 0 && pks.length === 1;
+  const indexed = (db.prepare(
+    `SELECT count(*) FROM pragma_index_list(?) il WHERE il."unique" AND il.partial = 0
+        AND (SELECT count(*) FROM pragma_index_info(il.name)) = 1 AND (SELECT name FROM pragma_index_info(il.name)) = ?`,
+  ).pluck().get(t.table, t.idColumn) as number) > 0;
+  return { type: col?.type ?? '', unique: soleKey || indexed };
+}
+
+/** WAL mode, a unique id on every table, and room beside the database file. */
+export function sealAheadSupportSqlite(db: Db, path: string, inv: Inventory, need: number): SealAheadSupport {
+  if (!isWal(db)) return { ok: false, byDefault: false, reason: "the database is in a rollback-journal mode, where seal-ahead's snapshot would block the server's writers for as long as it runs" };
+  const loose = planTables(db, inv).filter((t) => !idColumnOf(db, t).unique).map((t) => `${t.table}.${t.idColumn}`);
+  if (loose.length) return { ok: false, byDefault: false, reason: `no unique index on ${loose.join(', ')}, so staged values cannot be swapped in by row id` };
+  const free = freeBytes(dirname(path));
+  if (free < need) return { ok: false, byDefault: false, reason: `the database's directory has ${showBytes(free)} free but the staging area needs about ${showBytes(need)}`, freeBytes: free };
+  return { ok: true, byDefault: false, reason: `staging in ${stagingFile(path)}, a database file of the tool's own beside the database`, freeBytes: free };
+}
+
+export function stagingAreasSqlite(db: Db, path: string): StagingArea[] {
+  const file = stagingFile(path);
+  let size: number;
+  try {
+    size = statSync(file).size;
+  } catch {
+    return [];
+  }
+  let fingerprint = 'an unknown key';
+  try {
+    if (attached(db)) fingerprint = String(db.prepare(`SELECT fingerprint FROM ${STAGING_SCHEMA}.meta`).pluck().get() ?? fingerprint);
+    else {
+      // Left by another process: read on a connection of its own, never attached to this one.
+      const Database = sqliteModule();
+      const other = new Database(file, { readonly: true, fileMustExist: true });
+      try {
+        fingerprint = String(other.prepare('SELECT fingerprint FROM meta').pluck().get() ?? fingerprint);
+      } finally {
+        other.close();
+      }
+    }
+  } catch {
+    // a file left half-written: it is removed all the same
+  }
+  return [{ fingerprint, where: file, bytes: size }];
+}
+
+/** Detaches and removes the staging file (and its journal); what was there. Outside a transaction. */
+export function dropStagingSqlite(db: Db, path: string): StagingArea[] {
+  const found = stagingAreasSqlite(db, path);
+  if (attached(db)) db.exec(`DETACH DATABASE ${STAGING_SCHEMA}`);
+  const file = stagingFile(path);
+  for (const f of [file, `${file}-journal`, `${file}-wal`, `${file}-shm`]) rmSync(f, { force: true });
+  return found;
+}
+
+/** Seal-ahead (see the file's comment), on the store's connection outside any transaction of the caller's. */
+export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promise<Staged> {
+  const batchSize = batchSizeOf(s);
+  dropStagingSqlite(db, path);
+  const file = stagingFile(path);
+  const tables = planTables(db, s.inventory);
+  const crypto = storeCrypto(s.from, s.to, s, true);
+  const counter = new KindCounter(s.inventory);
+  const out: StageTable[] = [];
+  let done = 0;
+  let ok = false;
+  try {
+    // Made here, empty and 0600 (an empty file is an empty database): the connection opens files it must not create.
+    writeFileSync(file, '', { mode: 0o600, flag: 'wx' });
+    db.prepare(`ATTACH DATABASE ? AS ${STAGING_SCHEMA}`).run(file);
+    // A staging file left by a crash is removed, never read: no journal needed, nothing to sync.
+    db.pragma(`${STAGING_SCHEMA}.journal_mode = OFF`);
+    db.pragma(`${STAGING_SCHEMA}.synchronous = OFF`);
+    db.exec(`CREATE TABLE ${STAGING_SCHEMA}.meta (fingerprint TEXT NOT NULL, rotation_id TEXT NOT NULL)`);
+    db.prepare(`INSERT INTO ${STAGING_SCHEMA}.meta VALUES (?, ?)`).run(s.to.fingerprint, s.rotationId);
+    db.exec('BEGIN');
+    // The snapshot starts at the first read of the server's database.
+    db.prepare('SELECT count(*) FROM main.sqlite_schema').get();
+    for (const [k, t] of tables.entries()) {
+      const name = `stage_${k}`;
+      const id = idColumnOf(db, t);
+      const idDecl = /^INTEGER$/i.test(id.type) ? 'id INTEGER PRIMARY KEY' : `id ${id.type} PRIMARY KEY`;
+      const cols = [...t.columns.map((_, i) => `o${i}`), ...t.aadColumns.map((_, i) => `a${i}`), ...t.columns.map((_, i) => `n${i}`)];
+      db.exec(`CREATE TABLE ${staged(name)} (${idDecl}, ${cols.join(', ')})${/^INTEGER$/i.test(id.type) ? '' : ' WITHOUT ROWID'}`);
+      const insert = db.prepare(`INSERT INTO ${staged(name)} VALUES (?${', ?'.repeat(cols.length)})`);
+      let rows = 0;
+      for (const batch of batches(db, t, batchSize)) {
+        const olds = t.columns.map((_, i) => batch.map((r) => r[t.first + i]));
+        const re = await resealBatch(batch, { shape: t, crypto });
+        if (re.failures.length) throw undecryptable(t.table, re.failures[0], re.failures.length - 1);
+        re.rows.forEach((i, j) => {
+          const row = batch[i];
+          const news = re.next.map((col) => (col[j] === null ? null : sealedText(col[j]!)));
+          insert.run(row[t.idAt], ...olds.map((col) => col[i]), ...t.aadColumns.map((a) => row[t.aad.get(a)!]), ...news);
+        });
+        rows += re.rows.length;
+        counter.add(re.byKind);
+        s.onProgress?.((done += re.total));
+        batch.length = 0;
+      }
+      out.push({ name, table: t, rows });
+    }
+    db.exec('COMMIT');
+    const digest = await crypto.digest();
+    ok = true;
+    const token: Token = { kind: 'sqlite-staging', file, tables: out };
+    const rows = out.reduce((a, t) => a + t.rows, 0);
+    return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: statSync(file).size, digest, crypto: crypto.mode, token });
+  } catch (e) {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    const code = String((e as { code?: unknown }).code ?? '');
+    if (code === 'SQLITE_FULL' || (e as NodeJS.ErrnoException).code === 'ENOSPC') {
+      throw new MasterKeyError('DISK_FULL', `The disk holding ${file} has no room for the staging area of seal-ahead; it was removed.`, {}, { cause: e });
+    }
+    throw e;
+  } finally {
+    await crypto.close();
+    if (!ok) {
+      try {
+        dropStagingSqlite(db, path);
+      } catch {
+        // removed by the next plan, apply or recover
+      }
+    }
+  }
+}
+
+/** The staging area of `r.staged`, checked: bound to `r.to`, attached, and holding what was staged (undefined: rotate in one pass). */
+export function intactStagingSqlite(db: Db, r: Rotation): Token | undefined {
+  const st = r.staged!;
+  const token = st.token as Token;
+  if (st.fingerprint !== r.to.fingerprint || token?.kind !== 'sqlite-staging') {
+    throw new MasterKeyError('INTERNAL', `A staging area sealed under ${st.fingerprint} was offered to a rotation to ${r.to.fingerprint}; it is never used. This is a bug.`);
+  }
+  if (!attached(db)) return undefined;
+  const meta = db.prepare(`SELECT fingerprint, rotation_id AS rotationId FROM ${STAGING_SCHEMA}.meta`).get() as { fingerprint: string; rotationId: string } | undefined;
+  if (meta?.fingerprint !== r.to.fingerprint || meta.rotationId !== st.rotationId) return undefined;
+  for (const t of token.tables) if ((db.prepare(`SELECT count(*) FROM ${staged(t.name)}`).pluck().get() as number) !== t.rows) return undefined;
+  return token;
+}
+
+/** `t` (the live row) still holds exactly the texts staged in `s`. */
+function stillStaged(t: SqliteTable): string {
+  const vals = t.columns.map((c, i) => `t.${quoteIdent(c.column)} IS s.o${i}`);
+  const aads = t.aadColumns.map((c, i) => `CAST(t.${quoteIdent(c)} AS TEXT) IS s.a${i}`);
+  return [...vals, ...aads].join(' AND ');
+}
+
+/** The cut-over (see the file's comment), in the caller's write transaction, which has written nothing yet. */
+export async function cutOverSqlite(db: Db, r: Rotation, token: Token): Promise<ReencryptResult & { swappedRows: number; resealedRows: number }> {
+  const st = r.staged!;
+  const batchSize = batchSizeOf(r);
+  const crypto = storeCrypto(r.from, r.to, r, false);
+  const counter = new KindCounter(r.inventory);
+  counter.add(Object.entries(st.byKind));
+  const notSwapped = new ValueDigest();
+  let resealed = 0;
+  let swappedRows = 0;
+  let progressed = 0;
+  try {
+    for (const { name, table: t, rows: stagedRows } of token.tables) {
+      const cols = t.columns.map((c) => `t.${quoteIdent(c.column)}`);
+      const aad = t.aadColumns.map((c) => `CAST(t.${quoteIdent(c)} AS TEXT)`);
+      const news = t.columns.map((_, i) => `s.n${i}`);
+      const key = t.key === 'rowid' ? 't.rowid' : `t.${t.key}`;
+      // Rows added or changed since seal-ahead, a batch at a time in key order (with the staged new texts of those staged before).
+      const since = db
+        .prepare(
+          `SELECT ${key}, CAST(t.${quoteIdent(t.idColumn)} AS TEXT), ${[...cols, ...aad].join(', ')}, s.id IS NOT NULL, ${news.join(', ')}
+             FROM ${quoteIdent(t.table)} t LEFT JOIN ${staged(name)} s ON s.id = t.${quoteIdent(t.idColumn)}
+            WHERE ${key} > ? AND (${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}) AND NOT (s.id IS NOT NULL AND ${stillStaged(t)})
+            ORDER BY ${key} LIMIT ?`,
+        )
+        .raw(true)
+        .safeIntegers(true);
+      const write = db.prepare(`UPDATE ${quoteIdent(t.table)} SET ${t.columns.map((c) => `${quoteIdent(c.column)} = coalesce(?, ${quoteIdent(c.column)})`).join(', ')} WHERE ${t.key} = ?`);
+      const width = t.first + t.columns.length + t.aadColumns.length;
+      let after: unknown = -(2n ** 63n);
+      let stagedChanged = 0;
+      for (;;) {
+        const rows = since.all(after, batchSize) as unknown[][];
+        if (rows.length === 0) break;
+        after = rows[rows.length - 1][0];
+        // What was staged for these rows is not swapped in: out of the expected digest and counts.
+        const was = rows.filter((row) => row[width] === 1n || row[width] === 1).map((row) => [row[0], row[1], ...row.slice(width + 1), ...row.slice(t.first + t.columns.length, width)]);
+        stagedChanged += was.length;
+        eachValue(was, t, (v) => {
+          notSwapped.add(t.table, v.column, v.path, String(was[v.row][t.idAt]), v.sealed);
+          counter.add([[v.entry.kind, -1]]);
+        });
+        const re = await resealBatch(rows, { shape: t, crypto });
+        if (re.failures.length) throw undecryptable(t.table, re.failures[0], re.failures.length - 1);
+        re.rows.forEach((i, j) => write.run(...re.next.map((col) => (col[j] === null ? null : sealedText(col[j]!))), rows[i][0]));
+        resealed += re.rows.length;
+        counter.add(re.byKind);
+        r.onProgress?.((progressed += re.total));
+        if (rows.length < batchSize) break;
+      }
+      // The swap: every staged row whose stored texts are still the staged ones.
+      const sets = t.columns.map((c, i) => `${quoteIdent(c.column)} = coalesce(s.n${i}, t.${quoteIdent(c.column)})`);
+      const swapped = db.prepare(`UPDATE ${quoteIdent(t.table)} AS t SET ${sets.join(', ')} FROM ${staged(name)} AS s WHERE s.id = t.${quoteIdent(t.idColumn)} AND ${stillStaged(t)}`).run().changes;
+      swappedRows += swapped;
+      r.onProgress?.((progressed += swapped));
+      let gone = 0;
+      if (stagedRows - swapped > stagedChanged) {
+        // Rows deleted since seal-ahead: what was staged for them leaves the expected digest and counts.
+        const deleted = db
+          .prepare(`SELECT NULL, CAST(s.id AS TEXT), ${news.join(', ')}, ${t.aadColumns.map((_, i) => `s.a${i}`).join(', ') || 'NULL'} FROM ${staged(name)} s WHERE NOT EXISTS (SELECT 1 FROM ${quoteIdent(t.table)} t WHERE t.${quoteIdent(t.idColumn)} = s.id)`)
+          .raw(true)
+          .all() as unknown[][];
+        gone = deleted.length;
+        eachValue(deleted, t, (v) => {
+          notSwapped.add(t.table, v.column, v.path, String(deleted[v.row][t.idAt]), v.sealed);
+          counter.add([[v.entry.kind, -1]]);
+        });
+      }
+      if (swapped + stagedChanged + gone !== stagedRows) {
+        throw new MasterKeyError('DB_ERROR', `${t.table}: of ${stagedRows} staged rows, ${swapped} were swapped in, ${stagedChanged} changed and ${gone} removed since; they do not add up, so nothing was changed: run the rotation again.`);
+      }
+    }
+    const digest = new ValueDigest();
+    digest.merge(st.digest);
+    digest.subtract(notSwapped.result());
+    digest.merge(await crypto.digest());
+    return { total: counter.total, byKind: counter.byKind, updated: resealed + swappedRows, digest: digest.result(), crypto: crypto.mode, swappedRows, resealedRows: resealed };
+  } finally {
+    await crypto.close();
+  }
+}
