@@ -19,6 +19,7 @@ import { Declared } from './decide';
 import { assertNoPending } from './keys';
 import { RotationPlan } from './plan';
 import { gather } from './preflight';
+import { removeLeftoverStaging } from './seal-ahead';
 import { runStatus, StatusResult } from './status';
 import { runVerify, scanWith } from './verify';
 
@@ -125,6 +126,9 @@ export interface KeyPlan {
 export async function rotationPlan(ctx: Context, declared: Declared, opts: { verify?: boolean } = {}): Promise<KeyPlan> {
   assertNoPending(ctx);
   return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'planning the rotation', label: 'terraform-provider-masterkey' }, async (store) => {
+    // A staging area an interrupted seal-ahead left is removed (when the rotation lock is free) and said.
+    const removed = await removeLeftoverStaging(store, { holdsLock: false });
+    if (removed) ctx.log(removed);
     const g = await gather(ctx, store, declared, { open: opts.verify === true });
     const scan = opts.verify ? (g.scan ?? (await scanWith(ctx, store, g.oldKey))) : undefined;
     const undecryptable = scan && scan.failureCount > 0 ? { count: scan.failureCount, rows: scan.failures, fingerprint: g.oldKey.fingerprint } : undefined;

@@ -13,16 +13,15 @@ import { Keyring } from '../crypto/keyring';
 import { MasterKeyError } from '../errors';
 import { checkDirWritable, freeBytes } from '../fsutil';
 import { inventoryDigest } from '../inventory/inventory';
-import { withStore } from '../store/open';
 import { defaultCryptoMode } from '../engine/value-crypto';
 import { CanaryRow, InventoryCounts, ScanResult, Store } from '../store/store';
 import { assertKeyOpensCanary, requireCanary } from './canary';
 import { Context, withProgress } from './context';
 import { bytes, count } from '../format';
 import { Declared, Decision, decideRotation } from './decide';
-import { assertNoPending, readNodeKeys } from './keys';
+import { readNodeKeys } from './keys';
 import { PlanFacts, PreflightFact, RotationPlan, buildPlan, malformedNote } from './plan';
-import { planSealAhead, removeLeftoverStaging } from './seal-ahead';
+import { planSealAhead } from './seal-ahead';
 
 /**
  * Where to probe a directory without creating it (plan and a refused apply
@@ -183,12 +182,3 @@ export function undecryptableRows(scan: Pick<ScanResult, 'failures' | 'failureCo
   );
 }
 
-/** `master-key plan`: read-only; returns the plan. */
-export async function runPlan(ctx: Context, declared: Declared): Promise<RotationPlan> {
-  assertNoPending(ctx);
-  return withStore(ctx.databaseUrl, { lockTimeoutMs: ctx.lockTimeoutMs, doing: 'planning the rotation' }, async (store) => {
-    const removed = await removeLeftoverStaging(store, { holdsLock: false });
-    if (removed) ctx.log(removed);
-    return (await gather(ctx, store, declared, { open: true })).plan;
-  });
-}
