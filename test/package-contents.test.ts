@@ -23,11 +23,12 @@ interface Packed {
 
 /**
  * The size budget: about a fifth above what the tarball weighed when it was
- * last set (290 files, 355,568 bytes packed, 1,169,460 unpacked, after the
- * hot path was split into modules named by role). A tarball that ships
- * tests, scripts or source maps by mistake doubles; this catches that.
+ * last set (348 files, 468,403 bytes packed, 1,561,644 unpacked, after nodes
+ * on other hosts, seal-ahead and the lock and privilege checks landed). A
+ * tarball that ships tests, scripts or source maps by mistake doubles; this
+ * catches that.
  */
-const PACKAGE_BUDGET = { files: 350, packedBytes: 430_000, unpackedBytes: 1_400_000 };
+const PACKAGE_BUDGET = { files: 420, packedBytes: 560_000, unpackedBytes: 1_870_000 };
 
 describe('the published package (npm pack --dry-run --json)', () => {
   let packed: Packed;
