@@ -75,10 +75,10 @@ describe('buildContext', () => {
     expect(caught(() => buildContext({ configFiles: [remote] }, surface({ DATABASE_URL: 'postgres://h/db' }))).code).toBe('INTERNAL');
     const ftp = 'ftp://host/etc/act/act.env';
     const e = caught(() => nodesOf({ configFiles: [plain, ftp] }, {}));
-    expect([e.code, e.message]).toEqual(['USAGE', `The config file ${ftp} names a host by ftp://, which is not supported; reach other hosts with ssh://[user@]host[:port]/path, or give a local path.`]);
+    expect([e.code, e.message]).toEqual(['USAGE', `The config file "${ftp}" names a host by "ftp://", which is not supported; reach other hosts with ssh://[user@]host[:port]/path, or give a local path.`]);
     const r = runCli(['status', '--config', ftp], childEnv({ DATABASE_URL: 'postgres://127.0.0.1:1/none' }));
     expect(r.code).toBe(ExitCode.USAGE);
-    expect(r.stderr).toContain(`The config file ${ftp} names a host by ftp://`);
+    expect(r.stderr).toContain(`The config file "${ftp}" names a host by "ftp://"`);
     expect(r.stderr).not.toContain('CONFIG_MISSING');
   });
 });
