@@ -6,7 +6,9 @@
  * installation (its doc comment says what it leaves), on every store the
  * suite is given (test/support/provider-suite.ts).
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { join, relative } from 'node:path';
 import { TerraformOutput } from 'cdktf';
 import { MasterKey as MasterKeyConstruct, ensureMasterkeyProvider, masterkeyStatus } from '../../constructs';
@@ -91,6 +93,65 @@ async function rotatesOnAGenerationBump(t: ProviderInstallation): Promise<void> 
   t.ws.transcript.push(trace);
 }
 
+
+/**
+ * Backups through terraform (issue 19): a rotation declared without
+ * backup_recipients plans with a warning that its backup will hold the old
+ * key in cleartext. Declared with an escrow's age recipient and
+ * backup_retention { keep: 1 }, the plan has no such warning; apply seals
+ * the new backup (the `age` CLI opens its values and config copies with the
+ * escrow's identity, no backup file holds the old key), then retires every
+ * older backup and records it in the report's key custody. Leaves the next
+ * generation declared, with no changes; the identity file is removed.
+ */
+async function sealsAndRetiresBackups(t: ProviderInstallation): Promise<void> {
+  const old = t.current();
+  const from = t.generation;
+  t.declare(from + 1);
+  const cleartext = t.terraform(['plan', '-detailed-exitcode'], 2);
+  expect(cleartext).toContain(`Warning: The rotation of act will leave its backup under ${t.backupDir} holding the old key in cleartext: no backup_recipients are declared.`);
+
+  const id = await generateX25519Identity();
+  const idFile = join(t.dir, 'escrow-identity.txt');
+  writeFileSync(idFile, `${id}\n`, { mode: 0o600 });
+  try {
+    const recipient = await identityToRecipient(id);
+    const older = readdirSync(t.backupDir);
+    expect(older.length).toBeGreaterThan(0);
+    t.declare(from + 1, { backupRecipients: [recipient], backupRetention: { keep: 1 } });
+    const sealedPlan = t.terraform(['plan', '-detailed-exitcode'], 2);
+    expect(sealedPlan).toMatch(new RegExp(`~ generation\\s+= ${from} -> ${from + 1}`));
+    expect(sealedPlan).not.toContain('cleartext');
+    t.terraform(['apply', '-auto-approve']);
+    const rotated = t.current();
+    t.keys.push(rotated);
+    await t.expectAllOpenWith(rotated);
+
+    const left = readdirSync(t.backupDir);
+    expect(left).toHaveLength(1);
+    expect(older).not.toContain(left[0]);
+    const backup = join(t.backupDir, left[0]);
+    const manifest = JSON.parse(readFileSync(join(backup, 'manifest.json'), 'utf8'));
+    expect(manifest.sealed).toEqual({ format: 'age', recipients: [recipient] });
+    const files = readdirSync(backup).filter((f) => f !== 'manifest.json');
+    expect(files.length).toBeGreaterThan(1);
+    for (const f of files) {
+      expect(f.endsWith('.age')).toBe(true);
+      const opened = spawnSync('age', ['--decrypt', '--identity', idFile, join(backup, f)], { maxBuffer: 1 << 28 });
+      expect(opened.status).toBe(0);
+      if (f.startsWith('config-')) expect(keyLeaks(opened.stdout.toString('latin1'), [old]).length).toBeGreaterThan(0);
+      expect(keyLeaks(readFileSync(join(backup, f)).toString('latin1'), [old])).toEqual([]);
+    }
+
+    const report = JSON.parse(readFileSync(String(t.stateAttributes().last_report).replace(/\.md$/, '.json'), 'utf8'));
+    expect(report.backup.sealedTo).toEqual([recipient]);
+    expect(report.custody.retention).toBe('keep the newest 1');
+    expect(report.custody.retired.map((r: { path: string }) => relative(t.backupDir, r.path)).sort()).toEqual([...older].sort());
+    t.expectNoChanges();
+  } finally {
+    rmSync(idFile, { force: true });
+  }
+}
 
 /**
  * A server writes a secret between the saved plan of a rotation and its
@@ -434,6 +495,10 @@ export const PROVIDER_SCENARIOS: readonly ProviderScenario[] = [
     run: rotatesOnAGenerationBump,
   },
   {
+    title: 'without backup_recipients a rotation plans with a cleartext-backup warning; with an age recipient and backup_retention the warning is gone, apply seals the backup (age opens it) and retires the older ones',
+    run: sealsAndRetiresBackups,
+  },
+  {
     title: 'a secret written between a saved plan and its apply: apply refuses with PLAN_STALE and changes nothing; the next plan counts it and its apply rotates it',
     run: refusesASavedPlanMadeStaleByANewSecret,
   },
@@ -446,7 +511,7 @@ export const PROVIDER_SCENARIOS: readonly ProviderScenario[] = [
   { title: 'destroy only forgets: database, config files, backups and reports stay byte for byte', run: destroyOnlyForgets },
   { title: 'imports the installation with `terraform import` and with an import block', run: importsTheInstallation },
   { title: 'kill -9 of terraform during apply, then `master-key recover`, loses nothing; a pending rotation is a plan-time error until then', run: losesNothingWhenKilled },
-    {
+  {
     title: 'stored values that do not open: with verifySecrets a plan-time error (rotation due or not) listing the first 20 and the count; without it the same list at apply, which taints nothing',
     run: refusesValuesThatDoNotOpen,
   },
