@@ -182,6 +182,7 @@ export function formatReport(r: BenchReport): string {
     ...applyPhases(r.results.find((m) => m.method === 'apply-baseline'), 'apply-baseline'),
     ...applyPhases(r.results.find((m) => m.method === 'apply-one-pass'), 'apply-one-pass'),
     ...applyPhases(r.results.find((m) => m.method === 'apply')),
+    ...applyPhases(r.results.find((m) => m.method === 'apply-sealed'), 'apply-sealed'),
     'Goals:',
     ...(r.goals ?? goals(r)).map((g) => `  ${g.met === undefined ? '-' : g.met ? 'met' : 'MISSED'}: ${g.what}${g.measured ? ` (measured ${g.measured})` : ' (not measured)'}`),
     '',

@@ -388,6 +388,7 @@ export function formatSqliteReport(r: SqliteBenchReport): string {
     ...applyPhases(r.results.find((m) => m.method === 'apply-baseline'), 'apply-baseline', 'rewrite'),
     ...applyPhases(r.results.find((m) => m.method === 'apply-one-pass'), 'apply-one-pass', 'rewrite'),
     ...applyPhases(r.results.find((m) => m.method === 'apply'), undefined, 'rewrite'),
+    ...applyPhases(r.results.find((m) => m.method === 'apply-sealed'), 'apply-sealed', 'rewrite'),
     'Goals:',
     ...r.goals.map((g) => `  ${g.met === undefined ? '-' : g.met ? 'met' : 'MISSED'}: ${g.what}${g.measured ? ` (measured ${g.measured})` : ' (not measured)'}`),
     ...(r.verification ? ['', `Verification after ours: ${r.verification.ok}/${r.verification.rows} rows open with the new key only and equal their plaintext.`] : []),

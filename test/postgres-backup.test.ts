@@ -3,7 +3,9 @@
  * re-encryption reads (one scan for both). A file system that fills up
  * half-way fails the re-encryption and the backup with DISK_FULL, the
  * transaction rolls back with every row as it was, and the connection
- * stays usable.
+ * stays usable; the same when the backup is sealed to an age recipient
+ * (the sealing thread's writes run behind age, and their failure still
+ * fails the rotation, its partial sealed file removed).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
@@ -12,6 +14,7 @@ import { codecByName } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
 import { Inventory, validateInventory } from '../src/inventory/inventory';
+import { loadAge } from '../src/rotation/age';
 import { BackupDirectory } from '../src/rotation/backup';
 import { openStore } from '../src/store/open';
 import { removeScratch, scratchDir } from '../scripts/scratch';
@@ -46,7 +49,12 @@ describe('PostgreSQL backup written by the re-encryption', () => {
     await dropDatabase(url);
   });
 
-  it('a disk that fills up during the rotation: DISK_FULL, rolled back, every row as it was, the backup file removed', async () => {
+  it.each([
+    ['stored as it is', false],
+    ['sealed to an age recipient', true],
+  ])('a disk that fills up during the rotation, backup %s: DISK_FULL, rolled back, every row as it was, the backup file removed', async (_, sealed) => {
+    const { generateIdentity, identityToRecipient } = await loadAge();
+    const recipients = sealed ? [await identityToRecipient(await generateIdentity())] : [];
     const before = await withTestClient(url, (c) => c.query<{ id: string; token: string }>('SELECT id::text, token FROM tokens ORDER BY id'));
     const s = await openStore(url);
     try {
@@ -55,7 +63,7 @@ describe('PostgreSQL backup written by the re-encryption', () => {
       const failed = await s
         .write(async (tx) => {
           await tx.lockSecretTables(INVENTORY);
-          await tx.rotate({ inventory: INVENTORY, from: new Keyring([key]), to: MasterKey.generate(), backup: new BackupDirectory(backupDir), batchSize: 200 });
+          await tx.rotate({ inventory: INVENTORY, from: new Keyring([key]), to: MasterKey.generate(), backup: new BackupDirectory(backupDir, recipients), batchSize: 200 });
         })
         .then(
           () => undefined,

@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { FileHandle, open } from 'node:fs/promises';
 import { MasterKeyError } from '../errors';
 
 type AgeModule = typeof import('age-encryption');
@@ -163,6 +163,80 @@ export async function readIdentityFile(path: string): Promise<Identities> {
 
 /** Bytes written between two flushes to disk started in the background. */
 const SYNC_EVERY = 64 * 1024 * 1024;
+/** Sealed bytes gathered into one write. */
+const WRITE_BATCH = 1 << 20;
+/** Sealed bytes handed to the file system and not yet written, at most, before age is made to wait. */
+const WRITE_AHEAD = 4 << 20;
+
+/**
+ * Writes behind the sealing: age's output (64 KiB a chunk) is gathered
+ * into writes of `WRITE_BATCH` bytes (one `writev` each, nothing copied)
+ * that run in the background, in order, while age seals the next bytes
+ * (age waits only while `WRITE_AHEAD` bytes are unwritten); a flush to
+ * disk is started every `SYNC_EVERY` bytes, in the same order. The first
+ * failure is thrown by the next `add`, or by `end`.
+ */
+class WriteBehind {
+  private batch: Uint8Array[] = [];
+  private batched = 0;
+  private unwritten = 0;
+  private unsynced = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private failed?: { error: unknown };
+  private drained?: () => void;
+
+  constructor(private readonly fh: FileHandle) {}
+
+  async add(chunk: Uint8Array): Promise<void> {
+    this.check();
+    this.batch.push(chunk);
+    this.batched += chunk.length;
+    if (this.batched >= WRITE_BATCH) this.write();
+    while (this.unwritten > WRITE_AHEAD && !this.failed) await new Promise<void>((r) => (this.drained = r));
+    this.check();
+  }
+
+  /** Writes what is gathered and waits for every write. */
+  async end(): Promise<void> {
+    this.write();
+    await this.chain;
+    this.check();
+  }
+
+  /** Waits for the writes started (never throws). */
+  settle(): Promise<void> {
+    return this.chain;
+  }
+
+  private check(): void {
+    if (this.failed) throw this.failed.error;
+  }
+
+  private write(): void {
+    if (this.batched === 0) return;
+    const chunks = this.batch;
+    const n = this.batched;
+    this.batch = [];
+    this.batched = 0;
+    this.unwritten += n;
+    this.unsynced += n;
+    const sync = this.unsynced >= SYNC_EVERY;
+    if (sync) this.unsynced = 0;
+    this.chain = this.chain.then(async () => {
+      if (this.failed) return;
+      try {
+        const { bytesWritten } = await this.fh.writev(chunks);
+        // A short write (the disk filling up): the rest written whole, which names the error if there is one.
+        if (bytesWritten < n) await this.fh.writeFile(Buffer.concat(chunks, n).subarray(bytesWritten));
+        if (sync) await this.fh.datasync();
+      } catch (e) {
+        this.failed = { error: e };
+      }
+      this.unwritten -= n;
+      this.drained?.();
+    });
+  }
+}
 
 /** A sealed file as written: the SHA-256 and size of its sealed bytes. */
 export interface SealedFile {
@@ -206,21 +280,18 @@ export class Sealer {
     const sealed = await e.encrypt(input);
     s.pump = (async () => {
       const hash = createHash('sha256');
+      const out = new WriteBehind(fh);
       let bytes = 0;
-      let unsynced = 0;
       try {
         for await (const chunk of sealed) {
           hash.update(chunk);
-          await fh.write(chunk);
           bytes += chunk.length;
-          unsynced += chunk.length;
-          if (unsynced >= SYNC_EVERY) {
-            unsynced = 0;
-            await fh.datasync();
-          }
+          await out.add(chunk);
         }
+        await out.end();
         await fh.sync();
       } finally {
+        await out.settle();
         await fh.close();
       }
       renameSync(path + '.partial', path);

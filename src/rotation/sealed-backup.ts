@@ -40,7 +40,7 @@ export type SealRequest = { readonly chunk: Uint8Array } | { readonly end: true 
 export type SealReply = { readonly ready: true } | { readonly ack: number } | { readonly done: { readonly sha256: string; readonly bytes: number } } | { readonly error: { readonly code: string; readonly message: string } };
 
 /** Bytes sent to a sealing thread and not yet taken by age, at most. */
-const IN_FLIGHT = 16 << 20;
+const IN_FLIGHT = 4 << 20;
 
 /** The sealing thread's entry (compiled), or undefined when only the sources exist (then sealing runs on this thread). */
 function sealWorkerEntry(): string | undefined {
