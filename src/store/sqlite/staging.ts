@@ -144,8 +144,6 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
     // Made here, empty and 0600 (an empty file is an empty database): the connection opens files it must not create.
     writeFileSync(file, '', { mode: 0o600, flag: 'wx' });
     db.prepare(`ATTACH DATABASE ? AS ${STAGING_SCHEMA}`).run(file);
-    // Large pages: the swap reads the staging tables row after row, each row looked up by id (fewer, larger pages cost it less).
-    db.pragma(`${STAGING_SCHEMA}.page_size = 65536`);
     // A staging file left by a crash is removed, never read: no journal needed, nothing to sync.
     db.pragma(`${STAGING_SCHEMA}.journal_mode = OFF`);
     db.pragma(`${STAGING_SCHEMA}.synchronous = OFF`);
