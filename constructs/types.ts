@@ -199,7 +199,7 @@ export interface MasterKeyProps {
    * Seal every secret under the new key while the server still runs, and
    * stop it only to swap them in (true); keep the single pass with the
    * server stopped (false). See docs/seal-ahead.md.
-   * @default - where it pays off (PostgreSQL from 10,000 secrets; SQLite only when asked)
+   * @default - where it pays off (from 10,000 secrets; on SQLite in WAL mode only)
    */
   readonly sealAhead?: boolean;
   /**

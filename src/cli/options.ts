@@ -142,7 +142,7 @@ export function withBatchSize(cmd: Command): Command {
 /** Seal-ahead's choice (plan, apply): neither flag means where it pays off. */
 export function withSealAhead(cmd: Command): Command {
   return cmd
-    .option('--seal-ahead', 'seal every secret under the new key while the server runs, then stop it only to swap them in (default: where it pays off: PostgreSQL from 10,000 secrets)')
+    .option('--seal-ahead', 'seal every secret under the new key while the server runs, then stop it only to swap them in (default: where it pays off: from 10,000 secrets, on SQLite in WAL mode only)')
     .option('--no-seal-ahead', 'keep the single pass: re-encrypt every secret with the server stopped');
 }
 

@@ -112,7 +112,7 @@ export const KEY_RESOURCE = block(
       'string',
       'How long the rotation waits for a lock another session holds on the secret tables (or the SQLite file) before it refuses with TABLES_BUSY, having changed nothing and started the server again: a duration such as 30s, 500ms or 2min (default 30s).',
     ),
-    arg('seal_ahead', 'bool', 'Seal every secret under the new key while the server runs, and stop it only to swap them in (true), or keep the single pass with the server stopped (false); default: where it pays off (PostgreSQL from 10,000 secrets; SQLite only when asked).'),
+    arg('seal_ahead', 'bool', 'Seal every secret under the new key while the server runs, and stop it only to swap them in (true), or keep the single pass with the server stopped (false); default: where it pays off (from 10,000 secrets; on SQLite in WAL mode only).'),
     arg('verify_secrets', 'bool', 'Open every secret during refresh and plan (slow on large databases), not just count them (apply always does); values that do not open are an error at plan.'),
     ...KEY_STATE,
     out('database_generation', 'number', "The database's key generation."),

@@ -41,7 +41,7 @@ export async function planSealAhead(ctx: Pick<Context, 'sealAhead' | 'inventory'
   if (ctx.sealAhead === undefined && !support.byDefault) {
     return {
       run: false,
-      reason: "one pass with the server stopped: on this store seal-ahead's cut-over (comparing every row with the staging area, then the swap) takes about as long as one pass, so it runs only when asked (--seal-ahead)",
+      reason: "one pass with the server stopped: on this store seal-ahead's cut-over does not shorten the server's downtime, so it runs only when asked (--seal-ahead)",
       stagingBytes: need,
       ...free,
     };

@@ -348,9 +348,8 @@ export interface SealAheadSupport {
   readonly ok: boolean;
   /**
    * Whether seal-ahead shortens this store's server-down window enough to
-   * run without being asked (measured by `npm run bench`: on PostgreSQL it
-   * does; on SQLite the cut-over's comparison and swap take as long as one
-   * pass, so it runs only with --seal-ahead).
+   * run without being asked (measured by `npm run bench`: on PostgreSQL
+   * and on SQLite in WAL mode it does; see docs/seal-ahead.md).
    */
   readonly byDefault: boolean;
   /** Why not, in words a reviewer reads in the plan; or where the staging area goes. */

@@ -14,12 +14,15 @@
  * server's writers for as long as it lasts) and writes the staging file in
  * the same transaction. No live row changes.
  *
- * Cut-over, in the rotation's `BEGIN IMMEDIATE` transaction: the rows whose
- * stored texts are not the staged ones (added or changed since) are
- * re-sealed and written back by key; one `UPDATE … FROM mk_staging.stage_n`
- * per table swaps in the rest where the stored texts are still the staged
- * ones. The backup stays the copy of the committed database file that
- * `rotate` makes beside it (exactly the values at the lock).
+ * Cut-over, in the rotation's `BEGIN IMMEDIATE` transaction: one `UPDATE`
+ * per table (in key ranges) swaps in the staged new texts where the stored
+ * texts are still the staged ones, looking each row up in the staging table
+ * as its scan meets it, and names the rows it leaves as they are; those
+ * (added or changed since) are then re-sealed and written back by key. One
+ * scan of each table, no `UPDATE … FROM` (which SQLite runs by copying
+ * every new text into a temporary table first). The backup stays the copy
+ * of the committed database file that `rotate` makes beside it (exactly
+ * the values at the lock).
  */
 import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -35,6 +38,7 @@ import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { Rotation, SealAhead, SealAheadSupport, Staged, StagingArea, stagedFor } from '../store';
 import { storeCrypto } from './crypto';
 import { Db, sqliteModule } from './driver';
+import type { Flusher } from './flush';
 import { SqliteTable, batches, planTables } from './values';
 
 export const STAGING_SCHEMA = 'mk_staging';
@@ -86,7 +90,7 @@ export function sealAheadSupportSqlite(db: Db, path: string, inv: Inventory, nee
   if (loose.length) return { ok: false, byDefault: false, reason: `no unique index on ${loose.join(', ')}, so staged values cannot be swapped in by row id` };
   const free = freeBytes(dirname(path));
   if (free < need) return { ok: false, byDefault: false, reason: `the database's directory has ${showBytes(free)} free but the staging area needs about ${showBytes(need)}`, freeBytes: free };
-  return { ok: true, byDefault: false, reason: `staging in ${stagingFile(path)}, a database file of the tool's own beside the database`, freeBytes: free };
+  return { ok: true, byDefault: true, reason: `staging in ${stagingFile(path)}, a database file of the tool's own beside the database`, freeBytes: free };
 }
 
 export function stagingAreasSqlite(db: Db, path: string): StagingArea[] {
@@ -143,8 +147,9 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
     // A staging file left by a crash is removed, never read: no journal needed, nothing to sync.
     db.pragma(`${STAGING_SCHEMA}.journal_mode = OFF`);
     db.pragma(`${STAGING_SCHEMA}.synchronous = OFF`);
-    db.exec(`CREATE TABLE ${STAGING_SCHEMA}.meta (fingerprint TEXT NOT NULL, rotation_id TEXT NOT NULL)`);
-    db.prepare(`INSERT INTO ${STAGING_SCHEMA}.meta VALUES (?, ?)`).run(s.to.fingerprint, s.rotationId);
+    // `staged`: each table's staged rows as JSON, written last (NULL until then: a staging area left by a crash is never complete).
+    db.exec(`CREATE TABLE ${STAGING_SCHEMA}.meta (fingerprint TEXT NOT NULL, rotation_id TEXT NOT NULL, staged TEXT)`);
+    db.prepare(`INSERT INTO ${STAGING_SCHEMA}.meta VALUES (?, ?, NULL)`).run(s.to.fingerprint, s.rotationId);
     db.exec('BEGIN');
     // The snapshot starts at the first read of the server's database.
     db.prepare('SELECT count(*) FROM main.sqlite_schema').get();
@@ -172,6 +177,7 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
       }
       out.push({ name, table: t, rows });
     }
+    db.prepare(`UPDATE ${STAGING_SCHEMA}.meta SET staged = ?`).run(stagedRows(out));
     db.exec('COMMIT');
     const digest = await crypto.digest();
     ok = true;
@@ -197,6 +203,11 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
   }
 }
 
+/** What `meta.staged` records: each staging table's name and rows. */
+function stagedRows(tables: readonly StageTable[]): string {
+  return JSON.stringify(tables.map((t) => [t.name, t.rows]));
+}
+
 /** The staging area of `r.staged`, checked: bound to `r.to`, attached, and holding what was staged (undefined: rotate in one pass). */
 export function intactStagingSqlite(db: Db, r: Rotation): Token | undefined {
   const st = r.staged!;
@@ -205,9 +216,10 @@ export function intactStagingSqlite(db: Db, r: Rotation): Token | undefined {
     throw new MasterKeyError('INTERNAL', `A staging area sealed under ${st.fingerprint} was offered to a rotation to ${r.to.fingerprint}; it is never used. This is a bug.`);
   }
   if (!attached(db)) return undefined;
-  const meta = db.prepare(`SELECT fingerprint, rotation_id AS rotationId FROM ${STAGING_SCHEMA}.meta`).get() as { fingerprint: string; rotationId: string } | undefined;
+  const meta = db.prepare(`SELECT fingerprint, rotation_id AS rotationId, staged FROM ${STAGING_SCHEMA}.meta`).get() as { fingerprint: string; rotationId: string; staged: string | null } | undefined;
   if (meta?.fingerprint !== r.to.fingerprint || meta.rotationId !== st.rotationId) return undefined;
-  for (const t of token.tables) if ((db.prepare(`SELECT count(*) FROM ${staged(t.name)}`).pluck().get() as number) !== t.rows) return undefined;
+  // Not counted again here (a count reads every page of the staging tables, with the server down): the swap's counts must add up to these.
+  if (meta.staged !== stagedRows(token.tables)) return undefined;
   return token;
 }
 
@@ -218,14 +230,71 @@ function stillStaged(t: SqliteTable): string {
   return [...vals, ...aads].join(' AND ');
 }
 
-/** The cut-over (see the file's comment), in the caller's write transaction, which has written nothing yet. */
-export async function cutOverSqlite(db: Db, r: Rotation, token: Token): Promise<ReencryptResult & { swappedRows: number; resealedRows: number }> {
+/**
+ * A function of the store's connection the swap calls for each row it
+ * leaves as it is (its stored texts are not the staged ones, or nothing was
+ * staged for it): it records the row's key and returns NULL. Called only
+ * for those rows, so the swap tells them apart without a scan of its own.
+ */
+const NOT_STAGED = 'mk_not_staged';
+
+/**
+ * The swap of one table, as one `UPDATE` without a `FROM` (SQLite runs an
+ * `UPDATE … FROM` by first copying every new text into a temporary table):
+ * each value column is set to the staged new text when the row's stored
+ * texts are still the staged ones (a correlated lookup in the staging
+ * table by id), else to itself, which SQLite does not write (it leaves a
+ * cell rewritten with its own bytes alone); such rows go to `NOT_STAGED`.
+ * The `WHERE` holds no subquery, so SQLite updates each row as its scan
+ * meets it. Parameters: the key range [from, below) when `ranged`.
+ */
+function swapStatement(t: SqliteTable, stage: string, ranged: boolean): string {
+  const id = `t.${quoteIdent(t.idColumn)}`;
+  const key = t.key === 'rowid' ? 't.rowid' : `t.${t.key}`;
+  const col = (i: number) => `t.${quoteIdent(t.columns[i].column)}`;
+  const match = `FROM ${stage} s WHERE s.id = ${id} AND ${stillStaged(t)}`;
+  const keep = (i: number) => `coalesce(${NOT_STAGED}(${key}), ${col(i)})`;
+  // The first column also tells a row left alone; one lookup while it holds a value (the staged text, or the value itself, is then never NULL).
+  const first = `CASE WHEN ${col(0)} IS NOT NULL THEN coalesce((SELECT coalesce(s.n0, ${col(0)}) ${match}), ${keep(0)})
+    WHEN EXISTS (SELECT 1 ${match}) THEN (SELECT s.n0 FROM ${stage} s WHERE s.id = ${id}) ELSE ${keep(0)} END`;
+  const rest = t.columns.slice(1).map((c, k) => `${quoteIdent(c.column)} = coalesce((SELECT s.n${k + 1} ${match}), ${col(k + 1)})`);
+  const held = t.columns.map((_, i) => `${col(i)} IS NOT NULL`).join(' OR ');
+  return `UPDATE ${quoteIdent(t.table)} AS t SET ${[`${quoteIdent(t.columns[0].column)} = ${first}`, ...rest].join(', ')}
+    WHERE ${ranged ? `${key} >= ? AND ${key} < ? AND ` : ''}(${held})`;
+}
+
+/** Rows a swap statement takes at a time: between two, what SQLite wrote is flushed to disk (`Flusher`) and progress reported. */
+const SWAP_CHUNK_BATCHES = 8;
+
+/** The integer key ranges [from, below) a table's swap runs in, about `rows` rows each (one unbounded range for other keys). */
+function swapRanges(db: Db, t: SqliteTable, stagedRows: number, rows: number): Array<[bigint, bigint] | undefined> {
+  const [lo, hi] = ['min', 'max'].map((f) => db.prepare(`SELECT ${f}(${t.key}) FROM ${quoteIdent(t.table)}`).pluck().safeIntegers(true).get());
+  if (typeof lo !== 'bigint' || typeof hi !== 'bigint') return [undefined];
+  const parts = BigInt(Math.max(1, Math.ceil(stagedRows / rows)));
+  const width = (hi - lo + parts) / parts;
+  const out: Array<[bigint, bigint]> = [];
+  for (let from = lo; from <= hi; from += width) out.push([from, from + width]);
+  return out;
+}
+
+/**
+ * The cut-over (see the file's comment), in the caller's write transaction,
+ * which has written nothing yet. `flusher` writes what SQLite wrote out to
+ * disk between swap statements.
+ */
+export async function cutOverSqlite(db: Db, r: Rotation, token: Token, flusher?: Flusher): Promise<ReencryptResult & { swappedRows: number; resealedRows: number }> {
   const st = r.staged!;
   const batchSize = batchSizeOf(r);
   const crypto = storeCrypto(r.from, r.to, r, false);
   const counter = new KindCounter(r.inventory);
   counter.add(Object.entries(st.byKind));
   const notSwapped = new ValueDigest();
+  let left: unknown[] = [];
+  // Only the swap's own statements can call it (never a trigger or view of the database's schema).
+  db.function(NOT_STAGED, { deterministic: false, directOnly: true, safeIntegers: true }, (key: unknown) => {
+    left.push(key);
+    return null;
+  });
   let resealed = 0;
   let swappedRows = 0;
   let progressed = 0;
@@ -235,24 +304,33 @@ export async function cutOverSqlite(db: Db, r: Rotation, token: Token): Promise<
       const aad = t.aadColumns.map((c) => `CAST(t.${quoteIdent(c)} AS TEXT)`);
       const news = t.columns.map((_, i) => `s.n${i}`);
       const key = t.key === 'rowid' ? 't.rowid' : `t.${t.key}`;
-      // Rows added or changed since seal-ahead, a batch at a time in key order (with the staged new texts of those staged before).
-      const since = db
-        .prepare(
-          `SELECT ${key}, CAST(t.${quoteIdent(t.idColumn)} AS TEXT), ${[...cols, ...aad].join(', ')}, s.id IS NOT NULL, ${news.join(', ')}
-             FROM ${quoteIdent(t.table)} t LEFT JOIN ${staged(name)} s ON s.id = t.${quoteIdent(t.idColumn)}
-            WHERE ${key} > ? AND (${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}) AND NOT (s.id IS NOT NULL AND ${stillStaged(t)})
-            ORDER BY ${key} LIMIT ?`,
-        )
+      const held = cols.map((c) => `${c} IS NOT NULL`).join(' OR ');
+      // The swap: every row whose stored texts are still the staged ones takes the staged new texts; the others are left for below.
+      left = [];
+      let swapped = 0;
+      const ranges = swapRanges(db, t, stagedRows, SWAP_CHUNK_BATCHES * batchSize);
+      const swap = db.prepare(swapStatement(t, staged(name), ranges[0] !== undefined));
+      for (const range of ranges) {
+        const before = left.length;
+        const changes = (range ? swap.run(range[0], range[1]) : swap.run()).changes;
+        swapped += changes - (left.length - before);
+        r.onProgress?.((progressed += changes - (left.length - before)));
+        flusher?.tick();
+        // Lets the flush and the backup's messages through between statements.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      swappedRows += swapped;
+      // The rows left alone (added or changed since seal-ahead), read by key a batch at a time (with the staged new texts of those staged before), re-sealed and written back.
+      const one = db
+        .prepare(`SELECT ${key}, CAST(t.${quoteIdent(t.idColumn)} AS TEXT), ${[...cols, ...aad].join(', ')}, s.id IS NOT NULL, ${news.join(', ')}
+             FROM ${quoteIdent(t.table)} t LEFT JOIN ${staged(name)} s ON s.id = t.${quoteIdent(t.idColumn)} WHERE ${key} = ?`)
         .raw(true)
         .safeIntegers(true);
       const write = db.prepare(`UPDATE ${quoteIdent(t.table)} SET ${t.columns.map((c) => `${quoteIdent(c.column)} = coalesce(?, ${quoteIdent(c.column)})`).join(', ')} WHERE ${t.key} = ?`);
       const width = t.first + t.columns.length + t.aadColumns.length;
-      let after: unknown = -(2n ** 63n);
       let stagedChanged = 0;
-      for (;;) {
-        const rows = since.all(after, batchSize) as unknown[][];
-        if (rows.length === 0) break;
-        after = rows[rows.length - 1][0];
+      for (let at = 0; at < left.length; at += batchSize) {
+        const rows = left.slice(at, at + batchSize).map((k) => one.get(k) as unknown[]);
         // What was staged for these rows is not swapped in: out of the expected digest and counts.
         const was = rows.filter((row) => row[width] === 1n || row[width] === 1).map((row) => [row[0], row[1], ...row.slice(width + 1), ...row.slice(t.first + t.columns.length, width)]);
         stagedChanged += was.length;
@@ -266,18 +344,15 @@ export async function cutOverSqlite(db: Db, r: Rotation, token: Token): Promise<
         resealed += re.rows.length;
         counter.add(re.byKind);
         r.onProgress?.((progressed += re.total));
-        if (rows.length < batchSize) break;
       }
-      // The swap: every staged row whose stored texts are still the staged ones.
-      const sets = t.columns.map((c, i) => `${quoteIdent(c.column)} = coalesce(s.n${i}, t.${quoteIdent(c.column)})`);
-      const swapped = db.prepare(`UPDATE ${quoteIdent(t.table)} AS t SET ${sets.join(', ')} FROM ${staged(name)} AS s WHERE s.id = t.${quoteIdent(t.idColumn)} AND ${stillStaged(t)}`).run().changes;
-      swappedRows += swapped;
-      r.onProgress?.((progressed += swapped));
       let gone = 0;
       if (stagedRows - swapped > stagedChanged) {
-        // Rows deleted since seal-ahead: what was staged for them leaves the expected digest and counts.
+        // Rows deleted, or left without values, since seal-ahead: what was staged for them leaves the expected digest and counts.
         const deleted = db
-          .prepare(`SELECT NULL, CAST(s.id AS TEXT), ${news.join(', ')}, ${t.aadColumns.map((_, i) => `s.a${i}`).join(', ') || 'NULL'} FROM ${staged(name)} s WHERE NOT EXISTS (SELECT 1 FROM ${quoteIdent(t.table)} t WHERE t.${quoteIdent(t.idColumn)} = s.id)`)
+          .prepare(
+            `SELECT NULL, CAST(s.id AS TEXT), ${news.join(', ')}, ${t.aadColumns.map((_, i) => `s.a${i}`).join(', ') || 'NULL'} FROM ${staged(name)} s
+              WHERE NOT EXISTS (SELECT 1 FROM ${quoteIdent(t.table)} t WHERE t.${quoteIdent(t.idColumn)} = s.id AND (${held}))`,
+          )
           .raw(true)
           .all() as unknown[][];
         gone = deleted.length;
@@ -296,6 +371,8 @@ export async function cutOverSqlite(db: Db, r: Rotation, token: Token): Promise<
     digest.merge(await crypto.digest());
     return { total: counter.total, byKind: counter.byKind, updated: resealed + swappedRows, digest: digest.result(), crypto: crypto.mode, swappedRows, resealedRows: resealed };
   } finally {
+    left = [];
     await crypto.close();
+    await flusher?.close();
   }
 }

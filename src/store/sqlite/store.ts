@@ -145,7 +145,7 @@ class SqliteTx implements WriteTx {
         if (staged) sealAhead = { used: false, swappedRows: 0, resealedRows: re.updated };
         return re;
       }
-      const { swappedRows, resealedRows, ...re } = await cutOverSqlite(this.db, r, token);
+      const { swappedRows, resealedRows, ...re } = await cutOverSqlite(this.db, r, token, new Flusher([`${this.path}${isWal(this.db) ? '-wal' : '-journal'}`]));
       sealAhead = { used: true, swappedRows, resealedRows };
       return re;
     };
