@@ -66,6 +66,21 @@ const READS_GIT_CREDENTIALS_ONLY = `
   GRANT SELECT, INSERT, UPDATE ON master_key.history TO ROLE;
   GRANT USAGE ON ALL SEQUENCES IN SCHEMA master_key TO ROLE;`;
 
+/** An ACT scenario on PostgreSQL with `role` granted `grants` before the describe's tests (`ready` gets the scenario and the role's env), both dropped after. */
+function withRoleOnAct(role: Role, grants: string, ready: (s: Scenario, env: NodeJS.ProcessEnv) => void): void {
+  let s: Scenario | undefined;
+  beforeAll(async () => {
+    s = await actScenario({ perKind: 3, store: POSTGRES });
+    await role.create();
+    await role.grant(s.url, grants);
+    ready(s, { DATABASE_URL: role.url(s.url) });
+  });
+  afterAll(async () => {
+    if (s) await POSTGRES.drop(s.url);
+    await role.drop();
+  });
+}
+
 /** apply with a stop hook that leaves a marker file. */
 function applyWithStopHook(s: Scenario, env: NodeJS.ProcessEnv): { r: CliResult; stopped: () => boolean } {
   const marker = join(s.dir, 'stopped.marker');
@@ -82,16 +97,7 @@ describe('PostgreSQL: a role that may read a secret table but not update it', ()
   const role = new Role();
   let s: Scenario;
   let env: NodeJS.ProcessEnv;
-  beforeAll(async () => {
-    s = await actScenario({ perKind: 3, store: POSTGRES });
-    await role.create();
-    await role.grant(s.url, READS_GIT_CREDENTIALS_ONLY);
-    env = { DATABASE_URL: role.url(s.url) };
-  });
-  afterAll(async () => {
-    await POSTGRES.drop(s.url);
-    await role.drop();
-  });
+  withRoleOnAct(role, READS_GIT_CREDENTIALS_ONLY, (scenario, roleEnv) => ([s, env] = [scenario, roleEnv]));
 
   it('plan shows the blocker naming the table and the GRANT (exit 7); apply refuses it before the stop hook and changes nothing; after the GRANT both go through', async () => {
     const grant = `GRANT UPDATE ON public.git_credentials TO ${role.name}`;
@@ -158,6 +164,36 @@ describe('PostgreSQL: a role that may read a secret table but not update it', ()
       await store.close();
       await role.grant(s.url, 'REVOKE UPDATE ON public.git_credentials FROM ROLE; GRANT INSERT ON master_key.history TO ROLE');
     }
+  });
+});
+
+describe("PostgreSQL: a role that may rotate but not create seal-ahead's staging tables in schema master_key", () => {
+  const role = new Role();
+  let s: Scenario;
+  let env: NodeJS.ProcessEnv;
+  withRoleOnAct(role, `${READS_GIT_CREDENTIALS_ONLY} GRANT UPDATE ON public.git_credentials TO ROLE;`, (scenario, roleEnv) => ([s, env] = [scenario, roleEnv]));
+
+  it('plan says seal-ahead cannot run and names the GRANT (not a blocker), and yes once granted; apply --seal-ahead without it rotates in one pass, saying so', async () => {
+    const grant = `GRANT CREATE ON SCHEMA master_key TO ${role.name}`;
+    const plan = s.cli(['plan', '--seal-ahead'], { env });
+    expect(plan.code).toBe(0);
+    expect(plan.stdout.replace(/seal-ahead +no/, 'seal-ahead no')).toContain(
+      `seal-ahead no: one pass with the server stopped: seal-ahead cannot run here (the database role ${role.name} may not create the staging tables in the schema master_key: to seal ahead, grant it with ${grant})`,
+    );
+    expect(plan.stdout).not.toContain('Blocked');
+    const json = JSON.parse(s.cli(['plan', '--seal-ahead', '--json'], { env }).stdout);
+    expect(json.blockerCodes ?? []).toEqual([]);
+    expect(json.sealAhead).toMatchObject({ run: false, reason: expect.stringContaining(grant) });
+
+    await role.grant(s.url, 'GRANT CREATE ON SCHEMA master_key TO ROLE');
+    expect(s.cli(['plan', '--seal-ahead'], { env }).stdout).toMatch(/seal-ahead +yes: /);
+    await role.grant(s.url, 'REVOKE CREATE ON SCHEMA master_key FROM ROLE');
+
+    const r = s.cli(['apply', '--seal-ahead', '--stop-command', 'true', '--start-command', 'true'], { env });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Seal-ahead: no; one pass with the server stopped: seal-ahead cannot run here (the database role ${role.name} may not create the staging tables in the schema master_key: to seal ahead, grant it with ${grant}).`);
+    expect(await withTestClient(s.url, (c) => c.query("SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE 'stage\\_%'"))).toMatchObject({ rows: [{ n: 0 }] });
+    expect(s.cli(['verify'], { env }).code).toBe(0);
   });
 });
 

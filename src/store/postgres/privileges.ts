@@ -6,7 +6,9 @@
  * against writers (LOCK TABLE … IN SHARE ROW EXCLUSIVE MODE needs UPDATE,
  * DELETE or TRUNCATE on the table), and the writes it makes in schema
  * `master_key` (the canary, the history and its sequence). Each missing one
- * is one sentence naming the object and the GRANT to add. Asked of the
+ * is one sentence naming the object and the GRANT to add. Seal-ahead's
+ * staging tables need CREATE on `master_key` too (`stagingRight`); without
+ * it the rotation runs in one pass, and the plan says why. Asked of the
  * catalog (has_table_privilege, has_column_privilege, ...): nothing is
  * locked or written.
  */
@@ -133,3 +135,18 @@ async function metadataRights(c: ClientBase, grantTo: (what: string) => string, 
   return out;
 }
 
+/**
+ * Whether this role may create the staging tables of seal-ahead in schema
+ * master_key (CREATE on it): undefined when it may (or the schema is not
+ * there yet, which the rotation's own checks report), else why not, with
+ * the GRANT to add. Not a blocker: without it a rotation runs in one pass.
+ */
+export async function stagingRight(c: ClientBase): Promise<string | undefined> {
+  const r = await c.query<{ ok: boolean | null; role: string }>(
+    `SELECT CASE WHEN to_regnamespace($1) IS NULL THEN NULL ELSE has_schema_privilege($1, 'CREATE') END AS ok, quote_ident(current_user) AS role`,
+    [META_SCHEMA],
+  );
+  const { ok, role } = r.rows[0];
+  if (ok !== false) return undefined;
+  return `the database role ${role} may not create the staging tables in the schema ${META_SCHEMA}: to seal ahead, grant it with GRANT CREATE ON SCHEMA ${META_SCHEMA} TO ${role}`;
+}

@@ -11,18 +11,19 @@
  * changes. The snapshot's oldest running transaction (`xmin`) is kept: a
  * row version written since has an xmin at least as new.
  *
- * Cut-over, in the rotation's transaction after the tables are locked:
- * 1. a reader connection in this transaction's snapshot (exactly the rows
- *    at the lock) reads each staging table joined with its live table:
- *    where the live row still holds the staged old texts, the old texts go
- *    to the backup (no scan of the live table for them); where it does
- *    not, the staged new texts are taken out of the expected digest;
- * 2. this connection re-seals the rows written since the snapshot (xmin at
- *    least as new) whose texts are not the staged ones, by the usual batch
- *    path (their old texts to the backup as read);
- * 3. one `UPDATE t SET c = s.new FROM staging s WHERE t.id = s.id AND
- *    t.c = s.old …` per table swaps in the rest. Its row count must equal
- *    what the reader found matching, or everything rolls back.
+ * Cut-over, in the rotation's transaction after the tables are locked,
+ * all on this connection (no second scan, no second connection):
+ * 1. the rows written since the snapshot (xmin at least as new) whose texts
+ *    are not the staged ones are read, backed up as read and re-sealed by
+ *    the usual batch path; each one's staged entry, if any, comes with it
+ *    and leaves the expected digest and counts;
+ * 2. one `COPY (UPDATE t SET c = s.new FROM staging s WHERE t.id = s.id
+ *    AND t.c = s.old … RETURNING s.id, s.old …) TO STDOUT` per table swaps
+ *    in every row that still holds its staged texts and hands back, as it
+ *    goes, exactly those rows' old texts: the rest of the backup;
+ * 3. the staged rows must add up: swapped in + changed since + deleted since
+ *    (those, only when there are any, found by the staging table's rows
+ *    without a live row holding a value), or everything rolls back.
  */
 import type { Client } from 'pg';
 import { MasterKeyError } from '../../errors';
@@ -39,8 +40,9 @@ import { binaryTextArray, pgArray } from './arrays';
 import { BackupTee } from './backup';
 import { connect, naming, translatePgError } from './client';
 import { META_SCHEMA } from './meta';
+import { stagingRight } from './privileges';
 import { prepareBatches, writeBatches } from './reencrypt';
-import { Row, connectReader, copyBatches, cursorBatches, exportSnapshot } from './row-source';
+import { Row, copyBatches, cursorBatches } from './row-source';
 import { lockTables, rowLayout } from './statements';
 import { TablePlan, planInventory } from './tables';
 
@@ -84,6 +86,8 @@ export async function sealAheadSupportPostgres(c: Client, inv: Inventory): Promi
   const plans = await planInventory(c, inv);
   const loose = plans.filter((p) => !p.idIndexed).map((p) => `${p.table}.${p.idColumn}`);
   if (loose.length) return { ok: false, byDefault: false, reason: `no unique index on ${loose.join(', ')}, so staged values cannot be swapped in by row id` };
+  const denied = await stagingRight(c);
+  if (denied) return { ok: false, byDefault: false, reason: denied };
   return { ok: true, byDefault: true, reason: `staging in UNLOGGED tables of the ${META_SCHEMA} schema` };
 }
 
@@ -251,7 +255,7 @@ export async function intactStaging(c: Client, r: Rotation): Promise<Token | und
  * The cut-over (see the file's comment), in the caller's transaction on
  * `c`, which holds the rotation lock and has written nothing yet.
  */
-export async function cutOver(c: Client, url: string, r: Rotation, token: Token, file: BackupFileWriter): Promise<RotationResult> {
+export async function cutOver(c: Client, r: Rotation, token: Token, file: BackupFileWriter): Promise<RotationResult> {
   const staged = r.staged!;
   const batchSize = batchSizeOf(r);
   const plans = token.tables.map((t) => t.plan);
@@ -260,64 +264,45 @@ export async function cutOver(c: Client, url: string, r: Rotation, token: Token,
   } catch (e) {
     throw translatePgError(e, 'locking the secret tables');
   }
+  if (!/^\d+$/.test(token.xmin)) throw new MasterKeyError('INTERNAL', 'The staging area records an unexpected transaction id; this is a bug.');
   const tee = new BackupTee(r.inventory, file);
-  // The reader and the re-sealing both write the backup: one add at a time.
-  let teeing: Promise<void> = Promise.resolve();
-  const toBackup = (plan: TablePlan, rows: readonly Row[]): Promise<void> => (teeing = teeing.then(() => tee.add(plan, rows)));
-  const snapshot = await exportSnapshot(c, plans.map((p) => quoteIdent(p.table)));
-  if (!snapshot) throw new MasterKeyError('INTERNAL', 'The cut-over must come before this transaction writes a secret table; this is a bug in the caller.');
-  const reader = await connectReader(url, snapshot);
+  // Every staged value counts, less what is not swapped in (below), plus what is re-sealed here.
   const counter = new KindCounter(r.inventory);
+  counter.add(Object.entries(staged.byKind));
   const notSwapped = new ValueDigest();
-  const matched = new Map<string, number>();
+  // Staged rows that are not swapped in: their new texts leave the expected digest, their values the count.
+  const unstage = (plan: TablePlan, rows: Row[]) =>
+    eachValue(rows, rowLayout(plan), (v) => {
+      notSwapped.add(plan.table, v.column, v.path, String(rows[v.row][0]), v.sealed);
+      counter.add([[v.entry.kind, -1]]);
+    });
   let progressed = 0;
   const progress = (n: number) => r.onProgress?.((progressed += n));
-  // 1. On the reader: what the backup takes from staging, and what is staged but no longer live as staged.
-  const staging = (async () => {
-    for (const t of token.tables) {
-      const { plan } = t;
-      const shape = rowLayout(plan);
-      const { olds, aads, news } = stageColumns(plan);
-      const width = 1 + olds.length + aads.length;
-      const sql = `SELECT s.id::text, ${[...olds, ...aads].map((x) => `s.${x}`).join(', ')}, (t.${quoteIdent(plan.idColumn)} IS NOT NULL AND ${stillStaged(plan)})::text, ${news.map((x) => `s.${x}`).join(', ')}
-                     FROM ${qualified(t.name)} s LEFT JOIN ${quoteIdent(plan.table)} t ON t.${quoteIdent(plan.idColumn)} = s.id`;
-      let n = 0;
-      let read = 0;
-      await naming(plan, 'reading the staging area of', async () => {
-        for await (const rows of copyBatches(reader.client, sql, batchSize)) {
-          read += rows.length;
-          const live = rows.filter((row) => row[width] === 'true');
-          const gone = rows.filter((row) => row[width] !== 'true').map((row) => [row[0], ...row.slice(width + 1), ...row.slice(1 + olds.length, width)]);
-          n += live.length;
-          eachValue(live, shape, (v) => counter.add([[v.entry.kind, 1]]));
-          // What was staged but is not swapped in leaves the expected digest (as `eachValue` finds values in the new texts).
-          eachValue(gone, shape, (v) => notSwapped.add(plan.table, v.column, v.path, String(gone[v.row][0]), v.sealed));
-          await toBackup(plan, live);
-          progress(live.length);
-        }
-      });
-      if (read !== t.rows) throw new MasterKeyError('DB_ERROR', `The staging area of ${plan.table} holds ${read} rows, not the ${t.rows} staged; nothing was changed: run the rotation again.`);
-      matched.set(t.name, n);
-    }
-  })();
-  staging.catch(() => undefined);
   const crypto = valueCrypto(r.from, r.to, r);
   let updated = 0;
-  const swaps = new Map<string, number>();
+  let swappedRows = 0;
   let ok = false;
-  if (!/^\d+$/.test(token.xmin)) throw new MasterKeyError('INTERNAL', 'The staging area records an unexpected transaction id; this is a bug.');
   try {
     for (const t of token.tables) {
       const { plan } = t;
-      // 2. Rows written since the snapshot whose texts are not the staged ones: re-sealed here, backed up as read.
-      const since = `SELECT ${selectList(plan, 't')} FROM ${quoteIdent(plan.table)} t
-                      WHERE ${notNull(plan, 't')} AND age(t.xmin) <= age($1::xid)
-                        AND NOT EXISTS (SELECT 1 FROM ${qualified(t.name)} s WHERE s.id = t.${quoteIdent(plan.idColumn)} AND ${stillStaged(plan)})`;
+      const { news, aads } = stageColumns(plan);
+      const width = 1 + plan.columns.length + plan.aadColumns.length;
+      let changedStaged = 0;
+      // 1. Rows written since the snapshot whose texts are not the staged ones: backed up as read, re-sealed here. Each one's
+      //    staged entry, if any, comes along (its id, new texts and additional data) and is not swapped in.
+      const since = `SELECT ${selectList(plan, 't')}, s.id::text, ${[...news, ...aads].map((x) => `s.${x}`).join(', ')}
+                       FROM ${quoteIdent(plan.table)} t LEFT JOIN ${qualified(t.name)} s ON s.id = t.${quoteIdent(plan.idColumn)}
+                      WHERE ${notNull(plan, 't')} AND age(t.xmin) <= age('${token.xmin}'::xid)
+                        AND NOT (s.id IS NOT NULL AND ${stillStaged(plan)})`;
       const restore = await preferLookups(c);
-      const rows = cursorBatches(c, since.replace('$1::xid', `'${token.xmin}'::xid`), batchSize);
+      const rows = cursorBatches(c, since, batchSize);
       const seen = async function* () {
         for await (const batch of rows) {
-          await toBackup(plan, batch);
+          const gone = batch.filter((row) => row[width] !== null).map((row) => row.slice(width));
+          changedStaged += gone.length;
+          unstage(plan, gone);
+          for (const row of batch) row.length = width;
+          await tee.add(plan, batch);
           yield batch;
         }
       };
@@ -325,44 +310,58 @@ export async function cutOver(c: Client, url: string, r: Rotation, token: Token,
         writeBatches(c, plan, prepareBatches(seen(), plan, crypto), (byKind) => counter.add(byKind), progress, 1),
       );
       await restore();
-      // 3. The swap.
-      const { news } = stageColumns(plan);
+      // 2. The swap, in one statement whose RETURNING hands back the old texts of exactly the rows it swaps: the backup.
       const sets = plan.columns.map((col, i) => `${quoteIdent(col.column)} = COALESCE(s.${news[i]}::${col.type}, t.${quoteIdent(col.column)})`);
-      const swap = `UPDATE ${quoteIdent(plan.table)} t SET ${sets.join(', ')} FROM ${qualified(t.name)} s WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${stillStaged(plan)}`;
-      const swapped = await naming(plan, 'swapping in the staged values of', async () => (await c.query(swap)).rowCount ?? 0);
+      const { olds } = stageColumns(plan);
+      const swap = `UPDATE ${quoteIdent(plan.table)} t SET ${sets.join(', ')} FROM ${qualified(t.name)} s
+                     WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${stillStaged(plan)}
+                 RETURNING s.id::text, ${[...olds, ...aads].map((x) => `s.${x}`).join(', ')}`;
+      let swapped = 0;
+      await naming(plan, 'swapping in the staged values of', async () => {
+        for await (const batch of copyBatches(c, swap, batchSize)) {
+          swapped += batch.length;
+          await tee.add(plan, batch);
+          progress(batch.length);
+        }
+      });
       updated += swapped;
-      swaps.set(t.name, swapped);
-    }
-    await staging;
-    for (const t of token.tables) {
-      if (matched.get(t.name) !== swaps.get(t.name)) {
-        throw new MasterKeyError('DB_ERROR', `${t.plan.table}: ${swaps.get(t.name)} staged rows were swapped in but ${matched.get(t.name)} still held their staged values at the lock; nothing was changed: run the rotation again.`);
-      }
+      swappedRows += swapped;
+      // 3. Staged rows neither swapped in nor changed are rows deleted since (or left without a value): found, only then, and accounted for.
+      const deleted = t.rows - swapped - changedStaged;
+      if (deleted > 0) {
+        const gone = `SELECT s.id::text, ${[...news, ...aads].map((x) => `s.${x}`).join(', ')} FROM ${qualified(t.name)} s
+                       WHERE NOT EXISTS (SELECT 1 FROM ${quoteIdent(plan.table)} t WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${notNull(plan, 't')})`;
+        let found = 0;
+        for await (const batch of copyBatches(c, gone, batchSize)) {
+          found += batch.length;
+          unstage(plan, batch);
+        }
+        if (found !== deleted) throw stagingMismatch(plan, t, swapped, changedStaged, found);
+      } else if (deleted < 0) throw stagingMismatch(plan, t, swapped, changedStaged, 0);
     }
     const digest = new ValueDigest();
     digest.merge(staged.digest);
     digest.subtract(notSwapped.result());
     digest.merge(await crypto.digest());
-    const backup = await (async () => {
-      await teeing;
-      return tee.finish();
-    })();
+    const backup = await tee.finish();
     ok = true;
-    const swappedRows = [...swaps.values()].reduce((a, b) => a + b, 0);
     return {
       reencrypted: { total: counter.total, byKind: counter.byKind, updated, digest: digest.result(), crypto: crypto.mode },
       backup,
       sealAhead: { used: true, swappedRows, resealedRows: updated - swappedRows },
     };
   } finally {
-    await staging.catch(() => undefined);
-    await (ok ? reader.close() : reader.abort());
     await crypto.close();
-    if (!ok) {
-      await teeing.catch(() => undefined);
-      await tee.abort();
-    }
+    if (!ok) await tee.abort();
   }
+}
+
+/** The staged rows do not add up (swapped in + changed since + deleted since): the staging area is not what was staged. */
+function stagingMismatch(plan: TablePlan, t: StageTable, swapped: number, changed: number, deleted: number): MasterKeyError {
+  return new MasterKeyError(
+    'DB_ERROR',
+    `The staging area of ${plan.table} holds ${t.rows} rows, but ${swapped} were swapped in, ${changed} changed since seal-ahead and ${deleted} deleted since; nothing was changed: run the rotation again.`,
+  );
 }
 
 /** For the query of what changed since: one index lookup in the staging table per candidate row, never a hash of all of it. */

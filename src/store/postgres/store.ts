@@ -144,7 +144,7 @@ class PostgresTx implements WriteTx {
   async rotate(r: Rotation): Promise<RotationResult> {
     const { inventory, from, to, backup, staged, ...walk } = r;
     const token = staged ? await intactStaging(this.c, r) : undefined;
-    if (token) return cutOver(this.c, this.url, r, token, await backup.create(SECRETS_FILE));
+    if (token) return cutOver(this.c, r, token, await backup.create(SECRETS_FILE));
     const tee = new BackupTee(inventory, await backup.create(SECRETS_FILE));
     try {
       const reencrypted = await reencryptInventory(this.c, inventory, from, to, { ...walk, readerUrl: this.url, onRead: tee.add });
