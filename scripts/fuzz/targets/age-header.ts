@@ -96,7 +96,8 @@ const LONG = { text: `age-encryption.org/v1\n-> X25519 ${'A'.repeat(MAX_HEADER)}
 async function check(input: AgeHeaderInput): Promise<void> {
   const m = await (made ??= make());
   if ('recipients' in input) {
-    const list = input.recipients.map((r) => (r === '#identity' ? m.identities[0] : /^#\d$/.test(r) ? m.recipients[Number(r[1])] : r));
+    // `#0` to `#2` stand for the real recipients; any other text (`#3` included) is given as it is.
+    const list = input.recipients.map((r) => (r === '#identity' ? m.identities[0] : /^#[0-2]$/.test(r) ? m.recipients[Number(r[1])] : r));
     const identities = [...m.identities, ...list.map((r) => r.trim()).filter((r) => /^AGE-SECRET-KEY-/i.test(r) && r.length > 16)];
     typed('checkRecipientShapes', () => checkRecipientShapes(list, (i) => `Recipient ${i + 1}`), ['RECIPIENT_INVALID'], identities);
     return;
