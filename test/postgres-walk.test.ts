@@ -2,6 +2,7 @@ import { createDecipheriv, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
+import { BatchCrypto } from '../src/crypto/batch';
 import { actCodec, v1Codec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
@@ -615,6 +616,20 @@ describe('values of megabytes among small ones (rows that span many COPY chunks)
   afterAll(async () => {
     await c.end();
     await dropDatabase(url);
+  });
+
+  it('sends a re-sealed large value alone in its array parameter from where it is, the bytes a copy would send', async () => {
+    const from = MasterKey.generate();
+    const batch = new BatchCrypto(new Keyring([from]), MasterKey.generate());
+    const [out] = await batch.process('act', [act.seal(from, plains[1])]);
+    const next = out.next as Uint8Array;
+    const before = Buffer.from(next);
+    const sent = binaryTextArray([next]);
+    expect(sent.buffer).toBe(next.buffer);
+    expect(sent.equals(binaryTextArray([before]))).toBe(true);
+    expect(Buffer.from(next).equals(before)).toBe(true);
+    // Beside another value, or as a copy, it is copied behind the header as before.
+    expect(binaryTextArray([next, 'x']).equals(binaryTextArray([before, 'x']))).toBe(true);
   });
 
   it('re-encrypts and verifies them exactly, with and without a reader connection', async () => {

@@ -65,7 +65,8 @@ export async function* cursorBatches(client: ClientBase, sql: string, batchSize:
  * Yields a query's rows in batches through `COPY (query) TO STDOUT` in
  * binary format (about three times cheaper for the client than FETCH, and
  * faster on the server; the query's columns must all be text), a batch of
- * `batchSize` rows or of `BATCH_TEXT` characters, whichever comes first. It
+ * `batchSize` rows or of `BATCH_TEXT` characters, whichever comes first (a
+ * row of `BATCH_TEXT` characters or more is a batch of its own). It
  * occupies the connection until the end (nothing else can run on it
  * meanwhile); rows arrive while the consumer works, up to a bounded buffer.
  */
@@ -74,8 +75,16 @@ export async function* copyBatches(client: ClientBase, sql: string, batchSize: n
   let chars = 0;
   for await (const rows of copyTextRows(client, sql)) {
     for (let i = 0; i < rows.length; i++) {
+      let n = 0;
+      for (const cell of rows[i]) if (cell !== null) n += cell.length;
+      if (n >= BATCH_TEXT && batch.length > 0) {
+        // A row that fills a batch alone is a batch of its own.
+        yield batch;
+        batch = [];
+        chars = 0;
+      }
       batch.push(rows[i]);
-      for (const cell of rows[i]) if (cell !== null) chars += cell.length;
+      chars += n;
       // Let go of here, so the suspended reader does not keep a row (a large value) alive while its batch is worked on.
       rows[i] = NO_ROW;
       if (batch.length === batchSize || chars >= BATCH_TEXT) {
