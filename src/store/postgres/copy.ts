@@ -210,8 +210,8 @@ class BinaryRows {
       if (n > 0) this.fields = n;
     }
     const fields = Math.max(this.fields, 1);
-    // Each row takes at least 2 bytes (field count) and 4 per field (its length).
-    const at = new Int32Array(2 * fields * Math.floor((buf.length - pos) / (2 + 4 * fields)));
+    // Where each field is: grown as rows are found (sized by the bytes, a buffer of one large row would ask for far too much).
+    let at = new Int32Array(2 * fields * 64);
     let count = 0;
     let need = 0;
     while (!this.trailer && pos + 2 <= buf.length) {
@@ -236,6 +236,11 @@ class BinaryRows {
           break;
         }
         const i = 2 * (count * fields + f);
+        if (i + 1 >= at.length) {
+          const more = new Int32Array(2 * at.length);
+          more.set(at);
+          at = more;
+        }
         at[i] = p;
         at[i + 1] = len;
         if (len > 0) p += len;
@@ -313,9 +318,13 @@ export async function* copyTextRows(client: ClientBase, query: string): AsyncGen
  * frame still refers to that buffer).
  */
 function textsOf(rows: BinaryRows, chunk: Buffer): Array<Array<string | null>> {
-  const texts = decodedRows(rows.push(chunk));
+  const texts = nextTexts(rows, chunk);
   if (texts.length > 0) releaseLarge(rows.handedOut);
   return texts;
+}
+
+function nextTexts(rows: BinaryRows, chunk: Buffer): Array<Array<string | null>> {
+  return decodedRows(rows.push(chunk));
 }
 
 function decodedRows(raw: RawRows | undefined): Array<Array<string | null>> {
