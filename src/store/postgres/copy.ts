@@ -16,7 +16,7 @@ import type { ClientBase } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { MasterKeyError } from '../../errors';
 import { releaseLarge } from '../../engine/memory';
-import { RawRows, rawText } from '../../engine/raw-rows';
+import type { RawRows } from '../../engine/raw-rows';
 
 /** Runs `COPY ... FROM STDIN` with data from `chunks` (COPY text or CSV); resolves with the rows copied. */
 export async function copyIn(client: ClientBase, sql: string, chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>): Promise<number> {
@@ -296,48 +296,6 @@ export async function* copyRawRows(client: ClientBase, query: string, fields: nu
   rows.end();
 }
 
-/**
- * Runs `COPY (query) TO STDOUT (FORMAT binary)` of a query whose columns
- * are all text, and yields its rows as they arrive (each field a string,
- * or null for NULL), in arrays. No escapes to undo, and a large row is
- * gathered in one buffer of its size, decoded once; its bytes go before
- * its text is worked on.
- */
-export async function* copyTextRows(client: ClientBase, query: string): AsyncGenerator<Array<Array<string | null>>> {
-  const rows = new BinaryRows();
-  for await (const chunk of copyChunks(client, binaryCopy(query))) {
-    const texts = textsOf(rows, chunk);
-    if (texts.length > 0) yield texts;
-  }
-  rows.end();
-}
-
-/**
- * The rows `chunk` completes, decoded; a large buffer they were in is
- * collected before they are handed on (a function of its own, so that no
- * frame still refers to that buffer).
- */
-function textsOf(rows: BinaryRows, chunk: Buffer): Array<Array<string | null>> {
-  const texts = nextTexts(rows, chunk);
-  if (texts.length > 0) releaseLarge(rows.handedOut);
-  return texts;
-}
-
-function nextTexts(rows: BinaryRows, chunk: Buffer): Array<Array<string | null>> {
-  return decodedRows(rows.push(chunk));
-}
-
-function decodedRows(raw: RawRows | undefined): Array<Array<string | null>> {
-  if (!raw) return [];
-  const out = new Array<Array<string | null>>(raw.count);
-  for (let r = 0; r < raw.count; r++) {
-    const row = new Array<string | null>(raw.fields);
-    for (let f = 0; f < raw.fields; f++) row[f] = rawText(raw, r, f);
-    out[r] = row;
-  }
-  return out;
-}
-
 const NEEDS_ESCAPE = /[\\\t\n\r\b\f\v]/;
 const ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r', '\b': '\\b', '\f': '\\f', '\v': '\\v' };
 
@@ -345,4 +303,18 @@ const ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n'
 export function copyField(v: string | null): string {
   if (v === null) return '\\N';
   return NEEDS_ESCAPE.test(v) ? v.replace(/[\\\t\n\r\b\f\v]/g, (c) => ESCAPES[c]) : v;
+}
+
+const UNESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+
+/** Decodes one field of COPY text output (as PostgreSQL writes it: no octal/hex escapes for UTF-8 text). */
+export function copyUnfield(f: string): string | null {
+  if (f === '\\N') return null;
+  if (f.indexOf('\\') < 0) return f;
+  return f.replace(/\\(.)/g, (_, c: string) => UNESCAPES[c] ?? c);
+}
+
+/** Splits one row of COPY text output (without its newline) into fields. */
+export function copyRow(line: string): Array<string | null> {
+  return line.split('\t').map(copyUnfield);
 }

@@ -9,7 +9,7 @@ import { Client, ClientBase } from 'pg';
 import { BATCH_TEXT } from '../../engine/pipeline';
 import { MasterKeyError } from '../../errors';
 import { sessionSettings, translatePgError } from './client';
-import { copyTextRows } from './copy';
+import { copyLines, copyRow } from './copy';
 
 export type Row = Array<string | null>;
 
@@ -62,31 +62,29 @@ export async function* cursorBatches(client: ClientBase, sql: string, batchSize:
 }
 
 /**
- * Yields a query's rows in batches through `COPY (query) TO STDOUT` in
- * binary format (about three times cheaper for the client than FETCH, and
- * faster on the server; the query's columns must all be text), a batch of
- * `batchSize` rows or of `BATCH_TEXT` characters, whichever comes first (a
- * row of `BATCH_TEXT` characters or more is a batch of its own). It
- * occupies the connection until the end (nothing else can run on it
- * meanwhile); rows arrive while the consumer works, up to a bounded buffer.
+ * Yields a query's rows in batches through `COPY (query) TO STDOUT` (about
+ * three times cheaper for the client than FETCH, and faster on the server),
+ * a batch of `batchSize` rows or of `BATCH_TEXT` characters, whichever
+ * comes first (a row of `BATCH_TEXT` characters or more is a batch of its
+ * own). It occupies the connection until the end (nothing else can run on
+ * it meanwhile); rows arrive while the consumer works, up to a bounded
+ * buffer.
  */
 export async function* copyBatches(client: ClientBase, sql: string, batchSize: number): AsyncGenerator<Row[]> {
   let batch: Row[] = [];
   let chars = 0;
-  for await (const rows of copyTextRows(client, sql)) {
-    for (let i = 0; i < rows.length; i++) {
-      let n = 0;
-      for (const cell of rows[i]) if (cell !== null) n += cell.length;
-      if (n >= BATCH_TEXT && batch.length > 0) {
+  for await (const lines of copyLines(client, `COPY (${sql}) TO STDOUT`)) {
+    for (let i = 0; i < lines.length; i++) {
+      if (lines[i].length >= BATCH_TEXT && batch.length > 0) {
         // A row that fills a batch alone is a batch of its own.
         yield batch;
         batch = [];
         chars = 0;
       }
-      batch.push(rows[i]);
-      chars += n;
-      // Let go of here, so the suspended reader does not keep a row (a large value) alive while its batch is worked on.
-      rows[i] = NO_ROW;
+      batch.push(copyRow(lines[i]));
+      chars += lines[i].length;
+      // Let go of here, so the suspended readers do not keep a line (a large value) alive while its batch is worked on.
+      lines[i] = '';
       if (batch.length === batchSize || chars >= BATCH_TEXT) {
         yield batch;
         batch = [];
@@ -96,8 +94,6 @@ export async function* copyBatches(client: ClientBase, sql: string, batchSize: n
   }
   if (batch.length > 0) yield batch;
 }
-
-const NO_ROW: Row = [];
 
 const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+(?:-[0-9A-F]+)?$/i;
 
