@@ -141,6 +141,10 @@ function sqliteFixture(o: ShapeBenchOptions, key: MasterKey, dir: string): Fixtu
 interface Run {
   readonly seconds: number;
   readonly maxRssBytes: number;
+  /** CPU time of the apply process (user + system, all threads): its work, less dependent on the machine's load than wall time. */
+  readonly cpuSeconds: number;
+  /** Minor page faults of the apply process: memory it touched fresh (each costs, the more so in a VM). */
+  readonly minorFaults: number;
   readonly phases?: Readonly<Record<string, number>>;
   readonly serverDownMs?: number;
 }
@@ -160,7 +164,7 @@ async function applyOnce(work: string, url: string, inventory: Inventory, oldKey
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
     const r = await runCliMeasured(['apply', ...common, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
     if (r.code !== 0) throw new Error(`master-key apply failed (exit ${r.code}): ${r.stderr.trim()}`);
-    return { seconds: r.seconds, maxRssBytes: r.maxRssBytes, ...applyTimings(join(dir, 'reports')) };
+    return { seconds: r.seconds, maxRssBytes: r.maxRssBytes, cpuSeconds: r.cpuSeconds, minorFaults: r.minorFaults, ...applyTimings(join(dir, 'reports')) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -171,6 +175,10 @@ export interface ShapeResult {
   readonly runs: readonly number[];
   readonly seconds: number;
   readonly peakRssBytes: number;
+  /** Median CPU seconds of the apply process (user + system). */
+  readonly cpuSeconds: number;
+  /** Median minor page faults of the apply process. */
+  readonly minorFaults: number;
   readonly phases?: Readonly<Record<string, number>>;
   readonly serverDownMs?: number;
 }
@@ -223,6 +231,8 @@ export async function benchShape(o: ShapeBenchOptions, progress: (s: string) => 
           runs: runs[build].map((r) => r.seconds),
           seconds: median(runs[build].map((r) => r.seconds)),
           peakRssBytes: Math.max(...runs[build].map((r) => r.maxRssBytes)),
+          cpuSeconds: median(runs[build].map((r) => r.cpuSeconds)),
+          minorFaults: median(runs[build].map((r) => r.minorFaults)),
           ...(mid.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
         };
       });
@@ -246,7 +256,10 @@ export function formatShapeReport(r: ShapeBenchReport): string {
   return [
     `Shape benchmark, ${r.store}: ${r.what}; full apply, spawn to exit, median of ${r.reps}; ${r.machine.cpus} cores, load average ${r.machine.load}`,
     '',
-    table([['build', 'seconds', 'runs', 'peak RSS'], ...r.results.map((x) => [label(x.build), x.seconds.toFixed(2), x.runs.map((s) => s.toFixed(2)).join(' '), `${(x.peakRssBytes / MB).toFixed(0)} MB`])]),
+    table([
+      ['build', 'seconds', 'runs', 'CPU s (user+sys)', 'page faults', 'peak RSS'],
+      ...r.results.map((x) => [label(x.build), x.seconds.toFixed(2), x.runs.map((s) => s.toFixed(2)).join(' '), x.cpuSeconds.toFixed(2), String(x.minorFaults), `${(x.peakRssBytes / MB).toFixed(0)} MB`]),
+    ]),
     '',
     ...r.results.flatMap((x) => applyPhases(x, label(x.build))),
     'Goals:',

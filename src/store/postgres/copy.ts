@@ -48,27 +48,33 @@ async function* copyChunks(client: ClientBase, sql: string): AsyncGenerator<Buff
 
 /** Pending bytes above this are gathered in one buffer that grows, not kept as the pieces they came in. */
 const GATHER_ABOVE = 1 << 20;
+/** Room left in a buffer sized for the bytes expected, for the rest of the chunk that completes them. */
+const EXPECT_SLACK = 1 << 20;
 
 /**
  * Bytes that arrived in pieces, kept until they are needed whole: a line or
  * a row that spans many chunks is copied together once, not once more with
  * every chunk that arrives (which made a value's cost grow with the square
  * of its size). Past a megabyte they are copied, as they come, into one
- * buffer that doubles when full (its unwritten pages cost no memory), so a
- * large value is held once, not as its pieces plus their concatenation.
+ * buffer: of the size the caller said they will reach (`expect`), or else
+ * one that doubles when full (its unwritten pages cost no memory). A large
+ * value is so held once, not as its pieces plus their concatenation, and,
+ * when its size is known, copied once (each fresh page written costs, the
+ * more so on a loaded machine).
  */
 class Pieces {
   private parts: Buffer[] = [];
   private gathered?: Buffer;
+  private expected = 0;
   length = 0;
+  /** The pending bytes will reach `n` before they are taken: a buffer gathering them is made that large at once. */
+  expect(n: number): void {
+    this.expected = n;
+  }
   push(b: Buffer): void {
     if (b.length === 0) return;
     if (this.gathered) {
-      if (this.length + b.length > this.gathered.length) {
-        const next = Buffer.allocUnsafe(Math.max(2 * this.gathered.length, this.length + b.length));
-        this.gathered.copy(next, 0, 0, this.length);
-        this.gathered = next;
-      }
+      if (this.length + b.length > this.gathered.length) this.gather(this.length + b.length);
       b.copy(this.gathered, this.length);
       this.length += b.length;
       return;
@@ -76,19 +82,39 @@ class Pieces {
     this.parts.push(b);
     this.length += b.length;
     if (this.length > GATHER_ABOVE) {
-      this.gathered = Buffer.concat(this.parts, this.length);
+      this.gather(this.length);
       this.parts = [];
     }
   }
+  /** Moves what is pending into one buffer of at least `n` bytes. */
+  private gather(n: number): void {
+    const size = Math.max(n, this.expected > n ? this.expected + EXPECT_SLACK : 2 * (this.gathered?.length ?? 0));
+    const next = Buffer.allocUnsafe(size);
+    if (this.gathered) this.gathered.copy(next, 0, 0, this.length);
+    else {
+      let at = 0;
+      for (const p of this.parts) at += p.copy(next, at);
+    }
+    this.gathered = next;
+  }
+  /** Everything pushed, as one buffer, still pending. */
+  peek(): Buffer {
+    if (this.gathered) return this.gathered.subarray(0, this.length);
+    if (this.parts.length > 1) this.parts = [Buffer.concat(this.parts, this.length)];
+    return this.parts[0] ?? EMPTY;
+  }
   /** Everything pushed, as one buffer; empties the list. */
   take(): Buffer {
-    const whole = this.gathered ? this.gathered.subarray(0, this.length) : this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.length);
+    const whole = this.peek();
     this.parts = [];
     this.gathered = undefined;
+    this.expected = 0;
     this.length = 0;
     return whole;
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /**
  * The line gathered in `partial`, as text. Its bytes (of a large line: its
@@ -144,43 +170,54 @@ const BINARY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const BINARY_HEADER = BINARY_SIGNATURE.length + 8;
 
 /**
- * Runs `COPY (query) TO STDOUT (FORMAT binary)` of a query returning
- * `fields` columns, and yields its rows as they arrive, without decoding
- * them (no escapes to undo, no strings made): for a consumer that hashes
- * text as bytes and decodes only what it keeps. A row that spans chunks is
- * put together once, when all of it has arrived.
+ * Rows of COPY's binary format parsed from chunks that split anywhere: each
+ * `push` gives the rows it completed, undecoded, in the buffer they are in.
+ * A row that spans chunks is put together once, when all of it has arrived
+ * (in a buffer sized for it as soon as its field lengths tell its size).
+ * Every row must have `fields` fields; without it, the first row's count.
  */
-export async function* copyRawRows(client: ClientBase, query: string, fields: number): AsyncGenerator<RawRows> {
-  const pending = new Pieces();
+class BinaryRows {
+  private readonly pending = new Pieces();
   // Bytes the pending ones must reach before parsing can go on (the header, or the rest of a row as far as its field lengths tell).
-  let need = BINARY_HEADER;
-  let header = false;
-  let trailer = false;
-  const bad = (what: string) => new MasterKeyError('INTERNAL', `COPY's binary output ${what}; this is a bug.`);
-  for await (const chunk of copyChunks(client, `COPY (${query}) TO STDOUT (FORMAT binary)`)) {
+  private need = BINARY_HEADER;
+  private header = false;
+  private trailer = false;
+  /** Bytes of the buffer last handed out (`releaseLarge`). */
+  handedOut = 0;
+
+  constructor(private fields = 0) {}
+
+  push(chunk: Buffer): RawRows | undefined {
+    const { pending } = this;
     pending.push(chunk);
-    if (pending.length < need) continue;
-    const buf = pending.take();
+    if (pending.length < this.need) return undefined;
+    // Looked at where it is: taken (and a row's start left over copied) only once a row is whole.
+    const buf = pending.peek();
     let pos = 0;
-    if (!header) {
+    if (!this.header) {
       if (!buf.subarray(0, BINARY_SIGNATURE.length).equals(BINARY_SIGNATURE)) throw bad('has no signature');
       const ext = buf.readUInt32BE(BINARY_SIGNATURE.length + 4);
       if (buf.length < BINARY_HEADER + ext) {
-        pending.push(buf);
-        need = BINARY_HEADER + ext;
-        continue;
+        this.need = BINARY_HEADER + ext;
+        return undefined;
       }
       pos = BINARY_HEADER + ext;
-      header = true;
+      this.header = true;
     }
-    // Each row takes at least 2 bytes (field count) and 4 per field (its length).
-    const at = new Int32Array(2 * fields * Math.floor((buf.length - pos) / (2 + 4 * fields)));
+    if (this.fields === 0 && pos + 2 <= buf.length) {
+      const n = buf.readInt16BE(pos);
+      if (n === 0 || n < -1) throw bad(`has ${n} fields in a row`);
+      if (n > 0) this.fields = n;
+    }
+    const fields = Math.max(this.fields, 1);
+    // Where each field is: grown as rows are found (sized by the bytes, a buffer of one large row would ask for far too much).
+    let at = new Int32Array(2 * fields * 64);
     let count = 0;
-    need = 0;
-    while (!trailer && pos + 2 <= buf.length) {
+    let need = 0;
+    while (!this.trailer && pos + 2 <= buf.length) {
       const n = buf.readInt16BE(pos);
       if (n === -1) {
-        trailer = true;
+        this.trailer = true;
         break;
       }
       if (n !== fields) throw bad(`has ${n} fields in a row, not ${fields}`);
@@ -199,6 +236,11 @@ export async function* copyRawRows(client: ClientBase, query: string, fields: nu
           break;
         }
         const i = 2 * (count * fields + f);
+        if (i + 1 >= at.length) {
+          const more = new Int32Array(2 * at.length);
+          more.set(at);
+          at = more;
+        }
         at[i] = p;
         at[i + 1] = len;
         if (len > 0) p += len;
@@ -207,14 +249,51 @@ export async function* copyRawRows(client: ClientBase, query: string, fields: nu
       count++;
       pos = p;
     }
-    if (pos < buf.length && !trailer) {
-      // The start of a row: copied, so the rows yielded below do not keep this chunk's tail alive in it.
-      pending.push(Buffer.from(buf.subarray(pos)));
-      need = Math.max(need, 2);
+    this.need = Math.max(need, 2);
+    if (pos === 0 && !this.trailer) {
+      // Not one row whole yet: the bytes stay pending, and a buffer gathering them is sized for the row (as far as known).
+      pending.expect(this.need);
+      return undefined;
     }
-    if (count > 0) yield { buf, count, fields, at };
+    pending.take();
+    if (pos < buf.length && !this.trailer) {
+      // The start of a row: copied, so the rows handed out do not keep this chunk's tail alive in it.
+      pending.push(Buffer.from(buf.subarray(pos)));
+      pending.expect(this.need);
+    }
+    if (count === 0) return undefined;
+    this.handedOut = buf.length;
+    return { buf, count, fields, at };
   }
-  if (pending.length > 0 || !trailer) throw bad('ended in the middle of a row');
+
+  /** Throws unless the data ended where it should. */
+  end(): void {
+    if (this.pending.length > 0 || !this.trailer) throw bad('ended in the middle of a row');
+  }
+}
+
+function bad(what: string): MasterKeyError {
+  return new MasterKeyError('INTERNAL', `COPY's binary output ${what}; this is a bug.`);
+}
+
+function binaryCopy(query: string): string {
+  return `COPY (${query}) TO STDOUT (FORMAT binary)`;
+}
+
+/**
+ * Runs `COPY (query) TO STDOUT (FORMAT binary)` of a query returning
+ * `fields` columns, and yields its rows as they arrive, without decoding
+ * them (no escapes to undo, no strings made): for a consumer that hashes
+ * text as bytes and decodes only what it keeps. A row that spans chunks is
+ * put together once, when all of it has arrived.
+ */
+export async function* copyRawRows(client: ClientBase, query: string, fields: number): AsyncGenerator<RawRows> {
+  const rows = new BinaryRows(fields);
+  for await (const chunk of copyChunks(client, binaryCopy(query))) {
+    const got = rows.push(chunk);
+    if (got) yield got;
+  }
+  rows.end();
 }
 
 const NEEDS_ESCAPE = /[\\\t\n\r\b\f\v]/;

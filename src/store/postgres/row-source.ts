@@ -65,15 +65,22 @@ export async function* cursorBatches(client: ClientBase, sql: string, batchSize:
  * Yields a query's rows in batches through `COPY (query) TO STDOUT` (about
  * three times cheaper for the client than FETCH, and faster on the server),
  * a batch of `batchSize` rows or of `BATCH_TEXT` characters, whichever
- * comes first. It occupies the connection until the end (nothing else can
- * run on it meanwhile); rows arrive while the consumer works, up to a
- * bounded buffer.
+ * comes first (a row of `BATCH_TEXT` characters or more is a batch of its
+ * own). It occupies the connection until the end (nothing else can run on
+ * it meanwhile); rows arrive while the consumer works, up to a bounded
+ * buffer.
  */
 export async function* copyBatches(client: ClientBase, sql: string, batchSize: number): AsyncGenerator<Row[]> {
   let batch: Row[] = [];
   let chars = 0;
   for await (const lines of copyLines(client, `COPY (${sql}) TO STDOUT`)) {
     for (let i = 0; i < lines.length; i++) {
+      if (lines[i].length >= BATCH_TEXT && batch.length > 0) {
+        // A row that fills a batch alone is a batch of its own.
+        yield batch;
+        batch = [];
+        chars = 0;
+      }
       batch.push(copyRow(lines[i]));
       chars += lines[i].length;
       // Let go of here, so the suspended readers do not keep a line (a large value) alive while its batch is worked on.
