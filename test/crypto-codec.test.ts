@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { ErrorCode, MasterKeyError } from '../src/errors';
 import { NONCE_BYTES, nodeAead } from '../src/crypto/aead';
 import { nobleAead } from './support/noble-aead';
-import { SecretCodec, actCodec, codecByName, v1Codec } from '../src/crypto/codec';
+import { SecretCodec, actCodec, codecByName, isCutBase64, isPaddedBase64, v1Codec } from '../src/crypto/codec';
 import { MasterKey, parseKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
 
@@ -346,6 +346,28 @@ describe('act specifics', () => {
     const altered = flipUnusedBit(act, sealed, sealed.length - 2);
     expect(decode(act, altered).equals(decode(act, sealed))).toBe(true);
     expectCode(new Keyring([NEW]), act, altered, 'SEALED_TAMPERED', 'x');
+  });
+
+  it('the base64 checks agree with the grouped regular expressions they replace, on any text of base64 characters and padding', () => {
+    const grouped = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+    const cut = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{1,3}|[A-Za-z0-9+/]{2}=)$/;
+    const text = fc.string({ unit: fc.constantFrom('A', 'z', '0', '+', '/', '=', '-', ' '), maxLength: 14 });
+    fc.assert(
+      fc.property(text, (t) => {
+        expect(isPaddedBase64(t)).toBe(grouped.test(t));
+        expect(isCutBase64(t)).toBe(cut.test(t));
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it('a 16 MiB value that is not quite base64 is a MasterKeyError, not a stack overflow', () => {
+    const ring = new Keyring([NEW]);
+    const big = 'QUJD'.repeat(4 * 1024 * 1024);
+    expect(isPaddedBase64(big)).toBe(true);
+    expectCode(ring, act, `${big}!`, 'SEALED_MALFORMED');
+    expectCode(ring, act, big.slice(1), 'SEALED_TRUNCATED');
+    expect(act.looksSealed(big)).toBe(true);
   });
 
   it('looksSealed: base64 of at least 40 characters only', () => {
