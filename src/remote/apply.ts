@@ -1,7 +1,10 @@
 /**
  * A rotation run from this machine over SSH, phase by phase (`REMOTE_APPLY`,
  * run by the runbook's runner), as Octopus's HA runbook runs it: stop every
- * node, rotate on one, set the others, confirm, start every node.
+ * node, rotate on one, set the others, confirm, start every node. With every
+ * node on one host, the rotation's job there is the whole local runbook
+ * (its preflight, seal-ahead, hooks, verification and report): one job, no
+ * plan call and no hook jobs before it.
  *
  * The rotation itself is `master-key apply` on the primary node's host
  * (src/rotation/phases.ts there, with its pending-key file, backup,
@@ -22,7 +25,7 @@ import { RotationPlan } from '../rotation/plan';
 import { RotationReport, timingSummary } from '../rotation/report';
 import { Phase, Runner, Runtime } from '../rotation/runner';
 import { HostStatus, Hosts, Leftover, Rotated, finishAll } from './hosts';
-import { JobRun } from './link';
+import { HostRefusal, JobRun } from './link';
 import { declaredToWire } from './operations';
 
 const STOP = 'stop hooks';
@@ -53,15 +56,15 @@ export interface RemoteApplyState {
 
 export const REMOTE_APPLY: readonly Phase<RemoteApplyState>[] = [
   {
-    name: 'preflight: the plan on the primary host, every other node read on its own host (what an earlier run left finished first); or set out-of-step nodes and stop',
+    name: 'preflight: the plan on the primary host, every other node read on its own host (what an earlier run left finished first); or set out-of-step nodes and stop (one host: the job plans there)',
     timing: 'preflight',
     run: preflight,
   },
   { name: 'make the new key here (or read it from a file, stdin or a variable)', run: makeNewKey },
-  { name: 'stop the server on every host', timing: STOP, run: stopEveryHost, undo: startAgainIfNothingChanged },
+  { name: 'stop the server on every host (one host: the job does, after seal-ahead)', timing: STOP, run: stopEveryHost, undo: startAgainIfNothingChanged },
   { name: "rotate on the primary node's host (a job that survives a dropped connection), the new key on its stdin", timing: ROTATION, run: rotateOnPrimary },
   { name: 'set the new key on every other node (master-key set on its host, checked against the canary)', timing: SET, run: setOtherNodes },
-  { name: 'start the server on every host', timing: START, run: startEveryHost },
+  { name: 'start the server on every host (one host: the job did)', timing: START, run: startEveryHost },
   { name: 'write the report with every node, here and on the primary host; finish the jobs', run: report },
   { name: 'fail unless verified and every start hook ran', run: failUnlessDone },
 ];
@@ -69,6 +72,8 @@ export const REMOTE_APPLY: readonly Phase<RemoteApplyState>[] = [
 /** Runs `REMOTE_APPLY`; the hook jobs are finished at the end unless the rotation's outcome is unknown (then a recover needs them). */
 export async function runRemoteApply(hosts: Hosts, opts: ApplyOptions): Promise<InstallationApply> {
   const s: RemoteApplyState = { hosts, opts, mine: new Set(), stops: [], starts: [], hookFailures: [], commit: 'none' };
+  // Connected first (its refusal is this run's error, nothing run), then the host's first process starts there while this side reads the inventory and the settings.
+  await hosts.primary.link.prepare();
   try {
     await new Runner({ faults: new FaultPoints(undefined) }).run(REMOTE_APPLY, s);
   } finally {
@@ -93,8 +98,15 @@ async function finishEarlierRun(h: Hosts, leftovers: readonly Leftover[]): Promi
 
 async function preflight(s: RemoteApplyState): Promise<void | 'stop'> {
   const h = s.hosts;
+  if (h.oneHost) {
+    // One host: its rotation job runs apply's own preflight there (the plan, a saved plan's digest, the new key against the old, a pending rotation),
+    // and its front refuses, before anything runs, another version or a job an earlier run left (./front.ts).
+    s.statuses = [];
+    return;
+  }
   const read = async () => {
-    const p = await h.primaryCall<{ plan: RotationPlan }>('plan', { declared: declaredToWire(s.opts), verify: false }, s.mine, (l) => finishEarlierRun(h, l));
+    // While the host plans, the process for what follows (the rotation's job, or the stop hook's) starts there.
+    const p = await h.primaryCall<{ plan: RotationPlan }>('plan', { declared: declaredToWire(s.opts), verify: false }, s.mine, (l) => finishEarlierRun(h, l), { prepareNext: true });
     const others = await h.otherStatuses();
     return { p, others, leftovers: h.leftovers([{ group: h.primary, jobs: p.jobs }, ...others], s.mine) };
   };
@@ -122,13 +134,15 @@ async function preflight(s: RemoteApplyState): Promise<void | 'stop'> {
 
 function makeNewKey(s: RemoteApplyState): void {
   const key = obtainNewKey(s.opts.newKey);
-  if (key.fingerprint === s.plan!.oldFingerprint) {
+  if (s.plan && key.fingerprint === s.plan.oldFingerprint) {
     throw new MasterKeyError('KEY_SAME', `The new key is the same as the old key (${key.fingerprint}); supply a different key, or omit the new-key option to generate one.`);
   }
   s.newKey = key;
 }
 
 async function stopEveryHost(s: RemoteApplyState): Promise<void> {
+  // One host: its rotation job stops and starts the server itself.
+  if (s.hosts.oneHost) return;
   s.stops = await s.hosts.hooks('stop');
   for (const r of s.stops) s.mine.add(r.id);
 }
@@ -143,20 +157,41 @@ async function startAgainIfNothingChanged(s: RemoteApplyState, e: unknown): Prom
   return e;
 }
 
-async function rotateOnPrimary(s: RemoteApplyState): Promise<void> {
+async function rotateOnPrimary(s: RemoteApplyState): Promise<void | 'stop'> {
   const h = s.hosts;
-  h.log(`Rotating ${s.plan!.oldFingerprint} -> ${s.newKey!.fingerprint} on ${h.primary.link.label} (${s.plan!.reason}) ...`);
+  if (s.plan) h.log(`Rotating ${s.plan.oldFingerprint} -> ${s.newKey!.fingerprint} on ${h.primary.link.label} (${s.plan.reason}) ...`);
+  else h.log(`Rotating on ${h.primary.link.label} to ${s.newKey!.fingerprint} (its preflight decides) ...`);
+  // Several hosts: the host's plan of the preflight, which the job refuses once stale. One host: the saved plan, if any (the digests are the host's).
+  const args = { declared: declaredToWire(s.opts), savedPlan: h.oneHost ? s.opts.savedPlan : s.hostPlan, newKeyOut: s.opts.newKeyOut, retention: s.opts.retention };
+  const start = () => h.job<ApplyResult>(h.primary, 'apply', args, { input: s.newKey!.toHex(), ...(h.oneHost ? { exclusive: true } : {}) }, h.oneHost);
   s.commit = 'unknown';
   try {
-    s.rotation = await h.job<ApplyResult>(h.primary, 'apply', { declared: declaredToWire(s.opts), savedPlan: s.hostPlan, newKeyOut: s.opts.newKeyOut, retention: s.opts.retention }, { input: s.newKey!.toHex() });
+    try {
+      s.rotation = await start();
+    } catch (e) {
+      // One host: its front refused because an earlier run left a job there (nothing ran); finish that first, then start again.
+      const left = h.oneHost && isMasterKeyError(e, 'ROTATION_INTERRUPTED') && !('job' in e.details) ? h.leftovers([{ group: h.primary, jobs: (e as HostRefusal).jobs ?? [] }], s.mine) : [];
+      if (left.length === 0) throw e;
+      await finishEarlierRun(h, left);
+      s.rotation = await start();
+    }
   } catch (e) {
     // The host's runbook undid what it did, unless the runner lost sight of the job (then its outcome is for recover to read).
     if (!(isMasterKeyError(e, 'ROTATION_INTERRUPTED') && 'job' in e.details)) s.commit = 'none';
     throw e;
   }
   s.mine.add(s.rotation.id);
-  s.commit = s.rotation.value.action === 'rotated' ? 'done' : 'none';
+  const v = s.rotation.value;
+  s.commit = v.action === 'rotated' ? 'done' : 'none';
+  if (s.commit === 'none' && h.oneHost) {
+    // Nothing to rotate (the host's apply said why, and set any of its nodes that was out of step).
+    await s.rotation.finish();
+    s.plan = h.mergedPlan(v.plan, []);
+    s.result = { action: 'none', plan: s.plan };
+    return 'stop';
+  }
   if (s.commit === 'none') throw new MasterKeyError('PLAN_STALE', `${h.primary.link.label} found nothing to rotate any more (the database changed since the preflight); nothing was changed: run the command again.`);
+  s.plan ??= h.mergedPlan(v.plan, []);
 }
 
 async function setOtherNodes(s: RemoteApplyState): Promise<void> {
@@ -164,6 +199,7 @@ async function setOtherNodes(s: RemoteApplyState): Promise<void> {
 }
 
 async function startEveryHost(s: RemoteApplyState): Promise<void> {
+  if (s.hosts.oneHost) return;
   s.starts = await s.hosts.hooks('start', s.hookFailures, s.nodes);
 }
 
@@ -178,7 +214,12 @@ async function report(s: RemoteApplyState, rt: Runtime): Promise<void> {
   const v = s.rotation!.value as Rotated;
   const onHost = Object.fromEntries(Object.entries(v.report.phases).map(([k, ms]) => [`${h.primary.link.label}: ${k}`, ms]));
   const base = h.finalReport(v, s.nodes ?? []);
-  const report: RotationReport = { ...base, phases: { ...rt.timings, ...onHost }, timing: { ...timingSummary(rt.timings, [STOP, ROTATION, SET, START]), serverUpSealAheadMs: 0 } };
+  const phases = { ...rt.timings, ...onHost };
+  // One host: the server was down from its job's stop hook to its start hooks, as the host's report measured; else from the runner's stop hooks to its start hooks.
+  const timing = h.oneHost
+    ? { totalMs: timingSummary(rt.timings, []).totalMs, serverDownMs: v.report.timing.serverDownMs, serverDownPhases: v.report.timing.serverDownPhases.map((k) => `${h.primary.link.label}: ${k}`), serverUpSealAheadMs: v.report.timing.serverUpSealAheadMs }
+    : { ...timingSummary(rt.timings, [STOP, ROTATION, SET, START]), serverUpSealAheadMs: 0 };
+  const report: RotationReport = { ...base, phases, timing };
   const rewrite = h.reportRewrite(v, report);
   await s.rotation!.finish(rewrite);
   s.result = { ...v, plan: s.plan!, report, nodes: report.nodes, localReportFiles: rewrite.local, hookFailures: s.hookFailures };

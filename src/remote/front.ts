@@ -209,6 +209,11 @@ export async function runFront(): Promise<number> {
 
 /** Starts the detached worker, hands it the request, streams the job. */
 async function startJob(req: CallRequest, lines: Lines, sink: EventSink): Promise<number> {
+  const earlier = req.exclusive ? safeJobs(req.jobsDir) : [];
+  if (earlier.length) {
+    sink.emit({ ...refusal('ROTATION_INTERRUPTED', `A ${earlier[0].op} job of an earlier run (${earlier[0].id}) is on this host; it is finished first, nothing was run.`), jobs: earlier });
+    return 0;
+  }
   let f: JobFiles;
   try {
     f = createJob(req.jobsDir, req.job!);

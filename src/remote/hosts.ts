@@ -122,6 +122,16 @@ export class Hosts {
   }
   private recipientList?: string[];
 
+  /**
+   * One host holds every node: the rotation's job there runs the whole local
+   * runbook, hooks included (stop after seal-ahead, start and health after
+   * the config files), as `master-key apply` on that host would. With nodes
+   * on several hosts, the runner stops and starts the servers host by host.
+   */
+  get oneHost(): boolean {
+    return this.groups.length === 1;
+  }
+
   settingsFor(g: Group, withHooks = false): HostSettings {
     const s = this.settings;
     return {
@@ -135,8 +145,9 @@ export class Hosts {
       hooks: withHooks ? (s.hooks ?? {}) : {},
       batchSize: s.batchSize,
       lockTimeoutMs: s.lockTimeoutMs,
-      // The runner stops the servers before the rotation's job starts, so sealing ahead there would only lengthen the window: one pass unless asked.
-      sealAhead: s.sealAhead ?? false,
+      // With several hosts the runner stops the servers before the rotation's job starts, so sealing ahead there would only lengthen the window: one pass unless asked.
+      // On one host the job stops the server itself, after sealing ahead, as a local apply does.
+      sealAhead: this.oneHost && withHooks ? s.sealAhead : (s.sealAhead ?? false),
     };
   }
 
@@ -144,8 +155,9 @@ export class Hosts {
     return g.link.call<T>(op, this.settingsFor(g, op === 'hook'), args, opts);
   }
 
-  job<T>(g: Group, op: OpName, args: unknown, opts?: CallOptions): Promise<JobRun<T>> {
-    return g.link.job<T>(op, this.settingsFor(g, op === 'hook'), args, opts);
+  /** Runs `op` as a job on `g`'s host; `withHooks`: its settings carry the hooks (a hook job's always do). */
+  job<T>(g: Group, op: OpName, args: unknown, opts?: CallOptions, withHooks = op === 'hook'): Promise<JobRun<T>> {
+    return g.link.job<T>(op, this.settingsFor(g, withHooks), args, opts);
   }
 
   /**
@@ -178,9 +190,9 @@ export class Hosts {
    * an earlier run (a rotation still at work leaves a pending file), the
    * refusal names the job instead (`settleFirst`: or finishes it and calls again).
    */
-  async primaryCall<T>(op: OpName, args: unknown, mine: ReadonlySet<string>, settleFirst?: (l: Leftover[]) => Promise<void>): Promise<CallResult<T>> {
+  async primaryCall<T>(op: OpName, args: unknown, mine: ReadonlySet<string>, settleFirst?: (l: Leftover[]) => Promise<void>, opts?: CallOptions): Promise<CallResult<T>> {
     try {
-      return await this.call<T>(this.primary, op, args);
+      return await this.call<T>(this.primary, op, args, opts);
     } catch (e) {
       const left = this.leftovers([{ group: this.primary, jobs: (e as HostRefusal).jobs ?? [] }], mine);
       if (left.length === 0) throw e;
@@ -241,7 +253,8 @@ export class Hosts {
     );
     const outOfStep = rest.some((c) => c.fingerprint !== p.oldFingerprint);
     const unreadable = others.flatMap(({ group, status }) => group.nodes.flatMap((n, i) => (status.nodes[i]?.error ? [`${n.address}: ${status.nodes[i].error}`] : [])));
-    const digest = `sha256:${createHash('sha256').update(JSON.stringify([p.digest, rest.map((c) => [c.address, c.format, c.entry, c.fingerprint])])).digest('hex')}`;
+    // One host: its own plan's digest (a saved plan is then checked by the host's apply); else one over every node.
+    const digest = rest.length === 0 ? p.digest : `sha256:${createHash('sha256').update(JSON.stringify([p.digest, rest.map((c) => [c.address, c.format, c.entry, c.fingerprint])])).digest('hex')}`;
     return {
       ...p,
       action: p.action === 'none' && outOfStep ? 'sync-config' : p.action,

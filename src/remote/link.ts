@@ -20,7 +20,7 @@ import { SshHost } from './connection';
 import { JOBS_DIR_NAME } from './jobs';
 import { runOperation } from './operations';
 import { CallRequest, Event, HostSettings, JobSummary, OpName, Offsets, PROTOCOL, ReportRewrite, Request, ResultEvent, WireError, parseEvent } from './protocol';
-import { ConnectionLost, RunningCommand, SshSession } from './ssh';
+import { ConnectionLost, ExecHandlers, RunningCommand, SshSession } from './ssh';
 
 /** What a call brought back: its value and the host's unfinished jobs. */
 export interface CallResult<T> {
@@ -45,6 +45,10 @@ export interface FollowedJob {
 export interface CallOptions {
   /** A key for the operation (sent on standard input). */
   readonly input?: string;
+  /** A job: refuse it, before anything runs, while a job of an earlier run is on the host (the refusal lists the host's jobs). */
+  readonly exclusive?: boolean;
+  /** Over SSH: once this call's process is started, start the host's side of the next exchange too, so that it is ready when its request comes (the runner knows what follows, e.g. the rotation's job after the plan). */
+  readonly prepareNext?: boolean;
 }
 
 export interface HostLink {
@@ -59,6 +63,14 @@ export interface HostLink {
   follow(job: JobSummary): Promise<FollowedJob>;
   /** Removes a job found on the host that has no result (killed). */
   discard(id: string): Promise<void>;
+  /**
+   * Connects, and starts the host's side of the next exchange (a `master-key
+   * remote` waiting for its request) without waiting for it: it starts there
+   * while this side goes on, and is ready when the request comes. Resolves
+   * once the host was asked to start it; rejects with the connection's
+   * refusal (nothing run). An unused one exits at `close`, having done nothing.
+   */
+  prepare(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -110,6 +122,10 @@ export class LocalLink implements HostLink {
     // no jobs on this machine
   }
 
+  async prepare(): Promise<void> {
+    // nothing to start
+  }
+
   async close(): Promise<void> {
     // nothing held open
   }
@@ -138,7 +154,7 @@ class Exchange {
   }
 
   async start(session: SshSession, req: Request, keepOpen: boolean): Promise<void> {
-    this.run = await session.start(`${this.link.host.remoteCommand} remote`, { onStdout: (d) => this.stdout(d), onStderr: (d) => this.stderr(d) });
+    this.run = await this.link.front(session, { onStdout: (d) => this.stdout(d), onStderr: (d) => this.stderr(d) });
     this.run.done.then(
       (r) => this.end(r),
       (e: Error) => this.end(e),
@@ -209,10 +225,61 @@ class Exchange {
   }
 }
 
+/**
+ * A `master-key remote` started before its request is known: it waits for
+ * its request line (none: it exits, having done nothing). What it writes
+ * waits here until an exchange takes it.
+ */
+class SpareFront {
+  private handlers?: ExecHandlers;
+  private readonly early: Array<[boolean, Buffer]> = [];
+  private session?: SshSession;
+  private ended = false;
+  readonly run: Promise<RunningCommand>;
+
+  constructor(connecting: Promise<SshSession>, command: string) {
+    const sink: ExecHandlers = {
+      onStdout: (d) => (this.handlers ? this.handlers.onStdout?.(d) : this.early.push([true, d])),
+      onStderr: (d) => (this.handlers ? this.handlers.onStderr?.(d) : this.early.push([false, d])),
+    };
+    this.run = connecting.then((s) => {
+      this.session = s;
+      return s.start(command, sink);
+    });
+    const over = () => {
+      this.ended = true;
+    };
+    this.run.then((r) => r.done.then(over, over), over);
+  }
+
+  /** Ready to take on `session`: started there and still waiting. */
+  usableOn(session: SshSession): boolean {
+    return !this.ended && this.session === session && session.alive;
+  }
+
+  /** Hands the process to an exchange (with what it wrote so far). */
+  async take(h: ExecHandlers): Promise<RunningCommand> {
+    const r = await this.run;
+    this.handlers = h;
+    for (const [out, d] of this.early.splice(0)) (out ? h.onStdout : h.onStderr)?.(d);
+    return r;
+  }
+
+  /** Not taken: its standard input ends, and it exits. */
+  release(): void {
+    this.run.then(
+      (r) => r.stdin.end(),
+      () => undefined,
+    );
+  }
+}
+
 /** A host reached over SSH. */
 export class SshLink implements HostLink {
   readonly local = false;
   private session?: SshSession;
+  private connecting?: Promise<SshSession>;
+  private spare?: SpareFront;
   private connected = false;
   private readonly open = new Set<Exchange>();
   private readonly version = packageVersion() ?? 'unknown';
@@ -264,13 +331,51 @@ export class SshLink implements HostLink {
     }
   }
 
-  /** The session, connected now if needed. The first connection's refusal is the caller's error; later ones are reconnections. */
-  private async connect(): Promise<SshSession> {
-    if (this.session?.alive) return this.session;
-    this.session?.close();
-    this.session = await SshSession.open(this.host);
-    this.connected = true;
-    return this.session;
+  /** The session, connected now if needed (one connection at a time: every exchange is a channel on it). The first connection's refusal is the caller's error; later ones are reconnections. */
+  private connect(): Promise<SshSession> {
+    if (this.session?.alive) return Promise.resolve(this.session);
+    this.connecting ??= (async () => {
+      try {
+        this.session?.close();
+        this.session = undefined;
+        this.session = await SshSession.open(this.host);
+        this.connected = true;
+        return this.session;
+      } finally {
+        this.connecting = undefined;
+      }
+    })();
+    return this.connecting;
+  }
+
+  prepare(): Promise<void> {
+    if (!this.spare) {
+      this.spare = new SpareFront(this.connect(), `${this.host.remoteCommand} remote`);
+      // A spare that cannot start is not used: the exchange that needs a front starts its own, and reports what goes wrong.
+      this.spare.run.catch(() => undefined);
+    }
+    return this.spare.run.then(
+      () => undefined,
+      (e: unknown) => {
+        // The connection was refused (host key, login, reachability): the caller's error; a channel that did not open is the next exchange's.
+        if (!this.connected) throw e;
+      },
+    );
+  }
+
+  /** A `master-key remote` on the host for an exchange: the spare, when it waits on this session, else one started now. */
+  async front(session: SshSession, h: ExecHandlers): Promise<RunningCommand> {
+    const spare = this.spare;
+    this.spare = undefined;
+    if (spare?.usableOn(session)) {
+      try {
+        return await spare.take(h);
+      } catch {
+        // it could not start after all: start one now
+      }
+    }
+    spare?.release();
+    return session.start(`${this.host.remoteCommand} remote`, h);
   }
 
   /** Runs `attempt` on a live session, connecting again after a lost connection until the host's timeout has passed. */
@@ -301,6 +406,7 @@ export class SshLink implements HostLink {
       args,
       env: databaseEnv(settings, this.surface.env),
       ...(opts.input !== undefined ? { input: opts.input } : {}),
+      ...(opts.exclusive ? { exclusive: true } : {}),
       jobsDir: this.jobsDir,
       ...(job ? { job } : {}),
       surface: this.surface.spelling.surface,
@@ -319,6 +425,7 @@ export class SshLink implements HostLink {
       async (s) => {
         const ex = new Exchange(this, false);
         await ex.start(s, this.request(op, settings, args, opts), false);
+        if (opts.prepareNext) this.prepare().catch(() => undefined);
         return this.terminalValue<T>(await ex.terminalEvent());
       },
       (e) => new MasterKeyError('HOST_UNREACHABLE', `Lost the SSH connection to ${this.label} during ${op} and could not connect again within ${Math.round(Math.max(this.host.timeoutMs, 5_000) / 1000)} s (${e.message}); nothing was changed by it: run the command again.`, { host: this.label }),
@@ -359,8 +466,10 @@ export class SshLink implements HostLink {
         continue;
       }
       if (end.e === 'died') throw jobDied(this.label, op, id);
-      const value = this.terminalValue<T>(end).value;
       const exchange = ex!;
+      // An exclusive job that failed (its runbook undid what it did there) has nothing left for a later run: it is finished now.
+      if (opts.exclusive && ex!.jobSeen && end.e === 'result' && !end.ok) await this.finishJob(id, exchange);
+      const value = this.terminalValue<T>(end).value;
       this.open.add(exchange);
       return { id, value, finish: (report) => this.finishJob(id, exchange, report) };
     }
@@ -430,6 +539,8 @@ export class SshLink implements HostLink {
   }
 
   async close(): Promise<void> {
+    this.spare?.release();
+    this.spare = undefined;
     for (const ex of this.open) ex.release();
     await Promise.all([...this.open].map((ex) => Promise.race([ex.ended(), new Promise((r) => setTimeout(r, 2_000))])));
     this.open.clear();

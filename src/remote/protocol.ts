@@ -37,6 +37,8 @@ export interface CallRequest {
   readonly jobsDir: string;
   /** Run detached as this job (the runner picks the id), surviving a dropped connection. */
   readonly job?: string;
+  /** With a job: refuse it (ROTATION_INTERRUPTED, listing the host's jobs) while a job of an earlier run is on the host. */
+  readonly exclusive?: boolean;
   /** Which surface runs the command, so the host's sentences name its settings. @default cli */
   readonly surface?: 'cli' | 'terraform';
 }

@@ -4,12 +4,16 @@
  * takes every URL no other driver claims, as the pg driver always has).
  */
 import { MasterKeyError } from '../errors';
-import { translatePgError } from './postgres/client';
-import { createActSchemaPostgres, openPostgres } from './postgres/store';
-import { translateSqliteError } from './sqlite/driver';
-import { createActSchemaSqlite, openSqlite } from './sqlite/store';
 import { isSqliteUrl, resolveSqliteUrl, sqliteFile } from './sqlite/url';
 import { OpenOptions, Store } from './store';
+
+// Each driver (and its database library: pg, better-sqlite3) is loaded when a URL of its kind is opened: a
+// process that opens no store, or only the other kind (a host's `master-key remote`, the runner of a rotation
+// over SSH), does not pay for loading it.
+const pg = () => require('./postgres/store') as typeof import('./postgres/store');
+const pgClient = () => require('./postgres/client') as typeof import('./postgres/client');
+const sqlite = () => require('./sqlite/store') as typeof import('./sqlite/store');
+const sqliteDriver = () => require('./sqlite/driver') as typeof import('./sqlite/driver');
 
 /** What the rest of the tool needs to know of a store besides its sessions. */
 interface StoreDriver {
@@ -25,8 +29,14 @@ interface StoreDriver {
 }
 
 const DRIVERS: readonly StoreDriver[] = [
-  { handles: isSqliteUrl, open: openSqlite, resolve: resolveSqliteUrl, explain: (e, doing, url) => translateSqliteError(e, doing, sqliteFile(url)), createActSchema: createActSchemaSqlite },
-  { handles: () => true, open: openPostgres, explain: translatePgError, createActSchema: createActSchemaPostgres },
+  {
+    handles: isSqliteUrl,
+    open: (url, opts) => sqlite().openSqlite(url, opts),
+    resolve: resolveSqliteUrl,
+    explain: (e, doing, url) => sqliteDriver().translateSqliteError(e, doing, sqliteFile(url)),
+    createActSchema: (url) => sqlite().createActSchemaSqlite(url),
+  },
+  { handles: () => true, open: (url, opts) => pg().openPostgres(url, opts), explain: (e, doing, url) => pgClient().translatePgError(e, doing, url), createActSchema: (url) => pg().createActSchemaPostgres(url) },
 ];
 
 function driverFor(url: string): StoreDriver {
