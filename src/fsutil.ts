@@ -27,6 +27,9 @@ import { FaultPoints } from './rotation/faults';
 /** Marks the temp files of atomicWriteFile and of the probes: `.<basename>.mk-tmp-<pid>-<random>` (older versions: `.mk-tmp-<random>`). */
 export const TEMP_INFIX = '.mk-tmp-';
 
+/** Bytes a streamed backup file is written between two flushes to disk started in the background, so the last one, at its end, has little left to do. */
+export const SYNC_EVERY = 64 * 1024 * 1024;
+
 /** Mode, owner and error code for a replacement file. */
 export interface WriteOptions {
   /** Permission bits of the new file (default 0600). */

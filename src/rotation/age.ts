@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { FileHandle, open } from 'node:fs/promises';
 import { MasterKeyError } from '../errors';
+import { SYNC_EVERY } from '../fsutil';
 
 type AgeModule = typeof import('age-encryption');
 let ageModule: Promise<AgeModule> | undefined;
@@ -161,8 +162,6 @@ export async function readIdentityFile(path: string): Promise<Identities> {
   return { path, identities: lines.map((l) => l.text), recipients };
 }
 
-/** Bytes written between two flushes to disk started in the background. */
-const SYNC_EVERY = 64 * 1024 * 1024;
 /** Sealed bytes gathered into one write. */
 const WRITE_BATCH = 1 << 20;
 /** Sealed bytes handed to the file system and not yet written, at most, before age is made to wait. */

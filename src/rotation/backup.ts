@@ -22,7 +22,7 @@ import { basename, dirname, join } from 'node:path';
 import manifestSchema from '../../docs/schemas/backup-manifest.schema.json';
 import { ConfigTarget } from '../config/config-file';
 import { MasterKeyError } from '../errors';
-import { atomicWriteFile, fsyncDir, namesIn, sha256File } from '../fsutil';
+import { SYNC_EVERY, atomicWriteFile, fsyncDir, namesIn, sha256File } from '../fsutil';
 import { firstSchemaError, lazyValidator } from '../json-schema';
 import { BackupFileWriter, BackupPart, BackupSink, BackupSource, BackupToRestore, CanaryRow, Location, StoreIdentity, StoredFile, backupFileError } from '../store/store';
 import { Identities, SEALED_SUFFIX } from './age';
@@ -161,9 +161,6 @@ function present(path: string): boolean {
     return false;
   }
 }
-
-/** Bytes written to a file between two flushes to disk started in the background, so the last one, in `end`, has little left to do. */
-const SYNC_EVERY = 64 * 1024 * 1024;
 
 /** A file of a backup directory, written as it streams: 0600, checksummed as written, flushed to disk now and then in the background, fsynced at the end. */
 class FileWriter implements BackupFileWriter {
