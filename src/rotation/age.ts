@@ -307,15 +307,35 @@ export class Sealer {
   async push(bytes: Uint8Array, owned = false): Promise<void> {
     if (this.failed) throw this.failed;
     if (bytes.length === 0) return;
-    this.controller.enqueue(owned ? bytes : new Uint8Array(bytes));
+    try {
+      this.controller.enqueue(owned ? bytes : new Uint8Array(bytes));
+    } catch (e) {
+      throw await this.cause(e);
+    }
     while ((this.controller.desiredSize ?? 1) <= 0 && !this.failed) await new Promise<void>((r) => (this.wanted = r));
     if (this.failed) throw this.failed;
   }
 
   /** Ends the file: complete, durable and at `path` when this resolves. */
   async finish(): Promise<SealedFile> {
-    this.controller.close();
+    try {
+      this.controller.close();
+    } catch (e) {
+      throw await this.cause(e);
+    }
     return this.pump;
+  }
+
+  /**
+   * Why the input refused bytes (`e`, ERR_INVALID_STATE): age cancels it
+   * when writing the sealed file failed, before that failure reaches
+   * `failed`; the write's error (e.g. ENOSPC) is the one to report.
+   */
+  private cause(e: unknown): Promise<unknown> {
+    return this.pump.then(
+      () => e,
+      (err: unknown) => err,
+    );
   }
 
   /** Gives up: the partial file is removed. Never throws. */
