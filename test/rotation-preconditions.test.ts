@@ -197,6 +197,55 @@ describe("PostgreSQL: a role that may rotate but not create seal-ahead's staging
   });
 });
 
+describe('PostgreSQL: a secret table rewritten by a rule ON UPDATE (an audit trail kept by a DO ALSO rule)', () => {
+  let s: Scenario;
+  beforeAll(async () => {
+    s = await actScenario({ perKind: 3, store: POSTGRES });
+    await withTestClient(s.url, (c) =>
+      c.query(`CREATE TABLE public.credential_audit (id bigint, at timestamptz DEFAULT now());
+               CREATE RULE audit_update AS ON UPDATE TO public.git_credentials DO ALSO INSERT INTO public.credential_audit (id) VALUES (old.id)`),
+    );
+  });
+  afterAll(() => POSTGRES.drop(s.url));
+
+  it("plan says seal-ahead cannot run (PostgreSQL refuses COPY of an UPDATE through a rule) and names the rule, not a blocker; apply rotates in one pass, the rule's audit rows written", async () => {
+    const why = "public.git_credentials (rule audit_update) is rewritten by a rule ON UPDATE, and the cut-over's swap (COPY (UPDATE … RETURNING) TO STDOUT) cannot run through a rule";
+    const plan = s.cli(['plan', '--seal-ahead']);
+    expect(plan.code).toBe(0);
+    expect(plan.stdout.replace(/seal-ahead +no/, 'seal-ahead no')).toContain(`seal-ahead no: one pass with the server stopped: seal-ahead cannot run here (${why})`);
+    expect(plan.stdout).not.toContain('Blocked');
+    expect(JSON.parse(s.cli(['plan', '--seal-ahead', '--json']).stdout).sealAhead).toMatchObject({ run: false, reason: expect.stringContaining(why) });
+
+    const r = s.cli(['apply', '--seal-ahead', '--stop-command', 'true', '--start-command', 'true']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Seal-ahead: no; one pass with the server stopped: seal-ahead cannot run here (${why}).`);
+    expect(s.cli(['verify']).code).toBe(0);
+    const audited = await withTestClient(s.url, (c) => c.query<{ n: number }>('SELECT count(*)::int AS n FROM public.credential_audit'));
+    const rows = await withTestClient(s.url, (c) => c.query<{ n: number }>('SELECT count(*)::int AS n FROM public.git_credentials WHERE access_token IS NOT NULL'));
+    expect(audited.rows[0].n).toBeGreaterThanOrEqual(rows.rows[0].n);
+    expect(rows.rows[0].n).toBeGreaterThan(0);
+  });
+
+  it('a rule ON UPDATE that runs INSTEAD of the update is a plan blocker naming it and how to drop it (exit 7); apply refuses before the stop hook, nothing changed', async () => {
+    await withTestClient(s.url, (c) => c.query('CREATE RULE keep_tokens AS ON UPDATE TO public.git_credentials DO INSTEAD NOTHING'));
+    try {
+      const sentence =
+        "public.git_credentials has a rule ON UPDATE that runs instead of the update (keep_tokens), so the rotation's UPDATE would not rewrite its secrets: drop the rule (DROP RULE keep_tokens ON public.git_credentials) or take the table out of the inventory, then run the command again.";
+      const plan = s.cli(['plan']);
+      expect(plan.code).toBe(ExitCode.DATABASE);
+      expect(plan.stdout).toContain(`  - ${sentence}`);
+      expect(JSON.parse(s.cli(['plan', '--json']).stdout).blockerCodes).toEqual(['INVENTORY_INVALID']);
+      const before = await dbSnapshot(s.url);
+      const { r, stopped } = applyWithStopHook(s, {});
+      expect(oneLine(r, ExitCode.DATABASE, 'INVENTORY_INVALID')).toContain(sentence);
+      expect(stopped()).toBe(false);
+      expect(await dbSnapshot(s.url)).toBe(before);
+    } finally {
+      await withTestClient(s.url, (c) => c.query('DROP RULE keep_tokens ON public.git_credentials'));
+    }
+  });
+});
+
 describe('PostgreSQL: a read-only database (default_transaction_read_only)', () => {
   let s: Scenario;
   let name: string;

@@ -6,7 +6,8 @@
  * against writers (LOCK TABLE … IN SHARE ROW EXCLUSIVE MODE needs UPDATE,
  * DELETE or TRUNCATE on the table), and the writes it makes in schema
  * `master_key` (the canary, the history and its sequence). Each missing one
- * is one sentence naming the object and the GRANT to add. Seal-ahead's
+ * is one sentence naming the object and the GRANT to add; a rule ON UPDATE
+ * that runs instead of the update is a blocker too. Seal-ahead's
  * staging tables need CREATE on `master_key` too (`stagingRight`); without
  * it the rotation runs in one pass, and the plan says why. Asked of the
  * catalog (has_table_privilege, has_column_privilege, ...): nothing is
@@ -76,6 +77,13 @@ export async function rotationBlockers(c: ClientBase, url: string, inv: Inventor
         );
       }
     }
+    for (const r of await updateRules(c, [...columnsByTable(inv).keys()])) {
+      if (!r.instead) continue;
+      blockers.push({
+        problem: `${r.table} has a rule ON UPDATE that runs instead of the update (${r.rule}), so the rotation's UPDATE would not rewrite its secrets: drop the rule (DROP RULE ${r.rule} ON ${r.table}) or take the table out of the inventory, then run the command again.`,
+        code: 'INVENTORY_INVALID',
+      });
+    }
     blockers.push(...(await metadataRights(c, grantTo, role)));
     return blockers;
   } catch (e) {
@@ -111,6 +119,34 @@ async function tableRights(c: ClientBase, tables: Map<string, string[]>): Promis
     lockable: x.lockable,
     missing: x.cols.filter((_, i) => x.col_upd[i] === false),
   }));
+}
+
+/** A rule ON UPDATE of a secret table: `instead` when it runs in place of the update (DO INSTEAD). */
+export interface UpdateRule {
+  /** schema.table, quoted where needed. */
+  readonly table: string;
+  /** The rule's name, quoted where needed. */
+  readonly rule: string;
+  readonly instead: boolean;
+}
+
+/**
+ * The rules ON UPDATE of `tables` (inventory names). A DO INSTEAD rule
+ * replaces the rotation's UPDATE (a blocker); any rule, DO ALSO included,
+ * makes PostgreSQL refuse COPY of an UPDATE, which seal-ahead's swap is
+ * (then the rotation runs in one pass).
+ */
+export async function updateRules(c: ClientBase, tables: readonly string[]): Promise<UpdateRule[]> {
+  const r = await c.query<UpdateRule>(
+    `SELECT format('%I.%I', n.nspname, k.relname) AS "table", quote_ident(w.rulename) AS rule, w.is_instead AS instead
+       FROM unnest($1::text[]) AS t(q)
+       JOIN pg_class k ON k.oid = to_regclass(t.q)
+       JOIN pg_namespace n ON n.oid = k.relnamespace
+       JOIN pg_rewrite w ON w.ev_class = k.oid AND w.ev_type = '2'
+      ORDER BY 1, 2`,
+    [tables.map(quoteIdent)],
+  );
+  return r.rows;
 }
 
 /** The writes of the rotation in schema master_key: the canary (SELECT … FOR UPDATE, UPDATE), the history (INSERT, UPDATE) and its id sequence. */

@@ -40,7 +40,7 @@ import { binaryTextArray, pgArray } from './arrays';
 import { BackupTee } from './backup';
 import { connect, naming, translatePgError } from './client';
 import { META_SCHEMA } from './meta';
-import { stagingRight } from './privileges';
+import { stagingRight, updateRules } from './privileges';
 import { prepareBatches, writeBatches } from './reencrypt';
 import { Row, copyBatches, cursorBatches } from './row-source';
 import { lockTables, rowLayout } from './statements';
@@ -88,6 +88,15 @@ export async function sealAheadSupportPostgres(c: Client, inv: Inventory): Promi
   if (loose.length) return { ok: false, byDefault: false, reason: `no unique index on ${loose.join(', ')}, so staged values cannot be swapped in by row id` };
   const denied = await stagingRight(c);
   if (denied) return { ok: false, byDefault: false, reason: denied };
+  const ruled = await updateRules(c, plans.map((p) => p.table));
+  if (ruled.length) {
+    const named = [...new Set(ruled.map((r) => r.table))].map((t) => `${t} (${ruled.filter((r) => r.table === t).map((r) => `rule ${r.rule}`).join(', ')})`);
+    return {
+      ok: false,
+      byDefault: false,
+      reason: `${named.join(', ')} ${named.length === 1 ? 'is' : 'are'} rewritten by a rule ON UPDATE, and the cut-over's swap (COPY (UPDATE … RETURNING) TO STDOUT) cannot run through a rule`,
+    };
+  }
   return { ok: true, byDefault: true, reason: `staging in UNLOGGED tables of the ${META_SCHEMA} schema` };
 }
 
