@@ -9,8 +9,10 @@
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { atExit } from '../src/at-exit';
 
 const live = new Set<string>();
+let forgetAtExit: (() => void) | undefined;
 
 /** True when KEEP asks to keep scratch directories. */
 export function keepScratch(env: NodeJS.ProcessEnv = process.env): boolean {
@@ -23,6 +25,11 @@ export function scratchDir(prefix: string, mode?: number): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   if (mode !== undefined) chmodSync(dir, mode);
   live.add(dir);
+  // A harness ended by a signal (or exiting without its finally) still leaves none behind.
+  forgetAtExit ??= atExit(() => {
+    forgetAtExit = undefined;
+    removeAllScratch();
+  });
   return dir;
 }
 

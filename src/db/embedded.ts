@@ -21,6 +21,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Client } from 'pg';
+import { atExit } from '../at-exit';
 
 export interface EmbeddedServer {
   /** URL of the `postgres` maintenance database (superuser). */
@@ -136,36 +137,6 @@ function serverUser(): Ids | undefined {
   return made;
 }
 
-/**
- * Stops the servers this process started (not detached ones) when it exits,
- * also when it is ended by SIGINT, SIGTERM or SIGHUP that nothing else
- * handles (the server is a daemon of pg_ctl and would otherwise outlive it).
- */
-const toStopOnExit = new Set<() => void>();
-let exitHookInstalled = false;
-function stopAll(): void {
-  for (const s of toStopOnExit) s();
-  toStopOnExit.clear();
-}
-function stopOnExit(stop: () => void): () => void {
-  toStopOnExit.add(stop);
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.on('exit', stopAll);
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-      const onSignal = (): void => {
-        // Someone else handles this signal (e.g. the demo waiting for Ctrl-C): they end the process, and 'exit' stops the servers.
-        if (process.listenerCount(sig) > 1) return;
-        stopAll();
-        process.removeListener(sig, onSignal);
-        process.kill(process.pid, sig);
-      };
-      process.on(sig, onSignal);
-    }
-  }
-  return () => toStopOnExit.delete(stop);
-}
-
 /** Initialises a data directory in a new folder under parentDir and starts PostgreSQL on a free port. */
 export async function startEmbeddedPostgres(opts: EmbeddedOptions = {}): Promise<EmbeddedServer> {
   const log = opts.onLog ?? (() => undefined);
@@ -222,8 +193,10 @@ function embeddedServer(o: { native: string; dataDir: string; port: number; pass
   const urlFor = (db: string) => `postgresql://postgres:${o.password}@127.0.0.1:${o.port}/${db}`;
   let running = false;
   let forget: (() => void) | undefined;
+  // At an exit with the server still running (its owner never stopped it: a harness ended by a signal), its folder goes too.
   const stopNow = () => {
     spawnSync(join(o.native, 'bin', 'pg_ctl'), ['-D', o.dataDir, 'stop', '-m', 'immediate', '-w'], { stdio: 'ignore', ...(o.ids ?? {}) });
+    rmSync(join(o.dataDir, '..'), { recursive: true, force: true });
   };
   return {
     adminUrl: urlFor('postgres'),
@@ -251,7 +224,7 @@ function embeddedServer(o: { native: string; dataDir: string; port: number; pass
       if (running) return;
       pgCtl(['start', '-w', '-t', '120', '-l', join(o.dataDir, 'server.log')], 'pg_ctl start');
       running = true;
-      if (!o.detached) forget = stopOnExit(stopNow);
+      if (!o.detached) forget = atExit(stopNow);
     },
   };
 }
