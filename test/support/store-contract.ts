@@ -75,7 +75,7 @@ export async function backUpAsItIs(s: Store, inv: Inventory, key: MasterKey, par
       throw rollBack;
     })
   ).rejects.toBe(rollBack);
-  return { dir, files: new BackupDirectorySource(dir), part: part!, canary };
+  return { dir, files: new BackupDirectorySource(dir), part: part!, canary, storeFiles: part!.files.map((f) => f.name) };
 }
 
 /** Every guarantee of the store seam, on the store `fixture` makes databases of. */
