@@ -57,9 +57,9 @@ export async function backupDatabase(source: Db, inv: Inventory, path: string): 
 }
 
 /** Copies the database of `source` (its snapshot, when it is in a read transaction) into `path` through the online backup API; the pages copied. Finish it with `finishBackup`. */
-export async function copyDatabase(source: Db, path: string): Promise<number> {
+export async function copyDatabase(source: Db, path: string, pagesPerStep = PAGES_PER_STEP): Promise<number> {
   try {
-    return (await source.backup(path, { progress: () => PAGES_PER_STEP })).totalPages;
+    return (await source.backup(path, { progress: () => pagesPerStep })).totalPages;
   } catch (e) {
     throw sqliteFileError(e, path, 'writing the backup');
   }
@@ -108,11 +108,12 @@ try {
 /**
  * Finishes a backup's copy of the database: checks it holds every page
  * copied (`pages`, when known), makes it one self-contained file (a copy of
- * a WAL database is marked WAL), and counts the inventory's values in it.
+ * a WAL database is marked WAL), and counts the inventory's values in it
+ * (unless the caller counted them as it read the same snapshot: 0).
  * The sink makes it durable when it is handed over.
  */
-export function finishBackup(path: string, inv: Inventory, pages?: number): number {
-  let values: number;
+export function finishBackup(path: string, inv: Inventory, pages?: number, count = true): number {
+  let values = 0;
   let copy: Db | undefined;
   try {
     copy = connect(path);
@@ -122,7 +123,7 @@ export function finishBackup(path: string, inv: Inventory, pages?: number): numb
       throw new MasterKeyError('DB_BUSY', `The backup of the SQLite database copied ${String(copied)} of ${pages} pages (the database was busy); nothing was changed: run the command again.`);
     }
     copy.pragma('journal_mode = DELETE');
-    values = countStored(copy, inventoryLocations(inv));
+    if (count) values = countStored(copy, inventoryLocations(inv));
   } catch (e) {
     throw sqliteFileError(e, path, 'finishing the backup');
   } finally {

@@ -48,7 +48,6 @@ import { ChangesWriter, DATABASE_FILE, copyDatabase, finishBackup } from './back
 import { storeCrypto } from './crypto';
 import { Db, sqliteModule } from './driver';
 import type { Flusher } from './flush';
-import { readerAvailable, readerFinish } from './reader';
 import { SqliteTable, batches, planTables } from './values';
 
 export const STAGING_SCHEMA = 'mk_staging';
@@ -158,6 +157,8 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
   let done = 0;
   let ok = false;
   let ahead: Ahead | undefined;
+  // Stored values of the snapshot (every non-NULL cell of the inventory's columns): what the backup's copy holds.
+  let heldValues = 0;
   try {
     // Made here, empty and 0600 (an empty file is an empty database): the connection opens files it must not create.
     writeFileSync(file, '', { mode: 0o600, flag: 'wx' });
@@ -187,6 +188,7 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
       let rows = 0;
       for (const batch of batches(db, t, batchSize)) {
         const olds = t.columns.map((_, i) => batch.map((r) => r[t.first + i]));
+        for (const col of olds) for (const v of col) if (v !== null) heldValues++;
         const re = await resealBatch(batch, { shape: t, crypto });
         if (re.failures.length) throw undecryptable(t.table, re.failures[0], re.failures.length - 1);
         // Every row with a value, also one with nothing sealed in it (no new texts: the swap leaves it as it is), so staging tells what the backup's copy holds.
@@ -207,7 +209,8 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
     // The copy must be whole before the snapshot ends.
     await ahead?.copied;
     db.exec('COMMIT');
-    const backup = await ahead?.done;
+    const files = await ahead?.done;
+    const backup = files ? { files, values: heldValues } : undefined;
     const digest = await crypto.digest();
     ok = true;
     const token: Token = { kind: 'sqlite-staging', file, tables: out, ...(backup ? { backup } : {}) };
@@ -238,7 +241,7 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
 /** The backup made ahead: `copied` once the copy is whole (the snapshot may end), `done` once it is finished, durable and sealed. */
 interface Ahead {
   readonly copied: Promise<number>;
-  readonly done: Promise<BackedUp>;
+  readonly done: Promise<readonly StoredFile[]>;
 }
 
 /**
@@ -249,16 +252,20 @@ interface Ahead {
  * over, sealed by the sink in a thread of its own.
  */
 function backUpAhead(db: Db, s: SealAhead, sink: BackupSink): Ahead {
-  const copied = sink.scratch(DATABASE_FILE).then(async (dest) => ({ dest, pages: await copyDatabase(db, dest) }));
+  const copied = sink.scratch(DATABASE_FILE).then(async (dest) => ({ dest, pages: await copyDatabase(db, dest, AHEAD_PAGES_PER_STEP) }));
   const done = copied.then(async ({ dest, pages }) => {
-    const values = readerAvailable() ? await readerFinish(dest, s.inventory, pages) : finishBackup(dest, s.inventory, pages);
+    // Not counted here: the staging counts the same snapshot's values as it reads them.
+    finishBackup(dest, s.inventory, pages, false);
     s.onBackup?.('copied');
     const file = await sink.adopt(DATABASE_FILE);
     s.onBackup?.('written');
-    return { files: [file], values };
+    return [file];
   });
   return { copied: copied.then((c) => c.pages), done };
 }
+
+/** Pages the copy made ahead takes a step (16 MiB at SQLite's default page size): short steps, so the staging beside it on this thread keeps its workers fed. */
+const AHEAD_PAGES_PER_STEP = 4096;
 
 /**
  * One row re-sealed in the window, into the backup's changes: the value at
