@@ -248,8 +248,9 @@ interface Ahead {
  * Starts the copy of the database into the backup's sink on `db`, which
  * is in seal-ahead's read transaction (the copy is its snapshot: the
  * backup API steps between turns of the event loop, beside the staging);
- * then finishes it (in a reader thread where there is one) and hands it
- * over, sealed by the sink in a thread of its own.
+ * then finishes it (`finishBackup`: pages checked, a rollback journal) and
+ * hands it over: checksummed and fsynced, or sealed, by the sink in a
+ * thread of its own.
  */
 function backUpAhead(db: Db, s: SealAhead, sink: BackupSink): Ahead {
   const copied = sink.scratch(DATABASE_FILE).then(async (dest) => ({ dest, pages: await copyDatabase(db, dest, AHEAD_PAGES_PER_STEP) }));
