@@ -113,7 +113,7 @@ export function drawCycle(rand: () => number, inst: Installation, applyMs: numbe
 }
 
 /** The fault points only a seal-ahead run reaches. */
-const SEAL_AHEAD_PHASES: readonly FaultPoint[] = ['seal-ahead-started', 'seal-ahead-batch', 'sealed-ahead', 'staging-removed'];
+const SEAL_AHEAD_PHASES: readonly FaultPoint[] = ['seal-ahead-started', 'seal-ahead-batch', 'backup-ahead-copied', 'backup-ahead-written', 'sealed-ahead', 'staging-removed'];
 
 /** Totals over all runs. */
 export interface SoakSummary {

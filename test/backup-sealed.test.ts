@@ -19,6 +19,9 @@ import { scenarioForBlock } from './support/block';
 import { Scenario, dbSnapshot, keyLeaks, readPlaintexts } from './support/scenario';
 import { CLI_STORES } from './support/stores';
 import type { MasterKey } from '../src/crypto/key';
+import { actCodec } from '../src/crypto/codec';
+import { Keyring } from '../src/crypto/keyring';
+import { withTestSql } from './support/sql';
 
 interface Identity {
   readonly file: string;
@@ -216,5 +219,90 @@ describe.each(CLI_STORES)('sealed backups on $name', (store) => {
     expect(s.configKey().equals(oldKey)).toBe(true);
     expect(await readPlaintexts(s.url, oldKey, s.plaintexts.keys())).toEqual(new Map(s.plaintexts));
     expect(keyLeaks(r.stdout + r.stderr, [oldKey, newKey])).toEqual([]);
+  });
+});
+
+/**
+ * The server's last writes at its stop hook, after seal-ahead: one git
+ * access token changed, one added, each sealed under the key act.env holds
+ * (still the old one); their places and plaintexts go to `last-writes.json`.
+ */
+function lastWritesScript(dir: string): string {
+  const root = join(__dirname, '..');
+  const req = (m: string) => JSON.stringify(require.resolve(m, { paths: [root] }));
+  return `
+const { readFileSync, writeFileSync } = require('node:fs');
+const { actCodec } = require(${JSON.stringify(join(root, 'dist', 'src', 'crypto', 'codec.js'))});
+const { parseKey } = require(${JSON.stringify(join(root, 'dist', 'src', 'crypto', 'key.js'))});
+const dir = ${JSON.stringify(dir)};
+const key = parseKey(/^ACT_MASTER_KEY=(.*)$/m.exec(readFileSync(dir + '/act.env', 'utf8'))[1]);
+const seal = (text) => actCodec().seal(key, Buffer.from(text, 'utf8'));
+const url = process.env.DATABASE_URL;
+async function main() {
+  let q, end;
+  if (url.startsWith('sqlite:')) {
+    const db = new (require(${req('better-sqlite3')}))(url.slice('sqlite:'.length), { timeout: 10000 });
+    q = async (sql, params) => { const s = db.prepare(sql.replace(/\\$\\d+/g, '?')); return s.reader ? s.all(...params) : (s.run(...params), []); };
+    end = async () => db.close();
+  } else {
+    const c = new (require(${req('pg')}).Client)({ connectionString: url });
+    await c.connect();
+    q = async (sql, params) => (await c.query(sql, params)).rows;
+    end = () => c.end();
+  }
+  const [{ id: changed }] = await q('SELECT min(id) AS id FROM git_credentials', []);
+  await q('UPDATE git_credentials SET access_token = $1 WHERE id = $2', [seal('changed at the stop hook'), changed]);
+  const [{ id: added }] = await q("INSERT INTO git_credentials (provider, access_token) VALUES ('gitlab', $1) RETURNING id", [seal('added at the stop hook')]);
+  writeFileSync(dir + '/last-writes.json', JSON.stringify({ ['git_credentials.access_token:' + changed]: 'changed at the stop hook', ['git_credentials.access_token:' + added]: 'added at the stop hook' }));
+  await end();
+}
+main().catch((e) => { console.error(e); process.exit(1); });
+`;
+}
+
+describe.each(CLI_STORES)('a sealed backup after seal-ahead on $name, with rows changed and added after staging', (store) => {
+  let x25519: Identity;
+  let backup: string;
+  let oldKey: MasterKey;
+  let atLock: Map<string, string>;
+  const scenario = scenarioForBlock({ perKind: 3, store }, async (s) => {
+    x25519 = await identity(s.dir, 'escrow-x25519.txt', false);
+    oldKey = s.key;
+    writeFileSync(join(s.dir, 'last-writes.js'), lastWritesScript(s.dir));
+    const r = s.cli(['apply', '--json', '--seal-ahead', '--backup-recipient', x25519.recipient, '--stop-command', `node '${join(s.dir, 'last-writes.js')}'`]);
+    if (r.code !== 0) throw new Error(`apply failed (${r.code}): ${r.stderr}`);
+    backup = (JSON.parse(r.stdout) as { report: { backup: { path: string } } }).report.backup.path;
+    atLock = new Map([...s.plaintexts, ...Object.entries(JSON.parse(readFileSync(join(s.dir, 'last-writes.json'), 'utf8')) as Record<string, string>)]);
+  });
+
+  it('the backup is every file sealed; on SQLite the copy made ahead and the changes, which the age CLI opens: the rows changed and added at the lock are there', async () => {
+    const s = scenario();
+    const names = readdirSync(backup).filter((n) => !n.startsWith('config-')).sort();
+    expect(names).toEqual(store.kind === 'sqlite' ? ['changes.sqlite.age', 'database.sqlite.age', 'manifest.json'] : ['manifest.json', 'secrets.jsonl.age']);
+    for (const n of readdirSync(backup)) expect(statSync(join(backup, n)).mode & 0o777).toBe(0o600);
+    if (store.kind !== 'sqlite') return;
+    const opened = join(s.dir, 'changes-opened.sqlite');
+    const r = spawnSync('age', ['--decrypt', '--identity', x25519.file, '--output', opened, join(backup, 'changes.sqlite.age')]);
+    expect(r.status).toBe(0);
+    chmodSync(opened, 0o600);
+    const rows = await withTestSql(`sqlite:${opened}`, (db) => db.query<{ t: string; c: string; id: unknown; v: string | null }>('SELECT t, c, id, v FROM changes'));
+    const ring = new Keyring([oldKey]);
+    const changes = new Map(rows.map((x) => [`${x.t}.${x.c}:${String(x.id)}`, x.v === null ? null : ring.openText(actCodec(), x.v)]));
+    const last = JSON.parse(readFileSync(join(s.dir, 'last-writes.json'), 'utf8')) as Record<string, string>;
+    for (const [place, plain] of Object.entries(last)) expect(changes.get(place)).toBe(plain);
+  });
+
+  it('drills with the identity: every value at the lock opens; restore brings them back under the old key', async () => {
+    const s = scenario();
+    const drill = s.cli(['restore', '--drill', '--json', '--backup', backup, '--identity-file', x25519.file]);
+    expect(drill.code).toBe(0);
+    const drilled = JSON.parse(drill.stdout) as { values: number; verification: { ok: boolean; checked: number } };
+    // Every sealed value at the lock (the added one too), in as many stored values as the manifest lists.
+    expect(drilled.verification).toMatchObject({ ok: true, checked: atLock.size });
+    expect(drilled.values).toBe((JSON.parse(readFileSync(join(backup, 'manifest.json'), 'utf8')) as { values: number }).values);
+    const r = s.cli(['restore', '--json', '--backup', backup, '--identity-file', x25519.file]);
+    expect(r.code).toBe(0);
+    expect(s.configKey().equals(oldKey)).toBe(true);
+    expect(await readPlaintexts(s.url, oldKey, atLock.keys())).toEqual(atLock);
   });
 });

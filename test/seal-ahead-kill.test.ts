@@ -6,11 +6,17 @@
  * (every secret opens with the configured key to its plaintext; nodes,
  * canary and history agree; no pending file, and no staging area left);
  * then a next apply that succeeds. A staging area left by the kill is
- * removed by recover, which says so.
+ * removed by recover, which says so. On SQLite, also at the backup's copy
+ * made in seal-ahead's snapshot (copied, then durable): recover removes
+ * that incomplete backup, saying so; and, sealed to an age recipient, while
+ * age seals it.
  */
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import type { FaultPoint } from '../src/rotation/faults';
 import { faultCycle } from '../scripts/soak-cycle';
-import { Installation, createInstallation, runCli, stagingLeft } from '../scripts/soak-harness';
+import { Installation, checkInvariant, createInstallation, runCli, stagingLeft } from '../scripts/soak-harness';
 import { withTestSql } from './support/sql';
 import { POSTGRES, SQLITE_WAL } from './support/stores';
 
@@ -24,6 +30,12 @@ const KILLS: ReadonlyArray<[string, FaultPoint, number, 'undone' | 'finished' | 
   ['after the start hooks, as the staging area is removed', 'staging-removed', 1, 'none'],
 ];
 
+/** SQLite copies the database for the backup in seal-ahead's snapshot (PostgreSQL writes its backup in the window). */
+const SQLITE_KILLS: typeof KILLS = [
+  ["as the backup's copy of the database is made in seal-ahead's snapshot", 'backup-ahead-copied', 1, 'undone'],
+  ["with the backup's copy durable, still sealing ahead", 'backup-ahead-written', 1, 'undone'],
+];
+
 describe.each([POSTGRES, SQLITE_WAL])('seal-ahead killed, on $name', (store) => {
   let url: string;
   let inst: Installation;
@@ -33,7 +45,7 @@ describe.each([POSTGRES, SQLITE_WAL])('seal-ahead killed, on $name', (store) => 
   });
   afterAll(() => store.drop(url));
 
-  it.each(KILLS)('killed %s (at %s, #%i): recover %s; 0 lost; no staging left; the next apply succeeds', async (_what, phase, n, action) => {
+  it.each(store.kind === 'sqlite' ? [...KILLS, ...SQLITE_KILLS] : KILLS)('killed %s (at %s, #%i): recover %s; 0 lost; no staging left; the next apply succeeds', async (_what, phase, n, action) => {
     const r = await faultCycle(inst, { kill: { phase, n }, batchSize: 2, sealAhead: true });
     expect(r.violations).toEqual([]);
     expect(r.killed).toBe(true);
@@ -54,6 +66,46 @@ describe.each([POSTGRES, SQLITE_WAL])('seal-ahead killed, on $name', (store) => 
     expect(rec.stderr).toMatch(/Removed the staging area an interrupted seal-ahead left behind: .*sealed under mk:[0-9a-f]{12}.*; its values were never swapped in\./);
     expect(await withTestSql(url, (db) => stagingLeft(db, url))).toEqual([]);
   });
+
+  const backupDirs = () => readdirSync(inst.backupDir).map((n) => join(inst.backupDir, n));
+
+  // Only SQLite writes part of its backup ahead.
+  const sqliteOnly = store.kind === 'sqlite' ? it.each(['backup-ahead-copied', 'backup-ahead-written', 'backup-sealing']) : () => undefined;
+  sqliteOnly(
+    "killed at %s while the backup is made ahead (sealed to a recipient): recover removes the incomplete backup, saying so; 0 lost; the next sealed apply drills",
+    async (phase) => {
+      const id = await generateX25519Identity();
+      const recipient = await identityToRecipient(id);
+      const identityFile = join(inst.dir, 'escrow-ahead.key');
+      writeFileSync(identityFile, `${id}\n`, { mode: 0o600 });
+      const before = backupDirs();
+      const killed = await runCli(inst, ['apply', '--seal-ahead', '--backup-recipient', recipient, '--batch-size', '2'], { kill: { phase: phase as FaultPoint, n: 1 } });
+      expect(killed.signal).toBe('SIGKILL');
+      const left = backupDirs().filter((d) => !before.includes(d));
+      expect(left).toHaveLength(1);
+      const files = readdirSync(left[0]);
+      expect(files).not.toContain('manifest.json');
+      // Never the changes of the window: the kill came before the stop hook.
+      expect(files).not.toContain('changes.sqlite.age');
+      const rec = await runCli(inst, ['recover', '--json']);
+      expect(rec.code).toBe(0);
+      const out = JSON.parse(rec.stdout) as { action: string; tempFilesRemoved: string[] };
+      expect(out.action).toBe('undone');
+      expect(out.tempFilesRemoved).toContain(left[0]);
+      expect(backupDirs()).toEqual(before);
+      expect((await checkInvariant(inst)).violations).toEqual([]);
+      expect(await withTestSql(url, (db) => stagingLeft(db, url))).toEqual([]);
+
+      const next = await runCli(inst, ['apply', '--json', '--seal-ahead', '--backup-recipient', recipient]);
+      expect(next.code).toBe(0);
+      const backup = (JSON.parse(next.stdout) as { report: { backup: { path: string } } }).report.backup.path;
+      expect(readdirSync(backup).filter((f) => !f.startsWith('config-')).sort()).toEqual(['changes.sqlite.age', 'database.sqlite.age', 'manifest.json']);
+      const drill = await runCli(inst, ['restore', '--drill', '--backup', backup, '--identity-file', identityFile]);
+      expect(drill.stderr).toBe('');
+      expect(drill.code).toBe(0);
+      expect((await checkInvariant(inst)).violations).toEqual([]);
+    },
+  );
 
   describe('at random moments while it seals ahead', () => {
     let sealMs = 0;

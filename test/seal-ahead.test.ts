@@ -127,9 +127,24 @@ async function cellsOf(url: string): Promise<Map<string, string>> {
   });
 }
 
-/** The values of the two tables a backup holds, by place (PostgreSQL: secrets.jsonl; SQLite: the database copy). */
+/**
+ * The values of the two tables a backup holds, by place (PostgreSQL:
+ * secrets.jsonl; SQLite: the database copy, overridden by place by
+ * changes.sqlite when seal-ahead copied it in its snapshot).
+ */
 async function backupCellsOf(s: Scenario, dir: string): Promise<Map<string, string>> {
-  if (s.store.kind === 'sqlite') return cellsOf(`sqlite:${join(dir, 'database.sqlite')}`);
+  if (s.store.kind === 'sqlite') {
+    const out = await cellsOf(`sqlite:${join(dir, 'database.sqlite')}`);
+    if (!existsSync(join(dir, 'changes.sqlite'))) return out;
+    const changes = await withTestSql(`sqlite:${join(dir, 'changes.sqlite')}`, (db) => db.query<{ t: string; c: string; id: unknown; v: string | null }>('SELECT t, c, id, v FROM changes'));
+    for (const ch of changes) {
+      if (!WRITTEN.some(([t, c]) => t === ch.t && c === ch.c)) continue;
+      const place = `${ch.t}.${ch.c}:${String(ch.id)}`;
+      if (ch.v === null) out.delete(place);
+      else out.set(place, ch.v);
+    }
+    return out;
+  }
   const out = new Map<string, string>();
   for (const line of readFileSync(join(dir, 'secrets.jsonl'), 'utf8').split('\n')) {
     if (!line) continue;
@@ -208,6 +223,17 @@ describe.each(CLI_STORES)('seal-ahead on $name', (store) => {
       // Exactly the values at the lock, under the old key.
       expect(opened(await backupCellsOf(s, report.backup.path), s.key)).toEqual(expected);
       expect(await withTestSql(s.url, (db) => stagingLeft(db, s.url))).toEqual([]);
+      if (store.kind === 'sqlite') {
+        // The database was copied in seal-ahead's snapshot; the rows the server wrote since are in the changes file.
+        expect(r.stdout).toMatch(/Backed up ahead: [\d,]+ stored values/);
+        expect(readdirSync(report.backup.path).filter((f) => !f.startsWith('config-')).sort()).toEqual(['changes.sqlite', 'database.sqlite', 'manifest.json']);
+        const changed = await withTestSql(`sqlite:${join(report.backup.path, 'changes.sqlite')}`, (db) => db.query<{ n: number }>('SELECT count(*) AS n FROM changes'));
+        expect(Number(changed[0].n)).toBeGreaterThanOrEqual(2);
+      }
+      const drill = s.cli(['restore', '--drill', '--backup', report.backup.path]);
+      expect(drill.stderr).toBe('');
+      expect(drill.code).toBe(0);
+      expect(drill.stdout).toMatch(/The backup restores/);
 
       const restored = s.cli(['restore', '--backup', report.backup.path]);
       expect(restored.stderr).toBe('');
@@ -253,7 +279,7 @@ describe.each(CLI_STORES)('seal-ahead on $name', (store) => {
       staged = await st.sealAhead({ inventory: ACT_PRESET, from: new Keyring([s.key]), to: other, rotationId: 'another-rotation' });
       expect(staged.fingerprint).toBe(other.fingerprint);
       const third = MasterKey.generate();
-      const sink = { create: async () => { throw new Error('no backup expected'); }, scratch: async () => { throw new Error('no backup expected'); }, adopt: async () => { throw new Error('no backup expected'); } };
+      const sink = { create: async () => { throw new Error('no backup expected'); }, scratch: async () => { throw new Error('no backup expected'); }, adopt: async () => { throw new Error('no backup expected'); }, discard: async () => { throw new Error('no backup expected'); } };
       const before = await cellsOf(s.url);
       await expect(
         st.write(async (tx) => {

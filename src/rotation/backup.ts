@@ -297,6 +297,17 @@ export class BackupDirectory implements BackupSink {
     return { name, sha256, bytes };
   }
 
+  async discard(name: string): Promise<void> {
+    for (const f of [this.fileOf(name), this.fileOf(name + SEALED_SUFFIX), this.scratchOf(name)]) {
+      try {
+        rmSync(f, { force: true });
+      } catch (e) {
+        throw backupFileError(e, f);
+      }
+    }
+    this.stored(this.fileOf(name));
+  }
+
   /** Writes a small file whole (a config copy). */
   async writeFile(name: string, bytes: Uint8Array): Promise<StoredFile> {
     if (this.recipients.length) {
@@ -479,10 +490,12 @@ export function closeBackupFiles(source: BackupSource): void {
 /** What the store needs to put a verified backup back. */
 export function toRestore(path: string, manifest: BackupManifest, files: BackupSource = new BackupDirectorySource(path)): BackupToRestore {
   const c = manifest.canary;
+  const configs = new Set(manifest.configs.map((x) => (manifest.sealed ? x.file + SEALED_SUFFIX : x.file)));
   return {
     dir: path,
     files,
     part: { values: manifest.values, locations: manifest.locations },
+    storeFiles: manifest.files.filter((f) => !configs.has(f.name)).map((f) => (manifest.sealed && f.name.endsWith(SEALED_SUFFIX) ? f.name.slice(0, -SEALED_SUFFIX.length) : f.name)),
     canary: { fingerprint: c.fingerprint, generation: c.generation, sealed: c.sealed, keyCreatedAt: new Date(c.keyCreatedAt) },
   };
 }

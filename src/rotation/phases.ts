@@ -106,6 +106,8 @@ export interface ApplyState {
   stopped: boolean;
   /** The backup directory, from the moment it exists. */
   backupDir?: NewBackup;
+  /** Its sink, when seal-ahead had the store write the bulk of the backup (the transaction adds the rest to it). */
+  backupSink?: BackupDirectory;
   backup?: BackupResult;
   /** How long the backup took (its store part alongside the re-encryption), until every file of it was on disk. */
   backupMs?: number;
@@ -256,6 +258,8 @@ async function sealAhead(s: ApplyState, rt: Runtime): Promise<void> {
         to: newKey,
         rotationId: s.rotationId,
         batchSize: ctx.batchSize,
+        backup: async () => (s.backupSink = openBackupDir(s, rt, rotation(s).canary)),
+        onBackup: (step) => rt.reached(step === 'copied' ? 'backup-ahead-copied' : 'backup-ahead-written'),
         onProgress: (done) => {
           tick(done);
           rt.reached('seal-ahead-batch');
@@ -263,6 +267,8 @@ async function sealAhead(s: ApplyState, rt: Runtime): Promise<void> {
       }),
     );
   } catch (e) {
+    // What the store wrote of the backup is of no use now (a fallback to one pass makes a whole backup in the transaction).
+    dropEarlyBackup(s);
     if (isMasterKeyError(e, 'DISK_FULL')) {
       const reason = `no room for the staging area (${e.message.replace(/\.$/, '')}), so one pass with the server stopped`;
       s.sealAhead = { ran: false, reason, ms: Date.now() - started };
@@ -273,6 +279,7 @@ async function sealAhead(s: ApplyState, rt: Runtime): Promise<void> {
     throw e;
   }
   const st = s.staged;
+  if (st.backedUp) ctx.log(`Backed up ahead: ${count(st.backedUp.values)} stored values as they were staged, in ${s.backupDir!.path}; the transaction adds only what changes since.`);
   s.sealAhead = { ran: true, reason: plan.reason, ms: Date.now() - started, stagedValues: st.values, stagedRows: st.rows, stagingBytes: st.bytes };
   ctx.log(`Sealed ahead: ${count(st.values)} secrets in ${count(st.rows)} rows staged under ${st.fingerprint} (${bytes(st.bytes)}), in ${count(Date.now() - started)} ms; the server kept running.`);
 }
@@ -281,7 +288,16 @@ async function sealAhead(s: ApplyState, rt: Runtime): Promise<void> {
 async function dropStaging(s: ApplyState, e: unknown): Promise<unknown> {
   if (s.staged) await dropStagingQuietly(s.store, s.ctx.log);
   s.staged = undefined;
+  dropEarlyBackup(s);
   return e;
+}
+
+/** A backup begun by seal-ahead whose rotation did not commit: it saved nothing that changed, so it is removed. */
+function dropEarlyBackup(s: ApplyState): void {
+  if (!s.backupSink || s.commit !== 'none' || !s.backupDir) return;
+  removeBackup(s.backupDir);
+  s.backupDir = undefined;
+  s.backupSink = undefined;
 }
 
 async function removeStaging(s: ApplyState): Promise<void> {
@@ -380,12 +396,18 @@ async function startBackup(s: ApplyState, rt: Runtime, canary: CanaryRow): Promi
   const { ctx } = s;
   const startedAt = Date.now();
   rt.reached('backup-started');
+  const dir = s.backupSink ?? openBackupDir(s, rt, canary);
+  ctx.log(`Backing up ${s.backupSink ? 'the values changed since seal-ahead' : 'the stored values'} and ${ctx.targets.length} config file(s) into ${dir.path} ...`);
+  return { dir, configs: await backUpConfigs(dir, ctx.targets), startedAt };
+}
+
+/** The rotation's backup directory, new, as the store's sink (sealing to the recipients, if any). */
+function openBackupDir(s: ApplyState, rt: Runtime, canary: Pick<CanaryRow, 'generation' | 'fingerprint'>): BackupDirectory {
+  const { ctx } = s;
   s.backupDir = createBackupDir(ctx.backupDir, s.startedAt, canary);
-  ctx.log(`Backing up the stored values and ${ctx.targets.length} config file(s) into ${s.backupDir.path} ...`);
   const recipients = ctx.backupRecipients ?? [];
   ctx.log(recipients.length ? `Sealing the backup to ${recipients.length} age recipient(s): ${recipients.map(recipientLabel).join(', ')}.` : 'The backup is not sealed (no backup recipients): its config copies hold the old key in cleartext.');
-  const dir = new BackupDirectory(s.backupDir.path, recipients, () => rt.reached('backup-sealing'));
-  return { dir, configs: await backUpConfigs(dir, ctx.targets), startedAt };
+  return new BackupDirectory(s.backupDir.path, recipients, () => rt.reached('backup-sealing'));
 }
 
 /** The backup's end, before the COMMIT: the manifest, once every file is on disk (fsynced). */
@@ -413,6 +435,7 @@ async function settleTransaction(s: ApplyState, e: unknown): Promise<unknown> {
   if (s.commit === 'none' && s.backupDir) {
     removeBackup(s.backupDir);
     s.backupDir = undefined;
+    s.backupSink = undefined;
     s.backup = undefined;
   }
   return err;

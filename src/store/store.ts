@@ -197,6 +197,8 @@ export interface BackupSink {
   scratch(name: string): Promise<string>;
   /** Takes over the complete file at `scratch(name)`: stored as the backup's file `name`, durable when this resolves. */
   adopt(name: string): Promise<StoredFile>;
+  /** Removes file `name` (as adopted or still a scratch copy) from the backup: a store that wrote part of it ahead and then could not use it. */
+  discard(name: string): Promise<void>;
 }
 
 /** What a store's part of a backup holds (`RotationResult.backup`). */
@@ -229,6 +231,8 @@ export interface BackupToRestore {
   readonly files: BackupSource;
   /** What the store's part held when it was written (from the manifest). */
   readonly part: Pick<BackupPart, 'values' | 'locations'>;
+  /** The names of the store's files, as the store gave them (a sealed file's name without `.age`), from the manifest: only these are read (absent: the store's one file). */
+  readonly storeFiles?: readonly string[];
   /** The canary as it was when the backup was taken (a store whose backup holds the canary too checks it). */
   readonly canary: Pick<CanaryRow, 'fingerprint' | 'generation' | 'sealed' | 'keyCreatedAt'>;
 }
@@ -305,6 +309,16 @@ export interface SealAhead extends Pick<WalkOptions, 'batchSize' | 'onProgress' 
   readonly to: MasterKey;
   /** The rotation this staging area belongs to (recorded with it). */
   readonly rotationId: string;
+  /**
+   * The rotation's backup, for a store that writes its bulk now, in
+   * seal-ahead's snapshot (the staged old texts), so that `rotate` adds
+   * only the values changed since (SQLite). Called at most once; the same
+   * sink is then `Rotation.backup`. A store that backs up in the window
+   * never calls it.
+   */
+  readonly backup?: () => Promise<BackupSink>;
+  /** Told as the bulk of the backup is copied (not yet durable) and written (durable, sealed when sealing): fault points of the crash tests. */
+  readonly onBackup?: (step: 'copied' | 'written') => void;
 }
 
 /**
@@ -327,6 +341,8 @@ export interface Staged {
   readonly crypto: ReencryptResult['crypto'];
   /** The store's own record of where it staged (opaque to the runbook). */
   readonly token: unknown;
+  /** The bulk of the backup written ahead (`SealAhead.backup`): its files and the values it holds; absent when the store backs up in the window. */
+  readonly backedUp?: { readonly files: readonly StoredFile[]; readonly values: number };
 }
 
 /** A `Staged` for seal-ahead `s`: bound to its new key's fingerprint and its rotation. */

@@ -75,7 +75,7 @@ export async function backUpAsItIs(s: Store, inv: Inventory, key: MasterKey, par
       throw rollBack;
     })
   ).rejects.toBe(rollBack);
-  return { dir, files: new BackupDirectorySource(dir), part: part!, canary };
+  return { dir, files: new BackupDirectorySource(dir), part: part!, canary, storeFiles: part!.files.map((f) => f.name) };
 }
 
 /** Every guarantee of the store seam, on the store `fixture` makes databases of. */
@@ -366,6 +366,62 @@ function seam(fixture: StoreFixture): void {
         await expect(s.read((tx) => tx.scan(copy.inventory, new Keyring([key])))).rejects.toMatchObject({ code: 'INVENTORY_INVALID' });
       }
       await expect(s.drill({ backup: { ...backup, part: { ...part, values: part.values - 1 } }, inventory: ACT_PRESET }, async () => 'ran')).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
+    });
+
+    it('seal-ahead, then a row changed, one added and one deleted by a server before the lock: the backup holds exactly the values at the lock, the drill opens them all, restore puts them back', async () => {
+      const s = await open();
+      const newKey = MasterKey.generate();
+      const backupDir = mkdtempSync(join(dir, 'backup-'));
+      const sink = new BackupDirectory(backupDir);
+      const steps: string[] = [];
+      // SQLite writes the bulk of its backup now (the copy in seal-ahead's snapshot); PostgreSQL writes all of it in the window.
+      const staged = await s.sealAhead({ inventory: ACT_PRESET, from: new Keyring([key]), to: newKey, rotationId: randomUUID(), backup: async () => (steps.push('sink'), sink), onBackup: (step) => steps.push(step) });
+      expect(steps).toEqual(fixture.kind === 'sqlite' ? ['sink', 'copied', 'written'] : []);
+      expect(staged.backedUp?.values).toBe(fixture.kind === 'sqlite' ? VALUES : undefined);
+      // The server's last writes, after staging.
+      const added = await fixture.addSecret(url, key, 'added after seal-ahead');
+      const removed = await fixture.removeSecret(url);
+      const texts = () => fixture.withSql(url, async (db) => new Map((await db.query<{ id: unknown; v: string }>('SELECT id, access_token AS v FROM git_credentials WHERE access_token IS NOT NULL')).map((r) => [String(r.id), r.v])));
+      const changedId = [...(await texts()).keys()].find((id) => `git_credentials.access_token:${id}` !== added)!;
+      await fixture.withSql(url, (db) => db.query('UPDATE git_credentials SET access_token = $1 WHERE id = $2', [actCodec().seal(key, Buffer.from('changed after seal-ahead', 'utf8')), Number(changedId)]));
+      const atLock = await texts();
+      const old = (await s.readCanary())!;
+      const { part, re } = await s.write(async (tx) => {
+        await tx.lockSecretTables(ACT_PRESET);
+        const r = await tx.rotate({ inventory: ACT_PRESET, from: new Keyring([key]), to: newKey, backup: sink, staged });
+        await tx.replaceCanary(canaryFor(newKey, 2, new Date()));
+        return { part: r.backup, re: r };
+      });
+      expect(re.sealAhead).toMatchObject({ used: true });
+      expect(part.values).toBe(VALUES);
+      expect(part.files.map((f) => f.name).sort()).toEqual(fixture.kind === 'sqlite' ? ['changes.sqlite', 'database.sqlite'] : ['secrets.jsonl']);
+      for (const f of part.files) expect(statSync(join(backupDir, f.name)).mode & 0o777).toBe(0o600);
+      const backup: BackupToRestore = { dir: backupDir, files: new BackupDirectorySource(backupDir), part, canary: old, storeFiles: part.files.map((f) => f.name) };
+      // The drill: every value at the lock opens with the old key, the added and changed ones too.
+      const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])));
+      const drilled = await s.drill({ backup, inventory: ACT_PRESET }, async (dtx, copy) => ({ copy, scan: await dtx.scan(copy.inventory, new Keyring([key])) }));
+      expect(drilled.scan).toMatchObject({ total: live.total, byKind: live.byKind, failureCount: 0 });
+      expect(drilled.copy.values).toBe(VALUES);
+      // Restore: each place's backed-up value is its text at the lock; the removed row has none.
+      const backedUp = new Map<string, string | undefined>();
+      await s.write(async (tx) => {
+        await tx.lockSecretTables(ACT_PRESET);
+        const c = await tx.restore({
+          backup,
+          inventory: ACT_PRESET,
+          decide: (loc, pairs) => {
+            if (loc.table === 'git_credentials') for (const p of pairs) backedUp.set(p.id, p.backup);
+            return pairs.map((p) => p.backup);
+          },
+        });
+        expect(c).toMatchObject({ backupValues: VALUES, written: VALUES });
+        await tx.replaceCanary({ ...old, updatedAt: new Date() });
+      });
+      expect(new Map([...backedUp].filter(([, v]) => v !== undefined))).toEqual(atLock);
+      expect(backedUp.has(removed.split(':')[1])).toBe(false);
+      expect(await texts()).toEqual(atLock);
+      expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).failureCount).toBe(0);
+      await s.dropStaging();
     });
 
     it('rotates, verifies, backs up, drills and restores values of several MiB (many COPY chunks; opened a slice at a time) exactly, in a column and in a JSON document', async () => {

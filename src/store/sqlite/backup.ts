@@ -7,11 +7,19 @@
  * rollback-journal mode under the write lock before anything is written,
  * byte for byte (`copyDatabaseFile`); then switched to a rollback journal
  * so the copy is one self-contained file that opens anywhere, read-only too
- * (`finishBackup`). Restore reads
- * the backed-up values from that copy and writes, in the caller's write
- * transaction, what the runbook decides for each (`restoreValuesFrom`); a
- * drill restores the copy into a scratch database through the same API
- * (`drillCopy`).
+ * (`finishBackup`).
+ *
+ * A rotation that sealed ahead makes that copy in seal-ahead's snapshot,
+ * with the server still up, and adds in its window only `changes.sqlite`
+ * (`ChangesWriter`): the value at the lock of every place whose value is
+ * not the copy's any more (added or changed since; NULL where none is left).
+ * Together they hold exactly the values at the lock: the copy's, overridden
+ * by place by the changes.
+ *
+ * Restore reads the backed-up values from the copy (and the changes) and
+ * writes, in the caller's write transaction, what the runbook decides for
+ * each (`restoreValuesFrom`); a drill restores the copy into a scratch
+ * database through the same API and applies the changes there (`drillCopy`).
  */
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -19,12 +27,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MasterKeyError } from '../../errors';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
-import { BackupToRestore, Location, RestoreCounts, RestoreDecision, ScratchCopy, ValuePair, aadColumnsAt, backupFileError, inventoryLocations } from '../store';
+import { BackupSink, BackupToRestore, Location, RestoreCounts, RestoreDecision, ScratchCopy, StoredFile, ValuePair, aadColumnsAt, backupFileError, inventoryLocations } from '../store';
 import { Db, connect, translateSqliteError, withTransaction } from './driver';
 import { readCanary } from './meta';
 
 /** The database's copy inside a backup directory. */
 export const DATABASE_FILE = 'database.sqlite';
+
+/** A backup made ahead: the values at the lock that are not the copy's (see the file's comment). */
+export const CHANGES_FILE = 'changes.sqlite';
+
+/** What `changes.sqlite`'s `meta` table names. */
+const CHANGES_FORMAT = 'cdktf-master-key/sqlite-changes/v1';
 
 /** Pages copied per step of the backup API (a step runs between turns of the event loop). */
 const PAGES_PER_STEP = 16384;
@@ -39,13 +53,16 @@ const COPY_CHUNK = 4 << 20;
  * snapshot.
  */
 export async function backupDatabase(source: Db, inv: Inventory, path: string): Promise<number> {
-  let pages: number;
+  return finishBackup(path, inv, await copyDatabase(source, path));
+}
+
+/** Copies the database of `source` (its snapshot, when it is in a read transaction) into `path` through the online backup API; the pages copied. Finish it with `finishBackup`. */
+export async function copyDatabase(source: Db, path: string, pagesPerStep = PAGES_PER_STEP): Promise<number> {
   try {
-    pages = (await source.backup(path, { progress: () => PAGES_PER_STEP })).totalPages;
+    return (await source.backup(path, { progress: () => pagesPerStep })).totalPages;
   } catch (e) {
     throw sqliteFileError(e, path, 'writing the backup');
   }
-  return finishBackup(path, inv, pages);
 }
 
 /**
@@ -91,11 +108,12 @@ try {
 /**
  * Finishes a backup's copy of the database: checks it holds every page
  * copied (`pages`, when known), makes it one self-contained file (a copy of
- * a WAL database is marked WAL), and counts the inventory's values in it.
+ * a WAL database is marked WAL), and counts the inventory's values in it
+ * (unless the caller counted them as it read the same snapshot: 0).
  * The sink makes it durable when it is handed over.
  */
-export function finishBackup(path: string, inv: Inventory, pages?: number): number {
-  let values: number;
+export function finishBackup(path: string, inv: Inventory, pages?: number, count = true): number {
+  let values = 0;
   let copy: Db | undefined;
   try {
     copy = connect(path);
@@ -105,7 +123,7 @@ export function finishBackup(path: string, inv: Inventory, pages?: number): numb
       throw new MasterKeyError('DB_BUSY', `The backup of the SQLite database copied ${String(copied)} of ${pages} pages (the database was busy); nothing was changed: run the command again.`);
     }
     copy.pragma('journal_mode = DELETE');
-    values = countStored(copy, inventoryLocations(inv));
+    if (count) values = countStored(copy, inventoryLocations(inv));
   } catch (e) {
     throw sqliteFileError(e, path, 'finishing the backup');
   } finally {
@@ -162,7 +180,8 @@ export async function checkBackupCopy(backup: BackupToRestore): Promise<string> 
     if (!canary || canary.fingerprint !== want.fingerprint || canary.generation !== want.generation || canary.sealed !== want.sealed) {
       throw corrupt(`holds a database whose integrity canary (${canary?.fingerprint ?? 'none'}) is not the one its manifest names (${want.fingerprint}, generation ${want.generation})`);
     }
-    const values = countStored(copy, backup.part.locations);
+    // With changes, the values are counted once they are applied.
+    const values = hasChanges(backup) ? backup.part.values : countStored(copy, backup.part.locations);
     if (values !== backup.part.values) throw corrupt(`lists ${backup.part.values} values but its database holds ${values}`);
   } catch (e) {
     if (e instanceof MasterKeyError) throw e.code === 'BACKUP_CORRUPT' ? e : corrupt(`cannot be read as a SQLite database (${e.message})`);
@@ -171,6 +190,119 @@ export async function checkBackupCopy(backup: BackupToRestore): Promise<string> 
     copy?.close();
   }
   return path;
+}
+
+/** Whether a backup has a changes file (listed in its manifest). */
+function hasChanges(backup: BackupToRestore): boolean {
+  return backup.storeFiles?.includes(CHANGES_FILE) ?? false;
+}
+
+/** One row of `changes.sqlite`: table, column, row id (as stored), the value at the lock (NULL: none), the row's additional-data columns as text (JSON; NULL when the row is gone). */
+export interface Change {
+  readonly t: string;
+  readonly c: string;
+  readonly id: unknown;
+  readonly v: unknown;
+  readonly a: string | null;
+}
+
+/**
+ * Writes `changes.sqlite` (see the file's comment) through a backup sink:
+ * a small SQLite file of its own, made at the sink's scratch path, filled
+ * in one transaction as the cut-over finds the changed rows, then handed
+ * over (durable, and sealed when the sink seals). `delta` is what the
+ * changes add to the copy's count of values.
+ */
+export class ChangesWriter {
+  delta = 0;
+  private readonly insert;
+
+  private constructor(
+    private readonly sink: BackupSink,
+    private readonly path: string,
+    private readonly db: Db,
+  ) {
+    this.insert = db.prepare('INSERT OR REPLACE INTO changes (t, c, id, v, a) VALUES (?, ?, ?, ?, ?)');
+  }
+
+  static async open(sink: BackupSink): Promise<ChangesWriter> {
+    const path = await sink.scratch(CHANGES_FILE);
+    let db: Db | undefined;
+    try {
+      db = connect(path);
+      // Made durable by the sink when handed over; a crash leaves a backup without a manifest, which recover removes.
+      db.pragma('journal_mode = OFF');
+      db.pragma('synchronous = OFF');
+      db.exec(`CREATE TABLE meta (format TEXT NOT NULL); INSERT INTO meta VALUES ('${CHANGES_FORMAT}');
+               CREATE TABLE changes (t TEXT NOT NULL, c TEXT NOT NULL, id NOT NULL, v, a TEXT, PRIMARY KEY (t, c, id));
+               BEGIN`);
+      return new ChangesWriter(sink, path, db);
+    } catch (e) {
+      db?.close();
+      throw sqliteFileError(e, path, 'writing the backup');
+    }
+  }
+
+  /** The value at the lock of a place whose copy held `had` (a value, or none). */
+  add(t: string, c: string, id: unknown, v: unknown, a: string | null, had: boolean): void {
+    try {
+      this.insert.run(t, c, id, v ?? null, a);
+    } catch (e) {
+      throw sqliteFileError(e, this.path, 'writing the backup');
+    }
+    this.delta += (v === null || v === undefined ? 0 : 1) - (had ? 1 : 0);
+  }
+
+  /** Commits, closes and hands the file over: durable (sealed) when this resolves. */
+  async finish(): Promise<StoredFile> {
+    try {
+      this.db.exec('COMMIT');
+      this.db.close();
+    } catch (e) {
+      throw sqliteFileError(e, this.path, 'writing the backup');
+    }
+    return this.sink.adopt(CHANGES_FILE);
+  }
+
+  /** Gives the file up (the rotation failed; its backup directory is removed). Never throws. */
+  abort(): void {
+    try {
+      if (this.db.open) this.db.close();
+    } catch {
+      // closed already
+    }
+  }
+}
+
+/**
+ * Opens a backup's changes file (none: undefined), checked: a sound SQLite
+ * file of this format whose places are all locations the manifest lists.
+ * BACKUP_CORRUPT otherwise. The caller closes it.
+ */
+async function openChanges(backup: BackupToRestore): Promise<Db | undefined> {
+  if (!hasChanges(backup)) return undefined;
+  const path = await backup.files.path(CHANGES_FILE);
+  const corrupt = (what: string) => new MasterKeyError('BACKUP_CORRUPT', `The backup ${backup.dir} ${what}; it cannot be restored.`);
+  let db: Db | undefined;
+  try {
+    db = connect(path, { readonly: true });
+    if (db.pragma('quick_check', { simple: true }) !== 'ok') throw corrupt(`holds a damaged ${CHANGES_FILE}`);
+    if (db.prepare('SELECT format FROM meta').pluck().get() !== CHANGES_FORMAT) throw corrupt(`holds a ${CHANGES_FILE} of an unknown format`);
+    const known = new Set(backup.part.locations.map((l) => `${l.table}\0${l.column}`));
+    for (const { t, c } of db.prepare('SELECT DISTINCT t, c FROM changes').all() as Array<{ t: string; c: string }>) {
+      if (!known.has(`${t}\0${c}`)) throw corrupt(`holds changes for ${t}.${c}, which its manifest does not list`);
+    }
+    return db;
+  } catch (e) {
+    db?.close();
+    if (e instanceof MasterKeyError && e.code === 'BACKUP_CORRUPT') throw e;
+    throw corrupt(`holds a ${CHANGES_FILE} that cannot be read as a SQLite database (${(e as Error).message})`);
+  }
+}
+
+/** Every change of an opened changes file, in order (each location's rows by id). */
+function eachChange(changes: Db): Iterable<Change> {
+  return changes.prepare('SELECT t, c, id, v, a FROM changes ORDER BY t, c, id').safeIntegers(true).iterate() as Iterable<Change>;
 }
 
 /** A value as restore hands it on: text, or a stand-in no codec accepts for a value that is not text (a number or a blob). */
@@ -193,7 +325,14 @@ const keyOf = (v: unknown) => `${typeof v}:${String(v)}`;
  */
 export async function restoreValuesFrom(db: Db, backup: BackupToRestore, inv: Inventory, decide: RestoreDecision, batchSize = 2000): Promise<RestoreCounts> {
   const copyPath = await checkBackupCopy(backup);
-  const copy = connect(copyPath, { readonly: true });
+  const changes = await openChanges(backup);
+  let copy: Db;
+  try {
+    copy = connect(copyPath, { readonly: true });
+  } catch (e) {
+    changes?.close();
+    throw e;
+  }
   db.exec('CREATE TEMP TABLE IF NOT EXISTS mk_backup_values (t TEXT NOT NULL, c TEXT NOT NULL, id NOT NULL, v NOT NULL)');
   db.exec('DELETE FROM temp.mk_backup_values');
   let backupValues = 0;
@@ -209,6 +348,14 @@ export async function restoreValuesFrom(db: Db, backup: BackupToRestore, inv: In
       }
     }
     db.exec('CREATE INDEX IF NOT EXISTS temp.mk_backup_values_at ON mk_backup_values (t, c, id)');
+    if (changes) {
+      // The values at the lock: each change overrides the copy's value at its place.
+      const drop = db.prepare('DELETE FROM temp.mk_backup_values WHERE t = ? AND c = ? AND id = ?');
+      for (const ch of eachChange(changes)) {
+        backupValues -= drop.run(ch.t, ch.c, ch.id).changes;
+        if (ch.v !== null) backupValues += load.run(ch.t, ch.c, ch.id, ch.v).changes;
+      }
+    }
     for (const loc of backup.part.locations) {
       const id = quoteIdent(loc.idColumn);
       const col = quoteIdent(loc.column);
@@ -256,6 +403,7 @@ export async function restoreValuesFrom(db: Db, backup: BackupToRestore, inv: In
     }
   } finally {
     copy.close();
+    changes?.close();
     db.exec('DROP TABLE IF EXISTS temp.mk_backup_values');
   }
   if (backupValues !== backup.part.values) {
@@ -267,12 +415,13 @@ export async function restoreValuesFrom(db: Db, backup: BackupToRestore, inv: In
 /**
  * A restore drill (`Store.drill`): checks the backup's database copy,
  * restores it through SQLite's backup API into a scratch database in a new
- * temporary directory (0700), and runs `fn` on a read transaction there; the
- * scratch database is removed afterwards, whatever happens. The live file is
- * not opened.
+ * temporary directory (0700), applies its changes there (`applyChanges`),
+ * and runs `fn` on a read transaction there; the scratch database is
+ * removed afterwards, whatever happens. The live file is not opened.
  */
 export async function drillCopy<T>(backup: BackupToRestore, inv: Inventory, fn: (db: Db, path: string, copy: ScratchCopy) => Promise<T>): Promise<T> {
   const copyPath = await checkBackupCopy(backup);
+  const changes = await openChanges(backup);
   const dir = mkdtempSync(join(tmpdir(), 'mk-drill-'));
   try {
     chmodSync(dir, 0o700);
@@ -287,11 +436,66 @@ export async function drillCopy<T>(backup: BackupToRestore, inv: Inventory, fn: 
     }
     const db = connect(scratch);
     try {
-      return await withTransaction(db, () => fn(db, scratch, { inventory: inv, liveTable: (t) => t, values: backup.part.values }), 'read');
+      const copy = changes ? applyChanges(db, changes, backup, inv) : { inventory: inv, liveTable: (t: string) => t, values: backup.part.values };
+      return await withTransaction(db, () => fn(db, scratch, copy), 'read');
     } finally {
       db.close();
     }
   } finally {
+    changes?.close();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The changes of a backup made ahead, applied to a drill's scratch copy:
+ * each table they touch is copied into a plain table of its own (its id,
+ * value and additional-data columns, no constraints nor triggers, a unique
+ * index on the id), the changes are written there by place (a row added
+ * since the copy is inserted with its additional data), and the inventory
+ * points there. BACKUP_CORRUPT when the values then held are not the
+ * manifest's count.
+ */
+function applyChanges(db: Db, changes: Db, backup: BackupToRestore, inv: Inventory): ScratchCopy {
+  const touched = new Map<string, string>();
+  const locations = backup.part.locations;
+  db.exec('BEGIN');
+  try {
+    for (const table of changes.prepare('SELECT DISTINCT t FROM changes ORDER BY t').pluck().all() as string[]) {
+      const scratch = `mk_drill_${touched.size + 1}`;
+      touched.set(table, scratch);
+      const idColumn = locations.find((l) => l.table === table)!.idColumn;
+      const cols = [...new Set(locations.filter((l) => l.table === table).flatMap((l) => [l.column, ...aadColumnsAt(inv, l)]))].filter((c) => c !== idColumn);
+      db.exec(`CREATE TABLE ${quoteIdent(scratch)} AS SELECT ${[idColumn, ...cols].map(quoteIdent).join(', ')} FROM ${quoteIdent(table)}`);
+      db.exec(`CREATE UNIQUE INDEX ${quoteIdent(`${scratch}_id`)} ON ${quoteIdent(scratch)} (${quoteIdent(idColumn)})`);
+    }
+    for (const ch of eachChange(changes)) {
+      const loc = locations.find((l) => l.table === ch.t && l.column === ch.c)!;
+      const aad = aadColumnsAt(inv, loc).filter((a) => a !== loc.column && a !== loc.idColumn);
+      const a = ch.a === null ? {} : (JSON.parse(ch.a) as Record<string, string | null>);
+      const set = [loc.column, ...aad.filter((x) => x in a)];
+      const vals = [ch.v, ...aad.filter((x) => x in a).map((x) => a[x])];
+      db.prepare(
+        `INSERT INTO ${quoteIdent(touched.get(ch.t)!)} (${[loc.idColumn, ...set].map(quoteIdent).join(', ')}) VALUES (?${', ?'.repeat(set.length)})
+           ON CONFLICT (${quoteIdent(loc.idColumn)}) DO UPDATE SET ${set.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`).join(', ')}`,
+      )
+        .safeIntegers(true)
+        .run(ch.id, ...vals);
+    }
+    db.exec('COMMIT');
+  } catch (e) {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    throw new MasterKeyError('BACKUP_CORRUPT', `The backup ${backup.dir} holds a ${CHANGES_FILE} that cannot be applied to its database copy (${(e as Error).message}); it cannot be restored.`);
+  }
+  const at = (table: string) => touched.get(table) ?? table;
+  const values = countStored(db, locations.map((l) => ({ ...l, table: at(l.table) })));
+  if (values !== backup.part.values) {
+    throw new MasterKeyError('BACKUP_CORRUPT', `The backup ${backup.dir} lists ${backup.part.values} values but its database and changes hold ${values}; it cannot be restored.`);
+  }
+  const live = new Map([...touched].map(([table, scratch]) => [scratch, table]));
+  return {
+    inventory: { name: `${inv.name} (scratch copy of a backup)`, entries: inv.entries.map((e) => ({ ...e, table: at(e.table) })) },
+    liveTable: (t) => live.get(t) ?? t,
+    values,
+  };
 }

@@ -80,7 +80,7 @@ async function run(db: Db): Promise<unknown> {
 async function main(): Promise<void> {
   let db: Db | undefined;
   try {
-    if (job.kind === 'finish') return post({ t: 'done', result: finishBackup(job.copy, job.inventory) });
+    if (job.kind === 'finish') return post({ t: 'done', result: finishBackup(job.copy, job.inventory, job.pages) });
     if (job.kind === 'checkpoint') {
       db = connect(path);
       db.pragma('wal_checkpoint(PASSIVE)');

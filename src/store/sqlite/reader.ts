@@ -42,7 +42,7 @@ import type { ResealSource, Resealed } from './values';
 export type ReaderJob =
   | { readonly kind: 'reseal'; readonly inventory: Inventory; readonly from: Uint8Array[]; readonly to: Uint8Array; readonly batchSize: number }
   | { readonly kind: 'backup'; readonly inventory: Inventory; readonly dest: string }
-  | { readonly kind: 'finish'; readonly inventory: Inventory; readonly copy: string }
+  | { readonly kind: 'finish'; readonly inventory: Inventory; readonly copy: string; readonly pages?: number }
   | { readonly kind: 'checkpoint' }
   | { readonly kind: 'verify'; readonly inventory: Inventory; readonly middle: Array<bigint | undefined>; readonly opts: Pick<VerifyOptions, 'batchSize' | 'sampleSize'> };
 
@@ -200,9 +200,9 @@ export async function readerBackup(path: string, inv: Inventory, dest: string): 
   }
 }
 
-/** Finishes a backup's copy of the database file (`finishBackup`) in a worker thread; the values it holds. */
-export async function readerFinish(copy: string, inv: Inventory): Promise<number> {
-  const reader = new Reader(copy, { kind: 'finish', inventory: inv, copy });
+/** Finishes a backup's copy of the database file (`finishBackup`, checking `pages` when given) in a worker thread; the values it holds. */
+export async function readerFinish(copy: string, inv: Inventory, pages?: number): Promise<number> {
+  const reader = new Reader(copy, { kind: 'finish', inventory: inv, copy, ...(pages !== undefined ? { pages } : {}) });
   try {
     return (await reader.result) as number;
   } finally {

@@ -20,9 +20,17 @@
  * as its scan meets it, and names the rows it leaves as they are; those
  * (added or changed since) are then re-sealed and written back by key. One
  * scan of each table, no `UPDATE … FROM` (which SQLite runs by copying
- * every new text into a temporary table first). The backup stays the copy
- * of the committed database file that `rotate` makes beside it (exactly
- * the values at the lock).
+ * every new text into a temporary table first).
+ *
+ * The backup (when the runbook hands seal-ahead its sink): the copy of the
+ * database file is made in seal-ahead's snapshot, through the online backup
+ * API on the same connection inside the same read transaction, so it holds
+ * exactly the old texts staged; it is finished, made durable and sealed
+ * beside the staging, with the server up. Every row with a value in that
+ * snapshot is staged (with no new texts where nothing in it is sealed), so
+ * the staging tables tell what the copy held at any place. The cut-over
+ * then writes only `changes.sqlite` (`./backup.ts`): the values at the lock
+ * of the rows it re-seals and of the staged rows gone since.
  */
 import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -35,7 +43,8 @@ import { KindCounter, ReencryptResult, batchSizeOf } from '../../engine/walk';
 import { bytes as showBytes } from '../../format';
 import { freeBytes } from '../../fsutil';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
-import { Rotation, SealAhead, SealAheadSupport, Staged, StagingArea, stagedFor } from '../store';
+import { BackupSink, Rotation, SealAhead, SealAheadSupport, Staged, StagingArea, StoredFile, stagedFor } from '../store';
+import { ChangesWriter, DATABASE_FILE, copyDatabase, finishBackup } from './backup';
 import { storeCrypto } from './crypto';
 import { Db, sqliteModule } from './driver';
 import type { Flusher } from './flush';
@@ -54,10 +63,17 @@ interface StageTable {
   readonly rows: number;
 }
 
+/** The bulk of the backup, written in seal-ahead's snapshot. */
+interface BackedUp {
+  readonly files: readonly StoredFile[];
+  readonly values: number;
+}
+
 interface Token {
   readonly kind: 'sqlite-staging';
   readonly file: string;
   readonly tables: readonly StageTable[];
+  readonly backup?: BackedUp;
 }
 
 const staged = (name: string) => `${STAGING_SCHEMA}.${quoteIdent(name)}`;
@@ -140,6 +156,9 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
   const out: StageTable[] = [];
   let done = 0;
   let ok = false;
+  let ahead: Ahead | undefined;
+  // Stored values of the snapshot (every non-NULL cell of the inventory's columns): what the backup's copy holds.
+  let heldValues = 0;
   try {
     // Made here, empty and 0600 (an empty file is an empty database): the connection opens files it must not create.
     writeFileSync(file, '', { mode: 0o600, flag: 'wx' });
@@ -153,6 +172,12 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
     db.exec('BEGIN');
     // The snapshot starts at the first read of the server's database.
     db.prepare('SELECT count(*) FROM main.sqlite_schema').get();
+    if (s.backup) {
+      ahead = backUpAhead(db, s, await s.backup());
+      // Awaited below (either way): never an unhandled rejection meanwhile.
+      ahead.copied.catch(() => undefined);
+      ahead.done.catch(() => undefined);
+    }
     for (const [k, t] of tables.entries()) {
       const name = `stage_${k}`;
       const id = idColumnOf(db, t);
@@ -163,14 +188,17 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
       let rows = 0;
       for (const batch of batches(db, t, batchSize)) {
         const olds = t.columns.map((_, i) => batch.map((r) => r[t.first + i]));
+        for (const col of olds) for (const v of col) if (v !== null) heldValues++;
         const re = await resealBatch(batch, { shape: t, crypto });
         if (re.failures.length) throw undecryptable(t.table, re.failures[0], re.failures.length - 1);
-        re.rows.forEach((i, j) => {
-          const row = batch[i];
-          const news = re.next.map((col) => (col[j] === null ? null : sealedText(col[j]!)));
+        // Every row with a value, also one with nothing sealed in it (no new texts: the swap leaves it as it is), so staging tells what the backup's copy holds.
+        const resealed = new Map(re.rows.map((i, j) => [i, j]));
+        batch.forEach((row, i) => {
+          const j = resealed.get(i);
+          const news = re.next.map((col) => (j === undefined || col[j] === null ? null : sealedText(col[j]!)));
           insert.run(row[t.idAt], ...olds.map((col) => col[i]), ...t.aadColumns.map((a) => row[t.aad.get(a)!]), ...news);
         });
-        rows += re.rows.length;
+        rows += batch.length;
         counter.add(re.byKind);
         s.onProgress?.((done += re.total));
         batch.length = 0;
@@ -178,13 +206,20 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
       out.push({ name, table: t, rows });
     }
     db.prepare(`UPDATE ${STAGING_SCHEMA}.meta SET staged = ?`).run(stagedRows(out));
+    // The copy must be whole before the snapshot ends.
+    await ahead?.copied;
     db.exec('COMMIT');
+    const files = await ahead?.done;
+    const backup = files ? { files, values: heldValues } : undefined;
     const digest = await crypto.digest();
     ok = true;
-    const token: Token = { kind: 'sqlite-staging', file, tables: out };
+    const token: Token = { kind: 'sqlite-staging', file, tables: out, ...(backup ? { backup } : {}) };
     const rows = out.reduce((a, t) => a + t.rows, 0);
-    return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: statSync(file).size, digest, crypto: crypto.mode, token });
+    return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: statSync(file).size, digest, crypto: crypto.mode, token, ...(backup ? { backedUp: backup } : {}) });
   } catch (e) {
+    // Nothing of the backup's keeps running: the runbook removes its directory.
+    await ahead?.copied.catch(() => undefined);
+    await ahead?.done.catch(() => undefined);
     if (db.inTransaction) db.exec('ROLLBACK');
     const code = String((e as { code?: unknown }).code ?? '');
     if (code === 'SQLITE_FULL' || (e as NodeJS.ErrnoException).code === 'ENOSPC') {
@@ -201,6 +236,55 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
       }
     }
   }
+}
+
+/** The backup made ahead: `copied` once the copy is whole (the snapshot may end), `done` once it is finished, durable and sealed. */
+interface Ahead {
+  readonly copied: Promise<number>;
+  readonly done: Promise<readonly StoredFile[]>;
+}
+
+/**
+ * Starts the copy of the database into the backup's sink on `db`, which
+ * is in seal-ahead's read transaction (the copy is its snapshot: the
+ * backup API steps between turns of the event loop, beside the staging);
+ * then finishes it (`finishBackup`: pages checked, a rollback journal) and
+ * hands it over: checksummed and fsynced, or sealed, by the sink in a
+ * thread of its own.
+ */
+function backUpAhead(db: Db, s: SealAhead, sink: BackupSink): Ahead {
+  const copied = sink.scratch(DATABASE_FILE).then(async (dest) => ({ dest, pages: await copyDatabase(db, dest, AHEAD_PAGES_PER_STEP) }));
+  const done = copied.then(async ({ dest, pages }) => {
+    // Not counted here: the staging counts the same snapshot's values as it reads them.
+    finishBackup(dest, s.inventory, pages, false);
+    s.onBackup?.('copied');
+    const file = await sink.adopt(DATABASE_FILE);
+    s.onBackup?.('written');
+    return [file];
+  });
+  return { copied: copied.then((c) => c.pages), done };
+}
+
+/** Pages the copy made ahead takes a step (16 MiB at SQLite's default page size): short steps, so the staging beside it on this thread keeps its workers fed. */
+const AHEAD_PAGES_PER_STEP = 4096;
+
+/**
+ * One row re-sealed in the window, into the backup's changes: the value at
+ * the lock of each column that holds one there or held one in the copy
+ * (the staged old text), with the row's additional-data columns. `row` is
+ * as the cut-over reads it: key, id text, values, additional data (`width`
+ * ends them), staged flag, staged new texts, the id as stored, staged old texts.
+ */
+function backUpChanged(changes: ChangesWriter, t: SqliteTable, row: readonly unknown[], width: number): void {
+  const n = t.columns.length;
+  const wasStaged = row[width] === 1n || row[width] === 1;
+  const id = row[width + 1 + n];
+  const aad = t.aadColumns.length ? JSON.stringify(Object.fromEntries(t.aadColumns.map((a, i) => [a, (row[t.first + n + i] as string | null) ?? null]))) : null;
+  t.columns.forEach((c, i) => {
+    const had = wasStaged && row[width + 2 + n + i] !== null;
+    const now = row[t.first + i];
+    if (had || now !== null) changes.add(t.table, c.column, id, now, aad, had);
+  });
 }
 
 /** What `meta.staged` records: each staging table's name and rows. */
@@ -280,9 +364,11 @@ function swapRanges(db: Db, t: SqliteTable, stagedRows: number, rows: number): A
 /**
  * The cut-over (see the file's comment), in the caller's write transaction,
  * which has written nothing yet. `flusher` writes what SQLite wrote out to
- * disk between swap statements.
+ * disk between swap statements. With `changes` (the backup was copied in
+ * seal-ahead's snapshot), the values at the lock of every row re-sealed
+ * here and of every staged row gone since go there.
  */
-export async function cutOverSqlite(db: Db, r: Rotation, token: Token, flusher?: Flusher): Promise<ReencryptResult & { swappedRows: number; resealedRows: number }> {
+export async function cutOverSqlite(db: Db, r: Rotation, token: Token, flusher?: Flusher, changes?: ChangesWriter): Promise<ReencryptResult & { swappedRows: number; resealedRows: number }> {
   const st = r.staged!;
   const batchSize = batchSizeOf(r);
   const crypto = storeCrypto(r.from, r.to, r, false);
@@ -321,8 +407,9 @@ export async function cutOverSqlite(db: Db, r: Rotation, token: Token, flusher?:
       }
       swappedRows += swapped;
       // The rows left alone (added or changed since seal-ahead), read by key a batch at a time (with the staged new texts of those staged before), re-sealed and written back.
+      const olds = t.columns.map((_, i) => `s.o${i}`);
       const one = db
-        .prepare(`SELECT ${key}, CAST(t.${quoteIdent(t.idColumn)} AS TEXT), ${[...cols, ...aad].join(', ')}, s.id IS NOT NULL, ${news.join(', ')}
+        .prepare(`SELECT ${key}, CAST(t.${quoteIdent(t.idColumn)} AS TEXT), ${[...cols, ...aad].join(', ')}, s.id IS NOT NULL, ${news.join(', ')}, t.${quoteIdent(t.idColumn)}, ${olds.join(', ')}
              FROM ${quoteIdent(t.table)} t LEFT JOIN ${staged(name)} s ON s.id = t.${quoteIdent(t.idColumn)} WHERE ${key} = ?`)
         .raw(true)
         .safeIntegers(true);
@@ -331,6 +418,8 @@ export async function cutOverSqlite(db: Db, r: Rotation, token: Token, flusher?:
       let stagedChanged = 0;
       for (let at = 0; at < left.length; at += batchSize) {
         const rows = left.slice(at, at + batchSize).map((k) => one.get(k) as unknown[]);
+        // The backup: each row's values as they are at the lock (the copy held the staged old texts, or nothing for a row not staged).
+        if (changes) for (const row of rows) backUpChanged(changes, t, row, width);
         // What was staged for these rows is not swapped in: out of the expected digest and counts.
         const was = rows.filter((row) => row[width] === 1n || row[width] === 1).map((row) => [row[0], row[1], ...row.slice(width + 1), ...row.slice(t.first + t.columns.length, width)]);
         stagedChanged += was.length;
@@ -350,12 +439,16 @@ export async function cutOverSqlite(db: Db, r: Rotation, token: Token, flusher?:
         // Rows deleted, or left without values, since seal-ahead: what was staged for them leaves the expected digest and counts.
         const deleted = db
           .prepare(
-            `SELECT NULL, CAST(s.id AS TEXT), ${news.join(', ')}, ${t.aadColumns.map((_, i) => `s.a${i}`).join(', ') || 'NULL'} FROM ${staged(name)} s
+            `SELECT NULL, CAST(s.id AS TEXT), ${news.join(', ')}, ${t.aadColumns.map((_, i) => `s.a${i}`).join(', ') || 'NULL'}, s.id, ${olds.join(', ')} FROM ${staged(name)} s
               WHERE NOT EXISTS (SELECT 1 FROM ${quoteIdent(t.table)} t WHERE t.${quoteIdent(t.idColumn)} = s.id AND (${held}))`,
           )
           .raw(true)
+          .safeIntegers(true)
           .all() as unknown[][];
         gone = deleted.length;
+        // The backup: no value at the lock where the copy held one.
+        const idAt = 2 + t.columns.length + Math.max(1, t.aadColumns.length);
+        if (changes) for (const row of deleted) t.columns.forEach((c, i) => row[idAt + 1 + i] !== null && changes.add(t.table, c.column, row[idAt], null, null, true));
         eachValue(deleted, t, (v) => {
           notSwapped.add(t.table, v.column, v.path, String(deleted[v.row][t.idAt]), v.sealed);
           counter.add([[v.entry.kind, -1]]);

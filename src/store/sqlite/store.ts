@@ -45,7 +45,7 @@ import {
 } from '../store';
 import { ACT_SCHEMA_SQLITE } from './act-schema';
 import { countInventory } from './counts';
-import { DATABASE_FILE, backupBesideWriter, copyDatabaseFile, drillCopy, restoreValuesFrom } from './backup';
+import { ChangesWriter, DATABASE_FILE, backupBesideWriter, copyDatabaseFile, drillCopy, restoreValuesFrom } from './backup';
 import { Db, connect, fileWritable, translateSqliteError, withTransaction } from './driver';
 import { Flusher } from './flush';
 import { RotationLock } from './lock';
@@ -129,7 +129,9 @@ class SqliteTx implements WriteTx {
    * a rollback-journal mode the file is copied as it is first, and the
    * rewriting starts once that copy is made, while it is finished (checked,
    * counted, handed to the sink) beside it. A few batches of rows: a second
-   * connection on this thread copies it first.
+   * connection on this thread copies it first. After a seal-ahead that
+   * copied the database in its snapshot (`Staged.backedUp`), only the values
+   * changed since go into the backup, from the cut-over (`changes.sqlite`).
    */
   async rotate(r: Rotation): Promise<RotationResult> {
     if (this.changesAtBegin === undefined || totalChanges(this.db) !== this.changesAtBegin) {
@@ -139,16 +141,30 @@ class SqliteTx implements WriteTx {
     const inv = r.inventory;
     const token = staged ? intactStagingSqlite(this.db, r) : undefined;
     let sealAhead: RotationResult['sealAhead'];
+    let changes: ChangesWriter | undefined;
     const reseal = async (): Promise<ReencryptResult> => {
       if (!token) {
         const re = await reencryptBeside(this.db, this.path, rotation);
         if (staged) sealAhead = { used: false, swappedRows: 0, resealedRows: re.updated };
         return re;
       }
-      const { swappedRows, resealedRows, ...re } = await cutOverSqlite(this.db, r, token, new Flusher([`${this.path}${isWal(this.db) ? '-wal' : '-journal'}`]));
+      const { swappedRows, resealedRows, ...re } = await cutOverSqlite(this.db, r, token, new Flusher([`${this.path}${isWal(this.db) ? '-wal' : '-journal'}`]), changes);
       sealAhead = { used: true, swappedRows, resealedRows };
       return re;
     };
+    if (token?.backup) {
+      // The copy was made in seal-ahead's snapshot: only the values changed since are written here.
+      changes = await ChangesWriter.open(sink);
+      try {
+        const re = await reseal();
+        const file = await changes.finish();
+        return { reencrypted: re, backup: { files: [...token.backup.files, file], values: token.backup.values + changes.delta, locations: inventoryLocations(inv) }, ...(sealAhead ? { sealAhead } : {}) };
+      } finally {
+        changes?.abort();
+      }
+    }
+    // A copy made ahead that cannot be used (the staging area is no longer intact): the backup is made here, as in one pass.
+    if (staged?.backedUp) await sink.discard(DATABASE_FILE);
     const dest = await sink.scratch(DATABASE_FILE);
     const handOver = async (values: number): Promise<BackupPart> => ({ files: [await sink.adopt(DATABASE_FILE)], values, locations: inventoryLocations(inv) });
     if (!readerAvailable() || !worthThreads(this.db, inv, r.batchSize)) {
