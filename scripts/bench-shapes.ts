@@ -112,7 +112,7 @@ async function postgresFixture(o: ShapeBenchOptions, key: MasterKey, progress: (
       await c.query(`VACUUM ANALYZE ${TABLE}`);
       await c.query('CHECKPOINT');
     },
-    floors: () => postgresFloors(url!),
+    floors: async () => postgresFloors(c),
     async close() {
       await c.query(`DROP TABLE IF EXISTS ${TABLE}, ${SEED}; DROP SCHEMA IF EXISTS master_key CASCADE`).catch(() => undefined);
       await c.end();
@@ -202,38 +202,35 @@ const seconds = async (fn: () => Promise<unknown> | unknown): Promise<number> =>
   return Number(process.hrtime.bigint() - t0) / 1e9;
 };
 
-async function postgresFloors(url: string): Promise<Record<keyof Floors, () => Promise<number>>> {
-  const connected = async <T>(fn: (c: Client) => Promise<T>): Promise<T> => {
-    const c = new Client({ connectionString: url });
-    await c.connect();
-    try {
-      return await fn(c);
-    } finally {
-      await c.end();
-    }
-  };
-  const length = await connected(async (c) => Number((await c.query(`SELECT octet_length(value) AS n FROM ${TABLE} WHERE id = 1`)).rows[0].n));
+/** The floors on PostgreSQL, on the fixture's connection. */
+function postgresFloors(c: Client): Record<keyof Floors, () => Promise<number>> {
+  const lengthOf = async () => Number((await c.query(`SELECT octet_length(value) AS n FROM ${SEED} WHERE id = 1`)).rows[0].n);
   return {
-    server: () => connected((c) => seconds(async () => {
-      await c.query('BEGIN');
-      await c.query(`UPDATE ${TABLE} SET value = value || '' WHERE id = 1`);
-      await c.query('COMMIT');
-    })),
-    client: () => {
+    server: () =>
+      seconds(async () => {
+        await c.query('BEGIN');
+        await c.query(`UPDATE ${TABLE} SET value = value || '' WHERE id = 1`);
+        await c.query('COMMIT');
+      }),
+    client: async () => {
+      const length = await lengthOf();
       const next = Buffer.from(randomBytes(Math.ceil((length * 3) / 4)).toString('base64').slice(0, length), 'latin1');
-      return connected((c) => seconds(async () => {
+      return seconds(async () => {
         await c.query('BEGIN');
         const old = (await c.query<{ value: string }>(`SELECT value FROM ${TABLE} WHERE id = 1`)).rows[0].value;
         if (old.length !== next.length) throw new Error('the large value is not where the bench put it');
         await c.query(`UPDATE ${TABLE} SET value = $1 WHERE id = 1`, [next]);
         await c.query('COMMIT');
-      }));
+      });
     },
-    read: () => connected((c) => seconds(async () => {
-      let bytes = 0;
-      for await (const rows of copyRawRows(c, `SELECT value FROM ${TABLE} WHERE id = 1`, 1)) bytes += rows.buf.length;
-      if (bytes < length) throw new Error('the large value is not where the bench put it');
-    })),
+    read: async () => {
+      const length = await lengthOf();
+      return seconds(async () => {
+        let bytes = 0;
+        for await (const rows of copyRawRows(c, `SELECT value FROM ${TABLE} WHERE id = 1`, 1)) bytes += rows.buf.length;
+        if (bytes < length) throw new Error('the large value is not where the bench put it');
+      });
+    },
   };
 }
 
