@@ -3,14 +3,12 @@
  *
  * - `copyIn(client, sql, chunks)` sends `COPY ... FROM STDIN` data and
  *   resolves with the row count;
- * - `copyTextRows(client, query)` yields the rows of a query of texts
- *   through binary COPY, decoded, and `copyRawRows` undecoded;
  * - `copyLines(client, sql)` yields the lines of `COPY ... TO STDOUT` a
  *   chunk at a time; the socket is read only as fast as the consumer takes
  *   lines (bounded memory), and a consumer that stops early lets the rest
  *   drain, so the connection stays usable.
  *
- * Plus the escaping of a field in COPY text format (`copyField`).
+ * Plus the COPY text-format escaping both directions need.
  */
 import { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
@@ -18,7 +16,7 @@ import type { ClientBase } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { MasterKeyError } from '../../errors';
 import { releaseLarge } from '../../engine/memory';
-import { RawRows, rawText } from '../../engine/raw-rows';
+import type { RawRows } from '../../engine/raw-rows';
 
 /** Runs `COPY ... FROM STDIN` with data from `chunks` (COPY text or CSV); resolves with the rows copied. */
 export async function copyIn(client: ClientBase, sql: string, chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>): Promise<number> {
@@ -283,46 +281,6 @@ function binaryCopy(query: string): string {
 }
 
 /**
- * Runs `COPY (query) TO STDOUT (FORMAT binary)` of a query whose every
- * column is text, and yields its rows, decoded, in arrays as they arrive
- * (NULL as null). A row that spans chunks is put together once, in a
- * buffer of its size as soon as its field lengths tell it (text COPY does
- * not tell a line's length: its pieces were gathered into a buffer that
- * doubled, and its escapes undone after), and that buffer goes before the
- * rows are handed out.
- */
-export async function* copyTextRows(client: ClientBase, query: string): AsyncGenerator<Array<Array<string | null>>> {
-  const parser = new BinaryRows();
-  for await (const chunk of copyChunks(client, binaryCopy(query))) {
-    const rows = nextTextRows(parser, chunk);
-    if (rows) yield rows;
-  }
-  parser.end();
-}
-
-/**
- * The rows `chunk` completed, as texts. The buffer they were in goes
- * before they are handed out (a function of its own, so that nothing
- * refers to it when a large one is collected).
- */
-function nextTextRows(parser: BinaryRows, chunk: Buffer): Array<Array<string | null>> | undefined {
-  const rows = textRows(parser.push(chunk));
-  if (rows) releaseLarge(parser.handedOut);
-  return rows;
-}
-
-function textRows(raw: RawRows | undefined): Array<Array<string | null>> | undefined {
-  if (!raw) return undefined;
-  const rows = new Array<Array<string | null>>(raw.count);
-  for (let r = 0; r < raw.count; r++) {
-    const row = new Array<string | null>(raw.fields);
-    for (let f = 0; f < raw.fields; f++) row[f] = rawText(raw, r, f);
-    rows[r] = row;
-  }
-  return rows;
-}
-
-/**
  * Runs `COPY (query) TO STDOUT (FORMAT binary)` of a query returning
  * `fields` columns, and yields its rows as they arrive, without decoding
  * them (no escapes to undo, no strings made): for a consumer that hashes
@@ -345,4 +303,18 @@ const ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n'
 export function copyField(v: string | null): string {
   if (v === null) return '\\N';
   return NEEDS_ESCAPE.test(v) ? v.replace(/[\\\t\n\r\b\f\v]/g, (c) => ESCAPES[c]) : v;
+}
+
+const UNESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+
+/** Decodes one field of COPY text output (as PostgreSQL writes it: no octal/hex escapes for UTF-8 text). */
+export function copyUnfield(f: string): string | null {
+  if (f === '\\N') return null;
+  if (f.indexOf('\\') < 0) return f;
+  return f.replace(/\\(.)/g, (_, c: string) => UNESCAPES[c] ?? c);
+}
+
+/** Splits one row of COPY text output (without its newline) into fields. */
+export function copyRow(line: string): Array<string | null> {
+  return line.split('\t').map(copyUnfield);
 }
