@@ -7,6 +7,9 @@
  * - `large-value`: one stored value of `--value-mib` MiB (the sealed text
  *   as the database holds it) and one small one. Goals: within 2 s, peak
  *   RSS < 256 MB (a value's cost must grow with its size, not its square).
+ *   Beside it, in turn with the applies, what the value costs without the
+ *   tool (`Floors`): the database rewriting it alone, the simplest client
+ *   reading it and writing it back, one read as verification reads it.
  * - `documents`: `--documents` JSON documents of `--values-per-document`
  *   sealed values each (ACT's service specs, grown large). Goal: peak RSS
  *   < 256 MB (batches and what is in flight bounded by bytes, not rows).
@@ -26,6 +29,7 @@ import { MasterKey } from '../src/crypto/key';
 import { EmbeddedServer, removeEmbeddedData, startEmbeddedPostgres } from '../src/db/embedded';
 import type { Inventory } from '../src/inventory/inventory';
 import { sqliteModule } from '../src/store/sqlite/driver';
+import { copyRawRows } from '../src/store/postgres/copy';
 import { lockPathFor } from '../src/store/sqlite/lock';
 import { applyTimings, cliPath, runCliMeasured } from './bench-apply';
 import { plaintext } from './bench-data';
@@ -82,6 +86,8 @@ interface Fixture {
   readonly url: string;
   /** Puts the rows back as seeded and removes the tool's metadata. */
   reset(): Promise<void>;
+  /** large-value: how to measure each of its `Floors` once (after a `reset`). */
+  floors(): Promise<Record<keyof Floors, () => Promise<number>>>;
   close(): Promise<void>;
 }
 
@@ -106,6 +112,7 @@ async function postgresFixture(o: ShapeBenchOptions, key: MasterKey, progress: (
       await c.query(`VACUUM ANALYZE ${TABLE}`);
       await c.query('CHECKPOINT');
     },
+    floors: async () => postgresFloors(c),
     async close() {
       await c.query(`DROP TABLE IF EXISTS ${TABLE}, ${SEED}; DROP SCHEMA IF EXISTS master_key CASCADE`).catch(() => undefined);
       await c.end();
@@ -134,6 +141,7 @@ function sqliteFixture(o: ShapeBenchOptions, key: MasterKey, dir: string): Fixtu
       for (const f of [live, `${live}-wal`, `${live}-shm`, `${live}-journal`, lockPathFor(live)]) rmSync(f, { force: true });
       copyFileSync(pristine, live);
     },
+    floors: async () => sqliteFloors(live),
     async close() {},
   };
 }
@@ -170,6 +178,91 @@ async function applyOnce(work: string, url: string, inventory: Inventory, oldKey
   }
 }
 
+/**
+ * What the large value costs without the tool, on the same data in the same
+ * run (each from the pristine rows, timed from the first statement to the
+ * commit, in this process: no process start): the database rewriting it by
+ * itself, the simplest client reading it and writing a new text of the same
+ * length (made beforehand: no crypto), and one read of it as verification
+ * reads it. A full apply does the read and the write, and on top of them
+ * its backup, the crypto and the verification read.
+ */
+export interface Floors {
+  /** `UPDATE ... SET value = value || ''`, committed. */
+  readonly server: number;
+  /** SELECT value, then UPDATE ... SET value = $1 with a new text of the same length, committed. */
+  readonly client: number;
+  /** One read of the value (PostgreSQL: binary COPY, as verification reads it). */
+  readonly read: number;
+}
+
+const seconds = async (fn: () => Promise<unknown> | unknown): Promise<number> => {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+};
+
+/** The floors on PostgreSQL, on the fixture's connection. */
+function postgresFloors(c: Client): Record<keyof Floors, () => Promise<number>> {
+  const lengthOf = async () => Number((await c.query(`SELECT octet_length(value) AS n FROM ${SEED} WHERE id = 1`)).rows[0].n);
+  return {
+    server: () =>
+      seconds(async () => {
+        await c.query('BEGIN');
+        await c.query(`UPDATE ${TABLE} SET value = value || '' WHERE id = 1`);
+        await c.query('COMMIT');
+      }),
+    client: async () => {
+      const length = await lengthOf();
+      const next = Buffer.from(randomBytes(Math.ceil((length * 3) / 4)).toString('base64').slice(0, length), 'latin1');
+      return seconds(async () => {
+        await c.query('BEGIN');
+        const old = (await c.query<{ value: string }>(`SELECT value FROM ${TABLE} WHERE id = 1`)).rows[0].value;
+        if (old.length !== next.length) throw new Error('the large value is not where the bench put it');
+        await c.query(`UPDATE ${TABLE} SET value = $1 WHERE id = 1`, [next]);
+        await c.query('COMMIT');
+      });
+    },
+    read: async () => {
+      const length = await lengthOf();
+      return seconds(async () => {
+        let bytes = 0;
+        for await (const rows of copyRawRows(c, `SELECT value FROM ${TABLE} WHERE id = 1`, 1)) bytes += rows.buf.length;
+        if (bytes < length) throw new Error('the large value is not where the bench put it');
+      });
+    },
+  };
+}
+
+function sqliteFloors(file: string): Record<keyof Floors, () => Promise<number>> {
+  const Database = sqliteModule();
+  const opened = async (fn: (db: InstanceType<typeof Database>) => unknown): Promise<number> => {
+    const db = new Database(file);
+    try {
+      return await seconds(() => fn(db));
+    } finally {
+      db.close();
+    }
+  };
+  return {
+    server: () => opened((db) => db.transaction(() => db.prepare(`UPDATE ${TABLE} SET value = value || '' WHERE id = 1`).run())()),
+    client: () => {
+      const n = new Database(file, { readonly: true });
+      const length = n.prepare(`SELECT octet_length(value) FROM ${TABLE} WHERE id = 1`).pluck().get() as number;
+      n.close();
+      const next = Buffer.from(randomBytes(Math.ceil((length * 3) / 4)).toString('base64').slice(0, length), 'latin1');
+      return opened((db) =>
+        db.transaction(() => {
+          const old = db.prepare(`SELECT value FROM ${TABLE} WHERE id = 1`).pluck().get() as string;
+          if (old.length !== next.length) throw new Error('the large value is not where the bench put it');
+          db.prepare(`UPDATE ${TABLE} SET value = CAST(? AS TEXT) WHERE id = 1`).run(next);
+        })(),
+      );
+    },
+    read: () => opened((db) => db.prepare(`SELECT value FROM ${TABLE} WHERE id = 1`).pluck().get()),
+  };
+}
+
 export interface ShapeResult {
   readonly build: 'this' | 'baseline';
   readonly runs: readonly number[];
@@ -190,6 +283,8 @@ export interface ShapeBenchReport {
   readonly reps: number;
   readonly machine: { readonly cpus: number; readonly load: string };
   readonly results: readonly ShapeResult[];
+  /** large-value: the medians of what the value costs without the tool (`Floors`), measured in turn with the applies. */
+  readonly floors?: Floors;
   readonly goals: ReadonlyArray<{ readonly what: string; readonly measured: string; readonly met: boolean }>;
 }
 
@@ -215,11 +310,18 @@ export async function benchShape(o: ShapeBenchOptions, progress: (s: string) => 
     fixture = o.store === 'postgres' ? await postgresFixture(o, oldKey, progress) : sqliteFixture(o, oldKey, work);
     const inventory = inventoryOf(o.shape);
     const runs: Record<ShapeResult['build'], Run[]> = { this: [], baseline: [] };
+    const floorRuns: Record<keyof Floors, number[]> = { server: [], client: [], read: [] };
+    const floors = o.shape === 'large-value' ? await fixture.floors() : undefined;
     for (let i = 0; i < o.reps; i++) {
       for (const build of o.baselineCli ? (['baseline', 'this'] as const) : (['this'] as const)) {
         await fixture.reset();
         progress(`apply run ${i + 1}/${o.reps}${o.baselineCli ? ` (${build} build)` : ''}`);
         runs[build].push(await applyOnce(work, fixture.url, inventory, oldKey, build === 'baseline' ? o.baselineCli : undefined));
+      }
+      for (const [what, measure] of Object.entries(floors ?? {}) as Array<[keyof Floors, () => Promise<number>]>) {
+        await fixture.reset();
+        progress(`${what} floor run ${i + 1}/${o.reps}`);
+        floorRuns[what].push(await measure());
       }
     }
     const results = (['baseline', 'this'] as const)
@@ -243,6 +345,7 @@ export async function benchShape(o: ShapeBenchOptions, progress: (s: string) => 
       reps: o.reps,
       machine: { cpus: cpus().length, load: loadavg().map((x) => x.toFixed(1)).join(' ') },
       results,
+      ...(floors ? { floors: { server: median(floorRuns.server), client: median(floorRuns.client), read: median(floorRuns.read) } } : {}),
       goals: shapeGoals(o.shape, results.find((r) => r.build === 'this')!),
     };
   } finally {
@@ -262,6 +365,15 @@ export function formatShapeReport(r: ShapeBenchReport): string {
     ]),
     '',
     ...r.results.flatMap((x) => applyPhases(x, label(x.build))),
+    ...(r.floors
+      ? [
+          `The value without the tool, same data, in turn with the applies (medians; timed from the first statement to the commit, no process start):`,
+          `  the database rewriting it by itself (value || ''):                      ${r.floors.server.toFixed(2)} s`,
+          `  the simplest client: read it, write a new text of its length, commit:   ${r.floors.client.toFixed(2)} s`,
+          `  one read of it as verification reads it:                                ${r.floors.read.toFixed(2)} s`,
+          '',
+        ]
+      : []),
     'Goals:',
     ...r.goals.map((g) => `  ${g.met ? 'met' : 'MISSED'}: ${g.what} (measured ${g.measured})`),
     '',

@@ -274,7 +274,8 @@ Options:
                             the plain one (apply-sealed; goal: at most 1.10x the apply)
   --shape large-value|documents   instead of a table of small secrets: a full apply on one large stored
                             value (--value-mib N) or on JSON documents of many values (--documents N,
-                            --values-per-document N), seconds and peak RSS against their goals
+                            --values-per-document N), seconds and peak RSS against their goals; large-value
+                            also times the value without the tool (database alone, simplest client, one read)
   --json                    print the report as JSON
   --help                    this text
 `;

@@ -13,6 +13,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ACT_PRESET } from '../src/inventory/act-preset';
 import { INVENTORY_SCHEMA, loadInventory } from '../src/inventory/inventory';
+import { COMPILED_SCHEMAS, schemaSha256 } from '../src/json-schema';
 import { BENCH_INVENTORY } from '../scripts/bench-data';
 import { actScenario, Scenario } from './support/scenario';
 import { POSTGRES, SQLITE_WAL } from './support/stores';
@@ -70,6 +71,27 @@ describe('the schema files', () => {
       expect(typeof schema.description).toBe('string');
       expect(JSON.stringify(schema)).not.toMatch(/"\$ref":"(?!#)/);
       expect(() => validator(file)).not.toThrow();
+    }
+  });
+
+  it('those of the files the tool reads are compiled by the build into the modules the CLI loads instead of ajv (dist/src/schemas), each made from its file as it is and judging as ajv does', () => {
+    const dist = join(__dirname, '..', 'dist', 'src');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const built = require(join(dist, 'json-schema.js')) as typeof import('../src/json-schema');
+    expect(readdirSync(join(dist, 'schemas')).sort()).toEqual(COMPILED_SCHEMAS.map((n) => `${n}.js`).sort());
+    for (const file of [OUTPUTS.inventory, OUTPUTS.pending, OUTPUTS.backupManifest]) {
+      const schema = JSON.parse(readFileSync(join(SCHEMA_DIR, file), 'utf8')) as { $id: string };
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const compiled = require(join(dist, 'schemas', `${file.replace('.schema.json', '')}.js`)) as ValidateFunction & { schemaSha256: string };
+      expect(compiled.schemaSha256).toBe(schemaSha256(schema));
+      expect(built.lazyValidator(schema)()).toBe(compiled);
+      // Made from another text of the schema, it is not used: ajv compiles that text.
+      const changed = { ...schema, description: 'another text' };
+      expect(built.lazyValidator(changed)()).not.toBe(compiled);
+      for (const doc of [{}, { name: 'x', entries: [] }, ACT_PRESET, { ...ACT_PRESET, extra: 1 }, { entries: [{ table: 1 }] }, 'text', null]) {
+        const ok = compiled(doc);
+        expect([file, ok, compiled.errors ?? null]).toEqual([file, validator(file)(doc), validator(file).errors ?? null]);
+      }
     }
   });
 

@@ -29,23 +29,6 @@ const SLICE = 48 * 1024;
 export type Encoding = 'base64' | 'base64url';
 
 /**
- * Bytes left free before the text of a value re-sealed here, which a store
- * may write its own framing into (`headroomOf`), so that a text of tens of
- * megabytes is sent as it is rather than copied once more behind a header.
- */
-const HEADROOM = 32;
-const withHeadroom = new WeakSet<Uint8Array>();
-
-/**
- * How many bytes just before `text` are free for the caller to write (a
- * large value re-sealed here: its text's own buffer), else 0. The text
- * itself must not be written.
- */
-export function headroomOf(text: Uint8Array): number {
-  return withHeadroom.has(text) ? HEADROOM : 0;
-}
-
-/**
  * Bytes turned into text of `encoding` as they come, a whole number of
  * 3-byte groups at a time, into one buffer of the text's known length (so
  * the pieces of text die young instead of adding up): the new value's text
@@ -62,8 +45,7 @@ class Encoder {
     header: string,
     bytes: number,
   ) {
-    const room = Buffer.allocUnsafe(HEADROOM + header.length + (encoding === 'base64' ? 4 * Math.ceil(bytes / 3) : Math.ceil((4 * bytes) / 3)));
-    this.text = room.subarray(HEADROOM);
+    this.text = Buffer.allocUnsafe(header.length + (encoding === 'base64' ? 4 * Math.ceil(bytes / 3) : Math.ceil((4 * bytes) / 3)));
     this.at = this.text.write(header, 'latin1');
   }
 
@@ -76,9 +58,7 @@ class Encoder {
 
   end(): Buffer {
     if (this.carry.length) this.at += this.text.write(this.carry.toString(this.encoding), this.at, 'latin1');
-    const text = this.text.subarray(0, this.at);
-    withHeadroom.add(text);
-    return text;
+    return this.text.subarray(0, this.at);
   }
 }
 

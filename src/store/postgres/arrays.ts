@@ -4,8 +4,6 @@
  * unquotes nor parses the values), and an array literal for the row keys.
  */
 
-import { headroomOf } from '../../crypto/large-value';
-
 /** PostgreSQL's OIDs of `text` and `tid`, the element types of our binary array parameters. */
 const TEXT_OID = 25;
 const TID_OID = 27;
@@ -25,13 +23,6 @@ function arrayHeader(b: Buffer, count: number, hasNull: boolean, oid: number): n
  * may be given as its UTF-8 bytes.
  */
 export function binaryTextArray(values: ReadonlyArray<string | Uint8Array | null>): Buffer {
-  const only = values.length === 1 ? values[0] : null;
-  if (only !== null && typeof only !== 'string' && headroomOf(only) >= ONE_TEXT_HEADER) {
-    // A large re-sealed value alone (a batch of its own): the array's header goes into the free bytes before it, not the value behind a copy of the header.
-    const b = Buffer.from(only.buffer, only.byteOffset - ONE_TEXT_HEADER, ONE_TEXT_HEADER + only.length);
-    b.writeInt32BE(only.length, arrayHeader(b, 1, false, TEXT_OID));
-    return b;
-  }
   let size = 20;
   let hasNull = false;
   for (const v of values) {
@@ -54,9 +45,6 @@ export function binaryTextArray(values: ReadonlyArray<string | Uint8Array | null
   }
   return b;
 }
-
-/** The header of a binary array of one text, and that text's length. */
-const ONE_TEXT_HEADER = 24;
 
 const TID_TEXT = /^\((\d+),(\d+)\)$/;
 

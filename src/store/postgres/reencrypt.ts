@@ -3,11 +3,13 @@
  * rows read in batches (COPY on a second connection in this transaction's
  * snapshot, or a cursor on this one), re-sealed by the engine with the
  * crypto a few batches ahead (`prepareBatches`), and written back by batch
- * UPDATEs with binary array parameters, the next write queued while the
+ * UPDATEs with binary array parameters (a batch of one row, such as a
+ * large value, by an UPDATE of that row), the next write queued while the
  * following batch is prepared (`writeBatches`), so the client and the
  * server work at the same time.
  */
 import type { ClientBase } from 'pg';
+import type { SealedText } from '../../crypto/batch';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError } from '../../errors';
@@ -21,7 +23,7 @@ import { KindCounter, ReencryptResult, WalkOptions, batchSizeOf } from '../../en
 import { binaryTextArray, binaryTidArray, pgArray } from './arrays';
 import { naming, translatePgError } from './client';
 import { Row, connectReader, copyBatches, cursorBatches, exportSnapshot } from './row-source';
-import { lockTables, rowLayout, selectSql, steerPlanner, updateSql } from './statements';
+import { lockTables, rowLayout, selectSql, steerPlanner, updateOneSql, updateSql } from './statements';
 import { TablePlan, planInventory } from './tables';
 
 /** Options of `reencryptInventory`. */
@@ -106,8 +108,13 @@ async function* observed<T>(source: AsyncIterable<T>, fn: (item: T) => void | Pr
 export interface PreparedBatch {
   /** Rows the UPDATE must change (0: nothing to write). */
   readonly rows: number;
-  /** The batch UPDATE's parameters (`updateSql`): row keys, then one binary text[] per column. */
-  readonly params: Array<string | Buffer>;
+  /**
+   * The UPDATE's parameters: of a batch of one row (`one`), its key then
+   * each column's new text (`updateOneSql`); else row keys, then one binary
+   * text[] per column (`updateSql`).
+   */
+  readonly params: Array<SealedText | null>;
+  readonly one?: boolean;
   /** Sealed values in the batch, by kind. */
   readonly byKind: ReadonlyMap<string, number>;
   /** Characters of text the batch's rows held (`releaseLarge`). */
@@ -138,6 +145,7 @@ export async function* prepareBatches(source: AsyncIterable<Row[]>, plan: TableP
     const keys = out.rows.map((i) => rows[i][key]!);
     rows.length = 0;
     releaseLarge(chars);
+    if (n === 1) return { rows: 1, one: true, params: [keys[0], ...out.next.map((col) => col[0])], byKind, chars };
     return { rows: n, params: [shape.ctid ? binaryTidArray(keys) : pgArray(keys), ...out.next.map(binaryTextArray)], byKind, chars };
   };
   const prepare = async (rows: Row[]): Promise<PreparedBatch> => {
@@ -177,9 +185,9 @@ export async function writeBatches(
   let written = 0;
   // Steered only for our writes: set after a read on this connection (a cursor) is planned, reset at the end.
   let restore: (() => Promise<void>) | undefined;
-  const sql = updateSql(plan);
+  const sql = { many: updateSql(plan), one: updateOneSql(plan) };
   const write = async (b: PreparedBatch): Promise<void> => {
-    const changed = (await writer.query({ text: sql, values: b.params })).rowCount ?? 0;
+    const changed = (await writer.query({ text: b.one ? sql.one : sql.many, values: b.params })).rowCount ?? 0;
     // Written: the parameters (a large batch's texts) go, though the batch itself is still referred to.
     b.params.length = 0;
     if (changed !== b.rows) {

@@ -42,6 +42,21 @@ export function updateSql(plan: TablePlan): string {
 }
 
 /**
+ * Writes a batch of one row (a large value is always alone). Parameters:
+ * the row's id (or ctid), then the new text of each column (NULL =
+ * unchanged), each a parameter of its own: pg sends a text given as its
+ * bytes (a Buffer) as it is, in binary, which the server takes without
+ * parsing; in an array, a value of tens of megabytes costs the server the
+ * array's unpacking and `unnest`'s copy of it (spilled to a temporary file
+ * past `work_mem`): about 1.5 s of 4 for 48 MiB.
+ */
+export function updateOneSql(plan: TablePlan): string {
+  const sets = plan.columns.map((c, i) => `${quoteIdent(c.column)} = COALESCE($${i + 2}::text::${c.type}, ${quoteIdent(c.column)})`);
+  const match = plan.idIndexed ? `${quoteIdent(plan.idColumn)} = $1::${plan.idType}` : 'ctid = $1::tid';
+  return `UPDATE ${quoteIdent(plan.table)} SET ${sets.join(', ')} WHERE ${match}`;
+}
+
+/**
  * Planner settings for the batch UPDATE: a nested loop over the batch with
  * an index lookup (or TID fetch) per row. Left alone, the planner hash- or
  * merge-joins the batch against the whole table (a full scan per batch) on
