@@ -20,7 +20,7 @@ const fail = (e: unknown) => reply({ error: { code: (e as NodeJS.ErrnoException)
 async function sealFile(file: string): Promise<void> {
   const sealer = await Sealer.open(data.recipients, data.path);
   try {
-    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) await sealer.push(chunk as Buffer, true);
+    for await (const chunk of createReadStream(file, { highWaterMark: 256 << 10 })) await sealer.push(chunk as Buffer, true);
     const done = await sealer.finish();
     rmSync(file, { force: true });
     reply({ done });

@@ -39,6 +39,9 @@ export interface SealWorkerData {
 export type SealRequest = { readonly chunk: Uint8Array } | { readonly end: true };
 export type SealReply = { readonly ready: true } | { readonly ack: number } | { readonly done: { readonly sha256: string; readonly bytes: number } } | { readonly error: { readonly code: string; readonly message: string } };
 
+/** The sealing thread's young generation (MB). */
+const SEAL_YOUNG_MB = 3;
+
 /** Bytes sent to a sealing thread and not yet taken by age, at most. */
 const IN_FLIGHT = 4 << 20;
 
@@ -57,7 +60,9 @@ class SealThread {
   onAck?: (n: number) => void;
 
   constructor(entry: string, data: SealWorkerData) {
-    this.worker = new Worker(entry, { workerData: data });
+    // A small young generation: age allocates a new chunk for every 64 KiB it seals, and with V8's default the thread's
+    // young generation grows to hold that garbage (about 20 MB more peak RSS for the same speed, measured sealing 250 MB).
+    this.worker = new Worker(entry, { workerData: data, resourceLimits: { maxYoungGenerationSizeMb: SEAL_YOUNG_MB } });
     this.worker.on('message', (r: SealReply) => {
       if ('error' in r) this.fail(backupFileError(Object.assign(new Error(r.error.message), { code: r.error.code }), data.path));
       else if ('ack' in r) this.onAck?.(r.ack);
