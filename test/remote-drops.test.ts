@@ -74,16 +74,17 @@ describeWithSshd('the SSH connection killed at a random moment during apply', ()
           expect(again.code).toBe(0);
         }
         if (r.code === 0 && /Could not tell the host that job \S+ is done/.test(r.stderr)) {
-          // The host went away between the job's end and the runner's acknowledgement: the job keeps its pending-key
-          // file for a runner that missed the result, so status shows the rotation as interrupted until recover (as the
-          // runner said) finishes the job.
+          // The host went away around the runner's acknowledgement of the job's end. If it never got it, the job keeps
+          // its pending-key file for a runner that missed the result, and status shows the rotation as interrupted
+          // (naming the new key); either way the recover the runner asked for finishes the job.
           const left = act.cli(['status', '--json'], { ssh });
-          expect(left.code).toBe(ExitCode.INTERRUPTED);
-          expect(JSON.parse(left.stdout).interruptedRotation).toMatchObject({ newFingerprint: act.nodeKey().fingerprint });
+          expect([0, ExitCode.INTERRUPTED]).toContain(left.code);
+          if (left.code !== 0) expect(JSON.parse(left.stdout).interruptedRotation).toMatchObject({ newFingerprint: act.nodeKey().fingerprint });
           const rec = act.cli(['recover', '--json'], { ssh });
           expect(rec.stderr).not.toMatch(/\[INTERNAL\]/);
           expect(rec.code).toBe(0);
-          outcomes['outage: exit 0, acknowledged by recover'] = (outcomes['outage: exit 0, acknowledged by recover'] ?? 0) + 1;
+          const how = `outage: exit 0, acknowledgement unconfirmed, status ${left.code}, then recover`;
+          outcomes[how] = (outcomes[how] ?? 0) + 1;
         }
         const st = act.cli(['status', '--json'], { ssh });
         expect(st.code).toBe(0);
