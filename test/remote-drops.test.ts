@@ -75,11 +75,10 @@ describeWithSshd('the SSH connection killed at a random moment during apply', ()
         }
         if (r.code === 0 && /Could not tell the host that job \S+ is done/.test(r.stderr)) {
           // The host went away around the runner's acknowledgement of the job's end. If it never got it, the job keeps
-          // its pending-key file for a runner that missed the result, and status shows the rotation as interrupted
-          // (naming the new key); either way the recover the runner asked for finishes the job.
+          // its pending-key file for a runner that missed the result, and status exits INTERRUPTED (the rotation, or the
+          // job still waiting on the host); either way the recover the runner asked for finishes the job.
           const left = act.cli(['status', '--json'], { ssh });
           expect([0, ExitCode.INTERRUPTED]).toContain(left.code);
-          if (left.code !== 0) expect(JSON.parse(left.stdout).interruptedRotation).toMatchObject({ newFingerprint: act.nodeKey().fingerprint });
           const rec = act.cli(['recover', '--json'], { ssh });
           expect(rec.stderr).not.toMatch(/\[INTERNAL\]/);
           expect(rec.code).toBe(0);
