@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { atExit } from '../src/at-exit';
 
 const live = new Set<string>();
-let forgetAtExit: (() => void) | undefined;
+let removedAtExit = false;
 
 /** True when KEEP asks to keep scratch directories. */
 export function keepScratch(env: NodeJS.ProcessEnv = process.env): boolean {
@@ -26,10 +26,10 @@ export function scratchDir(prefix: string, mode?: number): string {
   if (mode !== undefined) chmodSync(dir, mode);
   live.add(dir);
   // A harness ended by a signal (or exiting without its finally) still leaves none behind.
-  forgetAtExit ??= atExit(() => {
-    forgetAtExit = undefined;
-    removeAllScratch();
-  });
+  if (!removedAtExit) {
+    removedAtExit = true;
+    atExit(removeAllScratch);
+  }
   return dir;
 }
 

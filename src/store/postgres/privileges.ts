@@ -55,7 +55,8 @@ export async function rotationBlockers(c: ClientBase, url: string, inv: Inventor
     const role = (await c.query<{ role: string }>('SELECT quote_ident(current_user) AS role')).rows[0].role;
     const grantTo = (what: string) => `${what} TO ${role}`;
     const blockers: RotationBlocker[] = [];
-    for (const t of await tableRights(c, columnsByTable(inv))) {
+    const tables = columnsByTable(inv);
+    for (const t of await tableRights(c, tables)) {
       if (t.update || (t.lockable && !t.missing.length)) continue;
       if (t.lockable) {
         blockers.push(
@@ -77,7 +78,7 @@ export async function rotationBlockers(c: ClientBase, url: string, inv: Inventor
         );
       }
     }
-    for (const r of await updateRules(c, [...columnsByTable(inv).keys()])) {
+    for (const r of await updateRules(c, [...tables.keys()])) {
       if (!r.instead) continue;
       blockers.push({
         problem: `${r.table} has a rule ON UPDATE that runs instead of the update (${r.rule}), so the rotation's UPDATE would not rewrite its secrets: drop the rule (DROP RULE ${r.rule} ON ${r.table}) or take the table out of the inventory, then run the command again.`,
