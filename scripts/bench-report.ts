@@ -97,6 +97,7 @@ export function table(rows: string[][]): string {
 
 const LABELS: Record<string, string> = {
   floor: "PostgreSQL floor (SET value = value || '')",
+  'floor-staged': 'the database alone: stage ahead, then swap',
   pgcrypto: 'pgcrypto in-database rewrap (AES-CBC)',
   naive: 'naive script (row-by-row UPDATE)',
   crypto: 'crypto alone (open + re-seal in memory)',

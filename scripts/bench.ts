@@ -4,7 +4,7 @@
  *
  * Measures, in one run on one PostgreSQL server, how fast every secret of a
  * table can be re-encrypted: PostgreSQL rewriting every row by itself (the
- * floor), an in-database pgcrypto rewrap, a naive row-by-row script, the
+ * floor), seal-ahead's database work alone (floor-staged: stage, then swap), an in-database pgcrypto rewrap, a naive row-by-row script, the
  * crypto alone (every value opened and re-sealed in memory by the
  * production crypto module), ours (`reencryptInventory`) and, when the CLI
  * is built, the full
@@ -34,7 +34,7 @@ import { mainShape, parseShapeArgs } from './bench-shapes';
 import { mainSqlite, parseSqliteArgs } from './bench-sqlite';
 import { parseOrExit } from './usage';
 
-export const METHODS = ['floor', 'pgcrypto', 'naive', 'crypto', 'ours', 'apply', 'apply-one-pass'] as const;
+export const METHODS = ['floor', 'floor-staged', 'pgcrypto', 'naive', 'crypto', 'ours', 'apply', 'apply-one-pass'] as const;
 const CRYPTO_MODES: readonly CryptoMode[] = ['native', 'node', 'workers'];
 export type Method = (typeof METHODS)[number];
 
@@ -130,6 +130,31 @@ async function timeSql(c: Client, sql: string, params: unknown[] = []): Promise<
 }
 
 const FLOOR_SQL = `UPDATE ${BENCH_TABLE} SET value = value || ''`;
+const STAGE_TABLE = 'bench_stage_floor';
+
+/**
+ * Seal-ahead's own database work with no crypto and no client (the floor of
+ * that design): with the server up, every row copied into an UNLOGGED table
+ * with its old text and a new text of the same length (`value || ''`), with
+ * a unique index on the id, as seal-ahead stages them; then, in one
+ * transaction, the swap from it, as the cut-over makes it (a row swapped
+ * only while it still holds its staged text).
+ */
+async function timeStagedFloor(c: Client): Promise<Run & { stageSeconds: number; swapSeconds: number }> {
+  await c.query(`DROP TABLE IF EXISTS ${STAGE_TABLE}`);
+  try {
+    const t0 = process.hrtime.bigint();
+    await c.query(`CREATE UNLOGGED TABLE ${STAGE_TABLE} AS SELECT id, value AS o0, value || '' AS n0 FROM ${BENCH_TABLE}`);
+    await c.query(`CREATE UNIQUE INDEX ON ${STAGE_TABLE} (id)`);
+    await c.query(`ANALYZE ${STAGE_TABLE}`);
+    const stageSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const swap = await timeSql(c, `UPDATE ${BENCH_TABLE} t SET value = s.n0 FROM ${STAGE_TABLE} s WHERE t.id = s.id AND t.value IS NOT DISTINCT FROM s.o0`);
+    return { seconds: stageSeconds + swap.seconds, rows: swap.rows, stageSeconds, swapSeconds: swap.seconds };
+  } finally {
+    await c.query(`DROP TABLE IF EXISTS ${STAGE_TABLE}`);
+  }
+}
+
 /** Decrypts each AES-CBC value with the old key and encrypts it with the new one (IV kept: the key changes). */
 const PGCRYPTO_SQL = `UPDATE ${BENCH_TABLE} SET value = encode(
   substr(decode(value, 'base64'), 1, 16) ||
@@ -185,6 +210,7 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
     const runs: Run[] = [];
     const baseline: Run[] = [];
     const sealed: Run[] = [];
+    const staged: Array<{ stageSeconds: number; swapSeconds: number }> = [];
     let note: string | undefined;
     let reps = o.reps;
     let limit: number | undefined;
@@ -225,12 +251,22 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
       const rows = await restoreBench(c, method === 'pgcrypto' ? 'cbc' : 'gcm', limit);
       progress(`${method} run ${i + 1}/${reps} on ${rows} rows`);
       if (method === 'floor') runs.push(await timeSql(c, FLOOR_SQL));
+      else if (method === 'floor-staged') {
+        const r = await timeStagedFloor(c);
+        staged.push(r);
+        runs.push(r);
+      }
       else if (method === 'pgcrypto') runs.push(await timeSql(c, PGCRYPTO_SQL, keyBytes));
       else runs.push(await runChild(childJob(method)));
       if (method === 'ours' && i === reps - 1) {
         progress('verifying that every row opens with the new key only and equals its plaintext');
         verification = await verifyBench(c, newKey);
       }
+    }
+    if (staged.length) {
+      const stage = median(staged.map((r) => r.stageSeconds));
+      const swap = median(staged.map((r) => r.swapSeconds));
+      note = `seal-ahead's database work alone, no crypto, no client: staging every row into an UNLOGGED table with the server up (median ${stage.toFixed(2)} s), then the swap from it in one transaction (median ${swap.toFixed(2)} s)`;
     }
     const engine = runs.find((r) => r.crypto)?.crypto;
     if (engine) note = `${note ? `${note}; ` : ''}AES-GCM engine: ${engine}`;
