@@ -312,7 +312,7 @@ export interface SealAhead extends Pick<WalkOptions, 'batchSize' | 'onProgress' 
   /**
    * The rotation's backup, for a store that writes its bulk now, in
    * seal-ahead's snapshot (the staged old texts), so that `rotate` adds
-   * only the values changed since (SQLite). Called at most once; the same
+   * only the values changed since (both stores). Called at most once; the same
    * sink is then `Rotation.backup`. A store that backs up in the window
    * never calls it.
    */
