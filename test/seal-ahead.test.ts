@@ -23,7 +23,7 @@ import { sqliteFile } from '../src/store/sqlite/url';
 import { stagingLeft } from '../scripts/soak-harness';
 import { actScenario, Scenario } from './support/scenario';
 import { withTestSql } from './support/sql';
-import { CLI_STORES, SQLITE_ROLLBACK, SQLITE_WAL } from './support/stores';
+import { CLI_STORES, POSTGRES, SQLITE_ROLLBACK, SQLITE_WAL } from './support/stores';
 
 const ROOT = resolve(__dirname, '..');
 const WRITTEN = [
@@ -315,6 +315,47 @@ describe.each(CLI_STORES)('seal-ahead on $name', (store) => {
     expect(s.configKey().equals(other)).toBe(false);
     expect(opened(await cellsOf(s.url), s.configKey()).size).toBeGreaterThan(0);
     expect([...opened(await cellsOf(s.url), s.configKey()).values()].filter((p) => p.startsWith('!'))).toEqual([]);
+  });
+});
+
+describe('PostgreSQL: a staging area emptied before the window (as a crash of the database empties UNLOGGED tables)', () => {
+  it('is not used: the bulk of the backup made ahead is discarded, every value is re-sealed in the window and backed up there as in one pass, and that backup restores', async () => {
+    const s = await actScenario({ perKind: 5, store: POSTGRES });
+    // The stop hook empties every staging table, the server's last writes after it.
+    writeFileSync(join(s.dir, 'last-writes.js'), writerScript(s.dir, { loop: false }));
+    writeFileSync(
+      join(s.dir, 'stop.js'),
+      `const { Client } = require(${JSON.stringify(require.resolve('pg', { paths: [ROOT] }))});
+const { execFileSync } = require('node:child_process');
+(async () => {
+  const c = new Client({ connectionString: process.env.DATABASE_URL });
+  await c.connect();
+  const r = await c.query("SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'master_key' AND relname LIKE 'stage%' AND relkind = 'r'");
+  if (r.rows.length === 0) throw new Error('no staging table');
+  for (const { relname } of r.rows) await c.query('TRUNCATE master_key.' + relname);
+  await c.end();
+  execFileSync(process.execPath, [${JSON.stringify(join(s.dir, 'last-writes.js'))}], { stdio: 'inherit', env: process.env });
+})().catch((e) => { console.error(e); process.exit(1); });
+`,
+    );
+    const reports = join(s.dir, 'reports');
+    const r = s.cli(['apply', '--seal-ahead', '--stop-command', `node '${join(s.dir, 'stop.js')}'`, '--report-dir', reports]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Backed up ahead: [\d,]+ stored values/);
+    expect(r.stdout).toMatch(/the staging area was no longer intact/);
+    const report = reportOf(reports);
+    expect(report.sealAhead).toMatchObject({ ran: true, used: false, swappedRows: 0 });
+    // The bulk made ahead was discarded: the window wrote the whole backup.
+    expect(readdirSync(report.backup.path).filter((f) => !f.startsWith('config-')).sort()).toEqual(['manifest.json', 'secrets.jsonl']);
+    const expected = expectedAtLock(s);
+    expect(opened(await cellsOf(s.url), s.configKey())).toEqual(expected);
+    expect(opened(await backupCellsOf(s, report.backup.path), s.key)).toEqual(expected);
+    const restored = s.cli(['restore', '--backup', report.backup.path]);
+    expect(restored.stderr).toBe('');
+    expect(restored.code).toBe(0);
+    expect(opened(await cellsOf(s.url), s.key)).toEqual(expected);
+    expect(await withTestSql(s.url, (db) => stagingLeft(db, s.url))).toEqual([]);
   });
 });
 
