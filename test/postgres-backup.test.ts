@@ -162,4 +162,45 @@ describe('PostgreSQL backup written by the re-encryption', () => {
       rmSync(backupDir, { recursive: true, force: true });
     }
   });
+  it('seal-ahead stages every document read, one with nothing sealed in it too: such a document deleted or changed before the lock is in changes.jsonl, and the backup restores exactly the documents at the lock', async () => {
+    const docs: Inventory = validateInventory({ name: 'documents', entries: [{ kind: 'setting', table: 'docs', idColumn: 'id', column: 'doc', codec: 'v1', jsonPath: ['secret'] }] });
+    const sealed = codecByName('v1').seal(key, Buffer.from('a secret'));
+    await withTestClient(url, async (c) => {
+      await c.query('CREATE TABLE docs (id bigint PRIMARY KEY, doc jsonb)');
+      await c.query(`INSERT INTO docs VALUES (1, jsonb_build_object('secret', $1::text)), (2, '{"other": "x"}'), (3, '{"other": "y"}')`, [sealed]);
+    });
+    const docsAt = async () => new Map((await withTestClient(url, (c) => c.query<{ id: string; doc: string }>('SELECT id::text, doc::text FROM docs WHERE doc IS NOT NULL'))).rows.map((r) => [r.id, r.doc]));
+    const s = await openStore(url);
+    const backupDir = join(dir, 'ahead-docs');
+    mkdirSync(backupDir, { mode: 0o700 });
+    const newKey = MasterKey.generate();
+    try {
+      const sink = new BackupDirectory(backupDir);
+      const staged = await s.sealAhead({ inventory: docs, from: new Keyring([key]), to: newKey, rotationId: randomUUID(), backup: async () => sink });
+      expect(staged).toMatchObject({ rows: 3, values: 1, backedUp: { values: 3 } });
+      await withTestClient(url, async (c) => {
+        await c.query('DELETE FROM docs WHERE id = 2');
+        await c.query(`UPDATE docs SET doc = '{"other": "z"}' WHERE id = 3`);
+      });
+      const atLock = await docsAt();
+      const part = await s.write(async (tx) => {
+        await tx.lockSecretTables(docs);
+        return (await tx.rotate({ inventory: docs, from: new Keyring([key]), to: newKey, backup: sink, staged })).backup;
+      });
+      expect(part.values).toBe(2);
+      const changes = readFileSync(join(backupDir, 'changes.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; v: string | null });
+      expect(new Map(changes.map((o) => [o.id, o.v === null ? null : JSON.parse(o.v)]))).toEqual(new Map([['2', null], ['3', { other: 'z' }]]));
+      const backup: BackupToRestore = { dir: backupDir, files: new BackupDirectorySource(backupDir), part, storeFiles: part.files.map((f) => f.name), canary: { fingerprint: 'mk:000000000000', generation: 1, sealed: '', keyCreatedAt: new Date() } };
+      expect(await s.drill({ backup, inventory: docs }, async (_tx, copy) => copy.values)).toBe(2);
+      await s.write((tx) => tx.restore({ backup, inventory: docs, decide: (_loc, pairs) => pairs.map((p) => p.backup) }));
+      const back = await docsAt();
+      expect(new Map([...back].map(([id, d]) => [id, JSON.parse(d)]))).toEqual(new Map([...atLock].map(([id, d]) => [id, JSON.parse(d)])));
+      expect(JSON.parse(back.get('1')!)).toEqual({ secret: sealed });
+    } finally {
+      await s.dropStaging();
+      await s.close();
+      rmSync(backupDir, { recursive: true, force: true });
+      await withTestClient(url, (c) => c.query('DROP TABLE docs'));
+    }
+  });
 });

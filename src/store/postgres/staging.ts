@@ -7,7 +7,10 @@
  * connection writes the results into UNLOGGED tables of the `master_key`
  * schema, one per secret table (`stage_<fingerprint>_<n>`: the row id, the
  * old texts of the value and additional-data columns, the new texts),
- * bound to the new key's fingerprint by name and by comment. No live row
+ * bound to the new key's fingerprint by name and by comment. Every row
+ * read is staged, one with nothing sealed in it (a document without a
+ * secret at the entry's path) too, with no new texts: so the staging
+ * tables hold every row the snapshot holds a value of. No live row
  * changes. The snapshot's oldest running transaction (`xmin`) is kept: a
  * row version written since has an xmin at least as new.
  *
@@ -191,13 +194,16 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
         const oldTexts = plan.columns.map((_, i) => batch.map((r) => r[shape.first + i]));
         const out = await resealBatch(batch, { shape, crypto });
         if (out.failures.length) throw undecryptable(plan.table, out.failures[0], out.failures.length - 1);
+        // Every row read is staged, one with nothing sealed in it too (no new texts: the swap leaves it as it is), so the staging
+        // tables hold every row the snapshot (and the backup's bulk) holds a value of, and the window finds any of them changed or gone.
+        const sealedAt = new Map(out.rows.map((i, k) => [i, k]));
         const params: Array<string | Buffer> = [
-          pgArray(out.rows.map((i) => batch[i][shape.idAt])),
-          ...oldTexts.map((col) => binaryTextArray(out.rows.map((i) => col[i]))),
-          ...plan.aadColumns.map((a) => binaryTextArray(out.rows.map((i) => batch[i][shape.aad.get(a)!]))),
-          ...out.next.map((col) => binaryTextArray(col)),
+          pgArray(batch.map((r) => r[shape.idAt])),
+          ...oldTexts.map((col) => binaryTextArray(col)),
+          ...plan.aadColumns.map((a) => binaryTextArray(batch.map((r) => r[shape.aad.get(a)!]))),
+          ...out.next.map((col) => binaryTextArray(batch.map((_, i) => (sealedAt.has(i) ? col[sealedAt.get(i)!] : null)))),
         ];
-        return { params, n: out.rows.length, byKind: out.byKind, values: out.total, chars };
+        return { params, n: batch.length, byKind: out.byKind, values: out.total, chars };
       };
       const read = teed(withinBudget(copyBatches(reader, `SELECT ${selectList(plan)} FROM ${quoteIdent(plan.table)} WHERE ${notNull(plan)}`, batchSize), budget, textIn), plan, tee);
       await naming(plan, 'sealing ahead', async () => {
