@@ -252,8 +252,12 @@ async function main() {
   }
   const [{ id: changed }] = await q('SELECT min(id) AS id FROM git_credentials', []);
   await q('UPDATE git_credentials SET access_token = $1 WHERE id = $2', [seal('changed at the stop hook'), changed]);
+  // Not the last row: SQLite would give its id to the row added next.
+  const [{ id: deleted }] = await q('SELECT min(id) AS id FROM git_credentials WHERE id > $1', [changed]);
+  await q('DELETE FROM git_credentials WHERE id = $1', [deleted]);
   const [{ id: added }] = await q("INSERT INTO git_credentials (provider, access_token) VALUES ('gitlab', $1) RETURNING id", [seal('added at the stop hook')]);
-  writeFileSync(dir + '/last-writes.json', JSON.stringify({ ['git_credentials.access_token:' + changed]: 'changed at the stop hook', ['git_credentials.access_token:' + added]: 'added at the stop hook' }));
+  // null: the row was deleted.
+  writeFileSync(dir + '/last-writes.json', JSON.stringify({ ['git_credentials.access_token:' + changed]: 'changed at the stop hook', ['git_credentials.access_token:' + deleted]: null, ['git_credentials.access_token:' + added]: 'added at the stop hook' }));
   await end();
 }
 main().catch((e) => { console.error(e); process.exit(1); });
@@ -272,23 +276,38 @@ describe.each(CLI_STORES)('a sealed backup after seal-ahead on $name, with rows 
     const r = s.cli(['apply', '--json', '--seal-ahead', '--backup-recipient', x25519.recipient, '--stop-command', `node '${join(s.dir, 'last-writes.js')}'`]);
     if (r.code !== 0) throw new Error(`apply failed (${r.code}): ${r.stderr}`);
     backup = (JSON.parse(r.stdout) as { report: { backup: { path: string } } }).report.backup.path;
-    atLock = new Map([...s.plaintexts, ...Object.entries(JSON.parse(readFileSync(join(s.dir, 'last-writes.json'), 'utf8')) as Record<string, string>)]);
+    const last = Object.entries(JSON.parse(readFileSync(join(s.dir, 'last-writes.json'), 'utf8')) as Record<string, string | null>);
+    atLock = new Map([...s.plaintexts, ...last.filter((e): e is [string, string] => e[1] !== null)]);
+    for (const [place, plain] of last) if (plain === null) atLock.delete(place);
   });
 
-  it('the backup is every file sealed; on SQLite the copy made ahead and the changes, which the age CLI opens: the rows changed and added at the lock are there', async () => {
+  it('the backup is every file sealed: the bulk made ahead and the changes, which the age CLI opens: the rows changed and added at the lock are there', async () => {
     const s = scenario();
     const names = readdirSync(backup).filter((n) => !n.startsWith('config-')).sort();
-    expect(names).toEqual(store.kind === 'sqlite' ? ['changes.sqlite.age', 'database.sqlite.age', 'manifest.json'] : ['manifest.json', 'secrets.jsonl.age']);
+    expect(names).toEqual(store.kind === 'sqlite' ? ['changes.sqlite.age', 'database.sqlite.age', 'manifest.json'] : ['changes.jsonl.age', 'manifest.json', 'secrets-ahead.jsonl.age']);
     for (const n of readdirSync(backup)) expect(statSync(join(backup, n)).mode & 0o777).toBe(0o600);
-    if (store.kind !== 'sqlite') return;
-    const opened = join(s.dir, 'changes-opened.sqlite');
-    const r = spawnSync('age', ['--decrypt', '--identity', x25519.file, '--output', opened, join(backup, 'changes.sqlite.age')]);
-    expect(r.status).toBe(0);
-    chmodSync(opened, 0o600);
-    const rows = await withTestSql(`sqlite:${opened}`, (db) => db.query<{ t: string; c: string; id: unknown; v: string | null }>('SELECT t, c, id, v FROM changes'));
     const ring = new Keyring([oldKey]);
+    let rows: Array<{ t: string; c: string; id: unknown; v: string | null }>;
+    if (store.kind === 'sqlite') {
+      const opened = join(s.dir, 'changes-opened.sqlite');
+      const r = spawnSync('age', ['--decrypt', '--identity', x25519.file, '--output', opened, join(backup, 'changes.sqlite.age')]);
+      expect(r.status).toBe(0);
+      chmodSync(opened, 0o600);
+      rows = await withTestSql(`sqlite:${opened}`, (db) => db.query<{ t: string; c: string; id: unknown; v: string | null }>('SELECT t, c, id, v FROM changes'));
+    } else {
+      const r = spawnSync('age', ['--decrypt', '--identity', x25519.file, join(backup, 'changes.jsonl.age')], { maxBuffer: 1 << 26 });
+      expect(r.status).toBe(0);
+      rows = r.stdout.toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { t: string; c: string; id: string; v: string | null });
+      // The bulk opens too: one line per value of seal-ahead's snapshot, every one under the old key.
+      const bulk = spawnSync('age', ['--decrypt', '--identity', x25519.file, join(backup, 'secrets-ahead.jsonl.age')], { maxBuffer: 1 << 28 });
+      expect(bulk.status).toBe(0);
+      const lines = bulk.stdout.toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { t: string; c: string; v: string });
+      expect(lines.length).toBeGreaterThan(rows.length);
+      expect(lines.filter((l) => l.t === 'git_credentials').every((l) => ring.openText(actCodec(), l.v).length > 0)).toBe(true);
+    }
     const changes = new Map(rows.map((x) => [`${x.t}.${x.c}:${String(x.id)}`, x.v === null ? null : ring.openText(actCodec(), x.v)]));
-    const last = JSON.parse(readFileSync(join(s.dir, 'last-writes.json'), 'utf8')) as Record<string, string>;
+    const last = JSON.parse(readFileSync(join(s.dir, 'last-writes.json'), 'utf8')) as Record<string, string | null>;
+    expect(Object.values(last)).toContain(null);
     for (const [place, plain] of Object.entries(last)) expect(changes.get(place)).toBe(plain);
   });
 

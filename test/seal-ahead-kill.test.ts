@@ -6,10 +6,11 @@
  * (every secret opens with the configured key to its plaintext; nodes,
  * canary and history agree; no pending file, and no staging area left);
  * then a next apply that succeeds. A staging area left by the kill is
- * removed by recover, which says so. On SQLite, also at the backup's copy
- * made in seal-ahead's snapshot (copied, then durable): recover removes
- * that incomplete backup, saying so; and, sealed to an age recipient, while
- * age seals it.
+ * removed by recover, which says so. Also at the bulk of the backup made
+ * in seal-ahead's snapshot (SQLite: a copy of the database; PostgreSQL:
+ * secrets-ahead.jsonl; written, then durable): recover removes that
+ * incomplete backup, saying so; and, sealed to an age recipient, while age
+ * seals it.
  */
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,13 +29,13 @@ const KILLS: ReadonlyArray<[string, FaultPoint, number, 'undone' | 'finished' | 
   ['with the staged values swapped in, not committed', 'reencrypted', 1, 'undone'],
   ['right after the cut-over committed', 'committed', 1, 'finished'],
   ['after the start hooks, as the staging area is removed', 'staging-removed', 1, 'none'],
+  // The bulk of the backup, written in seal-ahead's snapshot: whole but not yet durable, then durable (and sealed).
+  ["with the backup's bulk written in seal-ahead's snapshot, not yet durable", 'backup-ahead-copied', 1, 'undone'],
+  ["with the backup's bulk durable, still sealing ahead", 'backup-ahead-written', 1, 'undone'],
 ];
 
-/** SQLite copies the database for the backup in seal-ahead's snapshot (PostgreSQL writes its backup in the window). */
-const SQLITE_KILLS: typeof KILLS = [
-  ["as the backup's copy of the database is made in seal-ahead's snapshot", 'backup-ahead-copied', 1, 'undone'],
-  ["with the backup's copy durable, still sealing ahead", 'backup-ahead-written', 1, 'undone'],
-];
+/** The files of a backup made ahead, sealed: the bulk and the changes of the window. */
+const AHEAD_FILES = { sqlite: ['changes.sqlite.age', 'database.sqlite.age'], postgres: ['changes.jsonl.age', 'secrets-ahead.jsonl.age'] };
 
 describe.each([POSTGRES, SQLITE_WAL])('seal-ahead killed, on $name', (store) => {
   let url: string;
@@ -45,7 +46,7 @@ describe.each([POSTGRES, SQLITE_WAL])('seal-ahead killed, on $name', (store) => 
   });
   afterAll(() => store.drop(url));
 
-  it.each(store.kind === 'sqlite' ? [...KILLS, ...SQLITE_KILLS] : KILLS)('killed %s (at %s, #%i): recover %s; 0 lost; no staging left; the next apply succeeds', async (_what, phase, n, action) => {
+  it.each(KILLS)('killed %s (at %s, #%i): recover %s; 0 lost; no staging left; the next apply succeeds', async (_what, phase, n, action) => {
     const r = await faultCycle(inst, { kill: { phase, n }, batchSize: 2, sealAhead: true });
     expect(r.violations).toEqual([]);
     expect(r.killed).toBe(true);
@@ -69,9 +70,7 @@ describe.each([POSTGRES, SQLITE_WAL])('seal-ahead killed, on $name', (store) => 
 
   const backupDirs = () => readdirSync(inst.backupDir).map((n) => join(inst.backupDir, n));
 
-  // Only SQLite writes part of its backup ahead.
-  const sqliteOnly = store.kind === 'sqlite' ? it.each(['backup-ahead-copied', 'backup-ahead-written', 'backup-sealing']) : () => undefined;
-  sqliteOnly(
+  it.each(['backup-ahead-copied', 'backup-ahead-written', 'backup-sealing'])(
     "killed at %s while the backup is made ahead (sealed to a recipient): recover removes the incomplete backup, saying so; 0 lost; the next sealed apply drills",
     async (phase) => {
       const id = await generateX25519Identity();
@@ -86,7 +85,7 @@ describe.each([POSTGRES, SQLITE_WAL])('seal-ahead killed, on $name', (store) => 
       const files = readdirSync(left[0]);
       expect(files).not.toContain('manifest.json');
       // Never the changes of the window: the kill came before the stop hook.
-      expect(files).not.toContain('changes.sqlite.age');
+      expect(files).not.toContain(AHEAD_FILES[store.kind][0]);
       const rec = await runCli(inst, ['recover', '--json']);
       expect(rec.code).toBe(0);
       const out = JSON.parse(rec.stdout) as { action: string; tempFilesRemoved: string[] };
@@ -99,7 +98,7 @@ describe.each([POSTGRES, SQLITE_WAL])('seal-ahead killed, on $name', (store) => 
       const next = await runCli(inst, ['apply', '--json', '--seal-ahead', '--backup-recipient', recipient]);
       expect(next.code).toBe(0);
       const backup = (JSON.parse(next.stdout) as { report: { backup: { path: string } } }).report.backup.path;
-      expect(readdirSync(backup).filter((f) => !f.startsWith('config-')).sort()).toEqual(['changes.sqlite.age', 'database.sqlite.age', 'manifest.json']);
+      expect(readdirSync(backup).filter((f) => !f.startsWith('config-')).sort()).toEqual([...AHEAD_FILES[store.kind], 'manifest.json'].sort());
       const drill = await runCli(inst, ['restore', '--drill', '--backup', backup, '--identity-file', identityFile]);
       expect(drill.stderr).toBe('');
       expect(drill.code).toBe(0);

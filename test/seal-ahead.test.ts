@@ -23,7 +23,7 @@ import { sqliteFile } from '../src/store/sqlite/url';
 import { stagingLeft } from '../scripts/soak-harness';
 import { actScenario, Scenario } from './support/scenario';
 import { withTestSql } from './support/sql';
-import { CLI_STORES, SQLITE_ROLLBACK, SQLITE_WAL } from './support/stores';
+import { CLI_STORES, POSTGRES, SQLITE_ROLLBACK, SQLITE_WAL } from './support/stores';
 
 const ROOT = resolve(__dirname, '..');
 const WRITTEN = [
@@ -129,8 +129,10 @@ async function cellsOf(url: string): Promise<Map<string, string>> {
 
 /**
  * The values of the two tables a backup holds, by place (PostgreSQL:
- * secrets.jsonl; SQLite: the database copy, overridden by place by
- * changes.sqlite when seal-ahead copied it in its snapshot).
+ * secrets.jsonl, or, when seal-ahead wrote its bulk, secrets-ahead.jsonl
+ * overridden by place by changes.jsonl; SQLite: the database copy,
+ * overridden by place by changes.sqlite when seal-ahead copied it in its
+ * snapshot).
  */
 async function backupCellsOf(s: Scenario, dir: string): Promise<Map<string, string>> {
   if (s.store.kind === 'sqlite') {
@@ -146,10 +148,15 @@ async function backupCellsOf(s: Scenario, dir: string): Promise<Map<string, stri
     return out;
   }
   const out = new Map<string, string>();
-  for (const line of readFileSync(join(dir, 'secrets.jsonl'), 'utf8').split('\n')) {
-    if (!line) continue;
-    const o = JSON.parse(line) as { t: string; c: string; id: string; v: string };
-    if (WRITTEN.some(([t, c]) => t === o.t && c === o.c)) out.set(`${o.t}.${o.c}:${o.id}`, o.v);
+  const ahead = existsSync(join(dir, 'secrets-ahead.jsonl'));
+  for (const file of ahead ? ['secrets-ahead.jsonl', 'changes.jsonl'] : ['secrets.jsonl']) {
+    for (const line of readFileSync(join(dir, file), 'utf8').split('\n')) {
+      if (!line) continue;
+      const o = JSON.parse(line) as { t: string; c: string; id: string; v: string | null };
+      if (!WRITTEN.some(([t, c]) => t === o.t && c === o.c)) continue;
+      if (o.v === null) out.delete(`${o.t}.${o.c}:${o.id}`);
+      else out.set(`${o.t}.${o.c}:${o.id}`, o.v);
+    }
   }
   return out;
 }
@@ -223,12 +230,18 @@ describe.each(CLI_STORES)('seal-ahead on $name', (store) => {
       // Exactly the values at the lock, under the old key.
       expect(opened(await backupCellsOf(s, report.backup.path), s.key)).toEqual(expected);
       expect(await withTestSql(s.url, (db) => stagingLeft(db, s.url))).toEqual([]);
+      // The bulk of the backup was written in seal-ahead's snapshot; the rows the server wrote since are in the changes file.
+      expect(r.stdout).toMatch(/Backed up ahead: [\d,]+ stored values/);
       if (store.kind === 'sqlite') {
-        // The database was copied in seal-ahead's snapshot; the rows the server wrote since are in the changes file.
-        expect(r.stdout).toMatch(/Backed up ahead: [\d,]+ stored values/);
         expect(readdirSync(report.backup.path).filter((f) => !f.startsWith('config-')).sort()).toEqual(['changes.sqlite', 'database.sqlite', 'manifest.json']);
         const changed = await withTestSql(`sqlite:${join(report.backup.path, 'changes.sqlite')}`, (db) => db.query<{ n: number }>('SELECT count(*) AS n FROM changes'));
         expect(Number(changed[0].n)).toBeGreaterThanOrEqual(2);
+      } else {
+        expect(readdirSync(report.backup.path).filter((f) => !f.startsWith('config-')).sort()).toEqual(['changes.jsonl', 'manifest.json', 'secrets-ahead.jsonl']);
+        const changed = readFileSync(join(report.backup.path, 'changes.jsonl'), 'utf8').split('\n').filter(Boolean);
+        expect(changed.length).toBeGreaterThanOrEqual(2);
+        // Only what changed since: far fewer lines than the bulk.
+        expect(changed.length).toBeLessThan(readFileSync(join(report.backup.path, 'secrets-ahead.jsonl'), 'utf8').split('\n').filter(Boolean).length);
       }
       const drill = s.cli(['restore', '--drill', '--backup', report.backup.path]);
       expect(drill.stderr).toBe('');
@@ -302,6 +315,47 @@ describe.each(CLI_STORES)('seal-ahead on $name', (store) => {
     expect(s.configKey().equals(other)).toBe(false);
     expect(opened(await cellsOf(s.url), s.configKey()).size).toBeGreaterThan(0);
     expect([...opened(await cellsOf(s.url), s.configKey()).values()].filter((p) => p.startsWith('!'))).toEqual([]);
+  });
+});
+
+describe('PostgreSQL: a staging area emptied before the window (as a crash of the database empties UNLOGGED tables)', () => {
+  it('is not used: the bulk of the backup made ahead is discarded, every value is re-sealed in the window and backed up there as in one pass, and that backup restores', async () => {
+    const s = await actScenario({ perKind: 5, store: POSTGRES });
+    // The stop hook empties every staging table, the server's last writes after it.
+    writeFileSync(join(s.dir, 'last-writes.js'), writerScript(s.dir, { loop: false }));
+    writeFileSync(
+      join(s.dir, 'stop.js'),
+      `const { Client } = require(${JSON.stringify(require.resolve('pg', { paths: [ROOT] }))});
+const { execFileSync } = require('node:child_process');
+(async () => {
+  const c = new Client({ connectionString: process.env.DATABASE_URL });
+  await c.connect();
+  const r = await c.query("SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'master_key' AND relname LIKE 'stage%' AND relkind = 'r'");
+  if (r.rows.length === 0) throw new Error('no staging table');
+  for (const { relname } of r.rows) await c.query('TRUNCATE master_key.' + relname);
+  await c.end();
+  execFileSync(process.execPath, [${JSON.stringify(join(s.dir, 'last-writes.js'))}], { stdio: 'inherit', env: process.env });
+})().catch((e) => { console.error(e); process.exit(1); });
+`,
+    );
+    const reports = join(s.dir, 'reports');
+    const r = s.cli(['apply', '--seal-ahead', '--stop-command', `node '${join(s.dir, 'stop.js')}'`, '--report-dir', reports]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Backed up ahead: [\d,]+ stored values/);
+    expect(r.stdout).toMatch(/the staging area was no longer intact/);
+    const report = reportOf(reports);
+    expect(report.sealAhead).toMatchObject({ ran: true, used: false, swappedRows: 0 });
+    // The bulk made ahead was discarded: the window wrote the whole backup.
+    expect(readdirSync(report.backup.path).filter((f) => !f.startsWith('config-')).sort()).toEqual(['manifest.json', 'secrets.jsonl']);
+    const expected = expectedAtLock(s);
+    expect(opened(await cellsOf(s.url), s.configKey())).toEqual(expected);
+    expect(opened(await backupCellsOf(s, report.backup.path), s.key)).toEqual(expected);
+    const restored = s.cli(['restore', '--backup', report.backup.path]);
+    expect(restored.stderr).toBe('');
+    expect(restored.code).toBe(0);
+    expect(opened(await cellsOf(s.url), s.key)).toEqual(expected);
+    expect(await withTestSql(s.url, (db) => stagingLeft(db, s.url))).toEqual([]);
   });
 });
 

@@ -13,7 +13,7 @@ export const FAULT_POINTS = [
   // Seal-ahead (before the stop hook): started, each batch staged, everything staged; and its staging area removed after the commit.
   'seal-ahead-started',
   'seal-ahead-batch',
-  // SQLite: the backup's copy of the database made in seal-ahead's snapshot (not yet durable), then durable (and sealed).
+  // The backup's bulk written in seal-ahead's snapshot (SQLite: a copy of the database; PostgreSQL: secrets-ahead.jsonl), not yet durable, then durable (and sealed).
   'backup-ahead-copied',
   'backup-ahead-written',
   'sealed-ahead',

@@ -269,7 +269,8 @@ async function sealAhead(s: ApplyState, rt: Runtime): Promise<void> {
   } catch (e) {
     // What the store wrote of the backup is of no use now (a fallback to one pass makes a whole backup in the transaction).
     dropEarlyBackup(s);
-    if (isMasterKeyError(e, 'DISK_FULL')) {
+    // A full backup disk is no reason to rotate in one pass: that pass would need the same room, with the server stopped.
+    if (isMasterKeyError(e, 'DISK_FULL') && e.details.backupPath === undefined) {
       const reason = `no room for the staging area (${e.message.replace(/\.$/, '')}), so one pass with the server stopped`;
       s.sealAhead = { ran: false, reason, ms: Date.now() - started };
       ctx.log(`Seal-ahead: falling back: ${reason}.`);

@@ -312,7 +312,7 @@ export interface SealAhead extends Pick<WalkOptions, 'batchSize' | 'onProgress' 
   /**
    * The rotation's backup, for a store that writes its bulk now, in
    * seal-ahead's snapshot (the staged old texts), so that `rotate` adds
-   * only the values changed since (SQLite). Called at most once; the same
+   * only the values changed since (both stores). Called at most once; the same
    * sink is then `Rotation.backup`. A store that backs up in the window
    * never calls it.
    */
@@ -595,7 +595,8 @@ export function canaryNotFound(): MasterKeyError {
 export function backupFileError(e: unknown, path: string): MasterKeyError {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new MasterKeyError('DISK_FULL', `The backup location ${path} is full; free space or choose another --backup-dir, then run the command again.`);
+    // `backupPath` tells a full backup disk from a staging area without room (seal-ahead falls back to one pass only for the latter).
+    return new MasterKeyError('DISK_FULL', `The backup location ${path} is full; free space or choose another --backup-dir, then run the command again.`, { backupPath: path });
   }
   return new MasterKeyError('BACKUP_UNWRITABLE', `Cannot write the backup at ${path} (${code ?? 'error'}); make --backup-dir writable or choose another, then run the command again.`);
 }

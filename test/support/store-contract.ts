@@ -374,10 +374,10 @@ function seam(fixture: StoreFixture): void {
       const backupDir = mkdtempSync(join(dir, 'backup-'));
       const sink = new BackupDirectory(backupDir);
       const steps: string[] = [];
-      // SQLite writes the bulk of its backup now (the copy in seal-ahead's snapshot); PostgreSQL writes all of it in the window.
+      // Both stores write the bulk of the backup now, in seal-ahead's snapshot (SQLite: a copy of the database; PostgreSQL: its values).
       const staged = await s.sealAhead({ inventory: ACT_PRESET, from: new Keyring([key]), to: newKey, rotationId: randomUUID(), backup: async () => (steps.push('sink'), sink), onBackup: (step) => steps.push(step) });
-      expect(steps).toEqual(fixture.kind === 'sqlite' ? ['sink', 'copied', 'written'] : []);
-      expect(staged.backedUp?.values).toBe(fixture.kind === 'sqlite' ? VALUES : undefined);
+      expect(steps).toEqual(['sink', 'copied', 'written']);
+      expect(staged.backedUp?.values).toBe(VALUES);
       // The server's last writes, after staging.
       const added = await fixture.addSecret(url, key, 'added after seal-ahead');
       const removed = await fixture.removeSecret(url);
@@ -394,7 +394,7 @@ function seam(fixture: StoreFixture): void {
       });
       expect(re.sealAhead).toMatchObject({ used: true });
       expect(part.values).toBe(VALUES);
-      expect(part.files.map((f) => f.name).sort()).toEqual(fixture.kind === 'sqlite' ? ['changes.sqlite', 'database.sqlite'] : ['secrets.jsonl']);
+      expect(part.files.map((f) => f.name).sort()).toEqual(fixture.kind === 'sqlite' ? ['changes.sqlite', 'database.sqlite'] : ['changes.jsonl', 'secrets-ahead.jsonl']);
       for (const f of part.files) expect(statSync(join(backupDir, f.name)).mode & 0o777).toBe(0o600);
       const backup: BackupToRestore = { dir: backupDir, files: new BackupDirectorySource(backupDir), part, canary: old, storeFiles: part.files.map((f) => f.name) };
       // The drill: every value at the lock opens with the old key, the added and changed ones too.

@@ -5,6 +5,16 @@
  * {column : text}` with the row's additional-data columns when the
  * location's entries name any), in the file `secrets.jsonl`, written from
  * the rows the re-encryption reads (`BackupTee`). `./restore.ts` reads it back.
+ *
+ * A rotation that sealed ahead writes its backup in two files instead:
+ * `secrets-ahead.jsonl`, the same lines from the rows seal-ahead reads in
+ * its snapshot (server up), and `changes.jsonl`, written in the window:
+ * the value at the lock of every place whose value is not the snapshot's
+ * any more (added or changed since; `"v" : null` where none is left).
+ * Together they hold exactly the values at the lock: the snapshot's,
+ * overridden by place by the changes. The bulk has a name of its own so
+ * that a build which knows only `secrets.jsonl` refuses such a backup
+ * instead of restoring the snapshot's values without the changes.
  */
 import { MasterKeyError } from '../../errors';
 import { Inventory } from '../../inventory/inventory';
@@ -15,6 +25,10 @@ import { rowLayout } from './statements';
 import type { TablePlan } from './tables';
 
 export const SECRETS_FILE = 'secrets.jsonl';
+/** The bulk of a backup made ahead, in seal-ahead's snapshot (see the file's comment). */
+export const AHEAD_FILE = 'secrets-ahead.jsonl';
+/** The values at the lock of the places changed since seal-ahead's snapshot (see the file's comment). */
+export const CHANGES_FILE = 'changes.jsonl';
 
 /** A JSON string as PostgreSQL's json functions write it (for valid UTF-8 text, the same escapes as JSON.stringify). */
 const jsonText = (v: string | null): string => (v === null ? 'null' : JSON.stringify(v));
@@ -88,8 +102,13 @@ export class BackupTee {
     private readonly file: BackupFileWriter,
   ) {}
 
-  /** Appends the values of a batch of `plan`'s rows (as `selectSql(plan)` reads them). */
-  readonly add = async (plan: TablePlan, rows: readonly Row[]): Promise<void> => {
+  /**
+   * Appends the values of a batch of `plan`'s rows (as `selectSql(plan)`
+   * reads them). With `had` (a changes file): also a `null` line where a
+   * row holds no value but the bulk held one (`had(row, i)`, for the
+   * plan's i-th column), and the count is what the lines add to the bulk's.
+   */
+  readonly add = async (plan: TablePlan, rows: readonly Row[], had?: (row: Row, column: number) => boolean): Promise<void> => {
     let out = new LineBuffer();
     const flush = async () => {
       if (out.at === 0) return;
@@ -98,23 +117,25 @@ export class BackupTee {
       this.writing.catch(() => undefined);
       out = new LineBuffer();
     };
-    for (const col of this.layout(plan)) {
+    for (const [i, col] of this.layout(plan).entries()) {
       for (const row of rows) {
         const v = row[col.at];
-        if (v === null) continue;
+        const held = had?.(row, i) ?? false;
+        if (v === null && !held) continue;
+        if (held) this.values--;
         out.raw(col.head);
         out.json(row[col.id]);
         out.raw(', "v" : ');
-        if (v.length > LARGE_VALUE) {
+        if (v !== null && v.length > LARGE_VALUE) {
           await flush();
           await this.writeLarge(v);
         } else out.json(v);
-        col.aad.forEach(([name, at], i) => {
-          out.raw(i === 0 ? `, "a" : {${name} : ` : `, ${name} : `);
+        col.aad.forEach(([name, at], j) => {
+          out.raw(j === 0 ? `, "a" : {${name} : ` : `, ${name} : `);
           out.json(row[at]);
         });
         out.raw(col.aad.length ? '}}\n' : '}\n');
-        this.values++;
+        if (v !== null) this.values++;
       }
     }
     await flush();

@@ -1,6 +1,8 @@
 /**
- * Restore and drill on PostgreSQL: the backup's `secrets.jsonl` loaded into
- * a temporary table of the transaction (checked against the manifest),
+ * Restore and drill on PostgreSQL: the backup's `secrets.jsonl` (or, for a
+ * backup made ahead, `secrets-ahead.jsonl` with `changes.jsonl` applied
+ * over it by place) loaded into a temporary table of the transaction
+ * (checked against the manifest),
  * then paired with the live values by row id and written back as the
  * runbook decides (`restoreValues`), or copied into temporary tables a
  * drill reads (`scratchCopy`).
@@ -12,7 +14,7 @@ import { MasterKeyError } from '../../errors';
 import { count } from '../../format';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { BackupToRestore, Location, RestoreCounts, RestoreDecision, ScratchCopy, ValuePair, aadColumnsAt } from '../store';
-import { SECRETS_FILE } from './backup';
+import { AHEAD_FILE, CHANGES_FILE, SECRETS_FILE } from './backup';
 import { steerPlanner } from './statements';
 
 const DEFAULT_BATCH = 5000;
@@ -23,12 +25,13 @@ export interface BackupLine {
   readonly t: string;
   readonly c: string;
   readonly id: string;
-  readonly v: string;
+  /** Null only in a changes file: no value at the lock. */
+  readonly v: string | null;
   readonly a?: Record<string, string | null>;
 }
 
-/** Line `n` of a backup's values file (`file` names it), parsed and checked: strings where the loader needs them. */
-export function backupLine(line: string, n: number, file: string): BackupLine {
+/** Line `n` of a backup's values file (`file` names it), parsed and checked: strings where the loader needs them (a changes file's value may be null). */
+export function backupLine(line: string, n: number, file: string, changes = false): BackupLine {
   let o: Partial<Record<keyof BackupLine, unknown>> | null;
   try {
     o = JSON.parse(line) as typeof o;
@@ -37,17 +40,20 @@ export function backupLine(line: string, n: number, file: string): BackupLine {
   }
   const a = o?.a;
   const aadOk = a === undefined || (a !== null && typeof a === 'object' && !Array.isArray(a) && Object.values(a).every((x) => x === null || typeof x === 'string'));
-  if (!o || typeof o.t !== 'string' || typeof o.c !== 'string' || typeof o.id !== 'string' || typeof o.v !== 'string' || !aadOk) {
+  if (!o || typeof o.t !== 'string' || typeof o.c !== 'string' || typeof o.id !== 'string' || !(typeof o.v === 'string' || (changes && o.v === null)) || !aadOk) {
     throw new MasterKeyError('BACKUP_CORRUPT', `Line ${n} of ${file} is not a stored value (table, column, id and value as text); the backup cannot be restored.`);
   }
   return o as BackupLine;
 }
 
-/** Iterates the stored values of a backup in batches (bounded memory). */
-async function forEachBackupBatch(backup: BackupToRestore, batchSize: number, fn: (loc: { table: string; column: string }, rows: Array<[string, string, string | null]>) => Promise<void>): Promise<number> {
-  const rl = createInterface({ input: Readable.from(backup.files.read(SECRETS_FILE), { objectMode: false }), crlfDelay: Infinity });
+/** A line as loaded: id, value (null: none, in a changes file), additional data as JSON. */
+type Loaded = [string, string | null, string | null];
+
+/** Iterates the stored values of a backup's values file in batches (bounded memory). */
+async function forEachBackupBatch(backup: BackupToRestore, file: string, batchSize: number, fn: (loc: { table: string; column: string }, rows: Loaded[]) => Promise<void>): Promise<number> {
+  const rl = createInterface({ input: Readable.from(backup.files.read(file), { objectMode: false }), crlfDelay: Infinity });
   let cur: { table: string; column: string } | undefined;
-  let rows: Array<[string, string, string | null]> = [];
+  let rows: Loaded[] = [];
   let n = 0;
   const flush = async () => {
     if (cur && rows.length) await fn(cur, rows);
@@ -55,7 +61,7 @@ async function forEachBackupBatch(backup: BackupToRestore, batchSize: number, fn
   };
   for await (const line of rl) {
     if (!line) continue;
-    const o = backupLine(line, n + 1, `${SECRETS_FILE} in the backup ${backup.dir}`);
+    const o = backupLine(line, n + 1, `${file} in the backup ${backup.dir}`, file === CHANGES_FILE);
     if (!cur || cur.table !== o.t || cur.column !== o.c) {
       await flush();
       cur = { table: o.t, column: o.c };
@@ -81,21 +87,41 @@ const LOADED = 'pg_temp.mk_backup_values';
  */
 async function loadBackup(c: ClientBase, backup: BackupToRestore, batchSize: number): Promise<number> {
   const known = new Set(backup.part.locations.map(locKey));
-  await c.query(`CREATE TEMPORARY TABLE mk_backup_values (t text NOT NULL, c text NOT NULL, id text NOT NULL, v text NOT NULL, a jsonb) ON COMMIT DROP`);
-  const values = await forEachBackupBatch(backup, batchSize, async (loc, rows) => {
+  const checked = (loc: { table: string; column: string }) => {
     if (!known.has(locKey(loc))) throw new MasterKeyError('BACKUP_CORRUPT', `The backup holds values for ${loc.table}.${loc.column}, which its manifest does not list; it cannot be restored.`);
-    await c.query(`INSERT INTO ${LOADED} (t, c, id, v, a) SELECT $1, $2, i, v, a::jsonb FROM unnest($3::text[], $4::text[], $5::text[]) AS x(i, v, a)`, [
-      loc.table,
-      loc.column,
-      rows.map((r) => r[0]),
-      rows.map((r) => r[1]),
-      rows.map((r) => r[2]),
-    ]);
+  };
+  const insert = async (loc: { table: string; column: string }, rows: Loaded[]) =>
+    (
+      await c.query(`INSERT INTO ${LOADED} (t, c, id, v, a) SELECT $1, $2, i, v, a::jsonb FROM unnest($3::text[], $4::text[], $5::text[]) AS x(i, v, a) WHERE v IS NOT NULL`, [
+        loc.table,
+        loc.column,
+        rows.map((r) => r[0]),
+        rows.map((r) => r[1]),
+        rows.map((r) => r[2]),
+      ])
+    ).rowCount ?? 0;
+  await c.query(`CREATE TEMPORARY TABLE mk_backup_values (t text NOT NULL, c text NOT NULL, id text NOT NULL, v text NOT NULL, a jsonb) ON COMMIT DROP`);
+  // A backup made ahead: its bulk, then the changes since over it by place (see ./backup.ts).
+  const ahead = backup.storeFiles?.includes(AHEAD_FILE) ?? false;
+  if (ahead && !backup.storeFiles!.includes(CHANGES_FILE)) {
+    throw new MasterKeyError('BACKUP_CORRUPT', `The backup ${backup.dir} holds ${AHEAD_FILE} but not the ${CHANGES_FILE} that completes it; it cannot be restored.`);
+  }
+  let values = 0;
+  await forEachBackupBatch(backup, ahead ? AHEAD_FILE : SECRETS_FILE, batchSize, async (loc, rows) => {
+    checked(loc);
+    values += await insert(loc, rows);
   });
+  await c.query(`CREATE INDEX ON ${LOADED} (t, c, id)`);
+  if (ahead) {
+    await forEachBackupBatch(backup, CHANGES_FILE, batchSize, async (loc, rows) => {
+      checked(loc);
+      const gone = await c.query(`DELETE FROM ${LOADED} b USING unnest($3::text[]) AS x(i) WHERE b.t = $1 AND b.c = $2 AND b.id = x.i`, [loc.table, loc.column, rows.map((r) => r[0])]);
+      values += (await insert(loc, rows)) - (gone.rowCount ?? 0);
+    });
+  }
   if (values !== backup.part.values) {
     throw new MasterKeyError('BACKUP_CORRUPT', `The backup lists ${count(backup.part.values)} values but holds ${count(values)}; it cannot be restored.`);
   }
-  await c.query(`CREATE INDEX ON ${LOADED} (t, c, id)`);
   await c.query(`ANALYZE ${LOADED}`);
   return values;
 }

@@ -7,23 +7,37 @@
  * connection writes the results into UNLOGGED tables of the `master_key`
  * schema, one per secret table (`stage_<fingerprint>_<n>`: the row id, the
  * old texts of the value and additional-data columns, the new texts),
- * bound to the new key's fingerprint by name and by comment. No live row
+ * bound to the new key's fingerprint by name and by comment. Every row
+ * read is staged, one with nothing sealed in it (a document without a
+ * secret at the entry's path) too, with no new texts: so the staging
+ * tables hold every row the snapshot holds a value of. No live row
  * changes. The snapshot's oldest running transaction (`xmin`) is kept: a
  * row version written since has an xmin at least as new.
+ *
+ * The backup (when the runbook hands seal-ahead its sink): its bulk,
+ * `secrets-ahead.jsonl` (`./backup.ts`), is written from the rows the
+ * snapshot reads, as they are read (the old texts seal-ahead opens), and
+ * made durable (sealed to the recipients, when there are any) before
+ * seal-ahead returns, with the server up. The window then writes only
+ * `changes.jsonl`: the values at the lock of the rows it re-seals and of
+ * the staged rows gone since.
  *
  * Cut-over, in the rotation's transaction after the tables are locked,
  * all on this connection (no second scan, no second connection):
  * 1. the rows written since the snapshot (xmin at least as new) whose texts
- *    are not the staged ones are read, backed up as read and re-sealed by
- *    the usual batch path; each one's staged entry, if any, comes with it
- *    and leaves the expected digest and counts;
- * 2. one `COPY (UPDATE t SET c = s.new FROM staging s WHERE t.id = s.id
- *    AND t.c = s.old … RETURNING s.id, s.old …) TO STDOUT` per table swaps
- *    in every row that still holds its staged texts and hands back, as it
- *    goes, exactly those rows' old texts: the rest of the backup;
+ *    are not the staged ones are read, backed up as read (into the changes,
+ *    after a backup made ahead) and re-sealed by the usual batch path; each
+ *    one's staged entry, if any, comes with it and leaves the expected
+ *    digest and counts;
+ * 2. one `UPDATE t SET c = s.new FROM staging s WHERE t.id = s.id AND
+ *    t.c = s.old …` per table swaps in every row that still holds its
+ *    staged texts (without a backup made ahead, as `COPY (… RETURNING
+ *    s.id, s.old …) TO STDOUT`, which hands back, as it goes, exactly those
+ *    rows' old texts: the rest of the backup);
  * 3. the staged rows must add up: swapped in + changed since + deleted since
  *    (those, only when there are any, found by the staging table's rows
- *    without a live row holding a value), or everything rolls back.
+ *    without a live row holding a value, and backed up as gone), or
+ *    everything rolls back.
  */
 import type { Client } from 'pg';
 import { MasterKeyError } from '../../errors';
@@ -35,9 +49,9 @@ import { eachValue } from '../../engine/rows';
 import { valueCrypto } from '../../engine/value-crypto';
 import { KindCounter, batchSizeOf } from '../../engine/walk';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
-import { BackupFileWriter, Rotation, RotationResult, SealAhead, SealAheadSupport, Staged, StagingArea, stagedFor } from '../store';
+import { BackupSink, Rotation, RotationResult, SealAhead, SealAheadSupport, Staged, StagingArea, StoredFile, inventoryLocations, stagedFor } from '../store';
 import { binaryTextArray, pgArray } from './arrays';
-import { BackupTee } from './backup';
+import { AHEAD_FILE, BackupTee, CHANGES_FILE, SECRETS_FILE } from './backup';
 import { connect, naming, translatePgError } from './client';
 import { META_SCHEMA } from './meta';
 import { stagingRight, updateRules } from './privileges';
@@ -71,6 +85,8 @@ interface Token {
   readonly tables: readonly StageTable[];
   /** The seal-ahead snapshot's oldest running transaction id (32 bits, as text for `::xid`). */
   readonly xmin: string;
+  /** The bulk of the backup, written from the snapshot's rows (`AHEAD_FILE`), when the runbook handed seal-ahead its sink. */
+  readonly backup?: { readonly files: readonly StoredFile[]; readonly values: number };
 }
 
 const qualified = (name: string) => `${META_SCHEMA}.${quoteIdent(name)}`;
@@ -156,7 +172,10 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
   const tables: StageTable[] = [];
   let done = 0;
   let ok = false;
+  let tee: BackupTee | undefined;
   try {
+    // The bulk of the backup: the snapshot's rows as they are read, written (and sealed) beside the staging.
+    if (s.backup) tee = new BackupTee(s.inventory, await (await s.backup()).create(AHEAD_FILE));
     await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const snap = await reader.query<{ xmin: string }>('SELECT (txid_snapshot_xmin(txid_current_snapshot()) % 4294967296)::text AS xmin');
     const xmin = snap.rows[0].xmin;
@@ -175,15 +194,18 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
         const oldTexts = plan.columns.map((_, i) => batch.map((r) => r[shape.first + i]));
         const out = await resealBatch(batch, { shape, crypto });
         if (out.failures.length) throw undecryptable(plan.table, out.failures[0], out.failures.length - 1);
+        // Every row read is staged, one with nothing sealed in it too (no new texts: the swap leaves it as it is), so the staging
+        // tables hold every row the snapshot (and the backup's bulk) holds a value of, and the window finds any of them changed or gone.
+        const sealedAt = new Map(out.rows.map((i, k) => [i, k]));
         const params: Array<string | Buffer> = [
-          pgArray(out.rows.map((i) => batch[i][shape.idAt])),
-          ...oldTexts.map((col) => binaryTextArray(out.rows.map((i) => col[i]))),
-          ...plan.aadColumns.map((a) => binaryTextArray(out.rows.map((i) => batch[i][shape.aad.get(a)!]))),
-          ...out.next.map((col) => binaryTextArray(col)),
+          pgArray(batch.map((r) => r[shape.idAt])),
+          ...oldTexts.map((col) => binaryTextArray(col)),
+          ...plan.aadColumns.map((a) => binaryTextArray(batch.map((r) => r[shape.aad.get(a)!]))),
+          ...out.next.map((col) => binaryTextArray(batch.map((_, i) => (sealedAt.has(i) ? col[sealedAt.get(i)!] : null)))),
         ];
-        return { params, n: out.rows.length, byKind: out.byKind, values: out.total, chars };
+        return { params, n: batch.length, byKind: out.byKind, values: out.total, chars };
       };
-      const read = withinBudget(copyBatches(reader, `SELECT ${selectList(plan)} FROM ${quoteIdent(plan.table)} WHERE ${notNull(plan)}`, batchSize), budget, textIn);
+      const read = teed(withinBudget(copyBatches(reader, `SELECT ${selectList(plan)} FROM ${quoteIdent(plan.table)} WHERE ${notNull(plan)}`, batchSize), budget, textIn), plan, tee);
       await naming(plan, 'sealing ahead', async () => {
         for await (const b of mapAhead(read, prepare, crypto.depth)) {
           if (b.n > 0) await c.query({ text: insert, values: b.params });
@@ -201,12 +223,20 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
       await c.query(`COMMENT ON TABLE ${qualified(name)} IS ${literal(JSON.stringify(comment))}`);
       tables.push({ name, plan, rows });
     }
+    await reader.query('ROLLBACK');
+    let backup: Token['backup'];
+    if (tee) {
+      s.onBackup?.('copied');
+      const part = await tee.finish();
+      s.onBackup?.('written');
+      backup = { files: part.files, values: part.values };
+    }
     const size = await c.query<{ bytes: string }>(`SELECT coalesce(sum(pg_total_relation_size(to_regclass(n))), 0)::text AS bytes FROM unnest($1::text[]) AS n`, [tables.map((t) => qualified(t.name))]);
     const digest = await crypto.digest();
     ok = true;
-    const token: Token = { kind: 'postgres-staging', tables, xmin };
+    const token: Token = { kind: 'postgres-staging', tables, xmin, ...(backup ? { backup } : {}) };
     const rows = tables.reduce((a, t) => a + t.rows, 0);
-    return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: Number(size.rows[0].bytes), digest, crypto: crypto.mode, token });
+    return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: Number(size.rows[0].bytes), digest, crypto: crypto.mode, token, ...(backup ? { backedUp: backup } : {}) });
   } catch (e) {
     const disk = (e as { code?: string }).code === '53100' || ((e as { cause?: { code?: string } }).cause?.code === '53100');
     throw disk ? noRoom(e) : translatePgError(e, 'sealing ahead');
@@ -214,7 +244,18 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
     await crypto.close();
     await reader.query('ROLLBACK').catch(() => undefined);
     await reader.end().catch(() => undefined);
-    if (!ok) await dropStagingPostgres(c).catch(() => undefined);
+    if (!ok) {
+      await tee?.abort();
+      await dropStagingPostgres(c).catch(() => undefined);
+    }
+  }
+}
+
+/** The batches read, each appended to the backup (when there is one) before it goes on: one write in flight, in the order read. */
+async function* teed(batches: AsyncIterable<Row[]>, plan: TablePlan, tee: BackupTee | undefined): AsyncGenerator<Row[]> {
+  for await (const batch of batches) {
+    if (tee) await tee.add(plan, batch);
+    yield batch;
   }
 }
 
@@ -264,7 +305,7 @@ export async function intactStaging(c: Client, r: Rotation): Promise<Token | und
  * The cut-over (see the file's comment), in the caller's transaction on
  * `c`, which holds the rotation lock and has written nothing yet.
  */
-export async function cutOver(c: Client, r: Rotation, token: Token, file: BackupFileWriter): Promise<RotationResult> {
+export async function cutOver(c: Client, r: Rotation, token: Token, sink: BackupSink): Promise<RotationResult> {
   const staged = r.staged!;
   const batchSize = batchSizeOf(r);
   const plans = token.tables.map((t) => t.plan);
@@ -274,7 +315,9 @@ export async function cutOver(c: Client, r: Rotation, token: Token, file: Backup
     throw translatePgError(e, 'locking the secret tables');
   }
   if (!/^\d+$/.test(token.xmin)) throw new MasterKeyError('INTERNAL', 'The staging area records an unexpected transaction id; this is a bug.');
-  const tee = new BackupTee(r.inventory, file);
+  // Backed up ahead: only the changes since go into the backup here. Else the whole backup, the swap handing back the old texts.
+  const ahead = token.backup;
+  const tee = new BackupTee(r.inventory, await sink.create(ahead ? CHANGES_FILE : SECRETS_FILE));
   // Every staged value counts, less what is not swapped in (below), plus what is re-sealed here.
   const counter = new KindCounter(r.inventory);
   counter.add(Object.entries(staged.byKind));
@@ -294,24 +337,28 @@ export async function cutOver(c: Client, r: Rotation, token: Token, file: Backup
   try {
     for (const t of token.tables) {
       const { plan } = t;
-      const { news, aads } = stageColumns(plan);
+      const { olds, news, aads } = stageColumns(plan);
       const width = 1 + plan.columns.length + plan.aadColumns.length;
+      // After the live row and the staged id: the staged new texts and additional data, then the staged old texts.
+      const oldAt = width + 1 + news.length + aads.length;
       let changedStaged = 0;
       // 1. Rows written since the snapshot whose texts are not the staged ones: backed up as read, re-sealed here. Each one's
       //    staged entry, if any, comes along (its id, new texts and additional data) and is not swapped in.
-      const since = `SELECT ${selectList(plan, 't')}, s.id::text, ${[...news, ...aads].map((x) => `s.${x}`).join(', ')}
+      const since = `SELECT ${selectList(plan, 't')}, s.id::text, ${[...news, ...aads, ...olds].map((x) => `s.${x}`).join(', ')}
                        FROM ${quoteIdent(plan.table)} t LEFT JOIN ${qualified(t.name)} s ON s.id = t.${quoteIdent(plan.idColumn)}
                       WHERE ${notNull(plan, 't')} AND age(t.xmin) <= age('${token.xmin}'::xid)
                         AND NOT (s.id IS NOT NULL AND ${stillStaged(plan)})`;
       const restore = await preferLookups(c);
       const rows = cursorBatches(c, since, batchSize);
+      // The bulk made ahead held a value at a column of a row when the row was staged with an old text there.
+      const heldAhead = ahead ? (row: Row, i: number) => row[width] !== null && row[oldAt + i] !== null : undefined;
       const seen = async function* () {
         for await (const batch of rows) {
-          const gone = batch.filter((row) => row[width] !== null).map((row) => row.slice(width));
+          const gone = batch.filter((row) => row[width] !== null).map((row) => row.slice(width, oldAt));
           changedStaged += gone.length;
           unstage(plan, gone);
+          await tee.add(plan, batch, heldAhead);
           for (const row of batch) row.length = width;
-          await tee.add(plan, batch);
           yield batch;
         }
       };
@@ -319,15 +366,18 @@ export async function cutOver(c: Client, r: Rotation, token: Token, file: Backup
         writeBatches(c, plan, prepareBatches(seen(), plan, crypto), (byKind) => counter.add(byKind), progress, 1),
       );
       await restore();
-      // 2. The swap, in one statement whose RETURNING hands back the old texts of exactly the rows it swaps: the backup.
+      // 2. The swap, in one statement. Without a backup made ahead, its RETURNING hands back the old texts of exactly the rows it swaps: the backup.
       const sets = plan.columns.map((col, i) => `${quoteIdent(col.column)} = COALESCE(s.${news[i]}::${col.type}, t.${quoteIdent(col.column)})`);
-      const { olds } = stageColumns(plan);
       const swap = `UPDATE ${quoteIdent(plan.table)} t SET ${sets.join(', ')} FROM ${qualified(t.name)} s
-                     WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${stillStaged(plan)}
-                 RETURNING s.id::text, ${[...olds, ...aads].map((x) => `s.${x}`).join(', ')}`;
+                     WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${stillStaged(plan)}`;
       let swapped = 0;
       await naming(plan, 'swapping in the staged values of', async () => {
-        for await (const batch of copyBatches(c, swap, batchSize)) {
+        if (ahead) {
+          swapped = (await c.query(swap)).rowCount ?? 0;
+          progress(swapped);
+          return;
+        }
+        for await (const batch of copyBatches(c, `${swap} RETURNING s.id::text, ${[...olds, ...aads].map((x) => `s.${x}`).join(', ')}`, batchSize)) {
           swapped += batch.length;
           await tee.add(plan, batch);
           progress(batch.length);
@@ -335,15 +385,25 @@ export async function cutOver(c: Client, r: Rotation, token: Token, file: Backup
       });
       updated += swapped;
       swappedRows += swapped;
-      // 3. Staged rows neither swapped in nor changed are rows deleted since (or left without a value): found, only then, and accounted for.
+      // 3. Staged rows neither swapped in nor changed are rows deleted since (or left without a value): found, only then, and accounted for
+      //    (with a backup made ahead: no value at the lock where the bulk held one).
       const deleted = t.rows - swapped - changedStaged;
       if (deleted > 0) {
-        const gone = `SELECT s.id::text, ${[...news, ...aads].map((x) => `s.${x}`).join(', ')} FROM ${qualified(t.name)} s
+        const gone = `SELECT s.id::text, ${[...news, ...aads, ...olds].map((x) => `s.${x}`).join(', ')} FROM ${qualified(t.name)} s
                        WHERE NOT EXISTS (SELECT 1 FROM ${quoteIdent(plan.table)} t WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${notNull(plan, 't')})`;
+        const oldsAt = 1 + news.length + aads.length;
         let found = 0;
         for await (const batch of copyBatches(c, gone, batchSize)) {
           found += batch.length;
-          unstage(plan, batch);
+          if (ahead) {
+            // As the backup's lines read them: the id, no value, no additional data; the staged old texts after.
+            const asRead = batch.map((row) => [row[0], ...plan.columns.map(() => null), ...plan.aadColumns.map(() => null), ...row.slice(oldsAt)]);
+            await tee.add(plan, asRead, (row, i) => row[width + i] !== null);
+          }
+          unstage(
+            plan,
+            batch.map((row) => row.slice(0, oldsAt)),
+          );
         }
         if (found !== deleted) throw stagingMismatch(plan, t, swapped, changedStaged, found);
       } else if (deleted < 0) throw stagingMismatch(plan, t, swapped, changedStaged, 0);
@@ -352,11 +412,11 @@ export async function cutOver(c: Client, r: Rotation, token: Token, file: Backup
     digest.merge(staged.digest);
     digest.subtract(notSwapped.result());
     digest.merge(await crypto.digest());
-    const backup = await tee.finish();
+    const part = await tee.finish();
     ok = true;
     return {
       reencrypted: { total: counter.total, byKind: counter.byKind, updated, digest: digest.result(), crypto: crypto.mode },
-      backup,
+      backup: ahead ? { files: [...ahead.files, ...part.files], values: ahead.values + part.values, locations: inventoryLocations(r.inventory) } : part,
       sealAhead: { used: true, swappedRows, resealedRows: updated - swappedRows },
     };
   } finally {

@@ -41,7 +41,7 @@ import {
   WalkOptions,
   WriteTx,
 } from '../store';
-import { BackupTee, SECRETS_FILE } from './backup';
+import { AHEAD_FILE, BackupTee, SECRETS_FILE } from './backup';
 import { countInventory } from './counts';
 import { assertWritable, connect, describeUrl, isLockTimeout, processId, translatePgError, withTransaction } from './client';
 import { BlockerWatch, LockWait, tablesBusy } from './blockers';
@@ -144,7 +144,9 @@ class PostgresTx implements WriteTx {
   async rotate(r: Rotation): Promise<RotationResult> {
     const { inventory, from, to, backup, staged, ...walk } = r;
     const token = staged ? await intactStaging(this.c, r) : undefined;
-    if (token) return cutOver(this.c, r, token, await backup.create(SECRETS_FILE));
+    if (token) return cutOver(this.c, r, token, backup);
+    // A bulk written ahead that cannot be used (the staging area is no longer intact): the whole backup is written here.
+    if (staged?.backedUp) await backup.discard(AHEAD_FILE);
     const tee = new BackupTee(inventory, await backup.create(SECRETS_FILE));
     try {
       const reencrypted = await reencryptInventory(this.c, inventory, from, to, { ...walk, readerUrl: this.url, onRead: tee.add });
