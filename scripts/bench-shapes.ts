@@ -318,7 +318,9 @@ export async function benchShape(o: ShapeBenchOptions, progress: (s: string) => 
     const floorRuns: Record<keyof Floors, number[]> = { server: [], client: [], read: [] };
     const floors = o.shape === 'large-value' ? await fixture.floors() : undefined;
     for (let i = 0; i < o.reps; i++) {
-      for (const build of o.baselineCli ? (['baseline', 'this'] as const) : (['this'] as const)) {
+      // In turn, the order swapped every repetition: a run pays for the writes the run before it left the kernel to flush.
+      const order = i % 2 === 0 ? (['baseline', 'this'] as const) : (['this', 'baseline'] as const);
+      for (const build of o.baselineCli ? order : (['this'] as const)) {
         await fixture.reset();
         progress(`apply run ${i + 1}/${o.reps}${o.baselineCli ? ` (${build} build)` : ''}`);
         runs[build].push(await applyOnce(work, fixture.url, inventory, oldKey, build === 'baseline' ? o.baselineCli : undefined));
