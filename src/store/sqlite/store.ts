@@ -129,8 +129,9 @@ class SqliteTx implements WriteTx {
    * rewrites: no other connection sees those writes before the COMMIT. In
    * a rollback-journal mode the file is copied as it is first, and the
    * rewriting starts once that copy is made, while it is finished (checked,
-   * counted, handed to the sink) beside it. A few batches of rows: a second
-   * connection on this thread copies it first. After a seal-ahead that
+   * counted, handed to the sink) beside it. A few batches of rows in a file
+   * under `COPY_BESIDE_BYTES`: a second connection on this thread copies it
+   * first (a file that large, even of two rows, is copied beside). After a seal-ahead that
    * copied the database in its snapshot (`Staged.backedUp`), only the values
    * changed since go into the backup, from the cut-over (`changes.sqlite`).
    */
