@@ -46,8 +46,11 @@ export function cliPath(): string {
 /** The environment variable the CLI reads the database URL from (never argv). */
 const URL_ENV = 'MK_BENCH_DATABASE_URL';
 
-/** Runs the CLI through bench-rss (which reports its peak RSS, CPU time and minor page faults on fd 3); resolves with exit code, seconds, RSS, CPU seconds (user + system) and page faults. */
-export function runCliMeasured(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code: number; seconds: number; maxRssBytes: number; cpuSeconds: number; minorFaults: number; stderr: string }> {
+/** Runs the CLI through bench-rss (which reports its peak RSS, CPU time, its main thread's CPU time and minor page faults on fd 3); resolves with exit code, seconds, RSS, CPU seconds (user + system; the main thread's where /proc tells) and page faults. */
+export function runCliMeasured(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number; seconds: number; maxRssBytes: number; cpuSeconds: number; mainThreadCpuSeconds?: number; minorFaults: number; stderr: string }> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const child = spawn(process.execPath, [join(__dirname, 'bench-rss.js'), ...args], { env, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
@@ -58,8 +61,9 @@ export function runCliMeasured(args: readonly string[], env: NodeJS.ProcessEnv):
     child.on('error', reject);
     child.on('close', (code) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      const usage = rss ? (JSON.parse(rss) as { maxRssBytes: number; cpuMicros: number; minorFaults: number }) : { maxRssBytes: 0, cpuMicros: 0, minorFaults: 0 };
-      resolve({ code: code ?? -1, seconds, maxRssBytes: usage.maxRssBytes, cpuSeconds: usage.cpuMicros / 1e6, minorFaults: usage.minorFaults, stderr });
+      const usage = rss ? (JSON.parse(rss) as { maxRssBytes: number; cpuMicros: number; mainThreadCpuMicros?: number; minorFaults: number }) : { maxRssBytes: 0, cpuMicros: 0, minorFaults: 0 };
+      const main = usage.mainThreadCpuMicros;
+      resolve({ code: code ?? -1, seconds, maxRssBytes: usage.maxRssBytes, cpuSeconds: usage.cpuMicros / 1e6, ...(main !== undefined ? { mainThreadCpuSeconds: main / 1e6 } : {}), minorFaults: usage.minorFaults, stderr });
     });
   });
 }

@@ -151,6 +151,8 @@ interface Run {
   readonly maxRssBytes: number;
   /** CPU time of the apply process (user + system, all threads): its work, less dependent on the machine's load than wall time. */
   readonly cpuSeconds: number;
+  /** CPU time of its main thread alone (Linux): the critical path, what its wall time would be on an idle machine less its waits. */
+  readonly mainThreadCpuSeconds?: number;
   /** Minor page faults of the apply process: memory it touched fresh (each costs, the more so in a VM). */
   readonly minorFaults: number;
   readonly phases?: Readonly<Record<string, number>>;
@@ -172,7 +174,8 @@ async function applyOnce(work: string, url: string, inventory: Inventory, oldKey
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
     const r = await runCliMeasured(['apply', ...common, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
     if (r.code !== 0) throw new Error(`master-key apply failed (exit ${r.code}): ${r.stderr.trim()}`);
-    return { seconds: r.seconds, maxRssBytes: r.maxRssBytes, cpuSeconds: r.cpuSeconds, minorFaults: r.minorFaults, ...applyTimings(join(dir, 'reports')) };
+    const main = r.mainThreadCpuSeconds;
+    return { seconds: r.seconds, maxRssBytes: r.maxRssBytes, cpuSeconds: r.cpuSeconds, ...(main !== undefined ? { mainThreadCpuSeconds: main } : {}), minorFaults: r.minorFaults, ...applyTimings(join(dir, 'reports')) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -270,6 +273,8 @@ export interface ShapeResult {
   readonly peakRssBytes: number;
   /** Median CPU seconds of the apply process (user + system). */
   readonly cpuSeconds: number;
+  /** Median CPU seconds of its main thread alone (absent where /proc does not tell). */
+  readonly mainThreadCpuSeconds?: number;
   /** Median minor page faults of the apply process. */
   readonly minorFaults: number;
   readonly phases?: Readonly<Record<string, number>>;
@@ -313,7 +318,9 @@ export async function benchShape(o: ShapeBenchOptions, progress: (s: string) => 
     const floorRuns: Record<keyof Floors, number[]> = { server: [], client: [], read: [] };
     const floors = o.shape === 'large-value' ? await fixture.floors() : undefined;
     for (let i = 0; i < o.reps; i++) {
-      for (const build of o.baselineCli ? (['baseline', 'this'] as const) : (['this'] as const)) {
+      // In turn, the order swapped every repetition: a run pays for the writes the run before it left the kernel to flush.
+      const order = i % 2 === 0 ? (['baseline', 'this'] as const) : (['this', 'baseline'] as const);
+      for (const build of o.baselineCli ? order : (['this'] as const)) {
         await fixture.reset();
         progress(`apply run ${i + 1}/${o.reps}${o.baselineCli ? ` (${build} build)` : ''}`);
         runs[build].push(await applyOnce(work, fixture.url, inventory, oldKey, build === 'baseline' ? o.baselineCli : undefined));
@@ -334,6 +341,7 @@ export async function benchShape(o: ShapeBenchOptions, progress: (s: string) => 
           seconds: median(runs[build].map((r) => r.seconds)),
           peakRssBytes: Math.max(...runs[build].map((r) => r.maxRssBytes)),
           cpuSeconds: median(runs[build].map((r) => r.cpuSeconds)),
+          ...(runs[build].every((r) => r.mainThreadCpuSeconds !== undefined) ? { mainThreadCpuSeconds: median(runs[build].map((r) => r.mainThreadCpuSeconds!)) } : {}),
           minorFaults: median(runs[build].map((r) => r.minorFaults)),
           ...(mid.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
         };
@@ -360,8 +368,16 @@ export function formatShapeReport(r: ShapeBenchReport): string {
     `Shape benchmark, ${r.store}: ${r.what}; full apply, spawn to exit, median of ${r.reps}; ${r.machine.cpus} cores, load average ${r.machine.load}`,
     '',
     table([
-      ['build', 'seconds', 'runs', 'CPU s (user+sys)', 'page faults', 'peak RSS'],
-      ...r.results.map((x) => [label(x.build), x.seconds.toFixed(2), x.runs.map((s) => s.toFixed(2)).join(' '), x.cpuSeconds.toFixed(2), String(x.minorFaults), `${(x.peakRssBytes / MB).toFixed(0)} MB`]),
+      ['build', 'seconds', 'runs', 'CPU s (user+sys)', 'main thread CPU s', 'page faults', 'peak RSS'],
+      ...r.results.map((x) => [
+        label(x.build),
+        x.seconds.toFixed(2),
+        x.runs.map((s) => s.toFixed(2)).join(' '),
+        x.cpuSeconds.toFixed(2),
+        x.mainThreadCpuSeconds?.toFixed(2) ?? '-',
+        String(x.minorFaults),
+        `${(x.peakRssBytes / MB).toFixed(0)} MB`,
+      ]),
     ]),
     '',
     ...r.results.flatMap((x) => applyPhases(x, label(x.build))),

@@ -4,9 +4,17 @@
  * plain numbers.
  */
 
-/** `10000` -> `10,000`. */
+/**
+ * `10000` -> `10,000`. A safe integer is grouped here: the first
+ * `toLocaleString` of a process loads ICU's locale data (about 20 ms of
+ * CPU, on every command); anything else is left to it.
+ */
 export function count(x: number): string {
-  return x.toLocaleString('en-US');
+  if (!Number.isSafeInteger(x)) return x.toLocaleString('en-US');
+  const digits = String(Math.abs(x));
+  let out = digits.slice(0, digits.length % 3 || 3);
+  for (let i = out.length; i < digits.length; i += 3) out += `,${digits.slice(i, i + 3)}`;
+  return x < 0 ? `-${out}` : out;
 }
 
 /** `1536` -> `1.5 KiB`. */

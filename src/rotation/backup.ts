@@ -20,6 +20,7 @@ import { chmodSync, closeSync, createReadStream, mkdirSync, openSync, readFileSy
 import { FileHandle, open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import manifestSchema from '../../docs/schemas/backup-manifest.schema.json';
+import { both } from '../both';
 import { ConfigTarget } from '../config/config-file';
 import { MasterKeyError } from '../errors';
 import { SYNC_EVERY, atomicWriteFile, fsyncDir, namesIn, sha256File } from '../fsutil';
@@ -269,7 +270,7 @@ export class BackupDirectory implements BackupSink {
     return path;
   }
 
-  /** The file is already where it belongs: checksummed (off this thread: it can be large), fsynced, stored. */
+  /** The file is already where it belongs: checksummed (off this thread: it can be large) while it is fsynced, stored. */
   async adopt(name: string): Promise<StoredFile> {
     if (this.recipients.length) {
       const sealed = this.fileOf(name + SEALED_SUFFIX);
@@ -281,15 +282,17 @@ export class BackupDirectory implements BackupSink {
     const path = this.fileOf(name);
     let sha256: string;
     let bytes: number;
-    try {
-      sha256 = await sha256FileOffThread(path);
-      bytes = statSync(path).size;
+    const sync = async () => {
       const fh = await open(path, 'r');
       try {
         await fh.sync();
       } finally {
         await fh.close();
       }
+    };
+    try {
+      bytes = statSync(path).size;
+      [sha256] = await both(sha256FileOffThread(path), sync());
     } catch (e) {
       throw e instanceof MasterKeyError ? e : backupFileError(e, path);
     }

@@ -9,6 +9,7 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { both } from '../../both';
 import type { KeySource } from '../../crypto/codec';
 import type { MasterKey } from '../../crypto/key';
 import { MasterKeyError, isMasterKeyError } from '../../errors';
@@ -128,8 +129,9 @@ class SqliteTx implements WriteTx {
    * rewrites: no other connection sees those writes before the COMMIT. In
    * a rollback-journal mode the file is copied as it is first, and the
    * rewriting starts once that copy is made, while it is finished (checked,
-   * counted, handed to the sink) beside it. A few batches of rows: a second
-   * connection on this thread copies it first. After a seal-ahead that
+   * counted, handed to the sink) beside it. A few batches of rows in a file
+   * under `COPY_BESIDE_BYTES`: a second connection on this thread copies it
+   * first (a file that large, even of two rows, is copied beside). After a seal-ahead that
    * copied the database in its snapshot (`Staged.backedUp`), only the values
    * changed since go into the backup, from the cut-over (`changes.sqlite`).
    */
@@ -167,7 +169,7 @@ class SqliteTx implements WriteTx {
     if (staged?.backedUp) await sink.discard(DATABASE_FILE);
     const dest = await sink.scratch(DATABASE_FILE);
     const handOver = async (values: number): Promise<BackupPart> => ({ files: [await sink.adopt(DATABASE_FILE)], values, locations: inventoryLocations(inv) });
-    if (!readerAvailable() || !worthThreads(this.db, inv, r.batchSize)) {
+    if (!readerAvailable() || !(worthThreads(this.db, inv, r.batchSize) || copyWorthThread(this.db))) {
       const backup = await handOver(await backupBesideWriter(this.path, inv, dest));
       return { backup, reencrypted: await reseal(), ...(sealAhead ? { sealAhead } : {}) };
     }
@@ -196,17 +198,17 @@ function isBusy(e: unknown): boolean {
   return code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
 }
 
+/** Bytes of database from which its copy is made in a reader thread, whatever its rows: copying it takes longer than starting the thread. */
+const COPY_BESIDE_BYTES = 8 << 20;
+
+/** Whether the database file is large enough that its backup copy pays for a thread of its own (a few rows can hold a large value). */
+function copyWorthThread(db: Db): boolean {
+  return Number(db.pragma('page_count', { simple: true })) * Number(db.pragma('page_size', { simple: true })) >= COPY_BESIDE_BYTES;
+}
+
 /** Rows changed by this connection so far. */
 function totalChanges(db: Db): number {
   return Number(db.prepare('SELECT total_changes()').pluck().get());
-}
-
-/** Waits for both; throws the first one's error, then the second's (never leaving one running). */
-async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
-  const [x, y] = await Promise.allSettled([a, b]);
-  if (x.status === 'rejected') throw x.reason;
-  if (y.status === 'rejected') throw y.reason;
-  return [x.value, y.value];
 }
 
 /**

@@ -141,6 +141,15 @@ export function worthThreads(db: Db, inv: Inventory, batchSize = DEFAULT_BATCH_S
   return false;
 }
 
+/**
+ * One turn of the event loop. Reading, re-sealing and writing a large
+ * batch each keep this thread for a while; between them, what waits for
+ * this thread runs (a backup made beside the rotation hands its copy over
+ * to be checksummed and synced, off this thread), instead of after the
+ * whole batch.
+ */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 async function* asAsync<T>(it: Iterable<T>): AsyncGenerator<T> {
   yield* it;
 }
@@ -200,6 +209,7 @@ export async function* resealedBatches(db: Db, tables: readonly SqliteTable[], c
     const t = tables[i];
     const reseal = async (rows: unknown[][]): Promise<Resealed> => {
       const chars = textIn(rows);
+      if (chars >= LARGE_BATCH) await turn();
       const out = await resealBatch(rows, { shape: t, crypto });
       const byKind = [...out.byKind];
       if (out.failures.length > 0) return { table: i, keys: [], ids: [], next: [], byKind, chars, failure: { first: out.failures[0], more: out.failures.length - 1 } };
@@ -283,6 +293,7 @@ export async function reencryptValues(
   try {
     for await (const b of src.batches) {
       if (b.failure) throw undecryptable(tables[b.table].table, b.failure.first, b.failure.more);
+      if (b.chars >= LARGE_BATCH) await turn();
       writers[b.table](b);
       budget.give(b.chars);
       if (b.chars >= LARGE_BATCH) {
@@ -346,7 +357,7 @@ export async function verifyScan(db: Db, tables: readonly SqliteTable[], inv: In
       // Emptied: the batch's texts go before the next is read.
       rows.length = 0;
       releaseLarge(chars);
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await turn();
     }
   }
   return scan;
