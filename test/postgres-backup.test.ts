@@ -19,14 +19,25 @@ import { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
 import { Inventory, validateInventory } from '../src/inventory/inventory';
 import { loadAge } from '../src/rotation/age';
-import { BackupDirectory, BackupDirectorySource } from '../src/rotation/backup';
+import { BackupDirectory } from '../src/rotation/backup';
 import type { BackupToRestore } from '../src/store/store';
 import { openStore } from '../src/store/open';
 import { removeScratch, scratchDir } from '../scripts/scratch';
 import { dropDatabase, freshDatabase, withTestClient } from './support/db';
+import { backupToRestore } from './support/store-contract';
 
 const INVENTORY: Inventory = validateInventory({ name: 'tokens', entries: [{ kind: 'token', table: 'tokens', idColumn: 'id', column: 'token', codec: 'act' }] });
 const ROWS = 3000;
+/** A canary for restoring in these tests, which check values, not the canary. */
+const NO_CANARY = { fingerprint: 'mk:000000000000', generation: 1, sealed: '', keyCreatedAt: new Date() };
+
+/** The lines of a backup's changes.jsonl: each place's id and its value at the lock (null: none). */
+function changesIn(backupDir: string): Array<{ id: string; v: string | null }> {
+  return readFileSync(join(backupDir, 'changes.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { id: string; v: string | null });
+}
 
 // Mounts a small tmpfs, as the hostile-input tests do (the suite runs as root).
 describe('PostgreSQL backup written by the re-encryption', () => {
@@ -134,21 +145,8 @@ describe('PostgreSQL backup written by the re-encryption', () => {
       });
       expect(part.values).toBe(atLock.size);
       expect(part.files.map((f) => f.name).sort()).toEqual(['changes.jsonl', 'secrets-ahead.jsonl']);
-      const changes = new Map(
-        readFileSync(join(backupDir, 'changes.jsonl'), 'utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => JSON.parse(l) as { id: string; v: string | null })
-          .map((o) => [o.id, o.v]),
-      );
-      expect(changes).toEqual(new Map([['1', null], ['2', atLock.get('2')], ['3', null], [added, atLock.get(added)]]));
-      const backup: BackupToRestore = {
-        dir: backupDir,
-        files: new BackupDirectorySource(backupDir),
-        part,
-        storeFiles: part.files.map((f) => f.name),
-        canary: { fingerprint: 'mk:000000000000', generation: 1, sealed: '', keyCreatedAt: new Date() },
-      };
+      expect(new Map(changesIn(backupDir).map((o) => [o.id, o.v]))).toEqual(new Map([['1', null], ['2', atLock.get('2')], ['3', null], [added, atLock.get(added)]]));
+      const backup = backupToRestore(backupDir, part, NO_CANARY);
       // Without its changes, the bulk is not the values at the lock: refused, nothing written.
       const restoreWith = (b: BackupToRestore) => s.write((tx) => tx.restore({ backup: b, inventory: INVENTORY, decide: (_loc, pairs) => pairs.map((p) => p.backup) }));
       await expect(restoreWith({ ...backup, storeFiles: ['secrets-ahead.jsonl'] })).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
@@ -188,9 +186,8 @@ describe('PostgreSQL backup written by the re-encryption', () => {
         return (await tx.rotate({ inventory: docs, from: new Keyring([key]), to: newKey, backup: sink, staged })).backup;
       });
       expect(part.values).toBe(2);
-      const changes = readFileSync(join(backupDir, 'changes.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; v: string | null });
-      expect(new Map(changes.map((o) => [o.id, o.v === null ? null : JSON.parse(o.v)]))).toEqual(new Map([['2', null], ['3', { other: 'z' }]]));
-      const backup: BackupToRestore = { dir: backupDir, files: new BackupDirectorySource(backupDir), part, storeFiles: part.files.map((f) => f.name), canary: { fingerprint: 'mk:000000000000', generation: 1, sealed: '', keyCreatedAt: new Date() } };
+      expect(new Map(changesIn(backupDir).map((o) => [o.id, o.v === null ? null : JSON.parse(o.v)]))).toEqual(new Map([['2', null], ['3', { other: 'z' }]]));
+      const backup = backupToRestore(backupDir, part, NO_CANARY);
       expect(await s.drill({ backup, inventory: docs }, async (_tx, copy) => copy.values)).toBe(2);
       await s.write((tx) => tx.restore({ backup, inventory: docs, decide: (_loc, pairs) => pairs.map((p) => p.backup) }));
       const back = await docsAt();

@@ -75,7 +75,12 @@ export async function backUpAsItIs(s: Store, inv: Inventory, key: MasterKey, par
       throw rollBack;
     })
   ).rejects.toBe(rollBack);
-  return { dir, files: new BackupDirectorySource(dir), part: part!, canary, storeFiles: part!.files.map((f) => f.name) };
+  return backupToRestore(dir, part!, canary);
+}
+
+/** The backup in `dir` that a rotation wrote as `part`, to restore or drill, with every file it listed. */
+export function backupToRestore<C extends BackupToRestore['canary']>(dir: string, part: BackupPart, canary: C): BackupToRestore & { part: BackupPart; canary: C } {
+  return { dir, files: new BackupDirectorySource(dir), part, canary, storeFiles: part.files.map((f) => f.name) };
 }
 
 /** Every guarantee of the store seam, on the store `fixture` makes databases of. */
@@ -396,7 +401,7 @@ function seam(fixture: StoreFixture): void {
       expect(part.values).toBe(VALUES);
       expect(part.files.map((f) => f.name).sort()).toEqual(fixture.kind === 'sqlite' ? ['changes.sqlite', 'database.sqlite'] : ['changes.jsonl', 'secrets-ahead.jsonl']);
       for (const f of part.files) expect(statSync(join(backupDir, f.name)).mode & 0o777).toBe(0o600);
-      const backup: BackupToRestore = { dir: backupDir, files: new BackupDirectorySource(backupDir), part, canary: old, storeFiles: part.files.map((f) => f.name) };
+      const backup = backupToRestore(backupDir, part, old);
       // The drill: every value at the lock opens with the old key, the added and changed ones too.
       const live = await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])));
       const drilled = await s.drill({ backup, inventory: ACT_PRESET }, async (dtx, copy) => ({ copy, scan: await dtx.scan(copy.inventory, new Keyring([key])) }));
