@@ -51,6 +51,8 @@ export interface ShapeBenchOptions {
   readonly reps: number;
   readonly json: boolean;
   readonly baselineCli?: string;
+  /** Apply with `--seal-ahead` (the default apply of a table this small runs in one pass). */
+  readonly sealAhead: boolean;
 }
 
 const MIB = 1024 * 1024;
@@ -160,7 +162,7 @@ interface Run {
 }
 
 /** `init` (not timed) then `apply` of one build's CLI, spawn to exit. */
-async function applyOnce(work: string, url: string, inventory: Inventory, oldKey: MasterKey, cli?: string): Promise<Run> {
+async function applyOnce(work: string, url: string, inventory: Inventory, oldKey: MasterKey, sealAhead: boolean, cli?: string): Promise<Run> {
   const dir = join(work, `run-${Date.now()}-${Math.random().toString(16).slice(2)}`);
   mkdirSync(dir, { mode: 0o700 });
   try {
@@ -172,7 +174,7 @@ async function applyOnce(work: string, url: string, inventory: Inventory, oldKey
     const common = ['--config', config, '--inventory', inv, '--database-url-env', 'MK_BENCH_SHAPE_URL'];
     const init = await runCliMeasured(['init', ...common], env);
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
-    const r = await runCliMeasured(['apply', ...common, '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
+    const r = await runCliMeasured(['apply', ...common, ...(sealAhead ? ['--seal-ahead'] : []), '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
     if (r.code !== 0) throw new Error(`master-key apply failed (exit ${r.code}): ${r.stderr.trim()}`);
     const main = r.mainThreadCpuSeconds;
     return { seconds: r.seconds, maxRssBytes: r.maxRssBytes, cpuSeconds: r.cpuSeconds, ...(main !== undefined ? { mainThreadCpuSeconds: main } : {}), minorFaults: r.minorFaults, ...applyTimings(join(dir, 'reports')) };
@@ -294,9 +296,8 @@ export interface ShapeBenchReport {
 }
 
 function describe(o: ShapeBenchOptions): string {
-  return o.shape === 'large-value'
-    ? `one stored value of ${o.valueMib} MiB and one small one`
-    : `${o.documents} JSON documents of ${o.valuesPerDocument} sealed values each`;
+  const what = o.shape === 'large-value' ? `one stored value of ${o.valueMib} MiB and one small one` : `${o.documents} JSON documents of ${o.valuesPerDocument} sealed values each`;
+  return o.sealAhead ? `${what}, sealed ahead (--seal-ahead)` : what;
 }
 
 /** The goals of a shape, checked against this build's figures. */
@@ -323,7 +324,7 @@ export async function benchShape(o: ShapeBenchOptions, progress: (s: string) => 
       for (const build of o.baselineCli ? order : (['this'] as const)) {
         await fixture.reset();
         progress(`apply run ${i + 1}/${o.reps}${o.baselineCli ? ` (${build} build)` : ''}`);
-        runs[build].push(await applyOnce(work, fixture.url, inventory, oldKey, build === 'baseline' ? o.baselineCli : undefined));
+        runs[build].push(await applyOnce(work, fixture.url, inventory, oldKey, o.sealAhead, build === 'baseline' ? o.baselineCli : undefined));
       }
       for (const [what, measure] of Object.entries(floors ?? {}) as Array<[keyof Floors, () => Promise<number>]>) {
         await fixture.reset();
@@ -406,6 +407,7 @@ export function parseShapeArgs(argv: readonly string[]): ShapeBenchOptions {
   let reps = 1;
   let json = false;
   let baselineCli: string | undefined;
+  let sealAhead = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const n = () => {
@@ -430,6 +432,7 @@ export function parseShapeArgs(argv: readonly string[]): ShapeBenchOptions {
     else if (a === '--values-per-document') valuesPerDocument = n();
     else if (a === '--reps') reps = n();
     else if (a === '--json') json = true;
+    else if (a === '--seal-ahead') sealAhead = true;
     else if (a === '--baseline-cli') {
       baselineCli = argv[++i];
       if (!baselineCli) throw new Error("--baseline-cli needs the path of another build's dist/src/cli/main.js");
@@ -438,7 +441,7 @@ export function parseShapeArgs(argv: readonly string[]): ShapeBenchOptions {
     }
   }
   if (!shape) throw new Error(`--shape needs one of ${SHAPES.join(', ')}`);
-  return { shape, store, journal, valueMib, documents, valuesPerDocument, reps, json, ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}) };
+  return { shape, store, journal, valueMib, documents, valuesPerDocument, reps, json, sealAhead, ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}) };
 }
 
 /** `bench --shape ...`: prints the table (or JSON); exit code 1 when a goal is missed. */

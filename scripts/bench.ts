@@ -311,7 +311,8 @@ Options:
   --shape large-value|documents   instead of a table of small secrets: a full apply on one large stored
                             value (--value-mib N) or on JSON documents of many values (--documents N,
                             --values-per-document N), seconds and peak RSS against their goals; large-value
-                            also times the value without the tool (database alone, simplest client, one read)
+                            also times the value without the tool (database alone, simplest client, one read);
+                            with --seal-ahead the shape's applies seal ahead (they are too small to by default)
   --json                    print the report as JSON
   --help                    this text
 `;

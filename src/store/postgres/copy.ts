@@ -17,6 +17,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { MasterKeyError } from '../../errors';
 import { releaseLarge } from '../../engine/memory';
 import type { RawRows } from '../../engine/raw-rows';
+import { textSlices } from '../../text-slices';
 
 /** Runs `COPY ... FROM STDIN` with data from `chunks` (COPY text or CSV); resolves with the rows copied. */
 export async function copyIn(client: ClientBase, sql: string, chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>): Promise<number> {
@@ -26,6 +27,51 @@ export async function copyIn(client: ClientBase, sql: string, chunks: AsyncItera
 }
 
 const NEWLINE = 0x0a;
+
+/** A field of a row sent in COPY's text format: a text, a text's UTF-8 bytes, or null. */
+export type CopyField = string | Uint8Array | null;
+
+/** Characters COPY's text format escapes in a field (PostgreSQL's "COPY", "Text Format": the delimiter, newline, carriage return, backslash). */
+const COPY_SPECIAL = /[\\\n\r\t]/;
+const COPY_SPECIALS = /[\\\n\r\t]/g;
+const COPY_ESCAPES: Readonly<Record<string, string>> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+const escapeCopy = (text: string): string => (COPY_SPECIAL.test(text) ? text.replace(COPY_SPECIALS, (c) => COPY_ESCAPES[c]) : text);
+/** Bytes COPY's text format escapes (as `COPY_SPECIAL`). */
+const hasCopySpecial = (bytes: Uint8Array): boolean => bytes.includes(0x5c) || bytes.includes(0x0a) || bytes.includes(0x0d) || bytes.includes(0x09);
+/** Characters of short rows gathered into one chunk, and the size of the slices a long field is sent in. */
+const COPY_CHUNK = 64 * 1024;
+
+/**
+ * Rows as COPY text-format data (tab-separated, `\N` for null), a chunk at
+ * a time: short rows gathered into chunks of about 64 Ki characters, and a
+ * long field sent a slice at a time (bytes without anything to escape as
+ * they are), so no row is ever copied whole into one buffer.
+ */
+export function* copyTextRows(rows: Iterable<readonly CopyField[]>): Generator<string | Buffer> {
+  let chunk = '';
+  for (const row of rows) {
+    for (const [i, v] of row.entries()) {
+      if (i > 0) chunk += '\t';
+      if (v === null) chunk += '\\N';
+      else if (v.length <= COPY_CHUNK) chunk += escapeCopy(typeof v === 'string' ? v : Buffer.from(v.buffer, v.byteOffset, v.length).toString('utf8'));
+      else {
+        if (chunk) yield chunk;
+        chunk = '';
+        if (typeof v !== 'string' && !hasCopySpecial(v)) {
+          for (let at = 0; at < v.length; at += COPY_CHUNK) yield Buffer.from(v.buffer, v.byteOffset + at, Math.min(COPY_CHUNK, v.length - at));
+        } else {
+          for (const slice of textSlices(typeof v === 'string' ? v : Buffer.from(v.buffer, v.byteOffset, v.length).toString('utf8'), COPY_CHUNK)) yield escapeCopy(slice);
+        }
+      }
+    }
+    chunk += '\n';
+    if (chunk.length >= COPY_CHUNK) {
+      yield chunk;
+      chunk = '';
+    }
+  }
+  if (chunk) yield chunk;
+}
 
 /**
  * Runs `COPY ... TO STDOUT` and yields its data as it arrives, in chunks

@@ -40,6 +40,7 @@
  *    everything rolls back.
  */
 import type { Client } from 'pg';
+import { LARGE_VALUE } from '../../crypto/large-value';
 import { MasterKeyError } from '../../errors';
 import { ValueDigest } from '../../engine/digest';
 import { releaseLarge, textIn } from '../../engine/memory';
@@ -50,9 +51,10 @@ import { valueCrypto } from '../../engine/value-crypto';
 import { KindCounter, batchSizeOf } from '../../engine/walk';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { BackupSink, Rotation, RotationResult, SealAhead, SealAheadSupport, Staged, StagingArea, StoredFile, inventoryLocations, stagedFor } from '../store';
-import { binaryTextArray, pgArray } from './arrays';
 import { AHEAD_FILE, BackupTee, CHANGES_FILE, SECRETS_FILE } from './backup';
+import { binaryTextArray, pgArray } from './arrays';
 import { connect, naming, translatePgError } from './client';
+import { CopyField, copyIn, copyTextRows } from './copy';
 import { META_SCHEMA } from './meta';
 import { stagingRight, updateRules } from './privileges';
 import { prepareBatches, writeBatches } from './reencrypt';
@@ -160,6 +162,16 @@ function noRoom(e: unknown): MasterKeyError {
   return new MasterKeyError('DISK_FULL', 'The database has no room for the staging area of seal-ahead (disk full); it was removed.', {}, { cause: e });
 }
 
+/** A batch of staging rows, ready to write: by COPY (`fields`, the rows' fields) or by one INSERT from arrays (`params`). */
+interface StagingBatch {
+  readonly fields?: CopyField[][];
+  readonly params?: Array<string | Buffer>;
+  readonly n: number;
+  readonly byKind: ReadonlyMap<string, number>;
+  readonly values: number;
+  readonly chars: number;
+}
+
 /** Seal-ahead (see the file's comment): reads on a second connection, writes the staging tables on `c`. */
 export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): Promise<Staged> {
   const batchSize = batchSizeOf(s);
@@ -184,11 +196,13 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
       const { olds, aads, news } = stageColumns(plan);
       const cols = [`id ${plan.idType} NOT NULL`, ...[...olds, ...aads, ...news].map((x) => `${x} text`)];
       await c.query(`CREATE UNLOGGED TABLE ${qualified(name)} (${cols.join(', ')})`);
-      const insert = `INSERT INTO ${qualified(name)} SELECT * FROM unnest($1::${plan.idType}[], ${[...olds, ...aads, ...news].map((_, i) => `$${i + 2}::text[]`).join(', ')})`;
+      const columns = [...olds, ...aads, ...news];
+      const insert = `INSERT INTO ${qualified(name)} SELECT * FROM unnest($1::${plan.idType}[], ${columns.map((_, i) => `$${i + 2}::text[]`).join(', ')})`;
+      const copy = `COPY ${qualified(name)} (id, ${columns.join(', ')}) FROM STDIN`;
       const shape = rowLayout(plan);
       const budget = new TextBudget();
       let rows = 0;
-      const prepare = async (batch: Row[]) => {
+      const prepare = async (batch: Row[]): Promise<StagingBatch> => {
         const chars = textIn(batch);
         // The old texts, kept before re-sealing lets go of large documents' texts.
         const oldTexts = plan.columns.map((_, i) => batch.map((r) => r[shape.first + i]));
@@ -197,19 +211,22 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
         // Every row read is staged, one with nothing sealed in it too (no new texts: the swap leaves it as it is), so the staging
         // tables hold every row the snapshot (and the backup's bulk) holds a value of, and the window finds any of them changed or gone.
         const sealedAt = new Map(out.rows.map((i, k) => [i, k]));
-        const params: Array<string | Buffer> = [
-          pgArray(batch.map((r) => r[shape.idAt])),
-          ...oldTexts.map((col) => binaryTextArray(col)),
-          ...plan.aadColumns.map((a) => binaryTextArray(batch.map((r) => r[shape.aad.get(a)!]))),
-          ...out.next.map((col) => binaryTextArray(batch.map((_, i) => (sealedAt.has(i) ? col[sealedAt.get(i)!] : null)))),
-        ];
-        return { params, n: batch.length, byKind: out.byKind, values: out.total, chars };
+        const fields: CopyField[][] = batch.map((r, i) => {
+          const k = sealedAt.get(i);
+          return [r[shape.idAt], ...oldTexts.map((col) => col[i]), ...plan.aadColumns.map((a) => r[shape.aad.get(a)!]), ...out.next.map((col) => (k === undefined ? null : col[k]))];
+        });
+        const counts = { n: batch.length, byKind: out.byKind, values: out.total, chars };
+        // A batch holding a large text goes by COPY, a slice at a time: as array parameters it would be copied whole twice more (the
+        // arrays, then pg's message), hundreds of MB for one value of tens. Others by one INSERT from arrays, built here, ahead.
+        if (fields.some((row) => row.some((v) => v !== null && v.length > LARGE_VALUE))) return { ...counts, fields };
+        return { ...counts, params: [pgArray(fields.map((row) => row[0] as string)), ...columns.map((_, j) => binaryTextArray(fields.map((row) => row[j + 1])))] };
       };
       const read = teed(withinBudget(copyBatches(reader, `SELECT ${selectList(plan)} FROM ${quoteIdent(plan.table)} WHERE ${notNull(plan)}`, batchSize), budget, textIn), plan, tee);
       await naming(plan, 'sealing ahead', async () => {
         for await (const b of mapAhead(read, prepare, crypto.depth)) {
-          if (b.n > 0) await c.query({ text: insert, values: b.params });
-          b.params.length = 0;
+          if (b.fields) await copyIn(c, copy, copyTextRows(b.fields));
+          else if (b.n > 0) await c.query({ text: insert, values: b.params });
+          (b.fields ?? b.params ?? []).length = 0;
           rows += b.n;
           counter.add(b.byKind);
           s.onProgress?.((done += b.values));
