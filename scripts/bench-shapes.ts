@@ -51,8 +51,8 @@ export interface ShapeBenchOptions {
   readonly reps: number;
   readonly json: boolean;
   readonly baselineCli?: string;
-  /** Apply with `--seal-ahead` (the default apply of a table this small runs in one pass). */
-  readonly sealAhead: boolean;
+  /** Apply with `--seal-ahead` (true) or `--no-seal-ahead` (false); by default, as apply chooses (it seals ahead from 10,000 values). */
+  readonly sealAhead?: boolean;
 }
 
 const MIB = 1024 * 1024;
@@ -162,7 +162,7 @@ interface Run {
 }
 
 /** `init` (not timed) then `apply` of one build's CLI, spawn to exit. */
-async function applyOnce(work: string, url: string, inventory: Inventory, oldKey: MasterKey, sealAhead: boolean, cli?: string): Promise<Run> {
+async function applyOnce(work: string, url: string, inventory: Inventory, oldKey: MasterKey, sealAhead: boolean | undefined, cli?: string): Promise<Run> {
   const dir = join(work, `run-${Date.now()}-${Math.random().toString(16).slice(2)}`);
   mkdirSync(dir, { mode: 0o700 });
   try {
@@ -174,7 +174,7 @@ async function applyOnce(work: string, url: string, inventory: Inventory, oldKey
     const common = ['--config', config, '--inventory', inv, '--database-url-env', 'MK_BENCH_SHAPE_URL'];
     const init = await runCliMeasured(['init', ...common], env);
     if (init.code !== 0) throw new Error(`master-key init failed (exit ${init.code}): ${init.stderr.trim()}`);
-    const r = await runCliMeasured(['apply', ...common, ...(sealAhead ? ['--seal-ahead'] : []), '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
+    const r = await runCliMeasured(['apply', ...common, ...(sealAhead === undefined ? [] : [sealAhead ? '--seal-ahead' : '--no-seal-ahead']), '--backup-dir', join(dir, 'backups'), '--report-dir', join(dir, 'reports')], env);
     if (r.code !== 0) throw new Error(`master-key apply failed (exit ${r.code}): ${r.stderr.trim()}`);
     const main = r.mainThreadCpuSeconds;
     return { seconds: r.seconds, maxRssBytes: r.maxRssBytes, cpuSeconds: r.cpuSeconds, ...(main !== undefined ? { mainThreadCpuSeconds: main } : {}), minorFaults: r.minorFaults, ...applyTimings(join(dir, 'reports')) };
@@ -297,7 +297,7 @@ export interface ShapeBenchReport {
 
 function describe(o: ShapeBenchOptions): string {
   const what = o.shape === 'large-value' ? `one stored value of ${o.valueMib} MiB and one small one` : `${o.documents} JSON documents of ${o.valuesPerDocument} sealed values each`;
-  return o.sealAhead ? `${what}, sealed ahead (--seal-ahead)` : what;
+  return o.sealAhead === undefined ? what : `${what}, ${o.sealAhead ? 'sealed ahead (--seal-ahead)' : 'in one pass (--no-seal-ahead)'}`;
 }
 
 /** The goals of a shape, checked against this build's figures. */
@@ -407,7 +407,7 @@ export function parseShapeArgs(argv: readonly string[]): ShapeBenchOptions {
   let reps = 1;
   let json = false;
   let baselineCli: string | undefined;
-  let sealAhead = false;
+  let sealAhead: boolean | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const n = () => {
@@ -433,6 +433,7 @@ export function parseShapeArgs(argv: readonly string[]): ShapeBenchOptions {
     else if (a === '--reps') reps = n();
     else if (a === '--json') json = true;
     else if (a === '--seal-ahead') sealAhead = true;
+    else if (a === '--no-seal-ahead') sealAhead = false;
     else if (a === '--baseline-cli') {
       baselineCli = argv[++i];
       if (!baselineCli) throw new Error("--baseline-cli needs the path of another build's dist/src/cli/main.js");
@@ -441,7 +442,7 @@ export function parseShapeArgs(argv: readonly string[]): ShapeBenchOptions {
     }
   }
   if (!shape) throw new Error(`--shape needs one of ${SHAPES.join(', ')}`);
-  return { shape, store, journal, valueMib, documents, valuesPerDocument, reps, json, sealAhead, ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}) };
+  return { shape, store, journal, valueMib, documents, valuesPerDocument, reps, json, ...(sealAhead === undefined ? {} : { sealAhead }), ...(baselineCli ? { baselineCli: resolve(baselineCli) } : {}) };
 }
 
 /** `bench --shape ...`: prints the table (or JSON); exit code 1 when a goal is missed. */

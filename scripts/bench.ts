@@ -312,7 +312,7 @@ Options:
                             value (--value-mib N) or on JSON documents of many values (--documents N,
                             --values-per-document N), seconds and peak RSS against their goals; large-value
                             also times the value without the tool (database alone, simplest client, one read);
-                            with --seal-ahead the shape's applies seal ahead (they are too small to by default)
+                            --seal-ahead or --no-seal-ahead passed to the shape's applies (by default apply chooses)
   --json                    print the report as JSON
   --help                    this text
 `;
