@@ -211,15 +211,26 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
         // Every row read is staged, one with nothing sealed in it too (no new texts: the swap leaves it as it is), so the staging
         // tables hold every row the snapshot (and the backup's bulk) holds a value of, and the window finds any of them changed or gone.
         const sealedAt = new Map(out.rows.map((i, k) => [i, k]));
-        const fields: CopyField[][] = batch.map((r, i) => {
+        const newText = (col: ReadonlyArray<CopyField>, i: number) => {
           const k = sealedAt.get(i);
-          return [r[shape.idAt], ...oldTexts.map((col) => col[i]), ...plan.aadColumns.map((a) => r[shape.aad.get(a)!]), ...out.next.map((col) => (k === undefined ? null : col[k]))];
-        });
+          return k === undefined ? null : col[k];
+        };
         const counts = { n: batch.length, byKind: out.byKind, values: out.total, chars };
-        // A batch holding a large text goes by COPY, a slice at a time: as array parameters it would be copied whole twice more (the
-        // arrays, then pg's message), hundreds of MB for one value of tens. Others by one INSERT from arrays, built here, ahead.
-        if (fields.some((row) => row.some((v) => v !== null && v.length > LARGE_VALUE))) return { ...counts, fields };
-        return { ...counts, params: [pgArray(fields.map((row) => row[0] as string)), ...columns.map((_, j) => binaryTextArray(fields.map((row) => row[j + 1])))] };
+        // A batch holding a large text (its new text is as large) goes by COPY, a slice at a time: as array parameters it would be
+        // copied whole twice more (the arrays, then pg's message), hundreds of MB for one value of tens. Others by one INSERT from
+        // arrays, built here, ahead.
+        const large = chars > LARGE_VALUE && oldTexts.some((col) => col.some((v) => v !== null && v.length > LARGE_VALUE));
+        if (large) {
+          const aadAt = plan.aadColumns.map((a) => shape.aad.get(a)!);
+          return { ...counts, fields: batch.map((r, i) => [r[shape.idAt], ...oldTexts.map((col) => col[i]), ...aadAt.map((a) => r[a]), ...out.next.map((col) => newText(col, i))]) };
+        }
+        const params = [
+          pgArray(batch.map((r) => r[shape.idAt])),
+          ...oldTexts.map((col) => binaryTextArray(col)),
+          ...plan.aadColumns.map((a) => binaryTextArray(batch.map((r) => r[shape.aad.get(a)!]))),
+          ...out.next.map((col) => binaryTextArray(batch.map((_, i) => newText(col, i)))),
+        ];
+        return { ...counts, params };
       };
       const read = teed(withinBudget(copyBatches(reader, `SELECT ${selectList(plan)} FROM ${quoteIdent(plan.table)} WHERE ${notNull(plan)}`, batchSize), budget, textIn), plan, tee);
       await naming(plan, 'sealing ahead', async () => {
