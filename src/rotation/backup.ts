@@ -25,7 +25,7 @@ import { ConfigTarget } from '../config/config-file';
 import { MasterKeyError } from '../errors';
 import { SYNC_EVERY, atomicWriteFile, fsyncDir, namesIn, sha256File } from '../fsutil';
 import { firstSchemaError, lazyValidator } from '../json-schema';
-import { AdoptOptions, BackupFileWriter, BackupPart, BackupSink, BackupSource, BackupToRestore, CanaryRow, Location, StoreIdentity, StoredFile, backupFileError } from '../store/store';
+import { BackupFileWriter, BackupPart, BackupSink, BackupSource, BackupToRestore, CanaryRow, Location, StoreIdentity, StoredFile, backupFileError } from '../store/store';
 import { Identities, SEALED_SUFFIX } from './age';
 import { sha256FileOffThread } from './file-checksum';
 import { SealedBackupSource, Sealing, SealingFileWriter, sealBytes, sealWholeFile } from './sealed-backup';
@@ -271,11 +271,11 @@ export class BackupDirectory implements BackupSink {
   }
 
   /** The file is already where it belongs: checksummed (off this thread: it can be large) while it is fsynced, stored. */
-  async adopt(name: string, opts: AdoptOptions = {}): Promise<StoredFile> {
+  async adopt(name: string): Promise<StoredFile> {
     if (this.recipients.length) {
       const sealed = this.fileOf(name + SEALED_SUFFIX);
       this.writing();
-      const { sha256, bytes } = await sealWholeFile(this.scratchOf(name), sealed, this.recipients, opts);
+      const { sha256, bytes } = await sealWholeFile(this.scratchOf(name), sealed, this.recipients);
       this.stored(sealed);
       return { name: name + SEALED_SUFFIX, sha256, bytes };
     }

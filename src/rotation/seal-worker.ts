@@ -9,7 +9,6 @@
  */
 import { createReadStream, rmSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { lowerThreadPriority } from '../thread-priority';
 import { Sealer } from './age';
 import type { SealReply, SealRequest, SealWorkerData } from './sealed-backup';
 
@@ -51,5 +50,4 @@ async function sealMessages(): Promise<void> {
   reply({ ready: true });
 }
 
-if (data.nice !== undefined) lowerThreadPriority(data.nice);
 (data.file ? sealFile(data.file) : sealMessages()).catch(fail);

@@ -25,7 +25,7 @@ import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { builtFile } from '../engine/built-file';
 import { MasterKeyError } from '../errors';
-import { AdoptOptions, BackupFileWriter, BackupSource, StoredFile, backupFileError } from '../store/store';
+import { BackupFileWriter, BackupSource, StoredFile, backupFileError } from '../store/store';
 import { Identities, MAX_HEADER, SEALED_SUFFIX, Sealer, loadAge, readAgeHeader, recipientLabel } from './age';
 
 /** What a sealing thread is given. */
@@ -35,8 +35,6 @@ export interface SealWorkerData {
   readonly path: string;
   /** Seal this whole file (and remove it) instead of bytes sent as messages. */
   readonly file?: string;
-  /** Run at this nice value (higher: lower priority), where the system lets a thread have its own (`lowerThreadPriority`). */
-  readonly nice?: number;
 }
 export type SealRequest = { readonly chunk: Uint8Array } | { readonly end: true };
 export type SealReply = { readonly ready: true } | { readonly ack: number } | { readonly done: { readonly sha256: string; readonly bytes: number } } | { readonly error: { readonly code: string; readonly message: string } };
@@ -97,9 +95,9 @@ class SealThread {
     return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
-  /** Stops the thread (its exit is no failure then; a reply still awaited is refused). */
+  /** Stops the thread (its exit is no failure then). */
   async stop(): Promise<void> {
-    this.fail(new MasterKeyError('INTERNAL', 'The sealing thread was stopped.'));
+    this.failure ??= new MasterKeyError('INTERNAL', 'The sealing thread was stopped.');
     await this.worker.terminate().catch(() => undefined);
   }
 }
@@ -192,30 +190,14 @@ export class SealingFileWriter implements BackupFileWriter {
   }
 }
 
-/**
- * The nice value of a sealing thread in the background (`AdoptOptions.background`):
- * low (about a tenth of a core's time against a thread at the default priority on
- * the same core), so it mostly takes idle cores, yet is not starved on a busy host.
- */
-const BACKGROUND_NICE = 10;
-
-/**
- * Seals the whole file `file` into `path` (a worker thread when built), then
- * removes `file`; the sealed file's checksum and size. `opts.signal` stops
- * it (the partial file removed; it rejects).
- */
-export async function sealWholeFile(file: string, path: string, recipients: readonly string[], opts: AdoptOptions = {}): Promise<{ sha256: string; bytes: number }> {
+/** Seals the whole file `file` into `path` (a worker thread when built), then removes `file`; the sealed file's checksum and size. */
+export async function sealWholeFile(file: string, path: string, recipients: readonly string[]): Promise<{ sha256: string; bytes: number }> {
   const entry = sealWorkerEntry();
-  const stopped = () => new MasterKeyError('INTERNAL', `The sealing of ${path} was stopped: the rotation no longer needs it.`);
   try {
-    if (opts.signal?.aborted) throw stopped();
     if (!entry) {
       const sealer = await Sealer.open(recipients, path);
       try {
-        for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-          if (opts.signal?.aborted) throw stopped();
-          await sealer.push(chunk as Buffer, true);
-        }
+        for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) await sealer.push(chunk as Buffer, true);
         const done = await sealer.finish();
         rmSync(file, { force: true });
         return done;
@@ -224,17 +206,12 @@ export async function sealWholeFile(file: string, path: string, recipients: read
         throw e;
       }
     }
-    const thread = new SealThread(entry, { recipients, path, file, ...(opts.background ? { nice: BACKGROUND_NICE } : {}) });
-    const stop = () => void thread.stop();
-    opts.signal?.addEventListener('abort', stop, { once: true });
+    const thread = new SealThread(entry, { recipients, path, file });
     try {
       const r = await thread.next();
       if (!('done' in r)) throw new MasterKeyError('INTERNAL', 'The sealing thread answered out of turn; this is a bug.');
       return r.done;
-    } catch (e) {
-      throw opts.signal?.aborted ? stopped() : e;
     } finally {
-      opts.signal?.removeEventListener('abort', stop);
       await thread.stop();
     }
   } catch (e) {

@@ -196,22 +196,9 @@ export interface BackupSink {
   /** A path for file `name`, created empty and 0600 beside the backup (same file system), for a store to have written there by path. */
   scratch(name: string): Promise<string>;
   /** Takes over the complete file at `scratch(name)`: stored as the backup's file `name`, durable when this resolves. */
-  adopt(name: string, opts?: AdoptOptions): Promise<StoredFile>;
+  adopt(name: string): Promise<StoredFile>;
   /** Removes file `name` (as adopted or still a scratch copy) from the backup: a store that wrote part of it ahead and then could not use it. */
   discard(name: string): Promise<void>;
-}
-
-/** How a sink takes a file over (`BackupSink.adopt`). */
-export interface AdoptOptions {
-  /**
-   * The file is sealed at a low CPU priority: the store hands it over
-   * early and goes on with its own threads, which must not wait for the
-   * sealing; it takes mostly the cores they leave idle. (A file stored as
-   * it is is only checksummed and fsynced, at the usual priority.)
-   */
-  readonly background?: boolean;
-  /** Stops the sealing (its thread, its partial file removed): the promise then rejects. */
-  readonly signal?: AbortSignal;
 }
 
 /** What a store's part of a backup holds (`RotationResult.backup`). */
@@ -354,12 +341,8 @@ export interface Staged {
   readonly crypto: ReencryptResult['crypto'];
   /** The store's own record of where it staged (opaque to the runbook). */
   readonly token: unknown;
-  /**
-   * The bulk of the backup written ahead (`SealAhead.backup`): the values it
-   * holds; absent when the store backs up in the window. Its files are the
-   * store's to return from `rotate` (they may still be being sealed until then).
-   */
-  readonly backedUp?: { readonly values: number };
+  /** The bulk of the backup written ahead (`SealAhead.backup`): its files and the values it holds; absent when the store backs up in the window. */
+  readonly backedUp?: { readonly files: readonly StoredFile[]; readonly values: number };
 }
 
 /** A `Staged` for seal-ahead `s`: bound to its new key's fingerprint and its rotation. */

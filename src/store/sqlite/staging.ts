@@ -26,10 +26,7 @@
  * database file is made in seal-ahead's snapshot, through the online backup
  * API on the same connection inside the same read transaction, so it holds
  * exactly the old texts staged; it is finished, made durable and sealed
- * beside the staging, with the server up, and, when that takes longer than
- * the staging, on through the stop hook and the cut-over, which awaits it
- * before its changes and the manifest (a low-priority thread using the
- * cores left idle; `backUpAhead`). Every row with a value in that
+ * beside the staging, with the server up. Every row with a value in that
  * snapshot is staged (with no new texts where nothing in it is sealed), so
  * the staging tables tell what the copy held at any place. The cut-over
  * then writes only `changes.sqlite` (`./backup.ts`): the values at the lock
@@ -66,11 +63,10 @@ interface StageTable {
   readonly rows: number;
 }
 
-/** The bulk of the backup, copied in seal-ahead's snapshot: its files once durable (sealed), which `rotate` awaits; `stop` stops their sealing. */
+/** The bulk of the backup, written in seal-ahead's snapshot. */
 interface BackedUp {
-  readonly files: Promise<readonly StoredFile[]>;
+  readonly files: readonly StoredFile[];
   readonly values: number;
-  readonly stop: AbortController;
 }
 
 interface Token {
@@ -227,19 +223,17 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
     }
     db.prepare(`UPDATE ${STAGING_SCHEMA}.meta SET staged = ?`).run(stagedRows(out));
     // The copy must be whole before the snapshot ends.
-    const dest = await ahead?.copied;
+    await ahead?.copied;
     db.exec('COMMIT');
-    // Its sealing may go on (with the idle cores, through the stop hook and the cut-over, which awaits it before its changes and the manifest); only a disk without room for it waits here, so a full disk still stops the rotation before the stop hook.
-    if (ahead && dest !== undefined && !roomToSeal(dest)) await ahead.done;
-    const backup = ahead ? { files: ahead.done, values: heldValues, stop: ahead.stop } : undefined;
+    const files = await ahead?.done;
+    const backup = files ? { files, values: heldValues } : undefined;
     const digest = await crypto.digest();
     ok = true;
     const token: Token = { kind: 'sqlite-staging', file, tables: out, ...(backup ? { backup } : {}) };
     const rows = out.reduce((a, t) => a + t.rows, 0);
-    return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: statSync(file).size, digest, crypto: crypto.mode, token, ...(backup ? { backedUp: { values: backup.values } } : {}) });
+    return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: statSync(file).size, digest, crypto: crypto.mode, token, ...(backup ? { backedUp: backup } : {}) });
   } catch (e) {
     // Nothing of the backup's keeps running: the runbook removes its directory.
-    ahead?.stop.abort();
     await ahead?.copied.catch(() => undefined);
     await ahead?.done.catch(() => undefined);
     if (db.inTransaction) db.exec('ROLLBACK');
@@ -266,35 +260,11 @@ const STAGING_PAGE_SIZE = 65536;
 /** The staging file's page cache, in KiB (negative: SQLite's unit for a size rather than a page count). */
 const STAGING_CACHE_KIB = -2048;
 
-/** The backup made ahead: `copied` once the copy is whole (the snapshot may end; its path), `done` once it is finished, durable and sealed; `stop` stops that. */
+/** The backup made ahead: `copied` once the copy is whole (the snapshot may end), `done` once it is finished, durable and sealed. */
 interface Ahead {
-  readonly copied: Promise<string>;
+  readonly copied: Promise<number>;
   readonly done: Promise<readonly StoredFile[]>;
-  readonly stop: AbortController;
 }
-
-/**
- * Whether the disk holding the copy at `dest` has room for it once more
- * (what sealing it writes beside it before removing it; a plain copy needs
- * none, but is only checksummed and fsynced, which is soon done). A copy
- * already sealed and removed needs none.
- */
-function roomToSeal(dest: string): boolean {
-  let size: number;
-  try {
-    size = statSync(dest).size;
-  } catch {
-    return true;
-  }
-  try {
-    return freeBytes(dirname(dest)) >= size + SEAL_ROOM_MARGIN;
-  } catch {
-    return false;
-  }
-}
-
-/** Room beyond the copy's size that its sealing needs: age's header and 16 bytes for each 64 KiB, with some to spare. */
-const SEAL_ROOM_MARGIN = 64 << 20;
 
 /**
  * Starts the copy of the database into the backup's sink on `db`, which
@@ -302,34 +272,19 @@ const SEAL_ROOM_MARGIN = 64 << 20;
  * backup API steps between turns of the event loop, beside the staging);
  * then finishes it (`finishBackup`: pages checked, a rollback journal) and
  * hands it over: checksummed and fsynced, or sealed, by the sink in a
- * thread of its own at a low CPU priority (the staging's threads come
- * first; it takes mostly what they leave idle, and may go on after
- * seal-ahead, until the cut-over awaits it).
+ * thread of its own.
  */
 function backUpAhead(db: Db, s: SealAhead, sink: BackupSink): Ahead {
-  const stop = new AbortController();
   const copied = sink.scratch(DATABASE_FILE).then(async (dest) => ({ dest, pages: await copyDatabase(db, dest, AHEAD_PAGES_PER_STEP) }));
   const done = copied.then(async ({ dest, pages }) => {
     // Not counted here: the staging counts the same snapshot's values as it reads them.
     finishBackup(dest, s.inventory, pages, false);
     s.onBackup?.('copied');
-    const file = await sink.adopt(DATABASE_FILE, { background: true, signal: stop.signal });
+    const file = await sink.adopt(DATABASE_FILE);
     s.onBackup?.('written');
     return [file];
   });
-  return { copied: copied.then((c) => c.dest), done, stop };
-}
-
-/**
- * Stops the sealing of a backup made ahead (`Staged.token`'s), if it still
- * runs, and waits until nothing of it runs: before its directory is removed
- * (the rotation did not commit) or its copy is discarded.
- */
-export async function stopBackupAhead(token: unknown): Promise<void> {
-  const b = (token as Partial<Token> | undefined)?.backup;
-  if (!b) return;
-  b.stop.abort();
-  await b.files.catch(() => undefined);
+  return { copied: copied.then((c) => c.pages), done };
 }
 
 /** Pages the copy made ahead takes a step (16 MiB at SQLite's default page size): short steps, so the staging beside it on this thread keeps its workers fed. */

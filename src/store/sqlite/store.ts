@@ -55,7 +55,7 @@ import { CANARY_TABLE, databaseId, insertCanary, historyWith, insertHistory, las
 import { sqliteFile } from './url';
 import { processesLocking } from './holders';
 import { DEFAULT_LOCK_TIMEOUT_MS, describeLockTimeout } from '../../lock-timeout';
-import { cutOverSqlite, dropStagingSqlite, intactStagingSqlite, sealAheadSqlite, sealAheadSupportSqlite, stagingAreasSqlite, stopBackupAhead } from './staging';
+import { cutOverSqlite, dropStagingSqlite, intactStagingSqlite, sealAheadSqlite, sealAheadSupportSqlite, stagingAreasSqlite } from './staging';
 import { planTables, reencryptValues, scanValues, verifyValues, worthThreads } from './values';
 
 /** Whether the database is in WAL mode (else a rollback journal). */
@@ -156,26 +156,17 @@ class SqliteTx implements WriteTx {
     };
     if (token?.backup) {
       // The copy was made in seal-ahead's snapshot: only the values changed since are written here.
-      let ok = false;
+      changes = await ChangesWriter.open(sink);
       try {
-        changes = await ChangesWriter.open(sink);
         const re = await reseal();
-        // The copy, sealed (or checksummed and fsynced) beside seal-ahead and this cut-over: durable before its changes, and before the caller's manifest and COMMIT.
-        const ahead = await token.backup.files;
         const file = await changes.finish();
-        ok = true;
-        return { reencrypted: re, backup: { files: [...ahead, file], values: token.backup.values + changes.delta, locations: inventoryLocations(inv) }, ...(sealAhead ? { sealAhead } : {}) };
+        return { reencrypted: re, backup: { files: [...token.backup.files, file], values: token.backup.values + changes.delta, locations: inventoryLocations(inv) }, ...(sealAhead ? { sealAhead } : {}) };
       } finally {
         changes?.abort();
-        // Failed: its sealing stops before the caller removes the backup directory.
-        if (!ok) await stopBackupAhead(token);
       }
     }
     // A copy made ahead that cannot be used (the staging area is no longer intact): the backup is made here, as in one pass.
-    if (staged?.backedUp) {
-      await stopBackupAhead(staged.token);
-      await sink.discard(DATABASE_FILE);
-    }
+    if (staged?.backedUp) await sink.discard(DATABASE_FILE);
     const dest = await sink.scratch(DATABASE_FILE);
     const handOver = async (values: number): Promise<BackupPart> => ({ files: [await sink.adopt(DATABASE_FILE)], values, locations: inventoryLocations(inv) });
     if (!readerAvailable() || !(worthThreads(this.db, inv, r.batchSize) || copyWorthThread(this.db))) {
@@ -241,8 +232,6 @@ export function reencryptBeside(db: Db, path: string, r: Omit<Rotation, 'backup'
 export class SqliteStore implements Store {
   private readonly tx: SqliteTx;
   private readonly lock: RotationLock;
-  /** The token of the last seal-ahead: its backup made ahead may still be being sealed. */
-  private staged?: unknown;
 
   constructor(
     private readonly db: Db,
@@ -409,10 +398,8 @@ export class SqliteStore implements Store {
     return sealAheadSupportSqlite(this.db, this.path, inv, bytes);
   }
 
-  async sealAhead(s: SealAhead): Promise<Staged> {
-    const st = await sealAheadSqlite(this.db, this.path, s);
-    this.staged = st.token;
-    return st;
+  sealAhead(s: SealAhead): Promise<Staged> {
+    return sealAheadSqlite(this.db, this.path, s);
   }
 
   async stagingAreas(): Promise<StagingArea[]> {
@@ -420,14 +407,10 @@ export class SqliteStore implements Store {
   }
 
   async dropStaging(): Promise<StagingArea[]> {
-    // Nothing of the backup made ahead runs on (the rotation committed, which awaited it, or failed: then its directory goes too).
-    await stopBackupAhead(this.staged);
-    this.staged = undefined;
     return dropStagingSqlite(this.db, this.path);
   }
 
   async close(): Promise<void> {
-    await stopBackupAhead(this.staged);
     await this.checkpointing;
     this.lock.release();
     try {
