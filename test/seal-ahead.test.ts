@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { actCodec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { ExitCode } from '../src/errors';
 import { ACT_PRESET } from '../src/inventory/act-preset';
 import { openStore } from '../src/store/open';
@@ -260,11 +261,14 @@ describe.each(CLI_STORES)('seal-ahead on $name', (store) => {
     }
   });
 
-  it('a value changed after staging to one that does not open with the old key: the transaction rolls back, nothing staged reaches a live row, nothing is left', async () => {
+  // Also with the backup sealed: what seal-ahead sealed of it (SQLite's copy, PostgreSQL's secrets-ahead.jsonl) goes with its directory.
+  it.each([false, true])('a value changed after staging to one that does not open with the old key: the transaction rolls back, nothing staged reaches a live row, nothing is left (backup sealed: %s)', async (sealed) => {
     const s = await actScenario({ perKind: 5, store });
     writeFileSync(join(s.dir, 'last-writes.js'), writerScript(s.dir, { loop: false, foreign: true }));
     const before = await cellsOf(s.url);
-    const r = s.cli(['apply', '--seal-ahead', '--stop-command', `node '${join(s.dir, 'last-writes.js')}'`, '--start-command', 'true']);
+    const backups = join(s.dir, 'backups');
+    const recipient = sealed ? ['--backup-recipient', await identityToRecipient(await generateX25519Identity())] : [];
+    const r = s.cli(['apply', '--seal-ahead', '--backup-dir', backups, ...recipient, '--stop-command', `node '${join(s.dir, 'last-writes.js')}'`, '--start-command', 'true']);
     expect(r.code).toBe(ExitCode.UNDECRYPTABLE);
     expect(r.stderr).toMatch(/do(es)? not open with the old key/);
     expect(r.stdout).toMatch(/Sealed ahead/);
@@ -280,6 +284,8 @@ describe.each(CLI_STORES)('seal-ahead on $name', (store) => {
     expect(s.configKey().equals(s.key)).toBe(true);
     expect(await withTestSql(s.url, (db) => stagingLeft(db, s.url))).toEqual([]);
     expect(readdirSync(s.dir).filter((f) => f.includes('mk-pending'))).toEqual([]);
+    // The backup begun ahead saved nothing that changed: removed.
+    expect(existsSync(backups) ? readdirSync(backups) : []).toEqual([]);
   });
 
   it('a staging area of another key is never used: the store refuses it, and plan, apply and recover remove a leftover one, saying so', async () => {
