@@ -9,6 +9,7 @@
  * the backup's bulk (secrets-ahead.jsonl) from its snapshot, and the window
  * only changes.jsonl: a value set to NULL, one changed, a row deleted and
  * one added; restore applies them; an incomplete such backup is refused.
+ * Without a bulk made ahead, the swap hands back the old texts it replaces.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -135,6 +136,8 @@ describe('PostgreSQL backup written by the re-encryption', () => {
         await c.query('UPDATE tokens SET token = $1 WHERE id = 2', [sealText('changed after seal-ahead')]);
         await c.query('DELETE FROM tokens WHERE id = 3');
         await c.query('INSERT INTO tokens VALUES ($1, $2)', [added, sealText('added after seal-ahead')]);
+        // Written since, its text as staged: compared by its digest in the window, and swapped in.
+        await c.query('UPDATE tokens SET token = token WHERE id = 4');
       });
       const atLock = await liveTokens();
       const part = await s.write(async (tx) => {
@@ -198,6 +201,44 @@ describe('PostgreSQL backup written by the re-encryption', () => {
       await s.close();
       rmSync(backupDir, { recursive: true, force: true });
       await withTestClient(url, (c) => c.query('DROP TABLE docs'));
+    }
+  });
+  it('seal-ahead without a backup made ahead: the swap hands back the old texts of exactly the rows it swaps (the staging holds only their digests), so secrets.jsonl holds exactly the values at the lock', async () => {
+    const s = await openStore(url);
+    const backupDir = join(dir, 'not-ahead');
+    mkdirSync(backupDir, { mode: 0o700 });
+    const newKey = MasterKey.generate();
+    try {
+      const before = await liveTokens();
+      const staged = await s.sealAhead({ inventory: INVENTORY, from: new Keyring([key]), to: newKey, rotationId: randomUUID(), batchSize: 500 });
+      expect(staged.backedUp).toBeUndefined();
+      await withTestClient(url, async (c) => {
+        await c.query('UPDATE tokens SET token = $1 WHERE id = 5', [sealText('changed after seal-ahead, no bulk')]);
+        await c.query('UPDATE tokens SET token = token WHERE id = 6');
+        await c.query('DELETE FROM tokens WHERE id = 7');
+      });
+      const atLock = await liveTokens();
+      expect(atLock.size).toBe(before.size - 1);
+      const sink = new BackupDirectory(backupDir);
+      const part = await s.write(async (tx) => {
+        await tx.lockSecretTables(INVENTORY);
+        const r = await tx.rotate({ inventory: INVENTORY, from: new Keyring([key]), to: newKey, backup: sink, staged, batchSize: 500 });
+        // Every staged row but the changed and the deleted one (the one rewritten with its own text too).
+        expect(r.sealAhead).toMatchObject({ used: true, swappedRows: before.size - 2, resealedRows: 1 });
+        return r.backup;
+      });
+      expect(part.files.map((f) => f.name)).toEqual(['secrets.jsonl']);
+      expect(part.values).toBe(atLock.size);
+      const lines = readFileSync(join(backupDir, 'secrets.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; v: string });
+      expect(new Map(lines.map((o) => [o.id, o.v]))).toEqual(atLock);
+      // Every live value is sealed under the new key now; restoring the backup puts the values at the lock back.
+      expect((await s.read((tx) => tx.scan(INVENTORY, new Keyring([newKey])))).failureCount).toBe(0);
+      await s.write((tx) => tx.restore({ backup: backupToRestore(backupDir, part, NO_CANARY), inventory: INVENTORY, decide: (_loc, pairs) => pairs.map((p) => p.backup) }));
+      expect(await liveTokens()).toEqual(atLock);
+    } finally {
+      await s.dropStaging();
+      await s.close();
+      rmSync(backupDir, { recursive: true, force: true });
     }
   });
 });

@@ -6,7 +6,8 @@
  * each value with the old key and seals it under the new one, and this
  * connection writes the results into UNLOGGED tables of the `master_key`
  * schema, one per secret table (`stage_<fingerprint>_<n>`: the row id, the
- * old texts of the value and additional-data columns, the new texts),
+ * SHA-256 of the value columns' old texts, the old texts of the
+ * additional-data columns, the new texts),
  * bound to the new key's fingerprint by name and by comment. Every row
  * read is staged, one with nothing sealed in it (a document without a
  * secret at the entry's path) too, with no new texts: so the staging
@@ -30,15 +31,19 @@
  *    one's staged entry, if any, comes with it and leaves the expected
  *    digest and counts;
  * 2. one `UPDATE t SET c = s.new FROM staging s WHERE t.id = s.id AND
- *    t.c = s.old …` per table swaps in every row that still holds its
- *    staged texts (without a backup made ahead, as `COPY (… RETURNING
- *    s.id, s.old …) TO STDOUT`, which hands back, as it goes, exactly those
- *    rows' old texts: the rest of the backup);
+ *    (t written before the snapshot OR sha256(t.c) = s.digest …)` per
+ *    table swaps in every row that still holds its staged texts: a row
+ *    version older than the snapshot is the one staged, so only the rows
+ *    written since are hashed (without a backup made ahead, as `COPY (…
+ *    RETURNING s.id, o.c …) TO STDOUT`, joined with the same rows as the
+ *    statement began, which hands back, as it goes, exactly those rows' old
+ *    texts: the rest of the backup);
  * 3. the staged rows must add up: swapped in + changed since + deleted since
  *    (those, only when there are any, found by the staging table's rows
  *    without a live row holding a value, and backed up as gone), or
  *    everything rolls back.
  */
+import { createHash } from 'node:crypto';
 import type { Client } from 'pg';
 import { LARGE_VALUE } from '../../crypto/large-value';
 import { MasterKeyError } from '../../errors';
@@ -94,10 +99,17 @@ interface Token {
 const qualified = (name: string) => `${META_SCHEMA}.${quoteIdent(name)}`;
 const hexOf = (fingerprint: string) => fingerprint.replace(/^mk:/, '');
 
-/** The staging table's columns for a plan: id, o0…, a0… (additional data), n0…. */
+/**
+ * The staging table's columns for a plan: id, d0… (the SHA-256 of each old
+ * text, not the text: the swap reads every staged row, and the new texts
+ * alone are what it must read), a0… (additional data), n0….
+ */
 function stageColumns(plan: TablePlan): { olds: string[]; aads: string[]; news: string[] } {
-  return { olds: plan.columns.map((_, i) => `o${i}`), aads: plan.aadColumns.map((_, i) => `a${i}`), news: plan.columns.map((_, i) => `n${i}`) };
+  return { olds: plan.columns.map((_, i) => `d${i}`), aads: plan.aadColumns.map((_, i) => `a${i}`), news: plan.columns.map((_, i) => `n${i}`) };
 }
+
+/** The digest staged of an old text (NULL for none), computed by the server alike when staging and in the window. */
+const digestOf = (text: string) => `sha256(convert_to(${text}, 'UTF8'))`;
 
 /** Rows must be found by a unique id: seal-ahead swaps staged values in by it. */
 export async function sealAheadSupportPostgres(c: Client, inv: Inventory): Promise<SealAheadSupport> {
@@ -194,11 +206,15 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
     for (const [k, plan] of plans.entries()) {
       const name = `stage_${hexOf(s.to.fingerprint)}_${k}`;
       const { olds, aads, news } = stageColumns(plan);
-      const cols = [`id ${plan.idType} NOT NULL`, ...[...olds, ...aads, ...news].map((x) => `${x} text`)];
+      const cols = [`id ${plan.idType} NOT NULL`, ...olds.map((x) => `${x} bytea`), ...[...aads, ...news].map((x) => `${x} text`)];
       await c.query(`CREATE UNLOGGED TABLE ${qualified(name)} (${cols.join(', ')})`);
+      // The old texts are sent and hashed by the server, as the window hashes the live texts it compares with them.
       const columns = [...olds, ...aads, ...news];
-      const insert = `INSERT INTO ${qualified(name)} SELECT * FROM unnest($1::${plan.idType}[], ${columns.map((_, i) => `$${i + 2}::text[]`).join(', ')})`;
+      const insert = `INSERT INTO ${qualified(name)} SELECT id, ${[...olds.map(digestOf), ...aads, ...news].join(', ')}
+                        FROM unnest($1::${plan.idType}[], ${columns.map((_, i) => `$${i + 2}::text[]`).join(', ')}) AS u(id, ${columns.join(', ')})`;
+      // A batch holding a large value: the old texts' digests computed here (the same SHA-256 of the same UTF-8 bytes), in bytea's text form.
       const copy = `COPY ${qualified(name)} (id, ${columns.join(', ')}) FROM STDIN`;
+      const digestText = (text: string | null) => (text === null ? null : `\\x${createHash('sha256').update(text, 'utf8').digest('hex')}`);
       const shape = rowLayout(plan);
       const budget = new TextBudget();
       let rows = 0;
@@ -222,7 +238,7 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
         const large = chars > LARGE_VALUE && oldTexts.some((col) => col.some((v) => v !== null && v.length > LARGE_VALUE));
         if (large) {
           const aadAt = plan.aadColumns.map((a) => shape.aad.get(a)!);
-          return { ...counts, fields: batch.map((r, i) => [r[shape.idAt], ...oldTexts.map((col) => col[i]), ...aadAt.map((a) => r[a]), ...out.next.map((col) => newText(col, i))]) };
+          return { ...counts, fields: batch.map((r, i) => [r[shape.idAt], ...oldTexts.map((col) => digestText(col[i])), ...aadAt.map((a) => r[a]), ...out.next.map((col) => newText(col, i))]) };
         }
         const params = [
           pgArray(batch.map((r) => r[shape.idAt])),
@@ -303,11 +319,22 @@ function notNull(plan: TablePlan, alias = ''): string {
   return `(${plan.columns.map((c) => `${a}${quoteIdent(c.column)} IS NOT NULL`).join(' OR ')})`;
 }
 
-/** The live row `t` still holds exactly the texts staged in `s` (values and additional data). */
+/** The live row `t` still holds exactly the texts staged in `s` (values, by their SHA-256, and additional data). */
 function stillStaged(plan: TablePlan): string {
   const { olds, aads } = stageColumns(plan);
-  const pairs = [...plan.columns.map((c, i) => [c.column, olds[i]]), ...plan.aadColumns.map((c, i) => [c, aads[i]])];
-  return pairs.map(([col, o]) => `t.${quoteIdent(col)}::text IS NOT DISTINCT FROM s.${o}`).join(' AND ');
+  const values = plan.columns.map((c, i) => `${digestOf(`t.${quoteIdent(c.column)}::text`)} IS NOT DISTINCT FROM s.${olds[i]}`);
+  const aad = plan.aadColumns.map((c, i) => `t.${quoteIdent(c)}::text IS NOT DISTINCT FROM s.${aads[i]}`);
+  return [...values, ...aad].join(' AND ');
+}
+
+/**
+ * The live row `t` holds what the snapshot staged in `s`: a row version
+ * older than the snapshot's oldest running transaction (`xmin`) is the one
+ * the snapshot read, so only a row written since (the rows the window's
+ * first step reads too) has its texts compared, and hashed.
+ */
+function unchangedSince(plan: TablePlan, xmin: string): string {
+  return `(age(t.xmin) > age('${xmin}'::xid) OR (${stillStaged(plan)}))`;
 }
 
 /** The staging area of `r.staged`, checked: bound to `r.to`, made by this store, and intact (undefined: lost, rotate in one pass). */
@@ -396,16 +423,19 @@ export async function cutOver(c: Client, r: Rotation, token: Token, sink: Backup
       await restore();
       // 2. The swap, in one statement. Without a backup made ahead, its RETURNING hands back the old texts of exactly the rows it swaps: the backup.
       const sets = plan.columns.map((col, i) => `${quoteIdent(col.column)} = COALESCE(s.${news[i]}::${col.type}, t.${quoteIdent(col.column)})`);
-      const swap = `UPDATE ${quoteIdent(plan.table)} t SET ${sets.join(', ')} FROM ${qualified(t.name)} s
-                     WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${stillStaged(plan)}`;
+      const swapFrom = (from: string) => `UPDATE ${quoteIdent(plan.table)} t SET ${sets.join(', ')} FROM ${from}
+                     WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${unchangedSince(plan, token.xmin)}`;
       let swapped = 0;
       await naming(plan, 'swapping in the staged values of', async () => {
         if (ahead) {
-          swapped = (await c.query(swap)).rowCount ?? 0;
+          swapped = (await c.query(swapFrom(`${qualified(t.name)} s`))).rowCount ?? 0;
           progress(swapped);
           return;
         }
-        for await (const batch of copyBatches(c, `${swap} RETURNING s.id::text, ${[...olds, ...aads].map((x) => `s.${x}`).join(', ')}`, batchSize)) {
+        // The old texts are not staged: the same rows as the statement began (`o`, before it swaps them) hand them back.
+        const before = `${qualified(t.name)} s JOIN ${quoteIdent(plan.table)} o ON o.${quoteIdent(plan.idColumn)} = s.id`;
+        const returning = [...plan.columns.map((col) => `o.${quoteIdent(col.column)}::text`), ...aads.map((x) => `s.${x}`)];
+        for await (const batch of copyBatches(c, `${swapFrom(before)} RETURNING s.id::text, ${returning.join(', ')}`, batchSize)) {
           swapped += batch.length;
           await tee.add(plan, batch);
           progress(batch.length);
