@@ -1,5 +1,6 @@
 import fc from 'fast-check';
-import { JsonNumber, documentBytes, findEntrySlots, findSlots, parseJsonLossless, stringifyJsonLossless } from '../src/engine/json-document';
+import { DocumentSplice, JsonNumber, documentBytes, documentSlots, findEntrySlots, findSlots, parseJsonLossless, slotValue, stringifyJsonLossless } from '../src/engine/json-document';
+import type { TextSlot } from '../src/engine/json-document';
 import type { InventoryEntry } from '../src/inventory/inventory';
 import { BatchCrypto } from '../src/crypto/batch';
 import { actCodec } from '../src/crypto/codec';
@@ -108,6 +109,80 @@ describe('finding sealed values in a document', () => {
     const back = JSON.parse(stringifyJsonLossless(d));
     expect(back.credentials).toEqual({ aws: 'new-sealed-aws', 'dotted.key': 'new-sealed-dot', nested: { x: 'no' }, n: 3 });
     expect(back.env[0].value).toBe('new-a');
+  });
+});
+
+describe('finding sealed values in the text, without a tree (the hot path)', () => {
+  const entry = (jsonPath: string[], where?: InventoryEntry['where']): InventoryEntry => ({ kind: jsonPath.join('/'), table: 't', idColumn: 'id', column: 'c', codec: 'act', jsonPath, ...(where ? { where } : {}) });
+  /** Sets of entries as inventories hold them: wildcards at each depth, names, indices, `where`, and two entries claiming a place. */
+  const inventories: InventoryEntry[][] = [
+    [entry(['*'])],
+    [entry(['*', '*'])],
+    [entry(['*', '*', '*'])],
+    [entry(['*', '*', 'value'], { key: 'secret', equals: true })],
+    [entry(['*', '*', 'value'], { key: 'n', equals: 1 })],
+    [entry(['*', '0'])],
+    [entry(['*', '*']), entry(['*', 'a']), entry(['*'])],
+    [entry(['env', '*', 'value'], { key: 'secret', equals: true }), entry(['env', '*', 'value'])],
+  ];
+  /** `text` with the strings of `slots` (in document order) replaced by `values` (undefined: kept). */
+  const splice = (text: string, slots: TextSlot[], values: Array<string | undefined>) => {
+    const out = new DocumentSplice(text);
+    slots.forEach((s, i) => values[i] !== undefined && out.replace(s, values[i]!));
+    return out.bytes().toString('utf8');
+  };
+  const same = (text: string, entries: InventoryEntry[]) => {
+    let tree: Array<[string, string, string]> | Error;
+    try {
+      tree = findEntrySlots(parseJsonLossless(text), entries).map((s) => [s.entry.kind, s.slot.path, s.slot.value]);
+    } catch (e) {
+      tree = e as Error;
+    }
+    if (tree instanceof Error) {
+      expect(() => documentSlots(text, entries)).toThrow(tree);
+      return;
+    }
+    const slots = documentSlots(text, entries);
+    expect(slots.map((s) => [s.entry.kind, s.path, slotValue(text, s)])).toEqual(tree);
+    // Replaced in document order, everything else kept as written: the same document as the tree rewritten.
+    const order = [...slots].sort((a, b) => a.start - b.start);
+    const spliced = splice(text, order, order.map((s, i) => (i % 2 ? undefined : `new-${slotValue(text, s)}\n"`)));
+    const doc = parseJsonLossless(text);
+    const placed = new Map(findEntrySlots(doc, entries).map((s) => [s.slot.path, s.slot]));
+    order.forEach((s, i) => i % 2 || placed.get(s.path)!.set(`new-${slotValue(text, s)}\n"`));
+    expect(stringifyJsonLossless(parseJsonLossless(spliced))).toBe(stringifyJsonLossless(doc));
+    if (slots.length === 0) expect(spliced).toBe(text);
+  };
+
+  it('finds what the tree finds, in the same order, and refuses what it refuses', () => {
+    const member = fc.constantFrom('a', 'b', 'value', 'secret', 'n', 'env', 'x.y', '0', 'a"b');
+    const leaf = fc.oneof(fc.string(), fc.constantFrom(true, false, null, 1, 1.5, '\\u00e9\n'), fc.integer());
+    const { value } = fc.letrec((tie) => ({
+      value: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('value'), { maxLength: 4 }), fc.dictionary(member, tie('value'), { maxKeys: 4 })),
+    }));
+    fc.assert(
+      fc.property(value, fc.constantFrom(...inventories), fc.boolean(), (v, entries, spaced) => {
+        same(JSON.stringify(v, null, spaced ? 2 : undefined), entries);
+      }),
+      { numRuns: 400 },
+    );
+    for (const text of [
+      '{"env":[{"value":"s1","secret":true},{"secret":true,"value":"s2"},{"value":"s3","secret":false},{"value":"s4"}]}',
+      '{"env":[{"value":"a","value":"b"}]}',
+      '{"env":[{"value":"a"}',
+      `{"a":${'['.repeat(1000)}${']'.repeat(1000)}}`,
+      '"top"',
+      '{"a":{"0":"x"},"b":["y","z"]}',
+    ]) {
+      for (const entries of inventories) same(text, entries);
+    }
+  });
+
+  it('keeps the rest of a document byte for byte (spaces, escapes, number spellings)', () => {
+    const text = '{ "n": 1.50E+2,\n  "env": [ { "value" : "old\\/one", "k": "\\u00e9" } ] }';
+    const slots = documentSlots(text, [entry(['env', '*', 'value'])]);
+    expect(slots.map((s) => [s.path, slotValue(text, s)])).toEqual([['env.0.value', 'old/one']]);
+    expect(splice(text, slots, ['new'])).toBe('{ "n": 1.50E+2,\n  "env": [ { "value" : "new", "k": "\\u00e9" } ] }');
   });
 });
 

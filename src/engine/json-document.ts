@@ -28,101 +28,319 @@ const SPACE_RE = /[ \t\n\r]*/y;
 export const MAX_JSON_DEPTH = 1000;
 
 /**
- * Parses JSON text (as PostgreSQL prints jsonb) without losing number
- * precision. Refuses text that is not JSON or nests too deep
- * (INVENTORY_INVALID), and an object with a member name twice
- * (SEALED_MALFORMED, `details.path` naming that member).
+ * Reading JSON text a token at a time (what `parseJsonLossless` and
+ * `documentSlots` share): where it is, the members and indices down to the
+ * value being read, how deep it nests, and the errors of a text it refuses.
  */
-export function parseJsonLossless(text: string): JsonValue {
-  let pos = 0;
-  let depth = 0;
+class JsonCursor {
+  pos = 0;
+  private depth = 0;
   /** The members and indices down to the value being read (for the duplicate's path). */
-  const trail: string[] = [];
+  readonly trail: string[] = [];
+
+  constructor(readonly text: string) {}
+
   /**
    * A member name twice in one object: JSON.parse, PostgreSQL's jsonb and this
    * reader keep only the last, so a rewrite would drop the other one. Refused.
    */
-  const duplicate = (key: string): never => {
+  duplicate(key: string): never {
+    const { trail } = this;
     const path = [...trail, key].join('.');
     throw new MasterKeyError(
       'SEALED_MALFORMED',
       `A JSON document holds the member ${JSON.stringify(key)} twice${trail.length ? ` (in ${JSON.stringify(trail.join('.'))})` : ''}; rewriting it would keep only one: remove or rename the other and run the command again.`,
       { path },
     );
-  };
-  const fail = (): never => {
-    throw new MasterKeyError('INVENTORY_INVALID', `A jsonb document could not be read at offset ${pos}; check that the inventory's jsonPath column is a json or jsonb column.`);
-  };
-  const skip = () => {
-    SPACE_RE.lastIndex = pos;
-    SPACE_RE.exec(text);
-    pos = SPACE_RE.lastIndex;
-  };
-  const token = (re: RegExp): string => {
-    re.lastIndex = pos;
-    const m = re.exec(text);
-    if (!m) return fail();
-    pos = re.lastIndex;
+  }
+
+  fail(): never {
+    throw new MasterKeyError('INVENTORY_INVALID', `A jsonb document could not be read at offset ${this.pos}; check that the inventory's jsonPath column is a json or jsonb column.`);
+  }
+
+  /** Skips white space; the character there. */
+  peek(): string | undefined {
+    SPACE_RE.lastIndex = this.pos;
+    SPACE_RE.exec(this.text);
+    this.pos = SPACE_RE.lastIndex;
+    return this.text[this.pos];
+  }
+
+  token(re: RegExp): string {
+    re.lastIndex = this.pos;
+    const m = re.exec(this.text);
+    if (!m) return this.fail();
+    this.pos = re.lastIndex;
     return m[0];
-  };
-  const expect = (ch: string) => {
-    skip();
-    if (text[pos] !== ch) fail();
-    pos++;
-  };
-  const value = (): JsonValue => {
-    skip();
-    const c = text[pos];
-    if (c === '"') return JSON.parse(token(STRING_RE)) as string;
-    if ((c === '{' || c === '[') && ++depth > MAX_JSON_DEPTH) {
-      throw new MasterKeyError('INVENTORY_INVALID', `A JSON document nests deeper than ${MAX_JSON_DEPTH} levels (at offset ${pos}); such a document cannot be read.`);
+  }
+
+  /** Skips a string token (its quotes included); where it started. */
+  skipString(): number {
+    const at = this.pos;
+    STRING_RE.lastIndex = at;
+    if (!STRING_RE.test(this.text)) this.fail();
+    this.pos = STRING_RE.lastIndex;
+    return at;
+  }
+
+  expect(ch: string): void {
+    if (this.peek() !== ch) this.fail();
+    this.pos++;
+  }
+
+  /** Enters the container opening at `pos` (`{` or `[`, not yet read), refusing one nested too deep. */
+  enter(): void {
+    if (++this.depth > MAX_JSON_DEPTH) {
+      throw new MasterKeyError('INVENTORY_INVALID', `A JSON document nests deeper than ${MAX_JSON_DEPTH} levels (at offset ${this.pos}); such a document cannot be read.`);
     }
-    const v = container(c);
-    if (c === '{' || c === '[') depth--;
-    return v;
-  };
-  const container = (c: string | undefined): JsonValue => {
+    this.pos++;
+  }
+
+  leave(): void {
+    this.depth--;
+  }
+
+  /** Whether the container just entered ends at once (`}` or `]`, then read). */
+  empty(close: string): boolean {
+    if (this.peek() !== close) return false;
+    this.pos++;
+    return true;
+  }
+
+  /** After a member or element: true when another follows (`,` read), false at the container's end (`close` read). */
+  more(close: string): boolean {
+    if (this.peek() === ',') {
+      this.pos++;
+      return true;
+    }
+    this.expect(close);
+    return false;
+  }
+
+  /** A member's name and the colon after it, refusing a name `seen` already holds. */
+  member(seen: { has(k: string): boolean }): string {
+    this.peek();
+    const key = stringAt(this.text, this.skipString(), this.pos);
+    if (seen.has(key)) this.duplicate(key);
+    this.expect(':');
+    return key;
+  }
+
+  /** A literal or a number at `pos`. */
+  scalar(): null | boolean | JsonNumber {
+    for (const [word, v] of [['true', true], ['false', false], ['null', null]] as const) {
+      if (this.text.startsWith(word, this.pos)) return (this.pos += word.length), v;
+    }
+    return new JsonNumber(this.token(NUMBER_RE));
+  }
+
+  /** Checks that nothing but white space follows the document. */
+  end(): void {
+    this.peek();
+    if (this.pos !== this.text.length) this.fail();
+  }
+}
+
+/**
+ * Parses JSON text (as PostgreSQL prints jsonb) without losing number
+ * precision. Refuses text that is not JSON or nests too deep
+ * (INVENTORY_INVALID), and an object with a member name twice
+ * (SEALED_MALFORMED, `details.path` naming that member).
+ */
+export function parseJsonLossless(text: string): JsonValue {
+  const cur = new JsonCursor(text);
+  const { trail } = cur;
+  const value = (): JsonValue => {
+    const c = cur.peek();
+    if (c === '"') return JSON.parse(cur.token(STRING_RE)) as string;
     if (c === '{') {
-      pos++;
+      cur.enter();
       const obj: JsonObject = new Map();
-      skip();
-      if (text[pos] === '}') return pos++, obj;
-      for (;;) {
-        skip();
-        const key = JSON.parse(token(STRING_RE)) as string;
-        if (obj.has(key)) duplicate(key);
-        expect(':');
-        trail.push(key);
-        obj.set(key, value());
-        trail.pop();
-        skip();
-        if (text[pos] === ',') pos++;
-        else return expect('}'), obj;
+      if (!cur.empty('}')) {
+        do {
+          const key = cur.member(obj);
+          trail.push(key);
+          obj.set(key, value());
+          trail.pop();
+        } while (cur.more('}'));
       }
+      cur.leave();
+      return obj;
     }
     if (c === '[') {
-      pos++;
+      cur.enter();
       const arr: JsonValue[] = [];
-      skip();
-      if (text[pos] === ']') return pos++, arr;
-      for (;;) {
-        trail.push(String(arr.length));
-        arr.push(value());
-        trail.pop();
-        skip();
-        if (text[pos] === ',') pos++;
-        else return expect(']'), arr;
+      if (!cur.empty(']')) {
+        do {
+          trail.push(String(arr.length));
+          arr.push(value());
+          trail.pop();
+        } while (cur.more(']'));
       }
+      cur.leave();
+      return arr;
     }
-    for (const [word, v] of [['true', true], ['false', false], ['null', null]] as const) {
-      if (text.startsWith(word, pos)) return (pos += word.length), v;
-    }
-    return new JsonNumber(token(NUMBER_RE));
+    return cur.scalar();
   };
   const v = value();
-  skip();
-  if (pos !== text.length) fail();
+  cur.end();
   return v;
+}
+
+/**
+ * A sealed value found in a document's text, without parsing it into a
+ * tree: which entry, its path, and where its string token (quotes
+ * included) starts and ends in the text.
+ */
+export interface TextSlot {
+  readonly entry: InventoryEntry;
+  /** Dotted path of concrete keys/indices, e.g. "env.2.value". */
+  readonly path: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** A member or element whose value is a string, waiting for its holder's end (where `where` is decided). */
+interface Candidate {
+  readonly entry: number;
+  readonly path: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** What a holder's member named by `where.key` was (undefined: absent); a container stands as a value equal to nothing. */
+type WhereValue = null | boolean | string | JsonNumber | object | undefined;
+
+const CONTAINER: object = Object.freeze({});
+const NONE: readonly number[] = [];
+const NO_KEYS: readonly string[] = [];
+
+function whereMatches(v: WhereValue, where: JsonWhere | undefined): boolean {
+  if (!where) return true;
+  if (v instanceof JsonNumber) return typeof where.equals === 'number' && Number(v.raw) === where.equals;
+  return v === where.equals;
+}
+
+const segmentMatches = (segment: string, key: string) => segment === '*' || segment === key;
+
+/**
+ * The slots `findEntrySlots` finds on `parseJsonLossless(text)`, in the same
+ * order (by entry, each in document order; a place claimed by two entries
+ * counts once, for the first), read from the text in one pass: no tree of
+ * the document is built, nor a string of any value that is no slot's. It
+ * refuses what `parseJsonLossless` refuses, with the same errors.
+ */
+export function documentSlots(text: string, entries: readonly InventoryEntry[]): TextSlot[] {
+  const paths = entries.map((e) => e.jsonPath ?? []);
+  const found: Candidate[][] = entries.map(() => []);
+  const cur = new JsonCursor(text);
+  const { trail } = cur;
+  /** Reads the value at `pos`: a container at depth `d` (its path `prefix`) through which `alive`'s entries lead. */
+  const value = (alive: readonly number[], d: number, prefix: string): WhereValue => {
+    const c = cur.peek();
+    if (c === '"') {
+      cur.skipString();
+      return undefined;
+    }
+    if (c !== '{' && c !== '[') return cur.scalar();
+    const isObject = c === '{';
+    const close = isObject ? '}' : ']';
+    cur.enter();
+    // Most containers of a large document lie on no entry's path: nothing is allocated for them but the set of their names.
+    const holding = alive.length === 0 ? NONE : alive.filter((e) => paths[e].length - 1 === d);
+    const passing = alive.length === 0 ? NONE : alive.filter((e) => paths[e].length - 1 > d);
+    const pending: Candidate[] = [];
+    const whereKeys = isObject && holding.length > 0 ? holding.map((e) => entries[e].where?.key).filter((k): k is string => k !== undefined) : NO_KEYS;
+    const whereValues = new Map<string, WhereValue>();
+    const seen = new Set<string>();
+    if (!cur.empty(close)) {
+      let index = 0;
+      do {
+        const key = isObject ? cur.member(seen) : String(index++);
+        if (isObject) seen.add(key);
+        trail.push(key);
+        const next = cur.peek();
+        let v: WhereValue;
+        if (next === '"' && (holding.length > 0 || whereKeys.length > 0)) {
+          const start = cur.skipString();
+          for (const e of holding) if (segmentMatches(paths[e][d], key)) pending.push({ entry: e, path: prefix + key, start, end: cur.pos });
+          v = whereKeys.includes(key) ? stringAt(text, start, cur.pos) : undefined;
+        } else {
+          const on = passing.length === 0 ? NONE : passing.filter((e) => segmentMatches(paths[e][d], key));
+          v = value(on, d + 1, on.length > 0 ? `${prefix}${key}.` : '');
+        }
+        if (whereKeys.includes(key)) whereValues.set(key, v);
+        trail.pop();
+      } while (cur.more(close));
+    }
+    cur.leave();
+    for (const p of pending) {
+      const where = entries[p.entry].where;
+      if (!where || (isObject && whereMatches(whereValues.get(where.key), where))) found[p.entry].push(p);
+    }
+    return CONTAINER;
+  };
+  value(paths.map((_, i) => i).filter((i) => paths[i].length > 0), 0, '');
+  cur.end();
+  const out: TextSlot[] = [];
+  const seen = new Set<number>();
+  for (const list of found) {
+    for (const p of list) {
+      // One entry finds each place once: only several can claim one twice.
+      if (entries.length > 1) {
+        if (seen.has(p.start)) continue;
+        seen.add(p.start);
+      }
+      out.push({ entry: entries[p.entry], path: p.path, start: p.start, end: p.end });
+    }
+  }
+  return out;
+}
+
+/** The string a slot of `text` holds. */
+export function slotValue(text: string, slot: Pick<TextSlot, 'start' | 'end'>): string {
+  return stringAt(text, slot.start, slot.end);
+}
+
+/**
+ * The string of the string token from `start` to `end` (quotes included) of
+ * `text`, as a string of its own: a slice would keep the whole document's
+ * text alive for as long as it is (a value kept in verification's sample).
+ */
+function stringAt(text: string, start: number, end: number): string {
+  return JSON.parse(text.slice(start, end)) as string;
+}
+
+/**
+ * A document's text with the strings of some of its slots replaced, as
+ * UTF-8 bytes written into one growing buffer as the replacements come (in
+ * document order); everything else is kept as it was written.
+ */
+export class DocumentSplice {
+  private readonly out: ByteWriter;
+  private at = 0;
+
+  /** `sizeHint`: re-sealing keeps lengths, so room for the old text and a little more. */
+  constructor(
+    private readonly text: string,
+    sizeHint = text.length + 65536,
+  ) {
+    this.out = new ByteWriter(sizeHint);
+  }
+
+  /** Replaces the string of `slot` (after every slot replaced before it) with `value`. */
+  replace(slot: Pick<TextSlot, 'start' | 'end'>, value: string): void {
+    this.out.text(this.text.slice(this.at, slot.start));
+    this.out.quoted(value);
+    this.at = slot.end;
+  }
+
+  /** The new text, once every replacement is made. */
+  bytes(): Buffer {
+    this.out.text(this.text.slice(this.at));
+    this.at = this.text.length;
+    return this.out.bytes();
+  }
 }
 
 /** Writes a value read by `parseJsonLossless` back as compact JSON text (the pieces of a large document joined once, not level by level). */

@@ -7,7 +7,7 @@
 import { CryptoResult, SealedText, sealedText } from '../crypto/batch';
 import { ErrorCode, MasterKeyError, isMasterKeyError } from '../errors';
 import type { InventoryEntry } from '../inventory/inventory';
-import { JsonSlot as DocumentSlot, JsonValue, documentBytes, findEntrySlots, parseJsonLossless } from './json-document';
+import { DocumentSplice, TextSlot, documentSlots, slotValue } from './json-document';
 import { releaseLarge } from './memory';
 import { BatchRow, RowShape, aadOf, cellText, rowId } from './rows';
 import type { Places, ValueCrypto } from './value-crypto';
@@ -52,16 +52,43 @@ export interface BatchWork {
 /** A sealed value inside a JSON document of the batch. */
 interface JsonSlot {
   readonly row: number;
-  readonly entry: InventoryEntry;
-  readonly slot: DocumentSlot;
+  readonly slot: TextSlot;
 }
 
 /** Values of JSON documents handed to the crypto at once. */
 const JSON_VALUES_AT_ONCE = 4096;
-/** Characters from which a document's text is let go of once parsed (re-sealing). */
-const LARGE_DOCUMENT = 1 << 20;
-/** What stands in a row for a document text let go of. */
-const DROPPED = '';
+
+/**
+ * A document being re-sealed: its new text written as its values come back
+ * (in document order, as one entry finds them), or, when several entries
+ * found them out of that order, once they are all back.
+ */
+class DocumentWrite {
+  private splice?: DocumentSplice;
+  /** Out of document order: the replacements, kept until the end. */
+  private readonly kept?: Array<{ slot: TextSlot; value: string }>;
+
+  constructor(
+    private readonly text: string,
+    slots: readonly TextSlot[],
+  ) {
+    if (slots.some((s, i) => i > 0 && s.start < slots[i - 1].start)) this.kept = [];
+  }
+
+  replace(slot: TextSlot, value: string): void {
+    if (this.kept) this.kept.push({ slot, value });
+    else (this.splice ??= new DocumentSplice(this.text)).replace(slot, value);
+  }
+
+  /** The new text, or undefined when no value of it was re-sealed. */
+  bytes(): Buffer | undefined {
+    if (this.kept?.length) {
+      this.splice = new DocumentSplice(this.text);
+      for (const { slot, value } of this.kept.sort((a, b) => a.slot.start - b.slot.start)) this.splice.replace(slot, value);
+    }
+    return this.splice?.bytes();
+  }
+}
 
 /** Accumulates a batch's outcome. */
 class Outcome {
@@ -155,13 +182,14 @@ export async function resealBatch(rows: readonly BatchRow[], work: BatchWork): P
  * new text per row (null: unchanged).
  */
 /**
- * A stored JSON document, parsed; or undefined after `o` lists its row: a
- * document the reader refuses (not JSON, too deep, a member name twice)
- * blocks the rotation like a value that does not open, before anything changes.
+ * The sealed values of a stored JSON document, found in its text; or
+ * undefined after `o` lists its row: a document the reader refuses (not
+ * JSON, too deep, a member name twice) blocks the rotation like a value
+ * that does not open, before anything changes.
  */
-function readDocument(o: Outcome, row: number, c: { readonly column: string; readonly entries: readonly InventoryEntry[] }, text: string): JsonValue | undefined {
+function readDocument(o: Outcome, row: number, c: { readonly column: string; readonly entries: readonly InventoryEntry[] }, text: string): TextSlot[] | undefined {
   try {
-    return parseJsonLossless(text);
+    return documentSlots(text, c.entries);
   } catch (e) {
     if (!isMasterKeyError(e)) throw e;
     o.refuse(row, c.column, c.entries[0].kind, typeof e.details.path === 'string' ? e.details.path : undefined);
@@ -196,31 +224,30 @@ async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome
       }
       continue;
     }
-    const docs = new Map<number, { doc: JsonValue; chars: number }>();
+    // No tree of a document is built: its values are found in its text, and its new text is that text with their strings replaced.
+    const docs = new Map<number, DocumentWrite>();
     const slots: JsonSlot[] = [];
     let chars = 0;
     for (let i = 0; i < rows.length; i++) {
       const v = cellText(rows[i], shape.first + k);
       if (v === null || !wanted(c.column, i)) continue;
       chars += v.length;
-      const doc = readDocument(o, i, c, v);
-      if (doc === undefined) continue;
-      docs.set(i, { doc, chars: v.length });
-      // Re-sealing, the store is done with a document's text once it is parsed (it wrote its backup before): it goes.
-      if (reseal && v.length >= LARGE_DOCUMENT) (rows[i] as unknown[])[shape.first + k] = DROPPED;
-      for (const { entry, slot } of findEntrySlots(doc, c.entries)) slots.push({ row: i, entry, slot });
+      const found = readDocument(o, i, c, v);
+      if (found === undefined) continue;
+      if (reseal) docs.set(i, new DocumentWrite(v, found));
+      for (const slot of found) slots.push({ row: i, slot });
     }
-    // What walking large documents let go of goes before their values are opened.
+    // What reading large documents let go of goes before their values are opened.
     releaseLarge(chars);
-    const touched = new Set<number>();
     // The values of large documents a part at a time: what the crypto holds stays small, however many a document has.
     for (let from = 0; from < slots.length; from += JSON_VALUES_AT_ONCE) {
       const part = slots.slice(from, from + JSON_VALUES_AT_ONCE);
+      const values = part.map((s) => slotValue(cellText(rows[s.row], shape.first + k)!, s.slot));
       const results = await processByCodec(
         crypto,
-        part.map((s) => s.entry.codec),
-        part.map((s) => s.slot.value),
-        part.map((s) => aadOf(s.entry, rows[s.row], shape.aad)),
+        part.map((s) => s.slot.entry.codec),
+        values,
+        part.map((s) => aadOf(s.slot.entry, rows[s.row], shape.aad)),
         placed(
           c.column,
           part.map((s) => rowId(rows, s.row, shape)),
@@ -229,20 +256,13 @@ async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome
       );
       part.forEach((s, j) => {
         const r = results[j];
-        o.add(s.row, c.column, s.entry.kind, s.slot.value, r, s.slot.path);
-        if (r.next !== undefined) {
-          s.slot.set(sealedText(r.next));
-          touched.add(s.row);
-        }
+        o.add(s.row, c.column, s.slot.entry.kind, values[j], r, s.slot.path);
+        if (reseal && r.next !== undefined) docs.get(s.row)!.replace(s.slot, sealedText(r.next));
       });
     }
-    if (reseal) {
-      for (const row of touched) {
-        // Re-sealing keeps lengths: room for the old text and a little more.
-        const { doc, chars: was } = docs.get(row)!;
-        next[k][row] = documentBytes(doc, was + 65536);
-        docs.delete(row);
-      }
+    for (const [row, doc] of docs) {
+      const bytes = doc.bytes();
+      if (bytes) next[k][row] = bytes;
     }
   }
   return next;

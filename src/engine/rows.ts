@@ -5,7 +5,7 @@
  */
 import { MasterKeyError } from '../errors';
 import type { InventoryEntry } from '../inventory/inventory';
-import { findEntrySlots, parseJsonLossless } from './json-document';
+import { documentSlots, slotValue } from './json-document';
 import type { ColumnPlan, TableGroup } from './tables';
 
 /** Where each AAD column's text is in a row (after the value columns): column name → index. */
@@ -92,7 +92,7 @@ export function eachValue(rows: readonly BatchRow[], shape: RowShape, fn: (v: Fo
         return aad ? { aad } : {};
       };
       if (!c.json) fn({ row: i, column: c.column, entry: c.entries[0], sealed: v, ...withAad(c.entries[0]) });
-      else for (const { entry, slot } of findEntrySlots(parseJsonLossless(v), c.entries)) fn({ row: i, column: c.column, entry, path: slot.path, sealed: slot.value, ...withAad(entry) });
+      else for (const slot of documentSlots(v, c.entries)) fn({ row: i, column: c.column, entry: slot.entry, path: slot.path, sealed: slotValue(v, slot), ...withAad(slot.entry) });
     }
   });
 }

@@ -194,7 +194,7 @@ async function checkDocument(input: DocumentInput): Promise<void> {
 
 export const DOCUMENTS_TARGET: FuzzTarget<DocumentInput> = {
   name: 'json-documents',
-  entry: 'JSON documents in the database: parseJsonLossless (src/engine/json-document.ts) through resealBatch (src/engine/reseal.ts) and eachValue (src/engine/rows.ts), shared by PostgreSQL and SQLite',
+  entry: 'JSON documents in the database: parseJsonLossless and documentSlots (src/engine/json-document.ts) through resealBatch (src/engine/reseal.ts) and eachValue (src/engine/rows.ts), shared by PostgreSQL and SQLite',
   arbitrary: fc
     .record({
       d: doc,

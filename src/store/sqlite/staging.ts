@@ -188,7 +188,8 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
       const idDecl = /^INTEGER$/i.test(id.type) ? 'id INTEGER PRIMARY KEY' : `id ${id.type} PRIMARY KEY`;
       const cols = [...t.columns.map((_, i) => `o${i}`), ...t.aadColumns.map((_, i) => `a${i}`), ...t.columns.map((_, i) => `n${i}`)];
       db.exec(`CREATE TABLE ${staged(name)} (${idDecl}, ${cols.join(', ')})${/^INTEGER$/i.test(id.type) ? '' : ' WITHOUT ROWID'}`);
-      const insert = db.prepare(`INSERT INTO ${staged(name)} VALUES (?${', ?'.repeat(cols.length)})`);
+      // A new text may come as its bytes (a re-sealed document or large value, `SealedText`): bound as a blob, stored as the same text (no string of it made here).
+      const insert = db.prepare(`INSERT INTO ${staged(name)} VALUES (?${', ?'.repeat(cols.length - t.columns.length)}${', CAST(? AS TEXT)'.repeat(t.columns.length)})`);
       const aadAt = t.aadColumns.map((a) => t.aad.get(a)!);
       // One row's parameters (id, old texts, additional data, new texts), filled in place row after row.
       const args = new Array<unknown>(1 + 2 * t.columns.length + aadAt.length);
@@ -209,8 +210,7 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
           for (const col of olds) args[k++] = col[i];
           for (const a of aadAt) args[k++] = row[a];
           for (const col of re.next) {
-            const next = j < 0 ? null : col[j];
-            args[k++] = next === null ? null : sealedText(next);
+            args[k++] = j < 0 ? null : col[j];
           }
           insert.run(...args);
         }
