@@ -226,7 +226,7 @@ export function sshSettingsOf(o: SshOpts, configFiles: readonly string[]): Pick<
 /** What the options declare (the config files default to ./act.env). */
 export function settingsOf(o: CommonOpts): InstallationSettings {
   const batchSize = o.batchSize ? Number.parseInt(o.batchSize, 10) : undefined;
-  if (batchSize !== undefined && !(batchSize > 0)) throw new MasterKeyError('USAGE', `--batch-size must be a positive whole number, got "${o.batchSize}".`);
+  if (batchSize !== undefined && !(batchSize > 0)) throw new MasterKeyError('USAGE', `--batch-size must be a positive whole number, got ${JSON.stringify(o.batchSize)}.`);
   return {
     configFiles: o.config.length ? o.config : [DEFAULT_CONFIG],
     configFormat: o.format,
@@ -278,14 +278,14 @@ export function newKeySource(o: { newKeyFile?: string; newKeyStdin?: boolean; ne
 
 export function positiveInt(name: string, v: string | undefined, min = 1): number | undefined {
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min) throw new MasterKeyError('USAGE', `${name} must be a whole number of at least ${min}, got "${v}".`);
+  if (!/^\d+$/.test(v) || Number(v) < min) throw new MasterKeyError('USAGE', `${name} must be a whole number of at least ${min}, got ${JSON.stringify(v)}.`);
   return Number(v);
 }
 
 function parseInstant(name: string, v: string | undefined): Date | undefined {
   if (v === undefined) return undefined;
   const d = new Date(v);
-  if (Number.isNaN(d.getTime())) throw new MasterKeyError('USAGE', `${name} must be an ISO-8601 date and time such as 2026-01-01T00:00:00Z, got "${v}".`);
+  if (Number.isNaN(d.getTime())) throw new MasterKeyError('USAGE', `${name} must be an ISO-8601 date and time such as 2026-01-01T00:00:00Z, got ${JSON.stringify(v)}.`);
   return d;
 }
 

@@ -14,7 +14,7 @@ export function parseRetention(text: string, setting: string): Retention {
   const keep = /^\s*keep\s+(\d+)\s*$/i.exec(text);
   if (keep) return keepRetention(Number(keep[1]), setting);
   const ms = parseDuration(text);
-  if (ms === undefined || ms <= 0) throw new MasterKeyError('USAGE', `${setting} must be "keep N" (the newest N backups) or an age such as 30d, 12w or 1y, got "${text}".`);
+  if (ms === undefined || ms <= 0) throw new MasterKeyError('USAGE', `${setting} must be "keep N" (the newest N backups) or an age such as 30d, 12w or 1y, got ${JSON.stringify(text)}.`);
   return { olderThanMs: ms, text: text.trim() };
 }
 

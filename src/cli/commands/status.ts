@@ -20,7 +20,7 @@ export const status = {
     let maxAgeMs: number | undefined;
     if (o.maxAge !== undefined) {
       maxAgeMs = parseDuration(o.maxAge);
-      if (maxAgeMs === undefined) throw new MasterKeyError('USAGE', `--max-age must look like 365d, 12w, 48h or 1y, got "${o.maxAge}".`);
+      if (maxAgeMs === undefined) throw new MasterKeyError('USAGE', `--max-age must look like 365d, 12w, 48h or 1y, got ${JSON.stringify(o.maxAge)}.`);
     }
     const s = await onInstallation(o, io, (inst) => inst.status({ maxAgeMs }));
     emit(io, o.json, s, renderStatus(s));
