@@ -110,6 +110,8 @@ function stageColumns(plan: TablePlan): { olds: string[]; aads: string[]; news: 
 
 /** The digest staged of an old text (NULL for none), computed by the server alike when staging and in the window. */
 const digestOf = (text: string) => `sha256(convert_to(${text}, 'UTF8'))`;
+/** The same digest of an old text computed by the tool (SHA-256 of the same UTF-8 bytes, node:crypto), in bytea's text form for COPY. */
+const digestText = (text: string | null) => (text === null ? null : `\\x${createHash('sha256').update(text, 'utf8').digest('hex')}`);
 
 /** Rows must be found by a unique id: seal-ahead swaps staged values in by it. */
 export async function sealAheadSupportPostgres(c: Client, inv: Inventory): Promise<SealAheadSupport> {
@@ -212,9 +214,8 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
       const columns = [...olds, ...aads, ...news];
       const insert = `INSERT INTO ${qualified(name)} SELECT id, ${[...olds.map(digestOf), ...aads, ...news].join(', ')}
                         FROM unnest($1::${plan.idType}[], ${columns.map((_, i) => `$${i + 2}::text[]`).join(', ')}) AS u(id, ${columns.join(', ')})`;
-      // A batch holding a large value: the old texts' digests computed here (the same SHA-256 of the same UTF-8 bytes), in bytea's text form.
+      // A batch holding a large value: its old texts' digests computed here (`digestText`).
       const copy = `COPY ${qualified(name)} (id, ${columns.join(', ')}) FROM STDIN`;
-      const digestText = (text: string | null) => (text === null ? null : `\\x${createHash('sha256').update(text, 'utf8').digest('hex')}`);
       const shape = rowLayout(plan);
       const budget = new TextBudget();
       let rows = 0;
