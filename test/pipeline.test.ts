@@ -1,9 +1,10 @@
 /**
  * The engine's bounds on what a walk holds (src/engine/pipeline): a
  * `TextBudget` lets a walk read on only while the batches it read and has
- * not given back hold less text than its limit, whatever a batch's size.
+ * not given back hold less text than its limit, whatever a batch's size;
+ * `WritesInFlight` keeps at most so many writes outstanding, in order.
  */
-import { TextBudget, mapAhead, withinBudget } from '../src/engine/pipeline';
+import { TextBudget, WritesInFlight, mapAhead, withinBudget } from '../src/engine/pipeline';
 
 async function* sized(sizes: readonly number[], read: number[]): AsyncGenerator<number> {
   for (const s of sizes) {
@@ -71,5 +72,61 @@ describe('a walk that stops early', () => {
     })();
     await expect(run).rejects.toBe(stop);
     expect(ended).toBe(true);
+  });
+});
+
+describe('writes kept in flight', () => {
+  /** A write that ends when `end(i)` is called, logging when it starts and ends. */
+  function writes() {
+    const log: string[] = [];
+    const ends = new Map<number, { ok: () => void; fail: (e: Error) => void }>();
+    const write = (i: number) => () => {
+      log.push(`start ${i}`);
+      return new Promise<void>((ok, fail) => ends.set(i, { ok: () => (log.push(`end ${i}`), ok()), fail }));
+    };
+    const tick = () => new Promise((r) => setImmediate(r));
+    return { log, ends, write, tick };
+  }
+
+  it('starts the next write while the one before runs, never more than `depth` at once, and drain waits for them all', async () => {
+    const { log, ends, write, tick } = writes();
+    const w = new WritesInFlight(2);
+    await w.add(write(1));
+    await w.add(write(2));
+    let third = false;
+    const adding = w.add(write(3)).then(() => (third = true));
+    await tick();
+    // Two outstanding: the third waits for the first.
+    expect([log, third]).toEqual([['start 1', 'start 2'], false]);
+    ends.get(1)!.ok();
+    await adding;
+    expect(log).toEqual(['start 1', 'start 2', 'end 1', 'start 3']);
+    let drained = false;
+    const draining = w.drain().then(() => (drained = true));
+    ends.get(2)!.ok();
+    await tick();
+    expect(drained).toBe(false);
+    ends.get(3)!.ok();
+    await draining;
+    expect(log).toEqual(['start 1', 'start 2', 'end 1', 'start 3', 'end 2', 'end 3']);
+  });
+
+  it('throws a failed write where it is waited for, and settle lets the rest end without throwing', async () => {
+    const { ends, write, tick } = writes();
+    const w = new WritesInFlight(2);
+    await w.add(write(1));
+    await w.add(write(2));
+    const adding = w.add(write(3));
+    const failure = new Error('write 1 failed');
+    ends.get(1)!.fail(failure);
+    await expect(adding).rejects.toBe(failure);
+    let settled = false;
+    const settling = w.settle().then(() => (settled = true));
+    await tick();
+    expect(settled).toBe(false);
+    ends.get(2)!.fail(new Error('write 2 failed too'));
+    await settling;
+    expect(settled).toBe(true);
+    await expect(w.drain()).resolves.toBeUndefined();
   });
 });

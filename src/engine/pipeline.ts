@@ -123,3 +123,33 @@ export async function* mapAhead<T, U>(source: AsyncIterable<T>, fn: (item: T) =>
     }
   }
 }
+
+/**
+ * Writes started in order with at most `depth` outstanding, so the next
+ * one is prepared (and, with a database client, queued to be sent the
+ * moment the server is ready) while the one before it runs. `add` waits
+ * for room, then starts a write; `drain` waits for every write. A failed
+ * write is thrown by the `add` or `drain` that waits for it; `settle`
+ * (in a `finally`) lets the rest finish without throwing.
+ */
+export class WritesInFlight {
+  private readonly queue: Array<Promise<void>> = [];
+
+  constructor(private readonly depth: number) {}
+
+  async add(write: () => Promise<void>): Promise<void> {
+    while (this.queue.length >= this.depth) await this.queue.shift();
+    const w = write();
+    // Seen when waited for; keep one never waited for (an early exit) from being unhandled.
+    w.catch(() => undefined);
+    this.queue.push(w);
+  }
+
+  async drain(): Promise<void> {
+    while (this.queue.length > 0) await this.queue.shift();
+  }
+
+  async settle(): Promise<void> {
+    await Promise.all(this.queue.splice(0).map((w) => w.catch(() => undefined)));
+  }
+}

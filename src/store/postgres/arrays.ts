@@ -4,7 +4,8 @@
  * unquotes nor parses the values), and an array literal for the row keys.
  */
 
-/** PostgreSQL's OIDs of `text` and `tid`, the element types of our binary array parameters. */
+/** PostgreSQL's OIDs of `bytea`, `text` and `tid`, the element types of our binary array parameters. */
+const BYTEA_OID = 17;
 const TEXT_OID = 25;
 const TID_OID = 27;
 
@@ -23,6 +24,16 @@ function arrayHeader(b: Buffer, count: number, hasNull: boolean, oid: number): n
  * may be given as its UTF-8 bytes.
  */
 export function binaryTextArray(values: ReadonlyArray<string | Uint8Array | null>): Buffer {
+  return binaryArray(values, TEXT_OID);
+}
+
+/** A bytea[] parameter in binary format (the server takes each element's bytes as they are: no hex to parse). */
+export function binaryByteaArray(values: ReadonlyArray<Uint8Array | null>): Buffer {
+  return binaryArray(values, BYTEA_OID);
+}
+
+/** A one-dimensional array of `oid` in binary format, each element its bytes as given (a string: its UTF-8). */
+function binaryArray(values: ReadonlyArray<string | Uint8Array | null>, oid: number): Buffer {
   let size = 20;
   let hasNull = false;
   for (const v of values) {
@@ -30,7 +41,7 @@ export function binaryTextArray(values: ReadonlyArray<string | Uint8Array | null
     size += 4 + (v === null ? 0 : typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.length);
   }
   const b = Buffer.allocUnsafe(size);
-  let o = arrayHeader(b, values.length, hasNull, TEXT_OID);
+  let o = arrayHeader(b, values.length, hasNull, oid);
   for (const v of values) {
     if (v === null) {
       o = b.writeInt32BE(-1, o);

@@ -43,13 +43,13 @@
  *    without a live row holding a value, and backed up as gone), or
  *    everything rolls back.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Client } from 'pg';
 import { LARGE_VALUE } from '../../crypto/large-value';
 import { MasterKeyError } from '../../errors';
 import { ValueDigest } from '../../engine/digest';
 import { releaseLarge, textIn } from '../../engine/memory';
-import { TextBudget, mapAhead, withinBudget } from '../../engine/pipeline';
+import { TextBudget, WritesInFlight, mapAhead, withinBudget } from '../../engine/pipeline';
 import { resealBatch, undecryptable } from '../../engine/reseal';
 import { eachValue } from '../../engine/rows';
 import { valueCrypto } from '../../engine/value-crypto';
@@ -57,7 +57,7 @@ import { KindCounter, batchSizeOf } from '../../engine/walk';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { BackupSink, Rotation, RotationResult, SealAhead, SealAheadSupport, Staged, StagingArea, StoredFile, inventoryLocations, stagedFor } from '../store';
 import { AHEAD_FILE, BackupTee, CHANGES_FILE, SECRETS_FILE } from './backup';
-import { binaryTextArray, pgArray } from './arrays';
+import { binaryByteaArray, binaryTextArray, pgArray } from './arrays';
 import { connect, naming, translatePgError } from './client';
 import { CopyField, copyIn, copyTextRows } from './copy';
 import { META_SCHEMA } from './meta';
@@ -66,6 +66,9 @@ import { prepareBatches, writeBatches } from './reencrypt';
 import { Row, copyBatches, cursorBatches } from './row-source';
 import { lockTables, rowLayout } from './statements';
 import { TablePlan, planInventory } from './tables';
+
+/** Staging INSERTs outstanding at once: one running on the server, the next queued to follow it at once. */
+const STAGING_WRITES_AHEAD = 2;
 
 /** Staging tables are named `stage_<12 hex of the fingerprint>_<n>`. */
 const STAGE_NAME = /^stage_([0-9a-f]{12})_(\d+)$/;
@@ -108,10 +111,18 @@ function stageColumns(plan: TablePlan): { olds: string[]; aads: string[]; news: 
   return { olds: plan.columns.map((_, i) => `d${i}`), aads: plan.aadColumns.map((_, i) => `a${i}`), news: plan.columns.map((_, i) => `n${i}`) };
 }
 
-/** The digest staged of an old text (NULL for none), computed by the server alike when staging and in the window. */
+/**
+ * The digest of a live text the window compares with the staged one: SHA-256 of its UTF-8 bytes, computed by the server.
+ * (A database whose encoding is not UTF-8 converts, as it converts the texts it sends the tool, so both hash the same bytes.)
+ */
 const digestOf = (text: string) => `sha256(convert_to(${text}, 'UTF8'))`;
-/** The same digest of an old text computed by the tool (SHA-256 of the same UTF-8 bytes, node:crypto), in bytea's text form for COPY. */
-const digestText = (text: string | null) => (text === null ? null : `\\x${createHash('sha256').update(text, 'utf8').digest('hex')}`);
+/**
+ * The digest staged of an old text (null for none), computed by the tool as it reads the text: the same SHA-256 of the same
+ * UTF-8 bytes (node:crypto, OpenSSL), so the server neither receives the old texts nor hashes them while it stages.
+ */
+const digestBytes = (text: string | null): Buffer | null => (text === null ? null : hash('sha256', text, 'buffer'));
+/** The same digest in bytea's text form, for COPY. */
+const digestText = (text: string | null) => (text === null ? null : `\\x${digestBytes(text)!.toString('hex')}`);
 
 /** Rows must be found by a unique id: seal-ahead swaps staged values in by it. */
 export async function sealAheadSupportPostgres(c: Client, inv: Inventory): Promise<SealAheadSupport> {
@@ -210,11 +221,12 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
       const { olds, aads, news } = stageColumns(plan);
       const cols = [`id ${plan.idType} NOT NULL`, ...olds.map((x) => `${x} bytea`), ...[...aads, ...news].map((x) => `${x} text`)];
       await c.query(`CREATE UNLOGGED TABLE ${qualified(name)} (${cols.join(', ')})`);
-      // The old texts are sent and hashed by the server, as the window hashes the live texts it compares with them.
+      // The old texts' digests, computed here (`digestBytes`), go as bytea[]; the additional data and the new texts as text[].
       const columns = [...olds, ...aads, ...news];
-      const insert = `INSERT INTO ${qualified(name)} SELECT id, ${[...olds.map(digestOf), ...aads, ...news].join(', ')}
-                        FROM unnest($1::${plan.idType}[], ${columns.map((_, i) => `$${i + 2}::text[]`).join(', ')}) AS u(id, ${columns.join(', ')})`;
-      // A batch holding a large value: its old texts' digests computed here (`digestText`).
+      const types = [...olds.map(() => 'bytea'), ...[...aads, ...news].map(() => 'text')];
+      const insert = `INSERT INTO ${qualified(name)} (id, ${columns.join(', ')})
+                        SELECT * FROM unnest($1::${plan.idType}[], ${types.map((t, i) => `$${i + 2}::${t}[]`).join(', ')})`;
+      // A batch holding a large value, by COPY: its digests in bytea's text form (`digestText`).
       const copy = `COPY ${qualified(name)} (id, ${columns.join(', ')}) FROM STDIN`;
       const shape = rowLayout(plan);
       const budget = new TextBudget();
@@ -243,23 +255,39 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
         }
         const params = [
           pgArray(batch.map((r) => r[shape.idAt])),
-          ...oldTexts.map((col) => binaryTextArray(col)),
+          ...oldTexts.map((col) => binaryByteaArray(col.map(digestBytes))),
           ...plan.aadColumns.map((a) => binaryTextArray(batch.map((r) => r[shape.aad.get(a)!]))),
           ...out.next.map((col) => binaryTextArray(batch.map((_, i) => newText(col, i)))),
         ];
         return { ...counts, params };
       };
       const read = teed(withinBudget(copyBatches(reader, `SELECT ${selectList(plan)} FROM ${quoteIdent(plan.table)} WHERE ${notNull(plan)}`, batchSize), budget, textIn), plan, tee);
+      const staged = (b: StagingBatch) => {
+        (b.fields ?? b.params ?? []).length = 0;
+        rows += b.n;
+        counter.add(b.byKind);
+        s.onProgress?.((done += b.values));
+        budget.give(b.chars);
+        releaseLarge(b.chars);
+      };
+      // The next batch is read and sealed while the server inserts the one before (one more queued in pg's client): as the
+      // one-pass writes its UPDATEs, so the tool and the server work at the same time. A COPY (a large value) goes alone.
+      const writes = new WritesInFlight(STAGING_WRITES_AHEAD);
       await naming(plan, 'sealing ahead', async () => {
-        for await (const b of mapAhead(read, prepare, crypto.depth)) {
-          if (b.fields) await copyIn(c, copy, copyTextRows(b.fields));
-          else if (b.n > 0) await c.query({ text: insert, values: b.params });
-          (b.fields ?? b.params ?? []).length = 0;
-          rows += b.n;
-          counter.add(b.byKind);
-          s.onProgress?.((done += b.values));
-          budget.give(b.chars);
-          releaseLarge(b.chars);
+        try {
+          for await (const b of mapAhead(read, prepare, crypto.depth)) {
+            if (b.fields) {
+              await writes.drain();
+              await copyIn(c, copy, copyTextRows(b.fields));
+              staged(b);
+            } else await writes.add(async () => {
+              if (b.n > 0) await c.query({ text: insert, values: b.params });
+              staged(b);
+            });
+          }
+          await writes.drain();
+        } finally {
+          await writes.settle();
         }
       });
       await c.query(`CREATE UNIQUE INDEX ON ${qualified(name)} (id)`);
