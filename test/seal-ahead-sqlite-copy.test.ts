@@ -51,28 +51,50 @@ writeFileSync(dir + '/commits', String(2 * n));
 db.close();
 `;
 
+/** A WAL database of ROWS secrets sealed under a new old key. */
+function secretsDatabase(dir: string) {
+  const url = createSqliteDatabase('wal', join(dir, 'db'));
+  const path = url.slice('sqlite:'.length);
+  const oldKey = MasterKey.generate();
+  const newKey = MasterKey.generate();
+  const seal = (text: string) => actCodec().seal(oldKey, Buffer.from(text, 'utf8'));
+  const server = new (sqliteModule())(path);
+  try {
+    server.exec('CREATE TABLE secrets (id INTEGER PRIMARY KEY, v TEXT)');
+    const insert = server.prepare('INSERT INTO secrets VALUES (?, ?)');
+    server.transaction(() => {
+      for (let i = 1; i <= ROWS; i++) insert.run(i, seal(`value ${i}`));
+    })();
+  } finally {
+    server.close();
+  }
+  return { url, path, oldKey, newKey, seal };
+}
+
+/** The backup's copy (in `dir`/backup) holds exactly the old texts staged for the database at `path`, every row. */
+function expectCopyIsStaged(dir: string, path: string): void {
+  const read = (file: string, sql: string) => {
+    const db = new (sqliteModule())(file, { readonly: true, fileMustExist: true });
+    try {
+      return new Map((db.prepare(sql).raw(true).all() as Array<[number, string]>).map(([id, v]) => [id, v]));
+    } finally {
+      db.close();
+    }
+  };
+  const copied = read(join(dir, 'backup', DATABASE_FILE), 'SELECT id, v FROM secrets');
+  const stagedOld = read(stagingFile(path), 'SELECT id, o0 FROM stage_0');
+  expect(copied.size).toBe(ROWS);
+  expect(stagedOld.size).toBe(ROWS);
+  expect([...copied].filter(([id, v]) => stagedOld.get(id) !== v).map(([id]) => id)).toEqual([]);
+}
+
 describe('SQLite (WAL) seal-ahead: the backup copy made in a reader thread beside a committing server', () => {
   let dir: string;
   beforeEach(() => (dir = scratchDir('mk-copy-ahead-')));
   afterEach(() => removeScratch(dir));
 
   it('holds exactly the old texts staged, row for row', async () => {
-    const url = createSqliteDatabase('wal', join(dir, 'db'));
-    const path = url.slice('sqlite:'.length);
-    const oldKey = MasterKey.generate();
-    const newKey = MasterKey.generate();
-    const seal = (text: string) => actCodec().seal(oldKey, Buffer.from(text, 'utf8'));
-    const Database = sqliteModule();
-    const server = new Database(path);
-    try {
-      server.exec('CREATE TABLE secrets (id INTEGER PRIMARY KEY, v TEXT)');
-      const insert = server.prepare('INSERT INTO secrets VALUES (?, ?)');
-      server.transaction(() => {
-        for (let i = 1; i <= ROWS; i++) insert.run(i, seal(`value ${i}`));
-      })();
-    } finally {
-      server.close();
-    }
+    const { url, path, oldKey, newKey, seal } = secretsDatabase(dir);
     const pool = join(dir, 'pool.json');
     writeFileSync(pool, JSON.stringify(Array.from({ length: 50 }, (_, i) => seal(`written ${i} by the server`))));
 
@@ -89,26 +111,34 @@ describe('SQLite (WAL) seal-ahead: the backup copy made in a reader thread besid
       expect(await exited).toBe(0);
       expect(staged.backedUp?.values).toBe(ROWS);
 
-      const read = (file: string, sql: string) => {
-        const db = new Database(file, { readonly: true, fileMustExist: true });
-        try {
-          return new Map((db.prepare(sql).raw(true).all() as Array<[number, string]>).map(([id, v]) => [id, v]));
-        } finally {
-          db.close();
-        }
-      };
-      const copied = read(join(dir, 'backup', DATABASE_FILE), 'SELECT id, v FROM secrets');
-      const stagedOld = read(stagingFile(path), 'SELECT id, o0 FROM stage_0');
-      expect(copied.size).toBe(ROWS);
-      expect(stagedOld.size).toBe(ROWS);
-      const differing = [...copied].filter(([id, v]) => stagedOld.get(id) !== v).map(([id]) => id);
-      expect(differing).toEqual([]);
+      expectCopyIsStaged(dir, path);
       // The server did commit all along (many commits, not a quiet database).
       expect(Number.parseInt(readFileSync(join(dir, 'commits'), 'utf8'), 10)).toBeGreaterThan(100);
     } finally {
       delete process.env.MASTER_KEY_TEST_COPY_AHEAD_DELAY_MS;
       if (!existsSync(join(dir, 'stop'))) writeFileSync(join(dir, 'stop'), '');
       await exited;
+      await store.dropStaging();
+      await store.close();
+    }
+  });
+
+  it('with the write lock held by a server transaction that does not end, copies on its own connection instead, in its own snapshot', async () => {
+    const { url, path, oldKey, newKey } = secretsDatabase(dir);
+    const server = new (sqliteModule())(path);
+    const store = await openStore(url);
+    try {
+      // A server mid-transaction: it holds the write lock for the whole seal-ahead.
+      server.exec('BEGIN IMMEDIATE');
+      server.prepare("UPDATE secrets SET v = 'not committed' WHERE id = 1").run();
+      mkdirSync(join(dir, 'backup'), { mode: 0o700 });
+      const staged = await store.sealAhead({ inventory: INVENTORY, from: new Keyring([oldKey]), to: newKey, rotationId: 'copy-test', batchSize: 100, backup: async () => new BackupDirectory(join(dir, 'backup')) });
+      expect(server.inTransaction).toBe(true);
+      expect(staged.backedUp?.values).toBe(ROWS);
+      expectCopyIsStaged(dir, path);
+    } finally {
+      if (server.inTransaction) server.exec('ROLLBACK');
+      server.close();
       await store.dropStaging();
       await store.close();
     }

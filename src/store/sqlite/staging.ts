@@ -312,7 +312,8 @@ async function backUpAhead(db: Db, path: string, s: SealAhead, sink: BackupSink)
  * commit of the server's falls between them. The server's writers wait for
  * that moment only (two messages between threads), within their own busy
  * timeout. Undefined, with nothing started, where that lock cannot be had
- * within this connection's busy timeout: the caller copies on `db`.
+ * within `GATE_TIMEOUT_MS` (or this connection's busy timeout, if shorter):
+ * the caller copies on `db`.
  * Resolves once `db` and the reader have taken the snapshot; the reader
  * then copies it and finishes the copy (`copy.pages`).
  */
@@ -321,7 +322,7 @@ async function copyBeside(db: Db, path: string, inv: Inventory, dest: string): P
   let gate: Db | undefined;
   try {
     await copy.ready;
-    gate = connect(path, { timeout: Number(db.pragma('busy_timeout', { simple: true })) });
+    gate = connect(path, { timeout: Math.min(GATE_TIMEOUT_MS, Number(db.pragma('busy_timeout', { simple: true }))) });
     try {
       gate.exec('BEGIN IMMEDIATE');
     } catch {
@@ -339,6 +340,9 @@ async function copyBeside(db: Db, path: string, inv: Inventory, dest: string): P
   }
   return { copy };
 }
+
+/** How long seal-ahead waits for the write lock that makes the copy's snapshot its own (a server's write transaction holds it meanwhile); then it copies on its own connection instead. */
+const GATE_TIMEOUT_MS = 2000;
 
 /** Pages the copy made ahead takes a step (16 MiB at SQLite's default page size): short steps, so the staging beside it on this thread keeps its workers fed. */
 const AHEAD_PAGES_PER_STEP = 4096;
