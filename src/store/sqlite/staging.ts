@@ -26,8 +26,8 @@
  * database file is made in seal-ahead's snapshot, through the online backup
  * API, by a reader thread whose connection takes the same snapshot
  * (`copyBeside`; else on the same connection inside the same read
- * transaction), so it holds exactly the old texts staged; it is finished, made durable and sealed
- * beside the staging, with the server up. Every row with a value in that
+ * transaction), so it holds exactly the old texts staged; it is finished,
+ * made durable and sealed beside the staging, with the server up. Every row with a value in that
  * snapshot is staged (with no new texts where nothing in it is sealed), so
  * the staging tables tell what the copy held at any place. The cut-over
  * then writes only `changes.sqlite` (`./backup.ts`): the values at the lock
