@@ -4,7 +4,9 @@
  * The staging area is a database file of the tool's own beside the
  * server's (`<db>-mk-staging`, 0600), attached to the store's connection
  * as `mk_staging`: one table per secret table (`stage_<n>`: the row id,
- * the old texts of the value and additional-data columns, the new texts)
+ * the old texts of the value and additional-data columns, the new texts,
+ * and for an old text of `DIGESTED_TEXT` characters or more its digest in
+ * place of the text)
  * and a `meta` row binding it to the new key's fingerprint and the
  * rotation. Its own file, so staging never takes the server database's
  * write lock nor leaves it larger, and a leftover is one file to remove.
@@ -20,7 +22,9 @@
  * as its scan meets it, and names the rows it leaves as they are; those
  * (added or changed since) are then re-sealed and written back by key. One
  * scan of each table, no `UPDATE … FROM` (which SQLite runs by copying
- * every new text into a temporary table first).
+ * every new text into a temporary table first). The rows staged with
+ * digests are swapped before it, a row at a time (`swapDigested`), and it
+ * leaves them out.
  *
  * The backup (when the runbook hands seal-ahead its sink): the copy of the
  * database file is made in seal-ahead's snapshot, through the online backup
@@ -33,6 +37,7 @@
  * then writes only `changes.sqlite` (`./backup.ts`): the values at the lock
  * of the rows it re-seals and of the staged rows gone since.
  */
+import { createHash } from 'node:crypto';
 import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { sealedText } from '../../crypto/batch';
@@ -40,9 +45,12 @@ import { MasterKeyError } from '../../errors';
 import { ValueDigest } from '../../engine/digest';
 import { resealBatch, undecryptable } from '../../engine/reseal';
 import { eachValue } from '../../engine/rows';
+import { LARGE_BATCH, releaseLarge, textIn } from '../../engine/memory';
+import { ValueCrypto, valueCrypto } from '../../engine/value-crypto';
 import { KindCounter, ReencryptResult, batchSizeOf } from '../../engine/walk';
 import { bytes as showBytes } from '../../format';
 import { freeBytes } from '../../fsutil';
+import { textSlices } from '../../text-slices';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { BackupSink, Rotation, SealAhead, SealAheadSupport, Staged, StagingArea, StoredFile, stagedFor } from '../store';
 import { ChangesWriter, DATABASE_FILE, copyDatabase, finishBackup } from './backup';
@@ -63,6 +71,35 @@ interface StageTable {
   readonly name: string;
   readonly table: SqliteTable;
   readonly rows: number;
+  /** Ids (as text) of the rows staged with a digest of an old text (`h<i>`) instead of the text (`o<i>` NULL). */
+  readonly digested: readonly string[];
+}
+
+/**
+ * Characters from which a stored text is staged as its digest (SHA-256 of
+ * its bytes) rather than a copy: binding a text of tens of megabytes again
+ * makes SQLite hold several copies of it at once, and the swap would read it
+ * twice (the staged copy and the live text) to compare them. The swap
+ * compares such a row's digest with one of the live text's bytes instead,
+ * a row at a time before the other rows (see `swapDigested`).
+ */
+const DIGESTED_TEXT = 1 << 20;
+
+/** Rows of a table staged with digests at most (the swap names them in its statement): further large texts are staged as copies. */
+const MAX_DIGESTED_ROWS = 4096;
+
+/** The values (cells not NULL) of a batch's columns. A function of its own: a loop variable here would keep the batch's last text alive, on the stack of a long-running caller, however it is let go of. */
+function valuesIn(columns: ReadonlyArray<readonly unknown[]>): number {
+  let n = 0;
+  for (const col of columns) for (const v of col) if (v !== null) n++;
+  return n;
+}
+
+/** SHA-256 of a text's UTF-8 bytes, a slice at a time (no copy of the whole text is made). */
+function textDigest(text: string): Buffer {
+  const h = createHash('sha256');
+  for (const slice of textSlices(text, 1 << 20)) h.update(slice, 'utf8');
+  return h.digest();
 }
 
 /** The bulk of the backup, written in seal-ahead's snapshot. */
@@ -154,6 +191,8 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
   const file = stagingFile(path);
   const tables = planTables(db, s.inventory);
   const crypto = storeCrypto(s.from, s.to, s, true);
+  // A batch of large texts is re-sealed on this thread: handing it to a worker thread and back would copy its texts twice more. Made when first needed.
+  let here: ValueCrypto | undefined;
   const counter = new KindCounter(s.inventory);
   const out: StageTable[] = [];
   let done = 0;
@@ -182,23 +221,46 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
       ahead.copied.catch(() => undefined);
       ahead.done.catch(() => undefined);
     } else beginSnapshot(db);
+    // Digests of texts stand for the texts they read from the database only where its text is UTF-8 (what the swap hashes is the stored bytes).
+    const utf8 = String(db.pragma('encoding', { simple: true })).toUpperCase() === 'UTF-8';
     for (const [k, t] of tables.entries()) {
       const name = `stage_${k}`;
       const id = idColumnOf(db, t);
       const idDecl = /^INTEGER$/i.test(id.type) ? 'id INTEGER PRIMARY KEY' : `id ${id.type} PRIMARY KEY`;
-      const cols = [...t.columns.map((_, i) => `o${i}`), ...t.aadColumns.map((_, i) => `a${i}`), ...t.columns.map((_, i) => `n${i}`)];
+      const cols = [...t.columns.map((_, i) => `o${i}`), ...t.aadColumns.map((_, i) => `a${i}`), ...t.columns.map((_, i) => `n${i}`), ...t.columns.map((_, i) => `h${i}`)];
       db.exec(`CREATE TABLE ${staged(name)} (${idDecl}, ${cols.join(', ')})${/^INTEGER$/i.test(id.type) ? '' : ' WITHOUT ROWID'}`);
       // A new text may come as its bytes (a re-sealed document or large value, `SealedText`): bound as a blob, stored as the same text (no string of it made here).
-      const insert = db.prepare(`INSERT INTO ${staged(name)} VALUES (?${', ?'.repeat(cols.length - t.columns.length)}${', CAST(? AS TEXT)'.repeat(t.columns.length)})`);
+      const insert = db.prepare(
+        `INSERT INTO ${staged(name)} VALUES (?${', ?'.repeat(t.columns.length + t.aadColumns.length)}${', CAST(? AS TEXT)'.repeat(t.columns.length)}${', ?'.repeat(t.columns.length)})`,
+      );
       const aadAt = t.aadColumns.map((a) => t.aad.get(a)!);
-      // One row's parameters (id, old texts, additional data, new texts), filled in place row after row.
-      const args = new Array<unknown>(1 + 2 * t.columns.length + aadAt.length);
+      // One row's parameters (id, old texts, additional data, new texts, old texts' digests), filled in place row after row.
+      const args = new Array<unknown>(1 + 3 * t.columns.length + aadAt.length);
       let rows = 0;
+      const digested: string[] = [];
       for (const batch of batches(db, t, batchSize)) {
+        const chars = textIn(batch);
         const olds = t.columns.map((_, i) => batch.map((r) => r[t.first + i]));
-        for (const col of olds) for (const v of col) if (v !== null) heldValues++;
-        const re = await resealBatch(batch, { shape: t, crypto });
+        heldValues += valuesIn(olds);
+        const re = await resealBatch(batch, { shape: t, crypto: chars >= LARGE_BATCH ? (here ??= valueCrypto(s.from, s.to)) : crypto });
         if (re.failures.length) throw undecryptable(t.table, re.failures[0], re.failures.length - 1);
+        // Large old texts are staged as their digests: the texts go before the rows are written.
+        const digests = t.columns.map(() => new Array<Buffer | null>(batch.length).fill(null));
+        if (chars >= DIGESTED_TEXT) {
+          for (let i = 0; i < batch.length; i++) {
+            let any = false;
+            olds.forEach((col, c) => {
+              const v = col[i];
+              if (!utf8 || typeof v !== 'string' || v.length < DIGESTED_TEXT || v.includes('\uFFFD') || digested.length >= MAX_DIGESTED_ROWS) return;
+              digests[c][i] = textDigest(v);
+              col[i] = null;
+              batch[i][t.first + c] = null;
+              any = true;
+            });
+            if (any) digested.push(String(batch[i][t.idAt]));
+          }
+          releaseLarge(chars);
+        }
         // Every row with a value, also one with nothing sealed in it (no new texts: the swap leaves it as it is), so staging tells what the backup's copy holds.
         const resealedAt = new Int32Array(batch.length).fill(-1);
         re.rows.forEach((i, j) => (resealedAt[i] = j));
@@ -209,25 +271,33 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
           args[k++] = row[t.idAt];
           for (const col of olds) args[k++] = col[i];
           for (const a of aadAt) args[k++] = row[a];
-          for (const col of re.next) {
-            args[k++] = j < 0 ? null : col[j];
-          }
+          for (const col of re.next) args[k++] = j < 0 ? null : col[j];
+          for (const col of digests) args[k++] = col[i];
           insert.run(...args);
         }
         rows += batch.length;
         counter.add(re.byKind);
         s.onProgress?.((done += re.total));
+        // The batch's texts, old and new, go before the next is read.
         batch.length = 0;
+        for (const col of [...olds, ...re.next]) (col as unknown[]).length = 0;
+        args.fill(undefined);
+        releaseLarge(chars);
       }
-      out.push({ name, table: t, rows });
+      out.push({ name, table: t, rows, digested });
     }
     db.prepare(`UPDATE ${STAGING_SCHEMA}.meta SET staged = ?`).run(stagedRows(out));
     // The copy must be whole before the snapshot ends (when it is made on this connection).
     await ahead?.copied;
     db.exec('COMMIT');
+    // The pages this connection cached on the way (up to its cache size, 16 MB by default) go before the window, whose rows are read again there.
+    db.pragma('shrink_memory');
     const files = await ahead?.done;
     const backup = files ? { files, values: heldValues } : undefined;
-    const digest = await crypto.digest();
+    const sum = new ValueDigest();
+    sum.merge(await crypto.digest());
+    if (here) sum.merge(await here.digest());
+    const digest = sum.result();
     ok = true;
     const token: Token = { kind: 'sqlite-staging', file, tables: out, ...(backup ? { backup } : {}) };
     const rows = out.reduce((a, t) => a + t.rows, 0);
@@ -245,6 +315,7 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
     throw e;
   } finally {
     await crypto.close();
+    await here?.close();
     if (!ok) {
       try {
         dropStagingSqlite(db, path);
@@ -409,9 +480,11 @@ const NOT_STAGED = 'mk_not_staged';
  * table by id), else to itself, which SQLite does not write (it leaves a
  * cell rewritten with its own bytes alone); such rows go to `NOT_STAGED`.
  * The `WHERE` holds no subquery, so SQLite updates each row as its scan
- * meets it. Parameters: the key range [from, below) when `ranged`.
+ * meets it. Parameters: the key range [from, below) when `ranged`, then
+ * the keys of `skipped` rows it leaves out (those staged with digests,
+ * swapped before by `swapDigested`: a list of values, not a subquery).
  */
-function swapStatement(t: SqliteTable, stage: string, ranged: boolean): string {
+function swapStatement(t: SqliteTable, stage: string, ranged: boolean, skipped: number): string {
   const id = `t.${quoteIdent(t.idColumn)}`;
   const key = t.key === 'rowid' ? 't.rowid' : `t.${t.key}`;
   const col = (i: number) => `t.${quoteIdent(t.columns[i].column)}`;
@@ -423,7 +496,68 @@ function swapStatement(t: SqliteTable, stage: string, ranged: boolean): string {
   const rest = t.columns.slice(1).map((c, k) => `${quoteIdent(c.column)} = coalesce((SELECT s.n${k + 1} ${match}), ${col(k + 1)})`);
   const held = t.columns.map((_, i) => `${col(i)} IS NOT NULL`).join(' OR ');
   return `UPDATE ${quoteIdent(t.table)} AS t SET ${[`${quoteIdent(t.columns[0].column)} = ${first}`, ...rest].join(', ')}
-    WHERE ${ranged ? `${key} >= ? AND ${key} < ? AND ` : ''}(${held})`;
+    WHERE ${ranged ? `${key} >= ? AND ${key} < ? AND ` : ''}(${held})${skipped ? ` AND ${key} NOT IN (?${', ?'.repeat(skipped - 1)})` : ''}`;
+}
+
+/**
+ * The swap of the rows of `t` staged with digests (`StageTable.digested`),
+ * before the others and a row at a time: a row still holding exactly what
+ * was staged (each large text's bytes hash to the staged digest, and its
+ * other texts and additional data are the staged ones) takes the staged new
+ * texts, a column per statement, so SQLite holds one large text at a time;
+ * a row changed since goes to `left`, re-sealed with the other rows left
+ * alone. A row gone, or left without values, is counted with those removed
+ * since. Returns the rows swapped and the keys of every such row still
+ * holding a value (the swap of the others leaves them out).
+ */
+async function swapDigested(db: Db, t: SqliteTable, stage: string, ids: readonly string[], left: unknown[], onRow: () => void): Promise<{ swapped: number; keys: unknown[] }> {
+  const keys: unknown[] = [];
+  if (ids.length === 0) return { swapped: 0, keys };
+  const table = quoteIdent(t.table);
+  const key = t.key === 'rowid' ? 't.rowid' : `t.${t.key}`;
+  const col = (i: number) => `t.${quoteIdent(t.columns[i].column)}`;
+  // typeof() reads no text: no large text is read to tell whether it is there.
+  const held = t.columns.map((_, i) => `typeof(${col(i)}) != 'null'`).join(' OR ');
+  const same = [
+    ...t.columns.map((_, i) => `CASE WHEN s.h${i} IS NULL THEN ${col(i)} IS s.o${i} ELSE typeof(${col(i)}) = 'text' END`),
+    ...t.aadColumns.map((c, i) => `CAST(t.${quoteIdent(c)} AS TEXT) IS s.a${i}`),
+  ].join(' AND ');
+  const look = db
+    .prepare(`SELECT ${key}, ${same}, ${t.columns.map((_, i) => `s.h${i}, typeof(s.n${i}) != 'null'`).join(', ')} FROM ${stage} s JOIN ${table} t ON t.${quoteIdent(t.idColumn)} = s.id WHERE s.id = ? AND (${held})`)
+    .raw(true)
+    .safeIntegers(true);
+  const stored = t.columns.map((c) => db.prepare(`SELECT CAST(${quoteIdent(c.column)} AS BLOB) FROM ${table} WHERE ${t.key} = ?`).pluck().safeIntegers(true));
+  const write = t.columns.map((c, i) => db.prepare(`UPDATE ${table} SET ${quoteIdent(c.column)} = (SELECT s.n${i} FROM ${stage} s WHERE s.id = ?) WHERE ${t.key} = ?`));
+  /** The digest of the stored bytes of column `i` of the row at `k` (null: none stored), and their size. */
+  const digestOf = (i: number, k: unknown): { digest: Buffer | null; size: number } => {
+    const bytes = stored[i].get(k) as Buffer | null;
+    return bytes === null ? { digest: null, size: 0 } : { digest: createHash('sha256').update(bytes).digest(), size: bytes.length };
+  };
+  let swapped = 0;
+  for (const id of ids) {
+    const row = look.get(id) as unknown[] | undefined;
+    if (!row) continue;
+    const k = row[0];
+    keys.push(k);
+    let still = row[1] === 1n;
+    for (let i = 0; still && i < t.columns.length; i++) {
+      const digest = row[2 + 2 * i] as Buffer | null;
+      if (digest === null) continue;
+      const now = digestOf(i, k);
+      still = now.digest !== null && now.digest.equals(digest);
+      // The bytes read go now, not at V8's next collection.
+      releaseLarge(now.size);
+    }
+    if (!still) {
+      left.push(k);
+      continue;
+    }
+    for (let i = 0; i < t.columns.length; i++) if (row[3 + 2 * i] === 1n) write[i].run(id, k);
+    swapped++;
+    onRow();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  return { swapped, keys };
 }
 
 /** Rows a swap statement takes at a time: between two, what SQLite wrote is flushed to disk (`Flusher`) and progress reported. */
@@ -464,7 +598,7 @@ export async function cutOverSqlite(db: Db, r: Rotation, token: Token, flusher?:
   let swappedRows = 0;
   let progressed = 0;
   try {
-    for (const { name, table: t, rows: stagedRows } of token.tables) {
+    for (const { name, table: t, rows: stagedRows, digested } of token.tables) {
       const cols = t.columns.map((c) => `t.${quoteIdent(c.column)}`);
       const aad = t.aadColumns.map((c) => `CAST(t.${quoteIdent(c)} AS TEXT)`);
       const news = t.columns.map((_, i) => `s.n${i}`);
@@ -472,12 +606,14 @@ export async function cutOverSqlite(db: Db, r: Rotation, token: Token, flusher?:
       const held = cols.map((c) => `${c} IS NOT NULL`).join(' OR ');
       // The swap: every row whose stored texts are still the staged ones takes the staged new texts; the others are left for below.
       left = [];
-      let swapped = 0;
+      // First the rows staged with digests, a row at a time; the changed ones join the rows left alone.
+      const large = await swapDigested(db, t, staged(name), digested, left, () => r.onProgress?.(++progressed));
+      let swapped = large.swapped;
       const ranges = swapRanges(db, t, stagedRows, SWAP_CHUNK_BATCHES * batchSize);
-      const swap = db.prepare(swapStatement(t, staged(name), ranges[0] !== undefined));
+      const swap = db.prepare(swapStatement(t, staged(name), ranges[0] !== undefined, large.keys.length));
       for (const range of ranges) {
         const before = left.length;
-        const changes = (range ? swap.run(range[0], range[1]) : swap.run()).changes;
+        const changes = (range ? swap.run(range[0], range[1], ...large.keys) : swap.run(...large.keys)).changes;
         swapped += changes - (left.length - before);
         r.onProgress?.((progressed += changes - (left.length - before)));
         flusher?.tick();
@@ -486,7 +622,8 @@ export async function cutOverSqlite(db: Db, r: Rotation, token: Token, flusher?:
       }
       swappedRows += swapped;
       // The rows left alone (added or changed since seal-ahead), read by key a batch at a time (with the staged new texts of those staged before), re-sealed and written back.
-      const olds = t.columns.map((_, i) => `s.o${i}`);
+      // Whether the copy held a value: its old text or its digest.
+      const olds = t.columns.map((_, i) => `coalesce(s.o${i}, s.h${i})`);
       const one = db
         .prepare(`SELECT ${key}, CAST(t.${quoteIdent(t.idColumn)} AS TEXT), ${[...cols, ...aad].join(', ')}, s.id IS NOT NULL, ${news.join(', ')}, t.${quoteIdent(t.idColumn)}, ${olds.join(', ')}
              FROM ${quoteIdent(t.table)} t LEFT JOIN ${staged(name)} s ON s.id = t.${quoteIdent(t.idColumn)} WHERE ${key} = ?`)
