@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { isMasterKeyError } from '../../errors';
-import { backupDatabase, copyDatabase, finishBackup } from './backup';
+import { backupDatabase, finishBackup } from './backup';
 import { Db, connect, translateSqliteError, withTransaction } from './driver';
 import type { FromReader, ReaderInit, ToReader } from './reader';
 
@@ -30,11 +30,7 @@ function post(m: FromReader): void {
 /** Batches the other thread asked for and has not been sent yet; `waiting` resolves when it asks for more. */
 let credit = 0;
 let waiting: (() => void) | undefined;
-/** Resolved when the other thread says `begin` (copy-ahead). */
-let begin!: () => void;
-const begun = new Promise<void>((resolve) => (begin = resolve));
 port.on('message', (m: ToReader) => {
-  if (m.t === 'begin') return begin();
   credit += m.n;
   waiting?.();
 });
@@ -73,7 +69,6 @@ async function run(db: Db): Promise<unknown> {
   switch (job.kind) {
     case 'finish':
     case 'checkpoint':
-    case 'copy-ahead':
       return undefined;
     case 'reseal':
       return reseal(db);
@@ -103,18 +98,6 @@ async function main(): Promise<void> {
     // It reads each page once, in order: a small page cache does (the default is 16 MB per connection).
     db.pragma(`cache_size = ${READER_CACHE_KIB}`);
     const conn = db;
-    if (job.kind === 'copy-ahead') {
-      post({ t: 'ready' });
-      await begun;
-      // Test hook: take the snapshot this much later (the caller's lock must keep every commit out meanwhile).
-      const delay = Number.parseInt(process.env.MASTER_KEY_TEST_COPY_AHEAD_DELAY_MS ?? '', 10);
-      if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
-      // The snapshot is taken (the transaction's first read) before `snapshot` is said; the copy is made of it.
-      const pages = await withTransaction(conn, () => (post({ t: 'snapshot' }), copyDatabase(conn, job.dest)), 'read');
-      // Finished outside the snapshot; its values are counted by whoever reads the same snapshot.
-      finishBackup(job.dest, job.inventory, pages, false);
-      return post({ t: 'done', result: pages });
-    }
     post({ t: 'done', result: await withTransaction(conn, () => run(conn), 'read') });
   } catch (e) {
     const err = isMasterKeyError(e) ? e : translateSqliteError(e, `reading it beside the rotation (${job.kind})`, path);

@@ -14,9 +14,6 @@
  *   database while the transaction writes; `finish`: in a rollback-journal
  *   mode, the checks, count, fsync and checksum of a copy the store made of
  *   the file before it wrote (./backup `finishBackup`).
- * - `copy-ahead`: seal-ahead's copy of the database for the backup, in a
- *   snapshot the caller makes the same as its own (./staging `copyBeside`),
- *   then finished there.
  * - `checkpoint`: after a large transaction in WAL mode, the checkpoint
  *   SQLite would have run inside its COMMIT (copying the WAL's pages into
  *   the database file and syncing it), on a connection of its own while the
@@ -45,7 +42,6 @@ import type { ResealSource, Resealed } from './values';
 export type ReaderJob =
   | { readonly kind: 'reseal'; readonly inventory: Inventory; readonly from: Uint8Array[]; readonly to: Uint8Array; readonly batchSize: number }
   | { readonly kind: 'backup'; readonly inventory: Inventory; readonly dest: string }
-  | { readonly kind: 'copy-ahead'; readonly inventory: Inventory; readonly dest: string }
   | { readonly kind: 'finish'; readonly inventory: Inventory; readonly copy: string; readonly pages?: number }
   | { readonly kind: 'checkpoint' }
   | { readonly kind: 'verify'; readonly inventory: Inventory; readonly middle: Array<bigint | undefined>; readonly opts: Pick<VerifyOptions, 'batchSize' | 'sampleSize'> };
@@ -67,13 +63,11 @@ export interface ErrorData {
 export type FromReader =
   | { readonly t: 'batch'; readonly batch: Resealed }
   | { readonly t: 'progress'; readonly done: number }
-  | { readonly t: 'ready' }
-  | { readonly t: 'snapshot' }
   | { readonly t: 'done'; readonly result: unknown }
   | { readonly t: 'failed'; readonly error: ErrorData };
 
-/** Asks for this many more batches; or (`copy-ahead`) to start its snapshot now. */
-export type ToReader = { readonly t: 'credit'; readonly n: number } | { readonly t: 'begin' };
+/** Asks for this many more batches. */
+export type ToReader = { readonly t: 'credit'; readonly n: number };
 
 /** Batches asked for ahead of the one being written: one being re-sealed, one ready. */
 const CREDIT = 2;
@@ -95,13 +89,11 @@ class Reader {
   readonly result: Promise<unknown>;
   private onBatch?: (b: Resealed) => void;
   private onProgress?: (done: number) => void;
-  private onSignal?: (t: 'ready' | 'snapshot') => void;
   private failure?: (e: Error) => void;
 
-  constructor(path: string, job: ReaderJob, hooks: { batch?: (b: Resealed) => void; progress?: (done: number) => void; signal?: (t: 'ready' | 'snapshot') => void } = {}) {
+  constructor(path: string, job: ReaderJob, hooks: { batch?: (b: Resealed) => void; progress?: (done: number) => void } = {}) {
     this.onBatch = hooks.batch;
     this.onProgress = hooks.progress;
-    this.onSignal = hooks.signal;
     const exitAt = Number.parseInt(process.env.MASTER_KEY_TEST_WORKER_EXIT_AT ?? '', 10) || undefined;
     const file = entry();
     if (!file) throw new MasterKeyError('INTERNAL', 'The SQLite reader worker is not built (dist/src/store/sqlite/reader-worker.js); run `npm run build`.');
@@ -121,7 +113,6 @@ class Reader {
       this.worker.on('message', (m: FromReader) => {
         if (m.t === 'batch') this.onBatch?.(m.batch);
         else if (m.t === 'progress') this.onProgress?.(m.done);
-        else if (m.t === 'ready' || m.t === 'snapshot') this.onSignal?.(m.t);
         else if (!this.settled) {
           this.settled = true;
           if (m.t === 'done') resolve(m.result);
@@ -137,10 +128,6 @@ class Reader {
 
   credit(n: number): void {
     this.worker.postMessage({ t: 'credit', n } satisfies ToReader);
-  }
-
-  begin(): void {
-    this.worker.postMessage({ t: 'begin' } satisfies ToReader);
   }
 
   /** Stops the worker (at once, when it is still working) and waits until it has stopped. */
@@ -211,52 +198,6 @@ export async function readerBackup(path: string, inv: Inventory, dest: string): 
   } finally {
     await reader.stop();
   }
-}
-
-/** A copy of the database made by a reader in a snapshot the caller starts (`copy-ahead`), and finished there (`finishBackup`, values not counted). */
-export interface CopyAhead {
-  /** Settles once the reader's connection is open (rejected if it fails first). */
-  readonly ready: Promise<void>;
-  /** Starts the reader's snapshot; settles once it has taken it (its first read). */
-  begin(): Promise<void>;
-  /** The pages copied, once the copy is whole and finished (rejected once stopped before). */
-  readonly pages: Promise<number>;
-  /** Stops the reader at once (`pages` rejects if it had not settled) and waits until it has stopped. */
-  stop(): Promise<void>;
-}
-
-/**
- * Starts a reader that opens the database at `path` and waits; `begin`
- * makes it start a read transaction and copy that snapshot into `dest`.
- * The caller makes the snapshot the one it wants (seal-ahead: the one its
- * own connection reads, no writer being able to commit in between).
- */
-export function readerCopyAhead(path: string, inv: Inventory, dest: string): CopyAhead {
-  let ready!: () => void;
-  let snapshot: (() => void) | undefined;
-  const isReady = new Promise<void>((resolve) => (ready = resolve));
-  const reader = new Reader(path, { kind: 'copy-ahead', inventory: inv, dest }, { signal: (t) => (t === 'ready' ? ready() : snapshot?.()) });
-  let abort!: (e: Error) => void;
-  const aborted = new Promise<never>((_, reject) => (abort = reject));
-  aborted.catch(() => undefined);
-  const pages = Promise.race([reader.result.then((r) => r as number), aborted]).finally(() => reader.stop());
-  pages.catch(() => undefined);
-  const failedOr = (p: Promise<void>) => Promise.race([p, pages.then(() => Promise.reject(new MasterKeyError('INTERNAL', 'The SQLite copy-ahead reader ended before it took its snapshot.')))]);
-  const readyOrFailed = failedOr(isReady);
-  readyOrFailed.catch(() => undefined);
-  return {
-    ready: readyOrFailed,
-    begin: () => {
-      const took = failedOr(new Promise<void>((resolve) => (snapshot = resolve)));
-      reader.begin();
-      return took;
-    },
-    pages,
-    stop: async () => {
-      abort(new MasterKeyError('INTERNAL', 'The copy of the database made ahead was stopped.'));
-      await reader.stop();
-    },
-  };
 }
 
 /** Finishes a backup's copy of the database file (`finishBackup`, checking `pages` when given) in a worker thread; the values it holds. */

@@ -28,10 +28,9 @@
  *
  * The backup (when the runbook hands seal-ahead its sink): the copy of the
  * database file is made in seal-ahead's snapshot, through the online backup
- * API, by a reader thread whose connection takes the same snapshot
- * (`copyBeside`; else on the same connection inside the same read
- * transaction), so it holds exactly the old texts staged; it is finished,
- * made durable and sealed beside the staging, with the server up. Every row with a value in that
+ * API on the same connection inside the same read transaction, so it holds
+ * exactly the old texts staged; it is finished, made durable and sealed
+ * beside the staging, with the server up. Every row with a value in that
  * snapshot is staged (with no new texts where nothing in it is sealed), so
  * the staging tables tell what the copy held at any place. The cut-over
  * then writes only `changes.sqlite` (`./backup.ts`): the values at the lock
@@ -54,9 +53,8 @@ import { textSlices } from '../../text-slices';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { BackupSink, Rotation, SealAhead, SealAheadSupport, Staged, StagingArea, StoredFile, stagedFor } from '../store';
 import { ChangesWriter, DATABASE_FILE, copyDatabase, finishBackup } from './backup';
-import { CopyAhead, readerAvailable, readerCopyAhead } from './reader';
 import { storeCrypto } from './crypto';
-import { Db, connect, sqliteModule } from './driver';
+import { Db, sqliteModule } from './driver';
 import type { Flusher } from './flush';
 import { SqliteTable, batches, planTables } from './values';
 
@@ -214,13 +212,15 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
     // `staged`: each table's staged rows as JSON, written last (NULL until then: a staging area left by a crash is never complete).
     db.exec(`CREATE TABLE ${STAGING_SCHEMA}.meta (fingerprint TEXT NOT NULL, rotation_id TEXT NOT NULL, staged TEXT)`);
     db.prepare(`INSERT INTO ${STAGING_SCHEMA}.meta VALUES (?, ?, NULL)`).run(s.to.fingerprint, s.rotationId);
+    db.exec('BEGIN');
+    // The snapshot starts at the first read of the server's database.
+    db.prepare('SELECT count(*) FROM main.sqlite_schema').get();
     if (s.backup) {
-      // Takes this connection's snapshot, and the copy's (the same one).
-      ahead = await backUpAhead(db, path, s, await s.backup());
+      ahead = backUpAhead(db, s, await s.backup());
       // Awaited below (either way): never an unhandled rejection meanwhile.
       ahead.copied.catch(() => undefined);
       ahead.done.catch(() => undefined);
-    } else beginSnapshot(db);
+    }
     // Digests of texts stand for the texts they read from the database only where its text is UTF-8 (what the swap hashes is the stored bytes).
     const utf8 = String(db.pragma('encoding', { simple: true })).toUpperCase() === 'UTF-8';
     for (const [k, t] of tables.entries()) {
@@ -287,7 +287,7 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
       out.push({ name, table: t, rows, digested });
     }
     db.prepare(`UPDATE ${STAGING_SCHEMA}.meta SET staged = ?`).run(stagedRows(out));
-    // The copy must be whole before the snapshot ends (when it is made on this connection).
+    // The copy must be whole before the snapshot ends.
     await ahead?.copied;
     db.exec('COMMIT');
     // The pages this connection cached on the way (up to its cache size, 16 MB by default) go before the window, whose rows are read again there.
@@ -304,7 +304,6 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
     return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: statSync(file).size, digest, crypto: crypto.mode, token, ...(backup ? { backedUp: backup } : {}) });
   } catch (e) {
     // Nothing of the backup's keeps running: the runbook removes its directory.
-    await ahead?.stop?.();
     await ahead?.copied.catch(() => undefined);
     await ahead?.done.catch(() => undefined);
     if (db.inTransaction) db.exec('ROLLBACK');
@@ -332,88 +331,32 @@ const STAGING_PAGE_SIZE = 65536;
 /** The staging file's page cache, in KiB (negative: SQLite's unit for a size rather than a page count). */
 const STAGING_CACHE_KIB = -2048;
 
-/** The backup made ahead: `copied` once the copy is whole (the snapshot may end), `done` once it is finished, durable and sealed; `stop` (a copy made by a reader) stops a copy not yet whole at once (then both reject). */
+/** The backup made ahead: `copied` once the copy is whole (the snapshot may end), `done` once it is finished, durable and sealed. */
 interface Ahead {
   readonly copied: Promise<number>;
   readonly done: Promise<readonly StoredFile[]>;
-  readonly stop?: () => Promise<void>;
-}
-
-/** Starts a read transaction on `db` and takes its snapshot (the first read of the server's database). */
-function beginSnapshot(db: Db): void {
-  db.exec('BEGIN');
-  db.prepare('SELECT count(*) FROM main.sqlite_schema').get();
 }
 
 /**
- * Starts seal-ahead's read transaction on `db` and the copy of the same
- * snapshot into the backup's sink; then finishes the copy (`finishBackup`:
- * pages checked, a rollback journal) and hands it over: checksummed and
- * fsynced, or sealed, by the sink in a thread of its own.
- *
- * The copy is made by a reader thread (`copyBeside`) where one can start,
- * so it costs this thread nothing; else on `db` itself, in its read
- * transaction (the backup API steps between turns of the event loop,
- * beside the staging).
+ * Starts the copy of the database into the backup's sink on `db`, which
+ * is in seal-ahead's read transaction (the copy is its snapshot: the
+ * backup API steps between turns of the event loop, beside the staging);
+ * then finishes it (`finishBackup`: pages checked, a rollback journal) and
+ * hands it over: checksummed and fsynced, or sealed, by the sink in a
+ * thread of its own.
  */
-async function backUpAhead(db: Db, path: string, s: SealAhead, sink: BackupSink): Promise<Ahead> {
-  const dest = await sink.scratch(DATABASE_FILE);
-  const beside = readerAvailable() ? await copyBeside(db, path, s.inventory, dest) : undefined;
-  let copied: Promise<number>;
-  if (beside) copied = beside.copy.pages;
-  else {
-    beginSnapshot(db);
-    copied = copyDatabase(db, dest, AHEAD_PAGES_PER_STEP);
-  }
-  const done = copied.then(async (pages) => {
+function backUpAhead(db: Db, s: SealAhead, sink: BackupSink): Ahead {
+  const copied = sink.scratch(DATABASE_FILE).then(async (dest) => ({ dest, pages: await copyDatabase(db, dest, AHEAD_PAGES_PER_STEP) }));
+  const done = copied.then(async ({ dest, pages }) => {
     // Not counted here: the staging counts the same snapshot's values as it reads them.
-    if (!beside) finishBackup(dest, s.inventory, pages, false);
+    finishBackup(dest, s.inventory, pages, false);
     s.onBackup?.('copied');
     const file = await sink.adopt(DATABASE_FILE);
     s.onBackup?.('written');
     return [file];
   });
-  return { copied, done, ...(beside ? { stop: () => beside.copy.stop() } : {}) };
+  return { copied: copied.then((c) => c.pages), done };
 }
-
-/**
- * The copy of `db`'s snapshot by a reader thread: its connection's snapshot
- * is made the same as `db`'s by a third connection holding the database's
- * write lock (`BEGIN IMMEDIATE`, no write) while both take theirs, so no
- * commit of the server's falls between them. The server's writers wait for
- * that moment only (two messages between threads), within their own busy
- * timeout. Undefined, with nothing started, where that lock cannot be had
- * within `GATE_TIMEOUT_MS` (or this connection's busy timeout, if shorter):
- * the caller copies on `db`.
- * Resolves once `db` and the reader have taken the snapshot; the reader
- * then copies it and finishes the copy (`copy.pages`).
- */
-async function copyBeside(db: Db, path: string, inv: Inventory, dest: string): Promise<{ readonly copy: CopyAhead } | undefined> {
-  const copy = readerCopyAhead(path, inv, dest);
-  let gate: Db | undefined;
-  try {
-    await copy.ready;
-    gate = connect(path, { timeout: Math.min(GATE_TIMEOUT_MS, Number(db.pragma('busy_timeout', { simple: true }))) });
-    try {
-      gate.exec('BEGIN IMMEDIATE');
-    } catch {
-      await copy.stop();
-      return undefined;
-    }
-    beginSnapshot(db);
-    await copy.begin();
-  } catch (e) {
-    await copy.stop();
-    throw e;
-  } finally {
-    if (gate?.inTransaction) gate.exec('ROLLBACK');
-    gate?.close();
-  }
-  return { copy };
-}
-
-/** How long seal-ahead waits for the write lock that makes the copy's snapshot its own (a server's write transaction holds it meanwhile); then it copies on its own connection instead. */
-const GATE_TIMEOUT_MS = 2000;
 
 /** Pages the copy made ahead takes a step (16 MiB at SQLite's default page size): short steps, so the staging beside it on this thread keeps its workers fed. */
 const AHEAD_PAGES_PER_STEP = 4096;
