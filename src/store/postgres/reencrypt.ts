@@ -16,7 +16,7 @@ import { MasterKeyError } from '../../errors';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import type { InventoryDigest } from '../../engine/digest';
 import { releaseLarge, textIn } from '../../engine/memory';
-import { TextBudget, mapAhead, withinBudget } from '../../engine/pipeline';
+import { TextBudget, WritesInFlight, mapAhead, withinBudget } from '../../engine/pipeline';
 import { RowFailure, resealBatch, undecryptable } from '../../engine/reseal';
 import { ValueCrypto, valueCrypto } from '../../engine/value-crypto';
 import { KindCounter, ReencryptResult, WalkOptions, batchSizeOf } from '../../engine/walk';
@@ -181,7 +181,7 @@ export async function writeBatches(
   depth = 1,
   budget?: TextBudget,
 ): Promise<number> {
-  const inFlight: Array<Promise<void>> = [];
+  const writes = new WritesInFlight(depth);
   let written = 0;
   // Steered only for our writes: set after a read on this connection (a cursor) is planned, reset at the end.
   let restore: (() => Promise<void>) | undefined;
@@ -208,16 +208,12 @@ export async function writeBatches(
         budget?.give(b.chars);
         continue;
       }
-      while (inFlight.length >= depth) await inFlight.shift();
       restore ??= await steerPlanner(writer);
-      const w = write(b);
-      // A failed write is reported when awaited; keep it from being unhandled meanwhile.
-      w.catch(() => undefined);
-      inFlight.push(w);
+      await writes.add(() => write(b));
     }
-    while (inFlight.length > 0) await inFlight.shift();
+    await writes.drain();
   } finally {
-    await Promise.all(inFlight.map((w) => w.catch(() => undefined)));
+    await writes.settle();
     await restore?.();
   }
   return written;
