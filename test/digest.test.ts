@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { DIGEST_GROUPS, InventoryDigest, ValueDigest, differingGroups, placeGroup, sameDigest } from '../src/engine/digest';
+import { DIGEST_GROUPS, InventoryDigest, ValueDigest, differingGroups, placeGroup, sameDigest, textSha256 } from '../src/engine/digest';
 
 type Item = [table: string, column: string, path: string | undefined, id: string, text: string];
 
@@ -111,5 +111,14 @@ describe('ValueDigest', () => {
     a.merge(fullDigestOf([['t', 'c', undefined, '2', 'y']]));
     expect(a.result()).toEqual(fullDigestOf([['t', 'c', undefined, '1', 'x'], ['t', 'c', undefined, '2', 'y']]));
     expect(DIGEST_GROUPS).toBeGreaterThan(1000);
+  });
+});
+
+describe('textSha256', () => {
+  it('is the SHA-256 of the UTF-8 bytes, for a short text and for one hashed a slice at a time (a surrogate pair on the 1 MiB boundary)', () => {
+    const sha = (t: string) => createHash('sha256').update(Buffer.from(t, 'utf8')).digest('hex');
+    for (const t of ['', 'é€😀', `${'a'.repeat((1 << 20) - 1)}😀${'ü'.repeat(5000)}`, 'x'.repeat(3 << 20)]) {
+      expect(textSha256(t).toString('hex')).toBe(sha(t));
+    }
   });
 });

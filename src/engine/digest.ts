@@ -21,7 +21,7 @@
  * only its group's sums differ, and verification opens the values of those
  * groups instead of giving up on the proof for all of them.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShot } from 'node:crypto';
 import { defaultEngine } from '../crypto/gcm-batch';
 import { textSlices } from '../text-slices';
 
@@ -134,6 +134,14 @@ function addInto(acc: Uint8Array, h: Uint8Array, at = 0, from = 0): void {
 /** Feeds `text` to `hash` as UTF-8 a slice at a time, so a large text is not converted whole. */
 function updateText(hash: ReturnType<typeof createHash>, text: string): void {
   for (const slice of textSlices(text, SLICE)) hash.update(slice, 'utf8');
+}
+
+/** SHA-256 of a text's UTF-8 bytes (the bytes a database stores of it); a large text converted a slice at a time, never whole. */
+export function textSha256(text: string): Buffer {
+  if (text.length <= SLICE) return oneShot('sha256', text, 'buffer');
+  const h = createHash('sha256');
+  updateText(h, text);
+  return h.digest();
 }
 
 const NUL = Buffer.from([0]);

@@ -43,11 +43,10 @@
  *    without a live row holding a value, and backed up as gone), or
  *    everything rolls back.
  */
-import { hash } from 'node:crypto';
 import type { Client } from 'pg';
 import { LARGE_VALUE } from '../../crypto/large-value';
 import { MasterKeyError } from '../../errors';
-import { ValueDigest } from '../../engine/digest';
+import { ValueDigest, textSha256 } from '../../engine/digest';
 import { releaseLarge, textIn } from '../../engine/memory';
 import { TextBudget, WritesInFlight, mapAhead, withinBudget } from '../../engine/pipeline';
 import { resealBatch, undecryptable } from '../../engine/reseal';
@@ -120,7 +119,7 @@ const digestOf = (text: string) => `sha256(convert_to(${text}, 'UTF8'))`;
  * The digest staged of an old text (null for none), computed by the tool as it reads the text: the same SHA-256 of the same
  * UTF-8 bytes (node:crypto, OpenSSL), so the server neither receives the old texts nor hashes them while it stages.
  */
-const digestBytes = (text: string | null): Buffer | null => (text === null ? null : hash('sha256', text, 'buffer'));
+const digestBytes = (text: string | null): Buffer | null => (text === null ? null : textSha256(text));
 /** The same digest in bytea's text form, for COPY. */
 const digestText = (text: string | null) => (text === null ? null : `\\x${digestBytes(text)!.toString('hex')}`);
 

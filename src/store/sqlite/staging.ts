@@ -41,7 +41,7 @@ import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { sealedText } from '../../crypto/batch';
 import { MasterKeyError } from '../../errors';
-import { ValueDigest } from '../../engine/digest';
+import { ValueDigest, textSha256 } from '../../engine/digest';
 import { resealBatch, undecryptable } from '../../engine/reseal';
 import { eachValue } from '../../engine/rows';
 import { LARGE_BATCH, releaseLarge, textIn } from '../../engine/memory';
@@ -49,7 +49,6 @@ import { ValueCrypto, valueCrypto } from '../../engine/value-crypto';
 import { KindCounter, ReencryptResult, batchSizeOf } from '../../engine/walk';
 import { bytes as showBytes } from '../../format';
 import { freeBytes } from '../../fsutil';
-import { textSlices } from '../../text-slices';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { BackupSink, Rotation, SealAhead, SealAheadSupport, Staged, StagingArea, StoredFile, stagedFor } from '../store';
 import { ChangesWriter, DATABASE_FILE, copyDatabase, finishBackup } from './backup';
@@ -93,12 +92,6 @@ function valuesIn(columns: ReadonlyArray<readonly unknown[]>): number {
   return n;
 }
 
-/** SHA-256 of a text's UTF-8 bytes, a slice at a time (no copy of the whole text is made). */
-function textDigest(text: string): Buffer {
-  const h = createHash('sha256');
-  for (const slice of textSlices(text, 1 << 20)) h.update(slice, 'utf8');
-  return h.digest();
-}
 
 /** The bulk of the backup, written in seal-ahead's snapshot. */
 interface BackedUp {
@@ -252,7 +245,7 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
             olds.forEach((col, c) => {
               const v = col[i];
               if (!utf8 || typeof v !== 'string' || v.length < DIGESTED_TEXT || v.includes('\uFFFD') || digested.length >= MAX_DIGESTED_ROWS) return;
-              digests[c][i] = textDigest(v);
+              digests[c][i] = textSha256(v);
               col[i] = null;
               batch[i][t.first + c] = null;
               any = true;
