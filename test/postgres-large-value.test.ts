@@ -16,6 +16,7 @@ import { Keyring } from '../src/crypto/keyring';
 import { scratchDir } from '../scripts/scratch';
 import { dropDatabase, freshDatabase, withTestClient } from './support/db';
 import { childEnv, keyLine, runCli } from './support/scenario';
+import { sameTexts } from './support/stores';
 
 const INVENTORY = { name: 'one large value', entries: [{ kind: 'large value', table: 'big_secrets', idColumn: 'id', column: 'value', codec: 'act' }] };
 
@@ -37,7 +38,6 @@ describe.each(['--seal-ahead', '--no-seal-ahead'])('a PostgreSQL table with one 
     withTestClient(url, async (c) => new Map((await c.query<{ id: number; value: string }>('SELECT id, value FROM big_secrets ORDER BY id')).rows.map((r) => [r.id, r.value])));
   // Compared here, not by toEqual (which walks megabytes element by element).
   const opensTo = (key: MasterKey, values: Map<number, string>) => [...values].map(([id, v]) => [id, Buffer.from(actCodec().open(new Keyring([key]), v).plaintext).equals(plain.get(id)!)]);
-  const same = (a: Map<number, string>, b: Map<number, string>) => a.size === b.size && [...a].every(([id, v]) => b.get(id) === v);
 
   beforeAll(async () => {
     url = await freshDatabase('large');
@@ -89,7 +89,7 @@ describe.each(['--seal-ahead', '--no-seal-ahead'])('a PostgreSQL table with one 
     const restored = runCli(['restore', '--backup', backup, '--config', config, '--inventory', inventory], env);
     expect(restored.stderr).toBe('');
     expect(restored.code).toBe(0);
-    expect(same(await texts(), before)).toBe(true);
+    expect(sameTexts(await texts(), before)).toBe(true);
     expect(opensTo(oldKey, await texts())).toEqual([[1, true], [2, true]]);
     expect(cli(['verify']).code).toBe(0);
   });

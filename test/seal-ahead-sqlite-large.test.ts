@@ -20,24 +20,15 @@ import { stagingFile } from '../src/store/sqlite/staging';
 import { sqliteFile } from '../src/store/sqlite/url';
 import { removeScratch, scratchDir } from '../scripts/scratch';
 import { childEnv, keyLine, runCli } from './support/scenario';
-import { createSqliteDatabase } from './support/stores';
+import { createSqliteDatabase, sameTexts, sqliteTexts } from './support/stores';
 
 const ROOT = resolve(__dirname, '..');
 const INVENTORY = { name: 'large documents', entries: [{ kind: 'service value', table: 'service_specs', idColumn: 'id', column: 'doc', codec: 'act', jsonPath: ['env', '*', 'value'] }] };
 /** Values in a large document: past a megabyte of text, where staging keeps a digest of the old text instead of a copy. */
 const LARGE = 14_000;
 
-function texts(file: string): Map<number, string> {
-  const db = new (sqliteModule())(file, { readonly: true });
-  try {
-    return new Map((db.prepare('SELECT id, doc FROM service_specs ORDER BY id').all() as Array<{ id: number; doc: string }>).map((r) => [r.id, r.doc]));
-  } finally {
-    db.close();
-  }
-}
+const texts = (file: string) => sqliteTexts(file, 'service_specs', 'doc');
 
-/** Compared here, not by toEqual (which would print megabytes on a difference). */
-const same = (a: Map<number, string>, b: Map<number, string>) => a.size === b.size && [...a].every(([id, v]) => b.get(id) === v);
 
 describe('seal-ahead on SQLite (WAL) with documents of more than a megabyte', () => {
   const dir = scratchDir('mk-large-docs-');
@@ -127,6 +118,6 @@ db.close();
     expect(restored.code).toBe(0);
     const back = texts(file);
     expect([...back.keys()]).toEqual([1, 2, 3, 5, 6]);
-    expect(same(back, atLock)).toBe(true);
+    expect(sameTexts(back, atLock)).toBe(true);
   });
 });

@@ -15,21 +15,14 @@ import { sqliteModule } from '../src/store/sqlite/driver';
 import { sqliteFile } from '../src/store/sqlite/url';
 import { scratchDir } from '../scripts/scratch';
 import { childEnv, keyLine, runCli } from './support/scenario';
-import { SqliteJournal, createSqliteDatabase } from './support/stores';
+import { SqliteJournal, createSqliteDatabase, sameTexts, sqliteTexts } from './support/stores';
 
 /** Bytes of database from which the store copies it in a reader thread (`COPY_BESIDE_BYTES` in src/store/sqlite/store.ts). */
 const COPY_BESIDE_BYTES = 8 << 20;
 
 const INVENTORY = { name: 'one large value', entries: [{ kind: 'large value', table: 'big_secrets', idColumn: 'id', column: 'value', codec: 'act' }] };
 
-function texts(file: string): Map<number, string> {
-  const db = new (sqliteModule())(file, { readonly: true });
-  try {
-    return new Map((db.prepare('SELECT id, value FROM big_secrets ORDER BY id').all() as Array<{ id: number; value: string }>).map((r) => [r.id, r.value]));
-  } finally {
-    db.close();
-  }
-}
+const texts = (file: string) => sqliteTexts(file, 'big_secrets', 'value');
 
 describe.each<SqliteJournal>(['wal', 'delete'])('a SQLite file made large by one value (%s journal)', (journal) => {
   const dir = scratchDir('mk-large-');
@@ -47,7 +40,6 @@ describe.each<SqliteJournal>(['wal', 'delete'])('a SQLite file made large by one
   const cli = (args: readonly string[]) => runCli([...args, '--config', config, '--inventory', inventory], env);
   // Compared here, not by toEqual (which walks a buffer of megabytes element by element).
   const opensTo = (key: MasterKey, values: Map<number, string>) => [...values].map(([id, v]) => [id, Buffer.from(actCodec().open(new Keyring([key]), v).plaintext).equals(plain.get(id)!)]);
-  const same = (a: Map<number, string>, b: Map<number, string>) => a.size === b.size && [...a].every(([id, v]) => b.get(id) === v);
   let before: Map<number, string>;
 
   beforeAll(() => {
@@ -79,13 +71,13 @@ describe.each<SqliteJournal>(['wal', 'delete'])('a SQLite file made large by one
 
     // The backup's copy of the database holds the values as they were at the lock, byte for byte.
     const [backup] = readdirSync(backups).map((d) => join(backups, d));
-    expect(same(texts(join(backup, 'database.sqlite')), before)).toBe(true);
+    expect(sameTexts(texts(join(backup, 'database.sqlite')), before)).toBe(true);
     expect(statSync(join(backup, 'database.sqlite')).mode & 0o777).toBe(0o600);
 
     const restored = runCli(['restore', '--backup', backup, '--config', config, '--inventory', inventory], env);
     expect(restored.stderr).toBe('');
     expect(restored.code).toBe(0);
-    expect(same(texts(file), before)).toBe(true);
+    expect(sameTexts(texts(file), before)).toBe(true);
     expect(opensTo(oldKey, texts(file))).toEqual([[1, true], [2, true]]);
     expect(cli(['verify']).code).toBe(0);
   });

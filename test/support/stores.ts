@@ -120,3 +120,16 @@ export const CLI_STORES: readonly StoreFixture[] = [POSTGRES, SQLITE_WAL];
 
 /** The stores the kill -9 suite runs on. */
 export const KILL_STORES: readonly StoreFixture[] = [POSTGRES, SQLITE_ROLLBACK];
+
+/** A SQLite table's texts by row id (`SELECT id, <column> FROM <table>`), read on a connection of its own. */
+export function sqliteTexts(file: string, table: string, column: string): Map<number, string> {
+  const db = new (sqliteModule())(file, { readonly: true });
+  try {
+    return new Map((db.prepare(`SELECT id, "${column}" AS v FROM "${table}" ORDER BY id`).all() as Array<{ id: number; v: string }>).map((r) => [r.id, r.v]));
+  } finally {
+    db.close();
+  }
+}
+
+/** Two maps of texts by id hold the same texts (compared here, not by toEqual, which would print megabytes on a difference). */
+export const sameTexts = (a: ReadonlyMap<number, string>, b: ReadonlyMap<number, string>): boolean => a.size === b.size && [...a].every(([id, v]) => b.get(id) === v);
