@@ -160,8 +160,8 @@ export function runCliRaw(args: readonly string[], env: NodeJS.ProcessEnv, opts:
   });
 }
 
-/** The apply phases a kill can target (recover's own phase excluded). */
-export const APPLY_PHASES: readonly FaultPoint[] = FAULT_POINTS.filter((p) => !p.startsWith('recover'));
+/** The apply phases a kill can target (recover's own phase, and a host's side of a runner, excluded). */
+export const APPLY_PHASES: readonly FaultPoint[] = FAULT_POINTS.filter((p) => !p.startsWith('recover') && !p.startsWith('remote'));
 
 /** The key each node config holds, or the reason it cannot be read. */
 export function configKeys(inst: Installation): Array<MasterKey | Error> {

@@ -25,6 +25,7 @@ import type { Surface } from '../context/build';
 import { CLI_SPELLING, TERRAFORM_SPELLING } from '../context/spelling';
 import { isMasterKeyError } from '../errors';
 import { atomicWriteFile } from '../fsutil';
+import { FaultPoints } from '../rotation/faults';
 import type { Progress } from '../rotation/context';
 import { RotationReport, renderMarkdown } from '../rotation/report';
 import { packageVersion } from '../version';
@@ -221,6 +222,7 @@ async function startJob(req: CallRequest, lines: Lines, sink: EventSink): Promis
     sink.emit({ e: 'result', ok: false, error: wireError(e) });
     return 0;
   }
+  new FaultPoints(process.env.MASTER_KEY_TEST_KILL_AT).reached('remote-job-created');
   const out = openSync(f.output, 'a', 0o600);
   const script = process.argv[1];
   let child;
@@ -317,6 +319,11 @@ async function stream(f: JobFiles, from: Offsets, lines: Lines, sink: EventSink)
     }
     if (state === 'died' && readFrom(f.events, events).length === 0) {
       sink.emit({ e: 'died' });
+      return 0;
+    }
+    if (state === 'never-started') {
+      // Claimed before its worker could (a runner gave it up): it never runs.
+      sink.emit({ e: 'never-started' });
       return 0;
     }
     await sleep(50);

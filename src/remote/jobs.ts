@@ -6,6 +6,8 @@
  *
  * - `claim/`: made by the worker as it starts, or by a runner that found no
  *   worker (then the job never starts): whoever makes it first decides;
+ * - `front`: the pid of the `master-key remote` that made the job and starts
+ *   its worker;
  * - `job.json`: what runs (the operation, its non-secret arguments, the
  *   worker's pid, when it started);
  * - `events.jsonl` (0600): the events the runner streams (log lines,
@@ -16,6 +18,8 @@
  * Nothing secret is written: the key and a database URL reach the worker on
  * its standard input. The runner removes the directory when it is done with
  * the job (`finish`); until then the next plan, apply or recover sees it.
+ * A job that never started leaves no directory behind for long: see
+ * `listJobs`.
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +29,8 @@ import { JobSummary, OpName, ResultEvent } from './protocol';
 
 export const JOBS_DIR_NAME = '.master-key-jobs';
 const ID = /^[A-Za-z0-9-]{8,64}$/;
+/** How long a worker may take from its front creating the job to claiming it; after that, an unclaimed job never started. */
+const START_GRACE_MS = 10_000;
 
 /** What job.json holds. */
 export interface JobInfo {
@@ -38,6 +44,7 @@ export interface JobInfo {
 export interface JobFiles {
   readonly dir: string;
   readonly claim: string;
+  readonly front: string;
   readonly info: string;
   readonly events: string;
   readonly output: string;
@@ -48,7 +55,7 @@ export interface JobFiles {
 export function jobFiles(jobsDir: string, id: string): JobFiles {
   if (!ID.test(id)) throw new MasterKeyError('USAGE', `"${id.slice(0, 80)}" is not a job id.`);
   const dir = join(jobsDir, id);
-  return { dir, claim: join(dir, 'claim'), info: join(dir, 'job.json'), events: join(dir, 'events.jsonl'), output: join(dir, 'output.log'), result: join(dir, 'result.json') };
+  return { dir, claim: join(dir, 'claim'), front: join(dir, 'front'), info: join(dir, 'job.json'), events: join(dir, 'events.jsonl'), output: join(dir, 'output.log'), result: join(dir, 'result.json') };
 }
 
 function touch0600(path: string): void {
@@ -65,6 +72,7 @@ export function createJob(jobsDir: string, id: string): JobFiles {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new MasterKeyError('ROTATION_INTERRUPTED', `The job ${id} was already claimed on this host (the runner gave it up as never started); nothing was run.`);
     throw new MasterKeyError('FILE_ERROR', `Cannot create the job directory ${f.dir} (${(e as NodeJS.ErrnoException).code}); the user the runner logs in as must be able to write beside the config file.`);
   }
+  atomicWriteFile(f.front, `${process.pid}\n`, { mode: 0o600 });
   touch0600(f.events);
   touch0600(f.output);
   return f;
@@ -125,7 +133,7 @@ export function jobState(f: JobFiles): JobSummary['state'] {
   const info = readInfo(f);
   if (info) return workerAlive(f, info.pid) ? 'running' : existsSync(f.result) ? 'finished' : 'died';
   // Claimed but no job.json: a runner gave it up (never started), or a worker is just starting.
-  return existsSync(f.claim) && ageMs(f.claim) > 10_000 ? 'never-started' : 'running';
+  return existsSync(f.claim) && ageMs(f.claim) > START_GRACE_MS ? 'never-started' : 'running';
 }
 
 function ageMs(path: string): number {
@@ -136,7 +144,49 @@ function ageMs(path: string): number {
   }
 }
 
-/** Every job in `jobsDir` (none when it does not exist); jobs that never started are removed once a minute old. */
+/** Whether the front that made the job is gone (its pid is not a live `master-key remote`); unknown (an older front wrote no pid) counts as gone once the worker's grace is over. */
+function frontGone(f: JobFiles): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(f.front, 'utf8').trim());
+  } catch {
+    return ageMs(f.dir) > START_GRACE_MS;
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0) return ageMs(f.dir) > START_GRACE_MS;
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return true;
+  }
+  try {
+    return !readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('remote');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether this is a job its front made whose worker never claimed it, its
+ * front gone (killed between making the directory and starting the worker,
+ * or with the worker just spawned): its logs are there, no job.json, no
+ * claim. Claiming it settles that no worker ever runs it (a worker that
+ * comes now finds the claim taken and stops); no one streams it any more,
+ * and its front already made its directory, so no front can make it again:
+ * it is removed at once.
+ */
+function abandonedAtStart(f: JobFiles): boolean {
+  if (!existsSync(f.events) || existsSync(f.info) || existsSync(f.claim) || !frontGone(f)) return false;
+  return claim(f) && !existsSync(f.info);
+}
+
+/**
+ * Every job in `jobsDir` (none when it does not exist). A job whose worker
+ * never started is removed: at once when its front made it and is gone; a
+ * minute after a runner claimed it as never started, when it holds only
+ * its claim (a front may still be on its way to make it: the directory
+ * stops it).
+ */
 export function listJobs(jobsDir: string): JobSummary[] {
   let ids: string[];
   try {
@@ -147,6 +197,10 @@ export function listJobs(jobsDir: string): JobSummary[] {
   const out: JobSummary[] = [];
   for (const id of ids.sort()) {
     const f = jobFiles(jobsDir, id);
+    if (abandonedAtStart(f)) {
+      rmSync(f.dir, { recursive: true, force: true });
+      continue;
+    }
     const info = readInfo(f);
     const state = jobState(f);
     if (state === 'never-started' || (!info && !existsSync(f.claim) && ageMs(f.dir) > 60_000)) {

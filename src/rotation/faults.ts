@@ -36,6 +36,8 @@ export const FAULT_POINTS = [
   'recover-config-written',
   // Any process: a temp or probe file was written and fsynced, not yet renamed or removed (src/fsutil.ts).
   'temp-written',
+  // A host's `master-key remote` made a job's directory and has not started its worker yet (src/remote/front.ts).
+  'remote-job-created',
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];

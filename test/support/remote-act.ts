@@ -177,8 +177,11 @@ export async function notOpening(url: string, keyHex: string, plaintexts: Readon
 
 /** The job directories left beside a config file on a host (none once every job is finished). */
 export function jobsLeft(configPath: string): string[] {
+  const dir = join(dirname(configPath), '.master-key-jobs');
   try {
-    return readdirSync(join(dirname(configPath), '.master-key-jobs'));
+    // A directory holding only `claim` is no job: a runner claimed that id as never started, and it stays a minute
+    // so that a connection still on its way cannot start it (src/remote/jobs.ts).
+    return readdirSync(dir).filter((id) => readdirSync(join(dir, id)).join() !== 'claim');
   } catch {
     return [];
   }
