@@ -23,13 +23,17 @@
  * `changes.jsonl`: the values at the lock of the rows it re-seals and of
  * the staged rows gone since.
  *
- * Cut-over, in the rotation's transaction after the tables are locked,
- * all on this connection (no second scan, no second connection):
+ * Cut-over, in the rotation's transaction after the tables are locked
+ * (no second scan of what was staged):
  * 1. the rows written since the snapshot (xmin at least as new) whose texts
  *    are not the staged ones are read, backed up as read (into the changes,
  *    after a backup made ahead) and re-sealed by the usual batch path; each
  *    one's staged entry, if any, comes with it and leaves the expected
- *    digest and counts;
+ *    digest and counts. With a backup made ahead they are read on a second
+ *    connection, on this transaction's snapshot (taken after the lock:
+ *    exactly the rows at the lock), while this one runs the swap (2), which
+ *    leaves those rows alone; their writes follow the swap. Without one
+ *    (the swap's RETURNING writes the backup) they are read here, first;
  * 2. one `UPDATE t SET c = s.new FROM staging s WHERE t.id = s.id AND
  *    (t written before the snapshot OR sha256(t.c) = s.digest …)` per
  *    table swaps in every row that still holds its staged texts: a row
@@ -62,7 +66,7 @@ import { CopyField, copyIn, copyTextRows } from './copy';
 import { META_SCHEMA } from './meta';
 import { stagingRight, updateRules } from './privileges';
 import { prepareBatches, writeBatches } from './reencrypt';
-import { Row, copyBatches, cursorBatches } from './row-source';
+import { Reader, Row, connectReader, copyBatches, cursorBatches, exportSnapshot } from './row-source';
 import { lockTables, rowLayout } from './statements';
 import { TablePlan, planInventory } from './tables';
 
@@ -388,7 +392,7 @@ export async function intactStaging(c: Client, r: Rotation): Promise<Token | und
  * The cut-over (see the file's comment), in the caller's transaction on
  * `c`, which holds the rotation lock and has written nothing yet.
  */
-export async function cutOver(c: Client, r: Rotation, token: Token, sink: BackupSink): Promise<RotationResult> {
+export async function cutOver(c: Client, r: Rotation, token: Token, sink: BackupSink, url?: string): Promise<RotationResult> {
   const staged = r.staged!;
   const batchSize = batchSizeOf(r);
   const plans = token.tables.map((t) => t.plan);
@@ -417,7 +421,11 @@ export async function cutOver(c: Client, r: Rotation, token: Token, sink: Backup
   let updated = 0;
   let swappedRows = 0;
   let ok = false;
+  // With the backup made ahead, the swap writes no backup: a second connection, on this transaction's snapshot, reads and
+  // re-seals what changed since while this one swaps (the swap leaves those rows alone, and they are written after it).
+  const reader = ahead ? await sinceReader(c, plans, url) : undefined;
   try {
+    if (reader) await preferLookups(reader.client);
     for (const t of token.tables) {
       const { plan } = t;
       const { olds, news, aads } = stageColumns(plan);
@@ -431,44 +439,58 @@ export async function cutOver(c: Client, r: Rotation, token: Token, sink: Backup
                        FROM ${quoteIdent(plan.table)} t LEFT JOIN ${qualified(t.name)} s ON s.id = t.${quoteIdent(plan.idColumn)}
                       WHERE ${notNull(plan, 't')} AND age(t.xmin) <= age('${token.xmin}'::xid)
                         AND NOT (s.id IS NOT NULL AND ${stillStaged(plan)})`;
-      const restore = await preferLookups(c);
-      const rows = cursorBatches(c, since, batchSize);
       // The bulk made ahead held a value at a column of a row when the row was staged with an old text there.
       const heldAhead = ahead ? (row: Row, i: number) => row[width] !== null && row[oldAt + i] !== null : undefined;
-      const seen = async function* () {
-        for await (const batch of rows) {
-          const gone = batch.filter((row) => row[width] !== null).map((row) => row.slice(width, oldAt));
-          changedStaged += gone.length;
-          unstage(plan, gone);
-          await tee.add(plan, batch, heldAhead);
-          for (const row of batch) row.length = width;
-          yield batch;
-        }
+      const resealChanged = async () => {
+        const restore = reader ? async () => undefined : await preferLookups(c);
+        const budget = new TextBudget();
+        const rows = withinBudget(reader ? copyBatches(reader.client, since, batchSize) : cursorBatches(c, since, batchSize), budget, textIn);
+        const seen = async function* () {
+          for await (const batch of rows) {
+            const gone = batch.filter((row) => row[width] !== null).map((row) => row.slice(width, oldAt));
+            changedStaged += gone.length;
+            unstage(plan, gone);
+            await tee.add(plan, batch, heldAhead);
+            for (const row of batch) row.length = width;
+            yield batch;
+          }
+        };
+        const prepared = prepareBatches(seen(), plan, crypto);
+        // Read and re-sealed ahead (within the budget) while the writes wait for the swap.
+        const batches = reader ? mapAhead(prepared, async (b) => b, CHANGED_AHEAD) : prepared;
+        updated += await naming(plan, 're-encrypting what changed since seal-ahead in', () =>
+          writeBatches(c, plan, batches, (byKind) => counter.add(byKind), progress, 1, budget),
+        );
+        await restore();
       };
-      updated += await naming(plan, 're-encrypting what changed since seal-ahead in', () =>
-        writeBatches(c, plan, prepareBatches(seen(), plan, crypto), (byKind) => counter.add(byKind), progress, 1),
-      );
-      await restore();
       // 2. The swap, in one statement. Without a backup made ahead, its RETURNING hands back the old texts of exactly the rows it swaps: the backup.
       const sets = plan.columns.map((col, i) => `${quoteIdent(col.column)} = COALESCE(s.${news[i]}::${col.type}, t.${quoteIdent(col.column)})`);
       const swapFrom = (from: string) => `UPDATE ${quoteIdent(plan.table)} t SET ${sets.join(', ')} FROM ${from}
                      WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${unchangedSince(plan, token.xmin)}`;
       let swapped = 0;
-      await naming(plan, 'swapping in the staged values of', async () => {
-        if (ahead) {
-          swapped = (await c.query(swapFrom(`${qualified(t.name)} s`))).rowCount ?? 0;
-          progress(swapped);
-          return;
-        }
-        // The old texts are not staged: the same rows as the statement began (`o`, before it swaps them) hand them back.
-        const before = `${qualified(t.name)} s JOIN ${quoteIdent(plan.table)} o ON o.${quoteIdent(plan.idColumn)} = s.id`;
-        const returning = [...plan.columns.map((col) => `o.${quoteIdent(col.column)}::text`), ...aads.map((x) => `s.${x}`)];
-        for await (const batch of copyBatches(c, `${swapFrom(before)} RETURNING s.id::text, ${returning.join(', ')}`, batchSize)) {
-          swapped += batch.length;
-          await tee.add(plan, batch);
-          progress(batch.length);
-        }
-      });
+      const swap = () =>
+        naming(plan, 'swapping in the staged values of', async () => {
+          if (ahead) {
+            swapped = (await c.query(swapFrom(`${qualified(t.name)} s`))).rowCount ?? 0;
+            progress(swapped);
+            return;
+          }
+          // The old texts are not staged: the same rows as the statement began (`o`, before it swaps them) hand them back.
+          const before = `${qualified(t.name)} s JOIN ${quoteIdent(plan.table)} o ON o.${quoteIdent(plan.idColumn)} = s.id`;
+          const returning = [...plan.columns.map((col) => `o.${quoteIdent(col.column)}::text`), ...aads.map((x) => `s.${x}`)];
+          for await (const batch of copyBatches(c, `${swapFrom(before)} RETURNING s.id::text, ${returning.join(', ')}`, batchSize)) {
+            swapped += batch.length;
+            await tee.add(plan, batch);
+            progress(batch.length);
+          }
+        });
+      if (reader) {
+        // The swap is sent first; the changed rows' writes queue behind it on this connection.
+        await bothSettled(swap(), resealChanged());
+      } else {
+        await resealChanged();
+        await swap();
+      }
       updated += swapped;
       swappedRows += swapped;
       // 3. Staged rows neither swapped in nor changed are rows deleted since (or left without a value): found, only then, and accounted for
@@ -506,9 +528,30 @@ export async function cutOver(c: Client, r: Rotation, token: Token, sink: Backup
       sealAhead: { used: true, swappedRows, resealedRows: updated - swappedRows },
     };
   } finally {
+    await (ok ? reader?.close() : reader?.abort());
     await crypto.close();
     if (!ok) await tee.abort();
   }
+}
+
+/** Batches of changed rows read and re-sealed ahead of their writes (the text budget bounds them too). */
+const CHANGED_AHEAD = 64;
+
+/**
+ * A second connection on this transaction's snapshot (taken after the lock: exactly the rows at the lock), to read what
+ * changed since seal-ahead while this one swaps; undefined when the snapshot cannot be shared (then it is read here).
+ */
+async function sinceReader(c: Client, plans: readonly TablePlan[], url: string | undefined): Promise<Reader | undefined> {
+  if (!url) return undefined;
+  const snapshot = await exportSnapshot(c, plans.map((p) => quoteIdent(p.table)));
+  return snapshot ? connectReader(url, snapshot) : undefined;
+}
+
+/** Waits for both; then throws the first one's failure, else the second's. */
+async function bothSettled(first: Promise<unknown>, second: Promise<unknown>): Promise<void> {
+  const [a, b] = await Promise.allSettled([first, second]);
+  if (a.status === 'rejected') throw a.reason;
+  if (b.status === 'rejected') throw b.reason;
 }
 
 /** The staged rows do not add up (swapped in + changed since + deleted since): the staging area is not what was staged. */

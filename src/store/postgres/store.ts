@@ -144,7 +144,7 @@ class PostgresTx implements WriteTx {
   async rotate(r: Rotation): Promise<RotationResult> {
     const { inventory, from, to, backup, staged, ...walk } = r;
     const token = staged ? await intactStaging(this.c, r) : undefined;
-    if (token) return cutOver(this.c, r, token, backup);
+    if (token) return cutOver(this.c, r, token, backup, this.url);
     // A bulk written ahead that cannot be used (the staging area is no longer intact): the whole backup is written here.
     if (staged?.backedUp) await backup.discard(AHEAD_FILE);
     const tee = new BackupTee(inventory, await backup.create(SECRETS_FILE));
