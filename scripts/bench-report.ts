@@ -26,6 +26,10 @@ export interface MethodResult {
   readonly serverUpSealAheadMs?: number;
   /** apply: the server-down window relative to the floor's time (PostgreSQL) or SQLite's rewrite. */
   readonly serverDownVsYardstick?: number;
+  /** floor-staged: the median of its swap alone (the transaction that swaps in the staged texts, no crypto, no client). */
+  readonly swapSeconds?: number;
+  /** apply: the server-down window relative to floor-staged's swap, the database's own time to swap in staged texts. */
+  readonly serverDownVsSwap?: number;
 }
 
 /** An apply's windows over its runs: the median run's phases, the medians of the server-down window and of seal-ahead's. */
@@ -67,6 +71,7 @@ function rate(r: MethodResult): number | undefined {
 /** Adds rates and ratios to the results. */
 export function summarise(report: BenchReport): BenchReport {
   const floor = report.results.find((r) => r.method === 'floor');
+  const swap = report.results.find((r) => r.method === 'floor-staged')?.swapSeconds;
   const naive = report.results.find((r) => r.method === 'naive');
   const floorRate = floor && rate(floor);
   const naiveRate = naive && rate(naive);
@@ -78,6 +83,7 @@ export function summarise(report: BenchReport): BenchReport {
       ...(rps !== undefined && floorRate ? { vsFloor: round2(floorRate / rps) } : {}),
       ...(rps !== undefined && naiveRate ? { speedupOverNaive: round2(rps / naiveRate) } : {}),
       ...(r.serverDownMs !== undefined && floor?.seconds ? { serverDownVsYardstick: round2(r.serverDownMs / 1000 / floor.seconds) } : {}),
+      ...(r.serverDownMs !== undefined && swap ? { serverDownVsSwap: round2(r.serverDownMs / 1000 / swap) } : {}),
     };
   });
   const out = { ...report, results };
@@ -141,7 +147,7 @@ export function sealedGoal(apply: number | undefined, sealed: number | undefined
 }
 
 /** The full apply's median run, phase by phase with its share, and the server-down window. */
-export function applyPhases(a: Pick<MethodResult, 'phases' | 'serverDownMs' | 'serverUpSealAheadMs' | 'serverDownVsYardstick'> | undefined, label?: string, yardstick: 'floor' | 'rewrite' = 'floor'): string[] {
+export function applyPhases(a: Pick<MethodResult, 'phases' | 'serverDownMs' | 'serverUpSealAheadMs' | 'serverDownVsYardstick' | 'serverDownVsSwap'> | undefined, label?: string, yardstick: 'floor' | 'rewrite' = 'floor'): string[] {
   if (!a?.phases) return [];
   const total = Object.values(a.phases).reduce((x, y) => x + y, 0);
   const pct = (ms: number) => (total > 0 ? `${((100 * ms) / total).toFixed(1)}%` : '-');
@@ -155,6 +161,7 @@ export function applyPhases(a: Pick<MethodResult, 'phases' | 'serverDownMs' | 's
       ...(a.serverUpSealAheadMs ? [['  seal-ahead with the server up, median', (a.serverUpSealAheadMs / 1000).toFixed(2), pct(a.serverUpSealAheadMs)]] : []),
     ]),
     ...(a.serverDownVsYardstick !== undefined ? [`  server down = ${a.serverDownVsYardstick.toFixed(2)}x the ${yardstick}'s time`] : []),
+    ...(a.serverDownVsSwap !== undefined ? [`  server down = ${a.serverDownVsSwap.toFixed(2)}x the database's own swap of staged texts (floor-staged's swap)`] : []),
     '',
   ];
 }

@@ -278,7 +278,7 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
     const engine = runs.find((r) => r.crypto)?.crypto;
     if (engine) note = `${note ? `${note}; ` : ''}AES-GCM engine: ${engine}`;
     if (baseline.length) results.push(methodResult('apply-baseline', baseline, o.rows, `${note}; the build at ${o.baselineCli}, run in turn with this one`));
-    results.push(methodResult(method, runs, limit ?? o.rows, note));
+    results.push({ ...methodResult(method, runs, limit ?? o.rows, note), ...(staged.length ? { swapSeconds: median(staged.map((r) => r.swapSeconds)) } : {}) });
     if (sealed.length) results.push(methodResult('apply-sealed', sealed, o.rows, `${note}; the backup sealed to one X25519 recipient (age), run in turn with the apply above`));
   }
   const ver = await c.query<{ server_version: string }>('SHOW server_version');
