@@ -423,8 +423,9 @@ export async function cutOver(c: Client, r: Rotation, token: Token, sink: Backup
   let ok = false;
   // With the backup made ahead, the swap writes no backup: a second connection, on this transaction's snapshot, reads and
   // re-seals what changed since while this one swaps (the swap leaves those rows alone, and they are written after it).
-  const reader = ahead ? await sinceReader(c, plans, url) : undefined;
+  let reader: Reader | undefined;
   try {
+    reader = ahead ? await sinceReader(c, plans, url) : undefined;
     if (reader) await preferLookups(reader.client);
     for (const t of token.tables) {
       const { plan } = t;
@@ -539,12 +540,13 @@ const CHANGED_AHEAD = 64;
 
 /**
  * A second connection on this transaction's snapshot (taken after the lock: exactly the rows at the lock), to read what
- * changed since seal-ahead while this one swaps; undefined when the snapshot cannot be shared (then it is read here).
+ * changed since seal-ahead while this one swaps; undefined when the snapshot cannot be shared or no second connection can
+ * be had (the database at its connection limit): then it is read on this one, first.
  */
 async function sinceReader(c: Client, plans: readonly TablePlan[], url: string | undefined): Promise<Reader | undefined> {
   if (!url) return undefined;
   const snapshot = await exportSnapshot(c, plans.map((p) => quoteIdent(p.table)));
-  return snapshot ? connectReader(url, snapshot) : undefined;
+  return snapshot ? connectReader(url, snapshot).catch(() => undefined) : undefined;
 }
 
 /** Waits for both; then throws the first one's failure, else the second's. */
