@@ -181,7 +181,13 @@ export function jobsLeft(configPath: string): string[] {
   try {
     // A directory holding only `claim` is no job: a runner claimed that id as never started, and it stays a minute
     // so that a connection still on its way cannot start it (src/remote/jobs.ts).
-    return readdirSync(dir).filter((id) => readdirSync(join(dir, id)).join() !== 'claim');
+    return readdirSync(dir).filter((id) => {
+      try {
+        return readdirSync(join(dir, id)).join() !== 'claim';
+      } catch {
+        return false; // removed meanwhile
+      }
+    });
   } catch {
     return [];
   }
