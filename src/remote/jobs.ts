@@ -21,7 +21,7 @@
  * A job that never started leaves no directory behind for long: see
  * `listJobs`.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MasterKeyError } from '../errors';
 import { atomicWriteFile } from '../fsutil';
@@ -72,7 +72,8 @@ export function createJob(jobsDir: string, id: string): JobFiles {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new MasterKeyError('ROTATION_INTERRUPTED', `The job ${id} was already claimed on this host (the runner gave it up as never started); nothing was run.`);
     throw new MasterKeyError('FILE_ERROR', `Cannot create the job directory ${f.dir} (${(e as NodeJS.ErrnoException).code}); the user the runner logs in as must be able to write beside the config file.`);
   }
-  atomicWriteFile(f.front, `${process.pid}\n`, { mode: 0o600 });
+  // Not made atomic: a pid read half written is no number, and the job is then judged by its age, as one of an older front.
+  writeFileSync(f.front, `${process.pid}\n`, { mode: 0o600 });
   touch0600(f.events);
   touch0600(f.output);
   return f;
@@ -177,7 +178,7 @@ function frontGone(f: JobFiles): boolean {
  */
 function abandonedAtStart(f: JobFiles): boolean {
   if (!existsSync(f.events) || existsSync(f.info) || existsSync(f.claim) || !frontGone(f)) return false;
-  return claim(f) && !existsSync(f.info);
+  return claim(f);
 }
 
 /**

@@ -392,7 +392,7 @@ export async function intactStaging(c: Client, r: Rotation): Promise<Token | und
  * The cut-over (see the file's comment), in the caller's transaction on
  * `c`, which holds the rotation lock and has written nothing yet.
  */
-export async function cutOver(c: Client, r: Rotation, token: Token, sink: BackupSink, url?: string): Promise<RotationResult> {
+export async function cutOver(c: Client, r: Rotation, token: Token, sink: BackupSink, url: string): Promise<RotationResult> {
   const staged = r.staged!;
   const batchSize = batchSizeOf(r);
   const plans = token.tables.map((t) => t.plan);
@@ -543,8 +543,7 @@ const CHANGED_AHEAD = 64;
  * changed since seal-ahead while this one swaps; undefined when the snapshot cannot be shared or no second connection can
  * be had (the database at its connection limit): then it is read on this one, first.
  */
-async function sinceReader(c: Client, plans: readonly TablePlan[], url: string | undefined): Promise<Reader | undefined> {
-  if (!url) return undefined;
+async function sinceReader(c: Client, plans: readonly TablePlan[], url: string): Promise<Reader | undefined> {
   const snapshot = await exportSnapshot(c, plans.map((p) => quoteIdent(p.table)));
   return snapshot ? connectReader(url, snapshot).catch(() => undefined) : undefined;
 }
