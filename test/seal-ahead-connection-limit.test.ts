@@ -5,8 +5,7 @@
  * server's connected through the window (as a server that keeps a pool
  * connection while it stops may). The cut-over's second connection (the
  * read of what changed since, beside the swap) cannot be had: it reads on
- * the transaction's own connection instead, and the staging area's removal
- * likewise; the rotation completes, seal-ahead used, every value opens with
+ * the transaction's own connection instead; the rotation completes, seal-ahead used, every value opens with
  * the new key. Real PostgreSQL, a real role, the real CLI.
  */
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
@@ -76,7 +75,7 @@ const fs = require('fs');
   const key = s.configKey();
   expect(key.equals(s.key)).toBe(false);
   expect(await readPlaintexts(s.url, key, s.plaintexts.keys())).toEqual(s.plaintexts);
-  // The staging area went too (on the transaction's connection when no other could be had).
+  // The staging area went too.
   const left = await withTestClient(s.url, (c) => c.query("SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'master_key' AND tablename LIKE 'stage\\_%'"));
   expect(left.rows[0].n).toBe(0);
 });

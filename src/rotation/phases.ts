@@ -116,8 +116,6 @@ export interface ApplyState {
   commit: 'none' | 'sent' | 'done';
   /** The staging area seal-ahead made (bound to the new key), until it is removed. */
   staged?: Staged;
-  /** Its removal, under way while verification reads (awaited by it). */
-  stagingRemoval?: Promise<void>;
   /** What seal-ahead did, for the report (also when it fell back to one pass). */
   sealAhead?: SealAheadOutcome;
   reencrypted?: ReencryptResult;
@@ -303,14 +301,9 @@ function dropEarlyBackup(s: ApplyState): void {
   s.backupSink = undefined;
 }
 
-/**
- * Starts removing the staging area; verification, next, reads meanwhile and
- * waits for it (on PostgreSQL a large staging table takes a moment to drop,
- * on a connection of its own).
- */
 async function removeStaging(s: ApplyState): Promise<void> {
   if (!s.staged) return;
-  s.stagingRemoval = dropStagingQuietly(s.store, s.ctx.log);
+  await dropStagingQuietly(s.store, s.ctx.log);
   s.staged = undefined;
 }
 
@@ -504,11 +497,7 @@ function startServerPhase(s: ApplyState): void {
 }
 
 async function verify(s: ApplyState): Promise<void> {
-  try {
-    s.verification = await verifyRotation(s.ctx, s.store, rotation(s).newKey, s.reencrypted!.digest);
-  } finally {
-    await s.stagingRemoval;
-  }
+  s.verification = await verifyRotation(s.ctx, s.store, rotation(s).newKey, s.reencrypted!.digest);
 }
 
 /** The declared retention, applied only after a verified rotation (a failed one keeps every way back). */

@@ -577,11 +577,7 @@ export interface Store {
   sealAhead(s: SealAhead): Promise<Staged>;
   /** The staging areas in this database (left by an interrupted seal-ahead, or the current one). */
   stagingAreas(): Promise<StagingArea[]>;
-  /**
-   * Removes every staging area; what was removed. Hold the rotation lock.
-   * It may run while this session reads (verification): a store whose
-   * session is one connection drops on a connection of its own.
-   */
+  /** Removes every staging area; what was removed. Hold the rotation lock. */
   dropStaging(): Promise<StagingArea[]>;
   /** Ends the session (and releases the rotation lock). Never throws. */
   close(): Promise<void>;

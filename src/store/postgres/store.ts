@@ -280,14 +280,8 @@ class PostgresStore implements Store {
     return stagingAreasPostgres(this.c);
   }
 
-  /** On a connection of its own, so that verification reads on this one meanwhile (on this one when no other can be had). */
-  async dropStaging(): Promise<StagingArea[]> {
-    const own = await connect(this.url, { applicationName: 'master-key staging removal', lockTimeoutMs: this.lockTimeoutMs }).catch(() => undefined);
-    try {
-      return await dropStagingPostgres(own ?? this.c);
-    } finally {
-      await own?.end().catch(() => undefined);
-    }
+  dropStaging(): Promise<StagingArea[]> {
+    return dropStagingPostgres(this.c);
   }
 
   async close(): Promise<void> {
