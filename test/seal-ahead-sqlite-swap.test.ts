@@ -5,7 +5,8 @@
  * each kind of change the server can make after staging: none, one column
  * changed, a value added to an empty column, both columns emptied, the row
  * deleted, a row inserted. A small batch size makes the swap run in many
- * key ranges.
+ * key ranges; a batch of 100 rows is staged 64 rows to a statement and
+ * then the rest one at a time.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,7 +36,7 @@ describe('SQLite (WAL) cut-over: the swap and the rows it leaves alone', () => {
   beforeEach(() => (dir = scratchDir('mk-swap-')));
   afterEach(() => removeScratch(dir));
 
-  it('swaps in what is still staged, re-seals what changed or was added, drops what was emptied or deleted, and the counts and digest add up', async () => {
+  it.each([4, 100])('swaps in what is still staged, re-seals what changed or was added, drops what was emptied or deleted, and the counts and digest add up (batches of %i rows)', async (batchSize) => {
     const url = createSqliteDatabase('wal', join(dir, 'db'));
     const path = url.slice('sqlite:'.length);
     const oldKey = MasterKey.generate();
@@ -63,7 +64,7 @@ describe('SQLite (WAL) cut-over: the swap and the rows it leaves alone', () => {
 
     const store = await openStore(url);
     try {
-      const staged = await store.sealAhead({ inventory: INVENTORY, from: new Keyring([oldKey]), to: newKey, rotationId: 'swap-test', batchSize: 4 });
+      const staged = await store.sealAhead({ inventory: INVENTORY, from: new Keyring([oldKey]), to: newKey, rotationId: 'swap-test', batchSize });
       expect(existsSync(stagingFile(path))).toBe(true);
       // The server's writes after staging, on a connection of its own.
       const w = new Database(path);
@@ -91,7 +92,7 @@ describe('SQLite (WAL) cut-over: the swap and the rows it leaves alone', () => {
       mkdirSync(join(dir, 'backup'), { mode: 0o700 });
       const result = await store.write(async (tx) => {
         await tx.lockSecretTables(INVENTORY);
-        return tx.rotate({ inventory: INVENTORY, from: new Keyring([oldKey]), to: newKey, backup: new BackupDirectory(join(dir, 'backup')), staged, batchSize: 4 });
+        return tx.rotate({ inventory: INVENTORY, from: new Keyring([oldKey]), to: newKey, backup: new BackupDirectory(join(dir, 'backup')), staged, batchSize });
       });
       // Rows 15 and 30 held nothing and were not staged: 300 - 20 staged rows.
       expect(staged.rows).toBe(ROWS - ROWS / 15);

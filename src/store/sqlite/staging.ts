@@ -42,7 +42,7 @@ import { dirname } from 'node:path';
 import { sealedText } from '../../crypto/batch';
 import { MasterKeyError } from '../../errors';
 import { ValueDigest, textSha256 } from '../../engine/digest';
-import { resealBatch, undecryptable } from '../../engine/reseal';
+import { ResealedBatch, resealBatch, undecryptable } from '../../engine/reseal';
 import { eachValue } from '../../engine/rows';
 import { LARGE_BATCH, releaseLarge, textIn } from '../../engine/memory';
 import { ValueCrypto, valueCrypto } from '../../engine/value-crypto';
@@ -217,20 +217,7 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
     // Digests of texts stand for the texts they read from the database only where its text is UTF-8 (what the swap hashes is the stored bytes).
     const utf8 = String(db.pragma('encoding', { simple: true })).toUpperCase() === 'UTF-8';
     for (const [k, t] of tables.entries()) {
-      const name = `stage_${k}`;
-      const id = idColumnOf(db, t);
-      const idDecl = /^INTEGER$/i.test(id.type) ? 'id INTEGER PRIMARY KEY' : `id ${id.type} PRIMARY KEY`;
-      const cols = [...t.columns.map((_, i) => `o${i}`), ...t.aadColumns.map((_, i) => `a${i}`), ...t.columns.map((_, i) => `n${i}`), ...t.columns.map((_, i) => `h${i}`)];
-      db.exec(`CREATE TABLE ${staged(name)} (${idDecl}, ${cols.join(', ')})${/^INTEGER$/i.test(id.type) ? '' : ' WITHOUT ROWID'}`);
-      // A new text may come as its bytes (a re-sealed document or large value, `SealedText`): bound as a blob, stored as the same text (no string of it made here).
-      const insert = db.prepare(
-        `INSERT INTO ${staged(name)} VALUES (?${', ?'.repeat(t.columns.length + t.aadColumns.length)}${', CAST(? AS TEXT)'.repeat(t.columns.length)}${', ?'.repeat(t.columns.length)})`,
-      );
-      const aadAt = t.aadColumns.map((a) => t.aad.get(a)!);
-      // One row's parameters (id, old texts, additional data, new texts, old texts' digests), filled in place row after row.
-      const args = new Array<unknown>(1 + 3 * t.columns.length + aadAt.length);
-      let rows = 0;
-      const digested: string[] = [];
+      const st = stageTable(db, t, k);
       for (const batch of batches(db, t, batchSize)) {
         const chars = textIn(batch);
         const olds = t.columns.map((_, i) => batch.map((r) => r[t.first + i]));
@@ -244,40 +231,25 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
             let any = false;
             olds.forEach((col, c) => {
               const v = col[i];
-              if (!utf8 || typeof v !== 'string' || v.length < DIGESTED_TEXT || v.includes('\uFFFD') || digested.length >= MAX_DIGESTED_ROWS) return;
+              if (!utf8 || typeof v !== 'string' || v.length < DIGESTED_TEXT || v.includes('\uFFFD') || st.digested.length >= MAX_DIGESTED_ROWS) return;
               digests[c][i] = textSha256(v);
               col[i] = null;
               batch[i][t.first + c] = null;
               any = true;
             });
-            if (any) digested.push(String(batch[i][t.idAt]));
+            if (any) st.digested.push(String(batch[i][t.idAt]));
           }
           releaseLarge(chars);
         }
-        // Every row with a value, also one with nothing sealed in it (no new texts: the swap leaves it as it is), so staging tells what the backup's copy holds.
-        const resealedAt = new Int32Array(batch.length).fill(-1);
-        re.rows.forEach((i, j) => (resealedAt[i] = j));
-        for (let i = 0; i < batch.length; i++) {
-          const row = batch[i];
-          const j = resealedAt[i];
-          let k = 0;
-          args[k++] = row[t.idAt];
-          for (const col of olds) args[k++] = col[i];
-          for (const a of aadAt) args[k++] = row[a];
-          for (const col of re.next) args[k++] = j < 0 ? null : col[j];
-          for (const col of digests) args[k++] = col[i];
-          insert.run(...args);
-        }
-        rows += batch.length;
+        st.write(batch, olds, re, digests, chars < LARGE_BATCH);
         counter.add(re.byKind);
         s.onProgress?.((done += re.total));
         // The batch's texts, old and new, go before the next is read.
         batch.length = 0;
         for (const col of [...olds, ...re.next]) (col as unknown[]).length = 0;
-        args.fill(undefined);
         releaseLarge(chars);
       }
-      out.push({ name, table: t, rows, digested });
+      out.push({ name: st.name, table: t, rows: st.rows, digested: st.digested });
     }
     db.prepare(`UPDATE ${STAGING_SCHEMA}.meta SET staged = ?`).run(stagedRows(out));
     // The copy must be whole before the snapshot ends.
@@ -317,6 +289,83 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
     }
   }
 }
+
+/** One staging table being written: what `StageTable` records, and its writer. */
+interface Stage {
+  readonly name: string;
+  readonly table: SqliteTable;
+  rows: number;
+  readonly digested: string[];
+  /**
+   * Stages a batch: every row with a value, also one with nothing sealed
+   * in it (no new texts: the swap leaves it as it is), so staging tells
+   * what the backup's copy holds. `olds`, per column, each row's old text
+   * (null where `digests` holds its digest); `grouped`: rows of small texts
+   * go `INSERT_ROWS` to a statement.
+   */
+  write(batch: readonly unknown[][], olds: ReadonlyArray<readonly unknown[]>, re: ResealedBatch, digests: ReadonlyArray<ReadonlyArray<Buffer | null>>, grouped: boolean): void;
+}
+
+/** Creates the staging table of `t` (the `k`-th table), empty, in the staging file. */
+function stageTable(db: Db, t: SqliteTable, k: number): Stage {
+  const name = `stage_${k}`;
+  const id = idColumnOf(db, t);
+  const idDecl = /^INTEGER$/i.test(id.type) ? 'id INTEGER PRIMARY KEY' : `id ${id.type} PRIMARY KEY`;
+  const cols = [...t.columns.map((_, i) => `o${i}`), ...t.aadColumns.map((_, i) => `a${i}`), ...t.columns.map((_, i) => `n${i}`), ...t.columns.map((_, i) => `h${i}`)];
+  db.exec(`CREATE TABLE ${staged(name)} (${idDecl}, ${cols.join(', ')})${/^INTEGER$/i.test(id.type) ? '' : ' WITHOUT ROWID'}`);
+  // A new text may come as its bytes (a re-sealed document or large value, `SealedText`): bound as a blob, stored as the same text (no string of it made here).
+  const tuple = `(?${', ?'.repeat(t.columns.length + t.aadColumns.length)}${', CAST(? AS TEXT)'.repeat(t.columns.length)}${', ?'.repeat(t.columns.length)})`;
+  const aadAt = t.aadColumns.map((a) => t.aad.get(a)!);
+  // Parameters (per row: id, old texts, additional data, new texts, old texts' digests), filled in place: one row's, and `group` rows'.
+  const width = 1 + 3 * t.columns.length + aadAt.length;
+  const group = Math.max(1, Math.min(INSERT_ROWS, Math.floor(MAX_PARAMETERS / width)));
+  const insert = db.prepare(`INSERT INTO ${staged(name)} VALUES ${tuple}`);
+  const insertMany = db.prepare(`INSERT INTO ${staged(name)} VALUES ${new Array<string>(group).fill(tuple).join(', ')}`);
+  const args = new Array<unknown>(width);
+  const many = new Array<unknown>(group * width);
+  const stage: Stage = {
+    name,
+    table: t,
+    rows: 0,
+    digested: [],
+    write(batch, olds, re, digests, grouped) {
+      const resealedAt = new Int32Array(batch.length).fill(-1);
+      re.rows.forEach((i, j) => (resealedAt[i] = j));
+      const put = (into: unknown[], k: number, i: number) => {
+        const row = batch[i];
+        const j = resealedAt[i];
+        into[k++] = row[t.idAt];
+        for (const col of olds) into[k++] = col[i];
+        for (const a of aadAt) into[k++] = row[a];
+        for (const col of re.next) into[k++] = j < 0 ? null : col[j];
+        for (const col of digests) into[k++] = col[i];
+      };
+      let i = 0;
+      // A large batch a row at a time: SQLite copies every text bound to a statement.
+      if (grouped) {
+        for (; i + group <= batch.length; i += group) {
+          for (let g = 0; g < group; g++) put(many, g * width, i + g);
+          insertMany.run(many);
+        }
+      }
+      for (; i < batch.length; i++) {
+        put(args, 0, i);
+        insert.run(args);
+      }
+      stage.rows += batch.length;
+      // The texts bound go with the batch.
+      args.fill(undefined);
+      many.fill(undefined);
+    },
+  };
+  return stage;
+}
+
+/** Rows of small texts a staging INSERT writes at once (fewer where a row has many columns). */
+const INSERT_ROWS = 64;
+
+/** Parameters of one statement at most (SQLite's oldest limit, 999, whatever it was built with). */
+const MAX_PARAMETERS = 999;
 
 /** The staging file's page size: the largest SQLite has (its rows are written once, in key order, and read once by the swap in the same order). */
 const STAGING_PAGE_SIZE = 65536;

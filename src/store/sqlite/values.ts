@@ -154,6 +154,16 @@ async function* asAsync<T>(it: Iterable<T>): AsyncGenerator<T> {
   yield* it;
 }
 
+/**
+ * `fn` of each batch of `t` (`batches`), in order, with up to `depth` calls
+ * running at once: the next batches are read on this thread while the
+ * crypto of the earlier ones runs elsewhere. Each batch's text is taken
+ * from `budget` as it is read; the consumer gives it back once done with it.
+ */
+export function readAhead<U>(db: Db, t: SqliteTable, batchSize: number, budget: TextBudget, fn: (rows: unknown[][]) => Promise<U>, depth: number): AsyncGenerator<U> {
+  return mapAhead(withinBudget(asAsync(batches(db, t, batchSize)), budget, textIn), fn, depth);
+}
+
 /** A row's id as text, as failures name it. */
 const idOf = (row: readonly unknown[]) => (row[ID_AT] as string | null) ?? '';
 
@@ -167,7 +177,7 @@ export async function scanValues(db: Db, inv: Inventory, keys: KeySource, opts: 
   try {
     for (const t of tables) {
       const opened = async (rows: unknown[][]) => ({ chars: textIn(rows), out: await openBatch(rows, { shape: t, crypto, ...(only ? { only } : {}) }) });
-      for await (const { chars, out } of mapAhead(withinBudget(asAsync(batches(db, t, batchSize)), budget, textIn), opened, crypto.depth)) {
+      for await (const { chars, out } of readAhead(db, t, batchSize, budget, opened, crypto.depth)) {
         const done = tally.add(t.table, out);
         budget.give(chars);
         opts.onProgress?.(done);
@@ -220,7 +230,7 @@ export async function* resealedBatches(db: Db, tables: readonly SqliteTable[], c
       return b;
     };
     // Keys only grow, so reading the next batch never meets a row the caller rewrote.
-    for await (const b of mapAhead(withinBudget(asAsync(batches(db, t, batchSize)), budget, textIn), reseal, crypto.depth)) {
+    for await (const b of readAhead(db, t, batchSize, budget, reseal, crypto.depth)) {
       yield b;
       if (b.failure) return;
     }
