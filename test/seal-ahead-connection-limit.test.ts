@@ -6,7 +6,10 @@
  * connection while it stops may). The cut-over's second connection (the
  * read of what changed since, beside the swap) cannot be had: it reads on
  * the transaction's own connection instead; the rotation completes, seal-ahead used, every value opens with
- * the new key. Real PostgreSQL, a real role, the real CLI.
+ * the new key. With the server's session kept past the start hook too, the
+ * staging area cannot be dropped on a connection of its own beside
+ * verification either: it is dropped after it, on the session's. Real
+ * PostgreSQL, a real role, the real CLI.
  */
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -42,8 +45,12 @@ afterAll(async () => {
   await withTestClient(adminUrl(), (c) => c.query(`DROP ROLE IF EXISTS ${role}`));
 });
 
-it('with no second connection to be had in the window, the cut-over reads what changed since on its own connection, and the rotation completes', async () => {
+it.each([
+  ['its start hook', true],
+  ['the apply, so the staging area is dropped after verification', false],
+])('with no second connection to be had in the window, the cut-over reads what changed since on its own connection, and the rotation completes (the server session held until %s)', async (_, releaseAtStart) => {
   const ready = join(s.dir, 'holder.ready');
+  rmSync(ready, { force: true });
   const release = join(s.dir, 'holder.release');
   rmSync(release, { force: true });
   const holder = join(s.dir, 'holder.js');
@@ -65,7 +72,13 @@ const fs = require('fs');
 `,
   );
   const stop = `node '${holder}' < /dev/null > /dev/null 2>&1 & for i in $(seq 1 200); do [ -f '${ready}' ] && exit 0; sleep 0.05; done; exit 1`;
-  const r = s.cli(['apply', '--json', '--seal-ahead', '--stop-command', stop, '--start-command', `touch '${release}'`], { env: { DATABASE_URL: roleUrl, HOLDER_URL: roleUrl } });
+  const start = releaseAtStart ? `touch '${release}'` : 'true';
+  let r: ReturnType<typeof s.cli>;
+  try {
+    r = s.cli(['apply', '--json', '--seal-ahead', '--stop-command', stop, '--start-command', start], { env: { DATABASE_URL: roleUrl, HOLDER_URL: roleUrl } });
+  } finally {
+    writeFileSync(release, '');
+  }
   expect(existsSync(ready)).toBe(true);
   expect(r.stderr).not.toMatch(/\[INTERNAL\]/);
   expect(r.code).toBe(0);

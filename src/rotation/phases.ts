@@ -30,7 +30,7 @@ import { removePending, writePending } from './pending';
 import { RotationPlan } from './plan';
 import { Gathered, gather, refuseBadDocuments, refuseUnlessReady, undecryptableRows } from './preflight';
 import { KeyCustody, RotationReport, REPORT_FORMAT, SealAheadOutcome, timingSummary, writeReport } from './report';
-import { dropStagingQuietly, removeLeftoverStaging } from './seal-ahead';
+import { dropStagingBesideQuietly, dropStagingQuietly, removeLeftoverStaging } from './seal-ahead';
 import { aesGcmEngineDescription } from '../crypto/gcm-batch';
 import { Phase, Runner, Runtime } from './runner';
 import { scanWith, verifyRotation } from './verify';
@@ -116,6 +116,8 @@ export interface ApplyState {
   commit: 'none' | 'sent' | 'done';
   /** The staging area seal-ahead made (bound to the new key), until it is removed. */
   staged?: Staged;
+  /** Its removal beside verification, which waits for it: false when it could not be done beside (then verification removes it when done). */
+  stagingRemoval?: Promise<boolean>;
   /** What seal-ahead did, for the report (also when it fell back to one pass). */
   sealAhead?: SealAheadOutcome;
   reencrypted?: ReencryptResult;
@@ -301,9 +303,15 @@ function dropEarlyBackup(s: ApplyState): void {
   s.backupSink = undefined;
 }
 
+/**
+ * Starts removing the staging area beside verification, next, which waits
+ * for it (on PostgreSQL a large staging table takes a moment to drop, on a
+ * connection of its own; with none to be had, it is dropped once
+ * verification is done with the session's).
+ */
 async function removeStaging(s: ApplyState): Promise<void> {
   if (!s.staged) return;
-  await dropStagingQuietly(s.store, s.ctx.log);
+  s.stagingRemoval = dropStagingBesideQuietly(s.store, s.ctx.log);
   s.staged = undefined;
 }
 
@@ -497,7 +505,13 @@ function startServerPhase(s: ApplyState): void {
 }
 
 async function verify(s: ApplyState): Promise<void> {
-  s.verification = await verifyRotation(s.ctx, s.store, rotation(s).newKey, s.reencrypted!.digest);
+  try {
+    s.verification = await verifyRotation(s.ctx, s.store, rotation(s).newKey, s.reencrypted!.digest);
+  } finally {
+    const removal = s.stagingRemoval;
+    s.stagingRemoval = undefined;
+    if (removal && !(await removal)) await dropStagingQuietly(s.store, s.ctx.log);
+  }
 }
 
 /** The declared retention, applied only after a verified rotation (a failed one keeps every way back). */

@@ -93,6 +93,20 @@ export async function removeLeftoverStaging(store: Store, opts: { readonly holds
   return removedSentence(await store.dropStaging());
 }
 
+/**
+ * Removes the staging area of this run beside what the session does next
+ * (`Store.dropStagingBeside`); never throws. Resolves to false when that
+ * could not be done: then `dropStagingQuietly` once the session is done.
+ */
+export async function dropStagingBesideQuietly(store: Store, log: (line: string) => void): Promise<boolean> {
+  try {
+    return (await store.dropStagingBeside()) !== undefined;
+  } catch (e) {
+    log(`Could not remove the staging area (${(e as Error).message}); the next plan, apply or recover removes it.`);
+    return true;
+  }
+}
+
 /** Removes the staging area of this run; never throws (a leftover is removed by the next plan, apply or recover, which say so). */
 export async function dropStagingQuietly(store: Store, log: (line: string) => void): Promise<void> {
   try {

@@ -579,6 +579,14 @@ export interface Store {
   stagingAreas(): Promise<StagingArea[]>;
   /** Removes every staging area; what was removed. Hold the rotation lock. */
   dropStaging(): Promise<StagingArea[]>;
+  /**
+   * Removes every staging area without this session's connection, so that
+   * what the session does next (verification) runs meanwhile: what was
+   * removed, or undefined when that cannot be done (no other connection can
+   * be had): then call `dropStaging` once the session is done. Hold the
+   * rotation lock.
+   */
+  dropStagingBeside(): Promise<StagingArea[] | undefined>;
   /** Ends the session (and releases the rotation lock). Never throws. */
   close(): Promise<void>;
 }

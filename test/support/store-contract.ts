@@ -426,7 +426,11 @@ function seam(fixture: StoreFixture): void {
       expect(backedUp.has(removed.split(':')[1])).toBe(false);
       expect(await texts()).toEqual(atLock);
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))).failureCount).toBe(0);
-      await s.dropStaging();
+      // The staging area is removed beside the session's next read (as beside verification), which it leaves alone.
+      const [removedAreas, scanned] = await Promise.all([s.dropStagingBeside(), s.read((tx) => tx.scan(ACT_PRESET, new Keyring([key])))]);
+      expect(removedAreas?.map((a) => a.fingerprint)).toEqual(expect.arrayContaining([newKey.fingerprint]));
+      expect(scanned).toMatchObject({ total: live.total, failureCount: 0 });
+      expect(await s.stagingAreas()).toEqual([]);
     });
 
     it('rotates, verifies, backs up, drills and restores values of several MiB (many COPY chunks; opened a slice at a time) exactly, in a column and in a JSON document', async () => {

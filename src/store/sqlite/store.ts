@@ -410,6 +410,11 @@ export class SqliteStore implements Store {
     return dropStagingSqlite(this.db, this.path);
   }
 
+  /** Detaching and removing a file is done before this returns: nothing of it runs beside the session. */
+  async dropStagingBeside(): Promise<StagingArea[]> {
+    return dropStagingSqlite(this.db, this.path);
+  }
+
   async close(): Promise<void> {
     await this.checkpointing;
     this.lock.release();
