@@ -50,7 +50,7 @@
 import type { Client } from 'pg';
 import { LARGE_VALUE } from '../../crypto/large-value';
 import { MasterKeyError } from '../../errors';
-import { ValueDigest, textSha256 } from '../../engine/digest';
+import { ValueDigest, textSha256, textsSha256 } from '../../engine/digest';
 import { releaseLarge, textIn } from '../../engine/memory';
 import { TextBudget, WritesInFlight, mapAhead, withinBudget } from '../../engine/pipeline';
 import { resealBatch, undecryptable } from '../../engine/reseal';
@@ -121,7 +121,8 @@ function stageColumns(plan: TablePlan): { olds: string[]; aads: string[]; news: 
 const digestOf = (text: string) => `sha256(convert_to(${text}, 'UTF8'))`;
 /**
  * The digest staged of an old text (null for none), computed by the tool as it reads the text: the same SHA-256 of the same
- * UTF-8 bytes (node:crypto, OpenSSL), so the server neither receives the old texts nor hashes them while it stages.
+ * UTF-8 bytes (OpenSSL's), so the server neither receives the old texts nor hashes them while it stages. A batch's are
+ * computed many to a call (`textsSha256`).
  */
 const digestBytes = (text: string | null): Buffer | null => (text === null ? null : textSha256(text));
 /** The same digest in bytea's text form, for COPY. */
@@ -224,7 +225,7 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
       const { olds, aads, news } = stageColumns(plan);
       const cols = [`id ${plan.idType} NOT NULL`, ...olds.map((x) => `${x} bytea`), ...[...aads, ...news].map((x) => `${x} text`)];
       await c.query(`CREATE UNLOGGED TABLE ${qualified(name)} (${cols.join(', ')})`);
-      // The old texts' digests, computed here (`digestBytes`), go as bytea[]; the additional data and the new texts as text[].
+      // The old texts' digests, computed here (`digestBytes`; a batch's many to a call, `textsSha256`), go as bytea[]; the additional data and the new texts as text[].
       const columns = [...olds, ...aads, ...news];
       const types = [...olds.map(() => 'bytea'), ...[...aads, ...news].map(() => 'text')];
       const insert = `INSERT INTO ${qualified(name)} (id, ${columns.join(', ')})
@@ -258,7 +259,7 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
         }
         const params = [
           pgArray(batch.map((r) => r[shape.idAt])),
-          ...oldTexts.map((col) => binaryByteaArray(col.map(digestBytes))),
+          ...oldTexts.map((col) => binaryByteaArray(textsSha256(col))),
           ...plan.aadColumns.map((a) => binaryTextArray(batch.map((r) => r[shape.aad.get(a)!]))),
           ...out.next.map((col) => binaryTextArray(batch.map((_, i) => newText(col, i)))),
         ];
