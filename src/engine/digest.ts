@@ -144,6 +144,9 @@ export function textSha256(text: string): Buffer {
   return h.digest();
 }
 
+/** `textsSha256`'s buffers: the texts' UTF-8 bytes, each one's (start, length), and its index among the texts. */
+let eachScratch: { readonly scratch: Buffer; readonly offs: Int32Array; readonly at: Int32Array } | undefined;
+
 /** Characters of a text from which `textsSha256` hashes it on its own (`textSha256`) rather than with others in one call. */
 const EACH_ALONE = 1 << 16;
 
@@ -155,9 +158,8 @@ const EACH_ALONE = 1 << 16;
 export function textsSha256(texts: ReadonlyArray<string | null>): Array<Buffer | null> {
   const out = new Array<Buffer | null>(texts.length).fill(null);
   const engine = defaultEngine();
-  const scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
-  const offs = new Int32Array(FLUSH_AT * 2);
-  const at = new Int32Array(FLUSH_AT);
+  // Made once, and reused by every call (each is done with them before it returns): a call per column of every batch.
+  const { scratch, offs, at } = (eachScratch ??= { scratch: Buffer.allocUnsafe(SCRATCH_BYTES), offs: new Int32Array(FLUSH_AT * 2), at: new Int32Array(FLUSH_AT) });
   let items = 0;
   let used = 0;
   const flush = () => {

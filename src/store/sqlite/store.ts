@@ -411,8 +411,8 @@ export class SqliteStore implements Store {
   }
 
   /** Detaching and removing a file is done before this returns: nothing of it runs beside the session. */
-  async dropStagingBeside(): Promise<StagingArea[]> {
-    return dropStagingSqlite(this.db, this.path);
+  dropStagingBeside(): Promise<StagingArea[]> {
+    return this.dropStaging();
   }
 
   async close(): Promise<void> {
