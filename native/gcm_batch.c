@@ -31,10 +31,6 @@
  *   2^256: an order-independent digest of many values. With groups (an
  *   Int32Array, one index per item), acc holds 32 bytes per group and item
  *   i is added to the group groups[i]: a digest per group of places.
- *
- * sha256Each(data, offs, out)
- *   Writes SHA-256(data[offs[2i] .. +offs[2i+1]]) of every item i to
- *   out[32i .. 32i + 32]: the digests of many small items in one call.
  */
 #include <node_api.h>
 #include <openssl/crypto.h>
@@ -227,35 +223,8 @@ static napi_value sum_sha256(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value sha256_each(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3) return fail(env, "gcm_batch.sha256Each needs 3 arguments");
-  bytes_t data, out;
-  int32_t *offs;
-  size_t nOffs;
-  if (!get_bytes(env, argv[0], &data, 0) || !get_i32(env, argv[1], &offs, &nOffs) || !get_bytes(env, argv[2], &out, 0) || nOffs % 2 != 0 || out.n != 16 * nOffs) {
-    return fail(env, "gcm_batch.sha256Each: an argument has the wrong type or size");
-  }
-  for (size_t i = 0; i < nOffs / 2; i++) {
-    if (!in_range(offs[2 * i], offs[2 * i + 1], data.n)) return fail(env, "gcm_batch.sha256Each: an offset is out of range");
-  }
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  const EVP_MD *md = EVP_sha256();
-  int ok = ctx != NULL;
-  unsigned int hl = 0;
-  for (size_t i = 0; ok && i < nOffs / 2; i++) {
-    if (EVP_DigestInit_ex(ctx, md, NULL) != 1 || EVP_DigestUpdate(ctx, data.p + offs[2 * i], (size_t)offs[2 * i + 1]) != 1 || EVP_DigestFinal_ex(ctx, out.p + 32 * i, &hl) != 1 || hl != 32) ok = 0;
-  }
-  EVP_MD_CTX_free(ctx);
-  if (!ok) return fail(env, "gcm_batch.sha256Each: OpenSSL failed");
-  return NULL;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
-  napi_create_function(env, "sha256Each", NAPI_AUTO_LENGTH, sha256_each, NULL, &fn);
-  napi_set_named_property(env, exports, "sha256Each", fn);
   napi_create_function(env, "sumSha256", NAPI_AUTO_LENGTH, sum_sha256, NULL, &fn);
   napi_set_named_property(env, exports, "sumSha256", fn);
   napi_create_function(env, "process", NAPI_AUTO_LENGTH, process_batch, NULL, &fn);

@@ -6,8 +6,7 @@
  */
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { DIGEST_GROUPS, InventoryDigest, ValueDigest, differingGroups, placeGroup, sameDigest, textSha256, textsSha256 } from '../src/engine/digest';
-import { nativeEngine } from '../src/crypto/gcm-batch';
+import { DIGEST_GROUPS, InventoryDigest, ValueDigest, differingGroups, placeGroup, sameDigest, textSha256 } from '../src/engine/digest';
 
 type Item = [table: string, column: string, path: string | undefined, id: string, text: string];
 
@@ -121,27 +120,5 @@ describe('textSha256', () => {
     for (const t of ['', 'é€😀', `${'a'.repeat((1 << 20) - 1)}😀${'ü'.repeat(5000)}`, 'x'.repeat(3 << 20)]) {
       expect(textSha256(t).toString('hex')).toBe(sha(t));
     }
-  });
-});
-
-describe('textsSha256', () => {
-  const sha = (t: string) => createHash('sha256').update(Buffer.from(t, 'utf8')).digest('hex');
-
-  it('is textSha256 of each text, null for null, whatever the texts (many to a call of the addon)', () => {
-    // The addon's SHA-256 is what this checks: the checkout's build has it.
-    expect(nativeEngine()?.name).toBe('native');
-    fc.assert(
-      fc.property(fc.array(fc.option(fc.string({ unit: 'binary', maxLength: 300 }), { nil: null }), { maxLength: 200 }), (texts) => {
-        expect(textsSha256(texts).map((d) => d?.toString('hex') ?? null)).toEqual(texts.map((t) => (t === null ? null : sha(t))));
-      }),
-      { numRuns: 200 },
-    );
-  });
-
-  it('flushes as its buffer or item count fills, and hashes a long text on its own', () => {
-    // 10,000 items (past the 4,096 a call), 3 MiB of three-byte characters (past the 1 MiB buffer), texts of 64 Ki + 1 characters.
-    const texts = Array.from({ length: 10_000 }, (_, i) => (i % 1000 === 7 ? '€'.repeat((1 << 16) + 1) : i % 13 === 0 ? null : `€${i}`.repeat(1 + (i % 100))));
-    const got = textsSha256(texts);
-    texts.forEach((t, i) => expect(got[i]?.toString('hex') ?? null).toBe(t === null ? null : sha(t)));
   });
 });

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { actCodec, v1Codec } from '../src/crypto/codec';
 import { MasterKey } from '../src/crypto/key';
 import { Keyring } from '../src/crypto/keyring';
+import { binaryTextArray, binaryTidArray, binaryTrueArray, binaryXidArray } from '../src/store/postgres/arrays';
 import { dropDatabase, freshDatabase, withTestClient } from './support/db';
 
 describe('real PostgreSQL round trip', () => {
@@ -29,5 +30,25 @@ describe('real PostgreSQL round trip', () => {
       expect(rows.rows.map((r) => ring.openText(v1Codec(), r.v1))).toEqual(plain);
       expect(rows.rows.map((r) => ring.openText(actCodec(), r.act))).toEqual(plain);
     });
+  });
+
+  it('takes our binary array parameters as the arrays they stand for (text, tid, bool, xid), and refuses a transaction id that is not one', async () => {
+    await withTestClient(url, async (c) => {
+      const r = await c.query<{ t: string; tid: string; b: string; x: string }>('SELECT $1::text[]::text AS t, $2::tid[]::text AS tid, $3::bool[]::text AS b, $4::xid[]::text AS x', [
+        binaryTextArray(['a', null, 'ünï "q"', Buffer.from('bytes')]),
+        binaryTidArray(['(0,1)', '(4294967295,65535)']),
+        binaryTrueArray([true, false, true]),
+        binaryXidArray(['0', '754', '4294967295']),
+      ]);
+      expect(r.rows[0]).toEqual({ t: '{a,NULL,"ünï \\"q\\"",bytes}', tid: '{"(0,1)","(4294967295,65535)"}', b: '{t,NULL,t}', x: '{0,754,4294967295}' });
+      const empty = await c.query<{ b: string; x: string }>('SELECT $1::bool[]::text AS b, $2::xid[]::text AS x', [binaryTrueArray([]), binaryXidArray([])]);
+      expect(empty.rows[0]).toEqual({ b: '{}', x: '{}' });
+      // The staging's row versions, as the server reads them.
+      const xmin = await c.query<{ v: string; same: boolean }>("SELECT x.xmin::text AS v, x.xmin = ($1::xid[])[1] AS same FROM (SELECT xmin FROM pg_class WHERE relname = 'pg_class') x", [
+        binaryXidArray([(await c.query<{ v: string }>("SELECT xmin::text AS v FROM pg_class WHERE relname = 'pg_class'")).rows[0].v]),
+      ]);
+      expect(xmin.rows[0].same).toBe(true);
+    });
+    for (const bad of ['4294967296', '-1', '(0,1)', null]) expect(() => binaryXidArray([bad])).toThrow(/unexpected transaction id/);
   });
 });

@@ -120,7 +120,7 @@ describe('PostgreSQL backup written by the re-encryption', () => {
     }
   });
 
-  it('seal-ahead writes the bulk; a value set to NULL, one changed, a row deleted and one added before the lock: changes.jsonl holds exactly those at the lock, restore applies them, and a bulk without its changes is refused', async () => {
+  it('seal-ahead writes the bulk; a value set to NULL, one changed, one rewritten with its own text, a row deleted and one added before the lock: changes.jsonl holds exactly those at the lock, restore applies them, and a bulk without its changes is refused', async () => {
     const s = await openStore(url);
     const backupDir = join(dir, 'ahead');
     mkdirSync(backupDir, { mode: 0o700 });
@@ -136,19 +136,19 @@ describe('PostgreSQL backup written by the re-encryption', () => {
         await c.query('UPDATE tokens SET token = $1 WHERE id = 2', [sealText('changed after seal-ahead')]);
         await c.query('DELETE FROM tokens WHERE id = 3');
         await c.query('INSERT INTO tokens VALUES ($1, $2)', [added, sealText('added after seal-ahead')]);
-        // Written since, its text as staged: compared by its digest in the window, and swapped in.
+        // Written since, its text as staged: a new row version, so re-sealed in the window (and backed up in the changes).
         await c.query('UPDATE tokens SET token = token WHERE id = 4');
       });
       const atLock = await liveTokens();
       const part = await s.write(async (tx) => {
         await tx.lockSecretTables(INVENTORY);
         const r = await tx.rotate({ inventory: INVENTORY, from: new Keyring([key]), to: newKey, backup: sink, staged, batchSize: 500 });
-        expect(r.sealAhead).toMatchObject({ used: true, swappedRows: ROWS - 3 });
+        expect(r.sealAhead).toMatchObject({ used: true, swappedRows: ROWS - 4, resealedRows: 3 });
         return r.backup;
       });
       expect(part.values).toBe(atLock.size);
       expect(part.files.map((f) => f.name).sort()).toEqual(['changes.jsonl', 'secrets-ahead.jsonl']);
-      expect(new Map(changesIn(backupDir).map((o) => [o.id, o.v]))).toEqual(new Map([['1', null], ['2', atLock.get('2')], ['3', null], [added, atLock.get(added)]]));
+      expect(new Map(changesIn(backupDir).map((o) => [o.id, o.v]))).toEqual(new Map([['1', null], ['2', atLock.get('2')], ['3', null], ['4', atLock.get('4')], [added, atLock.get(added)]]));
       const backup = backupToRestore(backupDir, part, NO_CANARY);
       // Without its changes, the bulk is not the values at the lock: refused, nothing written.
       const restoreWith = (b: BackupToRestore) => s.write((tx) => tx.restore({ backup: b, inventory: INVENTORY, decide: (_loc, pairs) => pairs.map((p) => p.backup) }));
@@ -203,7 +203,7 @@ describe('PostgreSQL backup written by the re-encryption', () => {
       await withTestClient(url, (c) => c.query('DROP TABLE docs'));
     }
   });
-  it('seal-ahead without a backup made ahead: the swap hands back the old texts of exactly the rows it swaps (the staging holds only their digests), so secrets.jsonl holds exactly the values at the lock', async () => {
+  it('seal-ahead without a backup made ahead: the swap hands back the old texts of exactly the rows it swaps (the staging holds none of them), so secrets.jsonl holds exactly the values at the lock', async () => {
     const s = await openStore(url);
     const backupDir = join(dir, 'not-ahead');
     mkdirSync(backupDir, { mode: 0o700 });
@@ -223,8 +223,8 @@ describe('PostgreSQL backup written by the re-encryption', () => {
       const part = await s.write(async (tx) => {
         await tx.lockSecretTables(INVENTORY);
         const r = await tx.rotate({ inventory: INVENTORY, from: new Keyring([key]), to: newKey, backup: sink, staged, batchSize: 500 });
-        // Every staged row but the changed and the deleted one (the one rewritten with its own text too).
-        expect(r.sealAhead).toMatchObject({ used: true, swappedRows: before.size - 2, resealedRows: 1 });
+        // Every staged row but the changed, the rewritten (a new row version, its own text) and the deleted one.
+        expect(r.sealAhead).toMatchObject({ used: true, swappedRows: before.size - 3, resealedRows: 2 });
         return r.backup;
       });
       expect(part.files.map((f) => f.name)).toEqual(['secrets.jsonl']);

@@ -1,11 +1,11 @@
 /**
  * One large value on PostgreSQL, sealed ahead and in one pass, through the
  * real CLI: seal-ahead stages it by COPY a slice at a time (as array
- * parameters it would be copied whole into several buffers), with its old
- * text's SHA-256 computed by the tool; the stop hook rewrites the row with
- * its own text (a row written since the snapshot, so the swap compares that
- * digest with the server's); the swap puts it in, and the backup holds
- * exactly the value at the lock, which restore puts back.
+ * parameters it would be copied whole into several buffers), with the row
+ * version read; the stop hook rewrites the small row beside it with its own
+ * text (a new row version, so it is re-sealed in the window); the swap puts
+ * the large one in, and the backup holds exactly the values at the lock,
+ * which restore puts back.
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -60,13 +60,13 @@ describe.each(['--seal-ahead', '--no-seal-ahead'])('a PostgreSQL table with one 
 
   it('rotates it, verified, with a backup holding exactly the values at the lock, which restore puts back', async () => {
     const backups = join(dir, 'backups');
-    // The server's last write, in the stop hook: the large row rewritten with its own text.
+    // The server's last write, in the stop hook: the small row rewritten with its own text.
     const stop = join(dir, 'stop.js');
     writeFileSync(
       stop,
       `const { Client } = require(${JSON.stringify(require.resolve('pg'))});
        const c = new Client({ connectionString: process.env.DATABASE_URL });
-       c.connect().then(() => c.query('UPDATE big_secrets SET value = value WHERE id = 1')).then(() => c.end());`,
+       c.connect().then(() => c.query('UPDATE big_secrets SET value = value WHERE id = 2')).then(() => c.end());`,
     );
     const r = cli(['apply', mode, '--stop-command', `node '${stop}'`, '--backup-dir', backups, '--report-dir', join(dir, 'reports'), '--json']);
     expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
@@ -75,8 +75,8 @@ describe.each(['--seal-ahead', '--no-seal-ahead'])('a PostgreSQL table with one 
     };
     expect(report.verification).toMatchObject({ ok: true, digestMatches: true, checked: 2 });
     expect(report.backup.values).toBe(2);
-    // Swapped in, both: the rewritten row's text is still the one staged (equal digests), so it is not re-sealed again in the window.
-    if (mode === '--seal-ahead') expect(report.sealAhead).toMatchObject({ ran: true, stagedRows: 2, swappedRows: 2, resealedRows: 0 });
+    // The large row swapped in, still the version staged; the rewritten one re-sealed in the window.
+    if (mode === '--seal-ahead') expect(report.sealAhead).toMatchObject({ ran: true, stagedRows: 2, swappedRows: 1, resealedRows: 1 });
     else expect(report.sealAhead?.ran ?? false).toBe(false);
 
     const newKey = parseKey(/^ACT_MASTER_KEY=(.*)$/m.exec(readFileSync(config, 'utf8'))![1]);

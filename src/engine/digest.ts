@@ -144,51 +144,6 @@ export function textSha256(text: string): Buffer {
   return h.digest();
 }
 
-/** `textsSha256`'s buffers: the texts' UTF-8 bytes, each one's (start, length), and its index among the texts. */
-let eachScratch: { readonly scratch: Buffer; readonly offs: Int32Array; readonly at: Int32Array } | undefined;
-
-/** Characters of a text from which `textsSha256` hashes it on its own (`textSha256`) rather than with others in one call. */
-const EACH_ALONE = 1 << 16;
-
-/**
- * `textSha256` of each text (null for null), the small ones many to a call
- * of the engine (OpenSSL's SHA-256 through the addon: one call per text
- * costs several times the hashing of a few hundred bytes).
- */
-export function textsSha256(texts: ReadonlyArray<string | null>): Array<Buffer | null> {
-  const out = new Array<Buffer | null>(texts.length).fill(null);
-  const engine = defaultEngine();
-  // Made once, and reused by every call (each is done with them before it returns): a call per column of every batch.
-  const { scratch, offs, at } = (eachScratch ??= { scratch: Buffer.allocUnsafe(SCRATCH_BYTES), offs: new Int32Array(FLUSH_AT * 2), at: new Int32Array(FLUSH_AT) });
-  let items = 0;
-  let used = 0;
-  const flush = () => {
-    if (items === 0) return;
-    const digests = Buffer.allocUnsafe(32 * items);
-    engine.sha256Each(scratch, offs.subarray(0, 2 * items), digests);
-    for (let k = 0; k < items; k++) out[at[k]] = digests.subarray(32 * k, 32 * k + 32);
-    items = 0;
-    used = 0;
-  };
-  for (let i = 0; i < texts.length; i++) {
-    const text = texts[i];
-    if (text === null) continue;
-    if (text.length > EACH_ALONE) {
-      out[i] = textSha256(text);
-      continue;
-    }
-    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
-    if (items === FLUSH_AT || used + 3 * text.length > SCRATCH_BYTES) flush();
-    const n = scratch.write(text, used, 'utf8');
-    offs[2 * items] = used;
-    offs[2 * items + 1] = n;
-    at[items++] = i;
-    used += n;
-  }
-  flush();
-  return out;
-}
-
 const NUL = Buffer.from([0]);
 const ONE = Uint8Array.from({ length: 32 }, (_, j) => (j === 31 ? 1 : 0));
 

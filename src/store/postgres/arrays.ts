@@ -4,10 +4,11 @@
  * unquotes nor parses the values), and an array literal for the row keys.
  */
 
-/** PostgreSQL's OIDs of `bytea`, `text` and `tid`, the element types of our binary array parameters. */
-const BYTEA_OID = 17;
+/** PostgreSQL's OIDs of `bool`, `text`, `tid` and `xid`, the element types of our binary array parameters. */
+const BOOL_OID = 16;
 const TEXT_OID = 25;
 const TID_OID = 27;
+const XID_OID = 28;
 
 /** Writes the header of a one-dimensional binary array (PostgreSQL's array_send format); returns the offset after it. */
 function arrayHeader(b: Buffer, count: number, hasNull: boolean, oid: number): number {
@@ -25,11 +26,6 @@ function arrayHeader(b: Buffer, count: number, hasNull: boolean, oid: number): n
  */
 export function binaryTextArray(values: ReadonlyArray<string | Uint8Array | null>): Buffer {
   return binaryArray(values, TEXT_OID);
-}
-
-/** A bytea[] parameter in binary format (the server takes each element's bytes as they are: no hex to parse). */
-export function binaryByteaArray(values: ReadonlyArray<Uint8Array | null>): Buffer {
-  return binaryArray(values, BYTEA_OID);
 }
 
 /** A one-dimensional array of `oid` in binary format, each element its bytes as given (a string: its UTF-8). */
@@ -53,6 +49,32 @@ function binaryArray(values: ReadonlyArray<string | Uint8Array | null>, oid: num
     else b.set(v, o + 4);
     b.writeInt32BE(n, o);
     o += 4 + n;
+  }
+  return b;
+}
+
+/** A bool[] parameter in binary format: true where a value is, else NULL. */
+export function binaryTrueArray(values: readonly boolean[]): Buffer {
+  const b = Buffer.allocUnsafe(20 + values.length * 5);
+  let o = arrayHeader(b, values.length, values.includes(false), BOOL_OID);
+  for (const v of values) {
+    o = b.writeInt32BE(v ? 1 : -1, o);
+    if (v) o = b.writeUInt8(1, o);
+  }
+  return b.subarray(0, o);
+}
+
+const XID_TEXT = /^\d{1,10}$/;
+
+/** An xid[] parameter in binary format, from transaction ids as PostgreSQL prints them (32 bits, decimal). */
+export function binaryXidArray(xids: ReadonlyArray<string | null>): Buffer {
+  const b = Buffer.allocUnsafe(20 + xids.length * 8);
+  let o = arrayHeader(b, xids.length, false, XID_OID);
+  for (const x of xids) {
+    const n = x === null || !XID_TEXT.test(x) ? NaN : Number(x);
+    if (!(n <= 0xffffffff)) throw new Error(`unexpected transaction id ${JSON.stringify(x)}`);
+    o = b.writeInt32BE(4, o);
+    o = b.writeUInt32BE(n, o);
   }
   return b;
 }

@@ -6,9 +6,9 @@
  * each value with the old key and seals it under the new one, and this
  * connection writes the results into UNLOGGED tables of the `master_key`
  * schema, one per secret table (`stage_<fingerprint>_<n>`: the row id, the
- * SHA-256 of the value columns' old texts, the old texts of the
- * additional-data columns, the new texts),
- * bound to the new key's fingerprint by name and by comment. Every row
+ * row version read (its `xmin`), which value columns held a value, the old
+ * texts of the additional-data columns, the new texts), bound to the new
+ * key's fingerprint by name and by comment. Every row
  * read is staged, one with nothing sealed in it (a document without a
  * secret at the entry's path) too, with no new texts: so the staging
  * tables hold every row the snapshot holds a value of. No live row
@@ -25,8 +25,8 @@
  *
  * Cut-over, in the rotation's transaction after the tables are locked
  * (no second scan of what was staged):
- * 1. the rows written since the snapshot (xmin at least as new) whose texts
- *    are not the staged ones are read, backed up as read (into the changes,
+ * 1. the rows written since the snapshot (xmin at least as new) that are not
+ *    the row versions staged are read, backed up as read (into the changes,
  *    after a backup made ahead) and re-sealed by the usual batch path; each
  *    one's staged entry, if any, comes with it and leaves the expected
  *    digest and counts. With a backup made ahead they are read on a second
@@ -35,10 +35,9 @@
  *    leaves those rows alone; their writes follow the swap. Without one
  *    (the swap's RETURNING writes the backup) they are read here, first;
  * 2. one `UPDATE t SET c = s.new FROM staging s WHERE t.id = s.id AND
- *    (t written before the snapshot OR sha256(t.c) = s.digest …)` per
- *    table swaps in every row that still holds its staged texts: a row
- *    version older than the snapshot is the one staged, so only the rows
- *    written since are hashed (without a backup made ahead, as `COPY (…
+ *    t.xmin = s.ver` per table swaps in every row that is still the row
+ *    version staged, so still holds the staged texts (see `sameVersion`;
+ *    without a backup made ahead, as `COPY (…
  *    RETURNING s.id, o.c …) TO STDOUT`, joined with the same rows as the
  *    statement began, which hands back, as it goes, exactly those rows' old
  *    texts: the rest of the backup);
@@ -50,7 +49,7 @@
 import type { Client } from 'pg';
 import { LARGE_VALUE } from '../../crypto/large-value';
 import { MasterKeyError } from '../../errors';
-import { ValueDigest, textSha256, textsSha256 } from '../../engine/digest';
+import { ValueDigest } from '../../engine/digest';
 import { releaseLarge, textIn } from '../../engine/memory';
 import { TextBudget, WritesInFlight, mapAhead, withinBudget } from '../../engine/pipeline';
 import { resealBatch, undecryptable } from '../../engine/reseal';
@@ -60,7 +59,7 @@ import { KindCounter, batchSizeOf } from '../../engine/walk';
 import { Inventory, quoteIdent } from '../../inventory/inventory';
 import { BackupSink, Rotation, RotationResult, SealAhead, SealAheadSupport, Staged, StagingArea, StoredFile, inventoryLocations, stagedFor } from '../store';
 import { AHEAD_FILE, BackupTee, CHANGES_FILE, SECRETS_FILE } from './backup';
-import { binaryByteaArray, binaryTextArray, pgArray } from './arrays';
+import { binaryTextArray, binaryTrueArray, binaryXidArray, pgArray } from './arrays';
 import { connect, naming, translatePgError } from './client';
 import { CopyField, copyIn, copyTextRows } from './copy';
 import { META_SCHEMA } from './meta';
@@ -106,27 +105,17 @@ const qualified = (name: string) => `${META_SCHEMA}.${quoteIdent(name)}`;
 const hexOf = (fingerprint: string) => fingerprint.replace(/^mk:/, '');
 
 /**
- * The staging table's columns for a plan: id, d0… (the SHA-256 of each old
- * text, not the text: the swap reads every staged row, and the new texts
- * alone are what it must read), a0… (additional data), n0….
+ * The staging table's columns for a plan besides the id: `ver` (the row
+ * version read: its `xmin`, see `sameVersion`), h0… (true where the value column held
+ * a value as read, else NULL: where the backup's bulk holds one), a0…
+ * (additional data), n0… (the new texts). Neither the old texts nor their
+ * digests: the row version tells whether a live row still holds them, and
+ * the swap reads every staged row, so the new texts are most of what it
+ * reads.
  */
-function stageColumns(plan: TablePlan): { olds: string[]; aads: string[]; news: string[] } {
-  return { olds: plan.columns.map((_, i) => `d${i}`), aads: plan.aadColumns.map((_, i) => `a${i}`), news: plan.columns.map((_, i) => `n${i}`) };
+function stageColumns(plan: TablePlan): { held: string[]; aads: string[]; news: string[] } {
+  return { held: plan.columns.map((_, i) => `h${i}`), aads: plan.aadColumns.map((_, i) => `a${i}`), news: plan.columns.map((_, i) => `n${i}`) };
 }
-
-/**
- * The digest of a live text the window compares with the staged one: SHA-256 of its UTF-8 bytes, computed by the server.
- * (A database whose encoding is not UTF-8 converts, as it converts the texts it sends the tool, so both hash the same bytes.)
- */
-const digestOf = (text: string) => `sha256(convert_to(${text}, 'UTF8'))`;
-/**
- * The digest staged of an old text (null for none), computed by the tool as it reads the text: the same SHA-256 of the same
- * UTF-8 bytes (OpenSSL's), so the server neither receives the old texts nor hashes them while it stages. A batch's are
- * computed many to a call (`textsSha256`).
- */
-const digestBytes = (text: string | null): Buffer | null => (text === null ? null : textSha256(text));
-/** The same digest in bytea's text form, for COPY. */
-const digestText = (text: string | null) => (text === null ? null : `\\x${digestBytes(text)!.toString('hex')}`);
 
 /** Rows must be found by a unique id: seal-ahead swaps staged values in by it. */
 export async function sealAheadSupportPostgres(c: Client, inv: Inventory): Promise<SealAheadSupport> {
@@ -222,17 +211,19 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
     const xmin = snap.rows[0].xmin;
     for (const [k, plan] of plans.entries()) {
       const name = `stage_${hexOf(s.to.fingerprint)}_${k}`;
-      const { olds, aads, news } = stageColumns(plan);
-      const cols = [`id ${plan.idType} NOT NULL`, ...olds.map((x) => `${x} bytea`), ...[...aads, ...news].map((x) => `${x} text`)];
+      const { held, aads, news } = stageColumns(plan);
+      const cols = [`id ${plan.idType} NOT NULL`, 'ver xid NOT NULL', ...held.map((x) => `${x} boolean`), ...[...aads, ...news].map((x) => `${x} text`)];
       await c.query(`CREATE UNLOGGED TABLE ${qualified(name)} (${cols.join(', ')})`);
-      // The old texts' digests, computed here (`digestBytes`; a batch's many to a call, `textsSha256`), go as bytea[]; the additional data and the new texts as text[].
-      const columns = [...olds, ...aads, ...news];
-      const types = [...olds.map(() => 'bytea'), ...[...aads, ...news].map(() => 'text')];
+      // The row versions as xid[], which columns held a value as bool[], the additional data and the new texts as text[].
+      const columns = ['ver', ...held, ...aads, ...news];
+      const types = ['xid', ...held.map(() => 'bool'), ...[...aads, ...news].map(() => 'text')];
       const insert = `INSERT INTO ${qualified(name)} (id, ${columns.join(', ')})
                         SELECT * FROM unnest($1::${plan.idType}[], ${types.map((t, i) => `$${i + 2}::${t}[]`).join(', ')})`;
-      // A batch holding a large value, by COPY: its digests in bytea's text form (`digestText`).
+      // A batch holding a large value, by COPY.
       const copy = `COPY ${qualified(name)} (id, ${columns.join(', ')}) FROM STDIN`;
       const shape = rowLayout(plan);
+      // The row version, read after the row's texts.
+      const versionAt = 1 + plan.columns.length + plan.aadColumns.length;
       const budget = new TextBudget();
       let rows = 0;
       const prepare = async (batch: Row[]): Promise<StagingBatch> => {
@@ -255,17 +246,18 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
         const large = chars > LARGE_VALUE && oldTexts.some((col) => col.some((v) => v !== null && v.length > LARGE_VALUE));
         if (large) {
           const aadAt = plan.aadColumns.map((a) => shape.aad.get(a)!);
-          return { ...counts, fields: batch.map((r, i) => [r[shape.idAt], ...oldTexts.map((col) => digestText(col[i])), ...aadAt.map((a) => r[a]), ...out.next.map((col) => newText(col, i))]) };
+          return { ...counts, fields: batch.map((r, i) => [r[shape.idAt], r[versionAt], ...oldTexts.map((col) => (col[i] === null ? null : 't')), ...aadAt.map((a) => r[a]), ...out.next.map((col) => newText(col, i))]) };
         }
         const params = [
           pgArray(batch.map((r) => r[shape.idAt])),
-          ...oldTexts.map((col) => binaryByteaArray(textsSha256(col))),
+          binaryXidArray(batch.map((r) => r[versionAt])),
+          ...oldTexts.map((col) => binaryTrueArray(col.map((v) => v !== null))),
           ...plan.aadColumns.map((a) => binaryTextArray(batch.map((r) => r[shape.aad.get(a)!]))),
           ...out.next.map((col) => binaryTextArray(batch.map((_, i) => newText(col, i)))),
         ];
         return { ...counts, params };
       };
-      const read = teed(withinBudget(copyBatches(reader, `SELECT ${selectList(plan)} FROM ${quoteIdent(plan.table)} WHERE ${notNull(plan)}`, batchSize), budget, textIn), plan, tee);
+      const read = teed(withinBudget(copyBatches(reader, `SELECT ${selectList(plan)}, xmin::text FROM ${quoteIdent(plan.table)} WHERE ${notNull(plan)}`, batchSize), budget, textIn), plan, tee);
       const staged = (b: StagingBatch) => {
         (b.fields ?? b.params ?? []).length = 0;
         rows += b.n;
@@ -352,23 +344,17 @@ function notNull(plan: TablePlan, alias = ''): string {
   return `(${plan.columns.map((c) => `${a}${quoteIdent(c.column)} IS NOT NULL`).join(' OR ')})`;
 }
 
-/** The live row `t` still holds exactly the texts staged in `s` (values, by their SHA-256, and additional data). */
-function stillStaged(plan: TablePlan): string {
-  const { olds, aads } = stageColumns(plan);
-  const values = plan.columns.map((c, i) => `${digestOf(`t.${quoteIdent(c.column)}::text`)} IS NOT DISTINCT FROM s.${olds[i]}`);
-  const aad = plan.aadColumns.map((c, i) => `t.${quoteIdent(c)}::text IS NOT DISTINCT FROM s.${aads[i]}`);
-  return [...values, ...aad].join(' AND ');
-}
-
 /**
- * The live row `t` holds what the snapshot staged in `s`: a row version
- * older than the snapshot's oldest running transaction (`xmin`) is the one
- * the snapshot read, so only a row written since (the rows the window's
- * first step reads too) has its texts compared, and hashed.
+ * The live row `t` is the row version staged in `s`, so holds exactly the
+ * texts staged (values and additional data). A row version's `xmin` is the
+ * transaction that wrote it; the version the snapshot read was written by a
+ * transaction that had committed, and so writes nothing more: any later
+ * change to the row (an UPDATE, a DELETE and INSERT again under the same
+ * id) is a new version with another transaction's `xmin`. Freezing keeps a
+ * version's `xmin` as it reads. (A version written since that happens to
+ * hold the same texts is re-sealed in the window, not swapped in.)
  */
-function unchangedSince(plan: TablePlan, xmin: string): string {
-  return `(age(t.xmin) > age('${xmin}'::xid) OR (${stillStaged(plan)}))`;
-}
+const sameVersion = 't.xmin = s.ver';
 
 /** The staging area of `r.staged`, checked: bound to `r.to`, made by this store, and intact (undefined: lost, rotate in one pass). */
 export async function intactStaging(c: Client, r: Rotation): Promise<Token | undefined> {
@@ -430,26 +416,26 @@ export async function cutOver(c: Client, r: Rotation, token: Token, sink: Backup
     if (reader) await preferLookups(reader.client);
     for (const t of token.tables) {
       const { plan } = t;
-      const { olds, news, aads } = stageColumns(plan);
+      const { held, news, aads } = stageColumns(plan);
       const width = 1 + plan.columns.length + plan.aadColumns.length;
-      // After the live row and the staged id: the staged new texts and additional data, then the staged old texts.
-      const oldAt = width + 1 + news.length + aads.length;
+      // After the live row and the staged id: the staged new texts and additional data, then where the bulk held values.
+      const heldAt = width + 1 + news.length + aads.length;
       let changedStaged = 0;
-      // 1. Rows written since the snapshot whose texts are not the staged ones: backed up as read, re-sealed here. Each one's
+      // 1. Rows written since the snapshot that are not the row versions staged: backed up as read, re-sealed here. Each one's
       //    staged entry, if any, comes along (its id, new texts and additional data) and is not swapped in.
-      const since = `SELECT ${selectList(plan, 't')}, s.id::text, ${[...news, ...aads, ...olds].map((x) => `s.${x}`).join(', ')}
+      const since = `SELECT ${selectList(plan, 't')}, s.id::text, ${[...news, ...aads, ...held].map((x) => `s.${x}`).join(', ')}
                        FROM ${quoteIdent(plan.table)} t LEFT JOIN ${qualified(t.name)} s ON s.id = t.${quoteIdent(plan.idColumn)}
                       WHERE ${notNull(plan, 't')} AND age(t.xmin) <= age('${token.xmin}'::xid)
-                        AND NOT (s.id IS NOT NULL AND ${stillStaged(plan)})`;
-      // The bulk made ahead held a value at a column of a row when the row was staged with an old text there.
-      const heldAhead = ahead ? (row: Row, i: number) => row[width] !== null && row[oldAt + i] !== null : undefined;
+                        AND NOT (s.id IS NOT NULL AND ${sameVersion})`;
+      // The bulk made ahead held a value at a column of a row when the row was staged as holding one there.
+      const heldAhead = ahead ? (row: Row, i: number) => row[width] !== null && row[heldAt + i] !== null : undefined;
       const resealChanged = async () => {
         const restore = reader ? async () => undefined : await preferLookups(c);
         const budget = new TextBudget();
         const rows = withinBudget(reader ? copyBatches(reader.client, since, batchSize) : cursorBatches(c, since, batchSize), budget, textIn);
         const seen = async function* () {
           for await (const batch of rows) {
-            const gone = batch.filter((row) => row[width] !== null).map((row) => row.slice(width, oldAt));
+            const gone = batch.filter((row) => row[width] !== null).map((row) => row.slice(width, heldAt));
             changedStaged += gone.length;
             unstage(plan, gone);
             await tee.add(plan, batch, heldAhead);
@@ -468,7 +454,7 @@ export async function cutOver(c: Client, r: Rotation, token: Token, sink: Backup
       // 2. The swap, in one statement. Without a backup made ahead, its RETURNING hands back the old texts of exactly the rows it swaps: the backup.
       const sets = plan.columns.map((col, i) => `${quoteIdent(col.column)} = COALESCE(s.${news[i]}::${col.type}, t.${quoteIdent(col.column)})`);
       const swapFrom = (from: string) => `UPDATE ${quoteIdent(plan.table)} t SET ${sets.join(', ')} FROM ${from}
-                     WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${unchangedSince(plan, token.xmin)}`;
+                     WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${sameVersion}`;
       let swapped = 0;
       const swap = () =>
         naming(plan, 'swapping in the staged values of', async () => {
@@ -499,20 +485,20 @@ export async function cutOver(c: Client, r: Rotation, token: Token, sink: Backup
       //    (with a backup made ahead: no value at the lock where the bulk held one).
       const deleted = t.rows - swapped - changedStaged;
       if (deleted > 0) {
-        const gone = `SELECT s.id::text, ${[...news, ...aads, ...olds].map((x) => `s.${x}`).join(', ')} FROM ${qualified(t.name)} s
+        const gone = `SELECT s.id::text, ${[...news, ...aads, ...held].map((x) => `s.${x}`).join(', ')} FROM ${qualified(t.name)} s
                        WHERE NOT EXISTS (SELECT 1 FROM ${quoteIdent(plan.table)} t WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${notNull(plan, 't')})`;
-        const oldsAt = 1 + news.length + aads.length;
+        const heldFrom = 1 + news.length + aads.length;
         let found = 0;
         for await (const batch of copyBatches(c, gone, batchSize)) {
           found += batch.length;
           if (ahead) {
-            // As the backup's lines read them: the id, no value, no additional data; the staged old texts after.
-            const asRead = batch.map((row) => [row[0], ...plan.columns.map(() => null), ...plan.aadColumns.map(() => null), ...row.slice(oldsAt)]);
+            // As the backup's lines read them: the id, no value, no additional data; where the bulk held values after.
+            const asRead = batch.map((row) => [row[0], ...plan.columns.map(() => null), ...plan.aadColumns.map(() => null), ...row.slice(heldFrom)]);
             await tee.add(plan, asRead, (row, i) => row[width + i] !== null);
           }
           unstage(
             plan,
-            batch.map((row) => row.slice(0, oldsAt)),
+            batch.map((row) => row.slice(0, heldFrom)),
           );
         }
         if (found !== deleted) throw stagingMismatch(plan, t, swapped, changedStaged, found);
