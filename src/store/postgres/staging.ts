@@ -223,7 +223,7 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
       const copy = `COPY ${qualified(name)} (id, ${columns.join(', ')}) FROM STDIN`;
       const shape = rowLayout(plan);
       // The row version, read after the row's texts.
-      const versionAt = 1 + plan.columns.length + plan.aadColumns.length;
+      const versionAt = selectWidth(plan);
       const budget = new TextBudget();
       let rows = 0;
       const prepare = async (batch: Row[]): Promise<StagingBatch> => {
@@ -339,6 +339,11 @@ function selectList(plan: TablePlan, alias = ''): string {
   return [plan.idColumn, ...plan.columns.map((c) => c.column), ...plan.aadColumns].map((c) => `${a}${quoteIdent(c)}::text`).join(', ');
 }
 
+/** The fields `selectList` reads. */
+function selectWidth(plan: TablePlan): number {
+  return 1 + plan.columns.length + plan.aadColumns.length;
+}
+
 function notNull(plan: TablePlan, alias = ''): string {
   const a = alias ? `${alias}.` : '';
   return `(${plan.columns.map((c) => `${a}${quoteIdent(c.column)} IS NOT NULL`).join(' OR ')})`;
@@ -417,7 +422,7 @@ export async function cutOver(c: Client, r: Rotation, token: Token, sink: Backup
     for (const t of token.tables) {
       const { plan } = t;
       const { held, news, aads } = stageColumns(plan);
-      const width = 1 + plan.columns.length + plan.aadColumns.length;
+      const width = selectWidth(plan);
       // After the live row and the staged id: the staged new texts and additional data, then where the bulk held values.
       const heldAt = width + 1 + news.length + aads.length;
       let changedStaged = 0;
