@@ -184,6 +184,15 @@ describe('finding sealed values in the text, without a tree (the hot path)', () 
     expect(slots.map((s) => [s.path, slotValue(text, s)])).toEqual([['env.0.value', 'old/one']]);
     expect(splice(text, slots, ['new'])).toBe('{ "n": 1.50E+2,\n  "env": [ { "value" : "new", "k": "\\u00e9" } ] }');
   });
+
+  it('writes a lone surrogate it keeps as its escape (it has no UTF-8 form), a pair as its character', () => {
+    const text = '{"k":["\udc00x","\ud83d","\ud83d\ude00","\ud800\ud800\udfff"],"value":"old"}';
+    const slots = documentSlots(text, [entry(['value'])]);
+    const out = splice(text, slots, ['new']);
+    expect(out).toBe('{"k":["\\udc00x","\\ud83d","\ud83d\ude00","\\ud800\ud800\udfff"],"value":"new"}');
+    expect(out.isWellFormed()).toBe(true);
+    expect(JSON.parse(out).k).toEqual(JSON.parse(text).k);
+  });
 });
 
 describe('a stored document the reader refuses', () => {

@@ -330,18 +330,32 @@ export class DocumentSplice {
 
   /** Replaces the string of `slot` (after every slot replaced before it) with `value`. */
   replace(slot: Pick<TextSlot, 'start' | 'end'>, value: string): void {
-    this.out.text(this.text.slice(this.at, slot.start));
+    this.keep(this.text.slice(this.at, slot.start));
     this.out.quoted(value);
     this.at = slot.end;
   }
 
   /** The new text, once every replacement is made. */
   bytes(): Buffer {
-    this.out.text(this.text.slice(this.at));
+    this.keep(this.text.slice(this.at));
     this.at = this.text.length;
     return this.out.bytes();
   }
+
+  /**
+   * Writes text kept as it was. A lone surrogate has no UTF-8 form (it would
+   * be written as U+FFFD, another character): one can only stand inside a
+   * string token of a document the reader accepted, so it is written as its
+   * `\uXXXX` escape, the same string. Text read from a database never holds
+   * one; a document given as a JS string might.
+   */
+  private keep(span: string): void {
+    this.out.text(span.isWellFormed() ? span : span.replace(LONE_SURROGATE, (c) => `\\u${c.charCodeAt(0).toString(16)}`));
+  }
 }
+
+/** A high surrogate not followed by a low one, or a low one not after a high one. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /** Writes a value read by `parseJsonLossless` back as compact JSON text (the pieces of a large document joined once, not level by level). */
 export function stringifyJsonLossless(v: JsonValue): string {
