@@ -76,6 +76,18 @@ function whatwgPassword(url: string): string | undefined {
   }
 }
 
+/** The wording describeUrl and clientFor's refusal use whatever the URL: a password within it cannot be told apart from it. */
+const FIXED_WORDING = [describeUrl('not a URL'), describeUrl('postgres://['), refusalOf('postgres://[')].join(' ');
+
+function refusalOf(url: string): string {
+  try {
+    clientFor(url);
+    return '';
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 /** Whether text occurs in the parts of a URL a description shows, user, host and path (raw or decoded), or in the URL at all when it does not parse. */
 function inShownParts(url: string, text: string): boolean {
   let path = url;
@@ -125,8 +137,8 @@ function checkUrl({ url, baseDir }: UrlInput): void {
     return;
   }
   invariant(resolved.value === url, 'resolveStoreUrl changed a PostgreSQL URL');
-  // The password as pg would send it, and as a URL parser reads it.
-  const passwords = [passwordOf(url), whatwgPassword(url)].filter((p): p is string => p !== undefined && p.length >= 4);
+  // The password as pg would send it, and as a URL parser reads it; not one that is part of the messages' own wording ("stgr" of postgres://).
+  const passwords = [passwordOf(url), whatwgPassword(url)].filter((p): p is string => p !== undefined && p.length >= 4 && !FIXED_WORDING.includes(p));
   const client = typed('clientFor', () => clientFor(url), CODES, [...secrets, ...passwords]);
   // (A URL parser drops tabs and line breaks anywhere in a URL.)
   invariant(client.ok || client.rejection.code === 'USAGE' || /ssl(cert|key|rootcert)=/i.test(url.replace(/[\t\n\r]/g, '')), 'clientFor blamed a certificate file on a URL that names none');
