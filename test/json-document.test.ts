@@ -190,7 +190,7 @@ describe('finding sealed values in the text, without a tree (the hot path)', () 
     const slots = documentSlots(text, [entry(['value'])]);
     const out = splice(text, slots, ['new']);
     expect(out).toBe('{"k":["\\udc00x","\\ud83d","\ud83d\ude00","\\ud800\ud800\udfff"],"value":"new"}');
-    expect(out.isWellFormed()).toBe(true);
+    expect(Buffer.from(out, 'utf8').toString('utf8')).toBe(out); // well formed: no lone surrogate (it would come back as U+FFFD)
     expect(JSON.parse(out).k).toEqual(JSON.parse(text).k);
   });
 });

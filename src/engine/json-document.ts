@@ -350,10 +350,12 @@ export class DocumentSplice {
    * one; a document given as a JS string might.
    */
   private keep(span: string): void {
-    this.out.text(span.isWellFormed() ? span : span.replace(LONE_SURROGATE, (c) => `\\u${c.charCodeAt(0).toString(16)}`));
+    this.out.text(SURROGATE.test(span) ? span.replace(LONE_SURROGATE, (c) => `\\u${c.charCodeAt(0).toString(16)}`) : span);
   }
 }
 
+/** Any surrogate (most texts hold none: they skip the search for lone ones). */
+const SURROGATE = /[\ud800-\udfff]/;
 /** A high surrogate not followed by a low one, or a low one not after a high one. */
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
