@@ -88,12 +88,12 @@ function refusalOf(url: string): string {
   }
 }
 
-/** Whether text occurs in the parts of a URL a description shows, user, host and path (raw or decoded), or in the URL at all when it does not parse. */
+/** Whether text occurs in the parts of a URL a description shows, user, host, port and path (raw or decoded), or in the URL at all when it does not parse. */
 function inShownParts(url: string, text: string): boolean {
   let path = url;
   try {
     const u = new URL(url);
-    path = `${u.username} ${u.hostname} ${u.pathname}`;
+    path = `${u.username} ${u.hostname} ${u.port} ${u.pathname}`;
   } catch {
     // the whole URL
   }
