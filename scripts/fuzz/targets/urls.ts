@@ -103,7 +103,23 @@ function inShownParts(url: string, text: string): boolean {
   } catch {
     // raw only
   }
-  return path.includes(text) || decoded.includes(text) || path.includes(encodeURIComponent(text));
+  return path.includes(text) || decoded.includes(text) || path.includes(encodeURIComponent(text)) || inDescriptionWithAnotherPassword(url, text);
+}
+
+/**
+ * Whether text is in the description of the same URL with another password:
+ * then the other parts show it, with their separators too (password ":1]:"
+ * in "[::1]:0", host and port).
+ */
+function inDescriptionWithAnotherPassword(url: string, text: string): boolean {
+  try {
+    const u = new URL(url);
+    u.password = u.password === 'x' ? 'y' : 'x';
+    const other = describeUrl(u.href);
+    return other.includes(text) || other.includes(encodeURIComponent(text));
+  } catch {
+    return false;
+  }
 }
 
 /** pg reads the certificate files a URL names while parsing it: never let an input name a device or a kernel file. */
