@@ -88,38 +88,29 @@ function refusalOf(url: string): string {
   }
 }
 
-/** Whether text occurs in the parts of a URL a description shows, user, host, port and path (raw or decoded), or in the URL at all when it does not parse. */
-function inShownParts(url: string, text: string): boolean {
-  let path = url;
-  try {
-    const u = new URL(url);
-    path = `${u.username} ${u.hostname} ${u.port} ${u.pathname}`;
-  } catch {
-    // the whole URL
-  }
-  let decoded = path;
-  try {
-    decoded = decodeURIComponent(path);
-  } catch {
-    // raw only
-  }
-  return path.includes(text) || decoded.includes(text) || path.includes(encodeURIComponent(text)) || inDescriptionWithAnotherPassword(url, text);
-}
-
 /**
- * Whether text is in the description of the same URL with another password:
- * then the other parts show it, with their separators too (password ":1]:"
- * in "[::1]:0", host and port).
+ * Whether a description may show text for a part other than the password:
+ * the description of the same URL with another password holds it too (the
+ * user, host, port and path, with their separators: password ":1]:" in
+ * "[::1]:0"). A URL that does not parse: whether it holds the text at all
+ * (raw, decoded or encoded).
  */
-function inDescriptionWithAnotherPassword(url: string, text: string): boolean {
+function inShownParts(url: string, text: string): boolean {
+  let u: URL;
   try {
-    const u = new URL(url);
-    u.password = u.password === 'x' ? 'y' : 'x';
-    const other = describeUrl(u.href);
-    return other.includes(text) || other.includes(encodeURIComponent(text));
+    u = new URL(url);
   } catch {
-    return false;
+    let decoded = url;
+    try {
+      decoded = decodeURIComponent(url);
+    } catch {
+      // raw only
+    }
+    return url.includes(text) || decoded.includes(text) || url.includes(encodeURIComponent(text));
   }
+  u.password = u.password === 'x' ? 'y' : 'x';
+  const other = describeUrl(u.href);
+  return other.includes(text) || other.includes(encodeURIComponent(text));
 }
 
 /** pg reads the certificate files a URL names while parsing it: never let an input name a device or a kernel file. */
