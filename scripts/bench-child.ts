@@ -56,7 +56,7 @@ async function cryptoAlone(c: Client, from: MasterKey, to: MasterKey, job: Child
   const values: string[] = [];
   for await (const lines of copyLines(c, `COPY (SELECT value FROM ${BENCH_TABLE}) TO STDOUT`)) for (const l of lines) values.push(l);
   const size = job.batchSize ?? DEFAULT_BATCH_SIZE;
-  const crypto = valueCrypto(new Keyring([from]), to, job.crypto ? { crypto: job.crypto } : {});
+  const crypto = valueCrypto({ from: new Keyring([from]), to }, job.crypto ? { crypto: job.crypto } : {});
   try {
     const batches = (async function* () {
       for (let i = 0; i < values.length; i += size) yield values.slice(i, i + size);

@@ -138,7 +138,7 @@ async function cryptoAlone(path: string, oldKey: MasterKey, newKey: MasterKey, m
   const db = open(path);
   const values = db.prepare(`SELECT value FROM ${BENCH_TABLE}`).pluck().all() as string[];
   db.close();
-  const crypto = valueCrypto(new Keyring([oldKey]), newKey, mode ? { crypto: mode } : {});
+  const crypto = valueCrypto({ from: new Keyring([oldKey]), to: newKey }, mode ? { crypto: mode } : {});
   const t0 = process.hrtime.bigint();
   try {
     // Several batches in flight when workers do the work.

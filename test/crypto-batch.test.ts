@@ -159,7 +159,7 @@ describe('crypto in worker threads', () => {
   const places = (n: number, salt: number) => ({ table: 't', column: 'c', ids: Array.from({ length: n }, (_, i) => `${salt}-${i}`) });
 
   it('runs batches in worker threads with several in flight, results in order, and sums the digest of what each worker placed', async () => {
-    const crypto = valueCrypto(new Keyring([from]), to, { crypto: 'workers', workers: 2 });
+    const crypto = valueCrypto({ from: new Keyring([from]), to }, { crypto: 'workers', workers: 2 });
     const digest = new ValueDigest();
     try {
       expect(crypto.mode).toBe('workers');
@@ -182,7 +182,7 @@ describe('crypto in worker threads', () => {
     process.env.MASTER_KEY_TEST_WORKER_EXIT_AT = '2';
     let crypto: ValueCrypto;
     try {
-      crypto = valueCrypto(new Keyring([from]), to, { crypto: 'workers', workers: 1 });
+      crypto = valueCrypto({ from: new Keyring([from]), to }, { crypto: 'workers', workers: 1 });
     } finally {
       delete process.env.MASTER_KEY_TEST_WORKER_EXIT_AT;
     }
@@ -199,7 +199,7 @@ describe('crypto in worker threads', () => {
 /** Values of every shape a column may hold, for codec `name`. */
 function valueArb(name: CodecName, inRing: MasterKey, other: MasterKey, aad: Uint8Array | undefined): fc.Arbitrary<string> {
   const codec = codecByName(name);
-  const sealedBy = (k: MasterKey, a = aad) => bytes(0, 300).map((pt) => codec.seal(k, pt, undefined, a));
+  const sealedBy = (k: MasterKey, a = aad) => bytes(0, 300).map((pt) => codec.seal(k, pt, { aad: a }));
   return fc.oneof(
     { arbitrary: sealedBy(inRing), weight: 6 },
     { arbitrary: sealedBy(other), weight: 1 },
@@ -214,7 +214,7 @@ function valueArb(name: CodecName, inRing: MasterKey, other: MasterKey, aad: Uin
     // non-canonical padding bits, whitespace inside, the other codec's format
     { arbitrary: sealedBy(inRing).map((s) => s.replace(/[AQgw]==$/, 'B==').replace(/([A-Za-z0-9])=$/, 'z=')), weight: 1 },
     { arbitrary: sealedBy(inRing).map((s) => `${s.slice(0, 10)}\n${s.slice(10)}`), weight: 1 },
-    { arbitrary: bytes(0, 50).map((pt) => codecByName(name === 'act' ? 'v1' : 'act').seal(inRing, pt, undefined, aad)), weight: 1 },
+    { arbitrary: bytes(0, 50).map((pt) => codecByName(name === 'act' ? 'v1' : 'act').seal(inRing, pt, { aad })), weight: 1 },
     // any ASCII character put in, over or out at any place ('=' inside, '-' or '_' in base64, '+' in base64url, ...)
     {
       arbitrary: fc.tuple(sealedBy(inRing), fc.nat(), fc.integer({ min: 0, max: 127 }), fc.constantFrom('replace', 'insert', 'delete')).map(([s, i, c, op]) => {
@@ -243,7 +243,7 @@ describe.each(MODES)('batch crypto (%s) gives the codec’s own outcome on every
   const ring = new Keyring([k1, k2]);
   let crypto: ValueCrypto;
   beforeAll(() => {
-    crypto = valueCrypto(ring, to, { crypto: mode, workers: 2 });
+    crypto = valueCrypto({ from: ring, to }, { crypto: mode, workers: 2 });
   });
   afterAll(() => crypto.close());
 
@@ -290,7 +290,7 @@ describe.each(MODES)('batch crypto (%s) gives the codec’s own outcome on every
     const pts = Array.from({ length: 200 }, (_, i) => randomBytes(i));
     const out = await crypto.process(
       'act',
-      pts.map((p) => noble.seal(k1, p, undefined, aad)),
+      pts.map((p) => noble.seal(k1, p, { aad })),
       pts.map(() => aad),
     );
     out.forEach((r, i) => expect(Buffer.from(noble.open(new Keyring([to]), sealedText(r.next!), aad).plaintext).equals(pts[i])).toBe(true));
@@ -323,7 +323,7 @@ describe('batch crypto scan (no new key)', () => {
       }
     });
     for (const mode of MODES) {
-      const c = valueCrypto(ring, undefined, { crypto: mode });
+      const c = valueCrypto({ from: ring }, { crypto: mode });
       try {
         expect(await c.process('act', values)).toEqual(expected);
       } finally {
@@ -346,12 +346,12 @@ describe('large values, a slice at a time (src/crypto/large-value)', () => {
     const codec = codecByName(name);
     const noble = codecByName(name, nobleAead);
     const aad = Buffer.from('row 7');
-    const good = plaintexts.map((pt, i) => codec.seal(i === 1 ? k2 : k1, pt, undefined, i === 2 ? aad : undefined));
+    const good = plaintexts.map((pt, i) => codec.seal(i === 1 ? k2 : k1, pt, { aad: i === 2 ? aad : undefined }));
     const tampered = flipChar(good[0], good[0].length - 30);
     const foreign = codec.seal(MasterKey.generate(), plaintexts[0]);
     const aads = [undefined, undefined, aad, undefined, undefined];
     for (const mode of MODES) {
-      const c = valueCrypto(ring, to, { crypto: mode });
+      const c = valueCrypto({ from: ring, to }, { crypto: mode });
       try {
         const out = await c.process(name, [...good, tampered, foreign], aads);
         good.forEach((_, i) => {
@@ -374,7 +374,7 @@ describe('large values, a slice at a time (src/crypto/large-value)', () => {
       }
     }
     // Opening only (a scan): the same outcomes, nothing re-sealed.
-    const scan = valueCrypto(ring, undefined, {});
+    const scan = valueCrypto({ from: ring });
     try {
       expect(await scan.process(name, [...good, tampered], aads.slice(0, 4))).toEqual([{}, {}, {}, { code: expect.stringMatching(/^SEALED_/) }]);
     } finally {

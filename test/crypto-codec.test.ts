@@ -113,8 +113,8 @@ describe.each(CODECS)('%s', (_, codec) => {
   it('is deterministic for a given nonce, and noble and node agree', () => {
     const nonce = new Uint8Array(NONCE_BYTES).fill(9);
     const twin = codecByName(codec.name, codec === CODECS[0][1] || codec === CODECS[2][1] ? nobleAead : nodeAead);
-    expect(codec.seal(NEW, utf8(SECRET), nonce)).toBe(codec.seal(NEW, utf8(SECRET), nonce));
-    expect(twin.seal(NEW, utf8(SECRET), nonce)).toBe(codec.seal(NEW, utf8(SECRET), nonce));
+    expect(codec.seal(NEW, utf8(SECRET), { nonce })).toBe(codec.seal(NEW, utf8(SECRET), { nonce }));
+    expect(twin.seal(NEW, utf8(SECRET), { nonce })).toBe(codec.seal(NEW, utf8(SECRET), { nonce }));
   });
 
   it('detects any single flipped bit in the decoded payload', () => {
@@ -187,12 +187,12 @@ describe.each(['v1', 'act'] as const)('%s with additional authenticated data per
   it('node and noble give identical bytes for the same nonce and data, and each opens what the other seals', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), aadArb, fc.uint8Array({ minLength: NONCE_BYTES, maxLength: NONCE_BYTES }), (pt, aad, nonce) => {
-        const a = node.seal(NEW, pt, nonce, aad);
-        expect(noble.seal(NEW, pt, nonce, aad)).toBe(a);
-        expect(Buffer.from(noble.open(ring, node.seal(NEW, pt, undefined, aad), aad).plaintext).equals(Buffer.from(pt))).toBe(true);
-        expect(Buffer.from(node.open(ring, noble.seal(NEW, pt, undefined, aad), aad).plaintext).equals(Buffer.from(pt))).toBe(true);
+        const a = node.seal(NEW, pt, { nonce, aad });
+        expect(noble.seal(NEW, pt, { nonce, aad })).toBe(a);
+        expect(Buffer.from(noble.open(ring, node.seal(NEW, pt, { aad }), aad).plaintext).equals(Buffer.from(pt))).toBe(true);
+        expect(Buffer.from(node.open(ring, noble.seal(NEW, pt, { aad }), aad).plaintext).equals(Buffer.from(pt))).toBe(true);
         // Without the data, the value is exactly what the codec wrote before additional data existed.
-        expect(node.seal(NEW, pt, nonce)).toBe(node.seal(NEW, pt, nonce, new Uint8Array()));
+        expect(node.seal(NEW, pt, { nonce })).toBe(node.seal(NEW, pt, { nonce, aad: new Uint8Array() }));
       }),
       { numRuns: 200 },
     );
@@ -201,7 +201,7 @@ describe.each(['v1', 'act'] as const)('%s with additional authenticated data per
   it('binds the data as documented: v1 authenticates header || data, act the data alone', () => {
     const nonce = new Uint8Array(NONCE_BYTES).fill(5);
     const aad = Buffer.from('user 42');
-    const sealed = node.seal(NEW, utf8(SECRET), nonce, aad);
+    const sealed = node.seal(NEW, utf8(SECRET), { nonce, aad });
     const header = headerOf(node, sealed);
     const expected = nodeAead.seal(NEW.bytes(), nonce, utf8(SECRET), Buffer.concat([Buffer.from(header, 'ascii'), aad]));
     expect(decode(node, sealed).subarray(NONCE_BYTES).equals(Buffer.from(expected))).toBe(true);
@@ -211,7 +211,7 @@ describe.each(['v1', 'act'] as const)('%s with additional authenticated data per
     fc.assert(
       fc.property(fc.string({ maxLength: 40 }), aadArb, fc.nat(), (text, aad, r) => {
         for (const impl of [node, noble]) {
-          const sealed = impl.seal(NEW, utf8(text), undefined, aad);
+          const sealed = impl.seal(NEW, utf8(text), { aad });
           const flipped = Uint8Array.from(aad);
           flipped[(r >> 3) % aad.length] ^= 1 << (r & 7);
           expectCode(ring, impl, sealed, tamperedCode, text);

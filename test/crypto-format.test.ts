@@ -87,8 +87,8 @@ describe('docs/sealed-secret-format.md worked example', () => {
   ])('our codecs (%s AES-GCM) produce exactly the documented strings with the documented nonce', (_, aead) => {
     const mk = parseKey(row('key (hex)'));
     const pt = new Uint8Array(Buffer.from(plaintext, 'utf8'));
-    expect(v1Codec(aead).seal(mk, pt, nonce)).toBe(row('v1 sealed value'));
-    expect(actCodec(aead).seal(mk, pt, nonce)).toBe(row('act sealed value'));
+    expect(v1Codec(aead).seal(mk, pt, { nonce })).toBe(row('v1 sealed value'));
+    expect(actCodec(aead).seal(mk, pt, { nonce })).toBe(row('act sealed value'));
     const ring = new Keyring([mk]);
     expect(ring.openText(v1Codec(aead), row('v1 sealed value'))).toBe(plaintext);
     expect(ring.openText(actCodec(aead), row('act sealed value'))).toBe(plaintext);
@@ -158,8 +158,8 @@ describe('docs/sealed-secret-format.md additional data from the row (section 8)'
   ])('our codecs (%s AES-GCM) produce exactly the documented strings with the row AAD, and open them only with it', (_, aead) => {
     const mk = parseKey(row('key (hex)'));
     const pt = new Uint8Array(Buffer.from(plaintext, 'utf8'));
-    expect(v1Codec(aead).seal(mk, pt, nonce, user)).toBe(aadRow('v1 sealed value with row AAD'));
-    expect(actCodec(aead).seal(mk, pt, nonce, user)).toBe(aadRow('act sealed value with row AAD'));
+    expect(v1Codec(aead).seal(mk, pt, { nonce, aad: user })).toBe(aadRow('v1 sealed value with row AAD'));
+    expect(actCodec(aead).seal(mk, pt, { nonce, aad: user })).toBe(aadRow('act sealed value with row AAD'));
     const ring = new Keyring([mk]);
     expect(ring.openText(v1Codec(aead), aadRow('v1 sealed value with row AAD'), user)).toBe(plaintext);
     expect(ring.openText(actCodec(aead), aadRow('act sealed value with row AAD'), user)).toBe(plaintext);

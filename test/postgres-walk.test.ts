@@ -631,7 +631,7 @@ describe('values of megabytes among small ones (rows that span many COPY chunks)
     const sealed = act.seal(from, plains[1]);
     await c.query('INSERT INTO one_large VALUES (1, $1)', [sealed]);
     const [plan] = await planInventory(c, { name: 'one', entries: [{ kind: 'blob', table: 'one_large', idColumn: 'id', column: 'v', codec: 'act' }] });
-    const crypto = valueCrypto(new Keyring([from]), to);
+    const crypto = valueCrypto({ from: new Keyring([from]), to });
     try {
       async function* one() {
         yield [['1', sealed]];

@@ -106,7 +106,7 @@ describe('a restore decides each stored value', () => {
     const loc: Location = { table: 'tokens', idColumn: 'id', column: 'secret' };
     const v1 = codecByName('v1');
     const ad = (t: string) => Buffer.from(t, 'utf8');
-    const sealAd = (k: MasterKey, p: string, a: string) => v1.seal(k, Buffer.from(p, 'utf8'), undefined, ad(a));
+    const sealAd = (k: MasterKey, p: string, a: string) => v1.seal(k, Buffer.from(p, 'utf8'), { aad: ad(a) });
     const r = new Reconciler(inv, [liveKey], backupKey);
     const saved = sealAd(backupKey, 'same', 'user-7');
     const out = r.decide(loc, [

@@ -211,7 +211,7 @@ export class BatchCrypto {
     try {
       const pt = c.open(this.from, sealed, aad).plaintext;
       if (!this.to) return {};
-      const next = c.seal(this.to, pt, undefined, aad);
+      const next = c.seal(this.to, pt, { aad });
       pt.fill(0);
       return { next };
     } catch (e) {

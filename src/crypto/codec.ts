@@ -55,6 +55,12 @@ export interface KeySource {
   all(): readonly MasterKey[];
 }
 
+/** What a caller of `SecretCodec.seal` may give besides the key and the plaintext. */
+export interface SealOptions {
+  readonly nonce?: Uint8Array | undefined;
+  readonly aad?: Uint8Array | undefined;
+}
+
 export interface SecretCodec {
   readonly name: CodecName;
   /**
@@ -62,7 +68,7 @@ export interface SecretCodec {
    * the caller draws it (tests, for fixed vectors). A nonce must never repeat
    * under one key. `aad`: the value's own additional authenticated data.
    */
-  seal(key: MasterKey, plaintext: Uint8Array, nonce?: Uint8Array, aad?: Uint8Array): string;
+  seal(key: MasterKey, plaintext: Uint8Array, opts?: SealOptions): string;
   /** Opens a sealed value with one of the keys (and the `aad` it was sealed with); throws a typed SEALED_* error. */
   open(keys: KeySource, sealed: string, aad?: Uint8Array): Opened;
   /** Cheap check whether text has this codec's shape (no decryption). */
@@ -100,7 +106,7 @@ function v1Aad(header: string, aad: Uint8Array): Uint8Array {
 export function v1Codec(aead: Aead = nodeAead): SecretCodec {
   return {
     name: 'v1',
-    seal(key, plaintext, nonce = randomBytes(NONCE_BYTES), aad = EMPTY) {
+    seal(key, plaintext, { nonce = randomBytes(NONCE_BYTES), aad = EMPTY } = {}) {
       const header = `${V1_PREFIX}:${key.id}:`;
       const body = aead.seal(key.bytes(), nonce, plaintext, v1Aad(header, aad));
       return header + Buffer.concat([nonce, body]).toString('base64url');
@@ -135,7 +141,7 @@ export function v1Codec(aead: Aead = nodeAead): SecretCodec {
 export function actCodec(aead: Aead = nodeAead): SecretCodec {
   return {
     name: 'act',
-    seal(key, plaintext, nonce = randomBytes(NONCE_BYTES), aad = EMPTY) {
+    seal(key, plaintext, { nonce = randomBytes(NONCE_BYTES), aad = EMPTY } = {}) {
       const body = aead.seal(key.bytes(), nonce, plaintext, aad);
       return Buffer.concat([nonce, body]).toString('base64');
     },

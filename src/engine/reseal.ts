@@ -157,7 +157,7 @@ async function processByCodec(
  */
 export async function openBatch(rows: readonly BatchRow[], work: BatchWork): Promise<BatchOutcome> {
   const o = new Outcome(rows, work.shape);
-  await eachColumn(rows, work, o, false);
+  await eachColumn(rows, work, o, { reseal: false });
   return o.result();
 }
 
@@ -171,16 +171,11 @@ export async function openBatch(rows: readonly BatchRow[], work: BatchWork): Pro
  */
 export async function resealBatch(rows: readonly BatchRow[], work: BatchWork): Promise<ResealedBatch> {
   const o = new Outcome(rows, work.shape);
-  const next = await eachColumn(rows, work, o, true);
+  const next = await eachColumn(rows, work, o, { reseal: true });
   const held = o.held();
   return { ...o.result(), next: next.map((col) => held.map((i) => col[i])) };
 }
 
-/**
- * The work of a batch a column at a time, so each codec sees the whole
- * batch at once: counts and failures into `o`; re-sealing, each column's
- * new text per row (null: unchanged).
- */
 /**
  * The sealed values of a stored JSON document, found in its text; or
  * undefined after `o` lists its row: a document the reader refuses (not
@@ -197,7 +192,12 @@ function readDocument(o: Outcome, row: number, c: { readonly column: string; rea
   }
 }
 
-async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome, reseal: boolean): Promise<Array<Array<SealedText | null>>> {
+/**
+ * The work of a batch a column at a time, so each codec sees the whole
+ * batch at once: counts and failures into `o`; with `reseal`, each column's
+ * new text per row (null: unchanged).
+ */
+async function eachColumn(rows: readonly BatchRow[], work: BatchWork, o: Outcome, { reseal }: { readonly reseal: boolean }): Promise<Array<Array<SealedText | null>>> {
   const { shape, crypto, only } = work;
   const wanted = (column: string, row: number) => !only || only(shape.table, column, rowId(rows, row, shape));
   const next = reseal ? shape.columns.map(() => new Array<SealedText | null>(rows.length).fill(null)) : [];

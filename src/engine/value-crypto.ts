@@ -91,8 +91,8 @@ export class InlineCrypto implements ValueCrypto {
   async close(): Promise<void> {}
 }
 
-/** The crypto `opts` asks for: opening with `from` and, given `to`, re-sealing under it. */
-export function valueCrypto(from: KeySource, to: MasterKey | undefined, opts: CryptoOptions = {}): ValueCrypto {
+/** The crypto `opts` asks for: opening with the keys `from` holds and, given `to`, re-sealing under it. */
+export function valueCrypto({ from, to }: { readonly from: KeySource; readonly to?: MasterKey }, opts: CryptoOptions = {}): ValueCrypto {
   if (opts.crypto === 'workers') return WorkerCrypto.start(from, to, opts.workers ?? 2) ?? new InlineCrypto(new BatchCrypto(from, to));
   return new InlineCrypto(new BatchCrypto(from, to, opts.crypto ? { mode: opts.crypto } : {}));
 }

@@ -215,7 +215,7 @@ export class VerifyScan {
 
 /** Opens the sampled values with `key`; returns those that do not open. */
 async function openSample(items: readonly Sampled[], key: MasterKey, opts: WalkOptions): Promise<SecretFailure[]> {
-  const crypto = valueCrypto(new Keyring([key]), undefined, opts);
+  const crypto = valueCrypto({ from: new Keyring([key]) }, opts);
   const failures: SecretFailure[] = [];
   try {
     for (const codec of new Set<CodecName>(items.map((s) => s.entry.codec))) {

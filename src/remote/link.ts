@@ -145,15 +145,19 @@ class Exchange {
   private waiters: Array<() => void> = [];
   private closed?: { code: number | null; signal?: string } | Error;
 
+  private readonly countOffsets: boolean;
+
+  /** `countOffsets`: count what a job writes from `from` on (an exchange that may attach to the job again). */
   constructor(
     private readonly link: SshLink,
-    private readonly countOffsets: boolean,
-    from: Offsets = { events: 0, output: 0 },
+    { countOffsets, from = { events: 0, output: 0 } }: { readonly countOffsets: boolean; readonly from?: Offsets },
   ) {
+    this.countOffsets = countOffsets;
     this.offsets = { ...from };
   }
 
-  async start(session: SshSession, req: Request, keepOpen: boolean): Promise<void> {
+  /** Sends the request; `keepOpen`: the host's stdin stays open for the acknowledgement. */
+  async start(session: SshSession, req: Request, { keepOpen }: { readonly keepOpen: boolean }): Promise<void> {
     this.run = await this.link.front(session, { onStdout: (d) => this.stdout(d), onStderr: (d) => this.stderr(d) });
     this.run.done.then(
       (r) => this.end(r),
@@ -423,8 +427,8 @@ export class SshLink implements HostLink {
     return this.withReconnects(
       `run ${op} again`,
       async (s) => {
-        const ex = new Exchange(this, false);
-        await ex.start(s, this.request(op, settings, args, opts), false);
+        const ex = new Exchange(this, { countOffsets: false });
+        await ex.start(s, this.request(op, settings, args, opts), { keepOpen: false });
         if (opts.prepareNext) this.prepare().catch(() => undefined);
         return this.terminalValue<T>(await ex.terminalEvent());
       },
@@ -441,13 +445,13 @@ export class SshLink implements HostLink {
       const end = await this.withReconnects(
         `follow the ${op} job ${id}`,
         async (s) => {
-          ex = new Exchange(this, true, offsets);
+          ex = new Exchange(this, { countOffsets: true, from: offsets });
           ex.jobSeen = sent;
           if (!sent) {
             sent = true;
-            await ex.start(s, this.request(op, settings, args, opts, id), true);
+            await ex.start(s, this.request(op, settings, args, opts, id), { keepOpen: true });
           } else {
-            await ex.start(s, { protocol: PROTOCOL, version: this.version, kind: 'attach', jobsDir: this.jobsDir, job: id, offsets }, true);
+            await ex.start(s, { protocol: PROTOCOL, version: this.version, kind: 'attach', jobsDir: this.jobsDir, job: id, offsets }, { keepOpen: true });
           }
           try {
             return await ex.terminalEvent();
@@ -482,9 +486,9 @@ export class SshLink implements HostLink {
     const end = await this.withReconnects(
       `follow the ${job.op} job ${job.id}`,
       async (s) => {
-        ex = new Exchange(this, true, offsets);
+        ex = new Exchange(this, { countOffsets: true, from: offsets });
         ex.jobSeen = true;
-        await ex.start(s, { protocol: PROTOCOL, version: this.version, kind: 'attach', jobsDir: this.jobsDir, job: job.id, offsets }, true);
+        await ex.start(s, { protocol: PROTOCOL, version: this.version, kind: 'attach', jobsDir: this.jobsDir, job: job.id, offsets }, { keepOpen: true });
         try {
           return await ex.terminalEvent();
         } catch (e) {
@@ -508,8 +512,8 @@ export class SshLink implements HostLink {
       await this.withReconnects(
         `remove the job ${id}`,
         async (s) => {
-          const fx = new Exchange(this, false);
-          await fx.start(s, { protocol: PROTOCOL, version: this.version, kind: 'finish', jobsDir: this.jobsDir, job: id }, false);
+          const fx = new Exchange(this, { countOffsets: false });
+          await fx.start(s, { protocol: PROTOCOL, version: this.version, kind: 'finish', jobsDir: this.jobsDir, job: id }, { keepOpen: false });
           await fx.terminalEvent();
         },
         (e) => new MasterKeyError('HOST_UNREACHABLE', e.message),
@@ -527,8 +531,8 @@ export class SshLink implements HostLink {
       await this.withReconnects(
         `finish the job ${id}`,
         async (s) => {
-          const fx = new Exchange(this, false);
-          await fx.start(s, { protocol: PROTOCOL, version: this.version, kind: 'finish', jobsDir: this.jobsDir, job: id, ...(report ? { report: { report: report.report, json: report.json, markdown: report.markdown } } : {}) }, false);
+          const fx = new Exchange(this, { countOffsets: false });
+          await fx.start(s, { protocol: PROTOCOL, version: this.version, kind: 'finish', jobsDir: this.jobsDir, job: id, ...(report ? { report: { report: report.report, json: report.json, markdown: report.markdown } } : {}) }, { keepOpen: false });
           await fx.terminalEvent();
         },
         (e) => new MasterKeyError('HOST_UNREACHABLE', e.message),

@@ -79,7 +79,7 @@ function openStored(text: string, rule: ColumnRule, ring: Keyring, aad: ValuePai
     const ad = aadFor(entry, aad);
     try {
       const pt = ring.open(codec, text, ad).plaintext;
-      return { ok: true, plain: Buffer.from(pt).toString('base64'), reseal: (key) => codec.seal(key, pt, undefined, ad) };
+      return { ok: true, plain: Buffer.from(pt).toString('base64'), reseal: (key) => codec.seal(key, pt, { aad: ad }) };
     } catch (e) {
       return { ok: false, kind: entry.kind, code: codeOf(e) };
     }
@@ -108,7 +108,7 @@ function openStored(text: string, rule: ColumnRule, ring: Keyring, aad: ValuePai
     ok: true,
     plain,
     reseal(key) {
-      for (const o of opened) o.set(o.codec.seal(key, o.pt, undefined, o.ad));
+      for (const o of opened) o.set(o.codec.seal(key, o.pt, { aad: o.ad }));
       return stringifyJsonLossless(doc);
     },
   };

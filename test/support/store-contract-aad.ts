@@ -34,7 +34,7 @@ export function aadContract(fixture: StoreFixture): void {
     let url: string;
     const key = MasterKey.generate();
     const aad = (user: number) => Buffer.from(String(user), 'utf8');
-    const seal = (codec: 'act' | 'v1', k: MasterKey, text: string, user: number) => codecByName(codec).seal(k, Buffer.from(text, 'utf8'), undefined, aad(user));
+    const seal = (codec: 'act' | 'v1', k: MasterKey, text: string, user: number) => codecByName(codec).seal(k, Buffer.from(text, 'utf8'), { aad: aad(user) });
     const open = (codec: 'act' | 'v1', k: MasterKey, sealed: string, user: number) => new Keyring([k]).openText(codecByName(codec), sealed, aad(user));
 
     /** The key the values are sealed under now (each test that rotates moves it on). */

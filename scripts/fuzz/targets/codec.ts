@@ -92,7 +92,7 @@ function textOf(codec: CodecName, v: SealedValue): { text: string; aad?: Uint8Ar
   if (v.raw !== null) return { text: v.raw, aad: openAad };
   const pt = Buffer.from(v.pt, 'base64');
   const key = [...KEYS, NOT_IN_RING][v.key];
-  const sealed = codecByName(codec).seal(key, pt, Buffer.from(v.nonce, 'base64'), aad);
+  const sealed = codecByName(codec).seal(key, pt, { nonce: Buffer.from(v.nonce, 'base64'), aad });
   return { text: flip(codec, applyEdits(sealed, v.edits), v.flips), aad: openAad, sealed, pt };
 }
 

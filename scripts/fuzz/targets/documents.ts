@@ -45,7 +45,7 @@ export interface DocumentInput {
 }
 
 /** Sealed strings of the old key (fixed nonces: inputs replay the same). */
-const sealedOf = (codec: CodecName, i: number) => codecByName(codec).seal(OLD, Buffer.from(`secret ${i}`), Buffer.alloc(12, i));
+const sealedOf = (codec: CodecName, i: number) => codecByName(codec).seal(OLD, Buffer.from(`secret ${i}`), { nonce: Buffer.alloc(12, i) });
 
 type Doc = { t: 'sealed'; i: number } | { t: 'lit'; raw: string } | { t: 's'; v: string } | { t: 'o'; m: Array<[string, Doc]> } | { t: 'a'; items: Doc[] };
 const KEYS = ['env', 'value', 'secret', 'credentials', 'aws', 'TOKEN', 'OTHER', '0', 'a.b', '__proto__', ''];

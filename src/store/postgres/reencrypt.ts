@@ -73,7 +73,7 @@ export async function reencryptInventory(
   }
   const snapshot = opts.readerUrl ? await exportSnapshot(client, plans.map((p) => quoteIdent(p.table))) : undefined;
   const reader = snapshot ? await connectReader(opts.readerUrl!, snapshot) : undefined;
-  const crypto = valueCrypto(from, to, opts);
+  const crypto = valueCrypto({ from, to }, opts);
   const budget = new TextBudget();
   let updated = 0;
   let digest: InventoryDigest;

@@ -29,7 +29,7 @@ function inReadTransaction<T>(client: ClientBase, fn: () => Promise<T>): Promise
 export async function scanInventory(client: ClientBase, inv: Inventory, keys: KeySource, opts: WalkOptions = {}, only?: PlaceFilter): Promise<ScanResult> {
   const batchSize = batchSizeOf(opts);
   const plans = await planInventory(client, inv);
-  const crypto = valueCrypto(keys, undefined, opts);
+  const crypto = valueCrypto({ from: keys }, opts);
   const tally = new ScanTally(inv);
   await inReadTransaction(client, async () => {
     for (const plan of plans) {

@@ -197,7 +197,7 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
   if (plans.some((p) => !p.idIndexed)) throw new MasterKeyError('INTERNAL', 'Seal-ahead needs a unique id on every secret table; this is a bug in the caller.');
   await dropStagingPostgres(c);
   const reader = await connect(url, { applicationName: 'master-key seal-ahead reader' });
-  const crypto = valueCrypto(s.from, s.to, s);
+  const crypto = valueCrypto({ from: s.from, to: s.to }, s);
   const counter = new KindCounter(s.inventory);
   const tables: StageTable[] = [];
   let done = 0;
@@ -409,7 +409,7 @@ export async function cutOver(c: Client, r: Rotation, token: Token, sink: Backup
     });
   let progressed = 0;
   const progress = (n: number) => r.onProgress?.((progressed += n));
-  const crypto = valueCrypto(r.from, r.to, r);
+  const crypto = valueCrypto({ from: r.from, to: r.to }, r);
   let updated = 0;
   let swappedRows = 0;
   let ok = false;

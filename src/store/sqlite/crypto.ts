@@ -11,6 +11,6 @@ import { CryptoOptions, ValueCrypto, valueCrypto } from '../../engine/value-cryp
 
 /** Crypto that opens with `from` and, given `to`, re-seals under it, where `opts` says it runs (default: one worker thread when `threads` says it pays, else this thread). */
 export function storeCrypto(from: KeySource, to: MasterKey | undefined, opts: CryptoOptions, threads: boolean): ValueCrypto {
-  if (!opts.crypto && !threads) return valueCrypto(from, to);
-  return valueCrypto(from, to, { crypto: opts.crypto ?? 'workers', workers: opts.workers ?? 1 });
+  if (!opts.crypto && !threads) return valueCrypto({ from, to });
+  return valueCrypto({ from, to }, { crypto: opts.crypto ?? 'workers', workers: opts.workers ?? 1 });
 }

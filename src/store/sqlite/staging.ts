@@ -222,7 +222,7 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
         const chars = textIn(batch);
         const olds = t.columns.map((_, i) => batch.map((r) => r[t.first + i]));
         heldValues += valuesIn(olds);
-        const re = await resealBatch(batch, { shape: t, crypto: chars >= LARGE_BATCH ? (here ??= valueCrypto(s.from, s.to)) : crypto });
+        const re = await resealBatch(batch, { shape: t, crypto: chars >= LARGE_BATCH ? (here ??= valueCrypto({ from: s.from, to: s.to })) : crypto });
         if (re.failures.length) throw undecryptable(t.table, re.failures[0], re.failures.length - 1);
         // Large old texts are staged as their digests: the texts go before the rows are written.
         const digests = t.columns.map(() => new Array<Buffer | null>(batch.length).fill(null));
