@@ -304,7 +304,7 @@ Options:
   --reps <n>                repetitions per method; the median counts (default 3)
   --methods <list>          PostgreSQL: ${METHODS.join(',')}; SQLite: floor,rewrite,crypto,naive,ours,apply
                             and apply-ssh (the node over SSH to a real sshd on loopback, in turn with apply; needs root)
-  --crypto native|node|workers   the AES-GCM engine of ours (default: the addon, in worker threads when it pays)
+  --crypto native|node|workers   the AES-GCM implementation of ours (default: the addon, in worker threads when it pays)
   --batch-size <n>          rows per batch of ours
   --naive-rows <n>          rows for the naive row-by-row script (it is slow)
   --no-reader               PostgreSQL: no separate reader connection

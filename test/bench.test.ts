@@ -11,7 +11,7 @@ const run = promisify(execFile);
 const root = join(__dirname, '..');
 
 /**
- * Compiles the benchmark (and the engine it imports) into a private folder
+ * Compiles the benchmark (and the code it imports) into a private folder
  * of the build output, then runs it on a small table against a fresh
  * database of the test server, as `npm run bench -- --json` would.
  */
@@ -79,7 +79,7 @@ describe('npm run bench (small)', () => {
     const naive = r.results.find((m) => m.method === 'naive')!;
     expect(ours.peakRssBytes).toBeGreaterThan(10 * 1024 * 1024);
     expect(naive.peakRssBytes).toBeGreaterThan(10 * 1024 * 1024);
-    // Crypto alone and ours say which AES-GCM engine ran: the OpenSSL EVP addon `npm run build` made.
+    // Crypto alone and ours say which AES-GCM implementation ran (in the note's words, "AES-GCM engine"): the OpenSSL EVP addon `npm run build` made.
     expect(r.results.find((m) => m.method === 'crypto')!.note).toContain('AES-GCM engine: native');
     expect(ours.note).toContain('AES-GCM engine: native');
     // The goals are checked against this run's own figures.

@@ -117,7 +117,7 @@ describe('with a database', () => {
 });
 
 describe('--version', () => {
-  it('prints the version and which AES-GCM engine runs here (the prebuilt OpenSSL batch addon on linux-x64)', () => {
+  it('prints the version and which AES-GCM implementation runs here (the prebuilt OpenSSL batch addon on linux-x64)', () => {
     const r = runCli(['--version'], env);
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');

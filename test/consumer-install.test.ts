@@ -134,7 +134,7 @@ describeTerraform('the packed package installed into a fresh app, as the README 
     expect(r.out).not.toContain(s.key.toHex());
     const synth = JSON.parse(readFileSync(join(app.dir, 'cdktf.out', 'stacks', 'act', 'cdk.tf.json'), 'utf8'));
     expect(synth.terraform.required_providers.masterkey.source).toBe('cdktf-master-key/masterkey');
-    // The report's header says which AES-GCM engine ran: the prebuilt addon.
+    // The report's header says which AES-GCM implementation ran: the prebuilt addon.
     const reports = join(s.dir, 'master-key-reports');
     const md = readdirSync(reports).find((f) => f.endsWith('.md'))!;
     expect(readFileSync(join(reports, md), 'utf8')).toMatch(/^\| AES-GCM \| OpenSSL batch addon \(OpenSSL 3\.[^|]*, linux-x64\) \|$/m);

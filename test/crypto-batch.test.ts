@@ -1,6 +1,6 @@
 /**
  * Batch AES-GCM (src/crypto/gcm-batch, batch; src/engine/value-crypto and
- * its worker threads, crypto-pool): every engine is OpenSSL and agrees byte
+ * its worker threads, crypto-pool): every implementation is OpenSSL and agrees byte
  * for byte with @noble/ciphers (the independent reference), each opens what
  * the other seals, additional data per value is bound exactly as the codecs
  * bind it, and the batch crypto gives the codec's own outcome for every
@@ -31,7 +31,7 @@ describe('the native addon', () => {
 
 const ENGINES: Array<[string, GcmEngine]> = [['node', nodeEngine], ...(nativeEngine() ? [['native', nativeEngine()!] as [string, GcmEngine]] : [])];
 
-/** A message as the engines see it: one value per entry, sealed by noble under `key` with `aadOld`. */
+/** A message as the implementations see it: one value per entry, sealed by noble under `key` with `aadOld`. */
 interface Case {
   readonly pt: Uint8Array;
   readonly nonce: Uint8Array;
@@ -66,7 +66,7 @@ function jobFor(cases: readonly Case[], keys: readonly Uint8Array[], to: Uint8Ar
   return job;
 }
 
-describe.each(ENGINES)('%s engine', (_, engine) => {
+describe.each(ENGINES)('%s implementation', (_, engine) => {
   it('re-seals exactly as @noble/ciphers seals, with any additional data, and noble opens the result', () => {
     fc.assert(
       fc.property(fc.array(caseArb, { minLength: 1, maxLength: 12 }), bytes(32, 32), bytes(32, 32), bytes(32, 32), (cases, k0, k1, to) => {

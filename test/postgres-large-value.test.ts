@@ -25,7 +25,7 @@ describe.each(['--seal-ahead', '--no-seal-ahead'])('a PostgreSQL table with one 
   const config = join(dir, 'act.env');
   const inventory = join(dir, 'inventory.json');
   const oldKey = MasterKey.generate();
-  // 6 MiB of plaintext (8 MiB of text, past the engine's large-value size and many COPY chunks), with a small value beside it.
+  // 6 MiB of plaintext (8 MiB of text, past the batch crypto's large-value size, LARGE_VALUE, and many COPY chunks), with a small value beside it.
   const plain = new Map([
     [1, randomBytes(6 << 20)],
     [2, randomBytes(40)],

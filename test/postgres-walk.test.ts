@@ -432,7 +432,7 @@ describe('reader connection, larger tables, planner steering', () => {
     await expectAllUnder(k2);
     // Back to the old key for the next tests, this time after a row lock elsewhere (the transaction has an xid).
     // A fresh session: PostgreSQL counts a session's writes of the last second as its own for a while (its
-    // statistics are flushed at most once a second), and the engine then plays safe and reads on the writer.
+    // statistics are flushed at most once a second), and the store then plays safe and reads on the writer.
     await c.end();
     c = new Client({ connectionString: url });
     await c.connect();

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { settingsOf, validateKey } from '../src/provider/arguments';
-import { installationOf } from '../src/provider/engine';
+import { installationOf } from '../src/provider/rotation-seam';
 import { describeLockTimeout, lockTimeoutMs } from '../src/lock-timeout';
 import { LISTED_ROWS, errorDiagnostic, failureList } from '../src/provider/diagnostics';
 import { MasterKeyError } from '../src/errors';

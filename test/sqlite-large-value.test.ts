@@ -32,7 +32,7 @@ describe.each<SqliteJournal>(['wal', 'delete'])('a SQLite file made large by one
   const inventory = join(dir, 'inventory.json');
   const env = childEnv({ DATABASE_URL: url });
   const oldKey = MasterKey.generate();
-  // 9 MiB of plaintext (12 MiB of text): past the engine's large-value size and past COPY_BESIDE_BYTES, with a small value beside it.
+  // 9 MiB of plaintext (12 MiB of text): past the batch crypto's large-value size (LARGE_VALUE) and past COPY_BESIDE_BYTES, with a small value beside it.
   const plain = new Map([
     [1, randomBytes(9 << 20)],
     [2, randomBytes(40)],

@@ -2,7 +2,7 @@
  * The MasterKey construct driven by the real `terraform` binary:
  *
  * 1. with a stand-in CLI that records its argv and environment variable
- *    names (no engine needed): triggers in the plan, "must be replaced" on a
+ *    names (no rotation code needed): triggers in the plan, "must be replaced" on a
  *    generation bump or a new policy window, the exact argv, a failed apply
  *    leaving the resource tainted and the next apply succeeding;
  * 2. end to end with the real rotation CLI and PostgreSQL: the first apply
@@ -109,7 +109,7 @@ function leaks(haystack: string, secrets: readonly string[]): string[] {
   return secrets.filter((s) => s.length > 0 && haystack.toLowerCase().includes(s.toLowerCase()));
 }
 
-describeTf('terraform with a recording stand-in for the CLI (no engine)', () => {
+describeTf('terraform with a recording stand-in for the CLI (no rotation code)', () => {
   const ws = new Workspace();
   const record = join(ws.dir, 'calls.jsonl');
   const recorder = join(ws.dir, 'recorder.js');

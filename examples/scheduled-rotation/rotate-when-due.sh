@@ -6,7 +6,7 @@
 #      the key through terraform-provider-masterkey, which reads the database and the config
 #      files at plan time: a change is a rotation due (a new rotation-policy window started,
 #      or the generation was raised), a node's config out of step, or no state yet;
-#   2. on a change, terraform apply: the provider rotates in-process (the same engine as
+#   2. on a change, terraform apply: the provider rotates in-process (the same code as
 #      `master-key apply`), only when the key is due;
 #   3. the gate: `master-key status --max-age` fails the job (exit 11) if the key is still
 #      older than the policy allows, and (exit 10) if a rotation was interrupted.

@@ -253,7 +253,7 @@ export function cliSurface(o: { json?: boolean }, io: Io): Surface {
   return { env: io.env, log, progress: terminalProgress(!o.json), spelling: CLI_SPELLING };
 }
 
-/** Resolves the options once into what the engine needs (`buildContext`, which the provider shares). */
+/** Resolves the options once into the context a command runs with (`buildContext`, which the provider shares). */
 export function makeContext(o: CommonOpts, io: Io): Context {
   return buildContext(settingsOf(o), cliSurface(o, io));
 }

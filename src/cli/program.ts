@@ -30,7 +30,7 @@ const version = (): string => packageVersion() ?? 'unknown';
 
 /**
  * What `master-key --version` prints: the version, then which AES-GCM
- * engine runs here ("OpenSSL batch addon" or "node:crypto", with why).
+ * implementation runs here ("OpenSSL batch addon" or "node:crypto", with why).
  */
 export function versionText(): string {
   return `${version()}\nAES-GCM: ${aesGcmEngineDescription()}`;
@@ -40,7 +40,7 @@ export function versionText(): string {
 function program(io: Io, exit: (code: number) => void, argv: readonly string[]): Command {
   const prog = new Command('master-key')
     .description("Rotate the master key that seals secrets in a PostgreSQL or SQLite database, crash-safely, with a plan and an auditor's report.")
-    // The engine is looked up (the addon loaded) only when the version is asked for.
+    // The AES-GCM implementation is looked up (the addon loaded) only when the version is asked for.
     .version(argv.includes('--version') || argv.includes('-V') ? versionText() : version())
     // Parse errors are reported like every other error (one line, `--json`), by `main`.
     .configureOutput({ outputError: () => undefined })

@@ -3,7 +3,7 @@
  * names the option or argument the user wrote: `--database-url-env NAME` on
  * the CLI, `database_url_env = "NAME"` in terraform. A rotation on another
  * host is told which surface runs it and words its sentences the same way.
- * (No imports: the provider loads this for validation, before any engine.)
+ * (No imports: the provider loads this for validation, before any rotation code.)
  */
 /** How a surface names the settings in its sentences: `--database-url-env NAME` on the CLI, `database_url_env = "NAME"` in terraform. */
 export interface Spelling {

@@ -4,7 +4,7 @@
  *
  * Values whose text has exactly the shape the codec accepts are decoded
  * into one job (./gcm-batch) and opened and re-sealed by OpenSSL a batch at
- * a time; plaintexts stay inside the engine and never become JavaScript
+ * a time; plaintexts stay inside the AES-GCM job and never become JavaScript
  * strings or buffers. Anything else, and anything that does not open, goes
  * to the codec itself, so error codes (SEALED_*) and edge cases are exactly
  * the codec's. Output is the codec's format: tests open batch output with
@@ -130,7 +130,7 @@ export class BatchCrypto {
   private readonly engine: GcmEngine;
   /** The last job's buffer, reused when large enough (one batch at a time). */
   private scratch: ArrayBuffer | undefined;
-  /** Which engine runs the AES-GCM work. */
+  /** Which implementation runs the AES-GCM work. */
   readonly mode: EngineName;
 
   constructor(

@@ -7,18 +7,18 @@
  * re-encryption, fresh nonces from the caller's CSPRNG and an output buffer
  * laid out like the input (re-sealing keeps every length).
  *
- * Engines that run a job, all OpenSSL underneath:
+ * Implementations that run a job, all OpenSSL underneath:
  * - `native`: our small addon (native/gcm_batch.c) loops over the batch in C
  *   through OpenSSL's EVP interface, one context per key re-initialised per
  *   nonce (about ten times the throughput of the next one);
  * - `node`: node:crypto, one `createDecipheriv`/`createCipheriv` per message.
  *   The fallback where no prebuilt addon fits the platform (the package
  *   ships one for linux-x64); `master-key --version` and the report say
- *   which engine runs.
+ *   which one runs.
  * Either runs on the calling thread; worker threads each run their own
  * (src/engine/crypto-pool).
  * No AES or GHASH is implemented in this repository; tests check every
- * engine byte for byte against @noble/ciphers.
+ * implementation byte for byte against @noble/ciphers.
  */
 import { createCipheriv, createDecipheriv, createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -66,7 +66,7 @@ export interface GcmEngine {
   sumSha256(data: Uint8Array, offs: Int32Array, acc: Uint8Array, groups?: Int32Array): void;
 }
 
-/** The `node` engine: one node:crypto cipher object per message. */
+/** The `node` implementation: one node:crypto cipher object per message. */
 export const nodeEngine: GcmEngine = {
   name: 'node',
   run(job) {
@@ -87,7 +87,7 @@ export const nodeEngine: GcmEngine = {
   },
 };
 
-/** The `node` engine's loop. */
+/** The `node` implementation's loop. */
 function runWithNodeCrypto(job: GcmJob): number {
   const nc = { createCipheriv, createDecipheriv };
   const N = 12;
@@ -209,7 +209,7 @@ let nativeOpenssl: string | undefined;
 let notLoaded: string | undefined;
 
 /**
- * The `native` engine, or undefined when no addon fits this platform (or
+ * The `native` implementation, or undefined when no addon fits this platform (or
  * the one that fits cannot be loaded here, e.g. a Node.js built without
  * OpenSSL's symbols). It is used only after it sealed and opened a known
  * message exactly as node:crypto does; an addon that disagrees is an
@@ -251,7 +251,7 @@ export function nativeOpenSslVersion(): string | undefined {
 }
 
 /**
- * Which AES-GCM engine this process runs, in the words `master-key
+ * Which AES-GCM implementation this process runs, in the words `master-key
  * --version` and the report's header use: "OpenSSL batch addon" or
  * "node:crypto" (with why the addon is not used).
  */
@@ -260,7 +260,7 @@ export function aesGcmEngineDescription(): string {
   return `node:crypto (${notLoaded ?? findAddon().why ?? 'the addon is not used'}; one OpenSSL call per value, slower on large tables)`;
 }
 
-/** The engine production uses: the native addon when built, else node:crypto. */
+/** The implementation production uses: the native addon when built, else node:crypto. */
 export function defaultEngine(): GcmEngine {
   return nativeEngine() ?? nodeEngine;
 }

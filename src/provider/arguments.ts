@@ -227,7 +227,7 @@ export function retentionOf(o: RotationArguments): Retention | undefined {
   return v === undefined ? undefined : parseRetention(v, 'backup_retention');
 }
 
-/** What `masterkey_key` declares, evaluated at `at`: the engine's `Declared`. */
+/** What `masterkey_key` declares, evaluated at `at`: the runbook's `Declared` (src/rotation/decide.ts). */
 export function declaredOf(o: KeyObject, at: Date): Declared & { readonly targetGeneration: number } {
   const generation = o.generation as number;
   if (typeof o.rotation_period_days !== 'number') return { targetGeneration: generation };

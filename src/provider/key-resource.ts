@@ -5,17 +5,17 @@
  * to send back when one fails) is `./provider.ts`'s. Each throws the CLI's
  * errors; its warnings come back beside its result.
  *
- * The key's real state is read, and the key rotated, by the engine
- * (`./engine.ts`, the provider's one seam to the rotation).
+ * The key's real state is read, and the key rotated, by the rotation code
+ * (through `./rotation-seam.ts`, the provider's one seam to the rotation).
  */
 import { MasterKeyError } from '../errors';
 import { count } from '../format';
 import { INSTALLATION_ARGUMENTS, declaredOf, retentionOf, validateKey } from './arguments';
 import { UNKNOWN, Value, hasUnknown, sameValue } from './cty';
 import { codeLine, error, failureList, warning } from './diagnostics';
-import type { KeyFacts, KeyPlan } from './engine';
+import type { KeyFacts, KeyPlan } from './rotation-seam';
 import type { Installation } from '../context/installation';
-import { engine } from './engine-loader';
+import { rotationSeam } from './rotation-seam-loader';
 import { log } from './plugin-server';
 import type { Diagnostic } from './protocol';
 import { Computed, KEY_RESOURCE, KeyObject, objectOf } from './schema';
@@ -38,7 +38,7 @@ export interface PlannedPrivate {
 
 const logLine = (line: string) => log('info', line);
 /** Runs fn on the installation `o` describes, closed after (its SSH connections). */
-const onInstallation = <T>(o: KeyObject, fn: (i: Installation) => Promise<T>): Promise<T> => engine().withInstallationOf(o, logLine, fn);
+const onInstallation = <T>(o: KeyObject, fn: (i: Installation) => Promise<T>): Promise<T> => rotationSeam().withInstallationOf(o, logLine, fn);
 const ageDays = (keySetAt: string, at: Date): number => Math.max(0, Math.floor((at.getTime() - new Date(keySetAt).getTime()) / DAY_MS));
 const isCounted = (v: Value): v is number => typeof v === 'number';
 
@@ -65,7 +65,7 @@ function keyComputed(o: KeyObject, f: KeyFacts, at: Date): Computed<typeof KEY_R
  * database ahead of the configuration, and the resource plans a change.
  */
 export async function readKey(prior: KeyObject): Promise<KeyObject> {
-  const f = await onInstallation(prior, (i) => engine().keyFacts(i, { verify: prior.verify_secrets === true, refusePending: true }));
+  const f = await onInstallation(prior, (i) => rotationSeam().keyFacts(i, { verify: prior.verify_secrets === true, refusePending: true }));
   return { ...prior, ...keyComputed(prior, f, new Date()), generation: f.generation, undecryptable: f.undecryptable ?? prior.undecryptable ?? null };
 }
 
@@ -140,7 +140,7 @@ export async function planKey(prior: KeyObject | null, proposed: KeyObject): Pro
   }
   const at = new Date();
   const declared = declaredOf(proposed, at);
-  const kp = await onInstallation(proposed, (i) => engine().rotationPlan(i, declared, { verify: proposed.verify_secrets === true }));
+  const kp = await onInstallation(proposed, (i) => rotationSeam().rotationPlan(i, declared, { verify: proposed.verify_secrets === true }));
   const p = kp.plan;
   const rotate = p.action === 'rotate';
   const counts = plannedCounts(prior, proposed, p.secrets);
@@ -189,7 +189,7 @@ async function refuseUnlessPlanHolds(inst: Installation, planned: KeyObject, pri
     );
   }
   if (!priv?.rotate || !isCounted(planned.secrets)) return;
-  const now = await engine().countSecrets(inst);
+  const now = await rotationSeam().countSecrets(inst);
   const kindsChanged = planned.secrets_by_kind !== null && planned.secrets_by_kind !== UNKNOWN && !sameValue(planned.secrets_by_kind, { ...now.byKind });
   if (now.values !== planned.secrets || kindsChanged) {
     const what = now.values !== planned.secrets ? `holds ${count(now.values)} secrets now but the plan counted ${count(planned.secrets)}` : `holds as many secrets as the plan counted (${count(now.values)}), but of other kinds`;
@@ -215,8 +215,8 @@ async function applyOn(inst: Installation, planned: KeyObject, priv: PlannedPriv
     ? { targetGeneration: planned.generation as number, windowStart: priv.windowStart ? new Date(priv.windowStart) : undefined, policyDays: priv.policyDays }
     : declaredOf(planned, at);
   await refuseUnlessPlanHolds(inst, planned, priv);
-  const r = await engine().applyDeclared(inst, declared, typeof planned.new_key_file === 'string' ? planned.new_key_file : undefined, retentionOf(planned));
-  const f = await engine().keyFacts(inst);
+  const r = await rotationSeam().applyDeclared(inst, declared, typeof planned.new_key_file === 'string' ? planned.new_key_file : undefined, retentionOf(planned));
+  const f = await rotationSeam().keyFacts(inst);
   const facts = keyComputed(planned, f, r.rotated ? new Date() : at);
   const kept = <K extends keyof KeyObject>(k: K, fact: KeyObject[K]): KeyObject[K] => (planned[k] === UNKNOWN ? fact : planned[k]);
   const state: KeyObject = {
@@ -301,7 +301,7 @@ export async function importKey(id: string): Promise<Outcome<KeyObject | null>> 
   if (args.name === null) args.name = 'act';
   const bad = validateKey(args);
   if (bad.length) return { value: null, diagnostics: bad };
-  const f = await onInstallation(args, (i) => engine().keyFacts(i, { refusePending: true }));
+  const f = await onInstallation(args, (i) => rotationSeam().keyFacts(i, { refusePending: true }));
   if (args.generation === null) args.generation = f.generation;
   return { value: { ...args, ...keyComputed(args, f, new Date()), undecryptable: null }, diagnostics: [] };
 }

@@ -3,14 +3,14 @@
  * block or a postcondition fails the plan when it is overdue or a node is
  * out of step). Read only; typed by the schema (`StatusObject`).
  */
-import { engine } from './engine-loader';
+import { rotationSeam } from './rotation-seam-loader';
 import { log } from './plugin-server';
 import { STATUS_DATA_SOURCE, StatusObject, objectOf } from './schema';
 
 /** Read: the installation's status as `master-key status` reports it, with its secrets counted. */
 export async function readStatus(config: StatusObject): Promise<StatusObject> {
   const maxAgeDays = typeof config.max_age_days === 'number' ? config.max_age_days : undefined;
-  const f = await engine().withInstallationOf(config, (line) => log('info', line), (i) => engine().keyFacts(i, { maxAgeDays }));
+  const f = await rotationSeam().withInstallationOf(config, (line) => log('info', line), (i) => rotationSeam().keyFacts(i, { maxAgeDays }));
   return objectOf(STATUS_DATA_SOURCE, {
     ...config,
     id: f.database,

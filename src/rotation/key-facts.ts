@@ -106,7 +106,7 @@ export interface Undecryptable {
   readonly fingerprint: string;
 }
 
-/** What terraform's plan shows: the engine's rotation plan (its secrets counted, or opened with `verify`), with what would stop the rotation. */
+/** What terraform's plan shows: the runbook's rotation plan (its secrets counted, or opened with `verify`), with what would stop the rotation. */
 export interface KeyPlan {
   readonly plan: RotationPlan;
   /** With `verify`: the values that do not open with the database's key (rotation due or not). */

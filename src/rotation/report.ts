@@ -20,7 +20,7 @@ export interface RotationReport {
   readonly startedAt: string;
   readonly finishedAt: string;
   readonly database: string;
-  /** The AES-GCM engine that ran: "OpenSSL batch addon (…)" or "node:crypto (why the addon is not used; …)". */
+  /** The AES-GCM implementation that ran: "OpenSSL batch addon (…)" or "node:crypto (why the addon is not used; …)". */
   readonly aesGcm: string;
   readonly reason: string;
   readonly fromGeneration: number;

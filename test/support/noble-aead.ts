@@ -1,6 +1,6 @@
 /**
  * The independent AES-256-GCM reference the tests compare node:crypto (and
- * the engine's batch crypto) against: @noble/ciphers, a development dependency only.
+ * the batch crypto of src/crypto/batch.ts) against: @noble/ciphers, a development dependency only.
  */
 import { gcm } from '@noble/ciphers/aes.js';
 import type { Aead } from '../../src/crypto/aead';

@@ -22,7 +22,7 @@ export class ProviderInstallation {
   readonly keys: MasterKey[] = [];
   /** Every process's command line, sampled while a rotation ran. */
   readonly processArgs: string[] = [];
-  /** The secrets per kind, as the engine's own full scan counted them at the start. */
+  /** The secrets per kind, as the tool's own full scan counted them at the start. */
   byKind: Record<string, number> = {};
   /** The generation the stack declares now (set by `declare`). */
   generation = 0;

@@ -441,7 +441,7 @@ function seam(fixture: StoreFixture): void {
           { kind: 'large setting', table: 'large_values', idColumn: 'id', column: 'doc', codec: 'v1', jsonPath: ['settings', 'secret'] },
         ],
       };
-      // Past the engine's large-value size (1 MiB of text), of every length modulo 3, and small ones beside them.
+      // Past the batch crypto's large-value size (LARGE_VALUE, 1 MiB of text), of every length modulo 3, and small ones beside them.
       const plain = [randomBytes((3 << 20) + 1), randomBytes(12), randomBytes((2 << 20) + 2)];
       const act = actCodec();
       await fixture.withSql(url, async (db) => {

@@ -2,7 +2,7 @@
  * Sealed values (`v1` and `act`) through both of their parsers: the codec
  * (`codecByName(name).open`, src/crypto/codec.ts) and the batch decoder of
  * the hot path (`BatchCrypto.process`, src/crypto/batch.ts, with each AES-GCM
- * engine), which must agree on every input.
+ * implementation), which must agree on every input.
  *
  * Inputs are values sealed under a fixed keyring, then edited (characters
  * changed, inserted, cut; the header's version or key id changed; base64
@@ -142,7 +142,7 @@ async function checkCodec(input: CodecInput): Promise<void> {
 
 export const CODEC_TARGET: FuzzTarget<CodecInput> = {
   name: 'sealed-values',
-  entry: 'v1 and act sealed values: codecByName(name).open (src/crypto/codec.ts) and BatchCrypto.process (src/crypto/batch.ts, native and node engines)',
+  entry: 'v1 and act sealed values: codecByName(name).open (src/crypto/codec.ts) and BatchCrypto.process (src/crypto/batch.ts, native and node implementations)',
   arbitrary: fc.record({
     codec: fc.constantFrom<CodecName>('v1', 'act'),
     values: fc.array(value, { minLength: 1, maxLength: 4 }),

@@ -1,11 +1,11 @@
 /**
- * The provider's one seam to the rotation engine: everything the provider
+ * The provider's one seam to the rotation: everything the provider
  * does to a database or a config file goes through the functions here, which
  * call the same code as the CLI (the installation from `openInstallation`:
  * the rotation in this process, or on the primary node's host over SSH, on
  * either store; no shell, no argv). When the rotation's entry points move,
  * this is the file to re-point. It is loaded on first use
- * (`./engine-loader.ts`), with the database drivers.
+ * (`./rotation-seam-loader.ts`), with the database drivers.
  *
  * Refresh and plan must stay fast on a large database, so they count sealed
  * values by query and prove the key with the canary instead of opening every
