@@ -312,9 +312,10 @@ export interface SealAhead extends Pick<WalkOptions, 'batchSize' | 'onProgress' 
   /**
    * The rotation's backup, for a store that writes its bulk now, in
    * seal-ahead's snapshot (the staged old texts), so that `rotate` adds
-   * only the values changed since (both stores). Called at most once; the same
-   * sink is then `Rotation.backup`. A store that backs up in the window
-   * never calls it.
+   * only the values changed since (both stores). Called at most once; the
+   * sink it gives is `Staged.backedUp.sink`, and `rotate` with that staging
+   * area refuses any other `Rotation.backup` (`assertSameBackup`). A store
+   * that backs up in the window never calls it.
    */
   readonly backup?: () => Promise<BackupSink>;
   /** Told as the bulk of the backup is copied (not yet durable) and written (durable, sealed when sealing): fault points of the crash tests. */
@@ -341,8 +342,24 @@ export interface Staged {
   readonly crypto: ReencryptResult['crypto'];
   /** The store's own record of where it staged (opaque to the runbook). */
   readonly token: unknown;
-  /** The bulk of the backup written ahead (`SealAhead.backup`): its files and the values it holds; absent when the store backs up in the window. */
-  readonly backedUp?: { readonly files: readonly StoredFile[]; readonly values: number };
+  /**
+   * The bulk of the backup written ahead (`SealAhead.backup`): its files, the
+   * values it holds and the sink they are in, which must be the rotation's
+   * `Rotation.backup`; absent when the store backs up in the window.
+   */
+  readonly backedUp?: { readonly files: readonly StoredFile[]; readonly values: number; readonly sink: BackupSink };
+}
+
+/**
+ * Refuses (INTERNAL) a rotation whose backup is not the sink its staging
+ * area wrote the bulk of the backup into: its changes would go into another
+ * backup than its bulk, and neither would restore. Every store's `rotate`
+ * calls it first.
+ */
+export function assertSameBackup(r: Pick<Rotation, 'backup' | 'staged'>): void {
+  if (r.staged?.backedUp && r.staged.backedUp.sink !== r.backup) {
+    throw new MasterKeyError('INTERNAL', "The rotation's backup must be the one seal-ahead wrote the bulk of the backup into (SealAhead.backup); this is a bug in the caller.");
+  }
 }
 
 /** A `Staged` for seal-ahead `s`: bound to its new key's fingerprint and its rotation. */

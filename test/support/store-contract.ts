@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { removeScratch, scratchDir } from '../../scripts/scratch';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { actCodec, v1Codec } from '../../src/crypto/codec';
 import { MasterKey } from '../../src/crypto/key';
@@ -19,7 +19,7 @@ import { Inventory } from '../../src/inventory/inventory';
 import { BackupDirectory, BackupDirectorySource } from '../../src/rotation/backup';
 import { canaryFor, canaryOpensWith } from '../../src/rotation/canary';
 import { openStore, withStore } from '../../src/store/open';
-import { BackupPart, BackupToRestore, CanaryRow, HistoryRow, Store, sameDatabase } from '../../src/store/store';
+import { BackupPart, BackupToRestore, CanaryRow, HistoryRow, RETIRED_OUTCOME, Store, sameDatabase } from '../../src/store/store';
 import { aadContract } from './store-contract-aad';
 import { StoreFixture } from './stores';
 
@@ -284,6 +284,16 @@ function seam(fixture: StoreFixture): void {
       expect(await s.lastHistory()).toMatchObject({ rotationId, outcome: 'committed', backupPath: backupDir });
       await s.setHistoryOutcome(rotationId, 'verified', new Date());
       expect(await s.lastHistory()).toMatchObject({ outcome: 'verified', verifiedAt: expect.any(Date) });
+      // Retirements (custody of old backups) are history rows of their own outcome: listed newest first, at most `limit`, never the latest rotation.
+      const earlier = (await s.historyWith(RETIRED_OUTCOME, 1000)).length;
+      // Later than any retirement an earlier case of this table recorded (each case's own year).
+      const year = 2030 + Number(rotationId.slice(-1));
+      const retired = (id: string, at: string): HistoryRow => ({ ...history(id, key, newKey, backupDir), startedAt: new Date(at), committedAt: new Date(at), outcome: RETIRED_OUTCOME });
+      const retirements = [randomUUID(), randomUUID(), randomUUID()];
+      for (const [k, id] of retirements.entries()) await s.write((tx) => tx.insertHistory(retired(id, `${year}-01-0${k + 1}T00:00:00Z`)));
+      expect((await s.historyWith(RETIRED_OUTCOME, 2)).map((h) => h.rotationId)).toEqual([retirements[2], retirements[1]]);
+      expect(await s.historyWith(RETIRED_OUTCOME, 1000)).toHaveLength(earlier + 3);
+      expect(await s.lastHistory()).toMatchObject({ rotationId, outcome: 'verified' });
       expect((await s.read((tx) => tx.scan(ACT_PRESET, new Keyring([newKey])))).failureCount).toBe(0);
 
       // Restore, store side: every backed-up value paired with the live one at its place; what the decision returns is written.
@@ -391,6 +401,16 @@ function seam(fixture: StoreFixture): void {
       await fixture.withSql(url, (db) => db.query('UPDATE git_credentials SET access_token = $1 WHERE id = $2', [actCodec().seal(key, Buffer.from('changed after seal-ahead', 'utf8')), Number(changedId)]));
       const atLock = await texts();
       const old = (await s.readCanary())!;
+      // The values changed since must go into the backup that holds the bulk: a rotation given another is refused before it writes anything.
+      expect(staged.backedUp?.sink).toBe(sink);
+      const otherDir = mkdtempSync(join(dir, 'other-backup-'));
+      const other = s.write(async (tx) => {
+        await tx.lockSecretTables(ACT_PRESET);
+        return tx.rotate({ inventory: ACT_PRESET, from: new Keyring([key]), to: newKey, backup: new BackupDirectory(otherDir), staged });
+      });
+      await expect(other).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('seal-ahead wrote the bulk of the backup into') });
+      expect(readdirSync(otherDir)).toEqual([]);
+      expect(await texts()).toEqual(atLock);
       const { part, re } = await s.write(async (tx) => {
         await tx.lockSecretTables(ACT_PRESET);
         const r = await tx.rotate({ inventory: ACT_PRESET, from: new Keyring([key]), to: newKey, backup: sink, staged });

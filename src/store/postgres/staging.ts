@@ -203,9 +203,13 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
   let done = 0;
   let ok = false;
   let tee: BackupTee | undefined;
+  let sink: BackupSink | undefined;
   try {
     // The bulk of the backup: the snapshot's rows as they are read, written (and sealed) beside the staging.
-    if (s.backup) tee = new BackupTee(s.inventory, await (await s.backup()).create(AHEAD_FILE));
+    if (s.backup) {
+      sink = await s.backup();
+      tee = new BackupTee(s.inventory, await sink.create(AHEAD_FILE));
+    }
     await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const snap = await reader.query<{ xmin: string }>('SELECT (txid_snapshot_xmin(txid_current_snapshot()) % 4294967296)::text AS xmin');
     const xmin = snap.rows[0].xmin;
@@ -305,7 +309,7 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
     ok = true;
     const token: Token = { kind: 'postgres-staging', tables, xmin, ...(backup ? { backup } : {}) };
     const rows = tables.reduce((a, t) => a + t.rows, 0);
-    return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: Number(size.rows[0].bytes), digest, crypto: crypto.mode, token, ...(backup ? { backedUp: backup } : {}) });
+    return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: Number(size.rows[0].bytes), digest, crypto: crypto.mode, token, ...(backup && sink ? { backedUp: { ...backup, sink } } : {}) });
   } catch (e) {
     const disk = (e as { code?: string }).code === '53100' || ((e as { cause?: { code?: string } }).cause?.code === '53100');
     throw disk ? noRoom(e) : translatePgError(e, 'sealing ahead');

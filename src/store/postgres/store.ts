@@ -40,6 +40,7 @@ import {
   Store,
   WalkOptions,
   WriteTx,
+  assertSameBackup,
 } from '../store';
 import { AHEAD_FILE, BackupTee, SECRETS_FILE } from './backup';
 import { countInventory } from './counts';
@@ -142,6 +143,7 @@ class PostgresTx implements WriteTx {
    * from the rows read, before they are re-sealed.
    */
   async rotate(r: Rotation): Promise<RotationResult> {
+    assertSameBackup(r);
     const { inventory, from, to, backup, staged, ...walk } = r;
     const token = staged ? await intactStaging(this.c, r) : undefined;
     if (token) return cutOver(this.c, r, token, backup, this.url);

@@ -189,6 +189,7 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
   let done = 0;
   let ok = false;
   let ahead: Ahead | undefined;
+  let sink: BackupSink | undefined;
   // Stored values of the snapshot (every non-NULL cell of the inventory's columns): what the backup's copy holds.
   let heldValues = 0;
   try {
@@ -209,7 +210,8 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
     // The snapshot starts at the first read of the server's database.
     db.prepare('SELECT count(*) FROM main.sqlite_schema').get();
     if (s.backup) {
-      ahead = backUpAhead(db, s, await s.backup());
+      sink = await s.backup();
+      ahead = backUpAhead(db, s, sink);
       // Awaited below (either way): never an unhandled rejection meanwhile.
       ahead.copied.catch(() => undefined);
       ahead.done.catch(() => undefined);
@@ -266,7 +268,7 @@ export async function sealAheadSqlite(db: Db, path: string, s: SealAhead): Promi
     ok = true;
     const token: Token = { kind: 'sqlite-staging', file, tables: out, ...(backup ? { backup } : {}) };
     const rows = out.reduce((a, t) => a + t.rows, 0);
-    return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: statSync(file).size, digest, crypto: crypto.mode, token, ...(backup ? { backedUp: backup } : {}) });
+    return stagedFor(s, { rows, values: counter.total, byKind: counter.byKind, bytes: statSync(file).size, digest, crypto: crypto.mode, token, ...(backup && sink ? { backedUp: { ...backup, sink } } : {}) });
   } catch (e) {
     // Nothing of the backup's keeps running: the runbook removes its directory.
     await ahead?.copied.catch(() => undefined);

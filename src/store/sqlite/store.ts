@@ -41,6 +41,7 @@ import {
   WalkOptions,
   VerifyOptions,
   WriteTx,
+  assertSameBackup,
   canaryNotFound,
   inventoryLocations,
 } from '../store';
@@ -136,6 +137,7 @@ class SqliteTx implements WriteTx {
    * changed since go into the backup, from the cut-over (`changes.sqlite`).
    */
   async rotate(r: Rotation): Promise<RotationResult> {
+    assertSameBackup(r);
     if (this.changesAtBegin === undefined || totalChanges(this.db) !== this.changesAtBegin) {
       throw new MasterKeyError('INTERNAL', 'The rotation must be the first write of its transaction (its backup copies the committed database); this is a bug in the caller.');
     }
