@@ -5,8 +5,9 @@
  * where a walk bounded by rows alone would not stay small:
  *
  * - `large-value`: one stored value of `--value-mib` MiB (the sealed text
- *   as the database holds it) and one small one. Goals: within 2 s, peak
- *   RSS < 256 MB (a value's cost must grow with its size, not its square).
+ *   as the database holds it) and one small one. Goals: within 2x what the
+ *   value costs without the tool (`LARGE_VALUE_GOAL`), peak RSS < 256 MB (a
+ *   value's cost must grow with its size, not its square).
  *   Beside it, in turn with the applies, what the value costs without the
  *   tool (`Floors`): the database rewriting it alone, the simplest client
  *   reading it and writing it back, one read as verification reads it.
@@ -300,11 +301,34 @@ function describe(o: ShapeBenchOptions): string {
   return o.sealAhead === undefined ? what : `${what}, ${o.sealAhead ? 'sealed ahead (--seal-ahead)' : 'in one pass (--no-seal-ahead)'}`;
 }
 
-/** The goals of a shape, checked against this build's figures. */
-export function shapeGoals(shape: Shape, r: Pick<ShapeResult, 'seconds' | 'peakRssBytes'>): ShapeBenchReport['goals'] {
+/**
+ * How many times the value's own reads and writes without the tool (the
+ * simplest client's read, write and commit, plus one read as verification
+ * reads it) a large value's full apply may take. The apply does that work
+ * and, on top of it, writes the value once more into its backup (made
+ * durable), opens and re-seals it, digests it, and starts a process: at most
+ * as much again. Both sides grow with the size, so an apply whose cost grew
+ * faster than the size (a buffer joined again for every chunk) fails it at
+ * any large size. An absolute figure does not carry over between machines:
+ * on this one, 2 s for 48 MiB is less than node-pg's own read, write and
+ * verification read of the value on PostgreSQL (docs/benchmark.md).
+ */
+export const LARGE_VALUE_GOAL = 2;
+
+/** The goals of a shape, checked against this build's figures (a large value's also against `floors`, measured in the same run). */
+export function shapeGoals(shape: Shape, r: Pick<ShapeResult, 'seconds' | 'peakRssBytes'>, floors?: Floors): ShapeBenchReport['goals'] {
   const rss = { what: 'full apply peak RSS < 256 MB', measured: `${(r.peakRssBytes / MB).toFixed(0)} MB`, met: r.peakRssBytes < 256 * MB };
   if (shape === 'documents') return [rss];
-  return [{ what: 'full apply within 2 s', measured: `${r.seconds.toFixed(2)} s`, met: r.seconds <= 2 }, rss];
+  if (!floors) throw new Error('a large value is measured against its floors: none were measured');
+  const own = floors.client + floors.read;
+  return [
+    {
+      what: `full apply within ${LARGE_VALUE_GOAL}x the value's own reads and writes without the tool (simplest client + one read)`,
+      measured: `${r.seconds.toFixed(2)} s = ${(r.seconds / own).toFixed(2)}x ${own.toFixed(2)} s`,
+      met: r.seconds <= LARGE_VALUE_GOAL * own,
+    },
+    rss,
+  ];
 }
 
 export async function benchShape(o: ShapeBenchOptions, progress: (s: string) => void): Promise<ShapeBenchReport> {
@@ -347,6 +371,7 @@ export async function benchShape(o: ShapeBenchOptions, progress: (s: string) => 
           ...(mid.phases ? { phases: mid.phases, serverDownMs: mid.serverDownMs } : {}),
         };
       });
+    const measured: Floors | undefined = floors ? { server: median(floorRuns.server), client: median(floorRuns.client), read: median(floorRuns.read) } : undefined;
     return {
       shape: o.shape,
       store: o.store === 'sqlite' ? `SQLite (${o.journal})` : 'PostgreSQL',
@@ -354,8 +379,8 @@ export async function benchShape(o: ShapeBenchOptions, progress: (s: string) => 
       reps: o.reps,
       machine: { cpus: cpus().length, load: loadavg().map((x) => x.toFixed(1)).join(' ') },
       results,
-      ...(floors ? { floors: { server: median(floorRuns.server), client: median(floorRuns.client), read: median(floorRuns.read) } } : {}),
-      goals: shapeGoals(o.shape, results.find((r) => r.build === 'this')!),
+      ...(measured ? { floors: measured } : {}),
+      goals: shapeGoals(o.shape, results.find((r) => r.build === 'this')!, measured),
     };
   } finally {
     await fixture?.close();

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from 'pg';
 import { BenchReport, formatReport, summarise } from '../scripts/bench-report';
+import { LARGE_VALUE_GOAL, shapeGoals } from '../scripts/bench-shapes';
 import { parseSqliteArgs, summariseSqlite } from '../scripts/bench-sqlite';
 import { dropDatabase, freshDatabase } from './support/db';
 
@@ -154,5 +155,29 @@ describe('the SQLite bench over SSH (apply-ssh)', () => {
     expect(parseSqliteArgs(['--methods', 'apply,apply-ssh']).methods).toEqual(['apply', 'apply-ssh']);
     expect(report(12.9).goals.at(-1)).toEqual({ what: 'apply over SSH ≤ apply + 2 s + 10 %', measured: '+2.90 s (29.0 %)', met: true });
     expect(report(13.1).goals.at(-1)).toMatchObject({ met: false });
+  });
+});
+
+describe('the shape bench (--shape large-value)', () => {
+  const floors = { server: 0.8, client: 2.5, read: 0.75 };
+  const result = (seconds: number) => ({ seconds, peakRssBytes: 200 * 1024 * 1024 });
+
+  it("holds a large value's full apply against what the value costs without the tool in the same run: within 2x the simplest client's read, write and commit plus one read", () => {
+    expect(LARGE_VALUE_GOAL).toBe(2);
+    const [time, rss] = shapeGoals('large-value', result(6.5), floors);
+    expect(time).toEqual({
+      what: "full apply within 2x the value's own reads and writes without the tool (simplest client + one read)",
+      measured: '6.50 s = 2.00x 3.25 s',
+      met: true,
+    });
+    expect(rss).toEqual({ what: 'full apply peak RSS < 256 MB', measured: '200 MB', met: true });
+    expect(shapeGoals('large-value', result(6.51), floors)[0].met).toBe(false);
+    // An absolute time is no goal: 1.9 s is met only as far as the floors of its own run allow.
+    expect(shapeGoals('large-value', result(1.9), { server: 0.2, client: 0.6, read: 0.3 })[0].met).toBe(false);
+  });
+
+  it('has no time goal for documents (peak RSS only), and refuses a large value measured without its floors', () => {
+    expect(shapeGoals('documents', result(30)).map((g) => g.what)).toEqual(['full apply peak RSS < 256 MB']);
+    expect(() => shapeGoals('large-value', result(1))).toThrow('none were measured');
   });
 });
