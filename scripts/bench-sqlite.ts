@@ -425,10 +425,12 @@ export async function benchSqlite(o: SqliteBenchOptions, progress: (s: string) =
     // apply and apply-ssh run in turn (apply, apply-ssh, apply, ...): an A/B under the same load.
     const paired = o.methods.includes('apply') && o.methods.includes('apply-ssh');
     const runsOf = new Map<Measured, Run[]>();
-    for (const method of o.methods) {
-      const reps = method === 'naive' && o.rows > (o.naiveSingleRunAbove ?? 200_000) ? 1 : o.reps;
-      const turn = paired && method === 'apply' ? (['apply', 'apply-ssh'] as const) : paired && method === 'apply-ssh' ? [] : [method];
-      for (let i = 0; i < reps && turn.length; i++) {
+    // Round by round, every method once a round: the rewrite and the applies see the same machine.
+    for (let i = 0; i < o.reps; i++) {
+      for (const method of o.methods) {
+        const reps = method === 'naive' && o.rows > (o.naiveSingleRunAbove ?? 200_000) ? 1 : o.reps;
+        const turn = paired && method === 'apply' ? (['apply', 'apply-ssh'] as const) : paired && method === 'apply-ssh' ? [] : [method];
+        if (i >= reps) continue;
         for (const m of turn) {
           const into = runsOf.get(m) ?? [];
           runsOf.set(m, into);

@@ -9,7 +9,9 @@
  * production crypto module), ours (`reencryptInventory`) and, when the CLI
  * is built, the full
  * `master-key apply`. Every measurement starts from the same pristine table,
- * runs in one transaction, and is repeated; the median counts. Client-side
+ * runs in one transaction, and is repeated round by round (every method
+ * once a round: the floor and the applies see the same machine); the median
+ * counts. Client-side
  * methods run in child processes so their peak RSS is their own.
  * `--baseline-cli` names another build's `dist/src/cli/main.js`: the full
  * apply then runs that build and this one in turn (baseline, this,
@@ -210,24 +212,40 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
   });
 
   const recipients = o.sealed ? [await benchRecipient()] : undefined;
+  /** What one method measured, run after run. */
+  interface Measuring {
+    readonly runs: Run[];
+    readonly baseline: Run[];
+    readonly sealed: Run[];
+    readonly staged: Array<{ stageSeconds: number; swapSeconds: number }>;
+    note?: string;
+    reps: number;
+    limit?: number;
+    /** The CLI is not built: no more runs. */
+    done?: boolean;
+  }
+  const measuring = new Map<Method, Measuring>();
   for (const method of o.methods) {
-    const runs: Run[] = [];
-    const baseline: Run[] = [];
-    const sealed: Run[] = [];
-    const staged: Array<{ stageSeconds: number; swapSeconds: number }> = [];
-    let note: string | undefined;
-    let reps = o.reps;
-    let limit: number | undefined;
+    const m: Measuring = { runs: [], baseline: [], sealed: [], staged: [], reps: o.reps };
     if (method === 'naive') {
-      limit = o.naiveRows;
-      if ((limit ?? o.rows) > NAIVE_SINGLE_RUN_ABOVE && reps > 1) {
-        reps = 1;
-        note = 'one run (it takes minutes)';
+      m.limit = o.naiveRows;
+      if ((m.limit ?? o.rows) > NAIVE_SINGLE_RUN_ABOVE && m.reps > 1) {
+        m.reps = 1;
+        m.note = 'one run (it takes minutes)';
       }
-      if (limit !== undefined && limit < o.rows) note = `measured on ${limit} rows, not ${o.rows}${note ? `; ${note}` : ''}`;
+      if (m.limit !== undefined && m.limit < o.rows) m.note = `measured on ${m.limit} rows, not ${o.rows}${m.note ? `; ${m.note}` : ''}`;
     }
-    if (method === 'crypto') note = 'every value held in memory first (its RSS includes them), then opened and re-sealed, nothing written';
-    for (let i = 0; i < reps; i++) {
+    if (method === 'crypto') m.note = 'every value held in memory first (its RSS includes them), then opened and re-sealed, nothing written';
+    measuring.set(method, m);
+  }
+  // Round by round, every method once a round: the floor and the applies see the same machine (a floor timed in a quiet minute
+  // and an apply in a loaded one would make their ratio the machine's, not the tool's).
+  for (let i = 0; i < o.reps; i++) {
+    for (const method of o.methods) {
+      const m = measuring.get(method)!;
+      if (i >= m.reps || m.done) continue;
+      const { runs, baseline, sealed, staged } = m;
+      const reps = m.reps;
       if (method === 'apply' || method === 'apply-one-pass') {
         if (o.baselineCli && method === 'apply') {
           await restoreBench(c, 'gcm');
@@ -240,10 +258,11 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
         progress(`${method} run ${i + 1}/${reps}`);
         const r = await measureApply({ url, client: c, oldKey, rows: o.rows }, applyFlags(method));
         if (!r) {
-          note = 'not measured: the CLI is not built (dist/src/cli/main.js)';
-          break;
+          m.note = 'not measured: the CLI is not built (dist/src/cli/main.js)';
+          m.done = true;
+          continue;
         }
-        note = `spawn to exit, with backup, verification and report; its stop hook is a writer changing ${WRITER_SHARE * 100} % of the rows after seal-ahead (the server's last writes), whose time is not counted`;
+        m.note = `spawn to exit, with backup, verification and report; its stop hook is a writer changing ${WRITER_SHARE * 100} % of the rows after seal-ahead (the server's last writes), whose time is not counted`;
         runs.push(r);
         if (recipients && method === 'apply') {
           await restoreBench(c, 'gcm');
@@ -252,7 +271,7 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
         }
         continue;
       }
-      const rows = await restoreBench(c, method === 'pgcrypto' ? 'cbc' : 'gcm', limit);
+      const rows = await restoreBench(c, method === 'pgcrypto' ? 'cbc' : 'gcm', m.limit);
       progress(`${method} run ${i + 1}/${reps} on ${rows} rows`);
       if (method === 'floor') runs.push(await timeSql(c, FLOOR_SQL));
       else if (method === 'floor-staged') {
@@ -267,6 +286,10 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
         verification = await verifyBench(c, newKey);
       }
     }
+  }
+  for (const method of o.methods) {
+    const { runs, baseline, sealed, staged, limit } = measuring.get(method)!;
+    let note = measuring.get(method)!.note;
     if (staged.length) {
       const stage = median(staged.map((r) => r.stageSeconds));
       const swap = median(staged.map((r) => r.swapSeconds));
