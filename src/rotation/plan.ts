@@ -116,7 +116,7 @@ export function planDigest(f: Pick<PlanFacts, 'databaseIdentity' | 'canary' | 'd
  */
 export function malformedNote(failures: readonly Pick<SecretFailure, 'code'>[]): string {
   return failures.some((x) => x.code === 'SEALED_MALFORMED')
-    ? ' or are malformed (SEALED_MALFORMED: not in the codec\'s format, or in a JSON document that is not JSON or holds a member name twice, which a rewrite would drop)'
+    ? ' or are malformed (SEALED_MALFORMED: not in the codec\'s format, or in a JSON document that is not JSON, is not UTF-8, or holds a member name twice, which a rewrite would change)'
     : '';
 }
 

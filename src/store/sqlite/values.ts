@@ -72,7 +72,8 @@ export function planTables(db: Db, inv: Inventory): SqliteTable[] {
  * rows are read), as the engine reads them (`SqliteTable` is their `RowShape`): [key, id as text, the value columns
  * (a value that is not text stands for a malformed one), the AAD columns
  * as text (as PostgreSQL's ::text gives them: an integer user id becomes
- * its digits)]. Nothing is copied or converted here.
+ * its digits)]. Nothing is copied or converted here, except that a JSON
+ * document whose bytes are not UTF-8 comes as those bytes (`notUtf8AsBytes`).
  */
 export function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRange = {}): Generator<unknown[][]> {
   const cols = t.columns.map((c) => quoteIdent(c.column));
@@ -89,6 +90,7 @@ export function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRa
   const lower = { first: range.from !== undefined ? `${t.key} >= ? AND ` : '', next: `${t.key} > ? AND ` };
   const [firstBatch, nextBatch, firstSizes, nextSizes] = [select(lower.first), select(lower.next), sizes(lower.first), sizes(lower.next)];
   const first = range.from !== undefined ? [range.from] : [];
+  const documents = t.columns.flatMap((c, k) => (c.json ? [{ at: t.first + k, bytes: db.prepare(`SELECT CAST(${quoteIdent(c.column)} AS BLOB) FROM ${quoteIdent(t.table)} WHERE ${t.key} = ?`).pluck().safeIntegers(true) }] : []));
   let after: unknown;
   for (;;) {
     const ahead = (after === undefined ? firstSizes.all(...first, ...below, batchSize) : nextSizes.all(after, ...below, batchSize)) as number[];
@@ -99,10 +101,26 @@ export function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRa
     if (rows.length === 0) return;
     const more = ahead.length === batchSize || n < ahead.length;
     after = rows[rows.length - 1][KEY_AT];
+    for (const d of documents) for (const row of rows) notUtf8AsBytes(row, d.at, d.bytes);
     // The consumer may empty the batch once done with it (so a large value does not stay while the next is read).
     yield rows;
     if (!more) return;
   }
+}
+
+/**
+ * A JSON document whose stored bytes are not UTF-8 is handed on as those
+ * bytes, not as the text the driver decoded (each invalid sequence as
+ * U+FFFD): the engine then takes it for a malformed value, and the rotation
+ * refuses its row before anything changes, where rewriting the document
+ * would have replaced those bytes outside its sealed values. Only a text
+ * holding U+FFFD is read again, as bytes, to tell.
+ */
+function notUtf8AsBytes(row: unknown[], at: number, bytes: { get(key: unknown): unknown }): void {
+  const v = row[at];
+  if (typeof v !== 'string' || !v.includes('\uFFFD')) return;
+  const stored = bytes.get(row[KEY_AT]);
+  if (Buffer.isBuffer(stored) && !stored.equals(Buffer.from(v, 'utf8'))) row[at] = stored;
 }
 
 /** Rows with a key at or above `from` and below `below` (either absent: unbounded). */
