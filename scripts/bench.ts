@@ -288,8 +288,8 @@ async function measure(o: BenchOptions, url: string, c: Client, progress: (s: st
     }
   }
   for (const method of o.methods) {
-    const { runs, baseline, sealed, staged, limit } = measuring.get(method)!;
-    let note = measuring.get(method)!.note;
+    const { runs, baseline, sealed, staged, limit, note: measuredNote } = measuring.get(method)!;
+    let note = measuredNote;
     if (staged.length) {
       const stage = median(staged.map((r) => r.stageSeconds));
       const swap = median(staged.map((r) => r.swapSeconds));
