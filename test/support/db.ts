@@ -16,13 +16,17 @@ export function databaseUrl(name: string): string {
   return u.toString();
 }
 
-/** Creates a new empty database and returns its URL. */
-export async function freshDatabase(prefix = 't'): Promise<string> {
+/**
+ * Creates a new empty database and returns its URL. With `encoding`, in
+ * that server encoding (from template0, C locale: e.g. `SQL_ASCII`, which
+ * stores whatever bytes it is given).
+ */
+export async function freshDatabase(prefix = 't', o: { encoding?: string } = {}): Promise<string> {
   const name = `${prefix}_${randomBytes(6).toString('hex')}`;
   const c = new Client({ connectionString: adminUrl() });
   await c.connect();
   try {
-    await c.query(`CREATE DATABASE "${name}"`);
+    await c.query(`CREATE DATABASE "${name}"${o.encoding ? ` TEMPLATE template0 ENCODING '${o.encoding}' LC_COLLATE 'C' LC_CTYPE 'C'` : ''}`);
   } finally {
     await c.end();
   }

@@ -66,7 +66,7 @@ import { META_SCHEMA } from './meta';
 import { stagingRight, updateRules } from './privileges';
 import { prepareBatches, writeBatches } from './reencrypt';
 import { Reader, Row, connectReader, copyBatches, cursorBatches, exportSnapshot } from './row-source';
-import { lockTables, rowLayout } from './statements';
+import { lockTables, rowLayout, valueText } from './statements';
 import { TablePlan, planInventory } from './tables';
 
 /** Staging INSERTs outstanding at once: one running on the server, the next queued to follow it at once. */
@@ -340,7 +340,7 @@ function literal(s: string): string {
 /** `id, value columns, AAD columns` as text, as `rowLayout` of an id-indexed plan lays a row out. */
 function selectList(plan: TablePlan, alias = ''): string {
   const a = alias ? `${alias}.` : '';
-  return [plan.idColumn, ...plan.columns.map((c) => c.column), ...plan.aadColumns].map((c) => `${a}${quoteIdent(c)}::text`).join(', ');
+  return [`${a}${quoteIdent(plan.idColumn)}::text`, ...plan.columns.map((c) => valueText(plan, c, alias)), ...plan.aadColumns.map((c) => `${a}${quoteIdent(c)}::text`)].join(', ');
 }
 
 /** The fields `selectList` reads. */

@@ -6,7 +6,7 @@
 import type { ClientBase } from 'pg';
 import { RowShape, rowShape } from '../../engine/rows';
 import { quoteIdent } from '../../inventory/inventory';
-import type { TablePlan } from './tables';
+import type { ColumnPlan, TablePlan } from './tables';
 
 /** Where things are in a row read by `selectSql`: the id, the ctid when writes use it, then the columns, then the AAD columns. */
 export interface PgRowShape extends RowShape {
@@ -18,9 +18,31 @@ export function rowLayout(plan: TablePlan): PgRowShape {
   return { ...rowShape(plan, 0, plan.idIndexed ? 1 : 2), idAt: 0, ...(plan.idIndexed ? {} : { ctid: 1 as const }) };
 }
 
+/**
+ * Text whose bytes are UTF-8 (RFC 3629: no overlong forms, surrogates or
+ * code points past U+10FFFF; PostgreSQL's text holds no NUL), as a
+ * regular expression that a SQL_ASCII database matches byte by byte.
+ */
+const UTF8_TEXT = '^([\\x01-\\x7f]|[\\xc2-\\xdf][\\x80-\\xbf]|\\xe0[\\xa0-\\xbf][\\x80-\\xbf]|[\\xe1-\\xec\\xee\\xef][\\x80-\\xbf]{2}|\\xed[\\x80-\\x9f][\\x80-\\xbf]|\\xf0[\\x90-\\xbf][\\x80-\\xbf]{2}|[\\xf1-\\xf3][\\x80-\\xbf]{3}|\\xf4[\\x80-\\x8f][\\x80-\\xbf]{2})*$';
+
+/**
+ * What a read selects of the value column `col` (`alias.` before it, when
+ * given): its text. In a SQL_ASCII database (`TablePlan.sqlAscii`) a JSON
+ * document whose bytes are not UTF-8 reads as the empty string instead,
+ * which no json or jsonb column can hold, so the engine takes it for a
+ * malformed document (SEALED_MALFORMED) and the rotation refuses its row
+ * before anything changes. Read as it is, such a document would fail the
+ * whole statement: the server checks what it sends a UTF-8 client
+ * ("invalid byte sequence for encoding UTF8"), naming no row.
+ */
+export function valueText(plan: TablePlan, col: ColumnPlan, alias = ''): string {
+  const x = `${alias ? `${alias}.` : ''}${quoteIdent(col.column)}::text`;
+  return plan.sqlAscii && col.json ? `CASE WHEN ${x} ~ '${UTF8_TEXT}' THEN ${x} ELSE '' END` : x;
+}
+
 /** Reads `id, [ctid,] col..., aad col...` (all as text) of every row holding at least one value. */
 export function selectSql(plan: TablePlan): string {
-  const cols = [...plan.columns.map((c) => c.column), ...plan.aadColumns].map((c) => `${quoteIdent(c)}::text`);
+  const cols = [...plan.columns.map((c) => valueText(plan, c)), ...plan.aadColumns.map((c) => `${quoteIdent(c)}::text`)];
   const notNull = plan.columns.map((c) => `${quoteIdent(c.column)} IS NOT NULL`).join(' OR ');
   const key = plan.idIndexed ? '' : 'ctid::text, ';
   return `SELECT ${quoteIdent(plan.idColumn)}::text, ${key}${cols.join(', ')} FROM ${quoteIdent(plan.table)} WHERE ${notNull}`;

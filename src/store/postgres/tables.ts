@@ -23,6 +23,12 @@ export interface TablePlan extends TableGroup {
   /** Whether a unique btree index is on the id column alone (then writes find rows by id, else by ctid). */
   readonly idIndexed: boolean;
   readonly columns: readonly ColumnPlan[];
+  /**
+   * The database's server encoding is SQL_ASCII: it stores whatever bytes
+   * it is given and hands them out as they are, so a text read may not be
+   * UTF-8 (see `valueText`).
+   */
+  readonly sqlAscii?: boolean;
 }
 
 const TEXT_TYPES = new Set(['text', 'character varying', 'character', 'varchar', 'bpchar']);
@@ -35,6 +41,12 @@ function baseType(type: string): string {
 /** Resolves the id and column types of every table from the catalog and checks them against the entries. */
 export async function planInventory(client: ClientBase, inv: Inventory): Promise<TablePlan[]> {
   const out: TablePlan[] = [];
+  let sqlAscii: boolean;
+  try {
+    sqlAscii = (await client.query<{ e: string }>("SELECT current_setting('server_encoding') AS e")).rows[0].e === 'SQL_ASCII';
+  } catch (e) {
+    throw translatePgError(e, 'reading the database encoding');
+  }
   for (const g of groupInventory(inv)) {
     const names = [g.idColumn, ...g.columns.map((c) => c.column), ...g.aadColumns];
     let rows: Array<{ attname: string; type: string; indexed: boolean }>;
@@ -68,7 +80,7 @@ export async function planInventory(client: ClientBase, inv: Inventory): Promise
     });
     g.aadColumns.forEach(typeOf);
     const idIndexed = rows.some((r) => r.attname === g.idColumn && r.indexed);
-    out.push({ table: g.table, idColumn: g.idColumn, idType, idIndexed, columns, aadColumns: g.aadColumns });
+    out.push({ table: g.table, idColumn: g.idColumn, idType, idIndexed, columns, aadColumns: g.aadColumns, ...(sqlAscii ? { sqlAscii } : {}) });
   }
   return out;
 }

@@ -55,7 +55,7 @@ import { ChangesWriter, DATABASE_FILE, copyDatabase, finishBackup } from './back
 import { storeCrypto } from './crypto';
 import { Db, sqliteModule } from './driver';
 import type { Flusher } from './flush';
-import { SqliteTable, batches, planTables } from './values';
+import { SqliteTable, batches, notUtf8Documents, planTables } from './values';
 
 export const STAGING_SCHEMA = 'mk_staging';
 
@@ -618,9 +618,11 @@ export async function cutOverSqlite(db: Db, r: Rotation, token: Token, flusher?:
         .safeIntegers(true);
       const write = db.prepare(`UPDATE ${quoteIdent(t.table)} SET ${t.columns.map((c) => `${quoteIdent(c.column)} = coalesce(?, ${quoteIdent(c.column)})`).join(', ')} WHERE ${t.key} = ?`);
       const width = t.first + t.columns.length + t.aadColumns.length;
+      const documentsAsStored = notUtf8Documents(db, t);
       let stagedChanged = 0;
       for (let at = 0; at < left.length; at += batchSize) {
         const rows = left.slice(at, at + batchSize).map((k) => one.get(k) as unknown[]);
+        documentsAsStored(rows);
         // The backup: each row's values as they are at the lock (the copy held the staged old texts, or nothing for a row not staged).
         if (changes) for (const row of rows) backUpChanged(changes, t, row, width);
         // What was staged for these rows is not swapped in: out of the expected digest and counts.

@@ -90,7 +90,7 @@ export function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRa
   const lower = { first: range.from !== undefined ? `${t.key} >= ? AND ` : '', next: `${t.key} > ? AND ` };
   const [firstBatch, nextBatch, firstSizes, nextSizes] = [select(lower.first), select(lower.next), sizes(lower.first), sizes(lower.next)];
   const first = range.from !== undefined ? [range.from] : [];
-  const documents = t.columns.flatMap((c, k) => (c.json ? [{ at: t.first + k, bytes: db.prepare(`SELECT CAST(${quoteIdent(c.column)} AS BLOB) FROM ${quoteIdent(t.table)} WHERE ${t.key} = ?`).pluck().safeIntegers(true) }] : []));
+  const documentsAsStored = notUtf8Documents(db, t);
   let after: unknown;
   for (;;) {
     const ahead = (after === undefined ? firstSizes.all(...first, ...below, batchSize) : nextSizes.all(after, ...below, batchSize)) as number[];
@@ -101,7 +101,7 @@ export function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRa
     if (rows.length === 0) return;
     const more = ahead.length === batchSize || n < ahead.length;
     after = rows[rows.length - 1][KEY_AT];
-    for (const d of documents) for (const row of rows) notUtf8AsBytes(row, d.at, d.bytes);
+    documentsAsStored(rows);
     // The consumer may empty the batch once done with it (so a large value does not stay while the next is read).
     yield rows;
     if (!more) return;
@@ -109,13 +109,22 @@ export function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRa
 }
 
 /**
- * A JSON document whose stored bytes are not UTF-8 is handed on as those
- * bytes, not as the text the driver decoded (each invalid sequence as
- * U+FFFD): the engine then takes it for a malformed value, and the rotation
- * refuses its row before anything changes, where rewriting the document
- * would have replaced those bytes outside its sealed values. Only a text
- * holding U+FFFD is read again, as bytes, to tell.
+ * For rows of `t` read with its key first (as `batches` reads them, or a
+ * row by key as the cut-over does): a JSON document whose stored bytes are
+ * not UTF-8 is handed on as those bytes, not as the text the driver decoded
+ * (each invalid sequence as U+FFFD): the engine then takes it for a
+ * malformed value, and the rotation refuses its row before anything
+ * changes, where rewriting the document would have replaced those bytes
+ * outside its sealed values. Only a text holding U+FFFD is read again, as
+ * bytes, to tell.
  */
+export function notUtf8Documents(db: Db, t: SqliteTable): (rows: unknown[][]) => void {
+  const documents = t.columns.flatMap((c, k) => (c.json ? [{ at: t.first + k, bytes: db.prepare(`SELECT CAST(${quoteIdent(c.column)} AS BLOB) FROM ${quoteIdent(t.table)} WHERE ${t.key} = ?`).pluck().safeIntegers(true) }] : []));
+  return (rows) => {
+    for (const d of documents) for (const row of rows) notUtf8AsBytes(row, d.at, d.bytes);
+  };
+}
+
 function notUtf8AsBytes(row: unknown[], at: number, bytes: { get(key: unknown): unknown }): void {
   const v = row[at];
   if (typeof v !== 'string' || !v.includes('\uFFFD')) return;
