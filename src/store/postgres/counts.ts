@@ -8,6 +8,7 @@
  */
 import type { ClientBase } from 'pg';
 import { ColumnPlan, TablePlan, planInventory } from './tables';
+import { holdsValue } from './statements';
 import { Inventory, InventoryEntry, quoteIdent } from '../../inventory/inventory';
 import { CountTally, InventoryCounts } from '../store';
 
@@ -71,7 +72,7 @@ export async function countInventory(c: ClientBase, inv: Inventory): Promise<Inv
     const r = await c.query<Record<string, string>>(
       `SELECT count(*)::text AS rows, coalesce(sum(${cols.map((q) => `coalesce(octet_length(${q}::text), 0)`).join(' + ')}), 0)::text AS bytes
               ${plain.map((col, i) => `, count(${quoteIdent(col.column)})::text AS n${i}`).join('')}
-         FROM ${quoteIdent(t.table)} WHERE ${cols.map((q) => `${q} IS NOT NULL`).join(' OR ')}`,
+         FROM ${quoteIdent(t.table)} WHERE ${holdsValue(t)}`,
     );
     tally.addRows(Number(r.rows[0].rows), Number(r.rows[0].bytes));
     plain.forEach((col, i) => tally.addValues(col.entries[0].kind, Number(r.rows[0][`n${i}`])));

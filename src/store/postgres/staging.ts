@@ -66,7 +66,7 @@ import { META_SCHEMA } from './meta';
 import { stagingRight, updateRules } from './privileges';
 import { prepareBatches, writeBatches } from './reencrypt';
 import { Reader, Row, connectReader, copyBatches, cursorBatches, exportSnapshot } from './row-source';
-import { lockTables, rowLayout, valueText } from './statements';
+import { holdsValue, lockTables, rowLayout, valueColumns } from './statements';
 import { TablePlan, planInventory } from './tables';
 
 /** Staging INSERTs outstanding at once: one running on the server, the next queued to follow it at once. */
@@ -261,7 +261,7 @@ export async function sealAheadPostgres(c: Client, url: string, s: SealAhead): P
         ];
         return { ...counts, params };
       };
-      const read = teed(withinBudget(copyBatches(reader, `SELECT ${selectList(plan)}, xmin::text FROM ${quoteIdent(plan.table)} WHERE ${notNull(plan)}`, batchSize), budget, textIn), plan, tee);
+      const read = teed(withinBudget(copyBatches(reader, `SELECT ${selectList(plan)}, xmin::text FROM ${quoteIdent(plan.table)} WHERE ${holdsValue(plan)}`, batchSize), budget, textIn), plan, tee);
       const staged = (b: StagingBatch) => {
         (b.fields ?? b.params ?? []).length = 0;
         rows += b.n;
@@ -339,18 +339,12 @@ function literal(s: string): string {
 
 /** `id, value columns, AAD columns` as text, as `rowLayout` of an id-indexed plan lays a row out. */
 function selectList(plan: TablePlan, alias = ''): string {
-  const a = alias ? `${alias}.` : '';
-  return [`${a}${quoteIdent(plan.idColumn)}::text`, ...plan.columns.map((c) => valueText(plan, c, alias)), ...plan.aadColumns.map((c) => `${a}${quoteIdent(c)}::text`)].join(', ');
+  return `${alias ? `${alias}.` : ''}${quoteIdent(plan.idColumn)}::text, ${valueColumns(plan, alias)}`;
 }
 
 /** The fields `selectList` reads. */
 function selectWidth(plan: TablePlan): number {
   return 1 + plan.columns.length + plan.aadColumns.length;
-}
-
-function notNull(plan: TablePlan, alias = ''): string {
-  const a = alias ? `${alias}.` : '';
-  return `(${plan.columns.map((c) => `${a}${quoteIdent(c.column)} IS NOT NULL`).join(' OR ')})`;
 }
 
 /**
@@ -434,7 +428,7 @@ export async function cutOver(c: Client, r: Rotation, token: Token, sink: Backup
       //    staged entry, if any, comes along (its id, new texts and additional data) and is not swapped in.
       const since = `SELECT ${selectList(plan, 't')}, s.id::text, ${[...news, ...aads, ...held].map((x) => `s.${x}`).join(', ')}
                        FROM ${quoteIdent(plan.table)} t LEFT JOIN ${qualified(t.name)} s ON s.id = t.${quoteIdent(plan.idColumn)}
-                      WHERE ${notNull(plan, 't')} AND age(t.xmin) <= age('${token.xmin}'::xid)
+                      WHERE ${holdsValue(plan, 't')} AND age(t.xmin) <= age('${token.xmin}'::xid)
                         AND NOT (s.id IS NOT NULL AND ${sameVersion})`;
       // The bulk made ahead held a value at a column of a row when the row was staged as holding one there.
       const heldAhead = ahead ? (row: Row, i: number) => row[width] !== null && row[heldAt + i] !== null : undefined;
@@ -495,7 +489,7 @@ export async function cutOver(c: Client, r: Rotation, token: Token, sink: Backup
       const deleted = t.rows - swapped - changedStaged;
       if (deleted > 0) {
         const gone = `SELECT s.id::text, ${[...news, ...aads, ...held].map((x) => `s.${x}`).join(', ')} FROM ${qualified(t.name)} s
-                       WHERE NOT EXISTS (SELECT 1 FROM ${quoteIdent(plan.table)} t WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${notNull(plan, 't')})`;
+                       WHERE NOT EXISTS (SELECT 1 FROM ${quoteIdent(plan.table)} t WHERE t.${quoteIdent(plan.idColumn)} = s.id AND ${holdsValue(plan, 't')})`;
         const heldFrom = 1 + news.length + aads.length;
         let found = 0;
         for await (const batch of copyBatches(c, gone, batchSize)) {

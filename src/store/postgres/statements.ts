@@ -40,12 +40,22 @@ export function valueText(plan: TablePlan, col: ColumnPlan, alias = ''): string 
   return plan.sqlAscii && col.json ? `CASE WHEN ${x} ~ '${UTF8_TEXT}' THEN ${x} ELSE '' END` : x;
 }
 
+/** `col..., aad col...` as a read selects them (`valueText`, the additional data as text), `alias.` before each when given: what `rowLayout` puts after the id (and ctid). */
+export function valueColumns(plan: TablePlan, alias = ''): string {
+  const a = alias ? `${alias}.` : '';
+  return [...plan.columns.map((c) => valueText(plan, c, alias)), ...plan.aadColumns.map((c) => `${a}${quoteIdent(c)}::text`)].join(', ');
+}
+
+/** The row (`alias.`, when given) holds at least one value. */
+export function holdsValue(plan: TablePlan, alias = ''): string {
+  const a = alias ? `${alias}.` : '';
+  return `(${plan.columns.map((c) => `${a}${quoteIdent(c.column)} IS NOT NULL`).join(' OR ')})`;
+}
+
 /** Reads `id, [ctid,] col..., aad col...` (all as text) of every row holding at least one value. */
 export function selectSql(plan: TablePlan): string {
-  const cols = [...plan.columns.map((c) => valueText(plan, c)), ...plan.aadColumns.map((c) => `${quoteIdent(c)}::text`)];
-  const notNull = plan.columns.map((c) => `${quoteIdent(c.column)} IS NOT NULL`).join(' OR ');
   const key = plan.idIndexed ? '' : 'ctid::text, ';
-  return `SELECT ${quoteIdent(plan.idColumn)}::text, ${key}${cols.join(', ')} FROM ${quoteIdent(plan.table)} WHERE ${notNull}`;
+  return `SELECT ${quoteIdent(plan.idColumn)}::text, ${key}${valueColumns(plan)} FROM ${quoteIdent(plan.table)} WHERE ${holdsValue(plan)}`;
 }
 
 /**

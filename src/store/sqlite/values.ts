@@ -73,7 +73,7 @@ export function planTables(db: Db, inv: Inventory): SqliteTable[] {
  * (a value that is not text stands for a malformed one), the AAD columns
  * as text (as PostgreSQL's ::text gives them: an integer user id becomes
  * its digits)]. Nothing is copied or converted here, except that a JSON
- * document whose bytes are not UTF-8 comes as those bytes (`notUtf8AsBytes`).
+ * document whose bytes are not UTF-8 comes as those bytes (`notUtf8Documents`).
  */
 export function* batches(db: Db, t: SqliteTable, batchSize: number, range: KeyRange = {}): Generator<unknown[][]> {
   const cols = t.columns.map((c) => quoteIdent(c.column));
